@@ -153,7 +153,9 @@ ENGINE = AssetKind(
         Metric("mach", "Mach", 0.0, 1.2, "operating setting 2: Mach number"),
         Metric("tra_pct", "%", 0.0, 120.0, "operating setting 3: throttle resolver angle"),
         *(Metric(n, u, lo, hi, d) for n, u, lo, hi, d in _CMAPSS_SENSORS),
-        Metric("flight_cycles", "cycles", 0.0, 1_000_000.0, "cycles since renewal", cumulative=True),
+        Metric(
+            "flight_cycles", "cycles", 0.0, 1_000_000.0, "cycles since renewal", cumulative=True
+        ),
     ),
     components=(
         Component(

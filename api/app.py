@@ -1,0 +1,42 @@
+"""The FastAPI app factory: the pool opens in the lifespan; one error handler renders errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers, install_fallback_handlers
+from api.routes import devices, fleet, health
+from fleetcare.db import open_pool
+from fleetcare.settings import Settings
+
+
+def create_app(settings: Settings, database_url: str) -> FastAPI:
+    """Build the app for ``database_url``; the pool is opened on startup and closed on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = open_pool(database_url, settings, name="api")
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            pool.close()
+
+    app = FastAPI(
+        title="fleetcare",
+        version="0.1.0",
+        description="Predictive maintenance as a subscription. Authenticate with "
+        "`Authorization: Bearer <API key>`; customer keys see only their own customer.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database_url = database_url
+    install_error_handlers(app)
+    install_fallback_handlers(app)
+    app.include_router(health.router)
+    app.include_router(fleet.router)
+    app.include_router(devices.router)
+    return app

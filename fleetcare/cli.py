@@ -1,0 +1,226 @@
+"""The ``fleetcare`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from fleetcare import migrate as migrations
+from fleetcare.errors import FleetcareError
+from fleetcare.logs import setup_logging
+from fleetcare.settings import Settings, load_settings
+
+log = logging.getLogger("fleetcare")
+
+app = typer.Typer(
+    name="fleetcare",
+    help="Predictive maintenance as a subscription. `fleetcare up` runs the whole loop.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a one-line error and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except Exception as exc:  # pydantic's message names the bad variable
+        raise fail(f"bad configuration: {exc}") from exc
+    setup_logging(settings.log_level)
+    return settings
+
+
+def _database_url(settings: Settings) -> tuple[str, Any]:
+    """The database to use for a one-shot command, and the context that keeps it up."""
+    from fleetcare.services import running_services
+
+    ctx = running_services(settings, need_broker=False)
+    services = ctx.__enter__()
+    return services.database_url, ctx
+
+
+@app.command()
+def migrate(
+    status: Annotated[
+        bool, typer.Option("--status", help="show what is applied; change nothing")
+    ] = False,
+    storage: Annotated[
+        str, typer.Option(help="auto | timescaledb | postgres (first run only)")
+    ] = "auto",
+) -> None:
+    """Apply pending migrations (TimescaleDB when available), then sync the metric catalogue."""
+    if storage not in ("auto", "timescaledb", "postgres"):
+        raise fail("--storage is one of auto, timescaledb, postgres")
+    settings = _settings()
+    url, ctx = _database_url(settings)
+    try:
+        if status:
+            st = migrations.status(url)
+            typer.echo(f"storage path: {st.storage or 'not chosen yet (nothing applied)'}")
+            for a in st.applied:
+                flag = "" if a.complete else "  (partial: finishes on the next run)"
+                typer.echo(
+                    f"applied  {a.name}  {a.applied_at:%Y-%m-%d %H:%M:%S}  {a.checksum[:12]}{flag}"
+                )
+            for name in st.pending:
+                typer.echo(f"pending  {name}")
+            for name in st.edited:
+                typer.echo(f"EDITED   {name}  (changed after it was applied)")
+            for name in st.missing:
+                typer.echo(f"MISSING  {name}  (applied but no longer on disk)")
+            typer.echo("current" if st.current else "not current")
+            return
+        chosen, applied = apply_and_sync(url, storage)  # type: ignore[arg-type]
+        typer.echo(
+            f"storage path: {chosen}; applied {len(applied)} migration(s)"
+            + (f": {', '.join(applied)}" if applied else "")
+        )
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def apply_and_sync(
+    url: str, storage: migrations.StorageChoice = "auto"
+) -> tuple[migrations.Storage, list[str]]:
+    """Apply migrations and copy the asset kinds into the catalogue."""
+    from fleetcare.db import connect
+    from fleetcare.fleet.repository import sync_catalogue
+
+    chosen, applied = migrations.apply_migrations(url, storage_choice=storage)
+    with connect(url) as conn, conn.transaction():
+        sync_catalogue(conn)
+    return chosen, applied
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+) -> None:
+    """Serve the REST API and dashboard (one stateless worker; run several behind a proxy)."""
+    import uvicorn
+
+    from api.app import create_app
+    from fleetcare.services import exit_on_sigterm
+
+    settings = _settings()
+    exit_on_sigterm()
+    url, ctx = _database_url(settings)
+    try:
+        application = create_app(settings, url)
+        uvicorn.run(
+            application,
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+@keys_app.command("create")
+def keys_create(
+    customer: Annotated[
+        str | None, typer.Option(help="customer slug or id; omit with --operator")
+    ] = None,
+    operator: Annotated[
+        bool, typer.Option("--operator", help="an operator key (sees all)")
+    ] = False,
+    role: Annotated[str, typer.Option(help="customer | technician")] = "customer",
+    name: Annotated[str, typer.Option(help="a label for the key")] = "",
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from fleetcare.db import connect
+    from fleetcare.fleet import repository as fleet_repo
+    from fleetcare.fleet import service as fleet
+    from fleetcare.fleet.schemas import Customer
+
+    if operator == (customer is not None):
+        raise fail("give either --customer SLUG or --operator")
+    if not operator and role not in ("customer", "technician"):
+        raise fail("--role is customer or technician")
+    settings = _settings()
+    url, ctx = _database_url(settings)
+    try:
+        with connect(url) as conn:
+            customer_id: int | None = None
+            if customer is not None:
+                found = (
+                    fleet_repo.fetch_one(conn, "customers", Customer, int(customer), scope=None)
+                    if customer.isdigit()
+                    else fleet_repo.find_customer_by_slug(conn, customer)
+                )
+                if found is None or found.retired_at is not None:
+                    raise fail(f"no live customer {customer!r}")
+                customer_id = found.id
+            key = fleet.issue_api_key(
+                conn, role="operator" if operator else role, customer_id=customer_id, name=name
+            )
+        typer.echo(key.key)
+        typer.echo(f"(key {key.id}, role {key.role}; shown once, store it now)", err=True)
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+@app.command()
+def up(
+    port: Annotated[int | None, typer.Option(help="API port")] = None,
+    host: Annotated[str | None, typer.Option(help="API bind address")] = None,
+) -> None:
+    """Run everything on this machine: services, migrations, demo data, the API.
+
+    Uses FLEETCARE_DATABASE_URL / FLEETCARE_MQTT_URL when set; otherwise the local
+    PostgreSQL and our own no-drop Mosquitto, or embedded ones. Ctrl-C or SIGTERM stops
+    everything it started.
+    """
+    import uvicorn
+
+    from api.app import create_app
+    from fleetcare.demo import seed_demo
+    from fleetcare.services import exit_on_sigterm, running_services
+
+    settings = _settings()
+    exit_on_sigterm()
+    try:
+        with running_services(settings) as services:
+            typer.echo(f"fleetcare: {services.describe()}")
+            chosen, applied = apply_and_sync(services.database_url)
+            typer.echo(f"fleetcare: storage path {chosen}; {len(applied)} migration(s) applied")
+            demo = seed_demo(services.database_url, settings.data_dir) if settings.demo else None
+            bind_host, bind_port = host or settings.api_host, port or settings.api_port
+            base = f"http://{bind_host}:{bind_port}"
+            typer.echo(f"fleetcare: API on {base}  (docs {base}/docs, health {base}/healthz)")
+            if demo:
+                typer.echo(f"fleetcare: demo keys in {demo}")
+            application = create_app(settings, services.database_url)
+            uvicorn.run(
+                application, host=bind_host, port=bind_port, log_level=settings.log_level.lower()
+            )
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    except KeyboardInterrupt:
+        pass
+    typer.echo("fleetcare: stopped")
+
+
+def main() -> None:
+    """Entry point for ``python -m fleetcare``."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

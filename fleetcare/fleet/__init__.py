@@ -1,0 +1,1 @@
+"""The fleet registry: customers, API keys, sites, assets and the metric catalogue."""

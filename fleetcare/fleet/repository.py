@@ -1,0 +1,122 @@
+"""All SQL of the fleet registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from fleetcare.fleet.schemas import ApiKey, Asset, Customer, MetricRecord, Site
+from fleetcare.kinds import KINDS
+from fleetcare.repository import fetch_one, fetch_page, insert_row, update_row
+
+Conn = Connection[Any]
+
+__all__ = ["fetch_one", "fetch_page", "insert_row", "update_row"]
+
+
+def sync_catalogue(conn: Conn) -> int:
+    """Copy the asset kinds and their metrics from fleetcare.kinds into the database."""
+    changed = 0
+    for kind in KINDS.values():
+        cur = conn.execute(
+            """
+            INSERT INTO asset_kinds (name, life_unit, usage_metric, failure, typical_life)
+            VALUES (%s, %s, %s, %s, %s)
+            ON CONFLICT (name) DO UPDATE SET life_unit = EXCLUDED.life_unit,
+                usage_metric = EXCLUDED.usage_metric, failure = EXCLUDED.failure,
+                typical_life = EXCLUDED.typical_life
+            """,
+            (kind.name, kind.life_unit, kind.usage_metric, kind.failure, kind.typical_life),
+        )
+        changed += cur.rowcount
+        for m in kind.metrics:
+            cur = conn.execute(
+                """
+                INSERT INTO metrics (kind, name, unit, low, high, cumulative, description)
+                VALUES (%s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (kind, name) DO UPDATE SET unit = EXCLUDED.unit,
+                    low = EXCLUDED.low, high = EXCLUDED.high,
+                    cumulative = EXCLUDED.cumulative, description = EXCLUDED.description
+                """,
+                (kind.name, m.name, m.unit, m.low, m.high, m.cumulative, m.description),
+            )
+            changed += cur.rowcount
+    return changed
+
+
+def list_metrics(conn: Conn, kind: str | None = None) -> list[MetricRecord]:
+    """The metric catalogue, optionally of one kind."""
+    with conn.cursor(row_factory=class_row(MetricRecord)) as cur:
+        return cur.execute(
+            "SELECT id, kind, name, unit, low, high, cumulative FROM metrics"
+            " WHERE %(kind)s::text IS NULL OR kind = %(kind)s ORDER BY id",
+            {"kind": kind},
+        ).fetchall()
+
+
+def find_api_key(conn: Conn, key_hash: bytes) -> ApiKey | None:
+    """The live (not revoked) key with this hash, of a live customer."""
+    with conn.cursor(row_factory=class_row(ApiKey)) as cur:
+        return cur.execute(
+            """
+            SELECT k.id, k.prefix, k.role, k.customer_id, k.name, k.created_at, k.revoked_at
+              FROM api_keys k LEFT JOIN customers c ON c.id = k.customer_id
+             WHERE k.key_hash = %s AND k.revoked_at IS NULL AND c.retired_at IS NULL
+            """,
+            (key_hash,),
+        ).fetchone()
+
+
+def insert_api_key(
+    conn: Conn, *, key_hash: bytes, prefix: str, role: str, customer_id: int | None, name: str
+) -> ApiKey:
+    """Store a new key (its hash only)."""
+    with conn.cursor(row_factory=class_row(ApiKey)) as cur:
+        row = cur.execute(
+            """
+            INSERT INTO api_keys (key_hash, prefix, role, customer_id, name)
+            VALUES (%s, %s, %s, %s, %s)
+            RETURNING id, prefix, role, customer_id, name, created_at, revoked_at
+            """,
+            (key_hash, prefix, role, customer_id, name),
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def count_operator_keys(conn: Conn) -> int:
+    """How many live operator keys exist."""
+    row = conn.execute(
+        "SELECT count(*) FROM api_keys WHERE role = 'operator' AND revoked_at IS NULL"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def find_customer_by_slug(conn: Conn, slug: str) -> Customer | None:
+    """The customer with this slug (retired ones included)."""
+    with conn.cursor(row_factory=class_row(Customer)) as cur:
+        return cur.execute("SELECT * FROM customers WHERE slug = %s", (slug,)).fetchone()
+
+
+def find_site_by_ref(conn: Conn, customer_id: int, ref: str) -> Site | None:
+    """The customer's site with this reference."""
+    with conn.cursor(row_factory=class_row(Site)) as cur:
+        return cur.execute(
+            "SELECT * FROM sites WHERE customer_id = %s AND ref = %s", (customer_id, ref)
+        ).fetchone()
+
+
+def find_asset_by_ref(conn: Conn, customer_id: int, ref: str) -> Asset | None:
+    """The customer's asset with this reference."""
+    with conn.cursor(row_factory=class_row(Asset)) as cur:
+        return cur.execute(
+            "SELECT * FROM assets WHERE customer_id = %s AND ref = %s", (customer_id, ref)
+        ).fetchone()
+
+
+def jsonb(value: dict[str, Any]) -> Jsonb:
+    """Wrap a dict for a jsonb column."""
+    return Jsonb(value)

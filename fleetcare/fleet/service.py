@@ -1,0 +1,414 @@
+"""Logic of the fleet registry: scoping, keys, creation rules. No SQL text, no HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import Connection
+
+from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from fleetcare.fleet import repository as repo
+from fleetcare.fleet.schemas import (
+    ApiKey,
+    ApiKeyCreate,
+    Asset,
+    AssetCreate,
+    AssetUpdate,
+    Customer,
+    CustomerCreate,
+    CustomerUpdate,
+    NewApiKey,
+    Principal,
+    Site,
+    SiteCreate,
+    SiteUpdate,
+)
+
+Conn = Connection[Any]
+R = TypeVar("R")
+
+KEY_PREFIX = "fc_"
+
+
+@contextmanager
+def translate_integrity_errors(what: str) -> Iterator[None]:
+    """Turn unique and foreign-key violations into domain errors (inside a savepoint)."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as exc:
+        raise Conflict(f"{what} already exists ({_constraint(exc)})") from exc
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise Invalid(
+            f"{what} refers to something that does not exist ({_constraint(exc)})"
+        ) from exc
+    except psycopg.errors.CheckViolation as exc:
+        raise Invalid(f"{what} breaks a rule ({_constraint(exc)})") from exc
+
+
+def _constraint(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    return diag.constraint_name or diag.message_primary or "constraint"
+
+
+def hash_api_key(key: str) -> bytes:
+    """The stored form of an API key."""
+    return hashlib.sha256(key.encode()).digest()
+
+
+def authenticate(conn: Conn, key: str | None) -> Principal:
+    """The principal an API key stands for; Unauthorized when it is missing or not live."""
+    if not key:
+        raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
+    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+        raise Unauthorized("that is not a fleetcare API key")
+    record = repo.find_api_key(conn, hash_api_key(key))
+    if record is None:
+        raise Unauthorized("unknown or revoked API key")
+    return Principal(key_id=record.id, role=record.role, customer_id=record.customer_id)
+
+
+def require_operator(principal: Principal) -> None:
+    """Forbidden unless the caller is the operator."""
+    if principal.role != "operator":
+        raise Forbidden("only the operator may do this")
+
+
+def owner_for(principal: Principal, requested: int | None) -> int:
+    """The customer a new object belongs to: the caller's own, or the operator's choice."""
+    if principal.scope is not None:
+        if requested is not None and requested != principal.scope:
+            # Naming another customer is the same as naming one that does not exist.
+            raise NotFound(f"customer {requested} not found")
+        return principal.scope
+    if requested is None:
+        raise Invalid("customer_id is required for operator keys")
+    return requested
+
+
+def _get(
+    conn: Conn,
+    principal: Principal,
+    table: str,
+    row_type: type[R],
+    row_id: int,
+    label: str,
+    *,
+    scope_column: str = "customer_id",
+    for_update: bool = False,
+) -> R:
+    row = repo.fetch_one(
+        conn,
+        table,
+        row_type,
+        row_id,
+        scope_column=scope_column,
+        scope=principal.scope,
+        for_update=for_update,
+    )
+    if row is None:
+        raise NotFound(f"{label} {row_id} not found")
+    return row
+
+
+# --- customers -----------------------------------------------------------------------------
+
+
+def create_customer(conn: Conn, principal: Principal, body: CustomerCreate) -> Customer:
+    """Create a customer (operator only)."""
+    require_operator(principal)
+    with translate_integrity_errors(f"customer {body.slug!r}"), conn.transaction():
+        return repo.insert_row(conn, "customers", Customer, body.model_dump())
+
+
+def get_customer(conn: Conn, principal: Principal, customer_id: int) -> Customer:
+    """A customer the caller may see: the operator any, a customer key only its own."""
+    return _get(conn, principal, "customers", Customer, customer_id, "customer", scope_column="id")
+
+
+def list_customers(
+    conn: Conn,
+    principal: Principal,
+    *,
+    after: int | None,
+    limit: int,
+    include_retired: bool = False,
+) -> tuple[list[Customer], int | None]:
+    """Customers visible to the caller, one page."""
+    return repo.fetch_page(
+        conn,
+        "customers",
+        Customer,
+        scope_column="id",
+        scope=principal.scope,
+        include_retired=include_retired,
+        after=after,
+        limit=limit,
+    )
+
+
+def update_customer(
+    conn: Conn, principal: Principal, customer_id: int, body: CustomerUpdate
+) -> Customer:
+    """Change a customer's name or currency (operator only)."""
+    require_operator(principal)
+    current = _get(
+        conn,
+        principal,
+        "customers",
+        Customer,
+        customer_id,
+        "customer",
+        scope_column="id",
+        for_update=True,
+    )
+    values = body.model_dump(exclude_unset=True, exclude_none=True)
+    return repo.update_row(conn, "customers", Customer, current.id, values) or current
+
+
+def retire_customer(conn: Conn, principal: Principal, customer_id: int) -> Customer:
+    """Retire a customer: its keys stop working; its history stays."""
+    require_operator(principal)
+    current = _get(
+        conn,
+        principal,
+        "customers",
+        Customer,
+        customer_id,
+        "customer",
+        scope_column="id",
+        for_update=True,
+    )
+    if current.retired_at is not None:
+        return current
+    row = repo.update_row(
+        conn, "customers", Customer, current.id, {}, extra_sets=["retired_at = now()"]
+    )
+    assert row is not None
+    return row
+
+
+# --- sites -----------------------------------------------------------------------------------
+
+
+def create_site(conn: Conn, principal: Principal, body: SiteCreate) -> Site:
+    """Create a site for the caller's customer (or the operator's choice)."""
+    owner = owner_for(principal, body.customer_id)
+    get_customer(conn, principal, owner) if principal.scope is None else None
+    values = body.model_dump(exclude={"customer_id"}) | {"customer_id": owner}
+    with translate_integrity_errors(f"site {body.ref!r}"), conn.transaction():
+        return repo.insert_row(conn, "sites", Site, values)
+
+
+def get_site(conn: Conn, principal: Principal, site_id: int) -> Site:
+    """A site the caller may see."""
+    return _get(conn, principal, "sites", Site, site_id, "site")
+
+
+def list_sites(
+    conn: Conn,
+    principal: Principal,
+    *,
+    customer_id: int | None,
+    after: int | None,
+    limit: int,
+    include_retired: bool = False,
+) -> tuple[list[Site], int | None]:
+    """Sites visible to the caller, one page."""
+    return repo.fetch_page(
+        conn,
+        "sites",
+        Site,
+        scope=principal.scope,
+        filters={"customer_id": customer_id},
+        include_retired=include_retired,
+        after=after,
+        limit=limit,
+    )
+
+
+def update_site(conn: Conn, principal: Principal, site_id: int, body: SiteUpdate) -> Site:
+    """Change a site's name, region or position."""
+    current = _get(conn, principal, "sites", Site, site_id, "site", for_update=True)
+    values = body.model_dump(exclude_unset=True)
+    if "name" in values and values["name"] is None:
+        raise Invalid("name cannot be null")
+    return repo.update_row(conn, "sites", Site, current.id, values) or current
+
+
+def retire_site(conn: Conn, principal: Principal, site_id: int) -> Site:
+    """Retire a site; its assets keep their history."""
+    current = _get(conn, principal, "sites", Site, site_id, "site", for_update=True)
+    if current.retired_at is not None:
+        return current
+    row = repo.update_row(conn, "sites", Site, current.id, {}, extra_sets=["retired_at = now()"])
+    assert row is not None
+    return row
+
+
+# --- assets ----------------------------------------------------------------------------------
+
+
+def _check_site(conn: Conn, principal: Principal, owner: int, site_id: int | None) -> None:
+    if site_id is None:
+        return
+    site = repo.fetch_one(conn, "sites", Site, site_id, scope=principal.scope)
+    if site is None or site.customer_id != owner:
+        raise NotFound(f"site {site_id} not found")
+    if site.retired_at is not None:
+        raise Invalid(f"site {site_id} is retired")
+
+
+def create_asset(conn: Conn, principal: Principal, body: AssetCreate) -> Asset:
+    """Register an asset of a known kind for the caller's customer."""
+    owner = owner_for(principal, body.customer_id)
+    if principal.scope is None:
+        get_customer(conn, principal, owner)
+    _check_site(conn, principal, owner, body.site_id)
+    values: dict[str, Any] = {
+        "customer_id": owner,
+        "site_id": body.site_id,
+        "kind": body.kind,
+        "ref": body.ref,
+        "attributes": repo.jsonb(body.attributes),
+    }
+    if body.installed_at is not None:
+        if body.installed_at.tzinfo is None:
+            raise Invalid("installed_at needs a time zone (e.g. 2026-11-26T10:00:00Z)")
+        values["installed_at"] = body.installed_at
+        values["renewed_at"] = body.installed_at
+    with translate_integrity_errors(f"asset {body.ref!r}"), conn.transaction():
+        return repo.insert_row(conn, "assets", Asset, values)
+
+
+def get_asset(conn: Conn, principal: Principal, asset_id: int) -> Asset:
+    """An asset the caller may see."""
+    return _get(conn, principal, "assets", Asset, asset_id, "asset")
+
+
+def list_assets(
+    conn: Conn,
+    principal: Principal,
+    *,
+    customer_id: int | None,
+    site_id: int | None,
+    kind: str | None,
+    ref: str | None,
+    after: int | None,
+    limit: int,
+    include_retired: bool = False,
+) -> tuple[list[Asset], int | None]:
+    """Assets visible to the caller, filtered, one page."""
+    filters = {"customer_id": customer_id, "site_id": site_id, "kind": kind, "ref": ref}
+    return repo.fetch_page(
+        conn,
+        "assets",
+        Asset,
+        scope=principal.scope,
+        filters=filters,
+        include_retired=include_retired,
+        after=after,
+        limit=limit,
+    )
+
+
+def update_asset(conn: Conn, principal: Principal, asset_id: int, body: AssetUpdate) -> Asset:
+    """Move an asset to another site of its customer, or change its attributes."""
+    current = _get(conn, principal, "assets", Asset, asset_id, "asset", for_update=True)
+    values: dict[str, Any] = {}
+    if "site_id" in body.model_fields_set:
+        _check_site(conn, principal, current.customer_id, body.site_id)
+        values["site_id"] = body.site_id
+    if body.attributes is not None:
+        values["attributes"] = repo.jsonb(body.attributes)
+    return repo.update_row(conn, "assets", Asset, current.id, values) or current
+
+
+def retire_asset(conn: Conn, principal: Principal, asset_id: int) -> Asset:
+    """Retire an asset: no more telemetry is accepted for it; history stays."""
+    current = _get(conn, principal, "assets", Asset, asset_id, "asset", for_update=True)
+    if current.retired_at is not None:
+        return current
+    row = repo.update_row(conn, "assets", Asset, current.id, {}, extra_sets=["retired_at = now()"])
+    assert row is not None
+    return row
+
+
+# --- API keys --------------------------------------------------------------------------------
+
+
+def issue_api_key(conn: Conn, *, role: str, customer_id: int | None, name: str = "") -> NewApiKey:
+    """Create a key and return it whole, once; only its hash is stored."""
+    if (role == "operator") != (customer_id is None):
+        raise Invalid("operator keys have no customer; customer and technician keys need one")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    with translate_integrity_errors("API key"), conn.transaction():
+        record = repo.insert_api_key(
+            conn,
+            key_hash=hash_api_key(key),
+            prefix=key[:10],
+            role=role,
+            customer_id=customer_id,
+            name=name,
+        )
+    return NewApiKey(**record.model_dump(), key=key)
+
+
+def create_api_key(conn: Conn, principal: Principal, body: ApiKeyCreate) -> NewApiKey:
+    """Create a key through the API: the operator any; a customer key only for itself."""
+    if body.role == "operator":
+        require_operator(principal)
+        return issue_api_key(conn, role="operator", customer_id=None, name=body.name)
+    if principal.role == "technician":
+        raise Forbidden("a technician key cannot create keys")
+    owner = owner_for(principal, body.customer_id)
+    customer = get_customer(conn, principal, owner)
+    if customer.retired_at is not None:
+        raise Invalid(f"customer {owner} is retired")
+    return issue_api_key(conn, role=body.role, customer_id=owner, name=body.name)
+
+
+def list_api_keys(
+    conn: Conn, principal: Principal, *, after: int | None, limit: int
+) -> tuple[list[ApiKey], int | None]:
+    """Keys visible to the caller (never their secrets)."""
+    if principal.role == "technician":
+        raise Forbidden("a technician key cannot list keys")
+    rows, nxt = repo.fetch_page(
+        conn,
+        "api_keys",
+        ApiKey,
+        scope=principal.scope,
+        include_retired=True,
+        after=after,
+        limit=limit,
+    )
+    return rows, nxt
+
+
+def revoke_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
+    """Revoke a key; it stops working at once."""
+    if principal.role == "technician":
+        raise Forbidden("a technician key cannot revoke keys")
+    current = _get(conn, principal, "api_keys", ApiKey, key_id, "API key", for_update=True)
+    if current.revoked_at is not None:
+        return current
+    row = repo.update_row(
+        conn, "api_keys", ApiKey, current.id, {}, extra_sets=["revoked_at = now()"]
+    )
+    assert row is not None
+    return row
+
+
+def ensure_customer(conn: Conn, slug: str, name: str, currency: str = "EUR") -> Customer:
+    """The customer with ``slug``, created when missing (seeding, simulators)."""
+    existing = repo.find_customer_by_slug(conn, slug)
+    if existing is not None:
+        return existing
+    return repo.insert_row(
+        conn, "customers", Customer, {"slug": slug, "name": name, "currency": currency}
+    )

@@ -1,0 +1,118 @@
+"""Shared SQL helpers for the domain repositories: scoped reads, keyset pages, updates.
+
+Identifiers are composed with ``psycopg.sql``; values always travel as parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from psycopg import Connection, sql
+from psycopg.rows import class_row
+
+R = TypeVar("R")
+
+MAX_PAGE = 500
+
+
+def _where(
+    scope_column: str, scope: int | None, filters: Mapping[str, Any], include_retired: bool
+) -> tuple[sql.Composable, list[Any]]:
+    parts: list[sql.Composable] = [sql.SQL("true")]
+    params: list[Any] = []
+    if scope is not None:
+        parts.append(sql.SQL("{} = %s").format(sql.Identifier(scope_column)))
+        params.append(scope)
+    for column, value in filters.items():
+        if value is None:
+            continue
+        parts.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+        params.append(value)
+    if not include_retired:
+        parts.append(sql.SQL("retired_at IS NULL"))
+    return sql.SQL(" AND ").join(parts), params
+
+
+def fetch_page(
+    conn: Connection[Any],
+    table: str,
+    row_type: type[R],
+    *,
+    scope_column: str = "customer_id",
+    scope: int | None,
+    filters: Mapping[str, Any] | None = None,
+    include_retired: bool = False,
+    after: int | None = None,
+    limit: int = 50,
+) -> tuple[list[R], int | None]:
+    """One keyset page of ``table`` ordered by id, confined to ``scope`` when it is set."""
+    where, params = _where(scope_column, scope, filters or {}, include_retired)
+    if after is not None:
+        where = sql.SQL("{} AND id > %s").format(where)
+        params.append(after)
+    limit = max(1, min(limit, MAX_PAGE))
+    query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY id LIMIT %s").format(
+        sql.Identifier(table), where
+    )
+    with conn.cursor(row_factory=class_row(row_type)) as cur:
+        rows = cur.execute(query, [*params, limit + 1]).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (getattr(rows[-1], "id") if more and rows else None)  # noqa: B009
+
+
+def fetch_one(
+    conn: Connection[Any],
+    table: str,
+    row_type: type[R],
+    row_id: int,
+    *,
+    scope_column: str = "customer_id",
+    scope: int | None,
+    for_update: bool = False,
+) -> R | None:
+    """The row ``row_id`` of ``table`` when it is within ``scope``; None otherwise."""
+    where, params = _where(scope_column, scope, {"id": row_id}, include_retired=True)
+    query = sql.SQL("SELECT * FROM {} WHERE {}{}").format(
+        sql.Identifier(table), where, sql.SQL(" FOR UPDATE" if for_update else "")
+    )
+    with conn.cursor(row_factory=class_row(row_type)) as cur:
+        return cur.execute(query, params).fetchone()
+
+
+def insert_row(
+    conn: Connection[Any], table: str, row_type: type[R], values: Mapping[str, Any]
+) -> R:
+    """Insert one row and return it."""
+    columns = list(values)
+    query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING *").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+    )
+    with conn.cursor(row_factory=class_row(row_type)) as cur:
+        row = cur.execute(query, [values[c] for c in columns]).fetchone()
+    assert row is not None
+    return row
+
+
+def update_row(
+    conn: Connection[Any],
+    table: str,
+    row_type: type[R],
+    row_id: int,
+    values: Mapping[str, Any],
+    *,
+    extra_sets: Sequence[str] = (),
+) -> R | None:
+    """Set ``values`` (and literal ``extra_sets`` such as ``retired_at = now()``) on one row."""
+    sets: list[sql.Composable] = [sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values]
+    sets += [sql.SQL(s) for s in extra_sets]
+    if not sets:
+        return None
+    query = sql.SQL("UPDATE {} SET {} WHERE id = %s RETURNING *").format(
+        sql.Identifier(table), sql.SQL(", ").join(sets)
+    )
+    with conn.cursor(row_factory=class_row(row_type)) as cur:
+        return cur.execute(query, [*values.values(), row_id]).fetchone()

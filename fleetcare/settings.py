@@ -1,0 +1,45 @@
+"""One settings object, read from the environment (prefix ``FLEETCARE_``) at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """fleetcare's configuration. Every field can be set as ``FLEETCARE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETCARE_", env_file=None, extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL; unset: the local server on 127.0.0.1:5432, else embedded.",
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        description="MQTT broker URL (mqtt://user:pass@host:port); unset: a local or embedded one.",
+    )
+    topic_root: str = Field(
+        default="fleetcare/v1",
+        description="MQTT topic root; devices publish to <topic_root>/<device>/telemetry.",
+    )
+    data_dir: Path = Field(
+        default=Path(".fleetcare"),
+        description="Folder for embedded services' data, logs and generated broker files.",
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    log_level: str = "INFO"
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    # Operator bootstrap: an operator key created by `fleetcare up` when none exists.
+    demo: bool = Field(default=True, description="`up` seeds a demo operator and customers.")
+    # Webhooks may target private addresses only when the operator allows it (tests, demos).
+    webhooks_allow_private: bool = False
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,131 @@
+"""Shared fixtures: a fresh database per test (cloned from a migrated template), the API,
+customers with keys, and an MQTT broker with a per-test topic root."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import Connection
+
+from fleetcare.db import connect
+from fleetcare.fleet import service as fleet
+from fleetcare.fleet.schemas import Customer, Principal
+from fleetcare.services import port_answers, start_mosquitto
+from fleetcare.settings import Settings
+from tests.fixtures.services import (
+    SERVER_URL,
+    drop_database,
+    fresh_database,
+    migrated_database,
+    unique_name,
+)
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    """A database migrated once per session; each test gets a copy."""
+    name = unique_name("fc_tpl")
+    migrated_database(SERVER_URL, name)
+    yield name
+    drop_database(SERVER_URL, name)
+
+
+@pytest.fixture
+def db_url(template_db: str) -> Iterator[str]:
+    """A fresh, fully migrated database for this test only."""
+    with fresh_database(SERVER_URL, template=template_db) as url:
+        yield url
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[Connection[Any]]:
+    """A connection to the test's database (not autocommit: commit explicitly)."""
+    with connect(db_url) as c:
+        yield c
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """Settings pointing at the test database and a temporary data folder."""
+    return Settings(
+        database_url=db_url, data_dir=tmp_path / "data", demo=False, webhooks_allow_private=True
+    )
+
+
+@pytest.fixture
+def client(settings: Settings, db_url: str) -> Iterator[TestClient]:
+    """The real app over the test database."""
+    from api.app import create_app
+
+    with TestClient(create_app(settings, db_url)) as c:
+        yield c
+
+
+OPERATOR = Principal(key_id=0, role="operator")
+
+
+@dataclass
+class Tenant:
+    """A customer and a key of its own."""
+
+    customer: Customer
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+def operator_headers(db_url: str) -> dict[str, str]:
+    """Headers with a fresh operator key."""
+    with connect(db_url) as c:
+        key = fleet.issue_api_key(c, role="operator", customer_id=None).key
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def make_tenant(db_url: str) -> Callable[..., Tenant]:
+    """Factory: ``make_tenant("acme")`` creates a customer and a customer key."""
+
+    def make(slug: str | None = None, role: str = "customer") -> Tenant:
+        slug = slug or f"c-{uuid.uuid4().hex[:8]}"
+        with connect(db_url) as c:
+            customer = fleet.ensure_customer(c, slug, slug.title())
+            key = fleet.issue_api_key(c, role=role, customer_id=customer.id).key
+        return Tenant(customer, key)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker: FLEETCARE_TEST_MQTT_URL, else our own no-drop Mosquitto, else 1883."""
+    configured = os.environ.get("FLEETCARE_TEST_MQTT_URL")
+    if configured:
+        yield configured
+        return
+    try:
+        broker, url = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    except (OSError, RuntimeError, TimeoutError):
+        if not port_answers("127.0.0.1", 1883):
+            pytest.skip("no MQTT broker available")
+        yield "mqtt://127.0.0.1:1883"
+        return
+    try:
+        yield url
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_root() -> str:
+    """A topic root of this test's own, so that tests never see each other's messages."""
+    return f"test/{uuid.uuid4().hex[:10]}/fleetcare/v1"
