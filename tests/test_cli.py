@@ -46,19 +46,23 @@ def test_keys_create_prints_a_working_key_once(env: str) -> None:
     key = result.stdout.strip().splitlines()[0]
     with connect(env) as conn:
         principal = fleet.authenticate(conn, key)
-        stored = conn.execute("SELECT key_hash FROM api_keys WHERE id = %s",
-                              (principal.key_id,)).fetchone()
+        stored = conn.execute(
+            "SELECT key_hash FROM api_keys WHERE id = %s", (principal.key_id,)
+        ).fetchone()
     assert principal.role == "customer"
     assert stored is not None and key.encode() not in bytes(stored[0])
 
 
-@pytest.mark.parametrize("args, message", [
-    (["keys", "create"], "either --customer"),
-    (["keys", "create", "--customer", "nobody"], "no live customer"),
-    (["keys", "create", "--customer", "acme", "--operator"], "either --customer"),
-    (["keys", "create", "--customer", "acme", "--role", "king"], "--role"),
-    (["migrate", "--storage", "mongodb"], "--storage"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["keys", "create"], "either --customer"),
+        (["keys", "create", "--customer", "nobody"], "no live customer"),
+        (["keys", "create", "--customer", "acme", "--operator"], "either --customer"),
+        (["keys", "create", "--customer", "acme", "--role", "king"], "--role"),
+        (["migrate", "--storage", "mongodb"], "--storage"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors(env: str, args: list[str], message: str) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2

@@ -26,7 +26,7 @@ from fleetcare.settings import Settings
 from tests.fixtures.services import SERVER_URL, drop_database, unique_name
 
 
-def _mqtt_round_trip(url: str, protocol: int = mqtt.MQTTv311) -> None:
+def _mqtt_round_trip(url: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> None:
     """Publish a message to the broker at ``url`` and receive it back."""
     from urllib.parse import urlsplit
 
@@ -38,7 +38,7 @@ def _mqtt_round_trip(url: str, protocol: int = mqtt.MQTTv311) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol)
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        got.append(msg.payload)
+        got.append(bytes(msg.payload))
         arrived.set()
 
     subscribed = threading.Event()
@@ -77,8 +77,9 @@ def test_own_mosquitto_uses_no_drop_config_and_stops(tmp_path: Path) -> None:
     pid = broker.proc.pid
     _mqtt_round_trip(url, mqtt.MQTTv5)
     broker.stop()
-    assert broker.proc.poll() is not None and not psutil.pid_exists(pid) or (
-        psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    assert (broker.proc.poll() is not None and not psutil.pid_exists(pid)) or (
+        psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    )
 
 
 def test_amqtt_fallback_starts_answers_and_stops(tmp_path: Path) -> None:
@@ -120,10 +121,18 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, stop_signal: int) -> None:
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     port = free_port()
-    env = {**os.environ, "FLEETCARE_DATABASE_URL": db_url, "FLEETCARE_DATA_DIR": str(tmp_path),
-           "FLEETCARE_MQTT_URL": "mosquitto"}
-    proc = subprocess.Popen([sys.executable, "-m", "fleetcare", "up", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "FLEETCARE_DATABASE_URL": db_url,
+        "FLEETCARE_DATA_DIR": str(tmp_path),
+        "FLEETCARE_MQTT_URL": "mosquitto",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetcare", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
@@ -135,7 +144,7 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, stop_signal: int) -> None:
         proc.wait(30)
         output = proc.stdout.read().decode() if proc.stdout else ""
         assert "fleetcare: stopped" in output, output
-        gone, alive = psutil.wait_procs(children, timeout=10)
+        _gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"left behind: {alive}"
     finally:
         if proc.poll() is None:
@@ -146,20 +155,31 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, stop_signal: int) -> None:
 
 def test_up_with_embedded_postgres_leaves_nothing_behind(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "FLEETCARE_DATABASE_URL": "embedded", "FLEETCARE_MQTT_URL": "amqtt",
-           "FLEETCARE_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([sys.executable, "-m", "fleetcare", "up", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "FLEETCARE_DATABASE_URL": "embedded",
+        "FLEETCARE_MQTT_URL": "amqtt",
+        "FLEETCARE_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetcare", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=120)
         pgdata = str((tmp_path / "data" / "pg").resolve())
-        postgres = [p for p in psutil.process_iter(["cmdline"])
-                    if p.info["cmdline"] and pgdata in " ".join(p.info["cmdline"])]
+        postgres = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and pgdata in " ".join(p.info["cmdline"])
+        ]
         assert postgres, "embedded PostgreSQL should be running"
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-        gone, alive = psutil.wait_procs([*postgres, *children], timeout=20)
+        _gone, alive = psutil.wait_procs([*postgres, *children], timeout=20)
         assert not alive, f"left behind: {alive}"
     finally:
         if proc.poll() is None:
