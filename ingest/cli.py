@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from fleetcare.cli import _database_url, _settings, fail
 from fleetcare.errors import FleetcareError
 
 devices_app = typer.Typer(help="Devices and their broker credentials.", no_args_is_help=True)
@@ -23,6 +22,7 @@ def devices_add(
     """Register a device and print its secret once (only its hash is stored)."""
     from pydantic import ValidationError
 
+    from fleetcare.cli import _database_url, _settings, fail
     from fleetcare.db import connect
     from fleetcare.fleet import repository as fleet_repo
     from fleetcare.fleet.schemas import Customer, Principal
@@ -78,6 +78,7 @@ def devices_broker_config(
     ] = None,
 ) -> None:
     """Write Mosquitto password and ACL files for every live device and the ingestor."""
+    from fleetcare.cli import _database_url, _settings, fail
     from fleetcare.db import connect
     from ingest import service
 
