@@ -227,6 +227,7 @@ def main() -> None:
 
 
 # --- ingest: `fleetcare devices ...`, `fleetcare ingest` (kept at the end to ease merges) ---
-from ingest.cli import devices_app  # noqa: E402
+from ingest.cli import devices_app, ingest_command  # noqa: E402
 
 app.add_typer(devices_app, name="devices")
+app.command("ingest")(ingest_command)
