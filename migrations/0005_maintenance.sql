@@ -376,11 +376,11 @@ CREATE TABLE policy_queue (
     prediction_time  timestamptz NOT NULL,
     attempts         integer NOT NULL DEFAULT 0,
     last_error       text,
-    not_before       timestamptz NOT NULL DEFAULT now(),
+    -- set after a failed attempt: retry not before then (NULL: ready now)
+    not_before       timestamptz,
     queued_at        timestamptz NOT NULL DEFAULT now(),
     UNIQUE (asset_id, component, prediction_time)
 );
-CREATE INDEX policy_queue_ready ON policy_queue (not_before, id);
 
 CREATE FUNCTION fleetcare_queue_prediction() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -71,7 +71,8 @@ def take_queued(conn: Conn, now: datetime, limit: int) -> list[QueuedPrediction]
         return cur.execute(
             """
             SELECT id, asset_id, component, prediction_time, attempts FROM policy_queue
-             WHERE not_before <= %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+             WHERE not_before IS NULL OR not_before <= %s
+             ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
             """,
             (now, limit),
         ).fetchall()
