@@ -38,7 +38,14 @@ def _setup_customer(client: TestClient, tenant: Tenant, region: str = "west") ->
     )
     asset = _ok(
         client.post(
-            "/v1/assets", json={"kind": "tire", "ref": "TRK-1", "site_id": site["id"]}, headers=h
+            "/v1/assets",
+            json={
+                "kind": "tire",
+                "ref": "TRK-1",
+                "site_id": site["id"],
+                "installed_at": "2025-01-01T00:00:00Z",
+            },
+            headers=h,
         ),
         201,
     )
@@ -213,6 +220,14 @@ def test_partner_key_sees_and_updates_only_its_orders(
     assert _ok(client.get("/v1/assets", headers=ph))["items"] == []
     assert _ok(client.get("/v1/subscriptions", headers=ph))["items"] == []
     assert client.get(f"/v1/subscriptions/{wa['subscription']}", headers=ph).status_code == 404
+    site = {"ref": "X", "name": "X"}
+    assert client.post("/v1/sites", json=site, headers=ph).status_code == 403
+    assert (
+        client.post(
+            "/v1/failures", json={"asset_id": wa["asset"], "component": "tire"}, headers=ph
+        ).status_code
+        == 403
+    )
     assert client.get("/v1/partners", headers=a.headers).status_code == 403
 
     shipments = _ok(client.get("/v1/shipments", headers=ph))["items"]
@@ -265,6 +280,10 @@ def test_manual_orders_subscription_changes_and_bad_input(
         client.post("/v1/orders", json={**body, "due_at": "soon"}, headers=a.headers).status_code
         == 422
     )
+    naive = client.post(
+        "/v1/orders", json={**body, "due_at": "2026-12-10T00:00:00"}, headers=a.headers
+    )
+    assert naive.status_code == 422 and "time zone" in naive.text, naive.text
     assert (
         _ok(
             client.post(
