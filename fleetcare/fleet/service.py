@@ -412,6 +412,13 @@ def list_api_keys(
     return rows, nxt
 
 
+def get_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
+    """A key the caller may see (never its secret)."""
+    if principal.role == "technician":
+        raise Forbidden("a technician key cannot read keys")
+    return _get(conn, principal, "api_keys", ApiKey, key_id, "API key")
+
+
 def revoke_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
     """Revoke a key; it stops working at once."""
     if principal.role in ("technician", "partner"):
