@@ -1,0 +1,146 @@
+"""Customer isolation on every route that names an object.
+
+Every `/v1` path parameter is either *owned* (the object belongs to one customer: another
+customer's key must get 404) or *global* (an operator-managed catalogue: customers may read
+it, only the operator may change it). A new parameter name fails
+``test_every_path_parameter_is_classified`` until it is added here, with a way to make one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import Tenant
+from tests.fixtures.api import ok, predict, setup_customer, stock
+
+GLOBAL = {"depot_id", "part_id", "plan_id", "partner_id", "replenishment_id"}
+READ = {"GET", "HEAD"}
+
+
+def _paths(client: TestClient) -> dict[str, set[str]]:
+    paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    return {p: {m.upper() for m in ops} for p, ops in paths.items() if p.startswith("/v1")}
+
+
+def _params(path: str) -> list[str]:
+    return re.findall(r"\{([^}]+)\}", path)
+
+
+def _owned_objects(
+    client: TestClient, owner: Tenant, operator: dict[str, str], db_url: str
+) -> dict[str, int]:
+    """One object of every owned kind, belonging to ``owner``."""
+    ids = setup_customer(client, owner)
+    stock(client, operator)
+    predict(db_url, ids["asset"])
+    h = owner.headers
+    order = ok(client.get("/v1/orders", params={"asset_id": ids["asset"]}, headers=h))["items"][0]
+    shipments = ok(client.get("/v1/shipments", headers=h))["items"]
+    device = ok(
+        client.post("/v1/devices", json={"ref": f"gw-{owner.customer.slug}"}, headers=h), 201
+    )
+    key = ok(client.post("/v1/api-keys", json={"role": "technician"}, headers=h), 201)
+    return {
+        "customer_id": owner.customer.id,
+        "site_id": ids["site"],
+        "asset_id": ids["asset"],
+        "subscription_id": ids["subscription"],
+        "order_id": order["id"],
+        "shipment_id": shipments[0]["id"],
+        "device_id": device["id"],
+        "key_id": key["id"],
+    }
+
+
+# Valid bodies for routes whose body is checked before the object is looked up: the isolation
+# check must reach the lookup, not stop at a 422.
+BODIES: dict[str, dict[str, Any]] = {
+    "/v1/orders/{order_id}/schedule": {"scheduled_for": "2026-11-27T08:00:00Z"},
+    "/v1/orders/{order_id}/complete": {},
+    "/v1/subscriptions/{subscription_id}/assets": {"asset_ids": [1]},
+    "/v1/subscriptions/{subscription_id}/plan-changes": {"plan_id": 1},
+    "/v1/partners/{partner_id}/sites": {"site_ids": [1]},
+}
+
+OWNED = {
+    "customer_id",
+    "site_id",
+    "asset_id",
+    "subscription_id",
+    "order_id",
+    "shipment_id",
+    "device_id",
+    "key_id",
+}
+
+
+def test_every_path_parameter_is_classified(client: TestClient) -> None:
+    names = {n for p in _paths(client) for n in _params(p)}
+    unknown = names - OWNED - GLOBAL
+    assert not unknown, f"classify these path parameters in tests/test_isolation.py: {unknown}"
+
+
+def _fill(path: str, values: dict[str, int]) -> str:
+    return re.sub(r"\{([^}]+)\}", lambda m: str(values.get(m.group(1), 1)), path)
+
+
+def test_another_customers_objects_answer_404_on_every_route(
+    client: TestClient,
+    make_tenant: Callable[..., Tenant],
+    operator_headers: dict[str, str],
+    db_url: str,
+) -> None:
+    alice, bob = make_tenant("alice"), make_tenant("bob")
+    objects = _owned_objects(client, alice, operator_headers, db_url)
+    checked = 0
+    body_errors: list[str] = []
+    for path, methods in sorted(_paths(client).items()):
+        params = _params(path)
+        if not params or not set(params) & OWNED or set(params) & GLOBAL:
+            continue
+        url = _fill(path, objects)
+        for method in sorted(methods - {"HEAD", "OPTIONS"}):
+            r = client.request(method, url, headers=bob.headers, json=BODIES.get(path, {}))
+            if r.status_code == 422:
+                body_errors.append(f"{method} {path}: {r.json()['detail']}")
+                continue
+            # 404 for anything of another customer; 403 where the action is operator-only
+            # anyway (customers); never 2xx, and never a body error that hides the check.
+            assert r.status_code in (403, 404), (method, url, r.status_code, r.text)
+            if method in READ:
+                assert r.status_code == 404, (method, url, r.text)
+            checked += 1
+    assert not body_errors, "add valid bodies to BODIES:\n" + "\n".join(body_errors)
+    assert checked >= 20
+    # alice still reads every object of hers
+    for path in ("/v1/assets/{asset_id}", "/v1/orders/{order_id}", "/v1/shipments/{shipment_id}"):
+        assert client.get(_fill(path, objects), headers=alice.headers).status_code == 200
+
+
+@pytest.mark.parametrize("role", ["customer", "technician"])
+def test_customer_keys_cannot_change_global_catalogues(
+    client: TestClient,
+    make_tenant: Callable[..., Tenant],
+    operator_headers: dict[str, str],
+    role: str,
+) -> None:
+    tenant = make_tenant("carol", role=role)
+    stock(client, operator_headers)
+    body_errors: list[str] = []
+    for path, methods in sorted(_paths(client).items()):
+        params = set(_params(path))
+        if not params & GLOBAL:
+            continue
+        url = _fill(path, {})
+        for method in sorted(methods - READ - {"OPTIONS"}):
+            r = client.request(method, url, headers=tenant.headers, json=BODIES.get(path, {}))
+            if r.status_code == 422:
+                body_errors.append(f"{method} {path}: {r.json()['detail']}")
+                continue
+            assert r.status_code in (403, 404), (method, url, r.status_code, r.text)
+    assert not body_errors, "add valid bodies to BODIES:\n" + "\n".join(body_errors)
