@@ -224,3 +224,34 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+@app.command()
+def webhooks(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="sender threads (one endpoint each at a time)")
+    ] = 4,
+    poll: Annotated[float, typer.Option(min=0.05, max=60, help="poll interval, seconds")] = 1.0,
+    timeout: Annotated[float, typer.Option(min=0.1, max=60, help="HTTP timeout, seconds")] = 15.0,
+) -> None:
+    """Deliver events to customers' webhook endpoints (run several anywhere; they share work)."""
+    import threading
+
+    from fleetcare.services import exit_on_sigterm
+    from maintenance.webhooks.worker import run_webhook_senders
+
+    settings = _settings()
+    exit_on_sigterm()
+    url, ctx = _database_url(settings)
+    stop = threading.Event()
+    try:
+        run_webhook_senders(
+            url, settings, stop=stop, concurrency=concurrency, poll_s=poll, timeout_s=timeout
+        )
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        ctx.__exit__(None, None, None)

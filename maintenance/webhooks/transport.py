@@ -1,0 +1,183 @@
+"""Signing and sending one webhook over HTTP, per the Standard Webhooks specification."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Literal
+
+import httpx
+from standardwebhooks import Webhook
+
+from maintenance.webhooks.addresses import EndpointUrl
+from maintenance.webhooks.schemas import DueDelivery
+
+Outcome = Literal["delivered", "failed", "gone", "throttled", "refused"]
+
+USER_AGENT = "fleetcare-webhooks/1"
+MAX_RESPONSE_BYTES = 4096
+EXCERPT_CHARS = 1000
+MAX_RETRY_AFTER_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one HTTP attempt."""
+
+    outcome: Outcome
+    status_code: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+    retry_after_s: float | None = None
+
+
+def webhook_body(delivery: DueDelivery) -> str:
+    """The JSON body: the Standard Webhooks envelope (type, timestamp, data) plus version."""
+    envelope = {
+        "type": delivery.event_type,
+        "version": delivery.event_version,
+        "timestamp": delivery.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "subject": delivery.subject,
+        "data": delivery.payload,
+    }
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+
+
+def sign(signers: list[Webhook], msg_id: str, timestamp: datetime, body: str) -> str:
+    """The webhook-signature header: one ``v1,<base64>`` per active secret, space separated."""
+    return " ".join(s.sign(msg_id=msg_id, timestamp=timestamp, data=body) for s in signers)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), bounded to a day."""
+    if not value:
+        return None
+    value = value.strip()
+    seconds: float
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def classify(status_code: int) -> Outcome:
+    """Only 2xx is success; 410 means gone; 429 and 503 ask us to slow down."""
+    if 200 <= status_code < 300:
+        return "delivered"
+    if status_code == 410:
+        return "gone"
+    if status_code in (429, 503):
+        return "throttled"
+    return "failed"
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+class WebhookTransport:
+    """Posts signed webhooks over one keep-alive httpx client; no redirects are followed."""
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 15.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.max_response_bytes = max_response_bytes
+        self.client = client or httpx.Client(
+            timeout=httpx.Timeout(timeout_s),
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=32, max_connections=64),
+        )
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def post(
+        self,
+        url: EndpointUrl,
+        addresses: list[str],
+        headers: dict[str, str],
+        body: str,
+        *,
+        now: datetime,
+    ) -> SendResult:
+        """POST ``body`` to the endpoint at one of its checked addresses."""
+        result = SendResult("failed", error="no address to connect to")
+        for address in addresses:
+            result = self._post_to(url, address, headers, body, now=now)
+            if result.error is None or not result.error.startswith("ConnectError"):
+                break  # only a refused connection is worth trying the next address for
+        return result
+
+    def _post_to(
+        self, url: EndpointUrl, address: str, headers: dict[str, str], body: str, *, now: datetime
+    ) -> SendResult:
+        extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+        request = self.client.build_request(
+            "POST",
+            url.pinned(address),
+            content=body.encode(),
+            headers={
+                **headers,
+                "Host": url.host_header,
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            extensions=extensions,
+        )
+        started = time.perf_counter()
+        deadline = started + self.timeout_s
+        try:
+            response = self.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            return SendResult("failed", latency_ms=elapsed, error=_describe(exc))
+        except httpx.HTTPError as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            return SendResult("failed", latency_ms=elapsed, error=_describe(exc))
+        try:
+            received = bytearray()
+            error: str | None = None
+            try:
+                for chunk in response.iter_raw():
+                    received += chunk
+                    if len(received) >= self.max_response_bytes or time.perf_counter() > deadline:
+                        break
+            except httpx.HTTPError as exc:
+                error = f"reading the response: {_describe(exc)}"
+            latency = (time.perf_counter() - started) * 1000
+        finally:
+            response.close()
+        code = response.status_code
+        outcome = classify(code)
+        if outcome != "delivered" and error is None:
+            error = f"HTTP {code}"
+        excerpt = bytes(received[: self.max_response_bytes]).decode("utf-8", "replace")
+        return SendResult(
+            outcome,
+            status_code=code,
+            latency_ms=latency,
+            error=error if outcome != "delivered" else None,
+            response_excerpt=excerpt[:EXCERPT_CHARS] or None,
+            retry_after_s=parse_retry_after(response.headers.get("retry-after"), now)
+            if outcome == "throttled"
+            else None,
+        )
