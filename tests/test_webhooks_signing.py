@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import random
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after(None, now) is None
 
 
-def _resolver(answers: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+def _resolver(answers: dict[str, list[str]]) -> Callable[[str, int], list[str]]:
     def resolve(host: str, port: int) -> list[str]:
         if host not in answers:
             raise OSError("no such host")
@@ -182,7 +183,7 @@ def test_event_filter_accepts_known_types_and_families_only() -> None:
         "order.*",
         "prediction.alert",
     ]
-    with pytest.raises(ValueError, match="order.exploded"):
+    with pytest.raises(ValueError, match=r"order\.exploded"):
         check_event_filter(["order.exploded"])
     with pytest.raises(ValueError):
         check_event_filter(["nope.*"])

@@ -244,6 +244,7 @@ def run_webhook_senders(
             pass
     finally:
         stop.set()
+        wakeup.bump()  # idle workers stop waiting
         for t in threads:
             t.join(timeout=timeout_s + 5)
         listener.join(timeout=5)
