@@ -549,3 +549,17 @@ def test_worker_wakes_on_listen_and_delivers(
         stop.set()
         worker.join(30)
     assert not worker.is_alive()
+
+
+def test_an_open_business_transaction_does_not_block_the_sender(
+    db_url: str, conn: Connection[Any], customer_id: int, receiver: Receiver, make_sender: Any
+) -> None:
+    # The trigger's delivery insert holds a key-share lock on the endpoint row until the
+    # business transaction ends; the sender's claim must not skip the endpoint for it.
+    add_endpoint(conn, customer_id, receiver.url)
+    (committed,) = emit_orders(conn, customer_id, 1)
+    with connect(db_url) as busy:
+        events.emit(busy, "order.created", {"order_id": 99}, customer_id=customer_id)
+        assert make_sender().drain() == 1
+        assert [r.webhook_id for r in receiver.requests] == [committed]
+        busy.rollback()

@@ -109,6 +109,16 @@ def disable_endpoint(conn: Conn, endpoint_id: int, *, reason: str, at: datetime)
 # --- the sender's lease --------------------------------------------------------------------
 
 
+def relax_durability(conn: Conn) -> None:
+    """Let this transaction commit without waiting for the WAL flush.
+
+    Only for the sender's own bookkeeping: losing its last commits in a database crash means
+    a delivery is sent again, which at-least-once delivery allows (receivers dedupe on
+    webhook-id). Business transactions never use it.
+    """
+    conn.execute("SET LOCAL synchronous_commit = off")
+
+
 def claim_endpoint(
     conn: Conn, *, now: datetime, lease_until: datetime, owner: str
 ) -> EndpointRecord | None:
@@ -128,7 +138,7 @@ def claim_endpoint(
                           AND coalesce(d.next_attempt_at, '-infinity'::timestamptz) <= %(now)s)
                  ORDER BY e.last_claimed_at NULLS FIRST, e.id
                  LIMIT 1
-                   FOR UPDATE OF e SKIP LOCKED
+                   FOR NO KEY UPDATE OF e SKIP LOCKED
             )
             UPDATE webhook_endpoints e
                SET locked_until = %(until)s, locked_by = %(owner)s, last_claimed_at = %(now)s

@@ -252,6 +252,7 @@ def claim_job(
     conn: Conn, *, now: datetime, owner: str, lease: timedelta, batch_size: int
 ) -> Job | None:
     """Lease the next endpoint with due deliveries (one at a time while it is failing)."""
+    repo.relax_durability(conn)
     endpoint = repo.claim_endpoint(conn, now=now, lease_until=now + lease, owner=owner)
     if endpoint is None:
         return None
@@ -333,6 +334,7 @@ def record_job(
                 schedule_step=step,
             )
         )
+    repo.relax_durability(conn)
     repo.record_attempts(conn, rows)
     repo.set_endpoint_health(
         conn, endpoint.id, failing_since=failing_since, paused_until=paused_until

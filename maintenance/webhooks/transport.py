@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -103,7 +104,11 @@ class WebhookTransport:
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=32, max_connections=64),
+            transport=httpx.HTTPTransport(
+                limits=httpx.Limits(max_keepalive_connections=32, max_connections=64),
+                # A request leaves in several small writes; Nagle would hold them back.
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            ),
         )
 
     def close(self) -> None:

@@ -79,6 +79,7 @@ class WebhookSender:
 
     def run_once(self) -> int:
         """Work one endpoint's due deliveries; return the number of attempts made (0: idle)."""
+        t0 = time.perf_counter()
         with self.pool.connection() as conn:
             job = service.claim_job(
                 conn,
@@ -89,9 +90,20 @@ class WebhookSender:
             )
         if job is None:
             return 0
+        t1 = time.perf_counter()
         attempts = self.send(job)
+        t2 = time.perf_counter()
         with self.pool.connection() as conn:
             service.record_job(conn, job, attempts, owner=self.name, rng=self.rng)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "endpoint %s: %d attempt(s); claim %.1f ms, send %.1f ms, record %.1f ms",
+                job.endpoint.id,
+                len(attempts),
+                (t1 - t0) * 1000,
+                (t2 - t1) * 1000,
+                (time.perf_counter() - t2) * 1000,
+            )
         self.attempts_made += len(attempts)
         self.delivered += sum(1 for a in attempts if a.result.outcome == "delivered")
         return len(attempts)
@@ -146,7 +158,11 @@ class WebhookSender:
 
 
 class Wakeup:
-    """A generation counter that LISTEN bumps; idle workers wait for it to change."""
+    """A generation counter that LISTEN bumps; idle workers wait for it to change.
+
+    A notification wakes one idle worker; a worker that found work wakes the next, so that a
+    burst spreads over the workers without every event waking all of them.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -156,10 +172,13 @@ class Wakeup:
         with self._cond:
             return self._generation
 
-    def bump(self) -> None:
+    def bump(self, *, everyone: bool = False) -> None:
         with self._cond:
             self._generation += 1
-            self._cond.notify_all()
+            if everyone:
+                self._cond.notify_all()
+            else:
+                self._cond.notify()
 
     def wait(self, seen: int, timeout: float) -> None:
         with self._cond:
@@ -229,6 +248,8 @@ def run_webhook_senders(
                 continue
             if made == 0:
                 wakeup.wait(seen, poll_s)
+            else:
+                wakeup.bump()  # there may be more: let an idle worker look too
 
     threads = [
         threading.Thread(target=work, args=(s,), name=f"webhooks-{i}", daemon=True)
@@ -244,7 +265,7 @@ def run_webhook_senders(
             pass
     finally:
         stop.set()
-        wakeup.bump()  # idle workers stop waiting
+        wakeup.bump(everyone=True)  # idle workers stop waiting
         for t in threads:
             t.join(timeout=timeout_s + 5)
         listener.join(timeout=5)
