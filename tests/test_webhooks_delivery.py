@@ -6,12 +6,16 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import random
+import ssl
+import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +32,7 @@ from maintenance.events import service as events
 from maintenance.webhooks import repository as repo
 from maintenance.webhooks import service
 from maintenance.webhooks.schemas import EndpointCreate, NewEndpoint, ReplayEvent, SecretRotation
+from maintenance.webhooks.transport import WebhookTransport
 from maintenance.webhooks.worker import WebhookSender, run_webhook_senders
 from tests.fixtures.webhook_receiver import Receiver, Reply
 
@@ -563,3 +568,94 @@ def test_an_open_business_transaction_does_not_block_the_sender(
         assert make_sender().drain() == 1
         assert [r.webhook_id for r in receiver.requests] == [committed]
         busy.rollback()
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_name(
+    tmp_path: Path, conn: Connection[Any], customer_id: int, make_sender: Any
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=hooks.test",
+            "-addext",
+            "subjectAltName=DNS:hooks.test",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    tls = Receiver().start(ssl_context=server_ctx)
+    try:
+        names = {"hooks.test": ["127.0.0.1"], "impostor.test": ["127.0.0.1"]}
+
+        def resolver(host: str, port: int) -> list[str]:
+            return names[host]
+
+        def endpoint(host: str, customer: int) -> NewEndpoint:
+            ep = service.create_endpoint(
+                conn,
+                OPERATOR,
+                EndpointCreate(customer_id=customer, url=f"https://{host}:{tls.port}/in"),
+                allow_private=True,
+                resolver=resolver,
+            )
+            conn.commit()
+            return ep
+
+        good = endpoint("hooks.test", customer_id)
+        impostor_customer = fleet.ensure_customer(conn, "impostor-co", "Impostor").id
+        bad = endpoint("impostor.test", impostor_customer)
+        emit_orders(conn, customer_id, 1)
+        emit_orders(conn, impostor_customer, 1)
+        transport = WebhookTransport(
+            timeout_s=2, verify=ssl.create_default_context(cafile=str(cert))
+        )
+        assert make_sender(resolver=resolver, transport=transport).drain() == 2
+        (got,) = tls.wait_for(1)
+        assert got.headers["host"] == f"hooks.test:{tls.port}"  # pinned IP, original name
+        assert Webhook(good.secret).verify(got.body, got.headers)
+        (d,) = deliveries(conn, bad.id)
+        assert d.status == "pending" and "CERTIFICATE_VERIFY_FAILED" in (d.last_error or "")
+        assert tls.count() == 1
+    finally:
+        tls.stop()
+
+
+def test_no_secret_reaches_the_logs(
+    conn: Connection[Any],
+    customer_id: int,
+    receiver: Receiver,
+    make_sender: Any,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ep = add_endpoint(conn, customer_id, receiver.url)
+    rotated = service.rotate_secret(conn, OPERATOR, ep.id, SecretRotation(), now=clock.now())
+    conn.commit()
+    receiver.reply = Reply(status=410)
+    emit_orders(conn, customer_id, 2)
+    make_sender().drain()
+    text = caplog.text
+    assert "disabled" in text  # the operator's warning is there...
+    for secret in (ep.secret, rotated.secret, ep.secret.removeprefix("whsec_")):
+        assert secret not in text  # ...but no secret
+    assert "webhook-signature" not in text
+    record = repo.get_endpoint(conn, ep.id, scope=None)
+    assert record is not None and ep.secret not in repr(record) and ep.secret not in str(record)

@@ -63,8 +63,8 @@ def parse_endpoint_url(url: str) -> EndpointUrl:
         port = parts.port
     except ValueError as exc:
         raise UnsafeAddress(f"not a valid URL: {exc}") from exc
-    if parts.scheme not in ("http", "https"):
-        raise UnsafeAddress("the URL must start with http:// or https://")
+    if parts.scheme not in ("http", "https") or not url.startswith(("http://", "https://")):
+        raise UnsafeAddress("the URL must start with http:// or https:// (lowercase)")
     if parts.username is not None or parts.password is not None:
         raise UnsafeAddress("the URL must not carry credentials (user:password@)")
     host = (parts.hostname or "").rstrip(".")

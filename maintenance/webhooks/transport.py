@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -89,31 +91,54 @@ def _describe(exc: Exception) -> str:
 
 
 class WebhookTransport:
-    """Posts signed webhooks over one keep-alive httpx client; no redirects are followed."""
+    """Posts signed webhooks over keep-alive httpx clients; no redirects are followed.
+
+    Requests go to the address that was checked (the URL's host replaced by it), with the
+    original name in ``Host`` and in TLS (SNI and certificate check). Connections are pooled
+    by address, so each host name gets a client of its own: a connection verified for one name
+    is never reused for another name that happens to share the address.
+    """
 
     def __init__(
         self,
         *,
         timeout_s: float = 15.0,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
-        client: httpx.Client | None = None,
+        verify: ssl.SSLContext | bool = True,
+        max_hosts: int = 256,
     ) -> None:
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
-        self.client = client or httpx.Client(
-            timeout=httpx.Timeout(timeout_s),
-            follow_redirects=False,
-            trust_env=False,
-            transport=httpx.HTTPTransport(
-                limits=httpx.Limits(max_keepalive_connections=32, max_connections=64),
-                # A request leaves in several small writes; Nagle would hold them back.
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            ),
-        )
+        self.verify = verify
+        self.max_hosts = max_hosts
+        self._clients: OrderedDict[tuple[str, str, int], httpx.Client] = OrderedDict()
+
+    def _client_for(self, url: EndpointUrl) -> httpx.Client:
+        key = (url.scheme, url.host, url.port)
+        client = self._clients.pop(key, None)
+        if client is None:
+            client = httpx.Client(
+                timeout=httpx.Timeout(self.timeout_s),
+                follow_redirects=False,
+                trust_env=False,
+                transport=httpx.HTTPTransport(
+                    verify=self.verify,
+                    limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
+                    # A request leaves in several small writes; Nagle would hold them back.
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                ),
+            )
+            while len(self._clients) >= self.max_hosts:
+                _, oldest = self._clients.popitem(last=False)
+                oldest.close()
+        self._clients[key] = client  # most recently used last
+        return client
 
     def close(self) -> None:
-        """Close the client's connections."""
-        self.client.close()
+        """Close every client's connections."""
+        while self._clients:
+            _, client = self._clients.popitem()
+            client.close()
 
     def post(
         self,
@@ -135,8 +160,9 @@ class WebhookTransport:
     def _post_to(
         self, url: EndpointUrl, address: str, headers: dict[str, str], body: str, *, now: datetime
     ) -> SendResult:
+        client = self._client_for(url)
         extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
-        request = self.client.build_request(
+        request = client.build_request(
             "POST",
             url.pinned(address),
             content=body.encode(),
@@ -145,13 +171,15 @@ class WebhookTransport:
                 "Host": url.host_header,
                 "Content-Type": "application/json",
                 "User-Agent": USER_AGENT,
+                # The excerpt is read raw and bounded: no compressed bodies to inflate.
+                "Accept-Encoding": "identity",
             },
             extensions=extensions,
         )
         started = time.perf_counter()
         deadline = started + self.timeout_s
         try:
-            response = self.client.send(request, stream=True)
+            response = client.send(request, stream=True)
         except httpx.TimeoutException as exc:
             elapsed = (time.perf_counter() - started) * 1000
             return SendResult("failed", latency_ms=elapsed, error=_describe(exc))
