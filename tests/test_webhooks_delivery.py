@@ -7,9 +7,12 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import random
+import signal
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -659,3 +662,39 @@ def test_no_secret_reaches_the_logs(
     assert "webhook-signature" not in text
     record = repo.get_endpoint(conn, ep.id, scope=None)
     assert record is not None and ep.secret not in repr(record) and ep.secret not in str(record)
+
+
+def test_fleetcare_webhooks_command_delivers_and_stops_on_sigterm(
+    db_url: str, conn: Connection[Any], customer_id: int, receiver: Receiver
+) -> None:
+    add_endpoint(conn, customer_id, receiver.url)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "FLEETCARE_DATABASE_URL": db_url,
+        "FLEETCARE_WEBHOOKS_ALLOW_PRIVATE": "true",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetcare", "webhooks", "--concurrency", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        ids = emit_orders(conn, customer_id, 3)
+        assert [r.webhook_id for r in receiver.wait_for(3, timeout=20)] == ids
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (0, 128 + signal.SIGTERM), err.decode()
+    assert b"Traceback" not in err, err.decode()
+
+
+def test_fleetcare_webhooks_command_rejects_bad_options() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fleetcare", "webhooks", "--concurrency", "0"],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        timeout=60,
+    )
+    assert proc.returncode == 2 and b"Traceback" not in proc.stderr

@@ -121,9 +121,9 @@ class WebhookSender:
     def send(self, job: service.Job) -> list[service.SentAttempt]:
         """Post the job's deliveries in order; stop at the first failure or when out of time."""
         endpoint = job.endpoint
-        url = parse_endpoint_url(endpoint.url)
         now = self.clock.now()
         try:
+            url = parse_endpoint_url(endpoint.url)
             addresses = resolve_checked(
                 url, allow_private=self.allow_private, resolver=self.resolver
             )
