@@ -171,7 +171,15 @@ def test_public_addresses_pass_and_metadata_stays_refused_when_private_allowed()
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://x.example/", "http://user:pw@x.example/", "http:///nohost", "http://x:99999/"]
+    "url",
+    [
+        "ftp://x.example/",
+        "HTTP://x.example/",
+        "http://user:pw@x.example/",
+        "http:///nohost",
+        "http://x:99999/",
+        "http://x.example/a b",
+    ],
 )
 def test_malformed_urls_are_refused(url: str) -> None:
     with pytest.raises(UnsafeAddress):

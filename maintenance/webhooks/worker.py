@@ -64,9 +64,9 @@ class WebhookSender:
         self.name = name or f"sender-{uuid.uuid4().hex[:8]}"
         self.timeout_s = timeout_s
         self.batch_size = batch_size
-        # Long enough for a batch that stops once it has run for timeout_s, plus one last
-        # attempt that times out, plus recording.
-        self.lease = lease or timedelta(seconds=2 * timeout_s + 30)
+        # A batch starts no new attempt after timeout_s; its last attempt may then take up to
+        # three timeouts (connect, write, read), and recording needs a moment.
+        self.lease = lease or timedelta(seconds=4 * timeout_s + 30)
         self.rng = rng or random.Random()
         self.resolver = resolver
         self.transport = transport or WebhookTransport(timeout_s=timeout_s)
