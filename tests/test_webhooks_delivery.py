@@ -489,11 +489,10 @@ def test_rotation_sends_both_signatures_during_the_overlap(
     assert not verify_by_hand(ep.secret, after.headers, after.body)
 
 
-def test_private_address_refused_at_send_time(
+def test_addresses_are_checked_again_at_send_time(
     conn: Connection[Any], customer_id: int, receiver: Receiver, make_sender: Any
 ) -> None:
-    # Accepted while private addresses were allowed; the sender no longer allows them
-    # (the same check stops a name re-pointed at a private address: DNS rebinding).
+    # 1. Accepted while private addresses were allowed; this sender does not allow them.
     ep = add_endpoint(conn, customer_id, receiver.url)
     emit_orders(conn, customer_id, 1)
     strict = make_sender(allow_private=False)
@@ -504,28 +503,26 @@ def test_private_address_refused_at_send_time(
     log = service.delivery_log(conn, OPERATOR, d.id)
     assert log.attempts[0].outcome == "refused" and log.attempts[0].status_code is None
 
-
-def test_rebinding_name_is_checked_before_each_send(
-    conn: Connection[Any], customer_id: int, receiver: Receiver, make_sender: Any
-) -> None:
+    # 2. DNS rebinding: a public name, accepted, later re-pointed at a private address.
     answers = {"hooks.example": ["93.184.216.34"]}
 
     def resolver(host: str, port: int) -> list[str]:
         return answers[host]
 
-    ep = service.create_endpoint(
+    other = fleet.ensure_customer(conn, "rebind-co", "Rebind").id
+    rebound = service.create_endpoint(
         conn,
         OPERATOR,
-        EndpointCreate(customer_id=customer_id, url=f"http://hooks.example:{receiver.port}/"),
+        EndpointCreate(customer_id=other, url=f"http://hooks.example:{receiver.port}/"),
         allow_private=False,
         resolver=resolver,
     )
     conn.commit()
     answers["hooks.example"] = ["127.0.0.1"]  # the name now points at us
-    emit_orders(conn, customer_id, 1)
+    emit_orders(conn, other, 1)
     assert make_sender(allow_private=False, resolver=resolver).drain() == 1
     assert receiver.count() == 0
-    (d,) = deliveries(conn, ep.id)
+    (d,) = deliveries(conn, rebound.id)
     assert "loopback" in (d.last_error or "")
 
 
