@@ -158,20 +158,46 @@ def emit_orders(
             ev = events.emit(
                 conn,
                 "order.created",
-                {
-                    "order_id": i,
-                    "asset_id": 1,
-                    "asset_ref": "BENCH-1",
-                    "component": "tread",
-                    "status": "open",
-                    "reason": "bench",
-                },
+                order_created_payload(i),
                 customer_id=customer_ids[i % len(customer_ids)],
                 subject=f"order:{i}",
             )
             conn.commit()
             committed[ev.public_id] = time.time()
     return committed
+
+
+def order_created_payload(order_id: int) -> dict[str, Any]:
+    """An order.created payload shaped like the orders service's (docs/events.md)."""
+    order = {
+        "id": order_id,
+        "customer_id": 1,
+        "asset_id": 17,
+        "component": "tread",
+        "subscription_id": 3,
+        "plan_id": 2,
+        "status": "raised",
+        "priority": "normal",
+        "reason": "predicted: due within window",
+        "due_at": "2026-12-10T00:00:00Z",
+        "sla_deadline": "2026-12-09T00:00:00Z",
+        "prediction_time": "2026-11-26T10:00:00Z",
+        "at_risk": False,
+        "at_risk_reason": None,
+        "parts_included": True,
+        "labour_included": False,
+        "partner_id": None,
+        "scheduled_for": None,
+        "notes": "",
+        "cancel_reason": None,
+        "raised_at": "2026-11-26T10:00:01Z",
+        "scheduled_at": None,
+        "started_at": None,
+        "completed_at": None,
+        "cancelled_at": None,
+        "updated_at": "2026-11-26T10:00:01Z",
+    }
+    return {"order": order, "asset_ref": "TRK-17-FL", "sku": "TIRE-315-80R22.5"}
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -222,13 +222,22 @@ def test_catalogue_covers_the_issue_and_every_type_is_documented() -> None:
 
 
 def test_payload_models_validate_and_keep_extra_fields() -> None:
-    payload = {
-        "order_id": 1,
-        "asset_id": 2,
-        "asset_ref": "TRK-1",
+    order = {
+        "id": 1,
+        "customer_id": 2,
+        "asset_id": 3,
         "component": "tread",
-        "status": "open",
-        "extra": "kept",
+        "status": "raised",
+        "due_at": "2026-12-01T00:00:00Z",
+        "priority": "normal",  # not in the stable contract, kept anyway
     }
-    model = validate_payload("order.created", payload)
-    assert model.model_dump()["extra"] == "kept"
+    model = validate_payload("order.created", {"order": order, "asset_ref": "TRK-1", "sku": None})
+    assert model.model_dump()["order"]["priority"] == "normal"
+    with pytest.raises(ValueError):
+        validate_payload("order.created", {"order_id": 1})
+
+
+def test_the_benchmark_sends_a_documented_order_created_payload() -> None:
+    from bench.webhooks import order_created_payload
+
+    validate_payload("order.created", order_created_payload(7))
