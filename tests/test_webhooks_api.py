@@ -18,7 +18,25 @@ from fleetcare.settings import Settings
 from maintenance.events import service as events
 from maintenance.webhooks.worker import WebhookSender
 from tests.conftest import Tenant
+from tests.fixtures.services import SERVER_URL, fresh_database
 from tests.fixtures.webhook_receiver import Receiver, Reply
+
+
+@pytest.fixture(scope="module")
+def module_db_url(template_db: str) -> Iterator[str]:
+    """One database for this module's tests (creating one per test dominates the runtime)."""
+    with fresh_database(SERVER_URL, template=template_db) as url:
+        yield url
+
+
+@pytest.fixture
+def db_url(module_db_url: str) -> Iterator[str]:
+    """The module's database; each test makes customers of its own, and when it ends its
+    endpoints are disabled, so that nothing it left pending is sent during a later test."""
+    yield module_db_url
+    with connect(module_db_url) as c:
+        c.execute("UPDATE webhook_endpoints SET enabled = false, locked_until = NULL")
+        c.commit()
 
 
 @pytest.fixture
@@ -71,7 +89,7 @@ def create(client: TestClient, tenant: Tenant, url: str, **body: Any) -> dict[st
 def test_crud_shows_the_secret_only_once(
     client: TestClient, make_tenant: Callable[..., Tenant], receiver: Receiver
 ) -> None:
-    acme = make_tenant("acme-hooks")
+    acme = make_tenant()
     ep = create(
         client,
         acme,
@@ -233,10 +251,13 @@ def test_log_replay_and_ping_through_the_api(
     finally:
         other.stop()
     # The operator sees the customer's endpoints and can filter the disabled ones.
-    all_eps = client.get("/v1/webhooks/endpoints", headers=operator_headers).json()["items"]
+    mine = {"customer_id": acme.customer.id}
+    all_eps = client.get("/v1/webhooks/endpoints", params=mine, headers=operator_headers).json()[
+        "items"
+    ]
     assert ep["id"] in [e["id"] for e in all_eps]
     disabled = client.get(
-        "/v1/webhooks/endpoints", params={"enabled": "false"}, headers=operator_headers
+        "/v1/webhooks/endpoints", params={**mine, "enabled": "false"}, headers=operator_headers
     ).json()["items"]
     assert disabled == []
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -37,9 +38,31 @@ from maintenance.webhooks import service
 from maintenance.webhooks.schemas import EndpointCreate, NewEndpoint, ReplayEvent, SecretRotation
 from maintenance.webhooks.transport import WebhookTransport
 from maintenance.webhooks.worker import WebhookSender, run_webhook_senders
+from tests.fixtures.services import SERVER_URL, fresh_database
 from tests.fixtures.webhook_receiver import Receiver, Reply
 
 OPERATOR = Principal(key_id=0, role="operator")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def module_db_url(template_db: str) -> Iterator[str]:
+    """One database for this module's tests (creating one per test dominates the runtime)."""
+    with fresh_database(SERVER_URL, template=template_db) as url:
+        yield url
+
+
+@pytest.fixture
+def db_url(module_db_url: str) -> Iterator[str]:
+    """The module's database; each test has customers of its own, and when it ends its
+    endpoints are disabled, so that nothing it left pending is sent during a later test."""
+    yield module_db_url
+    with connect(module_db_url) as c:
+        c.execute("UPDATE webhook_endpoints SET enabled = false, locked_until = NULL")
+        c.commit()
 
 
 @pytest.fixture
@@ -87,7 +110,7 @@ def make_sender(
 
 @pytest.fixture
 def customer_id(conn: Connection[Any]) -> int:
-    c = fleet.ensure_customer(conn, "hooks-co", "Hooks Co")
+    c = fleet.ensure_customer(conn, unique("hooks-co"), "Hooks Co")
     conn.commit()
     return c.id
 
@@ -170,7 +193,7 @@ def test_event_filter_and_other_customers(
     conn: Connection[Any], customer_id: int, receiver: Receiver, make_sender: Any
 ) -> None:
     only_shipments = add_endpoint(conn, customer_id, receiver.url, event_types=["shipment.*"])
-    other = fleet.ensure_customer(conn, "other-co", "Other")
+    other = fleet.ensure_customer(conn, unique("other-co"), "Other")
     conn.commit()
     emit_orders(conn, customer_id, 2)
     emit_orders(conn, other.id, 2)
@@ -344,7 +367,7 @@ def test_failing_for_five_days_disables_and_tells_the_operator(
     page, _ = service.list_endpoints(
         conn,
         OPERATOR,
-        customer_id=None,
+        customer_id=customer_id,
         enabled=False,
         include_retired=False,
         after=None,
@@ -509,7 +532,7 @@ def test_addresses_are_checked_again_at_send_time(
     def resolver(host: str, port: int) -> list[str]:
         return answers[host]
 
-    other = fleet.ensure_customer(conn, "rebind-co", "Rebind").id
+    other = fleet.ensure_customer(conn, unique("rebind-co"), "Rebind").id
     rebound = service.create_endpoint(
         conn,
         OPERATOR,
@@ -619,7 +642,7 @@ def test_https_connects_to_the_checked_address_and_verifies_the_name(
             return ep
 
         good = endpoint("hooks.test", customer_id)
-        impostor_customer = fleet.ensure_customer(conn, "impostor-co", "Impostor").id
+        impostor_customer = fleet.ensure_customer(conn, unique("impostor-co"), "Impostor").id
         bad = endpoint("impostor.test", impostor_customer)
         emit_orders(conn, customer_id, 1)
         emit_orders(conn, impostor_customer, 1)
