@@ -248,6 +248,14 @@ def test_log_replay_and_ping_through_the_api(
         assert last.webhook_id == ping.json()["event_public_id"]
         assert Webhook(ep["secret"]).verify(last.body, last.headers)["type"] == "webhook.ping"
         assert other.count() == 0
+        # Replaying the ping sends it again to the same endpoint only.
+        resp = client.post(
+            f"/v1/webhooks/events/{last.webhook_id}/replay", json={}, headers=acme.headers
+        )
+        assert resp.json()["requeued"] == 1
+        drain()
+        assert receiver.requests[-1].webhook_id == last.webhook_id
+        assert other.count() == 0
     finally:
         other.stop()
     # The operator sees the customer's endpoints and can filter the disabled ones.

@@ -342,20 +342,24 @@ def find_event_id(conn: Conn, public_id: str, *, scope: int | None) -> int | Non
 
 
 def matching_endpoint_ids(conn: Conn, event_id: int) -> list[int]:
-    """Live endpoints of the event's customer whose filter matches its type."""
+    """Live endpoints of the event's customer that already had it, or whose filter matches
+    its type (test pings only ever go to the endpoint they were sent to)."""
     with conn.cursor(row_factory=scalar_row) as cur:
         return cur.execute(
             """
             SELECT e.id
               FROM events ev
               JOIN webhook_endpoints e ON e.customer_id = ev.customer_id
-             WHERE ev.id = %s AND e.enabled AND e.retired_at IS NULL
-               AND (cardinality(e.event_types) = 0
-                    OR ev.type = ANY (e.event_types)
-                    OR split_part(ev.type, '.', 1) || '.*' = ANY (e.event_types))
+             WHERE ev.id = %(event)s AND e.enabled AND e.retired_at IS NULL
+               AND (EXISTS (SELECT 1 FROM webhook_deliveries d
+                             WHERE d.event_id = ev.id AND d.endpoint_id = e.id)
+                    OR (ev.type <> 'webhook.ping'
+                        AND (cardinality(e.event_types) = 0
+                             OR ev.type = ANY (e.event_types)
+                             OR split_part(ev.type, '.', 1) || '.*' = ANY (e.event_types))))
              ORDER BY e.id
             """,
-            (event_id,),
+            {"event": event_id},
         ).fetchall()
 
 
