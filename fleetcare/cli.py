@@ -231,6 +231,8 @@ from ingest.cli import devices_app, ingest_command  # noqa: E402
 
 app.add_typer(devices_app, name="devices")
 app.command("ingest")(ingest_command)
+
+
 @app.command()
 def dispatch(
     poll: Annotated[float, typer.Option(help="poll interval in seconds (besides LISTEN)")] = 2.0,
@@ -256,4 +258,35 @@ def dispatch(
     except FleetcareError as exc:
         raise fail(exc.detail) from exc
     finally:
+        ctx.__exit__(None, None, None)
+
+
+@app.command()
+def webhooks(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="sender threads (one endpoint each at a time)")
+    ] = 4,
+    poll: Annotated[float, typer.Option(min=0.05, max=60, help="poll interval, seconds")] = 1.0,
+    timeout: Annotated[float, typer.Option(min=0.1, max=60, help="HTTP timeout, seconds")] = 15.0,
+) -> None:
+    """Deliver events to customers' webhook endpoints (run several anywhere; they share work)."""
+    import threading
+
+    from fleetcare.services import exit_on_sigterm
+    from maintenance.webhooks.worker import run_webhook_senders
+
+    settings = _settings()
+    exit_on_sigterm()
+    url, ctx = _database_url(settings)
+    stop = threading.Event()
+    try:
+        run_webhook_senders(
+            url, settings, stop=stop, concurrency=concurrency, poll_s=poll, timeout_s=timeout
+        )
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
         ctx.__exit__(None, None, None)

@@ -1,0 +1,1 @@
+"""Webhook delivery: customer endpoints, signed deliveries (Standard Webhooks), retries, replay."""

@@ -1,0 +1,411 @@
+"""All SQL of webhook delivery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import class_row, scalar_row
+
+from fleetcare import repository as shared
+from maintenance.webhooks.schemas import (
+    Attempt,
+    Delivery,
+    DueDelivery,
+    EndpointRecord,
+)
+
+Conn = Connection[Any]
+
+ENDPOINTS = "webhook_endpoints"
+
+_DELIVERY_COLUMNS = """
+    d.id, d.endpoint_id, d.event_id, ev.public_id AS event_public_id, ev.type AS event_type,
+    d.customer_id, d.status, d.attempt_count, d.schedule_step, d.next_attempt_at,
+    d.last_attempt_at, d.last_status_code, d.last_error, d.delivered_at, d.created_at
+"""
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+def insert_endpoint(conn: Conn, values: dict[str, Any]) -> EndpointRecord:
+    """Insert an endpoint."""
+    return shared.insert_row(conn, ENDPOINTS, EndpointRecord, values)
+
+
+def get_endpoint(
+    conn: Conn, endpoint_id: int, *, scope: int | None, for_update: bool = False
+) -> EndpointRecord | None:
+    """An endpoint within ``scope`` (None: any), retired ones included."""
+    return shared.fetch_one(
+        conn, ENDPOINTS, EndpointRecord, endpoint_id, scope=scope, for_update=for_update
+    )
+
+
+def list_endpoints(
+    conn: Conn,
+    *,
+    scope: int | None,
+    customer_id: int | None,
+    enabled: bool | None,
+    include_retired: bool,
+    after: int | None,
+    limit: int,
+) -> tuple[list[EndpointRecord], int | None]:
+    """One page of endpoints."""
+    return shared.fetch_page(
+        conn,
+        ENDPOINTS,
+        EndpointRecord,
+        scope=scope,
+        filters={"customer_id": customer_id, "enabled": enabled},
+        include_retired=include_retired,
+        after=after,
+        limit=limit,
+    )
+
+
+def update_endpoint(
+    conn: Conn, endpoint_id: int, values: dict[str, Any], *, extra_sets: Sequence[str] = ()
+) -> EndpointRecord:
+    """Set columns of one endpoint (and its updated_at)."""
+    row = shared.update_row(
+        conn,
+        ENDPOINTS,
+        EndpointRecord,
+        endpoint_id,
+        values,
+        extra_sets=[*extra_sets, "updated_at = now()"],
+    )
+    assert row is not None
+    return row
+
+
+def disable_endpoint(conn: Conn, endpoint_id: int, *, reason: str, at: datetime) -> None:
+    """Disable an endpoint; its pending deliveries fail (``replay failed since`` recovers them)."""
+    conn.execute(
+        """
+        UPDATE webhook_endpoints
+           SET enabled = false, disabled_reason = %(r)s, disabled_at = %(at)s, updated_at = now()
+         WHERE id = %(id)s
+        """,
+        {"id": endpoint_id, "r": reason, "at": at},
+    )
+    conn.execute(
+        """
+        UPDATE webhook_deliveries
+           SET status = 'failed', next_attempt_at = NULL,
+               last_error = 'endpoint disabled: ' || %(r)s
+         WHERE endpoint_id = %(id)s AND status = 'pending'
+        """,
+        {"id": endpoint_id, "r": reason},
+    )
+
+
+# --- the sender's lease --------------------------------------------------------------------
+
+
+def relax_durability(conn: Conn) -> None:
+    """Let this transaction commit without waiting for the WAL flush.
+
+    Only for the sender's own bookkeeping: losing its last commits in a database crash means
+    a delivery is sent again, which at-least-once delivery allows (receivers dedupe on
+    webhook-id). Business transactions never use it.
+    """
+    conn.execute("SET LOCAL synchronous_commit = off")
+
+
+def claim_endpoint(
+    conn: Conn, *, now: datetime, lease_until: datetime, owner: str
+) -> EndpointRecord | None:
+    """Lease one live endpoint that has due deliveries and no live lease; skip locked rows."""
+    with conn.cursor(row_factory=class_row(EndpointRecord)) as cur:
+        return cur.execute(
+            """
+            WITH candidate AS (
+                SELECT e.id
+                  FROM webhook_endpoints e
+                 WHERE e.enabled AND e.retired_at IS NULL
+                   AND (e.locked_until IS NULL OR e.locked_until <= %(now)s)
+                   AND (e.paused_until IS NULL OR e.paused_until <= %(now)s)
+                   AND EXISTS (
+                       SELECT 1 FROM webhook_deliveries d
+                        WHERE d.endpoint_id = e.id AND d.status = 'pending'
+                          AND coalesce(d.next_attempt_at, '-infinity'::timestamptz) <= %(now)s)
+                 ORDER BY e.last_claimed_at NULLS FIRST, e.id
+                 LIMIT 1
+                   FOR NO KEY UPDATE OF e SKIP LOCKED
+            )
+            UPDATE webhook_endpoints e
+               SET locked_until = %(until)s, locked_by = %(owner)s, last_claimed_at = %(now)s
+              FROM candidate
+             WHERE e.id = candidate.id
+            RETURNING e.*
+            """,
+            {"now": now, "until": lease_until, "owner": owner},
+        ).fetchone()
+
+
+def release_endpoint(conn: Conn, endpoint_id: int, *, owner: str) -> None:
+    """End a lease, if it is still ours."""
+    conn.execute(
+        """
+        UPDATE webhook_endpoints SET locked_until = NULL, locked_by = NULL
+         WHERE id = %s AND locked_by = %s
+        """,
+        (endpoint_id, owner),
+    )
+
+
+def due_deliveries(conn: Conn, endpoint_id: int, *, now: datetime, limit: int) -> list[DueDelivery]:
+    """The endpoint's due deliveries in event order (first attempts are always due)."""
+    with conn.cursor(row_factory=class_row(DueDelivery)) as cur:
+        return cur.execute(
+            """
+            SELECT d.id AS delivery_id, d.generation, d.attempt_count, d.schedule_step,
+                   ev.id AS event_id, ev.public_id AS event_public_id, ev.type AS event_type,
+                   ev.version AS event_version, ev.subject, ev.payload, ev.occurred_at
+              FROM webhook_deliveries d
+              JOIN events ev ON ev.id = d.event_id
+             WHERE d.endpoint_id = %(e)s AND d.status = 'pending'
+               AND coalesce(d.next_attempt_at, '-infinity'::timestamptz) <= %(now)s
+             ORDER BY d.event_id
+             LIMIT %(l)s
+            """,
+            {"e": endpoint_id, "now": now, "l": limit},
+        ).fetchall()
+
+
+# --- recording attempts --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """What one attempt wrote down, and what it did to its delivery."""
+
+    delivery_id: int
+    generation: int
+    endpoint_id: int
+    event_id: int
+    customer_id: int
+    attempt_number: int
+    attempted_at: datetime
+    webhook_timestamp: int
+    outcome: str
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+    response_excerpt: str | None
+    sender: str
+    # the delivery afterwards
+    new_status: str
+    next_attempt_at: datetime | None
+    schedule_step: int
+
+
+def record_attempts(conn: Conn, rows: Sequence[AttemptRow]) -> None:
+    """Log attempts and move their deliveries on (unless a replay started a newer run)."""
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, customer_id,
+                   attempt_number, attempted_at, webhook_timestamp, outcome, status_code,
+                   latency_ms, error, response_excerpt, sender)
+            VALUES (%(delivery_id)s, %(endpoint_id)s, %(event_id)s, %(customer_id)s,
+                   %(attempt_number)s, %(attempted_at)s, %(webhook_timestamp)s, %(outcome)s,
+                   %(status_code)s, %(latency_ms)s, %(error)s, %(response_excerpt)s, %(sender)s)
+            """,
+            [r.__dict__ for r in rows],
+        )
+        cur.executemany(
+            """
+            UPDATE webhook_deliveries
+               SET attempt_count = attempt_count + 1,
+                   last_attempt_at = %(attempted_at)s,
+                   last_status_code = %(status_code)s,
+                   last_error = %(error)s,
+                   status = CASE WHEN generation = %(generation)s THEN %(new_status)s
+                                 ELSE status END,
+                   next_attempt_at = CASE WHEN generation = %(generation)s
+                                          THEN %(next_attempt_at)s::timestamptz
+                                          ELSE next_attempt_at END,
+                   schedule_step = CASE WHEN generation = %(generation)s THEN %(schedule_step)s
+                                        ELSE schedule_step END,
+                   delivered_at = CASE WHEN %(new_status)s = 'delivered'
+                                       THEN %(attempted_at)s ELSE delivered_at END
+             WHERE id = %(delivery_id)s
+            """,
+            [r.__dict__ for r in rows],
+        )
+
+
+def set_endpoint_health(
+    conn: Conn,
+    endpoint_id: int,
+    *,
+    failing_since: datetime | None,
+    paused_until: datetime | None,
+) -> None:
+    """Record whether the endpoint is failing, and any Retry-After pause."""
+    conn.execute(
+        "UPDATE webhook_endpoints SET failing_since = %s, paused_until = %s WHERE id = %s",
+        (failing_since, paused_until, endpoint_id),
+    )
+
+
+# --- log and replay ------------------------------------------------------------------------
+
+
+def list_deliveries(
+    conn: Conn,
+    *,
+    scope: int | None,
+    endpoint_id: int | None = None,
+    event_id: int | None = None,
+    status: str | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> list[Delivery]:
+    """Deliveries by endpoint and/or event, newest last (keyset by id)."""
+    with conn.cursor(row_factory=class_row(Delivery)) as cur:
+        return cur.execute(
+            f"""
+            SELECT {_DELIVERY_COLUMNS}
+              FROM webhook_deliveries d
+              JOIN events ev ON ev.id = d.event_id
+             WHERE (%(scope)s::bigint IS NULL OR d.customer_id = %(scope)s)
+               AND (%(endpoint)s::bigint IS NULL OR d.endpoint_id = %(endpoint)s)
+               AND (%(event)s::bigint IS NULL OR d.event_id = %(event)s)
+               AND (%(status)s::text IS NULL OR d.status = %(status)s)
+               AND d.id > coalesce(%(after)s::bigint, 0)
+             ORDER BY d.id
+             LIMIT %(limit)s
+            """,
+            {
+                "scope": scope,
+                "endpoint": endpoint_id,
+                "event": event_id,
+                "status": status,
+                "after": after,
+                "limit": limit,
+            },
+        ).fetchall()
+
+
+def get_delivery(conn: Conn, delivery_id: int, *, scope: int | None) -> Delivery | None:
+    """One delivery within ``scope``."""
+    with conn.cursor(row_factory=class_row(Delivery)) as cur:
+        return cur.execute(
+            f"""
+            SELECT {_DELIVERY_COLUMNS}
+              FROM webhook_deliveries d
+              JOIN events ev ON ev.id = d.event_id
+             WHERE d.id = %(id)s AND (%(scope)s::bigint IS NULL OR d.customer_id = %(scope)s)
+            """,
+            {"id": delivery_id, "scope": scope},
+        ).fetchone()
+
+
+def attempts_of(conn: Conn, delivery_ids: Sequence[int]) -> list[Attempt]:
+    """Every attempt of these deliveries, in order."""
+    with conn.cursor(row_factory=class_row(Attempt)) as cur:
+        return cur.execute(
+            """
+            SELECT id, delivery_id, endpoint_id, event_id, attempt_number, attempted_at,
+                   webhook_timestamp, outcome, status_code, latency_ms, error, response_excerpt
+              FROM webhook_attempts
+             WHERE delivery_id = ANY(%s)
+             ORDER BY delivery_id, id
+            """,
+            (list(delivery_ids),),
+        ).fetchall()
+
+
+def find_event_id(conn: Conn, public_id: str, *, scope: int | None) -> int | None:
+    """The internal id of an event, by its public id (webhook-id), within ``scope``."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        found: int | None = cur.execute(
+            """
+            SELECT id FROM events
+             WHERE public_id = %(p)s AND customer_id IS NOT NULL
+               AND (%(scope)s::bigint IS NULL OR customer_id = %(scope)s)
+            """,
+            {"p": public_id, "scope": scope},
+        ).fetchone()
+        return found
+
+
+def matching_endpoint_ids(conn: Conn, event_id: int) -> list[int]:
+    """Live endpoints of the event's customer that already had it, or whose filter matches
+    its type (test pings only ever go to the endpoint they were sent to)."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(
+            """
+            SELECT e.id
+              FROM events ev
+              JOIN webhook_endpoints e ON e.customer_id = ev.customer_id
+             WHERE ev.id = %(event)s AND e.enabled AND e.retired_at IS NULL
+               AND (EXISTS (SELECT 1 FROM webhook_deliveries d
+                             WHERE d.event_id = ev.id AND d.endpoint_id = e.id)
+                    OR (ev.type <> 'webhook.ping'
+                        AND (cardinality(e.event_types) = 0
+                             OR ev.type = ANY (e.event_types)
+                             OR split_part(ev.type, '.', 1) || '.*' = ANY (e.event_types))))
+             ORDER BY e.id
+            """,
+            {"event": event_id},
+        ).fetchall()
+
+
+def requeue_event(conn: Conn, event_id: int, endpoint_ids: Sequence[int]) -> list[int]:
+    """Create or reset the event's deliveries to these endpoints; they are due at once."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(
+            """
+            INSERT INTO webhook_deliveries (endpoint_id, event_id, customer_id)
+            SELECT e.id, ev.id, ev.customer_id
+              FROM webhook_endpoints e JOIN events ev ON ev.id = %(event)s
+             WHERE e.id = ANY(%(ids)s) AND e.customer_id = ev.customer_id
+             ORDER BY e.id
+            ON CONFLICT (endpoint_id, event_id) DO UPDATE
+               SET status = 'pending', next_attempt_at = NULL, schedule_step = 0,
+                   generation = webhook_deliveries.generation + 1
+            RETURNING id
+            """,
+            {"event": event_id, "ids": list(endpoint_ids)},
+        ).fetchall()
+
+
+def requeue_failed(conn: Conn, endpoint_id: int, *, since: datetime) -> list[int]:
+    """Reset the endpoint's failed deliveries created since ``since``; they are due at once."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(
+            """
+            UPDATE webhook_deliveries
+               SET status = 'pending', next_attempt_at = NULL, schedule_step = 0,
+                   generation = generation + 1
+             WHERE endpoint_id = %s AND status = 'failed' AND created_at >= %s
+            RETURNING id
+            """,
+            (endpoint_id, since),
+        ).fetchall()
+
+
+def insert_delivery(conn: Conn, *, endpoint_id: int, event_id: int, customer_id: int) -> int:
+    """Address one event to one endpoint (test pings)."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        new_id: int | None = cur.execute(
+            """
+            INSERT INTO webhook_deliveries (endpoint_id, event_id, customer_id)
+            VALUES (%s, %s, %s) RETURNING id
+            """,
+            (endpoint_id, event_id, customer_id),
+        ).fetchone()
+    assert new_id is not None
+    return new_id
