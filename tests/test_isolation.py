@@ -33,12 +33,19 @@ def _params(path: str) -> list[str]:
 
 def _owned_objects(
     client: TestClient, owner: Tenant, operator: dict[str, str], db_url: str
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """One object of every owned kind, belonging to ``owner``."""
+    h = owner.headers
     ids = setup_customer(client, owner)
+    endpoint = ok(
+        client.post("/v1/webhooks/endpoints", json={"url": "http://127.0.0.1:9/hook"}, headers=h),
+        201,
+    )
     stock(client, operator)
     predict(db_url, ids["asset"])
-    h = owner.headers
+    deliveries = ok(client.get(f"/v1/webhooks/endpoints/{endpoint['id']}/deliveries", headers=h))[
+        "items"
+    ]
     order = ok(client.get("/v1/orders", params={"asset_id": ids["asset"]}, headers=h))["items"][0]
     shipments = ok(client.get("/v1/shipments", headers=h))["items"]
     device = ok(
@@ -54,6 +61,9 @@ def _owned_objects(
         "shipment_id": shipments[0]["id"],
         "device_id": device["id"],
         "key_id": key["id"],
+        "endpoint_id": endpoint["id"],
+        "delivery_id": deliveries[0]["id"],
+        "public_id": deliveries[0]["event_public_id"],
     }
 
 
@@ -65,6 +75,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "/v1/subscriptions/{subscription_id}/assets": {"asset_ids": [1]},
     "/v1/subscriptions/{subscription_id}/plan-changes": {"plan_id": 1},
     "/v1/partners/{partner_id}/sites": {"site_ids": [1]},
+    "/v1/webhooks/endpoints/{endpoint_id}/replay": {"since": "2026-01-01T00:00:00Z"},
 }
 
 OWNED = {
@@ -76,6 +87,9 @@ OWNED = {
     "shipment_id",
     "device_id",
     "key_id",
+    "endpoint_id",
+    "delivery_id",
+    "public_id",
 }
 
 
@@ -85,7 +99,7 @@ def test_every_path_parameter_is_classified(client: TestClient) -> None:
     assert not unknown, f"classify these path parameters in tests/test_isolation.py: {unknown}"
 
 
-def _fill(path: str, values: dict[str, int]) -> str:
+def _fill(path: str, values: dict[str, Any]) -> str:
     return re.sub(r"\{([^}]+)\}", lambda m: str(values.get(m.group(1), 1)), path)
 
 
