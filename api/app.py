@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers, install_fallback_handlers
-from api.routes import devices, fleet, health, logistics, maintenance, subscriptions
+from api.routes import billing, devices, fleet, health, logistics, maintenance, subscriptions
 from fleetcare.db import open_pool
 from fleetcare.settings import Settings
 
@@ -42,4 +42,5 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(subscriptions.router)
     app.include_router(maintenance.router)
     app.include_router(logistics.router)
+    app.include_router(billing.router)
     return app
