@@ -213,8 +213,8 @@ def up(
             )
     except FleetcareError as exc:
         raise fail(exc.detail) from exc
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, SystemExit):
+        pass  # Ctrl-C or SIGTERM: everything started above has been stopped by now
     typer.echo("fleetcare: stopped")
 
 

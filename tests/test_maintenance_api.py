@@ -38,7 +38,14 @@ def _setup_customer(client: TestClient, tenant: Tenant, region: str = "west") ->
     )
     asset = _ok(
         client.post(
-            "/v1/assets", json={"kind": "tire", "ref": "TRK-1", "site_id": site["id"]}, headers=h
+            "/v1/assets",
+            json={
+                "kind": "tire",
+                "ref": "TRK-1",
+                "site_id": site["id"],
+                "installed_at": "2025-01-01T00:00:00Z",
+            },
+            headers=h,
         ),
         201,
     )
@@ -213,6 +220,14 @@ def test_partner_key_sees_and_updates_only_its_orders(
     assert _ok(client.get("/v1/assets", headers=ph))["items"] == []
     assert _ok(client.get("/v1/subscriptions", headers=ph))["items"] == []
     assert client.get(f"/v1/subscriptions/{wa['subscription']}", headers=ph).status_code == 404
+    site = {"ref": "X", "name": "X"}
+    assert client.post("/v1/sites", json=site, headers=ph).status_code == 403
+    assert (
+        client.post(
+            "/v1/failures", json={"asset_id": wa["asset"], "component": "tire"}, headers=ph
+        ).status_code
+        == 403
+    )
     assert client.get("/v1/partners", headers=a.headers).status_code == 403
 
     shipments = _ok(client.get("/v1/shipments", headers=ph))["items"]
@@ -265,6 +280,10 @@ def test_manual_orders_subscription_changes_and_bad_input(
         client.post("/v1/orders", json={**body, "due_at": "soon"}, headers=a.headers).status_code
         == 422
     )
+    naive = client.post(
+        "/v1/orders", json={**body, "due_at": "2026-12-10T00:00:00"}, headers=a.headers
+    )
+    assert naive.status_code == 422 and "time zone" in naive.text, naive.text
     assert (
         _ok(
             client.post(
@@ -384,3 +403,59 @@ def test_lifecycle_trial_ends_and_terms_renew(
     renewed = _ok(client.get(f"/v1/subscriptions/{sub['id']}", headers=a.headers))
     assert renewed["status"] == "active"
     assert renewed["current_term_ends_at"].startswith("2027-01-26")
+
+
+def _maintenance_routes() -> list[Any]:
+    from fastapi.routing import APIRoute
+
+    from api.routes import logistics, maintenance, subscriptions
+
+    routes = [
+        r
+        for router in (subscriptions.router, maintenance.router, logistics.router)
+        for r in router.routes
+        if isinstance(r, APIRoute)
+    ]
+    assert len(routes) > 30
+    return routes
+
+
+def _fill(path: str, value: int) -> str:
+    import re
+
+    return re.sub(r"\{[^}]+\}", str(value), path)
+
+
+GARBAGE: list[Any] = [
+    None,
+    [],
+    {"unexpected": "field"},
+    {"plan_id": "x", "asset_id": [1], "due_at": 5, "scheduled_for": "never", "on_hand": -1},
+    {"customer_id": 2**70, "asset_ids": [2**70], "site_ids": "abc"},
+]
+
+
+def test_every_maintenance_route_needs_a_key_and_never_answers_500(
+    client: TestClient,
+    db_url: str,
+    operator_headers: dict[str, str],
+    make_tenant: Callable[..., Tenant],
+) -> None:
+    client.app.state.clock = ManualClock(T0)  # type: ignore[attr-defined]
+    a = make_tenant("walk-a")
+    _stock(client, operator_headers)
+    w = _setup_customer(client, a)
+    _predict(db_url, w["asset"])
+    for route in _maintenance_routes():
+        for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"}):
+            url = _fill(route.path, 1)
+            r = client.request(method, url, json={})
+            assert r.status_code == 401, (method, url, r.text)
+            if method not in ("POST", "PUT", "PATCH"):
+                continue
+            for headers in (a.headers, operator_headers):
+                for body in GARBAGE:
+                    r = client.request(method, url, json=body, headers=headers)
+                    assert r.status_code < 500, (method, url, body, r.text)
+                    if r.status_code >= 400:
+                        assert r.json()["error"] and r.json()["detail"], r.text

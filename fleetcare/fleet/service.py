@@ -85,6 +85,8 @@ def require_operator(principal: Principal) -> None:
 
 def owner_for(principal: Principal, requested: int | None) -> int:
     """The customer a new object belongs to: the caller's own, or the operator's choice."""
+    if principal.role == "partner":
+        raise Forbidden("a partner key cannot create customer objects")
     if principal.scope is not None:
         if requested is not None and requested != principal.scope:
             # Naming another customer is the same as naming one that does not exist.
@@ -408,6 +410,13 @@ def list_api_keys(
         limit=limit,
     )
     return rows, nxt
+
+
+def get_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
+    """A key the caller may see (never its secret)."""
+    if principal.role == "technician":
+        raise Forbidden("a technician key cannot read keys")
+    return _get(conn, principal, "api_keys", ApiKey, key_id, "API key")
 
 
 def revoke_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:

@@ -351,6 +351,9 @@ def complete_order(
     if principal.role == "customer":
         raise Forbidden("work is completed by a technician, the partner or the operator")
     order = _transition(conn, principal, order_id, "completed")
+    # Take the policy's lock on this asset's component before changing the order, in the same
+    # order the policy takes them (state, then order index), so the two cannot deadlock.
+    policy_repo.lock_state(conn, order.asset_id, order.component)
     now = clock.now()
     asset = repo.asset_context(conn, order.asset_id, customer_id=None)
     assert asset is not None

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+import psycopg
+
 from fleetcare.clock import Clock
 from maintenance.common import Conn, subject
 from maintenance.events.service import emit
@@ -218,6 +220,10 @@ def process_queue(conn: Conn, clock: Clock, *, limit: int = 50) -> int:
                     decision = handle_prediction(conn, prediction, clock)
                     log.debug("prediction %s/%s: %s", job.asset_id, job.component, decision)
                 repo.delete_queued(conn, job.id)
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            # Two batches locked the same rows in different orders: retry in the next batch.
+            log.info("policy retrying queue row %s: %s", job.id, exc)
+            repo.postpone_queued(conn, job.id, f"{type(exc).__name__}: {exc}", clock.now())
         except Exception as exc:  # one bad prediction must not stop the dispatcher
             log.warning("policy failed on queue row %s: %s", job.id, exc)
             repo.postpone_queued(
