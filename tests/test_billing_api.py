@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable
 from typing import Any
 
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from psycopg import Connection
 
+from api.routes import billing as billing_routes
 from fleetcare.clock import ManualClock
 from maintenance.partners import service as partners
 from maintenance.partners.schemas import PartnerCreate, PartnerKeyCreate
@@ -175,3 +178,74 @@ def test_partner_statements_are_the_operators_and_the_partners_own(
         ).status_code
         == 422
     )
+
+
+def _billing_routes() -> list[APIRoute]:
+    # FastAPI 0.165 includes routers lazily (app.routes holds _IncludedRouter objects), so
+    # walk the billing router itself.
+    return [r for r in billing_routes.router.routes if isinstance(r, APIRoute)]
+
+
+GARBAGE: list[Any] = [
+    None,
+    [],
+    "nope",
+    {"unexpected": "field"},
+    {"period": 202611, "customer_id": "x", "issue": "maybe", "reason": ""},
+    {"period": "2026-11", "customer_id": 2**70},
+]
+
+
+def test_every_billing_id_route_is_scoped_and_never_answers_500(
+    client: TestClient,
+    conn: Connection[Any],
+    operator_headers: dict[str, str],
+    make_tenant: Callable[..., Tenant],
+) -> None:
+    client.app.state.clock = ManualClock(at(3, month=12))  # type: ignore[attr-defined]
+    a, b = make_tenant("walk-a"), make_tenant("walk-b")
+    ca = subscribed_customer(conn, "walk-a", plan="proactive", starts_at=at(1))
+    mine = partners.create_partner(conn, OPERATOR, PartnerCreate(code="walk-p", name="P"))
+    conn.commit()
+    closed = _ok(
+        client.post("/v1/billing/close", json={"period": "2026-11"}, headers=operator_headers)
+    )
+    [invoice] = closed["invoices"]
+    # A's objects, by path parameter; a new parameter must be added here
+    owned = {
+        "invoice_id": invoice["id"],
+        "asset_id": ca.asset_ids[0],
+        "customer_id": ca.customer_id,
+        "partner_id": mine.id,
+    }
+    routes = _billing_routes()
+    assert len(routes) >= 12
+    for route in routes:
+        params = re.findall(r"\{([^}]+)\}", route.path)
+        assert set(params) <= set(owned), f"add {params} to owned"
+        url = route.path
+        for name in params:
+            url = url.replace("{" + name + "}", str(owned[name]))
+        query = {"period": "2026-11"}
+        for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"}):
+            assert client.request(method, url, params=query, json={}).status_code == 401
+            if params:
+                r = client.request(
+                    method, url, params=query, json={"reason": "x"}, headers=b.headers
+                )
+                # B never reaches A's object: not found, or not allowed for its role at all
+                assert r.status_code in (403, 404), (method, url, r.text)
+                if method == "GET":
+                    assert r.status_code == 404, (method, url, r.text)
+            if method != "POST":
+                continue
+            for headers in (a.headers, operator_headers):
+                for body in GARBAGE:
+                    r = client.request(method, url, json=body, headers=headers)
+                    assert r.status_code < 500, (method, url, body, r.text)
+                    if r.status_code >= 400:
+                        assert r.json()["error"] and r.json()["detail"], r.text
+    # A's invoice still belongs to A with the same amount (the operator's garbage requests may
+    # have moved its status: issue/pay ignore bodies; B's requests never reached it)
+    after = _ok(client.get(f"/v1/invoices/{invoice['id']}", headers=a.headers))
+    assert (after["customer_id"], after["total_minor"]) == (ca.customer_id, 2900)
