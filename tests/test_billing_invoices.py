@@ -15,10 +15,13 @@ from psycopg import Connection
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.errors import Conflict, Invalid
+from fleetcare.fleet import service as fleet
+from fleetcare.fleet.schemas import AssetCreate
 from maintenance.billing import service as billing
 from maintenance.billing.schemas import CloseResult, Invoice
 from maintenance.billing.worker import BillingStats, run_billing_worker
 from maintenance.subscriptions import service as subscriptions
+from maintenance.subscriptions.schemas import SubscriptionCreate
 from tests.fixtures.billing import (
     DEC_1,
     NOV_1,
@@ -27,6 +30,7 @@ from tests.fixtures.billing import (
     at,
     change_plan,
     lines_of,
+    plan_id,
     subscribed_customer,
 )
 
@@ -321,3 +325,48 @@ def test_worker_closes_last_month_and_issues_after_grace(
         stop.set()
         thread.join(timeout=10)
     assert stats.errors == 0 and stats.issued >= 1
+
+
+def test_site_subscription_prorates_assets_installed_or_retired_mid_period(
+    conn: Connection[Any],
+) -> None:
+    c = subscribed_customer(conn, "site-wide", plan="proactive", starts_at=at(1, month=10))
+    [old] = c.asset_ids
+    fresh = fleet.create_asset(
+        conn,
+        OPERATOR,
+        AssetCreate(
+            customer_id=c.customer_id,
+            site_id=c.site_id,
+            kind="elevator",
+            ref="LIFT-1",
+            installed_at=at(11),
+        ),
+    ).id
+    sub = subscriptions.create_subscription(
+        conn,
+        OPERATOR,
+        SubscriptionCreate(
+            customer_id=c.customer_id,
+            plan_id=plan_id(conn, "monitor"),
+            scope="site",
+            site_id=c.site_id,
+            starts_at=NOV_1,
+        ),
+        ManualClock(NOV_1),
+    )
+    # the tire leaves service on the 21st (set directly: retire_asset stamps the wall clock)
+    conn.execute("UPDATE assets SET retired_at = %s WHERE id = %s", (at(21), old))
+    conn.commit()
+    invoice = _invoice_of(_close(conn), c.customer_id)
+    fees = {
+        (r["asset_id"], r["plan_id"]): r["amount_minor"]
+        for r in lines_of(conn, invoice.id)
+        if r["kind"] == "base_fee"
+    }
+    monitor, proactive = plan_id(conn, "monitor"), plan_id(conn, "proactive")
+    # Proactive on the listed tire until it retired: 20 of 30 days of 2900
+    assert fees[(old, proactive)] == 1933
+    # Monitor on the whole site: the tire for 20 days, the lift from the 11th (20 days) of 900
+    assert fees[(old, monitor)] == 600 and fees[(fresh, monitor)] == 600
+    assert len(fees) == 3 and sub.scope == "site"
