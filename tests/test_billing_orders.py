@@ -7,6 +7,7 @@ from typing import Any
 from psycopg import Connection
 
 from fleetcare.clock import ManualClock
+from maintenance.billing import advice as billing_advice
 from maintenance.billing import service as billing
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import CompleteRequest, OrderCreate, PartUse
@@ -99,7 +100,7 @@ def test_plan_advice_prices_real_usage_and_orders_on_every_plan(conn: Connection
         [(at(30, month=9), 0.0), (at(31, 12, month=10), 10_000.0), (at(20), 15_000.0)],
     )
     _complete_order(conn, c)
-    advice = billing.plan_advice(conn, OPERATOR, c.customer_id, 2, AFTER_NOV)
+    advice = billing_advice.plan_advice(conn, OPERATOR, c.customer_id, 2, AFTER_NOV)
     assert advice.periods == ["2026-10", "2026-11"]
     [sub] = advice.subscriptions
     options = {o.plan_code: o for o in sub.options}

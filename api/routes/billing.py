@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from api.deps import After, AppClock, Caller, Conn, Limit
 from fleetcare.fleet.schemas import Page
+from maintenance.billing import advice
 from maintenance.billing import service as billing
 from maintenance.billing.schemas import (
     PERIOD_REGEX,
@@ -141,7 +142,7 @@ def plan_advice(
     months: Annotated[int, Query(ge=1, le=24, description="full months to look back")] = 3,
 ) -> PlanAdvice:
     """What the last months would have cost on each plan, from real usage and orders."""
-    return billing.plan_advice(conn, caller, customer_id, months, clock)
+    return advice.plan_advice(conn, caller, customer_id, months, clock)
 
 
 @router.get("/partners/{partner_id}/statement", tags=["billing", "partners"])
