@@ -50,7 +50,11 @@ def test_parts_and_labour_the_plan_does_not_include(conn: Connection[Any]) -> No
     proactive = subscribed_customer(conn, "parts-pro", plan="proactive", starts_at=at(1))
     full = subscribed_customer(conn, "parts-full", plan="full-service-tire", starts_at=at(1))
     order_id = _complete_order(conn, proactive)
+    # the full-service tire is replaced on the 12th: its odometer restarts at 0, and the first
+    # reading after (600) is a reset although it is more than half the old value
+    add_counter(conn, full.asset_ids[0], [(at(1), 0.0), (at(11), 1_000.0)])
     _complete_order(conn, full)
+    add_counter(conn, full.asset_ids[0], [(at(13), 600.0), (at(20), 900.0)])
     result = billing.close_period(conn, "2026-11", AFTER_NOV)
     conn.commit()
     by_customer = {i.customer_id: i for i in result.invoices}
@@ -67,8 +71,9 @@ def test_parts_and_labour_the_plan_does_not_include(conn: Connection[Any]) -> No
         (by_customer[proactive.customer_id].id,),
     ).fetchone()
     assert row == (order_id,)
-    # full service includes both: only usage (none measured here: 0 km)
-    assert [r["kind"] for r in lines_of(conn, by_customer[full.customer_id].id)] == ["usage"]
+    # full service includes both: only usage, 1000 + 600 + 300 km at 400 per 1000 km
+    usage = lines_of(conn, by_customer[full.customer_id].id)
+    assert [(r["kind"], r["quantity"], r["amount_minor"]) for r in usage] == [("usage", 1900, 760)]
 
 
 def test_partner_statement_per_period(conn: Connection[Any]) -> None:

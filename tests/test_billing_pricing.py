@@ -80,3 +80,15 @@ def test_meter_without_baseline_starts_at_the_first_reading() -> None:
     result = meter(None, [(t(3), 5_000.0), (t(4), 5_100.5)], [(NOV.start, NOV.end)])
     assert result.total == Decimal("100.500")
     assert meter(None, [], [(NOV.start, NOV.end)]).total == 0
+
+
+def test_a_recorded_renewal_makes_any_drop_a_reset() -> None:
+    readings = [(t(5), 1_000.0), (t(13), 600.0), (t(20), 900.0)]
+    # without knowing of the renewal, 600 after 1000 looks like jitter
+    assert meter(0.0, readings, [(NOV.start, NOV.end)]).total == Decimal("1000.000")
+    renewed = meter(0.0, readings, [(NOV.start, NOV.end)], renewals=[t(12)], baseline_at=t(1))
+    assert renewed.total == Decimal("1900.000") and renewed.resets == 1
+    # a renewal before the baseline, or after the drop, changes nothing
+    for when in (datetime(2026, 10, 1, tzinfo=UTC), t(21)):
+        late = meter(0.0, readings, [(NOV.start, NOV.end)], renewals=[when], baseline_at=t(1))
+        assert late.total == Decimal("1000.000")

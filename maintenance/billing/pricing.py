@@ -138,6 +138,9 @@ def meter(
     baseline: float | None,
     readings: Sequence[tuple[datetime, float]],
     windows: Sequence[tuple[datetime, datetime]],
+    *,
+    renewals: Sequence[datetime] = (),
+    baseline_at: datetime | None = None,
 ) -> Metering:
     """Usage per window from a cumulative counter's readings (sorted by time).
 
@@ -148,22 +151,27 @@ def meter(
     most ``RESET_FRACTION`` of the highest value since the last reset is a reset: the counter
     restarted at 0, so the new value is usage since the reset, and counting goes on from it.
     A smaller drop is jitter: ignored, and the counter must climb back above its highest value
-    before anything more counts. Readings outside every window move the counter but bill
-    nothing.
+    before anything more counts — unless a recorded renewal (``renewals``: times an order
+    renewed the asset) lies between the previous reading (or ``baseline_at``) and this one:
+    then any drop is a reset. Readings outside every window move the counter but bill nothing.
     """
     starts = [w[0] for w in windows]
+    renewed = sorted(renewals)
     result = Metering(per_window=[Decimal(0)] * len(windows))
     high = None if baseline is None else to_decimal(baseline)
     result.baseline = high
+    previous = baseline_at
     for moment, raw in readings:
         value = to_decimal(raw)
         i = bisect.bisect_right(starts, moment) - 1
         inside = i >= 0 and moment < windows[i][1]
+        renewal_since = _any_between(renewed, previous, moment)
+        previous = moment
         if high is None:
             increment, high = Decimal(0), value
         elif value >= high:
             increment, high = value - high, value
-        elif value <= high * RESET_FRACTION:
+        elif renewal_since or value <= high * RESET_FRACTION:
             increment, high = value, value
             if inside:
                 result.resets += 1
@@ -176,3 +184,11 @@ def meter(
             result.last_at = moment
     result.per_window = [quantity(q) for q in result.per_window]
     return result
+
+
+def _any_between(moments: Sequence[datetime], after: datetime | None, until: datetime) -> bool:
+    """Whether a sorted ``moments`` has one in ``(after, until]`` (``after`` None: unbounded)."""
+    last = bisect.bisect_right(moments, until)
+    if after is None:
+        return last > 0
+    return last > bisect.bisect_right(moments, after)

@@ -120,10 +120,10 @@ def metric_id(conn: Conn, kind: str, name: str) -> int | None:
 
 def counter_readings(
     conn: Conn, asset_id: int, metric: int, start: datetime, end: datetime
-) -> tuple[float | None, list[tuple[datetime, float]]]:
-    """The last reading before ``start`` (or None) and the readings in ``[start, end)``."""
+) -> tuple[tuple[datetime, float] | None, list[tuple[datetime, float]]]:
+    """The last reading before ``start`` (time, value; or None) and the readings in the window."""
     before = conn.execute(
-        "SELECT value FROM telemetry WHERE asset_id = %s AND metric_id = %s AND time < %s"
+        "SELECT time, value FROM telemetry WHERE asset_id = %s AND metric_id = %s AND time < %s"
         " ORDER BY time DESC LIMIT 1",
         (asset_id, metric, start),
     ).fetchone()
@@ -132,7 +132,26 @@ def counter_readings(
         " AND time >= %s AND time < %s ORDER BY time",
         (asset_id, metric, start, end),
     ).fetchall()
-    return (None if before is None else float(before[0])), [(r[0], float(r[1])) for r in rows]
+    baseline = None if before is None else (before[0], float(before[1]))
+    return baseline, [(r[0], float(r[1])) for r in rows]
+
+
+def renewals(conn: Conn, asset_id: int, after: datetime | None, until: datetime) -> list[datetime]:
+    """Times the asset was renewed (a recorded life ended) in ``(after, until]``."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(
+            """
+            SELECT ended_at FROM asset_lives
+             WHERE asset_id = %(a)s AND ended_at <= %(u)s
+               AND (%(s)s::timestamptz IS NULL OR ended_at > %(s)s)
+            UNION
+            SELECT renewed_at FROM assets
+             WHERE id = %(a)s AND renewed_at > installed_at AND renewed_at <= %(u)s
+               AND (%(s)s::timestamptz IS NULL OR renewed_at > %(s)s)
+            ORDER BY 1
+            """,
+            {"a": asset_id, "s": after, "u": until},
+        ).fetchall()
 
 
 # --- usage records -------------------------------------------------------------------------

@@ -169,10 +169,17 @@ def meter_asset(
     metric = repo.metric_id(conn, asset.kind, kind.usage_metric)
     if metric is None or not windows:
         return kind.usage_metric, kind.life_unit, empty
-    baseline, readings = repo.counter_readings(
-        conn, asset.id, metric, windows[0][0], windows[-1][1]
+    start, end = windows[0][0], windows[-1][1]
+    baseline, readings = repo.counter_readings(conn, asset.id, metric, start, end)
+    baseline_at = baseline[0] if baseline else None
+    metering = meter(
+        baseline[1] if baseline else None,
+        readings,
+        windows,
+        renewals=repo.renewals(conn, asset.id, baseline_at, end),
+        baseline_at=baseline_at,
     )
-    return kind.usage_metric, kind.life_unit, meter(baseline, readings, windows)
+    return kind.usage_metric, kind.life_unit, metering
 
 
 # --- lines ---------------------------------------------------------------------------------
