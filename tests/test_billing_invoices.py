@@ -283,10 +283,11 @@ def test_issue_emits_the_event_in_the_same_transaction_and_guards_the_flow(
     conn.rollback()
 
 
-def test_worker_closes_last_month_and_issues_after_grace(
+def test_worker_closes_last_months_and_issues_after_grace(
     db_url: str, conn: Connection[Any]
 ) -> None:
-    c = subscribed_customer(conn, "worker", plan="proactive", starts_at=NOV_1)
+    # subscribed since October: the worker (started on 2 December) catches up October too
+    c = subscribed_customer(conn, "worker", plan="proactive", starts_at=at(1, month=10))
     clock = ManualClock(at(2, month=12))
     stop = threading.Event()
     stats = BillingStats()
@@ -301,30 +302,41 @@ def test_worker_closes_last_month_and_issues_after_grace(
             "stats": stats,
         },
     )
+
+    def statuses() -> list[tuple[str, str]]:
+        rows = conn.execute(
+            "SELECT period, status FROM invoices WHERE customer_id = %s ORDER BY period",
+            (c.customer_id,),
+        ).fetchall()
+        conn.rollback()
+        return [(r[0], r[1]) for r in rows]
+
+    def wait_for_runs(more: int) -> None:
+        target = stats.runs + more
+        pause = threading.Event()
+        for _ in range(400):
+            if stats.runs >= target:
+                return
+            pause.wait(0.05)
+        raise AssertionError("the billing worker did not run")
+
     thread.start()
     try:
         assert stats.ran.wait(10)
-        row = conn.execute(
-            "SELECT status FROM invoices WHERE customer_id = %s", (c.customer_id,)
-        ).fetchone()
-        conn.rollback()
-        assert row == ("draft",)
+        # October is past its grace: issued; November is within it: a draft
+        assert statuses() == [("2026-10", "issued"), ("2026-11", "draft")]
         clock.set(at(4, 1, month=12))
-        runs = stats.runs
-        deadline = threading.Event()
-        for _ in range(200):
-            if stats.runs > runs + 1:
-                break
-            deadline.wait(0.05)
-        row = conn.execute(
-            "SELECT status FROM invoices WHERE customer_id = %s", (c.customer_id,)
-        ).fetchone()
-        conn.rollback()
-        assert row == ("issued",)
+        wait_for_runs(2)
+        assert statuses() == [("2026-10", "issued"), ("2026-11", "issued")]
     finally:
         stop.set()
         thread.join(timeout=10)
-    assert stats.errors == 0 and stats.issued >= 1
+    assert stats.errors == 0 and stats.failures == 0
+    issued = conn.execute(
+        "SELECT count(*) FROM events WHERE type = 'invoice.issued' AND customer_id = %s",
+        (c.customer_id,),
+    ).fetchone()
+    assert issued == (2,)
 
 
 def test_site_subscription_prorates_assets_installed_or_retired_mid_period(

@@ -400,16 +400,6 @@ def delete_draft(conn: Conn, invoice_id: int) -> None:
     conn.execute("DELETE FROM invoices WHERE id = %s AND status = 'draft'", (invoice_id,))
 
 
-def drafts_of_period(conn: Conn, period: str) -> list[int]:
-    """Customers whose invoice of ``period`` is still a draft."""
-    with conn.cursor(row_factory=scalar_row) as cur:
-        return cur.execute(
-            "SELECT customer_id FROM invoices WHERE period = %s AND status = 'draft'"
-            " ORDER BY customer_id",
-            (period,),
-        ).fetchall()
-
-
 # --- partners ------------------------------------------------------------------------------
 
 

@@ -519,15 +519,24 @@ def close_period(
     return result
 
 
-def bill_due_periods(conn: Conn, clock: Clock, grace: timedelta) -> CloseResult:
-    """The worker's job: close last month; issue it once ``grace`` has passed since its end.
+def bill_due_periods(
+    conn: Conn, clock: Clock, grace: timedelta, catch_up_months: int = ADJUSTMENT_LOOKBACK_MONTHS
+) -> list[CloseResult]:
+    """The worker's job: close the last ``catch_up_months`` months, oldest first, and issue
+    each once ``grace`` has passed since its end.
 
     During the grace period the drafts are refreshed on every run, so late telemetry lands
     on the right invoice; after it, late usage goes to the next invoice as an adjustment.
+    Looking back more than one month lets a worker that was down catch up; periods already
+    issued cost one locked read per customer.
     """
     now = clock.now()
-    last = shift(period_of(now), -1)
-    return close_period(conn, last.name, clock, issue=now >= last.end + grace)
+    current = period_of(now)
+    results = []
+    for months_ago in range(max(catch_up_months, 1), 0, -1):
+        period = shift(current, -months_ago)
+        results.append(close_period(conn, period.name, clock, issue=now >= period.end + grace))
+    return results
 
 
 def _invoice_for_update(conn: Conn, principal: Principal, invoice_id: int) -> Invoice:

@@ -1,7 +1,8 @@
 """`fleetcare billing worker`: closes last month on schedule.
 
-Every ``interval`` seconds it refreshes the drafts of the month that just ended and, once
-``grace`` has passed since that month's end, issues them. Each run is one transaction that
+Every ``interval`` seconds it refreshes the drafts of the month that just ended (and of the
+months before it, up to the adjustment look-back, so that it catches up after downtime) and,
+once ``grace`` has passed since a month's end, issues them. Each run is one transaction that
 this worker owns. Running several workers is safe: invoices are unique per customer and
 period and locked while a worker computes them, so the others wait and then find nothing to
 change.
@@ -51,18 +52,19 @@ def run_billing_worker(
     while not stop.is_set():
         try:
             with connect(database_url) as conn, conn.transaction():
-                result = billing.bill_due_periods(conn, clock, grace)
-            stats.invoices += len(result.invoices)
-            stats.issued += sum(1 for i in result.invoices if i.status == "issued")
-            stats.failures += len(result.failures)
-            for failure in result.failures:
-                log.warning(
-                    "billing: customer %s, period %s: %s",
-                    failure.customer_id,
-                    result.period,
-                    failure.error,
-                )
-            log.info("billing: period %s, %d invoice(s)", result.period, len(result.invoices))
+                results = billing.bill_due_periods(conn, clock, grace)
+            for result in results:
+                stats.invoices += len(result.invoices)
+                stats.issued += sum(1 for i in result.invoices if i.status == "issued")
+                stats.failures += len(result.failures)
+                for failure in result.failures:
+                    log.warning(
+                        "billing: customer %s, period %s: %s",
+                        failure.customer_id,
+                        result.period,
+                        failure.error,
+                    )
+                log.info("billing: period %s, %d invoice(s)", result.period, len(result.invoices))
         except (psycopg.OperationalError, FleetcareError) as exc:
             stats.errors += 1
             log.warning("billing: run failed, retrying: %s", exc)
