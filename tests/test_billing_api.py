@@ -107,6 +107,26 @@ def test_customers_see_only_their_own_billing(
     assert sum(int(r["amount_minor"]) for r in rows) == detail["total_minor"]
     assert {r["currency"] for r in rows} == {"EUR"}
 
+    # the period export: A gets its own lines, the operator everybody's
+    mine = list(
+        csv.DictReader(
+            io.StringIO(
+                client.get("/v1/invoices.csv", params={"period": "2026-11"}, headers=a.headers).text
+            )
+        )
+    )
+    assert {r["customer_id"] for r in mine} == {str(ca.customer_id)}
+    everything = client.get(
+        "/v1/invoices.csv", params={"period": "2026-11"}, headers=operator_headers
+    )
+    rows_all = list(csv.DictReader(io.StringIO(everything.text)))
+    assert {r["customer_id"] for r in rows_all} == {str(ca.customer_id), str(cb.customer_id)}
+    assert sum(int(r["amount_minor"]) for r in rows_all) == 1000 + 2900
+    assert (
+        client.get("/v1/invoices.csv", params={"period": "2026-1"}, headers=a.headers).status_code
+        == 422
+    )
+
     usage = _ok(
         client.get(
             f"/v1/assets/{ca.asset_ids[0]}/usage", params={"period": "2026-11"}, headers=a.headers

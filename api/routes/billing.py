@@ -67,6 +67,22 @@ def list_invoices(
     return Page(items=items, next_after=nxt)
 
 
+@router.get(
+    "/invoices.csv",
+    tags=["billing"],
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def period_lines_csv(period: PeriodQuery, conn: Conn, caller: Caller) -> Response:
+    """The lines of every invoice of a period (the caller's own, or all for the operator)."""
+    body = billing.period_lines_csv(conn, caller, period)
+    return Response(
+        content=body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="invoices-{period}.csv"'},
+    )
+
+
 @router.get("/invoices/{invoice_id}", tags=["billing"])
 def get_invoice(invoice_id: int, conn: Conn, caller: Caller) -> InvoiceDetail:
     """One invoice with its lines."""

@@ -354,6 +354,27 @@ def invoice_lines(conn: Conn, invoice_id: int) -> list[InvoiceLine]:
         ).fetchall()
 
 
+def invoices_with_lines(
+    conn: Conn, scope: int | None, period: str
+) -> list[tuple[Invoice, list[InvoiceLine]]]:
+    """Every invoice of a period within ``scope``, with its lines (two queries)."""
+    with conn.cursor(row_factory=class_row(Invoice)) as cur:
+        invoices = cur.execute(
+            "SELECT * FROM invoices WHERE period = %s"
+            " AND (%s::bigint IS NULL OR customer_id = %s) ORDER BY customer_id, id",
+            (period, scope, scope),
+        ).fetchall()
+    with conn.cursor(row_factory=class_row(InvoiceLine)) as cur:
+        lines = cur.execute(
+            "SELECT * FROM invoice_lines WHERE invoice_id = ANY(%s) ORDER BY invoice_id, line_no",
+            ([i.id for i in invoices],),
+        ).fetchall()
+    by_invoice: dict[int, list[InvoiceLine]] = {i.id: [] for i in invoices}
+    for line in lines:
+        by_invoice[line.invoice_id].append(line)
+    return [(i, by_invoice[i.id]) for i in invoices]
+
+
 def replace_lines(conn: Conn, invoice_id: int, lines: list[LineDraft], now: datetime) -> Invoice:
     """Swap a draft's lines for ``lines`` and set its total to their sum."""
     conn.execute("DELETE FROM invoice_lines WHERE invoice_id = %s", (invoice_id,))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from fleetcare.clock import Clock
@@ -68,6 +69,7 @@ CSV_COLUMNS = (
     "customer_id",
     "period",
     "currency",
+    "status",
     "line_no",
     "kind",
     "description",
@@ -638,21 +640,38 @@ def get_invoice(conn: Conn, principal: Principal, invoice_id: int) -> InvoiceDet
     return InvoiceDetail(**invoice.model_dump(), lines=repo.invoice_lines(conn, invoice.id))
 
 
+def _write_lines(writer: Any, invoice: Invoice, lines: list[InvoiceLine]) -> None:
+    head = {
+        "invoice_id": invoice.id,
+        "customer_id": invoice.customer_id,
+        "period": invoice.period,
+        "currency": invoice.currency,
+        "status": invoice.status,
+    }
+    for line in lines:
+        values = {**line.model_dump(mode="json"), **head}
+        writer.writerow(["" if values[c] is None else values[c] for c in CSV_COLUMNS])
+
+
 def invoice_lines_csv(conn: Conn, principal: Principal, invoice_id: int) -> str:
     """The lines of an invoice as CSV (one header row, amounts in minor units)."""
     detail = get_invoice(conn, principal, invoice_id)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    head = {
-        "invoice_id": detail.id,
-        "customer_id": detail.customer_id,
-        "period": detail.period,
-        "currency": detail.currency,
-    }
-    for line in detail.lines:
-        values = {**line.model_dump(mode="json"), **head}
-        writer.writerow(["" if values[c] is None else values[c] for c in CSV_COLUMNS])
+    _write_lines(writer, detail, detail.lines)
+    return out.getvalue()
+
+
+def period_lines_csv(conn: Conn, principal: Principal, period_name: str) -> str:
+    """The lines of every invoice of a period the caller may see, as one CSV."""
+    require_customer_side(principal)
+    period = parse_period(period_name)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for invoice, lines in repo.invoices_with_lines(conn, principal.scope, period.name):
+        _write_lines(writer, invoice, lines)
     return out.getvalue()
 
 
