@@ -1,4 +1,9 @@
-"""Shared helpers of the maintenance domains: caller checks and scoping rules."""
+"""Shared helpers of the maintenance domains: caller checks and scoping rules.
+
+Services never open or commit transactions of their own: they write, emit their events into
+the caller's transaction (outbox), and raise typed errors; the owner (request, worker job)
+commits or rolls back everything together.
+"""
 
 from __future__ import annotations
 

@@ -283,3 +283,22 @@ def test_parts_catalogue_seed_matches_kinds(conn: Conn) -> None:
     assert logistics_repo.sync_parts_catalogue(conn) == 0
     assert count(conn, "SELECT count(*) FROM parts") == 4
     assert orders_repo.asset_context(conn, 10**9, customer_id=None) is None
+
+
+def test_a_rolled_back_subscription_leaves_neither_rows_nor_events(conn: Conn) -> None:
+    from fleetcare.fleet import service as fleet
+    from maintenance.subscriptions.schemas import SubscriptionCreate
+    from tests.fixtures.maintenance import plan_id
+
+    customer = fleet.ensure_customer(conn, "rb", "Rb")
+    conn.commit()
+    subscriptions.create_subscription(
+        conn,
+        OPERATOR,
+        SubscriptionCreate(customer_id=customer.id, plan_id=plan_id(conn, "monitor")),
+        clock(),
+    )
+    assert event_types(conn, customer.id) == ["subscription.created"]
+    conn.rollback()
+    assert count(conn, "SELECT count(*) FROM subscriptions") == 0
+    assert event_types(conn, customer.id) == []

@@ -301,3 +301,54 @@ def test_dispatchers_share_the_queue_and_handle_each_prediction_once(
     for w in worlds:
         assert len(_orders(conn, w.asset_id)) == 1
     assert count(conn, "SELECT count(*) FROM events WHERE type = 'order.created'") == 6
+
+
+def test_a_site_subscription_covers_assets_moved_there_and_plan_changes_apply(conn: Conn) -> None:
+    from fleetcare.fleet import service as fleet
+    from fleetcare.fleet.schemas import AssetCreate
+    from maintenance.subscriptions.schemas import PlanChange, SubscriptionCreate
+    from tests.fixtures.maintenance import plan_id
+
+    world = make_world(conn, "pol-site", plan=None)
+    stock_depot(conn, "D", on_hand=5)
+    sub = subscriptions.create_subscription(
+        conn,
+        OPERATOR,
+        SubscriptionCreate(
+            customer_id=world.customer_id,
+            plan_id=plan_id(conn, "proactive"),
+            scope="site",
+            site_id=world.site_id,
+            starts_at=T0 - timedelta(days=1),
+        ),
+        clock(),
+    )
+    later = fleet.create_asset(
+        conn,
+        OPERATOR,
+        AssetCreate(
+            customer_id=world.customer_id,
+            site_id=world.site_id,
+            kind="tire",
+            ref="TRK-LATER",
+            installed_at=T0 - timedelta(days=10),
+        ),
+    )
+    conn.commit()
+    insert_prediction(conn, later.id, time=T0, due_in_days=5)
+    policy.process_queue(conn, clock())
+    conn.commit()
+    assert len(_orders(conn, later.id)) == 1
+    # switched to alerts only from now: the other asset gets an alert, not an order
+    c = clock()
+    c.advance(timedelta(hours=1))
+    subscriptions.change_plan(
+        conn, OPERATOR, sub.id, PlanChange(plan_id=plan_id(conn, "monitor")), c
+    )
+    conn.commit()
+    insert_prediction(conn, world.asset_id, time=T0 + timedelta(hours=2), due_in_days=5)
+    c.advance(timedelta(hours=2))
+    policy.process_queue(conn, c)
+    conn.commit()
+    assert _orders(conn, world.asset_id) == []
+    assert event_types(conn, world.customer_id).count("prediction.alert") == 1

@@ -68,7 +68,7 @@ def part_for(conn: Conn, kind: str, component: str) -> Part | None:
 def create_depot(conn: Conn, principal: Principal, body: DepotCreate) -> Depot:
     """Open a depot (operator)."""
     require_operator(principal)
-    with translate_integrity_errors(f"depot {body.code!r}"), conn.transaction():
+    with translate_integrity_errors(f"depot {body.code!r}"):
         depot = repo.insert_row(conn, "depots", Depot, body.model_dump())
     emit(
         conn,
@@ -106,7 +106,7 @@ def set_stock(
     require_operator(principal)
     get_depot(conn, depot_id)
     get_part(conn, part_id)
-    with translate_integrity_errors("stock"), conn.transaction():
+    with translate_integrity_errors("stock"):
         item = repo.upsert_stock(conn, depot_id, part_id, body.model_dump(exclude_none=True))
     emit(
         conn,

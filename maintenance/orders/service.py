@@ -485,7 +485,7 @@ def report_failure(
                 coverage=coverage,
                 notes=body.description,
             )
-    with translate_integrity_errors("failure report"), conn.transaction():
+    with translate_integrity_errors("failure report"):
         report = repo.insert_row(
             conn,
             "failure_reports",

@@ -21,7 +21,7 @@ from maintenance.partners.schemas import (
 def create_partner(conn: Conn, principal: Principal, body: PartnerCreate) -> Partner:
     """Sign up a service partner (operator)."""
     require_operator(principal)
-    with translate_integrity_errors(f"partner {body.code!r}"), conn.transaction():
+    with translate_integrity_errors(f"partner {body.code!r}"):
         partner = repo.insert_row(conn, "partners", Partner, body.model_dump())
     emit(
         conn,

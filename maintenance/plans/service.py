@@ -37,7 +37,7 @@ def get_plan(conn: Conn, plan_id: int) -> Plan:
 def create_plan(conn: Conn, principal: Principal, body: PlanCreate) -> Plan:
     """Add a plan to the catalogue (operator)."""
     require_operator(principal)
-    with translate_integrity_errors(f"plan {body.code!r}"), conn.transaction():
+    with translate_integrity_errors(f"plan {body.code!r}"):
         plan = repo.insert_row(conn, "plans", Plan, body.model_dump())
     emit(
         conn,

@@ -138,7 +138,7 @@ def create_subscription(
         "created_at": now,
         "updated_at": now,
     }
-    with translate_integrity_errors("subscription"), conn.transaction():
+    with translate_integrity_errors("subscription"):
         sub = repo.insert_row(conn, "subscriptions", Subscription, values)
         repo.insert_period(conn, sub.id, plan.id, starts)
         repo.add_assets(conn, sub.id, owner, body.asset_ids)
