@@ -184,6 +184,11 @@ def test_counter_reset_and_late_data(conn: Connection[Any]) -> None:
 def test_closing_twice_yields_the_same_invoice(conn: Connection[Any]) -> None:
     c = subscribed_customer(conn, "twice", plan="full-service-tire", starts_at=NOV_1)
     add_counter(conn, c.asset_ids[0], [(at(1), 0.0), (at(9), 1234.5)])
+    # the caller owns the transaction: a rolled-back close leaves nothing behind
+    assert len(billing.close_period(conn, "2026-11", AFTER_NOV).invoices) == 1
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM invoices").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM usage_records").fetchone() == (0,)
     first = _invoice_of(_close(conn), c.customer_id)
     first_lines = lines_of(conn, first.id)
     second = _invoice_of(_close(conn), c.customer_id)

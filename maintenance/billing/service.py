@@ -506,9 +506,12 @@ def close_period(
         raise Invalid(f"period {period.name} has not started")
     if issue:
         _check_issuable(period, now)
+    if conn.autocommit:
+        raise RuntimeError("close_period must run inside the caller's transaction")
     result = CloseResult(period=period.name, invoices=[])
     for customer in repo.customers_to_bill(conn, period.start, period.end, customer_id):
         try:
+            # a savepoint (the query above opened the caller's transaction): never a commit
             with conn.transaction():
                 invoice = close_customer(conn, customer, period, clock)
                 if invoice is not None and issue and invoice.status == "draft":
