@@ -8,7 +8,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers, install_fallback_handlers
-from api.routes import devices, fleet, health, logistics, maintenance, subscriptions, webhooks
+from api.routes import (
+    billing,
+    devices,
+    fleet,
+    health,
+    logistics,
+    maintenance,
+    subscriptions,
+    webhooks,
+)
 from api.routes import ingest as ingest_routes
 from fleetcare.db import open_pool
 from fleetcare.settings import Settings
@@ -45,4 +54,5 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(maintenance.router)
     app.include_router(logistics.router)
     app.include_router(webhooks.router)
+    app.include_router(billing.router)
     return app

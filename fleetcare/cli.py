@@ -290,3 +290,69 @@ def webhooks(
     finally:
         stop.set()
         ctx.__exit__(None, None, None)
+
+
+billing_app = typer.Typer(
+    help="Invoices: close periods, run the billing worker.", no_args_is_help=True
+)
+app.add_typer(billing_app, name="billing")
+
+
+@billing_app.command("close")
+def billing_close(
+    period: Annotated[str, typer.Option(help="the month to close, YYYY-MM (UTC)")],
+    customer: Annotated[int | None, typer.Option(help="only this customer id")] = None,
+    issue: Annotated[bool, typer.Option("--issue", help="issue the invoices too")] = False,
+) -> None:
+    """Close a period into invoices (drafts; --issue issues them). Safe to run twice."""
+    from fleetcare.clock import SystemClock
+    from fleetcare.db import connect
+    from maintenance.billing.service import close_period
+
+    settings = _settings()
+    url, ctx = _database_url(settings)
+    try:
+        with connect(url) as conn, conn.transaction():
+            result = close_period(conn, period, SystemClock(), customer_id=customer, issue=issue)
+        for invoice in result.invoices:
+            typer.echo(
+                f"invoice {invoice.id}  customer {invoice.customer_id}  {invoice.period}"
+                f"  {invoice.status}  {invoice.line_count} line(s)"
+                f"  {invoice.total_minor} {invoice.currency} (minor units)"
+            )
+        for failure in result.failures:
+            typer.echo(f"failed: customer {failure.customer_id}: {failure.error}", err=True)
+        typer.echo(f"period {result.period}: {len(result.invoices)} invoice(s)")
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    finally:
+        ctx.__exit__(None, None, None)
+    if result.failures:
+        raise typer.Exit(1)
+
+
+@billing_app.command("worker")
+def billing_worker(
+    interval: Annotated[float, typer.Option(help="seconds between runs")] = 3600.0,
+    grace_days: Annotated[float, typer.Option(help="days after a month ends before issuing")] = 3,
+) -> None:
+    """Close last month on schedule and issue it once the grace period is over."""
+    import threading
+    from datetime import timedelta
+
+    from fleetcare.services import exit_on_sigterm
+    from maintenance.billing.worker import run_billing_worker
+
+    if interval <= 0 or grace_days < 0:
+        raise fail("--interval must be positive and --grace-days not negative")
+    settings = _settings()
+    exit_on_sigterm()
+    url, ctx = _database_url(settings)
+    stop = threading.Event()
+    try:
+        typer.echo("fleetcare billing worker: running (Ctrl-C stops)", err=True)
+        run_billing_worker(url, stop=stop, interval=interval, grace=timedelta(days=grace_days))
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        ctx.__exit__(None, None, None)

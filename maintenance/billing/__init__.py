@@ -1,0 +1,1 @@
+"""Billing: usage metering, invoices, partner statements, plan advice."""

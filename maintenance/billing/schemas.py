@@ -1,0 +1,234 @@
+"""Records of billing: usage, invoices and their lines, partner statements, plan advice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from fleetcare.fleet.schemas import Strict
+
+InvoiceStatus = Literal["draft", "issued", "paid", "void"]
+LineKind = Literal["base_fee", "usage", "usage_adjustment", "parts", "labour"]
+PERIOD_REGEX = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+class UsageRecord(BaseModel):
+    id: UUID
+    customer_id: int
+    subscription_id: int
+    asset_id: int
+    period: str
+    metric: str
+    unit: str
+    window_start: datetime
+    window_end: datetime
+    quantity: Decimal
+    readings: int
+    resets: int
+    computed_at: datetime
+    invoice_id: int | None
+    billed_quantity: Decimal | None
+    billed_amount_minor: int | None
+
+
+class Invoice(BaseModel):
+    id: int
+    customer_id: int
+    period: str
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    status: str
+    total_minor: int
+    line_count: int
+    closed_at: datetime
+    issued_at: datetime | None
+    paid_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class InvoiceLine(BaseModel):
+    id: int
+    invoice_id: int
+    line_no: int
+    kind: str
+    description: str
+    subscription_id: int | None
+    asset_id: int | None
+    plan_id: int | None
+    order_id: int | None
+    part_id: int | None
+    usage_record_id: UUID | None
+    adjusts_period: str | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    quantity: Decimal
+    unit: str
+    unit_price_minor: int
+    unit_quantity: int
+    amount_minor: int
+
+
+class InvoiceDetail(Invoice):
+    lines: list[InvoiceLine]
+
+
+@dataclass(frozen=True)
+class LineDraft:
+    """A line computed by a close, before it is stored (compared field by field)."""
+
+    kind: str
+    description: str
+    quantity: Decimal
+    unit: str
+    unit_price_minor: int
+    amount_minor: int
+    unit_quantity: int = 1
+    subscription_id: int | None = None
+    asset_id: int | None = None
+    plan_id: int | None = None
+    order_id: int | None = None
+    part_id: int | None = None
+    usage_record_id: UUID | None = None
+    adjusts_period: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CoveredAsset:
+    """An asset a subscription covers, with the times it existed."""
+
+    id: int
+    customer_id: int
+    ref: str
+    kind: str
+    installed_at: datetime
+    retired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OrderPartUse:
+    """One part used by a completed order, as billing reads it."""
+
+    order_id: int
+    subscription_id: int | None
+    asset_id: int
+    asset_ref: str
+    component: str
+    completed_at: datetime
+    parts_included: bool
+    labour_included: bool
+    part_id: int
+    sku: str
+    part_name: str
+    quantity: int
+    price_minor: int
+    currency: str
+    billable: bool
+    labour_hours: float
+
+
+class CloseRequest(Strict):
+    period: str = Field(pattern=PERIOD_REGEX, description="the month, YYYY-MM (UTC)")
+    customer_id: int | None = Field(default=None, description="only this customer")
+    issue: bool = Field(default=False, description="issue the drafts (the period must be over)")
+
+
+class CloseFailure(BaseModel):
+    customer_id: int
+    error: str
+
+
+class CloseResult(BaseModel):
+    period: str
+    invoices: list[Invoice]
+    failures: list[CloseFailure] = Field(default_factory=list)
+
+
+class VoidRequest(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class AssetUsage(BaseModel):
+    """Usage of one asset over a whole period, metered live from telemetry."""
+
+    asset_id: int
+    asset_ref: str
+    kind: str
+    metric: str
+    unit: str
+    period: str
+    quantity: Decimal
+    readings: int
+    resets: int
+    first_reading_at: datetime | None
+    last_reading_at: datetime | None
+    records: list[UsageRecord] = Field(
+        default_factory=list, description="what billing recorded per subscription"
+    )
+
+
+class StatementLine(BaseModel):
+    commission_id: int
+    order_id: int
+    customer_id: int
+    asset_id: int
+    component: str
+    completed_at: datetime
+    basis_minor: int
+    rate_bps: int
+    amount_minor: int
+    currency: str
+
+
+class StatementTotal(BaseModel):
+    currency: str
+    orders: int
+    basis_minor: int
+    amount_minor: int
+
+
+class PartnerStatement(BaseModel):
+    partner_id: int
+    partner_code: str
+    period: str
+    lines: list[StatementLine]
+    totals: list[StatementTotal]
+
+
+class PlanOption(BaseModel):
+    plan_id: int
+    plan_code: str
+    plan_name: str
+    currency: str
+    cost_minor: int
+    fees_minor: int
+    usage_minor: int
+    parts_minor: int
+    labour_minor: int
+    by_period: dict[str, int]
+    saving_minor: int = Field(description="current plan's cost minus this one's (> 0: cheaper)")
+
+
+class SubscriptionAdvice(BaseModel):
+    subscription_id: int
+    current_plan_ids: list[int] = Field(description="plans in effect during the periods")
+    current_cost_minor: int
+    options: list[PlanOption] = Field(description="cheapest first")
+    best_plan_id: int | None
+
+
+class PlanAdvice(BaseModel):
+    customer_id: int
+    currency: str
+    periods: list[str]
+    subscriptions: list[SubscriptionAdvice]
