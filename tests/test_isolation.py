@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from fleetcare.clock import ManualClock
+from fleetcare.db import connect
+from maintenance.billing.service import close_period
 from tests.conftest import Tenant
 from tests.fixtures.api import ok, predict, setup_customer, stock
 
@@ -48,6 +52,13 @@ def _owned_objects(
     ]
     order = ok(client.get("/v1/orders", params={"asset_id": ids["asset"]}, headers=h))["items"][0]
     shipments = ok(client.get("/v1/shipments", headers=h))["items"]
+    with connect(db_url) as conn, conn.transaction():
+        closed = close_period(
+            conn,
+            "2026-11",
+            ManualClock(datetime(2026, 12, 5, tzinfo=UTC)),
+            customer_id=owner.customer.id,
+        )
     device = ok(
         client.post("/v1/devices", json={"ref": f"gw-{owner.customer.slug}"}, headers=h), 201
     )
@@ -61,6 +72,7 @@ def _owned_objects(
         "shipment_id": shipments[0]["id"],
         "device_id": device["id"],
         "key_id": key["id"],
+        "invoice_id": closed.invoices[0].id,
         "endpoint_id": endpoint["id"],
         "delivery_id": deliveries[0]["id"],
         "public_id": deliveries[0]["event_public_id"],
@@ -76,6 +88,10 @@ BODIES: dict[str, dict[str, Any]] = {
     "/v1/subscriptions/{subscription_id}/plan-changes": {"plan_id": 1},
     "/v1/partners/{partner_id}/sites": {"site_ids": [1]},
     "/v1/webhooks/endpoints/{endpoint_id}/replay": {"since": "2026-01-01T00:00:00Z"},
+    "/v1/invoices/{invoice_id}/void": {"reason": "probe"},
+}
+QUERIES: dict[str, dict[str, str]] = {
+    "/v1/assets/{asset_id}/usage": {"period": "2026-11"},
 }
 
 OWNED = {
@@ -87,6 +103,7 @@ OWNED = {
     "shipment_id",
     "device_id",
     "key_id",
+    "invoice_id",
     "endpoint_id",
     "delivery_id",
     "public_id",
@@ -119,7 +136,13 @@ def test_another_customers_objects_answer_404_on_every_route(
             continue
         url = _fill(path, objects)
         for method in sorted(methods - {"HEAD", "OPTIONS"}):
-            r = client.request(method, url, headers=bob.headers, json=BODIES.get(path, {}))
+            r = client.request(
+                method,
+                url,
+                headers=bob.headers,
+                json=BODIES.get(path, {}),
+                params=QUERIES.get(path),
+            )
             if r.status_code == 422:
                 body_errors.append(f"{method} {path}: {r.json()['detail']}")
                 continue
