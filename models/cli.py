@@ -50,3 +50,7 @@ def cmapss_cv_command(
     except CMAPSSDataError as exc:
         raise _fail(str(exc)) from None
     _emit(result)
+
+
+if __name__ == "__main__":
+    app()
