@@ -89,7 +89,7 @@ class Population(Protocol):
         ...
 
 
-def _empty_frame(names: tuple[str, ...]) -> Frame:
+def empty_frame(names: tuple[str, ...]) -> Frame:
     return Frame(np.zeros(0, np.int64), np.zeros(0), {n: np.zeros(0) for n in names}, failures=[])
 
 
@@ -680,7 +680,7 @@ class EnginePopulation:
                 )
             self._failed[crossed] = True
         if not rows_asset:
-            frame = _empty_frame(ENGINE.metric_names)
+            frame = empty_frame(ENGINE.metric_names)
             frame.failures = failures
             return frame
         names = ENGINE.metric_names

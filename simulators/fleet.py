@@ -1,0 +1,446 @@
+"""A simulated fleet: populations of wearing assets behind their gateways, on a real clock.
+
+``Fleet`` is deterministic given its spec: the same seed gives the same sites, assets,
+gateways, wear and readings for the same sequence of clock times. It knows nothing of MQTT
+or the database; ``simulators.service`` registers it and ``simulators.worker`` runs it.
+
+Time: real time drives the fleet; simulated time runs ``speedup`` times faster, so wear that
+takes a year shows in minutes while readings carry real (current) timestamps. Long steps are
+split into sub-steps of at most ``MAX_STEP_H`` simulated hours, each giving a reading.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from fleetcare.kinds import KINDS
+from simulators.devices import FaultRates, Gateway, GatewayBehaviour, SensorFaults
+from simulators.physics import (
+    BUILDING_TYPES,
+    ROAD_TYPES,
+    ElevatorPopulation,
+    EnginePopulation,
+    FloatArray,
+    Population,
+    TirePopulation,
+)
+from simulators.replay import CmapssUnit, ReplayPopulation
+from simulators.schemas import (
+    ELEVATORS_PER_BUILDING,
+    ENGINES_PER_AIRCRAFT,
+    TIRES_PER_TRUCK,
+    AssetRef,
+    DeviceRef,
+    FleetSpec,
+    LifeEnd,
+    SiteRef,
+    TruthRow,
+)
+
+MAX_STEP_H = 6.0
+TIRE_POSITIONS = ("FL", "FR", "RLO", "RLI", "RRO", "RRI")
+# decimals each metric is sent with (a sensor's resolution); replayed data is sent as is
+DECIMALS: dict[str, int] = {
+    "pressure_kpa": 1, "temperature_c": 1, "load_kg": 0, "speed_kmh": 1, "tread_depth_mm": 2,
+    "odometer_km": 3, "door_close_time_s": 3, "motor_current_a": 2, "vibration_mm_s": 3,
+    "levelling_error_mm": 2, "brake_wear_pct": 2, "trip_count": 0, "flight_cycles": 0,
+}  # fmt: skip
+ENGINE_DECIMALS = 4
+# simulated days of operation before the fleet is registered, so that ages are mixed
+WARMUP_DAYS = {"tire": 330.0, "elevator": 330.0, "engine": 45.0}
+
+
+def ms_of(when: datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    return round(when.timestamp() * 1000.0)
+
+
+def at_ms(ms: int) -> datetime:
+    """The aware UTC datetime of epoch milliseconds."""
+    return datetime.fromtimestamp(ms / 1000.0, UTC)
+
+
+@dataclass
+class KindFleet:
+    """One kind's population with its refs, gateways, sensor faults and life bookkeeping."""
+
+    kind: str
+    population: Population
+    refs: list[str]
+    gateway_of: list[str]
+    faults: SensorFaults
+    exact: bool = False  # replayed data: sent without rounding
+    life_start_h: dict[str, FloatArray] = field(default_factory=dict)
+    life_start_usage: dict[str, FloatArray] = field(default_factory=dict)
+    repair_due_h: dict[tuple[int, str], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for c in self.components:
+            self.life_start_h[c] = np.zeros(self.population.size)
+            self.life_start_usage[c] = self.population.usage.copy()
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return tuple(c.name for c in KINDS[self.kind].components)
+
+
+@dataclass
+class FleetStep:
+    """What happened during one advance: failures and renewals (as life ends), readings."""
+
+    life_ends: list[LifeEnd] = field(default_factory=list)
+    renewed: list[tuple[str, str, datetime]] = field(default_factory=list)
+    readings: int = 0
+
+
+class Fleet:
+    """Everything simulated for one customer: sites, assets, gateways, and their physics."""
+
+    def __init__(
+        self,
+        spec: FleetSpec,
+        *,
+        cmapss_units: list[CmapssUnit] | None = None,
+        behaviour: GatewayBehaviour | None = None,
+        fault_rates: FaultRates | None = None,
+    ) -> None:
+        self.spec = spec
+        seeds = np.random.SeedSequence(spec.seed).spawn(8)
+        behaviour = behaviour or (
+            GatewayBehaviour(batch_max=spec.batch_max)
+            if spec.offline
+            else GatewayBehaviour(batch_max=spec.batch_max, offline_per_hour=0.0)
+        )
+        rates = fault_rates or (FaultRates() if spec.faults else FaultRates.none())
+        self.sites: list[SiteRef] = []
+        self.assets: list[AssetRef] = []
+        self.devices: list[DeviceRef] = []
+        self.gateways: dict[str, Gateway] = {}
+        self.kinds: dict[str, KindFleet] = {}
+        self._where: dict[str, tuple[str, int]] = {}  # asset ref -> (kind, index)
+        slug = spec.customer[:40]
+        gateway_seeds = iter(seeds[7].spawn(spec.trucks + spec.buildings + spec.aircraft))
+
+        def add_gateways(kind: str, names: list[tuple[str, str, str]], per: int) -> list[str]:
+            gateway_of: list[str] = []
+            for g, (device_ref, device_name, _site) in enumerate(names):
+                refs = tuple(self._refs[kind][g * per : (g + 1) * per])
+                self.devices.append(
+                    DeviceRef(ref=device_ref, name=device_name, kind=kind, assets=refs)
+                )
+                self.gateways[device_ref] = Gateway(
+                    device_ref, refs, np.random.default_rng(next(gateway_seeds)), behaviour
+                )
+                gateway_of.extend([device_ref] * per)
+            return gateway_of
+
+        self._refs: dict[str, list[str]] = {}
+        if spec.tires:
+            tires = TirePopulation(np.random.default_rng(seeds[0]), spec.trucks, TIRES_PER_TRUCK)
+            self.sites.append(SiteRef(ref="DEPOT-1", name="Truck depot", region="north"))
+            names = [
+                (f"{slug}-trk-{t + 1:03d}", f"Truck {t + 1} TPMS gateway", "DEPOT-1")
+                for t in range(spec.trucks)
+            ]
+            self._refs["tire"] = [
+                f"TRK-{t + 1:03d}-{TIRE_POSITIONS[p]}"
+                for t in range(spec.trucks)
+                for p in range(TIRES_PER_TRUCK)
+            ]
+            gateway_of = add_gateways("tire", names, TIRES_PER_TRUCK)
+            for i, ref in enumerate(self._refs["tire"]):
+                attrs: dict[str, str | int | float] = {
+                    "position": TIRE_POSITIONS[i % TIRES_PER_TRUCK],
+                    "truck": f"TRK-{i // TIRES_PER_TRUCK + 1:03d}",
+                    "road_type": ROAD_TYPES[int(tires.road[tires.group[i]])],
+                }
+                self.assets.append(
+                    AssetRef(
+                        ref=ref, kind="tire", site="DEPOT-1", device=gateway_of[i], attributes=attrs
+                    )
+                )
+            self._add_kind(
+                "tire",
+                tires,
+                gateway_of,
+                SensorFaults(tires.kind, tires.size, np.random.default_rng(seeds[3]), rates),
+            )
+        if spec.elevators:
+            lifts = ElevatorPopulation(
+                np.random.default_rng(seeds[1]), spec.buildings, ELEVATORS_PER_BUILDING
+            )
+            names = []
+            self._refs["elevator"] = []
+            for b in range(spec.buildings):
+                btype = BUILDING_TYPES[int(lifts.building_type[b])]
+                site = f"BLDG-{b + 1:02d}"
+                self.sites.append(
+                    SiteRef(ref=site, name=f"{btype.title()} building {b + 1}", region="central")
+                )
+                names.append(
+                    (f"{slug}-bldg-{b + 1:02d}", f"Building {b + 1} elevator controller", site)
+                )
+                self._refs["elevator"].extend(
+                    f"B{b + 1:02d}-E{j + 1}" for j in range(ELEVATORS_PER_BUILDING)
+                )
+            gateway_of = add_gateways("elevator", names, ELEVATORS_PER_BUILDING)
+            for i, ref in enumerate(self._refs["elevator"]):
+                b = i // ELEVATORS_PER_BUILDING
+                attrs = {"building_type": BUILDING_TYPES[int(lifts.building_type[b])]}
+                self.assets.append(
+                    AssetRef(
+                        ref=ref,
+                        kind="elevator",
+                        site=f"BLDG-{b + 1:02d}",
+                        device=gateway_of[i],
+                        attributes=attrs,
+                    )
+                )
+            self._add_kind(
+                "elevator",
+                lifts,
+                gateway_of,
+                SensorFaults(lifts.kind, lifts.size, np.random.default_rng(seeds[4]), rates),
+            )
+        if spec.engines:
+            engines: Population
+            if cmapss_units is not None:
+                engines = ReplayPopulation(cmapss_units, spec.aircraft, ENGINES_PER_AIRCRAFT)
+            else:
+                engines = EnginePopulation(
+                    np.random.default_rng(seeds[2]), spec.aircraft, ENGINES_PER_AIRCRAFT
+                )
+            self.sites.append(SiteRef(ref="HUB-1", name="Maintenance hub", region="west"))
+            names = [
+                (f"{slug}-ac-{a + 1:03d}", f"Aircraft {a + 1} engine monitoring unit", "HUB-1")
+                for a in range(spec.aircraft)
+            ]
+            self._refs["engine"] = [
+                f"AC-{a + 1:03d}-E{j + 1}"
+                for a in range(spec.aircraft)
+                for j in range(ENGINES_PER_AIRCRAFT)
+            ]
+            gateway_of = add_gateways("engine", names, ENGINES_PER_AIRCRAFT)
+            for i, ref in enumerate(self._refs["engine"]):
+                attrs = {
+                    "position": i % ENGINES_PER_AIRCRAFT + 1,
+                    "aircraft": f"AC-{i // ENGINES_PER_AIRCRAFT + 1:03d}",
+                }
+                if isinstance(engines, ReplayPopulation):
+                    attrs["cmapss_unit"] = engines.units[int(engines.unit_of[i])].unit
+                self.assets.append(
+                    AssetRef(
+                        ref=ref, kind="engine", site="HUB-1", device=gateway_of[i], attributes=attrs
+                    )
+                )
+            faults = SensorFaults(
+                engines.kind,
+                engines.size,
+                np.random.default_rng(seeds[5]),
+                rates if cmapss_units is None else FaultRates.none(),
+            )
+            self._add_kind("engine", engines, gateway_of, faults, exact=cmapss_units is not None)
+        self._warmup_rng = np.random.default_rng(seeds[6])
+        self.sim_h = 0.0
+        self.anchor_ms: int | None = None
+        self.anchor_h = 0.0
+        if spec.warmup:
+            self._warm_up()
+
+    def _add_kind(
+        self,
+        kind: str,
+        population: Population,
+        gateway_of: list[str],
+        faults: SensorFaults,
+        exact: bool = False,
+    ) -> None:
+        self.kinds[kind] = KindFleet(kind, population, self._refs[kind], gateway_of, faults, exact)
+        for i, ref in enumerate(self._refs[kind]):
+            self._where[ref] = (kind, i)
+
+    def _warm_up(self) -> None:
+        """Run each kind unobserved for a while, renewing at failures and at random, so that
+        the registered fleet has assets of mixed ages."""
+        for kind, kf in self.kinds.items():
+            if isinstance(kf.population, ReplayPopulation):
+                continue
+            total_h = WARMUP_DAYS[kind] * 24.0
+            h = 0.0
+            while h < total_h:
+                frame = kf.population.advance(h, MAX_STEP_H)
+                h += MAX_STEP_H
+                for f in frame.failures:
+                    self._renew(kf, f.asset, f.component, h)
+                for c in kf.components:
+                    replace = self._warmup_rng.random(kf.population.size) < MAX_STEP_H / total_h
+                    for i in np.flatnonzero(replace & ~kf.population.failed(c)):
+                        self._renew(kf, int(i), c, h)
+            # the fleet's clock starts at zero for every kind: shift life starts accordingly
+            for c in kf.components:
+                kf.life_start_h[c] -= total_h
+
+    def _renew(self, kf: KindFleet, index: int, component: str, at_h: float) -> None:
+        kf.population.renew(index, component)
+        kf.life_start_h[component][index] = at_h
+        kf.life_start_usage[component][index] = kf.population.usage[index]
+        kf.repair_due_h.pop((index, component), None)
+
+    # --- time ------------------------------------------------------------------------------
+
+    def start(self, now: datetime) -> None:
+        """Pin simulated hour ``sim_h`` to the real time ``now`` (the fleet's clock starts)."""
+        self.anchor_ms = ms_of(now)
+        self.anchor_h = self.sim_h
+
+    def real_ms(self, sim_h: float) -> int:
+        """The real time (epoch ms) at simulated hour ``sim_h``."""
+        if self.anchor_ms is None:
+            raise RuntimeError("the fleet has not been started (call start(now) first)")
+        return self.anchor_ms + round((sim_h - self.anchor_h) * 3_600_000.0 / self.spec.speedup)
+
+    def sim_h_at(self, now: datetime) -> float:
+        """The simulated hour at real time ``now``."""
+        if self.anchor_ms is None:
+            raise RuntimeError("the fleet has not been started (call start(now) first)")
+        return self.anchor_h + (ms_of(now) - self.anchor_ms) * self.spec.speedup / 3_600_000.0
+
+    # --- stepping --------------------------------------------------------------------------
+
+    def advance_to(self, now: datetime) -> FleetStep:
+        """Simulate up to real time ``now``: wear, failures, repairs; readings to gateways."""
+        target_h = self.sim_h_at(now)
+        out = FleetStep()
+        while target_h - self.sim_h > 1e-12:
+            hours = min(MAX_STEP_H, target_h - self.sim_h)
+            self._step(self.sim_h, hours, out)
+            self.sim_h += hours
+        return out
+
+    def _step(self, start_h: float, hours: float, out: FleetStep) -> None:
+        end_h = start_h + hours
+        for kind, kf in self.kinds.items():
+            for (index, component), due_h in sorted(kf.repair_due_h.items()):
+                if due_h <= start_h:
+                    self._renew(kf, index, component, start_h)
+                    out.renewed.append((kf.refs[index], component, at_ms(self.real_ms(start_h))))
+            frame = kf.population.advance(start_h, hours)
+            for f in frame.failures:
+                out.life_ends.append(
+                    self._life_end(kf, f.asset, f.component, f.at_h, "failure", f.mode)
+                )
+                if self.spec.repair_after_h is not None:
+                    kf.repair_due_h[(f.asset, f.component)] = f.at_h + self.spec.repair_after_h
+            if len(frame) == 0:
+                continue
+            metrics = kf.faults.apply(frame.asset, frame.metrics)
+            names = KINDS[kind].metric_names
+            columns = []
+            for name in names:
+                values = metrics[name]
+                if not kf.exact:
+                    values = np.round(values, DECIMALS.get(name, ENGINE_DECIMALS))
+                columns.append(values)
+            rows = np.column_stack(columns).tolist()
+            times = [self.real_ms(h) for h in frame.at_h.tolist()] if kind == "engine" else None
+            end_ms = self.real_ms(end_h)
+            per_gateway: dict[str, list[tuple[str, int, dict[str, float]]]] = {}
+            for j, (index, row) in enumerate(zip(frame.asset.tolist(), rows, strict=True)):
+                reading = {n: v for n, v in zip(names, row, strict=True) if v == v}  # NaN: missing
+                per_gateway.setdefault(kf.gateway_of[index], []).append(
+                    (kf.refs[index], times[j] if times else end_ms, reading)
+                )
+            for ref, readings in per_gateway.items():
+                self.gateways[ref].collect(readings)
+            out.readings += len(rows)
+
+    def _life_end(
+        self, kf: KindFleet, index: int, component: str, at_h: float, reason: str, mode: str | None
+    ) -> LifeEnd:
+        return LifeEnd(
+            asset_ref=kf.refs[index],
+            kind=kf.kind,
+            component=component,
+            started_at=at_ms(self.real_ms(float(kf.life_start_h[component][index]))),
+            ended_at=at_ms(self.real_ms(at_h)),
+            end_reason=reason,  # type: ignore[arg-type]
+            failure_mode=mode,
+            usage_at_start=float(kf.life_start_usage[component][index]),
+            usage_at_end=float(kf.population.usage[index]),
+        )
+
+    # --- outside world ---------------------------------------------------------------------
+
+    def locate(self, asset_ref: str) -> tuple[KindFleet, int]:
+        """The kind fleet and index of an asset; KeyError when it is not in this fleet."""
+        kind, index = self._where[asset_ref]
+        return self.kinds[kind], index
+
+    def is_failed(self, asset_ref: str, component: str) -> bool:
+        """Whether the component has failed and is not yet repaired."""
+        kf, index = self.locate(asset_ref)
+        return bool(kf.population.failed(component)[index])
+
+    def replace(self, asset_ref: str, component: str, now: datetime) -> LifeEnd | None:
+        """A technician replaces ``component`` at ``now``: the life ends (a replacement,
+        unless it had already failed: that end was recorded then) and a new one begins."""
+        kf, index = self.locate(asset_ref)
+        if component not in kf.components:
+            raise KeyError(f"{asset_ref} ({kf.kind}) has no component {component!r}")
+        at_h = max(self.sim_h, self.sim_h_at(now)) if self.anchor_ms is not None else self.sim_h
+        ended = None
+        if not kf.population.failed(component)[index]:
+            ended = self._life_end(kf, index, component, at_h, "replacement", None)
+        self._renew(kf, index, component, at_h)
+        return ended
+
+    def truth(self) -> list[TruthRow]:
+        """The hidden state of every live component now: wear, usage and expected RUL."""
+        rows: list[TruthRow] = []
+        now = at_ms(self.real_ms(self.sim_h))
+        for kf in self.kinds.values():
+            pop = kf.population
+            for c in kf.components:
+                wear, rul, failed = pop.wear(c), pop.expected_rul(c), pop.failed(c)
+                used = pop.life_usage(c)
+                for i in np.flatnonzero(~failed).tolist():
+                    rows.append(
+                        TruthRow(
+                            asset_ref=kf.refs[i], component=c, time=now,
+                            life_started_at=at_ms(self.real_ms(float(kf.life_start_h[c][i]))),
+                            usage=float(used[i]), wear=float(wear[i]), rul_expected=float(rul[i]),
+                        )
+                    )  # fmt: skip
+        return rows
+
+    def payloads(self, now_s: float, elapsed_s: float) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """Payloads of the gateways that are online, and the gateways that went offline."""
+        out: list[tuple[str, bytes]] = []
+        went_offline: list[str] = []
+        for ref, gateway in self.gateways.items():
+            was_online = gateway.online
+            if not gateway.update_connectivity(now_s, elapsed_s):
+                if was_online:
+                    went_offline.append(ref)
+                continue
+            out.extend((ref, p) for p in gateway.drain())
+        return out, went_offline
+
+
+def typical_step_readings(fleet: Fleet) -> int:
+    """Readings per sub-step when every asset reports (for sizing benchmarks)."""
+    return sum(kf.population.size for kf in fleet.kinds.values())
+
+
+def sim_hours_per_tick(spec: FleetSpec) -> float:
+    """Simulated hours that pass per tick."""
+    return spec.tick_s * spec.speedup / 3600.0
+
+
+def ticks_until(spec: FleetSpec, sim_hours: float) -> int:
+    """Ticks needed to simulate ``sim_hours``."""
+    return math.ceil(sim_hours / sim_hours_per_tick(spec))
