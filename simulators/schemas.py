@@ -30,7 +30,7 @@ class FleetSpec(BaseModel):
         default=None, gt=0, description="stop after; None: until Ctrl-C"
     )
     tick_s: float = Field(default=1.0, gt=0, le=3600, description="real seconds between readings")
-    batch_max: int = Field(default=500, ge=1, le=5_000)
+    batch_max: int = Field(default=500, ge=1, le=1_000, description="readings per payload")
     faults: bool = Field(default=True, description="sensor faults: stuck, spikes, dropouts")
     offline: bool = Field(default=True, description="gateways go offline and flush a backlog")
     malformed_rate: float = Field(
