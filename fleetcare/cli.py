@@ -224,3 +224,9 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# --- ingest: `fleetcare devices ...`, `fleetcare ingest` (kept at the end to ease merges) ---
+from ingest.cli import devices_app  # noqa: E402
+
+app.add_typer(devices_app, name="devices")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -180,6 +181,10 @@ def write_mosquitto_conf(data_dir: Path, port: int, auth: str = "allow_anonymous
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     text = MOSQUITTO_CONF_TEMPLATE.read_text().format(data_dir=data_dir, port=port, auth=auth)
+    if os.geteuid() == 0:
+        # Started as root, Mosquitto drops to user "mosquitto", which cannot write our data
+        # folder (persistence, log) nor read 0600 password files: our child broker keeps our user.
+        text += "user root\n"
     conf = data_dir / "mosquitto.conf"
     conf.write_text(text)
     return conf

@@ -1,13 +1,17 @@
-"""All SQL of ingest: devices (readings and quarantine land here too)."""
+"""All SQL of ingest: devices, the telemetry batch writer, quarantine and ingest health."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import numpy as np
 from psycopg import Connection
 from psycopg.rows import class_row
 
-from ingest.schemas import Device
+from ingest.schemas import Device, IngestorStatus, QuarantineCount, QuarantineItem
 
 Conn = Connection[Any]
 
@@ -32,3 +36,303 @@ def live_device_credentials(conn: Conn) -> list[tuple[str, str]]:
         "SELECT ref, secret_hash FROM devices WHERE retired_at IS NULL ORDER BY ref"
     ).fetchall()
     return [(r[0], r[1]) for r in rows]
+
+
+# --- lookups of the telemetry path -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    id: int
+    kind: str
+    name: str
+    unit: str
+    low: float
+    high: float
+    is_usage: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    id: int
+    ref: str
+    customer_id: int
+    retired: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AssetKey:
+    id: int
+    customer_id: int
+    ref: str
+    kind: str
+    retired: bool
+
+
+def load_metric_catalogue(conn: Conn) -> list[MetricRow]:
+    """Every metric with its bounds, and whether it is its kind's usage counter."""
+    rows = conn.execute(
+        """
+        SELECT m.id, m.kind, m.name, m.unit, m.low, m.high, (k.usage_metric = m.name)
+          FROM metrics m JOIN asset_kinds k ON k.name = m.kind
+        """
+    ).fetchall()
+    return [MetricRow(*r) for r in rows]
+
+
+def find_devices(conn: Conn, refs: Sequence[str]) -> dict[str, DeviceKey]:
+    """Devices by reference; retired when the device or its customer is retired."""
+    rows = conn.execute(
+        """
+        SELECT d.id, d.ref, d.customer_id, (d.retired_at IS NOT NULL OR c.retired_at IS NOT NULL)
+          FROM devices d JOIN customers c ON c.id = d.customer_id
+         WHERE d.ref = ANY(%s::text[])
+        """,
+        (list(refs),),
+    ).fetchall()
+    return {r[1]: DeviceKey(*r) for r in rows}
+
+
+def find_assets(conn: Conn, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], AssetKey]:
+    """Assets by (customer id, reference)."""
+    rows = conn.execute(
+        """
+        SELECT a.id, a.customer_id, a.ref, a.kind, (a.retired_at IS NOT NULL)
+          FROM assets a
+          JOIN unnest(%s::bigint[], %s::text[]) AS k(customer_id, ref)
+            ON a.customer_id = k.customer_id AND a.ref = k.ref
+        """,
+        ([k[0] for k in keys], [k[1] for k in keys]),
+    ).fetchall()
+    return {(r[1], r[2]): AssetKey(*r) for r in rows}
+
+
+# --- the batch writer ------------------------------------------------------------------------
+
+# PostgreSQL's binary COPY: signature, flags, header extension length; rows; trailer.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+# One telemetry row in COPY BINARY: field count, then (length, value) per column.
+_COPY_ROW = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("time_len", ">i4"),
+        ("time", ">i8"),
+        ("asset_len", ">i4"),
+        ("asset_id", ">i8"),
+        ("metric_len", ">i4"),
+        ("metric_id", ">i2"),
+        ("value_len", ">i4"),
+        ("value", ">f8"),
+    ]
+)
+# timestamptz travels as microseconds since 2000-01-01 UTC
+PG_EPOCH_UNIX_US = 946_684_800_000_000
+
+
+def encode_telemetry_copy(
+    times_us: Sequence[int],
+    asset_ids: Sequence[int],
+    metric_ids: Sequence[int],
+    values: Sequence[float],
+) -> bytes:
+    """Telemetry rows (times in µs since the Unix epoch) as one COPY BINARY stream."""
+    rows = np.empty(len(times_us), dtype=_COPY_ROW)
+    rows["fields"] = 4
+    rows["time_len"] = 8
+    rows["time"] = np.asarray(times_us, dtype=np.int64) - PG_EPOCH_UNIX_US
+    rows["asset_len"] = 8
+    rows["asset_id"] = asset_ids
+    rows["metric_len"] = 2
+    rows["metric_id"] = metric_ids
+    rows["value_len"] = 8
+    rows["value"] = values
+    return b"".join((_COPY_HEADER, rows.tobytes(), _COPY_TRAILER))
+
+
+def insert_telemetry(conn: Conn, copy_data: bytes) -> int:
+    """Load rows through a temporary staging table; insert the new ones; return how many."""
+    conn.execute(
+        """
+        CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
+            time timestamptz NOT NULL, asset_id bigint NOT NULL,
+            metric_id smallint NOT NULL, value double precision NOT NULL
+        ) ON COMMIT DELETE ROWS
+        """
+    )
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY ingest_staging (time, asset_id, metric_id, value) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.write(copy_data)
+        cur.execute(
+            """
+            INSERT INTO telemetry (time, asset_id, metric_id, value)
+            SELECT time, asset_id, metric_id, value FROM ingest_staging
+            ON CONFLICT (asset_id, metric_id, time) DO NOTHING
+            """
+        )
+        inserted = cur.rowcount
+        # the caller may store several batches in one transaction
+        cur.execute("TRUNCATE ingest_staging")
+    return inserted
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    received_at: datetime
+    topic: str
+    device_ref: str | None
+    customer_id: int | None
+    reason: str
+    detail: str
+    payload: bytes
+
+
+def insert_quarantine(conn: Conn, rows: Sequence[QuarantineRow]) -> None:
+    """Store rejected messages or parts of them, with their raw bytes."""
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY quarantine (received_at, topic, device_ref, customer_id, reason, detail, payload)"
+            " FROM STDIN"
+        ) as copy,
+    ):
+        for r in rows:
+            copy.write_row(
+                (r.received_at, r.topic, r.device_ref, r.customer_id, r.reason, r.detail, r.payload)
+            )
+
+
+def update_assets_seen(
+    conn: Conn,
+    asset_ids: Sequence[int],
+    last_seen: Sequence[datetime],
+    usage_counters: Sequence[float | None],
+    usage_at: Sequence[datetime | None],
+) -> None:
+    """Move assets' last-seen time and usage counter forward (never back), locking in id order."""
+    conn.execute(
+        """
+        WITH v AS (
+            SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::float8[], %s::timestamptz[])
+                AS v(asset_id, last_seen, usage_counter, usage_at)
+        ), locked AS (
+            SELECT a.id FROM assets a WHERE a.id IN (SELECT asset_id FROM v)
+             ORDER BY a.id FOR NO KEY UPDATE
+        )
+        UPDATE assets a SET
+            last_seen_at = greatest(a.last_seen_at, v.last_seen),
+            usage_counter = CASE WHEN v.usage_at IS NOT NULL
+                                  AND (a.usage_at IS NULL OR v.usage_at >= a.usage_at)
+                                 THEN v.usage_counter ELSE a.usage_counter END,
+            usage_at = CASE WHEN v.usage_at IS NOT NULL
+                             AND (a.usage_at IS NULL OR v.usage_at >= a.usage_at)
+                            THEN v.usage_at ELSE a.usage_at END
+          FROM v WHERE a.id = v.asset_id AND a.id IN (SELECT id FROM locked)
+        """,
+        (list(asset_ids), list(last_seen), list(usage_counters), list(usage_at)),
+    )
+
+
+def update_devices_seen(
+    conn: Conn, device_ids: Sequence[int], last_seen: Sequence[datetime]
+) -> None:
+    """Move devices' last-seen time forward, locking in id order."""
+    conn.execute(
+        """
+        WITH v AS (
+            SELECT * FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(device_id, last_seen)
+        ), locked AS (
+            SELECT d.id FROM devices d WHERE d.id IN (SELECT device_id FROM v)
+             ORDER BY d.id FOR NO KEY UPDATE
+        )
+        UPDATE devices d SET last_seen_at = greatest(d.last_seen_at, v.last_seen)
+          FROM v WHERE d.id = v.device_id AND d.id IN (SELECT id FROM locked)
+        """,
+        (list(device_ids), list(last_seen)),
+    )
+
+
+# --- ingest health ---------------------------------------------------------------------------
+
+# how much of a quarantined payload the API shows
+QUARANTINE_TEXT_BYTES = 4096
+
+
+def upsert_ingestor_status(conn: Conn, status: IngestorStatus) -> None:
+    """Record an ingestor's heartbeat and totals."""
+    conn.execute(
+        """
+        INSERT INTO ingestors (client_id, started_at, updated_at, connected, messages_total,
+            stored_total, duplicates_total, quarantined_total, readings_per_s, lag_s,
+            queue_depth, broker_dropped)
+        VALUES (%(client_id)s, %(started_at)s, %(updated_at)s, %(connected)s,
+            %(messages_total)s, %(stored_total)s, %(duplicates_total)s, %(quarantined_total)s,
+            %(readings_per_s)s, %(lag_s)s, %(queue_depth)s, %(broker_dropped)s)
+        ON CONFLICT (client_id) DO UPDATE SET started_at = EXCLUDED.started_at,
+            updated_at = EXCLUDED.updated_at, connected = EXCLUDED.connected,
+            messages_total = EXCLUDED.messages_total, stored_total = EXCLUDED.stored_total,
+            duplicates_total = EXCLUDED.duplicates_total,
+            quarantined_total = EXCLUDED.quarantined_total,
+            readings_per_s = EXCLUDED.readings_per_s, lag_s = EXCLUDED.lag_s,
+            queue_depth = EXCLUDED.queue_depth,
+            broker_dropped = coalesce(EXCLUDED.broker_dropped, ingestors.broker_dropped)
+        """,
+        status.model_dump(),
+    )
+
+
+def list_ingestors(conn: Conn, *, seen_since: datetime) -> list[IngestorStatus]:
+    """Ingestors that reported since ``seen_since``."""
+    with conn.cursor(row_factory=class_row(IngestorStatus)) as cur:
+        return cur.execute(
+            "SELECT * FROM ingestors WHERE updated_at >= %s ORDER BY client_id", (seen_since,)
+        ).fetchall()
+
+
+def quarantine_counts(
+    conn: Conn, *, since: datetime, customer_id: int | None
+) -> list[QuarantineCount]:
+    """Quarantined items per device and reason since ``since`` (one customer's, or all)."""
+    with conn.cursor(row_factory=class_row(QuarantineCount)) as cur:
+        return cur.execute(
+            """
+            SELECT device_ref, reason, count(*) AS count, max(received_at) AS last_at
+              FROM quarantine
+             WHERE received_at >= %(since)s
+               AND (%(customer)s::bigint IS NULL OR customer_id = %(customer)s)
+             GROUP BY device_ref, reason
+             ORDER BY device_ref NULLS FIRST, reason
+            """,
+            {"since": since, "customer": customer_id},
+        ).fetchall()
+
+
+def list_device_quarantine(
+    conn: Conn, device_ref: str, *, before: int | None, limit: int
+) -> list[QuarantineItem]:
+    """A device's quarantined items, newest first (keyset on id)."""
+    rows = conn.execute(
+        """
+        SELECT id, received_at, topic, device_ref, reason, detail, length(payload),
+               substring(payload from 1 for %s)
+          FROM quarantine
+         WHERE device_ref = %s AND (%s::bigint IS NULL OR id < %s)
+         ORDER BY id DESC LIMIT %s
+        """,
+        (QUARANTINE_TEXT_BYTES, device_ref, before, before, limit),
+    ).fetchall()
+    return [
+        QuarantineItem(
+            id=r[0],
+            received_at=r[1],
+            topic=r[2],
+            device_ref=r[3],
+            reason=r[4],
+            detail=r[5],
+            payload_size=r[6],
+            payload_text=bytes(r[7]).decode("utf-8", errors="replace"),
+        )
+        for r in rows
+    ]

@@ -1,8 +1,12 @@
-"""Records of ingest: devices (and, later, readings and quarantine)."""
+"""Records of ingest: devices, raw messages, limits, batch results, quarantine and health."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -35,3 +39,127 @@ class NewDevice(Device):
     """Returned once at creation: the only time the secret is shown."""
 
     secret: str
+
+
+# --- the telemetry path ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One MQTT message as received: what ingest stores or quarantines.
+
+    ``ack_token`` is opaque to the pipeline; the MQTT consumer puts what it needs to
+    acknowledge the message there (its packet id and connection generation).
+    """
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    ack_token: Any = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """What a message may carry; anything beyond is quarantined with a reason."""
+
+    topic_root: str = "fleetcare/v1"
+    max_payload_bytes: int = 256 * 1024
+    max_readings_per_message: int = 1000
+    max_future: timedelta = timedelta(minutes=10)
+    max_past: timedelta = timedelta(days=30)
+    # item-level rejections of one message beyond this are counted but summarised in one row
+    max_quarantine_rows_per_message: int = 20
+
+
+class QuarantineReason(StrEnum):
+    """Every reason ingest rejects a message or a part of it (documented in docs/telemetry.md)."""
+
+    BAD_TOPIC = "bad_topic"
+    UNKNOWN_DEVICE = "unknown_device"
+    RETIRED_DEVICE = "retired_device"
+    OVERSIZED = "oversized"
+    BAD_ENCODING = "bad_encoding"
+    BAD_JSON = "bad_json"
+    BAD_STRUCTURE = "bad_structure"
+    TOO_MANY_READINGS = "too_many_readings"
+    UNKNOWN_ASSET = "unknown_asset"
+    RETIRED_ASSET = "retired_asset"
+    BAD_TIMESTAMP = "bad_timestamp"
+    TS_IN_FUTURE = "ts_in_future"
+    TS_TOO_OLD = "ts_too_old"
+    UNKNOWN_METRIC = "unknown_metric"
+    NOT_A_NUMBER = "not_a_number"
+    NOT_FINITE = "not_finite"
+    OUT_OF_BOUNDS = "out_of_bounds"
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one call of ``store_messages`` did. Values are counted as telemetry rows."""
+
+    messages: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    quarantined_by_device: Counter[tuple[str | None, str]] = field(default_factory=Counter)
+    assets_touched: int = 0
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(self.quarantined.values())
+
+    def merge(self, other: BatchResult) -> None:
+        """Add ``other``'s counts to this result."""
+        self.messages += other.messages
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.quarantined.update(other.quarantined)
+        self.quarantined_by_device.update(other.quarantined_by_device)
+        self.assets_touched += other.assets_touched
+
+
+class QuarantineItem(BaseModel):
+    """One quarantined message or part of one, as the API shows it."""
+
+    id: int
+    received_at: datetime
+    topic: str
+    device_ref: str | None
+    reason: str
+    detail: str
+    payload_size: int
+    payload_text: str = Field(description="the raw bytes decoded as UTF-8 (bad bytes replaced)")
+
+
+class QuarantineCount(BaseModel):
+    device_ref: str | None
+    reason: str
+    count: int
+    last_at: datetime
+
+
+class IngestorStatus(BaseModel):
+    client_id: str
+    started_at: datetime
+    updated_at: datetime
+    connected: bool
+    messages_total: int
+    stored_total: int
+    duplicates_total: int
+    quarantined_total: int
+    readings_per_s: float
+    lag_s: float
+    queue_depth: int
+    broker_dropped: int | None
+
+
+class IngestHealth(BaseModel):
+    """Ingest health: live ingestors, and quarantine counts per device and reason."""
+
+    since: datetime
+    ingestors: list[IngestorStatus]
+    quarantine: list[QuarantineCount]
+    broker_dropped: int | None = Field(
+        description="the broker's $SYS/broker/publish/messages/dropped, as last seen"
+    )

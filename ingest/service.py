@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from pathlib import Path
 from typing import Any
 
 from psycopg import Connection
@@ -115,3 +116,67 @@ def retire_device(conn: Conn, principal: Principal, device_id: int) -> Device:
     )
     assert row is not None
     return row
+
+
+# --- broker credentials ----------------------------------------------------------------------
+
+INGESTOR_USER = "fleetcare-ingest"
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+
+
+def broker_password_file(conn: Conn, ingestor_user: str, ingestor_secret_hash: str) -> str:
+    """Mosquitto password file: every live device's stored ``$7$`` hash, and the ingestor's."""
+    lines = [f"{ingestor_user}:{ingestor_secret_hash}"]
+    lines += [f"{ref}:{secret_hash}" for ref, secret_hash in repo.live_device_credentials(conn)]
+    return "\n".join(lines) + "\n"
+
+
+def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
+    """Mosquitto ACL: a device may only publish its own telemetry and status and read nothing;
+    the ingestor may read all telemetry and the broker's dropped-message counter."""
+    out = [
+        "# fleetcare broker ACL, written by `fleetcare devices broker-config`.",
+        "# Anything not granted here is denied.",
+        f"user {ingestor_user}",
+        f"topic read {topic_root}/+/telemetry",
+        f"topic read {BROKER_DROPPED_TOPIC}",
+        "",
+    ]
+    for ref, _ in repo.live_device_credentials(conn):
+        out += [
+            f"user {ref}",
+            f"topic write {topic_root}/{ref}/telemetry",
+            f"topic write {topic_root}/{ref}/status",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def write_broker_config(
+    conn: Conn,
+    out_dir: Path,
+    *,
+    topic_root: str,
+    ingestor_user: str = INGESTOR_USER,
+    ingestor_secret: str | None = None,
+) -> tuple[Path, Path, str]:
+    """Write ``passwd`` and ``acl`` into ``out_dir``; return their paths and the ingestor secret.
+
+    Without ``ingestor_secret`` a new one is generated (and must be given to the ingestor).
+    """
+    if "+" in topic_root or "#" in topic_root or topic_root.endswith("/"):
+        raise Invalid(f"topic root {topic_root!r} may not hold wildcards or end with '/'")
+    if any(c.isspace() or c == ":" for c in ingestor_user) or not ingestor_user:
+        raise Invalid(f"ingestor user {ingestor_user!r} may not be empty or hold spaces or ':'")
+    secret = ingestor_secret or secrets.token_urlsafe(24)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    passwd, acl = out_dir / "passwd", out_dir / "acl"
+    for path, text in (
+        (passwd, broker_password_file(conn, ingestor_user, hash_device_secret(secret))),
+        (acl, broker_acl_file(conn, topic_root, ingestor_user)),
+    ):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return passwd, acl, secret

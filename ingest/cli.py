@@ -1,0 +1,113 @@
+"""Command line of ingest: ``fleetcare devices ...`` and ``fleetcare ingest``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fleetcare.errors import FleetcareError
+
+devices_app = typer.Typer(help="Devices and their broker credentials.", no_args_is_help=True)
+
+
+@devices_app.command("add")
+def devices_add(
+    customer: Annotated[str, typer.Option(help="customer slug or id")],
+    ref: Annotated[str, typer.Option(help="device reference: the MQTT user name")],
+    name: Annotated[str, typer.Option(help="a label")] = "",
+) -> None:
+    """Register a device and print its secret once (only its hash is stored)."""
+    from pydantic import ValidationError
+
+    from fleetcare.cli import _database_url, _settings, fail
+    from fleetcare.db import connect
+    from fleetcare.fleet import repository as fleet_repo
+    from fleetcare.fleet.schemas import Customer, Principal
+    from ingest import service
+    from ingest.schemas import DeviceCreate
+
+    try:
+        body = DeviceCreate(ref=ref, name=name)
+    except ValidationError as exc:
+        raise fail(f"bad device: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from exc
+    settings = _settings()
+    url, ctx = _database_url(settings)
+    try:
+        with connect(url) as conn:
+            found = (
+                fleet_repo.fetch_one(conn, "customers", Customer, int(customer), scope=None)
+                if customer.isdigit()
+                else fleet_repo.find_customer_by_slug(conn, customer)
+            )
+            if found is None or found.retired_at is not None:
+                raise fail(f"no live customer {customer!r}")
+            operator = Principal(key_id=0, role="operator")
+            device = service.create_device(
+                conn, operator, body.model_copy(update={"customer_id": found.id})
+            )
+        typer.echo(device.secret)
+        typer.echo(
+            f"(device {device.id} {device.ref!r} of customer {found.slug}; MQTT user "
+            f"{device.ref!r}; the secret is shown once: store it now, then run "
+            "`fleetcare devices broker-config`)",
+            err=True,
+        )
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+@devices_app.command("broker-config")
+def devices_broker_config(
+    out: Annotated[Path, typer.Option(help="folder for the Mosquitto passwd and acl files")],
+    ingestor_user: Annotated[str, typer.Option(help="the ingestor's MQTT user")] = (
+        "fleetcare-ingest"
+    ),
+    ingestor_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLEETCARE_INGESTOR_SECRET", help="the ingestor's password; default: new one"
+        ),
+    ] = None,
+    topic_root: Annotated[
+        str | None, typer.Option(help="topic root (default FLEETCARE_TOPIC_ROOT)")
+    ] = None,
+) -> None:
+    """Write Mosquitto password and ACL files for every live device and the ingestor."""
+    from fleetcare.cli import _database_url, _settings, fail
+    from fleetcare.db import connect
+    from ingest import service
+
+    settings = _settings()
+    root = topic_root or settings.topic_root
+    url, ctx = _database_url(settings)
+    try:
+        with connect(url) as conn:
+            passwd, acl, secret = service.write_broker_config(
+                conn,
+                out,
+                topic_root=root,
+                ingestor_user=ingestor_user,
+                ingestor_secret=ingestor_secret,
+            )
+        typer.echo(f"wrote {passwd} and {acl}")
+        typer.echo(
+            "add to mosquitto.conf:  allow_anonymous false / "
+            f"password_file {passwd.resolve()} / acl_file {acl.resolve()}"
+        )
+        if ingestor_secret is None:
+            typer.echo(f"ingestor password (shown once): {secret}")
+            typer.echo(f"  FLEETCARE_MQTT_URL=mqtt://{ingestor_user}:<password>@<host>:<port>")
+    except OSError as exc:
+        raise fail(f"cannot write to {out}: {exc.strerror}") from exc
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

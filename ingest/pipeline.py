@@ -1,0 +1,443 @@
+"""The telemetry path without MQTT: validate raw messages, store the good readings, quarantine
+the rest, move usage counters. Used by the MQTT consumer and by the simulators' history
+generator alike. No SQL text here (see ``ingest.repository``); no commits (the caller owns the
+transaction)."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from psycopg import Connection
+
+from fleetcare.clock import Clock
+from ingest import repository as repo
+from ingest.repository import AssetKey, DeviceKey, MetricRow, QuarantineRow
+from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
+
+Conn = Connection[Any]
+R = QuarantineReason
+
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
+# The catalogue is reloaded when an unknown metric shows up and it is older than this.
+CATALOGUE_MAX_AGE_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    id: int
+    name: str
+    unit: str
+    low: float
+    high: float
+
+
+@dataclass(slots=True)
+class MetricCatalogue:
+    """Metrics by kind and name, loaded from the ``metrics`` table (a copy of fleetcare.kinds)."""
+
+    by_kind: dict[str, dict[str, MetricSpec]]
+    usage_metric_id: dict[str, int]
+    loaded_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[MetricRow]) -> MetricCatalogue:
+        by_kind: dict[str, dict[str, MetricSpec]] = {}
+        usage: dict[str, int] = {}
+        for r in rows:
+            by_kind.setdefault(r.kind, {})[r.name] = MetricSpec(r.id, r.name, r.unit, r.low, r.high)
+            if r.is_usage:
+                usage[r.kind] = r.id
+        return cls(by_kind, usage)
+
+
+class CatalogueCache:
+    """The metric catalogue of each database this process writes to, loaded once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_database: dict[tuple[str, int, str], MetricCatalogue] = {}
+
+    @staticmethod
+    def _key(conn: Conn) -> tuple[str, int, str]:
+        info = conn.info
+        return (info.host, info.port, info.dbname)
+
+    def get(self, conn: Conn) -> MetricCatalogue:
+        """The cached catalogue of ``conn``'s database, loading it the first time."""
+        key = self._key(conn)
+        with self._lock:
+            found = self._by_database.get(key)
+        if found is None:
+            found = self.reload(conn)
+        return found
+
+    def reload(self, conn: Conn) -> MetricCatalogue:
+        """Read the catalogue again (a metric may have been added since)."""
+        catalogue = MetricCatalogue.from_rows(repo.load_metric_catalogue(conn))
+        with self._lock:
+            self._by_database[self._key(conn)] = catalogue
+        return catalogue
+
+
+# One per process, by design: the catalogue changes only with a release of fleetcare.kinds.
+CATALOGUES = CatalogueCache()
+
+
+def device_ref_from_topic(topic: str, topic_root: str) -> str | None:
+    """``<root>/<device>/telemetry`` → device reference; None for any other topic."""
+    if not topic.endswith("/telemetry") or not topic.startswith(topic_root):
+        return None
+    middle = topic[len(topic_root) : -len("/telemetry")]
+    if len(middle) < 2 or middle[0] != "/" or "/" in middle[1:]:
+        return None
+    return middle[1:]
+
+
+def parse_timestamp_us(ts: object) -> int | None:
+    """Device time → µs since the Unix epoch: RFC 3339 with an offset, or integer epoch ms."""
+    if type(ts) is int:
+        return ts * 1000
+    if type(ts) is str:
+        try:
+            parsed = datetime.fromisoformat(ts)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            return None
+        delta = parsed - UNIX_EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return None
+
+
+def _us(when: datetime) -> int:
+    delta = when - UNIX_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_us(us: int) -> datetime:
+    return UNIX_EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(slots=True)
+class _Decoded:
+    """A message whose device is known and whose JSON has the right outer shape."""
+
+    message: RawMessage
+    device: DeviceKey
+    readings: list[Any]
+
+
+class _Quarantine:
+    """Collects quarantine rows and counts, capping item rows per message."""
+
+    def __init__(self, limits: IngestLimits, result: BatchResult) -> None:
+        self.rows: list[QuarantineRow] = []
+        self.limits = limits
+        self.result = result
+
+    def message(
+        self,
+        msg: RawMessage,
+        device_ref: str | None,
+        customer_id: int | None,
+        reason: R,
+        detail: str,
+    ) -> None:
+        self.result.quarantined[reason.value] += 1
+        self.result.quarantined_by_device[(device_ref, reason.value)] += 1
+        self.rows.append(
+            QuarantineRow(
+                msg.received_at,
+                msg.topic,
+                device_ref,
+                customer_id,
+                reason.value,
+                detail,
+                msg.payload,
+            )
+        )
+
+    def items(self, item: _Decoded, problems: list[tuple[R, str]]) -> None:
+        """Item-level problems of one message: one row each, up to the per-message cap."""
+        cap = self.limits.max_quarantine_rows_per_message
+        msg, dev = item.message, item.device
+        for reason, _ in problems:
+            self.result.quarantined[reason.value] += 1
+            self.result.quarantined_by_device[(dev.ref, reason.value)] += 1
+        shown = problems if len(problems) <= cap else problems[: cap - 1]
+        for reason, detail in shown:
+            self.rows.append(
+                QuarantineRow(
+                    msg.received_at,
+                    msg.topic,
+                    dev.ref,
+                    dev.customer_id,
+                    reason.value,
+                    detail,
+                    msg.payload,
+                )
+            )
+        if len(problems) > cap:
+            rest = problems[cap - 1 :]
+            kinds = sorted({r.value for r, _ in rest})
+            self.rows.append(
+                QuarantineRow(
+                    msg.received_at,
+                    msg.topic,
+                    dev.ref,
+                    dev.customer_id,
+                    rest[0][0].value,
+                    f"{len(rest)} more rejected items in this message (reasons: "
+                    f"{', '.join(kinds)}); first: {rest[0][1]}",
+                    msg.payload,
+                )
+            )
+
+
+def _decode(
+    msg: RawMessage, device: DeviceKey, limits: IngestLimits, q: _Quarantine
+) -> _Decoded | None:
+    """Size, encoding, JSON and outer shape; None (and quarantined) when the message is bad."""
+    ref, customer = device.ref, device.customer_id
+    size = len(msg.payload)
+    if size > limits.max_payload_bytes:
+        q.message(msg, ref, customer, R.OVERSIZED, f"{size} bytes > {limits.max_payload_bytes}")
+        return None
+    try:
+        text = msg.payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        q.message(msg, ref, customer, R.BAD_ENCODING, f"not UTF-8: {exc.reason} at {exc.start}")
+        return None
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        q.message(msg, ref, customer, R.BAD_JSON, str(exc)[:200])
+        return None
+    if type(doc) is not dict:
+        q.message(msg, ref, customer, R.BAD_STRUCTURE, "payload is not a JSON object")
+        return None
+    if "readings" in doc:
+        readings = doc["readings"]
+        if type(readings) is not list or len(doc) != 1:
+            q.message(
+                msg,
+                ref,
+                customer,
+                R.BAD_STRUCTURE,
+                '"readings" must be the only key and hold a list',
+            )
+            return None
+        if len(readings) > limits.max_readings_per_message:
+            q.message(
+                msg,
+                ref,
+                customer,
+                R.TOO_MANY_READINGS,
+                f"{len(readings)} readings > {limits.max_readings_per_message}",
+            )
+            return None
+        return _Decoded(msg, device, readings)
+    return _Decoded(msg, device, [doc])
+
+
+def store_messages(
+    conn: Conn, messages: Sequence[RawMessage], *, limits: IngestLimits, clock: Clock
+) -> BatchResult:
+    """Validate ``messages``, store their good readings once, quarantine the rest.
+
+    Runs in the caller's transaction and never commits. Readings go through binary COPY
+    into a staging table and ``INSERT ... ON CONFLICT DO NOTHING`` on (asset, metric, time),
+    so a redelivered message is harmless. Each asset's last-seen time and usage counter,
+    and each device's last-seen time, move forward once per call.
+    """
+    result = BatchResult(messages=len(messages))
+    if not messages:
+        return result
+    q = _Quarantine(limits, result)
+    catalogue = CATALOGUES.get(conn)
+    now_us = _us(clock.now())
+    oldest_us = now_us - limits.max_past // ONE_US
+    newest_us = now_us + limits.max_future // ONE_US
+
+    # 1. topics → devices
+    with_ref: list[tuple[RawMessage, str]] = []
+    for msg in messages:
+        ref = device_ref_from_topic(msg.topic, limits.topic_root)
+        if ref is None:
+            q.message(
+                msg,
+                None,
+                None,
+                R.BAD_TOPIC,
+                f"expected {limits.topic_root}/<device>/telemetry",
+            )
+        else:
+            with_ref.append((msg, ref))
+    devices = repo.find_devices(conn, sorted({ref for _, ref in with_ref})) if with_ref else {}
+
+    # 2. payloads → readings
+    decoded: list[_Decoded] = []
+    device_seen: dict[int, datetime] = {}
+    for msg, ref in with_ref:
+        device = devices.get(ref)
+        if device is None:
+            q.message(msg, ref, None, R.UNKNOWN_DEVICE, f"no device {ref!r}")
+            continue
+        if device.retired:
+            q.message(msg, ref, device.customer_id, R.RETIRED_DEVICE, f"device {ref!r} is retired")
+            continue
+        seen = device_seen.get(device.id)
+        if seen is None or msg.received_at > seen:
+            device_seen[device.id] = msg.received_at
+        item = _decode(msg, device, limits, q)
+        if item is not None:
+            decoded.append(item)
+
+    asset_keys = {
+        (item.device.customer_id, r["asset"])
+        for item in decoded
+        for r in item.readings
+        if type(r) is dict and type(r.get("asset")) is str
+    }
+    assets = repo.find_assets(conn, sorted(asset_keys)) if asset_keys else {}
+
+    # 3. readings → rows
+    times: list[int] = []
+    asset_ids: list[int] = []
+    metric_ids: list[int] = []
+    values: list[float] = []
+    asset_seen: dict[int, datetime] = {}
+    usage: dict[int, tuple[int, float]] = {}  # asset id → (time µs, counter)
+    catalogue_reloaded = False
+    for item in decoded:
+        problems: list[tuple[R, str]] = []
+        customer = item.device.customer_id
+        received_at = item.message.received_at
+        for index, reading in enumerate(item.readings):
+            where = f"readings[{index}]" if len(item.readings) > 1 else "reading"
+            if type(reading) is not dict:
+                problems.append((R.BAD_STRUCTURE, f"{where} is not an object"))
+                continue
+            asset_ref = reading.get("asset")
+            ts = reading.get("ts")
+            metrics = reading.get("metrics")
+            if type(asset_ref) is not str or type(metrics) is not dict or ts is None:
+                problems.append(
+                    (
+                        R.BAD_STRUCTURE,
+                        f'{where} needs "asset" (string), "ts" and "metrics" (object)',
+                    )
+                )
+                continue
+            asset: AssetKey | None = assets.get((customer, asset_ref))
+            if asset is None:
+                problems.append(
+                    (R.UNKNOWN_ASSET, f"{where}: no asset {asset_ref!r} of this customer")
+                )
+                continue
+            if asset.retired:
+                problems.append((R.RETIRED_ASSET, f"{where}: asset {asset_ref!r} is retired"))
+                continue
+            ts_us = parse_timestamp_us(ts)
+            if ts_us is None:
+                problems.append(
+                    (
+                        R.BAD_TIMESTAMP,
+                        f"{where}: ts {str(ts)[:64]!r} is neither RFC 3339 with an "
+                        "offset nor integer epoch milliseconds",
+                    )
+                )
+                continue
+            if ts_us > newest_us:
+                problems.append(
+                    (R.TS_IN_FUTURE, f"{where}: ts {ts!r} is more than {limits.max_future} ahead")
+                )
+                continue
+            if ts_us < oldest_us:
+                problems.append(
+                    (R.TS_TOO_OLD, f"{where}: ts {ts!r} is more than {limits.max_past} old")
+                )
+                continue
+            known = catalogue.by_kind.get(asset.kind, {})
+            usage_id = catalogue.usage_metric_id.get(asset.kind)
+            kept = 0
+            for name, value in metrics.items():
+                spec = known.get(name)
+                if (
+                    spec is None
+                    and not catalogue_reloaded
+                    and (time.monotonic() - catalogue.loaded_at > CATALOGUE_MAX_AGE_S)
+                ):
+                    catalogue, catalogue_reloaded = CATALOGUES.reload(conn), True
+                    known = catalogue.by_kind.get(asset.kind, {})
+                    spec = known.get(name)
+                if spec is None:
+                    problems.append(
+                        (R.UNKNOWN_METRIC, f"{where}: {asset.kind} has no metric {name[:64]!r}")
+                    )
+                    continue
+                vt = type(value)
+                if vt is not float and vt is not int:
+                    problems.append(
+                        (R.NOT_A_NUMBER, f"{where}: {name} = {str(value)[:64]!r} is not a number")
+                    )
+                    continue
+                if vt is float and not math.isfinite(value):
+                    problems.append((R.NOT_FINITE, f"{where}: {name} = {value}"))
+                    continue
+                if not spec.low <= value <= spec.high:
+                    problems.append(
+                        (
+                            R.OUT_OF_BOUNDS,
+                            f"{where}: {name} = {value} outside "
+                            f"[{spec.low:g}, {spec.high:g}] {spec.unit}",
+                        )
+                    )
+                    continue
+                times.append(ts_us)
+                asset_ids.append(asset.id)
+                metric_ids.append(spec.id)
+                values.append(value)
+                kept += 1
+                if spec.id == usage_id:
+                    last = usage.get(asset.id)
+                    if last is None or ts_us >= last[0]:
+                        usage[asset.id] = (ts_us, float(value))
+            if kept:
+                seen = asset_seen.get(asset.id)
+                if seen is None or received_at > seen:
+                    asset_seen[asset.id] = received_at
+        if problems:
+            q.items(item, problems)
+
+    # 4. writes
+    if times:
+        staged = len(times)
+        result.stored = repo.insert_telemetry(
+            conn, repo.encode_telemetry_copy(times, asset_ids, metric_ids, values)
+        )
+        result.duplicates = staged - result.stored
+    if q.rows:
+        repo.insert_quarantine(conn, q.rows)
+    if asset_seen:
+        ids = sorted(asset_seen)
+        repo.update_assets_seen(
+            conn,
+            ids,
+            [asset_seen[i] for i in ids],
+            [usage[i][1] if i in usage else None for i in ids],
+            [_from_us(usage[i][0]) if i in usage else None for i in ids],
+        )
+        result.assets_touched = len(ids)
+    if device_seen:
+        ids = sorted(device_seen)
+        repo.update_devices_seen(conn, ids, [device_seen[i] for i in ids])
+    return result

@@ -1,0 +1,144 @@
+"""Helpers for ingest tests: a small fleet (customers, assets, devices) and a publisher."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from psycopg import Connection
+
+from fleetcare.fleet import service as fleet
+from fleetcare.fleet.schemas import AssetCreate, Principal
+from ingest import service as devices
+from ingest.schemas import DeviceCreate, RawMessage
+
+OPERATOR = Principal(key_id=0, role="operator")
+
+
+@dataclass
+class SmallFleet:
+    """Customer A with tires and a device, customer B with an elevator and a device."""
+
+    customer_a: int
+    customer_b: int
+    device_a: str
+    device_b: str
+    secret_a: str
+    secret_b: str
+    tires: list[str]
+    tire_ids: dict[str, int]
+    elevator: str
+    elevator_id: int
+    device_ids: dict[str, int] = field(default_factory=dict)
+
+
+def make_fleet(conn: Connection[Any], tires: int = 3) -> SmallFleet:
+    """Create (and commit) two customers, their assets and one device each."""
+    tag = uuid.uuid4().hex[:6]
+    a = fleet.ensure_customer(conn, f"a-{tag}", "Alpha")
+    b = fleet.ensure_customer(conn, f"b-{tag}", "Beta")
+    tire_ids: dict[str, int] = {}
+    for i in range(tires):
+        ref = f"TRK-{i}-FL"
+        asset = fleet.create_asset(
+            conn, OPERATOR, AssetCreate(customer_id=a.id, kind="tire", ref=ref)
+        )
+        tire_ids[ref] = asset.id
+    elevator = fleet.create_asset(
+        conn, OPERATOR, AssetCreate(customer_id=b.id, kind="elevator", ref="ELV-1")
+    )
+    dev_a = devices.create_device(conn, OPERATOR, DeviceCreate(customer_id=a.id, ref=f"gw-a-{tag}"))
+    dev_b = devices.create_device(conn, OPERATOR, DeviceCreate(customer_id=b.id, ref=f"gw-b-{tag}"))
+    conn.commit()
+    return SmallFleet(
+        customer_a=a.id,
+        customer_b=b.id,
+        device_a=dev_a.ref,
+        device_b=dev_b.ref,
+        secret_a=dev_a.secret,
+        secret_b=dev_b.secret,
+        tires=list(tire_ids),
+        tire_ids=tire_ids,
+        elevator="ELV-1",
+        elevator_id=elevator.id,
+        device_ids={dev_a.ref: dev_a.id, dev_b.ref: dev_b.id},
+    )
+
+
+def reading(asset: str, ts: Any, **metrics: Any) -> dict[str, Any]:
+    return {"asset": asset, "ts": ts, "metrics": metrics}
+
+
+def raw(topic: str, payload: Any, received_at: datetime | None = None) -> RawMessage:
+    """A RawMessage from a JSON-able payload (or bytes as they are)."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return RawMessage(topic, body, received_at or datetime.now(UTC))
+
+
+def epoch_ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def mqtt_address(url: str) -> tuple[str, int, str | None, str | None]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
+
+
+class Publisher:
+    """A QoS 1 publisher with a persistent session that can wait for all its PUBACKs."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        host, port, user, pw = mqtt_address(url)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(1000)
+        if username or user:
+            self.client.username_pw_set(username or user, password or pw)
+        self.connected = threading.Event()
+        self.client.on_connect = self._on_connect
+        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect(host, port, keepalive=30, clean_start=False, properties=props)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise TimeoutError("publisher did not connect")
+        self.infos: list[mqtt.MQTTMessageInfo] = []
+
+    def _on_connect(self, *args: Any) -> None:
+        self.connected.set()
+
+    def publish(self, topic: str, payload: bytes | dict[str, Any]) -> mqtt.MQTTMessageInfo:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        info = self.client.publish(topic, body, qos=1)
+        self.infos.append(info)
+        return info
+
+    def publish_many(self, topic: str, payloads: Sequence[bytes | dict[str, Any]]) -> None:
+        for p in payloads:
+            self.publish(topic, p)
+
+    def wait_all_acked(self, timeout: float = 30) -> None:
+        for info in self.infos:
+            info.wait_for_publish(timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,219 @@
+"""store_messages called directly: validation, quarantine, idempotence, usage counters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from psycopg import Connection
+
+from fleetcare.clock import ManualClock
+from fleetcare.fleet import service as fleet
+from ingest import service as devices
+from ingest.pipeline import device_ref_from_topic, parse_timestamp_us, store_messages
+from ingest.schemas import IngestLimits, RawMessage
+from tests.ingest_helpers import OPERATOR, SmallFleet, epoch_ms, make_fleet, raw, reading
+
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def small(conn: Connection[Any]) -> SmallFleet:
+    return make_fleet(conn)
+
+
+@pytest.fixture
+def limits(topic_root: str) -> IngestLimits:
+    return IngestLimits(topic_root=topic_root, max_payload_bytes=4096, max_readings_per_message=10)
+
+
+def topic(root: str, device: str) -> str:
+    return f"{root}/{device}/telemetry"
+
+
+def telemetry_rows(conn: Connection[Any]) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT asset_id, m.name, time, value FROM telemetry t JOIN metrics m ON m.id = t.metric_id"
+        " ORDER BY asset_id, m.name, time"
+    ).fetchall()
+
+
+def quarantine_rows(conn: Connection[Any]) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT reason, device_ref, customer_id, topic, payload, detail FROM quarantine ORDER BY id"
+    ).fetchall()
+
+
+def test_topic_and_timestamp_parsing() -> None:
+    assert device_ref_from_topic("r/x/telemetry", "r") == "x"
+    assert device_ref_from_topic("a/b/dev-1/telemetry", "a/b") == "dev-1"
+    for bad in ("r/telemetry", "r//telemetry", "r/x/y/telemetry", "q/x/telemetry", "r/x/status"):
+        assert device_ref_from_topic(bad, "r") is None, bad
+    assert parse_timestamp_us("2026-11-26T10:00:00.120Z") == epoch_ms(NOW) * 1000 + 120_000
+    assert parse_timestamp_us("2026-11-26T11:00:00+01:00") == epoch_ms(NOW) * 1000
+    assert parse_timestamp_us(epoch_ms(NOW)) == epoch_ms(NOW) * 1000
+    bad_times: list[object] = ["2026-11-26T10:00:00", "yesterday", 1.5, True, None, [1]]
+    for bad_ts in bad_times:
+        assert parse_timestamp_us(bad_ts) is None, bad_ts
+
+
+def test_good_readings_stored_once_with_usage_and_last_seen(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    clock = ManualClock(NOW)
+    t = topic(limits.topic_root, small.device_a)
+    tire = small.tires[0]
+    batch = [
+        raw(t, reading(tire, "2026-11-26T09:59:00Z", pressure_kpa=800.0, odometer_km=1000)),
+        raw(
+            t,
+            {
+                "readings": [
+                    reading(tire, epoch_ms(NOW - timedelta(seconds=30)), odometer_km=1010.5),
+                    reading(small.tires[1], "2026-11-26T09:59:30Z", temperature_c=40),
+                ]
+            },
+        ),
+    ]
+    result = store_messages(conn, batch, limits=limits, clock=clock)
+    assert (result.stored, result.duplicates, result.quarantined_total) == (4, 0, 0)
+    again = store_messages(conn, batch, limits=limits, clock=clock)  # a redelivery
+    assert (again.stored, again.duplicates) == (0, 4)
+    conn.commit()
+    assert len(telemetry_rows(conn)) == 4
+    usage = conn.execute(
+        "SELECT usage_counter, usage_at, last_seen_at IS NOT NULL FROM assets WHERE id = %s",
+        (small.tire_ids[tire],),
+    ).fetchone()
+    assert usage == (1010.5, NOW - timedelta(seconds=30), True)
+    # an older usage reading arriving late does not move the counter back
+    late = [raw(t, reading(tire, "2026-11-26T09:00:00Z", odometer_km=900))]
+    assert store_messages(conn, late, limits=limits, clock=clock).stored == 1
+    row = conn.execute(
+        "SELECT usage_counter FROM assets WHERE id = %s", (small.tire_ids[tire],)
+    ).fetchone()
+    assert row == (1010.5,)
+    seen = conn.execute(
+        "SELECT last_seen_at FROM devices WHERE ref = %s", (small.device_a,)
+    ).fetchone()
+    assert seen is not None and seen[0] is not None
+
+
+def test_every_bad_input_class_is_quarantined_with_its_reason(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    clock = ManualClock(NOW)
+    root = limits.topic_root
+    ta, tb = topic(root, small.device_a), topic(root, small.device_b)
+    tire = small.tires[0]
+    ok_ts = "2026-11-26T09:59:00Z"
+    # retire a device and an asset of their own
+    spare = devices.create_device(
+        conn,
+        OPERATOR,
+        devices.DeviceCreate(customer_id=small.customer_a, ref=f"{small.device_a}-x"),
+    )
+    devices.retire_device(conn, OPERATOR, spare.id)
+    fleet.retire_asset(conn, OPERATOR, small.tire_ids[small.tires[2]])
+    cases: list[tuple[str, RawMessage]] = [
+        ("bad_topic", raw(f"{root}/{small.device_a}/other", reading(tire, ok_ts, speed_kmh=1))),
+        ("unknown_device", raw(topic(root, "nobody"), reading(tire, ok_ts, speed_kmh=1))),
+        ("retired_device", raw(topic(root, spare.ref), reading(tire, ok_ts, speed_kmh=1))),
+        ("oversized", raw(ta, b"{" + b" " * 5000 + b"}")),
+        ("bad_encoding", raw(ta, b'{"asset": "\xff\xfe"}')),
+        ("bad_json", raw(ta, b'{"asset": "TRK-0-FL", ')),
+        ("bad_structure", raw(ta, b"[1, 2]")),
+        ("bad_structure", raw(ta, {"asset": tire, "metrics": {"speed_kmh": 1}})),
+        ("too_many_readings", raw(ta, {"readings": [reading(tire, ok_ts, speed_kmh=1)] * 11})),
+        ("unknown_asset", raw(ta, reading("NOPE", ok_ts, speed_kmh=1))),
+        # an asset of another customer is unknown to this device: refs are per customer
+        ("unknown_asset", raw(ta, reading(small.elevator, ok_ts, trip_count=1))),
+        ("retired_asset", raw(ta, reading(small.tires[2], ok_ts, speed_kmh=1))),
+        ("bad_timestamp", raw(ta, reading(tire, "2026-11-26 noon", speed_kmh=1))),
+        ("ts_in_future", raw(ta, reading(tire, "2026-11-26T11:00:00Z", speed_kmh=1))),
+        ("ts_too_old", raw(ta, reading(tire, "2020-01-01T00:00:00Z", speed_kmh=1))),
+        ("unknown_metric", raw(ta, reading(tire, ok_ts, trip_count=1))),
+        ("not_a_number", raw(ta, reading(tire, ok_ts, speed_kmh="fast"))),
+        (
+            "not_finite",
+            raw(
+                ta,
+                b'{"asset": "TRK-0-FL", "ts": 1, "metrics": {"speed_kmh": NaN}}'.replace(
+                    b'"ts": 1', f'"ts": {epoch_ms(NOW)}'.encode()
+                ),
+            ),
+        ),
+        ("out_of_bounds", raw(ta, reading(tire, ok_ts, speed_kmh=999))),
+        ("out_of_bounds", raw(tb, reading(small.elevator, ok_ts, brake_wear_pct=-1))),
+    ]
+    result = store_messages(conn, [m for _, m in cases], limits=limits, clock=clock)
+    conn.commit()
+    assert result.stored == 0
+    rows = quarantine_rows(conn)
+    # one row per case, with its reason, raw bytes and topic (message-level rejections first)
+    assert sorted((r[0], r[3], bytes(r[4])) for r in rows) == sorted(
+        (reason, m.topic, m.payload) for reason, m in cases
+    )
+    by_reason = {r[0]: r for r in rows}
+    assert by_reason["unknown_device"][1] == "nobody" and by_reason["unknown_device"][2] is None
+    # the last out_of_bounds is device b's elevator
+    assert by_reason["out_of_bounds"][1:3] == (small.device_b, small.customer_b)
+    assert result.quarantined["out_of_bounds"] == 2
+    assert result.quarantined_by_device[(small.device_b, "out_of_bounds")] == 1
+    assert telemetry_rows(conn) == []
+
+
+def test_partly_bad_message_keeps_its_good_readings(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    t = topic(limits.topic_root, small.device_a)
+    ts = "2026-11-26T09:59:00Z"
+    msg = raw(
+        t,
+        {
+            "readings": [
+                reading(small.tires[0], ts, pressure_kpa=800, speed_kmh=5000, bogus=1),
+                reading("NOPE", ts, pressure_kpa=1),
+                reading(small.tires[1], ts, pressure_kpa=801),
+                "junk",
+            ]
+        },
+    )
+    result = store_messages(conn, [msg], limits=limits, clock=ManualClock(NOW))
+    conn.commit()
+    assert result.stored == 2
+    assert dict(result.quarantined) == {
+        "out_of_bounds": 1,
+        "unknown_metric": 1,
+        "unknown_asset": 1,
+        "bad_structure": 1,
+    }
+    assert [r[1:] for r in telemetry_rows(conn)] == [
+        ("pressure_kpa", NOW - timedelta(minutes=1), 800.0),
+        ("pressure_kpa", NOW - timedelta(minutes=1), 801.0),
+    ]
+    details = [r[5] for r in quarantine_rows(conn)]
+    assert any("readings[0]: speed_kmh = 5000" in d for d in details), details
+
+
+def test_many_bad_items_in_one_message_are_summarised(
+    conn: Connection[Any], small: SmallFleet, topic_root: str
+) -> None:
+    limits = IngestLimits(topic_root=topic_root, max_quarantine_rows_per_message=3)
+    t = topic(topic_root, small.device_a)
+    msg = raw(t, {"readings": [reading("NOPE", "2026-11-26T09:59:00Z", speed_kmh=1)] * 10})
+    result = store_messages(conn, [msg], limits=limits, clock=ManualClock(NOW))
+    assert result.quarantined["unknown_asset"] == 10
+    rows = quarantine_rows(conn)
+    assert len(rows) == 3 and rows[-1][5].startswith("8 more rejected items")
+
+
+def test_storing_in_the_callers_transaction_never_commits(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    t = topic(limits.topic_root, small.device_a)
+    msg = raw(t, reading(small.tires[0], "2026-11-26T09:59:00Z", pressure_kpa=800))
+    assert store_messages(conn, [msg], limits=limits, clock=ManualClock(NOW)).stored == 1
+    conn.rollback()
+    assert telemetry_rows(conn) == []
