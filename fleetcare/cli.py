@@ -230,3 +230,8 @@ def main() -> None:
 from ingest.cli import devices_app  # noqa: E402
 
 app.add_typer(devices_app, name="devices")
+
+# --- simulators: `fleetcare simulate` (kept at the end to ease merges) ---
+from simulators.cli import simulate  # noqa: E402
+
+app.command("simulate")(simulate)

@@ -217,7 +217,7 @@ class Gateway:
         b = self.behaviour
         skew_s = self.rng.normal(0.0, b.clock_skew_s) if b.clock_skew_s > 0 else 0.0
         if self.rng.random() < b.badly_set_clock:
-            skew_s += self.rng.choice([-1.0, 1.0]) * self.rng.uniform(60.0, 600.0)
+            skew_s += self.rng.choice([-1.0, 1.0]) * self.rng.uniform(60.0, 300.0)
         self.skew_ms = int(np.rint(skew_s * 1000.0))
         self.ts_style = "rfc3339" if self.rng.random() < b.rfc3339_share else "epoch_ms"
         self.buffer: deque[Reading] = deque()

@@ -107,8 +107,10 @@ class Fleet:
         cmapss_units: list[CmapssUnit] | None = None,
         behaviour: GatewayBehaviour | None = None,
         fault_rates: FaultRates | None = None,
+        history: bool = False,
     ) -> None:
         self.spec = spec
+        self.history = history
         seeds = np.random.SeedSequence(spec.seed).spawn(8)
         behaviour = behaviour or (
             GatewayBehaviour(batch_max=spec.batch_max)
@@ -122,7 +124,9 @@ class Fleet:
         self.gateways: dict[str, Gateway] = {}
         self.kinds: dict[str, KindFleet] = {}
         self._where: dict[str, tuple[str, int]] = {}  # asset ref -> (kind, index)
-        slug = spec.customer[:40]
+        # history assets and devices are apart from the live ones: H-TRK-001-FL, <slug>-h-trk-001
+        slug = spec.customer[:40] + ("-h" if history else "")
+        pre = "H-" if history else ""
         gateway_seeds = iter(seeds[7].spawn(spec.trucks + spec.buildings + spec.aircraft))
 
         def add_gateways(kind: str, names: list[tuple[str, str, str]], per: int) -> list[str]:
@@ -147,7 +151,7 @@ class Fleet:
                 for t in range(spec.trucks)
             ]
             self._refs["tire"] = [
-                f"TRK-{t + 1:03d}-{TIRE_POSITIONS[p]}"
+                f"{pre}TRK-{t + 1:03d}-{TIRE_POSITIONS[p]}"
                 for t in range(spec.trucks)
                 for p in range(TIRES_PER_TRUCK)
             ]
@@ -185,7 +189,7 @@ class Fleet:
                     (f"{slug}-bldg-{b + 1:02d}", f"Building {b + 1} elevator controller", site)
                 )
                 self._refs["elevator"].extend(
-                    f"B{b + 1:02d}-E{j + 1}" for j in range(ELEVATORS_PER_BUILDING)
+                    f"{pre}B{b + 1:02d}-E{j + 1}" for j in range(ELEVATORS_PER_BUILDING)
                 )
             gateway_of = add_gateways("elevator", names, ELEVATORS_PER_BUILDING)
             for i, ref in enumerate(self._refs["elevator"]):
@@ -220,7 +224,7 @@ class Fleet:
                 for a in range(spec.aircraft)
             ]
             self._refs["engine"] = [
-                f"AC-{a + 1:03d}-E{j + 1}"
+                f"{pre}AC-{a + 1:03d}-E{j + 1}"
                 for a in range(spec.aircraft)
                 for j in range(ENGINES_PER_AIRCRAFT)
             ]

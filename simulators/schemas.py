@@ -111,3 +111,4 @@ class LifeEnd(BaseModel):
     failure_mode: str | None
     usage_at_start: float  # the asset's usage counter when the life began
     usage_at_end: float  # the asset's usage counter when it ended
+    by_order: bool = False  # ended by a completed order: the product records it in asset_lives

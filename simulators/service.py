@@ -159,12 +159,14 @@ def record_truth(conn: Conn, rows: Iterable[TruthRow], asset_ids: dict[str, int]
 
 
 def record_life_end(conn: Conn, life: LifeEnd, asset_ids: dict[str, int], source: str) -> None:
-    """Record the end of a life: the hidden truth, the product's end-of-life record, and the
-    exact remaining life of the life's ground-truth snapshots when it ended in failure."""
+    """Record the end of a life: the hidden truth, the product's end-of-life record (unless
+    a completed order already made it), and the exact remaining life of the life's
+    ground-truth snapshots when it ended in failure."""
     asset_id = asset_ids[life.asset_ref]
     if not repo.insert_sim_life(conn, life, asset_id, source):
         return
-    repo.insert_asset_life(conn, life, asset_id, f"simulator-{source}")
+    if not life.by_order:
+        repo.insert_asset_life(conn, life, asset_id, f"simulator-{source}")
     if life.end_reason == "failure":
         length = life.usage_at_end - life.usage_at_start
         repo.fill_actual_rul(conn, asset_id, life.component, life.started_at, length)

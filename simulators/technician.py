@@ -1,0 +1,111 @@
+"""A technician that works maintenance orders in the simulated world.
+
+It watches open orders through an ``OrderSource``; when an order is due (or its component
+has already failed) and the parts are on site, it does the work: reports completion to the
+source first (the product ends the life and renews the asset), then renews the component in
+the simulation. The seam to the product's orders is the small ``OrderSource`` protocol;
+``InMemoryOrderSource`` is a stand-in for tests and for runs without the orders domain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from simulators.fleet import Fleet
+from simulators.schemas import LifeEnd
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkOrder:
+    """An open maintenance order as the technician sees it."""
+
+    order_id: int
+    asset_ref: str
+    component: str
+    due_at: datetime
+    parts_on_site: tuple[str, ...]  # SKUs delivered to the asset's site for this order
+    parts_needed: tuple[str, ...]
+
+    @property
+    def parts_ready(self) -> bool:
+        return all(sku in self.parts_on_site for sku in self.parts_needed)
+
+
+class OrderSource(Protocol):
+    """Where orders come from and where their completion is reported."""
+
+    def due_orders(self) -> list[WorkOrder]:
+        """Open orders that the technician may work (not completed or cancelled)."""
+        ...
+
+    def complete(self, order_id: int, parts_used: Sequence[str]) -> None:
+        """Report that the work of ``order_id`` is done with ``parts_used`` (SKUs)."""
+        ...
+
+
+@dataclass
+class InMemoryOrderSource:
+    """A stand-in OrderSource kept in memory (tests; runs without the orders domain)."""
+
+    orders: dict[int, WorkOrder] = field(default_factory=dict)
+    completed: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+    def add(self, order: WorkOrder) -> None:
+        self.orders[order.order_id] = order
+
+    def deliver(self, order_id: int, sku: str) -> None:
+        """A shipment arrives at the site."""
+        order = self.orders[order_id]
+        self.orders[order_id] = WorkOrder(
+            order.order_id, order.asset_ref, order.component, order.due_at,
+            (*order.parts_on_site, sku), order.parts_needed,
+        )  # fmt: skip
+
+    def due_orders(self) -> list[WorkOrder]:
+        return [o for i, o in sorted(self.orders.items()) if i not in self.completed]
+
+    def complete(self, order_id: int, parts_used: Sequence[str]) -> None:
+        if order_id in self.completed:
+            raise ValueError(f"order {order_id} is already completed")
+        self.completed[order_id] = tuple(parts_used)
+
+
+class SimTechnician:
+    """Works due orders whose parts are on site, and renews the simulated component."""
+
+    def __init__(
+        self, fleet: Fleet, orders: OrderSource, *, early: timedelta = timedelta(0)
+    ) -> None:
+        self.fleet = fleet
+        self.orders = orders
+        self.early = early  # how long before the due time the technician may come
+
+    def work(self, now: datetime) -> list[LifeEnd]:
+        """Do every order that is due (or whose component failed) with its parts on site."""
+        ended: list[LifeEnd] = []
+        for order in self.orders.due_orders():
+            try:
+                failed = self.fleet.is_failed(order.asset_ref, order.component)
+            except KeyError:
+                continue  # another fleet's asset, or a component this kind does not have
+            if not order.parts_ready:
+                continue
+            if now < order.due_at - self.early and not failed:
+                continue
+            self.orders.complete(order.order_id, order.parts_needed)
+            life = self.fleet.replace(order.asset_ref, order.component, now)
+            log.info(
+                "technician: order %s done on %s/%s",
+                order.order_id,
+                order.asset_ref,
+                order.component,
+            )
+            if life is not None:
+                ended.append(life.model_copy(update={"by_order": True}))
+        return ended
