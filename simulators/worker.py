@@ -187,6 +187,13 @@ class FleetRunner:
         self.stats.malformed[kind.value] = self.stats.malformed.get(kind.value, 0) + 1
         return payload
 
+    def take_offline(self, device_ref: str, seconds: float) -> None:
+        """Cut a gateway's network for ``seconds`` of the clock (demos, tests): its last will
+        announces it offline; it buffers until it reconnects and flushes the backlog."""
+        self.fleet.gateways[device_ref].go_offline(self.clock.now().timestamp() + seconds)
+        self.links[device_ref].disconnect(send_will=True)
+        self.stats.offline_periods += 1
+
     def run(self, stop: threading.Event, duration_s: float | None = None) -> RunStats:
         """Tick every ``tick_s`` until ``stop`` is set or ``duration_s`` has passed."""
         tick_s = self.fleet.spec.tick_s

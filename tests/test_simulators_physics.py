@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -100,7 +101,9 @@ POPULATIONS = [
 
 
 @pytest.mark.parametrize(("make", "hours", "step"), POPULATIONS)
-def test_wear_is_monotone_in_usage(make, hours, step) -> None:  # type: ignore[no-untyped-def]
+def test_wear_is_monotone_in_usage(
+    make: Callable[[], Population], hours: float, step: float
+) -> None:
     population = make()
     snaps = _lifetimes(population, hours, step)
     for c in (c.name for c in population.kind.components):
@@ -117,7 +120,9 @@ def test_wear_is_monotone_in_usage(make, hours, step) -> None:  # type: ignore[n
 
 
 @pytest.mark.parametrize(("make", "hours", "step"), POPULATIONS)
-def test_fails_when_and_only_when_the_limit_is_crossed(make, hours, step) -> None:  # type: ignore[no-untyped-def]
+def test_fails_when_and_only_when_the_limit_is_crossed(
+    make: Callable[[], Population], hours: float, step: float
+) -> None:
     population = make()
     snaps = _lifetimes(population, hours, step)
     components = [c.name for c in population.kind.components]
@@ -166,7 +171,7 @@ def test_tire_wear_per_km_rises_with_load_under_inflation_road_and_heat() -> Non
     base.load_factor[:] = 0.4
     base.road[:] = 1
 
-    def variant(change) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def variant(change: Callable[[TirePopulation], object]) -> np.ndarray:
         tires = copy.deepcopy(base)  # same random draws: only ``change`` differs
         change(tires)
         return _wear_per_km(tires)
@@ -224,7 +229,7 @@ def test_expected_rul_tracks_the_true_remaining_life(kind: str) -> None:
     population = make_population(kind, np.random.default_rng(9), 10, 3)
     component = population.kind.components[0].name
     history: list[tuple[np.ndarray, np.ndarray]] = []  # (life usage, expected RUL) per step
-    ratios = []
+    ratios: list[float] = []
     h = 0.0
     while len(ratios) < 15 and h < 24 * 3000:
         frame = population.advance(h, 6.0)
@@ -236,7 +241,7 @@ def test_expected_rul_tracks_the_true_remaining_life(kind: str) -> None:
             # the snapshot nearest to mid-life: expected against the actual remaining life
             used = np.array([u[f.asset] for u, _ in history])
             mid = int(np.argmin(np.abs(used - life / 2)))
-            ratios.append(history[mid][1][f.asset] / (life - used[mid]))
+            ratios.append(float(history[mid][1][f.asset] / (life - used[mid])))
         for f in frame.failures:
             population.renew(f.asset, f.component)
             history = [(u.copy(), r.copy()) for u, r in history]
