@@ -97,6 +97,29 @@ class FleetStep:
     readings: int = 0
 
 
+def _readings(names: tuple[str, ...], columns: list[FloatArray]) -> list[dict[str, float]]:
+    """One ``{metric: value}`` per row, leaving out NaN (not measured, or dropped out).
+
+    Rows are grouped by which metrics they carry so that each dict is built by ``zip``."""
+    values = np.column_stack(columns)
+    missing = np.isnan(values)
+    out: list[dict[str, float]] = [{}] * values.shape[0]
+    if not missing.any():
+        return [dict(zip(names, row, strict=True)) for row in values.tolist()]
+    pattern = missing @ (1 << np.arange(len(names), dtype=np.int64))
+    for key in np.unique(pattern).tolist():
+        rows = np.flatnonzero(pattern == key)
+        keep = [j for j in range(len(names)) if not (key >> j) & 1]
+        present = tuple(names[j] for j in keep)
+        for i, row in zip(
+            rows.tolist(),
+            values[np.ix_(rows, np.array(keep, dtype=np.int64))].tolist(),
+            strict=True,
+        ):
+            out[i] = dict(zip(present, row, strict=True))
+    return out
+
+
 class Fleet:
     """Everything simulated for one customer: sites, assets, gateways, and their physics."""
 
@@ -349,18 +372,21 @@ class Fleet:
                 if not kf.exact:
                     values = np.round(values, DECIMALS.get(name, ENGINE_DECIMALS))
                 columns.append(values)
-            rows = np.column_stack(columns).tolist()
-            times = [self.real_ms(h) for h in frame.at_h.tolist()] if kind == "engine" else None
-            end_ms = self.real_ms(end_h)
+            times = (
+                [self.real_ms(h) for h in frame.at_h.tolist()]
+                if kind == "engine"
+                else [self.real_ms(end_h)] * len(frame)
+            )
             per_gateway: dict[str, list[tuple[str, int, dict[str, float]]]] = {}
-            for j, (index, row) in enumerate(zip(frame.asset.tolist(), rows, strict=True)):
-                reading = {n: v for n, v in zip(names, row, strict=True) if v == v}  # NaN: missing
+            for index, time_ms, reading in zip(
+                frame.asset.tolist(), times, _readings(names, columns), strict=True
+            ):
                 per_gateway.setdefault(kf.gateway_of[index], []).append(
-                    (kf.refs[index], times[j] if times else end_ms, reading)
+                    (kf.refs[index], time_ms, reading)
                 )
             for ref, readings in per_gateway.items():
                 self.gateways[ref].collect(readings)
-            out.readings += len(rows)
+            out.readings += len(frame)
 
     def _life_end(
         self, kf: KindFleet, index: int, component: str, at_h: float, reason: str, mode: str | None
