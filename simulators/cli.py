@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from simulators.worker import RunStats
+
+
+def _report(stats: RunStats) -> None:
+    typer.echo(
+        f"simulate: {stats.readings} readings in {stats.payloads} payloads, "
+        f"{stats.life_ends} lives ended, {stats.offline_periods} offline periods"
+    )
 
 
 def simulate(
@@ -92,6 +102,7 @@ def simulate(
             if not state.current:
                 raise fail("the database is not migrated: run `fleetcare migrate` first")
             fleet = Fleet(spec, cmapss_units=units)
+            fleet.start(SystemClock().now())
             with connect(services.database_url) as conn:
                 with conn.transaction():
                     registration = service.register_fleet(
@@ -128,7 +139,7 @@ def simulate(
             )  # fmt: skip
             runner.open()
             try:
-                runner.run(stop, spec.duration_s)
+                runner.run(stop, spec.duration_s, progress=_report)
             except KeyboardInterrupt:
                 pass
             finally:

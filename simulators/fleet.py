@@ -410,6 +410,14 @@ class Fleet:
         kind, index = self._where[asset_ref]
         return self.kinds[kind], index
 
+    def installed_at(self, asset_ref: str) -> datetime | None:
+        """When the asset's oldest component life began; None before the clock is pinned."""
+        if self.anchor_ms is None:
+            return None
+        kf, index = self.locate(asset_ref)
+        oldest = min(float(kf.life_start_h[c][index]) for c in kf.components)
+        return at_ms(self.real_ms(oldest))
+
     def is_failed(self, asset_ref: str, component: str) -> bool:
         """Whether the component has failed and is not yet repaired."""
         kf, index = self.locate(asset_ref)

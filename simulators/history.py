@@ -25,7 +25,7 @@ from ingest.pipeline import store_messages
 from ingest.schemas import IngestLimits, RawMessage
 from simulators import service
 from simulators.devices import GatewayBehaviour, telemetry_topic
-from simulators.fleet import Fleet
+from simulators.fleet import Fleet, at_ms
 from simulators.replay import CmapssUnit
 from simulators.schemas import FleetSpec, LifeEnd, TruthRow
 
@@ -98,7 +98,9 @@ class _Lifecycle:
             self._draw(key)
 
     def _draw(self, key: tuple[str, str]) -> None:
-        planned = self.rng.random() < REPLACED_SHARE
+        # a replayed C-MAPSS unit runs to failure, as recorded
+        share = 0.0 if any(kf.exact for kf in self.fleet.kinds.values()) else REPLACED_SHARE
+        planned = self.rng.random() < share
         self.replace_at[key] = float(self.rng.uniform(0.6, 0.95)) if planned else np.inf
 
     def ended(self, lives: list[LifeEnd]) -> None:
@@ -171,10 +173,11 @@ def write_history(
         duration = _duration(kind_spec, units)
         summary.days[kind] = duration / timedelta(days=1)
         fleet = _history_fleet(kind_spec, units)
+        fleet.start(end - duration)
         with conn.transaction():
             registration = service.register_fleet(conn, fleet, service.load_secrets(data_dir))
             service.save_secrets(data_dir, registration.secrets)
-        _run(conn, fleet, registration.asset_ids, end - duration, end, topic_root, summary)
+        _run(conn, fleet, registration.asset_ids, end, topic_root, summary)
     return summary
 
 
@@ -182,16 +185,14 @@ def _run(
     conn: Conn,
     fleet: Fleet,
     asset_ids: dict[str, int],
-    start: datetime,
     end: datetime,
     topic_root: str,
     summary: HistorySummary,
 ) -> None:
     source = "replay" if fleet.kinds.get("engine") and fleet.kinds["engine"].exact else "history"
     limits = IngestLimits(topic_root=topic_root)
-    fleet.start(start)
+    start = now = at_ms(fleet.real_ms(fleet.sim_h))
     life = _Lifecycle(fleet, fleet.spec.seed)
-    now = start
     next_flush = start + FLUSH_EVERY
     next_truth = start + TRUTH_EVERY
     truth: list[TruthRow] = []

@@ -80,8 +80,10 @@ def register_fleet(
 ) -> Registration:
     """Create (or find) the fleet's customer, sites, assets and devices; idempotent.
 
-    A device that already exists is reused when its secret is known; otherwise the secret
-    is lost (it is shown only once) and registration stops with a Conflict.
+    New assets are installed when their oldest component's life began (once the fleet's
+    clock is pinned, see ``Fleet.start``). A device that already exists is reused when its
+    secret is known; otherwise the secret is lost (it is shown only once) and registration
+    stops with a Conflict.
     """
     spec = fleet.spec
     customer = fleet_repo.find_customer_by_slug(conn, spec.customer)
@@ -115,6 +117,7 @@ def register_fleet(
                     site_id=site_ids[asset.site],
                     kind=asset.kind,  # type: ignore[arg-type]
                     ref=asset.ref,
+                    installed_at=fleet.installed_at(asset.ref),
                     attributes=dict(asset.attributes),
                 ),
             )

@@ -126,11 +126,12 @@ class FleetRunner:
         return cls(fleet, links, clock, **kwargs)
 
     def open(self) -> None:
-        """Connect every gateway and pin the fleet's clock to now."""
+        """Connect every gateway and pin the fleet's clock to now (unless already pinned)."""
         for link in self.links.values():
             link.connect()
         now = self.clock.now()
-        self.fleet.start(now)
+        if self.fleet.anchor_ms is None:
+            self.fleet.start(now)
         self._last_s = now.timestamp()
 
     def tick(self) -> None:
@@ -145,6 +146,13 @@ class FleetRunner:
             ends.extend(self.technician.work(now))
         self.stats.readings += step.readings
         self.stats.life_ends += len(ends)
+        for life in ends:
+            log.info(
+                "%s %s: %s after %.0f %s (%s)",
+                life.asset_ref, life.component, life.failure_mode or life.end_reason,
+                life.usage_at_end - life.usage_at_start, KINDS[life.kind].life_unit,
+                "order" if life.by_order else "simulation",
+            )  # fmt: skip
         if self.sink is not None:
             if ends:
                 self.sink.record_life_ends(ends)
@@ -194,14 +202,25 @@ class FleetRunner:
         self.links[device_ref].disconnect(send_will=True)
         self.stats.offline_periods += 1
 
-    def run(self, stop: threading.Event, duration_s: float | None = None) -> RunStats:
+    def run(
+        self,
+        stop: threading.Event,
+        duration_s: float | None = None,
+        *,
+        progress: Callable[[RunStats], None] | None = None,
+        progress_every_s: float = 10.0,
+    ) -> RunStats:
         """Tick every ``tick_s`` until ``stop`` is set or ``duration_s`` has passed."""
         tick_s = self.fleet.spec.tick_s
         started = time.monotonic()
+        last_report = started
         k = 0
         while not stop.is_set():
             self.tick()
             k += 1
+            if progress is not None and time.monotonic() - last_report >= progress_every_s:
+                progress(self.stats)
+                last_report = time.monotonic()
             if duration_s is not None and time.monotonic() - started >= duration_s:
                 break
             stop.wait(max(0.0, started + k * tick_s - time.monotonic()))

@@ -209,9 +209,20 @@ def test_fleetcare_simulate_registers_and_publishes_with_device_credentials(
     )
     secrets = json.loads((tmp_path / "sim-device-secrets.json").read_text())
     assert set(secrets) == devices
-    # a second run reuses the registered fleet and its secrets
-    again = CliRunner().invoke(app, [*args, "--duration", "0"])
+    # a second run reuses the registered fleet and its secrets, and writes history only
+    again = CliRunner().invoke(app, [*args, "--duration", "0", "--history", "1"])
     assert again.exit_code == 0, again.output
+    assert "quarantined 0" in again.output
+    with connect(db_url) as conn:
+        lives = conn.execute(
+            "SELECT a.kind, count(*) FROM asset_lives l JOIN assets a ON a.id = l.asset_id"
+            " WHERE a.ref LIKE 'H-%%' GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        installed = conn.execute(
+            "SELECT bool_and(installed_at <= now()) FROM assets WHERE ref NOT LIKE 'H-%%'"
+        ).fetchone()
+    assert [k for k, n in lives if n >= 1] == ["elevator", "engine", "tire"]
+    assert installed == (True,)
 
 
 @pytest.mark.parametrize(
