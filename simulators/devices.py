@@ -168,22 +168,29 @@ class SensorFaults:
         out = dict(metrics)
         rng, rates = self.rng, self.rates
         n = assets.size
-        for name in self.names:
+        draws = rng.random((3, len(self.names), n))  # stuck start, spike, dropout
+        jumps = rng.uniform(1.5, 3.0, (len(self.names), n))
+        for j, name in enumerate(self.names):
             values = np.array(out[name], dtype=float)
             left = self.stuck_left[name]
-            start = (left[assets] == 0) & (rng.random(n) < rates.stuck_start)
-            left[assets[start]] = rng.integers(*rates.stuck_readings, size=int(start.sum()))
+            start = (left[assets] == 0) & (draws[0, j] < rates.stuck_start)
+            if start.any():
+                left[assets[start]] = rng.integers(*rates.stuck_readings, size=int(start.sum()))
             stuck = left[assets] > 0
-            remembered = self.last[name][assets]
-            values = np.where(stuck & ~np.isnan(remembered), remembered, values)
-            left[assets[stuck]] -= 1
-            metric = self.kind.metric(name)
-            spiked = rng.random(n) < rates.spike
-            jumped = values * rng.uniform(1.5, 3.0, n) + (metric.high - metric.low) * 0.05
-            values = np.where(spiked, np.clip(jumped, metric.low, metric.high), values)
-            measured = ~np.isnan(values)
-            self.last[name][assets[measured & ~stuck]] = values[measured & ~stuck]
-            values = np.where(rng.random(n) < rates.dropout, np.nan, values)
+            if stuck.any():
+                remembered = self.last[name][assets]
+                values = np.where(stuck & ~np.isnan(remembered), remembered, values)
+                left[assets[stuck]] -= 1
+            spiked = draws[1, j] < rates.spike
+            if spiked.any():
+                metric = self.kind.metric(name)
+                jumped = values * jumps[j] + (metric.high - metric.low) * 0.05
+                values = np.where(spiked, np.clip(jumped, metric.low, metric.high), values)
+            fresh = ~np.isnan(values) & ~stuck
+            self.last[name][assets[fresh]] = values[fresh]
+            dropped = draws[2, j] < rates.dropout
+            if dropped.any():
+                values = np.where(dropped, np.nan, values)
             out[name] = values
         return out
 
@@ -312,6 +319,7 @@ class MqttLink:
         client.on_publish = self._on_publish
         self.client = client
         self._connected = threading.Event()
+        self._answered = threading.Event()  # a CONNACK came, accepting or refusing
         self._acks = threading.Condition()
         self.published = 0
         self.acked = 0
@@ -323,6 +331,7 @@ class MqttLink:
         else:
             self.refused = None
             self._connected.set()
+        self._answered.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
         self._connected.clear()
@@ -341,9 +350,10 @@ class MqttLink:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.refused = None
+        self._answered.clear()
         self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
         self.client.loop_start()
-        if not self._connected.wait(timeout):
+        if not self._answered.wait(timeout) or not self._connected.is_set():
             self.client.loop_stop()
             reason = self.refused or f"no answer within {timeout:.0f} s"
             raise ConnectionError(f"device {self.device_ref}: broker refused: {reason}")

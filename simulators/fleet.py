@@ -273,6 +273,8 @@ class Fleet:
             self._add_kind("engine", engines, gateway_of, faults, exact=cmapss_units is not None)
         self._warmup_rng = np.random.default_rng(seeds[6])
         self.sim_h = 0.0
+        self.observed = True  # False: physics only, no sensor readings (dry runs)
+        self.max_step_h = MAX_STEP_H  # longest sub-step (one reading per asset each)
         self.anchor_ms: int | None = None
         self.anchor_h = 0.0
         if spec.warmup:
@@ -343,7 +345,7 @@ class Fleet:
         target_h = self.sim_h_at(now)
         out = FleetStep()
         while target_h - self.sim_h > 1e-12:
-            hours = min(MAX_STEP_H, target_h - self.sim_h)
+            hours = min(self.max_step_h, target_h - self.sim_h)
             self._step(self.sim_h, hours, out)
             self.sim_h += hours
         return out
@@ -362,7 +364,7 @@ class Fleet:
                 )
                 if self.spec.repair_after_h is not None:
                     kf.repair_due_h[(f.asset, f.component)] = f.at_h + self.spec.repair_after_h
-            if len(frame) == 0:
+            if len(frame) == 0 or not self.observed:
                 continue
             metrics = kf.faults.apply(frame.asset, frame.metrics)
             names = KINDS[kind].metric_names

@@ -6,7 +6,7 @@ at least one life (failure, or now and then a planned replacement), ending now. 
 are encoded as the devices would send them and stored through ingest's own pipeline
 (``ingest.pipeline.store_messages``: the same validation, quarantine and usage counters as
 live telemetry). The ground truth and the lives go to the simulators' tables and
-``asset_lives``. Each week of history is one transaction, owned here.
+``asset_lives``. Each four weeks of history are one transaction, owned here.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from simulators.schemas import FleetSpec, LifeEnd, TruthRow
 
 Conn = Connection[Any]
 
-STEP = timedelta(hours=6)
-FLUSH_EVERY = timedelta(days=7)
+# a reading per asset per step: elevators live for years, so they report half as often
+STEP = {"tire": timedelta(hours=6), "elevator": timedelta(hours=12), "engine": timedelta(hours=6)}
+FLUSH_EVERY = timedelta(days=28)  # within ingest's max_past of 30 days
 TRUTH_EVERY = timedelta(days=1)
 MAX_HISTORY = timedelta(days=3650)
 REPLACED_SHARE = 0.15  # lives ended by a planned replacement before failing
@@ -72,12 +73,9 @@ def history_spec(spec: FleetSpec, kind: str, lifetimes: int) -> FleetSpec:
 
 
 def _history_fleet(spec: FleetSpec, units: list[CmapssUnit] | None) -> Fleet:
-    return Fleet(
-        spec,
-        cmapss_units=units,
-        behaviour=_steady(spec),
-        history=True,
-    )
+    fleet = Fleet(spec, cmapss_units=units, behaviour=_steady(spec), history=True)
+    fleet.max_step_h = STEP[next(iter(fleet.kinds))] / timedelta(hours=1)
+    return fleet
 
 
 def _steady(spec: FleetSpec) -> GatewayBehaviour:
@@ -136,16 +134,16 @@ def _components(kind: str) -> tuple[Any, ...]:
 def _duration(spec: FleetSpec, units: list[CmapssUnit] | None) -> timedelta:
     """How long the history must run: simulate once without publishing (deterministic)."""
     fleet = _history_fleet(spec, units)
+    fleet.observed = False
+    step = STEP[next(iter(fleet.kinds))]
     start = datetime(2000, 1, 3, tzinfo=SystemClock().now().tzinfo)
     fleet.start(start)
     life = _Lifecycle(fleet, spec.seed)
     now = start
     while not life.done and now - start < MAX_HISTORY:
-        now += STEP
+        now += step
         life.ended(fleet.advance_to(now).life_ends)
         life.planned_replacements(now)
-        for g in fleet.gateways.values():
-            g.buffer.clear()
     return now - start
 
 
@@ -193,17 +191,18 @@ def _run(
     limits = IngestLimits(topic_root=topic_root)
     start = now = at_ms(fleet.real_ms(fleet.sim_h))
     life = _Lifecycle(fleet, fleet.spec.seed)
+    step = STEP[next(iter(fleet.kinds))]
     next_flush = start + FLUSH_EVERY
     next_truth = start + TRUTH_EVERY
     truth: list[TruthRow] = []
     ends: list[LifeEnd] = []
     while now < end:
-        now = min(end, now + STEP)
-        step = fleet.advance_to(now)
-        life.ended(step.life_ends)
-        ends.extend(step.life_ends)
+        now = min(end, now + step)
+        result = fleet.advance_to(now)
+        life.ended(result.life_ends)
+        ends.extend(result.life_ends)
         ends.extend(life.planned_replacements(now))
-        summary.readings += step.readings
+        summary.readings += result.readings
         if now >= next_truth or now >= end:
             truth.extend(fleet.truth())
             next_truth = now + TRUTH_EVERY
@@ -225,7 +224,7 @@ def _flush(
     source: str,
     summary: HistorySummary,
 ) -> None:
-    """One week of history in one transaction: telemetry through ingest, truth, lives."""
+    """Four weeks of history in one transaction: telemetry through ingest, truth, lives."""
     messages = [
         RawMessage(telemetry_topic(topic_root, ref), payload, now)
         for ref, gateway in fleet.gateways.items()
