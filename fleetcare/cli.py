@@ -227,9 +227,10 @@ def main() -> None:
 
 
 # --- ingest: `fleetcare devices ...`, `fleetcare ingest` (kept at the end to ease merges) ---
-from ingest.cli import devices_app  # noqa: E402
+from ingest.cli import devices_app, ingest_command  # noqa: E402
 
 app.add_typer(devices_app, name="devices")
+app.command("ingest")(ingest_command)
 
 # --- simulators: `fleetcare simulate` (kept at the end to ease merges) ---
 from simulators.cli import simulate  # noqa: E402

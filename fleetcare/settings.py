@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     demo: bool = Field(default=True, description="`up` seeds a demo operator and customers.")
     # Webhooks may target private addresses only when the operator allows it (tests, demos).
     webhooks_allow_private: bool = False
+    # Ingest: a fixed MQTT client id per ingestor keeps its persistent session across restarts.
+    ingest_client_id: str = Field(
+        default="fleetcare-ingest-1",
+        description="MQTT client id of this ingestor; unique per running ingestor.",
+    )
+    ingest_shared_subscription: bool = Field(
+        default=True,
+        description="Subscribe through $share/ingest/... (MQTT 5) so ingestors split the load.",
+    )
+    ingest_metrics_port: int | None = Field(
+        default=None, description="Serve the ingestor's Prometheus /metrics on this port."
+    )
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -111,3 +111,71 @@ def devices_broker_config(
 
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def ingest_command(
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            help="MQTT client id; fixed per ingestor (default FLEETCARE_INGEST_CLIENT_ID)"
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="serve Prometheus /metrics here (default FLEETCARE_INGEST_METRICS_PORT)"),
+    ] = None,
+    batch_messages: Annotated[int, typer.Option(min=1, help="close a batch at this many")] = 5000,
+    batch_wait_ms: Annotated[int, typer.Option(min=1, help="or after this long")] = 200,
+    queue_messages: Annotated[int, typer.Option(min=1, help="bound of the in-memory queue")] = (
+        10_000
+    ),
+    shared: Annotated[
+        bool | None,
+        typer.Option(
+            "--shared/--no-shared",
+            help="shared subscription (default FLEETCARE_INGEST_SHARED_SUBSCRIPTION, true)",
+        ),
+    ] = None,
+) -> None:
+    """Consume telemetry from the broker into the database (run several: they share the load)."""
+    from prometheus_client import start_http_server
+
+    from fleetcare.cli import _settings, fail
+    from fleetcare.services import exit_on_sigterm, running_services
+    from ingest.schemas import IngestLimits
+    from ingest.worker import IngestConfig, IngestWorker, _mqtt_endpoint
+
+    settings = _settings()
+    client = client_id or settings.ingest_client_id
+    if not CLIENT_ID.match(client):
+        raise fail(f"client id {client!r} must match {CLIENT_ID.pattern}")
+    if settings.mqtt_url:
+        try:
+            _mqtt_endpoint(settings.mqtt_url)
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
+    exit_on_sigterm()
+    try:
+        with running_services(settings) as services:
+            config = IngestConfig(
+                mqtt_url=services.mqtt_url,
+                database_url=services.database_url,
+                client_id=client,
+                limits=IngestLimits(topic_root=settings.topic_root),
+                batch_max_messages=batch_messages,
+                batch_max_wait_s=batch_wait_ms / 1000,
+                queue_max_messages=queue_messages,
+                receive_maximum=max(queue_messages, batch_messages),
+                shared_subscription=(
+                    settings.ingest_shared_subscription if shared is None else shared
+                ),
+            )
+            worker = IngestWorker(config)
+            port = metrics_port or settings.ingest_metrics_port
+            if port:
+                start_http_server(port, addr=settings.api_host, registry=worker.registry)
+            worker.run_forever()
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise fail(str(exc)) from exc

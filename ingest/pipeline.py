@@ -441,3 +441,16 @@ def store_messages(
         ids = sorted(device_seen)
         repo.update_devices_seen(conn, ids, [device_seen[i] for i in ids])
     return result
+
+
+def quarantine_message(
+    conn: Conn, msg: RawMessage, reason: QuarantineReason, detail: str, *, limits: IngestLimits
+) -> BatchResult:
+    """Quarantine a whole message (e.g. one that made ``store_messages`` fail)."""
+    result = BatchResult(messages=1)
+    ref = device_ref_from_topic(msg.topic, limits.topic_root)
+    device = repo.find_devices(conn, [ref]).get(ref) if ref else None
+    q = _Quarantine(limits, result)
+    q.message(msg, ref, device.customer_id if device else None, reason, detail)
+    repo.insert_quarantine(conn, q.rows)
+    return result

@@ -310,18 +310,18 @@ def quarantine_counts(
 
 
 def list_device_quarantine(
-    conn: Conn, device_ref: str, *, before: int | None, limit: int
+    conn: Conn, device_ref: str, *, customer_id: int, before: int | None, limit: int
 ) -> list[QuarantineItem]:
-    """A device's quarantined items, newest first (keyset on id)."""
+    """A device's quarantined items under its customer, newest first (keyset on id)."""
     rows = conn.execute(
         """
         SELECT id, received_at, topic, device_ref, reason, detail, length(payload),
                substring(payload from 1 for %s)
           FROM quarantine
-         WHERE device_ref = %s AND (%s::bigint IS NULL OR id < %s)
+         WHERE device_ref = %s AND customer_id = %s AND (%s::bigint IS NULL OR id < %s)
          ORDER BY id DESC LIMIT %s
         """,
-        (QUARANTINE_TEXT_BYTES, device_ref, before, before, limit),
+        (QUARANTINE_TEXT_BYTES, device_ref, customer_id, before, before, limit),
     ).fetchall()
     return [
         QuarantineItem(

@@ -163,3 +163,10 @@ class IngestHealth(BaseModel):
     broker_dropped: int | None = Field(
         description="the broker's $SYS/broker/publish/messages/dropped, as last seen"
     )
+
+
+class QuarantinePage(BaseModel):
+    """Newest first; pass ``next_before`` as ``before`` for the next page."""
+
+    items: list[QuarantineItem]
+    next_before: int | None = None

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ from fleetcare.fleet import repository as fleet_repo
 from fleetcare.fleet import service as fleet
 from fleetcare.fleet.schemas import Principal
 from ingest import repository as repo
-from ingest.schemas import Device, DeviceCreate, DeviceUpdate, NewDevice
+from ingest.schemas import (
+    Device,
+    DeviceCreate,
+    DeviceUpdate,
+    IngestHealth,
+    NewDevice,
+    QuarantinePage,
+)
 
 Conn = Connection[Any]
 
@@ -180,3 +188,41 @@ def write_broker_config(
         tmp.chmod(0o600)
         tmp.replace(path)
     return passwd, acl, secret
+
+
+# --- ingest health ---------------------------------------------------------------------------
+
+# an ingestor that has not reported for this long is no longer listed
+INGESTOR_STALE_AFTER = timedelta(minutes=5)
+
+
+def ingest_health(
+    conn: Conn, principal: Principal, *, now: datetime, since: datetime | None = None
+) -> IngestHealth:
+    """Quarantine counts per device and reason (the caller's own); ingestors for the operator."""
+    since = since or now - timedelta(hours=24)
+    ingestors = (
+        repo.list_ingestors(conn, seen_since=now - INGESTOR_STALE_AFTER)
+        if principal.scope is None
+        else []
+    )
+    dropped = [i.broker_dropped for i in ingestors if i.broker_dropped is not None]
+    return IngestHealth(
+        since=since,
+        ingestors=ingestors,
+        quarantine=repo.quarantine_counts(conn, since=since, customer_id=principal.scope),
+        broker_dropped=max(dropped) if dropped else None,
+    )
+
+
+def device_quarantine(
+    conn: Conn, principal: Principal, device_id: int, *, before: int | None, limit: int
+) -> QuarantinePage:
+    """A device's quarantined items, newest first; another customer's device is not found."""
+    device = get_device(conn, principal, device_id)
+    items = repo.list_device_quarantine(
+        conn, device.ref, customer_id=device.customer_id, before=before, limit=limit
+    )
+    return QuarantinePage(
+        items=items, next_before=items[-1].id if len(items) == limit and items else None
+    )

@@ -113,31 +113,41 @@ class Publisher:
         if username or user:
             self.client.username_pw_set(username or user, password or pw)
         self.connected = threading.Event()
+        self.acked = threading.Condition()
+        self.acked_count = 0
+        self.published_count = 0
         self.client.on_connect = self._on_connect
+        self.client.on_publish = self._on_publish
         props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.client.connect(host, port, keepalive=30, clean_start=False, properties=props)
         self.client.loop_start()
         if not self.connected.wait(10):
             raise TimeoutError("publisher did not connect")
-        self.infos: list[mqtt.MQTTMessageInfo] = []
 
     def _on_connect(self, *args: Any) -> None:
         self.connected.set()
 
-    def publish(self, topic: str, payload: bytes | dict[str, Any]) -> mqtt.MQTTMessageInfo:
+    def _on_publish(self, *args: Any) -> None:
+        with self.acked:
+            self.acked_count += 1
+            self.acked.notify_all()
+
+    def publish(self, topic: str, payload: bytes | dict[str, Any]) -> None:
+        """Publish at QoS 1; while disconnected paho keeps the message and sends it later."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        info = self.client.publish(topic, body, qos=1)
-        self.infos.append(info)
-        return info
+        self.client.publish(topic, body, qos=1)
+        self.published_count += 1
 
     def publish_many(self, topic: str, payloads: Sequence[bytes | dict[str, Any]]) -> None:
         for p in payloads:
             self.publish(topic, p)
 
     def wait_all_acked(self, timeout: float = 30) -> None:
-        for info in self.infos:
-            info.wait_for_publish(timeout)
+        """Wait until the broker acknowledged every message published so far."""
+        with self.acked:
+            if not self.acked.wait_for(lambda: self.acked_count >= self.published_count, timeout):
+                raise TimeoutError(f"{self.acked_count} of {self.published_count} acknowledged")
 
     def close(self) -> None:
         self.client.disconnect()

@@ -1,0 +1,647 @@
+"""The MQTT consumer: paho's network thread only enqueues; a writer thread batches, stores in
+one transaction (``ingest.pipeline.store_messages``), commits, and only then acknowledges.
+
+Delivery guarantees, in order of the path:
+
+* QoS 1 with a persistent session (``clean_start=False`` and a session expiry) under a fixed
+  client id, so the broker keeps what we have not acknowledged while we are away.
+* Manual acknowledgement: a PUBACK is sent only after the batch that carried the message
+  committed. A crash before that makes the broker redeliver; the unique key on
+  (asset, metric, time) makes the redelivery harmless.
+* An acknowledgement is sent only on the connection that delivered the message: packet ids
+  belong to a connection, so after a reconnect the older ones are left for the broker to
+  redeliver rather than risk acknowledging a different message under a reused id.
+* Backpressure: unacknowledged messages are bounded by the MQTT 5 receive maximum (the broker
+  stops sending past it) and by a bounded queue: when the queue is full the network thread
+  waits in ``put`` and stops reading the socket, and the broker keeps the rest.
+* PostgreSQL down: the writer keeps the batch, retries with capped exponential backoff, logs
+  each failure, and carries on by itself when the database is back. Nothing is acknowledged
+  before its commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from fleetcare.clock import Clock, SystemClock
+from ingest import repository as repo
+from ingest.pipeline import quarantine_message, store_messages
+from ingest.schemas import (
+    BatchResult,
+    IngestLimits,
+    IngestorStatus,
+    QuarantineReason,
+    RawMessage,
+)
+from ingest.service import BROKER_DROPPED_TOPIC
+
+log = logging.getLogger(__name__)
+
+Protocol = Literal["auto", "v5", "v311"]
+SHARE_GROUP = "ingest"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How one ingestor runs."""
+
+    mqtt_url: str
+    database_url: str
+    client_id: str
+    limits: IngestLimits = field(default_factory=IngestLimits)
+    protocol: Protocol = "auto"
+    # MQTT 5 shared subscription, so that several ingestors split the load. Mosquitto 2.0 does
+    # not restore shared subscriptions from persistence after a restart (measured with 2.0.11:
+    # messages published before the ingestor re-subscribes get "No matching subscribers"); a
+    # single ingestor on Mosquitto loses nothing across broker restarts with a plain one.
+    shared_subscription: bool = True
+    batch_max_messages: int = 5000
+    batch_max_bytes: int = 1_000_000
+    batch_max_wait_s: float = 0.2
+    queue_max_messages: int = 10_000
+    receive_maximum: int = 10_000  # MQTT 5: most unacknowledged messages the broker sends us
+    session_expiry_s: int = 7 * 24 * 3600
+    keepalive_s: int = 30
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 5.0
+    status_interval_s: float = 2.0
+
+    @property
+    def topic_root(self) -> str:
+        return self.limits.topic_root
+
+
+@dataclass(frozen=True, slots=True)
+class AckToken:
+    """What acknowledging a message needs: its packet id, QoS, and the connection it came on."""
+
+    mid: int
+    qos: int
+    connection: int
+
+
+class IngestStats:
+    """Counters of one ingestor, thread-safe; read by /metrics, the status row and tests."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.started_at = time.time()
+        self.messages_total = 0
+        self.stored_total = 0
+        self.duplicates_total = 0
+        self.quarantined_total = 0
+        self.batches_total = 0
+        self.database_errors_total = 0
+        self.acks_skipped_total = 0  # committed on a connection that has since gone
+        self.quarantined: Counter[tuple[str, str]] = Counter()  # (device, reason)
+        self.broker_dropped: int | None = None
+        self.lag_s = 0.0
+        self.connected = False
+        self.protocol = ""
+        self._recent: deque[tuple[float, int]] = deque()  # (monotonic time, stored)
+
+    def record_batch(self, result: BatchResult, lag_s: float) -> None:
+        """Count a committed batch and wake whoever waits for one."""
+        with self.lock:
+            self.batches_total += 1
+            self.messages_total += result.messages
+            self.stored_total += result.stored
+            self.duplicates_total += result.duplicates
+            self.quarantined_total += result.quarantined_total
+            for (device, reason), n in result.quarantined_by_device.items():
+                self.quarantined[(device or "", reason)] += n
+            self.lag_s = lag_s
+            now = time.monotonic()
+            self._recent.append((now, result.stored + result.duplicates))
+            self.lock.notify_all()
+
+    def readings_per_s(self, window_s: float = 10.0) -> float:
+        """Readings written (new or duplicate) per second over the last ``window_s``."""
+        with self.lock:
+            now = time.monotonic()
+            while self._recent and self._recent[0][0] < now - window_s:
+                self._recent.popleft()
+            if not self._recent:
+                return 0.0
+            span = max(now - self._recent[0][0], 1.0)
+            return sum(n for _, n in self._recent) / span
+
+    def wait_for(self, predicate: Callable[[IngestStats], bool], timeout: float) -> bool:
+        """Wait until ``predicate(stats)`` holds (checked at each batch or database error)."""
+        with self.lock:
+            return self.lock.wait_for(lambda: predicate(self), timeout)
+
+
+class IngestCollector(Collector):
+    """Prometheus view of an ingestor's counters."""
+
+    def __init__(self, stats: IngestStats, queue_depth: Callable[[], int]) -> None:
+        self.stats = stats
+        self.queue_depth = queue_depth
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        with s.lock:
+            totals = [
+                ("messages", "MQTT messages processed", s.messages_total),
+                ("readings_stored", "readings stored", s.stored_total),
+                (
+                    "readings_duplicate",
+                    "readings already stored (redeliveries)",
+                    s.duplicates_total,
+                ),
+                ("batches", "batches committed", s.batches_total),
+                ("database_errors", "failed batch attempts (retried)", s.database_errors_total),
+            ]
+            quarantined = dict(s.quarantined)
+            lag, connected, dropped = s.lag_s, s.connected, s.broker_dropped
+        for name, doc, value in totals:
+            yield CounterMetricFamily(f"fleetcare_ingest_{name}", doc, value=value)
+        by_reason = CounterMetricFamily(
+            "fleetcare_ingest_quarantined",
+            "items quarantined, per device and reason",
+            labels=["device", "reason"],
+        )
+        for (device, reason), n in sorted(quarantined.items()):
+            by_reason.add_metric([device, reason], n)
+        yield by_reason
+        yield GaugeMetricFamily(
+            "fleetcare_ingest_readings_per_second",
+            "readings written per second (10 s)",
+            value=s.readings_per_s(),
+        )
+        yield GaugeMetricFamily(
+            "fleetcare_ingest_lag_seconds",
+            "receipt of a batch's oldest message to its commit",
+            value=lag,
+        )
+        yield GaugeMetricFamily(
+            "fleetcare_ingest_queue_depth",
+            "messages received, not yet in a batch",
+            value=self.queue_depth(),
+        )
+        yield GaugeMetricFamily(
+            "fleetcare_ingest_connected", "1 when connected to the broker", value=int(connected)
+        )
+        if dropped is not None:
+            yield GaugeMetricFamily(
+                "fleetcare_broker_dropped_messages",
+                "the broker's $SYS/broker/publish/messages/dropped",
+                value=dropped,
+            )
+
+
+def _mqtt_endpoint(url: str) -> tuple[str, int, str | None, str | None, bool]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp"):
+        raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, not {parts.scheme!r}")
+    tls = parts.scheme == "mqtts"
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), user, password, tls
+
+
+def probe_mqtt5(url: str, timeout: float = 5.0) -> bool:
+    """True when the broker accepts an MQTT 5 connection (amqtt speaks only 3.1.1)."""
+    host, port, user, password, tls = _mqtt_endpoint(url)
+    answered = threading.Event()
+    accepted: list[bool] = []
+    probe = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"fleetcare-probe-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
+    if user:
+        probe.username_pw_set(user, password)
+    if tls:
+        probe.tls_set()
+
+    def on_connect(_c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        accepted.append(not rc.is_failure or rc.getName() != "Unsupported protocol version")
+        answered.set()
+
+    def on_disconnect(*_args: Any) -> None:
+        answered.set()
+
+    probe.on_connect = on_connect
+    probe.on_disconnect = on_disconnect
+    try:
+        probe.connect(host, port, keepalive=10)
+    except OSError:
+        raise
+    probe.loop_start()
+    try:
+        answered.wait(timeout)
+    finally:
+        probe.disconnect()
+        probe.loop_stop()
+    return bool(accepted and accepted[0])
+
+
+class IngestWorker:
+    """One ingestor: an MQTT session, a bounded queue, and a writer thread."""
+
+    def __init__(
+        self,
+        config: IngestConfig,
+        *,
+        clock: Clock | None = None,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.on_batch = on_batch
+        self.stats = IngestStats()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.queue: queue.Queue[RawMessage] = queue.Queue(maxsize=config.queue_max_messages)
+        self.registry.register(IngestCollector(self.stats, self.queue.qsize))
+        self._stop = threading.Event()
+        self._conn_lock = threading.Lock()
+        self._connection = 0  # bumped on every CONNACK
+        self._connected = False
+        self._client: mqtt.Client | None = None
+        self._writer: threading.Thread | None = None
+        self._db: psycopg.Connection[Any] | None = None
+        self._last_status = 0.0
+        self._waiting_logged = False
+        self.subscribed = threading.Event()
+        self.shared = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (retrying in the background while the broker is away) and start writing."""
+        cfg = self.config
+        host, port, user, password, tls = _mqtt_endpoint(cfg.mqtt_url)
+        v5 = cfg.protocol == "v5" or (cfg.protocol == "auto" and self._probe_with_retry())
+        self.shared = v5 and cfg.shared_subscription
+        self.stats.protocol = "5" if v5 else "3.1.1"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        if user:
+            client.username_pw_set(user, password)
+        if tls:
+            client.tls_set()
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        properties: Properties | None = None
+        if v5:
+            properties = Properties(mqtt.PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = cfg.session_expiry_s
+            properties.ReceiveMaximum = cfg.receive_maximum
+        self._client = client
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._writer.start()
+        client.connect_async(
+            host,
+            port,
+            keepalive=cfg.keepalive_s,
+            clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+        )
+        client.loop_start()
+        log.info(
+            "ingest %s: MQTT %s at %s:%d, %s, topic root %s",
+            cfg.client_id,
+            self.stats.protocol,
+            host,
+            port,
+            "shared subscription" if self.shared else "plain subscription",
+            cfg.topic_root,
+        )
+
+    def _probe_with_retry(self) -> bool:
+        delay = self.config.retry_initial_s
+        while not self._stop.is_set():
+            try:
+                return probe_mqtt5(self.config.mqtt_url)
+            except OSError as exc:
+                log.warning("broker unreachable (%s); retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.config.retry_max_s)
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop reading, let the writer finish (commit and ack) its batch, then disconnect."""
+        self._stop.set()
+        if self._writer is not None:
+            self._writer.join(timeout)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> IngestWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run_forever(self) -> None:
+        """Run until stopped (SIGTERM/SIGINT in the CLI)."""
+        self.start()
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    # --- network thread: decode, enqueue, return ------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, _p: Any
+    ) -> None:
+        if rc.is_failure:
+            log.error("broker refused the connection: %s", rc)
+            return
+        with self._conn_lock:
+            self._connection += 1
+            self._connected = True
+        root = self.config.topic_root
+        telemetry = (
+            f"$share/{SHARE_GROUP}/{root}/+/telemetry" if self.shared else f"{root}/+/telemetry"
+        )
+        client.subscribe([(telemetry, 1), (BROKER_DROPPED_TOPIC, 0)])
+        log.info(
+            "connected (session %s); subscribing to %s",
+            "resumed" if getattr(flags, "session_present", False) else "new",
+            telemetry,
+        )
+
+    def _on_subscribe(
+        self, _c: Any, _u: Any, _mid: int, reason_codes: list[ReasonCode], _p: Any
+    ) -> None:
+        if reason_codes and reason_codes[0].is_failure:
+            log.error("the broker refused the telemetry subscription: %s", reason_codes[0])
+            return
+        self.stats.connected = True
+        self._last_status = 0.0  # tell the status row soon
+        self.subscribed.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        with self._conn_lock:
+            self._connected = False
+        self.stats.connected = False
+        if not self._stop.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", rc)
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = repr(message._topic)
+        if topic == BROKER_DROPPED_TOPIC:
+            with contextlib.suppress(ValueError):
+                self.stats.broker_dropped = int(message.payload)
+            return
+        item = RawMessage(
+            topic,
+            bytes(message.payload),
+            self.clock.now(),
+            AckToken(message.mid, message.qos, self._connection),
+        )
+        # A full queue blocks this thread, so paho stops reading the socket and the broker
+        # keeps the rest (bounded by the receive maximum). Waking up regularly lets a stop
+        # through; what was not queued then is not acknowledged and will be redelivered.
+        while True:
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    return
+                if not self._waiting_logged:
+                    log.info("queue full (%d): holding the broker back", self.queue.maxsize)
+                    self._waiting_logged = True
+
+    # --- writer thread ----------------------------------------------------------------------
+
+    def _collect(self) -> list[RawMessage]:
+        cfg = self.config
+        try:
+            first = self.queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        batch, size = [first], len(first.payload)
+        deadline = time.monotonic() + cfg.batch_max_wait_s
+        while len(batch) < cfg.batch_max_messages and size < cfg.batch_max_bytes:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self.queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            batch.append(item)
+            size += len(item.payload)
+        return batch
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            batch = self._collect()
+            if not batch:
+                self._heartbeat_when_due()
+                continue
+            self._waiting_logged = False
+            result = self._store_with_retry(batch)
+            if result is None:  # stopping before the batch could commit: nothing acknowledged
+                return
+            self._acknowledge(batch)
+            oldest = min(m.received_at for m in batch)
+            lag = (self.clock.now() - oldest).total_seconds()
+            self.stats.record_batch(result, lag)
+            if self.on_batch is not None:
+                self.on_batch(result)
+
+    def _database(self) -> psycopg.Connection[Any]:
+        if self._db is None or self._db.closed or self._db.broken:
+            if self._db is not None:
+                self._db.close()
+            self._db = psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=5)
+        return self._db
+
+    def _store_with_retry(self, batch: list[RawMessage]) -> BatchResult | None:
+        delay = self.config.retry_initial_s
+        failures = 0
+        while True:
+            try:
+                conn = self._database()
+                try:
+                    with conn.transaction():
+                        result = store_messages(
+                            conn, batch, limits=self.config.limits, clock=self.clock
+                        )
+                        self._write_status(conn, result)
+                except Exception as exc:
+                    if isinstance(exc, psycopg.Error) and _transient(exc, conn):
+                        raise
+                    log.exception("batch of %d failed; storing it message by message", len(batch))
+                    result = self._store_one_by_one(conn, batch)
+                if failures:
+                    log.info("database back after %d failed attempt(s)", failures)
+                return result
+            except psycopg.Error as exc:
+                failures += 1
+                with self.stats.lock:
+                    self.stats.database_errors_total += 1
+                    self.stats.lock.notify_all()
+                log.warning(
+                    "database unavailable (%s: %s); keeping %d message(s) unacknowledged, "
+                    "retry %d in %.1f s",
+                    type(exc).__name__,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                    len(batch),
+                    failures,
+                    delay,
+                )
+                if self._db is not None and (self._db.closed or self._db.broken):
+                    self._db.close()
+                    self._db = None
+                if self._stop.wait(delay):
+                    return None
+                delay = min(delay * 2, self.config.retry_max_s)
+
+    def _store_one_by_one(
+        self, conn: psycopg.Connection[Any], batch: list[RawMessage]
+    ) -> BatchResult:
+        """A batch that fails for a reason other than the database: isolate the culprit."""
+        total = BatchResult()
+        with conn.transaction():
+            for msg in batch:
+                try:
+                    with conn.transaction():
+                        total.merge(
+                            store_messages(conn, [msg], limits=self.config.limits, clock=self.clock)
+                        )
+                except Exception as exc:
+                    if isinstance(exc, psycopg.Error) and _transient(exc, conn):
+                        raise
+                    total.merge(
+                        quarantine_message(
+                            conn,
+                            msg,
+                            QuarantineReason.INTERNAL_ERROR,
+                            f"{type(exc).__name__}: {exc}"[:500],
+                            limits=self.config.limits,
+                        )
+                    )
+        return total
+
+    def _acknowledge(self, batch: Iterable[RawMessage]) -> None:
+        client = self._client
+        assert client is not None
+        skipped = 0
+        with self._conn_lock:
+            for msg in batch:
+                token = msg.ack_token
+                if not isinstance(token, AckToken) or token.qos == 0:
+                    continue
+                if self._connected and token.connection == self._connection:
+                    client.ack(token.mid, token.qos)
+                else:
+                    skipped += 1
+        if skipped:
+            with self.stats.lock:
+                self.stats.acks_skipped_total += skipped
+            log.info(
+                "%d committed message(s) came on a lost connection: the broker redelivers "
+                "them and the duplicates are ignored",
+                skipped,
+            )
+
+    # --- status -------------------------------------------------------------------------------
+
+    def status(self) -> IngestorStatus:
+        s = self.stats
+        now = self.clock.now()
+        with s.lock:
+            return IngestorStatus(
+                client_id=self.config.client_id,
+                started_at=datetime.fromtimestamp(s.started_at, tz=now.tzinfo),
+                updated_at=now,
+                connected=s.connected,
+                messages_total=s.messages_total,
+                stored_total=s.stored_total,
+                duplicates_total=s.duplicates_total,
+                quarantined_total=s.quarantined_total,
+                readings_per_s=0.0,
+                lag_s=s.lag_s,
+                queue_depth=self.queue.qsize(),
+                broker_dropped=s.broker_dropped,
+            )
+
+    def _write_status(self, conn: psycopg.Connection[Any], pending: BatchResult | None) -> None:
+        """Upsert this ingestor's status row, at most every status_interval_s."""
+        now = time.monotonic()
+        if now - self._last_status < self.config.status_interval_s:
+            return
+        self._last_status = now
+        status = self.status()
+        status.readings_per_s = self.stats.readings_per_s()
+        if pending is not None:  # counted once committed; include this batch in the row
+            status.messages_total += pending.messages
+            status.stored_total += pending.stored
+            status.duplicates_total += pending.duplicates
+            status.quarantined_total += pending.quarantined_total
+        repo.upsert_ingestor_status(conn, status)
+
+    def _heartbeat_when_due(self) -> None:
+        if time.monotonic() - self._last_status < self.config.status_interval_s:
+            return
+        try:
+            conn = self._database()
+            with conn.transaction():
+                self._write_status(conn, None)
+        except psycopg.Error as exc:
+            self._last_status = time.monotonic()
+            log.warning("could not record ingest status: %s", type(exc).__name__)
+
+
+def _transient(exc: psycopg.Error, conn: psycopg.Connection[Any]) -> bool:
+    """Errors worth retrying the whole batch for: the connection, the server, or a conflict."""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return True
+    if conn.closed or conn.broken:
+        return True
+    state = exc.sqlstate or ""
+    # 08 connection, 40 rollback (deadlock, serialization), 53 resources, 57 operator (shutdown)
+    return state[:2] in ("08", "40", "53", "57")
+
+
+def default_client_id() -> str:
+    """A client id stable for this host, when settings give none."""
+    return f"fleetcare-ingest-{socket.gethostname()}"[:64]
