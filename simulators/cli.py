@@ -142,10 +142,10 @@ def simulate(
                 runner.run(stop, spec.duration_s, progress=_report)
             except KeyboardInterrupt:
                 pass
-            finally:
+            finally:  # Ctrl-C or SIGTERM: flush every backlog before leaving
                 stats = runner.close()
                 sink.close()
-            typer.echo(f"simulate: {stats.as_dict()}")
+                typer.echo(f"simulate: {stats.as_dict()}")
     except FleetcareError as exc:
         raise fail(exc.detail) from exc
     except ConnectionError as exc:

@@ -201,7 +201,7 @@ class GatewayBehaviour:
 
     batch_max: int = 500  # readings per payload
     buffer_limit: int = 200_000  # readings kept while offline; the oldest go first
-    offline_per_hour: float = 0.5  # mean offline periods per hour online
+    offline_per_hour: float = 2.0  # mean offline periods per hour online (tunnels, dead spots)
     offline_seconds: tuple[float, float] = (5.0, 60.0)
     clock_skew_s: float = 0.5  # standard deviation of the clock offset
     badly_set_clock: float = 0.1  # share of gateways whose clock is minutes off

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,7 +23,7 @@ from fleetcare.db import connect
 from fleetcare.kinds import KINDS
 from simulators import service
 from simulators.devices import Malformed, MqttLink, malformed_payload
-from simulators.fleet import Fleet, ms_of
+from simulators.fleet import Fleet, at_ms, ms_of
 from simulators.schemas import LifeEnd, TruthRow
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,19 @@ class DatabaseTruthSink:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class Link(Protocol):
+    """A gateway's connection to the broker (``MqttLink``; tests may record instead)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def connect(self, timeout: float = 10.0) -> None: ...
+
+    def publish(self, payload: bytes) -> None: ...
+
+    def disconnect(self, *, send_will: bool = False, timeout: float = 30.0) -> None: ...
 
 
 class Technician(Protocol):
@@ -93,7 +106,7 @@ class FleetRunner:
     def __init__(
         self,
         fleet: Fleet,
-        links: dict[str, MqttLink],
+        links: Mapping[str, Link],
         clock: Clock,
         *,
         sink: TruthSink | None = None,
@@ -134,9 +147,10 @@ class FleetRunner:
             self.fleet.start(now)
         self._last_s = now.timestamp()
 
-    def tick(self) -> None:
-        """One step: physics up to now, repairs, truth, technician, then publishing."""
-        now = self.clock.now()
+    def tick(self, now: datetime | None = None) -> None:
+        """One step: physics up to ``now`` (default: the clock's), repairs, truth,
+        technician, then publishing."""
+        now = now or self.clock.now()
         now_s = now.timestamp()
         elapsed = 0.0 if self._last_s is None else max(0.0, now_s - self._last_s)
         self._last_s = now_s
@@ -210,20 +224,29 @@ class FleetRunner:
         progress: Callable[[RunStats], None] | None = None,
         progress_every_s: float = 10.0,
     ) -> RunStats:
-        """Tick every ``tick_s`` until ``stop`` is set or ``duration_s`` has passed."""
+        """Tick every ``tick_s`` until ``stop`` is set or ``duration_s`` has passed.
+
+        Ticks are scheduled on a fixed grid from the first one (the k-th tick simulates up to
+        start + k * tick_s), so a run's readings do not depend on scheduling jitter: the same
+        seed gives the same telemetry, shifted only by the start time."""
         tick_s = self.fleet.spec.tick_s
-        started = time.monotonic()
-        last_report = started
+        if self.fleet.anchor_ms is None:
+            self.fleet.start(self.clock.now())
+        assert self.fleet.anchor_ms is not None
+        first = at_ms(self.fleet.anchor_ms)  # the fleet's clock started here
+        started = time.monotonic() - (self.clock.now() - first).total_seconds()
+        last_report = time.monotonic()
         k = 0
-        while not stop.is_set():
-            self.tick()
+        while True:
             k += 1
+            if stop.wait(max(0.0, started + k * tick_s - time.monotonic())):
+                break
+            self.tick(first + timedelta(seconds=k * tick_s))
             if progress is not None and time.monotonic() - last_report >= progress_every_s:
                 progress(self.stats)
                 last_report = time.monotonic()
-            if duration_s is not None and time.monotonic() - started >= duration_s:
+            if duration_s is not None and k * tick_s >= duration_s:
                 break
-            stop.wait(max(0.0, started + k * tick_s - time.monotonic()))
         return self.stats
 
     def close(self, timeout: float = 60.0) -> RunStats:
