@@ -11,7 +11,6 @@ split into sub-steps of at most ``MAX_STEP_H`` simulated hours, each giving a re
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -90,10 +89,9 @@ class KindFleet:
 
 @dataclass
 class FleetStep:
-    """What happened during one advance: failures and renewals (as life ends), readings."""
+    """What happened during one advance: the lives that ended, and how many readings."""
 
     life_ends: list[LifeEnd] = field(default_factory=list)
-    renewed: list[tuple[str, str, datetime]] = field(default_factory=list)
     readings: int = 0
 
 
@@ -356,7 +354,6 @@ class Fleet:
             for (index, component), due_h in sorted(kf.repair_due_h.items()):
                 if due_h <= start_h:
                     self._renew(kf, index, component, start_h)
-                    out.renewed.append((kf.refs[index], component, at_ms(self.real_ms(start_h))))
             frame = kf.population.advance(start_h, hours)
             for f in frame.failures:
                 out.life_ends.append(
@@ -469,18 +466,3 @@ class Fleet:
                 continue
             out.extend((ref, p) for p in gateway.drain())
         return out, went_offline
-
-
-def typical_step_readings(fleet: Fleet) -> int:
-    """Readings per sub-step when every asset reports (for sizing benchmarks)."""
-    return sum(kf.population.size for kf in fleet.kinds.values())
-
-
-def sim_hours_per_tick(spec: FleetSpec) -> float:
-    """Simulated hours that pass per tick."""
-    return spec.tick_s * spec.speedup / 3600.0
-
-
-def ticks_until(spec: FleetSpec, sim_hours: float) -> int:
-    """Ticks needed to simulate ``sim_hours``."""
-    return math.ceil(sim_hours / sim_hours_per_tick(spec))

@@ -164,6 +164,7 @@ class TirePopulation:
         self.workdays: IntArray = rng.choice([5, 6], size=trucks, p=[0.7, 0.3]).astype(np.int64)
         self.ambient_c: FloatArray = rng.normal(14.0, 7.0, trucks)
         self.load_factor: FloatArray = rng.uniform(0.3, 1.0, trucks)
+        self.driver_pace: FloatArray = rng.uniform(0.85, 1.1, trucks)  # how fast they drive
         self.next_depot_h: FloatArray = rng.uniform(0.0, 48.0, trucks)
         # per tire
         self.nominal_load: FloatArray = np.where(steer, *_NOMINAL_LOAD_KG)
@@ -239,7 +240,9 @@ class TirePopulation:
             0.0,
             shift_overlap_hours(start_h, hours, self.shift_start, self.shift_len, self.workdays),
         )
-        cruise = _ROAD_SPEED_KMH[self.road] * rng.uniform(0.85, 1.05, self.trucks)
+        cruise = (
+            _ROAD_SPEED_KMH[self.road] * self.driver_pace * rng.uniform(0.95, 1.05, self.trucks)
+        )
         km_truck = drive_h * cruise * 0.85  # stops and traffic
         self.load_factor = np.clip(self.load_factor + rng.normal(0.0, 0.08, self.trucks), 0.2, 1.1)
         steer = self.position < 2
@@ -270,6 +273,7 @@ class TirePopulation:
             self._prior_wear_per_km()
             * (load / self.nominal_load) ** 1.4
             * (1.0 + 2.5 * under)
+            * (1.0 + 0.006 * np.clip(cruise[g] - 50.0, 0.0, None))  # scrub and braking at speed
             * (1.0 + 0.01 * np.clip(hot - 50.0, 0.0, None))
         )
         self.tread = self.tread - wear_per_km * km

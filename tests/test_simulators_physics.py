@@ -169,7 +169,7 @@ def _wear_per_km(tires: TirePopulation) -> np.ndarray:
     return (before - tires.tread) / (tires.usage - km_before)
 
 
-def test_tire_wear_per_km_rises_with_load_under_inflation_road_and_heat() -> None:
+def test_tire_wear_per_km_rises_with_load_under_inflation_speed_road_and_heat() -> None:
     base = TirePopulation(np.random.default_rng(5), 20, 6)
     base.load_factor[:] = 0.4
     base.road[:] = 1
@@ -190,6 +190,8 @@ def test_tire_wear_per_km_rises_with_load_under_inflation_road_and_heat() -> Non
     assert np.all(rough > reference * 2.0)
     smooth = variant(lambda t: t.road.__setitem__(slice(None), 0))
     assert np.all(smooth < reference)
+    fast = variant(lambda t: t.driver_pace.__setitem__(slice(None), 1.3))
+    assert np.all(fast > reference)
     hot = variant(lambda t: t.ambient_c.__setitem__(slice(None), 45.0))  # desert summer
     assert np.all(hot >= reference) and hot.mean() > reference.mean() * 1.05
 
