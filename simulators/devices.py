@@ -91,6 +91,18 @@ class Malformed(StrEnum):
     OVERSIZED = "oversized"
 
 
+# The reason ingest gives each kind in quarantine (ingest.schemas.QuarantineReason values).
+QUARANTINE_REASON: dict[Malformed, str] = {
+    Malformed.BAD_JSON: "bad_json",
+    Malformed.UNKNOWN_ASSET: "unknown_asset",
+    Malformed.UNKNOWN_METRIC: "unknown_metric",
+    Malformed.OUT_OF_BOUNDS: "out_of_bounds",
+    Malformed.NON_FINITE: "not_finite",
+    Malformed.FAR_FUTURE: "ts_in_future",
+    Malformed.OVERSIZED: "oversized",
+}
+
+
 def malformed_payload(
     kind: Malformed,
     asset: str,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +25,10 @@ from fleetcare.db import connect
 from fleetcare.kinds import CMAPSS_SENSORS, CMAPSS_SETTINGS
 from fleetcare.services import mosquitto_installed, start_mosquitto
 from ingest import service as devices
+from ingest.schemas import IngestLimits
+from ingest.worker import IngestConfig, IngestWorker
 from simulators import service
-from simulators.devices import GatewayBehaviour, MqttLink
+from simulators.devices import QUARANTINE_REASON, GatewayBehaviour, Malformed, MqttLink
 from simulators.fleet import Fleet
 from simulators.replay import load_cmapss
 from simulators.schemas import FleetSpec
@@ -282,3 +285,62 @@ def test_devices_publish_with_their_own_credentials_on_an_authenticating_broker(
             MqttLink(url, device, "not-its-secret", topic_root).connect(timeout=5)
     finally:
         broker.stop()
+
+
+class RecordingMqttLink(MqttLink):
+    """A device's real MQTT link that also keeps what it published."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.payloads: list[bytes] = []
+
+    def publish(self, payload: bytes) -> None:
+        super().publish(payload)
+        self.payloads.append(payload)
+
+
+def test_a_fleet_flows_through_ingest_and_its_malformed_payloads_land_in_quarantine(
+    conn: Connection[Any], db_url: str, mqtt_url: str, topic_root: str
+) -> None:
+    fleet = Fleet(FleetSpec(customer="sim-e2e", tires=6, elevators=3, engines=2, speedup=30_000))
+    with conn.transaction():
+        registration = service.register_fleet(conn, fleet, {})
+    worker = IngestWorker(
+        IngestConfig(
+            mqtt_url=mqtt_url,
+            database_url=db_url,
+            client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+            limits=IngestLimits(topic_root=topic_root),
+            batch_max_wait_s=0.05,
+        )
+    )
+    worker.start()
+    try:
+        assert worker.subscribed.wait(10), "ingestor did not subscribe"
+        clock = ManualClock(datetime.now(UTC))  # ingest checks times against the real clock
+        links = {
+            ref: RecordingMqttLink(mqtt_url, ref, secret, topic_root)
+            for ref, secret in registration.secrets.items()
+        }
+        runner = FleetRunner(fleet, links, clock)
+        runner.open()
+        sent: list[bytes] = []
+        for k in range(6):
+            clock.advance(1.0)
+            runner.tick()
+            if k == 2:  # the malformed-payload mode, one of each kind
+                for i, kind in enumerate(Malformed):
+                    device = fleet.devices[i % len(fleet.devices)].ref
+                    sent.append(runner.publish_malformed(device, kind, clock.now()))
+        stats = runner.close()
+        expected_messages = stats.payloads + len(sent)
+        assert worker.stats.wait_for(lambda s: s.messages_total >= expected_messages, 30)
+    finally:
+        worker.stop()
+    good = [p for link in links.values() for p in link.payloads if p not in sent]
+    values = sum(len(r["metrics"]) for p in good for r in json.loads(p)["readings"])
+    assert len(good) == stats.payloads and values > 500
+    stored = conn.execute("SELECT count(*) FROM telemetry").fetchone()
+    reasons = sorted(r for (r,) in conn.execute("SELECT reason FROM quarantine").fetchall())
+    assert stored == (values,)
+    assert reasons == sorted(QUARANTINE_REASON.values())
