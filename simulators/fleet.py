@@ -132,13 +132,11 @@ class Fleet:
     ) -> None:
         self.spec = spec
         self.history = history
-        seeds = np.random.SeedSequence(spec.seed).spawn(8)
-        behaviour = behaviour or (
-            GatewayBehaviour(batch_max=spec.batch_max)
-            if spec.offline
-            else GatewayBehaviour(batch_max=spec.batch_max, offline_per_hour=0.0)
-        )
-        rates = fault_rates or (FaultRates() if spec.faults else FaultRates.none())
+        self.seeds = np.random.SeedSequence(spec.seed).spawn(8)
+        self.behaviour = behaviour or GatewayBehaviour(batch_max=spec.batch_max)
+        if behaviour is None and not spec.offline:
+            self.behaviour.offline_per_hour = 0.0
+        self.fault_rates = fault_rates or (FaultRates() if spec.faults else FaultRates.none())
         self.sites: list[SiteRef] = []
         self.assets: list[AssetRef] = []
         self.devices: list[DeviceRef] = []
@@ -146,130 +144,18 @@ class Fleet:
         self.kinds: dict[str, KindFleet] = {}
         self._where: dict[str, tuple[str, int]] = {}  # asset ref -> (kind, index)
         # history assets and devices are apart from the live ones: H-TRK-001-FL, <slug>-h-trk-001
-        slug = spec.customer[:40] + ("-h" if history else "")
-        pre = "H-" if history else ""
-        gateway_seeds = iter(seeds[7].spawn(spec.trucks + spec.buildings + spec.aircraft))
-
-        def add_gateways(kind: str, names: list[tuple[str, str, str]], per: int) -> list[str]:
-            gateway_of: list[str] = []
-            for g, (device_ref, device_name, _site) in enumerate(names):
-                refs = tuple(self._refs[kind][g * per : (g + 1) * per])
-                self.devices.append(
-                    DeviceRef(ref=device_ref, name=device_name, kind=kind, assets=refs)
-                )
-                self.gateways[device_ref] = Gateway(
-                    device_ref, refs, np.random.default_rng(next(gateway_seeds)), behaviour
-                )
-                gateway_of.extend([device_ref] * per)
-            return gateway_of
-
-        self._refs: dict[str, list[str]] = {}
+        self._slug = spec.customer[:40] + ("-h" if history else "")
+        self._prefix = "H-" if history else ""
+        self._gateway_seeds = iter(
+            self.seeds[7].spawn(spec.trucks + spec.buildings + spec.aircraft)
+        )
         if spec.tires:
-            tires = TirePopulation(np.random.default_rng(seeds[0]), spec.trucks, TIRES_PER_TRUCK)
-            self.sites.append(SiteRef(ref="DEPOT-1", name="Truck depot", region="north"))
-            names = [
-                (f"{slug}-trk-{t + 1:03d}", f"Truck {t + 1} TPMS gateway", "DEPOT-1")
-                for t in range(spec.trucks)
-            ]
-            self._refs["tire"] = [
-                f"{pre}TRK-{t + 1:03d}-{TIRE_POSITIONS[p]}"
-                for t in range(spec.trucks)
-                for p in range(TIRES_PER_TRUCK)
-            ]
-            gateway_of = add_gateways("tire", names, TIRES_PER_TRUCK)
-            for i, ref in enumerate(self._refs["tire"]):
-                attrs: dict[str, str | int | float] = {
-                    "position": TIRE_POSITIONS[i % TIRES_PER_TRUCK],
-                    "truck": f"TRK-{i // TIRES_PER_TRUCK + 1:03d}",
-                    "road_type": ROAD_TYPES[int(tires.road[tires.group[i]])],
-                }
-                self.assets.append(
-                    AssetRef(
-                        ref=ref, kind="tire", site="DEPOT-1", device=gateway_of[i], attributes=attrs
-                    )
-                )
-            self._add_kind(
-                "tire",
-                tires,
-                gateway_of,
-                SensorFaults(tires.kind, tires.size, np.random.default_rng(seeds[3]), rates),
-            )
+            self._add_tires()
         if spec.elevators:
-            lifts = ElevatorPopulation(
-                np.random.default_rng(seeds[1]), spec.buildings, ELEVATORS_PER_BUILDING
-            )
-            names = []
-            self._refs["elevator"] = []
-            for b in range(spec.buildings):
-                btype = BUILDING_TYPES[int(lifts.building_type[b])]
-                site = f"BLDG-{b + 1:02d}"
-                self.sites.append(
-                    SiteRef(ref=site, name=f"{btype.title()} building {b + 1}", region="central")
-                )
-                names.append(
-                    (f"{slug}-bldg-{b + 1:02d}", f"Building {b + 1} elevator controller", site)
-                )
-                self._refs["elevator"].extend(
-                    f"{pre}B{b + 1:02d}-E{j + 1}" for j in range(ELEVATORS_PER_BUILDING)
-                )
-            gateway_of = add_gateways("elevator", names, ELEVATORS_PER_BUILDING)
-            for i, ref in enumerate(self._refs["elevator"]):
-                b = i // ELEVATORS_PER_BUILDING
-                attrs = {"building_type": BUILDING_TYPES[int(lifts.building_type[b])]}
-                self.assets.append(
-                    AssetRef(
-                        ref=ref,
-                        kind="elevator",
-                        site=f"BLDG-{b + 1:02d}",
-                        device=gateway_of[i],
-                        attributes=attrs,
-                    )
-                )
-            self._add_kind(
-                "elevator",
-                lifts,
-                gateway_of,
-                SensorFaults(lifts.kind, lifts.size, np.random.default_rng(seeds[4]), rates),
-            )
+            self._add_elevators()
         if spec.engines:
-            engines: Population
-            if cmapss_units is not None:
-                engines = ReplayPopulation(cmapss_units, spec.aircraft, ENGINES_PER_AIRCRAFT)
-            else:
-                engines = EnginePopulation(
-                    np.random.default_rng(seeds[2]), spec.aircraft, ENGINES_PER_AIRCRAFT
-                )
-            self.sites.append(SiteRef(ref="HUB-1", name="Maintenance hub", region="west"))
-            names = [
-                (f"{slug}-ac-{a + 1:03d}", f"Aircraft {a + 1} engine monitoring unit", "HUB-1")
-                for a in range(spec.aircraft)
-            ]
-            self._refs["engine"] = [
-                f"{pre}AC-{a + 1:03d}-E{j + 1}"
-                for a in range(spec.aircraft)
-                for j in range(ENGINES_PER_AIRCRAFT)
-            ]
-            gateway_of = add_gateways("engine", names, ENGINES_PER_AIRCRAFT)
-            for i, ref in enumerate(self._refs["engine"]):
-                attrs = {
-                    "position": i % ENGINES_PER_AIRCRAFT + 1,
-                    "aircraft": f"AC-{i // ENGINES_PER_AIRCRAFT + 1:03d}",
-                }
-                if isinstance(engines, ReplayPopulation):
-                    attrs["cmapss_unit"] = engines.units[int(engines.unit_of[i])].unit
-                self.assets.append(
-                    AssetRef(
-                        ref=ref, kind="engine", site="HUB-1", device=gateway_of[i], attributes=attrs
-                    )
-                )
-            faults = SensorFaults(
-                engines.kind,
-                engines.size,
-                np.random.default_rng(seeds[5]),
-                rates if cmapss_units is None else FaultRates.none(),
-            )
-            self._add_kind("engine", engines, gateway_of, faults, exact=cmapss_units is not None)
-        self._warmup_rng = np.random.default_rng(seeds[6])
+            self._add_engines(cmapss_units)
+        self._warmup_rng = np.random.default_rng(self.seeds[6])
         self.sim_h = 0.0
         self.observed = True  # False: physics only, no sensor readings (dry runs)
         self.max_step_h = MAX_STEP_H  # longest sub-step (one reading per asset each)
@@ -278,16 +164,125 @@ class Fleet:
         if spec.warmup:
             self._warm_up()
 
+    def _add_gateways(
+        self, kind: str, refs: list[str], per: int, names: list[tuple[str, str]]
+    ) -> list[str]:
+        """One gateway per ``per`` assets; return each asset's gateway."""
+        gateway_of: list[str] = []
+        for g, (device_ref, device_name) in enumerate(names):
+            mine = tuple(refs[g * per : (g + 1) * per])
+            self.devices.append(DeviceRef(ref=device_ref, name=device_name, kind=kind, assets=mine))
+            rng = np.random.default_rng(next(self._gateway_seeds))
+            self.gateways[device_ref] = Gateway(device_ref, mine, rng, self.behaviour)
+            gateway_of.extend([device_ref] * per)
+        return gateway_of
+
+    def _add_tires(self) -> None:
+        """Trucks of six tires at one depot, each truck with a TPMS gateway."""
+        trucks, per = self.spec.trucks, TIRES_PER_TRUCK
+        tires = TirePopulation(np.random.default_rng(self.seeds[0]), trucks, per)
+        self.sites.append(SiteRef(ref="DEPOT-1", name="Truck depot", region="north"))
+        refs = [
+            f"{self._prefix}TRK-{t + 1:03d}-{TIRE_POSITIONS[p]}"
+            for t in range(trucks)
+            for p in range(per)
+        ]
+        names = [
+            (f"{self._slug}-trk-{t + 1:03d}", f"Truck {t + 1} TPMS gateway") for t in range(trucks)
+        ]
+        gateway_of = self._add_gateways("tire", refs, per, names)
+        for i, ref in enumerate(refs):
+            attrs: dict[str, str | int | float] = {
+                "position": TIRE_POSITIONS[i % per],
+                "truck": f"TRK-{i // per + 1:03d}",
+                "road_type": ROAD_TYPES[int(tires.road[tires.group[i]])],
+            }
+            self.assets.append(
+                AssetRef(
+                    ref=ref, kind="tire", site="DEPOT-1", device=gateway_of[i], attributes=attrs
+                )
+            )
+        faults_rng = np.random.default_rng(self.seeds[3])
+        faults = SensorFaults(tires.kind, tires.size, faults_rng, self.fault_rates)
+        self._add_kind("tire", tires, refs, gateway_of, faults)
+
+    def _add_elevators(self) -> None:
+        """Buildings of three elevators, each building a site with one controller gateway."""
+        buildings, per = self.spec.buildings, ELEVATORS_PER_BUILDING
+        lifts = ElevatorPopulation(np.random.default_rng(self.seeds[1]), buildings, per)
+        refs: list[str] = []
+        names: list[tuple[str, str]] = []
+        for b in range(buildings):
+            btype = BUILDING_TYPES[int(lifts.building_type[b])]
+            name = f"{btype.title()} building {b + 1}"
+            self.sites.append(SiteRef(ref=f"BLDG-{b + 1:02d}", name=name, region="central"))
+            names.append(
+                (f"{self._slug}-bldg-{b + 1:02d}", f"Building {b + 1} elevator controller")
+            )
+            refs.extend(f"{self._prefix}B{b + 1:02d}-E{j + 1}" for j in range(per))
+        gateway_of = self._add_gateways("elevator", refs, per, names)
+        for i, ref in enumerate(refs):
+            b = i // per
+            attrs: dict[str, str | int | float] = {
+                "building_type": BUILDING_TYPES[int(lifts.building_type[b])]
+            }
+            site = f"BLDG-{b + 1:02d}"
+            self.assets.append(
+                AssetRef(
+                    ref=ref, kind="elevator", site=site, device=gateway_of[i], attributes=attrs
+                )
+            )
+        faults_rng = np.random.default_rng(self.seeds[4])
+        faults = SensorFaults(lifts.kind, lifts.size, faults_rng, self.fault_rates)
+        self._add_kind("elevator", lifts, refs, gateway_of, faults)
+
+    def _add_engines(self, cmapss_units: list[CmapssUnit] | None) -> None:
+        """Aircraft with two engines each at one hub: synthetic physics or C-MAPSS replay."""
+        aircraft, per = self.spec.aircraft, ENGINES_PER_AIRCRAFT
+        engines: Population
+        if cmapss_units is not None:
+            engines = ReplayPopulation(cmapss_units, aircraft, per)
+        else:
+            engines = EnginePopulation(np.random.default_rng(self.seeds[2]), aircraft, per)
+        self.sites.append(SiteRef(ref="HUB-1", name="Maintenance hub", region="west"))
+        refs = [
+            f"{self._prefix}AC-{a + 1:03d}-E{j + 1}" for a in range(aircraft) for j in range(per)
+        ]
+        names = [
+            (f"{self._slug}-ac-{a + 1:03d}", f"Aircraft {a + 1} engine monitoring unit")
+            for a in range(aircraft)
+        ]
+        gateway_of = self._add_gateways("engine", refs, per, names)
+        for i, ref in enumerate(refs):
+            attrs: dict[str, str | int | float] = {
+                "position": i % per + 1,
+                "aircraft": f"AC-{i // per + 1:03d}",
+            }
+            if isinstance(engines, ReplayPopulation):
+                attrs["cmapss_unit"] = engines.units[int(engines.unit_of[i])].unit
+            self.assets.append(
+                AssetRef(
+                    ref=ref, kind="engine", site="HUB-1", device=gateway_of[i], attributes=attrs
+                )
+            )
+        # replayed data is the recorded truth: no simulated sensor faults on top
+        rates = self.fault_rates if cmapss_units is None else FaultRates.none()
+        faults = SensorFaults(
+            engines.kind, engines.size, np.random.default_rng(self.seeds[5]), rates
+        )
+        self._add_kind("engine", engines, refs, gateway_of, faults, exact=cmapss_units is not None)
+
     def _add_kind(
         self,
         kind: str,
         population: Population,
+        refs: list[str],
         gateway_of: list[str],
         faults: SensorFaults,
         exact: bool = False,
     ) -> None:
-        self.kinds[kind] = KindFleet(kind, population, self._refs[kind], gateway_of, faults, exact)
-        for i, ref in enumerate(self._refs[kind]):
+        self.kinds[kind] = KindFleet(kind, population, refs, gateway_of, faults, exact)
+        for i, ref in enumerate(refs):
             self._where[ref] = (kind, i)
 
     def _warm_up(self) -> None:
