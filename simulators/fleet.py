@@ -63,6 +63,12 @@ def at_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000.0, UTC)
 
 
+def hour_of_week(when: datetime) -> float:
+    """Hours since the Monday 00:00 (UTC) before ``when``."""
+    utc = when.astimezone(UTC)
+    return utc.weekday() * 24.0 + utc.hour + utc.minute / 60.0 + utc.second / 3600.0
+
+
 @dataclass
 class KindFleet:
     """One kind's population with its refs, gateways, sensor faults and life bookkeeping."""
@@ -313,6 +319,18 @@ class Fleet:
         kf.repair_due_h.pop((index, component), None)
 
     # --- time ------------------------------------------------------------------------------
+
+    def begin_at_hour_of_week(self, hour: float) -> None:
+        """Before the clock starts: make simulated hour 0 of the run fall at ``hour`` of the
+        week (0 = Monday 00:00), so daily and weekly patterns follow the calendar."""
+        if self.anchor_ms is not None:
+            raise RuntimeError("the fleet's clock has already started")
+        shift = hour - self.sim_h
+        self.sim_h = hour
+        for kf in self.kinds.values():
+            for c in kf.components:
+                kf.life_start_h[c] += shift
+            kf.repair_due_h = {k: v + shift for k, v in kf.repair_due_h.items()}
 
     def start(self, now: datetime) -> None:
         """Pin simulated hour ``sim_h`` to the real time ``now`` (the fleet's clock starts)."""

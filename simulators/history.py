@@ -2,7 +2,8 @@
 
 For each kind, a separate history fleet (assets ``H-...``, devices ``<customer>-h-...``) is
 registered and simulated at real pace (speed-up 1) from new until every component has ended
-at least one life (failure, or now and then a planned replacement), ending now. Its readings
+at least one life (failure, or now and then a planned replacement), ending now; it starts a
+whole number of weeks before now, so days and weeks follow the calendar. Its readings
 are encoded as the devices would send them and stored through ingest's own pipeline
 (``ingest.pipeline.store_messages``: the same validation, quarantine and usage counters as
 live telemetry). The ground truth and the lives go to the simulators' tables and
@@ -21,11 +22,13 @@ import numpy as np
 from psycopg import Connection
 
 from fleetcare.clock import ManualClock, SystemClock
+from fleetcare.errors import Conflict
+from fleetcare.kinds import KINDS
 from ingest.pipeline import store_messages
 from ingest.schemas import IngestLimits, RawMessage
 from simulators import service
 from simulators.devices import GatewayBehaviour, telemetry_topic
-from simulators.fleet import Fleet, at_ms
+from simulators.fleet import Fleet, at_ms, hour_of_week
 from simulators.replay import CmapssUnit
 from simulators.schemas import FleetSpec, LifeEnd, TruthRow
 
@@ -56,7 +59,8 @@ class HistorySummary:
         return (
             f"{self.readings} readings in {self.messages} messages ({self.stored} values "
             f"stored, quarantined {dict(self.quarantined) or 0}); lives: {lives}; "
-            f"{self.truth_rows} ground-truth rows"
+            f"{self.truth_rows} ground-truth rows; days: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in self.days.items())
         )
 
 
@@ -90,7 +94,7 @@ class _Lifecycle:
     def __init__(self, fleet: Fleet, seed: int) -> None:
         self.fleet = fleet
         self.rng = np.random.default_rng([seed, 0x484953])
-        self.pending = {(a.ref, c.name) for a in fleet.assets for c in _components(a.kind)}
+        self.pending = {(a.ref, c.name) for a in fleet.assets for c in KINDS[a.kind].components}
         self.replace_at: dict[tuple[str, str], float] = {}
         for key in sorted(self.pending):
             self._draw(key)
@@ -125,18 +129,14 @@ class _Lifecycle:
         return not self.pending
 
 
-def _components(kind: str) -> tuple[Any, ...]:
-    from fleetcare.kinds import KINDS
-
-    return KINDS[kind].components
-
-
-def _duration(spec: FleetSpec, units: list[CmapssUnit] | None) -> timedelta:
-    """How long the history must run: simulate once without publishing (deterministic)."""
+def _duration(spec: FleetSpec, units: list[CmapssUnit] | None, end: datetime) -> timedelta:
+    """How long the history must run, in whole weeks (so that it starts at the same hour of
+    the week as ``end``): simulate once, physics only, until every component ended a life."""
     fleet = _history_fleet(spec, units)
     fleet.observed = False
+    fleet.begin_at_hour_of_week(hour_of_week(end))
     step = STEP[next(iter(fleet.kinds))]
-    start = datetime(2000, 1, 3, tzinfo=SystemClock().now().tzinfo)
+    start = end - MAX_HISTORY
     fleet.start(start)
     life = _Lifecycle(fleet, spec.seed)
     now = start
@@ -144,7 +144,8 @@ def _duration(spec: FleetSpec, units: list[CmapssUnit] | None) -> timedelta:
         now += step
         life.ended(fleet.advance_to(now).life_ends)
         life.planned_replacements(now)
-    return now - start
+    week = timedelta(days=7)
+    return -((start - now) // week) * week
 
 
 def write_history(
@@ -168,12 +169,18 @@ def write_history(
     for kind in kinds:
         kind_spec = history_spec(spec, kind, lifetimes)
         units = cmapss_units if kind == "engine" else None
-        duration = _duration(kind_spec, units)
+        duration = _duration(kind_spec, units, end)
         summary.days[kind] = duration / timedelta(days=1)
         fleet = _history_fleet(kind_spec, units)
+        fleet.begin_at_hour_of_week(hour_of_week(end))
         fleet.start(end - duration)
         with conn.transaction():
             registration = service.register_fleet(conn, fleet, service.load_secrets(data_dir))
+            if service.recorded_lives(conn, registration.asset_ids):
+                raise Conflict(
+                    f"customer {spec.customer!r} already has {kind} history; "
+                    "use another --customer for more"
+                )
             service.save_secrets(data_dir, registration.secrets)
         _run(conn, fleet, registration.asset_ids, end, topic_root, summary)
     return summary

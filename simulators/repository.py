@@ -83,6 +83,14 @@ def insert_asset_life(conn: Conn, life: LifeEnd, asset_id: int, source: str) -> 
     return cur.rowcount == 1
 
 
+def count_sim_lives(conn: Conn, asset_ids: Sequence[int]) -> int:
+    """Simulated lives recorded for these assets."""
+    row = conn.execute(
+        "SELECT count(*) FROM sim_lives WHERE asset_id = ANY(%s)", (list(asset_ids),)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def fill_actual_rul(
     conn: Conn, asset_id: int, component: str, life_started_at: datetime, life_length: float
 ) -> int:

@@ -156,6 +156,11 @@ def _customer_devices(conn: Conn, principal: Principal, customer_id: int) -> set
             return refs
 
 
+def recorded_lives(conn: Conn, asset_ids: dict[str, int]) -> int:
+    """How many simulated lives these assets already have (history is written once)."""
+    return repo.count_sim_lives(conn, list(asset_ids.values()))
+
+
 def record_truth(conn: Conn, rows: Iterable[TruthRow], asset_ids: dict[str, int]) -> int:
     """Store ground-truth snapshots where evaluation (never features) reads them."""
     return repo.insert_truth(conn, rows, asset_ids)

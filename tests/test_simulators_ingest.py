@@ -126,6 +126,8 @@ def test_history_writes_complete_lives_through_ingest(
     for _n, failures, last, first in by.values():
         assert failures >= 1
         assert first < last <= NOW
+        # whole weeks before now: simulated days and weeks follow the calendar
+        assert (NOW - first) % timedelta(days=7) == timedelta(0)
     assert all(ref.startswith("H-") for (ref,) in conn.execute("SELECT ref FROM assets").fetchall())
     # the telemetry went through ingest: stored rows, usage counters moved
     stored = conn.execute("SELECT count(*), min(time), max(time) FROM telemetry").fetchone()
@@ -146,6 +148,9 @@ def test_history_writes_complete_lives_through_ingest(
         assert rul_actual == pytest.approx(max(length - usage, 0.0))
     modes = {m for (m,) in conn.execute("SELECT DISTINCT failure_mode FROM sim_lives").fetchall()}
     assert {"egt_margin_exhausted", "tread_worn"} <= modes
+    # history is written once per customer: a second run is refused, not duplicated
+    with pytest.raises(Conflict, match="already has tire history"):
+        write_history(conn, spec, 3, topic_root, tmp_path, now=NOW + timedelta(days=1))
 
 
 def test_models_never_read_the_ground_truth() -> None:
