@@ -63,7 +63,7 @@ def simulate(
     from fleetcare.services import exit_on_sigterm, redact, running_services
     from simulators import service
     from simulators.fleet import Fleet
-    from simulators.history import write_history
+    from simulators.history import history_engines, write_history
     from simulators.replay import load_cmapss
     from simulators.schemas import FleetSpec
     from simulators.worker import DatabaseTruthSink, FleetRunner
@@ -87,12 +87,21 @@ def simulate(
         raise fail(f"--{where.replace('_', '-')}: {first['msg']}") from exc
     if not (spec.tires or spec.elevators or spec.engines):
         raise fail("nothing to simulate: give --tires, --elevators or --engines")
-    units = None
+    units = history_units = None
     if spec.replay is not None:
         try:
             units = load_cmapss(spec.replay)
         except (OSError, ValueError) as exc:
             raise fail(f"--replay {spec.replay}: {exc}") from exc
+        # history and the live fleet replay different units: no unit is both trained on
+        # and watched live
+        held = history_engines(history) if history else 0
+        if held >= len(units):
+            raise fail(
+                f"--replay {spec.replay.name} has {len(units)} units: not enough for "
+                f"{held} engines of history and a live fleet"
+            )
+        history_units, units = units[:held] or None, units[held:]
     settings = _settings()
     exit_on_sigterm()
     stop = threading.Event()
@@ -117,7 +126,7 @@ def simulate(
                         history,
                         settings.topic_root,
                         settings.data_dir,
-                        cmapss_units=units,
+                        cmapss_units=history_units,
                     )
                     typer.echo(f"simulate: history {summary.describe()}")
             typer.echo(

@@ -30,7 +30,7 @@ from simulators import service
 from simulators.devices import GatewayBehaviour, telemetry_topic
 from simulators.fleet import Fleet, at_ms, hour_of_week
 from simulators.replay import CmapssUnit
-from simulators.schemas import FleetSpec, LifeEnd, TruthRow
+from simulators.schemas import ENGINES_PER_AIRCRAFT, FleetSpec, LifeEnd, TruthRow
 
 Conn = Connection[Any]
 
@@ -64,16 +64,24 @@ class HistorySummary:
         )
 
 
-def history_spec(spec: FleetSpec, kind: str, lifetimes: int) -> FleetSpec:
-    """The spec of one kind's history fleet: ``lifetimes`` assets, real pace, new assets."""
+def history_spec(spec: FleetSpec, kind: str, lifetimes: int, replay: bool = False) -> FleetSpec:
+    """The spec of one kind's history fleet: ``lifetimes`` assets, real pace, new assets.
+
+    Failed assets are repaired after 6 hours (a new life begins), except replayed engines:
+    each replays one C-MAPSS unit to its end and stays there."""
     counts = {k: (lifetimes if k == kind else 0) for k in ("tire", "elevator", "engine")}
     return spec.model_copy(
         update={
             "tires": counts["tire"], "elevators": counts["elevator"], "engines": counts["engine"],
             "speedup": 1.0, "offline": False, "malformed_rate": 0.0, "warmup": False,
-            "repair_after_h": 6.0,
+            "repair_after_h": None if replay else 6.0,
         }
     )  # fmt: skip
+
+
+def history_engines(lifetimes: int) -> int:
+    """Engines a history of ``lifetimes`` engine lives uses (whole aircraft)."""
+    return history_spec(FleetSpec(), "engine", lifetimes).aircraft * ENGINES_PER_AIRCRAFT
 
 
 def _history_fleet(spec: FleetSpec, units: list[CmapssUnit] | None) -> Fleet:
@@ -167,8 +175,8 @@ def write_history(
         if n
     ]
     for kind in kinds:
-        kind_spec = history_spec(spec, kind, lifetimes)
         units = cmapss_units if kind == "engine" else None
+        kind_spec = history_spec(spec, kind, lifetimes, replay=units is not None)
         duration = _duration(kind_spec, units, end)
         summary.days[kind] = duration / timedelta(days=1)
         fleet = _history_fleet(kind_spec, units)
