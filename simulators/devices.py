@@ -332,6 +332,7 @@ class MqttLink:
         self.client = client
         self._connected = threading.Event()
         self._answered = threading.Event()  # a CONNACK came, accepting or refusing
+        self._active = False
         self._acks = threading.Condition()
         self.published = 0
         self.acked = 0
@@ -355,7 +356,15 @@ class MqttLink:
 
     @property
     def connected(self) -> bool:
+        """Whether the broker has accepted us and the connection is up right now."""
         return self._connected.is_set()
+
+    @property
+    def active(self) -> bool:
+        """Whether the device means to be online: between ``connect`` and ``disconnect``.
+        While active, paho reconnects by itself after a lost connection and queues what is
+        published meanwhile (QoS 1, resent on the persistent session)."""
+        return self._active
 
     def connect(self, timeout: float = 10.0) -> None:
         """Connect (persistent session) and start the network thread; raise on refusal."""
@@ -369,6 +378,7 @@ class MqttLink:
             self.client.loop_stop()
             reason = self.refused or f"no answer within {timeout:.0f} s"
             raise ConnectionError(f"device {self.device_ref}: broker refused: {reason}")
+        self._active = True
         self.client.publish(self.status, b"online", qos=1, retain=True)
         self._count_published(1)
 
@@ -403,3 +413,4 @@ class MqttLink:
                 self.client.disconnect()
         self.client.loop_stop()
         self._connected.clear()
+        self._active = False

@@ -62,7 +62,7 @@ class Link(Protocol):
     """A gateway's connection to the broker (``MqttLink``; tests may record instead)."""
 
     @property
-    def connected(self) -> bool: ...
+    def active(self) -> bool: ...
 
     def connect(self, timeout: float = 10.0) -> None: ...
 
@@ -185,7 +185,7 @@ class FleetRunner:
         rate = self.fleet.spec.malformed_rate
         for ref, payload in payloads:
             link = self.links[ref]
-            if not link.connected:
+            if not link.active:  # back from an offline period
                 link.connect()
             link.publish(payload)
             self.stats.payloads += 1
@@ -203,7 +203,7 @@ class FleetRunner:
             kind, asset, self._asset_kinds[asset], gateway.device_time_ms(ms_of(now))
         )
         link = self.links[device_ref]
-        if not link.connected:
+        if not link.active:
             link.connect()
         link.publish(payload)
         self.stats.malformed[kind.value] = self.stats.malformed.get(kind.value, 0) + 1

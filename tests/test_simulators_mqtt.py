@@ -166,7 +166,7 @@ def test_an_offline_backlog_arrives_complete_after_reconnecting(
         runner.tick()
     backlog = len(fleet.gateways[truck].buffer)
     assert backlog == 10 * 6
-    assert not runner.links[truck].connected
+    assert not runner.links[truck].active
     for _ in range(15):  # back online after 20 s: reconnect and flush in batches of 10
         clock.advance(1.0)
         runner.tick()

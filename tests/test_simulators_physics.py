@@ -260,17 +260,17 @@ class RecordingLink:
     """A stand-in for a device's MQTT connection that keeps what it is asked to publish."""
 
     def __init__(self) -> None:
-        self.connected = False
+        self.active = False
         self.payloads: list[bytes] = []
 
     def connect(self, timeout: float = 10.0) -> None:
-        self.connected = True
+        self.active = True
 
     def publish(self, payload: bytes) -> None:
         self.payloads.append(payload)
 
     def disconnect(self, *, send_will: bool = False, timeout: float = 30.0) -> None:
-        self.connected = False
+        self.active = False
 
 
 def _values_of_a_real_time_run(spec: FleetSpec) -> list[tuple[str, dict[str, float]]]:
