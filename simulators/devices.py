@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -76,7 +77,9 @@ def encode_batch(readings: Sequence[Reading], ts_style: str = "epoch_ms") -> byt
             }
             for a, t, m in readings
         ]
-    return json.dumps({"readings": body}, separators=(",", ":"), allow_nan=False).encode()
+    # orjson: ten times json's speed, shortest round-trip floats. Readings never carry NaN
+    # (a missing value is left out), which orjson would write as null.
+    return orjson.dumps({"readings": body})
 
 
 class Malformed(StrEnum):
