@@ -101,12 +101,15 @@ class Publisher:
         client_id: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
     ) -> None:
         host, port, user, pw = mqtt_address(url)
+        v5 = protocol == mqtt.MQTTv5
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
+            protocol=protocol,
+            clean_session=None if v5 else False,
         )
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(1000)
@@ -118,9 +121,12 @@ class Publisher:
         self.published_count = 0
         self.client.on_connect = self._on_connect
         self.client.on_publish = self._on_publish
-        props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        self.client.connect(host, port, keepalive=30, clean_start=False, properties=props)
+        if v5:
+            props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect(host, port, keepalive=30, clean_start=False, properties=props)
+        else:
+            self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         if not self.connected.wait(10):
             raise TimeoutError("publisher did not connect")

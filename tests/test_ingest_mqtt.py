@@ -15,12 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from psycopg import Connection, sql
 
 from fleetcare.db import connect
-from fleetcare.services import free_port, mosquitto_installed, start_mosquitto
+from fleetcare.services import free_port, mosquitto_installed, start_amqtt, start_mosquitto
 from ingest.schemas import IngestLimits
 from ingest.worker import IngestConfig, IngestWorker
 from tests.fixtures.services import SERVER_URL
@@ -311,3 +312,23 @@ def test_sigkilled_ingestor_restarts_and_stores_everything_once(
         proc.terminate()
         proc.wait(10)
     assert count_telemetry(db_url) == 30_000
+
+
+def test_mqtt311_broker_falls_back_to_a_plain_subscription(
+    start_worker: WorkerFactory, small: SmallFleet, topic_root: str, db_url: str, tmp_path: Path
+) -> None:
+    broker, url = start_amqtt(tmp_path / "amqtt")
+    try:
+        worker = start_worker(url)
+        assert worker.stats.protocol == "3.1.1" and not worker.shared
+        payloads = stream(small, 500, 50, datetime.now(UTC) - timedelta(minutes=5))
+        pub = Publisher(url, protocol=mqtt.MQTTv311)
+        try:
+            pub.publish_many(topic(topic_root, small.device_a), payloads)
+            pub.wait_all_acked()
+            assert worker.stats.wait_for(lambda s: s.stored_total >= 500, TIMEOUT)
+        finally:
+            pub.close()
+        assert count_telemetry(db_url) == 500
+    finally:
+        broker.stop()
