@@ -49,7 +49,7 @@ def simulate(
     offline: Annotated[bool, typer.Option(help="gateways go offline and flush a backlog")] = True,
     warmup: Annotated[bool, typer.Option(help="start with assets of mixed ages")] = True,
     technician: Annotated[
-        bool, typer.Option(help="a technician completes due maintenance orders")
+        bool, typer.Option(help="a technician completes due orders whose parts are on site")
     ] = False,
 ) -> None:
     """Simulate a fleet of tires, elevators and engines that wear out, over MQTT."""
@@ -68,9 +68,6 @@ def simulate(
     from simulators.schemas import FleetSpec
     from simulators.worker import DatabaseTruthSink, FleetRunner
 
-    if technician:
-        # The seam is simulators.technician.OrderSource; the orders domain is not in this build.
-        raise fail("--technician needs the maintenance orders domain, not in this build yet")
     if duration is not None and duration < 0:
         raise fail("--duration is 0 or more seconds")
     if history < 0 or history > 10_000:
@@ -141,7 +138,15 @@ def simulate(
                 f"{settings.topic_root}/+/telemetry, speed-up {spec.speedup:g}x; Ctrl-C stops"
             )
             sink = DatabaseTruthSink(services.database_url, registration.asset_ids)
-            crew = None
+            crew = orders = None
+            if technician:
+                from simulators.technician import ProductOrderSource, SimTechnician
+
+                refs = {asset_id: ref for ref, asset_id in registration.asset_ids.items()}
+                orders = ProductOrderSource(
+                    services.database_url, registration.customer_id, refs, SystemClock()
+                )
+                crew = SimTechnician(fleet, orders)
             runner = FleetRunner.over_mqtt(
                 fleet, services.mqtt_url, settings.topic_root, registration.secrets,
                 SystemClock(), sink=sink, technician=crew,
@@ -154,6 +159,8 @@ def simulate(
             finally:  # Ctrl-C or SIGTERM: flush every backlog before leaving
                 stats = runner.close()
                 sink.close()
+                if orders is not None:
+                    orders.close()
                 typer.echo(f"simulate: {stats.as_dict()}")
     except FleetcareError as exc:
         raise fail(exc.detail) from exc

@@ -3,8 +3,9 @@
 It watches open orders through an ``OrderSource``; when an order is due (or its component
 has already failed) and the parts are on site, it does the work: reports completion to the
 source first (the product ends the life and renews the asset), then renews the component in
-the simulation. The seam to the product's orders is the small ``OrderSource`` protocol;
-``InMemoryOrderSource`` is a stand-in for tests and for runs without the orders domain.
+the simulation. The seam to the product's orders is the small ``OrderSource`` protocol:
+``ProductOrderSource`` reads and completes the maintenance domain's orders through its
+services; ``InMemoryOrderSource`` is an in-memory stand-in for tests.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from fleetcare.clock import Clock
+from fleetcare.db import connect
+from fleetcare.fleet.schemas import Principal
+from maintenance.logistics import service as logistics
+from maintenance.orders import service as orders_service
+from maintenance.orders.schemas import CompleteRequest, PartUse
 from simulators.fleet import Fleet
 from simulators.schemas import LifeEnd
 
@@ -74,6 +81,60 @@ class InMemoryOrderSource:
         if order_id in self.completed:
             raise ValueError(f"order {order_id} is already completed")
         self.completed[order_id] = tuple(parts_used)
+
+
+class ProductOrderSource:
+    """The product's maintenance orders, worked as the customer's technician would.
+
+    An order's parts are those of its shipments that were not cancelled; they are on site
+    once delivered. Completion goes through ``maintenance.orders.service.complete_order``
+    (which records the end of the life and renews the asset). One transaction per call."""
+
+    def __init__(
+        self, database_url: str, customer_id: int, asset_refs: dict[int, str], clock: Clock
+    ) -> None:
+        self.conn = connect(database_url)
+        self.principal = Principal(key_id=0, role="technician", customer_id=customer_id)
+        self.asset_refs = asset_refs
+        self.clock = clock
+
+    def due_orders(self) -> list[WorkOrder]:
+        out: list[WorkOrder] = []
+        with self.conn.transaction():
+            after: int | None = None
+            while True:
+                page, after = orders_service.list_orders(
+                    self.conn, self.principal, open_only=True, after=after, limit=500
+                )
+                for order in page:
+                    ref = self.asset_refs.get(order.asset_id)
+                    if ref is None:
+                        continue
+                    needed: list[str] = []
+                    on_site: list[str] = []
+                    for shipment in logistics.shipments_of_order(self.conn, order.id):
+                        if shipment.status == "cancelled":
+                            continue
+                        sku = logistics.get_part(self.conn, shipment.part_id).sku
+                        needed.append(sku)
+                        if shipment.status == "delivered":
+                            on_site.append(sku)
+                    out.append(
+                        WorkOrder(
+                            order.id, ref, order.component, order.due_at, tuple(on_site),
+                            tuple(needed),
+                        )
+                    )  # fmt: skip
+                if after is None:
+                    return out
+
+    def complete(self, order_id: int, parts_used: Sequence[str]) -> None:
+        body = CompleteRequest(parts_used=[PartUse(sku=sku) for sku in parts_used])
+        with self.conn.transaction():
+            orders_service.complete_order(self.conn, self.principal, order_id, body, self.clock)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class SimTechnician:

@@ -1,16 +1,30 @@
-"""The technician works due orders whose parts are on site and renews the simulated asset.
-
-The orders domain is not in this build: the seam (``OrderSource``) is exercised with the
-in-memory stand-in ``InMemoryOrderSource``."""
+"""The technician works due orders whose parts are on site and renews the simulated asset:
+through the seam (``OrderSource``) with the in-memory stand-in, and against the product's
+maintenance orders (``ProductOrderSource``)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from psycopg import Connection
+
+from fleetcare.clock import ManualClock
+from maintenance.logistics import service as logistics
+from maintenance.logistics.schemas import ShipRequest
+from maintenance.orders import service as orders
+from maintenance.orders.schemas import OrderCreate
+from simulators import service
 from simulators.fleet import Fleet
 from simulators.physics import TirePopulation
 from simulators.schemas import FleetSpec
-from simulators.technician import InMemoryOrderSource, SimTechnician, WorkOrder
+from simulators.technician import (
+    InMemoryOrderSource,
+    ProductOrderSource,
+    SimTechnician,
+    WorkOrder,
+)
+from tests.fixtures.maintenance import OPERATOR, stock_depot
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # a Monday morning: the trucks are driving
 SKU = "TIRE-315-80R22.5"
@@ -69,3 +83,48 @@ def test_a_failed_component_is_replaced_at_once_when_the_part_is_there() -> None
     assert ended == []  # the failure already ended that life
     assert orders.completed == {7: (SKU,)}
     assert not fleet.is_failed("TRK-001-RLO", "tire")
+
+
+def test_the_technician_works_the_products_orders(conn: Connection[Any], db_url: str) -> None:
+    fleet = make_fleet()
+    with conn.transaction():
+        registration = service.register_fleet(conn, fleet, {})
+    stock_depot(conn, "SIM-DEPOT", on_hand=3)
+    clock = ManualClock(START + timedelta(seconds=5))
+    asset_id = registration.asset_ids["TRK-001-FL"]
+    due = START + timedelta(hours=1)
+    with conn.transaction():
+        order = orders.create_manual_order(
+            conn, OPERATOR, OrderCreate(asset_id=asset_id, component="tire", due_at=due), clock
+        )
+    refs = {asset_id: ref for ref, asset_id in registration.asset_ids.items()}
+    source = ProductOrderSource(db_url, registration.customer_id, refs, clock)
+    tech = SimTechnician(fleet, source)
+    try:
+        clock.set(due + timedelta(minutes=5))
+        [seen] = source.due_orders()
+        assert (seen.order_id, seen.asset_ref, seen.component) == (order.id, "TRK-001-FL", "tire")
+        assert (seen.parts_needed, seen.parts_on_site) == ((SKU,), ())
+        assert tech.work(clock.now()) == []  # due, but the tire is still at the depot
+        with conn.transaction():  # the depot ships it, the carrier delivers it
+            [shipment] = logistics.shipments_of_order(conn, order.id)
+            logistics.ship(conn, OPERATOR, shipment.id, ShipRequest(), clock)
+            logistics.deliver(conn, OPERATOR, shipment.id, clock)
+        ended = tech.work(clock.now())
+        assert [(e.asset_ref, e.end_reason, e.by_order) for e in ended] == [
+            ("TRK-001-FL", "replacement", True)
+        ]
+        assert source.due_orders() == []
+    finally:
+        source.close()
+    with conn.transaction():
+        done = orders.order_detail(conn, OPERATOR, order.id)
+        lives = conn.execute(
+            "SELECT source, order_id, end_reason FROM asset_lives WHERE asset_id = %s",
+            (asset_id,),
+        ).fetchall()
+    assert done.status == "completed"
+    assert [p.quantity for p in done.parts_used] == [1]
+    assert lives == [("order", order.id, "replacement")]  # the product recorded the life
+    kf, index = fleet.locate("TRK-001-FL")
+    assert float(kf.population.wear("tire")[index]) == 0.0  # and the simulation renewed it
