@@ -137,7 +137,7 @@ def simulate(
                 f"simulate: publishing to {redact(services.mqtt_url)} on "
                 f"{settings.topic_root}/+/telemetry, speed-up {spec.speedup:g}x; Ctrl-C stops"
             )
-            sink = DatabaseTruthSink(services.database_url, registration.asset_ids)
+            sink = DatabaseTruthSink(services.database_url, registration.asset_ids, SystemClock())
             crew = orders = None
             if technician:
                 from simulators.technician import ProductOrderSource, SimTechnician

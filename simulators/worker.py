@@ -40,15 +40,18 @@ class TruthSink(Protocol):
 class DatabaseTruthSink:
     """Records ground truth and ends of lives in PostgreSQL, one transaction per call."""
 
-    def __init__(self, database_url: str, asset_ids: dict[str, int], source: str = "live") -> None:
+    def __init__(self, database_url: str, asset_ids: dict[str, int], clock: Clock) -> None:
         self.conn = connect(database_url)
         self.asset_ids = asset_ids
-        self.source = source
+        self.clock = clock
 
     def record_life_ends(self, ends: list[LifeEnd]) -> None:
+        """Failures are reported to the product as the customer would report them."""
         with self.conn.transaction():
             for life in ends:
-                service.record_life_end(self.conn, life, self.asset_ids, self.source)
+                service.record_life_end(
+                    self.conn, life, self.asset_ids, "live", report_failures_with=self.clock
+                )
 
     def record_truth(self, rows: list[TruthRow]) -> None:
         with self.conn.transaction():

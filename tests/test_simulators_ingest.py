@@ -159,3 +159,43 @@ def test_models_never_read_the_ground_truth() -> None:
     for path in root.rglob("*.py"):
         text = path.read_text()
         assert "sim_ground_truth" not in text and "sim_lives" not in text, path
+
+
+def test_a_live_failure_is_reported_to_the_product_and_fixes_the_truth(
+    conn: Connection[Any],
+) -> None:
+    spec = FleetSpec(customer="sim-fail", tires=6, elevators=0, engines=0, repair_after_h=None)
+    fleet = Fleet(spec)
+    start = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # a Monday morning: the truck drives
+    fleet.start(start)
+    with conn.transaction():
+        registration = service.register_fleet(conn, fleet, {})
+        service.record_truth(conn, fleet.truth(), registration.asset_ids)
+    kf, index = fleet.locate("TRK-001-RLO")
+    kf.population.tread[index] = 1.61  # type: ignore[attr-defined]
+    [life] = fleet.advance_to(start + timedelta(seconds=60)).life_ends
+    assert (life.asset_ref, life.end_reason, life.failure_mode) == (
+        "TRK-001-RLO", "failure", "tread_worn",
+    )  # fmt: skip
+    with conn.transaction():
+        service.record_life_end(
+            conn,
+            life,
+            registration.asset_ids,
+            "live",
+            report_failures_with=ManualClock(life.ended_at),
+        )
+    asset_id = registration.asset_ids["TRK-001-RLO"]
+    reports = conn.execute(
+        "SELECT missed, failed_at FROM failure_reports WHERE asset_id = %s", (asset_id,)
+    ).fetchall()
+    lives = conn.execute(
+        "SELECT source, end_reason FROM asset_lives WHERE asset_id = %s", (asset_id,)
+    ).fetchall()
+    truth = conn.execute(
+        "SELECT usage, rul_actual FROM sim_ground_truth WHERE asset_id = %s", (asset_id,)
+    ).fetchall()
+    assert reports == [(True, life.ended_at)]  # no order was open: a missed prediction
+    assert lives == [("failure_report", "failure")]
+    [(usage, rul_actual)] = truth
+    assert rul_actual == pytest.approx(life.usage_at_end - usage)
