@@ -6,7 +6,7 @@ it as fast as it can on a manual clock (each tick is ``--tick`` simulated-clock 
 ``--speedup``): physics, sensor faults, batching, JSON encoding and publishing. The time
 includes waiting for every PUBACK. A subscriber counts the payloads the broker delivers.
 
-    PYTHONPATH=. python bench/simulate.py --seconds 10
+    python -m bench.simulate [--seconds 10] [--trucks 100]
 
 The last line is JSON: {"readings_per_s": ..., ...}.
 """
