@@ -18,6 +18,7 @@ from typing import Protocol
 
 from fleetcare.clock import Clock
 from fleetcare.db import connect
+from fleetcare.errors import Conflict, FleetcareError
 from fleetcare.fleet.schemas import Principal
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders_service
@@ -79,7 +80,7 @@ class InMemoryOrderSource:
 
     def complete(self, order_id: int, parts_used: Sequence[str]) -> None:
         if order_id in self.completed:
-            raise ValueError(f"order {order_id} is already completed")
+            raise Conflict(f"order {order_id} is completed; it cannot become completed")
         self.completed[order_id] = tuple(parts_used)
 
 
@@ -159,7 +160,11 @@ class SimTechnician:
                 continue
             if now < order.due_at - self.early and not failed:
                 continue
-            self.orders.complete(order.order_id, order.parts_needed)
+            try:
+                self.orders.complete(order.order_id, order.parts_needed)
+            except FleetcareError as exc:  # cancelled or closed meanwhile: nothing to do
+                log.warning("technician: order %s not completed: %s", order.order_id, exc)
+                continue
             life = self.fleet.replace(order.asset_ref, order.component, now)
             log.info(
                 "technician: order %s done on %s/%s",

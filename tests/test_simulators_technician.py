@@ -67,6 +67,24 @@ def test_works_a_due_order_only_once_its_parts_are_on_site() -> None:
     assert tech.work(due + timedelta(hours=1)) == []  # completed orders are not worked again
 
 
+def test_an_order_closed_meanwhile_is_skipped_not_fatal() -> None:
+    fleet = make_fleet()
+
+    class ClosedMeanwhile(InMemoryOrderSource):
+        """A stand-in whose order another technician completed a moment ago."""
+
+        def due_orders(self) -> list[WorkOrder]:
+            return list(self.orders.values())
+
+    orders = ClosedMeanwhile()
+    orders.add(WorkOrder(3, "TRK-001-FR", "tire", START, parts_on_site=(SKU,), parts_needed=(SKU,)))
+    orders.completed[3] = (SKU,)
+    kf, index = fleet.locate("TRK-001-FR")
+    worn = float(kf.population.wear("tire")[index])
+    assert SimTechnician(fleet, orders).work(START + timedelta(hours=1)) == []
+    assert float(kf.population.wear("tire")[index]) == worn  # nothing was renewed
+
+
 def test_a_failed_component_is_replaced_at_once_when_the_part_is_there() -> None:
     fleet = make_fleet()
     kf, index = fleet.locate("TRK-001-RLO")
