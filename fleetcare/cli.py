@@ -356,3 +356,9 @@ def billing_worker(
         stop.set()
     finally:
         ctx.__exit__(None, None, None)
+
+
+# --- simulators: `fleetcare simulate` (kept at the end to ease merges) ---
+from simulators.cli import simulate  # noqa: E402
+
+app.command("simulate")(simulate)

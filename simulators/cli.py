@@ -1,0 +1,168 @@
+"""``fleetcare simulate``: a simulated fleet registered through the product, publishing over
+MQTT with each device's own credentials. Heavy imports happen inside the command."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from simulators.worker import RunStats
+
+
+def _report(stats: RunStats) -> None:
+    typer.echo(
+        f"simulate: {stats.readings} readings in {stats.payloads} payloads, "
+        f"{stats.life_ends} lives ended, {stats.offline_periods} offline periods"
+    )
+
+
+def simulate(
+    tires: Annotated[int, typer.Option(help="tires (6 per truck, rounded up)")] = 24,
+    elevators: Annotated[int, typer.Option(help="elevators (3 per building, rounded up)")] = 9,
+    engines: Annotated[int, typer.Option(help="engines (2 per aircraft, rounded up)")] = 4,
+    customer: Annotated[
+        str, typer.Option(help="customer slug (created when missing)")
+    ] = "sim-fleet",
+    seed: Annotated[int, typer.Option(help="same seed, same fleet and telemetry")] = 7,
+    speedup: Annotated[
+        float, typer.Option(help="simulated seconds per real second (wear compression)")
+    ] = 20_000.0,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="seconds to run live; 0: none (history only); default: until Ctrl-C"),
+    ] = None,
+    tick: Annotated[float, typer.Option(help="real seconds between readings")] = 1.0,
+    replay: Annotated[
+        Path | None, typer.Option(help="C-MAPSS train_FD00N.txt: engines replay its units")
+    ] = None,
+    history: Annotated[
+        int, typer.Option(help="first write N complete lifetimes per kind as past telemetry")
+    ] = 0,
+    malformed_rate: Annotated[
+        float, typer.Option(help="share of payloads followed by a malformed one (0..1)")
+    ] = 0.0,
+    faults: Annotated[bool, typer.Option(help="sensor faults: stuck, spikes, dropouts")] = True,
+    offline: Annotated[bool, typer.Option(help="gateways go offline and flush a backlog")] = True,
+    warmup: Annotated[bool, typer.Option(help="start with assets of mixed ages")] = True,
+    technician: Annotated[
+        bool, typer.Option(help="a technician completes due orders whose parts are on site")
+    ] = False,
+) -> None:
+    """Simulate a fleet of tires, elevators and engines that wear out, over MQTT."""
+    import pydantic
+
+    from fleetcare import migrate
+    from fleetcare.cli import _settings, fail
+    from fleetcare.clock import SystemClock
+    from fleetcare.db import connect
+    from fleetcare.errors import FleetcareError
+    from fleetcare.services import exit_on_sigterm, redact, running_services
+    from simulators import service
+    from simulators.fleet import Fleet
+    from simulators.history import history_engines, write_history
+    from simulators.replay import load_cmapss
+    from simulators.schemas import FleetSpec
+    from simulators.worker import DatabaseTruthSink, FleetRunner
+
+    if duration is not None and duration < 0:
+        raise fail("--duration is 0 or more seconds")
+    if history < 0 or history > 10_000:
+        raise fail("--history is between 0 and 10000 lifetimes per kind")
+    try:
+        spec = FleetSpec(
+            customer=customer, tires=tires, elevators=elevators, engines=engines,
+            replay=replay, seed=seed, speedup=speedup, duration_s=duration or None, tick_s=tick,
+            faults=faults, offline=offline, malformed_rate=malformed_rate, warmup=warmup,
+        )  # fmt: skip
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise fail(f"--{where.replace('_', '-')}: {first['msg']}") from exc
+    if not (spec.tires or spec.elevators or spec.engines):
+        raise fail("nothing to simulate: give --tires, --elevators or --engines")
+    units = history_units = None
+    if spec.replay is not None:
+        try:
+            units = load_cmapss(spec.replay)
+        except (OSError, ValueError) as exc:
+            raise fail(f"--replay {spec.replay}: {exc}") from exc
+        # history and the live fleet replay different units: no unit is both trained on
+        # and watched live
+        held = history_engines(history) if history else 0
+        if held >= len(units):
+            raise fail(
+                f"--replay {spec.replay.name} has {len(units)} units: not enough for "
+                f"{held} engines of history and a live fleet"
+            )
+        history_units, units = units[:held] or None, units[held:]
+    settings = _settings()
+    exit_on_sigterm()
+    stop = threading.Event()
+    try:
+        with running_services(settings) as services:
+            state = migrate.status(services.database_url)
+            if not state.current:
+                raise fail("the database is not migrated: run `fleetcare migrate` first")
+            fleet = Fleet(spec, cmapss_units=units)
+            fleet.start(SystemClock().now())
+            with connect(services.database_url) as conn:
+                with conn.transaction():
+                    registration = service.register_fleet(
+                        conn, fleet, service.load_secrets(settings.data_dir)
+                    )
+                    secrets_file = service.save_secrets(settings.data_dir, registration.secrets)
+                if history:
+                    typer.echo(f"simulate: writing {history} lifetimes per kind of history ...")
+                    summary = write_history(
+                        conn,
+                        spec,
+                        history,
+                        settings.topic_root,
+                        settings.data_dir,
+                        cmapss_units=history_units,
+                    )
+                    typer.echo(f"simulate: history {summary.describe()}")
+            typer.echo(
+                f"simulate: customer {spec.customer} (id {registration.customer_id}): "
+                f"{len(fleet.assets)} assets, {len(fleet.devices)} devices; "
+                f"secrets in {secrets_file}"
+            )
+            if duration == 0:
+                return
+            typer.echo(
+                f"simulate: publishing to {redact(services.mqtt_url)} on "
+                f"{settings.topic_root}/+/telemetry, speed-up {spec.speedup:g}x; Ctrl-C stops"
+            )
+            sink = DatabaseTruthSink(services.database_url, registration.asset_ids, SystemClock())
+            crew = orders = None
+            if technician:
+                from simulators.technician import ProductOrderSource, SimTechnician
+
+                refs = {asset_id: ref for ref, asset_id in registration.asset_ids.items()}
+                orders = ProductOrderSource(
+                    services.database_url, registration.customer_id, refs, SystemClock()
+                )
+                crew = SimTechnician(fleet, orders)
+            runner = FleetRunner.over_mqtt(
+                fleet, services.mqtt_url, settings.topic_root, registration.secrets,
+                SystemClock(), sink=sink, technician=crew,
+            )  # fmt: skip
+            runner.open()
+            try:
+                runner.run(stop, spec.duration_s, progress=_report)
+            except KeyboardInterrupt:
+                pass
+            finally:  # Ctrl-C or SIGTERM: flush every backlog before leaving
+                stats = runner.close()
+                sink.close()
+                if orders is not None:
+                    orders.close()
+                typer.echo(f"simulate: {stats.as_dict()}")
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    except ConnectionError as exc:
+        raise fail(str(exc)) from exc
