@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers, install_fallback_handlers
-from api.routes import devices, fleet, health
+from api.routes import dashboard, devices, fleet, health
 from fleetcare.db import open_pool
 from fleetcare.settings import Settings
 
@@ -39,4 +39,5 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(health.router)
     app.include_router(fleet.router)
     app.include_router(devices.router)
+    dashboard.install(app, settings)
     return app
