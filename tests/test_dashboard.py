@@ -326,6 +326,9 @@ def test_gaps_break_the_line() -> None:
     points = [(t0 + i * width, 1.0, 0.0, 2.0) for i in (0, 1, 2, 10, 11)]
     series = dash._columns("x", "u", points, width)
     assert series.mid == [1.0, 1.0, 1.0, None, 1.0, 1.0]
+    # readings sparser than the buckets are not gaps
+    sparse = [(t0 + i * 5 * width, 1.0, 0.0, 2.0) for i in range(6)]
+    assert None not in dash._columns("x", "u", sparse, width).mid
 
 
 def test_rul_over_time_with_interval(

@@ -5,7 +5,9 @@ No SQL text (that is in ``repository.py``) and no HTTP (that is in ``api/routes`
 
 from __future__ import annotations
 
+import itertools
 import math
+import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -272,14 +274,21 @@ def _columns(
     *,
     break_gaps: bool = True,
 ) -> Series:
-    """Column arrays for uPlot; a gap wider than 3 buckets becomes a break in the line."""
+    """Column arrays for uPlot; a gap of over 3 steps becomes a break in the line.
+
+    A step is the bucket width, or the usual spacing of the points when readings are sparser
+    than buckets (a reading every 5 min seen through 20 s buckets is not a gap).
+    """
     out = Series(name=name, unit=unit)
-    gap = 3 * width.total_seconds() if break_gaps else math.inf
+    times = [when.timestamp() for when, *_ in points]
+    step = width.total_seconds()
+    if len(times) > 2:
+        step = max(step, statistics.median(b - a for a, b in itertools.pairwise(times)))
+    gap = 3 * step if break_gaps else math.inf
     previous: float | None = None
-    for when, mid, low, high in points:
-        t = when.timestamp()
+    for t, (_, mid, low, high) in zip(times, points, strict=True):
         if previous is not None and t - previous > gap:
-            out.t.append(previous + width.total_seconds())
+            out.t.append(previous + step)
             out.mid.append(None)
             out.low.append(None)
             out.high.append(None)

@@ -43,6 +43,7 @@
         legend: { show: true },
         cursor: { sync: { key: container.id }, drag: { x: true, y: false, setScale: false } },
         scales: { x: { time: true, min: start, max: stop } },
+        axes: [{ space: 70 }, { size: 64 }],
         series: [
           {},
           { label: "low", stroke: "rgba(0,0,0,0)", points: { show: false } },
