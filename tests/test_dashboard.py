@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import queue
 import re
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +25,7 @@ from psycopg import Connection
 from api.dashboard import repository as dash_repo
 from api.dashboard import service as dash
 from fleetcare.db import connect
+from fleetcare.services import free_port, wait_for_port
 from fleetcare.settings import Settings
 from tests.conftest import Tenant
 from tests.fixtures.dashboard import (
@@ -423,18 +431,16 @@ def test_models_page_lists_versions(
 # --- live feed ---------------------------------------------------------------------------------
 
 
-def read_events(response: httpx.Response, want: int, found: list[dict[str, Any]]) -> None:
-    """Collect ``want`` named SSE messages (not comments) from a streaming response."""
+def stream_messages(response: httpx.Response, into: queue.Queue[dict[str, Any]]) -> None:
+    """Put every named SSE message (not comments) of a streaming response on a queue."""
     name = None
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: ") and name not in (None, "ready"):
-            found.append({"event": name, **json.loads(line[6:])})
-            if len(found) >= want:
-                return
-        elif line.startswith("data: ") and name == "ready":
-            found.append({"event": "ready"})
+    with contextlib.suppress(httpx.HTTPError):
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: ") and name is not None:
+                into.put({"event": name, **json.loads(line[6:])})
+                name = None
 
 
 def test_live_feed_sends_each_customer_only_its_own(
@@ -447,36 +453,55 @@ def test_live_feed_sends_each_customer_only_its_own(
     alpha, beta = make_tenant(), make_tenant()
     mine = make_asset(client, alpha.headers)
     theirs = make_asset(client, beta.headers)
+    messages: queue.Queue[dict[str, Any]] = queue.Queue()
     with (
         serve_app(settings, db_url) as server,
         httpx.Client(base_url=server.url, timeout=20) as http,
+        http.stream("GET", "/dashboard/live", headers=alpha.headers) as response,
     ):
-        with http.stream("GET", "/dashboard/live", headers=alpha.headers) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            found: list[dict[str, Any]] = []
-            reader = threading.Thread(target=read_events, args=(response, 3, found), daemon=True)
-            reader.start()
-            # the stream says "ready" once the listener is LISTENing
-            deadline = datetime.now(UTC) + timedelta(seconds=10)
-            while not found and datetime.now(UTC) < deadline:
-                reader.join(0.05)
-            assert found and found[0]["event"] == "ready"
-            insert_prediction(conn, theirs.id, time=NOW, due_in=timedelta(days=3))
-            insert_prediction(conn, mine.id, time=NOW, due_in=timedelta(days=3))
-            conn.execute(
-                "INSERT INTO events (customer_id, type, subject, payload)"
-                " VALUES (%s, 'order.created', 'order:1', '{}'),"
-                "        (%s, 'order.created', 'order:2', '{}')",
-                (beta.customer.id, alpha.customer.id),
-            )
-            conn.commit()
-            reader.join(15)
-            assert not reader.is_alive(), found
-        assert [m["event"] for m in found] == ["ready", "prediction", "event"]
-        assert found[1]["asset_id"] == mine.id and found[1]["ref"] == mine.ref
-        assert found[2]["subject"] == "order:2"
-        assert http.get("/dashboard/live").status_code == 401
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        threading.Thread(target=stream_messages, args=(response, messages), daemon=True).start()
+        # "ready" comes once the listener is LISTENing
+        assert messages.get(timeout=10)["event"] == "ready"
+        now = datetime.now(UTC)
+        insert_prediction(conn, theirs.id, time=now, due_in=timedelta(days=3))
+        insert_prediction(conn, mine.id, time=now, due_in=timedelta(days=3))
+        conn.execute(
+            "INSERT INTO events (customer_id, type, subject, payload)"
+            " VALUES (%s, 'order.created', 'order:1', '{}'),"
+            "        (%s, 'order.created', 'order:2', '{}')",
+            (beta.customer.id, alpha.customer.id),
+        )
+        conn.commit()
+        first, second = messages.get(timeout=10), messages.get(timeout=10)
+        by_kind = {first["event"]: first, second["event"]: second}
+        assert set(by_kind) == {"prediction", "event"}
+        assert by_kind["prediction"]["asset_id"] == mine.id
+        assert by_kind["prediction"]["ref"] == mine.ref
+        assert by_kind["event"]["subject"] == "order:2"
+
+        # a scoring run over a whole fleet arrives as one "reload" instead of 300 lines
+        conn.execute(
+            "INSERT INTO assets (customer_id, kind, ref)"
+            " SELECT %s, 'tire', 'BULK-' || i FROM generate_series(1, 300) i",
+            (alpha.customer.id,),
+        )
+        conn.execute(
+            """
+            INSERT INTO predictions (time, asset_id, component, rul, rul_low, rul_high,
+                failure_probability, horizon, due_at_conservative)
+            SELECT now(), id, 'tire', 1, 0, 2, 0.5, 30, now() + interval '3 days'
+              FROM assets WHERE ref LIKE 'BULK-%%'
+            """
+        )
+        conn.commit()
+        bulk = messages.get(timeout=10)
+        assert bulk["event"] == "resync" and bulk["dropped"] == 300
+        with contextlib.suppress(queue.Empty):
+            extra = messages.get(timeout=0.5)
+            pytest.fail(f"nothing else was expected, got {extra}")
+    assert client.get("/dashboard/live").status_code == 401
 
 
 # --- both storage paths ------------------------------------------------------------------------
@@ -537,3 +562,47 @@ def test_dashboard_queries_on_each_storage_path(storage: str) -> None:
         pytest.fail(f"query not supported on {storage}: {exc}")
     finally:
         drop_database(server, name)
+
+
+def test_the_api_process_stops_while_a_live_stream_is_open(
+    db_url: str, operator_headers: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    env = dict(
+        os.environ,
+        FLEETCARE_DATABASE_URL=db_url,
+        FLEETCARE_DATA_DIR=str(tmp_path),
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetcare", "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30, proc=proc, what="fleetcare api")
+        opened = threading.Event()
+
+        def hold_stream() -> None:
+            with (
+                contextlib.suppress(httpx.HTTPError),
+                httpx.stream(
+                    "GET",
+                    f"http://127.0.0.1:{port}/dashboard/live",
+                    headers=operator_headers,
+                    timeout=60,
+                ) as response,
+            ):
+                for line in response.iter_lines():
+                    if line.startswith("event: ready"):
+                        opened.set()
+
+        threading.Thread(target=hold_stream, daemon=True).start()
+        assert opened.wait(15)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

@@ -233,11 +233,19 @@ def test_sign_in_see_the_fleet_open_an_asset_and_watch_it_live(
     assert "BETA-SECRET-7" not in page.locator("#live-feed").inner_text()
     shoot(page, "03-fleet-live-update")
 
-    # the list is sorted by due date, soonest first; one click turns it round
+    # the list is sorted by due date, soonest first; one click turns it round, in place
     expect(rows.first).to_have_attribute("data-health", "overdue")
     page.click("#asset-list th a:has-text('Due (conservative)')")
     page.wait_for_url("**sort=due&desc=true")
     expect(rows.first).to_have_attribute("data-health", "ok")
+    # filtering by health swaps the block in place too
+    page.click("#health-counts th a:has-text('watch')")
+    page.wait_for_url("**health=watch**")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#asset-list tbody tr[data-health='watch']")).to_have_count(2)
+    assert page.evaluate("window.__sameDocument") is True
+    page.click(".filters a:has-text('show all')")
+    expect(rows).to_have_count(len(fleet.alpha_assets))
 
     # open an asset: predictions, RUL band, telemetry charts
     page.click(f"a:has-text('{fleet.charted.ref}')")

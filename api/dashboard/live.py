@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 CHANNELS = ("fleetcare_predictions", "fleetcare_events")
 BATCH_WINDOW_S = 0.2
 QUEUE_SIZE = 500
+MAX_MESSAGES_PER_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,9 @@ class LiveHub:
             subscribers = list(self._subscribers)
         for sub in subscribers:
             mine = [m for owner, m in messages if sub.scope is None or sub.scope == owner]
+            if len(mine) > MAX_MESSAGES_PER_BATCH:
+                # a scoring run of the whole fleet: one "reload your panels" beats 10,000 lines
+                mine = [resync_message(len(mine))]
             if mine:
                 with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
                     for message in mine:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from psycopg import Connection
+
 from api.dashboard import repository as repo
 from api.dashboard.schemas import (
     AssetHealthPage,
@@ -32,7 +34,7 @@ from fleetcare.fleet.schemas import Asset, Customer, MetricRecord, Principal, Si
 from fleetcare.kinds import KINDS
 from fleetcare.settings import Settings
 
-Conn = Any
+Conn = Connection[Any]
 
 # At most this many points per series reach the browser.
 MAX_POINTS = 1000

@@ -401,8 +401,8 @@ async def live(request: Request) -> StreamingResponse:
             yield "event: ready\ndata: {}\n\n"
             while True:
                 if sub.dropped:
-                    sub.dropped = 0
-                    yield resync_message(1).encode()
+                    dropped, sub.dropped = sub.dropped, 0
+                    yield resync_message(dropped).encode()
                 try:
                     message = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_S)
                 except TimeoutError:

@@ -80,7 +80,12 @@
     addToFeed(`${d.type} ${d.subject}`, null);
     refresh(d.type, d);
   });
-  source.addEventListener("resync", () => refresh("*", null));
+  source.addEventListener("resync", (e) => {
+    const d = JSON.parse(e.data);
+    state.messages += 1;
+    addToFeed(`${d.dropped.toLocaleString()} updates at once — panels reloaded`, null);
+    refresh("*", null);
+  });
   source.onerror = () => {
     // EventSource reconnects by itself; show it meanwhile
     status.dataset.state = source.readyState === EventSource.CLOSED ? "closed" : "connecting";
