@@ -606,3 +606,30 @@ def test_the_api_process_stops_while_a_live_stream_is_open(
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_names_are_escaped_and_every_metric_of_an_engine_is_charted(
+    client: TestClient, operator_headers: dict[str, str], conn: Connection[Any]
+) -> None:
+    created = client.post(
+        "/v1/customers",
+        json={"slug": "xss-air", "name": "<script>alert('x')</script> Air"},
+        headers=operator_headers,
+    )
+    assert created.status_code == 201
+    customer_id = created.json()["id"]
+    engine = client.post(
+        "/v1/assets",
+        json={"customer_id": customer_id, "kind": "engine", "ref": "ESN-001"},
+        headers=operator_headers,
+    ).json()
+    overview = client.get("/dashboard", headers=operator_headers).text
+    assert "<script>alert" not in overview and "&lt;script&gt;alert" in overview
+    page = client.get(f"/dashboard/assets/{engine['id']}", headers=operator_headers)
+    assert page.status_code == 200 and "<script>alert" not in page.text
+    embedded = re.search(
+        r'<script type="application/json" id="telemetry-data">(.*?)</script>', page.text, re.S
+    )
+    assert embedded is not None
+    names = [s["name"] for s in json.loads(embedded.group(1))["series"]]
+    assert len(names) == 25 and "t50_r" in names and "flight_cycles" in names
