@@ -43,7 +43,7 @@ from fleetcare.settings import Settings
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 METRICS_PER_ASSET = 5
-ASSETS_PER_STATEMENT = 200
+SLICE_SECONDS = 6 * 3600  # readings written per statement: every asset, this much time
 BUDGET_MS = 300.0
 
 
@@ -110,19 +110,27 @@ def build(url: str, args: argparse.Namespace) -> dict[str, Any]:
         log(f"{args.assets} assets; {per_series} readings x {METRICS_PER_ASSET} metrics each")
         began = time.monotonic()
         total = 0
-        for low in range(1, args.assets + 1, ASSETS_PER_STATEMENT):
-            high = min(low + ASSETS_PER_STATEMENT - 1, args.assets)
-            total += insert_readings(conn, low, high, per_series, start, args.interval_s)
+        # Time slices, oldest first, as ingest writes them: the table's physical order follows
+        # time (what the BRIN index on plain PostgreSQL relies on), while within a slice rows
+        # go in key order so that the primary-key index is written page by page.
+        per_slice = max(1, SLICE_SECONDS // args.interval_s)
+        for first in range(0, per_series, per_slice):
+            count = min(per_slice, per_series - first)
+            total += insert_readings(conn, first, count, start, args.interval_s)
             conn.commit()
-            if (high // ASSETS_PER_STATEMENT) % 5 == 0 or high == args.assets:
+            done = first + count
+            if done == per_series or (first // per_slice) % 12 == 0:
                 rate = total / (time.monotonic() - began)
-                log(f"  readings for assets <= {high}: {total:,} ({rate:,.0f} rows/s)")
+                upto = start + done * timedelta(seconds=args.interval_s)
+                log(f"  readings up to {upto:%m-%d %H:%M}: {total:,} ({rate:,.0f} rows/s)")
         insert_predictions(conn, stop)
         conn.commit()
         log("predictions written")
     refresh_rollup(url, storage, start, stop)
     with connect(url, autocommit=True) as conn:
-        conn.execute("ANALYZE")
+        # what autovacuum does after a day of ingest: statistics, and (plain PostgreSQL) the
+        # BRIN summaries that let time-range scans skip old blocks
+        conn.execute("VACUUM ANALYZE")
     return {"storage": storage, "start": start.isoformat(), "stop": stop.isoformat()}
 
 
@@ -179,33 +187,32 @@ def make_fleet(conn: psycopg.Connection[Any], args: argparse.Namespace) -> None:
 
 def insert_readings(
     conn: psycopg.Connection[Any],
-    low: int,
-    high: int,
-    per_series: int,
+    first: int,
+    count: int,
     start: datetime,
     interval_s: int,
 ) -> int:
-    """Readings of assets low..high (by position), in key order, within physical bounds."""
+    """Readings number first..first+count-1 of every asset's metrics, within physical bounds."""
     cur = conn.execute(
         """
         INSERT INTO telemetry (time, asset_id, metric_id, value)
         SELECT %(start)s::timestamptz + g.i * %(step)s, a.id, m.id,
                m.low + (m.high - m.low)
                    * (0.45 + 0.2 * sin(g.i / 40.0 + a.id) + 0.1 * random())
-          FROM (SELECT id, kind FROM assets ORDER BY id OFFSET %(offset)s LIMIT %(limit)s) a
+          FROM assets a
           CROSS JOIN LATERAL (
               SELECT id, low, high FROM metrics
                WHERE kind = a.kind AND NOT cumulative ORDER BY id LIMIT %(metrics)s
           ) m
-          CROSS JOIN generate_series(0, %(n)s - 1) AS g(i)
+          CROSS JOIN generate_series(%(first)s, %(first)s + %(count)s - 1) AS g(i)
+         ORDER BY a.id, m.id, g.i
         """,
         {
             "start": start,
             "step": timedelta(seconds=interval_s),
-            "offset": low - 1,
-            "limit": high - low + 1,
             "metrics": METRICS_PER_ASSET,
-            "n": per_series,
+            "first": first,
+            "count": count,
         },
     )
     return cur.rowcount
@@ -355,6 +362,9 @@ def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
         plan.append(
             ("rul_json_90d", lambda i: f"/dashboard/assets/{any_asset(i)}/rul.json", operator)
         )
+        # not in the 300 ms budget of the issue, measured all the same
+        plan.append(("ingest_page_operator", lambda i: "/dashboard/ingest", operator))
+        plan.append(("ingest_page_customer", lambda i: "/dashboard/ingest", customer))
         for name, path, headers in plan:
             results[name] = timed(http, runs, path, headers)
             log(

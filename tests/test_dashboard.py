@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import Connection
+from pydantic import SecretStr
 
 from api.dashboard import repository as dash_repo
 from api.dashboard import service as dash
@@ -633,3 +634,22 @@ def test_names_are_escaped_and_every_metric_of_an_engine_is_charted(
     assert embedded is not None
     names = [s["name"] for s in json.loads(embedded.group(1))["series"]]
     assert len(names) == 25 and "t50_r" in names and "flight_cycles" in names
+
+
+def test_workers_with_the_same_session_secret_share_sessions(
+    settings: Settings, db_url: str, make_tenant: Callable[..., Tenant]
+) -> None:
+    from api.app import create_app
+
+    tenant = make_tenant()
+    shared = settings.model_copy(update={"session_secret": SecretStr("s3cret-for-all-workers")})
+    other = settings.model_copy(update={"session_secret": SecretStr("another-secret")})
+    with TestClient(create_app(shared, db_url)) as first:
+        assert sign_in(first, tenant.key).status_code == 303
+        cookie = first.cookies["fleetcare_session"]
+    with TestClient(create_app(shared, db_url)) as second:
+        second.cookies.set("fleetcare_session", cookie)
+        assert second.get("/dashboard", follow_redirects=False).status_code == 200
+    with TestClient(create_app(other, db_url)) as stranger:
+        stranger.cookies.set("fleetcare_session", cookie)
+        assert stranger.get("/dashboard", follow_redirects=False).status_code == 303

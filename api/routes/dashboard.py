@@ -42,7 +42,7 @@ KEEPALIVE_S = 15.0
 MAX_FORM_BYTES = 4096
 
 # The pages in the navigation bar. Orders, shipments, webhook deliveries, subscriptions and
-# invoices join this list when their tables land (see the dashboard README section).
+# invoices join this list when their tables land (see docs/dashboard.md).
 NAV: list[tuple[str, str]] = [
     ("/dashboard", "Fleet"),
     ("/dashboard/ingest", "Ingest"),
