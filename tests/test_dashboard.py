@@ -166,6 +166,11 @@ def test_a_customer_sees_only_its_own_fleet(
 
     everything = client.get("/dashboard", headers=operator_headers).text
     assert mine.ref in everything and theirs.ref in everything
+    # the operator's counts: one line per customer, then its sites once it is chosen
+    assert f'data-customer="{alpha.customer.id}" data-site=""' in everything
+    chosen = client.get(f"/dashboard?customer_id={alpha.customer.id}", headers=operator_headers)
+    assert f'data-customer="{alpha.customer.id}" data-site="{mine.site_id}"' in chosen.text
+    assert theirs.ref not in chosen.text
     assert client.get(f"/dashboard/assets/{theirs.id}", headers=operator_headers).status_code == 200
 
 

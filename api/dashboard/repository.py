@@ -100,13 +100,15 @@ def health_counts(
     customer_id: int | None = None,
     site_id: int | None = None,
     kind: str | None = None,
+    by_site: bool = True,
 ) -> list[HealthCount]:
-    """Assets per customer and site in each health class."""
+    """Assets in each health class per customer and site (or per customer only)."""
     where, params = _asset_filters(scope, customer_id, site_id, kind)
+    site = sql.SQL("a.site_id" if by_site else "NULL::bigint")
     query = sql.SQL(
         """
         WITH classed AS (
-            SELECT a.customer_id, a.site_id, {health} AS health
+            SELECT a.customer_id, {site} AS site_id, {health} AS health
               FROM assets a LEFT JOIN asset_health h ON h.asset_id = a.id
              WHERE {where}
         ), counted AS (
@@ -125,7 +127,7 @@ def health_counts(
           LEFT JOIN sites s ON s.id = k.site_id
          ORDER BY c.name, k.customer_id, s.ref NULLS LAST
         """
-    ).format(health=HEALTH_CASE, where=where)
+    ).format(site=site, health=HEALTH_CASE, where=where)
     with conn.cursor(row_factory=class_row(HealthCount)) as cur:
         return cur.execute(query, params | _window_params(windows)).fetchall()
 

@@ -86,6 +86,11 @@ class OverviewFilters:
     offset: int = 0
 
 
+def counts_by_site(principal: Principal, filters: OverviewFilters) -> bool:
+    """Health counts per site, or (the operator's first view) one line per customer."""
+    return principal.scope is not None or filters.customer_id is not None
+
+
 def fleet_overview(
     conn: Conn, principal: Principal, windows: HealthWindows, filters: OverviewFilters
 ) -> tuple[list[HealthCount], AssetHealthPage]:
@@ -100,6 +105,7 @@ def fleet_overview(
         customer_id=filters.customer_id,
         site_id=filters.site_id,
         kind=filters.kind,
+        by_site=counts_by_site(principal, filters),
     )
     rows, total = repo.list_asset_health(
         conn,

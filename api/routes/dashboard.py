@@ -264,6 +264,7 @@ def overview(
         template,
         viewer,
         counts=counts,
+        by_site=service.counts_by_site(viewer, filters),
         page=page,
         filters=filters,
         healths=HEALTHS,
