@@ -365,6 +365,9 @@ def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
         # not in the 300 ms budget of the issue, measured all the same
         plan.append(("ingest_page_operator", lambda i: "/dashboard/ingest", operator))
         plan.append(("ingest_page_customer", lambda i: "/dashboard/ingest", customer))
+        plan.append(
+            ("ingest_hourly_panel_operator", lambda i: "/dashboard/ingest/hourly", operator)
+        )
         for name, path, headers in plan:
             results[name] = timed(http, runs, path, headers)
             log(

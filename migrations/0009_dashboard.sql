@@ -86,3 +86,8 @@ SELECT DISTINCT ON (asset_id) asset_id, component, time, model_version_id, rul, 
        rul_high, failure_probability, anomaly_score, due_at, due_at_conservative
   FROM latest_predictions
  ORDER BY asset_id, due_at_conservative ASC NULLS LAST, failure_probability DESC, component;
+
+-- fleetcare: postgres
+-- The ingest page sums the last day of the rollup over all series; without TimescaleDB's
+-- chunks that needs an index on the bucket (covering n: an index-only scan).
+CREATE INDEX telemetry_hourly_bucket ON telemetry_hourly (bucket) INCLUDE (n);

@@ -421,6 +421,18 @@ def test_ingest_health_counts_readings_and_quarantine_in_scope(
     for reason in ("out_of_bounds", "malformed_json", "unknown_asset", "unknown_device"):
         assert f'data-reason="{reason}"' in everything
 
+    # readings per hour come from the rollup, in a panel loaded after the page
+    assert 'hx-get="/dashboard/ingest/hourly"' in page.text
+    conn.execute(
+        "SELECT fleetcare_refresh_telemetry_hourly(%s, %s)",
+        (NOW - timedelta(hours=2), NOW + timedelta(hours=1)),
+    )
+    conn.commit()
+    hourly = client.get("/dashboard/ingest/hourly", headers=alpha.headers).text
+    assert 'data-hours="1"' in hourly or 'data-hours="2"' in hourly  # 30 s may span an hour
+    assert "peak" in hourly
+    assert 'data-hours="0"' in client.get("/dashboard/ingest/hourly", headers=beta.headers).text
+
 
 def test_models_page_lists_versions(
     client: TestClient, make_tenant: Callable[..., Tenant], conn: Connection[Any]

@@ -7,6 +7,7 @@ are also copied to docs/screenshots/, the ones the README shows.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -302,5 +303,7 @@ def test_a_customer_cannot_reach_another_customers_asset(browser: Any, fleet: Fl
     page.click("nav a:has-text('Ingest')")
     expect(page.locator("h1")).to_have_text("Ingest health")
     expect(page.locator("#quarantine")).to_contain_text("pressure_kpa 99999 is above 1500")
+    # the rollup holds the finished hours: 23 or 24 of them fall in the last 24 h
+    expect(page.locator("#hourly")).to_have_attribute("data-hours", re.compile(r"^2[34]$"))
     shoot(page, "07-ingest-health")
     page.context.close()

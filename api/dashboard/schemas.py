@@ -188,7 +188,6 @@ class IngestHealth(BaseModel):
     """What the ingest-health page shows."""
 
     rates: list[ReadingRate]
-    hourly: list[tuple[datetime, int]]
     newest_reading_at: datetime | None
     assets_seen_last_hour: int
     assets_total: int

@@ -314,13 +314,20 @@ def model_versions(conn: Conn) -> list[ModelVersionRow]:
 
 
 # How far back the ingest page looks.
-RATE_WINDOWS_S = (60, 300, 3600)
+RATE_WINDOWS_S = (60, 300)
 QUARANTINE_WINDOW = timedelta(hours=24)
 SAMPLES_PER_REASON = 3
 
 
+def readings_per_hour(
+    conn: Conn, principal: Principal, now: datetime
+) -> list[tuple[datetime, int]]:
+    """Readings per hour over the last day, from the hourly rollup."""
+    return repo.readings_per_hour(conn, now - timedelta(hours=24), principal.scope)
+
+
 def ingest_health(conn: Conn, principal: Principal, now: datetime) -> IngestHealth:
-    """Readings per second, per hour, freshness, and quarantine by reason with samples."""
+    """Readings per second, freshness, and quarantine by reason with samples."""
     scope = principal.scope
     rates = [
         ReadingRate(
@@ -337,7 +344,6 @@ def ingest_health(conn: Conn, principal: Principal, now: datetime) -> IngestHeal
         samples[sample.reason].append(sample)
     return IngestHealth(
         rates=rates,
-        hourly=repo.readings_per_hour(conn, now - timedelta(hours=24), scope),
         newest_reading_at=newest,
         assets_seen_last_hour=seen,
         assets_total=total,

@@ -371,6 +371,13 @@ def ingest_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLRespons
     return _render(request, "ingest.html", viewer, ingest=health, window=service.QUARANTINE_WINDOW)
 
 
+@router.get("/ingest/hourly", response_class=HTMLResponse)
+def ingest_hourly(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+    """Readings per hour over the last day (loaded after the page: it sums the rollup)."""
+    hourly = service.readings_per_hour(conn, viewer, _clock(request).now())
+    return _render(request, "_ingest_hourly.html", viewer, hourly=hourly)
+
+
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
     """Registered wear-model versions and their held-out metrics."""
