@@ -113,7 +113,14 @@ def fleet(
     )
     now = datetime.now(UTC)
     for asset, days in zip(assets[:5], (-2, 4, 18, 60, 120), strict=True):
-        insert_prediction(conn, asset.id, time=now, due_in=timedelta(days=days), rul=days * 300)
+        insert_prediction(
+            conn,
+            asset.id,
+            time=now,
+            due_in=timedelta(days=days),
+            rul=max(days, 1) * 900,
+            spread=600,
+        )
     charted = assets[3]
     for back in range(1, 15):
         insert_prediction(
