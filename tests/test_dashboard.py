@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from api.dashboard import repository as dash_repo
 from api.dashboard import service as dash
+from api.dashboard.live import APPLICATION_NAME
 from fleetcare.db import connect
 from fleetcare.services import free_port, wait_for_port
 from fleetcare.settings import Settings
@@ -519,6 +520,20 @@ def test_live_feed_sends_each_customer_only_its_own(
         with contextlib.suppress(queue.Empty):
             extra = messages.get(timeout=0.5)
             pytest.fail(f"nothing else was expected, got {extra}")
+
+        # the listener loses its connection: it reconnects, tells browsers to reload, goes on
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = %s",
+            (APPLICATION_NAME,),
+        ).fetchall()
+        conn.commit()
+        assert killed == [(True,)]
+        back = messages.get(timeout=15)
+        assert back["event"] == "resync" and back["dropped"] == 0
+        insert_prediction(conn, mine.id, time=datetime.now(UTC), due_in=timedelta(days=1))
+        again = messages.get(timeout=10)
+        assert again["event"] == "prediction" and again["asset_id"] == mine.id
     assert client.get("/dashboard/live").status_code == 401
 
 

@@ -26,6 +26,7 @@ from fleetcare.db import connect
 log = logging.getLogger(__name__)
 
 CHANNELS = ("fleetcare_predictions", "fleetcare_events")
+APPLICATION_NAME = "fleetcare-dashboard-live"  # how the listener shows in pg_stat_activity
 BATCH_WINDOW_S = 0.2
 QUEUE_SIZE = 500
 MAX_MESSAGES_PER_BATCH = 200
@@ -72,6 +73,7 @@ class LiveHub:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.listening = threading.Event()
+        self._listened_before = False
         self.batches_published = 0
 
     def start(self) -> None:
@@ -124,8 +126,13 @@ class LiveHub:
 
     def _listen(self) -> None:
         with connect(self._database_url, autocommit=True) as conn:
+            conn.execute("SELECT set_config('application_name', %s, false)", (APPLICATION_NAME,))
             for channel in CHANNELS:
                 conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+            if self._listened_before:
+                # notifications sent while we were away are lost: browsers reload their panels
+                self._broadcast(resync_message(0))
+            self._listened_before = True
             self.listening.set()
             while not self._stop.is_set():
                 first = list(conn.notifies(timeout=1.0, stop_after=1))
@@ -161,6 +168,13 @@ class LiveHub:
                     for message in mine:
                         sub.loop.call_soon_threadsafe(sub.offer, message)
         self.batches_published += 1
+
+    def _broadcast(self, message: LiveMessage) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            with contextlib.suppress(RuntimeError):
+                sub.loop.call_soon_threadsafe(sub.offer, message)
 
 
 def resync_message(dropped: int) -> LiveMessage:

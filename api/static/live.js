@@ -83,7 +83,10 @@
   source.addEventListener("resync", (e) => {
     const d = JSON.parse(e.data);
     state.messages += 1;
-    addToFeed(`${d.dropped.toLocaleString()} updates at once — panels reloaded`, null);
+    addToFeed(
+      d.dropped ? `${d.dropped.toLocaleString()} updates at once — panels reloaded` : "reconnected — panels reloaded",
+      null
+    );
     refresh("*", null);
   });
   source.onerror = () => {
