@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: up test install lint typecheck unit bench clean
+.PHONY: up test install browser lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,7 +26,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy fleetcare api ingest maintenance models simulators tests bench
 
-unit: install
+# The dashboard's browser tests drive Debian's chromium through Playwright (never
+# `playwright install`, which downloads its own browsers); without chromium they are skipped.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: the browser tests will be skipped"
+
+unit: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit

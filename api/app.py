@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api.errors import install_error_handlers, install_fallback_handlers
 from api.routes import (
     billing,
+    dashboard,
     devices,
     fleet,
     health,
@@ -55,4 +56,5 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(logistics.router)
     app.include_router(webhooks.router)
     app.include_router(billing.router)
+    dashboard.install(app, settings)
     return app

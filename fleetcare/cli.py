@@ -126,6 +126,8 @@ def api(
             host=host or settings.api_host,
             port=port or settings.api_port,
             log_level=settings.log_level.lower(),
+            # the dashboard's live streams never end by themselves: cut them on shutdown
+            timeout_graceful_shutdown=5,
         )
     finally:
         ctx.__exit__(None, None, None)
@@ -209,7 +211,11 @@ def up(
                 typer.echo(f"fleetcare: demo keys in {demo}")
             application = create_app(settings, services.database_url)
             uvicorn.run(
-                application, host=bind_host, port=bind_port, log_level=settings.log_level.lower()
+                application,
+                host=bind_host,
+                port=bind_port,
+                log_level=settings.log_level.lower(),
+                timeout_graceful_shutdown=5,  # live dashboard streams never end by themselves
             )
     except FleetcareError as exc:
         raise fail(exc.detail) from exc

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,6 +53,21 @@ class Settings(BaseSettings):
     ingest_metrics_port: int | None = Field(
         default=None, description="Serve the ingestor's Prometheus /metrics on this port."
     )
+    # Dashboard sessions are signed with this secret. Unset: a random secret per process, so
+    # sessions end when the process restarts and are not shared between API workers; set
+    # FLEETCARE_SESSION_SECRET (same value everywhere) when running several.
+    session_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
+        description="secret that signs dashboard session cookies; default: random per process",
+    )
+    session_max_age_s: int = Field(default=12 * 3600, ge=60, description="session lifetime")
+    session_https_only: bool = Field(
+        default=False, description="mark the session cookie Secure (set behind HTTPS)"
+    )
+    # Fleet health: due within `dashboard_due_days` is "due", within `dashboard_watch_days`
+    # is "watch", past the conservative due date is "overdue".
+    dashboard_due_days: float = Field(default=7.0, gt=0)
+    dashboard_watch_days: float = Field(default=30.0, gt=0)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,0 +1,470 @@
+"""The operations dashboard: server-rendered pages (Jinja2 + htmx), chart data, live feed.
+
+Sign in by pasting an API key (kept as a signed session cookie that names the key, never the
+key itself) or send the key as ``Authorization: Bearer`` / ``X-API-Key`` like the JSON API.
+A customer sees only its own fleet; another customer's asset answers 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.sessions import SessionMiddleware
+
+from api.dashboard import service
+from api.dashboard.live import LiveHub, resync_message
+from api.dashboard.schemas import HEALTHS, Health, SortKey
+from api.deps import Conn, _bearer, get_pool
+from fleetcare.clock import Clock, SystemClock
+from fleetcare.errors import NotFound, Unauthorized
+from fleetcare.fleet import service as fleet
+from fleetcare.fleet.schemas import KindName, Principal
+from fleetcare.settings import Settings
+
+HERE = Path(__file__).resolve().parent.parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
+
+SESSION_COOKIE = "fleetcare_session"
+KEEPALIVE_S = 15.0
+MAX_FORM_BYTES = 4096
+
+# The pages in the navigation bar. Orders, shipments, webhook deliveries, subscriptions and
+# invoices join this list when their tables land (see docs/dashboard.md).
+NAV: list[tuple[str, str]] = [
+    ("/dashboard", "Fleet"),
+    ("/dashboard/ingest", "Ingest"),
+    ("/dashboard/models", "Models"),
+]
+
+
+# --- setup -----------------------------------------------------------------------------------
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Mount the dashboard on ``app``: sessions, static files, routes, the live feed."""
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.session_secret.get_secret_value(),
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.session_max_age_s,
+        same_site="lax",
+        https_only=settings.session_https_only,
+    )
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(router)
+    app.add_exception_handler(SignInRequired, _to_sign_in)
+
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
+        app_.state.dashboard_live = LiveHub(app_.state.database_url)
+        async with inner(app_) as state:
+            try:
+                yield state
+            finally:
+                app_.state.dashboard_live.stop()
+
+    app.router.lifespan_context = lifespan
+
+
+# --- who is looking ----------------------------------------------------------------------------
+
+
+class SignInRequired(Exception):
+    """A page was asked for without a valid session or key: go to the sign-in page."""
+
+
+def _principal(request: Request, conn: Any) -> Principal | None:
+    key = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    if key:
+        return fleet.authenticate(conn, key)
+    key_id = request.session.get("key_id")
+    if isinstance(key_id, int):
+        try:
+            return service.principal_for_session(conn, key_id)
+        except Unauthorized:
+            request.session.clear()
+    return None
+
+
+async def _to_sign_in(request: Request, exc: Exception) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    login_url = "/dashboard/login?" + urlencode({"next": target})
+    if _is_fragment(request):
+        # htmx swaps fragments; a redirect would put the sign-in page inside a panel
+        return Response(status_code=401, headers={"HX-Redirect": login_url})
+    return RedirectResponse(login_url, status_code=303)
+
+
+def page_viewer(request: Request, conn: Conn) -> Principal:
+    """The signed-in caller of a page; without one, a redirect to the sign-in page."""
+    principal = _principal(request, conn)
+    if principal is None:
+        raise SignInRequired()
+    return principal
+
+
+def data_viewer(request: Request, conn: Conn) -> Principal:
+    """The signed-in caller of a data endpoint; without one, 401."""
+    principal = _principal(request, conn)
+    if principal is None:
+        raise Unauthorized("sign in at /dashboard/login or send an API key")
+    return principal
+
+
+PageViewer = Annotated[Principal, Depends(page_viewer)]
+DataViewer = Annotated[Principal, Depends(data_viewer)]
+
+
+def _clock(request: Request) -> Clock:
+    clock: Clock = getattr(request.app.state, "clock", None) or SystemClock()
+    return clock
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _render(
+    request: Request,
+    template: str,
+    principal: Principal | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    context |= {
+        "viewer": principal,
+        "nav": NAV,
+        "now": _clock(request).now(),
+        "path": request.url.path,
+    }
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def _not_found(request: Request, principal: Principal, exc: NotFound) -> HTMLResponse:
+    return _render(request, "not_found.html", principal, status_code=404, detail=exc.detail)
+
+
+def _is_fragment(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+# --- sign-in ---------------------------------------------------------------------------------
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The urlencoded form of a POST (small forms only)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return {}
+    parsed = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in parsed.items()}
+
+
+def _safe_next(target: str | None) -> str:
+    # only our own pages: no scheme, no host, no protocol-relative //evil
+    if target and target.startswith("/dashboard") and not target.startswith("//"):
+        return target
+    return "/dashboard"
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    """The sign-in form."""
+    return _render(request, "login.html", None, next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_model=None)
+def login(
+    request: Request,
+    conn: Conn,
+    form: Annotated[dict[str, str], Depends(form_fields)],
+) -> Response:
+    """Check the pasted API key; on success the session remembers which key signed in."""
+    target = _safe_next(form.get("next"))
+    try:
+        principal = fleet.authenticate(conn, form.get("api_key", "").strip())
+    except Unauthorized as exc:
+        return _render(request, "login.html", None, status_code=401, next=target, error=exc.detail)
+    request.session.clear()
+    request.session["key_id"] = principal.key_id
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request) -> RedirectResponse:
+    """Forget the session."""
+    request.session.clear()
+    return RedirectResponse("/dashboard/login", status_code=303)
+
+
+# --- fleet overview --------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def overview(
+    request: Request,
+    conn: Conn,
+    viewer: PageViewer,
+    customer_id: Annotated[int | None, Query(ge=1)] = None,
+    site_id: Annotated[int | None, Query(ge=1)] = None,
+    kind: KindName | None = None,
+    health: Health | None = None,
+    sort: SortKey = "due",
+    desc: bool = False,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> HTMLResponse:
+    """Assets by health per customer and site, and the asset list sorted by due date."""
+    filters = service.OverviewFilters(
+        customer_id=customer_id,
+        site_id=site_id,
+        kind=kind,
+        health=health,
+        sort=sort,
+        descending=desc,
+        offset=offset,
+    )
+    windows = service.health_windows(_settings(request), _clock(request).now())
+    counts, page = service.fleet_overview(conn, viewer, windows, filters)
+    params = {
+        k: v
+        for k, v in {
+            "customer_id": customer_id,
+            "site_id": site_id,
+            "kind": kind,
+            "health": health,
+            "sort": sort,
+            "desc": "true" if desc else None,
+        }.items()
+        if v is not None
+    }
+
+    def link(**changes: Any) -> str:
+        merged = {k: v for k, v in (params | changes).items() if v is not None}
+        return "/dashboard" + ("?" + urlencode(merged) if merged else "")
+
+    template = "_overview.html" if _is_fragment(request) else "overview.html"
+    return _render(
+        request,
+        template,
+        viewer,
+        counts=counts,
+        by_site=service.counts_by_site(viewer, filters),
+        page=page,
+        filters=filters,
+        healths=HEALTHS,
+        link=link,
+        self_url=link(offset=offset or None),
+        windows=windows,
+    )
+
+
+# --- asset -----------------------------------------------------------------------------------
+
+
+@router.get("/assets/{asset_id}", response_class=HTMLResponse)
+def asset_page(request: Request, asset_id: int, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+    """One asset: predictions, telemetry charts and RUL over time (data embedded)."""
+    now = _clock(request).now()
+    windows = service.health_windows(_settings(request), now)
+    try:
+        detail = service.asset_detail(conn, viewer, windows, asset_id)
+    except NotFound as exc:
+        return _not_found(request, viewer, exc)
+    t_start, t_stop = service.resolve_range(now, None, None, None, service.DEFAULT_TELEMETRY_RANGE)
+    r_start, r_stop = service.resolve_range(now, None, None, None, service.DEFAULT_RUL_RANGE)
+    telemetry = service.telemetry_series(conn, viewer, asset_id, t_start, t_stop)
+    rul = service.rul_series(conn, viewer, asset_id, r_start, r_stop)
+    return _render(
+        request,
+        "asset.html",
+        viewer,
+        detail=detail,
+        ranges=list(service.RANGES),
+        telemetry_range=service.DEFAULT_TELEMETRY_RANGE,
+        rul_range=service.DEFAULT_RUL_RANGE,
+        telemetry_json=_script_json(telemetry.model_dump_json()),
+        rul_json=_script_json(rul.model_dump_json()),
+    )
+
+
+@router.get("/assets/{asset_id}/predictions", response_class=HTMLResponse)
+def asset_predictions(
+    request: Request, asset_id: int, conn: Conn, viewer: PageViewer
+) -> HTMLResponse:
+    """The latest-predictions panel of an asset (refreshed live)."""
+    try:
+        detail = service.asset_detail(
+            conn,
+            viewer,
+            service.health_windows(_settings(request), _clock(request).now()),
+            asset_id,
+        )
+    except NotFound as exc:
+        return _not_found(request, viewer, exc)
+    return _render(request, "_predictions.html", viewer, detail=detail)
+
+
+ChartRange = Annotated[str | None, Query(alias="range", description="6h, 24h, 7d, 30d, ...")]
+
+
+@router.get("/assets/{asset_id}/telemetry.json")
+def asset_telemetry(
+    request: Request,
+    asset_id: int,
+    conn: Conn,
+    viewer: DataViewer,
+    range_name: ChartRange = None,
+    start: datetime | None = None,
+    stop: datetime | None = None,
+    metric_id: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    """Telemetry of an asset, downsampled to at most 1,000 points per metric."""
+    begin, end = service.resolve_range(
+        _clock(request).now(), range_name, start, stop, service.DEFAULT_TELEMETRY_RANGE
+    )
+    data = service.telemetry_series(conn, viewer, asset_id, begin, end, metric_id)
+    return Response(data.model_dump_json(), media_type="application/json")
+
+
+@router.get("/assets/{asset_id}/rul.json")
+def asset_rul(
+    request: Request,
+    asset_id: int,
+    conn: Conn,
+    viewer: DataViewer,
+    range_name: ChartRange = None,
+    start: datetime | None = None,
+    stop: datetime | None = None,
+) -> Response:
+    """Predicted RUL of an asset's components with their intervals, downsampled."""
+    begin, end = service.resolve_range(
+        _clock(request).now(), range_name, start, stop, service.DEFAULT_RUL_RANGE
+    )
+    data = service.rul_series(conn, viewer, asset_id, begin, end)
+    return Response(data.model_dump_json(), media_type="application/json")
+
+
+# --- ingest health, models -------------------------------------------------------------------
+
+
+@router.get("/ingest", response_class=HTMLResponse)
+def ingest_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+    """Readings per second, freshness, and quarantine by reason with samples."""
+    now = _clock(request).now()
+    health = service.ingest_health(conn, viewer, now)
+    return _render(request, "ingest.html", viewer, ingest=health, window=service.QUARANTINE_WINDOW)
+
+
+@router.get("/ingest/hourly", response_class=HTMLResponse)
+def ingest_hourly(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+    """Readings per hour over the last day (loaded after the page: it sums the rollup)."""
+    hourly = service.readings_per_hour(conn, viewer, _clock(request).now())
+    return _render(request, "_ingest_hourly.html", viewer, hourly=hourly)
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+    """Registered wear-model versions and their held-out metrics."""
+    return _render(request, "models.html", viewer, versions=service.model_versions(conn))
+
+
+# --- live ------------------------------------------------------------------------------------
+
+
+def _stream_principal(request: Request) -> Principal | None:
+    # A short connection of its own: the stream must not hold a pooled connection for hours.
+    with get_pool(request).connection() as conn:
+        return _principal(request, conn)
+
+
+@router.get("/live")
+async def live(request: Request) -> StreamingResponse:
+    """Server-sent events: ``prediction`` and ``event`` messages of the caller's scope."""
+    principal = await run_in_threadpool(_stream_principal, request)
+    if principal is None:
+        raise Unauthorized("sign in at /dashboard/login or send an API key")
+    hub: LiveHub = request.app.state.dashboard_live
+    sub = hub.subscribe(principal.scope)
+    await run_in_threadpool(hub.listening.wait, 5.0)
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            yield "retry: 3000\n: connected\n\n"
+            yield "event: ready\ndata: {}\n\n"
+            while True:
+                if sub.dropped:
+                    dropped, sub.dropped = sub.dropped, 0
+                    yield resync_message(dropped).encode()
+                try:
+                    message = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_S)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield ": keepalive\n\n"
+                    continue
+                yield message.encode()
+        finally:
+            hub.unsubscribe(sub)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+# --- template helpers ------------------------------------------------------------------------
+
+
+def _script_json(text: str) -> str:
+    """JSON that is safe inside <script type="application/json"> (no closing tag)."""
+    return text.replace("</", "<\\/")
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _relative(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return "—"
+    delta = value - now
+    seconds = abs(delta.total_seconds())
+    if seconds < 90:
+        text = f"{int(seconds)} s"
+    elif seconds < 90 * 60:
+        text = f"{int(seconds // 60)} min"
+    elif seconds < 48 * 3600:
+        text = f"{seconds / 3600:.0f} h"
+    else:
+        text = f"{seconds / 86400:.0f} d"
+    return f"in {text}" if delta > timedelta(0) else f"{text} ago"
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["relative"] = _relative
+templates.env.filters["number"] = _number
