@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Annotated, Any
@@ -183,12 +184,23 @@ def keys_create(
 def up(
     port: Annotated[int | None, typer.Option(help="API port")] = None,
     host: Annotated[str | None, typer.Option(help="API bind address")] = None,
+    api_only: Annotated[
+        bool, typer.Option("--api-only", help="serve the API only: no workers, no simulation")
+    ] = False,
+    speedup: Annotated[
+        float, typer.Option(min=1, max=1e7, help="simulated seconds per real second")
+    ] = 20_000.0,
+    history: Annotated[
+        int, typer.Option(min=1, max=1000, help="lifetimes per kind to train on (first run)")
+    ] = 30,
 ) -> None:
-    """Run everything on this machine: services, migrations, demo data, the API.
+    """Run the whole loop on this machine: services, migrations, demo customers, simulated
+    fleets, ingest, scoring, the policy, webhooks to a demo receiver, a technician, the API
+    and dashboard.
 
     Uses FLEETCARE_DATABASE_URL / FLEETCARE_MQTT_URL when set; otherwise the local
-    PostgreSQL and our own no-drop Mosquitto, or embedded ones. Ctrl-C or SIGTERM stops
-    everything it started.
+    PostgreSQL and our own no-drop Mosquitto, or embedded ones. When no wear model is active
+    yet, it first simulates histories and trains. Ctrl-C or SIGTERM stops everything.
     """
     import uvicorn
 
@@ -199,14 +211,19 @@ def up(
     settings = _settings()
     exit_on_sigterm()
     try:
-        with running_services(settings) as services:
+        with running_services(settings) as services, contextlib.ExitStack() as workers:
             typer.echo(f"fleetcare: {services.describe()}")
             chosen, applied = apply_and_sync(services.database_url)
             typer.echo(f"fleetcare: storage path {chosen}; {len(applied)} migration(s) applied")
             demo = seed_demo(services.database_url, settings.data_dir) if settings.demo else None
             bind_host, bind_port = host or settings.api_host, port or settings.api_port
             base = f"http://{bind_host}:{bind_port}"
+            if not api_only:
+                receiver = _start_loop(settings, services, workers, speedup, history)
+                typer.echo(f"fleetcare: demo webhook receiver on {receiver}")
+                typer.echo(f"fleetcare: worker logs in {settings.data_dir.resolve() / 'logs'}")
             typer.echo(f"fleetcare: API on {base}  (docs {base}/docs, health {base}/healthz)")
+            typer.echo(f"fleetcare: dashboard on {base}/dashboard")
             if demo:
                 typer.echo(f"fleetcare: demo keys in {demo}")
             application = create_app(settings, services.database_url)
@@ -219,9 +236,85 @@ def up(
             )
     except FleetcareError as exc:
         raise fail(exc.detail) from exc
+    except RuntimeError as exc:
+        raise fail(str(exc)) from exc
     except (KeyboardInterrupt, SystemExit):
         pass  # Ctrl-C or SIGTERM: everything started above has been stopped by now
     typer.echo("fleetcare: stopped")
+
+
+def _start_loop(
+    settings: Settings,
+    services: Any,
+    workers: contextlib.ExitStack,
+    speedup: float,
+    history: int,
+) -> str:
+    """Train when needed, register the demo fleets, then start every worker; return the
+    demo receiver's URL. Everything started is stopped when ``workers`` closes."""
+    import threading
+
+    from models.repository import active_version_ids
+
+    from fleetcare.clock import SystemClock
+    from fleetcare.db import connect
+    from fleetcare.demo import DEMO_FLEETS, prepare_loop
+    from fleetcare.kinds import KINDS
+    from fleetcare.loop import Supervisor, child_env, watch
+    from fleetcare.services import free_port, wait_for_port
+    from simulators.courier import Courier
+
+    data_dir = settings.data_dir.resolve()
+    env = child_env(
+        services.database_url, services.mqtt_url, data_dir, FLEETCARE_WEBHOOKS_ALLOW_PRIVATE="true"
+    )
+    supervisor = Supervisor(env, data_dir / "logs")
+    stop = threading.Event()
+    workers.callback(supervisor.stop)
+    workers.callback(stop.set)
+
+    with connect(services.database_url) as conn:
+        active = active_version_ids(conn)
+    missing = [k for k in KINDS if k not in active]
+    if missing:
+        typer.echo(
+            f"fleetcare: no active model for {', '.join(missing)}: simulating "
+            f"{history} lifetimes per kind, then training (first run only)"
+        )
+        supervisor.run_step(
+            "history", "simulate", "--customer", "history-lab", "--tires", "6",
+            "--elevators", "3", "--engines", "2", "--history", str(history), "--duration", "0",
+        )  # fmt: skip
+        for kind in missing:
+            supervisor.run_step(f"train {kind}", "models", "train", "--kind", kind)
+    for fleet in DEMO_FLEETS:
+        supervisor.run_step(f"register {fleet.customer}", "simulate", *fleet.simulate_args(),
+                            "--duration", "0")  # fmt: skip
+
+    receiver_port = free_port()
+    receiver_url = f"http://127.0.0.1:{receiver_port}"
+    receiver = supervisor.start(
+        "demo-receiver",
+        argv=[sys.executable, "-m", "uvicorn", "--factory", "api.demo_receiver:app_from_env",
+              "--host", "127.0.0.1", "--port", str(receiver_port), "--log-level", "warning"],
+    )  # fmt: skip
+    wait_for_port("127.0.0.1", receiver_port, 30, receiver.proc, "demo receiver")
+    prepare_loop(services.database_url, data_dir, receiver_url, SystemClock())
+
+    supervisor.start("ingest", "ingest")
+    supervisor.start("score", "score")
+    supervisor.start("dispatch", "dispatch")
+    supervisor.start("webhooks", "webhooks")
+    for fleet in DEMO_FLEETS:
+        supervisor.start(
+            f"simulate-{fleet.customer}", "simulate", *fleet.simulate_args(),
+            "--speedup", str(speedup), "--technician",
+        )  # fmt: skip
+    courier = Courier(services.database_url, SystemClock(), speedup)
+    for target in (lambda: courier.run(stop), lambda: watch(supervisor, stop)):
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+    return receiver_url
 
 
 def main() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcare.clock import Clock
 from fleetcare.db import connect
 from fleetcare.fleet import repository as fleet_repo
 from fleetcare.fleet import service as fleet
@@ -66,3 +68,98 @@ def seed_demo(database_url: str, data_dir: Path) -> Path:
     with os.fdopen(fd, "w") as fh:
         json.dump(keys, fh, indent=2)
     return keys_file
+
+
+@dataclass(frozen=True)
+class DemoFleet:
+    """A simulated fleet of a demo customer and the plan its sites subscribe to."""
+
+    customer: str
+    plan_code: str
+    tires: int = 0
+    elevators: int = 0
+    engines: int = 0
+    seed: int = 1
+
+    def simulate_args(self) -> list[str]:
+        return [
+            "--customer", self.customer, "--tires", str(self.tires), "--elevators",
+            str(self.elevators), "--engines", str(self.engines), "--seed", str(self.seed),
+        ]  # fmt: skip
+
+
+DEMO_FLEETS = (
+    DemoFleet("acme-logistics", "proactive", tires=12, engines=4, seed=1),
+    DemoFleet("skyline-buildings", "full-service-elevator", elevators=6, seed=2),
+)
+DEMO_DEPOT = ("CENTRAL", "Central parts depot", 50.85, 4.35)
+
+
+def prepare_loop(
+    database_url: str, data_dir: Path, receiver_url: str, clock: Clock
+) -> dict[str, str]:
+    """After the fleets are registered: subscribe their sites, stock a depot, and point each
+    demo customer's webhooks at the demo receiver. Idempotent. Returns receiver secrets."""
+    from maintenance.logistics import service as logistics
+    from maintenance.logistics.schemas import DepotCreate, StockSet
+    from maintenance.plans import service as plans
+    from maintenance.subscriptions import service as subscriptions
+    from maintenance.subscriptions.schemas import SubscriptionCreate
+    from maintenance.webhooks import service as webhooks
+    from maintenance.webhooks.schemas import EndpointCreate
+
+    secrets_file = data_dir.resolve() / "demo-webhook-secrets.json"
+    secrets: dict[str, str] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
+    operator = Principal(key_id=0, role="operator")
+    with connect(database_url) as conn:
+        with conn.transaction():
+            plan_list, _ = plans.list_plans(conn, after=None, limit=100)
+            by_code = {p.code: p for p in plan_list}
+            depots, _ = logistics.list_depots(conn, after=None, limit=100)
+            depot = next((d for d in depots if d.code == DEMO_DEPOT[0]), None)
+            if depot is None:
+                code, name, lat, lon = DEMO_DEPOT
+                depot = logistics.create_depot(
+                    conn, operator, DepotCreate(code=code, name=name, latitude=lat, longitude=lon)
+                )
+                parts, _ = logistics.list_parts(
+                    conn, kind=None, component=None, after=None, limit=100
+                )
+                for part in parts:
+                    stock = StockSet(on_hand=500, shipping_days=2)
+                    logistics.set_stock(conn, operator, depot.id, part.id, stock)
+        for demo in DEMO_FLEETS:
+            with conn.transaction():
+                customer = fleet_repo.find_customer_by_slug(conn, demo.customer)
+                if customer is None:
+                    continue
+                owner = Principal(key_id=0, role="operator")
+                existing, _ = subscriptions.list_subscriptions(
+                    conn, owner, clock, customer_id=customer.id, status=None, after=None,
+                    limit=500,
+                )  # fmt: skip
+                covered = {s.site_id for s in existing if s.site_id is not None}
+                sites, _ = fleet.list_sites(
+                    conn, owner, customer_id=customer.id, after=None, limit=500
+                )
+                for site in sites:
+                    if site.id in covered:
+                        continue
+                    subscriptions.create_subscription(
+                        conn, owner,
+                        SubscriptionCreate(customer_id=customer.id, plan_id=by_code[
+                            demo.plan_code].id, scope="site", site_id=site.id),
+                        clock,
+                    )  # fmt: skip
+                if demo.customer not in secrets:
+                    endpoint = webhooks.create_endpoint(
+                        conn, owner,
+                        EndpointCreate(customer_id=customer.id, url=f"{receiver_url}/hooks/"
+                                       f"{demo.customer}", description="demo receiver"),
+                        allow_private=True,
+                    )  # fmt: skip
+                    secrets[demo.customer] = endpoint.secret
+    fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(secrets, fh, indent=2)
+    return secrets
