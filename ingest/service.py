@@ -116,14 +116,7 @@ def update_device(conn: Conn, principal: Principal, device_id: int, body: Device
 
 def retire_device(conn: Conn, principal: Principal, device_id: int) -> Device:
     """Retire a device: the broker config drops it and ingest refuses its readings."""
-    current = get_device(conn, principal, device_id)
-    if current.retired_at is not None:
-        return current
-    row = fleet_repo.update_row(
-        conn, "devices", Device, current.id, {}, extra_sets=["retired_at = now()"]
-    )
-    assert row is not None
-    return row
+    return fleet.retire_scoped(conn, principal, "devices", Device, device_id, "device")
 
 
 # --- broker credentials ----------------------------------------------------------------------

@@ -122,6 +122,28 @@ def _get(
     return row
 
 
+def retire_scoped(
+    conn: Conn,
+    principal: Principal,
+    table: str,
+    row_type: type[R],
+    row_id: int,
+    label: str,
+    *,
+    scope_column: str = "customer_id",
+) -> R:
+    """Mark a row the caller may see as retired (once); its history stays."""
+    current = _get(
+        conn, principal, table, row_type, row_id, label, scope_column=scope_column,
+        for_update=True,
+    )  # fmt: skip
+    if getattr(current, "retired_at", None) is not None:
+        return current
+    row = repo.update_row(conn, table, row_type, row_id, {}, extra_sets=["retired_at = now()"])
+    assert row is not None
+    return row
+
+
 # --- customers -----------------------------------------------------------------------------
 
 
@@ -180,23 +202,9 @@ def update_customer(
 def retire_customer(conn: Conn, principal: Principal, customer_id: int) -> Customer:
     """Retire a customer: its keys stop working; its history stays."""
     require_operator(principal)
-    current = _get(
-        conn,
-        principal,
-        "customers",
-        Customer,
-        customer_id,
-        "customer",
-        scope_column="id",
-        for_update=True,
+    return retire_scoped(
+        conn, principal, "customers", Customer, customer_id, "customer", scope_column="id"
     )
-    if current.retired_at is not None:
-        return current
-    row = repo.update_row(
-        conn, "customers", Customer, current.id, {}, extra_sets=["retired_at = now()"]
-    )
-    assert row is not None
-    return row
 
 
 # --- sites -----------------------------------------------------------------------------------
@@ -249,12 +257,7 @@ def update_site(conn: Conn, principal: Principal, site_id: int, body: SiteUpdate
 
 def retire_site(conn: Conn, principal: Principal, site_id: int) -> Site:
     """Retire a site; its assets keep their history."""
-    current = _get(conn, principal, "sites", Site, site_id, "site", for_update=True)
-    if current.retired_at is not None:
-        return current
-    row = repo.update_row(conn, "sites", Site, current.id, {}, extra_sets=["retired_at = now()"])
-    assert row is not None
-    return row
+    return retire_scoped(conn, principal, "sites", Site, site_id, "site")
 
 
 # --- assets ----------------------------------------------------------------------------------
@@ -337,12 +340,7 @@ def update_asset(conn: Conn, principal: Principal, asset_id: int, body: AssetUpd
 
 def retire_asset(conn: Conn, principal: Principal, asset_id: int) -> Asset:
     """Retire an asset: no more telemetry is accepted for it; history stays."""
-    current = _get(conn, principal, "assets", Asset, asset_id, "asset", for_update=True)
-    if current.retired_at is not None:
-        return current
-    row = repo.update_row(conn, "assets", Asset, current.id, {}, extra_sets=["retired_at = now()"])
-    assert row is not None
-    return row
+    return retire_scoped(conn, principal, "assets", Asset, asset_id, "asset")
 
 
 # --- API keys --------------------------------------------------------------------------------
