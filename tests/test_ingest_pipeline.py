@@ -217,3 +217,16 @@ def test_storing_in_the_callers_transaction_never_commits(
     assert store_messages(conn, [msg], limits=limits, clock=ManualClock(NOW)).stored == 1
     conn.rollback()
     assert telemetry_rows(conn) == []
+
+
+def test_the_same_reading_twice_in_one_batch_is_stored_once(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    t = topic(limits.topic_root, small.device_a)
+    msg = raw(t, reading(small.tires[0], "2026-11-26T09:59:00Z", pressure_kpa=800))
+    result = store_messages(conn, [msg, msg], limits=limits, clock=ManualClock(NOW))
+    assert (result.stored, result.duplicates) == (1, 1)
+    # the fast path's failed COPY left the transaction usable
+    assert store_messages(conn, [msg], limits=limits, clock=ManualClock(NOW)).duplicates == 1
+    conn.commit()
+    assert len(telemetry_rows(conn)) == 1
