@@ -357,7 +357,14 @@ class IngestWorker:
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
-        if self._db is not None:
+        self.stats.connected = False
+        if self._db is not None and not (self._writer and self._writer.is_alive()):
+            try:  # best effort: tell the status row we are gone
+                self._last_status = 0.0
+                with self._db.transaction():
+                    self._write_status(self._db, None)
+            except psycopg.Error:
+                pass
             self._db.close()
             self._db = None
 
@@ -472,20 +479,30 @@ class IngestWorker:
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():
-            batch = self._collect()
-            if not batch:
-                self._heartbeat_when_due()
-                continue
-            self._waiting_logged = False
-            result = self._store_with_retry(batch)
-            if result is None:  # stopping before the batch could commit: nothing acknowledged
-                return
-            self._acknowledge(batch)
-            oldest = min(m.received_at for m in batch)
-            lag = (self.clock.now() - oldest).total_seconds()
-            self.stats.record_batch(result, lag)
-            if self.on_batch is not None:
-                self.on_batch(result)
+            try:
+                if not self._write_one_batch():
+                    return
+            except Exception:  # never let the writer die: what was not acked is redelivered
+                log.exception("ingest writer: unexpected error; carrying on")
+                self._stop.wait(self.config.retry_initial_s)
+
+    def _write_one_batch(self) -> bool:
+        """Collect, store, commit, acknowledge one batch; False when stopping."""
+        batch = self._collect()
+        if not batch:
+            self._heartbeat_when_due()
+            return True
+        self._waiting_logged = False
+        result = self._store_with_retry(batch)
+        if result is None:  # stopping before the batch could commit: nothing acknowledged
+            return False
+        self._acknowledge(batch)
+        oldest = min(m.received_at for m in batch)
+        lag = (self.clock.now() - oldest).total_seconds()
+        self.stats.record_batch(result, lag)
+        if self.on_batch is not None:
+            self.on_batch(result)
+        return True
 
     def _database(self) -> psycopg.Connection[Any]:
         if self._db is None or self._db.closed or self._db.broken:
