@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers, install_fallback_handlers
-from api.routes import devices, fleet, health
+from api.routes import devices, fleet, health, logistics, maintenance, subscriptions
 from api.routes import ingest as ingest_routes
 from fleetcare.db import open_pool
 from fleetcare.settings import Settings
@@ -41,4 +41,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(fleet.router)
     app.include_router(devices.router)
     app.include_router(ingest_routes.router)
+    app.include_router(subscriptions.router)
+    app.include_router(maintenance.router)
+    app.include_router(logistics.router)
     return app

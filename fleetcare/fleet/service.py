@@ -69,7 +69,12 @@ def authenticate(conn: Conn, key: str | None) -> Principal:
     record = repo.find_api_key(conn, hash_api_key(key))
     if record is None:
         raise Unauthorized("unknown or revoked API key")
-    return Principal(key_id=record.id, role=record.role, customer_id=record.customer_id)
+    return Principal(
+        key_id=record.id,
+        role=record.role,
+        customer_id=record.customer_id,
+        partner_id=record.partner_id,
+    )
 
 
 def require_operator(principal: Principal) -> None:
@@ -80,6 +85,8 @@ def require_operator(principal: Principal) -> None:
 
 def owner_for(principal: Principal, requested: int | None) -> int:
     """The customer a new object belongs to: the caller's own, or the operator's choice."""
+    if principal.role == "partner":
+        raise Forbidden("a partner key cannot create customer objects")
     if principal.scope is not None:
         if requested is not None and requested != principal.scope:
             # Naming another customer is the same as naming one that does not exist.
@@ -341,9 +348,21 @@ def retire_asset(conn: Conn, principal: Principal, asset_id: int) -> Asset:
 # --- API keys --------------------------------------------------------------------------------
 
 
-def issue_api_key(conn: Conn, *, role: str, customer_id: int | None, name: str = "") -> NewApiKey:
+def issue_api_key(
+    conn: Conn,
+    *,
+    role: str,
+    customer_id: int | None,
+    name: str = "",
+    partner_id: int | None = None,
+) -> NewApiKey:
     """Create a key and return it whole, once; only its hash is stored."""
-    if (role == "operator") != (customer_id is None):
+    if role == "partner":
+        if partner_id is None or customer_id is not None:
+            raise Invalid("partner keys belong to a partner, not to a customer")
+    elif partner_id is not None:
+        raise Invalid("only partner keys belong to a partner")
+    elif (role == "operator") != (customer_id is None):
         raise Invalid("operator keys have no customer; customer and technician keys need one")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with translate_integrity_errors("API key"), conn.transaction():
@@ -354,6 +373,7 @@ def issue_api_key(conn: Conn, *, role: str, customer_id: int | None, name: str =
             role=role,
             customer_id=customer_id,
             name=name,
+            partner_id=partner_id,
         )
     return NewApiKey(**record.model_dump(), key=key)
 
@@ -363,8 +383,10 @@ def create_api_key(conn: Conn, principal: Principal, body: ApiKeyCreate) -> NewA
     if body.role == "operator":
         require_operator(principal)
         return issue_api_key(conn, role="operator", customer_id=None, name=body.name)
-    if principal.role == "technician":
-        raise Forbidden("a technician key cannot create keys")
+    if principal.role in ("technician", "partner"):
+        raise Forbidden(f"a {principal.role} key cannot create keys")
+    if body.role == "partner":
+        raise Invalid("partner keys are created with POST /v1/partners/{id}/api-keys")
     owner = owner_for(principal, body.customer_id)
     customer = get_customer(conn, principal, owner)
     if customer.retired_at is not None:
@@ -376,8 +398,8 @@ def list_api_keys(
     conn: Conn, principal: Principal, *, after: int | None, limit: int
 ) -> tuple[list[ApiKey], int | None]:
     """Keys visible to the caller (never their secrets)."""
-    if principal.role == "technician":
-        raise Forbidden("a technician key cannot list keys")
+    if principal.role in ("technician", "partner"):
+        raise Forbidden(f"a {principal.role} key cannot list keys")
     rows, nxt = repo.fetch_page(
         conn,
         "api_keys",
@@ -390,10 +412,17 @@ def list_api_keys(
     return rows, nxt
 
 
+def get_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
+    """A key the caller may see (never its secret)."""
+    if principal.role == "technician":
+        raise Forbidden("a technician key cannot read keys")
+    return _get(conn, principal, "api_keys", ApiKey, key_id, "API key")
+
+
 def revoke_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
     """Revoke a key; it stops working at once."""
-    if principal.role == "technician":
-        raise Forbidden("a technician key cannot revoke keys")
+    if principal.role in ("technician", "partner"):
+        raise Forbidden(f"a {principal.role} key cannot revoke keys")
     current = _get(conn, principal, "api_keys", ApiKey, key_id, "API key", for_update=True)
     if current.revoked_at is not None:
         return current

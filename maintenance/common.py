@@ -1,0 +1,41 @@
+"""Shared helpers of the maintenance domains: caller checks and scoping rules.
+
+Services never open or commit transactions of their own: they write, emit their events into
+the caller's transaction (outbox), and raise typed errors; the owner (request, worker job)
+commits or rolls back everything together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection
+
+from fleetcare.errors import Forbidden
+from fleetcare.fleet.schemas import Principal
+
+Conn = Connection[Any]
+
+OPEN_ORDER_STATUSES = ("raised", "scheduled", "in_progress")
+
+
+def require_operator(principal: Principal) -> None:
+    """Forbidden unless the caller is the operator."""
+    if principal.role != "operator":
+        raise Forbidden("only the operator may do this")
+
+
+def require_customer_side(principal: Principal) -> None:
+    """Forbidden for technician and partner keys (customer or operator keys only)."""
+    if principal.role in ("technician", "partner"):
+        raise Forbidden(f"a {principal.role} key cannot do this")
+
+
+def customer_scope(principal: Principal) -> int | None:
+    """The customer the caller is confined to (None: the operator sees all)."""
+    return principal.scope
+
+
+def subject(kind: str, object_id: int) -> str:
+    """The event subject naming an object, e.g. ``order:42``."""
+    return f"{kind}:{object_id}"

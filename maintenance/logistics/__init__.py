@@ -1,0 +1,1 @@
+"""Parts, depots, inventory, reservations, shipments and replenishment."""

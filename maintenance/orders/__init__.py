@@ -1,0 +1,1 @@
+"""Maintenance orders: lifecycle, completion (renewal, recorded lives), failures."""

@@ -1,0 +1,161 @@
+"""Records of maintenance orders, failure reports and missed predictions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from fleetcare.fleet.schemas import Strict
+from maintenance.logistics.schemas import Shipment
+
+OrderStatus = Literal["raised", "scheduled", "in_progress", "completed", "cancelled"]
+Priority = Literal["low", "normal", "high", "urgent"]
+Reason = Literal["predicted", "anomaly", "manual", "failure"]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("needs a time zone (e.g. 2026-11-26T10:00:00Z)")
+    return value
+
+
+class Order(BaseModel):
+    id: int
+    customer_id: int
+    asset_id: int
+    component: str
+    subscription_id: int | None
+    plan_id: int | None
+    status: str
+    priority: str
+    reason: str
+    due_at: datetime
+    sla_deadline: datetime | None
+    prediction_time: datetime | None
+    at_risk: bool
+    at_risk_reason: str | None
+    parts_included: bool
+    labour_included: bool
+    partner_id: int | None
+    scheduled_for: datetime | None
+    notes: str
+    cancel_reason: str | None
+    raised_at: datetime
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    updated_at: datetime
+
+
+class OrderPart(BaseModel):
+    order_id: int
+    part_id: int
+    quantity: int
+    price_minor: int
+    currency: str
+    billable: bool
+
+
+class OrderDetail(Order):
+    """An order with its shipments and, once completed, the parts used."""
+
+    shipments: list[Shipment] = Field(default_factory=list)
+    parts_used: list[OrderPart] = Field(default_factory=list)
+
+
+class OrderCreate(Strict):
+    """A manual order."""
+
+    asset_id: int
+    component: str = Field(min_length=1, max_length=100)
+    due_at: datetime
+    priority: Priority = "normal"
+    notes: str = Field(default="", max_length=4000)
+    ship_parts: bool = Field(default=True, description="reserve and ship the part now")
+
+    _due_aware = field_validator("due_at")(_aware)
+
+
+class ScheduleRequest(Strict):
+    scheduled_for: datetime
+    notes: str | None = Field(default=None, max_length=4000)
+
+    _aware = field_validator("scheduled_for")(_aware)
+
+
+class PartUse(Strict):
+    sku: str = Field(min_length=1, max_length=100)
+    quantity: int = Field(default=1, gt=0, le=1000)
+
+
+class CompleteRequest(Strict):
+    parts_used: list[PartUse] | None = Field(
+        default=None, description="default: the parts shipped for the order"
+    )
+    usage_at_end: float | None = Field(
+        default=None, ge=0, description="the usage counter at replacement, in life units"
+    )
+    notes: str | None = Field(default=None, max_length=4000)
+
+
+class CancelOrder(Strict):
+    reason: str = Field(default="", max_length=1000)
+
+
+class FailureCreate(Strict):
+    asset_id: int
+    component: str = Field(min_length=1, max_length=100)
+    failed_at: datetime | None = Field(default=None, description="default: now")
+    description: str = Field(default="", max_length=4000)
+
+    _aware = field_validator("failed_at")(_aware)
+
+
+class FailureReport(BaseModel):
+    id: int
+    customer_id: int
+    asset_id: int
+    component: str
+    failed_at: datetime
+    description: str
+    order_id: int | None
+    missed: bool
+    created_at: datetime
+
+
+class MissedPrediction(BaseModel):
+    id: int
+    failure_report_id: int
+    customer_id: int
+    asset_id: int
+    component: str
+    failed_at: datetime
+    last_prediction_time: datetime | None
+    last_due_at_conservative: datetime | None
+    last_failure_probability: float | None
+    created_at: datetime
+
+
+class AssetContext(BaseModel):
+    """What orders and the policy need to know about an asset and its site."""
+
+    id: int
+    customer_id: int
+    site_id: int | None
+    kind: str
+    ref: str
+    installed_at: datetime
+    renewed_at: datetime
+    usage_counter: float | None
+    retired_at: datetime | None
+    latitude: float | None
+    longitude: float | None
+
+
+class LastPrediction(BaseModel):
+    time: datetime
+    due_at_conservative: datetime | None
+    failure_probability: float

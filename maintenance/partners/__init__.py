@@ -1,0 +1,1 @@
+"""Service partners: coverage of sites and regions, their keys and commissions."""

@@ -1,0 +1,1 @@
+"""Plans: what a subscription includes and what it costs."""

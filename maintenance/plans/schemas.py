@@ -1,0 +1,94 @@
+"""Records of plans and the entitlements they grant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fleetcare.fleet.schemas import KindName, Strict
+
+
+class Entitlements(BaseModel):
+    """What a subscription gives, from its plan and its overrides; the policy checks these."""
+
+    model_config = ConfigDict(frozen=True)
+
+    includes_alerts: bool
+    includes_orders: bool
+    includes_parts: bool
+    includes_labour: bool
+    order_lead_days: int
+    response_sla_hours: int
+    risk_threshold: float
+    anomaly_threshold: float | None
+
+
+class EntitlementOverrides(Strict):
+    """Per-subscription changes to what the plan includes; unset fields follow the plan."""
+
+    includes_alerts: bool | None = None
+    includes_orders: bool | None = None
+    includes_parts: bool | None = None
+    includes_labour: bool | None = None
+    order_lead_days: int | None = Field(default=None, ge=0, le=365)
+    response_sla_hours: int | None = Field(default=None, ge=1, le=8760)
+    risk_threshold: float | None = Field(default=None, gt=0, le=1)
+    anomaly_threshold: float | None = Field(default=None, gt=0)
+
+
+class PlanCreate(Strict):
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    kinds: list[KindName] = Field(min_length=1)
+    includes_alerts: bool = True
+    includes_orders: bool = False
+    includes_parts: bool = False
+    includes_labour: bool = False
+    order_lead_days: int = Field(default=14, ge=0, le=365)
+    response_sla_hours: int = Field(default=48, ge=1, le=8760)
+    risk_threshold: float = Field(default=0.5, gt=0, le=1)
+    anomaly_threshold: float | None = Field(default=None, gt=0)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    fee_per_asset_month_minor: int | None = Field(default=None, ge=0)
+    usage_price_minor: int | None = Field(default=None, ge=0)
+    usage_price_quantity: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PlanCreate:
+        if not (self.includes_alerts or self.includes_orders):
+            raise ValueError("a plan includes alerts, orders or both")
+        if (self.includes_parts or self.includes_labour) and not self.includes_orders:
+            raise ValueError("parts and labour come with orders: set includes_orders")
+        if self.fee_per_asset_month_minor is None and self.usage_price_minor is None:
+            raise ValueError("a plan has a fee per asset-month, a usage price, or both")
+        return self
+
+
+class Plan(BaseModel):
+    id: int
+    code: str
+    name: str
+    description: str
+    kinds: list[str]
+    includes_alerts: bool
+    includes_orders: bool
+    includes_parts: bool
+    includes_labour: bool
+    order_lead_days: int
+    response_sla_hours: int
+    risk_threshold: float
+    anomaly_threshold: float | None
+    currency: str
+    fee_per_asset_month_minor: int | None
+    usage_price_minor: int | None
+    usage_price_quantity: int
+    created_at: datetime
+    retired_at: datetime | None
+
+    def entitlements(self, overrides: dict[str, object] | None = None) -> Entitlements:
+        """The plan's entitlements with ``overrides`` applied."""
+        base = {name: getattr(self, name) for name in Entitlements.model_fields}
+        base.update({k: v for k, v in (overrides or {}).items() if k in base and v is not None})
+        return Entitlements.model_validate(base)

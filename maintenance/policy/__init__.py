@@ -1,0 +1,1 @@
+"""The policy that turns predictions into alerts, orders, reservations and shipments."""

@@ -1,0 +1,98 @@
+"""All SQL of the policy: its hysteresis state and its prediction queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import class_row
+
+from maintenance.common import Conn
+from maintenance.policy.schemas import PolicyState, Prediction, QueuedPrediction
+
+
+def get_prediction(conn: Conn, asset_id: int, component: str, time: datetime) -> Prediction | None:
+    """One prediction by its key."""
+    with conn.cursor(row_factory=class_row(Prediction)) as cur:
+        return cur.execute(
+            """
+            SELECT time, asset_id, component, model_version_id, rul, rul_low, rul_high,
+                   coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
+                   due_at, due_at_conservative
+              FROM predictions WHERE asset_id = %s AND component = %s AND time = %s
+            """,
+            (asset_id, component, time),
+        ).fetchone()
+
+
+def lock_state(conn: Conn, asset_id: int, component: str) -> PolicyState:
+    """The state of an asset's component, created when missing, row-locked."""
+    conn.execute(
+        "INSERT INTO policy_states (asset_id, component) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (asset_id, component),
+    )
+    with conn.cursor(row_factory=class_row(PolicyState)) as cur:
+        row = cur.execute(
+            "SELECT * FROM policy_states WHERE asset_id = %s AND component = %s FOR UPDATE",
+            (asset_id, component),
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def save_state(conn: Conn, asset_id: int, component: str, values: dict[str, Any]) -> None:
+    """Write the state's fields."""
+    conn.execute(
+        """
+        UPDATE policy_states SET state = %(state)s, entered_at = %(entered_at)s,
+               alerted_at = %(alerted_at)s, order_id = %(order_id)s,
+               last_prediction_time = %(last_prediction_time)s, updated_at = now()
+         WHERE asset_id = %(asset_id)s AND component = %(component)s
+        """,
+        {**values, "asset_id": asset_id, "component": component},
+    )
+
+
+def reset_state(conn: Conn, asset_id: int, component: str) -> None:
+    """Back to clear (a new life started)."""
+    conn.execute(
+        """
+        UPDATE policy_states SET state = 'clear', entered_at = NULL, alerted_at = NULL,
+               order_id = NULL, updated_at = now()
+         WHERE asset_id = %s AND component = %s
+        """,
+        (asset_id, component),
+    )
+
+
+def take_queued(conn: Conn, now: datetime, limit: int) -> list[QueuedPrediction]:
+    """Ready queue rows, locked; rows other dispatchers hold are skipped."""
+    with conn.cursor(row_factory=class_row(QueuedPrediction)) as cur:
+        return cur.execute(
+            """
+            SELECT id, asset_id, component, prediction_time, attempts FROM policy_queue
+             WHERE not_before IS NULL OR not_before <= %s
+             ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+            """,
+            (now, limit),
+        ).fetchall()
+
+
+def delete_queued(conn: Conn, queue_id: int) -> None:
+    """Done with a queue row."""
+    conn.execute("DELETE FROM policy_queue WHERE id = %s", (queue_id,))
+
+
+def postpone_queued(conn: Conn, queue_id: int, error: str, not_before: datetime) -> None:
+    """A failed attempt: remember why and retry later."""
+    conn.execute(
+        "UPDATE policy_queue SET attempts = attempts + 1, last_error = %s, not_before = %s"
+        " WHERE id = %s",
+        (error[:2000], not_before, queue_id),
+    )
+
+
+def queue_length(conn: Conn) -> int:
+    """How many predictions wait for the policy."""
+    row = conn.execute("SELECT count(*) FROM policy_queue").fetchone()
+    return int(row[0]) if row else 0

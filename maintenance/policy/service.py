@@ -1,0 +1,235 @@
+"""The policy: what each new prediction means for a subscribed asset. No SQL text, no HTTP.
+
+Rule: an asset covered by an entitled subscription enters the *due* state when the
+conservative due date (from the low end of the RUL interval) falls within the plan's lead
+time plus the part's shipping time from the nearest depot that has it, or when the failure
+probability reaches the plan's risk threshold (or the anomaly score its anomaly threshold).
+On entering, a plan with orders raises one order (parts reserved and shipped); an
+alerts-only plan emits ``prediction.alert``. It leaves *due* only when the prediction is
+comfortably clear again (exit thresholds wider than the enter ones), so a prediction that
+wobbles around the threshold does not flap.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import psycopg
+
+from fleetcare.clock import Clock
+from maintenance.common import Conn, subject
+from maintenance.events.service import emit
+from maintenance.logistics import service as logistics
+from maintenance.orders import repository as orders_repo
+from maintenance.orders import service as orders
+from maintenance.orders.schemas import AssetContext
+from maintenance.plans.schemas import Entitlements
+from maintenance.policy import repository as repo
+from maintenance.policy.schemas import Decision, PolicyState, Prediction
+from maintenance.subscriptions import service as subscriptions
+from maintenance.subscriptions.schemas import Coverage
+
+log = logging.getLogger(__name__)
+
+# Hysteresis: leave "due" only when the due date is this much beyond the window ...
+EXIT_MARGIN_FRACTION = 0.25
+EXIT_MARGIN_MIN_DAYS = 2.0
+# ... and risk and anomaly scores are below this fraction of their thresholds.
+EXIT_RATIO = 0.8
+# A failed queue row is retried after this long (times the attempts so far).
+RETRY_AFTER = timedelta(seconds=30)
+
+
+def window_days(conn: Conn, asset: AssetContext, component: str, ent: Entitlements) -> float:
+    """Lead time plus the part's shipping time from the nearest depot that has it, in days."""
+    if not ent.includes_orders:
+        return float(ent.order_lead_days)
+    part = logistics.part_for(conn, asset.kind, component)
+    if part is None:
+        return float(ent.order_lead_days)
+    options = logistics.supply_options(conn, part.id, asset.latitude, asset.longitude)
+    nearest = logistics.nearest_in_stock(options)
+    if nearest is not None:
+        shipping = nearest.shipping_days
+    else:  # nobody has it now: count the quickest depot that stocks it at all
+        shipping = min((o.shipping_days for o in options), default=0)
+    return float(ent.order_lead_days + shipping)
+
+
+def _days_left(prediction: Prediction, now: datetime) -> float | None:
+    if prediction.due_at_conservative is None:
+        return None
+    return (prediction.due_at_conservative - now).total_seconds() / 86_400
+
+
+def triggers(
+    prediction: Prediction, ent: Entitlements, window: float, now: datetime
+) -> tuple[list[str], bool]:
+    """(what puts it in the due state now, whether it is clear enough to leave it)."""
+    days_left = _days_left(prediction, now)
+    fired = []
+    if days_left is not None and days_left <= window:
+        fired.append("due_window")
+    if prediction.failure_probability >= ent.risk_threshold:
+        fired.append("risk")
+    anomaly = ent.anomaly_threshold
+    if anomaly is not None and prediction.anomaly_score >= anomaly:
+        fired.append("anomaly")
+    margin = max(EXIT_MARGIN_MIN_DAYS, window * EXIT_MARGIN_FRACTION)
+    clear = (
+        (days_left is None or days_left > window + margin)
+        and prediction.failure_probability < ent.risk_threshold * EXIT_RATIO
+        and (anomaly is None or prediction.anomaly_score < anomaly * EXIT_RATIO)
+    )
+    return fired, clear
+
+
+def _priority(days_left: float | None, window: float) -> str:
+    if days_left is None:
+        return "high"
+    if days_left <= 0:
+        return "urgent"
+    if days_left <= window / 2:
+        return "high"
+    return "normal"
+
+
+def _alert_payload(
+    asset: AssetContext,
+    prediction: Prediction,
+    coverage: Coverage,
+    fired: list[str],
+    window: float,
+) -> dict[str, object]:
+    return {
+        "asset_id": asset.id,
+        "asset_ref": asset.ref,
+        "component": prediction.component,
+        "subscription_id": coverage.subscription.id,
+        "plan": coverage.plan.code,
+        "triggers": fired,
+        "window_days": window,
+        "prediction": prediction.model_dump(mode="json"),
+    }
+
+
+def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decision:
+    """Apply the policy to one prediction inside the caller's transaction."""
+    asset = orders_repo.asset_context(conn, prediction.asset_id, customer_id=None)
+    if asset is None or asset.retired_at is not None:
+        return Decision("ignored", "asset unknown or retired")
+    if prediction.time < asset.renewed_at:
+        return Decision("stale", "the prediction is about a life that has ended")
+    now = clock.now()
+    coverage = subscriptions.coverage_for(conn, asset.id, now)
+    if coverage is None:
+        return Decision("no_subscription")
+    ent = coverage.entitlements
+    state = repo.lock_state(conn, asset.id, prediction.component)
+    if state.last_prediction_time is not None and prediction.time <= state.last_prediction_time:
+        return Decision("stale", "a newer prediction was already handled")
+    window = window_days(conn, asset, prediction.component, ent)
+    fired, clear = triggers(prediction, ent, window, now)
+    values = state.model_dump(include=set(PolicyState.model_fields) - {"updated_at"})
+    values["last_prediction_time"] = prediction.time
+    decision = Decision("held" if state.state == "due" else "clear")
+    if state.state == "clear" and fired:
+        values |= {"state": "due", "entered_at": now, "alerted_at": None, "order_id": None}
+    elif state.state == "due" and clear:
+        if state.alerted_at is not None:
+            emit(
+                conn,
+                "prediction.alert_cleared",
+                _alert_payload(asset, prediction, coverage, fired, window),
+                customer_id=asset.customer_id,
+                subject=subject("asset", asset.id),
+            )
+        values |= {"state": "clear", "entered_at": None, "alerted_at": None, "order_id": None}
+        decision = Decision("clear", "left the due state")
+    if values["state"] == "due":
+        decision = _act_while_due(conn, asset, prediction, coverage, fired, window, values, now)
+    repo.save_state(conn, asset.id, prediction.component, values)
+    return decision
+
+
+def _act_while_due(
+    conn: Conn,
+    asset: AssetContext,
+    prediction: Prediction,
+    coverage: Coverage,
+    fired: list[str],
+    window: float,
+    values: dict[str, object],
+    now: datetime,
+) -> Decision:
+    """In the due state: raise the order once (orders plans) or alert once (alerts only)."""
+    ent = coverage.entitlements
+    if ent.includes_orders:
+        if values["order_id"] is not None:
+            return Decision("held", "order already raised in this due period")
+        days_left = _days_left(prediction, now)
+        due_at = prediction.due_at_conservative or now + timedelta(days=window)
+        order = orders.raise_order(
+            conn,
+            asset=asset,
+            component=prediction.component,
+            reason="anomaly" if fired == ["anomaly"] else "predicted",
+            due_at=due_at,
+            priority=_priority(days_left, window),
+            now=now,
+            coverage=coverage,
+            prediction_time=prediction.time,
+            notes=f"raised by the policy ({', '.join(fired) or 'still due'})",
+        )
+        if order is None:
+            existing = orders_repo.open_order_for(conn, asset.id, prediction.component)
+            existing_id = existing.id if existing else None
+            values["order_id"] = existing_id
+            return Decision("exists", "an order is already open", existing_id)
+        values["order_id"] = order.id
+        return Decision("order", ", ".join(fired), order.id)
+    if ent.includes_alerts and values["alerted_at"] is None:
+        emit(
+            conn,
+            "prediction.alert",
+            _alert_payload(asset, prediction, coverage, fired, window),
+            customer_id=asset.customer_id,
+            subject=subject("asset", asset.id),
+        )
+        values["alerted_at"] = now
+        return Decision("alert", ", ".join(fired))
+    return Decision("held", "already alerted in this due period")
+
+
+def process_queue(conn: Conn, clock: Clock, *, limit: int = 50) -> int:
+    """Handle up to ``limit`` queued predictions in the caller's transaction; how many.
+
+    Rows are taken with FOR UPDATE SKIP LOCKED, so several dispatchers share the queue
+    without handling a prediction twice; each is handled in a savepoint so that one bad
+    prediction is retried later without blocking the rest.
+    """
+    jobs = repo.take_queued(conn, clock.now(), limit)
+    for job in jobs:
+        try:
+            with conn.transaction():
+                prediction = repo.get_prediction(
+                    conn, job.asset_id, job.component, job.prediction_time
+                )
+                if prediction is not None:
+                    decision = handle_prediction(conn, prediction, clock)
+                    log.debug("prediction %s/%s: %s", job.asset_id, job.component, decision)
+                repo.delete_queued(conn, job.id)
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            # Two batches locked the same rows in different orders: retry in the next batch.
+            log.info("policy retrying queue row %s: %s", job.id, exc)
+            repo.postpone_queued(conn, job.id, f"{type(exc).__name__}: {exc}", clock.now())
+        except Exception as exc:  # one bad prediction must not stop the dispatcher
+            log.warning("policy failed on queue row %s: %s", job.id, exc)
+            repo.postpone_queued(
+                conn,
+                job.id,
+                f"{type(exc).__name__}: {exc}",
+                clock.now() + RETRY_AFTER * (job.attempts + 1),
+            )
+    return len(jobs)

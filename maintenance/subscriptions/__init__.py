@@ -1,0 +1,1 @@
+"""Subscriptions: customer x plan x scope, their lifecycle, plan periods and entitlements."""

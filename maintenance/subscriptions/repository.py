@@ -1,0 +1,212 @@
+"""All SQL of subscriptions, plan periods and coverage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import class_row, dict_row, scalar_row
+
+from fleetcare.repository import fetch_one, fetch_page, insert_row, update_row
+from maintenance.common import Conn
+from maintenance.plans.schemas import Plan
+from maintenance.subscriptions.schemas import ENTITLED_STATUSES, PlanPeriod, Subscription
+
+__all__ = ["fetch_one", "fetch_page", "insert_row", "update_row"]
+
+
+def lock_subscription(conn: Conn, subscription_id: int, scope: int | None) -> Subscription | None:
+    """The subscription, row-locked, when within ``scope``."""
+    return fetch_one(
+        conn, "subscriptions", Subscription, subscription_id, scope=scope, for_update=True
+    )
+
+
+def set_fields(
+    conn: Conn, subscription_id: int, values: dict[str, Any], now: datetime
+) -> Subscription:
+    """Update columns of a subscription and its updated_at."""
+    row = update_row(
+        conn, "subscriptions", Subscription, subscription_id, {**values, "updated_at": now}
+    )
+    assert row is not None
+    return row
+
+
+def list_subscriptions(
+    conn: Conn,
+    *,
+    scope: int | None,
+    customer_id: int | None,
+    status: str | None,
+    after: int | None,
+    limit: int,
+) -> tuple[list[Subscription], int | None]:
+    """One page of subscriptions."""
+    return fetch_page(
+        conn,
+        "subscriptions",
+        Subscription,
+        scope=scope,
+        filters={"customer_id": customer_id, "status": status},
+        include_retired=True,
+        after=after,
+        limit=limit,
+    )
+
+
+def periods(conn: Conn, subscription_id: int) -> list[PlanPeriod]:
+    """The plan periods of a subscription, oldest first."""
+    with conn.cursor(row_factory=class_row(PlanPeriod)) as cur:
+        return cur.execute(
+            "SELECT * FROM subscription_plan_periods WHERE subscription_id = %s"
+            " ORDER BY effective_from",
+            (subscription_id,),
+        ).fetchall()
+
+
+def insert_period(
+    conn: Conn, subscription_id: int, plan_id: int, effective_from: datetime
+) -> PlanPeriod:
+    """Open a plan period (the previous open one must be closed first)."""
+    return insert_row(
+        conn,
+        "subscription_plan_periods",
+        PlanPeriod,
+        {"subscription_id": subscription_id, "plan_id": plan_id, "effective_from": effective_from},
+    )
+
+
+def drop_future_periods(conn: Conn, subscription_id: int, now: datetime) -> None:
+    """Forget a plan change that has not taken effect yet, reopening the current period."""
+    conn.execute(
+        "DELETE FROM subscription_plan_periods WHERE subscription_id = %s AND effective_from > %s",
+        (subscription_id, now),
+    )
+    conn.execute(
+        "UPDATE subscription_plan_periods SET effective_to = NULL"
+        " WHERE subscription_id = %s AND effective_to > %s",
+        (subscription_id, now),
+    )
+
+
+def close_open_period(conn: Conn, subscription_id: int, at: datetime) -> None:
+    """End the open plan period at ``at``."""
+    conn.execute(
+        "UPDATE subscription_plan_periods SET effective_to = %s"
+        " WHERE subscription_id = %s AND effective_to IS NULL",
+        (at, subscription_id),
+    )
+
+
+def set_open_period_plan(conn: Conn, subscription_id: int, plan_id: int) -> None:
+    """Change the plan of the open period in place (a change at the period's very start)."""
+    conn.execute(
+        "UPDATE subscription_plan_periods SET plan_id = %s"
+        " WHERE subscription_id = %s AND effective_to IS NULL",
+        (plan_id, subscription_id),
+    )
+
+
+def plan_at(conn: Conn, subscription_id: int, at: datetime) -> Plan | None:
+    """The plan in effect for a subscription at ``at``."""
+    with conn.cursor(row_factory=class_row(Plan)) as cur:
+        return cur.execute(
+            """
+            SELECT p.* FROM subscription_plan_periods pp JOIN plans p ON p.id = pp.plan_id
+             WHERE pp.subscription_id = %(s)s AND pp.effective_from <= %(t)s
+               AND (pp.effective_to IS NULL OR pp.effective_to > %(t)s)
+            """,
+            {"s": subscription_id, "t": at},
+        ).fetchone()
+
+
+def listed_assets(conn: Conn, subscription_id: int) -> list[int]:
+    """Ids of the assets listed on a subscription."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(
+            "SELECT asset_id FROM subscription_assets WHERE subscription_id = %s ORDER BY asset_id",
+            (subscription_id,),
+        ).fetchall()
+
+
+def add_assets(conn: Conn, subscription_id: int, customer_id: int, asset_ids: list[int]) -> int:
+    """List assets on a subscription (already listed ones are skipped); how many were added."""
+    added = 0
+    for asset_id in asset_ids:
+        cur = conn.execute(
+            "INSERT INTO subscription_assets (subscription_id, customer_id, asset_id)"
+            " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (subscription_id, customer_id, asset_id),
+        )
+        added += cur.rowcount
+    return added
+
+
+def remove_asset(conn: Conn, subscription_id: int, asset_id: int) -> bool:
+    """Take an asset off a subscription; False when it was not listed."""
+    cur = conn.execute(
+        "DELETE FROM subscription_assets WHERE subscription_id = %s AND asset_id = %s",
+        (subscription_id, asset_id),
+    )
+    return cur.rowcount > 0
+
+
+def asset_kinds(conn: Conn, customer_id: int, asset_ids: list[int]) -> dict[int, str]:
+    """Kinds of the customer's live assets among ``asset_ids``."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT id, kind FROM assets WHERE customer_id = %s AND id = ANY(%s)"
+            " AND retired_at IS NULL",
+            (customer_id, asset_ids),
+        ).fetchall()
+    return {r["id"]: r["kind"] for r in rows}
+
+
+def covering(conn: Conn, asset_id: int, at: datetime) -> list[tuple[Subscription, Plan]]:
+    """Entitled subscriptions covering the asset at ``at`` (listed or by its site)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """
+            SELECT s.id AS s_id, pp.plan_id
+              FROM assets a
+              JOIN subscriptions s ON s.customer_id = a.customer_id
+              JOIN subscription_plan_periods pp ON pp.subscription_id = s.id
+                   AND pp.effective_from <= %(t)s
+                   AND (pp.effective_to IS NULL OR pp.effective_to > %(t)s)
+              JOIN plans p ON p.id = pp.plan_id
+             WHERE a.id = %(a)s AND a.retired_at IS NULL
+               AND s.status = ANY(%(entitled)s)
+               AND s.starts_at <= %(t)s AND (s.ends_at IS NULL OR s.ends_at > %(t)s)
+               AND a.kind = ANY(p.kinds)
+               AND ((s.scope = 'site' AND s.site_id = a.site_id)
+                    OR (s.scope = 'assets' AND EXISTS (
+                        SELECT 1 FROM subscription_assets sa
+                         WHERE sa.subscription_id = s.id AND sa.asset_id = a.id)))
+             ORDER BY s.id
+            """,
+            {"a": asset_id, "t": at, "entitled": list(ENTITLED_STATUSES)},
+        ).fetchall()
+    found: list[tuple[Subscription, Plan]] = []
+    for r in rows:
+        sub = fetch_one(conn, "subscriptions", Subscription, r["s_id"], scope=None)
+        plan = fetch_one(conn, "plans", Plan, r["plan_id"], scope=None)
+        assert sub is not None and plan is not None
+        found.append((sub, plan))
+    return found
+
+
+def due_for_lifecycle(conn: Conn, now: datetime, limit: int = 100) -> list[Subscription]:
+    """Subscriptions whose trial or term has ended, locked (skipping ones others hold)."""
+    with conn.cursor(row_factory=class_row(Subscription)) as cur:
+        return cur.execute(
+            """
+            SELECT * FROM subscriptions
+             WHERE status <> 'cancelled'
+               AND ((status = 'trialing' AND trial_ends_at <= %(now)s)
+                    OR current_term_ends_at <= %(now)s)
+             ORDER BY id LIMIT %(limit)s
+             FOR UPDATE SKIP LOCKED
+            """,
+            {"now": now, "limit": limit},
+        ).fetchall()

@@ -1,0 +1,110 @@
+"""Records of subscriptions, their plan periods and coverage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from fleetcare.fleet.schemas import Strict
+from maintenance.plans.schemas import EntitlementOverrides, Entitlements, Plan
+
+SubscriptionStatus = Literal["trialing", "active", "past_due", "paused", "cancelled"]
+Scope = Literal["assets", "site"]
+
+# Statuses that receive service. past_due keeps service during dunning (the grace period);
+# paused and cancelled do not.
+ENTITLED_STATUSES: tuple[str, ...] = ("trialing", "active", "past_due")
+
+
+class SubscriptionCreate(Strict):
+    customer_id: int | None = Field(
+        default=None, description="required for operator keys; a customer key uses its own"
+    )
+    plan_id: int
+    scope: Scope = "assets"
+    site_id: int | None = Field(default=None, description="the site, when scope is 'site'")
+    asset_ids: list[int] = Field(default_factory=list, description="when scope is 'assets'")
+    starts_at: datetime | None = Field(default=None, description="default: now")
+    term_months: int = Field(default=12, ge=1, le=120)
+    auto_renew: bool = True
+    trial_days: int = Field(default=0, ge=0, le=365, description="0: starts active")
+    entitlement_overrides: EntitlementOverrides = Field(default_factory=EntitlementOverrides)
+
+    @model_validator(mode="after")
+    def _scope_matches(self) -> SubscriptionCreate:
+        if self.scope == "site" and (self.site_id is None or self.asset_ids):
+            raise ValueError("a site subscription names site_id and no asset_ids")
+        if self.scope == "assets" and self.site_id is not None:
+            raise ValueError("an assets subscription lists asset_ids, not site_id")
+        if self.starts_at is not None and self.starts_at.tzinfo is None:
+            raise ValueError("starts_at needs a time zone")
+        return self
+
+
+class SubscriptionUpdate(Strict):
+    auto_renew: bool | None = None
+    term_months: int | None = Field(default=None, ge=1, le=120)
+    entitlement_overrides: EntitlementOverrides | None = None
+
+
+class PlanChange(Strict):
+    plan_id: int
+    at: Literal["now", "term_end"] = Field(
+        default="now", description="now, or the end of the current term"
+    )
+
+
+class CancelRequest(Strict):
+    at_term_end: bool = Field(default=False, description="keep service until the term ends")
+
+
+class AssetList(Strict):
+    asset_ids: list[int] = Field(min_length=1, max_length=1000)
+
+
+class Subscription(BaseModel):
+    id: int
+    customer_id: int
+    scope: str
+    site_id: int | None
+    status: str
+    starts_at: datetime
+    current_term_ends_at: datetime
+    term_months: int
+    auto_renew: bool
+    trial_ends_at: datetime | None
+    ends_at: datetime | None
+    cancel_at_term_end: bool
+    cancelled_at: datetime | None
+    entitlement_overrides: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class PlanPeriod(BaseModel):
+    id: int
+    subscription_id: int
+    plan_id: int
+    effective_from: datetime
+    effective_to: datetime | None
+    created_at: datetime
+
+
+class SubscriptionView(Subscription):
+    """A subscription with the plan in effect now, the pending change and the listed assets."""
+
+    plan_id: int
+    pending_plan_id: int | None = None
+    pending_plan_from: datetime | None = None
+    asset_ids: list[int] = Field(default_factory=list)
+    entitlements: Entitlements
+
+
+class Coverage(BaseModel):
+    """An entitled subscription that covers an asset at a moment, with its plan."""
+
+    subscription: Subscription
+    plan: Plan
+    entitlements: Entitlements

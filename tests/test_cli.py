@@ -1,0 +1,77 @@
+"""The command line: help, migrate --status, keys create, and bad arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fleetcare.cli import app
+from fleetcare.db import connect
+from fleetcare.fleet import service as fleet
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("FLEETCARE_DATABASE_URL", db_url)
+    monkeypatch.setenv("FLEETCARE_DATA_DIR", str(tmp_path))
+    return db_url
+
+
+@pytest.mark.parametrize("command", [[], ["migrate"], ["api"], ["up"], ["keys", "create"]])
+def test_every_command_explains_itself(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_migrate_status_shows_storage_and_files(env: str) -> None:
+    result = runner.invoke(app, ["migrate", "--status"])
+    assert result.exit_code == 0, result.output
+    assert "storage path: postgres" in result.output or "timescaledb" in result.output
+    assert "applied  0001_core.sql" in result.output
+    assert result.output.strip().endswith("current")
+    again = runner.invoke(app, ["migrate"])
+    assert again.exit_code == 0 and "applied 0 migration(s)" in again.output
+
+
+def test_keys_create_prints_a_working_key_once(env: str) -> None:
+    with connect(env) as conn:
+        fleet.ensure_customer(conn, "acme", "ACME")
+    result = runner.invoke(app, ["keys", "create", "--customer", "acme"])
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip().splitlines()[0]
+    with connect(env) as conn:
+        principal = fleet.authenticate(conn, key)
+        stored = conn.execute(
+            "SELECT key_hash FROM api_keys WHERE id = %s", (principal.key_id,)
+        ).fetchone()
+    assert principal.role == "customer"
+    assert stored is not None and key.encode() not in bytes(stored[0])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["keys", "create"], "either --customer"),
+        (["keys", "create", "--customer", "nobody"], "no live customer"),
+        (["keys", "create", "--customer", "acme", "--operator"], "either --customer"),
+        (["keys", "create", "--customer", "acme", "--role", "king"], "--role"),
+        (["migrate", "--storage", "mongodb"], "--storage"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(env: str, args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_configuration_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEETCARE_API_PORT", "not-a-port")
+    result = runner.invoke(app, ["migrate", "--status"])
+    assert result.exit_code == 2
+    assert "bad configuration" in result.output and "api_port" in result.output

@@ -1,0 +1,187 @@
+"""Embedded and local services: they start, answer, and stop leaving no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import psutil
+import psycopg
+import pytest
+
+from fleetcare.services import (
+    EmbeddedPostgres,
+    free_port,
+    running_services,
+    start_amqtt,
+    start_mosquitto,
+)
+from fleetcare.settings import Settings
+from tests.fixtures.services import SERVER_URL, drop_database, unique_name
+
+
+def _mqtt_round_trip(url: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> None:
+    """Publish a message to the broker at ``url`` and receive it back."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    got: list[bytes] = []
+    import threading
+
+    arrived = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol)
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        got.append(bytes(msg.payload))
+        arrived.set()
+
+    subscribed = threading.Event()
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.loop_start()
+    try:
+        client.subscribe("probe/#", qos=1)
+        assert subscribed.wait(10)
+        client.publish("probe/x", b"hello", qos=1).wait_for_publish(10)
+        assert arrived.wait(10)
+        assert got == [b"hello"]
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_embedded_postgres_starts_answers_and_stops(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    pid = pg.pid
+    assert pid is not None and psutil.pid_exists(pid)
+    with psycopg.connect(pg.url("postgres")) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    pg.stop()
+    deadline = time.monotonic() + 15
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_own_mosquitto_uses_no_drop_config_and_stops(tmp_path: Path) -> None:
+    broker, url = start_mosquitto(tmp_path / "mq")
+    conf = (tmp_path / "mq" / "mosquitto.conf").read_text()
+    assert "max_queued_messages 0" in conf
+    pid = broker.proc.pid
+    _mqtt_round_trip(url, mqtt.MQTTv5)
+    broker.stop()
+    assert (broker.proc.poll() is not None and not psutil.pid_exists(pid)) or (
+        psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    )
+
+
+def test_amqtt_fallback_starts_answers_and_stops(tmp_path: Path) -> None:
+    broker, url = start_amqtt(tmp_path / "amqtt")
+    _mqtt_round_trip(url)
+    broker.stop()
+    assert broker.proc.poll() is not None
+
+
+def test_running_services_says_what_it_chose(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=None, mqtt_url="amqtt")
+    with running_services(settings) as services:
+        assert "amqtt" in services.mqtt_source
+        assert services.database_source.startswith(("local", "embedded"))
+        with psycopg.connect(services.database_url) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("fleetcare",)
+        _mqtt_round_trip(services.mqtt_url)
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"fleetcare up exited early ({proc.returncode}):\n{out}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_up_serves_and_stops_cleanly(tmp_path: Path, stop_signal: int) -> None:
+    name = unique_name("fc_up")
+    db_url = psycopg.conninfo.make_conninfo(SERVER_URL, dbname=name)
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    port = free_port()
+    env = {
+        **os.environ,
+        "FLEETCARE_DATABASE_URL": db_url,
+        "FLEETCARE_DATA_DIR": str(tmp_path),
+        "FLEETCARE_MQTT_URL": "mosquitto",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetcare", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["status"] == "ready"
+        assert (tmp_path / "demo-keys.json").exists()
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "up should run its own broker"
+        proc.send_signal(stop_signal)
+        proc.wait(30)
+        output = proc.stdout.read().decode() if proc.stdout else ""
+        assert "fleetcare: stopped" in output, output
+        _gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"left behind: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        drop_database(SERVER_URL, name)
+
+
+def test_up_with_embedded_postgres_leaves_nothing_behind(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "FLEETCARE_DATABASE_URL": "embedded",
+        "FLEETCARE_MQTT_URL": "amqtt",
+        "FLEETCARE_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetcare", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=120)
+        pgdata = str((tmp_path / "data" / "pg").resolve())
+        postgres = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and pgdata in " ".join(p.info["cmdline"])
+        ]
+        assert postgres, "embedded PostgreSQL should be running"
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        _gone, alive = psutil.wait_procs([*postgres, *children], timeout=20)
+        assert not alive, f"left behind: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
