@@ -231,6 +231,8 @@ from ingest.cli import devices_app, ingest_command  # noqa: E402
 
 app.add_typer(devices_app, name="devices")
 app.command("ingest")(ingest_command)
+
+
 @app.command()
 def dispatch(
     poll: Annotated[float, typer.Option(help="poll interval in seconds (besides LISTEN)")] = 2.0,
