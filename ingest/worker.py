@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import socket
 import threading
 import time
@@ -258,6 +257,121 @@ def probe_mqtt5(url: str, timeout: float = 5.0) -> bool:
     return bool(accepted and accepted[0])
 
 
+class _BufferedSocket:
+    """Reads the broker's socket 64 KiB at a time and serves paho's small reads from memory.
+
+    paho reads each packet with several ``recv`` calls (type byte, length bytes, body) after
+    a ``select``; with many small messages those system calls dominated the network thread
+    (profiled). paho skips waiting in ``select`` while ``pending()`` reports buffered bytes,
+    as it does for TLS sockets.
+    """
+
+    __slots__ = ("_data", "_pos", "_sock")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._data = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._data):
+            self._data = self._sock.recv(max(bufsize, 1 << 16))  # BlockingIOError passes up
+            self._pos = 0
+            if not self._data:
+                return b""
+        end = self._pos + bufsize
+        chunk = self._data[self._pos : end]
+        self._pos = min(end, len(self._data))
+        return chunk
+
+    def pending(self) -> int:
+        return len(self._data) - self._pos
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _BufferedClient(mqtt.Client):
+    """paho's client reading through ``_BufferedSocket`` (plain TCP only; TLS has its own)."""
+
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        if self._ssl or self._transport != "tcp":
+            return sock
+        return _BufferedSocket(sock)
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        """Read every complete packet already buffered, not one per ``select``."""
+        rc = super().loop_read(max_packets)
+        sock = self._sock
+        for _ in range(1000):
+            if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is not sock:
+                break
+            if not isinstance(sock, _BufferedSocket) or not sock.pending():
+                break
+            rc = super().loop_read(max_packets)
+        return rc
+
+
+class Inbox:
+    """The bounded hand-off from the network thread to the writer.
+
+    Cheap per message: a deque append (atomic in CPython) and a flag check; locks are taken
+    only to wake a sleeping writer or to make the network thread wait while the inbox is full.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[RawMessage] = deque()
+        self._nonempty = threading.Event()
+        self._space = threading.Condition()
+
+    def qsize(self) -> int:
+        """Messages waiting for the writer."""
+        return len(self._items)
+
+    def put(self, item: RawMessage, timeout: float) -> bool:
+        """Add ``item``, waiting up to ``timeout`` for room; False when still full."""
+        if len(self._items) >= self.maxsize:
+            with self._space:
+                if not self._space.wait_for(lambda: len(self._items) < self.maxsize, timeout):
+                    return False
+        self._items.append(item)
+        if not self._nonempty.is_set():
+            self._nonempty.set()
+        return True
+
+    def take(
+        self, max_items: int, max_bytes: int, first_wait_s: float, gather_s: float
+    ) -> list[RawMessage]:
+        """A batch: wait up to ``first_wait_s`` for a first message, then gather more for up
+        to ``gather_s`` until ``max_items`` or ``max_bytes``."""
+        batch: list[RawMessage] = []
+        size = 0
+        deadline: float | None = None
+        wait = first_wait_s
+        while True:
+            items = self._items
+            while items and len(batch) < max_items and size < max_bytes:
+                item = items.popleft()
+                batch.append(item)
+                size += len(item.payload)
+            if batch:
+                with self._space:
+                    self._space.notify_all()
+                if len(batch) >= max_items or size >= max_bytes:
+                    return batch
+                if deadline is None:
+                    deadline = time.monotonic() + gather_s
+                wait = deadline - time.monotonic()
+            if wait <= 0:
+                return batch
+            # clear, then look again: a message appended after the look sets the flag
+            self._nonempty.clear()
+            if not items and not self._nonempty.wait(wait) and not batch:
+                return batch
+
+
 class IngestWorker:
     """One ingestor: an MQTT session, a bounded queue, and a writer thread."""
 
@@ -273,7 +387,7 @@ class IngestWorker:
         self.on_batch = on_batch
         self.stats = IngestStats()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.queue: queue.Queue[RawMessage] = queue.Queue(maxsize=config.queue_max_messages)
+        self.queue = Inbox(config.queue_max_messages)
         self.registry.register(IngestCollector(self.stats, self.queue.qsize))
         self._stop = threading.Event()
         self._conn_lock = threading.Lock()
@@ -296,7 +410,7 @@ class IngestWorker:
         v5 = cfg.protocol == "v5" or (cfg.protocol == "auto" and self._probe_with_retry())
         self.shared = v5 and cfg.shared_subscription
         self.stats.protocol = "5" if v5 else "3.1.1"
-        client = mqtt.Client(
+        client = _BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -441,41 +555,20 @@ class IngestWorker:
         # A full queue blocks this thread, so paho stops reading the socket and the broker
         # keeps the rest (bounded by the receive maximum). Waking up regularly lets a stop
         # through; what was not queued then is not acknowledged and will be redelivered.
-        while True:
-            try:
-                self.queue.put(item, timeout=0.5)
+        while not self.queue.put(item, timeout=0.5):
+            if self._stop.is_set():
                 return
-            except queue.Full:
-                if self._stop.is_set():
-                    return
-                if not self._waiting_logged:
-                    log.info("queue full (%d): holding the broker back", self.queue.maxsize)
-                    self._waiting_logged = True
+            if not self._waiting_logged:
+                log.info("queue full (%d): holding the broker back", self.queue.maxsize)
+                self._waiting_logged = True
 
     # --- writer thread ----------------------------------------------------------------------
 
     def _collect(self) -> list[RawMessage]:
         cfg = self.config
-        try:
-            first = self.queue.get(timeout=0.1)
-        except queue.Empty:
-            return []
-        batch, size = [first], len(first.payload)
-        deadline = time.monotonic() + cfg.batch_max_wait_s
-        while len(batch) < cfg.batch_max_messages and size < cfg.batch_max_bytes:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self.queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-            batch.append(item)
-            size += len(item.payload)
-        return batch
+        return self.queue.take(
+            cfg.batch_max_messages, cfg.batch_max_bytes, 0.1, cfg.batch_max_wait_s
+        )
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():
