@@ -78,6 +78,7 @@ class IngestConfig:
     batch_max_bytes: int = 1_000_000
     batch_max_wait_s: float = 0.2
     queue_max_messages: int = 10_000
+    queue_max_bytes: int = 64 * 1024 * 1024
     receive_maximum: int = 10_000  # MQTT 5: most unacknowledged messages the broker sends us
     session_expiry_s: int = 7 * 24 * 3600
     keepalive_s: int = 30
@@ -332,22 +333,32 @@ class Inbox:
     only to wake a sleeping writer or to make the network thread wait while the inbox is full.
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self._items: deque[RawMessage] = deque()
         self._nonempty = threading.Event()
         self._space = threading.Condition()
+        # each counter is written by one thread only (no lock needed); bytes held = in - out
+        self._bytes_in = 0
+        self._bytes_out = 0
 
     def qsize(self) -> int:
         """Messages waiting for the writer."""
         return len(self._items)
 
+    def _full(self) -> bool:
+        return (
+            len(self._items) >= self.maxsize or self._bytes_in - self._bytes_out >= self.max_bytes
+        )
+
     def put(self, item: RawMessage, timeout: float) -> bool:
         """Add ``item``, waiting up to ``timeout`` for room; False when still full."""
-        if len(self._items) >= self.maxsize:
+        if self._full():
             with self._space:
-                if not self._space.wait_for(lambda: len(self._items) < self.maxsize, timeout):
+                if not self._space.wait_for(lambda: not self._full(), timeout):
                     return False
+        self._bytes_in += len(item.payload)
         self._items.append(item)
         if not self._nonempty.is_set():
             self._nonempty.set()
@@ -359,7 +370,7 @@ class Inbox:
         """A batch: wait up to ``first_wait_s`` for a first message, then gather more for up
         to ``gather_s`` until ``max_items`` or ``max_bytes``."""
         batch: list[RawMessage] = []
-        size = 0
+        size = taken_bytes = 0
         deadline: float | None = None
         wait = first_wait_s
         while True:
@@ -369,6 +380,8 @@ class Inbox:
                 batch.append(item)
                 size += len(item.payload)
             if batch:
+                self._bytes_out += size - taken_bytes
+                taken_bytes = size
                 with self._space:
                     self._space.notify_all()
                 if len(batch) >= max_items or size >= max_bytes:
@@ -404,7 +417,7 @@ class IngestWorker:
         self.on_batch = on_batch
         self.stats = IngestStats()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.queue = Inbox(config.queue_max_messages)
+        self.queue = Inbox(config.queue_max_messages, config.queue_max_bytes)
         self.registry.register(IngestCollector(self.stats, self.queue.qsize))
         self._stop = threading.Event()
         self._conn_lock = threading.Lock()

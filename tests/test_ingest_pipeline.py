@@ -230,3 +230,25 @@ def test_the_same_reading_twice_in_one_batch_is_stored_once(
     assert store_messages(conn, [msg], limits=limits, clock=ManualClock(NOW)).duplicates == 1
     conn.commit()
     assert len(telemetry_rows(conn)) == 1
+
+
+def test_inbox_is_bounded_by_messages_and_bytes() -> None:
+    from ingest.worker import Inbox
+
+    def msg(size: int) -> RawMessage:
+        return RawMessage("t", b"x" * size, NOW)
+
+    by_count = Inbox(maxsize=2)
+    assert by_count.put(msg(1), 0.01) and by_count.put(msg(1), 0.01)
+    assert not by_count.put(msg(1), 0.01)  # full: the network thread would wait here
+    assert len(by_count.take(10, 10**6, 0.01, 0.0)) == 2
+    assert by_count.put(msg(1), 0.01)
+
+    by_bytes = Inbox(maxsize=100, max_bytes=1000)
+    assert by_bytes.put(msg(600), 0.01) and by_bytes.put(msg(600), 0.01)
+    assert not by_bytes.put(msg(1), 0.01)
+    assert [len(m.payload) for m in by_bytes.take(1, 10**6, 0.01, 0.0)] == [600]
+    assert by_bytes.put(msg(500), 0.01)  # 600 held < 1000: room (the bound is checked first)
+    assert not by_bytes.put(msg(1), 0.01)  # 1100 held
+    assert by_bytes.qsize() == 2
+    assert by_bytes.take(10, 10**6, 0.01, 0.0) and by_bytes.take(10, 10**6, 0.01, 0.0) == []
