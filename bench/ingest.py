@@ -242,7 +242,13 @@ def publisher_main(
 
 
 def ingestor_main(
-    url: str, mqtt_url: str, client_id: str, subscribed: Any, stop: Any, commits: Any
+    url: str,
+    mqtt_url: str,
+    client_id: str,
+    writers: int,
+    subscribed: Any,
+    stop: Any,
+    commits: Any,
 ) -> None:
     """In an ingestor process: the production IngestWorker, reporting each commit."""
 
@@ -255,6 +261,7 @@ def ingestor_main(
             database_url=url,
             client_id=client_id,
             limits=IngestLimits(topic_root=TOPIC_ROOT, max_past=timedelta(days=2)),
+            writer_threads=writers,
         ),
         on_batch=on_batch,
     )
@@ -274,6 +281,7 @@ def run_phase(
     base_ms: int,
     ingestors: int,
     broker_pid: int,
+    writers: int = 2,
 ) -> dict[str, float]:
     """Publish n readings at ``per_message`` per message; time first publish → last commit.
 
@@ -288,7 +296,7 @@ def run_phase(
         subscribed = ctx.Event()
         proc = ctx.Process(
             target=ingestor_main,
-            args=(url, mqtt_url, f"bench-ingest-{i}", subscribed, stop, commits),
+            args=(url, mqtt_url, f"bench-ingest-{i}", writers, subscribed, stop, commits),
         )
         proc.start()
         if not subscribed.wait(120):
@@ -422,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readings", type=int, default=1_000_000)
     parser.add_argument("--assets", type=int, default=100)
     parser.add_argument("--ingestors", type=int, default=1, help="ingestors sharing the load")
+    parser.add_argument("--writers", type=int, default=2, help="writer threads per ingestor")
     parser.add_argument(
         "--server-url", default=os.environ.get("FLEETCARE_BENCH_SERVER_URL", LOCAL_PG)
     )
@@ -461,7 +470,15 @@ def main(argv: list[str] | None = None) -> int:
                 if name not in phases:
                     continue
                 r = run_phase(
-                    url, mqtt_url, fleet_, n, per, bases[name], args.ingestors, broker.proc.pid
+                    url,
+                    mqtt_url,
+                    fleet_,
+                    n,
+                    per,
+                    bases[name],
+                    args.ingestors,
+                    broker.proc.pid,
+                    args.writers,
                 )
                 phase_lost, phase_dup = count_phase(url, fleet_, bases[name], n)
                 lost, duplicated = lost + phase_lost, duplicated + phase_dup

@@ -85,6 +85,9 @@ class IngestConfig:
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
     status_interval_s: float = 2.0
+    # Two writers overlap one batch's validation (Python) with another's COPY and commit
+    # (PostgreSQL); acknowledgements still go out in batch order.
+    writer_threads: int = 2
 
     @property
     def topic_root(self) -> str:
@@ -424,8 +427,14 @@ class IngestWorker:
         self._connection = 0  # bumped on every CONNACK
         self._connected = False
         self._client: mqtt.Client | None = None
-        self._writer: threading.Thread | None = None
-        self._db: psycopg.Connection[Any] | None = None
+        self._writers: list[threading.Thread] = []
+        self._local = threading.local()  # each writer's own database connection
+        self._connections: list[psycopg.Connection[Any]] = []
+        self._take_lock = threading.Lock()
+        self._status_lock = threading.Lock()
+        self._turn = threading.Condition()  # acknowledgements in batch order
+        self._next_seq = 0
+        self._acked_seq = -1
         self._last_status = 0.0
         self._waiting_logged = False
         self.subscribed = threading.Event()
@@ -462,8 +471,14 @@ class IngestWorker:
             properties.SessionExpiryInterval = cfg.session_expiry_s
             properties.ReceiveMaximum = cfg.receive_maximum
         self._client = client
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
-        self._writer.start()
+        self._writers = [
+            threading.Thread(
+                target=self._write_loop, args=(i,), name=f"ingest-writer-{i}", daemon=True
+            )
+            for i in range(max(1, cfg.writer_threads))
+        ]
+        for writer in self._writers:
+            writer.start()
         client.connect_async(
             host,
             port,
@@ -494,23 +509,28 @@ class IngestWorker:
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop reading, let the writer finish (commit and ack) its batch, then disconnect."""
+        """Stop reading, let the writers finish (commit and ack) their batches, disconnect."""
         self._stop.set()
-        if self._writer is not None:
-            self._writer.join(timeout)
+        with self._turn:
+            self._turn.notify_all()
+        deadline = time.monotonic() + timeout
+        for writer in self._writers:
+            writer.join(max(0.0, deadline - time.monotonic()))
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
         self.stats.connected = False
-        if self._db is not None and not (self._writer and self._writer.is_alive()):
+        if not any(w.is_alive() for w in self._writers):
             try:  # best effort: tell the status row we are gone
-                self._last_status = 0.0
-                with self._db.transaction():
-                    self._write_status(self._db, None)
+                with psycopg.connect(
+                    self.config.database_url, autocommit=True, connect_timeout=2
+                ) as conn:
+                    self._last_status = 0.0
+                    self._write_status(conn, None)
             except psycopg.Error:
                 pass
-            self._db.close()
-            self._db = None
+            for conn in self._connections:
+                conn.close()
 
     def __enter__(self) -> IngestWorker:
         self.start()
@@ -600,39 +620,68 @@ class IngestWorker:
             cfg.batch_max_messages, cfg.batch_max_bytes, 0.1, cfg.batch_max_wait_s
         )
 
-    def _write_loop(self) -> None:
+    def _write_loop(self, index: int) -> None:
+        try:  # connect early (an outage is handled when the first batch comes)
+            self._database()
+        except psycopg.Error:
+            self._drop_database()
         while not self._stop.is_set():
             try:
-                if not self._write_one_batch():
+                if not self._write_one_batch(index):
                     return
-            except Exception:  # never let the writer die: what was not acked is redelivered
+            except Exception:  # never let a writer die: what was not acked is redelivered
                 log.exception("ingest writer: unexpected error; carrying on")
                 self._stop.wait(self.config.retry_initial_s)
 
-    def _write_one_batch(self) -> bool:
+    def _write_one_batch(self, index: int) -> bool:
         """Collect, store, commit, acknowledge one batch; False when stopping."""
-        batch = self._collect()
+        with self._take_lock:
+            batch = self._collect()
+            seq = self._next_seq
+            if batch:
+                self._next_seq += 1
         if not batch:
-            self._heartbeat_when_due()
+            if index == 0:
+                self._heartbeat_when_due()
             return True
         self._waiting_logged = False
-        result = self._store_with_retry(batch)
+        try:
+            result = self._store_with_retry(batch)
+            with self._turn:  # the previous batch's acknowledgements go first
+                self._turn.wait_for(lambda: self._acked_seq == seq - 1 or self._stop.is_set())
+                in_turn = self._acked_seq == seq - 1
+                if result is not None and in_turn:
+                    self._acknowledge(batch)
+        finally:
+            with self._turn:
+                self._turn.wait_for(lambda: self._acked_seq >= seq - 1 or self._stop.is_set())
+                self._acked_seq = max(self._acked_seq, seq)
+                self._turn.notify_all()
         if result is None:  # stopping before the batch could commit: nothing acknowledged
             return False
-        self._acknowledge(batch)
         oldest = min(m.received_at for m in batch)
         lag = (self.clock.now() - oldest).total_seconds()
         self.stats.record_batch(result, lag)
+        self._status_when_due()
         if self.on_batch is not None:
             self.on_batch(result)
         return True
 
     def _database(self) -> psycopg.Connection[Any]:
-        if self._db is None or self._db.closed or self._db.broken:
-            if self._db is not None:
-                self._db.close()
-            self._db = psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=5)
-        return self._db
+        db: psycopg.Connection[Any] | None = getattr(self._local, "db", None)
+        if db is None or db.closed or db.broken:
+            if db is not None:
+                db.close()
+            db = psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=5)
+            self._local.db = db
+            self._connections.append(db)
+        return db
+
+    def _drop_database(self) -> None:
+        db: psycopg.Connection[Any] | None = getattr(self._local, "db", None)
+        if db is not None and (db.closed or db.broken):
+            db.close()
+            self._local.db = None
 
     def _store_with_retry(self, batch: list[RawMessage]) -> BatchResult | None:
         delay = self.config.retry_initial_s
@@ -645,7 +694,6 @@ class IngestWorker:
                         result = store_messages(
                             conn, batch, limits=self.config.limits, clock=self.clock
                         )
-                        self._write_status(conn, result)
                 except Exception as exc:
                     if isinstance(exc, psycopg.Error) and _transient(exc, conn):
                         raise
@@ -668,9 +716,7 @@ class IngestWorker:
                     failures,
                     delay,
                 )
-                if self._db is not None and (self._db.closed or self._db.broken):
-                    self._db.close()
-                    self._db = None
+                self._drop_database()
                 if self._stop.wait(delay):
                     return None
                 delay = min(delay * 2, self.config.retry_max_s)
@@ -745,30 +791,32 @@ class IngestWorker:
             )
 
     def _write_status(self, conn: psycopg.Connection[Any], pending: BatchResult | None) -> None:
-        """Upsert this ingestor's status row, at most every status_interval_s."""
-        now = time.monotonic()
-        if now - self._last_status < self.config.status_interval_s:
-            return
-        self._last_status = now
+        """Upsert this ingestor's status row (in its own short transaction)."""
         status = self.status()
         status.readings_per_s = self.stats.readings_per_s()
-        if pending is not None:  # counted once committed; include this batch in the row
+        if pending is not None:
             status.messages_total += pending.messages
             status.stored_total += pending.stored
             status.duplicates_total += pending.duplicates
             status.quarantined_total += pending.quarantined_total
-        repo.upsert_ingestor_status(conn, status)
+        with conn.transaction():
+            repo.upsert_ingestor_status(conn, status)
+
+    def _status_when_due(self) -> None:
+        """Record the status row at most every status_interval_s (any writer may)."""
+        now = time.monotonic()
+        with self._status_lock:
+            if now - self._last_status < self.config.status_interval_s:
+                return
+            self._last_status = now
+        try:
+            self._write_status(self._database(), None)
+        except psycopg.Error as exc:
+            self._drop_database()
+            log.warning("could not record ingest status: %s", type(exc).__name__)
 
     def _heartbeat_when_due(self) -> None:
-        if time.monotonic() - self._last_status < self.config.status_interval_s:
-            return
-        try:
-            conn = self._database()
-            with conn.transaction():
-                self._write_status(conn, None)
-        except psycopg.Error as exc:
-            self._last_status = time.monotonic()
-            log.warning("could not record ingest status: %s", type(exc).__name__)
+        self._status_when_due()
 
 
 def _transient(exc: psycopg.Error, conn: psycopg.Connection[Any]) -> bool:
