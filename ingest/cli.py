@@ -149,7 +149,7 @@ def ingest_command(
     client = client_id or settings.ingest_client_id
     if not CLIENT_ID.match(client):
         raise fail(f"client id {client!r} must match {CLIENT_ID.pattern}")
-    if settings.mqtt_url:
+    if settings.mqtt_url and "://" in settings.mqtt_url:  # else a keyword: mosquitto, amqtt
         try:
             _mqtt_endpoint(settings.mqtt_url)
         except ValueError as exc:
