@@ -228,10 +228,10 @@ def publisher_main(
     report: Any,
 ) -> None:
     """In the publisher process: build payloads, connect, wait for go, publish at QoS 1."""
-    from ingest.worker import _mqtt_endpoint
+    from ingest.mqtt_client import mqtt_endpoint
 
     payloads = build_payloads(assets, n, per_message, base_ms)
-    host, port, _, _, _ = _mqtt_endpoint(mqtt_url)
+    host, port, _, _, _ = mqtt_endpoint(mqtt_url)
     publisher = LeanPublisher(host, port)
     ready.set()
     go.wait()

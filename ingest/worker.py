@@ -26,24 +26,22 @@ import logging
 import socket
 import threading
 import time
-import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
 from fleetcare.clock import Clock, SystemClock
 from ingest import repository as repo
+from ingest.mqtt_client import BufferedClient, mqtt_endpoint, probe_mqtt5
 from ingest.pipeline import quarantine_message, store_messages
 from ingest.schemas import (
     BatchResult,
@@ -53,6 +51,7 @@ from ingest.schemas import (
     RawMessage,
 )
 from ingest.service import BROKER_DROPPED_TOPIC
+from ingest.stats import IngestCollector, IngestStats
 
 log = logging.getLogger(__name__)
 
@@ -100,230 +99,6 @@ class AckToken(NamedTuple):
     mid: int
     qos: int
     connection: int
-
-
-class IngestStats:
-    """Counters of one ingestor, thread-safe; read by /metrics, the status row and tests."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Condition()
-        self.started_at = time.time()
-        self.messages_total = 0
-        self.stored_total = 0
-        self.duplicates_total = 0
-        self.quarantined_total = 0
-        self.batches_total = 0
-        self.database_errors_total = 0
-        self.acks_skipped_total = 0  # committed on a connection that has since gone
-        self.quarantined: Counter[tuple[str, str]] = Counter()  # (device, reason)
-        self.broker_dropped: int | None = None
-        self.lag_s = 0.0
-        self.connected = False
-        self.protocol = ""
-        self._recent: deque[tuple[float, int]] = deque()  # (monotonic time, stored)
-
-    def record_batch(self, result: BatchResult, lag_s: float) -> None:
-        """Count a committed batch and wake whoever waits for one."""
-        with self.lock:
-            self.batches_total += 1
-            self.messages_total += result.messages
-            self.stored_total += result.stored
-            self.duplicates_total += result.duplicates
-            self.quarantined_total += result.quarantined_total
-            for (device, reason), n in result.quarantined_by_device.items():
-                self.quarantined[(device or "", reason)] += n
-            self.lag_s = lag_s
-            now = time.monotonic()
-            self._recent.append((now, result.stored + result.duplicates))
-            self.lock.notify_all()
-
-    def readings_per_s(self, window_s: float = 10.0) -> float:
-        """Readings written (new or duplicate) per second over the last ``window_s``."""
-        with self.lock:
-            now = time.monotonic()
-            while self._recent and self._recent[0][0] < now - window_s:
-                self._recent.popleft()
-            if not self._recent:
-                return 0.0
-            span = max(now - self._recent[0][0], 1.0)
-            return sum(n for _, n in self._recent) / span
-
-    def wait_for(self, predicate: Callable[[IngestStats], bool], timeout: float) -> bool:
-        """Wait until ``predicate(stats)`` holds (checked at each batch or database error)."""
-        with self.lock:
-            return self.lock.wait_for(lambda: predicate(self), timeout)
-
-
-class IngestCollector(Collector):
-    """Prometheus view of an ingestor's counters."""
-
-    def __init__(self, stats: IngestStats, queue_depth: Callable[[], int]) -> None:
-        self.stats = stats
-        self.queue_depth = queue_depth
-
-    def collect(self) -> Iterator[Metric]:
-        s = self.stats
-        with s.lock:
-            totals = [
-                ("messages", "MQTT messages processed", s.messages_total),
-                ("readings_stored", "readings stored", s.stored_total),
-                (
-                    "readings_duplicate",
-                    "readings already stored (redeliveries)",
-                    s.duplicates_total,
-                ),
-                ("batches", "batches committed", s.batches_total),
-                ("database_errors", "failed batch attempts (retried)", s.database_errors_total),
-            ]
-            quarantined = dict(s.quarantined)
-            lag, connected, dropped = s.lag_s, s.connected, s.broker_dropped
-        for name, doc, value in totals:
-            yield CounterMetricFamily(f"fleetcare_ingest_{name}", doc, value=value)
-        by_reason = CounterMetricFamily(
-            "fleetcare_ingest_quarantined",
-            "items quarantined, per device and reason",
-            labels=["device", "reason"],
-        )
-        for (device, reason), n in sorted(quarantined.items()):
-            by_reason.add_metric([device, reason], n)
-        yield by_reason
-        yield GaugeMetricFamily(
-            "fleetcare_ingest_readings_per_second",
-            "readings written per second (10 s)",
-            value=s.readings_per_s(),
-        )
-        yield GaugeMetricFamily(
-            "fleetcare_ingest_lag_seconds",
-            "receipt of a batch's oldest message to its commit",
-            value=lag,
-        )
-        yield GaugeMetricFamily(
-            "fleetcare_ingest_queue_depth",
-            "messages received, not yet in a batch",
-            value=self.queue_depth(),
-        )
-        yield GaugeMetricFamily(
-            "fleetcare_ingest_connected", "1 when connected to the broker", value=int(connected)
-        )
-        if dropped is not None:
-            yield GaugeMetricFamily(
-                "fleetcare_broker_dropped_messages",
-                "the broker's $SYS/broker/publish/messages/dropped",
-                value=dropped,
-            )
-
-
-def _mqtt_endpoint(url: str) -> tuple[str, int, str | None, str | None, bool]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts", "tcp"):
-        raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, not {parts.scheme!r}")
-    tls = parts.scheme == "mqtts"
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), user, password, tls
-
-
-def probe_mqtt5(url: str, timeout: float = 5.0) -> bool:
-    """True when the broker accepts an MQTT 5 connection (amqtt speaks only 3.1.1)."""
-    host, port, user, password, tls = _mqtt_endpoint(url)
-    answered = threading.Event()
-    accepted: list[bool] = []
-    probe = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"fleetcare-probe-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv5,
-    )
-    if user:
-        probe.username_pw_set(user, password)
-    if tls:
-        probe.tls_set()
-
-    def on_connect(_c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        accepted.append(not rc.is_failure or rc.getName() != "Unsupported protocol version")
-        answered.set()
-
-    def on_disconnect(*_args: Any) -> None:
-        answered.set()
-
-    probe.on_connect = on_connect
-    probe.on_disconnect = on_disconnect
-    try:
-        probe.connect(host, port, keepalive=10)
-    except OSError:
-        raise
-    probe.loop_start()
-    try:
-        answered.wait(timeout)
-    finally:
-        probe.disconnect()
-        probe.loop_stop()
-    return bool(accepted and accepted[0])
-
-
-class _BufferedSocket:
-    """Reads the broker's socket 64 KiB at a time and serves paho's small reads from memory.
-
-    paho reads each packet with several ``recv`` calls (type byte, length bytes, body) after
-    a ``select``; with many small messages those system calls dominated the network thread
-    (profiled). paho skips waiting in ``select`` while ``pending()`` reports buffered bytes,
-    as it does for TLS sockets.
-    """
-
-    __slots__ = ("_data", "_pos", "_sock")
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._data = b""
-        self._pos = 0
-
-    def recv(self, bufsize: int) -> bytes:
-        if self._pos >= len(self._data):
-            self._data = self._sock.recv(max(bufsize, 1 << 16))  # BlockingIOError passes up
-            self._pos = 0
-            if not self._data:
-                return b""
-        end = self._pos + bufsize
-        chunk = self._data[self._pos : end]
-        self._pos = min(end, len(self._data))
-        return chunk
-
-    def pending(self) -> int:
-        return len(self._data) - self._pos
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class _BufferedClient(mqtt.Client):
-    """paho's client reading through ``_BufferedSocket`` (plain TCP only; TLS has its own)."""
-
-    def _create_socket(self) -> Any:
-        sock = super()._create_socket()
-        if self._ssl or self._transport != "tcp":
-            return sock
-        return _BufferedSocket(sock)
-
-    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
-        # No per-topic callbacks here: skip paho's topic matcher and call on_message directly.
-        on_message = self.on_message
-        if on_message is None:
-            return
-        try:
-            on_message(self, self._userdata, message)
-        except Exception:
-            log.exception("error in on_message; message left unacknowledged")
-
-    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        """Read every complete packet already buffered, not one per ``select``."""
-        rc = super().loop_read(max_packets)
-        sock = self._sock
-        for _ in range(1000):
-            if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is not sock:
-                break
-            if not isinstance(sock, _BufferedSocket) or not sock.pending():
-                break
-            rc = super().loop_read(max_packets)
-        return rc
 
 
 GATHER_POLL_S = 0.005
@@ -445,11 +220,11 @@ class IngestWorker:
     def start(self) -> None:
         """Connect (retrying in the background while the broker is away) and start writing."""
         cfg = self.config
-        host, port, user, password, tls = _mqtt_endpoint(cfg.mqtt_url)
+        host, port, user, password, tls = mqtt_endpoint(cfg.mqtt_url)
         v5 = cfg.protocol == "v5" or (cfg.protocol == "auto" and self._probe_with_retry())
         self.shared = v5 and cfg.shared_subscription
         self.stats.protocol = "5" if v5 else "3.1.1"
-        client = _BufferedClient(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
