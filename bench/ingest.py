@@ -4,8 +4,8 @@
 
 Starts its own Mosquitto (the repo's no-drop configuration) and a fresh migrated database on
 the local PostgreSQL (or ``--server-url``), dropped at the end. A separate process publishes
-the readings at QoS 1, at 50 and at 1 reading(s) per message; the ingestor (the production
-``IngestWorker``, in this process) stores them. Each phase is timed from the first publish
+the readings at QoS 1, at 50 and at 1 reading(s) per message; the ingestors (the production
+``IngestWorker``, one process each) store them. Each phase is timed from the first publish
 to the last commit. The raw limit is one binary COPY of the same rows into a table with the
 same columns and unique key. The last line printed is JSON.
 """
@@ -17,9 +17,10 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import queue
+import socket
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -123,6 +125,97 @@ def build_payloads(assets: list[str], n: int, per_message: int, base_ms: int) ->
     return out
 
 
+class LeanPublisher:
+    """A minimal MQTT 5 QoS 1 publisher on a plain socket, standing in for many devices.
+
+    paho costs ~70 µs of CPU per publish here (measured), more than the ingestor itself; on a
+    2-core machine shared by publisher, broker, ingestor and PostgreSQL that would measure
+    the load generator. This one writes PUBLISH packets in bulk and counts PUBACKs, keeping
+    at most ``window`` messages unacknowledged (below Mosquitto's in-flight limit).
+    """
+
+    def __init__(self, host: str, port: int, window: int = 500) -> None:
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.window = window
+        self.buffer = b""
+        client_id = f"bench-pub-{uuid.uuid4().hex[:8]}".encode()
+        # CONNECT: "MQTT", version 5, clean start, keepalive 60 s, no properties
+        body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + len(client_id).to_bytes(2, "big") + client_id
+        self.sock.sendall(b"\x10" + _varint(len(body)) + body)
+        kind, connack = self._read_packet()
+        if kind != 0x20 or connack[1] != 0:
+            raise RuntimeError(f"broker refused the bench publisher: {connack!r}")
+
+    def _read_packet(self) -> tuple[int, bytes]:
+        while True:
+            if len(self.buffer) >= 2:
+                length, shift, i = 0, 0, 1
+                while i < len(self.buffer):
+                    b = self.buffer[i]
+                    length |= (b & 0x7F) << shift
+                    shift += 7
+                    i += 1
+                    if not b & 0x80:
+                        break
+                else:
+                    i = -1
+                if i > 0 and len(self.buffer) >= i + length:
+                    kind, body = self.buffer[0] & 0xF0, self.buffer[i : i + length]
+                    self.buffer = self.buffer[i + length :]
+                    return kind, body
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise RuntimeError("broker closed the bench publisher's connection")
+            self.buffer += chunk
+
+    def publish_all(self, topic: str, payloads: list[bytes]) -> None:
+        """Publish every payload at QoS 1 and return once each has its PUBACK."""
+        topic_b = topic.encode()
+        head = len(topic_b).to_bytes(2, "big") + topic_b
+        inflight, pending = 0, []
+        for i, payload in enumerate(payloads):
+            body = head + (i % 65535 + 1).to_bytes(2, "big") + b"\x00" + payload
+            pending.append(b"\x32" + _varint(len(body)) + body)
+            inflight += 1
+            if len(pending) >= 64 or inflight >= self.window:
+                self.sock.sendall(b"".join(pending))
+                pending = []
+            while inflight >= self.window:
+                inflight -= self._read_pubacks()
+        if pending:
+            self.sock.sendall(b"".join(pending))
+        while inflight > 0:
+            inflight -= self._read_pubacks()
+
+    def _read_pubacks(self) -> int:
+        kind, body = self._read_packet()
+        if kind != 0x40:
+            raise RuntimeError(f"unexpected packet {kind:#x} for the bench publisher")
+        if len(body) > 2 and body[2] >= 0x80:
+            raise RuntimeError(f"broker refused a publish: reason {body[2]:#x}")
+        acked = 1
+        while len(self.buffer) >= 4 and self.buffer[0] & 0xF0 == 0x40:
+            kind, body = self._read_packet()
+            if len(body) > 2 and body[2] >= 0x80:
+                raise RuntimeError(f"broker refused a publish: reason {body[2]:#x}")
+            acked += 1
+        return acked
+
+    def close(self) -> None:
+        self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+        self.sock.close()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def publisher_main(
     mqtt_url: str,
     topic: str,
@@ -135,40 +228,48 @@ def publisher_main(
     report: Any,
 ) -> None:
     """In the publisher process: build payloads, connect, wait for go, publish at QoS 1."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from ingest.worker import _mqtt_endpoint
+    from ingest.mqtt_client import mqtt_endpoint
 
     payloads = build_payloads(assets, n, per_message, base_ms)
-    host, port, _, _, _ = _mqtt_endpoint(mqtt_url)
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
-        protocol=mqtt.MQTTv5,
-    )
-    # Our own window below paho's in-flight limit: paho never has to queue a message itself
-    # (with 100k+ messages queued inside paho we saw the publisher stall, waiting for PUBACKs).
-    window_size = 900
-    client.max_inflight_messages_set(window_size + 100)
-    window = threading.Semaphore(window_size)
-    client.on_publish = lambda *_a: window.release()
-    connected = threading.Event()
-    client.on_connect = lambda *_a: connected.set()
-    client.connect(host, port, keepalive=60)
-    client.loop_start()
-    connected.wait(30)
+    host, port, _, _, _ = mqtt_endpoint(mqtt_url)
+    publisher = LeanPublisher(host, port)
     ready.set()
     go.wait()
     first = time.time()
-    for p in payloads:
-        window.acquire()
-        client.publish(topic, p, qos=1)
-    for _ in range(window_size):
-        window.acquire()
+    publisher.publish_all(topic, payloads)
     report.put({"first_publish": first, "last_puback": time.time(), "messages": len(payloads)})
-    client.disconnect()
-    client.loop_stop()
+    publisher.close()
+
+
+def ingestor_main(
+    url: str,
+    mqtt_url: str,
+    client_id: str,
+    writers: int,
+    subscribed: Any,
+    stop: Any,
+    commits: Any,
+) -> None:
+    """In an ingestor process: the production IngestWorker, reporting each commit."""
+
+    def on_batch(r: BatchResult) -> None:
+        commits.put((r.stored, r.duplicates, time.time()))
+
+    worker = IngestWorker(
+        IngestConfig(
+            mqtt_url=mqtt_url,
+            database_url=url,
+            client_id=client_id,
+            limits=IngestLimits(topic_root=TOPIC_ROOT, max_past=timedelta(days=2)),
+            writer_threads=writers,
+        ),
+        on_batch=on_batch,
+    )
+    worker.start()
+    if worker.subscribed.wait(60):
+        subscribed.set()
+    stop.wait()
+    worker.stop()
 
 
 def run_phase(
@@ -179,34 +280,28 @@ def run_phase(
     per_message: int,
     base_ms: int,
     ingestors: int,
+    broker_pid: int,
+    writers: int = 2,
 ) -> dict[str, float]:
-    """Publish n readings at ``per_message`` per message; time first publish → last commit."""
-    last_commit = [0.0]
-    lock = threading.Lock()
+    """Publish n readings at ``per_message`` per message; time first publish → last commit.
 
-    def on_batch(_r: BatchResult) -> None:
-        with lock:
-            last_commit[0] = time.time()
-
-    workers = [
-        IngestWorker(
-            IngestConfig(
-                mqtt_url=mqtt_url,
-                database_url=url,
-                # the same sessions in every phase: a stopped member of a shared subscription
-                # with a persistent session still gets its share, queued until it returns
-                client_id=f"bench-ingest-{i}",
-                limits=IngestLimits(topic_root=TOPIC_ROOT, max_past=timedelta(days=2)),
-            ),
-            on_batch=on_batch,
-        )
-        for i in range(ingestors)
-    ]
-    for w in workers:
-        w.start()
-        if not w.subscribed.wait(30):
-            raise SystemExit("bench: ingestor did not subscribe")
+    Each ingestor runs in its own process (like ``fleetcare ingest``), under the same client
+    id in every phase: a stopped member of a shared subscription with a persistent session
+    still gets its share, queued until it returns.
+    """
     ctx = mp.get_context("spawn")
+    stop, commits = ctx.Event(), ctx.Queue()
+    procs = []
+    for i in range(ingestors):
+        subscribed = ctx.Event()
+        proc = ctx.Process(
+            target=ingestor_main,
+            args=(url, mqtt_url, f"bench-ingest-{i}", writers, subscribed, stop, commits),
+        )
+        proc.start()
+        if not subscribed.wait(120):
+            raise SystemExit("bench: ingestor did not subscribe")
+        procs.append(proc)
     ready, go, report = ctx.Event(), ctx.Event(), ctx.Queue()
     topic = f"{TOPIC_ROOT}/{fleet_.device}/telemetry"
     pub = ctx.Process(
@@ -216,28 +311,73 @@ def run_phase(
     pub.start()
     if not ready.wait(300):
         raise SystemExit("bench: publisher not ready")
+    cpu = CpuMeter(
+        {
+            "ingestor": [p.pid for p in procs if p.pid],
+            "publisher": [pub.pid] if pub.pid else [],
+            "broker": [broker_pid],
+            "postgres": database_backends(url),
+        }
+    )
     go.set()
-
-    def written() -> int:
-        return sum(w.stats.stored_total + w.stats.duplicates_total for w in workers)
-
+    stored = duplicates = batches = 0
+    last_commit = 0.0
     deadline = time.monotonic() + 60 + n / 2000
-    while written() < n and time.monotonic() < deadline:
-        workers[0].stats.wait_for(lambda _s: written() >= n, 1.0)
+    while stored + duplicates < n and time.monotonic() < deadline:
+        try:
+            s, d, at = commits.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        stored, duplicates, batches = stored + s, duplicates + d, batches + 1
+        last_commit = max(last_commit, at)
     published = report.get(timeout=120)
+    cpu_s = cpu.used()
     pub.join(30)
-    stats = [w.stats for w in workers]
-    for w in workers:
-        w.stop()
-    elapsed = last_commit[0] - published["first_publish"]
+    stop.set()
+    for proc in procs:
+        proc.join(30)
+    elapsed = last_commit - published["first_publish"]
     return {
         "seconds": elapsed,
         "readings_per_s": n / elapsed if elapsed > 0 else 0.0,
         "publish_seconds": published["last_puback"] - published["first_publish"],
-        "redelivered": float(sum(s.duplicates_total for s in stats)),
-        "stored_by_ingestor": float(sum(s.stored_total for s in stats)),
-        "batches": float(sum(s.batches_total for s in stats)),
+        "redelivered": float(duplicates),
+        "stored_by_ingestor": float(stored),
+        "batches": float(batches),
+        **{f"cpu_us_per_reading_{k}": v / n * 1e6 for k, v in cpu_s.items()},
     }
+
+
+class CpuMeter:
+    """CPU seconds (user + system) used by groups of processes since construction."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.procs = {k: [psutil.Process(pid) for pid in pids] for k, pids in groups.items()}
+        self.start = {k: self._total(ps) for k, ps in self.procs.items()}
+
+    @staticmethod
+    def _total(procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def used(self) -> dict[str, float]:
+        return {k: self._total(ps) - self.start[k] for k, ps in self.procs.items()}
+
+
+def database_backends(url: str) -> list[int]:
+    """PostgreSQL backend pids connected to the bench database (the ingestors' writers)."""
+    with connect(url) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 def count_phase(url: str, fleet_: Fleet, base_ms: int, n: int) -> tuple[int, int]:
@@ -290,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readings", type=int, default=1_000_000)
     parser.add_argument("--assets", type=int, default=100)
     parser.add_argument("--ingestors", type=int, default=1, help="ingestors sharing the load")
+    parser.add_argument("--writers", type=int, default=2, help="writer threads per ingestor")
     parser.add_argument(
         "--server-url", default=os.environ.get("FLEETCARE_BENCH_SERVER_URL", LOCAL_PG)
     )
@@ -328,7 +469,17 @@ def main(argv: list[str] | None = None) -> int:
             for name, per in (("batch50", 50), ("single", 1)):
                 if name not in phases:
                     continue
-                r = run_phase(url, mqtt_url, fleet_, n, per, bases[name], args.ingestors)
+                r = run_phase(
+                    url,
+                    mqtt_url,
+                    fleet_,
+                    n,
+                    per,
+                    bases[name],
+                    args.ingestors,
+                    broker.proc.pid,
+                    args.writers,
+                )
                 phase_lost, phase_dup = count_phase(url, fleet_, bases[name], n)
                 lost, duplicated = lost + phase_lost, duplicated + phase_dup
                 results[name] = r
@@ -339,6 +490,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['publish_seconds']:.2f} s; {int(r['batches'])} batches; "
                     f"{int(r['redelivered'])} redelivered); ratio to raw {ratio:.2f}; "
                     f"lost {phase_lost}, duplicated {phase_dup}"
+                )
+                print(
+                    "  CPU µs per reading: "
+                    + ", ".join(
+                        f"{k[len('cpu_us_per_reading_') :]} {v:.1f}"
+                        for k, v in r.items()
+                        if k.startswith("cpu_us_per_reading_")
+                    )
                 )
         finally:
             broker.stop()

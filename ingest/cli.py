@@ -142,16 +142,17 @@ def ingest_command(
 
     from fleetcare.cli import _settings, fail
     from fleetcare.services import exit_on_sigterm, running_services
+    from ingest.mqtt_client import mqtt_endpoint
     from ingest.schemas import IngestLimits
-    from ingest.worker import IngestConfig, IngestWorker, _mqtt_endpoint
+    from ingest.worker import IngestConfig, IngestWorker
 
     settings = _settings()
     client = client_id or settings.ingest_client_id
     if not CLIENT_ID.match(client):
         raise fail(f"client id {client!r} must match {CLIENT_ID.pattern}")
-    if settings.mqtt_url:
+    if settings.mqtt_url and "://" in settings.mqtt_url:  # else a keyword: mosquitto, amqtt
         try:
-            _mqtt_endpoint(settings.mqtt_url)
+            mqtt_endpoint(settings.mqtt_url)
         except ValueError as exc:
             raise fail(str(exc)) from exc
     exit_on_sigterm()

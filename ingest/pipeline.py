@@ -430,7 +430,7 @@ def store_messages(
     if times:
         staged = len(times)
         result.stored = repo.insert_telemetry(
-            conn, repo.encode_telemetry_copy(times, asset_ids, metric_ids, values)
+            conn, repo.encode_telemetry_copy(times, asset_ids, metric_ids, values), staged
         )
         result.duplicates = staged - result.stored
     if q.rows:

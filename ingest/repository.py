@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import psycopg
 from psycopg import Connection
 from psycopg.rows import class_row
 
@@ -150,7 +151,30 @@ def encode_telemetry_copy(
     return b"".join((_COPY_HEADER, rows.tobytes(), _COPY_TRAILER))
 
 
-def insert_telemetry(conn: Conn, copy_data: bytes) -> int:
+def insert_telemetry(conn: Conn, copy_data: bytes, rows: int) -> int:
+    """Store the rows of ``copy_data`` that are new; return how many were.
+
+    The usual batch holds no reading already stored: it is copied straight into
+    ``telemetry`` under a savepoint (the raw COPY speed). When the unique key refuses it (a
+    redelivery, or a key twice in the batch), the savepoint is rolled back and the rows go
+    through a staging table and ``INSERT ... ON CONFLICT DO NOTHING``.
+    """
+    try:
+        with (
+            conn.transaction(),
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY telemetry (time, asset_id, metric_id, value) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.write(copy_data)
+        return rows
+    except psycopg.errors.UniqueViolation:
+        pass
+    return insert_telemetry_idempotent(conn, copy_data)
+
+
+def insert_telemetry_idempotent(conn: Conn, copy_data: bytes) -> int:
     """Load rows through a temporary staging table; insert the new ones; return how many."""
     conn.execute(
         """
@@ -173,8 +197,8 @@ def insert_telemetry(conn: Conn, copy_data: bytes) -> int:
             """
         )
         inserted = cur.rowcount
-        # the caller may store several batches in one transaction
-        cur.execute("TRUNCATE ingest_staging")
+        # the caller may store several batches in one transaction (commit empties it too)
+        cur.execute("DELETE FROM ingest_staging")
     return inserted
 
 

@@ -23,28 +23,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import socket
 import threading
 import time
-import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from typing import Any, Literal, NamedTuple
 
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
 from fleetcare.clock import Clock, SystemClock
 from ingest import repository as repo
+from ingest.mqtt_client import BufferedClient, mqtt_endpoint, probe_mqtt5
 from ingest.pipeline import quarantine_message, store_messages
 from ingest.schemas import (
     BatchResult,
@@ -54,6 +51,7 @@ from ingest.schemas import (
     RawMessage,
 )
 from ingest.service import BROKER_DROPPED_TOPIC
+from ingest.stats import IngestCollector, IngestStats
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +77,23 @@ class IngestConfig:
     batch_max_bytes: int = 1_000_000
     batch_max_wait_s: float = 0.2
     queue_max_messages: int = 10_000
+    queue_max_bytes: int = 64 * 1024 * 1024
     receive_maximum: int = 10_000  # MQTT 5: most unacknowledged messages the broker sends us
     session_expiry_s: int = 7 * 24 * 3600
     keepalive_s: int = 30
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
     status_interval_s: float = 2.0
+    # Two writers overlap one batch's validation (Python) with another's COPY and commit
+    # (PostgreSQL); acknowledgements still go out in batch order.
+    writer_threads: int = 2
 
     @property
     def topic_root(self) -> str:
         return self.limits.topic_root
 
 
-@dataclass(frozen=True, slots=True)
-class AckToken:
+class AckToken(NamedTuple):
     """What acknowledging a message needs: its packet id, QoS, and the connection it came on."""
 
     mid: int
@@ -100,162 +101,83 @@ class AckToken:
     connection: int
 
 
-class IngestStats:
-    """Counters of one ingestor, thread-safe; read by /metrics, the status row and tests."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Condition()
-        self.started_at = time.time()
-        self.messages_total = 0
-        self.stored_total = 0
-        self.duplicates_total = 0
-        self.quarantined_total = 0
-        self.batches_total = 0
-        self.database_errors_total = 0
-        self.acks_skipped_total = 0  # committed on a connection that has since gone
-        self.quarantined: Counter[tuple[str, str]] = Counter()  # (device, reason)
-        self.broker_dropped: int | None = None
-        self.lag_s = 0.0
-        self.connected = False
-        self.protocol = ""
-        self._recent: deque[tuple[float, int]] = deque()  # (monotonic time, stored)
-
-    def record_batch(self, result: BatchResult, lag_s: float) -> None:
-        """Count a committed batch and wake whoever waits for one."""
-        with self.lock:
-            self.batches_total += 1
-            self.messages_total += result.messages
-            self.stored_total += result.stored
-            self.duplicates_total += result.duplicates
-            self.quarantined_total += result.quarantined_total
-            for (device, reason), n in result.quarantined_by_device.items():
-                self.quarantined[(device or "", reason)] += n
-            self.lag_s = lag_s
-            now = time.monotonic()
-            self._recent.append((now, result.stored + result.duplicates))
-            self.lock.notify_all()
-
-    def readings_per_s(self, window_s: float = 10.0) -> float:
-        """Readings written (new or duplicate) per second over the last ``window_s``."""
-        with self.lock:
-            now = time.monotonic()
-            while self._recent and self._recent[0][0] < now - window_s:
-                self._recent.popleft()
-            if not self._recent:
-                return 0.0
-            span = max(now - self._recent[0][0], 1.0)
-            return sum(n for _, n in self._recent) / span
-
-    def wait_for(self, predicate: Callable[[IngestStats], bool], timeout: float) -> bool:
-        """Wait until ``predicate(stats)`` holds (checked at each batch or database error)."""
-        with self.lock:
-            return self.lock.wait_for(lambda: predicate(self), timeout)
+GATHER_POLL_S = 0.005
 
 
-class IngestCollector(Collector):
-    """Prometheus view of an ingestor's counters."""
+class Inbox:
+    """The bounded hand-off from the network thread to the writer.
 
-    def __init__(self, stats: IngestStats, queue_depth: Callable[[], int]) -> None:
-        self.stats = stats
-        self.queue_depth = queue_depth
+    Cheap per message: a deque append (atomic in CPython) and a flag check; locks are taken
+    only to wake a sleeping writer or to make the network thread wait while the inbox is full.
+    """
 
-    def collect(self) -> Iterator[Metric]:
-        s = self.stats
-        with s.lock:
-            totals = [
-                ("messages", "MQTT messages processed", s.messages_total),
-                ("readings_stored", "readings stored", s.stored_total),
-                (
-                    "readings_duplicate",
-                    "readings already stored (redeliveries)",
-                    s.duplicates_total,
-                ),
-                ("batches", "batches committed", s.batches_total),
-                ("database_errors", "failed batch attempts (retried)", s.database_errors_total),
-            ]
-            quarantined = dict(s.quarantined)
-            lag, connected, dropped = s.lag_s, s.connected, s.broker_dropped
-        for name, doc, value in totals:
-            yield CounterMetricFamily(f"fleetcare_ingest_{name}", doc, value=value)
-        by_reason = CounterMetricFamily(
-            "fleetcare_ingest_quarantined",
-            "items quarantined, per device and reason",
-            labels=["device", "reason"],
+    def __init__(self, maxsize: int, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self._items: deque[RawMessage] = deque()
+        self._nonempty = threading.Event()
+        self._space = threading.Condition()
+        # each counter is written by one thread only (no lock needed); bytes held = in - out
+        self._bytes_in = 0
+        self._bytes_out = 0
+
+    def qsize(self) -> int:
+        """Messages waiting for the writer."""
+        return len(self._items)
+
+    def _full(self) -> bool:
+        return (
+            len(self._items) >= self.maxsize or self._bytes_in - self._bytes_out >= self.max_bytes
         )
-        for (device, reason), n in sorted(quarantined.items()):
-            by_reason.add_metric([device, reason], n)
-        yield by_reason
-        yield GaugeMetricFamily(
-            "fleetcare_ingest_readings_per_second",
-            "readings written per second (10 s)",
-            value=s.readings_per_s(),
-        )
-        yield GaugeMetricFamily(
-            "fleetcare_ingest_lag_seconds",
-            "receipt of a batch's oldest message to its commit",
-            value=lag,
-        )
-        yield GaugeMetricFamily(
-            "fleetcare_ingest_queue_depth",
-            "messages received, not yet in a batch",
-            value=self.queue_depth(),
-        )
-        yield GaugeMetricFamily(
-            "fleetcare_ingest_connected", "1 when connected to the broker", value=int(connected)
-        )
-        if dropped is not None:
-            yield GaugeMetricFamily(
-                "fleetcare_broker_dropped_messages",
-                "the broker's $SYS/broker/publish/messages/dropped",
-                value=dropped,
-            )
 
+    def put(self, item: RawMessage, timeout: float) -> bool:
+        """Add ``item``, waiting up to ``timeout`` for room; False when still full."""
+        if self._full():
+            with self._space:
+                if not self._space.wait_for(lambda: not self._full(), timeout):
+                    return False
+        self._bytes_in += len(item.payload)
+        self._items.append(item)
+        if not self._nonempty.is_set():
+            self._nonempty.set()
+        return True
 
-def _mqtt_endpoint(url: str) -> tuple[str, int, str | None, str | None, bool]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts", "tcp"):
-        raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, not {parts.scheme!r}")
-    tls = parts.scheme == "mqtts"
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), user, password, tls
-
-
-def probe_mqtt5(url: str, timeout: float = 5.0) -> bool:
-    """True when the broker accepts an MQTT 5 connection (amqtt speaks only 3.1.1)."""
-    host, port, user, password, tls = _mqtt_endpoint(url)
-    answered = threading.Event()
-    accepted: list[bool] = []
-    probe = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"fleetcare-probe-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv5,
-    )
-    if user:
-        probe.username_pw_set(user, password)
-    if tls:
-        probe.tls_set()
-
-    def on_connect(_c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        accepted.append(not rc.is_failure or rc.getName() != "Unsupported protocol version")
-        answered.set()
-
-    def on_disconnect(*_args: Any) -> None:
-        answered.set()
-
-    probe.on_connect = on_connect
-    probe.on_disconnect = on_disconnect
-    try:
-        probe.connect(host, port, keepalive=10)
-    except OSError:
-        raise
-    probe.loop_start()
-    try:
-        answered.wait(timeout)
-    finally:
-        probe.disconnect()
-        probe.loop_stop()
-    return bool(accepted and accepted[0])
+    def take(
+        self, max_items: int, max_bytes: int, first_wait_s: float, gather_s: float
+    ) -> list[RawMessage]:
+        """A batch: wait up to ``first_wait_s`` for a first message, then gather more for up
+        to ``gather_s`` until ``max_items`` or ``max_bytes``."""
+        batch: list[RawMessage] = []
+        size = taken_bytes = 0
+        deadline: float | None = None
+        wait = first_wait_s
+        while True:
+            items = self._items
+            while items and len(batch) < max_items and size < max_bytes:
+                item = items.popleft()
+                batch.append(item)
+                size += len(item.payload)
+            if batch:
+                self._bytes_out += size - taken_bytes
+                taken_bytes = size
+                with self._space:
+                    self._space.notify_all()
+                if len(batch) >= max_items or size >= max_bytes:
+                    return batch
+                if deadline is None:
+                    deadline = time.monotonic() + gather_s
+                wait = deadline - time.monotonic()
+            if wait <= 0:
+                return batch
+            if batch:
+                # gathering: poll every few ms rather than have the network thread wake us
+                # for each message (an Event.set per message showed in the profile)
+                time.sleep(min(wait, GATHER_POLL_S))
+                continue
+            # clear, then look again: a message appended after the look sets the flag
+            self._nonempty.clear()
+            if not items and not self._nonempty.wait(wait):
+                return batch
 
 
 class IngestWorker:
@@ -273,15 +195,21 @@ class IngestWorker:
         self.on_batch = on_batch
         self.stats = IngestStats()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.queue: queue.Queue[RawMessage] = queue.Queue(maxsize=config.queue_max_messages)
+        self.queue = Inbox(config.queue_max_messages, config.queue_max_bytes)
         self.registry.register(IngestCollector(self.stats, self.queue.qsize))
         self._stop = threading.Event()
         self._conn_lock = threading.Lock()
         self._connection = 0  # bumped on every CONNACK
         self._connected = False
         self._client: mqtt.Client | None = None
-        self._writer: threading.Thread | None = None
-        self._db: psycopg.Connection[Any] | None = None
+        self._writers: list[threading.Thread] = []
+        self._local = threading.local()  # each writer's own database connection
+        self._connections: list[psycopg.Connection[Any]] = []
+        self._take_lock = threading.Lock()
+        self._status_lock = threading.Lock()
+        self._turn = threading.Condition()  # acknowledgements in batch order
+        self._next_seq = 0
+        self._acked_seq = -1
         self._last_status = 0.0
         self._waiting_logged = False
         self.subscribed = threading.Event()
@@ -292,11 +220,11 @@ class IngestWorker:
     def start(self) -> None:
         """Connect (retrying in the background while the broker is away) and start writing."""
         cfg = self.config
-        host, port, user, password, tls = _mqtt_endpoint(cfg.mqtt_url)
+        host, port, user, password, tls = mqtt_endpoint(cfg.mqtt_url)
         v5 = cfg.protocol == "v5" or (cfg.protocol == "auto" and self._probe_with_retry())
         self.shared = v5 and cfg.shared_subscription
         self.stats.protocol = "5" if v5 else "3.1.1"
-        client = mqtt.Client(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -318,8 +246,14 @@ class IngestWorker:
             properties.SessionExpiryInterval = cfg.session_expiry_s
             properties.ReceiveMaximum = cfg.receive_maximum
         self._client = client
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
-        self._writer.start()
+        self._writers = [
+            threading.Thread(
+                target=self._write_loop, args=(i,), name=f"ingest-writer-{i}", daemon=True
+            )
+            for i in range(max(1, cfg.writer_threads))
+        ]
+        for writer in self._writers:
+            writer.start()
         client.connect_async(
             host,
             port,
@@ -350,16 +284,28 @@ class IngestWorker:
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop reading, let the writer finish (commit and ack) its batch, then disconnect."""
+        """Stop reading, let the writers finish (commit and ack) their batches, disconnect."""
         self._stop.set()
-        if self._writer is not None:
-            self._writer.join(timeout)
+        with self._turn:
+            self._turn.notify_all()
+        deadline = time.monotonic() + timeout
+        for writer in self._writers:
+            writer.join(max(0.0, deadline - time.monotonic()))
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self.stats.connected = False
+        if not any(w.is_alive() for w in self._writers):
+            try:  # best effort: tell the status row we are gone
+                with psycopg.connect(
+                    self.config.database_url, autocommit=True, connect_timeout=2
+                ) as conn:
+                    self._last_status = 0.0
+                    self._write_status(conn, None)
+            except psycopg.Error:
+                pass
+            for conn in self._connections:
+                conn.close()
 
     def __enter__(self) -> IngestWorker:
         self.start()
@@ -434,65 +380,83 @@ class IngestWorker:
         # A full queue blocks this thread, so paho stops reading the socket and the broker
         # keeps the rest (bounded by the receive maximum). Waking up regularly lets a stop
         # through; what was not queued then is not acknowledged and will be redelivered.
-        while True:
-            try:
-                self.queue.put(item, timeout=0.5)
+        while not self.queue.put(item, timeout=0.5):
+            if self._stop.is_set():
                 return
-            except queue.Full:
-                if self._stop.is_set():
-                    return
-                if not self._waiting_logged:
-                    log.info("queue full (%d): holding the broker back", self.queue.maxsize)
-                    self._waiting_logged = True
+            if not self._waiting_logged:
+                log.info("queue full (%d): holding the broker back", self.queue.maxsize)
+                self._waiting_logged = True
 
     # --- writer thread ----------------------------------------------------------------------
 
     def _collect(self) -> list[RawMessage]:
         cfg = self.config
-        try:
-            first = self.queue.get(timeout=0.1)
-        except queue.Empty:
-            return []
-        batch, size = [first], len(first.payload)
-        deadline = time.monotonic() + cfg.batch_max_wait_s
-        while len(batch) < cfg.batch_max_messages and size < cfg.batch_max_bytes:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self.queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-            batch.append(item)
-            size += len(item.payload)
-        return batch
+        return self.queue.take(
+            cfg.batch_max_messages, cfg.batch_max_bytes, 0.1, cfg.batch_max_wait_s
+        )
 
-    def _write_loop(self) -> None:
+    def _write_loop(self, index: int) -> None:
+        try:  # connect early (an outage is handled when the first batch comes)
+            self._database()
+        except psycopg.Error:
+            self._drop_database()
         while not self._stop.is_set():
+            try:
+                if not self._write_one_batch(index):
+                    return
+            except Exception:  # never let a writer die: what was not acked is redelivered
+                log.exception("ingest writer: unexpected error; carrying on")
+                self._stop.wait(self.config.retry_initial_s)
+
+    def _write_one_batch(self, index: int) -> bool:
+        """Collect, store, commit, acknowledge one batch; False when stopping."""
+        with self._take_lock:
             batch = self._collect()
-            if not batch:
+            seq = self._next_seq
+            if batch:
+                self._next_seq += 1
+        if not batch:
+            if index == 0:
                 self._heartbeat_when_due()
-                continue
-            self._waiting_logged = False
+            return True
+        self._waiting_logged = False
+        try:
             result = self._store_with_retry(batch)
-            if result is None:  # stopping before the batch could commit: nothing acknowledged
-                return
-            self._acknowledge(batch)
-            oldest = min(m.received_at for m in batch)
-            lag = (self.clock.now() - oldest).total_seconds()
-            self.stats.record_batch(result, lag)
-            if self.on_batch is not None:
-                self.on_batch(result)
+            with self._turn:  # the previous batch's acknowledgements go first
+                self._turn.wait_for(lambda: self._acked_seq == seq - 1 or self._stop.is_set())
+                in_turn = self._acked_seq == seq - 1
+                if result is not None and in_turn:
+                    self._acknowledge(batch)
+        finally:
+            with self._turn:
+                self._turn.wait_for(lambda: self._acked_seq >= seq - 1 or self._stop.is_set())
+                self._acked_seq = max(self._acked_seq, seq)
+                self._turn.notify_all()
+        if result is None:  # stopping before the batch could commit: nothing acknowledged
+            return False
+        oldest = min(m.received_at for m in batch)
+        lag = (self.clock.now() - oldest).total_seconds()
+        self.stats.record_batch(result, lag)
+        self._status_when_due()
+        if self.on_batch is not None:
+            self.on_batch(result)
+        return True
 
     def _database(self) -> psycopg.Connection[Any]:
-        if self._db is None or self._db.closed or self._db.broken:
-            if self._db is not None:
-                self._db.close()
-            self._db = psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=5)
-        return self._db
+        db: psycopg.Connection[Any] | None = getattr(self._local, "db", None)
+        if db is None or db.closed or db.broken:
+            if db is not None:
+                db.close()
+            db = psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=5)
+            self._local.db = db
+            self._connections.append(db)
+        return db
+
+    def _drop_database(self) -> None:
+        db: psycopg.Connection[Any] | None = getattr(self._local, "db", None)
+        if db is not None and (db.closed or db.broken):
+            db.close()
+            self._local.db = None
 
     def _store_with_retry(self, batch: list[RawMessage]) -> BatchResult | None:
         delay = self.config.retry_initial_s
@@ -505,7 +469,6 @@ class IngestWorker:
                         result = store_messages(
                             conn, batch, limits=self.config.limits, clock=self.clock
                         )
-                        self._write_status(conn, result)
                 except Exception as exc:
                     if isinstance(exc, psycopg.Error) and _transient(exc, conn):
                         raise
@@ -528,9 +491,7 @@ class IngestWorker:
                     failures,
                     delay,
                 )
-                if self._db is not None and (self._db.closed or self._db.broken):
-                    self._db.close()
-                    self._db = None
+                self._drop_database()
                 if self._stop.wait(delay):
                     return None
                 delay = min(delay * 2, self.config.retry_max_s)
@@ -605,30 +566,32 @@ class IngestWorker:
             )
 
     def _write_status(self, conn: psycopg.Connection[Any], pending: BatchResult | None) -> None:
-        """Upsert this ingestor's status row, at most every status_interval_s."""
-        now = time.monotonic()
-        if now - self._last_status < self.config.status_interval_s:
-            return
-        self._last_status = now
+        """Upsert this ingestor's status row (in its own short transaction)."""
         status = self.status()
         status.readings_per_s = self.stats.readings_per_s()
-        if pending is not None:  # counted once committed; include this batch in the row
+        if pending is not None:
             status.messages_total += pending.messages
             status.stored_total += pending.stored
             status.duplicates_total += pending.duplicates
             status.quarantined_total += pending.quarantined_total
-        repo.upsert_ingestor_status(conn, status)
+        with conn.transaction():
+            repo.upsert_ingestor_status(conn, status)
+
+    def _status_when_due(self) -> None:
+        """Record the status row at most every status_interval_s (any writer may)."""
+        now = time.monotonic()
+        with self._status_lock:
+            if now - self._last_status < self.config.status_interval_s:
+                return
+            self._last_status = now
+        try:
+            self._write_status(self._database(), None)
+        except psycopg.Error as exc:
+            self._drop_database()
+            log.warning("could not record ingest status: %s", type(exc).__name__)
 
     def _heartbeat_when_due(self) -> None:
-        if time.monotonic() - self._last_status < self.config.status_interval_s:
-            return
-        try:
-            conn = self._database()
-            with conn.transaction():
-                self._write_status(conn, None)
-        except psycopg.Error as exc:
-            self._last_status = time.monotonic()
-            log.warning("could not record ingest status: %s", type(exc).__name__)
+        self._status_when_due()
 
 
 def _transient(exc: psycopg.Error, conn: psycopg.Connection[Any]) -> bool:

@@ -9,10 +9,12 @@ import pytest
 from psycopg import Connection
 
 from fleetcare.clock import ManualClock
+from fleetcare.db import connect
 from fleetcare.fleet import service as fleet
 from ingest import service as devices
 from ingest.pipeline import device_ref_from_topic, parse_timestamp_us, store_messages
 from ingest.schemas import IngestLimits, RawMessage
+from tests.fixtures.services import TIMESCALE_URL, fresh_database
 from tests.ingest_helpers import OPERATOR, SmallFleet, epoch_ms, make_fleet, raw, reading
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -217,3 +219,63 @@ def test_storing_in_the_callers_transaction_never_commits(
     assert store_messages(conn, [msg], limits=limits, clock=ManualClock(NOW)).stored == 1
     conn.rollback()
     assert telemetry_rows(conn) == []
+
+
+def test_the_same_reading_twice_in_one_batch_is_stored_once(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    t = topic(limits.topic_root, small.device_a)
+    msg = raw(t, reading(small.tires[0], "2026-11-26T09:59:00Z", pressure_kpa=800))
+    result = store_messages(conn, [msg, msg], limits=limits, clock=ManualClock(NOW))
+    assert (result.stored, result.duplicates) == (1, 1)
+    # the fast path's failed COPY left the transaction usable
+    assert store_messages(conn, [msg], limits=limits, clock=ManualClock(NOW)).duplicates == 1
+    conn.commit()
+    assert len(telemetry_rows(conn)) == 1
+
+
+def test_inbox_is_bounded_by_messages_and_bytes() -> None:
+    from ingest.worker import Inbox
+
+    def msg(size: int) -> RawMessage:
+        return RawMessage("t", b"x" * size, NOW)
+
+    by_count = Inbox(maxsize=2)
+    assert by_count.put(msg(1), 0.01) and by_count.put(msg(1), 0.01)
+    assert not by_count.put(msg(1), 0.01)  # full: the network thread would wait here
+    assert len(by_count.take(10, 10**6, 0.01, 0.0)) == 2
+    assert by_count.put(msg(1), 0.01)
+
+    by_bytes = Inbox(maxsize=100, max_bytes=1000)
+    assert by_bytes.put(msg(600), 0.01) and by_bytes.put(msg(600), 0.01)
+    assert not by_bytes.put(msg(1), 0.01)
+    assert [len(m.payload) for m in by_bytes.take(1, 10**6, 0.01, 0.0)] == [600]
+    assert by_bytes.put(msg(500), 0.01)  # 600 held < 1000: room (the bound is checked first)
+    assert not by_bytes.put(msg(1), 0.01)  # 1100 held
+    assert by_bytes.qsize() == 2
+    assert by_bytes.take(10, 10**6, 0.01, 0.0) and by_bytes.take(10, 10**6, 0.01, 0.0) == []
+
+
+@pytest.mark.skipif(
+    not TIMESCALE_URL, reason="set FLEETCARE_TEST_TIMESCALE_URL to a server with TimescaleDB"
+)
+def test_store_messages_on_the_timescaledb_path(topic_root: str) -> None:
+    assert TIMESCALE_URL
+    with fresh_database(TIMESCALE_URL) as url, connect(url) as conn:
+        assert conn.execute("SELECT storage FROM schema_storage").fetchone() == ("timescaledb",)
+        small = make_fleet(conn)
+        limits = IngestLimits(topic_root=topic_root)
+        t = topic(topic_root, small.device_a)
+        rows = [
+            reading(small.tires[0], epoch_ms(NOW) - i * 1000, pressure_kpa=800, odometer_km=10 + i)
+            for i in range(50)
+        ]
+        msg = raw(t, {"readings": rows})
+        first = store_messages(conn, [msg], limits=limits, clock=ManualClock(NOW))
+        again = store_messages(conn, [msg], limits=limits, clock=ManualClock(NOW))
+        conn.commit()
+        assert (first.stored, again.stored, again.duplicates) == (100, 0, 100)
+        usage = conn.execute(
+            "SELECT usage_counter FROM assets WHERE id = %s", (small.tire_ids[small.tires[0]],)
+        ).fetchone()
+        assert usage == (10.0,)  # the latest by time
