@@ -301,7 +301,7 @@ def _start_loop(
     wait_for_port("127.0.0.1", receiver_port, 30, receiver.proc, "demo receiver")
     prepare_loop(services.database_url, data_dir, receiver_url, SystemClock())
 
-    supervisor.start("ingest", "ingest")
+    supervisor.start("ingest", "ingest", "--no-shared")  # one ingestor: see docs/telemetry.md
     supervisor.start("score", "score")
     supervisor.start("dispatch", "dispatch")
     supervisor.start("webhooks", "webhooks")
