@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers, install_fallback_handlers
 from api.routes import devices, fleet, health
+from api.routes import models as model_routes
 from fleetcare.db import open_pool
 from fleetcare.settings import Settings
 
@@ -39,4 +40,5 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(health.router)
     app.include_router(fleet.router)
     app.include_router(devices.router)
+    app.include_router(model_routes.router)
     return app
