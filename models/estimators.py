@@ -75,6 +75,8 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         Number of features seen in ``fit``.
     model_ : HistGradientBoostingRegressor
         The point model, fitted on all rows.
+    n_iter_ : int
+        Boosting iterations of ``model_``.
     y_min_ : float
         Smallest training target; predictions are clipped to ``[y_min_, max_rul]``.
     calibration_pred_, calibration_residual_, calibration_weight_ : ndarray of shape (n_samples,)
@@ -146,6 +148,7 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         y_fit = np.minimum(y.astype(np.float64), self.max_rul)
         self.y_min_ = float(y_fit.min())
         self.model_ = self._fit_model(X, y_fit, w)
+        self.n_iter_ = int(self.model_.n_iter_)
 
         n = X.shape[0]
         cal_weight = np.ones(n) if w is None else w.copy()
@@ -256,6 +259,8 @@ class FailureRiskClassifier(BaseEstimator):
         None when training held one label only.
     constant_proba_ : float
         Failure probability used when ``model_`` is None.
+    n_iter_ : int
+        Boosting iterations of ``model_`` (0 without a model).
     """
 
     def __init__(
@@ -310,6 +315,7 @@ class FailureRiskClassifier(BaseEstimator):
                 early_stopping=False,
                 random_state=self.random_state,
             ).fit(X, labels, sample_weight=w * (w.shape[0] / total) if total > 0 else None)
+        self.n_iter_ = 0 if self.model_ is None else int(self.model_.n_iter_)
         return self
 
     def predict_proba(self, X: Any) -> FloatArray:

@@ -212,15 +212,23 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
 
         alpha = float(self.smoothing)
         ewm = np.empty_like(z)
-        for a, b in zip(starts, ends, strict=True):
+        # Prefix sums of z, z^2 and pos*z restart at every group (group g's block starts
+        # with a zero row at index start+g), so a group's features depend on its rows only.
+        prefix = np.empty((3, n + starts.shape[0], z.shape[1]))
+        for g, (a, b) in enumerate(zip(starts, ends, strict=True)):
             block = z[a:b]
             # s_0 = z_0, s_t = alpha z_t + (1 - alpha) s_(t-1)
             ewm[a:b] = lfilter(
                 [alpha], [1.0, alpha - 1.0], block, axis=0, zi=(1 - alpha) * block[:1]
             )[0]
+            prefix[:, a + g] = 0.0
+            prefix[0, a + g + 1 : b + g + 1] = np.cumsum(block, axis=0)
+            prefix[1, a + g + 1 : b + g + 1] = np.cumsum(block * block, axis=0)
+            prefix[2, a + g + 1 : b + g + 1] = np.cumsum(pos[a:b, None] * block, axis=0)
+        shift = np.repeat(np.arange(starts.shape[0]), lengths)
 
         b_end = np.minimum(start_of_row + self.baseline_window, row + 1)
-        return self._assemble(X[:, 1], z, pos, row, start_of_row, b_end, ewm)
+        return self._assemble(X[:, 1], prefix, shift, pos, row, start_of_row, b_end, ewm)
 
     def transform_last(self, X: Any) -> tuple[FloatArray, FloatArray]:
         """Compute only the features of the last row of each group, vectorised over groups.
@@ -260,40 +268,45 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
             weight[first] = (1.0 - alpha) ** from_end[first]
         ewm_last = np.add.reduceat(weight[:, None] * z, starts, axis=0) if n else z[:0]
 
+        zero = np.zeros((3, 1, z.shape[1]))
+        prefix = np.concatenate(
+            (zero, np.cumsum(np.stack((z, z * z, pos[:, None] * z)), axis=1)), axis=1
+        )
+        shift = np.zeros(starts.shape[0], dtype=np.intp)
         b_end = np.minimum(starts + self.baseline_window, ends)
         features = self._assemble(
-            X[last, 1], z, pos, last, starts, b_end, ewm_last, pos_at=pos[last]
+            X[last, 1], prefix, shift, pos[last], last, starts, b_end, ewm_last
         )
         return X[starts, 0], features
 
     def _assemble(
         self,
         usage: FloatArray,
-        z: FloatArray,
-        pos: FloatArray,
+        prefix: FloatArray,
+        shift: NDArray[np.intp],
+        pos_at: FloatArray,
         row: NDArray[np.intp],
         group_start: NDArray[np.intp],
         baseline_end: NDArray[np.intp],
         ewm: FloatArray,
-        pos_at: FloatArray | None = None,
     ) -> FloatArray:
-        """Features of rows ``row`` (all rows, or each group's last row) from prefix sums."""
-        zero = np.zeros((1, z.shape[1]))
-        csum = np.concatenate((zero, np.cumsum(z, axis=0)))
-        csq = np.concatenate((zero, np.cumsum(z * z, axis=0)))
-        cpos = np.concatenate((zero, np.cumsum(pos[:, None] * z, axis=0)))
-        if pos_at is None:
-            pos_at = pos
+        """Features of rows ``row`` (all rows, or each group's last row) from prefix sums.
+
+        ``prefix`` stacks the prefix sums of z, z^2 and pos*z; the sum over input rows
+        ``lo .. hi-1`` is ``prefix[:, hi + shift] - prefix[:, lo + shift]``.
+        """
+        csum, csq, cpos = prefix
         cols: list[FloatArray] = [usage[:, None]]
         base_n = (baseline_end - group_start).astype(np.float64)[:, None]
-        baseline = (csum[baseline_end] - csum[group_start]) / base_n
+        baseline = (csum[baseline_end + shift] - csum[group_start + shift]) / base_n
         cols += [ewm, ewm - baseline]
         for w in self.windows:
             lo = np.maximum(group_start, row - w + 1)
             m = (row + 1 - lo).astype(np.float64)[:, None]
-            s_y = csum[row + 1] - csum[lo]
-            s_yy = csq[row + 1] - csq[lo]
-            s_ky = cpos[row + 1] - cpos[lo]
+            hi, lo = row + 1 + shift, lo + shift
+            s_y = csum[hi] - csum[lo]
+            s_yy = csq[hi] - csq[lo]
+            s_ky = cpos[hi] - cpos[lo]
             # positions in the window are k0 .. k0+m-1 with k0 = pos - m + 1
             k0 = pos_at[:, None] - m + 1
             s_k = m * k0 + m * (m - 1) / 2

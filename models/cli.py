@@ -1,0 +1,52 @@
+"""``fleetcare models ...``: offline evaluation of the wear models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from models.cmapss import CMAPSSDataError, crossvalidate_cmapss, evaluate_cmapss
+
+app = typer.Typer(help="Wear models: offline evaluation.", no_args_is_help=True)
+
+BAD_INPUT_EXIT = 2
+
+
+def _emit(result: dict[str, Any]) -> None:
+    typer.echo(json.dumps(result, sort_keys=False))
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=BAD_INPUT_EXIT)
+
+
+@app.command("cmapss")
+def cmapss_command(
+    train: Annotated[Path, typer.Option("--train", help="C-MAPSS training file (train_FD00x.txt)")],
+    test: Annotated[Path, typer.Option("--test", help="C-MAPSS test file (test_FD00x.txt)")],
+    rul: Annotated[Path, typer.Option("--rul", help="true RUL of the test units (RUL_FD00x.txt)")],
+) -> None:
+    """Train on --train, score each --test unit's last cycle against --rul; print one JSON line."""
+    try:
+        result = evaluate_cmapss(train, test, rul)
+    except CMAPSSDataError as exc:
+        raise _fail(str(exc)) from None
+    _emit(result)
+
+
+@app.command("cmapss-cv")
+def cmapss_cv_command(
+    train: Annotated[Path, typer.Option("--train", help="C-MAPSS training file (train_FD00x.txt)")],
+    folds: Annotated[int, typer.Option("--folds", min=2, help="folds of held-out units")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the folds and truncations")] = 0,
+) -> None:
+    """Cross-validate on held-out training units cut at random cycles; print one JSON line."""
+    try:
+        result = crossvalidate_cmapss(train, folds=folds, seed=seed)
+    except CMAPSSDataError as exc:
+        raise _fail(str(exc)) from None
+    _emit(result)

@@ -1,0 +1,207 @@
+"""Wear-model core: estimator contract, causal features, interval coverage, risk, anomaly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
+
+from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
+from models.features import WindowFeatures, count_operating_regimes, group_bounds
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny fits run faster on one OpenMP thread, and do not stall on a busy machine."""
+    with threadpool_limits(limits=1):
+        yield
+
+
+SETTINGS = np.array([[0.0, 0.0, 100.0], [20.0, 0.7, 100.0], [42.0, 0.84, 60.0]])
+
+
+def synthetic_fleet(
+    n_units: int, seed: int, regimes: bool = False
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Run-to-failure units in the readings layout (id, usage, 3 settings, 4 metrics) and RUL.
+
+    Two metrics degrade exponentially towards failure at a unit-specific rate, two are
+    noise; with ``regimes`` every row runs in one of three operating conditions that
+    shift the metrics.
+    """
+    rng = np.random.default_rng(seed)
+    blocks, ruls = [], []
+    for unit in range(n_units):
+        life = int(rng.integers(80, 200))
+        t = np.arange(1, life + 1, dtype=np.float64)
+        wear = np.exp((t - life) / (life / 4))  # about 0 early in life, 1 at failure
+        regime = rng.integers(0, 3, life) if regimes else np.zeros(life, dtype=int)
+        settings = SETTINGS[regime] + rng.normal(0, 0.001, (life, 3))
+        shift = 5.0 * regime[:, None]
+        metrics = (
+            np.column_stack(
+                (
+                    10 + 3 * wear + rng.normal(0, 0.3, life),
+                    5 - 2 * wear + rng.normal(0, 0.3, life),
+                    rng.normal(0, 1, life),
+                    rng.normal(3, 1, life),
+                )
+            )
+            + shift
+        )
+        blocks.append(np.column_stack((np.full(life, unit), t, settings, metrics)))
+        ruls.append(life - t)
+    return np.vstack(blocks), np.concatenate(ruls)
+
+
+def _expected_failures(estimator: object) -> dict[str, str]:
+    if isinstance(estimator, RULRegressor):
+        # Same as scikit-learn's own HistGradientBoosting*: min_samples_leaf and the
+        # binning count rows, so weights are not equivalent to repeated rows.
+        return {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "gradient-boosting weights are not equivalent to repeated rows"
+            )
+        }
+    return {}
+
+
+@parametrize_with_checks(
+    [
+        RULRegressor(max_iter=15, calibration_folds=2),
+        FailureRiskClassifier(max_iter=15),
+        AnomalyScorer(),
+    ],
+    expected_failed_checks=_expected_failures,
+)
+def test_estimator_contract(estimator, check):
+    check(estimator)
+
+
+# -- features ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    return synthetic_fleet(12, seed=1, regimes=True)
+
+
+@pytest.fixture(scope="module")
+def featurizer(fleet) -> WindowFeatures:
+    return WindowFeatures(n_settings=3).fit(fleet[0])
+
+
+def test_regimes_are_found_and_normalised(fleet, featurizer):
+    X, _ = fleet
+    assert count_operating_regimes(X[:, 2:5]) == 3
+    assert featurizer.n_regimes_ == 3
+    assert WindowFeatures(n_settings=3).fit(synthetic_fleet(3, seed=2)[0]).n_regimes_ == 1
+    # metric levels are comparable across regimes after per-regime standardisation
+    F = featurizer.transform(X)
+    names = list(featurizer.get_feature_names_out())
+    assert F.shape == (X.shape[0], len(names))
+    noise_level = F[:, names.index("m2_ewm")]
+    assert abs(noise_level.mean()) < 0.2
+
+
+def test_prefix_gives_the_same_last_row(fleet, featurizer):
+    X, _ = fleet
+    unit = X[X[:, 0] == 4]
+    whole = featurizer.transform(unit)
+    for cut in (1, 2, 7, 31, 60):
+        prefix = featurizer.transform(unit[:cut])
+        np.testing.assert_allclose(prefix[-1], whole[cut - 1], rtol=1e-9, atol=1e-9)
+
+
+def test_future_rows_do_not_change_earlier_features(fleet, featurizer):
+    X, _ = fleet
+    before = featurizer.transform(X)
+    changed = X.copy()
+    rows = np.flatnonzero(changed[:, 0] == 5)
+    future = rows[40:]
+    changed[future, 5:] += np.random.default_rng(0).normal(0, 50, (future.size, 4))
+    after = featurizer.transform(changed)
+    untouched = np.setdiff1d(np.arange(X.shape[0]), future)
+    np.testing.assert_array_equal(before[untouched], after[untouched])
+    assert not np.allclose(before[future], after[future])
+
+
+def test_transform_last_matches_transform(fleet, featurizer):
+    X, _ = fleet
+    ids, last = featurizer.transform_last(X)
+    starts, ends = group_bounds(X[:, 0])
+    np.testing.assert_array_equal(ids, X[starts, 0])
+    np.testing.assert_allclose(last, featurizer.transform(X)[ends - 1], rtol=1e-8, atol=1e-8)
+    # a one-row asset works too
+    _, single = featurizer.transform_last(X[:1])
+    np.testing.assert_allclose(single[0], featurizer.transform(X[:1])[0])
+
+
+def test_split_groups_are_rejected(fleet, featurizer):
+    X, _ = fleet
+    a, b = X[X[:, 0] == 0], X[X[:, 0] == 1]
+    interleaved = np.vstack((a[:10], b[:10], a[10:20]))
+    with pytest.raises(ValueError, match="contiguous"):
+        featurizer.transform(interleaved)
+
+
+def test_wrong_column_count_is_rejected(fleet, featurizer):
+    with pytest.raises(ValueError):
+        featurizer.transform(fleet[0][:, :-1])
+    with pytest.raises(ValueError, match="layout"):
+        WindowFeatures(n_settings=3).fit(fleet[0][:, :5])
+
+
+# -- estimators on features -------------------------------------------------------------------
+
+
+def _truncated_last_rows(
+    X: NDArray[np.float64], rul: NDArray[np.float64], rng: np.random.Generator
+) -> NDArray[np.intp]:
+    starts, ends = group_bounds(X[:, 0])
+    return np.array([rng.integers(a, b) for a, b in zip(starts, ends, strict=True)])
+
+
+def test_interval_coverage_on_held_out_units():
+    X_train, rul_train = synthetic_fleet(60, seed=3)
+    X_test, rul_test = synthetic_fleet(200, seed=4)
+    featurizer = WindowFeatures(n_settings=3, windows=(5, 20)).fit(X_train)
+    model = RULRegressor(max_rul=60, max_iter=60, learning_rate=0.1).fit(
+        featurizer.transform(X_train), rul_train, groups=X_train[:, 0]
+    )
+    rows = _truncated_last_rows(X_test, rul_test, np.random.default_rng(0))
+    F = featurizer.transform(X_test)[rows]
+    truth = np.minimum(rul_test[rows], 60)
+    point = model.predict(F)
+    low, high = model.predict_interval(F, coverage=0.8)
+    assert np.all((low <= point) & (point <= high))
+    coverage = np.mean((low <= truth) & (truth <= high))
+    assert 0.7 <= coverage <= 0.9, coverage
+    narrow_low, narrow_high = model.predict_interval(F, coverage=0.5)
+    assert np.mean(narrow_high - narrow_low) < np.mean(high - low)
+    assert np.sqrt(np.mean((point - truth) ** 2)) < 10
+
+
+def test_failure_risk_rises_towards_failure(fleet, featurizer):
+    X, rul = fleet
+    F = featurizer.transform(X)
+    model = FailureRiskClassifier(horizon=20, max_iter=50).fit(F, rul)
+    proba = model.predict_proba(F)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert proba[rul <= 5, 1].mean() > 0.8
+    assert proba[rul > 60, 1].mean() < 0.1
+    constant = FailureRiskClassifier(horizon=-0.0).fit(F[rul > 50], rul[rul > 50])
+    assert np.all(constant.predict_proba(F)[:, 1] == 0.0)
+
+
+def test_anomaly_score_scale_and_direction(fleet, featurizer):
+    X, rul = fleet
+    F = featurizer.transform(X)
+    healthy = X[:, 1] <= 30
+    scorer = AnomalyScorer(contamination=0.05).fit(F[healthy])
+    healthy_score = scorer.anomaly_score(F[healthy])
+    assert 0.5 < np.mean(healthy_score) < 1.5  # documented scale: about 1 when healthy
+    assert np.mean(scorer.predict(F[healthy]) == -1) == pytest.approx(0.05, abs=0.01)
+    assert np.median(scorer.anomaly_score(F[rul <= 10])) > 5 * np.median(healthy_score)
