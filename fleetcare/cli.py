@@ -224,3 +224,11 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# --- wear models: `fleetcare models ...` and the scoring worker `fleetcare score` -----------
+from models.cli import app as models_app  # noqa: E402
+from models.commands import score_command  # noqa: E402
+
+app.add_typer(models_app, name="models")
+app.command("score")(score_command)

@@ -50,3 +50,9 @@ def cmapss_cv_command(
     except CMAPSSDataError as exc:
         raise _fail(str(exc)) from None
     _emit(result)
+
+
+# Training from the lifetimes recorded in the database (the registry side, models/commands.py).
+from models.commands import train_command  # noqa: E402
+
+app.command("train")(train_command)

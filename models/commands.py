@@ -111,6 +111,9 @@ def score_command(
     shard: Annotated[
         str, typer.Option(help="K/N: score assets whose id modulo N is K (several workers)")
     ] = "0/1",
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="native threads for prediction (default: all)")
+    ] = None,
 ) -> None:
     """Score assets with new telemetry: RUL with interval, failure risk, anomaly, due dates."""
     from fleetcare.cli import _database_url, _settings, fail
@@ -130,7 +133,9 @@ def score_command(
     del worker_probe
     settings = _settings()
     url, ctx = _database_url(settings)
-    worker = ScoringWorker(url, SystemClock(), poll_s=poll, kind=kind, shard=shard_pair)
+    worker = ScoringWorker(
+        url, SystemClock(), poll_s=poll, kind=kind, shard=shard_pair, threads=threads
+    )
     try:
         if once:
             result = worker.run_once()

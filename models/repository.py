@@ -5,12 +5,13 @@ kind's usage counter (the row grid), columns ``group id, usage, settings..., sen
 every other metric enters a row as its latest value at or before the row's time (forward
 fill: a tire's tread depth comes from an occasional drive-over read), or, before its first
 value in the group, as that first value (back fill). Rows of a group are contiguous and in
-time order. Telemetry travels as binary COPY parsed by numpy: no Python object per value.
+time order. Readings travel as one bytea of packed binary records that numpy reads: no
+Python object per value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,23 +32,12 @@ IntArray = NDArray[np.int64]
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 PG_EPOCH_US = int((PG_EPOCH - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
 NO_LIMIT: int | None = None  # LIMIT NULL is LIMIT ALL
+_INFINITY = datetime.max.replace(tzinfo=UTC)  # "no end" of a window
 
-# One COPY row: field count, then (length, value) for group_id int8, metric_id int2,
-# time timestamptz (int8), value float8 — all fixed width, so numpy parses the stream.
-COPY_ROW = np.dtype(
-    [
-        ("n", ">i2"),
-        ("l1", ">i4"),
-        ("group_id", ">i8"),
-        ("l2", ">i4"),
-        ("metric_id", ">i2"),
-        ("l3", ">i4"),
-        ("time", ">i8"),
-        ("l4", ">i4"),
-        ("value", ">f8"),
-    ]
-)
-_COPY_HEADER = 19  # signature (11) + flags (4) + header extension length (4)
+# One long reading as the server packs it (int8send || int2send || timestamptz_send ||
+# float8send): group id, metric id, time (µs since 2000), value — 26 bytes, big-endian, so
+# numpy reads the whole answer without a Python object per reading.
+LONG_ROW = np.dtype([("group_id", ">i8"), ("metric_id", ">i2"), ("time", ">i8"), ("value", ">f8")])
 
 
 @dataclass(frozen=True)
@@ -107,35 +97,34 @@ def metric_layout(conn: Conn, kind: str, usage: str, columns: Sequence[str]) -> 
 
 
 _WINDOW_QUERY = """
-COPY (
 WITH g AS (
-    SELECT * FROM unnest({gid}::bigint[], {aid}::bigint[], {t0}::timestamptz[],
-                         {t1}::timestamptz[]) AS g(group_id, asset_id, t0, t1)
+    SELECT * FROM unnest(%(gid)s::bigint[], %(aid)s::bigint[], %(t0)s::timestamptz[],
+                         %(t1)s::timestamptz[]) AS g(group_id, asset_id, t0, t1)
 ), head AS (
     SELECT g.group_id, g.asset_id, g.t0, h.time, h.value FROM g CROSS JOIN LATERAL (
         SELECT t.time, t.value FROM telemetry t
-         WHERE t.asset_id = g.asset_id AND t.metric_id = {usage} AND t.time >= g.t0
+         WHERE t.asset_id = g.asset_id AND t.metric_id = %(usage)s AND t.time >= g.t0
            AND t.time <= g.t1
-         ORDER BY t.time LIMIT {head}) h
+         ORDER BY t.time LIMIT %(head)s) h
 ), tail AS (
     SELECT g.group_id, h.time, h.value FROM g CROSS JOIN LATERAL (
         SELECT t.time, t.value FROM telemetry t
-         WHERE t.asset_id = g.asset_id AND t.metric_id = {usage} AND t.time >= g.t0
+         WHERE t.asset_id = g.asset_id AND t.metric_id = %(usage)s AND t.time >= g.t0
            AND t.time <= g.t1
-         ORDER BY t.time DESC LIMIT {tail}) h
+         ORDER BY t.time DESC LIMIT %(tail)s) h
 ), bounds AS (
     SELECT h.group_id, h.asset_id, h.t0, h.head_end, t.tail_start, t.last_time
       FROM (SELECT group_id, asset_id, t0, max(time) AS head_end FROM head
              GROUP BY group_id, asset_id, t0) h
       JOIN (SELECT group_id, min(time) AS tail_start, max(time) AS last_time FROM tail
              GROUP BY group_id) t USING (group_id)
-)
-SELECT group_id, {usage}::smallint, time, value FROM head
+), readings AS (
+SELECT group_id, %(usage)s::smallint AS metric_id, time, value FROM head
 UNION
-SELECT group_id, {usage}::smallint, time, value FROM tail
+SELECT group_id, %(usage)s::smallint, time, value FROM tail
 UNION ALL
 SELECT b.group_id, m.id, x.time, x.value
-  FROM bounds b CROSS JOIN unnest({metrics}::smallint[]) AS m(id) CROSS JOIN LATERAL (
+  FROM bounds b CROSS JOIN unnest(%(metrics)s::smallint[]) AS m(id) CROSS JOIN LATERAL (
       (SELECT t.time, t.value FROM telemetry t
         WHERE t.asset_id = b.asset_id AND t.metric_id = m.id
           AND t.time >= b.t0 AND t.time <= b.head_end)
@@ -154,7 +143,8 @@ SELECT b.group_id, m.id, x.time, x.value
           AND t.time >= b.t0 AND t.time <= b.last_time
         ORDER BY t.time LIMIT 1)
   ) x
-) TO STDOUT (FORMAT BINARY)
+)
+SELECT {packed} FROM readings
 """
 
 
@@ -173,18 +163,19 @@ def fetch_long_readings(
     forward fill) and the first value (for back fill).
     """
     if not windows:
-        return np.zeros(0, dtype=COPY_ROW)
-    query = sql.SQL(_WINDOW_QUERY).format(
-        gid=sql.Literal([w.group_id for w in windows]),
-        aid=sql.Literal([w.asset_id for w in windows]),
-        t0=sql.Literal([w.start for w in windows]),
-        t1=sql.Literal([w.end or "infinity" for w in windows]),
-        usage=sql.Literal(layout.usage_id),
-        head=sql.Literal(head_rows),
-        tail=sql.Literal(tail_rows),
-        metrics=sql.Literal(list(layout.column_ids)),
-    )
-    return _copy_rows(conn, query)
+        return np.zeros(0, dtype=LONG_ROW)
+    query = sql.SQL(_WINDOW_QUERY).format(packed=sql.SQL(_PACKED))
+    params = {
+        "gid": [w.group_id for w in windows],
+        "aid": [w.asset_id for w in windows],
+        "t0": [w.start for w in windows],
+        "t1": [w.end or _INFINITY for w in windows],
+        "usage": layout.usage_id,
+        "head": head_rows,
+        "tail": tail_rows,
+        "metrics": list(layout.column_ids),
+    }
+    return _packed_rows(conn, query, params)
 
 
 def assemble_matrix(long: np.ndarray, layout: MetricLayout, group_order: Sequence[int]) -> Readings:
@@ -268,13 +259,21 @@ def fetch_readings(
 
 
 _NEW_ROWS_QUERY = """
-COPY (
-SELECT v.group_id, m.id, t.time, t.value
-  FROM unnest({gid}::bigint[], {since}::timestamptz[]) AS v(group_id, since)
- CROSS JOIN unnest({metrics}::smallint[]) AS m(id)
+SELECT {packed}
+  FROM unnest(%(gid)s::bigint[], %(since)s::timestamptz[]) AS v(group_id, since)
+ CROSS JOIN unnest(%(metrics)s::smallint[]) AS m(id)
   JOIN telemetry t ON t.asset_id = v.group_id AND t.metric_id = m.id AND t.time > v.since
-) TO STDOUT (FORMAT BINARY)
 """
+
+# Aggregates the readings into one bytea of LONG_ROW records (see LONG_ROW).
+_PACKED = (
+    "string_agg(int8send(group_id) || int2send(metric_id) || timestamptz_send(time)"
+    " || float8send(value), ''::bytea)"
+)
+_PACKED_NEW = (
+    "string_agg(int8send(v.group_id) || int2send(m.id) || timestamptz_send(t.time)"
+    " || float8send(t.value), ''::bytea)"
+)
 
 
 def fetch_new_long_readings(
@@ -282,31 +281,27 @@ def fetch_new_long_readings(
 ) -> np.ndarray:
     """Long readings of each asset (as its own group) newer than its ``since`` time."""
     if not asset_ids:
-        return np.zeros(0, dtype=COPY_ROW)
-    query = sql.SQL(_NEW_ROWS_QUERY).format(
-        gid=sql.Literal(list(asset_ids)),
-        since=sql.Literal(list(since)),
-        metrics=sql.Literal([layout.usage_id, *layout.column_ids]),
-    )
-    return _copy_rows(conn, query)
+        return np.zeros(0, dtype=LONG_ROW)
+    query = sql.SQL(_NEW_ROWS_QUERY).format(packed=sql.SQL(_PACKED_NEW))
+    params = {
+        "gid": list(asset_ids),
+        "since": list(since),
+        "metrics": [layout.usage_id, *layout.column_ids],
+    }
+    return _packed_rows(conn, query, params)
 
 
-def _copy_rows(conn: Conn, query: sql.Composed) -> np.ndarray:
-    chunks: list[bytes] = []
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for chunk in copy:
-            chunks.append(bytes(chunk))
-    data = b"".join(chunks)
-    if len(data) <= _COPY_HEADER + 2:
-        return np.zeros(0, dtype=COPY_ROW)
-    ext = int.from_bytes(data[15:19], "big")
-    body = data[_COPY_HEADER + ext : -2]  # the trailer is a field count of -1
-    return np.frombuffer(body, dtype=COPY_ROW)
+def _packed_rows(conn: Conn, query: sql.Composed, params: dict[str, Any]) -> np.ndarray:
+    with conn.cursor(binary=True) as cur:
+        row = cur.execute(query, params).fetchone()
+    if row is None or row[0] is None:
+        return np.zeros(0, dtype=LONG_ROW)
+    return np.frombuffer(bytes(row[0]), dtype=LONG_ROW)
 
 
 def empty_long() -> np.ndarray:
     """An empty long-readings array."""
-    return np.zeros(0, dtype=COPY_ROW)
+    return np.zeros(0, dtype=LONG_ROW)
 
 
 def scoring_windows(conn: Conn, asset_ids: Sequence[int]) -> list[Window]:
@@ -455,44 +450,73 @@ def record_scoring_state(
 
 # --- predictions ------------------------------------------------------------------------------
 
-_PREDICTION_COLUMNS = (
-    ("time", "timestamptz"),
-    ("asset_id", "bigint"),
-    ("component", "text"),
-    ("model_version_id", "bigint"),
-    ("rul", "float8"),
-    ("rul_low", "float8"),
-    ("rul_high", "float8"),
-    ("coverage", "real"),
-    ("failure_probability", "float8"),
-    ("horizon", "float8"),
-    ("anomaly_score", "float8"),
-    ("usage_rate_per_day", "float8"),
-    ("due_at", "timestamptz"),
-    ("due_at_conservative", "timestamptz"),
-    ("data_until", "timestamptz"),
-)
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """Predictions of one component for many assets, column-wise; times are numbers so that
+    no Python object is made per row. NaN means "unknown" (stored as NULL)."""
+
+    component: str
+    asset_ids: Sequence[int]
+    rul: Sequence[float]
+    rul_low: Sequence[float]
+    rul_high: Sequence[float]
+    failure_probability: Sequence[float]
+    anomaly_score: Sequence[float]
+    usage_rate_per_day: Sequence[float]
+    due_unix_s: Sequence[float]
+    due_conservative_unix_s: Sequence[float]
+    data_until_unix_us: Sequence[int]
 
 
-def insert_predictions(conn: Conn, columns: Mapping[str, Sequence[Any]]) -> int:
-    """Insert predictions given column-wise; a repeat of the same (asset, component, time) is
-    ignored. Returns how many were stored."""
-    names = [c for c, _ in _PREDICTION_COLUMNS]
-    missing = [c for c in names if c not in columns]
-    if missing:
-        raise ValueError(f"prediction columns missing: {', '.join(missing)}")
-    if not columns["asset_id"]:
+def insert_predictions(
+    conn: Conn,
+    batch: PredictionBatch,
+    *,
+    time: datetime,
+    model_version_id: int | None,
+    coverage: float,
+    horizon: float,
+) -> int:
+    """Insert one batch; a repeat of the same (asset, component, time) is ignored. Returns how
+    many rows were stored."""
+    if not batch.asset_ids:
         return 0
-    query = sql.SQL(
-        "INSERT INTO predictions ({cols}) SELECT * FROM unnest({arrays}) "
-        "ON CONFLICT (asset_id, component, time) DO NOTHING"
-    ).format(
-        cols=sql.SQL(", ").join(map(sql.Identifier, names)),
-        arrays=sql.SQL(", ").join(
-            sql.SQL("%s::{}[]").format(sql.SQL(t)) for _, t in _PREDICTION_COLUMNS
-        ),
+    cur = conn.execute(
+        """
+        INSERT INTO predictions (time, asset_id, component, model_version_id, rul, rul_low,
+            rul_high, coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
+            due_at, due_at_conservative, data_until)
+        SELECT %(time)s, v.asset_id, %(component)s, %(version)s, v.rul, v.low, v.high,
+               %(coverage)s, v.p, %(horizon)s, v.anomaly, NULLIF(v.rate, 'NaN'),
+               CASE WHEN v.due = 'NaN' THEN NULL ELSE to_timestamp(v.due) END,
+               CASE WHEN v.due_c = 'NaN' THEN NULL ELSE to_timestamp(v.due_c) END,
+               'epoch'::timestamptz + v.until_us * interval '1 microsecond'
+          FROM unnest(%(ids)s::bigint[], %(rul)s::float8[], %(low)s::float8[],
+                      %(high)s::float8[], %(p)s::float8[], %(anomaly)s::float8[],
+                      %(rate)s::float8[], %(due)s::float8[], %(due_c)s::float8[],
+                      %(until)s::bigint[])
+            AS v(asset_id, rul, low, high, p, anomaly, rate, due, due_c, until_us)
+        ON CONFLICT (asset_id, component, time) DO NOTHING
+        """,
+        {
+            "time": time,
+            "component": batch.component,
+            "version": model_version_id,
+            "coverage": coverage,
+            "horizon": horizon,
+            "ids": list(batch.asset_ids),
+            "rul": list(batch.rul),
+            "low": list(batch.rul_low),
+            "high": list(batch.rul_high),
+            "p": list(batch.failure_probability),
+            "anomaly": list(batch.anomaly_score),
+            "rate": list(batch.usage_rate_per_day),
+            "due": list(batch.due_unix_s),
+            "due_c": list(batch.due_conservative_unix_s),
+            "until": list(batch.data_until_unix_us),
+        },
     )
-    cur = conn.execute(query, [list(columns[c]) for c in names])
     return cur.rowcount
 
 

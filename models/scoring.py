@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 from fleetcare.clock import Clock
 from models import repository as repo
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 USAGE_RATE_LOOKBACK = timedelta(days=7)
-_US = np.int64(1)
 
 
 def pg_us_to_datetime(us: int) -> datetime:
@@ -63,11 +63,13 @@ class ReadingsCache:
     """Each scored asset's head and tail rows, kept between passes of one worker.
 
     An entry is rebuilt from the database when the asset was renewed, when the model's
-    layout or history length changes, and after ``max_age_s`` (which also picks up late
-    readings older than the rows already cached).
+    layout or history length changes, and after ``max_age_s`` (at most
+    ``rebuilds_per_pass`` per pass); the rebuild is what picks up late readings older than
+    the rows already cached.
     """
 
     max_age_s: float = 900.0
+    rebuilds_per_pass: int = 200  # expired entries re-read per pass, oldest first
     entries: dict[int, _Entry] = field(default_factory=dict)
     key: tuple[Any, ...] | None = None
     full_reads: int = 0
@@ -89,12 +91,20 @@ class ReadingsCache:
         now = time.monotonic()
         warm: list[repo.Window] = []
         cold: list[repo.Window] = []
+        expired: list[tuple[float, repo.Window]] = []
         for w in windows:
             e = self.entries.get(w.asset_id)
-            if e is not None and e.renewed_at == w.start and now - e.built < self.max_age_s:
-                warm.append(w)
-            else:
+            if e is None or e.renewed_at != w.start:
                 cold.append(w)
+            elif now - e.built >= self.max_age_s:
+                expired.append((e.built, w))
+            else:
+                warm.append(w)
+        # Expired entries are re-read a few hundred at a time, so that a pass after a quiet
+        # spell does not read the whole fleet again; the rest continue incrementally.
+        expired.sort(key=lambda item: item[0])
+        cold += [w for _, w in expired[: self.rebuilds_per_pass]]
+        warm += [w for _, w in expired[self.rebuilds_per_pass :]]
         if cold:
             self.full_reads += len(cold)
             long = repo.fetch_long_readings(conn, layout, cold, head_rows=head, tail_rows=tail)
@@ -206,11 +216,14 @@ def _latest_at_or_before(
     row time (the forward-fill state that the next rows continue from)."""
     if long.size == 0 or ids.size == 0:
         return {}
-    limit = dict(zip(ids.tolist(), np.asarray(last_pg_us).tolist(), strict=True))
+    order_ids = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order_ids]
+    sorted_limit = np.asarray(last_pg_us, dtype=np.int64)[order_ids]
     gid = long["group_id"].astype(np.int64)
     mid = long["metric_id"].astype(np.int64)
     tus = long["time"].astype(np.int64)
-    bound = np.array([limit.get(g, np.iinfo(np.int64).min) for g in gid.tolist()])
+    at = np.clip(np.searchsorted(sorted_ids, gid), 0, sorted_ids.shape[0] - 1)
+    bound = np.where(sorted_ids[at] == gid, sorted_limit[at], np.iinfo(np.int64).min)
     sel = np.isin(mid, np.asarray(layout.column_ids)) & (tus <= bound)
     sub = long[sel]
     gid, mid, tus = gid[sel], mid[sel], tus[sel]
@@ -271,8 +284,26 @@ def score_pass(
     kind: str | None = None,
     shard: tuple[int, int] = (0, 1),
     limit: int | None = None,
+    threads: int | None = None,
 ) -> PassResult:
-    """Score every asset with new telemetry once; the caller owns the transaction."""
+    """Score every asset with new telemetry once; the caller owns the transaction.
+
+    ``threads`` caps the native thread pools (OpenMP, BLAS) while predicting; on a machine
+    shared with other busy processes 1 avoids threads spinning while they wait for each other.
+    """
+    with threadpool_limits(limits=threads):
+        return _score_pass(conn, clock, models, cache, kind, shard, limit)
+
+
+def _score_pass(
+    conn: repo.Conn,
+    clock: Clock,
+    models: ModelCache,
+    cache: ReadingsCache | None,
+    kind: str | None,
+    shard: tuple[int, int],
+    limit: int | None,
+) -> PassResult:
     result = PassResult()
     tick = time.perf_counter()
     changed = [
@@ -357,7 +388,14 @@ def _score_kind(
             USAGE_RATE_LOOKBACK,
         )
         written = _write_predictions(
-            conn, model, version_id, feature_ids.astype(np.int64), predicted, rates, until, now
+            conn,
+            model,
+            version_id,
+            feature_ids.astype(np.int64),
+            predicted,
+            rates,
+            readings.time_us[last[idx]],
+            now,
         )
         result.predictions += written
         result.scored_assets += int(score_ids.size)
@@ -377,16 +415,14 @@ def _score_kind(
     result.seconds["state"] = result.seconds.get("state", 0.0) + time.perf_counter() - tick
 
 
-def due_dates(now: datetime, rul: FloatArray, rate: FloatArray) -> list[datetime | None]:
-    """now + rul / rate (days) per asset; None without a usage rate."""
-    out: list[datetime | None] = []
-    for r, u in zip(rul.tolist(), rate.tolist(), strict=True):
-        if not np.isfinite(u) or u <= 0:
-            out.append(None)
-            continue
-        days = min(r / u, 36500.0)  # beyond a century is "not in sight"
-        out.append(now + timedelta(days=days))
-    return out
+MAX_DUE_DAYS = 36_500.0  # beyond a century is "not in sight"
+
+
+def due_unix_seconds(now: datetime, rul: FloatArray, rate_per_day: FloatArray) -> FloatArray:
+    """now + rul / rate (as days), in seconds since 1970; NaN without a positive usage rate."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        days = np.where(rate_per_day > 0, rul / rate_per_day, np.nan)
+    return now.timestamp() + np.minimum(days, MAX_DUE_DAYS) * 86_400.0
 
 
 def _write_predictions(
@@ -396,45 +432,33 @@ def _write_predictions(
     asset_ids: NDArray[np.int64],
     predicted: dict[str, dict[str, FloatArray]],
     rates: dict[int, float],
-    data_until: Sequence[datetime],
+    data_until_unix_us: NDArray[np.int64],
     now: datetime,
 ) -> int:
     rate = np.array([rates.get(int(a), np.nan) for a in asset_ids], dtype=np.float64)
-    columns: dict[str, list[Any]] = {c: [] for c in _COLUMN_NAMES}
-    n = asset_ids.shape[0]
+    ids = asset_ids.tolist()
+    until = data_until_unix_us.tolist()
+    written = 0
     for component, values in predicted.items():
-        columns["time"] += [now] * n
-        columns["asset_id"] += asset_ids.tolist()
-        columns["component"] += [component] * n
-        columns["model_version_id"] += [version_id] * n
-        columns["rul"] += values["rul"].tolist()
-        columns["rul_low"] += values["rul_low"].tolist()
-        columns["rul_high"] += values["rul_high"].tolist()
-        columns["coverage"] += [model.coverage] * n
-        columns["failure_probability"] += values["failure_probability"].tolist()
-        columns["horizon"] += [model.horizon] * n
-        columns["anomaly_score"] += values["anomaly_score"].tolist()
-        columns["usage_rate_per_day"] += [None if np.isnan(r) else float(r) for r in rate]
-        columns["due_at"] += due_dates(now, values["rul"], rate)
-        columns["due_at_conservative"] += due_dates(now, values["rul_low"], rate)
-        columns["data_until"] += list(data_until)
-    return repo.insert_predictions(conn, columns)
-
-
-_COLUMN_NAMES = (
-    "time",
-    "asset_id",
-    "component",
-    "model_version_id",
-    "rul",
-    "rul_low",
-    "rul_high",
-    "coverage",
-    "failure_probability",
-    "horizon",
-    "anomaly_score",
-    "usage_rate_per_day",
-    "due_at",
-    "due_at_conservative",
-    "data_until",
-)
+        batch = repo.PredictionBatch(
+            component=component,
+            asset_ids=ids,
+            rul=values["rul"].tolist(),
+            rul_low=values["rul_low"].tolist(),
+            rul_high=values["rul_high"].tolist(),
+            failure_probability=values["failure_probability"].tolist(),
+            anomaly_score=values["anomaly_score"].tolist(),
+            usage_rate_per_day=rate.tolist(),
+            due_unix_s=due_unix_seconds(now, values["rul"], rate).tolist(),
+            due_conservative_unix_s=due_unix_seconds(now, values["rul_low"], rate).tolist(),
+            data_until_unix_us=until,
+        )
+        written += repo.insert_predictions(
+            conn,
+            batch,
+            time=now,
+            model_version_id=version_id,
+            coverage=model.coverage,
+            horizon=model.horizon,
+        )
+    return written

@@ -32,6 +32,7 @@ class ScoringWorker:
     kind: str | None = None
     shard: tuple[int, int] = (0, 1)
     use_cache: bool = True
+    threads: int | None = None
     passes: int = 0
     predictions_total: int = 0
     last_result: PassResult | None = None
@@ -62,6 +63,7 @@ class ScoringWorker:
                 cache=self.cache if self.use_cache else None,
                 kind=self.kind,
                 shard=self.shard,
+                threads=self.threads,
             )
         self.passes += 1
         self.predictions_total += result.predictions

@@ -3,8 +3,10 @@ when better on the same held-out assets, rollback, and the API over it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,9 @@ import pytest
 import skops.io as sio
 from fastapi.testclient import TestClient
 from psycopg import Connection
+from typer.testing import CliRunner
 
+from fleetcare.cli import app
 from fleetcare.clock import ManualClock
 from fleetcare.errors import Conflict, Invalid
 from fleetcare.fleet import service as fleet
@@ -177,3 +181,43 @@ def test_holdout_split_is_by_asset_and_stable() -> None:
     assert registry.split_assets(list(reversed(ids))) == (train_ids, held)
     assert registry.split_assets([5, 9])[1] and registry.split_assets([5, 9])[0]
     assert registry.split_assets([7]) == ([7], [])
+
+
+@pytest.fixture
+def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("FLEETCARE_DATABASE_URL", db_url)
+    monkeypatch.setenv("FLEETCARE_DATA_DIR", str(tmp_path))
+    return db_url
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["models", "train", "--kind", "tire"], "error: no recorded tire lifetimes"),
+        (["models", "train", "--kind", "boat"], "error: unknown kind 'boat'"),
+        (["models", "train", "--kind", "tire", "--param", "oops"], "error: --param takes"),
+        (["score", "--once", "--shard", "3/2"], "error: bad --shard"),
+        (["score", "--once", "--kind", "boat"], "error: unknown kind 'boat'"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(cli_env: str, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_trains_promotes_and_scores(cli_env: str, conn: Connection[Any]) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=10)
+    args = ["models", "train", "--kind", "tire", "--param", "max_iter=5"]
+    result = CliRunner().invoke(app, [*args, "--param", "calibration_folds=2"])
+    assert result.exit_code == 0, result.output
+    assert "active: first version of the kind" in result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["status"] == "active" and summary["metrics"]["holdout_rmse"] > 0
+    scored = CliRunner().invoke(app, ["score", "--once"])
+    assert scored.exit_code == 0, scored.output
+    assert f"scored {len(tires.asset_ids)} asset(s)" in scored.output
+    again = CliRunner().invoke(app, ["score", "--once"])
+    assert "scored 0 asset(s)" in again.output

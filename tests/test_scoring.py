@@ -359,3 +359,16 @@ def test_predictions_api_is_scoped(
         client.get(f"/v1/assets/{asset}/predictions?limit=0", headers=alice.headers).status_code
         == 422
     )
+
+
+def test_cache_rebuilds_expired_entries_a_few_at_a_time(conn: Connection[Any]) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=5)
+    layout = repo.metric_layout(conn, "tire", TIRE.usage_metric, TIRE.sensor_names)
+    windows = repo.scoring_windows(conn, tires.asset_ids)
+    cache = ReadingsCache(max_age_s=0.0, rebuilds_per_pass=2)
+    first = cache.readings(conn, layout, windows, 4, 9)
+    assert cache.full_reads == 5
+    again = cache.readings(conn, layout, windows, 4, 9)
+    assert (cache.full_reads, cache.incremental_reads) == (7, 3)
+    np.testing.assert_array_equal(first.matrix, again.matrix)
