@@ -98,8 +98,8 @@ def metric_layout(conn: Conn, kind: str, usage: str, columns: Sequence[str]) -> 
 
 _WINDOW_QUERY = """
 WITH g AS (
-    SELECT * FROM unnest(%(gid)s::bigint[], %(aid)s::bigint[], %(t0)s::timestamptz[],
-                         %(t1)s::timestamptz[]) AS g(group_id, asset_id, t0, t1)
+    SELECT * FROM unnest(%(gid)b::bigint[], %(aid)b::bigint[], %(t0)b::timestamptz[],
+                         %(t1)b::timestamptz[]) AS g(group_id, asset_id, t0, t1)
 ), head AS (
     SELECT g.group_id, g.asset_id, g.t0, h.time, h.value FROM g CROSS JOIN LATERAL (
         SELECT t.time, t.value FROM telemetry t
@@ -124,7 +124,7 @@ UNION
 SELECT group_id, %(usage)s::smallint, time, value FROM tail
 UNION ALL
 SELECT b.group_id, m.id, x.time, x.value
-  FROM bounds b CROSS JOIN unnest(%(metrics)s::smallint[]) AS m(id) CROSS JOIN LATERAL (
+  FROM bounds b CROSS JOIN unnest(%(metrics)b::smallint[]) AS m(id) CROSS JOIN LATERAL (
       (SELECT t.time, t.value FROM telemetry t
         WHERE t.asset_id = b.asset_id AND t.metric_id = m.id
           AND t.time >= b.t0 AND t.time <= b.head_end)
@@ -260,8 +260,8 @@ def fetch_readings(
 
 _NEW_ROWS_QUERY = """
 SELECT {packed}
-  FROM unnest(%(gid)s::bigint[], %(since)s::timestamptz[]) AS v(group_id, since)
- CROSS JOIN unnest(%(metrics)s::smallint[]) AS m(id)
+  FROM unnest(%(gid)b::bigint[], %(since)b::timestamptz[]) AS v(group_id, since)
+ CROSS JOIN unnest(%(metrics)b::smallint[]) AS m(id)
   JOIN telemetry t ON t.asset_id = v.group_id AND t.metric_id = m.id AND t.time > v.since
 """
 
@@ -365,7 +365,7 @@ def usage_rates_per_day(
     rows = conn.execute(
         """
         WITH v AS (
-            SELECT * FROM unnest(%(ids)s::bigint[], %(t)s::timestamptz[], %(v)s::float8[])
+            SELECT * FROM unnest(%(ids)b::bigint[], %(t)b::timestamptz[], %(v)b::float8[])
                 AS v(asset_id, t, value)
         )
         SELECT v.asset_id, v.t, v.value, coalesce(p.time, f.time), coalesce(p.value, f.value)
@@ -436,7 +436,7 @@ def record_scoring_state(
         """
         INSERT INTO asset_scoring_state (asset_id, seen_at, data_until, renewed_at, scored_at)
         SELECT v.asset_id, v.seen_at, v.data_until, v.renewed_at, %s
-          FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])
+          FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])
             AS v(asset_id, seen_at, data_until, renewed_at)
         ON CONFLICT (asset_id) DO UPDATE SET
             seen_at = greatest(asset_scoring_state.seen_at, EXCLUDED.seen_at),
@@ -492,10 +492,10 @@ def insert_predictions(
                CASE WHEN v.due = 'NaN' THEN NULL ELSE to_timestamp(v.due) END,
                CASE WHEN v.due_c = 'NaN' THEN NULL ELSE to_timestamp(v.due_c) END,
                'epoch'::timestamptz + v.until_us * interval '1 microsecond'
-          FROM unnest(%(ids)s::bigint[], %(rul)s::float8[], %(low)s::float8[],
-                      %(high)s::float8[], %(p)s::float8[], %(anomaly)s::float8[],
-                      %(rate)s::float8[], %(due)s::float8[], %(due_c)s::float8[],
-                      %(until)s::bigint[])
+          FROM unnest(%(ids)b::bigint[], %(rul)b::float8[], %(low)b::float8[],
+                      %(high)b::float8[], %(p)b::float8[], %(anomaly)b::float8[],
+                      %(rate)b::float8[], %(due)b::float8[], %(due_c)b::float8[],
+                      %(until)b::bigint[])
             AS v(asset_id, rul, low, high, p, anomaly, rate, due, due_c, until_us)
         ON CONFLICT (asset_id, component, time) DO NOTHING
         """,
