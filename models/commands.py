@@ -30,6 +30,13 @@ def train_command(
         list[str] | None,
         typer.Option("--param", help="RUL regressor parameter NAME=VALUE (repeatable)"),
     ] = None,
+    risk_param: Annotated[
+        list[str] | None,
+        typer.Option("--risk-param", help="failure-risk classifier parameter NAME=VALUE"),
+    ] = None,
+    windows: Annotated[
+        str | None, typer.Option(help="feature windows in rows, e.g. 5,10,20,30 (the default)")
+    ] = None,
     max_rul: Annotated[
         float | None, typer.Option(help="cap of the RUL target (life units)")
     ] = None,
@@ -51,8 +58,12 @@ def train_command(
         raise fail(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
     try:
         rul_params = _parse_params(param or [])
+        risk_params = _parse_params(risk_param or [])
+        feature_params: dict[str, Any] = {}
+        if windows is not None:
+            feature_params["windows"] = tuple(int(w) for w in windows.split(","))
     except ValueError as exc:
-        raise fail(str(exc)) from exc
+        raise fail(f"{exc} (--windows takes integers like 5,10,20)") from exc
     settings = _settings()
     url, ctx = _database_url(settings)
     steps = 7
@@ -78,6 +89,8 @@ def train_command(
                         kind,
                         SystemClock(),
                         rul_params=rul_params,
+                        risk_params=risk_params,
+                        feature_params=feature_params,
                         max_rul=max_rul,
                         horizon=horizon,
                         auto_promote=promote,

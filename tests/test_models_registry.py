@@ -196,6 +196,7 @@ def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
         (["models", "train", "--kind", "tire"], "error: no recorded tire lifetimes"),
         (["models", "train", "--kind", "boat"], "error: unknown kind 'boat'"),
         (["models", "train", "--kind", "tire", "--param", "oops"], "error: --param takes"),
+        (["models", "train", "--kind", "tire", "--windows", "5,x"], "error: invalid literal"),
         (["score", "--once", "--shard", "3/2"], "error: bad --shard"),
         (["score", "--once", "--kind", "boat"], "error: unknown kind 'boat'"),
     ],
@@ -210,8 +211,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(cli_env: str, args: list[str], mes
 def test_cli_trains_promotes_and_scores(cli_env: str, conn: Connection[Any]) -> None:
     customer = fleet.ensure_customer(conn, "acme", "Acme")
     tires = make_fleet(conn, customer.id, n_assets=10)
-    args = ["models", "train", "--kind", "tire", "--param", "max_iter=5"]
-    result = CliRunner().invoke(app, [*args, "--param", "calibration_folds=2"])
+    args = ["models", "train", "--kind", "tire", "--windows", "5", "--param", "max_iter=5"]
+    more = ["--param", "calibration_folds=2", "--risk-param", "max_iter=5"]
+    result = CliRunner().invoke(app, [*args, *more])
     assert result.exit_code == 0, result.output
     assert "active: first version of the kind" in result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
