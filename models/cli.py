@@ -56,3 +56,7 @@ def cmapss_cv_command(
 from models.commands import train_command  # noqa: E402
 
 app.command("train")(train_command)
+
+
+if __name__ == "__main__":
+    app()

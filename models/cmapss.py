@@ -165,7 +165,7 @@ def make_featurizer() -> WindowFeatures:
 
 def make_rul_regressor(random_state: int = 0) -> RULRegressor:
     """The RUL regressor used for C-MAPSS engines (target capped at 125 cycles)."""
-    return RULRegressor(max_rul=DEFAULT_MAX_RUL, random_state=random_state)
+    return RULRegressor(max_rul=DEFAULT_MAX_RUL, random_state=random_state, n_jobs=-1)
 
 
 def fit_rul_model(data: FloatArray, random_state: int = 0) -> tuple[WindowFeatures, RULRegressor]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, OutlierMixin, RegressorMixin
 from sklearn.covariance import LedoitWolf
@@ -68,6 +69,9 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         Ranges of predicted RUL, each with its own residual quantiles.
     random_state : int or None, default=0
         Seed of the model and of the calibration split when ``groups`` is not given.
+    n_jobs : int or None, default=None
+        Processes for the ``1 + calibration_folds`` independent fits (joblib; each
+        process then boosts on one thread). None fits them one after another.
 
     Attributes
     ----------
@@ -96,6 +100,7 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         calibration_folds: int = 5,
         calibration_bins: int = 4,
         random_state: int | None = 0,
+        n_jobs: int | None = None,
     ) -> None:
         self.max_rul = max_rul
         self.learning_rate = learning_rate
@@ -106,6 +111,7 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         self.calibration_folds = calibration_folds
         self.calibration_bins = calibration_bins
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _fit_model(
         self, X: FloatArray, y: FloatArray, w: FloatArray | None
@@ -147,9 +153,6 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         w = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         y_fit = np.minimum(y.astype(np.float64), self.max_rul)
         self.y_min_ = float(y_fit.min())
-        self.model_ = self._fit_model(X, y_fit, w)
-        self.n_iter_ = int(self.model_.n_iter_)
-
         n = X.shape[0]
         cal_weight = np.ones(n) if w is None else w.copy()
         splitter: Any = None
@@ -164,12 +167,20 @@ class RULRegressor(RegressorMixin, BaseEstimator):
             n_splits = min(self.calibration_folds, n)
             if n_splits >= 2:
                 splitter = KFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
+        folds = [] if splitter is None else list(splitter.split(X, y_fit, groups))
+        everything = np.arange(n)
+        jobs = [(everything, everything), *folds]
+        fitted = Parallel(n_jobs=self.n_jobs)(
+            delayed(self._fit_model)(X[tr], y_fit[tr], None if w is None else w[tr])
+            for tr, _ in jobs
+        )
+        self.model_ = fitted[0]
+        self.n_iter_ = int(self.model_.n_iter_)
         if splitter is None:
             oof = self.model_.predict(X)
         else:
             oof = np.empty(n)
-            for tr, te in splitter.split(X, y_fit, groups):
-                model = self._fit_model(X[tr], y_fit[tr], None if w is None else w[tr])
+            for model, (_, te) in zip(fitted[1:], folds, strict=True):
                 oof[te] = model.predict(X[te])
         oof = np.clip(oof, self.y_min_, self.max_rul)
         self.calibration_pred_ = oof

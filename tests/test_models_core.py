@@ -205,3 +205,15 @@ def test_anomaly_score_scale_and_direction(fleet, featurizer):
     assert 0.5 < np.mean(healthy_score) < 1.5  # documented scale: about 1 when healthy
     assert np.mean(scorer.predict(F[healthy]) == -1) == pytest.approx(0.05, abs=0.01)
     assert np.median(scorer.anomaly_score(F[rul <= 10])) > 5 * np.median(healthy_score)
+
+
+def test_scoring_needs_only_the_first_and_recent_rows(fleet, featurizer):
+    """Documented in transform_last: baseline rows + last ~100 rows give the same features."""
+    X, _ = fleet
+    lengths = np.bincount(X[:, 0].astype(int))
+    unit = X[X[:, 0] == np.argmax(lengths)]
+    assert unit.shape[0] > 120
+    short = np.vstack((unit[:10], unit[-100:]))
+    _, full_last = featurizer.transform_last(unit)
+    _, short_last = featurizer.transform_last(short)
+    np.testing.assert_allclose(short_last, full_last, rtol=1e-9, atol=1e-9)

@@ -1,0 +1,163 @@
+"""C-MAPSS loader, evaluation and the ``models`` CLI, on small slices of a training file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+from typer.testing import CliRunner
+
+from models import cmapss
+from models.cli import app
+from models.estimators import RULRegressor
+
+TRAIN_FD001 = Path("/work/shared/data/cmapss/train_FD001.txt")
+pytestmark = pytest.mark.skipif(not TRAIN_FD001.is_file(), reason="C-MAPSS data not present")
+
+
+@pytest.fixture(autouse=True)
+def small_fast_model(monkeypatch):
+    """A small RUL model on one thread keeps these tests to seconds."""
+
+    def small(random_state: int = 0) -> RULRegressor:
+        return RULRegressor(max_iter=40, learning_rate=0.15, calibration_folds=2)
+
+    monkeypatch.setattr(cmapss, "make_rul_regressor", small)
+    with threadpool_limits(limits=1):
+        yield
+
+
+def _write(path: Path, rows: np.ndarray) -> Path:
+    lines = [" ".join(f"{int(v)}" if j < 2 else f"{v:.4f}" for j, v in enumerate(r)) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def fd001() -> np.ndarray:
+    return cmapss.load_cmapss(TRAIN_FD001)
+
+
+@pytest.fixture
+def triple(tmp_path, fd001) -> tuple[Path, Path, Path]:
+    """A pseudo train/test/RUL triple: units 1-12 to train, units 13-20 cut at random cycles."""
+    train = fd001[fd001[:, 0] <= 12]
+    held_out = fd001[(fd001[:, 0] > 12) & (fd001[:, 0] <= 20)]
+    test, true = cmapss.truncate_units(held_out, np.random.default_rng(0))
+    return (
+        _write(tmp_path / "train_FD001.txt", train),
+        _write(tmp_path / "test_FD001.txt", test),
+        _write(tmp_path / "RUL_FD001.txt", true[:, None]),
+    )
+
+
+def test_loader_reads_the_training_file(fd001):
+    assert fd001.shape == (20631, 26)
+    assert np.unique(fd001[:, 0]).shape[0] == 100
+    rul = cmapss.rul_to_failure(fd001)
+    assert rul.min() == 0 and np.all(rul[fd001[:, 0] == 1] == np.arange(191, -1, -1))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "no data rows"),
+        ("1 1 0.1 0.2\n", "expected 26 columns"),
+        ("1 1 " + " ".join(["0.5"] * 23) + " abc\n", "non-numeric value 'abc'"),
+        ("1 1 " + " ".join(["nan"] * 24) + "\n", "non-finite"),
+        ("1 1 " + " ".join(["0.5"] * 24) + "\n1 3 " + " ".join(["0.5"] * 24) + "\n", "consec"),
+    ],
+)
+def test_loader_rejects_malformed_files(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_text(content)
+    with pytest.raises(cmapss.CMAPSSDataError, match=message):
+        cmapss.load_cmapss(path)
+
+
+def test_loader_rejects_missing_files(tmp_path):
+    with pytest.raises(cmapss.CMAPSSDataError, match="no such file"):
+        cmapss.load_cmapss(tmp_path / "absent.txt")
+    bad_rul = tmp_path / "rul.txt"
+    bad_rul.write_text("12\n-3\n")
+    with pytest.raises(cmapss.CMAPSSDataError, match=">= 0"):
+        cmapss.load_rul(bad_rul)
+
+
+def test_truncation_keeps_a_prefix_and_its_rul(fd001):
+    units = fd001[fd001[:, 0] <= 5]
+    cut, true = cmapss.truncate_units(units, np.random.default_rng(1))
+    for i, unit in enumerate(range(1, 6)):
+        full, kept = units[units[:, 0] == unit], cut[cut[:, 0] == unit]
+        np.testing.assert_array_equal(kept, full[: kept.shape[0]])
+        assert true[i] == full.shape[0] - kept.shape[0]
+        assert kept.shape[0] >= 31
+
+
+def test_evaluate_cmapss_returns_all_keys(triple):
+    result = cmapss.evaluate_cmapss(*triple)
+    assert tuple(result) == cmapss.RESULT_KEYS
+    assert result["dataset"] == "FD001"
+    # predictions never exceed the cap, so capping the truth can only bring it closer
+    assert 0 < result["rmse_capped125"] <= result["rmse"]
+    assert result["rmse_capped125"] < 40
+    assert 0 <= result["interval_coverage"] <= 1
+    assert result["train_seconds"] > 0
+
+
+def test_evaluate_rejects_mismatched_rul(triple, tmp_path):
+    train, test, _ = triple
+    short = tmp_path / "short.txt"
+    short.write_text("10\n20\n")
+    with pytest.raises(cmapss.CMAPSSDataError, match="2 RUL values for 8 test units"):
+        cmapss.evaluate_cmapss(train, test, short)
+
+
+def test_phm08_score():
+    assert cmapss.phm08_score(np.array([10.0]), np.array([10.0])) == 0.0
+    late = cmapss.phm08_score(np.array([20.0]), np.array([10.0]))
+    early = cmapss.phm08_score(np.array([0.0]), np.array([10.0]))
+    assert late == pytest.approx(np.e - 1) and early == pytest.approx(np.exp(10 / 13) - 1)
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def test_cli_cmapss_prints_one_json_line(triple):
+    train, test, rul = triple
+    result = runner.invoke(
+        app, ["cmapss", "--train", str(train), "--test", str(test), "--rul", str(rul)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert set(json.loads(lines[0])) == set(cmapss.RESULT_KEYS)
+
+
+def test_cli_cv_prints_one_json_line(triple):
+    result = runner.invoke(app, ["cmapss-cv", "--train", str(triple[0]), "--folds", "2"])
+    assert result.exit_code == 0, result.output
+    assert tuple(json.loads(result.stdout)) == cmapss.RESULT_KEYS
+
+
+@pytest.mark.parametrize("kind", ["missing", "malformed"])
+def test_cli_bad_input_is_one_line_and_exit_2(triple, tmp_path, kind):
+    train, test, rul = triple
+    if kind == "missing":
+        train = tmp_path / "nope.txt"
+    else:
+        test = tmp_path / "bad.txt"
+        test.write_text("1 1 2 3\n")
+    result = runner.invoke(
+        app, ["cmapss", "--train", str(train), "--test", str(test), "--rul", str(rul)]
+    )
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "Traceback" not in result.output
