@@ -20,6 +20,7 @@ from api.routes import (
     webhooks,
 )
 from api.routes import ingest as ingest_routes
+from api.routes import models as model_routes
 from fleetcare.db import open_pool
 from fleetcare.settings import Settings
 
@@ -57,4 +58,5 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(billing.router)
     dashboard.install(app, settings)
+    app.include_router(model_routes.router)
     return app

@@ -254,14 +254,13 @@ def _start_loop(
     demo receiver's URL. Everything started is stopped when ``workers`` closes."""
     import threading
 
-    from models.repository import active_version_ids
-
     from fleetcare.clock import SystemClock
     from fleetcare.db import connect
     from fleetcare.demo import DEMO_FLEETS, prepare_loop
     from fleetcare.kinds import KINDS
     from fleetcare.loop import Supervisor, child_env, watch
     from fleetcare.services import free_port, wait_for_port
+    from models.repository import active_version_ids
     from simulators.courier import Courier
 
     data_dir = settings.data_dir.resolve()
@@ -461,3 +460,11 @@ def billing_worker(
 from simulators.cli import simulate  # noqa: E402
 
 app.command("simulate")(simulate)
+
+
+# --- wear models: `fleetcare models ...` and the scoring worker `fleetcare score` -----------
+from models.cli import app as models_app  # noqa: E402
+from models.commands import score_command  # noqa: E402
+
+app.add_typer(models_app, name="models")
+app.command("score")(score_command)

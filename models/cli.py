@@ -52,5 +52,11 @@ def cmapss_cv_command(
     _emit(result)
 
 
+# Training from the lifetimes recorded in the database (the registry side, models/commands.py).
+from models.commands import train_command  # noqa: E402
+
+app.command("train")(train_command)
+
+
 if __name__ == "__main__":
     app()

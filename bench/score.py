@@ -1,0 +1,330 @@
+"""Scoring throughput: 10,000 assets per pass, against a per-asset loop measured in the same run.
+
+Prepares a dedicated fresh database (dropped at the end unless --keep): 10,000 live tires
+with ``--rows`` hourly readings each since their renewal (tread every 5th row), plus
+retired tires whose recorded lifetimes train the model. Then:
+
+- cold pass: every asset is new to the scorer, readings read in full (bounded window);
+- warm passes: one new reading lands on every asset, then a pass scores all of them with
+  the worker's readings cache (reads only what arrived since the last pass);
+- full-read pass: the same, without the cache;
+- baseline: a naive per-asset loop (one query per asset for its readings since renewal,
+  pivot, features, predict, one INSERT per prediction) on a sample, projected to the fleet.
+
+A pass = find changed assets + fetch readings + features + predict + write (predictions and
+scoring state), in one transaction. The last line is JSON.
+
+    PYTHONPATH=$PWD python bench/score.py [--assets 10000] [--rows 60] [--passes 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from psycopg import Connection
+
+from fleetcare import migrate
+from fleetcare.clock import ManualClock
+from fleetcare.db import connect
+from fleetcare.fleet import service as fleet
+from fleetcare.fleet.repository import sync_catalogue
+from models import synthetic
+from models.registry import WearModel
+from models.scoring import ModelCache, PassResult, ReadingsCache, score_pass
+from models.training import train
+from tests.fixtures.services import SERVER_URL, create_database, drop_database, unique_name
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+TARGET_S = 2.0
+
+
+def log(message: str) -> None:
+    """Progress on stderr; the figures go to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def write_fleet(conn: Connection[Any], customer_id: int, assets: int, rows: int) -> list[int]:
+    """``assets`` tires with ``rows`` hourly readings since renewal, written server-side."""
+    ids = [
+        int(r[0])
+        for r in conn.execute(
+            "INSERT INTO assets (customer_id, kind, ref, installed_at, renewed_at)"
+            " SELECT %s, 'tire', 'BENCH-' || g, %s, %s FROM generate_series(1, %s) g"
+            " RETURNING id",
+            (customer_id, START, START, assets),
+        ).fetchall()
+    ]
+    conn.execute(
+        """
+        WITH m AS (SELECT name, id FROM metrics WHERE kind = 'tire'),
+        a AS (SELECT id, 40000 + (id %% 400) * 100.0 AS life_km
+                FROM assets WHERE id = ANY(%(ids)s)),
+        r AS (SELECT a.id, a.life_km, i, %(start)s + i * interval '1 hour' AS t,
+                     (i * 400.0) / a.life_km AS wear
+                FROM a, generate_series(0, %(rows)s - 1) i)
+        INSERT INTO telemetry (time, asset_id, metric_id, value)
+        SELECT r.t, r.id, m.id, CASE m.name
+                 WHEN 'odometer_km' THEN r.i * 400.0
+                 WHEN 'tread_depth_mm' THEN 16 - 14.4 * power(r.wear, 1.2) + random() * 0.3
+                 WHEN 'pressure_kpa' THEN 820 - 60 * r.wear + random() * 8
+                 WHEN 'temperature_c' THEN 45 + 25 * r.wear * r.wear + random() * 3
+                 WHEN 'load_kg' THEN 3000 + random() * 300
+                 ELSE 80 + random() * 10 END
+          FROM r CROSS JOIN m
+         WHERE m.name <> 'tread_depth_mm' OR r.i %% 5 = 0
+        """,
+        {"ids": ids, "start": START, "rows": rows},
+    )
+    conn.execute(
+        "UPDATE assets SET last_seen_at = %s WHERE id = ANY(%s)",
+        (START + timedelta(hours=rows - 1), ids),
+    )
+    return ids
+
+
+def add_reading_to_all(conn: Connection[Any], ids: list[int], hour: int) -> None:
+    """One new reading (all metrics but tread) per asset at ``hour``; moves last_seen_at."""
+    when = START + timedelta(hours=hour)
+    conn.execute(
+        """
+        INSERT INTO telemetry (time, asset_id, metric_id, value)
+        SELECT %(t)s, a.id, m.id, CASE m.name WHEN 'odometer_km' THEN %(hour)s * 400.0
+                                             WHEN 'pressure_kpa' THEN 790 + random() * 8
+                                             WHEN 'temperature_c' THEN 60 + random() * 3
+                                             WHEN 'load_kg' THEN 3000 + random() * 300
+                                             ELSE 80 + random() * 10 END
+          FROM unnest(%(ids)s::bigint[]) AS a(id)
+          CROSS JOIN metrics m WHERE m.kind = 'tire' AND m.name <> 'tread_depth_mm'
+        """,
+        {"t": when, "hour": hour, "ids": ids},
+    )
+    conn.execute("UPDATE assets SET last_seen_at = %s WHERE id = ANY(%s)", (when, ids))
+
+
+def naive_pass(
+    conn: Connection[Any], model: WearModel, version_id: int, ids: list[int], now: datetime
+) -> None:
+    """The obvious loop: per asset, read its readings since renewal, pivot, score, insert."""
+    metric_ids = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
+    columns = [metric_ids[n] for n in model.column_names]
+    usage_id = metric_ids[model.usage_metric]
+    for asset_id in ids:
+        rows = conn.execute(
+            "SELECT t.time, t.metric_id, t.value"
+            " FROM telemetry t JOIN assets a ON a.id = t.asset_id"
+            " WHERE t.asset_id = %s AND t.time >= a.renewed_at ORDER BY t.time",
+            (asset_id,),
+        ).fetchall()
+        latest: dict[int, float] = {}
+        first: dict[int, float] = {}
+        grid: list[tuple[datetime, float, dict[int, float]]] = []
+        for t, metric_id, value in rows:
+            first.setdefault(metric_id, value)
+            latest[metric_id] = value
+            if metric_id == usage_id:
+                grid.append((t, value, dict(latest)))
+        matrix = np.array(
+            [
+                [asset_id, usage, *[seen.get(c, first.get(c, np.nan)) for c in columns]]
+                for _, usage, seen in grid
+            ],
+            dtype=np.float64,
+        )
+        _, features = model.features.transform_last(matrix)
+        predicted = model.predict(features)
+        for component, values in predicted.items():
+            conn.execute(
+                "INSERT INTO predictions (time, asset_id, component, model_version_id, rul,"
+                " rul_low, rul_high, failure_probability, horizon, anomaly_score, data_until)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    now,
+                    asset_id,
+                    component,
+                    version_id,
+                    float(values["rul"][0]),
+                    float(values["rul_low"][0]),
+                    float(values["rul_high"][0]),
+                    float(values["failure_probability"][0]),
+                    model.horizon,
+                    float(values["anomaly_score"][0]),
+                    grid[-1][0],
+                ),
+            )
+
+
+def timed_pass(
+    conn: Connection[Any],
+    clock: ManualClock,
+    models: ModelCache,
+    cache: ReadingsCache | None,
+    threads: int | None = None,
+) -> tuple[float, PassResult]:
+    """One scoring pass in its own transaction; (seconds, result)."""
+    clock.advance(60)
+    started = time.perf_counter()
+    with conn.transaction():
+        result = score_pass(conn, clock, models=models, cache=cache, threads=threads)
+    return time.perf_counter() - started, result
+
+
+def main() -> int:
+    """Run the benchmark; print a summary and, last, one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", type=int, default=10_000)
+    parser.add_argument("--rows", type=int, default=60, help="readings per asset since renewal")
+    parser.add_argument("--passes", type=int, default=3, help="warm passes")
+    parser.add_argument("--train-assets", type=int, default=100)
+    parser.add_argument("--baseline-sample", type=int, default=200)
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    args = parser.parse_args()
+    if args.assets < 1 or args.rows < 2 or args.passes < 1 or args.baseline_sample < 1:
+        parser.error("--assets, --passes and --baseline-sample must be >= 1; --rows >= 2")
+
+    name = unique_name("scorebench")
+    url = create_database(SERVER_URL, name)
+    try:
+        migrate.apply_migrations(url)
+        with connect(url) as conn:
+            with conn.transaction():
+                sync_catalogue(conn)
+            customer = fleet.ensure_customer(conn, "bench", "Bench")
+            log(f"writing {args.train_assets} tires with recorded lifetimes ...")
+            trainers = synthetic.write_tire_fleet(
+                conn,
+                customer.id,
+                n_assets=args.train_assets,
+                lives_per_asset=1,
+                rows_per_life=80,
+                current_rows=10,
+                start=START - timedelta(days=30),
+                ref_prefix="TRAIN",
+            )
+            conn.execute(
+                "UPDATE assets SET retired_at = now() WHERE id = ANY(%s)", (trainers.asset_ids,)
+            )
+            log(f"writing {args.assets} tires x {args.rows} readings ...")
+            t0 = time.perf_counter()
+            ids = write_fleet(conn, customer.id, args.assets, args.rows)
+            conn.commit()
+            log(f"  {time.perf_counter() - t0:.1f} s")
+            with connect(url, autocommit=True) as admin:
+                admin.execute("VACUUM ANALYZE")
+            clock = ManualClock(START + timedelta(days=60))
+            log("training the tire model ...")
+            t0 = time.perf_counter()
+            with conn.transaction():
+                trained = train(conn, "tire", clock, rul_params={"calibration_folds": 3})
+            version_id = trained.version.id
+            log(f"  version {version_id} in {time.perf_counter() - t0:.1f} s ({trained.reason})")
+            head, tail = trained.model.history_rows()
+
+            models = ModelCache()
+            cache = ReadingsCache()
+            cold_s, cold = timed_pass(conn, clock, models, cache)
+            if cold.predictions != args.assets:
+                raise SystemExit(f"cold pass wrote {cold.predictions} predictions")
+            log(f"cold pass: {cold_s:.3f} s  {_fmt(cold)}")
+            warm: list[float] = []
+            hour = args.rows
+            for _ in range(args.passes):
+                with conn.transaction():
+                    add_reading_to_all(conn, ids, hour)
+                hour += 1
+                seconds, result = timed_pass(conn, clock, models, cache)
+                if result.predictions != args.assets:
+                    raise SystemExit(f"warm pass wrote {result.predictions} predictions")
+                warm.append(seconds)
+                log(f"warm pass: {seconds:.3f} s  {_fmt(result)}")
+            warm_one: list[float] = []
+            for _ in range(args.passes):
+                with conn.transaction():
+                    add_reading_to_all(conn, ids, hour)
+                hour += 1
+                seconds, result = timed_pass(conn, clock, models, cache, threads=1)
+                if result.predictions != args.assets:
+                    raise SystemExit(f"warm pass wrote {result.predictions} predictions")
+                warm_one.append(seconds)
+                log(f"warm pass, 1 thread: {seconds:.3f} s  {_fmt(result)}")
+            with conn.transaction():
+                add_reading_to_all(conn, ids, hour)
+            hour += 1
+            full_s, full = timed_pass(conn, clock, models, None)
+            log(f"full-read pass (no cache): {full_s:.3f} s  {_fmt(full)}")
+            idle_s, idle = timed_pass(conn, clock, models, cache)
+            log(f"idle pass (nothing changed): {idle_s:.3f} s, {idle.predictions} predictions")
+
+            sample = ids[: args.baseline_sample]
+            clock.advance(60)
+            t0 = time.perf_counter()
+            with conn.transaction():
+                naive_pass(conn, trained.model, version_id, sample, clock.now())
+            naive_s = time.perf_counter() - t0
+            per_asset = naive_s / len(sample)
+            projected = per_asset * args.assets
+            log(f"baseline per-asset loop: {per_asset * 1000:.2f} ms/asset on {len(sample)}")
+    finally:
+        if not args.keep:
+            drop_database(SERVER_URL, name)
+    warm_median = statistics.median(warm)
+    warm_one_median = statistics.median(warm_one)
+    best = min(warm_median, warm_one_median)
+    load = os.getloadavg()
+    print(
+        f"assets per pass:            {args.assets}  ({args.rows} readings each;"
+        f" window {head}+{tail} rows)"
+    )
+    print(f"cold pass (full reads):     {cold_s:.3f} s")
+    print(f"warm pass (cache), median:  {warm_median:.3f} s  {[round(s, 3) for s in warm]}")
+    print(
+        f"warm pass, 1 thread, median: {warm_one_median:.3f} s  {[round(s, 3) for s in warm_one]}"
+    )
+    print(f"full-read pass (no cache):  {full_s:.3f} s")
+    print(
+        f"baseline per-asset loop:    {projected:.1f} s projected ({per_asset * 1000:.2f} ms/asset)"
+    )
+    print(
+        f"speedup (best warm vs baseline): {projected / best:.0f}x; target < {TARGET_S} s: "
+        f"{'met' if best < TARGET_S else 'NOT met'}  (load average {load[0]:.1f})"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "score",
+                "assets": args.assets,
+                "rows_per_asset": args.rows,
+                "window_rows": head + tail,
+                "cold_pass_s": round(cold_s, 4),
+                "warm_pass_s": [round(s, 4) for s in warm],
+                "warm_pass_median_s": round(warm_median, 4),
+                "warm_pass_1thread_s": [round(s, 4) for s in warm_one],
+                "warm_pass_1thread_median_s": round(warm_one_median, 4),
+                "full_read_pass_s": round(full_s, 4),
+                "idle_pass_s": round(idle_s, 4),
+                "baseline_ms_per_asset": round(per_asset * 1000, 3),
+                "baseline_projected_s": round(projected, 2),
+                "speedup_vs_baseline": round(projected / best, 1),
+                "target_s": TARGET_S,
+                "meets_target": best < TARGET_S,
+                "load_average_1min": round(load[0], 2),
+            }
+        )
+    )
+    return 0
+
+
+def _fmt(result: PassResult) -> str:
+    parts = ", ".join(f"{k} {v:.3f}" for k, v in result.seconds.items())
+    return f"{result.predictions} predictions ({parts})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""CLI commands of the wear models: ``fleetcare models train`` and ``fleetcare score``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Annotated, Any
+
+import typer
+
+from fleetcare.kinds import KINDS
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--param takes NAME=VALUE, got {item!r}")
+        try:
+            params[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name.strip()] = raw
+    return params
+
+
+def train_command(
+    kind: Annotated[str, typer.Option("--kind", help=f"asset kind: {', '.join(KINDS)}")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="RUL regressor parameter NAME=VALUE (repeatable)"),
+    ] = None,
+    risk_param: Annotated[
+        list[str] | None,
+        typer.Option("--risk-param", help="failure-risk classifier parameter NAME=VALUE"),
+    ] = None,
+    windows: Annotated[
+        str | None, typer.Option(help="feature windows in rows, e.g. 5,10,20,30 (the default)")
+    ] = None,
+    max_rul: Annotated[
+        float | None, typer.Option(help="cap of the RUL target (life units)")
+    ] = None,
+    horizon: Annotated[float | None, typer.Option(help="failure-risk horizon (life units)")] = None,
+    promote: Annotated[
+        bool, typer.Option("--promote/--no-promote", help="promote when better (or first)")
+    ] = True,
+) -> None:
+    """Train a wear model of KIND from the lifetimes recorded in the database."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from fleetcare.cli import _database_url, _settings, fail
+    from fleetcare.clock import SystemClock
+    from fleetcare.db import connect
+    from fleetcare.errors import FleetcareError
+    from models.training import train
+
+    if kind not in KINDS:
+        raise fail(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    try:
+        rul_params = _parse_params(param or [])
+        risk_params = _parse_params(risk_param or [])
+        feature_params: dict[str, Any] = {}
+        if windows is not None:
+            feature_params["windows"] = tuple(int(w) for w in windows.split(","))
+    except ValueError as exc:
+        raise fail(f"{exc} (--windows takes integers like 5,10,20)") from exc
+    settings = _settings()
+    url, ctx = _database_url(settings)
+    steps = 7
+    try:
+        with (
+            Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                transient=True,
+            ) as bar,
+            connect(url) as conn,
+        ):
+            task = bar.add_task(f"training {kind}", total=steps)
+
+            def step(message: str) -> None:
+                bar.update(task, description=f"{kind}: {message}", advance=1)
+
+            try:
+                with conn.transaction():
+                    result = train(
+                        conn,
+                        kind,
+                        SystemClock(),
+                        rul_params=rul_params,
+                        risk_params=risk_params,
+                        feature_params=feature_params,
+                        max_rul=max_rul,
+                        horizon=horizon,
+                        auto_promote=promote,
+                        progress=step,
+                    )
+            except TypeError as exc:  # an unknown --param name
+                raise fail(f"bad --param: {exc}") from exc
+            except ValueError as exc:  # a bad --param value, rejected by the estimator
+                raise fail(f"bad --param: {exc}") from exc
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    finally:
+        ctx.__exit__(None, None, None)
+    v = result.version
+    status = "active" if result.promoted else "candidate"
+    typer.echo(
+        f"model version {v.id} ({kind}) trained in {result.seconds:.1f} s on "
+        f"{v.training_assets} asset(s), {v.training_rows} row(s); {status}: {result.reason}"
+    )
+    typer.echo(json.dumps({"version": v.id, "status": v.status, "metrics": _summary(v.metrics)}))
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if not k.endswith("_asset_ids")}
+
+
+def score_command(
+    once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
+    poll: Annotated[float, typer.Option(help="seconds between passes")] = 1.0,
+    kind: Annotated[str | None, typer.Option(help="score only this kind")] = None,
+    shard: Annotated[
+        str, typer.Option(help="K/N: score assets whose id modulo N is K (several workers)")
+    ] = "0/1",
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="native threads for prediction (default: all)")
+    ] = None,
+) -> None:
+    """Score assets with new telemetry: RUL with interval, failure risk, anomaly, due dates."""
+    from fleetcare.cli import _database_url, _settings, fail
+    from fleetcare.clock import SystemClock
+    from fleetcare.errors import FleetcareError
+    from fleetcare.services import exit_on_sigterm
+    from models.worker import ScoringWorker
+
+    if kind is not None and kind not in KINDS:
+        raise fail(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    try:
+        k_text, _, n_text = shard.partition("/")
+        shard_pair = (int(k_text), int(n_text))
+        worker_probe = ScoringWorker("", SystemClock(), poll_s=poll, shard=shard_pair)
+    except ValueError as exc:
+        raise fail(f"bad --shard or --poll: {exc}") from exc
+    del worker_probe
+    settings = _settings()
+    url, ctx = _database_url(settings)
+    worker = ScoringWorker(
+        url, SystemClock(), poll_s=poll, kind=kind, shard=shard_pair, threads=threads
+    )
+    try:
+        if once:
+            result = worker.run_once()
+            typer.echo(
+                f"scored {result.scored_assets} asset(s): {result.predictions} prediction(s);"
+                f" {result.unchanged_assets} unchanged, {result.not_scorable} not scorable,"
+                f" {result.no_model} without an active model"
+            )
+            return
+        exit_on_sigterm()
+        stop = threading.Event()
+        typer.echo(f"fleetcare score: polling every {poll:g} s (Ctrl-C stops)")
+        try:
+            worker.run(stop)
+        except (KeyboardInterrupt, SystemExit):
+            stop.set()
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    finally:
+        ctx.__exit__(None, None, None)

@@ -1,0 +1,680 @@
+"""All SQL of the wear models: readings matrices, lifetimes, the registry, predictions.
+
+Readings matrix (the input of ``models.features.WindowFeatures``): one row per reading of the
+kind's usage counter (the row grid), columns ``group id, usage, settings..., sensors...``;
+every other metric enters a row as its latest value at or before the row's time (forward
+fill: a tire's tread depth comes from an occasional drive-over read), or, before its first
+value in the group, as that first value (back fill). Rows of a group are contiguous and in
+time order. Readings travel as one bytea of packed binary records that numpy reads: no
+Python object per value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from psycopg import Connection, sql
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from models.schemas import ChangedAsset, ModelVersion, Prediction
+
+Conn = Connection[Any]
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+# PostgreSQL's binary timestamptz: microseconds since 2000-01-01 UTC.
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+PG_EPOCH_US = int((PG_EPOCH - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
+NO_LIMIT: int | None = None  # LIMIT NULL is LIMIT ALL
+_INFINITY = datetime.max.replace(tzinfo=UTC)  # "no end" of a window
+
+# One long reading as the server packs it (int8send || int2send || timestamptz_send ||
+# float8send): group id, metric id, time (µs since 2000), value — 26 bytes, big-endian, so
+# numpy reads the whole answer without a Python object per reading.
+LONG_ROW = np.dtype([("group_id", ">i8"), ("metric_id", ">i2"), ("time", ">i8"), ("value", ">f8")])
+
+
+@dataclass(frozen=True)
+class MetricLayout:
+    """The metric ids of one kind in readings-matrix column order."""
+
+    usage_id: int
+    column_ids: tuple[int, ...]  # settings then sensors, matrix columns 2..
+
+    @property
+    def n_columns(self) -> int:
+        return 2 + len(self.column_ids)
+
+
+@dataclass(frozen=True)
+class Readings:
+    """A readings matrix with the time of each row (UTC microseconds since 1970)."""
+
+    matrix: FloatArray
+    time_us: IntArray
+    missing_groups: tuple[int, ...]  # groups left out: no usage reading or a metric never seen
+
+    def group_ids(self) -> IntArray:
+        """The groups in matrix order."""
+        if self.matrix.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        ids = self.matrix[:, 0]
+        first = np.concatenate(([True], ids[1:] != ids[:-1]))
+        return ids[first].astype(np.int64)
+
+    def last_rows(self) -> NDArray[np.intp]:
+        """Index of the last row of each group."""
+        if self.matrix.shape[0] == 0:
+            return np.zeros(0, dtype=np.intp)
+        ids = self.matrix[:, 0]
+        return np.flatnonzero(np.concatenate((ids[1:] != ids[:-1], [True])))
+
+
+@dataclass(frozen=True)
+class Window:
+    """One group to read: an asset's readings in [start, end]."""
+
+    group_id: int
+    asset_id: int
+    start: datetime
+    end: datetime | None  # None: up to now
+
+
+def metric_layout(conn: Conn, kind: str, usage: str, columns: Sequence[str]) -> MetricLayout:
+    """Metric ids of ``kind`` for the usage counter and the given columns, in that order."""
+    rows = conn.execute("SELECT name, id FROM metrics WHERE kind = %s", (kind,)).fetchall()
+    ids = {name: int(mid) for name, mid in rows}
+    missing = [n for n in (usage, *columns) if n not in ids]
+    if missing:
+        raise LookupError(f"metrics of {kind!r} not in the catalogue: {', '.join(missing)}")
+    return MetricLayout(usage_id=ids[usage], column_ids=tuple(ids[c] for c in columns))
+
+
+_WINDOW_QUERY = """
+WITH g AS (
+    SELECT * FROM unnest(%(gid)b::bigint[], %(aid)b::bigint[], %(t0)b::timestamptz[],
+                         %(t1)b::timestamptz[]) AS g(group_id, asset_id, t0, t1)
+), head AS (
+    SELECT g.group_id, g.asset_id, g.t0, h.time, h.value FROM g CROSS JOIN LATERAL (
+        SELECT t.time, t.value FROM telemetry t
+         WHERE t.asset_id = g.asset_id AND t.metric_id = %(usage)s AND t.time >= g.t0
+           AND t.time <= g.t1
+         ORDER BY t.time LIMIT %(head)s) h
+), tail AS (
+    SELECT g.group_id, h.time, h.value FROM g CROSS JOIN LATERAL (
+        SELECT t.time, t.value FROM telemetry t
+         WHERE t.asset_id = g.asset_id AND t.metric_id = %(usage)s AND t.time >= g.t0
+           AND t.time <= g.t1
+         ORDER BY t.time DESC LIMIT %(tail)s) h
+), bounds AS (
+    SELECT h.group_id, h.asset_id, h.t0, h.head_end, t.tail_start, t.last_time
+      FROM (SELECT group_id, asset_id, t0, max(time) AS head_end FROM head
+             GROUP BY group_id, asset_id, t0) h
+      JOIN (SELECT group_id, min(time) AS tail_start, max(time) AS last_time FROM tail
+             GROUP BY group_id) t USING (group_id)
+), readings AS (
+SELECT group_id, %(usage)s::smallint AS metric_id, time, value FROM head
+UNION
+SELECT group_id, %(usage)s::smallint, time, value FROM tail
+UNION ALL
+SELECT b.group_id, m.id, x.time, x.value
+  FROM bounds b CROSS JOIN unnest(%(metrics)b::smallint[]) AS m(id) CROSS JOIN LATERAL (
+      (SELECT t.time, t.value FROM telemetry t
+        WHERE t.asset_id = b.asset_id AND t.metric_id = m.id
+          AND t.time >= b.t0 AND t.time <= b.head_end)
+      UNION
+      (SELECT t.time, t.value FROM telemetry t
+        WHERE t.asset_id = b.asset_id AND t.metric_id = m.id
+          AND t.time >= b.tail_start AND t.time <= b.last_time)
+      UNION
+      (SELECT t.time, t.value FROM telemetry t
+        WHERE t.asset_id = b.asset_id AND t.metric_id = m.id
+          AND t.time >= b.t0 AND t.time < b.tail_start
+        ORDER BY t.time DESC LIMIT 1)
+      UNION
+      (SELECT t.time, t.value FROM telemetry t
+        WHERE t.asset_id = b.asset_id AND t.metric_id = m.id
+          AND t.time >= b.t0 AND t.time <= b.last_time
+        ORDER BY t.time LIMIT 1)
+  ) x
+)
+SELECT {packed} FROM readings
+"""
+
+
+def fetch_long_readings(
+    conn: Conn,
+    layout: MetricLayout,
+    windows: Sequence[Window],
+    *,
+    head_rows: int | None = NO_LIMIT,
+    tail_rows: int | None = NO_LIMIT,
+) -> np.ndarray:
+    """Long readings (group_id, metric_id, time, value) that the matrices of ``windows`` need.
+
+    Per window: the first ``head_rows`` and the last ``tail_rows`` usage readings (all when
+    None), every other metric's values in those spans, the last value before the tail (for
+    forward fill) and the first value (for back fill).
+    """
+    if not windows:
+        return np.zeros(0, dtype=LONG_ROW)
+    query = sql.SQL(_WINDOW_QUERY).format(packed=sql.SQL(_PACKED))
+    params = {
+        "gid": [w.group_id for w in windows],
+        "aid": [w.asset_id for w in windows],
+        "t0": [w.start for w in windows],
+        "t1": [w.end or _INFINITY for w in windows],
+        "usage": layout.usage_id,
+        "head": head_rows,
+        "tail": tail_rows,
+        "metrics": list(layout.column_ids),
+    }
+    return _packed_rows(conn, query, params)
+
+
+def assemble_matrix(long: np.ndarray, layout: MetricLayout, group_order: Sequence[int]) -> Readings:
+    """Pivot long readings into a readings matrix (rows on the usage grid, as-of fill)."""
+    gid = long["group_id"].astype(np.int64)
+    mid = long["metric_id"].astype(np.int64)
+    tus = long["time"].astype(np.int64)
+    val = long["value"].astype(np.float64)
+    # dense group index in the requested order
+    order_ids = np.asarray(list(group_order), dtype=np.int64)
+    rank = np.argsort(order_ids, kind="stable")
+    sorted_ids = order_ids[rank]
+    pos = np.searchsorted(sorted_ids, gid)
+    pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
+    known = (sorted_ids[pos] == gid) if len(sorted_ids) else np.zeros(len(gid), dtype=bool)
+    gidx = np.where(known, rank[pos] if len(rank) else 0, -1)
+
+    usage = (mid == layout.usage_id) & known
+    g_idx, g_t, g_v = gidx[usage], tus[usage], val[usage]
+    o = np.lexsort((g_t, g_idx))
+    g_idx, g_t, g_v = g_idx[o], g_t[o], g_v[o]
+    if g_t.size:
+        keep = np.concatenate(([True], (g_idx[1:] != g_idx[:-1]) | (g_t[1:] != g_t[:-1])))
+        g_idx, g_t, g_v = g_idx[keep], g_t[keep], g_v[keep]
+    n = g_idx.shape[0]
+    matrix = np.empty((n, layout.n_columns), dtype=np.float64)
+    matrix[:, 0] = order_ids[g_idx] if n else 0
+    matrix[:, 1] = g_v
+    bad = np.zeros(len(order_ids), dtype=bool)
+    present = np.zeros(len(order_ids), dtype=bool)
+    present[g_idx] = True
+    t_base = int(g_t.min()) if n else 0
+    span = int(g_t.max()) - t_base + 1 if n else 1
+    for j, metric_id in enumerate(layout.column_ids):
+        sel = (mid == metric_id) & known
+        m_idx, m_t, m_v = gidx[sel], tus[sel], val[sel]
+        o = np.lexsort((m_t, m_idx))
+        m_idx, m_t, m_v = m_idx[o], m_t[o], m_v[o]
+        col = np.full(n, np.nan)
+        if m_idx.size and n:
+            lo = min(t_base, int(m_t.min()))
+            width = max(span + t_base, int(m_t.max()) + 1) - lo
+            if width * (len(order_ids) + 1) < 2**62:
+                m_key = m_idx * width + (m_t - lo)
+                g_key = g_idx * width + (g_t - lo)
+                at = np.searchsorted(m_key, g_key, side="right") - 1
+                prev_ok = (at >= 0) & (m_idx[np.maximum(at, 0)] == g_idx)
+                nxt = np.minimum(at + 1, m_idx.size - 1)
+                next_ok = m_idx[nxt] == g_idx
+                col = np.where(prev_ok, m_v[np.maximum(at, 0)], np.where(next_ok, m_v[nxt], np.nan))
+            else:  # keys would overflow: one group at a time
+                for gi in np.unique(g_idx):
+                    rows = np.flatnonzero(g_idx == gi)
+                    mine = m_idx == gi
+                    if not mine.any():
+                        continue
+                    mt, mv = m_t[mine], m_v[mine]
+                    at = np.searchsorted(mt, g_t[rows], side="right") - 1
+                    col[rows] = mv[np.maximum(at, 0)]
+        matrix[:, 2 + j] = col
+        missing = np.isnan(col)
+        if missing.any():
+            bad[np.unique(g_idx[missing])] = True
+    drop = bad[g_idx] if n else np.zeros(0, dtype=bool)
+    missing_groups = tuple(int(order_ids[i]) for i in np.flatnonzero(bad | ~present))
+    time_us = g_t + PG_EPOCH_US
+    return Readings(matrix=matrix[~drop], time_us=time_us[~drop], missing_groups=missing_groups)
+
+
+def fetch_readings(
+    conn: Conn,
+    layout: MetricLayout,
+    windows: Sequence[Window],
+    *,
+    head_rows: int | None = NO_LIMIT,
+    tail_rows: int | None = NO_LIMIT,
+) -> Readings:
+    """The readings matrix of ``windows`` (see :func:`fetch_long_readings` for the limits)."""
+    long = fetch_long_readings(conn, layout, windows, head_rows=head_rows, tail_rows=tail_rows)
+    return assemble_matrix(long, layout, [w.group_id for w in windows])
+
+
+_NEW_ROWS_QUERY = """
+SELECT {packed}
+  FROM unnest(%(gid)b::bigint[], %(since)b::timestamptz[]) AS v(group_id, since)
+ CROSS JOIN unnest(%(metrics)b::smallint[]) AS m(id)
+  JOIN telemetry t ON t.asset_id = v.group_id AND t.metric_id = m.id AND t.time > v.since
+"""
+
+# Aggregates the readings into one bytea of LONG_ROW records (see LONG_ROW).
+_PACKED = (
+    "string_agg(int8send(group_id) || int2send(metric_id) || timestamptz_send(time)"
+    " || float8send(value), ''::bytea)"
+)
+_PACKED_NEW = (
+    "string_agg(int8send(v.group_id) || int2send(m.id) || timestamptz_send(t.time)"
+    " || float8send(t.value), ''::bytea)"
+)
+
+
+def fetch_new_long_readings(
+    conn: Conn, layout: MetricLayout, asset_ids: Sequence[int], since: Sequence[datetime]
+) -> np.ndarray:
+    """Long readings of each asset (as its own group) newer than its ``since`` time."""
+    if not asset_ids:
+        return np.zeros(0, dtype=LONG_ROW)
+    query = sql.SQL(_NEW_ROWS_QUERY).format(packed=sql.SQL(_PACKED_NEW))
+    params = {
+        "gid": list(asset_ids),
+        "since": list(since),
+        "metrics": [layout.usage_id, *layout.column_ids],
+    }
+    return _packed_rows(conn, query, params)
+
+
+def _packed_rows(conn: Conn, query: sql.Composed, params: dict[str, Any]) -> np.ndarray:
+    with conn.cursor(binary=True) as cur:
+        row = cur.execute(query, params).fetchone()
+    if row is None or row[0] is None:
+        return np.zeros(0, dtype=LONG_ROW)
+    return np.frombuffer(bytes(row[0]), dtype=LONG_ROW)
+
+
+def empty_long() -> np.ndarray:
+    """An empty long-readings array."""
+    return np.zeros(0, dtype=LONG_ROW)
+
+
+def scoring_windows(conn: Conn, asset_ids: Sequence[int]) -> list[Window]:
+    """Each asset's window since its last renewal, in the given order."""
+    rows = conn.execute(
+        "SELECT id, renewed_at FROM assets WHERE id = ANY(%s)", (list(asset_ids),)
+    ).fetchall()
+    renewed = {int(r[0]): r[1] for r in rows}
+    return [Window(a, a, renewed[a], None) for a in asset_ids if a in renewed]
+
+
+# --- lifetimes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Life:
+    """One recorded life of an asset's component."""
+
+    id: int
+    asset_id: int
+    component: str
+    started_at: datetime
+    ended_at: datetime
+    end_reason: str
+    usage_at_end: float | None
+
+
+def fetch_lives(conn: Conn, kind: str) -> list[Life]:
+    """Recorded lives of assets of ``kind``, ordered by asset and end."""
+    with conn.cursor(row_factory=class_row(Life)) as cur:
+        return cur.execute(
+            """
+            SELECT l.id, l.asset_id, l.component, l.started_at, l.ended_at, l.end_reason,
+                   l.usage_at_end
+              FROM asset_lives l JOIN assets a ON a.id = l.asset_id
+             WHERE a.kind = %s ORDER BY l.asset_id, l.ended_at, l.component
+            """,
+            (kind,),
+        ).fetchall()
+
+
+# --- usage rate -------------------------------------------------------------------------------
+
+
+def usage_rates_per_day(
+    conn: Conn,
+    usage_id: int,
+    asset_ids: Sequence[int],
+    last_time: Sequence[datetime],
+    last_value: Sequence[float],
+    lookback: timedelta,
+) -> dict[int, float]:
+    """Usage per day of each asset from its counter ``lookback`` before its last reading.
+
+    Uses the counter reading at or before ``last_time - lookback`` (or the first reading
+    since renewal when the history is shorter). Assets with less than an hour of history,
+    or a counter that did not move, are left out.
+    """
+    if not asset_ids:
+        return {}
+    rows = conn.execute(
+        """
+        WITH v AS (
+            SELECT * FROM unnest(%(ids)b::bigint[], %(t)b::timestamptz[], %(v)b::float8[])
+                AS v(asset_id, t, value)
+        )
+        SELECT v.asset_id, v.t, v.value, coalesce(p.time, f.time), coalesce(p.value, f.value)
+          FROM v JOIN assets a ON a.id = v.asset_id
+          LEFT JOIN LATERAL (
+              SELECT time, value FROM telemetry
+               WHERE asset_id = v.asset_id AND metric_id = %(usage)s
+                 AND time >= a.renewed_at AND time <= v.t - %(lookback)s
+               ORDER BY time DESC LIMIT 1) p ON true
+          LEFT JOIN LATERAL (
+              SELECT time, value FROM telemetry
+               WHERE asset_id = v.asset_id AND metric_id = %(usage)s AND time >= a.renewed_at
+               ORDER BY time LIMIT 1) f ON p.time IS NULL
+        """,
+        {
+            "ids": list(asset_ids),
+            "t": list(last_time),
+            "v": list(last_value),
+            "usage": usage_id,
+            "lookback": lookback,
+        },
+    ).fetchall()
+    rates: dict[int, float] = {}
+    for asset_id, t, value, t0, v0 in rows:
+        if t0 is None:
+            continue
+        days = (t - t0).total_seconds() / 86400.0
+        if days >= 1 / 24 and value > v0:
+            rates[int(asset_id)] = float((value - v0) / days)
+    return rates
+
+
+# --- changed assets and scoring state ---------------------------------------------------------
+
+
+def find_changed_assets(
+    conn: Conn, *, kind: str | None = None, limit: int | None = None
+) -> list[ChangedAsset]:
+    """Live assets whose last_seen_at moved past what scoring last consumed (or never scored)."""
+    with conn.cursor(row_factory=class_row(ChangedAsset)) as cur:
+        return cur.execute(
+            """
+            SELECT a.id AS asset_id, a.kind, a.renewed_at, a.last_seen_at, s.data_until
+              FROM assets a LEFT JOIN asset_scoring_state s ON s.asset_id = a.id
+             WHERE a.retired_at IS NULL AND a.last_seen_at IS NOT NULL
+               AND (%(kind)s::text IS NULL OR a.kind = %(kind)s)
+               AND (s.asset_id IS NULL OR a.last_seen_at > s.seen_at
+                    OR a.renewed_at <> s.renewed_at)
+             ORDER BY a.id
+             LIMIT %(limit)s
+            """,
+            {"kind": kind, "limit": limit},
+        ).fetchall()
+
+
+def record_scoring_state(
+    conn: Conn,
+    asset_ids: Sequence[int],
+    seen_at: Sequence[datetime],
+    data_until: Sequence[datetime | None],
+    renewed_at: Sequence[datetime],
+    scored_at: datetime,
+) -> None:
+    """Remember what scoring consumed per asset (moves seen_at forward only)."""
+    if not asset_ids:
+        return
+    conn.execute(
+        """
+        INSERT INTO asset_scoring_state (asset_id, seen_at, data_until, renewed_at, scored_at)
+        SELECT v.asset_id, v.seen_at, v.data_until, v.renewed_at, %s
+          FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])
+            AS v(asset_id, seen_at, data_until, renewed_at)
+        ON CONFLICT (asset_id) DO UPDATE SET
+            seen_at = greatest(asset_scoring_state.seen_at, EXCLUDED.seen_at),
+            data_until = coalesce(EXCLUDED.data_until, asset_scoring_state.data_until),
+            renewed_at = EXCLUDED.renewed_at,
+            scored_at = EXCLUDED.scored_at
+        """,
+        (scored_at, list(asset_ids), list(seen_at), list(data_until), list(renewed_at)),
+    )
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """Predictions of one component for many assets, column-wise; times are numbers so that
+    no Python object is made per row. NaN means "unknown" (stored as NULL)."""
+
+    component: str
+    asset_ids: Sequence[int]
+    rul: Sequence[float]
+    rul_low: Sequence[float]
+    rul_high: Sequence[float]
+    failure_probability: Sequence[float]
+    anomaly_score: Sequence[float]
+    usage_rate_per_day: Sequence[float]
+    due_unix_s: Sequence[float]
+    due_conservative_unix_s: Sequence[float]
+    data_until_unix_us: Sequence[int]
+
+
+def insert_predictions(
+    conn: Conn,
+    batch: PredictionBatch,
+    *,
+    time: datetime,
+    model_version_id: int | None,
+    coverage: float,
+    horizon: float,
+) -> int:
+    """Insert one batch; a repeat of the same (asset, component, time) is ignored. Returns how
+    many rows were stored."""
+    if not batch.asset_ids:
+        return 0
+    cur = conn.execute(
+        """
+        INSERT INTO predictions (time, asset_id, component, model_version_id, rul, rul_low,
+            rul_high, coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
+            due_at, due_at_conservative, data_until)
+        SELECT %(time)s, v.asset_id, %(component)s, %(version)s, v.rul, v.low, v.high,
+               %(coverage)s, v.p, %(horizon)s, v.anomaly, NULLIF(v.rate, 'NaN'),
+               CASE WHEN v.due = 'NaN' THEN NULL ELSE to_timestamp(v.due) END,
+               CASE WHEN v.due_c = 'NaN' THEN NULL ELSE to_timestamp(v.due_c) END,
+               'epoch'::timestamptz + v.until_us * interval '1 microsecond'
+          FROM unnest(%(ids)b::bigint[], %(rul)b::float8[], %(low)b::float8[],
+                      %(high)b::float8[], %(p)b::float8[], %(anomaly)b::float8[],
+                      %(rate)b::float8[], %(due)b::float8[], %(due_c)b::float8[],
+                      %(until)b::bigint[])
+            AS v(asset_id, rul, low, high, p, anomaly, rate, due, due_c, until_us)
+        ON CONFLICT (asset_id, component, time) DO NOTHING
+        """,
+        {
+            "time": time,
+            "component": batch.component,
+            "version": model_version_id,
+            "coverage": coverage,
+            "horizon": horizon,
+            "ids": list(batch.asset_ids),
+            "rul": list(batch.rul),
+            "low": list(batch.rul_low),
+            "high": list(batch.rul_high),
+            "p": list(batch.failure_probability),
+            "anomaly": list(batch.anomaly_score),
+            "rate": list(batch.usage_rate_per_day),
+            "due": list(batch.due_unix_s),
+            "due_c": list(batch.due_conservative_unix_s),
+            "until": list(batch.data_until_unix_us),
+        },
+    )
+    return cur.rowcount
+
+
+def list_predictions(
+    conn: Conn, asset_id: int, *, component: str | None = None, limit: int = 50
+) -> list[Prediction]:
+    """An asset's predictions, newest first."""
+    with conn.cursor(row_factory=class_row(Prediction)) as cur:
+        return cur.execute(
+            """
+            SELECT time, asset_id, component, model_version_id, rul, rul_low, rul_high,
+                   coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
+                   due_at, due_at_conservative, data_until
+              FROM predictions
+             WHERE asset_id = %(asset)s AND (%(component)s::text IS NULL
+                                             OR component = %(component)s)
+             ORDER BY time DESC, component LIMIT %(limit)s
+            """,
+            {"asset": asset_id, "component": component, "limit": limit},
+        ).fetchall()
+
+
+def asset_customer(conn: Conn, asset_id: int) -> int | None:
+    """The customer that owns an asset, or None when there is no such asset."""
+    row = conn.execute("SELECT customer_id FROM assets WHERE id = %s", (asset_id,)).fetchone()
+    return int(row[0]) if row else None
+
+
+# --- model versions ---------------------------------------------------------------------------
+
+_VERSION_COLUMNS = """id, kind, algorithm, params, metrics, trained_from, trained_to,
+    training_assets, training_rows, artifact_format, status, created_at, promoted_at,
+    retired_at, replaced_version_id"""
+
+
+def insert_version(
+    conn: Conn,
+    *,
+    kind: str,
+    algorithm: str,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    trained_from: datetime | None,
+    trained_to: datetime | None,
+    training_assets: int,
+    training_rows: int,
+    artifact: bytes,
+    artifact_format: str = "skops",
+) -> ModelVersion:
+    """Store a new candidate version with its artifact."""
+    with conn.cursor(row_factory=class_row(ModelVersion)) as cur:
+        row = cur.execute(
+            f"""
+            INSERT INTO model_versions (kind, algorithm, params, metrics, trained_from,
+                trained_to, training_assets, training_rows, artifact, artifact_format)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            RETURNING {_VERSION_COLUMNS}
+            """,
+            (
+                kind,
+                algorithm,
+                Jsonb(params),
+                Jsonb(metrics),
+                trained_from,
+                trained_to,
+                training_assets,
+                training_rows,
+                artifact,
+                artifact_format,
+            ),
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def get_version(conn: Conn, version_id: int, *, for_update: bool = False) -> ModelVersion | None:
+    """One version (without the artifact)."""
+    lock = " FOR UPDATE" if for_update else ""
+    with conn.cursor(row_factory=class_row(ModelVersion)) as cur:
+        return cur.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE id = %s{lock}", (version_id,)
+        ).fetchone()
+
+
+def get_artifact(conn: Conn, version_id: int) -> tuple[str, bytes] | None:
+    """The stored artifact of a version: (format, bytes)."""
+    row = conn.execute(
+        "SELECT artifact_format, artifact FROM model_versions WHERE id = %s", (version_id,)
+    ).fetchone()
+    return (str(row[0]), bytes(row[1])) if row else None
+
+
+def list_versions(
+    conn: Conn, *, kind: str | None = None, status: str | None = None, limit: int = 100
+) -> list[ModelVersion]:
+    """Versions, newest first."""
+    with conn.cursor(row_factory=class_row(ModelVersion)) as cur:
+        return cur.execute(
+            f"""
+            SELECT {_VERSION_COLUMNS} FROM model_versions
+             WHERE (%(kind)s::text IS NULL OR kind = %(kind)s)
+               AND (%(status)s::text IS NULL OR status = %(status)s)
+             ORDER BY id DESC LIMIT %(limit)s
+            """,
+            {"kind": kind, "status": status, "limit": limit},
+        ).fetchall()
+
+
+def active_version(conn: Conn, kind: str, *, for_update: bool = False) -> ModelVersion | None:
+    """The active version of ``kind``, if any."""
+    lock = " FOR UPDATE" if for_update else ""
+    with conn.cursor(row_factory=class_row(ModelVersion)) as cur:
+        return cur.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM model_versions"
+            f" WHERE kind = %s AND status = 'active'{lock}",
+            (kind,),
+        ).fetchone()
+
+
+def active_version_ids(conn: Conn) -> dict[str, int]:
+    """The active version id per kind."""
+    rows = conn.execute("SELECT kind, id FROM model_versions WHERE status = 'active'").fetchall()
+    return {str(k): int(v) for k, v in rows}
+
+
+def lock_kind(conn: Conn, kind: str) -> None:
+    """Serialise promotions and rollbacks of one kind (transaction-scoped advisory lock)."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('fleetcare.models.' || %s))", (kind,))
+
+
+def retire_version(conn: Conn, version_id: int, when: datetime) -> None:
+    """Mark a version retired."""
+    conn.execute(
+        "UPDATE model_versions SET status = 'retired', retired_at = %s WHERE id = %s",
+        (when, version_id),
+    )
+
+
+def activate_version(
+    conn: Conn, version_id: int, when: datetime, replaced_version_id: int | None, *, keep: bool
+) -> ModelVersion:
+    """Mark a version active; record what it replaced unless ``keep`` (a rollback)."""
+    with conn.cursor(row_factory=class_row(ModelVersion)) as cur:
+        row = cur.execute(
+            f"""
+            UPDATE model_versions SET status = 'active', promoted_at = %s, retired_at = NULL,
+                   replaced_version_id = CASE WHEN %s THEN replaced_version_id ELSE %s END
+             WHERE id = %s RETURNING {_VERSION_COLUMNS}
+            """,
+            (when, keep, replaced_version_id, version_id),
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def update_metrics(conn: Conn, version_id: int, extra: dict[str, Any]) -> None:
+    """Merge ``extra`` into a version's metrics."""
+    conn.execute(
+        "UPDATE model_versions SET metrics = metrics || %s WHERE id = %s",
+        (Jsonb(extra), version_id),
+    )

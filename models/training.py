@@ -1,0 +1,278 @@
+"""Training a kind's wear model from the lifetimes recorded in the database.
+
+A life ends when an order renews the asset's component or it fails (``asset_lives``). Each
+life becomes a group of the readings matrix (all its rows on the usage grid); the target of
+a row is the usage left until the life's end. Assets are split into training and held-out
+sets by a fixed function of their id (never by row), the features are fitted on training
+rows only, and the held-out metrics are stored with the version. The first version of a
+kind becomes active; later ones only when they beat the active version on the same
+held-out assets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fleetcare.clock import Clock
+from fleetcare.errors import Conflict, Invalid
+from fleetcare.kinds import get_kind
+from models import registry
+from models import repository as repo
+from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
+from models.features import WindowFeatures
+from models.schemas import ModelVersion
+
+FloatArray = NDArray[np.float64]
+Progress = Callable[[str], None]
+ALGORITHM = "window-features + rul(hgb+extra-trees, conformal) + risk(hgb) + mahalanobis"
+HEALTHY_SHARE = 0.3  # the first 30% of a life's usage counts as healthy for the anomaly scorer
+
+
+class NoTrainingData(Invalid):
+    """No recorded lifetimes (or none with readings) to train on."""
+
+
+@dataclass(frozen=True)
+class KindDefaults:
+    """Per-kind training defaults, in the kind's life unit."""
+
+    max_rul: float
+    horizon: float
+
+
+DEFAULTS: dict[str, KindDefaults] = {
+    "engine": KindDefaults(max_rul=125.0, horizon=30.0),
+    "tire": KindDefaults(max_rul=80_000.0, horizon=10_000.0),
+    "elevator": KindDefaults(max_rul=150_000.0, horizon=20_000.0),
+}
+
+
+@dataclass
+class TrainingResult:
+    """The stored version, whether it became active, and why not."""
+
+    version: ModelVersion
+    model: registry.WearModel
+    promoted: bool
+    reason: str
+    seconds: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def lifetime_matrices(
+    conn: repo.Conn,
+    kind: str,
+    column_names: Sequence[str],
+    *,
+    asset_ids: Sequence[int] | None = None,
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """Per component: the readings matrix of every recorded life (group id = life id) and
+    the usage left until the end of the life at each row."""
+    spec = get_kind(kind)
+    layout = repo.metric_layout(conn, kind, spec.usage_metric, column_names)
+    lives = repo.fetch_lives(conn, kind)
+    if asset_ids is not None:
+        wanted = set(asset_ids)
+        lives = [life for life in lives if life.asset_id in wanted]
+    out: dict[str, tuple[FloatArray, FloatArray]] = {}
+    for component in sorted({life.component for life in lives}):
+        mine = [life for life in lives if life.component == component]
+        windows = [
+            repo.Window(life.id, life.asset_id, life.started_at, life.ended_at) for life in mine
+        ]
+        readings = repo.fetch_readings(conn, layout, windows)
+        if readings.matrix.shape[0] == 0:
+            continue
+        end_usage = {life.id: life.usage_at_end for life in mine}
+        ids = readings.matrix[:, 0].astype(np.int64)
+        usage = readings.matrix[:, 1]
+        last_rows = readings.last_rows()
+        last_usage = dict(zip(ids[last_rows].tolist(), usage[last_rows].tolist(), strict=True))
+        end = np.array(
+            [end_usage[i] if end_usage[i] is not None else last_usage[i] for i in ids.tolist()],
+            dtype=np.float64,
+        )
+        out[component] = (readings.matrix, np.maximum(end - usage, 0.0))
+    return out
+
+
+def _first_of_group(groups: FloatArray, values: FloatArray) -> FloatArray:
+    starts = np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1])))
+    lengths = np.diff(np.append(starts, groups.shape[0])).astype(np.intp)
+    return np.repeat(values[starts], lengths)
+
+
+def _weights(groups: FloatArray) -> FloatArray:
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse].astype(np.float64)
+
+
+def train(
+    conn: repo.Conn,
+    kind: str,
+    clock: Clock,
+    *,
+    rul_params: dict[str, Any] | None = None,
+    risk_params: dict[str, Any] | None = None,
+    feature_params: dict[str, Any] | None = None,
+    max_rul: float | None = None,
+    horizon: float | None = None,
+    coverage: float = registry.DEFAULT_COVERAGE,
+    auto_promote: bool = True,
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """Train, store and (when better or first) promote a wear model of ``kind``."""
+    started = time.perf_counter()
+    step = progress or (lambda _msg: None)
+    spec = get_kind(kind)
+    defaults = DEFAULTS[kind]
+    max_rul = float(max_rul if max_rul is not None else defaults.max_rul)
+    horizon = float(horizon if horizon is not None else defaults.horizon)
+    if max_rul <= 0 or horizon < 0:
+        raise Invalid("max_rul must be > 0 and horizon >= 0")
+    setting_names = list(spec.regime_metrics)
+    sensor_names = list(spec.sensor_names)
+    columns = [*setting_names, *sensor_names]
+
+    step("reading lifetimes")
+    lives = repo.fetch_lives(conn, kind)
+    if not lives:
+        raise NoTrainingData(f"no recorded {kind} lifetimes to train on (asset_lives is empty)")
+    data = lifetime_matrices(conn, kind, columns)
+    if not data:
+        raise NoTrainingData(f"the {len(lives)} recorded {kind} lifetime(s) have no readings")
+    life_asset = {life.id: life.asset_id for life in lives}
+    all_assets = sorted({life_asset[int(g)] for m, _ in data.values() for g in np.unique(m[:, 0])})
+    train_assets, holdout_assets = registry.split_assets(all_assets)
+    if not train_assets:
+        raise NoTrainingData(f"{kind}: need lifetimes of at least one asset to train on")
+    train_set = set(train_assets)
+
+    def split(matrix: FloatArray) -> NDArray[np.bool_]:
+        assets = np.array([life_asset[int(g)] for g in matrix[:, 0]])
+        return np.isin(assets, list(train_set))
+
+    step("fitting features")
+    train_parts = {c: (m[split(m)], y[split(m)]) for c, (m, y) in data.items()}
+    train_parts = {c: v for c, v in train_parts.items() if v[0].shape[0]}
+    if not train_parts:
+        raise NoTrainingData(f"{kind}: no readings in the training lifetimes")
+    all_train = np.concatenate([m for m, _ in train_parts.values()])
+    features = WindowFeatures(n_settings=len(setting_names), **(feature_params or {})).fit(
+        all_train
+    )
+
+    rul_models: dict[str, RULRegressor] = {}
+    risk_models: dict[str, FailureRiskClassifier] = {}
+    healthy: list[FloatArray] = []
+    rows = 0
+    params = dict(rul_params or {})
+    for component, (matrix, y) in train_parts.items():
+        step(f"fitting {component}")
+        X = features.transform(matrix)
+        w = _weights(matrix[:, 0])
+        groups = np.array([life_asset[int(g)] for g in matrix[:, 0]])
+        rul_models[component] = RULRegressor(max_rul=max_rul, **params).fit(
+            X, y, sample_weight=w, groups=groups
+        )
+        risk_models[component] = FailureRiskClassifier(horizon=horizon, **(risk_params or {})).fit(
+            X, y, sample_weight=w
+        )
+        used = matrix[:, 1] - _first_of_group(matrix[:, 0], matrix[:, 1])
+        early = used <= HEALTHY_SHARE * np.maximum(used + y, 1e-9)
+        healthy.append(X[early] if early.sum() >= 2 else X)
+        rows += matrix.shape[0]
+    step("fitting anomaly scorer")
+    anomaly = AnomalyScorer().fit(np.concatenate(healthy))
+    model = registry.WearModel(
+        kind=kind,
+        usage_metric=spec.usage_metric,
+        setting_names=setting_names,
+        sensor_names=sensor_names,
+        features=features,
+        rul=rul_models,
+        risk=risk_models,
+        anomaly=anomaly,
+        horizon=horizon,
+        coverage=coverage,
+    )
+
+    step("evaluating on held-out assets")
+    per_component: dict[str, Any] = {}
+    for component, (matrix, y) in data.items():
+        held = ~split(matrix)
+        ev = registry.evaluate(model, component, matrix[held], y[held])
+        if ev is not None:
+            per_component[component] = ev.as_dict()
+    rmse_values = [v["rmse"] for v in per_component.values()]
+    train_lives = [life for life in lives if life.asset_id in train_set]
+    metrics: dict[str, Any] = {
+        "holdout_rmse": float(np.mean(rmse_values)) if rmse_values else None,
+        "components": per_component,
+        "holdout_asset_ids": holdout_assets,
+        "training_asset_ids": train_assets,
+        "lives": len(lives),
+        "failures": sum(1 for life in lives if life.end_reason == "failure"),
+    }
+    all_params = {
+        "features": _jsonable(features.get_params()),
+        "rul": _jsonable(next(iter(rul_models.values())).get_params()),
+        "risk": _jsonable(next(iter(risk_models.values())).get_params()),
+        "anomaly": _jsonable(anomaly.get_params()),
+        "max_rul": max_rul,
+        "horizon": horizon,
+        "coverage": coverage,
+        "holdout_share": registry.HOLDOUT_SHARE,
+    }
+    step("registering")
+    version = registry.register(
+        conn,
+        model,
+        algorithm=ALGORITHM,
+        params=all_params,
+        metrics=metrics,
+        trained_from=min(life.started_at for life in train_lives),
+        trained_to=max(life.ended_at for life in train_lives),
+        training_assets=len(train_assets),
+        training_rows=rows,
+    )
+    promoted, reason = False, "auto-promotion off"
+    if auto_promote:
+        try:
+            with conn.transaction():  # a refusal rolls back only the comparison note
+                result = registry.promote(conn, version.id, clock)
+            promoted = True
+            reason = (
+                "first version of the kind"
+                if result.replaced_version_id is None
+                else f"beats version {result.replaced_version_id} on held-out assets"
+            )
+        except Conflict as exc:
+            reason = exc.detail
+    version = registry.get_version(conn, version.id)
+    return TrainingResult(
+        version=version,
+        model=model,
+        promoted=promoted,
+        reason=reason,
+        seconds=time.perf_counter() - started,
+        metrics=metrics,
+    )
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if isinstance(v, (int, float, str, bool)) or v is None:
+            out[k] = v
+        elif isinstance(v, (list, tuple)):
+            out[k] = list(v)
+        else:
+            out[k] = repr(v)
+    return out

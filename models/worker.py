@@ -1,0 +1,97 @@
+"""The scoring worker: a short poll that scores assets with new telemetry.
+
+Each pass runs in one transaction of its own (the worker owns it). Several workers split
+the fleet with ``shard=(k, n)`` (asset id modulo n); each keeps its own readings cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import Connection
+
+from fleetcare.clock import Clock
+from fleetcare.db import connect
+from models.scoring import ModelCache, PassResult, ReadingsCache, score_pass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoringWorker:
+    """Polls every ``poll_s`` seconds; exposes counters and an event per finished pass."""
+
+    database_url: str
+    clock: Clock
+    poll_s: float = 1.0
+    kind: str | None = None
+    shard: tuple[int, int] = (0, 1)
+    use_cache: bool = True
+    threads: int | None = None
+    passes: int = 0
+    predictions_total: int = 0
+    last_result: PassResult | None = None
+    pass_done: threading.Event = field(default_factory=threading.Event)
+    models: ModelCache = field(default_factory=ModelCache)
+    cache: ReadingsCache = field(default_factory=ReadingsCache)
+
+    def __post_init__(self) -> None:
+        k, n = self.shard
+        if n < 1 or not 0 <= k < n:
+            raise ValueError(f"shard must be k/n with 0 <= k < n, got {k}/{n}")
+        if self.poll_s <= 0:
+            raise ValueError("poll_s must be > 0")
+
+    def run_once(self) -> PassResult:
+        """Run one pass in its own connection and transaction."""
+        with connect(self.database_url) as conn:
+            return self.run_pass(conn)
+
+    def run_pass(self, conn: Connection[Any]) -> PassResult:
+        """Run one pass on an open connection (one transaction)."""
+        started = time.perf_counter()
+        with conn.transaction():
+            result = score_pass(
+                conn,
+                self.clock,
+                models=self.models,
+                cache=self.cache if self.use_cache else None,
+                kind=self.kind,
+                shard=self.shard,
+                threads=self.threads,
+            )
+        self.passes += 1
+        self.predictions_total += result.predictions
+        self.last_result = result
+        self.pass_done.set()
+        if result.changed_assets:
+            log.info(
+                "scored %d asset(s), %d prediction(s) in %.3f s (%d unchanged, %d not scorable,"
+                " %d without a model)",
+                result.scored_assets,
+                result.predictions,
+                time.perf_counter() - started,
+                result.unchanged_assets,
+                result.not_scorable,
+                result.no_model,
+            )
+        return result
+
+    def run(self, stop: threading.Event) -> None:
+        """Score until ``stop`` is set; survives a failed pass (logged, retried next poll)."""
+        while not stop.is_set():
+            try:
+                with connect(self.database_url) as conn:
+                    while not stop.is_set():
+                        self.run_pass(conn)
+                        stop.wait(self.poll_s)
+            except psycopg.OperationalError as exc:
+                log.warning("database unavailable (%s); reconnecting in %.1f s", exc, self.poll_s)
+            except Exception:
+                log.exception("scoring pass failed; retrying in %.1f s", self.poll_s)
+            stop.wait(self.poll_s)

@@ -1,0 +1,374 @@
+"""Scoring: readings matrices from the database, one prediction per changed asset, due dates,
+the same features in training and scoring, and per-customer scoping of predictions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import Connection
+
+from fleetcare.clock import ManualClock
+from fleetcare.fleet import service as fleet
+from fleetcare.kinds import TIRE
+from models import repository as repo
+from models import synthetic
+from models.scoring import ModelCache, ReadingsCache, score_pass
+from models.training import lifetime_matrices
+from models.worker import ScoringWorker
+from tests.conftest import Tenant
+from tests.fixtures.wear import START, install_model, make_fleet, trained_tire_model
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _count_predictions(conn: Connection[Any]) -> dict[int, int]:
+    rows = conn.execute("SELECT asset_id, count(*) FROM predictions GROUP BY 1").fetchall()
+    return {int(a): int(n) for a, n in rows}
+
+
+def _pass(conn: Connection[Any], clock: ManualClock, models: ModelCache, cache: Any) -> Any:
+    with conn.transaction():
+        return score_pass(conn, clock, models=models, cache=cache)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_one_prediction_per_changed_asset_none_for_unchanged(
+    conn: Connection[Any], use_cache: bool
+) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=8)
+    clock = ManualClock(NOW)
+    install_model(conn, trained_tire_model(), clock)
+    models, cache = ModelCache(), (ReadingsCache() if use_cache else None)
+
+    first = _pass(conn, clock, models, cache)
+    assert first.scored_assets == 8 and first.predictions == 8
+    assert _count_predictions(conn) == {a: 1 for a in tires.asset_ids}
+
+    clock.advance(60)
+    nothing = _pass(conn, clock, models, cache)
+    assert nothing.changed_assets == 0 and nothing.predictions == 0
+
+    changed = tires.asset_ids[:3]
+    when = {a: tires.last_time[a] + timedelta(hours=1) for a in changed}
+    for a in changed:
+        synthetic.append_readings(conn, [a], when[a], {a: 70_000.0}, seen=NOW)
+    conn.commit()
+    clock.advance(60)
+    second = _pass(conn, clock, models, cache)
+    assert second.changed_assets == 3 and second.predictions == 3
+    counts = _count_predictions(conn)
+    assert {a: counts[a] for a in changed} == {a: 2 for a in changed}
+    assert all(counts[a] == 1 for a in tires.asset_ids[3:])
+    latest = repo.list_predictions(conn, changed[0])[0]
+    assert latest.data_until == when[changed[0]]
+    assert latest.rul_low <= latest.rul <= latest.rul_high
+
+    # seen again (last_seen_at moved) but no new usage reading: no new prediction
+    conn.execute(
+        "UPDATE assets SET last_seen_at = %s WHERE id = %s", (NOW + timedelta(1), changed[0])
+    )
+    conn.commit()
+    clock.advance(60)
+    third = _pass(conn, clock, models, cache)
+    assert third.changed_assets == 1 and third.unchanged_assets == 1 and third.predictions == 0
+
+
+def test_no_active_model_leaves_assets_for_later(conn: Connection[Any]) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=6)
+    clock = ManualClock(NOW)
+    models, cache = ModelCache(), ReadingsCache()
+    before = _pass(conn, clock, models, cache)
+    assert before.no_model == 6 and before.predictions == 0
+    install_model(conn, trained_tire_model(), clock)
+    after = _pass(conn, clock, models, cache)
+    assert after.predictions == len(tires.asset_ids)
+
+
+def test_due_dates_from_usage_rate(conn: Connection[Any]) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    clock = ManualClock(NOW)
+    install_model(conn, trained_tire_model(), clock)
+    # one asset with a known usage history: 240 km per day for 10 days
+    aid = conn.execute(
+        "INSERT INTO assets (customer_id, kind, ref, renewed_at, last_seen_at)"
+        " VALUES (%s, 'tire', 'RATE-1', %s, %s) RETURNING id",
+        (customer.id, START, START + timedelta(days=10)),
+    ).fetchone()[0]  # type: ignore[index]
+    ids = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
+    with conn.cursor() as cur:
+        for hour in range(0, 241, 6):
+            t = START + timedelta(hours=hour)
+            for name in TIRE.metric_names:
+                value = 10.0 * hour if name == "odometer_km" else 50.0 + hour % 7
+                cur.execute(
+                    "INSERT INTO telemetry VALUES (%s, %s, %s, %s)", (t, aid, ids[name], value)
+                )
+    conn.commit()
+    _pass(conn, clock, ModelCache(), ReadingsCache())
+    p = repo.list_predictions(conn, aid)[0]
+    assert p.usage_rate_per_day == pytest.approx(240.0)
+    assert p.due_at is not None and p.due_at_conservative is not None
+    assert (p.due_at - NOW).total_seconds() / 86400 == pytest.approx(p.rul / 240.0, rel=1e-6)
+    assert (p.due_at_conservative - NOW).total_seconds() / 86400 == pytest.approx(
+        p.rul_low / 240.0, rel=1e-6
+    )
+    assert p.due_at_conservative <= p.due_at
+
+
+def _direct_matrix(
+    group: float, times: list[datetime], rows: dict[str, list[float | None]]
+) -> np.ndarray:
+    """The readings matrix computed by hand: odometer rows, other metrics as of each row."""
+    names = list(TIRE.sensor_names)
+    out = []
+    last: dict[str, float | None] = dict.fromkeys(names)
+    first = {n: next(v for v in rows[n] if v is not None) for n in names}
+    for i, _t in enumerate(times):
+        for n in names:
+            if rows[n][i] is not None:
+                last[n] = rows[n][i]
+        out.append(
+            [
+                group,
+                rows["odometer_km"][i],
+                *[(last[n] if last[n] is not None else first[n]) for n in names],
+            ]
+        )
+    return np.array(out, dtype=np.float64)
+
+
+def test_features_identical_in_training_and_scoring(conn: Connection[Any]) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    model = trained_tire_model()
+    head, tail = model.history_rows()
+
+    # an asset whose whole life is known here: a finished life and the current one
+    rng = np.random.default_rng(7)
+    n_life, n_now = 70, 130  # longer than head + tail: scoring reads a bounded window
+    renewed = START + timedelta(hours=n_life)
+    aid = int(
+        conn.execute(
+            "INSERT INTO assets (customer_id, kind, ref, renewed_at, last_seen_at)"
+            " VALUES (%s, 'tire', 'SAME-1', %s, %s) RETURNING id",
+            (customer.id, renewed, NOW),
+        ).fetchone()[0]  # type: ignore[index]
+    )
+    ids = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
+    times = [START + timedelta(hours=h) for h in range(n_life + n_now)]
+    values: dict[str, list[float | None]] = {}
+    for name in TIRE.metric_names:
+        if name == "odometer_km":
+            km = [500.0 * h for h in range(n_life)] + [500.0 * h for h in range(n_now)]
+            values[name] = list(km)
+        elif name == "tread_depth_mm":  # a drive-over read every 9 hours, a minute late
+            values[name] = [float(16 - h / 20) if h % 9 == 4 else None for h in range(len(times))]
+        else:
+            values[name] = list(rng.normal(100, 5, len(times)))
+    with conn.cursor() as cur:
+        for i, t in enumerate(times):
+            for name, vals in values.items():
+                v = vals[i]
+                if v is None:
+                    continue
+                late = timedelta(minutes=1) if name == "tread_depth_mm" else timedelta(0)
+                cur.execute(
+                    "INSERT INTO telemetry VALUES (%s, %s, %s, %s)", (t + late, aid, ids[name], v)
+                )
+        cur.execute(
+            "INSERT INTO asset_lives (asset_id, component, started_at, ended_at, end_reason,"
+            " usage_at_end) VALUES (%s, 'tire', %s, %s, 'failure', %s)",
+            (aid, START, times[n_life - 1], 500.0 * n_life),
+        )
+    conn.commit()
+    # tread read at h (+1 min) enters the row at h+1: shift the by-hand sparse series by one
+    tread = values["tread_depth_mm"]
+    values["tread_depth_mm"] = [None, *tread[:-1]]
+
+    def part(a: int, b: int) -> dict[str, list[float | None]]:
+        return {n: v[a:b] for n, v in values.items()}
+
+    current = _direct_matrix(float(aid), times[n_life:], part(n_life, len(times)))
+    # scoring path, both ways (full read with bounds, and the cache)
+    layout = repo.metric_layout(conn, "tire", TIRE.usage_metric, model.column_names)
+    window = repo.scoring_windows(conn, [aid])
+    fetched = repo.fetch_readings(conn, layout, window, head_rows=head, tail_rows=tail)
+    cached = ReadingsCache().readings(conn, layout, window, head, tail)
+    np.testing.assert_array_equal(fetched.matrix, cached.matrix)
+    np.testing.assert_array_equal(fetched.matrix, np.concatenate((current[:head], current[-tail:])))
+    _, scored = model.features.transform_last(fetched.matrix)
+    full = model.features.transform(current)[-1]
+    # Scoring reads a bounded window: only rows whose weight in the smoothed level is below
+    # 1e-9 are left out, so the features differ from the whole-history ones by less than that.
+    np.testing.assert_allclose(scored[0], full, rtol=1e-9, atol=1e-8)
+    # over the same rows, the scoring transform is the training transform
+    np.testing.assert_allclose(
+        model.features.transform_last(current)[1][0], full, rtol=1e-12, atol=1e-12
+    )
+    # training path: the recorded life, row for row
+    life_row = conn.execute("SELECT id FROM asset_lives WHERE asset_id = %s", (aid,)).fetchone()
+    assert life_row is not None
+    life_id = int(life_row[0])
+    matrix, rul = lifetime_matrices(conn, "tire", model.column_names, asset_ids=[aid])["tire"]
+    direct_life = _direct_matrix(float(life_id), times[:n_life], part(0, n_life))
+    np.testing.assert_array_equal(matrix, direct_life)
+    np.testing.assert_array_equal(rul, 500.0 * n_life - direct_life[:, 1])
+    np.testing.assert_array_equal(
+        model.features.transform(matrix), model.features.transform(direct_life)
+    )
+
+
+def test_cache_follows_new_readings_like_a_full_read(conn: Connection[Any]) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=5)
+    layout = repo.metric_layout(conn, "tire", TIRE.usage_metric, TIRE.sensor_names)
+    cache = ReadingsCache()
+    head, tail = 4, 9
+    windows = repo.scoring_windows(conn, tires.asset_ids)
+    cache.readings(conn, layout, windows, head, tail)
+    metric_ids = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
+    for step in range(1, 13):
+        when = {a: tires.last_time[a] + timedelta(hours=step) for a in tires.asset_ids}
+        for a in tires.asset_ids[: 2 + step % 3]:
+            synthetic.append_readings(conn, [a], when[a], {a: 60_000.0 + step}, seen=NOW)
+        if step % 4 == 0:  # a drive-over tread read between rows
+            conn.execute(
+                "INSERT INTO telemetry VALUES (%s, %s, %s, %s)",
+                (
+                    when[tires.asset_ids[0]] + timedelta(minutes=5),
+                    tires.asset_ids[0],
+                    metric_ids["tread_depth_mm"],
+                    5.0 + step,
+                ),
+            )
+        conn.commit()
+        got = cache.readings(conn, layout, windows, head, tail)
+        want = repo.fetch_readings(conn, layout, windows, head_rows=head, tail_rows=tail)
+        np.testing.assert_array_equal(got.matrix, want.matrix)
+        np.testing.assert_array_equal(got.time_us, want.time_us)
+    assert cache.incremental_reads > 0
+
+
+def test_pivot_forward_fills_sparse_metrics_and_skips_incomplete_assets(
+    conn: Connection[Any],
+) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    ids = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
+    a = conn.execute(
+        "INSERT INTO assets (customer_id, kind, ref, renewed_at) VALUES (%s, 'tire', 'P1', %s)"
+        " RETURNING id",
+        (customer.id, START),
+    ).fetchone()[0]  # type: ignore[index]
+    b = conn.execute(
+        "INSERT INTO assets (customer_id, kind, ref, renewed_at) VALUES (%s, 'tire', 'P2', %s)"
+        " RETURNING id",
+        (customer.id, START),
+    ).fetchone()[0]  # type: ignore[index]
+    with conn.cursor() as cur:
+        for h in range(6):
+            t = START + timedelta(hours=h)
+            for asset in (a, b):
+                for name in (
+                    "odometer_km",
+                    "pressure_kpa",
+                    "temperature_c",
+                    "load_kg",
+                    "speed_kmh",
+                ):
+                    cur.execute(
+                        "INSERT INTO telemetry VALUES (%s, %s, %s, %s)",
+                        (t, asset, ids[name], float(h)),
+                    )
+        # asset a: tread read at 02:30 and 04:00; asset b never has a tread reading
+        cur.execute(
+            "INSERT INTO telemetry VALUES (%s, %s, %s, 9.5)",
+            (START + timedelta(hours=2.5), a, ids["tread_depth_mm"]),
+        )
+        cur.execute(
+            "INSERT INTO telemetry VALUES (%s, %s, %s, 9.0)",
+            (START + timedelta(hours=4), a, ids["tread_depth_mm"]),
+        )
+        # a reading before the renewal does not count
+        cur.execute(
+            "INSERT INTO telemetry VALUES (%s, %s, %s, 99.0)",
+            (START - timedelta(hours=1), a, ids["tread_depth_mm"]),
+        )
+    layout = repo.metric_layout(conn, "tire", TIRE.usage_metric, TIRE.sensor_names)
+    got = repo.fetch_readings(conn, layout, repo.scoring_windows(conn, [a, b]))
+    assert got.missing_groups == (b,)
+    tread = got.matrix[:, 2 + TIRE.sensor_names.index("tread_depth_mm")]
+    assert tread.tolist() == [9.5, 9.5, 9.5, 9.5, 9.0, 9.0]
+    assert got.matrix[:, 1].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_worker_loop_scores_and_stops(conn: Connection[Any], db_url: str) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=4)
+    clock = ManualClock(NOW)
+    install_model(conn, trained_tire_model(), clock)
+    worker = ScoringWorker(db_url, clock, poll_s=0.05)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):  # passes, each signalled; the first one scores everything
+            assert worker.pass_done.wait(30)
+            worker.pass_done.clear()
+            if worker.predictions_total >= len(tires.asset_ids):
+                break
+        assert worker.predictions_total == len(tires.asset_ids)
+        assert _count_predictions(conn) == {a: 1 for a in tires.asset_ids}
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_predictions_api_is_scoped(
+    client: TestClient,
+    conn: Connection[Any],
+    make_tenant: Callable[..., Tenant],
+    operator_headers: dict[str, str],
+) -> None:
+    alice, bob = make_tenant("alice"), make_tenant("bob")
+    tires = make_fleet(conn, alice.customer.id, n_assets=6)
+    clock = ManualClock(NOW)
+    install_model(conn, trained_tire_model(), clock)
+    _pass(conn, clock, ModelCache(), ReadingsCache())
+    asset = tires.asset_ids[0]
+    mine = client.get(f"/v1/assets/{asset}/predictions", headers=alice.headers)
+    assert mine.status_code == 200, mine.text
+    body = mine.json()
+    assert len(body) == 1 and body[0]["asset_id"] == asset and body[0]["component"] == "tire"
+    assert body[0]["rul_low"] <= body[0]["rul"] <= body[0]["rul_high"]
+    assert (
+        client.get(f"/v1/assets/{asset}/predictions", headers=operator_headers).status_code == 200
+    )
+    other = client.get(f"/v1/assets/{asset}/predictions", headers=bob.headers)
+    assert other.status_code == 404 and other.json()["error"] == "not_found"
+    assert client.get("/v1/assets/999999/predictions", headers=alice.headers).status_code == 404
+    assert client.get(f"/v1/assets/{asset}/predictions").status_code == 401
+    assert (
+        client.get(f"/v1/assets/{asset}/predictions?limit=0", headers=alice.headers).status_code
+        == 422
+    )
+
+
+def test_cache_rebuilds_expired_entries_a_few_at_a_time(conn: Connection[Any]) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=5)
+    layout = repo.metric_layout(conn, "tire", TIRE.usage_metric, TIRE.sensor_names)
+    windows = repo.scoring_windows(conn, tires.asset_ids)
+    cache = ReadingsCache(max_age_s=0.0, rebuilds_per_pass=2)
+    first = cache.readings(conn, layout, windows, 4, 9)
+    assert cache.full_reads == 5
+    again = cache.readings(conn, layout, windows, 4, 9)
+    assert (cache.full_reads, cache.incremental_reads) == (7, 3)
+    np.testing.assert_array_equal(first.matrix, again.matrix)
