@@ -257,6 +257,7 @@ def _start_loop(
     from fleetcare.clock import SystemClock
     from fleetcare.db import connect
     from fleetcare.demo import DEMO_FLEETS, prepare_loop
+    from fleetcare.fleet import repository as fleet_repo
     from fleetcare.kinds import KINDS
     from fleetcare.loop import Supervisor, child_env, watch
     from fleetcare.services import free_port, wait_for_port
@@ -280,12 +281,21 @@ def _start_loop(
             f"fleetcare: no active model for {', '.join(missing)}: simulating "
             f"{history} lifetimes per kind, then training (first run only)"
         )
-        supervisor.run_step(
-            "history", "simulate", "--customer", "history-lab", "--tires", "6",
-            "--elevators", "3", "--engines", "2", "--history", str(history), "--duration", "0",
-        )  # fmt: skip
+        with connect(services.database_url) as conn:
+            has_history = fleet_repo.find_customer_by_slug(conn, "history-lab") is not None
+        if not has_history:
+            supervisor.run_step(
+                "history", "simulate", "--customer", "history-lab", "--tires", "6",
+                "--elevators", "3", "--engines", "2", "--history", str(history),
+                "--duration", "0",
+            )  # fmt: skip
         for kind in missing:
-            supervisor.run_step(f"train {kind}", "models", "train", "--kind", kind)
+            # a lighter model than `models train`'s default, so a first run is quick; train
+            # and promote a fuller one later with `fleetcare models train --kind K`
+            supervisor.run_step(
+                f"train {kind}", "models", "train", "--kind", kind, "--param", "max_iter=80",
+                "--param", "calibration_folds=3", "--risk-param", "max_iter=80",
+            )  # fmt: skip
     for fleet in DEMO_FLEETS:
         supervisor.run_step(f"register {fleet.customer}", "simulate", *fleet.simulate_args(),
                             "--duration", "0")  # fmt: skip
