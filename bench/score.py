@@ -6,7 +6,9 @@ retired tires whose recorded lifetimes train the model. Then:
 
 - cold pass: every asset is new to the scorer, readings read in full (bounded window);
 - warm passes: one new reading lands on every asset, then a pass scores all of them with
-  the worker's readings cache (reads only what arrived since the last pass);
+  the worker's readings cache (reads only what arrived since the last pass), once with the
+  native thread pools uncapped and once with one thread (what `fleetcare score` runs; the
+  headline figure);
 - full-read pass: the same, without the cache;
 - baseline: a naive per-asset loop (one query per asset for its readings since renewal,
   pivot, features, predict, one INSERT per prediction) on a sample, projected to the fleet.
@@ -229,7 +231,7 @@ def main() -> int:
 
             models = ModelCache()
             cache = ReadingsCache()
-            cold_s, cold = timed_pass(conn, clock, models, cache)
+            cold_s, cold = timed_pass(conn, clock, models, cache, threads=1)
             if cold.predictions != args.assets:
                 raise SystemExit(f"cold pass wrote {cold.predictions} predictions")
             log(f"cold pass: {cold_s:.3f} s  {_fmt(cold)}")
@@ -243,7 +245,7 @@ def main() -> int:
                 if result.predictions != args.assets:
                     raise SystemExit(f"warm pass wrote {result.predictions} predictions")
                 warm.append(seconds)
-                log(f"warm pass: {seconds:.3f} s  {_fmt(result)}")
+                log(f"warm pass, all threads: {seconds:.3f} s  {_fmt(result)}")
             warm_one: list[float] = []
             for _ in range(args.passes):
                 with conn.transaction():
@@ -253,13 +255,13 @@ def main() -> int:
                 if result.predictions != args.assets:
                     raise SystemExit(f"warm pass wrote {result.predictions} predictions")
                 warm_one.append(seconds)
-                log(f"warm pass, 1 thread: {seconds:.3f} s  {_fmt(result)}")
+                log(f"warm pass, 1 thread (worker default): {seconds:.3f} s  {_fmt(result)}")
             with conn.transaction():
                 add_reading_to_all(conn, ids, hour)
             hour += 1
-            full_s, full = timed_pass(conn, clock, models, None)
+            full_s, full = timed_pass(conn, clock, models, None, threads=1)
             log(f"full-read pass (no cache): {full_s:.3f} s  {_fmt(full)}")
-            idle_s, idle = timed_pass(conn, clock, models, cache)
+            idle_s, idle = timed_pass(conn, clock, models, cache, threads=1)
             log(f"idle pass (nothing changed): {idle_s:.3f} s, {idle.predictions} predictions")
 
             sample = ids[: args.baseline_sample]
@@ -276,24 +278,25 @@ def main() -> int:
             drop_database(SERVER_URL, name)
     warm_median = statistics.median(warm)
     warm_one_median = statistics.median(warm_one)
-    best = min(warm_median, warm_one_median)
+    headline = warm_one_median  # what `fleetcare score` runs: cache on, one thread
     load = os.getloadavg()
     print(
         f"assets per pass:            {args.assets}  ({args.rows} readings each;"
         f" window {head}+{tail} rows)"
     )
-    print(f"cold pass (full reads):     {cold_s:.3f} s")
-    print(f"warm pass (cache), median:  {warm_median:.3f} s  {[round(s, 3) for s in warm]}")
+    print(f"cold pass (full reads, 1 thread): {cold_s:.3f} s")
+    print(f"warm pass, all threads, median: {warm_median:.3f} s  {[round(s, 3) for s in warm]}")
     print(
-        f"warm pass, 1 thread, median: {warm_one_median:.3f} s  {[round(s, 3) for s in warm_one]}"
+        f"warm pass, 1 thread (worker default), median: {warm_one_median:.3f} s"
+        f"  {[round(s, 3) for s in warm_one]}"
     )
-    print(f"full-read pass (no cache):  {full_s:.3f} s")
+    print(f"full-read pass (no cache, 1 thread): {full_s:.3f} s")
     print(
         f"baseline per-asset loop:    {projected:.1f} s projected ({per_asset * 1000:.2f} ms/asset)"
     )
     print(
-        f"speedup (best warm vs baseline): {projected / best:.0f}x; target < {TARGET_S} s: "
-        f"{'met' if best < TARGET_S else 'NOT met'}  (load average {load[0]:.1f})"
+        f"speedup (worker default vs baseline): {projected / headline:.0f}x; target < {TARGET_S} s:"
+        f" {'met' if headline < TARGET_S else 'NOT met'}  (load average {load[0]:.1f})"
     )
     print(
         json.dumps(
@@ -311,9 +314,10 @@ def main() -> int:
                 "idle_pass_s": round(idle_s, 4),
                 "baseline_ms_per_asset": round(per_asset * 1000, 3),
                 "baseline_projected_s": round(projected, 2),
-                "speedup_vs_baseline": round(projected / best, 1),
+                "speedup_vs_baseline": round(projected / headline, 1),
                 "target_s": TARGET_S,
-                "meets_target": best < TARGET_S,
+                "pass_s": round(headline, 4),
+                "meets_target": headline < TARGET_S,
                 "load_average_1min": round(load[0], 2),
             }
         )

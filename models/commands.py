@@ -125,8 +125,8 @@ def score_command(
         str, typer.Option(help="K/N: score assets whose id modulo N is K (several workers)")
     ] = "0/1",
     threads: Annotated[
-        int | None, typer.Option(min=1, help="native threads for prediction (default: all)")
-    ] = None,
+        int, typer.Option(min=1, help="native threads for prediction; scale out with --shard")
+    ] = 1,
 ) -> None:
     """Score assets with new telemetry: RUL with interval, failure risk, anomaly, due dates."""
     from fleetcare.cli import _database_url, _settings, fail

@@ -32,7 +32,9 @@ class ScoringWorker:
     kind: str | None = None
     shard: tuple[int, int] = (0, 1)
     use_cache: bool = True
-    threads: int | None = None
+    # One native thread for prediction: a worker shares its machine, and OpenMP threads
+    # that wait for each other under load cost far more than they bring; scale with --shard.
+    threads: int | None = 1
     passes: int = 0
     predictions_total: int = 0
     last_result: PassResult | None = None
