@@ -38,7 +38,6 @@ from maintenance.webhooks import service
 from maintenance.webhooks.schemas import EndpointCreate, NewEndpoint, ReplayEvent, SecretRotation
 from maintenance.webhooks.transport import WebhookTransport
 from maintenance.webhooks.worker import WebhookSender, run_webhook_senders
-from tests.fixtures.services import SERVER_URL, fresh_database
 from tests.fixtures.webhook_receiver import Receiver, Reply
 
 OPERATOR = Principal(key_id=0, role="operator")
@@ -46,30 +45,6 @@ OPERATOR = Principal(key_id=0, role="operator")
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def module_db_url(template_db: str) -> Iterator[str]:
-    """One database for this module's tests (creating one per test dominates the runtime)."""
-    with fresh_database(SERVER_URL, template=template_db) as url:
-        yield url
-
-
-@pytest.fixture
-def db_url(module_db_url: str) -> Iterator[str]:
-    """The module's database; each test has customers of its own, and when it ends its
-    endpoints are disabled, so that nothing it left pending is sent during a later test."""
-    yield module_db_url
-    with connect(module_db_url) as c:
-        c.execute("UPDATE webhook_endpoints SET enabled = false, locked_until = NULL")
-        c.commit()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

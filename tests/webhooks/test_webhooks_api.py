@@ -18,32 +18,7 @@ from fleetcare.settings import Settings
 from maintenance.events import service as events
 from maintenance.webhooks.worker import WebhookSender
 from tests.conftest import Tenant
-from tests.fixtures.services import SERVER_URL, fresh_database
 from tests.fixtures.webhook_receiver import Receiver, Reply
-
-
-@pytest.fixture(scope="module")
-def module_db_url(template_db: str) -> Iterator[str]:
-    """One database for this module's tests (creating one per test dominates the runtime)."""
-    with fresh_database(SERVER_URL, template=template_db) as url:
-        yield url
-
-
-@pytest.fixture
-def db_url(module_db_url: str) -> Iterator[str]:
-    """The module's database; each test makes customers of its own, and when it ends its
-    endpoints are disabled, so that nothing it left pending is sent during a later test."""
-    yield module_db_url
-    with connect(module_db_url) as c:
-        c.execute("UPDATE webhook_endpoints SET enabled = false, locked_until = NULL")
-        c.commit()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture
