@@ -362,3 +362,8 @@ def billing_worker(
 from simulators.cli import simulate  # noqa: E402
 
 app.command("simulate")(simulate)
+
+# --- evaluation: `fleetcare evaluate` (kept at the end to ease merges) ---
+from simulators.cli import evaluate as evaluate_strategies  # noqa: E402
+
+app.command("evaluate")(evaluate_strategies)
