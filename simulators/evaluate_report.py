@@ -95,16 +95,17 @@ def write_chart(figures: dict[str, Any], path: Any) -> None:
             for p, xv, yv in zip(points, xs, ys, strict=True):
                 ax.annotate(f"{p['coverage']:g}", (xv, yv), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")  # fmt: skip
-            prev = k["strategies"]["preventive"]
-            if k["preventive_prevented_share"] is not None:
-                ax.scatter([100 * prev["wasted_share_of_life"]],
-                           [100 * k["preventive_prevented_share"]], marker="s",
+            prev = points[0]
+            if prev["preventive_prevented_share"] is not None:
+                ax.scatter([100 * prev["preventive_wasted_share_of_life"]],
+                           [100 * prev["preventive_prevented_share"]], marker="s",
                            color=line.get_color(), label=f"{kind} preventive")  # fmt: skip
     ax.axhline(95, color="black", lw=0.8, ls="--")
     ax.set_xlabel("life thrown away (%)")
     ax.set_ylabel("failures prevented vs run-to-failure (%)")
     ax.set_title("validation fleet: coverage of the conservative due date")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.suptitle(
         f"fleetcare evaluate: seed {figures['seed']}, {figures['days']:g} days, "
         f"~{figures['assets_per_kind']} assets per kind; coverage "

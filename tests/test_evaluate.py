@@ -96,6 +96,17 @@ def test_predictive_strategy_decides_with_the_products_policy_function(
     assert raised == entered > 0
 
 
+def test_coverage_is_the_smallest_from_which_on_the_target_holds() -> None:
+    def sweep(*points: tuple[float, float | None]) -> list[dict[str, Any]]:
+        return [{"coverage": c, "prevented_share": p} for c, p in points]
+
+    # one lucky low coverage (0.7) does not count when 0.8 misses the target
+    assert ev.choose_coverage(sweep((0.7, 0.97), (0.8, 0.93), (0.9, 0.96), (0.95, 0.99))) == 0.9
+    assert ev.choose_coverage(sweep((0.7, 0.95), (0.9, 0.99))) == 0.7
+    # nothing reaches it: the most conservative one
+    assert ev.choose_coverage(sweep((0.7, 0.5), (0.9, None))) == 0.9
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
