@@ -478,3 +478,9 @@ from models.commands import score_command  # noqa: E402
 
 app.add_typer(models_app, name="models")
 app.command("score")(score_command)
+
+
+# --- evaluation: `fleetcare evaluate` (kept at the end to ease merges) ---
+from simulators.cli import evaluate as evaluate_strategies  # noqa: E402
+
+app.command("evaluate")(evaluate_strategies)

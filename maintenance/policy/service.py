@@ -13,6 +13,7 @@ wobbles around the threshold does not flap.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
@@ -85,6 +86,38 @@ def triggers(
     return fired, clear
 
 
+@dataclass(frozen=True)
+class DueStep:
+    """What one prediction does to the due state: the state after it and why."""
+
+    state: str  # "clear" | "due"
+    entered: bool  # clear -> due now
+    left: bool  # due -> clear now
+    fired: list[str]
+
+
+def next_due_state(
+    state: str, prediction: Prediction, ent: Entitlements, window: float, now: datetime
+) -> DueStep:
+    """The hysteresis, pure: the due state after ``prediction`` when it was ``state``.
+
+    The product's policy (``handle_prediction``) and the offline evaluation
+    (``simulators.evaluate``) both decide through this function.
+    """
+    fired, clear = triggers(prediction, ent, window, now)
+    if state == "clear" and fired:
+        return DueStep("due", entered=True, left=False, fired=fired)
+    if state == "due" and clear:
+        return DueStep("clear", entered=False, left=True, fired=fired)
+    return DueStep(state, entered=False, left=False, fired=fired)
+
+
+def order_due_at(prediction: Prediction, window: float, now: datetime) -> datetime:
+    """The due date of an order raised on ``prediction``: its conservative due date, or the
+    end of the window when it has none."""
+    return prediction.due_at_conservative or now + timedelta(days=window)
+
+
 def _priority(days_left: float | None, window: float) -> str:
     if days_left is None:
         return "high"
@@ -130,13 +163,14 @@ def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decis
     if state.last_prediction_time is not None and prediction.time <= state.last_prediction_time:
         return Decision("stale", "a newer prediction was already handled")
     window = window_days(conn, asset, prediction.component, ent)
-    fired, clear = triggers(prediction, ent, window, now)
+    step = next_due_state(state.state, prediction, ent, window, now)
+    fired = step.fired
     values = state.model_dump(include=set(PolicyState.model_fields) - {"updated_at"})
     values["last_prediction_time"] = prediction.time
     decision = Decision("held" if state.state == "due" else "clear")
-    if state.state == "clear" and fired:
+    if step.entered:
         values |= {"state": "due", "entered_at": now, "alerted_at": None, "order_id": None}
-    elif state.state == "due" and clear:
+    elif step.left:
         if state.alerted_at is not None:
             emit(
                 conn,
@@ -169,7 +203,7 @@ def _act_while_due(
         if values["order_id"] is not None:
             return Decision("held", "order already raised in this due period")
         days_left = _days_left(prediction, now)
-        due_at = prediction.due_at_conservative or now + timedelta(days=window)
+        due_at = order_due_at(prediction, window, now)
         order = orders.raise_order(
             conn,
             asset=asset,

@@ -1,0 +1,125 @@
+"""`fleetcare evaluate`: run-to-failure vs preventive vs predictive, offline and seeded."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from fleetcare.cli import app
+from maintenance.policy import service as policy
+from simulators import evaluate as ev
+
+runner = CliRunner()
+
+SMALL = ["--kinds", "engine", "--assets", "6", "--days", "30", "--sweep", "", "--jobs", "1"]
+SMALL += ["--coverage", "0.9"]
+SMALL_TRAINING_LIVES = 8
+
+
+@dataclass
+class SmallRun:
+    figures: dict[str, Any]
+    policy_calls: list[tuple[str, str]]
+
+
+@pytest.fixture(scope="module")
+def small_run() -> SmallRun:
+    """A small evaluation, with a spy on the product's policy decision."""
+    real = policy.next_due_state
+    calls: list[tuple[str, str]] = []
+
+    def spy(state: str, prediction: Any, *args: Any) -> policy.DueStep:
+        step = real(state, prediction, *args)
+        calls.append((state, step.state))
+        return step
+
+    config = ev.EvaluationConfig(
+        seed=3, assets=6, days=30.0, kinds=("engine",), sweep=(), coverage=0.9, jobs=1,
+        training_lives=SMALL_TRAINING_LIVES,
+    )  # fmt: skip
+    policy.next_due_state = spy  # type: ignore[assignment]
+    try:
+        figures = ev.evaluate(config)
+    finally:
+        policy.next_due_state = real
+    return SmallRun(figures, calls)
+
+
+def test_same_seed_same_figures_from_the_command(small_run: SmallRun, tmp_path: Path) -> None:
+    chart = tmp_path / "out" / "evaluate.png"
+    args = ["evaluate", "--seed", "3", *SMALL, "--training-lives", str(SMALL_TRAINING_LIVES)]
+    result = runner.invoke(app, [*args, "--chart", str(chart)])
+    assert result.exit_code == 0, result.output
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    lines = result.stdout.strip().splitlines()
+    assert "run_to_failure" in result.stdout and lines[-2] == f"chart: {chart}"
+    # the command's last line is the same JSON as another run with the same seed
+    assert lines[-1] == json.dumps(small_run.figures, sort_keys=True)
+    figures = json.loads(lines[-1])
+    assert figures["seed"] == 3 and set(figures["kinds"]) == {"engine"}
+    assert set(figures["kinds"]["engine"]["strategies"]) == set(ev.STRATEGIES)
+
+
+def test_run_to_failure_fails_most_and_preventive_wastes_life(small_run: SmallRun) -> None:
+    s = small_run.figures["kinds"]["engine"]["strategies"]
+    rtf, prev, pred = s["run_to_failure"], s["preventive"], s["predictive"]
+    assert rtf["failures"] > 0
+    assert rtf["failures"] >= prev["failures"] and rtf["failures"] >= pred["failures"]
+    assert rtf["failures"] > min(prev["failures"], pred["failures"])
+    # run-to-failure throws no life away; the fixed interval throws some away
+    assert rtf["wasted_share_of_life"] == 0.0 and rtf["planned_replacements"] == 0
+    assert prev["planned_replacements"] > 0
+    assert prev["wasted_share_of_life"] > rtf["wasted_share_of_life"]
+    # every failure costs downtime; planned work does not
+    engine = ev.ECONOMICS["engine"]
+    per_failure = engine.failure_downtime_h * engine.downtime_eur_per_hour
+    assert rtf["downtime_eur"] == pytest.approx(rtf["failures"] * per_failure)
+    assert pred["orders_raised"] >= pred["planned_replacements"] > 0
+
+
+def test_predictive_strategy_decides_with_the_products_policy_function(
+    small_run: SmallRun,
+) -> None:
+    # the product's policy decides through the same function (no database needed to see it)
+    assert "next_due_state" in policy.handle_prediction.__code__.co_names
+    assert "order_due_at" in policy._act_while_due.__code__.co_names
+    assert ev.policy is policy
+    calls = small_run.policy_calls
+    assert calls, "the predictive strategy never asked the policy"
+    entered = sum(1 for before, after in calls if before == "clear" and after == "due")
+    raised = small_run.figures["kinds"]["engine"]["strategies"]["predictive"]["orders_raised"]
+    assert raised == entered > 0
+
+
+def test_coverage_is_the_smallest_from_which_on_the_target_holds() -> None:
+    def sweep(*points: tuple[float, float | None]) -> list[dict[str, Any]]:
+        return [{"coverage": c, "prevented_share": p} for c, p in points]
+
+    # one lucky low coverage (0.7) does not count when 0.8 misses the target
+    assert ev.choose_coverage(sweep((0.7, 0.97), (0.8, 0.93), (0.9, 0.96), (0.95, 0.99))) == 0.9
+    assert ev.choose_coverage(sweep((0.7, 0.95), (0.9, 0.99))) == 0.7
+    # nothing reaches it: the most conservative one
+    assert ev.choose_coverage(sweep((0.7, 0.5), (0.9, None))) == 0.9
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kinds", "boat"], "unknown kind"),
+        (["--assets", "0"], "--assets"),
+        (["--days", "0"], "--days"),
+        (["--coverage", "1.5"], "coverage"),
+        (["--sweep", "0.5,x"], "--sweep"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["evaluate", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
