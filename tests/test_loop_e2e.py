@@ -45,9 +45,11 @@ from tests.ingest_helpers import Publisher, epoch_ms
 Conn = Connection[Any]
 OPERATOR = Principal(key_id=0, role="operator")
 TIMEOUT = 30.0
-HOURS = 30  # hourly rows of the current life, like the training lives
+ROWS = 30  # rows of the current life, as many as in a training life
+STEP = timedelta(hours=20)  # a reading every 20 hours: 30 rows span 24 days (ingest takes 30)
 LIFE_KM = 75_000.0
-WORN_SHARE = 0.97  # the tire has done 97% of its life: the prediction is due
+WORN_SHARE = 0.97  # the worn tire has done 97% of its life: its replacement is due
+FRESH_SHARE = 0.2  # the fresh tire on the same site: nothing is due
 
 pytestmark = pytest.mark.skipif(not mosquitto_installed(), reason="needs mosquitto")
 
@@ -71,29 +73,28 @@ def scalar(db_url: str, query: str, *params: Any) -> Any:
     return row[0] if row else None
 
 
-def worn_readings(asset_ref: str, start: datetime, seed: int = 3) -> list[dict[str, Any]]:
-    """Hourly readings of a tire near the end of its life (tread read every 5 rows)."""
+def tire_readings(asset_ref: str, start: datetime, share: float, seed: int) -> list[dict[str, Any]]:
+    """Readings of a tire over ``share`` of its life, wearing the way the training lives wear
+    (tread read every 5 rows)."""
     rng = np.random.default_rng(seed)
-    km = np.linspace(0.0, LIFE_KM * WORN_SHARE, HOURS)
+    km = np.linspace(0.0, LIFE_KM * share, ROWS)
     wear = km / LIFE_KM
     values = {
         "odometer_km": km,
-        "tread_depth_mm": 16.0 - 14.4 * wear**1.2 + rng.normal(0, 0.15, HOURS),
-        "pressure_kpa": 820.0 - 60.0 * wear + rng.normal(0, 4.0, HOURS),
-        "temperature_c": 45.0 + 25.0 * wear**2 + rng.normal(0, 1.5, HOURS),
-        "load_kg": 3000.0 + rng.normal(0, 150.0, HOURS),
-        "speed_kmh": 80.0 + rng.normal(0, 5.0, HOURS),
+        "tread_depth_mm": 16.0 - 14.4 * wear**1.2 + rng.normal(0, 0.15, ROWS),
+        "pressure_kpa": 820.0 - 60.0 * wear + rng.normal(0, 4.0, ROWS),
+        "temperature_c": 45.0 + 25.0 * wear**2 + rng.normal(0, 1.5, ROWS),
+        "load_kg": 3000.0 + rng.normal(0, 150.0, ROWS),
+        "speed_kmh": 80.0 + rng.normal(0, 5.0, ROWS),
     }
     out = []
-    for i in range(HOURS):
+    for i in range(ROWS):
         metrics = {
             name: round(float(v[i]), 3)
             for name, v in values.items()
             if name != "tread_depth_mm" or i % 5 == 0
         }
-        out.append(
-            {"asset": asset_ref, "ts": epoch_ms(start + timedelta(hours=i)), "metrics": metrics}
-        )
+        out.append({"asset": asset_ref, "ts": epoch_ms(start + i * STEP), "metrics": metrics})
     return out
 
 
@@ -131,18 +132,20 @@ def test_readings_to_renewal_through_the_real_loop(
             customer_id=customer.id, ref="YARD-1", name="Yard", latitude=50.0, longitude=4.0
         ),
     )
-    tire_ref = "TRK-1-FL"
-    asset = fleet.create_asset(
-        conn,
-        OPERATOR,
-        AssetCreate(
-            customer_id=customer.id,
-            site_id=site.id,
-            kind="tire",
-            ref=tire_ref,
-            installed_at=now - timedelta(days=3),
-        ),
-    )
+    tires = {}
+    for ref in ("TRK-1-FL", "TRK-1-FR"):
+        tires[ref] = fleet.create_asset(
+            conn,
+            OPERATOR,
+            AssetCreate(
+                customer_id=customer.id,
+                site_id=site.id,
+                kind="tire",
+                ref=ref,
+                installed_at=now - timedelta(days=28),
+            ),
+        )
+    asset, fresh = tires["TRK-1-FL"], tires["TRK-1-FR"]
     device = devices.create_device(
         conn, OPERATOR, DeviceCreate(customer_id=customer.id, ref=f"gw-loop-{tag}")
     )
@@ -186,41 +189,53 @@ def test_readings_to_renewal_through_the_real_loop(
         worker.start()
         assert worker.subscribed.wait(TIMEOUT), "ingestor did not subscribe"
         publisher = Publisher(mqtt_url)
-        readings = worn_readings(tire_ref, now - timedelta(hours=HOURS))
+        start = now - ROWS * STEP
+        readings = tire_readings(asset.ref, start, WORN_SHARE, seed=3)
+        fresh_readings = tire_readings(fresh.ref, start, FRESH_SHARE, seed=4)
         topic = f"{topic_root}/{device.ref}/telemetry"
-        for chunk in range(0, HOURS, 10):
-            publisher.publish(
-                topic, json.dumps({"readings": readings[chunk : chunk + 10]}).encode()
-            )
+        for chunk in range(0, ROWS, 10):
+            batch = readings[chunk : chunk + 10] + fresh_readings[chunk : chunk + 10]
+            publisher.publish(topic, json.dumps({"readings": batch}).encode())
         publisher.wait_all_acked(TIMEOUT)
         expected = sum(len(r["metrics"]) for r in readings)
-        stored = wait_until(
+
+        def stored_rows() -> dict[int, int]:
+            with connect(db_url) as c:
+                rows = c.execute(
+                    "SELECT asset_id, count(*) FROM telemetry WHERE asset_id = ANY(%s)"
+                    " GROUP BY asset_id",
+                    ([asset.id, fresh.id],),
+                ).fetchall()
+            return {int(a): int(n) for a, n in rows}
+
+        wait_until(
             "telemetry stored",
-            lambda: (
-                scalar(db_url, "SELECT count(*) FROM telemetry WHERE asset_id = %s", asset.id)
-                >= expected
-                and scalar(db_url, "SELECT last_seen_at FROM assets WHERE id = %s", asset.id)
-            ),
+            lambda: stored_rows() == {asset.id: expected, fresh.id: expected},
         )
-        assert stored is not None
-        assert (
-            scalar(db_url, "SELECT count(*) FROM telemetry WHERE asset_id = %s", asset.id)
-            == expected
-        )
+        last_seen = scalar(db_url, "SELECT last_seen_at FROM assets WHERE id = %s", asset.id)
+        assert last_seen is not None
         assert scalar(db_url, "SELECT count(*) FROM quarantine") == 0
 
         # 2. A prediction from the real scoring pass, due soon.
         with conn.transaction():
             scored = score_pass(conn, clock, models=ModelCache(), cache=None)
         assert scored.predictions >= 1
-        prediction = conn.execute(
-            "SELECT rul, rul_low, due_at_conservative FROM predictions WHERE asset_id = %s",
-            (asset.id,),
-        ).fetchall()
-        assert len(prediction) == 1
-        rul, rul_low, due_conservative = prediction[0]
-        assert 0 <= rul_low <= rul < LIFE_KM
-        assert due_conservative is not None and due_conservative < now + timedelta(days=14)
+        predicted = {
+            int(a): (rul, rul_low, due)
+            for a, rul, rul_low, due in conn.execute(
+                "SELECT asset_id, rul, rul_low, due_at_conservative FROM predictions"
+                " WHERE asset_id = ANY(%s)",
+                ([asset.id, fresh.id],),
+            ).fetchall()
+        }
+        conn.commit()
+        assert set(predicted) == {asset.id, fresh.id}
+        rul, rul_low, due_soon = predicted[asset.id]
+        fresh_rul, _, due_later = predicted[fresh.id]
+        assert 0 <= rul_low <= rul < fresh_rul
+        # lead time (14 days) + shipping (2 days): the worn tire is inside, the fresh one not
+        assert due_soon is not None and due_soon < now + timedelta(days=16)
+        assert due_later is not None and due_later > now + timedelta(days=16)
 
         # 3. The policy raises one order and ships the part from the depot.
         policy.process_queue(conn, clock)
@@ -232,6 +247,10 @@ def test_readings_to_renewal_through_the_real_loop(
         assert len(open_orders) == 1
         order_id, status, reason = open_orders[0]
         assert (status, reason) == ("raised", "predicted")
+        fresh_orders = scalar(
+            db_url, "SELECT count(*) FROM maintenance_orders WHERE asset_id = %s", fresh.id
+        )
+        assert fresh_orders == 0
         [shipment] = logistics.shipments_of_order(conn, order_id)
         assert shipment.status == "pending"
         conn.commit()
