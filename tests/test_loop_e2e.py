@@ -123,7 +123,8 @@ def test_readings_to_renewal_through_the_real_loop(
     assert trained.model is not None
     assert scalar(db_url, "SELECT count(*) FROM model_versions WHERE status = 'active'") == 1
 
-    # The customer: a site subscribed to Proactive, a tire, a gateway, a webhook endpoint.
+    # The customer: a site subscribed to Proactive with a worn and a fresh tire, a gateway,
+    # a stocked depot nearby, a webhook endpoint at a local receiver.
     customer = fleet.ensure_customer(conn, f"loop-{tag}", "Loop Co")
     site = fleet.create_site(
         conn,
@@ -303,6 +304,7 @@ def test_readings_to_renewal_through_the_real_loop(
         assert all(r.path == "/hooks/fleetcare?src=test" for r in got)
         verified = [Webhook(endpoint.secret).verify(r.body, r.headers) for r in got]
         by_type = {p["type"]: p for p in verified}
+        assert [p["type"] for p in verified].count("order.created") == 1
         for expected_type in (
             "order.created",
             "shipment.shipped",
