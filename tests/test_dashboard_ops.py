@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from api.routes import dashboard as dashboard_routes
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.fleet import service as fleet
@@ -306,3 +307,20 @@ def test_subscriptions_and_invoices(client: TestClient, world: World, db_url: st
     other = client.get("/dashboard/billing")
     assert 'data-invoice="' not in other.text
     assert client.get(f"/dashboard/invoices/{invoice_ids[0]}").status_code == 404
+
+
+def test_asset_page_keeps_the_newest_orders(
+    client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dashboard_routes, "ASSET_ORDERS", 2)
+    ids = [world.order_a["id"]]
+    for _ in range(2):
+        cancelled = client.post(f"/v1/orders/{ids[-1]}/cancel", json={}, headers=world.a.headers)
+        assert cancelled.status_code == 200, cancelled.text
+        body = {"asset_id": world.asset_a, "component": "tire", "due_at": "2026-12-10T00:00:00Z"}
+        ids.append(ok(client.post("/v1/orders", json=body, headers=world.a.headers), 201)["id"])
+    sign_in(client, world.a.key)
+    page = client.get(f"/dashboard/assets/{world.asset_a}")
+    history = page.text[page.text.index('id="order-history"') :]
+    shown = [int(i) for i in re.findall(r'data-order="(\d+)"', history)]
+    assert shown == [ids[2], ids[1]]

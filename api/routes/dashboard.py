@@ -312,7 +312,12 @@ def asset_page(request: Request, asset_id: int, conn: Conn, viewer: PageViewer) 
     r_start, r_stop = service.resolve_range(now, None, None, None, service.DEFAULT_RUL_RANGE)
     telemetry = service.telemetry_series(conn, viewer, asset_id, t_start, t_stop)
     rul = service.rul_series(conn, viewer, asset_id, r_start, r_stop)
-    history, _ = orders.list_orders(conn, viewer, asset_id=asset_id, limit=ASSET_ORDERS)
+    history, after = orders.list_orders(conn, viewer, asset_id=asset_id, limit=ASSET_ORDERS)
+    while after is not None:  # the service pages oldest first; keep the newest ones
+        more, after = orders.list_orders(
+            conn, viewer, asset_id=asset_id, after=after, limit=ASSET_ORDERS
+        )
+        history = (history + more)[-ASSET_ORDERS:]
     order_history = [orders.order_detail(conn, viewer, o.id) for o in reversed(history)]
     part_ids = {p.part_id for o in order_history for p in o.parts_used}
     part_ids |= {s.part_id for o in order_history for s in o.shipments}
