@@ -324,3 +324,19 @@ def test_asset_page_keeps_the_newest_orders(
     history = page.text[page.text.index('id="order-history"') :]
     shown = [int(i) for i in re.findall(r'data-order="(\d+)"', history)]
     assert shown == [ids[2], ids[1]]
+
+
+def test_every_operations_page_renders_for_every_role(
+    client: TestClient, world: World, operator_headers: dict[str, str]
+) -> None:
+    operator_key = operator_headers["Authorization"].removeprefix("Bearer ")
+    for key in (world.a.key, world.tech_a.key, operator_key):
+        sign_in(client, key)
+        for path in ("/dashboard/orders", "/dashboard/shipments", "/dashboard/webhooks"):
+            assert client.get(path).status_code == 200, (path, key[:6])
+        billing_page = client.get("/dashboard/billing")
+        assert billing_page.status_code == 200
+    # the operator sees both customers' orders on the board
+    board = client.get("/dashboard/orders").text
+    assert status_in_board(board, world.order_a["id"]) == "raised"
+    assert status_in_board(board, world.order_b["id"]) == "raised"
