@@ -298,6 +298,7 @@ def test_subscriptions_and_invoices(client: TestClient, world: World, db_url: st
     page = client.get("/dashboard/billing")
     assert page.status_code == 200
     assert page.text.count("data-subscription=") == 1
+    assert '<td class="plan">Proactive' in page.text
     invoice_ids = [int(i) for i in re.findall(r'data-invoice="(\d+)"', page.text)]
     assert len(invoice_ids) == 1
     invoice = client.get(f"/dashboard/invoices/{invoice_ids[0]}")

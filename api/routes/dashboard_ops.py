@@ -34,6 +34,7 @@ from maintenance.billing import service as billing
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import CancelOrder, CompleteRequest, Order, ScheduleRequest
+from maintenance.plans import service as plans_service
 from maintenance.subscriptions import service as subscriptions
 from maintenance.webhooks import service as webhooks
 from maintenance.webhooks.schemas import Delivery, Endpoint, ReplayEvent
@@ -275,7 +276,11 @@ def billing_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLRespon
         )
     except Forbidden:
         invoices = []  # technician and partner keys see no invoices
-    return _render(request, "billing.html", viewer, subscriptions=subs, invoices=invoices)
+    plan_ids = {s.plan_id for s in subs} | {s.pending_plan_id for s in subs if s.pending_plan_id}
+    plans = {pid: plans_service.get_plan(conn, pid) for pid in sorted(plan_ids)}
+    return _render(
+        request, "billing.html", viewer, subscriptions=subs, invoices=invoices, plans=plans
+    )
 
 
 @router.get("/invoices/{invoice_id}", response_class=HTMLResponse)
