@@ -314,3 +314,51 @@ def test_a_customer_cannot_reach_another_customers_asset(browser: Any, fleet: Fl
     expect(page.locator("#hourly")).to_have_attribute("data-hours", re.compile(r"^2[34]$"))
     shoot(page, "07-ingest-health")
     page.context.close()
+
+
+def test_complete_an_order_on_the_board_and_see_new_orders_live(
+    browser: Any, fleet: Fleet, client: TestClient
+) -> None:
+    expect = playwright_api.expect
+    due = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+
+    def raise_order(asset: MadeAsset) -> int:
+        response = client.post(
+            "/v1/orders",
+            json={"asset_id": asset.id, "component": "tire", "due_at": due, "ship_parts": False},
+            headers=fleet.alpha.headers,
+        )
+        assert response.status_code == 201, response.text
+        return int(response.json()["id"])
+
+    order_id = raise_order(fleet.alpha_assets[1])
+    page = signed_in_page(browser, fleet, fleet.operator_key)
+    page.click("nav a:has-text('Orders')")
+    page.wait_for_url("**/dashboard/orders")
+    row = page.locator(f"#order-{order_id}")
+    expect(row).to_have_attribute("data-status", "raised")
+    page.evaluate("window.__sameDocument = true")
+    shoot(page, "08-orders-board")
+
+    # complete: the board is swapped in place and the order moves to "completed"
+    row.locator("button.act-complete").click()
+    expect(page.locator(f"#orders-completed #order-{order_id}")).to_have_attribute(
+        "data-status", "completed"
+    )
+    expect(page.locator("#orders-message")).to_contain_text(f"order {order_id} is completed")
+    assert page.evaluate("window.__sameDocument") is True
+    shoot(page, "09-order-completed")
+
+    # live: an order raised elsewhere appears on the open board without a reload
+    live_id = raise_order(fleet.alpha_assets[2])
+    expect(page.locator(f"#orders-raised #order-{live_id}")).to_have_attribute(
+        "data-status", "raised"
+    )
+    assert page.evaluate("window.__sameDocument") is True
+
+    # the asset page lists the completed order in its history
+    page.goto(f"{fleet.url}/dashboard/assets/{fleet.alpha_assets[1].id}")
+    expect(page.locator(f"#order-history tr[data-order='{order_id}']")).to_have_attribute(
+        "data-status", "completed"
+    )
+    page.context.close()

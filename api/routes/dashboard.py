@@ -8,6 +8,7 @@ A customer sees only its own fleet; another customer's asset answers 404.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,8 @@ from fleetcare.errors import NotFound, Unauthorized
 from fleetcare.fleet import service as fleet
 from fleetcare.fleet.schemas import KindName, Principal
 from fleetcare.settings import Settings
+from maintenance.logistics import service as logistics
+from maintenance.orders import service as orders
 
 HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -40,11 +43,15 @@ router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=Fa
 SESSION_COOKIE = "fleetcare_session"
 KEEPALIVE_S = 15.0
 MAX_FORM_BYTES = 4096
+ASSET_ORDERS = 20  # orders (with their parts) shown on an asset page, newest first
 
-# The pages in the navigation bar. Orders, shipments, webhook deliveries, subscriptions and
-# invoices join this list when their tables land (see docs/dashboard.md).
+# The pages in the navigation bar.
 NAV: list[tuple[str, str]] = [
     ("/dashboard", "Fleet"),
+    ("/dashboard/orders", "Orders"),
+    ("/dashboard/shipments", "Shipments"),
+    ("/dashboard/webhooks", "Webhooks"),
+    ("/dashboard/billing", "Billing"),
     ("/dashboard/ingest", "Ingest"),
     ("/dashboard/models", "Models"),
 ]
@@ -64,7 +71,10 @@ def install(app: FastAPI, settings: Settings) -> None:
         https_only=settings.session_https_only,
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    from api.routes import dashboard_ops  # registers the operations pages on ``router``
+
     app.include_router(router)
+    app.include_router(dashboard_ops.router)
     app.add_exception_handler(SignInRequired, _to_sign_in)
 
     inner = app.router.lifespan_context
@@ -148,12 +158,24 @@ def _render(
     **context: Any,
 ) -> HTMLResponse:
     context |= {
+        "csrf_token": csrf_token(request) if principal is not None else "",
         "viewer": principal,
         "nav": NAV,
         "now": _clock(request).now(),
         "path": request.url.path,
     }
     return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def csrf_token(request: Request) -> str:
+    """The session's anti-forgery token (made on first use); empty without a session."""
+    if not isinstance(request.session.get("key_id"), int):
+        return ""
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
 
 
 def _not_found(request: Request, principal: Principal, exc: NotFound) -> HTMLResponse:
@@ -290,6 +312,16 @@ def asset_page(request: Request, asset_id: int, conn: Conn, viewer: PageViewer) 
     r_start, r_stop = service.resolve_range(now, None, None, None, service.DEFAULT_RUL_RANGE)
     telemetry = service.telemetry_series(conn, viewer, asset_id, t_start, t_stop)
     rul = service.rul_series(conn, viewer, asset_id, r_start, r_stop)
+    history, after = orders.list_orders(conn, viewer, asset_id=asset_id, limit=ASSET_ORDERS)
+    while after is not None:  # the service pages oldest first; keep the newest ones
+        more, after = orders.list_orders(
+            conn, viewer, asset_id=asset_id, after=after, limit=ASSET_ORDERS
+        )
+        history = (history + more)[-ASSET_ORDERS:]
+    order_history = [orders.order_detail(conn, viewer, o.id) for o in reversed(history)]
+    part_ids = {p.part_id for o in order_history for p in o.parts_used}
+    part_ids |= {s.part_id for o in order_history for s in o.shipments}
+    parts = {pid: logistics.get_part(conn, pid) for pid in sorted(part_ids)}
     return _render(
         request,
         "asset.html",
@@ -300,6 +332,8 @@ def asset_page(request: Request, asset_id: int, conn: Conn, viewer: PageViewer) 
         rul_range=service.DEFAULT_RUL_RANGE,
         telemetry_json=_script_json(telemetry.model_dump_json()),
         rul_json=_script_json(rul.model_dump_json()),
+        order_history=order_history,
+        parts=parts,
     )
 
 
