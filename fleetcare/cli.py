@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -261,10 +262,9 @@ def _start_loop(
     from fleetcare.kinds import KINDS
     from fleetcare.loop import (
         Supervisor,
-        Training,
         child_env,
+        follow_training,
         start_training,
-        wait_for_training,
         watch,
     )
     from fleetcare.services import free_port, wait_for_port
@@ -283,7 +283,7 @@ def _start_loop(
     with connect(services.database_url) as conn:
         active = active_version_ids(conn)
     missing = [k for k in KINDS if k not in active]
-    trainings: list[Training] = []
+    wait_for_models: Callable[[], None] | None = None
     if missing:
         typer.echo(
             f"fleetcare: no active model for {', '.join(missing)}: simulating "
@@ -301,8 +301,11 @@ def _start_loop(
         # once every kind has a model
         trainings = start_training(supervisor, missing)
         typer.echo(
-            f"fleetcare: training {', '.join(missing)} in parallel; progress in "
+            f"fleetcare: training {', '.join(missing)} in parallel; progress below and in "
             f"{supervisor.log_dir / 'train-<kind>.log'}"
+        )
+        wait_for_models = follow_training(
+            supervisor, trainings, typer.echo, interactive=sys.stdout.isatty()
         )
     for fleet in DEMO_FLEETS:
         supervisor.run_step(f"register {fleet.customer}", "simulate", *fleet.simulate_args(),
@@ -322,8 +325,8 @@ def _start_loop(
     supervisor.start("score", "score")
     supervisor.start("dispatch", "dispatch")
     supervisor.start("webhooks", "webhooks")
-    if trainings:
-        wait_for_training(supervisor, trainings, typer.echo, interactive=sys.stdout.isatty())
+    if wait_for_models is not None:
+        wait_for_models()
     for fleet in DEMO_FLEETS:
         supervisor.start(
             f"simulate-{fleet.customer}", "simulate", *fleet.simulate_args(),

@@ -225,3 +225,32 @@ def wait_for_training(
                 last_line = now
                 echo("fleetcare: training " + "; ".join(t.describe(now) for t in trainings))
             time.sleep(poll_s)
+
+
+def follow_training(
+    supervisor: Supervisor,
+    trainings: list[Training],
+    echo: Callable[[str], None],
+    *,
+    interactive: bool,
+    every_s: float = 10.0,
+) -> Callable[[], None]:
+    """Show the trainers' progress from now on (while the rest of the loop starts), in a
+    thread; return the function that waits for them and raises when one failed."""
+    failure: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            wait_for_training(supervisor, trainings, echo, interactive=interactive, every_s=every_s)
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=follow, name="training-progress", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failure:
+            raise failure[0]
+
+    return wait

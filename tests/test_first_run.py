@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fleetcare.loop import Supervisor, Training, wait_for_training
+from fleetcare.loop import Supervisor, Training, follow_training, wait_for_training
 from models.training import balanced_rows
 
 
@@ -68,4 +69,18 @@ def test_wait_for_training_fails_with_the_log_of_the_failed_kind(tmp_path: Path)
     with pytest.raises(RuntimeError, match=r"training elevator failed with exit code 3.*"
                        r"train-elevator\.log"):  # fmt: skip
         wait_for_training(supervisor, trainings, lambda _m: None, interactive=False, poll_s=0.05)
+    supervisor.stop()
+
+
+def test_follow_training_reports_while_the_caller_works_and_raises_on_wait(
+    tmp_path: Path,
+) -> None:
+    supervisor = Supervisor(env={}, log_dir=tmp_path)
+    trainings = [_fake_trainer(supervisor, "tire", 0), _fake_trainer(supervisor, "engine", 4)]
+    lines: list[str] = []
+    wait = follow_training(supervisor, trainings, lines.append, interactive=False, every_s=0.2)
+    time.sleep(2.0)  # the caller starts other workers meanwhile
+    assert any(line.startswith("fleetcare: tire model trained in") for line in lines), lines
+    with pytest.raises(RuntimeError, match="training engine failed with exit code 4"):
+        wait()
     supervisor.stop()
