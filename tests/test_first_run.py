@@ -35,10 +35,17 @@ def test_balanced_rows_caps_the_total() -> None:
     assert balanced_rows(np.zeros(0)).shape == (0,)
 
 
-def _fake_trainer(supervisor: Supervisor, kind: str, code: int) -> Training:
+def _fake_trainer(
+    supervisor: Supervisor, kind: str, code: int, after: Path | None = None
+) -> Training:
+    """A child that logs like `models train`; with ``after``, it ends only once that log
+    says its model was trained."""
     script = (
-        "import sys, time\n"
+        "import pathlib, sys, time\n"
         f"print('train {kind}: step 1/7 reading lifetimes (0 s)', flush=True)\n"
+        f"other = {str(after)!r} if {after is not None} else None\n"
+        "while other and 'trained in' not in pathlib.Path(other).read_text():\n"
+        "    time.sleep(0.05)\n"
         "time.sleep(0.6)\n"
         f"print('train {kind}: step 3/7 fitting {kind} (1 s)', flush=True)\n"
         "time.sleep(0.6)\n"
@@ -46,7 +53,7 @@ def _fake_trainer(supervisor: Supervisor, kind: str, code: int) -> Training:
         f"sys.exit({code})\n"
     )
     child = supervisor.start(f"train-{kind}", argv=[sys.executable, "-c", script])
-    return Training(kind, child, 0.0)
+    return Training(kind, child, time.monotonic())
 
 
 def test_wait_for_training_prints_progress_lines_off_a_terminal(tmp_path: Path) -> None:
@@ -76,11 +83,16 @@ def test_follow_training_reports_while_the_caller_works_and_raises_on_wait(
     tmp_path: Path,
 ) -> None:
     supervisor = Supervisor(env={}, log_dir=tmp_path)
-    trainings = [_fake_trainer(supervisor, "tire", 0), _fake_trainer(supervisor, "engine", 4)]
+    trainings = [
+        _fake_trainer(supervisor, "tire", 0),
+        _fake_trainer(supervisor, "engine", 4, after=tmp_path / "train-tire.log"),
+    ]
     lines: list[str] = []
     wait = follow_training(supervisor, trainings, lines.append, interactive=False, every_s=0.2)
-    time.sleep(2.0)  # the caller starts other workers meanwhile
-    assert any(line.startswith("fleetcare: tire model trained in") for line in lines), lines
+    deadline = time.monotonic() + 60  # the caller starts other workers meanwhile
+    while not any(line.startswith("fleetcare: tire model trained in") for line in lines):
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.1)
     with pytest.raises(RuntimeError, match="training engine failed with exit code 4"):
         wait()
     supervisor.stop()
