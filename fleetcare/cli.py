@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -259,7 +260,13 @@ def _start_loop(
     from fleetcare.demo import DEMO_FLEETS, prepare_loop
     from fleetcare.fleet import repository as fleet_repo
     from fleetcare.kinds import KINDS
-    from fleetcare.loop import Supervisor, child_env, watch
+    from fleetcare.loop import (
+        Supervisor,
+        child_env,
+        follow_training,
+        start_training,
+        watch,
+    )
     from fleetcare.services import free_port, wait_for_port
     from models.repository import active_version_ids
     from simulators.courier import Courier
@@ -276,10 +283,11 @@ def _start_loop(
     with connect(services.database_url) as conn:
         active = active_version_ids(conn)
     missing = [k for k in KINDS if k not in active]
+    wait_for_models: Callable[[], None] | None = None
     if missing:
         typer.echo(
             f"fleetcare: no active model for {', '.join(missing)}: simulating "
-            f"{history} lifetimes per kind, then training (first run only)"
+            f"{history} lifetimes per kind, then training each kind (first run only)"
         )
         with connect(services.database_url) as conn:
             has_history = fleet_repo.find_customer_by_slug(conn, "history-lab") is not None
@@ -289,13 +297,16 @@ def _start_loop(
                 "--elevators", "3", "--engines", "2", "--history", str(history),
                 "--duration", "0",
             )  # fmt: skip
-        for kind in missing:
-            # a lighter model than `models train`'s default, so a first run is quick; train
-            # and promote a fuller one later with `fleetcare models train --kind K`
-            supervisor.run_step(
-                f"train {kind}", "models", "train", "--kind", kind, "--param", "max_iter=80",
-                "--param", "calibration_folds=3", "--risk-param", "max_iter=80",
-            )  # fmt: skip
+        # the kinds train in parallel while the rest of the loop starts; the fleets start
+        # once every kind has a model
+        trainings = start_training(supervisor, missing)
+        typer.echo(
+            f"fleetcare: training {', '.join(missing)} in parallel; progress below and in "
+            f"{supervisor.log_dir / 'train-<kind>.log'}"
+        )
+        wait_for_models = follow_training(
+            supervisor, trainings, typer.echo, interactive=sys.stdout.isatty()
+        )
     for fleet in DEMO_FLEETS:
         supervisor.run_step(f"register {fleet.customer}", "simulate", *fleet.simulate_args(),
                             "--duration", "0")  # fmt: skip
@@ -314,6 +325,8 @@ def _start_loop(
     supervisor.start("score", "score")
     supervisor.start("dispatch", "dispatch")
     supervisor.start("webhooks", "webhooks")
+    if wait_for_models is not None:
+        wait_for_models()
     for fleet in DEMO_FLEETS:
         supervisor.start(
             f"simulate-{fleet.customer}", "simulate", *fleet.simulate_args(),

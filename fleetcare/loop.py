@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,3 +119,138 @@ def child_env(database_url: str, mqtt_url: str, data_dir: Path, **extra: str) ->
     )
     env.update(extra)
     return env
+
+
+# --- first run: train a model per kind in parallel, with progress -------------------------------
+
+# A lighter model than `models train`'s default, so a first run is quick; train and promote a
+# fuller one later with `fleetcare models train --kind K`.
+FIRST_RUN_TRAIN_ARGS = (
+    "--param", "max_iter=80", "--param", "calibration_folds=3", "--risk-param", "max_iter=80",
+    "--threads", "1",
+)  # fmt: skip
+_STEP = re.compile(r"^train (?P<kind>\S+): step (?P<done>\d+)/(?P<total>\d+) (?P<what>.*?) \(")
+_DONE = re.compile(r"^model version \d+ \((?P<kind>\S+)\) trained in")
+
+
+@dataclass
+class Training:
+    """A `fleetcare models train` child of one kind and what its log says so far."""
+
+    kind: str
+    child: Child
+    started: float
+    step: str = "starting"
+    done: int = 0
+    total: int = 7
+    finished: float | None = None
+
+    def refresh(self) -> None:
+        """Read the newest step line of the child's log."""
+        try:
+            lines = self.child.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return
+        for line in reversed(lines):
+            if _DONE.match(line):
+                self.step, self.done = "done", self.total
+                return
+            m = _STEP.match(line)
+            if m:
+                self.step, self.done = m["what"], int(m["done"]) - 1
+                self.total = max(self.total, int(m["total"]))
+                return
+
+    def describe(self, now: float) -> str:
+        end = self.finished if self.finished is not None else now
+        return f"{self.kind} {self.step} ({end - self.started:.0f} s)"
+
+
+def start_training(supervisor: Supervisor, kinds: list[str]) -> list[Training]:
+    """Start one trainer per kind at once, each on one native thread, logs in the log dir."""
+    out = []
+    for kind in kinds:
+        # a previous run's log would be read as this run's progress
+        (supervisor.log_dir / f"train-{kind}.log").unlink(missing_ok=True)
+        child = supervisor.start(
+            f"train-{kind}", "models", "train", "--kind", kind, *FIRST_RUN_TRAIN_ARGS
+        )
+        out.append(Training(kind, child, time.monotonic()))
+    return out
+
+
+def wait_for_training(
+    supervisor: Supervisor,
+    trainings: list[Training],
+    echo: Callable[[str], None],
+    *,
+    interactive: bool,
+    every_s: float = 10.0,
+    poll_s: float = 0.5,
+) -> None:
+    """Wait for every trainer; show a progress bar per kind on a terminal, otherwise a
+    progress line every ``every_s`` seconds and one per finished kind. Raise when one fails.
+    Finished trainers leave the supervisor's children (they are not workers)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), disable=not interactive
+    )
+    tasks = {t.kind: bar.add_task(f"training {t.kind}", total=t.total) for t in trainings}
+    last_line = time.monotonic()
+    with bar:
+        while True:
+            now = time.monotonic()
+            for t in trainings:
+                if t.finished is not None:
+                    continue
+                t.refresh()
+                code = t.child.proc.poll()
+                if code is not None:
+                    t.refresh()
+                    t.finished = now
+                    supervisor.children.remove(t.child)
+                    if code != 0:
+                        raise RuntimeError(
+                            f"training {t.kind} failed with exit code {code}; see "
+                            f"{t.child.log_path}"
+                        )
+                    t.step, t.done = "done", t.total
+                    echo(f"fleetcare: {t.kind} model trained in {now - t.started:.0f} s")
+                bar.update(tasks[t.kind], completed=t.done, total=t.total,
+                           description=f"training {t.kind}: {t.step}")  # fmt: skip
+            if all(t.finished is not None for t in trainings):
+                return
+            if not interactive and now - last_line >= every_s:
+                last_line = now
+                echo("fleetcare: training " + "; ".join(t.describe(now) for t in trainings))
+            time.sleep(poll_s)
+
+
+def follow_training(
+    supervisor: Supervisor,
+    trainings: list[Training],
+    echo: Callable[[str], None],
+    *,
+    interactive: bool,
+    every_s: float = 10.0,
+) -> Callable[[], None]:
+    """Show the trainers' progress from now on (while the rest of the loop starts), in a
+    thread; return the function that waits for them and raises when one failed."""
+    failure: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            wait_for_training(supervisor, trainings, echo, interactive=interactive, every_s=every_s)
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=follow, name="training-progress", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failure:
+            raise failure[0]
+
+    return wait

@@ -44,9 +44,23 @@ def train_command(
     promote: Annotated[
         bool, typer.Option("--promote/--no-promote", help="promote when better (or first)")
     ] = True,
+    threads: Annotated[
+        int,
+        typer.Option(
+            min=1, help="native (OpenMP) threads; more only pays on an otherwise idle machine"
+        ),
+    ] = 1,
 ) -> None:
-    """Train a wear model of KIND from the lifetimes recorded in the database."""
+    """Train a wear model of KIND from the lifetimes recorded in the database.
+
+    On a terminal a progress bar shows the step; otherwise each step is printed as a line
+    ``train KIND: step N/7 <what> (<seconds> s)``, which `fleetcare up` follows.
+    """
+    import sys
+    import time
+
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from threadpoolctl import threadpool_limits
 
     from fleetcare.cli import _database_url, _settings, fail
     from fleetcare.clock import SystemClock
@@ -67,6 +81,8 @@ def train_command(
     settings = _settings()
     url, ctx = _database_url(settings)
     steps = 7
+    started = time.perf_counter()
+    done = 0
     try:
         with (
             Progress(
@@ -74,13 +90,21 @@ def train_command(
                 TextColumn("{task.description}"),
                 TimeElapsedColumn(),
                 transient=True,
+                disable=not sys.stdout.isatty(),
             ) as bar,
             connect(url) as conn,
+            threadpool_limits(limits=threads),
         ):
             task = bar.add_task(f"training {kind}", total=steps)
 
             def step(message: str) -> None:
+                nonlocal done
+                done += 1
                 bar.update(task, description=f"{kind}: {message}", advance=1)
+                if not sys.stdout.isatty():
+                    elapsed = time.perf_counter() - started
+                    line = f"train {kind}: step {done}/{steps} {message} ({elapsed:.0f} s)"
+                    print(line, flush=True)
 
             try:
                 with conn.transaction():
@@ -107,7 +131,8 @@ def train_command(
     v = result.version
     status = "active" if result.promoted else "candidate"
     typer.echo(
-        f"model version {v.id} ({kind}) trained in {result.seconds:.1f} s on "
+        f"model version {v.id} ({kind}) trained in {result.seconds:.1f} s "
+        f"({result.cpu_seconds:.1f} CPU s) on "
         f"{v.training_assets} asset(s), {v.training_rows} row(s); {status}: {result.reason}"
     )
     typer.echo(json.dumps({"version": v.id, "status": v.status, "metrics": _summary(v.metrics)}))
