@@ -4,7 +4,7 @@
 # first order completed (seconds from the start of `up`, polled every 2 s); the training logs'
 # wall and CPU seconds; the load average. Never touches the shared `fleetcare` database.
 #
-#   bench/first_run.sh NAME [PORT] [SECONDS]   # creates database fc_firstrun_NAME (dropped first)
+#   scripts/first_run.sh NAME [PORT] [SECONDS]   # creates database fc_firstrun_NAME (dropped first)
 #
 # Output in /tmp/fleetcare-first-run-NAME/ (measure.txt, up.out, data/logs/).
 set -u
