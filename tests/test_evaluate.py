@@ -16,6 +16,9 @@ from maintenance.policy import service as policy
 from simulators import evaluate as ev
 
 runner = CliRunner()
+# Two whole (small) evaluations, fixture and command, each training a wear model: several
+# minutes when the shared 2-core machine is busy.
+pytestmark = pytest.mark.timeout(900)
 
 SMALL = ["--kinds", "engine", "--assets", "6", "--days", "30", "--sweep", "", "--jobs", "1"]
 SMALL += ["--coverage", "0.9"]
@@ -137,6 +140,15 @@ def test_coverage_is_the_smallest_from_which_on_the_target_holds() -> None:
     assert ev.choose_coverage(sweep((0.7, 0.95), (0.9, 0.99))) == 0.7
     # nothing reaches it: the most conservative one
     assert ev.choose_coverage(sweep((0.7, 0.5), (0.9, None))) == 0.9
+
+
+def test_the_commands_default_sweep_is_the_modules() -> None:
+    import inspect
+
+    from simulators.cli import evaluate
+
+    default = inspect.signature(evaluate).parameters["sweep"].default
+    assert tuple(float(c) for c in default.split(",")) == ev.SWEEP_COVERAGES
 
 
 @pytest.mark.parametrize(
