@@ -13,8 +13,8 @@ Per kind:
    ``PREVENTIVE_QUANTILE`` (5%) quantile of the usage at failure of the lives that ended,
    so that about 95% of the failures such a fleet sees are prevented.
 3. **Validation fleet** (its own seed, mixed ages): the predictive strategy runs at each
-   interval coverage of the sweep; the smallest coverage (least waste) from which on every
-   coverage prevents 95% of the failures there is the one used on the evaluation fleet.
+   interval coverage of the sweep; :func:`choose_coverage` picks the one used on the
+   evaluation fleet (the largest that meets the whole target there).
    This is the safety margin, chosen without looking at the evaluation fleet; the sweep is
    the reported trade-off.
 4. **Evaluation fleet** (another seed): new assets are warmed up with random renewals so
@@ -22,14 +22,16 @@ Per kind:
    ``days`` under each strategy.
 
 The predictive strategy scores every live component once a day as the scoring worker does
-(the features of the last row from the first ``baseline_window`` and the last rows of the
-life, RUL with its interval at ``coverage``, due dates from the usage rate of the last 7
-days) and hands each prediction to the product's policy decision
-(:func:`maintenance.policy.service.next_due_state`, the same function ``handle_prediction``
-calls). Entering the due state raises one order with :func:`~maintenance.policy.service.
-order_due_at`; the part arrives after the shipping days and the technician replaces the
-component when the order is due and the part is on site. Orders are only raised by the
-due-window trigger here: no failure-risk classifier or anomaly threshold is used.
+(the product's model bundle, :class:`models.registry.WearModel`, on the features of the last
+row from the first ``baseline_window`` and the last rows of the life: RUL with its interval
+at ``coverage``, failure probability, anomaly score; due dates from the usage rate of the
+last 7 days, none before a day of history) and hands each prediction to the product's
+policy decision (:func:`maintenance.policy.service.next_due_state`, the same function
+``handle_prediction`` calls) under the kind's full-service plan (due-window and
+failure-risk triggers; no anomaly threshold, as every seeded plan). Entering the due state
+raises one order with :func:`~maintenance.policy.service.order_due_at`; the part arrives
+after the shipping days and the technician replaces the component when the order is due
+and the part is on site.
 
 Waste is the remaining life thrown away at a planned replacement: the physics' expected
 remaining life at that moment (ground truth), in life units and as a share of the life.
