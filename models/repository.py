@@ -353,12 +353,15 @@ def usage_rates_per_day(
     last_time: Sequence[datetime],
     last_value: Sequence[float],
     lookback: timedelta,
+    min_history: timedelta = timedelta(days=1),
 ) -> dict[int, float]:
     """Usage per day of each asset from its counter ``lookback`` before its last reading.
 
     Uses the counter reading at or before ``last_time - lookback`` (or the first reading
-    since renewal when the history is shorter). Assets with less than an hour of history,
-    or a counter that did not move, are left out.
+    since renewal when the history is shorter). Assets with less than ``min_history`` of
+    history, or a counter that did not move, are left out: usage comes in shifts and
+    flights, so a few hours since renewal overstate the daily rate (and the due date then
+    comes far too early).
     """
     if not asset_ids:
         return {}
@@ -393,7 +396,7 @@ def usage_rates_per_day(
         if t0 is None:
             continue
         days = (t - t0).total_seconds() / 86400.0
-        if days >= 1 / 24 and value > v0:
+        if days >= min_history.total_seconds() / 86400.0 and value > v0:
             rates[int(asset_id)] = float((value - v0) / days)
     return rates
 

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 USAGE_RATE_LOOKBACK = timedelta(days=7)
+# No usage rate (so no due date) before a day of history since renewal: a partial day of
+# shifts or flights overstates the rate several times over.
+USAGE_RATE_MIN_HISTORY = timedelta(days=1)
 
 
 def pg_us_to_datetime(us: int) -> datetime:
@@ -386,6 +389,7 @@ def _score_kind(
             until,
             last_usage.tolist(),
             USAGE_RATE_LOOKBACK,
+            USAGE_RATE_MIN_HISTORY,
         )
         written = _write_predictions(
             conn,

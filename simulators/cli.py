@@ -184,7 +184,7 @@ def evaluate(
     ] = None,
     sweep: Annotated[
         str, typer.Option(help="coverages tried on the validation fleet; '' for none")
-    ] = "0.7,0.8,0.9,0.95",
+    ] = "0.8,0.85,0.9,0.95",  # simulators.evaluate.SWEEP_COVERAGES
     chart: Annotated[Path, typer.Option(help="where to write the PNG chart")] = Path(
         ".fleetcare/evaluate.png"
     ),

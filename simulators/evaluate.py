@@ -13,8 +13,8 @@ Per kind:
    ``PREVENTIVE_QUANTILE`` (5%) quantile of the usage at failure of the lives that ended,
    so that about 95% of the failures such a fleet sees are prevented.
 3. **Validation fleet** (its own seed, mixed ages): the predictive strategy runs at each
-   interval coverage of the sweep; the smallest coverage (least waste) from which on every
-   coverage prevents 95% of the failures there is the one used on the evaluation fleet.
+   interval coverage of the sweep; :func:`choose_coverage` picks the one used on the
+   evaluation fleet (the largest that meets the whole target there).
    This is the safety margin, chosen without looking at the evaluation fleet; the sweep is
    the reported trade-off.
 4. **Evaluation fleet** (another seed): new assets are warmed up with random renewals so
@@ -22,14 +22,16 @@ Per kind:
    ``days`` under each strategy.
 
 The predictive strategy scores every live component once a day as the scoring worker does
-(the features of the last row from the first ``baseline_window`` and the last rows of the
-life, RUL with its interval at ``coverage``, due dates from the usage rate of the last 7
-days) and hands each prediction to the product's policy decision
-(:func:`maintenance.policy.service.next_due_state`, the same function ``handle_prediction``
-calls). Entering the due state raises one order with :func:`~maintenance.policy.service.
-order_due_at`; the part arrives after the shipping days and the technician replaces the
-component when the order is due and the part is on site. Orders are only raised by the
-due-window trigger here: no failure-risk classifier or anomaly threshold is used.
+(the product's model bundle, :class:`models.registry.WearModel`, on the features of the last
+row from the first ``baseline_window`` and the last rows of the life: RUL with its interval
+at ``coverage``, failure probability, anomaly score; due dates from the usage rate of the
+last 7 days, none before a day of history) and hands each prediction to the product's
+policy decision (:func:`maintenance.policy.service.next_due_state`, the same function
+``handle_prediction`` calls) under the kind's full-service plan (due-window and
+failure-risk triggers; no anomaly threshold, as every seeded plan). Entering the due state
+raises one order with :func:`~maintenance.policy.service.order_due_at`; the part arrives
+after the shipping days and the technician replaces the component when the order is due
+and the part is on site.
 
 Waste is the remaining life thrown away at a planned replacement: the physics' expected
 remaining life at that moment (ground truth), in life units and as a share of the life.
@@ -56,8 +58,12 @@ from fleetcare.kinds import KINDS
 from maintenance.plans.schemas import Entitlements
 from maintenance.policy import service as policy
 from maintenance.policy.schemas import Prediction
-from models.estimators import RULRegressor
+from models import registry
+from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import WindowFeatures
+from models.scoring import USAGE_RATE_LOOKBACK, USAGE_RATE_MIN_HISTORY
+from models.training import DEFAULTS as TRAINING_DEFAULTS
+from models.training import HEALTHY_SHARE
 from simulators.fleet import WARMUP_DAYS
 from simulators.physics import Population, make_population
 
@@ -69,9 +75,12 @@ START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday 00:00: hour 0 of the physic
 STRATEGIES = ("run_to_failure", "preventive", "predictive")
 PREVENTIVE_QUANTILE = 0.05  # replace at the usage by which 5% of training lives had failed
 DEFAULT_COVERAGE = 0.9  # the lower end is the 5% quantile: ~95% of lives outlast the order
-SWEEP_COVERAGES = (0.7, 0.8, 0.9, 0.95)
+SWEEP_COVERAGES = (0.8, 0.85, 0.9, 0.95)
 SCORE_EVERY_H = 24.0
-USAGE_RATE_LOOKBACK_H = 7 * 24.0
+USAGE_RATE_LOOKBACK_H = USAGE_RATE_LOOKBACK / timedelta(hours=1)  # as the scoring worker
+USAGE_RATE_MIN_HISTORY_H = USAGE_RATE_MIN_HISTORY / timedelta(hours=1)
+TARGET_PREVENTED = 0.95
+TARGET_WASTE_RATIO = 1 / 3
 MAX_DUE_DAYS = 36_500.0
 MAX_TRAINING_ROWS = 20_000  # per component; rows of long lives are thinned evenly
 MIN_TRAINING_LIVES = {"tire": 40, "elevator": 40, "engine": 40}
@@ -95,6 +104,7 @@ class KindEconomics:
     failure_downtime_h: float  # an unplanned failure takes the asset out this long
     downtime_eur_per_hour: float
     max_rul: float  # RUL cap of the wear model (as the product's training defaults)
+    risk_threshold: float  # the kind's full-service plan (migrations/0005_maintenance.sql)
     history_max_days: float  # the training fleet stops here even if some never failed
     note: str
 
@@ -103,19 +113,19 @@ ECONOMICS: dict[str, KindEconomics] = {
     "tire": KindEconomics(
         per_group=6, step_h=6.0, order_lead_days=2, shipping_days=1,
         labour_eur_per_hour=80.0, failure_downtime_h=8.0, downtime_eur_per_hour=150.0,
-        max_rul=80_000.0, history_max_days=1_100.0,
+        max_rul=80_000.0, risk_threshold=0.4, history_max_days=1_100.0,
         note="a failed tire stops its truck 8 h (road-side call-out, missed deliveries)",
     ),
     "elevator": KindEconomics(
         per_group=3, step_h=12.0, order_lead_days=5, shipping_days=2,
         labour_eur_per_hour=110.0, failure_downtime_h=36.0, downtime_eur_per_hour=60.0,
-        max_rul=150_000.0, history_max_days=1_500.0,
+        max_rul=150_000.0, risk_threshold=0.4, history_max_days=1_500.0,
         note="a failed door operator or brake stops the elevator 36 h (call-out, rush part)",
     ),
     "engine": KindEconomics(
         per_group=2, step_h=6.0, order_lead_days=5, shipping_days=2,
         labour_eur_per_hour=150.0, failure_downtime_h=48.0, downtime_eur_per_hour=5_000.0,
-        max_rul=125.0, history_max_days=400.0,
+        max_rul=125.0, risk_threshold=0.3, history_max_days=400.0,
         note="an engine failure grounds the aircraft 48 h (AOG: lost flights, spare lease)",
     ),
 }  # fmt: skip
@@ -204,7 +214,8 @@ class ReadingsLog:
         return rows, self.times[asset][idx]
 
     def usage_rate_per_day(self, asset: int, component: str, now_h: float) -> float:
-        """Usage per day over the last 7 days of the life (from its first row when shorter)."""
+        """Usage per day over the last 7 days of the life (from its first row when shorter;
+        none before a day of history), as :func:`models.repository.usage_rates_per_day`."""
         s, e = int(self.start[component][asset]), int(self.count[asset])
         if e <= s:
             return math.nan
@@ -213,7 +224,8 @@ class ReadingsLog:
         at = max(at, 0)
         days = (times[-1] - times[at]) / 24.0
         moved = self.rows[asset][e - 1, 0] - self.rows[asset][s + at, 0]
-        return float(moved / days) if days >= 1 / 24 and moved > 0 else math.nan
+        enough = days >= USAGE_RATE_MIN_HISTORY_H / 24.0
+        return float(moved / days) if enough and moved > 0 else math.nan
 
 
 def _frame_values(kind: str, metrics: dict[str, FloatArray]) -> FloatArray:
@@ -347,12 +359,19 @@ def run_training_fleet(kind: str, seed: int, assets: int, lives: int | None = No
 
 @dataclass
 class WearModel:
-    """The fitted features and one RUL regressor per component."""
+    """The product's model bundle (features, RUL and failure risk per component, anomaly
+    scorer: :class:`models.registry.WearModel`) and the rows scoring reads per life."""
 
-    features: WindowFeatures
-    rul: dict[str, RULRegressor]
+    bundle: registry.WearModel
     head: int
     tail: int
+
+    def at_coverage(self, coverage: float) -> WearModel:
+        """The same fitted model with its intervals at ``coverage`` (as a version's
+        ``coverage``)."""
+        bundle = copy.copy(self.bundle)
+        bundle.coverage = float(coverage)
+        return WearModel(bundle, self.head, self.tail)
 
 
 def training_matrices(world: World) -> dict[str, tuple[FloatArray, FloatArray]]:
@@ -381,25 +400,43 @@ def _first_value(column: FloatArray) -> float:
 
 
 def train_wear_model(kind: str, world: World, n_jobs: int = 1) -> WearModel:
-    """Fit the product's feature transformer and RUL regressors on the training lives."""
+    """Fit the product's model bundle on the training lives as ``models.training.train``
+    does: one feature transformer on all rows; per component a RUL regressor (groups =
+    lives) and a failure-risk classifier at the kind's default horizon (rows weighted
+    1/rows of their life); an anomaly scorer on the healthy first part of every life."""
     data = training_matrices(world)
     if not data:
         raise ValueError(f"the {kind} training fleet recorded no failed lives")
-    n_settings = len(KINDS[kind].regime_metrics)
-    features = WindowFeatures(n_settings=n_settings).fit(
+    spec = KINDS[kind]
+    features = WindowFeatures(n_settings=len(spec.regime_metrics)).fit(
         np.concatenate([m for m, _ in data.values()])
     )
+    horizon = TRAINING_DEFAULTS[kind].horizon
     rul: dict[str, RULRegressor] = {}
+    risk: dict[str, FailureRiskClassifier] = {}
+    healthy: list[FloatArray] = []
     for component, (matrix, y) in sorted(data.items()):
         X = features.transform(matrix)
         keep = np.arange(0, X.shape[0], max(1, -(-X.shape[0] // MAX_TRAINING_ROWS)))
+        X, y, groups, usage = X[keep], y[keep], matrix[keep, 0], matrix[keep, 1]
         regressor = RULRegressor(
             max_rul=ECONOMICS[kind].max_rul, calibration_bins=CALIBRATION_BINS, n_jobs=n_jobs
         )
-        rul[component] = regressor.fit(X[keep], y[keep], groups=matrix[keep, 0])
-    alpha = float(features.smoothing)
-    tail = max(max(features.windows), math.ceil(math.log(1e-9) / math.log(1 - alpha)))
-    return WearModel(features, rul, int(features.baseline_window), tail)
+        rul[component] = regressor.fit(X, y, groups=groups)
+        _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        risk[component] = FailureRiskClassifier(horizon=horizon).fit(
+            X, y, sample_weight=1.0 / counts[inverse]
+        )
+        early = usage <= HEALTHY_SHARE * np.maximum(usage + y, 1e-9)  # usage is since renewal
+        healthy.append(X[early] if early.sum() >= 2 else X)
+    bundle = registry.WearModel(
+        kind=kind, usage_metric=spec.usage_metric, setting_names=list(spec.regime_metrics),
+        sensor_names=list(spec.sensor_names), features=features, rul=rul, risk=risk,
+        anomaly=AnomalyScorer().fit(np.concatenate(healthy)), horizon=horizon,
+        coverage=DEFAULT_COVERAGE,
+    )  # fmt: skip
+    head, tail = bundle.history_rows()
+    return WearModel(bundle, head, tail)
 
 
 def run_tuning_fleet(kind: str, seed: int, assets: int, days: float) -> World:
@@ -432,11 +469,13 @@ class Order:
 
 
 def entitlements(kind: str) -> Entitlements:
-    """The plan the predictive strategy runs under (orders, parts and labour included)."""
+    """The plan the predictive strategy runs under: the kind's full-service plan (orders,
+    parts and labour included; its failure-risk threshold; no anomaly threshold, as every
+    seeded plan) with the lead time of :data:`ECONOMICS`."""
     return Entitlements(
         includes_alerts=True, includes_orders=True, includes_parts=True, includes_labour=True,
         order_lead_days=ECONOMICS[kind].order_lead_days, response_sla_hours=24,
-        risk_threshold=0.5, anomaly_threshold=None,
+        risk_threshold=ECONOMICS[kind].risk_threshold, anomaly_threshold=None,
     )  # fmt: skip
 
 
@@ -448,11 +487,13 @@ def at(hours: float) -> datetime:
 def score_and_decide(
     world: World,
     model: WearModel,
-    coverage: float,
     states: dict[tuple[int, str], str],
     orders: dict[tuple[int, str], Order],
+    triggers: Counter[str],
 ) -> int:
-    """Score every live component, apply the product's policy; how many orders it raised."""
+    """Score every live component as the scoring worker does (the bundle's ``predict`` on
+    the features of the life's last row), apply the product's policy; how many orders it
+    raised (``triggers`` counts what fired for each)."""
     kind, econ, now_h = world.kind, ECONOMICS[world.kind], world.now_h
     ent = entitlements(kind)
     window = float(ent.order_lead_days + econ.shipping_days)  # policy.window_days, no depot DB
@@ -470,20 +511,19 @@ def score_and_decide(
             assets.append(asset)
         if not mats:
             continue
-        ids, X = model.features.transform_last(np.concatenate(mats))
-        regressor = model.rul[component]
-        point = regressor.predict(X)
-        low, high = regressor.predict_interval(X, coverage=coverage)
-        for asset, rul, rul_low, rul_high in zip(
-            ids.astype(np.int64).tolist(), point.tolist(), low.tolist(), high.tolist(), strict=True
-        ):
+        bundle = model.bundle
+        ids, X = bundle.features.transform_last(np.concatenate(mats))
+        v = bundle.predict(X)[component]
+        for i, asset in enumerate(ids.astype(np.int64).tolist()):
+            rul, rul_low = float(v["rul"][i]), float(v["rul_low"][i])
             rate = world.log.usage_rate_per_day(asset, component, now_h)
             prediction = Prediction(
                 time=now, asset_id=asset, component=component, model_version_id=None,
-                rul=rul, rul_low=min(rul_low, rul), rul_high=max(rul_high, rul),
-                coverage=coverage, failure_probability=0.0, horizon=0.0, anomaly_score=0.0,
+                rul=rul, rul_low=rul_low, rul_high=float(v["rul_high"][i]),
+                coverage=bundle.coverage, failure_probability=float(v["failure_probability"][i]),
+                horizon=bundle.horizon, anomaly_score=float(v["anomaly_score"][i]),
                 usage_rate_per_day=None if math.isnan(rate) else rate,
-                due_at=_due(now, rul, rate), due_at_conservative=_due(now, min(rul_low, rul), rate),
+                due_at=_due(now, rul, rate), due_at_conservative=_due(now, rul_low, rate),
             )  # fmt: skip
             key = (asset, component)
             step = policy.next_due_state(states.get(key, "clear"), prediction, ent, window, now)
@@ -492,6 +532,7 @@ def score_and_decide(
                 due_h = (policy.order_due_at(prediction, window, now) - START) / timedelta(hours=1)
                 arrival_h = now_h + 24.0 * econ.shipping_days
                 orders[key] = Order(now_h, max(due_h, arrival_h))
+                triggers.update(step.fired or ["still due"])
                 raised += 1
     return raised
 
@@ -509,6 +550,7 @@ class StrategyResult:
     lives: list[Life]
     orders_raised: int = 0
     orders_late: int = 0  # the component failed while its order was open
+    triggers: Counter[str] = field(default_factory=Counter)  # what fired for each order
 
 
 def run_strategy(
@@ -548,7 +590,9 @@ def run_strategy(
                     states.pop(key, None)
                     w.replace_planned(*key)
             if w.now_h >= next_score_h:
-                result.orders_raised += score_and_decide(w, model, coverage, states, orders)
+                result.orders_raised += score_and_decide(
+                    w, model.at_coverage(coverage), states, orders, result.triggers
+                )
                 next_score_h += SCORE_EVERY_H
         elif strategy != "run_to_failure":
             raise ValueError(f"unknown strategy {strategy!r}")
@@ -579,6 +623,7 @@ def summarise(kind: str, result: StrategyResult, days: float) -> dict[str, Any]:
         "planned_replacements": len(planned),
         "orders_raised": result.orders_raised,
         "orders_late": result.orders_late,
+        "orders_by_trigger": dict(sorted(result.triggers.items())),
         "mean_wasted_life": round(wasted / len(planned), 3) if planned else 0.0,
         "mean_wasted_share": round(
             float(np.mean([life.wasted / max(life.usage + life.wasted, 1e-9) for life in planned])),
@@ -614,7 +659,10 @@ def compare(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "predictive_prevented_share_gradual": prevented("failures_gradual", pred),
         "predictive_waste_vs_preventive": ratio,
         "target_met": bool(
-            share is not None and share >= 0.95 and ratio is not None and ratio <= 1 / 3
+            share is not None
+            and share >= TARGET_PREVENTED
+            and ratio is not None
+            and ratio <= TARGET_WASTE_RATIO
         ),
     }
 
@@ -672,11 +720,29 @@ def validation_sweep(
     return sweep
 
 
-def choose_coverage(sweep: list[dict[str, Any]], target: float = 0.95) -> float:
-    """The smallest coverage (least waste) from which on every coverage of the sweep
-    prevents ``target`` of the failures on the validation fleet; the largest one when none
-    does. (Failure counts are small and noisy: one lucky low coverage is not enough.)"""
+def choose_coverage(
+    sweep: list[dict[str, Any]],
+    target: float = TARGET_PREVENTED,
+    waste_ratio: float = TARGET_WASTE_RATIO,
+) -> float:
+    """The coverage for the evaluation fleet, from the validation fleet's sweep.
+
+    When some coverages meet the whole target there (prevent ``target`` of the failures
+    and waste at most ``waste_ratio`` of the preventive schedule's waste), the largest of
+    them: the most margin against failures that the waste budget allows. Otherwise the
+    smallest coverage from which on every coverage of the sweep prevents ``target`` (one
+    lucky low coverage is not enough: failure counts are small and noisy), and the largest
+    one when none does."""
     ordered = sorted(sweep, key=lambda p: p["coverage"])
+    meets = [
+        p
+        for p in ordered
+        if (p["prevented_share"] or 0.0) >= target
+        and p.get("waste_vs_preventive") is not None
+        and p["waste_vs_preventive"] <= waste_ratio
+    ]
+    if meets:
+        return float(meets[-1]["coverage"])
     chosen = ordered[-1]["coverage"]
     for p in reversed(ordered):
         if (p["prevented_share"] or 0.0) < target:

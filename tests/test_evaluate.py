@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -15,6 +16,9 @@ from maintenance.policy import service as policy
 from simulators import evaluate as ev
 
 runner = CliRunner()
+# Two whole (small) evaluations, fixture and command, each training a wear model: several
+# minutes when the shared 2-core machine is busy.
+pytestmark = pytest.mark.timeout(900)
 
 SMALL = ["--kinds", "engine", "--assets", "6", "--days", "30", "--sweep", "", "--jobs", "1"]
 SMALL += ["--coverage", "0.9"]
@@ -25,6 +29,7 @@ SMALL_TRAINING_LIVES = 8
 class SmallRun:
     figures: dict[str, Any]
     policy_calls: list[tuple[str, str]]
+    predictions: list[Any]
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +37,12 @@ def small_run() -> SmallRun:
     """A small evaluation, with a spy on the product's policy decision."""
     real = policy.next_due_state
     calls: list[tuple[str, str]] = []
+    predictions: list[Any] = []
 
     def spy(state: str, prediction: Any, *args: Any) -> policy.DueStep:
         step = real(state, prediction, *args)
         calls.append((state, step.state))
+        predictions.append(prediction)
         return step
 
     config = ev.EvaluationConfig(
@@ -47,7 +54,7 @@ def small_run() -> SmallRun:
         figures = ev.evaluate(config)
     finally:
         policy.next_due_state = real
-    return SmallRun(figures, calls)
+    return SmallRun(figures, calls, predictions)
 
 
 def test_same_seed_same_figures_from_the_command(small_run: SmallRun, tmp_path: Path) -> None:
@@ -92,8 +99,36 @@ def test_predictive_strategy_decides_with_the_products_policy_function(
     calls = small_run.policy_calls
     assert calls, "the predictive strategy never asked the policy"
     entered = sum(1 for before, after in calls if before == "clear" and after == "due")
-    raised = small_run.figures["kinds"]["engine"]["strategies"]["predictive"]["orders_raised"]
+    predictive = small_run.figures["kinds"]["engine"]["strategies"]["predictive"]
+    raised = predictive["orders_raised"]
     assert raised == entered > 0
+    assert sum(predictive["orders_by_trigger"].values()) >= raised
+    assert set(predictive["orders_by_trigger"]) <= {"due_window", "risk", "anomaly"}
+
+
+def test_predictions_carry_the_models_risk_and_anomaly_scores(small_run: SmallRun) -> None:
+    # the policy sees what the scoring worker writes: the bundle's failure probability
+    # (at the kind's training horizon) and anomaly score, the kind's full-service plan
+    preds = small_run.predictions
+    assert {p.horizon for p in preds} == {ev.TRAINING_DEFAULTS["engine"].horizon}
+    risk = np.array([p.failure_probability for p in preds])
+    assert risk.min() >= 0.0 and risk.max() <= 1.0 and risk.max() > risk.min()
+    assert np.ptp([p.anomaly_score for p in preds]) > 0
+    assert ev.entitlements("engine").risk_threshold == ev.ECONOMICS["engine"].risk_threshold
+    # no due date before a day of history since renewal (as the scoring worker)
+    assert all((p.due_at is None) == (p.usage_rate_per_day is None) for p in preds)
+
+
+def test_coverage_is_the_largest_that_meets_the_whole_target_on_validation() -> None:
+    def sweep(*points: tuple[float, float, float]) -> list[dict[str, Any]]:
+        return [
+            {"coverage": c, "prevented_share": p, "waste_vs_preventive": w} for c, p, w in points
+        ]
+
+    points = ((0.8, 0.96, 0.2), (0.85, 0.94, 0.25), (0.9, 0.98, 0.3), (0.95, 0.99, 0.45))
+    assert ev.choose_coverage(sweep(*points)) == 0.9
+    # none meets both: the failure criterion alone decides (below)
+    assert ev.choose_coverage(sweep((0.8, 0.9, 0.1), (0.9, 0.96, 0.5), (0.95, 0.99, 0.6))) == 0.9
 
 
 def test_coverage_is_the_smallest_from_which_on_the_target_holds() -> None:
@@ -105,6 +140,15 @@ def test_coverage_is_the_smallest_from_which_on_the_target_holds() -> None:
     assert ev.choose_coverage(sweep((0.7, 0.95), (0.9, 0.99))) == 0.7
     # nothing reaches it: the most conservative one
     assert ev.choose_coverage(sweep((0.7, 0.5), (0.9, None))) == 0.9
+
+
+def test_the_commands_default_sweep_is_the_modules() -> None:
+    import inspect
+
+    from simulators.cli import evaluate
+
+    default = inspect.signature(evaluate).parameters["sweep"].default
+    assert tuple(float(c) for c in default.split(",")) == ev.SWEEP_COVERAGES
 
 
 @pytest.mark.parametrize(

@@ -123,6 +123,32 @@ def test_due_dates_from_usage_rate(conn: Connection[Any]) -> None:
     assert p.due_at_conservative <= p.due_at
 
 
+def test_no_usage_rate_before_a_day_of_history(conn: Connection[Any]) -> None:
+    # renewed 12 hours ago, all of them driving: 12 h at 60 km/h is not 1,440 km per day
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    clock = ManualClock(NOW)
+    install_model(conn, trained_tire_model(), clock)
+    aid = conn.execute(
+        "INSERT INTO assets (customer_id, kind, ref, renewed_at, last_seen_at)"
+        " VALUES (%s, 'tire', 'FRESH-1', %s, %s) RETURNING id",
+        (customer.id, START, START + timedelta(hours=12)),
+    ).fetchone()[0]  # type: ignore[index]
+    ids = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
+    with conn.cursor() as cur:
+        for hour in range(0, 13, 3):
+            t = START + timedelta(hours=hour)
+            for name in TIRE.metric_names:
+                value = 60.0 * hour if name == "odometer_km" else 50.0 + hour % 7
+                cur.execute(
+                    "INSERT INTO telemetry VALUES (%s, %s, %s, %s)", (t, aid, ids[name], value)
+                )
+    conn.commit()
+    _pass(conn, clock, ModelCache(), ReadingsCache())
+    p = repo.list_predictions(conn, aid)[0]
+    assert p.usage_rate_per_day is None
+    assert p.due_at is None and p.due_at_conservative is None
+
+
 def _direct_matrix(
     group: float, times: list[datetime], rows: dict[str, list[float | None]]
 ) -> np.ndarray:
