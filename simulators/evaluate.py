@@ -462,10 +462,19 @@ def preventive_intervals(world: World) -> dict[str, float]:
 # --- strategies ------------------------------------------------------------------------------
 
 
+RESCHEDULED = "rescheduled"  # counted beside the triggers: an open order brought forward
+
+
 @dataclass
 class Order:
     raised_h: float
-    work_at_h: float  # when the technician does it: due and the part on site
+    due_h: float  # the order's due date (brought forward by newer predictions, as the policy does)
+    arrival_h: float  # when its part is on site
+
+    @property
+    def work_at_h(self) -> float:
+        """When the technician does it: due and the part on site."""
+        return max(self.due_h, self.arrival_h)
 
 
 def entitlements(kind: str) -> Entitlements:
@@ -528,12 +537,19 @@ def score_and_decide(
             key = (asset, component)
             step = policy.next_due_state(states.get(key, "clear"), prediction, ent, window, now)
             states[key] = step.state
-            if step.state == "due" and key not in orders:
+            if step.state != "due":
+                continue
+            order = orders.get(key)
+            if order is None:
                 due_h = (policy.order_due_at(prediction, window, now) - START) / timedelta(hours=1)
-                arrival_h = now_h + 24.0 * econ.shipping_days
-                orders[key] = Order(now_h, max(due_h, arrival_h))
+                orders[key] = Order(now_h, due_h, now_h + 24.0 * econ.shipping_days)
                 triggers.update(step.fired or ["still due"])
                 raised += 1
+                continue
+            earlier = policy.rescheduled_due_at(at(order.due_h), prediction, window)
+            if earlier is not None:
+                order.due_h = (earlier - START) / timedelta(hours=1)
+                triggers[RESCHEDULED] += 1
     return raised
 
 
@@ -623,7 +639,8 @@ def summarise(kind: str, result: StrategyResult, days: float) -> dict[str, Any]:
         "planned_replacements": len(planned),
         "orders_raised": result.orders_raised,
         "orders_late": result.orders_late,
-        "orders_by_trigger": dict(sorted(result.triggers.items())),
+        "orders_by_trigger": {k: v for k, v in sorted(result.triggers.items()) if k != RESCHEDULED},
+        "orders_rescheduled": result.triggers[RESCHEDULED],
         "mean_wasted_life": round(wasted / len(planned), 3) if planned else 0.0,
         "mean_wasted_share": round(
             float(np.mean([life.wasted / max(life.usage + life.wasted, 1e-9) for life in planned])),

@@ -76,6 +76,16 @@ def open_order_for(conn: Conn, asset_id: int, component: str) -> Order | None:
         ).fetchone()
 
 
+def shipment_eta(conn: Conn, order_id: int) -> datetime | None:
+    """When the order's part arrives (its latest live shipment's ETA or delivery), if any."""
+    row = conn.execute(
+        "SELECT coalesce(delivered_at, eta) FROM shipments WHERE order_id = %s"
+        " AND status <> 'cancelled' ORDER BY id DESC LIMIT 1",
+        (order_id,),
+    ).fetchone()
+    return row[0] if row else None
+
+
 def list_orders(
     conn: Conn, *, filters: dict[str, Any], open_only: bool, after: int | None, limit: int
 ) -> list[Order]:

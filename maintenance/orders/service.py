@@ -139,6 +139,35 @@ def raise_order(
     return order
 
 
+def bring_forward(
+    conn: Conn, order: Order, *, due_at: datetime, priority: str, now: datetime
+) -> Order:
+    """Move an open order's due date earlier (the policy decides when), re-judge whether its
+    part arrives in time, and tell the customer (``order.rescheduled``)."""
+    previous = order.due_at
+    eta = repo.shipment_eta(conn, order.id)
+    risk: str | None = order.at_risk_reason
+    if eta is not None:  # a part is on its way (or there): does it still arrive in time?
+        risk = (
+            f"shipment ETA {eta:%Y-%m-%d %H:%M} UTC is after the due date"
+            f" {due_at:%Y-%m-%d %H:%M} UTC"
+            if eta > due_at
+            else None
+        )
+    rank = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+    values: dict[str, Any] = {
+        "due_at": due_at,
+        "priority": max(priority, order.priority, key=lambda p: rank.get(p, 1)),
+        "at_risk": risk is not None,
+        "at_risk_reason": risk,
+    }
+    moved = repo.set_order(conn, order.id, values)
+    _emit_order(conn, "order.rescheduled", moved, previous_due_at=previous.isoformat())
+    if risk != order.at_risk_reason:
+        _emit_order(conn, "order.at_risk" if risk else "order.risk_cleared", moved)
+    return moved
+
+
 def _supply_risk(
     part: Any, shipping_days: int | None, now: datetime, due_at: datetime, ship_parts: bool
 ) -> str | None:

@@ -118,6 +118,30 @@ def order_due_at(prediction: Prediction, window: float, now: datetime) -> dateti
     return prediction.due_at_conservative or now + timedelta(days=window)
 
 
+# An open order is brought forward only when a prediction moves its due date earlier by more
+# than this share of the window (at least RESCHEDULE_MIN): small wobbles change nothing.
+RESCHEDULE_FRACTION = 0.1
+RESCHEDULE_MIN = timedelta(hours=6)
+
+
+def rescheduled_due_at(
+    current_due: datetime, prediction: Prediction, window: float
+) -> datetime | None:
+    """The earlier due date an open order should get from ``prediction``, or None.
+
+    A component can wear faster than forecast after its order was raised (an order raised on
+    failure risk weeks ahead keeps the due date of that moment): a newer conservative due date
+    that is clearly earlier brings the order forward. Never later — a hopeful prediction does
+    not postpone work already planned. The product's policy and ``simulators.evaluate`` both
+    decide through this function.
+    """
+    new = prediction.due_at_conservative
+    if new is None:
+        return None
+    tolerance = max(RESCHEDULE_MIN, timedelta(days=window * RESCHEDULE_FRACTION))
+    return new if new < current_due - tolerance else None
+
+
 def _priority(days_left: float | None, window: float) -> str:
     if days_left is None:
         return "high"
@@ -201,6 +225,18 @@ def _act_while_due(
     ent = coverage.entitlements
     if ent.includes_orders:
         if values["order_id"] is not None:
+            open_order = orders_repo.open_order_for(conn, asset.id, prediction.component)
+            if open_order is not None and open_order.status != "in_progress":
+                earlier = rescheduled_due_at(open_order.due_at, prediction, window)
+                if earlier is not None:
+                    moved = orders.bring_forward(
+                        conn,
+                        open_order,
+                        due_at=earlier,
+                        priority=_priority(_days_left(prediction, now), window),
+                        now=now,
+                    )
+                    return Decision("rescheduled", f"due {earlier:%Y-%m-%d %H:%M}", moved.id)
             return Decision("held", "order already raised in this due period")
         days_left = _days_left(prediction, now)
         due_at = order_due_at(prediction, window, now)

@@ -86,6 +86,10 @@ class OrderCancelledV1(OrderEventV1):
     reservations_released: int = 0
 
 
+class OrderRescheduledV1(OrderEventV1):
+    previous_due_at: str
+
+
 class OrderCompletedV1(OrderEventV1):
     parts_used: list[dict[str, Any]] = []
     life_id: int | None = None
@@ -261,6 +265,12 @@ EVENT_TYPES: dict[str, EventType] = _types(
     ),
     EventType("order.created", 1, "A maintenance order was raised.", OrderCreatedV1),
     EventType("order.scheduled", 1, "A maintenance order got a date.", OrderEventV1),
+    EventType(
+        "order.rescheduled",
+        1,
+        "Newer predictions brought the order's due date forward.",
+        OrderRescheduledV1,
+    ),
     EventType("order.started", 1, "Work on the order began.", OrderEventV1),
     EventType("order.completed", 1, "The work was done; the asset is renewed.", OrderCompletedV1),
     EventType("order.cancelled", 1, "A maintenance order was cancelled.", OrderCancelledV1),

@@ -677,7 +677,7 @@ def test_fleetcare_webhooks_command_delivers_and_stops_on_sigterm(
     )
     try:
         ids = emit_orders(conn, customer_id, 3)
-        assert [r.webhook_id for r in receiver.wait_for(3, timeout=20)] == ids
+        assert [r.webhook_id for r in receiver.wait_for(3, timeout=60)] == ids
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
