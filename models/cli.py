@@ -43,10 +43,13 @@ def cmapss_cv_command(
     train: Annotated[Path, typer.Option("--train", help="C-MAPSS training file (train_FD00x.txt)")],
     folds: Annotated[int, typer.Option("--folds", min=2, help="folds of held-out units")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="seed of the folds and truncations")] = 0,
+    truncations: Annotated[
+        int, typer.Option("--truncations", min=1, help="random cuts per held-out unit")
+    ] = 1,
 ) -> None:
     """Cross-validate on held-out training units cut at random cycles; print one JSON line."""
     try:
-        result = crossvalidate_cmapss(train, folds=folds, seed=seed)
+        result = crossvalidate_cmapss(train, folds=folds, seed=seed, truncations=truncations)
     except CMAPSSDataError as exc:
         raise _fail(str(exc)) from None
     _emit(result)

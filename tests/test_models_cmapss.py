@@ -116,6 +116,21 @@ def test_evaluate_rejects_mismatched_rul(triple, tmp_path):
         cmapss.evaluate_cmapss(train, test, short)
 
 
+def test_featurizer_follows_the_operating_conditions(fd001):
+    assert cmapss.operating_conditions(fd001) == 1
+    one = cmapss.make_featurizer(1)
+    assert one.smoothing == cmapss.SINGLE_CONDITION_FEATURES["smoothing"]
+    assert tuple(one.windows) == cmapss.SINGLE_CONDITION_FEATURES["windows"]
+    six = cmapss.make_featurizer(6)
+    assert six.smoothing == cmapss.MULTI_CONDITION_FEATURES["smoothing"]
+    assert tuple(six.windows) == cmapss.MULTI_CONDITION_FEATURES["windows"]
+    # six C-MAPSS flight conditions (altitude kft, Mach, throttle angle), rows in cycle order
+    conditions = np.array([[0, 0, 100], [10, 0.25, 100], [20, 0.7, 100], [25, 0.62, 60]])
+    rows = fd001[:40].copy()
+    rows[:, 2:5] = conditions[np.arange(40) % 4]
+    assert cmapss.operating_conditions(rows) == 4
+
+
 def test_phm08_score():
     assert cmapss.phm08_score(np.array([10.0]), np.array([10.0])) == 0.0
     late = cmapss.phm08_score(np.array([20.0]), np.array([10.0]))
@@ -143,6 +158,11 @@ def test_cli_cv_prints_one_json_line(triple):
     result = runner.invoke(app, ["cmapss-cv", "--train", str(triple[0]), "--folds", "2"])
     assert result.exit_code == 0, result.output
     assert tuple(json.loads(result.stdout)) == cmapss.RESULT_KEYS
+    two_cuts = runner.invoke(
+        app, ["cmapss-cv", "--train", str(triple[0]), "--folds", "2", "--truncations", "2"]
+    )
+    assert two_cuts.exit_code == 0, two_cuts.output
+    assert json.loads(two_cuts.stdout)["rmse"] != json.loads(result.stdout)["rmse"]
 
 
 @pytest.mark.parametrize("kind", ["missing", "malformed"])
