@@ -139,33 +139,36 @@ def raise_order(
     return order
 
 
-def bring_forward(
-    conn: Conn, order: Order, *, due_at: datetime, priority: str, now: datetime
-) -> Order:
+PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+
+
+def bring_forward(conn: Conn, order: Order, *, due_at: datetime, priority: str) -> Order:
     """Move an open order's due date earlier (the policy decides when), re-judge whether its
     part arrives in time, and tell the customer (``order.rescheduled``)."""
-    previous = order.due_at
     eta = repo.shipment_eta(conn, order.id)
-    risk: str | None = order.at_risk_reason
-    if eta is not None:  # a part is on its way (or there): does it still arrive in time?
-        risk = (
-            f"shipment ETA {eta:%Y-%m-%d %H:%M} UTC is after the due date"
-            f" {due_at:%Y-%m-%d %H:%M} UTC"
-            if eta > due_at
-            else None
-        )
-    rank = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+    # a part on its way (or there) is judged against the new date; otherwise the risk stands
+    risk = _late_part(eta, due_at) if eta is not None else order.at_risk_reason
     values: dict[str, Any] = {
         "due_at": due_at,
-        "priority": max(priority, order.priority, key=lambda p: rank.get(p, 1)),
+        "priority": max(priority, order.priority, key=lambda p: PRIORITY_RANK.get(p, 1)),
         "at_risk": risk is not None,
         "at_risk_reason": risk,
     }
     moved = repo.set_order(conn, order.id, values)
-    _emit_order(conn, "order.rescheduled", moved, previous_due_at=previous.isoformat())
+    _emit_order(conn, "order.rescheduled", moved, previous_due_at=order.due_at.isoformat())
     if risk != order.at_risk_reason:
         _emit_order(conn, "order.at_risk" if risk else "order.risk_cleared", moved)
     return moved
+
+
+def _late_part(eta: datetime, due_at: datetime) -> str | None:
+    """Why a part arriving at ``eta`` is too late for ``due_at``; None when it is in time."""
+    if eta > due_at:
+        return (
+            f"shipment ETA {eta:%Y-%m-%d %H:%M} UTC is after the due date"
+            f" {due_at:%Y-%m-%d %H:%M} UTC"
+        )
+    return None
 
 
 def _supply_risk(
@@ -178,13 +181,7 @@ def _supply_risk(
         return "no part in the catalogue fits this component"
     if shipping_days is None:
         return f"no depot has {part.sku} in stock"
-    eta = now + timedelta(days=shipping_days)
-    if eta > due_at:
-        return (
-            f"shipment ETA {eta:%Y-%m-%d %H:%M} UTC is after the due date"
-            f" {due_at:%Y-%m-%d %H:%M} UTC"
-        )
-    return None
+    return _late_part(now + timedelta(days=shipping_days), due_at)
 
 
 # --- reading -------------------------------------------------------------------------------

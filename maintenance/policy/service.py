@@ -234,7 +234,6 @@ def _act_while_due(
                         open_order,
                         due_at=earlier,
                         priority=_priority(_days_left(prediction, now), window),
-                        now=now,
                     )
                     return Decision("rescheduled", f"due {earlier:%Y-%m-%d %H:%M}", moved.id)
             return Decision("held", "order already raised in this due period")
