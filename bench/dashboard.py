@@ -40,6 +40,7 @@ from fleetcare.fleet import service as fleet
 from fleetcare.fleet.repository import sync_catalogue
 from fleetcare.services import free_port, wait_for_port
 from fleetcare.settings import Settings
+from models.repository import track_predictions
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 METRICS_PER_ASSET = 5
@@ -223,7 +224,7 @@ def insert_predictions(conn: psycopg.Connection[Any], stop: datetime) -> None:
 
     One asset in twenty never got a prediction ("unknown").
     """
-    conn.execute(
+    rows = conn.execute(
         """
         INSERT INTO predictions (time, asset_id, component, rul, rul_low, rul_high,
             failure_probability, horizon, usage_rate_per_day, due_at, due_at_conservative)
@@ -241,9 +242,11 @@ def insert_predictions(conn: psycopg.Connection[Any], stop: datetime) -> None:
                      ((a.id * 7919) %% 130 + 20) * 100.0 AS rul
           ) p
          WHERE a.id %% 20 <> 0
+        RETURNING asset_id, component, time
         """,
         {"stop": stop},
-    )
+    ).fetchall()
+    track_predictions(conn, rows)
 
 
 def refresh_rollup(url: str, storage: str, start: datetime, stop: datetime) -> None:

@@ -40,6 +40,7 @@ from fleetcare.fleet import service as fleet
 from fleetcare.fleet.repository import sync_catalogue
 from models import synthetic
 from models.registry import WearModel
+from models.repository import track_predictions
 from models.scoring import ModelCache, PassResult, ReadingsCache, score_pass
 from models.training import train
 from tests.fixtures.services import SERVER_URL, create_database, drop_database, unique_name
@@ -143,10 +144,11 @@ def naive_pass(
         _, features = model.features.transform_last(matrix)
         predicted = model.predict(features)
         for component, values in predicted.items():
-            conn.execute(
+            cur = conn.execute(
                 "INSERT INTO predictions (time, asset_id, component, model_version_id, rul,"
                 " rul_low, rul_high, failure_probability, horizon, anomaly_score, data_until)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " RETURNING asset_id, component, time",
                 (
                     now,
                     asset_id,
@@ -161,6 +163,7 @@ def naive_pass(
                     grid[-1][0],
                 ),
             )
+            track_predictions(conn, cur.fetchall())
 
 
 def timed_pass(

@@ -501,6 +501,7 @@ def insert_predictions(
                       %(until)b::bigint[])
             AS v(asset_id, rul, low, high, p, anomaly, rate, due, due_c, until_us)
         ON CONFLICT (asset_id, component, time) DO NOTHING
+        RETURNING asset_id
         """,
         {
             "time": time,
@@ -520,7 +521,23 @@ def insert_predictions(
             "until": list(batch.data_until_unix_us),
         },
     )
-    return cur.rowcount
+    stored = [(int(r[0]), batch.component, time) for r in cur.fetchall()]
+    track_predictions(conn, stored)
+    return len(stored)
+
+
+def track_predictions(conn: Conn, keys: Sequence[tuple[int, str, datetime]]) -> None:
+    """After inserting predictions, in the same transaction: queue them for the policy, keep
+    the latest per asset component and the asset's health row, and notify listeners
+    (migration 0011). Every writer of predictions calls this with the (asset id, component,
+    time) keys it inserted."""
+    if not keys:
+        return
+    asset_ids, components, times = zip(*keys, strict=True)
+    conn.execute(
+        "SELECT fleetcare_track_predictions(%b::bigint[], %b::text[], %b::timestamptz[])",
+        (list(asset_ids), list(components), list(times)),
+    )
 
 
 def list_predictions(

@@ -29,6 +29,7 @@ from api.dashboard.live import APPLICATION_NAME
 from fleetcare.db import connect
 from fleetcare.services import free_port, wait_for_port
 from fleetcare.settings import Settings
+from models.repository import track_predictions
 from tests.conftest import Tenant
 from tests.fixtures.dashboard import (
     insert_prediction,
@@ -230,7 +231,7 @@ def test_health_classes_counts_and_sorting(
     assert client.get("/dashboard?sort=nonsense", headers=tenant.headers).status_code == 422
 
 
-def test_latest_prediction_per_asset_is_kept_by_the_trigger(
+def test_latest_prediction_per_asset_is_kept_per_write(
     client: TestClient, make_tenant: Callable[..., Tenant], conn: Connection[Any]
 ) -> None:
     tenant = make_tenant()
@@ -506,14 +507,16 @@ def test_live_feed_sends_each_customer_only_its_own(
             " SELECT %s, 'tire', 'BULK-' || i FROM generate_series(1, 300) i",
             (alpha.customer.id,),
         )
-        conn.execute(
+        bulk_rows = conn.execute(
             """
             INSERT INTO predictions (time, asset_id, component, rul, rul_low, rul_high,
                 failure_probability, horizon, due_at_conservative)
             SELECT now(), id, 'tire', 1, 0, 2, 0.5, 30, now() + interval '3 days'
               FROM assets WHERE ref LIKE 'BULK-%%'
+            RETURNING asset_id, component, time
             """
-        )
+        ).fetchall()
+        track_predictions(conn, bulk_rows)
         conn.commit()
         bulk = messages.get(timeout=10)
         assert bulk["event"] == "resync" and bulk["dropped"] == 300

@@ -50,6 +50,7 @@ def test_one_prediction_per_changed_asset_none_for_unchanged(
     first = _pass(conn, clock, models, cache)
     assert first.scored_assets == 8 and first.predictions == 8
     assert _count_predictions(conn) == {a: 1 for a in tires.asset_ids}
+    first_time = clock.now()
 
     clock.advance(60)
     nothing = _pass(conn, clock, models, cache)
@@ -69,6 +70,14 @@ def test_one_prediction_per_changed_asset_none_for_unchanged(
     latest = repo.list_predictions(conn, changed[0])[0]
     assert latest.data_until == when[changed[0]]
     assert latest.rul_low <= latest.rul <= latest.rul_high
+    # each stored prediction is queued for the policy once; the dashboard's latest prediction
+    # and health row follow the newest one
+    queued = conn.execute("SELECT count(*) FROM policy_queue").fetchone()
+    assert queued == (8 + 3,)
+    kept = dict(conn.execute("SELECT asset_id, time FROM latest_predictions").fetchall())
+    assert kept == {a: latest.time if a in changed else first_time for a in tires.asset_ids}
+    health = dict(conn.execute("SELECT asset_id, predicted_at FROM asset_health").fetchall())
+    assert health == kept
 
     # seen again (last_seen_at moved) but no new usage reading: no new prediction
     conn.execute(
