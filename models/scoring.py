@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -259,6 +260,10 @@ class PassResult:
     no_model: int = 0  # kind without an active model
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def add(self, step: str, seconds: float) -> None:
+        """Count ``seconds`` towards ``step``."""
+        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+
 
 @dataclass
 class ModelCache:
@@ -364,46 +369,11 @@ def _score_kind(
         fresh.append(before is None or last_until > before)
     has_new = np.asarray(fresh, dtype=np.bool_)
     result.unchanged_assets += len(fresh) - int(has_new.sum())
-    score_ids = ids[has_new]
-    if score_ids.size:
-        tick = time.perf_counter()
-        keep_groups = np.isin(readings.matrix[:, 0], score_ids.astype(np.float64))
-        matrix = readings.matrix[keep_groups]
-        feature_ids, features = model.features.transform_last(matrix)
-        result.seconds["features"] = result.seconds.get("features", 0.0) + (
-            time.perf_counter() - tick
+    idx = np.flatnonzero(has_new)
+    if idx.size:
+        _predict_and_write(
+            conn, model, version_id, layout.usage_id, readings, ids, idx, data_until, now, result
         )
-        tick = time.perf_counter()
-        predicted = model.predict(features)
-        result.seconds["predict"] = result.seconds.get("predict", 0.0) + (
-            time.perf_counter() - tick
-        )
-        tick = time.perf_counter()
-        idx = np.flatnonzero(has_new)
-        last_usage = readings.matrix[last[idx], 1]
-        until = [data_until[i] for i in idx]
-        rates = repo.usage_rates_per_day(
-            conn,
-            layout.usage_id,
-            [int(a) for a in feature_ids],
-            until,
-            last_usage.tolist(),
-            USAGE_RATE_LOOKBACK,
-            USAGE_RATE_MIN_HISTORY,
-        )
-        written = _write_predictions(
-            conn,
-            model,
-            version_id,
-            feature_ids.astype(np.int64),
-            predicted,
-            rates,
-            readings.time_us[last[idx]],
-            now,
-        )
-        result.predictions += written
-        result.scored_assets += int(score_ids.size)
-        result.seconds["write"] = result.seconds.get("write", 0.0) + time.perf_counter() - tick
     tick = time.perf_counter()
     seen = {a.asset_id: a for a in assets}
     state_ids = [int(a) for a in ids] + list(readings.missing_groups)
@@ -417,6 +387,81 @@ def _score_kind(
         now,
     )
     result.seconds["state"] = result.seconds.get("state", 0.0) + time.perf_counter() - tick
+
+
+WRITE_CHUNK = 2_000  # assets per prediction write: the server writes one chunk while the
+# next is predicted
+
+
+def _predict_and_write(
+    conn: repo.Conn,
+    model: WearModel,
+    version_id: int,
+    usage_id: int,
+    readings: repo.Readings,
+    ids: NDArray[Any],
+    idx: NDArray[np.intp],
+    data_until: Sequence[datetime],
+    now: datetime,
+    result: PassResult,
+) -> None:
+    """Features, predictions and their write for the assets at positions ``idx`` of ``ids``.
+
+    The database works while Python computes: the usage-rate query runs while the first
+    chunk is predicted, and each chunk's write while the next one is. One writer thread
+    keeps the statements in order on the pass's connection (and its transaction).
+    """
+    last = readings.last_rows()
+    score_ids = ids[idx]
+    last_usage = readings.matrix[last[idx], 1]
+    until = [data_until[i] for i in idx]
+    until_unix_us = readings.time_us[last[idx]]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-write") as writer:
+        rates_future = writer.submit(
+            repo.usage_rates_per_day,
+            conn,
+            usage_id,
+            score_ids.tolist(),
+            until,
+            last_usage.tolist(),
+            USAGE_RATE_LOOKBACK,
+            USAGE_RATE_MIN_HISTORY,
+        )
+        writes: list[Future[int]] = []
+        rates: dict[int, float] | None = None
+        group = readings.matrix[:, 0]
+        for lo in range(0, score_ids.size, WRITE_CHUNK):
+            chunk = score_ids[lo : lo + WRITE_CHUNK]
+            tick = time.perf_counter()
+            matrix = readings.matrix[np.isin(group, chunk.astype(np.float64))]
+            feature_ids, features = model.features.transform_last(matrix)
+            if not np.array_equal(feature_ids.astype(np.int64), chunk.astype(np.int64)):
+                raise RuntimeError("scoring: features came back in another order than assets")
+            result.add("features", time.perf_counter() - tick)
+            tick = time.perf_counter()
+            predicted = model.predict(features)
+            result.add("predict", time.perf_counter() - tick)
+            tick = time.perf_counter()
+            if rates is None:
+                rates = rates_future.result()
+            writes.append(
+                writer.submit(
+                    _write_predictions,
+                    conn,
+                    model,
+                    version_id,
+                    chunk.astype(np.int64),
+                    predicted,
+                    rates,
+                    until_unix_us[lo : lo + WRITE_CHUNK],
+                    now,
+                )
+            )
+            result.add("write", time.perf_counter() - tick)
+        tick = time.perf_counter()
+        result.predictions += sum(w.result() for w in writes)
+        result.scored_assets += int(score_ids.size)
+        result.add("write", time.perf_counter() - tick)
 
 
 MAX_DUE_DAYS = 36_500.0  # beyond a century is "not in sight"
