@@ -443,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     n = args.readings
     phases = set(args.phases.split(","))
+    if not phases or phases - {"raw", "batch50", "single"}:
+        print("error: --phases takes a comma list of raw, batch50, single", file=sys.stderr)
+        return 2
     # each phase has its own time range, within the last day
     now_ms = int(time.time() * 1000)
     span = n // args.assets + 1000
@@ -464,7 +467,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{os.cpu_count()} CPUs"
             )
             raw = raw_copy_limit(url, fleet_, n, bases["raw"]) if "raw" in phases else 0.0
-            print(f"raw limit (one binary COPY, same key): {raw:,.0f} rows/s")
+            if raw:
+                print(f"raw limit (one binary COPY, same key): {raw:,.0f} rows/s")
+            else:
+                print("raw limit: not measured (not in --phases)")
             lost = duplicated = 0
             for name, per in (("batch50", 50), ("single", 1)):
                 if name not in phases:
@@ -483,12 +489,12 @@ def main(argv: list[str] | None = None) -> int:
                 phase_lost, phase_dup = count_phase(url, fleet_, bases[name], n)
                 lost, duplicated = lost + phase_lost, duplicated + phase_dup
                 results[name] = r
-                ratio = r["readings_per_s"] / raw if raw else 0.0
+                ratio = f"{r['readings_per_s'] / raw:.2f}" if raw else "not measured"
                 print(
                     f"{name}: {r['readings_per_s']:,.0f} readings/s end to end "
                     f"({r['seconds']:.2f} s first publish → last commit; publisher done in "
                     f"{r['publish_seconds']:.2f} s; {int(r['batches'])} batches; "
-                    f"{int(r['redelivered'])} redelivered); ratio to raw {ratio:.2f}; "
+                    f"{int(r['redelivered'])} redelivered); ratio to raw {ratio}; "
                     f"lost {phase_lost}, duplicated {phase_dup}"
                 )
                 print(
