@@ -308,9 +308,11 @@ class Fleet:
                     replace = self._warmup_rng.random(kf.population.size) < MAX_STEP_H / total_h
                     for i in np.flatnonzero(replace & ~kf.population.failed(c)):
                         self._renew(kf, int(i), c, h)
-            # the fleet's clock starts at zero for every kind: shift life starts accordingly
+            # the fleet's clock starts at zero for every kind: shift life starts and the
+            # population's own schedules accordingly
             for c in kf.components:
                 kf.life_start_h[c] -= total_h
+            kf.population.shift_clock(-total_h)
 
     def _renew(self, kf: KindFleet, index: int, component: str, at_h: float) -> None:
         kf.population.renew(index, component)
@@ -331,6 +333,7 @@ class Fleet:
             for c in kf.components:
                 kf.life_start_h[c] += shift
             kf.repair_due_h = {k: v + shift for k, v in kf.repair_due_h.items()}
+            kf.population.shift_clock(shift)
 
     def start(self, now: datetime) -> None:
         """Pin simulated hour ``sim_h`` to the real time ``now`` (the fleet's clock starts)."""

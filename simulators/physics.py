@@ -88,6 +88,11 @@ class Population(Protocol):
         """Fit a new ``component`` to ``asset`` (drawn fresh)."""
         ...
 
+    def shift_clock(self, hours: float) -> None:
+        """Move every absolute simulated time the population keeps by ``hours`` (the fleet
+        restarts its clock after the warm-up)."""
+        ...
+
 
 def empty_frame(names: tuple[str, ...]) -> Frame:
     return Frame(np.zeros(0, np.int64), np.zeros(0), {n: np.zeros(0) for n in names}, failures=[])
@@ -181,6 +186,10 @@ class TirePopulation:
         for i in range(self.size):
             self.renew(i, "tire")
         self.temperature[:] = self.ambient_c[self.group]
+
+    def shift_clock(self, hours: float) -> None:
+        """Move the trucks' next depot visits (the only absolute times kept) by ``hours``."""
+        self.next_depot_h = self.next_depot_h + hours
 
     def renew(self, asset: int, component: str = "tire") -> None:
         """Fit a new tire at ``asset``'s position: full tread, nominal pressure, odometer 0."""
@@ -396,6 +405,9 @@ class ElevatorPopulation:
             for c in self.components:
                 self.renew(i, c)
 
+    def shift_clock(self, hours: float) -> None:
+        """Nothing to move: elevators keep no absolute times."""
+
     def renew(self, asset: int, component: str) -> None:
         """Fit a new door operator or brake lining set."""
         self._check_component(component)
@@ -577,6 +589,9 @@ class EnginePopulation:
         self._failed = np.zeros(self.size, bool)
         for i in range(self.size):
             self.renew(i, "hpc_module")
+
+    def shift_clock(self, hours: float) -> None:
+        """Nothing to move: departures are hours of the day."""
 
     def renew(self, asset: int, component: str = "hpc_module") -> None:
         """Overhaul the HPC module: a fresh engine with a small, random initial wear."""

@@ -106,6 +106,9 @@ class ReplayPopulation:
         self._failed: BoolArray = np.zeros(self.size, bool)
         self._progress = np.zeros(aircraft)
 
+    def shift_clock(self, hours: float) -> None:
+        """Nothing to move: a replayed unit advances by cycles, not by clock time."""
+
     def renew(self, asset: int, component: str = "hpc_module") -> None:
         """Replace the engine's unit with the next one of the file."""
         self.unit_of[asset] = self._next_unit % len(self.units)

@@ -54,6 +54,20 @@ def test_same_seed_gives_the_same_fleet_and_telemetry() -> None:
     assert other != first
 
 
+def test_every_metric_is_read_soon_after_the_warm_up() -> None:
+    """The fleet restarts its clock after the warm-up: schedules kept by the population (a
+    truck's next depot visit, where tread is read) move with it, or the first tread reading
+    would come a simulated year late and no tire could be scored."""
+    spec = FleetSpec(tires=12, seed=1, speedup=20_000, faults=False)
+    fleet, payloads = run_fleet(spec, 60)  # 60 s at 20,000x: ~14 simulated days
+    seen: dict[str, set[str]] = {}
+    for _topic, payload in payloads:
+        for r in json.loads(payload)["readings"]:
+            seen.setdefault(r["asset"], set()).update(r["metrics"])
+    tires = [a.ref for a in fleet.assets if a.kind == "tire"]
+    assert tires and all("tread_depth_mm" in seen.get(ref, set()) for ref in tires)
+
+
 def test_payloads_follow_the_telemetry_contract() -> None:
     spec = FleetSpec(tires=6, elevators=3, engines=2, seed=3, speedup=40_000, faults=False)
     fleet, payloads = run_fleet(spec, 20)
