@@ -541,12 +541,15 @@ def score_and_decide(
                 continue
             order = orders.get(key)
             if order is None:
-                due_h = (policy.order_due_at(prediction, window, now) - START) / timedelta(hours=1)
+                due = policy.order_due_at(prediction, window, now, ent.risk_threshold)
+                due_h = (due - START) / timedelta(hours=1)
                 orders[key] = Order(now_h, due_h, now_h + 24.0 * econ.shipping_days)
                 triggers.update(step.fired or ["still due"])
                 raised += 1
                 continue
-            earlier = policy.rescheduled_due_at(at(order.due_h), prediction, window)
+            earlier = policy.rescheduled_due_at(
+                at(order.due_h), prediction, window, ent.risk_threshold
+            )
             if earlier is not None:
                 order.due_h = (earlier - START) / timedelta(hours=1)
                 triggers[RESCHEDULED] += 1

@@ -412,3 +412,31 @@ def test_an_open_order_is_brought_forward_when_wear_speeds_up_never_later(conn: 
         count(conn, "SELECT count(*) FROM maintenance_orders WHERE asset_id = %s", world.asset_id)
         == 1
     )
+
+
+def test_a_fired_failure_risk_brings_the_due_date_forward() -> None:
+    """The interval's low end lags after a sudden step in wear; when the failure-risk trigger
+    fires, the work is due within half the model's horizon at the recent usage rate."""
+    from maintenance.policy.schemas import Prediction
+
+    base = Prediction(
+        time=T0, asset_id=1, component="door_operator", model_version_id=None, rul=30_000,
+        rul_low=20_000, rul_high=40_000, coverage=0.8, failure_probability=0.1, horizon=20_000,
+        anomaly_score=0.0, usage_rate_per_day=1_000, due_at=T0 + timedelta(days=30),
+        due_at_conservative=T0 + timedelta(days=20),
+    )  # fmt: skip
+    assert policy.risk_due_at(base, 0.4) is None
+    assert policy.order_due_at(base, 14, T0, 0.4) == T0 + timedelta(days=20)
+    risky = base.model_copy(update={"failure_probability": 0.6})
+    assert policy.risk_due_at(risky, 0.4) == T0 + timedelta(days=10)  # 0.5 * 20,000 / 1,000
+    assert policy.order_due_at(risky, 14, T0, 0.4) == T0 + timedelta(days=10)
+    assert policy.order_due_at(risky, 14, T0) == T0 + timedelta(days=20)  # no risk trigger
+    soon = risky.model_copy(update={"due_at_conservative": T0 + timedelta(days=3)})
+    assert policy.order_due_at(soon, 14, T0, 0.4) == T0 + timedelta(days=3)  # earliest wins
+    no_rate = risky.model_copy(update={"usage_rate_per_day": None})
+    assert policy.risk_due_at(no_rate, 0.4) is None
+    # an open order due in 20 days is brought forward once the risk fires, never later
+    assert policy.rescheduled_due_at(T0 + timedelta(days=20), risky, 14, 0.4) == T0 + timedelta(
+        days=10
+    )
+    assert policy.rescheduled_due_at(T0 + timedelta(days=5), risky, 14, 0.4) is None

@@ -112,10 +112,37 @@ def next_due_state(
     return DueStep(state, entered=False, left=False, fired=fired)
 
 
-def order_due_at(prediction: Prediction, window: float, now: datetime) -> datetime:
-    """The due date of an order raised on ``prediction``: its conservative due date, or the
-    end of the window when it has none."""
-    return prediction.due_at_conservative or now + timedelta(days=window)
+# When the failure-risk trigger fires (the component may fail within the model's horizon),
+# the work is due after this share of the horizon at the recent usage rate at the latest:
+# wear-out failures grow more likely towards the end of the horizon, so half of it keeps the
+# risk well under the threshold, while the interval's low end may still be weeks out (it lags
+# after a sudden step in wear).
+RISK_DUE_SHARE = 0.5
+
+
+def risk_due_at(prediction: Prediction, risk_threshold: float | None) -> datetime | None:
+    """The latest due date that the failure risk allows, or None when it has not fired."""
+    rate = prediction.usage_rate_per_day
+    if risk_threshold is None or prediction.failure_probability < risk_threshold:
+        return None
+    if rate is None or rate <= 0:
+        return None
+    return prediction.time + timedelta(days=RISK_DUE_SHARE * prediction.horizon / rate)
+
+
+def _earliest(*dates: datetime | None) -> datetime | None:
+    known = [d for d in dates if d is not None]
+    return min(known) if known else None
+
+
+def order_due_at(
+    prediction: Prediction, window: float, now: datetime, risk_threshold: float | None = None
+) -> datetime:
+    """The due date of an order raised on ``prediction``: its conservative due date, brought
+    forward by a fired failure risk (:func:`risk_due_at`), or the end of the window when it
+    has neither."""
+    due = _earliest(prediction.due_at_conservative, risk_due_at(prediction, risk_threshold))
+    return due or now + timedelta(days=window)
 
 
 # An open order is brought forward only when a prediction moves its due date earlier by more
@@ -125,7 +152,10 @@ RESCHEDULE_MIN = timedelta(hours=6)
 
 
 def rescheduled_due_at(
-    current_due: datetime, prediction: Prediction, window: float
+    current_due: datetime,
+    prediction: Prediction,
+    window: float,
+    risk_threshold: float | None = None,
 ) -> datetime | None:
     """The earlier due date an open order should get from ``prediction``, or None.
 
@@ -135,7 +165,7 @@ def rescheduled_due_at(
     not postpone work already planned. The product's policy and ``simulators.evaluate`` both
     decide through this function.
     """
-    new = prediction.due_at_conservative
+    new = _earliest(prediction.due_at_conservative, risk_due_at(prediction, risk_threshold))
     if new is None:
         return None
     tolerance = max(RESCHEDULE_MIN, timedelta(days=window * RESCHEDULE_FRACTION))
@@ -227,7 +257,9 @@ def _act_while_due(
         if values["order_id"] is not None:
             open_order = orders_repo.open_order_for(conn, asset.id, prediction.component)
             if open_order is not None and open_order.status != "in_progress":
-                earlier = rescheduled_due_at(open_order.due_at, prediction, window)
+                earlier = rescheduled_due_at(
+                    open_order.due_at, prediction, window, ent.risk_threshold
+                )
                 if earlier is not None:
                     moved = orders.bring_forward(
                         conn,
@@ -238,7 +270,7 @@ def _act_while_due(
                     return Decision("rescheduled", f"due {earlier:%Y-%m-%d %H:%M}", moved.id)
             return Decision("held", "order already raised in this due period")
         days_left = _days_left(prediction, now)
-        due_at = order_due_at(prediction, window, now)
+        due_at = order_due_at(prediction, window, now, ent.risk_threshold)
         order = orders.raise_order(
             conn,
             asset=asset,
