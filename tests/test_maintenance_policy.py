@@ -358,8 +358,11 @@ def test_an_open_order_is_brought_forward_when_wear_speeds_up_never_later(conn: 
     world = make_world(conn, "pol-r")
     stock_depot(conn, "D", on_hand=2, shipping_days=2)
     c = clock()
-    # raised weeks ahead on failure risk: due on the prediction's conservative date
-    insert_prediction(conn, world.asset_id, time=T0, due_in_days=40, failure_probability=0.9)
+    # raised weeks ahead on failure risk: due on the prediction's conservative date (the
+    # risk's own due date, half the 10,000 km horizon at 100 km a day, is later)
+    insert_prediction(
+        conn, world.asset_id, time=T0, due_in_days=40, failure_probability=0.9, horizon=10_000.0
+    )
     policy.process_queue(conn, c)
     conn.commit()
     [(order_id, _, at_risk, _, due_at, _, priority)] = _orders(conn, world.asset_id)
@@ -368,7 +371,9 @@ def test_an_open_order_is_brought_forward_when_wear_speeds_up_never_later(conn: 
 
     # wear speeds up: the conservative due date is now 10 days away -> brought forward
     t1 = T0 + timedelta(hours=1)
-    insert_prediction(conn, world.asset_id, time=t1, due_in_days=10, failure_probability=0.9)
+    insert_prediction(
+        conn, world.asset_id, time=t1, due_in_days=10, failure_probability=0.9, horizon=10_000.0
+    )
     policy.process_queue(conn, c)
     conn.commit()
     [(same_id, status, at_risk, _, due_at, _, _)] = _orders(conn, world.asset_id)
@@ -394,6 +399,7 @@ def test_an_open_order_is_brought_forward_when_wear_speeds_up_never_later(conn: 
             time=T0 + timedelta(hours=hours),
             due_in_days=days,
             failure_probability=0.9,
+            horizon=10_000.0,
         )
         policy.process_queue(conn, c)
         conn.commit()
@@ -401,7 +407,9 @@ def test_an_open_order_is_brought_forward_when_wear_speeds_up_never_later(conn: 
 
     # brought forward past the part's ETA (2 days): at risk, urgent work
     t4 = T0 + timedelta(hours=4)
-    insert_prediction(conn, world.asset_id, time=t4, due_in_days=1, failure_probability=0.9)
+    insert_prediction(
+        conn, world.asset_id, time=t4, due_in_days=1, failure_probability=0.9, horizon=10_000.0
+    )
     policy.process_queue(conn, c)
     conn.commit()
     [(_, _, at_risk, reason, due_at, _, priority)] = _orders(conn, world.asset_id)
