@@ -355,7 +355,7 @@ def _score_kind(
         readings = cache.readings(conn, layout, windows, head, tail)
     else:
         readings = repo.fetch_readings(conn, layout, windows, head_rows=head, tail_rows=tail)
-    result.seconds["read"] = result.seconds.get("read", 0.0) + time.perf_counter() - tick
+    result.add("read", time.perf_counter() - tick)
     result.not_scorable += len(readings.missing_groups)
 
     ids = readings.group_ids()
@@ -372,8 +372,9 @@ def _score_kind(
     idx = np.flatnonzero(has_new)
     if idx.size:
         _predict_and_write(
-            conn, model, version_id, layout.usage_id, readings, ids, idx, data_until, now, result
-        )
+            conn, model, version_id, layout.usage_id, readings, ids, last, idx, data_until, now,
+            result,
+        )  # fmt: skip
     tick = time.perf_counter()
     seen = {a.asset_id: a for a in assets}
     state_ids = [int(a) for a in ids] + list(readings.missing_groups)
@@ -386,7 +387,7 @@ def _score_kind(
         [seen[a].renewed_at for a in state_ids],
         now,
     )
-    result.seconds["state"] = result.seconds.get("state", 0.0) + time.perf_counter() - tick
+    result.add("state", time.perf_counter() - tick)
 
 
 WRITE_CHUNK = 2_000  # assets per prediction write: the server writes one chunk while the
@@ -400,18 +401,19 @@ def _predict_and_write(
     usage_id: int,
     readings: repo.Readings,
     ids: NDArray[Any],
+    last: NDArray[np.intp],
     idx: NDArray[np.intp],
     data_until: Sequence[datetime],
     now: datetime,
     result: PassResult,
 ) -> None:
-    """Features, predictions and their write for the assets at positions ``idx`` of ``ids``.
+    """Features, predictions and their write for the assets at positions ``idx`` of ``ids``
+    (``last``: each asset's last row in ``readings``; ``data_until``: its time).
 
     The database works while Python computes: the usage-rate query runs while the first
     chunk is predicted, and each chunk's write while the next one is. One writer thread
     keeps the statements in order on the pass's connection (and its transaction).
     """
-    last = readings.last_rows()
     score_ids = ids[idx]
     last_usage = readings.matrix[last[idx], 1]
     until = [data_until[i] for i in idx]

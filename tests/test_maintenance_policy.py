@@ -358,24 +358,30 @@ def test_an_open_order_is_brought_forward_when_wear_speeds_up_never_later(conn: 
     world = make_world(conn, "pol-r")
     stock_depot(conn, "D", on_hand=2, shipping_days=2)
     c = clock()
-    # raised weeks ahead on failure risk: due on the prediction's conservative date (the
-    # risk's own due date, half the 10,000 km horizon at 100 km a day, is later)
-    insert_prediction(
-        conn, world.asset_id, time=T0, due_in_days=40, failure_probability=0.9, horizon=10_000.0
-    )
-    policy.process_queue(conn, c)
-    conn.commit()
+
+    def predict(time: Any, due_in_days: float) -> None:
+        """A risky prediction (the risk's own due date, half the 10,000 km horizon at 100 km
+        a day, is later than the conservative one here), handled by the policy."""
+        insert_prediction(
+            conn,
+            world.asset_id,
+            time=time,
+            due_in_days=due_in_days,
+            failure_probability=0.9,
+            horizon=10_000.0,
+        )
+        policy.process_queue(conn, c)
+        conn.commit()
+
+    # raised weeks ahead on failure risk: due on the prediction's conservative date
+    predict(T0, 40)
     [(order_id, _, at_risk, _, due_at, _, priority)] = _orders(conn, world.asset_id)
     assert (due_at, at_risk, priority) == (T0 + timedelta(days=40), False, "normal")
     before = event_types(conn, world.customer_id)
 
     # wear speeds up: the conservative due date is now 10 days away -> brought forward
     t1 = T0 + timedelta(hours=1)
-    insert_prediction(
-        conn, world.asset_id, time=t1, due_in_days=10, failure_probability=0.9, horizon=10_000.0
-    )
-    policy.process_queue(conn, c)
-    conn.commit()
+    predict(t1, 10)
     [(same_id, status, at_risk, _, due_at, _, _)] = _orders(conn, world.asset_id)
     assert (same_id, status, at_risk, due_at) == (
         order_id,
@@ -393,25 +399,12 @@ def test_an_open_order_is_brought_forward_when_wear_speeds_up_never_later(conn: 
 
     # a hopeful prediction never postpones it; a wobble inside the tolerance changes nothing
     for hours, days in ((2, 30), (3, 10 - 3 / 24 - 0.05)):
-        insert_prediction(
-            conn,
-            world.asset_id,
-            time=T0 + timedelta(hours=hours),
-            due_in_days=days,
-            failure_probability=0.9,
-            horizon=10_000.0,
-        )
-        policy.process_queue(conn, c)
-        conn.commit()
+        predict(T0 + timedelta(hours=hours), days)
         assert _orders(conn, world.asset_id)[0][4] == t1 + timedelta(days=10)
 
     # brought forward past the part's ETA (2 days): at risk, urgent work
     t4 = T0 + timedelta(hours=4)
-    insert_prediction(
-        conn, world.asset_id, time=t4, due_in_days=1, failure_probability=0.9, horizon=10_000.0
-    )
-    policy.process_queue(conn, c)
-    conn.commit()
+    predict(t4, 1)
     [(_, _, at_risk, reason, due_at, _, priority)] = _orders(conn, world.asset_id)
     assert due_at == t4 + timedelta(days=1) and at_risk is True and priority == "high"
     assert reason is not None and "after the due date" in reason

@@ -101,28 +101,36 @@ def test_no_active_model_leaves_assets_for_later(conn: Connection[Any]) -> None:
     assert after.predictions == len(tires.asset_ids)
 
 
-def test_due_dates_from_usage_rate(conn: Connection[Any]) -> None:
+def _score_steady_usage(
+    conn: Connection[Any], ref: str, hours: int, every_h: int, km_per_h: float
+) -> Any:
+    """Score one tire renewed at START that read every metric every ``every_h`` hours for
+    ``hours`` hours, driving ``km_per_h``; its prediction."""
     customer = fleet.ensure_customer(conn, "acme", "Acme")
     clock = ManualClock(NOW)
     install_model(conn, trained_tire_model(), clock)
-    # one asset with a known usage history: 240 km per day for 10 days
     aid = conn.execute(
         "INSERT INTO assets (customer_id, kind, ref, renewed_at, last_seen_at)"
-        " VALUES (%s, 'tire', 'RATE-1', %s, %s) RETURNING id",
-        (customer.id, START, START + timedelta(days=10)),
+        " VALUES (%s, 'tire', %s, %s, %s) RETURNING id",
+        (customer.id, ref, START, START + timedelta(hours=hours)),
     ).fetchone()[0]  # type: ignore[index]
     ids = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
     with conn.cursor() as cur:
-        for hour in range(0, 241, 6):
+        for hour in range(0, hours + 1, every_h):
             t = START + timedelta(hours=hour)
             for name in TIRE.metric_names:
-                value = 10.0 * hour if name == "odometer_km" else 50.0 + hour % 7
+                value = km_per_h * hour if name == "odometer_km" else 50.0 + hour % 7
                 cur.execute(
                     "INSERT INTO telemetry VALUES (%s, %s, %s, %s)", (t, aid, ids[name], value)
                 )
     conn.commit()
     _pass(conn, clock, ModelCache(), ReadingsCache())
-    p = repo.list_predictions(conn, aid)[0]
+    return repo.list_predictions(conn, aid)[0]
+
+
+def test_due_dates_from_usage_rate(conn: Connection[Any]) -> None:
+    # one asset with a known usage history: 240 km per day for 10 days
+    p = _score_steady_usage(conn, "RATE-1", hours=240, every_h=6, km_per_h=10.0)
     assert p.usage_rate_per_day == pytest.approx(240.0)
     assert p.due_at is not None and p.due_at_conservative is not None
     assert (p.due_at - NOW).total_seconds() / 86400 == pytest.approx(p.rul / 240.0, rel=1e-6)
@@ -134,26 +142,7 @@ def test_due_dates_from_usage_rate(conn: Connection[Any]) -> None:
 
 def test_no_usage_rate_before_a_day_of_history(conn: Connection[Any]) -> None:
     # renewed 12 hours ago, all of them driving: 12 h at 60 km/h is not 1,440 km per day
-    customer = fleet.ensure_customer(conn, "acme", "Acme")
-    clock = ManualClock(NOW)
-    install_model(conn, trained_tire_model(), clock)
-    aid = conn.execute(
-        "INSERT INTO assets (customer_id, kind, ref, renewed_at, last_seen_at)"
-        " VALUES (%s, 'tire', 'FRESH-1', %s, %s) RETURNING id",
-        (customer.id, START, START + timedelta(hours=12)),
-    ).fetchone()[0]  # type: ignore[index]
-    ids = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
-    with conn.cursor() as cur:
-        for hour in range(0, 13, 3):
-            t = START + timedelta(hours=hour)
-            for name in TIRE.metric_names:
-                value = 60.0 * hour if name == "odometer_km" else 50.0 + hour % 7
-                cur.execute(
-                    "INSERT INTO telemetry VALUES (%s, %s, %s, %s)", (t, aid, ids[name], value)
-                )
-    conn.commit()
-    _pass(conn, clock, ModelCache(), ReadingsCache())
-    p = repo.list_predictions(conn, aid)[0]
+    p = _score_steady_usage(conn, "FRESH-1", hours=12, every_h=3, km_per_h=60.0)
     assert p.usage_rate_per_day is None
     assert p.due_at is None and p.due_at_conservative is None
 

@@ -130,19 +130,23 @@ def risk_due_at(prediction: Prediction, risk_threshold: float | None) -> datetim
     return prediction.time + timedelta(days=RISK_DUE_SHARE * prediction.horizon / rate)
 
 
-def _earliest(*dates: datetime | None) -> datetime | None:
-    known = [d for d in dates if d is not None]
+def _due_from(prediction: Prediction, risk_threshold: float | None) -> datetime | None:
+    """The due date ``prediction`` sets: its conservative due date, brought forward by a fired
+    failure risk (:func:`risk_due_at`); None when it has neither."""
+    known = [
+        d
+        for d in (prediction.due_at_conservative, risk_due_at(prediction, risk_threshold))
+        if d is not None
+    ]
     return min(known) if known else None
 
 
 def order_due_at(
     prediction: Prediction, window: float, now: datetime, risk_threshold: float | None = None
 ) -> datetime:
-    """The due date of an order raised on ``prediction``: its conservative due date, brought
-    forward by a fired failure risk (:func:`risk_due_at`), or the end of the window when it
-    has neither."""
-    due = _earliest(prediction.due_at_conservative, risk_due_at(prediction, risk_threshold))
-    return due or now + timedelta(days=window)
+    """The due date of an order raised on ``prediction`` (:func:`_due_from`), or the end of the
+    window when the prediction sets none."""
+    return _due_from(prediction, risk_threshold) or now + timedelta(days=window)
 
 
 # An open order is brought forward only when a prediction moves its due date earlier by more
@@ -160,12 +164,12 @@ def rescheduled_due_at(
     """The earlier due date an open order should get from ``prediction``, or None.
 
     A component can wear faster than forecast after its order was raised (an order raised on
-    failure risk weeks ahead keeps the due date of that moment): a newer conservative due date
-    that is clearly earlier brings the order forward. Never later — a hopeful prediction does
-    not postpone work already planned. The product's policy and ``simulators.evaluate`` both
-    decide through this function.
+    failure risk weeks ahead keeps the due date of that moment): a newer prediction whose due
+    date (:func:`_due_from`) is clearly earlier brings the order forward. Never later — a
+    hopeful prediction does not postpone work already planned. The product's policy and
+    ``simulators.evaluate`` both decide through this function.
     """
-    new = _earliest(prediction.due_at_conservative, risk_due_at(prediction, risk_threshold))
+    new = _due_from(prediction, risk_threshold)
     if new is None:
         return None
     tolerance = max(RESCHEDULE_MIN, timedelta(days=window * RESCHEDULE_FRACTION))
