@@ -289,8 +289,12 @@ def test_sigkilled_ingestor_restarts_and_stores_everything_once(
     pub = Publisher(mqtt_url)
     done = threading.Event()
 
+    # The first two thirds go out while the ingestor runs; the rest only once it is dead, so
+    # the kill always lands mid-stream however fast this machine stores.
+    before_kill = len(payloads) * 2 // 3
+
     def publish_all() -> None:
-        pub.publish_many(t, payloads)
+        pub.publish_many(t, payloads[:before_kill])
         done.set()
 
     try:
@@ -305,6 +309,7 @@ def test_sigkilled_ingestor_restarts_and_stores_everything_once(
         killed_at = count_telemetry(db_url)
         assert done.wait(TIMEOUT)
         publisher.join()
+        pub.publish_many(t, payloads[before_kill:])
         pub.wait_all_acked()
         proc = _ingest_process(db_url, mqtt_url, topic_root, client_id, log)
         assert wait_for_count(db_url, 30_000) == 30_000, log.read_text()[-2000:]
