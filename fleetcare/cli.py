@@ -494,6 +494,6 @@ app.command("score")(score_command)
 
 
 # --- evaluation: `fleetcare evaluate` (kept at the end to ease merges) ---
-from simulators.cli import evaluate as evaluate_strategies  # noqa: E402
+from evaluation.cli import evaluate as evaluate_strategies  # noqa: E402
 
 app.command("evaluate")(evaluate_strategies)

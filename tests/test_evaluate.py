@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from evaluation import run as ev
+from evaluation import strategies
+from evaluation.costs import ECONOMICS
 from fleetcare.cli import app
 from maintenance.policy import service as policy
-from simulators import evaluate as ev
+from models.training import DEFAULTS as TRAINING_DEFAULTS
 
 runner = CliRunner()
 # Two whole (small) evaluations, fixture and command, each training a wear model: several
@@ -69,7 +72,7 @@ def test_same_seed_same_figures_from_the_command(small_run: SmallRun, tmp_path: 
     assert lines[-1] == json.dumps(small_run.figures, sort_keys=True)
     figures = json.loads(lines[-1])
     assert figures["seed"] == 3 and set(figures["kinds"]) == {"engine"}
-    assert set(figures["kinds"]["engine"]["strategies"]) == set(ev.STRATEGIES)
+    assert set(figures["kinds"]["engine"]["strategies"]) == set(strategies.STRATEGIES)
 
 
 def test_run_to_failure_fails_most_and_preventive_wastes_life(small_run: SmallRun) -> None:
@@ -83,7 +86,7 @@ def test_run_to_failure_fails_most_and_preventive_wastes_life(small_run: SmallRu
     assert prev["planned_replacements"] > 0
     assert prev["wasted_share_of_life"] > rtf["wasted_share_of_life"]
     # every failure costs downtime; planned work does not
-    engine = ev.ECONOMICS["engine"]
+    engine = ECONOMICS["engine"]
     per_failure = engine.failure_downtime_h * engine.downtime_eur_per_hour
     assert rtf["downtime_eur"] == pytest.approx(rtf["failures"] * per_failure)
     assert pred["orders_raised"] >= pred["planned_replacements"] > 0
@@ -95,7 +98,7 @@ def test_predictive_strategy_decides_with_the_products_policy_function(
     # the product's policy decides through the same function (no database needed to see it)
     assert "next_due_state" in policy.handle_prediction.__code__.co_names
     assert "order_due_at" in policy._act_while_due.__code__.co_names
-    assert ev.policy is policy
+    assert strategies.policy is policy
     calls = small_run.policy_calls
     assert calls, "the predictive strategy never asked the policy"
     entered = sum(1 for before, after in calls if before == "clear" and after == "due")
@@ -110,11 +113,11 @@ def test_predictions_carry_the_models_risk_and_anomaly_scores(small_run: SmallRu
     # the policy sees what the scoring worker writes: the bundle's failure probability
     # (at the kind's training horizon) and anomaly score, the kind's full-service plan
     preds = small_run.predictions
-    assert {p.horizon for p in preds} == {ev.TRAINING_DEFAULTS["engine"].horizon}
+    assert {p.horizon for p in preds} == {TRAINING_DEFAULTS["engine"].horizon}
     risk = np.array([p.failure_probability for p in preds])
     assert risk.min() >= 0.0 and risk.max() <= 1.0 and risk.max() > risk.min()
     assert np.ptp([p.anomaly_score for p in preds]) > 0
-    assert ev.entitlements("engine").risk_threshold == ev.ECONOMICS["engine"].risk_threshold
+    assert strategies.entitlements("engine").risk_threshold == ECONOMICS["engine"].risk_threshold
     # no due date before a day of history since renewal (as the scoring worker)
     assert all((p.due_at is None) == (p.usage_rate_per_day is None) for p in preds)
 
@@ -145,7 +148,7 @@ def test_coverage_is_the_smallest_from_which_on_the_target_holds() -> None:
 def test_the_commands_default_sweep_is_the_modules() -> None:
     import inspect
 
-    from simulators.cli import evaluate
+    from evaluation.cli import evaluate
 
     default = inspect.signature(evaluate).parameters["sweep"].default
     assert tuple(float(c) for c in default.split(",")) == ev.SWEEP_COVERAGES

@@ -102,7 +102,7 @@ def next_due_state(
     """The hysteresis, pure: the due state after ``prediction`` when it was ``state``.
 
     The product's policy (``handle_prediction``) and the offline evaluation
-    (``simulators.evaluate``) both decide through this function.
+    (``evaluation.strategies``) both decide through this function.
     """
     fired, clear = triggers(prediction, ent, window, now)
     if state == "clear" and fired:
@@ -167,7 +167,7 @@ def rescheduled_due_at(
     failure risk weeks ahead keeps the due date of that moment): a newer prediction whose due
     date (:func:`_due_from`) is clearly earlier brings the order forward. Never later — a
     hopeful prediction does not postpone work already planned. The product's policy and
-    ``simulators.evaluate`` both decide through this function.
+    ``evaluation.strategies`` both decide through this function.
     """
     new = _due_from(prediction, risk_threshold)
     if new is None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from simulators.evaluate import STRATEGIES
+from evaluation.strategies import STRATEGIES
 
 
 def format_table(figures: dict[str, Any]) -> str:

@@ -1,0 +1,1 @@
+"""Offline judgement of the maintenance strategies on simulated fleets (`fleetcare evaluate`)."""

@@ -1,0 +1,85 @@
+"""``fleetcare evaluate``: run-to-failure vs preventive vs predictive on simulated fleets.
+Heavy imports happen inside the command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def evaluate(
+    seed: Annotated[int, typer.Option(help="same seed, same fleets, same figures")] = 1,
+    assets: Annotated[
+        int, typer.Option(help="assets per kind (whole trucks/buildings/aircraft)")
+    ] = 48,
+    days: Annotated[float, typer.Option(help="simulated days per strategy")] = 365.0,
+    kinds: Annotated[str, typer.Option(help="comma-separated kinds")] = "tire,elevator,engine",
+    coverage: Annotated[
+        float | None,
+        typer.Option(
+            help="interval coverage whose low end gives the due date "
+            "(default: chosen per kind on a validation fleet)"
+        ),
+    ] = None,
+    sweep: Annotated[
+        str, typer.Option(help="coverages tried on the validation fleet; '' for none")
+    ] = "0.8,0.85,0.9,0.95",  # evaluation.run.SWEEP_COVERAGES
+    chart: Annotated[Path, typer.Option(help="where to write the PNG chart")] = Path(
+        ".fleetcare/evaluate.png"
+    ),
+    jobs: Annotated[int, typer.Option(help="processes for model fitting")] = 2,
+    training_lives: Annotated[
+        int | None, typer.Option(help="lives the training fleet records (default: per kind)")
+    ] = None,
+) -> None:
+    """Run-to-failure vs preventive vs predictive on a simulated fleet; table, chart, JSON."""
+    import json
+    import time
+
+    from evaluation import report
+    from evaluation import run as ev
+    from fleetcare.cli import fail
+    from fleetcare.kinds import KINDS
+
+    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    unknown = [k for k in chosen if k not in KINDS]
+    if not chosen or unknown:
+        raise fail(f"--kinds: unknown kind(s) {', '.join(unknown) or '(none)'}; known: "
+                   f"{', '.join(KINDS)}")  # fmt: skip
+    if assets < 1 or assets > 2_000:
+        raise fail("--assets must be between 1 and 2000")
+    if not 1 <= days <= 3_650:
+        raise fail("--days must be between 1 and 3650")
+    if jobs < 1:
+        raise fail("--jobs must be at least 1")
+    if training_lives is not None and training_lives < 2:
+        raise fail("--training-lives must be at least 2")
+    try:
+        coverages = tuple(float(c) for c in sweep.split(",") if c.strip())
+    except ValueError as exc:
+        raise fail(f"--sweep: not a list of numbers: {sweep!r}") from exc
+    for c in (*coverages, *([] if coverage is None else [coverage])):
+        if not 0 < c < 1:
+            raise fail(f"coverage must be between 0 and 1 (exclusive), got {c}")
+    if chart.exists() and chart.is_dir():
+        raise fail(f"--chart {chart} is a directory")
+    config = ev.EvaluationConfig(
+        seed=seed, assets=assets, days=days, kinds=chosen, coverage=coverage,
+        sweep=tuple(sorted(set(coverages))), jobs=jobs,
+        training_lives=training_lives,
+    )  # fmt: skip
+    started = time.monotonic()
+    figures = ev.evaluate(
+        config,
+        progress=lambda msg: typer.echo(f"[{time.monotonic() - started:6.1f}s] {msg}", err=True),
+    )
+    typer.echo(report.format_table(figures))
+    try:
+        chart.parent.mkdir(parents=True, exist_ok=True)
+        report.write_chart(figures, chart)
+    except OSError as exc:
+        raise fail(f"cannot write the chart to {chart}: {exc}") from exc
+    typer.echo(f"chart: {chart}")
+    typer.echo(json.dumps(figures, sort_keys=True))

@@ -1,0 +1,105 @@
+"""The wear model of the predictive strategy: the product's model bundle, fitted on the
+training fleet's lives as the product's training does."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from evaluation.costs import ECONOMICS
+from evaluation.fleets import FloatArray, World
+from fleetcare.kinds import KINDS
+from models import registry
+from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
+from models.features import WindowFeatures
+from models.training import DEFAULTS as TRAINING_DEFAULTS
+from models.training import HEALTHY_SHARE
+
+DEFAULT_COVERAGE = 0.9  # the lower end is the 5% quantile: ~95% of lives outlast the order
+MAX_TRAINING_ROWS = 20_000  # per component; rows of long lives are thinned evenly
+CALIBRATION_BINS = 10
+
+
+@dataclass
+class WearModel:
+    """The product's model bundle (features, RUL and failure risk per component, anomaly
+    scorer: :class:`models.registry.WearModel`) and the rows scoring reads per life."""
+
+    bundle: registry.WearModel
+    head: int
+    tail: int
+
+    def at_coverage(self, coverage: float) -> WearModel:
+        """The same fitted model with its intervals at ``coverage`` (as a version's
+        ``coverage``)."""
+        bundle = copy.copy(self.bundle)
+        bundle.coverage = float(coverage)
+        return WearModel(bundle, self.head, self.tail)
+
+
+def training_matrices(world: World) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """Per component: the readings matrix of every failed life (group = life) and the usage
+    left until the failure at each row."""
+    parts: dict[str, tuple[list[FloatArray], list[FloatArray]]] = {}
+    for n, life in enumerate(world.lives):
+        if life.reason == "planned" or life.end_row <= life.start_row:
+            continue
+        rows = world.log.rows[life.asset][life.start_row : life.end_row].copy()
+        first = np.array([_first_value(rows[:, j]) for j in range(rows.shape[1])])
+        rows = np.where(np.isnan(rows), first, rows)
+        if np.isnan(rows).any():
+            continue
+        rows[:, 0] -= life.offset
+        matrix = np.column_stack([np.full(rows.shape[0], float(n)), rows])
+        ms, ys = parts.setdefault(life.component, ([], []))
+        ms.append(matrix)
+        ys.append(np.maximum(life.usage - rows[:, 0], 0.0))
+    return {c: (np.concatenate(m), np.concatenate(y)) for c, (m, y) in parts.items()}
+
+
+def _first_value(column: FloatArray) -> float:
+    ok = np.flatnonzero(~np.isnan(column))
+    return float(column[ok[0]]) if ok.size else math.nan
+
+
+def train_wear_model(kind: str, world: World, n_jobs: int = 1) -> WearModel:
+    """Fit the product's model bundle on the training lives as ``models.training.train``
+    does: one feature transformer on all rows; per component a RUL regressor (groups =
+    lives) and a failure-risk classifier at the kind's default horizon (rows weighted
+    1/rows of their life); an anomaly scorer on the healthy first part of every life."""
+    data = training_matrices(world)
+    if not data:
+        raise ValueError(f"the {kind} training fleet recorded no failed lives")
+    spec = KINDS[kind]
+    features = WindowFeatures(n_settings=len(spec.regime_metrics)).fit(
+        np.concatenate([m for m, _ in data.values()])
+    )
+    horizon = TRAINING_DEFAULTS[kind].horizon
+    rul: dict[str, RULRegressor] = {}
+    risk: dict[str, FailureRiskClassifier] = {}
+    healthy: list[FloatArray] = []
+    for component, (matrix, y) in sorted(data.items()):
+        X = features.transform(matrix)
+        keep = np.arange(0, X.shape[0], max(1, -(-X.shape[0] // MAX_TRAINING_ROWS)))
+        X, y, groups, usage = X[keep], y[keep], matrix[keep, 0], matrix[keep, 1]
+        regressor = RULRegressor(
+            max_rul=ECONOMICS[kind].max_rul, calibration_bins=CALIBRATION_BINS, n_jobs=n_jobs
+        )
+        rul[component] = regressor.fit(X, y, groups=groups)
+        _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        risk[component] = FailureRiskClassifier(horizon=horizon).fit(
+            X, y, sample_weight=1.0 / counts[inverse]
+        )
+        early = usage <= HEALTHY_SHARE * np.maximum(usage + y, 1e-9)  # usage is since renewal
+        healthy.append(X[early] if early.sum() >= 2 else X)
+    bundle = registry.WearModel(
+        kind=kind, usage_metric=spec.usage_metric, setting_names=list(spec.regime_metrics),
+        sensor_names=list(spec.sensor_names), features=features, rul=rul, risk=risk,
+        anomaly=AnomalyScorer().fit(np.concatenate(healthy)), horizon=horizon,
+        coverage=DEFAULT_COVERAGE,
+    )  # fmt: skip
+    head, tail = bundle.history_rows()
+    return WearModel(bundle, head, tail)
