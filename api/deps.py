@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import Depends, Header, Query, Request
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from fleetcare.clock import Clock, SystemClock
+from fleetcare.errors import Conflict, ServiceUnavailable
 from fleetcare.fleet import service as fleet
 from fleetcare.fleet.schemas import Principal
 
@@ -21,13 +23,32 @@ def get_pool(request: Request) -> ConnectionPool[Connection[Any]]:
 
 
 def get_conn(request: Request) -> Iterator[Connection[Any]]:
-    """One connection and one transaction per request: committed on success, else rolled back."""
+    """One connection and one transaction per request: committed when the route returns and
+    before its response is sent (see ``Conn``), else rolled back; a failed commit is an error
+    response, never a success."""
     pool = get_pool(request)
     with pool.connection() as conn:
-        yield conn
+        yield conn  # an exception of the route is raised here: the transaction rolls back
+        commit_or_raise(conn)
 
 
-Conn = Annotated[Connection[Any], Depends(get_conn)]
+def commit_or_raise(conn: Connection[Any]) -> None:
+    """Commit; a commit the database refuses becomes the domain error the client sees."""
+    try:
+        conn.commit()
+    except (psycopg.errors.IntegrityError, psycopg.errors.TransactionRollback) as exc:
+        # a constraint checked at commit (deferred), a serialization failure, a deadlock
+        diag = exc.diag.message_primary or type(exc).__name__
+        raise Conflict(f"the change was not saved: {diag}") from exc
+    except psycopg.OperationalError as exc:
+        raise ServiceUnavailable("the database was lost before the change was saved") from exc
+
+
+# scope="function": FastAPI (>= 0.121) runs the exit code of a ``yield`` dependency after the
+# response is sent unless it is function-scoped; the commit must come before the answer, so
+# that a client never acts on a write that is not yet visible, nor hears of a success whose
+# commit then fails.
+Conn = Annotated[Connection[Any], Depends(get_conn, scope="function")]
 
 
 def _bearer(authorization: str | None, x_api_key: str | None) -> str | None:
