@@ -46,9 +46,14 @@ class Settings(BaseSettings):
         default="fleetcare-ingest-1",
         description="MQTT client id of this ingestor; unique per running ingestor.",
     )
-    ingest_shared_subscription: bool = Field(
-        default=True,
-        description="Subscribe through $share/ingest/... (MQTT 5) so ingestors split the load.",
+    # Mosquitto 2.0 forgets shared subscriptions when it restarts and drops what devices
+    # publish until the ingestor re-subscribes; EMQX and HiveMQ keep them. Only a broker
+    # that keeps them may carry ingest on one: the default is the per-ingestor session.
+    broker_keeps_shared_subscriptions: bool = Field(
+        default=False,
+        description="The broker keeps shared subscriptions across restarts (EMQX, HiveMQ): "
+        "ingestors then split the load through $share/ingest/...; otherwise each ingestor "
+        "holds a plain subscription in its own persistent session.",
     )
     ingest_metrics_port: int | None = Field(
         default=None, description="Serve the ingestor's Prometheus /metrics on this port."

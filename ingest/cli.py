@@ -133,7 +133,9 @@ def ingest_command(
         bool | None,
         typer.Option(
             "--shared/--no-shared",
-            help="shared subscription (default FLEETCARE_INGEST_SHARED_SUBSCRIPTION, true)",
+            help="shared subscription $share/ingest/... (default: true when "
+            "FLEETCARE_BROKER_KEEPS_SHARED_SUBSCRIPTIONS says the broker keeps them across "
+            "restarts, as EMQX and HiveMQ do; else the ingestor's own persistent session)",
         ),
     ] = None,
 ) -> None:
@@ -168,7 +170,7 @@ def ingest_command(
                 queue_max_messages=queue_messages,
                 receive_maximum=max(queue_messages, batch_messages),
                 shared_subscription=(
-                    settings.ingest_shared_subscription if shared is None else shared
+                    settings.broker_keeps_shared_subscriptions if shared is None else shared
                 ),
             )
             worker = IngestWorker(config)

@@ -290,10 +290,13 @@ def upsert_ingestor_status(conn: Conn, status: IngestorStatus) -> None:
         """
         INSERT INTO ingestors (client_id, started_at, updated_at, connected, messages_total,
             stored_total, duplicates_total, quarantined_total, readings_per_s, lag_s,
-            queue_depth, broker_dropped)
+            queue_depth, broker_dropped, subscription, sessions_lost, broker_restarts,
+            unsubscribed_s, alert, alert_at)
         VALUES (%(client_id)s, %(started_at)s, %(updated_at)s, %(connected)s,
             %(messages_total)s, %(stored_total)s, %(duplicates_total)s, %(quarantined_total)s,
-            %(readings_per_s)s, %(lag_s)s, %(queue_depth)s, %(broker_dropped)s)
+            %(readings_per_s)s, %(lag_s)s, %(queue_depth)s, %(broker_dropped)s,
+            %(subscription)s, %(sessions_lost)s, %(broker_restarts)s, %(unsubscribed_s)s,
+            %(alert)s, %(alert_at)s)
         ON CONFLICT (client_id) DO UPDATE SET started_at = EXCLUDED.started_at,
             updated_at = EXCLUDED.updated_at, connected = EXCLUDED.connected,
             messages_total = EXCLUDED.messages_total, stored_total = EXCLUDED.stored_total,
@@ -301,7 +304,12 @@ def upsert_ingestor_status(conn: Conn, status: IngestorStatus) -> None:
             quarantined_total = EXCLUDED.quarantined_total,
             readings_per_s = EXCLUDED.readings_per_s, lag_s = EXCLUDED.lag_s,
             queue_depth = EXCLUDED.queue_depth,
-            broker_dropped = coalesce(EXCLUDED.broker_dropped, ingestors.broker_dropped)
+            broker_dropped = coalesce(EXCLUDED.broker_dropped, ingestors.broker_dropped),
+            subscription = EXCLUDED.subscription, sessions_lost = EXCLUDED.sessions_lost,
+            broker_restarts = EXCLUDED.broker_restarts,
+            unsubscribed_s = EXCLUDED.unsubscribed_s,
+            alert = coalesce(EXCLUDED.alert, ingestors.alert),
+            alert_at = coalesce(EXCLUDED.alert_at, ingestors.alert_at)
         """,
         status.model_dump(),
     )

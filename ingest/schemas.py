@@ -152,6 +152,19 @@ class IngestorStatus(BaseModel):
     lag_s: float
     queue_depth: int
     broker_dropped: int | None
+    subscription: str = Field(
+        default="session", description='"session" (its own persistent session) or "shared"'
+    )
+    sessions_lost: int = Field(
+        default=0, description="reconnects where the broker had not kept this ingestor's session"
+    )
+    broker_restarts: int = Field(default=0, description="broker restarts seen across reconnects")
+    unsubscribed_s: float = Field(
+        default=0.0,
+        description="after the last broker restart, seconds without the shared subscription",
+    )
+    alert: str | None = Field(default=None, description="the last subscription alert")
+    alert_at: datetime | None = None
 
 
 class IngestHealth(BaseModel):
@@ -162,6 +175,11 @@ class IngestHealth(BaseModel):
     quarantine: list[QuarantineCount]
     broker_dropped: int | None = Field(
         description="the broker's $SYS/broker/publish/messages/dropped, as last seen"
+    )
+    alerts: list[str] = Field(
+        default_factory=list,
+        description="subscription alerts of live ingestors since `since` (lost sessions, "
+        "windows without a subscriber after a broker restart)",
     )
 
 

@@ -25,6 +25,7 @@ from ingest.schemas import (
     NewDevice,
     QuarantinePage,
 )
+from ingest.subscription import BROKER_UPTIME_TOPIC
 
 Conn = Connection[Any]
 
@@ -134,13 +135,14 @@ def broker_password_file(conn: Conn, ingestor_user: str, ingestor_secret_hash: s
 
 def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
     """Mosquitto ACL: a device may only publish its own telemetry and status and read nothing;
-    the ingestor may read all telemetry and the broker's dropped-message counter."""
+    the ingestor may read all telemetry, the broker's dropped-message counter and uptime."""
     out = [
         "# fleetcare broker ACL, written by `fleetcare devices broker-config`.",
         "# Anything not granted here is denied.",
         f"user {ingestor_user}",
         f"topic read {topic_root}/+/telemetry",
         f"topic read {BROKER_DROPPED_TOPIC}",
+        f"topic read {BROKER_UPTIME_TOPIC}",
         "",
     ]
     for ref, _ in repo.live_device_credentials(conn):
@@ -205,6 +207,11 @@ def ingest_health(
         ingestors=ingestors,
         quarantine=repo.quarantine_counts(conn, since=since, customer_id=principal.scope),
         broker_dropped=max(dropped) if dropped else None,
+        alerts=[
+            f"{i.client_id} at {i.alert_at.isoformat()}: {i.alert}"
+            for i in ingestors
+            if i.alert is not None and i.alert_at is not None and i.alert_at >= since
+        ],
     )
 
 

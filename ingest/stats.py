@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ingest.schemas import BatchResult
+from ingest.subscription import Alert
 
 
 class IngestStats:
@@ -26,6 +27,12 @@ class IngestStats:
         self.batches_total = 0
         self.database_errors_total = 0
         self.acks_skipped_total = 0  # committed on a connection that has since gone
+        self.subscription = "session"  # or "shared"
+        self.sessions_lost_total = 0  # reconnects where the broker had not kept our session
+        self.broker_restarts_total = 0  # broker restarts seen across our reconnects
+        self.unsubscribed_s = 0.0  # the last window without a shared subscription, seconds
+        self.alert: str | None = None  # the last subscription alert, and when (wall time)
+        self.alert_at: float | None = None
         self.quarantined: Counter[tuple[str, str]] = Counter()  # (device, reason)
         self.broker_dropped: int | None = None
         self.lag_s = 0.0
@@ -46,6 +53,20 @@ class IngestStats:
             self.lag_s = lag_s
             now = time.monotonic()
             self._recent.append((now, result.stored + result.duplicates))
+            self.lock.notify_all()
+
+    def record_subscription_event(self, *, restarted: bool, alert: Alert | None) -> None:
+        """Count a broker restart and/or a subscription alert (lost session, unsubscribed
+        window)."""
+        with self.lock:
+            if restarted:
+                self.broker_restarts_total += 1
+            if alert is not None:
+                if alert.kind == "session_lost":
+                    self.sessions_lost_total += 1
+                if alert.kind == "unsubscribed_window":
+                    self.unsubscribed_s = alert.unsubscribed_s
+                self.alert, self.alert_at = alert.detail, time.time()
             self.lock.notify_all()
 
     def readings_per_s(self, window_s: float = 10.0) -> float:
@@ -85,7 +106,18 @@ class IngestCollector(Collector):
                 ),
                 ("batches", "batches committed", s.batches_total),
                 ("database_errors", "failed batch attempts (retried)", s.database_errors_total),
+                (
+                    "sessions_lost",
+                    "reconnects where the broker had not kept our session (queued messages lost)",
+                    s.sessions_lost_total,
+                ),
+                (
+                    "broker_restarts",
+                    "broker restarts seen across reconnects",
+                    s.broker_restarts_total,
+                ),
             ]
+            unsubscribed, shared = s.unsubscribed_s, s.subscription == "shared"
             quarantined = dict(s.quarantined)
             lag, connected, dropped = s.lag_s, s.connected, s.broker_dropped
         for name, doc, value in totals:
@@ -115,6 +147,17 @@ class IngestCollector(Collector):
         )
         yield GaugeMetricFamily(
             "fleetcare_ingest_connected", "1 when connected to the broker", value=int(connected)
+        )
+        yield GaugeMetricFamily(
+            "fleetcare_ingest_shared_subscription",
+            "1 when subscribed through $share/ingest/..., 0 for the per-ingestor session",
+            value=int(shared),
+        )
+        yield GaugeMetricFamily(
+            "fleetcare_ingest_unsubscribed_seconds",
+            "after the last broker restart, how long the shared subscription was missing "
+            "(what devices published then was dropped by a broker that forgets it)",
+            value=unsubscribed,
         )
         if dropped is not None:
             yield GaugeMetricFamily(

@@ -26,11 +26,10 @@ import logging
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -41,6 +40,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from fleetcare.clock import Clock, SystemClock
 from ingest import repository as repo
+from ingest.inbox import AckToken, Inbox
 from ingest.mqtt_client import BufferedClient, mqtt_endpoint, probe_mqtt5
 from ingest.pipeline import quarantine_message, store_messages
 from ingest.schemas import (
@@ -52,11 +52,16 @@ from ingest.schemas import (
 )
 from ingest.service import BROKER_DROPPED_TOPIC
 from ingest.stats import IngestCollector, IngestStats
+from ingest.subscription import (
+    BROKER_UPTIME_TOPIC,
+    SessionWatch,
+    parse_uptime,
+    telemetry_filter,
+)
 
 log = logging.getLogger(__name__)
 
 Protocol = Literal["auto", "v5", "v311"]
-SHARE_GROUP = "ingest"
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,12 @@ class IngestConfig:
     client_id: str
     limits: IngestLimits = field(default_factory=IngestLimits)
     protocol: Protocol = "auto"
-    # MQTT 5 shared subscription, so that several ingestors split the load. Mosquitto 2.0 does
-    # not restore shared subscriptions from persistence after a restart (measured with 2.0.11:
-    # messages published before the ingestor re-subscribes get "No matching subscribers"); a
-    # single ingestor on Mosquitto loses nothing across broker restarts with a plain one.
-    shared_subscription: bool = True
+    # MQTT 5 shared subscription, so that several ingestors split the load: only on a broker
+    # that keeps shared subscriptions across restarts (see ingest.subscription). Mosquitto 2.0
+    # does not (measured with 2.0.11: messages published before the ingestor re-subscribes
+    # get "No matching subscribers" and are dropped); the default plain subscription in the
+    # ingestor's persistent session loses nothing across broker restarts.
+    shared_subscription: bool = False
     batch_max_messages: int = 5000
     batch_max_bytes: int = 1_000_000
     batch_max_wait_s: float = 0.2
@@ -91,93 +97,6 @@ class IngestConfig:
     @property
     def topic_root(self) -> str:
         return self.limits.topic_root
-
-
-class AckToken(NamedTuple):
-    """What acknowledging a message needs: its packet id, QoS, and the connection it came on."""
-
-    mid: int
-    qos: int
-    connection: int
-
-
-GATHER_POLL_S = 0.005
-
-
-class Inbox:
-    """The bounded hand-off from the network thread to the writer.
-
-    Cheap per message: a deque append (atomic in CPython) and a flag check; locks are taken
-    only to wake a sleeping writer or to make the network thread wait while the inbox is full.
-    """
-
-    def __init__(self, maxsize: int, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self.maxsize = maxsize
-        self.max_bytes = max_bytes
-        self._items: deque[RawMessage] = deque()
-        self._nonempty = threading.Event()
-        self._space = threading.Condition()
-        # each counter is written by one thread only (no lock needed); bytes held = in - out
-        self._bytes_in = 0
-        self._bytes_out = 0
-
-    def qsize(self) -> int:
-        """Messages waiting for the writer."""
-        return len(self._items)
-
-    def _full(self) -> bool:
-        return (
-            len(self._items) >= self.maxsize or self._bytes_in - self._bytes_out >= self.max_bytes
-        )
-
-    def put(self, item: RawMessage, timeout: float) -> bool:
-        """Add ``item``, waiting up to ``timeout`` for room; False when still full."""
-        if self._full():
-            with self._space:
-                if not self._space.wait_for(lambda: not self._full(), timeout):
-                    return False
-        self._bytes_in += len(item.payload)
-        self._items.append(item)
-        if not self._nonempty.is_set():
-            self._nonempty.set()
-        return True
-
-    def take(
-        self, max_items: int, max_bytes: int, first_wait_s: float, gather_s: float
-    ) -> list[RawMessage]:
-        """A batch: wait up to ``first_wait_s`` for a first message, then gather more for up
-        to ``gather_s`` until ``max_items`` or ``max_bytes``."""
-        batch: list[RawMessage] = []
-        size = taken_bytes = 0
-        deadline: float | None = None
-        wait = first_wait_s
-        while True:
-            items = self._items
-            while items and len(batch) < max_items and size < max_bytes:
-                item = items.popleft()
-                batch.append(item)
-                size += len(item.payload)
-            if batch:
-                self._bytes_out += size - taken_bytes
-                taken_bytes = size
-                with self._space:
-                    self._space.notify_all()
-                if len(batch) >= max_items or size >= max_bytes:
-                    return batch
-                if deadline is None:
-                    deadline = time.monotonic() + gather_s
-                wait = deadline - time.monotonic()
-            if wait <= 0:
-                return batch
-            if batch:
-                # gathering: poll every few ms rather than have the network thread wake us
-                # for each message (an Event.set per message showed in the profile)
-                time.sleep(min(wait, GATHER_POLL_S))
-                continue
-            # clear, then look again: a message appended after the look sets the flag
-            self._nonempty.clear()
-            if not items and not self._nonempty.wait(wait):
-                return batch
 
 
 class IngestWorker:
@@ -214,6 +133,8 @@ class IngestWorker:
         self._waiting_logged = False
         self.subscribed = threading.Event()
         self.shared = False
+        self._watch = SessionWatch(shared=False)
+        self._v5 = True
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -223,7 +144,10 @@ class IngestWorker:
         host, port, user, password, tls = mqtt_endpoint(cfg.mqtt_url)
         v5 = cfg.protocol == "v5" or (cfg.protocol == "auto" and self._probe_with_retry())
         self.shared = v5 and cfg.shared_subscription
+        self._v5 = v5
+        self._watch = SessionWatch(shared=self.shared)
         self.stats.protocol = "5" if v5 else "3.1.1"
+        self.stats.subscription = "shared" if self.shared else "session"
         client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
@@ -335,13 +259,21 @@ class IngestWorker:
             self._connection += 1
             self._connected = True
         root = self.config.topic_root
-        telemetry = (
-            f"$share/{SHARE_GROUP}/{root}/+/telemetry" if self.shared else f"{root}/+/telemetry"
-        )
-        client.subscribe([(telemetry, 1), (BROKER_DROPPED_TOPIC, 0)])
+        telemetry = telemetry_filter(root, self.shared)
+        session_present = bool(getattr(flags, "session_present", False))
+        alert = self._watch.on_connack(session_present, time.time())
+        if alert is not None:
+            log.warning("ingest %s: %s", self.config.client_id, alert.detail)
+            self.stats.record_subscription_event(restarted=False, alert=alert)
+        client.subscribe([(telemetry, 1), (BROKER_DROPPED_TOPIC, 0), (BROKER_UPTIME_TOPIC, 0)])
+        if self._v5:
+            # The other mode's subscription, left in this client id's persistent session by an
+            # earlier run, would deliver every message a second time: drop it (after the new
+            # one is in place, so that nothing goes unmatched in between).
+            client.unsubscribe(telemetry_filter(root, not self.shared))
         log.info(
             "connected (session %s); subscribing to %s",
-            "resumed" if getattr(flags, "session_present", False) else "new",
+            "resumed" if session_present else "new",
             telemetry,
         )
 
@@ -351,6 +283,7 @@ class IngestWorker:
         if reason_codes and reason_codes[0].is_failure:
             log.error("the broker refused the telemetry subscription: %s", reason_codes[0])
             return
+        self._watch.on_subscribed(time.time())
         self.stats.connected = True
         self._last_status = 0.0  # tell the status row soon
         self.subscribed.set()
@@ -358,6 +291,7 @@ class IngestWorker:
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         with self._conn_lock:
             self._connected = False
+        self._watch.on_disconnect(time.time())
         self.stats.connected = False
         if not self._stop.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", rc)
@@ -367,9 +301,8 @@ class IngestWorker:
             topic = message.topic
         except UnicodeDecodeError:
             topic = repr(message._topic)
-        if topic == BROKER_DROPPED_TOPIC:
-            with contextlib.suppress(ValueError):
-                self.stats.broker_dropped = int(message.payload)
+        if topic[:1] == "$":
+            self._on_broker_status(topic, message.payload)
             return
         item = RawMessage(
             topic,
@@ -386,6 +319,18 @@ class IngestWorker:
             if not self._waiting_logged:
                 log.info("queue full (%d): holding the broker back", self.queue.maxsize)
                 self._waiting_logged = True
+
+    def _on_broker_status(self, topic: str, payload: bytes) -> None:
+        if topic == BROKER_DROPPED_TOPIC:
+            with contextlib.suppress(ValueError):
+                self.stats.broker_dropped = int(payload)
+        elif topic == BROKER_UPTIME_TOPIC and (uptime := parse_uptime(payload)) is not None:
+            restarted, alert = self._watch.on_uptime(uptime, time.time())
+            if alert is not None:
+                log.warning("ingest %s: %s", self.config.client_id, alert.detail)
+            if restarted or alert is not None:
+                self.stats.record_subscription_event(restarted=restarted, alert=alert)
+                self._last_status = 0.0
 
     # --- writer thread ----------------------------------------------------------------------
 
@@ -563,6 +508,14 @@ class IngestWorker:
                 lag_s=s.lag_s,
                 queue_depth=self.queue.qsize(),
                 broker_dropped=s.broker_dropped,
+                subscription=s.subscription,
+                sessions_lost=s.sessions_lost_total,
+                broker_restarts=s.broker_restarts_total,
+                unsubscribed_s=s.unsubscribed_s,
+                alert=s.alert,
+                alert_at=(
+                    datetime.fromtimestamp(s.alert_at, tz=now.tzinfo) if s.alert_at else None
+                ),
             )
 
     def _write_status(self, conn: psycopg.Connection[Any], pending: BatchResult | None) -> None:

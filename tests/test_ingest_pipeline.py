@@ -235,7 +235,7 @@ def test_the_same_reading_twice_in_one_batch_is_stored_once(
 
 
 def test_inbox_is_bounded_by_messages_and_bytes() -> None:
-    from ingest.worker import Inbox
+    from ingest.inbox import Inbox
 
     def msg(size: int) -> RawMessage:
         return RawMessage("t", b"x" * size, NOW)
