@@ -16,7 +16,9 @@ from api.routes import (
     health,
     logistics,
     maintenance,
+    profiles,
     subscriptions,
+    telemetry,
     webhooks,
 )
 from api.routes import ingest as ingest_routes
@@ -52,6 +54,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(fleet.router)
     app.include_router(devices.router)
     app.include_router(ingest_routes.router)
+    app.include_router(profiles.router)
+    app.include_router(telemetry.router)
     app.include_router(subscriptions.router)
     app.include_router(maintenance.router)
     app.include_router(logistics.router)

@@ -353,6 +353,11 @@ from ingest.cli import devices_app, ingest_command  # noqa: E402
 app.add_typer(devices_app, name="devices")
 app.command("ingest")(ingest_command)
 
+# --- payload profiles and history import (issue 18) ---
+from ingest.profile_cli import profiles_app  # noqa: E402
+
+app.add_typer(profiles_app, name="profiles")
+
 
 @app.command()
 def dispatch(

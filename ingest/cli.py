@@ -18,6 +18,9 @@ def devices_add(
     customer: Annotated[str, typer.Option(help="customer slug or id")],
     ref: Annotated[str, typer.Option(help="device reference: the MQTT user name")],
     name: Annotated[str, typer.Option(help="a label")] = "",
+    profile: Annotated[
+        str | None, typer.Option(help="the payload profile it speaks (default: native v1)")
+    ] = None,
 ) -> None:
     """Register a device and print its secret once (only its hash is stored)."""
     from pydantic import ValidationError
@@ -30,7 +33,7 @@ def devices_add(
     from ingest.schemas import DeviceCreate
 
     try:
-        body = DeviceCreate(ref=ref, name=name)
+        body = DeviceCreate(ref=ref, name=name, profile=profile)
     except ValidationError as exc:
         raise fail(f"bad device: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from exc
     settings = _settings()

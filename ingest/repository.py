@@ -11,6 +11,7 @@ import numpy as np
 import psycopg
 from psycopg import Connection
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from ingest.schemas import Device, IngestorStatus, QuarantineCount, QuarantineItem
 
@@ -59,6 +60,7 @@ class DeviceKey:
     ref: str
     customer_id: int
     retired: bool
+    profile: str | None = None  # the payload profile it speaks; None: native v1
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,8 @@ def find_devices(conn: Conn, refs: Sequence[str]) -> dict[str, DeviceKey]:
     """Devices by reference; retired when the device or its customer is retired."""
     rows = conn.execute(
         """
-        SELECT d.id, d.ref, d.customer_id, (d.retired_at IS NOT NULL OR c.retired_at IS NOT NULL)
+        SELECT d.id, d.ref, d.customer_id, (d.retired_at IS NOT NULL OR c.retired_at IS NOT NULL),
+               d.profile
           FROM devices d JOIN customers c ON c.id = d.customer_id
          WHERE d.ref = ANY(%s::text[])
         """,
@@ -368,3 +371,78 @@ def list_device_quarantine(
         )
         for r in rows
     ]
+
+
+# --- payload profiles ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    name: str
+    format: str
+    document: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+_PROFILE_COLUMNS = "name, format, document, version, created_at, updated_at"
+
+
+def upsert_profile(conn: Conn, name: str, fmt: str, document: dict[str, Any]) -> ProfileRow:
+    """Store a profile, or its new version when the document changed."""
+    row = conn.execute(
+        f"""
+        INSERT INTO payload_profiles (name, format, document) VALUES (%s, %s, %s)
+        ON CONFLICT (name) DO UPDATE SET format = EXCLUDED.format,
+            document = EXCLUDED.document, version = payload_profiles.version + 1,
+            updated_at = now()
+          WHERE payload_profiles.document IS DISTINCT FROM EXCLUDED.document
+        RETURNING {_PROFILE_COLUMNS}
+        """,
+        (name, fmt, Jsonb(document)),
+    ).fetchone()
+    if row is None:  # unchanged
+        found = get_profile(conn, name)
+        assert found is not None
+        return found
+    return ProfileRow(*row)
+
+
+def get_profile(conn: Conn, name: str) -> ProfileRow | None:
+    """One profile by name."""
+    row = conn.execute(
+        f"SELECT {_PROFILE_COLUMNS} FROM payload_profiles WHERE name = %s", (name,)
+    ).fetchone()
+    return ProfileRow(*row) if row else None
+
+
+def list_profiles(conn: Conn) -> list[ProfileRow]:
+    """Every profile, by name."""
+    rows = conn.execute(f"SELECT {_PROFILE_COLUMNS} FROM payload_profiles ORDER BY name").fetchall()
+    return [ProfileRow(*r) for r in rows]
+
+
+def set_device_profile(conn: Conn, device_id: int, profile: str | None) -> None:
+    """Say which profile a device speaks (None: the native v1 format)."""
+    conn.execute("UPDATE devices SET profile = %s WHERE id = %s", (profile, device_id))
+
+
+def kind_metric_names(conn: Conn) -> dict[str, set[str]]:
+    """Each kind's metric names."""
+    out: dict[str, set[str]] = {}
+    for kind, name in conn.execute("SELECT kind, name FROM metrics").fetchall():
+        out.setdefault(kind, set()).add(name)
+    return out
+
+
+def device_secret_hash(conn: Conn, ref: str) -> str | None:
+    """The stored secret hash of a live device of a live customer."""
+    row = conn.execute(
+        """
+        SELECT d.secret_hash FROM devices d JOIN customers c ON c.id = d.customer_id
+         WHERE d.ref = %s AND d.retired_at IS NULL AND c.retired_at IS NULL
+        """,
+        (ref,),
+    ).fetchone()
+    return row[0] if row else None

@@ -19,10 +19,16 @@ class DeviceCreate(Strict):
     )
     ref: str = Field(pattern=DEVICE_REF, description="globally unique; the MQTT user name")
     name: str = Field(default="", max_length=200)
+    profile: str | None = Field(
+        default=None, max_length=63, description="the payload profile it speaks; none: native v1"
+    )
 
 
 class DeviceUpdate(Strict):
     name: str | None = Field(default=None, max_length=200)
+    profile: str | None = Field(
+        default=None, max_length=63, description='a payload profile; "" for native v1'
+    )
 
 
 class Device(BaseModel):
@@ -33,6 +39,7 @@ class Device(BaseModel):
     created_at: datetime
     last_seen_at: datetime | None
     retired_at: datetime | None
+    profile: str | None = None
 
 
 class NewDevice(Device):

@@ -17,6 +17,7 @@ from fleetcare.fleet import repository as fleet_repo
 from fleetcare.fleet import service as fleet
 from fleetcare.fleet.schemas import Principal
 from ingest import repository as repo
+from ingest.profile_service import require_profile
 from ingest.schemas import (
     Device,
     DeviceCreate,
@@ -67,6 +68,7 @@ def create_device(conn: Conn, principal: Principal, body: DeviceCreate) -> NewDe
     if customer.retired_at is not None:
         raise Invalid(f"customer {owner} is retired")
     secret = secrets.token_urlsafe(24)
+    require_profile(conn, body.profile)
     with fleet.translate_integrity_errors(f"device {body.ref!r}"), conn.transaction():
         device = repo.insert_device(
             conn,
@@ -75,6 +77,9 @@ def create_device(conn: Conn, principal: Principal, body: DeviceCreate) -> NewDe
             name=body.name,
             secret_hash=hash_device_secret(secret),
         )
+        if body.profile is not None:
+            repo.set_device_profile(conn, device.id, body.profile)
+            device = device.model_copy(update={"profile": body.profile})
     return NewDevice(**device.model_dump(), secret=secret)
 
 
@@ -112,6 +117,11 @@ def update_device(conn: Conn, principal: Principal, device_id: int, body: Device
     """Rename a device."""
     current = get_device(conn, principal, device_id)
     values = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "profile" in values:  # "" speaks native v1 again
+        profile = values.pop("profile") or None
+        require_profile(conn, profile)
+        repo.set_device_profile(conn, current.id, profile)
+        current = get_device(conn, principal, device_id)
     return fleet_repo.update_row(conn, "devices", Device, current.id, values) or current
 
 

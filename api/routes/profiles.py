@@ -1,0 +1,35 @@
+"""Payload profiles: how ingest reads a device family's messages (operator writes, all read)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from api.deps import Caller, Conn
+from ingest import profile_service as profiles
+from ingest.profile_service import Profile
+
+router = APIRouter(prefix="/v1", tags=["profiles"])
+
+
+@router.post("/profiles")
+def apply_profile(
+    conn: Conn,
+    caller: Caller,
+    document: dict[str, Any] = Body(description="the profile document (as in its YAML file)"),
+) -> Profile:
+    """Create a profile, or store its next version when the document changed (operator)."""
+    return profiles.apply_profile(conn, caller, document, source="request body")
+
+
+@router.get("/profiles")
+def list_profiles(conn: Conn, caller: Caller) -> list[Profile]:
+    """Every profile."""
+    return profiles.list_profiles(conn)
+
+
+@router.get("/profiles/{name}")
+def get_profile(name: str, conn: Conn, caller: Caller) -> Profile:
+    """One profile."""
+    return profiles.get_profile(conn, name)

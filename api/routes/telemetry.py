@@ -1,0 +1,60 @@
+"""``POST /v1/telemetry``: readings over HTTP for devices that cannot hold an MQTT session."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import AppClock, Conn
+from fleetcare.errors import FleetcareError
+from ingest.http import TelemetryReceipt, device_from_basic_auth, ingest_posted
+from ingest.schemas import IngestLimits
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+
+class PayloadTooLarge(FleetcareError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused past ``max_bytes`` without reading the rest."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/telemetry",
+    responses={200: {"description": "stored (and committed) or quarantined, with counts"}},
+)
+async def post_telemetry(
+    request: Request,
+    conn: Conn,
+    clock: AppClock,
+    authorization: Annotated[
+        str | None, Header(description="Basic base64(device ref:secret)")
+    ] = None,
+) -> TelemetryReceipt:
+    """One message as the device would publish it over MQTT: native v1 JSON, or the format of
+    its payload profile. Device-authenticated (HTTP Basic with the device's MQTT credentials).
+    Same validation, quarantine and idempotency as MQTT; the answer comes after the commit."""
+    settings = request.app.state.settings
+    limits = IngestLimits(topic_root=settings.topic_root)
+    ref = await run_in_threadpool(device_from_basic_auth, conn, authorization)
+    payload = await read_body(request, limits.max_payload_bytes)
+
+    def store() -> TelemetryReceipt:
+        receipt = ingest_posted(conn, ref, payload, limits=limits, clock=clock)
+        conn.commit()
+        return receipt
+
+    return await run_in_threadpool(store)

@@ -1,0 +1,149 @@
+"""Payload profiles as data: apply, list, show; the devices that speak them; the per-process
+cache that ingest reads them from. No SQL text (``ingest.repository``), no HTTP, no MQTT."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from psycopg import Connection
+from pydantic import BaseModel
+
+from fleetcare.errors import NotFound
+from fleetcare.fleet import service as fleet
+from fleetcare.fleet.schemas import Principal
+from ingest import repository as repo
+from ingest.profiles import (
+    CompiledProfile,
+    ProfileDocument,
+    ProfileError,
+    check_metrics,
+    compile_profile,
+    parse_profile,
+)
+
+Conn = Connection[Any]
+# A changed profile reaches running ingestors within this many seconds.
+PROFILE_CACHE_MAX_AGE_S = 10.0
+
+
+class Profile(BaseModel):
+    """A stored profile: its document as applied, and its version."""
+
+    name: str
+    format: str
+    version: int
+    document: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+def _record(row: repo.ProfileRow) -> Profile:
+    return Profile(
+        name=row.name,
+        format=row.format,
+        version=row.version,
+        document=row.document,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def apply_profile(conn: Conn, principal: Principal, data: object, *, source: str) -> Profile:
+    """Check and store a profile (a new version when it changed); the operator's to write.
+
+    A bad document raises ProfileError naming ``source``, the field and what is wrong, and
+    changes nothing.
+    """
+    fleet.require_operator(principal)
+    doc = parse_profile(data, source)
+    check_metrics(doc, repo.kind_metric_names(conn))
+    if doc.format != "sparkplug":
+        compile_profile(doc)
+    stored = doc.model_dump(mode="json", exclude_defaults=True)
+    stored["name"], stored["format"] = doc.name, doc.format
+    return _record(repo.upsert_profile(conn, doc.name, doc.format, stored))
+
+
+def get_profile(conn: Conn, name: str) -> Profile:
+    """One profile (everyone may read profiles)."""
+    row = repo.get_profile(conn, name)
+    if row is None:
+        raise NotFound(f"no profile {name!r}")
+    return _record(row)
+
+
+def list_profiles(conn: Conn) -> list[Profile]:
+    """Every profile."""
+    return [_record(r) for r in repo.list_profiles(conn)]
+
+
+def require_profile(conn: Conn, name: str | None) -> None:
+    """Invalid unless ``name`` is None (native v1) or a stored profile."""
+    if name is not None and repo.get_profile(conn, name) is None:
+        raise ProfileError(f"profile: no profile {name!r} (apply it first)")
+
+
+# --- what ingest reads -----------------------------------------------------------------------
+
+
+class LoadedProfiles:
+    """The profiles of one database, checked and compiled once."""
+
+    def __init__(self, rows: list[repo.ProfileRow]) -> None:
+        self.loaded_at = time.monotonic()
+        self.documents: dict[str, ProfileDocument] = {}
+        self.compiled: dict[str, CompiledProfile] = {}
+        self.broken: dict[str, str] = {}
+        for row in rows:
+            try:
+                doc = parse_profile(row.document, f"profile {row.name}")
+                self.documents[row.name] = doc
+                if doc.format != "sparkplug":
+                    self.compiled[row.name] = compile_profile(doc)
+            except ProfileError as exc:  # stored before a stricter release: say so per message
+                self.broken[row.name] = exc.detail
+        # topic patterns: (levels, index of the {device} level)
+        self.topics: list[tuple[list[str], int]] = []
+        for doc in self.documents.values():
+            if doc.topic is not None:
+                levels = doc.topic.split("/")
+                self.topics.append((levels, levels.index("{device}")))
+
+    def device_for_topic(self, topic: str) -> str | None:
+        """The device a profile's topic pattern names in ``topic``; None when none matches."""
+        if not self.topics:
+            return None
+        levels = topic.split("/")
+        for pattern, at in self.topics:
+            if len(pattern) == len(levels) and all(
+                p == t for i, (p, t) in enumerate(zip(pattern, levels, strict=True)) if i != at
+            ):
+                return levels[at] or None
+        return None
+
+
+class ProfileCache:
+    """Compiled profiles per database, reloaded when older than ``max_age_s``."""
+
+    def __init__(self, max_age_s: float = PROFILE_CACHE_MAX_AGE_S) -> None:
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._by_database: dict[tuple[str, int, str], LoadedProfiles] = {}
+
+    def get(self, conn: Conn) -> LoadedProfiles:
+        """The profiles of ``conn``'s database (read again when stale)."""
+        info = conn.info
+        key = (info.host, info.port, info.dbname)
+        with self._lock:
+            found = self._by_database.get(key)
+        if found is None or time.monotonic() - found.loaded_at > self.max_age_s:
+            found = LoadedProfiles(repo.list_profiles(conn))
+            with self._lock:
+                self._by_database[key] = found
+        return found
+
+
+PROFILES = ProfileCache()

@@ -1,0 +1,379 @@
+"""Payload profiles: bad documents, JSON and row formats through the real pipeline, topic
+patterns, the HTTP ingest endpoint, and a device of one customer naming another's asset."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import Connection
+
+from fleetcare.clock import ManualClock
+from fleetcare.db import connect
+from ingest import profile_service
+from ingest.profiles import ProfileError, load_profile_file, parse_profile
+from ingest.schemas import IngestLimits
+from tests.ingest_helpers import OPERATOR, SmallFleet, make_fleet, raw
+
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+JSON_PROFILE: dict[str, Any] = {
+    "name": "acme-tpms",
+    "format": "json",
+    "batch": "data.records",
+    "asset": "sensor.wheel",
+    "time": {"field": "t", "format": "epoch_s"},
+    "metrics": {
+        "temperature_c": {"field": "temp_f", "scale": 5 / 9, "offset": -160 / 9},
+        "pressure_kpa": {"field": "p.psi", "scale": 6.894757},
+    },
+}
+
+ROWS_PROFILE: dict[str, Any] = {
+    "name": "acme-rows",
+    "format": "text",
+    "columns": ["wheel", "cycle", "km", "kpa"],
+    "asset": "wheel",
+    "asset_prefix": "TRK-",
+    "time": {"field": "cycle", "format": "cycle", "origin": "2026-11-26T00:00:00Z", "step_s": 60},
+    "metrics": {"odometer_km": {"field": "km"}, "pressure_kpa": {"field": "kpa"}},
+}
+
+LONG_PROFILE: dict[str, Any] = {
+    "name": "acme-long",
+    "format": "csv",
+    "header": True,
+    "layout": "long",
+    "asset": "asset",
+    "time": {"field": "time", "format": "rfc3339"},
+    "metric_column": "signal",
+    "value_column": "value",
+    "metrics": {"pressure_kpa": {"field": "P", "scale": 100.0}},  # bar → kPa
+}
+
+
+@pytest.fixture
+def small(conn: Connection[Any]) -> SmallFleet:
+    return make_fleet(conn)
+
+
+@pytest.fixture
+def limits(topic_root: str) -> IngestLimits:
+    return IngestLimits(topic_root=topic_root, max_payload_bytes=4096, max_readings_per_message=10)
+
+
+def apply(conn: Connection[Any], doc: dict[str, Any]) -> None:
+    profile_service.apply_profile(conn, OPERATOR, doc, source="test")
+    conn.commit()
+
+
+def speak(conn: Connection[Any], device_ref: str, profile: str | None) -> None:
+    conn.execute("UPDATE devices SET profile = %s WHERE ref = %s", (profile, device_ref))
+    conn.commit()
+
+
+def stored(conn: Connection[Any]) -> list[tuple[str, str, datetime, float]]:
+    return [
+        (r[0], r[1], r[2], round(r[3], 3))
+        for r in conn.execute(
+            "SELECT a.ref, m.name, t.time, t.value FROM telemetry t"
+            " JOIN assets a ON a.id = t.asset_id JOIN metrics m ON m.id = t.metric_id"
+            " ORDER BY a.ref, m.name, t.time"
+        ).fetchall()
+    ]
+
+
+def quarantined(conn: Connection[Any]) -> list[tuple[str, str]]:
+    return conn.execute("SELECT reason, detail FROM quarantine ORDER BY id").fetchall()
+
+
+def store(conn: Connection[Any], limits: IngestLimits, *messages: Any) -> Any:
+    from ingest.pipeline import store_messages
+
+    with conn.transaction():
+        return store_messages(conn, list(messages), limits=limits, clock=ManualClock(NOW))
+
+
+# --- bad profiles ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"name": "Bad Name"}, "name: String should match pattern"),
+        ({"format": "xml"}, "format: Input should be"),
+        ({"asset": None}, '"asset" is required'),
+        ({"time": {"field": "t", "format": "cycle"}}, 'needs "origin" and "step_s"'),
+        ({"time": {"field": "t", "format": "epoch_s", "step_s": 5}}, 'belong to format "cycle"'),
+        ({"metrics": {"pressure_kpa": {"field": "p", "scale": 0}}}, "scale must be finite"),
+        ({"metrics": {"pressure_kpa": {"field": "p", "factor": 2}}}, "metrics.pressure_kpa.factor"),
+        ({"topic": "acme/+/{device}"}, "no wildcards"),
+        ({"columns": ["a"]}, "belong to csv/text profiles"),
+        ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_profile_names_source_field_and_problem(change: dict[str, Any], says: str) -> None:
+    doc = {**JSON_PROFILE, **change}
+    doc = {k: v for k, v in doc.items() if v is not None}
+    with pytest.raises(ProfileError) as err:
+        parse_profile(doc, "pumps.yaml")
+    assert err.value.detail.startswith("pumps.yaml: ")
+    assert says in err.value.detail
+
+
+def test_bad_rows_profile_and_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="fields not among the columns: kpa2"):
+        parse_profile({**ROWS_PROFILE, "metrics": {"pressure_kpa": {"field": "kpa2"}}}, "rows.yaml")
+    with pytest.raises(ProfileError, match='needs "metric_column" and "value_column"'):
+        parse_profile({**LONG_PROFILE, "value_column": None}, "long.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(ProfileError, match=r"broken.yaml: not valid YAML"):
+        load_profile_file(broken)
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(ProfileError, match=r"list.json: a profile is a mapping"):
+        load_profile_file(listed)
+    with pytest.raises(ProfileError, match=r"missing.yaml: cannot read"):
+        load_profile_file(tmp_path / "missing.yaml")
+
+
+def test_profile_naming_an_unknown_metric_is_refused_and_changes_nothing(
+    conn: Connection[Any],
+) -> None:
+    doc = {**JSON_PROFILE, "metrics": {"pressure_psi": {"field": "p"}}}
+    with pytest.raises(ProfileError, match="no kind has pressure_psi"):
+        profile_service.apply_profile(conn, OPERATOR, doc, source="tpms.yaml")
+    conn.rollback()
+    assert profile_service.list_profiles(conn) == []
+
+
+def test_apply_is_versioned_only_on_change(conn: Connection[Any]) -> None:
+    first = profile_service.apply_profile(conn, OPERATOR, JSON_PROFILE, source="a")
+    again = profile_service.apply_profile(conn, OPERATOR, JSON_PROFILE, source="a")
+    changed = profile_service.apply_profile(
+        conn, OPERATOR, {**JSON_PROFILE, "description": "v2"}, source="a"
+    )
+    assert (first.version, again.version, changed.version) == (1, 1, 2)
+
+
+# --- formats through the pipeline ------------------------------------------------------------
+
+
+def test_json_profile_converts_units_keeps_good_and_quarantines_the_rest(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    apply(conn, JSON_PROFILE)
+    speak(conn, small.device_a, "acme-tpms")
+    t0 = int((NOW - timedelta(minutes=1)).timestamp())
+    payload = {
+        "data": {
+            "records": [
+                {"sensor": {"wheel": small.tires[0]}, "t": t0, "temp_f": 212, "p": {"psi": 100}},
+                {"sensor": {"wheel": small.tires[1]}, "temp_f": 50},  # no time
+                {"sensor": {"wheel": small.tires[1]}, "t": "soon", "temp_f": 50},
+                {"sensor": {}, "t": t0, "temp_f": 50},  # no asset
+                {"sensor": {"wheel": small.elevator}, "t": t0, "temp_f": 50},  # B's asset
+                {"sensor": {"wheel": small.tires[2]}, "t": t0, "p": {"psi": "flat"}},
+                {"sensor": {"wheel": small.tires[2]}, "t": t0, "other": 1},
+            ]
+        }
+    }
+    result = store(conn, limits, raw(f"{limits.topic_root}/{small.device_a}/telemetry", payload))
+    when = NOW - timedelta(minutes=1)
+    assert stored(conn) == [
+        (small.tires[0], "pressure_kpa", when, 689.476),
+        (small.tires[0], "temperature_c", when, 100.0),
+    ]
+    reasons = [r for r, _ in quarantined(conn)]
+    assert reasons == [
+        "bad_timestamp",
+        "bad_timestamp",
+        "bad_structure",
+        "unknown_asset",
+        "not_a_number",
+        "bad_structure",
+    ]
+    details = dict(zip(range(6), [d for _, d in quarantined(conn)], strict=True))
+    assert "no time at 't'" in details[0] and "'soon' is not epoch_s" in details[1]
+    assert f"no asset {small.elevator!r} of this customer" in details[3]
+    assert result.stored == 2
+    # the same message again stores nothing new
+    again = store(conn, limits, raw(f"{limits.topic_root}/{small.device_a}/telemetry", payload))
+    assert (again.stored, again.duplicates) == (0, 2)
+
+
+def test_whole_message_problems_of_a_profile(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    apply(conn, JSON_PROFILE)
+    speak(conn, small.device_a, "acme-tpms")
+    topic = f"{limits.topic_root}/{small.device_a}/telemetry"
+    store(
+        conn,
+        limits,
+        raw(topic, b"{not json"),
+        raw(topic, {"data": {"records": {"not": "a list"}}}),
+        raw(topic, {"data": {"records": [{}] * 11}}),
+        raw(topic, b"x" * 5000),
+    )
+    reasons = [r for r, _ in quarantined(conn)]
+    assert reasons == ["bad_json", "bad_structure", "too_many_readings", "oversized"]
+    assert "no array at 'data.records'" in quarantined(conn)[1][1]
+
+
+def test_text_rows_on_a_cycle_time_base(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    apply(conn, ROWS_PROFILE)
+    speak(conn, small.device_a, "acme-rows")
+    tire = small.tires[0].removeprefix("TRK-")  # "0-FL"
+    body = f"{tire} 10 1000.5 800\n\n{tire} 11 1001 x\n{tire} 12 1002\n{tire} zz 1 1\n"
+    store(conn, limits, raw(f"{limits.topic_root}/{small.device_a}/telemetry", body.encode()))
+    t10 = datetime(2026, 11, 26, 0, 10, tzinfo=UTC)
+    t11 = t10 + timedelta(minutes=1)
+    assert stored(conn) == [
+        (small.tires[0], "odometer_km", t10, 1000.5),
+        (small.tires[0], "odometer_km", t11, 1001.0),
+        (small.tires[0], "pressure_kpa", t10, 800.0),
+    ]
+    q = quarantined(conn)
+    assert [r for r, _ in q] == ["not_a_number", "bad_structure", "bad_timestamp"]
+    assert "line 3: 3 columns, expected 4" in q[1][1]
+    assert "line 4: cycle = 'zz' unreadable" in q[2][1]
+
+
+def test_long_csv_rows_with_header(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    apply(conn, LONG_PROFILE)
+    speak(conn, small.device_a, "acme-long")
+    tire = small.tires[1]
+    body = (
+        "asset,time,signal,value\n"
+        f"{tire},2026-11-26T09:00:00Z,P,8.5\n"
+        f"{tire},2026-11-26T09:00:00Z,T,40\n"
+    )
+    store(conn, limits, raw(f"{limits.topic_root}/{small.device_a}/telemetry", body.encode()))
+    assert stored(conn) == [(tire, "pressure_kpa", datetime(2026, 11, 26, 9, tzinfo=UTC), 850.0)]
+    assert quarantined(conn) == [("unknown_metric", "line 3: the profile maps no metric 'T'")]
+
+
+def test_topic_pattern_names_the_device(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    apply(conn, {**JSON_PROFILE, "topic": "acme/tpms/{device}/up", "batch": None})
+    speak(conn, small.device_a, "acme-tpms")
+    t0 = int((NOW - timedelta(minutes=1)).timestamp())
+    one = {"sensor": {"wheel": small.tires[0]}, "t": t0, "temp_f": 32}
+    store(
+        conn,
+        limits,
+        raw(f"acme/tpms/{small.device_a}/up", one),
+        raw("acme/tpms/nobody/up", one),
+        raw("acme/other/x/up", one),
+    )
+    assert [s[1:] for s in stored(conn)] == [("temperature_c", NOW - timedelta(minutes=1), 0.0)]
+    assert [r for r, _ in quarantined(conn)] == ["bad_topic", "unknown_device"]
+
+
+# --- the HTTP endpoint, CLI and API ---------------------------------------------------------
+
+
+def basic(ref: str, secret: str) -> dict[str, str]:
+    token = base64.b64encode(f"{ref}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def test_http_telemetry_native_and_profiled(
+    client: TestClient, db_url: str, operator_headers: dict[str, str]
+) -> None:
+    with connect(db_url) as c:
+        small = make_fleet(c)
+    now = datetime.now(UTC).replace(microsecond=0)
+    body = {"asset": small.tires[0], "ts": now.isoformat(), "metrics": {"pressure_kpa": 810.0}}
+    headers = basic(small.device_a, small.secret_a)
+    got = client.post("/v1/telemetry", content=json.dumps(body), headers=headers)
+    assert got.status_code == 200, got.text
+    assert got.json() == {
+        "device": small.device_a,
+        "stored": 1,
+        "duplicates": 0,
+        "quarantined": {},
+    }
+    # committed before the answer: another connection sees it
+    with connect(db_url) as c:
+        assert c.execute("SELECT count(*) FROM telemetry").fetchone() == (1,)
+    again = client.post("/v1/telemetry", content=json.dumps(body), headers=headers).json()
+    assert (again["stored"], again["duplicates"]) == (0, 1)
+    # customer A's device naming customer B's asset
+    cross = {**body, "asset": small.elevator, "metrics": {"door_close_s": 3.0}}
+    refused = client.post("/v1/telemetry", content=json.dumps(cross), headers=headers).json()
+    assert refused["stored"] == 0 and refused["quarantined"] == {"unknown_asset": 1}
+    # wrong or missing credentials
+    bad = client.post("/v1/telemetry", content=b"{}", headers=basic(small.device_a, "wrong"))
+    assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
+    assert client.post("/v1/telemetry", content=b"{}").status_code == 401
+    big = client.post("/v1/telemetry", content=b" " * 300_000, headers=headers)
+    assert big.status_code == 413
+    # the same device switched to a JSON profile through the API
+    assert client.post("/v1/profiles", json=JSON_PROFILE, headers=operator_headers).is_success
+    dev = small.device_ids[small.device_a]
+    patched = client.patch(
+        f"/v1/devices/{dev}", json={"profile": "acme-tpms"}, headers=operator_headers
+    )
+    assert patched.json()["profile"] == "acme-tpms"
+    rec = {"sensor": {"wheel": small.tires[1]}, "t": int(now.timestamp()), "temp_f": 68}
+    got = client.post(
+        "/v1/telemetry", content=json.dumps({"data": {"records": [rec]}}), headers=headers
+    )
+    assert got.json()["stored"] == 1
+    unknown = client.patch(f"/v1/devices/{dev}", json={"profile": "nope"}, headers=operator_headers)
+    assert unknown.status_code == 422 and "no profile 'nope'" in unknown.json()["detail"]
+
+
+def test_profiles_api_operator_writes_everyone_reads(
+    client: TestClient, operator_headers: dict[str, str], make_tenant: Any
+) -> None:
+    tenant = make_tenant()
+    assert client.post("/v1/profiles", json=JSON_PROFILE, headers=tenant.headers).status_code == 403
+    created = client.post("/v1/profiles", json=JSON_PROFILE, headers=operator_headers)
+    assert created.status_code == 200 and created.json()["version"] == 1
+    bad = client.post("/v1/profiles", json={**JSON_PROFILE, "format": 3}, headers=operator_headers)
+    assert bad.status_code == 422
+    assert bad.json()["detail"].startswith("request body: format:")
+    listed = client.get("/v1/profiles", headers=tenant.headers).json()
+    assert [p["name"] for p in listed] == ["acme-tpms"]
+    shown = client.get("/v1/profiles/acme-tpms", headers=tenant.headers).json()
+    assert shown["document"]["metrics"]["pressure_kpa"]["field"] == "p.psi"
+    assert client.get("/v1/profiles/nope", headers=tenant.headers).status_code == 404
+
+
+def test_profiles_cli(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from fleetcare.cli import app
+
+    monkeypatch.setenv("FLEETCARE_DATABASE_URL", db_url)
+    good = tmp_path / "rows.yaml"
+    good.write_text(json.dumps(ROWS_PROFILE))  # JSON is YAML too
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nformat: text\n")
+    runner = CliRunner()
+    failed = runner.invoke(app, ["profiles", "apply", str(good), str(bad)])
+    assert failed.exit_code == 2
+    assert f"{bad}: " in failed.output and '"asset" is required' in failed.output
+    ok = runner.invoke(app, ["profiles", "apply", str(good)])
+    assert ok.exit_code == 0, ok.output
+    assert "profile acme-rows (text) version 1" in ok.output
+    listed = runner.invoke(app, ["profiles", "list", "--json"])
+    assert json.loads(listed.stdout.splitlines()[0])["name"] == "acme-rows"
+    shown = runner.invoke(app, ["profiles", "show", "acme-rows"])
+    assert json.loads(shown.stdout)["columns"] == ROWS_PROFILE["columns"]
+    missing = runner.invoke(app, ["profiles", "show", "nope"])
+    assert missing.exit_code == 2 and "no profile 'nope'" in missing.output
