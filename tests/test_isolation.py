@@ -22,7 +22,16 @@ from maintenance.billing.service import close_period
 from tests.conftest import Tenant
 from tests.fixtures.api import ok, predict, setup_customer, stock
 
-GLOBAL = {"depot_id", "part_id", "plan_id", "partner_id", "replenishment_id", "version_id", "kind"}
+GLOBAL = {
+    "depot_id",
+    "part_id",
+    "plan_id",
+    "partner_id",
+    "replenishment_id",
+    "version_id",
+    "kind",
+    "profile_name",
+}
 READ = {"GET", "HEAD"}
 
 

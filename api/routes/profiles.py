@@ -29,7 +29,7 @@ def list_profiles(conn: Conn, caller: Caller) -> list[Profile]:
     return profiles.list_profiles(conn)
 
 
-@router.get("/profiles/{name}")
-def get_profile(name: str, conn: Conn, caller: Caller) -> Profile:
+@router.get("/profiles/{profile_name}")
+def get_profile(profile_name: str, conn: Conn, caller: Caller) -> Profile:
     """One profile."""
-    return profiles.get_profile(conn, name)
+    return profiles.get_profile(conn, profile_name)
