@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers, install_fallback_handlers
+from api.guard import InputGuardMiddleware
+from api.openapi import install_openapi
 from api.routes import (
     billing,
     dashboard,
@@ -50,6 +52,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.database_url = database_url
     install_error_handlers(app)
     install_fallback_handlers(app)
+    app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.api_max_body_bytes)
     app.include_router(health.router)
     app.include_router(fleet.router)
     app.include_router(devices.router)
@@ -63,4 +66,5 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(billing.router)
     dashboard.install(app, settings)
     app.include_router(model_routes.router)
+    install_openapi(app)
     return app

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
@@ -59,13 +60,25 @@ def _bearer(authorization: str | None, x_api_key: str | None) -> str | None:
     return None
 
 
+# The one advertised way to authenticate: ``Authorization: Bearer <API key>``. (``X-API-Key``
+# is still read, for scripts written against the first version, but not advertised.)
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="an API key: `Authorization: Bearer fc_...`",
+)
+
+
 def get_principal(
+    request: Request,
     conn: Conn,
-    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
-    x_api_key: Annotated[str | None, Header(description="the API key, instead of Bearer")] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>`` or ``X-API-Key``."""
-    return fleet.authenticate(conn, _bearer(authorization, x_api_key))
+    """The caller, from ``Authorization: Bearer <key>`` (or ``X-API-Key``)."""
+    key = credentials.credentials.strip() if credentials else None
+    if not key:
+        key = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    return fleet.authenticate(conn, key)
 
 
 Caller = Annotated[Principal, Depends(get_principal)]

@@ -1,17 +1,36 @@
-"""Typed domain errors. Each carries the HTTP status the API renders it with."""
+"""Typed domain errors. Each carries the HTTP status and the domain code the API renders.
+
+The API renders every error as an RFC 9457 problem document (``type``, ``title``, ``status``,
+``detail``) plus ``code``, the machine-readable name (``asset_not_found``,
+``subscription_inactive``, ...). A domain raises the class that says what went wrong and,
+where the class is generic, the code that names the thing:
+``NotFound("asset 7 not found", code="asset_not_found")``.
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+PROBLEM_TYPE_PREFIX = "urn:fleetcare:problem:"
+
+
+def problem_type(code: str) -> str:
+    """The problem document's ``type`` URI for ``code``."""
+    return PROBLEM_TYPE_PREFIX + code
+
 
 class FleetcareError(Exception):
-    """Base of every domain error; ``code`` is the machine-readable name."""
+    """Base of every domain error; ``code`` is the machine-readable name, ``title`` its summary."""
 
-    status_code: int = 400
+    status_code: ClassVar[int] = 400
     code: str = "bad_request"
+    title: ClassVar[str] = "Bad request"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        if code is not None:
+            self.code = code
 
 
 class NotFound(FleetcareError):
@@ -19,6 +38,7 @@ class NotFound(FleetcareError):
 
     status_code = 404
     code = "not_found"
+    title = "Not found"
 
 
 class Conflict(FleetcareError):
@@ -26,6 +46,7 @@ class Conflict(FleetcareError):
 
     status_code = 409
     code = "conflict"
+    title = "Conflict"
 
 
 class Invalid(FleetcareError):
@@ -33,6 +54,7 @@ class Invalid(FleetcareError):
 
     status_code = 422
     code = "invalid"
+    title = "Invalid request"
 
 
 class Unauthorized(FleetcareError):
@@ -40,6 +62,7 @@ class Unauthorized(FleetcareError):
 
     status_code = 401
     code = "unauthorized"
+    title = "Unauthorized"
 
 
 class Forbidden(FleetcareError):
@@ -47,6 +70,23 @@ class Forbidden(FleetcareError):
 
     status_code = 403
     code = "forbidden"
+    title = "Forbidden"
+
+
+class PayloadTooLarge(FleetcareError):
+    """The request body is larger than the configured limit."""
+
+    status_code = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class TooManyRequests(FleetcareError):
+    """The source sent too many requests of a limited kind (e.g. failed authentications)."""
+
+    status_code = 429
+    code = "too_many_requests"
+    title = "Too many requests"
 
 
 class MigrationError(FleetcareError):
@@ -54,6 +94,7 @@ class MigrationError(FleetcareError):
 
     status_code = 500
     code = "migration_error"
+    title = "Migration error"
 
 
 class ServiceUnavailable(FleetcareError):
@@ -61,3 +102,4 @@ class ServiceUnavailable(FleetcareError):
 
     status_code = 503
     code = "service_unavailable"
+    title = "Service unavailable"

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     ingest_metrics_port: int | None = Field(
         default=None, description="Serve the ingestor's Prometheus /metrics on this port."
     )
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="largest request body the API reads; larger is refused with 413",
+    )
     # Dashboard sessions are signed with this secret. Unset: a random secret per process, so
     # sessions end when the process restarts and are not shared between API workers; set
     # FLEETCARE_SESSION_SECRET (same value everywhere) when running several.

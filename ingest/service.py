@@ -87,7 +87,7 @@ def get_device(conn: Conn, principal: Principal, device_id: int) -> Device:
     """A device the caller may see."""
     row = fleet_repo.fetch_one(conn, "devices", Device, device_id, scope=principal.scope)
     if row is None:
-        raise NotFound(f"device {device_id} not found")
+        raise NotFound(f"device {device_id} not found", code="device_not_found")
     return row
 
 

@@ -258,7 +258,7 @@ def load_version(conn: repo.Conn, version_id: int) -> WearModel:
     """Load the model of a version."""
     found = repo.get_artifact(conn, version_id)
     if found is None:
-        raise NotFound(f"no model version {version_id}")
+        raise NotFound(f"no model version {version_id}", code="model_version_not_found")
     fmt, data = found
     if fmt != ARTIFACT_FORMAT:
         raise Invalid(f"model version {version_id} is stored as {fmt!r}, not {ARTIFACT_FORMAT}")
@@ -269,7 +269,7 @@ def get_version(conn: repo.Conn, version_id: int) -> ModelVersion:
     """One version or NotFound."""
     version = repo.get_version(conn, version_id)
     if version is None:
-        raise NotFound(f"no model version {version_id}")
+        raise NotFound(f"no model version {version_id}", code="model_version_not_found")
     return version
 
 

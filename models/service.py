@@ -52,7 +52,7 @@ def rollback(conn: repo.Conn, principal: Principal, kind: str, clock: Clock) -> 
     """Return a kind to the version its active one replaced (operator)."""
     fleet.require_operator(principal)
     if kind not in KINDS:
-        raise NotFound(f"no asset kind {kind!r}")
+        raise NotFound(f"no asset kind {kind!r}", code="asset_kind_not_found")
     return registry.rollback(conn, kind, clock)
 
 
@@ -67,5 +67,5 @@ def asset_predictions(
     """An asset's predictions, newest first; another customer's asset is NotFound."""
     owner = repo.asset_customer(conn, asset_id)
     if owner is None or (principal.scope is not None and owner != principal.scope):
-        raise NotFound(f"asset {asset_id} not found")
+        raise NotFound(f"asset {asset_id} not found", code="asset_not_found")
     return repo.list_predictions(conn, asset_id, component=component, limit=limit)

@@ -90,7 +90,7 @@ def owner_for(principal: Principal, requested: int | None) -> int:
     if principal.scope is not None:
         if requested is not None and requested != principal.scope:
             # Naming another customer is the same as naming one that does not exist.
-            raise NotFound(f"customer {requested} not found")
+            raise NotFound(f"customer {requested} not found", code="customer_not_found")
         return principal.scope
     if requested is None:
         raise Invalid("customer_id is required for operator keys")
@@ -118,7 +118,7 @@ def _get(
         for_update=for_update,
     )
     if row is None:
-        raise NotFound(f"{label} {row_id} not found")
+        raise NotFound(f"{label} {row_id} not found", code=f"{label.replace(' ', '_')}_not_found")
     return row
 
 
@@ -268,7 +268,7 @@ def _check_site(conn: Conn, principal: Principal, owner: int, site_id: int | Non
         return
     site = repo.fetch_one(conn, "sites", Site, site_id, scope=principal.scope)
     if site is None or site.customer_id != owner:
-        raise NotFound(f"site {site_id} not found")
+        raise NotFound(f"site {site_id} not found", code="site_not_found")
     if site.retired_at is not None:
         raise Invalid(f"site {site_id} is retired")
 

@@ -442,7 +442,7 @@ def close_customer(conn: Conn, customer_id: int, period: Period, clock: Clock) -
     now = clock.now()
     currency = repo.customer_currency(conn, customer_id)
     if currency is None:
-        raise NotFound(f"customer {customer_id} not found")
+        raise NotFound(f"customer {customer_id} not found", code="customer_not_found")
     repo.ensure_invoice(
         conn,
         customer_id=customer_id,
@@ -548,7 +548,7 @@ def _invoice_for_update(conn: Conn, principal: Principal, invoice_id: int) -> In
     require_operator(principal)
     invoice = repo.get_invoice(conn, invoice_id, None, for_update=True)
     if invoice is None:
-        raise NotFound(f"invoice {invoice_id} not found")
+        raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
     return invoice
 
 
@@ -639,7 +639,7 @@ def get_invoice(conn: Conn, principal: Principal, invoice_id: int) -> InvoiceDet
     require_customer_side(principal)
     invoice = repo.get_invoice(conn, invoice_id, principal.scope)
     if invoice is None:
-        raise NotFound(f"invoice {invoice_id} not found")
+        raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
     return InvoiceDetail(**invoice.model_dump(), lines=repo.invoice_lines(conn, invoice.id))
 
 
@@ -701,7 +701,7 @@ def asset_usage(conn: Conn, principal: Principal, asset_id: int, period_name: st
     period = parse_period(period_name)
     asset = repo.asset(conn, asset_id, principal.scope)
     if asset is None:
-        raise NotFound(f"asset {asset_id} not found")
+        raise NotFound(f"asset {asset_id} not found", code="asset_not_found")
     metric, unit, metering = meter_asset(conn, asset, [(period.start, period.end)])
     return AssetUsage(
         asset_id=asset.id,

@@ -47,7 +47,7 @@ def get_part(conn: Conn, part_id: int) -> Part:
     """One part, or NotFound."""
     part = repo.fetch_one(conn, "parts", Part, part_id, scope=None)
     if part is None:
-        raise NotFound(f"part {part_id} not found")
+        raise NotFound(f"part {part_id} not found", code="part_not_found")
     return part
 
 
@@ -55,7 +55,7 @@ def part_by_sku(conn: Conn, sku: str) -> Part:
     """The part with this SKU, or NotFound."""
     part = repo.find_part_by_sku(conn, sku)
     if part is None:
-        raise NotFound(f"part {sku!r} not found")
+        raise NotFound(f"part {sku!r} not found", code="part_not_found")
     return part
 
 
@@ -89,7 +89,7 @@ def get_depot(conn: Conn, depot_id: int) -> Depot:
     """One depot, or NotFound."""
     depot = repo.fetch_one(conn, "depots", Depot, depot_id, scope=None)
     if depot is None:
-        raise NotFound(f"depot {depot_id} not found")
+        raise NotFound(f"depot {depot_id} not found", code="depot_not_found")
     return depot
 
 
@@ -152,7 +152,9 @@ def receive_replenishment(
     require_operator(principal)
     request = repo.lock_replenishment(conn, replenishment_id)
     if request is None:
-        raise NotFound(f"replenishment {replenishment_id} not found")
+        raise NotFound(
+            f"replenishment {replenishment_id} not found", code="replenishment_not_found"
+        )
     if request.status != "requested":
         raise Conflict(f"replenishment {request.id} is {request.status}")
     repo.upsert_stock(conn, request.depot_id, request.part_id, {"receive": request.quantity})
@@ -335,7 +337,7 @@ def get_shipment(
         for_update=for_update,
     )
     if found is None:
-        raise NotFound(f"shipment {shipment_id} not found")
+        raise NotFound(f"shipment {shipment_id} not found", code="shipment_not_found")
     return found
 
 

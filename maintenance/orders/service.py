@@ -205,7 +205,7 @@ def get_order(
         conn, order_id, customer_id=customer_id, partner_id=partner_id, for_update=for_update
     )
     if order is None:
-        raise NotFound(f"order {order_id} not found")
+        raise NotFound(f"order {order_id} not found", code="order_not_found")
     return order
 
 
@@ -270,7 +270,7 @@ def _asset_for(conn: Conn, principal: Principal, asset_id: int) -> AssetContext:
     customer_id, _ = _scope(principal)
     asset = repo.asset_context(conn, asset_id, customer_id=customer_id)
     if asset is None:
-        raise NotFound(f"asset {asset_id} not found")
+        raise NotFound(f"asset {asset_id} not found", code="asset_not_found")
     if asset.retired_at is not None:
         raise Invalid(f"asset {asset_id} is retired")
     return asset

@@ -38,7 +38,7 @@ def _visible(principal: Principal, partner_id: int) -> None:
         return
     if principal.role == "partner" and principal.partner_id == partner_id:
         return
-    raise NotFound(f"partner {partner_id} not found")
+    raise NotFound(f"partner {partner_id} not found", code="partner_not_found")
 
 
 def get_partner(conn: Conn, principal: Principal, partner_id: int) -> Partner:
@@ -46,7 +46,7 @@ def get_partner(conn: Conn, principal: Principal, partner_id: int) -> Partner:
     _visible(principal, partner_id)
     partner = repo.fetch_one(conn, "partners", Partner, partner_id, scope=None)
     if partner is None:
-        raise NotFound(f"partner {partner_id} not found")
+        raise NotFound(f"partner {partner_id} not found", code="partner_not_found")
     return partner
 
 
@@ -68,7 +68,7 @@ def add_sites(conn: Conn, principal: Principal, partner_id: int, body: SiteList)
     partner = get_partner(conn, principal, partner_id)
     missing = set(body.site_ids) - set(repo.existing_sites(conn, body.site_ids))
     if missing:
-        raise NotFound(f"site {min(missing)} not found")
+        raise NotFound(f"site {min(missing)} not found", code="site_not_found")
     if repo.add_sites(conn, partner.id, body.site_ids):
         emit(
             conn,

@@ -30,7 +30,7 @@ def get_plan(conn: Conn, plan_id: int) -> Plan:
     """One plan, or NotFound."""
     plan = repo.get_plan(conn, plan_id)
     if plan is None:
-        raise NotFound(f"plan {plan_id} not found")
+        raise NotFound(f"plan {plan_id} not found", code="plan_not_found")
     return plan
 
 

@@ -82,10 +82,10 @@ def _payload(view: SubscriptionView, **extra: object) -> dict[str, object]:
 
 def _get_locked(conn: Conn, principal: Principal, subscription_id: int) -> Subscription:
     if principal.role == "partner":
-        raise NotFound(f"subscription {subscription_id} not found")
+        raise NotFound(f"subscription {subscription_id} not found", code="subscription_not_found")
     sub = repo.lock_subscription(conn, subscription_id, principal.scope)
     if sub is None:
-        raise NotFound(f"subscription {subscription_id} not found")
+        raise NotFound(f"subscription {subscription_id} not found", code="subscription_not_found")
     return sub
 
 
@@ -93,7 +93,7 @@ def _check_assets(conn: Conn, customer_id: int, plan: Plan, asset_ids: list[int]
     kinds = repo.asset_kinds(conn, customer_id, asset_ids)
     for asset_id in asset_ids:
         if asset_id not in kinds:
-            raise NotFound(f"asset {asset_id} not found")
+            raise NotFound(f"asset {asset_id} not found", code="asset_not_found")
         if kinds[asset_id] not in plan.kinds:
             raise Invalid(
                 f"asset {asset_id} is a {kinds[asset_id]}; plan {plan.code!r} covers"
@@ -117,7 +117,7 @@ def create_subscription(
         assert body.site_id is not None
         site = fleet.get_site(conn, principal, body.site_id)
         if site.customer_id != owner:
-            raise NotFound(f"site {body.site_id} not found")
+            raise NotFound(f"site {body.site_id} not found", code="site_not_found")
     _check_assets(conn, owner, plan, body.asset_ids)
     now = clock.now()
     starts = body.starts_at or now
@@ -158,12 +158,12 @@ def get_subscription(
 ) -> SubscriptionView:
     """One subscription the caller may see."""
     if principal.role == "partner":
-        raise NotFound(f"subscription {subscription_id} not found")
+        raise NotFound(f"subscription {subscription_id} not found", code="subscription_not_found")
     sub = repo.fetch_one(
         conn, "subscriptions", Subscription, subscription_id, scope=principal.scope
     )
     if sub is None:
-        raise NotFound(f"subscription {subscription_id} not found")
+        raise NotFound(f"subscription {subscription_id} not found", code="subscription_not_found")
     return _view(conn, sub, clock.now())
 
 
@@ -350,7 +350,9 @@ def remove_asset(
     require_customer_side(principal)
     sub = _get_locked(conn, principal, subscription_id)
     if not repo.remove_asset(conn, sub.id, asset_id):
-        raise NotFound(f"asset {asset_id} is not on subscription {sub.id}")
+        raise NotFound(
+            f"asset {asset_id} is not on subscription {sub.id}", code="asset_not_subscribed"
+        )
     now = clock.now()
     view = _view(conn, repo.set_fields(conn, sub.id, {}, now), now)
     emit(

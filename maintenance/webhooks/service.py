@@ -97,7 +97,9 @@ def _endpoint(
 ) -> EndpointRecord:
     row = repo.get_endpoint(conn, endpoint_id, scope=principal.scope, for_update=for_update)
     if row is None:
-        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+        raise NotFound(
+            f"webhook endpoint {endpoint_id} not found", code="webhook_endpoint_not_found"
+        )
     return row
 
 
@@ -365,7 +367,7 @@ def _iso(when: datetime | None) -> str | None:
 def _event_id(conn: Conn, principal: Principal, public_id: str) -> int:
     found = repo.find_event_id(conn, public_id, scope=principal.scope)
     if found is None:
-        raise NotFound(f"event {public_id} not found")
+        raise NotFound(f"event {public_id} not found", code="event_not_found")
     return found
 
 
@@ -412,7 +414,7 @@ def delivery_log(conn: Conn, principal: Principal, delivery_id: int) -> Delivery
     """One delivery with all its attempts."""
     row = repo.get_delivery(conn, delivery_id, scope=principal.scope)
     if row is None:
-        raise NotFound(f"delivery {delivery_id} not found")
+        raise NotFound(f"delivery {delivery_id} not found", code="delivery_not_found")
     return _with_attempts(conn, [row])[0]
 
 
@@ -435,7 +437,9 @@ def replay_event(
         targets = repo.matching_endpoint_ids(conn, event_id)
     ids = repo.requeue_event(conn, event_id, targets) if targets else []
     if body.endpoint_id is not None and not ids:
-        raise NotFound(f"event {public_id} not found")  # the endpoint is another customer's
+        raise NotFound(
+            f"event {public_id} not found", code="event_not_found"
+        )  # the endpoint is another customer's
     return ReplayResult(requeued=len(ids), delivery_ids=ids)
 
 

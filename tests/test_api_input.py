@@ -1,0 +1,150 @@
+"""The input layer and the error contract: problem documents, NUL, body limit, a 500."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from fleetcare.settings import Settings
+from tests.conftest import Tenant
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
+
+
+def test_a_missing_object_is_a_problem_document_with_a_domain_code(
+    client: TestClient, make_tenant: Callable[..., Tenant]
+) -> None:
+    alice = make_tenant("alice")
+    r = client.get("/v1/assets/999999", headers=alice.headers)
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body.keys() >= PROBLEM_KEYS
+    assert body["code"] == "asset_not_found" and body["status"] == 404
+    assert body["type"].endswith(":asset_not_found")
+    for url, code in [
+        ("/v1/sites/999999", "site_not_found"),
+        ("/v1/orders/999999", "order_not_found"),
+        ("/v1/subscriptions/999999", "subscription_not_found"),
+        ("/v1/invoices/999999", "invoice_not_found"),
+    ]:
+        assert client.get(url, headers=alice.headers).json()["code"] == code, url
+
+
+def test_no_key_and_a_bad_key_are_problem_documents(client: TestClient) -> None:
+    for headers in ({}, {"Authorization": "Bearer fc_nope"}):
+        r = client.get("/v1/assets", headers=headers)
+        assert r.status_code == 401
+        assert r.json().keys() >= PROBLEM_KEYS
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("post", "/v1/sites", {"ref": "Y", "name": "Yard\u0000"}),
+        ("post", "/v1/sites", {"ref": "Y", "name": "Yard", "region": "w\u0000est"}),
+        ("post", "/v1/assets", {"kind": "tire", "ref": "T1", "attributes": {"a": "\u0000"}}),
+        ("post", "/v1/assets", {"kind": "tire", "ref": "T1", "attributes": {"\u0000": 1}}),
+        ("get", "/v1/assets?ref=T%001", None),
+        ("get", "/v1/sites/1%00", None),
+    ],
+)
+def test_a_nul_character_anywhere_is_a_422(
+    client: TestClient,
+    make_tenant: Callable[..., Tenant],
+    method: str,
+    url: str,
+    body: dict[str, object] | None,
+) -> None:
+    alice = make_tenant()
+    r = client.request(method, url, json=body, headers=alice.headers)
+    assert r.status_code == 422, r.text
+    assert "NUL" in r.json()["detail"]
+
+
+def test_an_escaped_backslash_before_u0000_is_text_not_nul(
+    client: TestClient, make_tenant: Callable[..., Tenant]
+) -> None:
+    alice = make_tenant()
+    r = client.post("/v1/sites", json={"ref": "Y", "name": "C:\\u0000"}, headers=alice.headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "C:\\u0000"
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_read(
+    settings: Settings, db_url: str, make_tenant: Callable[..., Tenant]
+) -> None:
+    alice = make_tenant()
+    small = settings.model_copy(update={"api_max_body_bytes": 4096})
+    with TestClient(create_app(small, db_url)) as c:
+        big = {"ref": "Y", "name": "Yard", "region": "x" * 5000}
+        r = c.post("/v1/sites", json=big, headers=alice.headers)
+        assert r.status_code == 413
+        assert r.json()["code"] == "payload_too_large"
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: refused as soon as it passes the limit
+            yield b'{"ref": "Y", "name": "'
+            for _ in range(10):
+                yield b"x" * 1000
+            yield b'"}'
+
+        r = c.post(
+            "/v1/sites",
+            content=chunks(),
+            headers={**alice.headers, "content-type": "application/json"},
+        )
+        assert r.status_code == 413
+        ok = c.post("/v1/sites", json={"ref": "Y", "name": "Yard"}, headers=alice.headers)
+        assert ok.status_code == 201, ok.text
+
+
+def test_an_unexpected_error_is_a_problem_500_and_not_re_raised(
+    settings: Settings, db_url: str
+) -> None:
+    app = create_app(settings, db_url)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    # raise_server_exceptions: a re-raised exception (what makes the server drop a keep-alive
+    # connection) would fail this test instead of answering.
+    with TestClient(app, raise_server_exceptions=True) as c:
+        r = c.get("/boom")
+        assert r.status_code == 500
+        assert r.json()["code"] == "internal" and r.json()["status"] == 500
+        assert c.get("/healthz").status_code == 200
+
+
+def test_every_operation_documents_its_problems(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "Problem" in schema["components"]["schemas"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    for path, item in schema["paths"].items():
+        for method, op in item.items():
+            responses = op["responses"]
+            if op.get("security"):
+                assert {"401", "403"} <= responses.keys(), (method, path)
+            if "{" in path:
+                assert "404" in responses, (method, path)
+            if "requestBody" in op:
+                assert {"413", "422"} <= responses.keys(), (method, path)
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    ref = response["content"]["application/problem+json"]["schema"]["$ref"]
+                    assert ref.endswith("/Problem"), (method, path, status)
+
+
+def test_one_security_scheme_and_no_key_parameter(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert list(schemes.values()) == [
+        {"type": "http", "scheme": "bearer", "description": schemes["apiKey"]["description"]}
+    ]
+    for item in schema["paths"].values():
+        for op in item.values():
+            names = {p["name"].lower() for p in op.get("parameters", [])}
+            assert not names & {"x-api-key", "authorization"}
