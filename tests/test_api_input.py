@@ -85,7 +85,7 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_read(
         assert r.status_code == 413
         assert r.json()["code"] == "payload_too_large"
 
-        def chunks() -> Iterator[bytes]:  # no Content-Length: refused as soon as it passes the limit
+        def chunks() -> Iterator[bytes]:  # no Content-Length: refused once past the limit
             yield b'{"ref": "Y", "name": "'
             for _ in range(10):
                 yield b"x" * 1000
