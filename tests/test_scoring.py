@@ -377,7 +377,7 @@ def test_predictions_api_is_scoped(
         client.get(f"/v1/assets/{asset}/predictions", headers=operator_headers).status_code == 200
     )
     other = client.get(f"/v1/assets/{asset}/predictions", headers=bob.headers)
-    assert other.status_code == 404 and other.json()["error"] == "not_found"
+    assert other.status_code == 404 and other.json()["error"] == "asset_not_found"
     assert client.get("/v1/assets/999999/predictions", headers=alice.headers).status_code == 404
     assert client.get(f"/v1/assets/{asset}/predictions").status_code == 401
     assert (
