@@ -138,13 +138,14 @@ def test_every_operation_documents_its_problems(client: TestClient) -> None:
                     assert ref.endswith("/Problem"), (method, path, status)
 
 
-def test_one_security_scheme_and_no_key_parameter(client: TestClient) -> None:
+def test_one_security_scheme_per_caller_and_no_key_parameter(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     schemes = schema["components"]["securitySchemes"]
-    assert list(schemes.values()) == [
-        {"type": "http", "scheme": "bearer", "description": schemes["apiKey"]["description"]}
-    ]
-    for item in schema["paths"].values():
+    assert schemes["apiKey"]["type"] == "http" and schemes["apiKey"]["scheme"] == "bearer"
+    assert schemes["deviceBasic"]["scheme"] == "basic"  # devices posting telemetry
+    for path, item in schema["paths"].items():
         for op in item.values():
             names = {p["name"].lower() for p in op.get("parameters", [])}
-            assert not names & {"x-api-key", "authorization"}
+            assert not names & {"x-api-key", "authorization"}, path
+            if path.startswith("/v1/") and path != "/v1/telemetry":
+                assert op.get("security") == [{"apiKey": []}], path

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPBasic
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AppClock, Conn
-from fleetcare.errors import FleetcareError
+from fleetcare.errors import PayloadTooLarge
 from ingest.http import TelemetryReceipt, device_from_basic_auth, ingest_posted
 from ingest.schemas import IngestLimits
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
 
-class PayloadTooLarge(FleetcareError):
-    status_code = 413
-    code = "payload_too_large"
+# Devices authenticate with their MQTT credentials (HTTP Basic), not with an API key; the
+# scheme documents it in the OpenAPI, and ``device_from_basic_auth`` checks the header.
+device_basic = HTTPBasic(
+    auto_error=False, scheme_name="deviceBasic", description="device ref : device secret"
+)
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -35,20 +36,19 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 @router.post(
     "/telemetry",
     responses={200: {"description": "stored (and committed) or quarantined, with counts"}},
+    dependencies=[Depends(device_basic)],
 )
 async def post_telemetry(
     request: Request,
     conn: Conn,
     clock: AppClock,
-    authorization: Annotated[
-        str | None, Header(description="Basic base64(device ref:secret)")
-    ] = None,
 ) -> TelemetryReceipt:
     """One message as the device would publish it over MQTT: native v1 JSON, or the format of
     its payload profile. Device-authenticated (HTTP Basic with the device's MQTT credentials).
     Same validation, quarantine and idempotency as MQTT; the answer comes after the commit."""
     settings = request.app.state.settings
     limits = IngestLimits(topic_root=settings.topic_root)
+    authorization = request.headers.get("authorization")
     ref = await run_in_threadpool(device_from_basic_auth, conn, authorization)
     payload = await read_body(request, limits.max_payload_bytes)
 
