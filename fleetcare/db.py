@@ -10,11 +10,20 @@ from fleetcare.settings import Settings
 
 
 def open_pool(
-    database_url: str, settings: Settings | None = None, *, name: str = "fleetcare"
+    database_url: str,
+    settings: Settings | None = None,
+    *,
+    name: str = "fleetcare",
+    max_size: int | None = None,
 ) -> ConnectionPool[Connection[TupleRow]]:
-    """Open a connection pool that checks connections before handing them out."""
+    """Open a connection pool that checks connections before handing them out.
+
+    ``max_size`` overrides the settings' (a worker sizes its pool to its loops).
+    """
     min_size = settings.pool_min_size if settings else 1
-    max_size = settings.pool_max_size if settings else 10
+    if max_size is None:
+        max_size = settings.pool_max_size if settings else 10
+    min_size = min(min_size, max_size)
     pool: ConnectionPool[Connection[TupleRow]] = ConnectionPool(
         database_url,
         min_size=min_size,

@@ -1,4 +1,4 @@
-"""The scoring worker: a short poll that scores assets with new telemetry.
+"""The scoring worker: a short poll that scores assets with new telemetry (the shell's runner).
 
 Each pass runs in one transaction of its own (the worker owns it). Several workers split
 the fleet with ``shard=(k, n)`` (asset id modulo n); each keeps its own readings cache.
@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from psycopg import Connection
 
 from fleetcare.clock import Clock
 from fleetcare.db import connect
+from fleetcare.worker import Pool, WorkerRunner
 from models.scoring import ModelCache, PassResult, ReadingsCache, score_pass
 
 log = logging.getLogger(__name__)
@@ -86,14 +86,14 @@ class ScoringWorker:
 
     def run(self, stop: threading.Event) -> None:
         """Score until ``stop`` is set; survives a failed pass (logged, retried next poll)."""
-        while not stop.is_set():
-            try:
-                with connect(self.database_url) as conn:
-                    while not stop.is_set():
-                        self.run_pass(conn)
-                        stop.wait(self.poll_s)
-            except psycopg.OperationalError as exc:
-                log.warning("database unavailable (%s); reconnecting in %.1f s", exc, self.poll_s)
-            except Exception:
-                log.exception("scoring pass failed; retrying in %.1f s", self.poll_s)
-            stop.wait(self.poll_s)
+
+        def score(pool: Pool) -> int:
+            """One pass on a pooled connection; 0, so the next waits ``poll_s``."""
+            with pool.connection() as conn:
+                self.run_pass(conn)
+            return 0
+
+        runner = WorkerRunner(
+            "score", self.database_url, interval=self.poll_s, drain=False, pool_max_size=1
+        )
+        runner.run([score], stop)

@@ -18,6 +18,7 @@ from fleetcare.errors import Conflict, Invalid
 from fleetcare.fleet import service as fleet
 from fleetcare.fleet.schemas import AssetCreate
 from maintenance.billing import service as billing
+from maintenance.billing.lines import usage_record_id
 from maintenance.billing.schemas import CloseResult, Invoice
 from maintenance.billing.worker import BillingStats, run_billing_worker
 from maintenance.subscriptions import service as subscriptions
@@ -116,7 +117,7 @@ def test_plan_change_mid_period_splits_fees_and_usage(conn: Connection[Any]) -> 
     # the usage record holds the whole covered month: 2000 + 2500 km
     [record] = billing.list_usage(conn, OPERATOR, asset_id=asset, period="2026-11", limit=10)
     assert record.quantity == Decimal("4500.000")
-    assert record.id == billing.usage_record_id(c.subscription_id, asset, "2026-11")
+    assert record.id == usage_record_id(c.subscription_id, asset, "2026-11")
 
 
 def test_counter_reset_and_late_data(conn: Connection[Any]) -> None:

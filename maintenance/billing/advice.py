@@ -15,14 +15,7 @@ from fleetcare.errors import Invalid
 from fleetcare.fleet import service as fleet
 from fleetcare.fleet.schemas import Principal
 from maintenance.billing import repository as repo
-from maintenance.billing.pricing import Period, period_of, prorated_fee, shift, usage_charge
-from maintenance.billing.schemas import (
-    OrderPartUse,
-    PlanAdvice,
-    PlanOption,
-    SubscriptionAdvice,
-)
-from maintenance.billing.service import (
+from maintenance.billing.lines import (
     PlanCache,
     Segment,
     by_asset,
@@ -30,9 +23,17 @@ from maintenance.billing.service import (
     meter_asset,
     order_lines,
 )
+from maintenance.billing.pricing import Period, period_of, prorated_fee, shift, usage_charge
+from maintenance.billing.schemas import (
+    OrderPartUse,
+    PlanAdvice,
+    PlanOption,
+    SubscriptionAdvice,
+)
 from maintenance.common import Conn, require_customer_side
 from maintenance.plans import service as plans
 from maintenance.plans.schemas import Plan
+from maintenance.subscriptions import service as subscriptions
 
 
 @dataclass
@@ -97,7 +98,7 @@ def plan_advice(
     cache = PlanCache(conn)
     catalogue, _ = plans.list_plans(conn, after=None, limit=500)
     advice: list[SubscriptionAdvice] = []
-    for sub in repo.subscriptions_in(conn, owner, periods[0].start, periods[-1].end):
+    for sub in subscriptions.running_in(conn, owner, periods[0].start, periods[-1].end):
         per_period: list[tuple[Period, list[Segment], dict[tuple[int, datetime], Decimal]]] = []
         for period in periods:
             segments = coverage(conn, sub, period, cache)

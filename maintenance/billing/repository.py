@@ -58,22 +58,6 @@ def customer_currency(conn: Conn, customer_id: int) -> str | None:
     return None if value is None else str(value).strip()
 
 
-def subscriptions_in(
-    conn: Conn, customer_id: int, start: datetime, end: datetime
-) -> list[Subscription]:
-    """A customer's subscriptions that were running at some time in ``[start, end)``."""
-    with conn.cursor(row_factory=class_row(Subscription)) as cur:
-        return cur.execute(
-            """
-            SELECT * FROM subscriptions
-             WHERE customer_id = %(c)s AND starts_at < %(e)s
-               AND (ends_at IS NULL OR ends_at > %(s)s)
-             ORDER BY id
-            """,
-            {"c": customer_id, "s": start, "e": end},
-        ).fetchall()
-
-
 def covered_assets(conn: Conn, subscription: Subscription) -> list[CoveredAsset]:
     """Assets a subscription covers: the listed ones, or every asset of its site."""
     with conn.cursor(row_factory=class_row(CoveredAsset)) as cur:

@@ -12,29 +12,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
-import psycopg
-
 from fleetcare.clock import Clock, SystemClock
-from fleetcare.db import connect
-from fleetcare.errors import FleetcareError
+from fleetcare.worker import Pool, WorkerRunner, WorkerStats
 from maintenance.billing import service as billing
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class BillingStats:
-    """Counters a caller (or a test) can watch."""
+class BillingStats(WorkerStats):
+    """The runner's counters (``runs``, ``errors``, ``ran``) plus billing's."""
 
-    runs: int = 0
     invoices: int = 0
     issued: int = 0
     failures: int = 0
-    errors: int = 0
-    ran: threading.Event = field(default_factory=threading.Event)
 
 
 def run_billing_worker(
@@ -49,26 +43,27 @@ def run_billing_worker(
     """Close (and after ``grace``, issue) last month every ``interval`` seconds until ``stop``."""
     clock = clock or SystemClock()
     stats = stats or BillingStats()
-    while not stop.is_set():
-        try:
-            with connect(database_url) as conn, conn.transaction():
-                results = billing.bill_due_periods(conn, clock, grace)
-            for result in results:
-                stats.invoices += len(result.invoices)
-                stats.issued += sum(1 for i in result.invoices if i.status == "issued")
-                stats.failures += len(result.failures)
-                for failure in result.failures:
-                    log.warning(
-                        "billing: customer %s, period %s: %s",
-                        failure.customer_id,
-                        result.period,
-                        failure.error,
-                    )
-                log.info("billing: period %s, %d invoice(s)", result.period, len(result.invoices))
-        except (psycopg.OperationalError, FleetcareError) as exc:
-            stats.errors += 1
-            log.warning("billing: run failed, retrying: %s", exc)
-        stats.runs += 1
-        stats.ran.set()
-        stop.wait(interval)
+
+    def close_due_periods(pool: Pool) -> int:
+        """One run: close the due periods in one transaction; 0, so the next waits."""
+        with pool.connection() as conn, conn.transaction():
+            results = billing.bill_due_periods(conn, clock, grace)
+        for result in results:
+            stats.invoices += len(result.invoices)
+            stats.issued += sum(1 for i in result.invoices if i.status == "issued")
+            stats.failures += len(result.failures)
+            for failure in result.failures:
+                log.warning(
+                    "billing: customer %s, period %s: %s",
+                    failure.customer_id,
+                    result.period,
+                    failure.error,
+                )
+            log.info("billing: period %s, %d invoice(s)", result.period, len(result.invoices))
+        return 0
+
+    runner = WorkerRunner(
+        "billing", database_url, interval=interval, drain=False, stats=stats, pool_max_size=1
+    )
+    runner.run([close_due_periods], stop)
     return stats

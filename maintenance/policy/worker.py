@@ -1,41 +1,36 @@
 """`fleetcare dispatch`: the policy as a worker, woken by new predictions.
 
-It LISTENs on ``fleetcare_predictions`` (the trigger of 0004) and also polls every
-``poll_interval`` seconds, so a missed notification only delays work. Queue rows are taken
-with FOR UPDATE SKIP LOCKED: run as many dispatchers as you like. Each batch is one
-transaction that this worker owns; events are written in it (outbox).
+It runs on the shell's worker runner: LISTEN on ``fleetcare_predictions`` (the trigger of
+0004) with a poll every ``poll_interval`` seconds as the fallback, so a missed notification
+only delays work. Queue rows are taken with FOR UPDATE SKIP LOCKED: run as many dispatchers
+as you like. Each batch is one transaction that the job owns; events are written in it
+(outbox). Subscription lifecycles (trials ending, renewals) advance every
+``lifecycle_interval`` seconds in a transaction of their own.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-
-import psycopg
+from dataclasses import dataclass
 
 from fleetcare.clock import Clock, SystemClock
-from fleetcare.db import connect
-from maintenance.logistics import repository as logistics_repo
+from fleetcare.worker import Pool, WorkerRunner, WorkerStats
+from maintenance.logistics import service as logistics
 from maintenance.policy import service as policy
 from maintenance.subscriptions import service as subscriptions
-
-log = logging.getLogger(__name__)
 
 CHANNEL = "fleetcare_predictions"
 
 
 @dataclass
-class DispatchStats:
-    """Counters a caller (or a test) can watch."""
+class DispatchStats(WorkerStats):
+    """The runner's counters plus the policy's."""
 
     handled: int = 0
     batches: int = 0
     lifecycle_changes: int = 0
-    errors: int = 0
-    idle: threading.Event = field(default_factory=threading.Event)
 
 
 def run_dispatcher(
@@ -49,55 +44,38 @@ def run_dispatcher(
     stats: DispatchStats | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> DispatchStats:
-    """Run the policy until ``stop`` is set."""
+    """Run the policy until ``stop`` is set (or SIGTERM/SIGINT in the main thread)."""
     clock = clock or SystemClock()
     stats = stats or DispatchStats()
-    last_lifecycle = 0.0
-    with connect(database_url, autocommit=True) as listener, connect(database_url) as work:
-        with work.transaction():
-            logistics_repo.sync_parts_catalogue(work)
-        listener.execute(f"LISTEN {CHANNEL}")
-        log.info("dispatch: listening on %s", CHANNEL)
-        while not stop.is_set():
-            try:
-                if time.monotonic() - last_lifecycle >= lifecycle_interval:
-                    with work.transaction():
-                        stats.lifecycle_changes += subscriptions.advance_lifecycles(work, clock)
-                    last_lifecycle = time.monotonic()
-                drained = _drain(work, clock, batch_size, stats, on_batch, stop)
-            except psycopg.OperationalError as exc:
-                stats.errors += 1
-                log.warning("dispatch: database error, retrying: %s", exc)
-                stop.wait(poll_interval)
-                continue
-            if drained:
-                continue
-            stats.idle.set()
-            # Wait for a notification (or the poll interval); drain them all, then loop.
-            for _ in listener.notifies(timeout=poll_interval, stop_after=1):
-                pass
-            stats.idle.clear()
+    runner = WorkerRunner(
+        "dispatch",
+        database_url,
+        interval=poll_interval,
+        channel=CHANNEL,
+        stats=stats,
+        pool_max_size=1,
+    )
+    last_lifecycle = float("-inf")
+
+    def dispatch_batch(pool: Pool) -> int:
+        """Advance lifecycles when due, then handle one batch of queued predictions."""
+        nonlocal last_lifecycle
+        with pool.connection() as conn:
+            if time.monotonic() - last_lifecycle >= lifecycle_interval:
+                with conn.transaction():
+                    changed = subscriptions.advance_lifecycles(conn, clock)
+                stats.lifecycle_changes += changed
+                last_lifecycle = time.monotonic()
+            with conn.transaction():
+                handled = policy.process_queue(conn, clock, limit=batch_size)
+        if handled:
+            stats.handled += handled
+            stats.batches += 1
+            if on_batch:
+                on_batch(handled)
+        return handled
+
+    with runner.pool.connection() as conn, conn.transaction():
+        logistics.sync_parts_catalogue(conn)
+    runner.run([dispatch_batch], stop)
     return stats
-
-
-def _drain(
-    work: psycopg.Connection[tuple[object, ...]],
-    clock: Clock,
-    batch_size: int,
-    stats: DispatchStats,
-    on_batch: Callable[[int], None] | None,
-    stop: threading.Event,
-) -> int:
-    """Handle queued predictions batch by batch until the queue is empty; how many."""
-    total = 0
-    while not stop.is_set():
-        with work.transaction():
-            handled = policy.process_queue(work, clock, limit=batch_size)
-        if handled == 0:
-            break
-        total += handled
-        stats.handled += handled
-        stats.batches += 1
-        if on_batch:
-            on_batch(handled)
-    return total

@@ -196,6 +196,22 @@ def covering(conn: Conn, asset_id: int, at: datetime) -> list[tuple[Subscription
     return found
 
 
+def subscriptions_in(
+    conn: Conn, customer_id: int, start: datetime, end: datetime
+) -> list[Subscription]:
+    """A customer's subscriptions that were running at some time in ``[start, end)``."""
+    with conn.cursor(row_factory=class_row(Subscription)) as cur:
+        return cur.execute(
+            """
+            SELECT * FROM subscriptions
+             WHERE customer_id = %(c)s AND starts_at < %(e)s
+               AND (ends_at IS NULL OR ends_at > %(s)s)
+             ORDER BY id
+            """,
+            {"c": customer_id, "s": start, "e": end},
+        ).fetchall()
+
+
 def due_for_lifecycle(conn: Conn, now: datetime, limit: int = 100) -> list[Subscription]:
     """Subscriptions whose trial or term has ended, locked (skipping ones others hold)."""
     with conn.cursor(row_factory=class_row(Subscription)) as cur:

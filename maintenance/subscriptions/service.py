@@ -19,6 +19,7 @@ from maintenance.subscriptions.schemas import (
     AssetList,
     Coverage,
     PlanChange,
+    PlanPeriod,
     Subscription,
     SubscriptionCreate,
     SubscriptionUpdate,
@@ -363,6 +364,24 @@ def remove_asset(
         subject=subject("subscription", sub.id),
     )
     return view
+
+
+def subscription_by_id(conn: Conn, subscription_id: int) -> Subscription:
+    """A subscription by id, for other domains' jobs (no caller scope); NotFound if absent."""
+    sub = repo.fetch_one(conn, "subscriptions", Subscription, subscription_id, scope=None)
+    if sub is None:
+        raise NotFound(f"subscription {subscription_id} not found")
+    return sub
+
+
+def plan_periods(conn: Conn, subscription_id: int) -> list[PlanPeriod]:
+    """The plan periods of a subscription, oldest first."""
+    return repo.periods(conn, subscription_id)
+
+
+def running_in(conn: Conn, customer_id: int, start: datetime, end: datetime) -> list[Subscription]:
+    """A customer's subscriptions that were running at some time in ``[start, end)``."""
+    return repo.subscriptions_in(conn, customer_id, start, end)
 
 
 def coverage_for(conn: Conn, asset_id: int, at: datetime) -> Coverage | None:

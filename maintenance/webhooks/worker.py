@@ -24,8 +24,8 @@ from psycopg_pool import ConnectionPool
 from standardwebhooks import Webhook
 
 from fleetcare.clock import Clock, SystemClock
-from fleetcare.db import connect, open_pool
 from fleetcare.settings import Settings
+from fleetcare.worker import Job, Pool, WorkerRunner, WorkerStats
 from maintenance.webhooks import service
 from maintenance.webhooks.addresses import (
     Resolver,
@@ -157,51 +157,6 @@ class WebhookSender:
         return attempts
 
 
-class Wakeup:
-    """A generation counter that LISTEN bumps; idle workers wait for it to change.
-
-    A notification wakes one idle worker; a worker that found work wakes the next, so that a
-    burst spreads over the workers without every event waking all of them.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._generation = 0
-
-    def current(self) -> int:
-        with self._cond:
-            return self._generation
-
-    def bump(self, *, everyone: bool = False) -> None:
-        with self._cond:
-            self._generation += 1
-            if everyone:
-                self._cond.notify_all()
-            else:
-                self._cond.notify()
-
-    def wait(self, seen: int, timeout: float) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._generation != seen, timeout=timeout)
-
-
-def listen_for_events(
-    database_url: str, wakeup: Wakeup, stop: threading.Event, poll_s: float
-) -> None:
-    """Bump ``wakeup`` on every NOTIFY fleetcare_events; reconnect when the database drops."""
-    while not stop.is_set():
-        try:
-            with connect(database_url, autocommit=True) as conn:
-                conn.execute(f"LISTEN {CHANNEL}")
-                wakeup.bump()  # anything committed while we were not listening
-                while not stop.is_set():
-                    for _ in conn.notifies(timeout=poll_s, stop_after=1):
-                        wakeup.bump()
-        except Exception as exc:  # keep listening; the poll covers the gap
-            log.warning("webhook listener lost the database (%s); reconnecting", exc)
-            stop.wait(1.0)
-
-
 def run_webhook_senders(
     database_url: str,
     settings: Settings,
@@ -212,24 +167,22 @@ def run_webhook_senders(
     poll_s: float = 1.0,
     timeout_s: float = 15.0,
     on_ready: Callable[[], None] | None = None,
-) -> None:
-    """Run ``concurrency`` senders until ``stop`` is set, woken by LISTEN and a short poll."""
-    pool = open_pool(
+) -> WorkerStats:
+    """Run ``concurrency`` senders until ``stop`` is set, woken by LISTEN and a short poll.
+
+    Each sender is one loop of the shell's worker runner; all share the runner's pool.
+    """
+    runner = WorkerRunner(
+        "webhooks",
         database_url,
-        settings.model_copy(update={"pool_min_size": 1, "pool_max_size": max(2, concurrency + 1)}),
-        name="webhooks",
+        interval=poll_s,
+        channel=CHANNEL,
+        settings=settings.model_copy(update={"pool_min_size": 1}),
+        pool_max_size=max(2, concurrency + 1),
     )
-    wakeup = Wakeup()
-    listener = threading.Thread(
-        target=listen_for_events,
-        args=(database_url, wakeup, stop, min(poll_s, 1.0)),
-        name="webhooks-listen",
-        daemon=True,
-    )
-    listener.start()
     senders = [
         WebhookSender(
-            pool,
+            runner.pool,
             allow_private=settings.webhooks_allow_private,
             clock=clock,
             timeout_s=timeout_s,
@@ -237,38 +190,15 @@ def run_webhook_senders(
         for _ in range(concurrency)
     ]
 
-    def work(sender: WebhookSender) -> None:
-        while not stop.is_set():
-            seen = wakeup.current()
-            try:
-                made = sender.run_once()
-            except Exception:
-                log.exception("webhook sender %s: job failed; retrying", sender.name)
-                stop.wait(1.0)
-                continue
-            if made == 0:
-                wakeup.wait(seen, poll_s)
-            else:
-                wakeup.bump()  # there may be more: let an idle worker look too
+    def job_of(sender: WebhookSender) -> Job:
+        def send_due(_pool: Pool) -> int:
+            """One endpoint's due deliveries (the sender's own connections come from the pool)."""
+            return sender.run_once()
 
-    threads = [
-        threading.Thread(target=work, args=(s,), name=f"webhooks-{i}", daemon=True)
-        for i, s in enumerate(senders)
-    ]
-    for t in threads:
-        t.start()
-    log.info("webhook senders running: %d", concurrency)
-    if on_ready:
-        on_ready()
+        return send_due
+
     try:
-        while not stop.wait(0.5):
-            pass
+        return runner.run([job_of(s) for s in senders], stop, on_ready=on_ready)
     finally:
-        stop.set()
-        wakeup.bump(everyone=True)  # idle workers stop waiting
-        for t in threads:
-            t.join(timeout=timeout_s + 5)
-        listener.join(timeout=5)
         for s in senders:
             s.close()
-        pool.close()
