@@ -354,9 +354,11 @@ app.add_typer(devices_app, name="devices")
 app.command("ingest")(ingest_command)
 
 # --- payload profiles and history import (issue 18) ---
+from ingest.history_cli import history_app  # noqa: E402
 from ingest.profile_cli import profiles_app  # noqa: E402
 
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(history_app, name="history")
 
 
 @app.command()

@@ -1,0 +1,565 @@
+"""History import: a customer's recorded telemetry, read through a payload profile from CSV,
+whitespace-separated text or Parquet files, streamed in batches of columns (pyarrow) and
+written with binary COPY; whole lifetimes (each asset's rows end in its failure or
+replacement) for training, or the running history of assets still in service (backfill).
+
+Idempotent by construction: readings on the (asset, metric, time) key, assets on (customer,
+external id), lives on (asset, component, end). Memory is bounded by the batch, not the file:
+only per-asset summaries (first and last time, last usage) are kept across batches. Each batch
+commits on its own (the import is its own transaction owner, like a worker job), so an
+interrupted import is finished by running it again. No SQL text here (``ingest.repository``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+from numpy.typing import NDArray
+from psycopg import Connection
+
+from fleetcare.errors import Invalid
+from ingest import repository as repo
+from ingest.pipeline import MetricCatalogue, MetricSpec
+from ingest.profiles import UNIX_EPOCH, CompiledProfile, ProfileError
+
+Conn = Connection[Any]
+Mode = Literal["lifetimes", "in-service"]
+EndReason = Literal["failure", "replacement"]
+BLOCK_BYTES = 4 * 1024 * 1024  # text read per batch
+PARQUET_BATCH_ROWS = 131_072
+PROGRESS_EVERY_S = 2.0
+PARQUET_SUFFIXES = (".parquet", ".pq")
+BAD_TIME = int(np.iinfo(np.int64).min)  # a row whose time cannot be read
+
+
+@dataclass
+class ImportReport:
+    """What an import read, stored and rejected (with one example per reason)."""
+
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_rejected: int = 0
+    values_stored: int = 0
+    values_duplicate: int = 0
+    values_rejected: int = 0
+    assets_created: int = 0
+    assets: int = 0
+    lives_recorded: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def reject(self, reason: str, count: int, example: str, *, rows: bool) -> None:
+        """Count ``count`` rejected rows (or values) for ``reason``."""
+        if count <= 0:
+            return
+        self.reasons[reason] += count
+        self.examples.setdefault(reason, example[:300])
+        if rows:
+            self.rows_rejected += count
+        else:
+            self.values_rejected += count
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-able values."""
+        return {
+            "files": self.files,
+            "rows_read": self.rows_read,
+            "rows_rejected": self.rows_rejected,
+            "values_stored": self.values_stored,
+            "values_duplicate": self.values_duplicate,
+            "values_rejected": self.values_rejected,
+            "assets": self.assets,
+            "assets_created": self.assets_created,
+            "lives_recorded": self.lives_recorded,
+            "rejected": {
+                r: {"count": n, "first": self.examples[r]} for r, n in self.reasons.items()
+            },
+            "seconds": round(self.seconds, 3),
+        }
+
+
+Progress = Callable[[str, int, int, ImportReport], None]  # file, bytes done, bytes total
+
+
+@dataclass
+class _AssetSummary:
+    asset_id: int
+    first_us: int
+    last_us: int
+    usage: float | None = None
+    usage_us: int = -(2**62)
+
+
+@dataclass
+class _Context:
+    conn: Conn
+    customer_id: int
+    kind: str
+    profile: CompiledProfile
+    specs: dict[str, MetricSpec]
+    usage_id: int | None
+    report: ImportReport
+    assets: dict[str, int | None] = field(default_factory=dict)  # ref → id (None: refused)
+    refused: dict[str, tuple[str, str]] = field(default_factory=dict)  # ref → (reason, detail)
+    summaries: dict[int, _AssetSummary] = field(default_factory=dict)
+    created: set[int] = field(default_factory=set)
+
+
+# --- reading files as batches of string (or typed, for Parquet) columns ---------------------
+
+
+def _text_batches(
+    path: Path, profile: CompiledProfile, report: ImportReport
+) -> Iterator[tuple[pa.Table, int]]:
+    """Blocks of ``path`` as tables (every column a string) and the bytes read so far."""
+    doc = profile.doc
+    whitespace = profile.format == "text"
+    names: list[str] | None = None if doc.header else list(doc.columns or [])
+    done = 0
+
+    def bad_row(row: Any) -> str:
+        report.rows_read += 1
+        report.reject(
+            "bad_structure",
+            1,
+            f"{path.name}: {row.actual_columns} columns, expected {row.expected_columns}: "
+            f"{(row.text or '')[:120]!r}",
+            rows=True,
+        )
+        return "skip"
+
+    with path.open("rb") as f:
+        rest = b""
+        while True:
+            chunk = f.read(BLOCK_BYTES)
+            done += len(chunk)
+            data = rest + chunk
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    rest = data
+                    continue
+                data, rest = data[:cut], data[cut:]
+            elif not data:
+                return
+            else:
+                rest = b""
+            if whitespace:
+                data = b"\n".join(b",".join(line.split()) for line in data.splitlines())
+            if names is None:  # the header line names the columns
+                first, _, data = data.partition(b"\n")
+                text = first.decode("utf-8", errors="replace").strip()
+                names = next(profile.split_lines([text]), [])
+                profile.row_reader(names)  # every field named by the profile is a column
+            if data.strip():
+                try:
+                    table = pcsv.read_csv(
+                        io.BytesIO(data),
+                        read_options=pcsv.ReadOptions(column_names=names, use_threads=False),
+                        parse_options=pcsv.ParseOptions(
+                            delimiter="," if whitespace else doc.delimiter,
+                            invalid_row_handler=bad_row,
+                            ignore_empty_lines=True,
+                        ),
+                        convert_options=pcsv.ConvertOptions(
+                            column_types=dict.fromkeys(names, pa.string()),
+                            strings_can_be_null=False,
+                        ),
+                    )
+                except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                    raise Invalid(f"{path}: cannot read as {profile.format}: {exc}") from None
+                yield table, done
+            if not chunk:
+                return
+
+
+def _parquet_batches(path: Path, profile: CompiledProfile) -> Iterator[tuple[pa.Table, int]]:
+    """Row groups of a Parquet file, as tables of the columns the profile reads."""
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise Invalid(f"{path}: not a Parquet file ({exc})") from None
+    names = parquet.schema_arrow.names
+    reader = profile.row_reader(names)  # raises ProfileError naming a missing column
+    wanted = sorted(
+        {reader.asset, reader.time}
+        | ({reader.metric_col, reader.value_col} if reader.long else {i for i, _ in reader.wide})
+    )
+    size = path.stat().st_size
+    total = max(1, parquet.metadata.num_rows)
+    seen = 0
+    for batch in parquet.iter_batches(
+        batch_size=PARQUET_BATCH_ROWS, columns=[names[i] for i in wanted]
+    ):
+        seen += batch.num_rows
+        yield pa.Table.from_batches([batch]), int(size * seen / total)
+
+
+# --- columns → values -----------------------------------------------------------------------
+
+
+def _floats(column: pa.ChunkedArray) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Values as float64 and a mask of cells that were empty (not an error: no reading)."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        empty = np.asarray(pc.equal(pc.utf8_trim_whitespace(column), "").to_numpy(False))
+        try:
+            values = pc.cast(column, pa.float64())
+        except pa.ArrowInvalid:  # some cell is not a number: this batch goes cell by cell
+            return _floats_slowly(column.to_pylist()), empty
+    else:
+        try:
+            values = pc.cast(column, pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return _floats_slowly(column.to_pylist()), np.zeros(len(column), dtype=bool)
+        empty = np.asarray(column.is_null().to_numpy(False))
+    out = np.asarray(values.to_numpy(False), dtype=np.float64)
+    return out, empty
+
+
+def _floats_slowly(cells: Sequence[Any]) -> NDArray[np.float64]:
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, cell in enumerate(cells):
+        try:
+            out[i] = float(cell) if cell not in (None, "") else math.nan
+        except (TypeError, ValueError):
+            out[i] = math.inf * 0  # NaN: reported as not a number by the caller
+    return out
+
+
+def _times_us(ctx: _Context, column: pa.ChunkedArray) -> NDArray[np.int64]:
+    """Epoch µs of each row; the minimum int64 where the time cannot be read."""
+    spec = ctx.profile.doc.time
+    assert spec is not None
+    bad = BAD_TIME
+    fmt = spec.format
+    if fmt in ("epoch_s", "epoch_ms", "cycle"):
+        values, empty = _floats(column)
+        if fmt == "cycle":
+            assert spec.origin is not None and spec.step_s is not None
+            delta = spec.origin - UNIX_EPOCH
+            base = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+            factor = spec.step_s * 1e6
+        else:
+            base, factor = 0, 1e6 if fmt == "epoch_s" else 1e3
+        us = np.rint(values * factor) + base
+        ok = np.isfinite(us) & ~empty & (np.abs(us) < 2.5e17)
+        return np.where(ok, np.where(ok, us, 0).astype(np.int64), bad)
+    if pa.types.is_timestamp(column.type):
+        stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
+        ints = np.asarray(stamps.cast(pa.int64()).to_numpy(False), dtype=np.float64)
+        return np.where(np.isfinite(ints), ints, bad).astype(np.int64)
+    if fmt == "rfc3339" and pa.types.is_string(column.type):
+        try:
+            stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
+            return np.asarray(stamps.cast(pa.int64()).to_numpy(False), dtype=np.int64)
+        except pa.ArrowInvalid:
+            pass  # a cell is not RFC 3339 with an offset: cell by cell
+    read = ctx.profile.read_time
+    return np.array(
+        [bad if (v := read(cell)) is None else v for cell in column.to_pylist()], dtype=np.int64
+    )
+
+
+def _asset_refs(ctx: _Context, column: pa.ChunkedArray) -> list[str]:
+    refs = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    refs = pc.replace_substring_regex(refs, r"^([0-9]+)\.0*$", r"\1")  # 7.0 → 7
+    prefix = ctx.profile.prefix
+    return [prefix + r if r else "" for r in refs.to_pylist()]
+
+
+def _resolve_assets(ctx: _Context, refs: list[str], times: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Asset id of each row (0: refused, see ``ctx.refused``); creates assets met first here."""
+    new = sorted({r for r in refs if r and r not in ctx.assets})
+    if new:
+        found = repo.find_assets(ctx.conn, [(ctx.customer_id, r) for r in new])
+        missing = [r for r in new if (ctx.customer_id, r) not in found]
+        if missing:
+            first: dict[str, int] = {}
+            for r, t in zip(refs, times.tolist(), strict=True):
+                if t != BAD_TIME:
+                    first[r] = min(first.get(r, t), t)
+            created = repo.create_imported_assets(
+                ctx.conn,
+                ctx.customer_id,
+                ctx.kind,
+                missing,
+                [_us_to_datetime(max(first.get(r, 0), 0)) for r in missing],
+            )
+            ctx.created.update(created)
+            ctx.report.assets_created += len(created)
+            found = repo.find_assets(ctx.conn, [(ctx.customer_id, r) for r in new])
+        for r in new:
+            key = found.get((ctx.customer_id, r))
+            ctx.assets[r] = None
+            if key is None:  # an id the database refuses (e.g. a character it does not allow)
+                ctx.refused[r] = ("bad_asset_id", f"asset id {r[:64]!r} is not a valid id")
+            elif key.kind != ctx.kind:
+                ctx.refused[r] = ("wrong_kind", f"asset {r!r} is a {key.kind}, not a {ctx.kind}")
+            elif key.retired:
+                ctx.refused[r] = ("retired_asset", f"asset {r!r} is retired")
+            else:
+                ctx.assets[r] = key.id
+    return np.array([ctx.assets.get(r) or 0 for r in refs], dtype=np.int64)
+
+
+def _store_batch(ctx: _Context, table: pa.Table, reader_names: list[str]) -> None:
+    report = ctx.report
+    rows = table.num_rows
+    report.rows_read += rows
+    if rows == 0:
+        return
+    profile = ctx.profile
+    doc = profile.doc
+    assert doc.time is not None and doc.asset is not None
+    refs = _asset_refs(ctx, table.column(doc.asset))
+    times = _times_us(ctx, table.column(doc.time.field))
+    bad_time = times == BAD_TIME
+    if bad_time.any():
+        i = int(np.flatnonzero(bad_time)[0])
+        cell = table.column(doc.time.field)[i].as_py()
+        report.reject(
+            "bad_timestamp",
+            int(bad_time.sum()),
+            f"{doc.time.field} = {str(cell)[:64]!r} is not {doc.time.format}",
+            rows=True,
+        )
+    no_asset = np.array([not r for r in refs], dtype=bool) & ~bad_time
+    if no_asset.any():
+        report.reject("bad_structure", int(no_asset.sum()), "empty asset id", rows=True)
+    asset_ids = _resolve_assets(ctx, refs, times)
+    refused = (asset_ids == 0) & ~bad_time & ~no_asset
+    if refused.any():
+        why = Counter(ctx.refused[refs[i]] for i in np.flatnonzero(refused).tolist())
+        for (reason, detail), n in why.items():
+            report.reject(reason, n, detail, rows=True)
+    good = ~bad_time & (asset_ids != 0)
+    parts_t: list[NDArray[np.int64]] = []
+    parts_a: list[NDArray[np.int64]] = []
+    parts_m: list[NDArray[np.int64]] = []
+    parts_v: list[NDArray[np.float64]] = []
+
+    def take(mask: NDArray[np.bool_], metric: MetricSpec, values: NDArray[np.float64]) -> None:
+        parts_t.append(times[mask])
+        parts_a.append(asset_ids[mask])
+        parts_m.append(np.full(int(mask.sum()), metric.id, dtype=np.int64))
+        parts_v.append(values[mask])
+        if metric.id == ctx.usage_id:
+            _note_usage(ctx, asset_ids[mask], times[mask], values[mask])
+
+    def check(
+        name: str, values: NDArray[np.float64], empty: NDArray[np.bool_], rows_of: NDArray[np.bool_]
+    ) -> None:
+        spec = ctx.specs.get(name)
+        if spec is None:  # the profile names a metric the kind does not have
+            n = int((rows_of & ~empty).sum())
+            report.reject("unknown_metric", n, f"{ctx.kind} has no metric {name!r}", rows=False)
+            return
+        present = rows_of & ~empty
+        nan = present & np.isnan(values)
+        if nan.any():
+            report.reject("not_a_number", int(nan.sum()), f"{name}: not a number", rows=False)
+        inside = (values >= spec.low) & (values <= spec.high)
+        outside = present & ~nan & ~inside
+        if outside.any():
+            v = float(values[np.flatnonzero(outside)[0]])
+            report.reject(
+                "out_of_bounds",
+                int(outside.sum()),
+                f"{name} = {v:g} outside [{spec.low:g}, {spec.high:g}] {spec.unit}",
+                rows=False,
+            )
+        take(present & inside, spec, values)
+
+    if doc.layout == "long":
+        assert doc.metric_column and doc.value_column
+        names = pc.cast(table.column(doc.metric_column), pa.string()).to_pylist()
+        values, empty = _floats(table.column(doc.value_column))
+        unknown = good & np.array([n not in profile.by_file_name for n in names], dtype=bool)
+        if unknown.any():
+            first = names[int(np.flatnonzero(unknown)[0])]
+            report.reject(
+                "unknown_metric",
+                int(unknown.sum()),
+                f"the profile maps no metric {first!r}",
+                rows=True,
+            )
+        for file_name, conv in profile.by_file_name.items():
+            mine = good & np.array([n == file_name for n in names], dtype=bool)
+            if mine.any():
+                check(conv.name, values * conv.scale + conv.offset, empty, mine)
+    else:
+        for name, m in doc.metrics.items():
+            values, empty = _floats(table.column(m.field))
+            check(name, values * m.scale + m.offset, empty, good)
+    _note_span(ctx, asset_ids[good], times[good])
+    if parts_t:
+        t = np.concatenate(parts_t)
+        if t.size:
+            data = repo.encode_telemetry_copy(
+                t, np.concatenate(parts_a), np.concatenate(parts_m), np.concatenate(parts_v)
+            )
+            stored = repo.insert_telemetry(ctx.conn, data, int(t.size))
+            report.values_stored += stored
+            report.values_duplicate += int(t.size) - stored
+
+
+def _note_span(ctx: _Context, ids: NDArray[np.int64], times: NDArray[np.int64]) -> None:
+    if ids.size == 0:
+        return
+    order = np.lexsort((times, ids))
+    ids, times = ids[order], times[order]
+    starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+    ends = np.append(starts[1:], ids.size) - 1
+    for a, lo, hi in zip(
+        ids[starts].tolist(), times[starts].tolist(), times[ends].tolist(), strict=True
+    ):
+        s = ctx.summaries.get(a)
+        if s is None:
+            ctx.summaries[a] = _AssetSummary(a, lo, hi)
+        else:
+            s.first_us, s.last_us = min(s.first_us, lo), max(s.last_us, hi)
+
+
+def _note_usage(
+    ctx: _Context, ids: NDArray[np.int64], times: NDArray[np.int64], values: NDArray[np.float64]
+) -> None:
+    if ids.size == 0:
+        return
+    order = np.lexsort((times, ids))
+    ids, times, values = ids[order], times[order], values[order]
+    ends = np.append(np.flatnonzero(ids[1:] != ids[:-1]), ids.size - 1)
+    for a, t, v in zip(
+        ids[ends].tolist(), times[ends].tolist(), values[ends].tolist(), strict=True
+    ):
+        s = ctx.summaries.setdefault(a, _AssetSummary(a, t, t))
+        if t >= s.usage_us:
+            s.usage_us, s.usage = t, v
+
+
+def _us_to_datetime(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1e6, UNIX_EPOCH.tzinfo) if us else UNIX_EPOCH
+
+
+def import_history(
+    conn: Conn,
+    *,
+    customer_id: int,
+    kind: str,
+    profile: CompiledProfile,
+    paths: Sequence[Path],
+    mode: Mode,
+    end_reason: EndReason = "failure",
+    component: str | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import ``paths`` (CSV, text or Parquet) for a customer's assets of ``kind``.
+
+    ``conn`` is in autocommit mode: each batch commits in its own transaction. ``lifetimes``:
+    each asset's rows in the files make one life, ended at its last row by ``end_reason``;
+    ``in-service``: the assets' running history (their usage counter and last-seen time
+    move forward).
+    """
+    started = time.perf_counter()
+    if profile.format not in ("csv", "text"):
+        raise ProfileError(f"profile {profile.name}: history import reads csv or text profiles")
+    catalogue = MetricCatalogue.from_rows(repo.load_metric_catalogue(conn))
+    if kind not in catalogue.by_kind:
+        raise Invalid(f"kind: no kind {kind!r}")
+    components = repo.kind_components(conn, kind)
+    if mode == "lifetimes":
+        if component is None:
+            if len(components) != 1:
+                raise Invalid(
+                    f"--component: {kind} has components {', '.join(components) or '(none)'}; "
+                    "say which one the lifetimes end"
+                )
+            component = components[0]
+        elif component not in components:
+            raise Invalid(f"--component: {kind} has no component {component!r}")
+    for path in paths:
+        if not path.is_file():
+            raise Invalid(f"{path}: no such file")
+    report = ImportReport(files=[str(p) for p in paths])
+    ctx = _Context(
+        conn,
+        customer_id,
+        kind,
+        profile,
+        catalogue.by_kind[kind],
+        catalogue.usage_metric_id.get(kind),
+        report,
+    )
+    last_progress = time.monotonic()
+    for path in paths:
+        total = path.stat().st_size
+        batches = (
+            _parquet_batches(path, profile)
+            if path.suffix.lower() in PARQUET_SUFFIXES
+            else _text_batches(path, profile, report)
+        )
+        for table, done in batches:
+            with conn.transaction():
+                _store_batch(ctx, table, table.column_names)
+            if progress is not None and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                progress(str(path), done, total, report)
+                last_progress = time.monotonic()
+        if progress is not None:
+            progress(str(path), total, total, report)
+    with conn.transaction():
+        _finish(ctx, mode, end_reason, component)
+    report.assets = len(ctx.summaries)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _finish(ctx: _Context, mode: Mode, end_reason: EndReason, component: str | None) -> None:
+    """Per asset: its life (lifetimes) or its last-seen time and usage (in service)."""
+    summaries = sorted(ctx.summaries.values(), key=lambda s: s.asset_id)
+    if not summaries:
+        return
+    ids = [s.asset_id for s in summaries]
+    first = [_us_to_datetime(s.first_us) for s in summaries]
+    last = [_us_to_datetime(s.last_us) for s in summaries]
+    if mode == "lifetimes":
+        assert component is not None
+        ctx.report.lives_recorded = repo.insert_imported_lives(
+            ctx.conn,
+            ids,
+            component,
+            first,
+            last,
+            end_reason,
+            [s.usage for s in summaries],
+        )
+        repo.mark_assets_renewed(ctx.conn, ids, last, created=sorted(ctx.created))
+    else:
+        repo.update_assets_seen(
+            ctx.conn,
+            ids,
+            last,
+            [s.usage for s in summaries],
+            [_us_to_datetime(s.usage_us) if s.usage is not None else None for s in summaries],
+        )
+        created = [
+            (s.asset_id, f)
+            for s, f in zip(summaries, first, strict=True)
+            if s.asset_id in ctx.created
+        ]
+        if created:
+            repo.backdate_imported_assets(
+                ctx.conn, [a for a, _ in created], [f for _, f in created]
+            )

@@ -1,0 +1,224 @@
+"""History import: lifetimes and backfill through a profile, broken rows, duplicate imports,
+CSV/text/Parquet, and assets of another customer or kind."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from psycopg import Connection
+
+from fleetcare.db import connect
+from fleetcare.errors import Invalid
+from fleetcare.fleet import service as fleet
+from fleetcare.fleet.schemas import AssetCreate
+from ingest import profile_service
+from ingest.history import import_history
+from ingest.profiles import ProfileError, compile_profile, parse_profile
+from tests.ingest_helpers import OPERATOR
+
+ORIGIN = datetime(2020, 1, 1, tzinfo=UTC)
+ROWS: dict[str, Any] = {
+    "name": "engine-rows",
+    "format": "text",
+    "columns": ["unit", "cycle", "t24", "t50"],
+    "asset": "unit",
+    "time": {"field": "cycle", "format": "cycle", "origin": ORIGIN.isoformat(), "step_s": 3600},
+    "metrics": {
+        "flight_cycles": {"field": "cycle"},
+        "t24_r": {"field": "t24"},
+        "t50_r": {"field": "t50"},
+    },
+}
+
+
+def text_file(path: Path, units: dict[int, int]) -> Path:
+    lines = []
+    for unit, cycles in units.items():
+        lines += [f"{unit} {c} {600 + c * 0.1:.2f} {1400 + c:.1f}  " for c in range(1, cycles + 1)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(conn: Connection[Any], customer: int, paths: list[Path], **kw: Any) -> Any:
+    profile = compile_profile(parse_profile(kw.pop("doc", ROWS), "test"))
+    return import_history(
+        conn,
+        customer_id=customer,
+        kind=kw.pop("kind", "engine"),
+        profile=profile,
+        paths=paths,
+        mode=kw.pop("mode", "lifetimes"),
+        **kw,
+    )
+
+
+@pytest.fixture
+def auto(db_url: str) -> Any:
+    with connect(db_url, autocommit=True) as c:
+        yield c
+
+
+def test_lifetimes_import_creates_assets_and_lives_and_is_idempotent(
+    auto: Connection[Any], tmp_path: Path
+) -> None:
+    acme = fleet.ensure_customer(auto, "acme", "Acme")
+    path = text_file(tmp_path / "train.txt", {1: 30, 2: 45, 10: 12})
+    report = run(auto, acme.id, [path])
+    assert (report.rows_read, report.rows_rejected, report.values_rejected) == (87, 0, 0)
+    assert report.values_stored == 87 * 3 and report.values_duplicate == 0
+    assert (report.assets, report.assets_created, report.lives_recorded) == (3, 3, 3)
+    lives = auto.execute(
+        "SELECT a.ref, l.component, l.started_at, l.ended_at, l.end_reason, l.usage_at_end,"
+        " a.renewed_at FROM asset_lives l JOIN assets a ON a.id = l.asset_id ORDER BY a.ref"
+    ).fetchall()
+    hour = timedelta(hours=1)
+    assert [lf[:6] for lf in lives] == [
+        ("1", "hpc_module", ORIGIN + hour, ORIGIN + 30 * hour, "failure", 30.0),
+        ("10", "hpc_module", ORIGIN + hour, ORIGIN + 12 * hour, "failure", 12.0),
+        ("2", "hpc_module", ORIGIN + hour, ORIGIN + 45 * hour, "failure", 45.0),
+    ]
+    assert [lf[6] for lf in lives] == [lf[3] for lf in lives]  # renewed when the life ended
+    again = run(auto, acme.id, [path])
+    assert (again.values_stored, again.values_duplicate) == (0, 87 * 3)
+    assert (again.assets_created, again.lives_recorded) == (0, 0)
+    assert auto.execute("SELECT count(*) FROM telemetry").fetchone() == (87 * 3,)
+
+
+def test_broken_rows_are_rejected_with_reasons_and_good_ones_kept(
+    auto: Connection[Any], tmp_path: Path
+) -> None:
+    acme = fleet.ensure_customer(auto, "acme", "Acme")
+    path = tmp_path / "broken.txt"
+    path.write_text(
+        "1 1 600.1 1401\n"
+        "1 2 600.2\n"  # a column short
+        "1 x 600.3 1403\n"  # cycle not a number
+        "1 4 hot 1404\n"  # t24 not a number
+        "1 5 5000 1405\n"  # t24 out of bounds
+        "bad/id 6 600 1400\n"  # an id the asset registry refuses
+        "1 7 600.7 1407\n"
+    )
+    report = run(auto, acme.id, [path], mode="in-service")
+    assert report.rows_read == 7
+    assert report.reasons == {
+        "bad_structure": 1,
+        "bad_timestamp": 1,
+        "not_a_number": 1,
+        "out_of_bounds": 1,
+        "bad_asset_id": 1,
+    }
+    assert "2 columns" not in report.examples["bad_structure"]  # a row of 3 columns
+    assert "3 columns, expected 4" in report.examples["bad_structure"]
+    assert "cycle = 'x' is not cycle" in report.examples["bad_timestamp"]
+    assert "t24_r = 5000 outside [300, 1000]" in report.examples["out_of_bounds"]
+    # rows 1, 4, 5, 7 are stored (without their rejected values): 3 + 2 + 2 + 3 values
+    assert report.values_stored == 10
+    row = auto.execute(
+        "SELECT usage_counter, last_seen_at, renewed_at FROM assets WHERE ref = '1'"
+    ).fetchone()
+    assert row == (7.0, ORIGIN + timedelta(hours=7), ORIGIN + timedelta(hours=1))
+
+
+def test_csv_long_and_parquet_wide_read_the_same_values(
+    auto: Connection[Any], tmp_path: Path
+) -> None:
+    acme = fleet.ensure_customer(auto, "acme", "Acme")
+    beta = fleet.ensure_customer(auto, "beta", "Beta")
+    long_doc = {
+        "name": "engine-long",
+        "format": "csv",
+        "header": True,
+        "layout": "long",
+        "asset": "engine",
+        "asset_prefix": "ESN-",
+        "time": {"field": "at", "format": "rfc3339"},
+        "metric_column": "sensor",
+        "value_column": "reading",
+        "metrics": {"t24_r": {"field": "T24_K", "scale": 1.8}, "flight_cycles": {"field": "N"}},
+    }
+    csv_path = tmp_path / "long.csv"
+    csv_path.write_text(
+        "engine,at,sensor,reading\n"
+        "7,2024-05-01T10:00:00Z,T24_K,350\n"
+        "7,2024-05-01T10:00:00Z,N,100\n"
+        "7,2024-05-01T11:00:00+01:00,T24_K,351\n"  # the same instant: one row
+        "7,2024-05-01T12:00:00Z,EGT,900\n"
+        "7,2024-05-01T12:00:00Z,N,102\n"
+    )
+    got = run(auto, acme.id, [csv_path], doc=long_doc, mode="in-service")
+    assert got.reasons == {"unknown_metric": 1}
+    assert got.values_stored == 3 and got.values_duplicate == 1
+    wide_doc = {
+        "name": "engine-wide",
+        "format": "csv",
+        "header": True,
+        "asset": "engine",
+        "asset_prefix": "ESN-",
+        "time": {"field": "at", "format": "epoch_ms"},
+        "metrics": {"t24_r": {"field": "t24_k", "scale": 1.8}, "flight_cycles": {"field": "n"}},
+    }
+    at = int(datetime(2024, 5, 1, 10, tzinfo=UTC).timestamp() * 1000)
+    table = pa.table({"engine": [7, 7], "at": [at, at + 7_200_000], "t24_k": [350.0, None],
+                      "n": [100, 102]})  # fmt: skip
+    pq.write_table(table, tmp_path / "wide.parquet", row_group_size=1)
+    again = run(auto, acme.id, [tmp_path / "wide.parquet"], doc=wide_doc, mode="in-service")
+    assert (again.rows_read, again.values_stored, again.values_duplicate) == (2, 0, 3)
+    # another customer with the same external ids gets assets of its own
+    other = run(auto, beta.id, [tmp_path / "wide.parquet"], doc=wide_doc, mode="in-service")
+    assert (other.assets_created, other.values_stored) == (1, 3)
+    owners = auto.execute("SELECT customer_id FROM assets WHERE ref = 'ESN-7' ORDER BY 1")
+    assert [r[0] for r in owners.fetchall()] == sorted([acme.id, beta.id])
+
+
+def test_assets_of_another_kind_and_bad_arguments(auto: Connection[Any], tmp_path: Path) -> None:
+    acme = fleet.ensure_customer(auto, "acme", "Acme")
+    fleet.create_asset(auto, OPERATOR, AssetCreate(customer_id=acme.id, kind="tire", ref="3"))
+    path = text_file(tmp_path / "x.txt", {3: 5, 4: 5})
+    report = run(auto, acme.id, [path])
+    assert report.reasons == {"wrong_kind": 5}
+    assert report.examples["wrong_kind"] == "asset '3' is a tire, not a engine"
+    assert report.lives_recorded == 1
+    with pytest.raises(Invalid, match="no such file"):
+        run(auto, acme.id, [tmp_path / "missing.txt"])
+    with pytest.raises(Invalid, match="no kind 'nope'"):
+        run(auto, acme.id, [path], kind="nope")
+    with pytest.raises(Invalid, match="elevator has components brake, door_operator; say which"):
+        doc = {**ROWS, "metrics": {"trips": {"field": "cycle"}}}
+        run(auto, acme.id, [path], kind="elevator", doc=doc)
+    with pytest.raises(Invalid, match="engine has no component 'fan'"):
+        run(auto, acme.id, [path], component="fan")
+    header_doc = {**ROWS, "columns": None, "header": True}
+    with pytest.raises(ProfileError, match="asset column 'unit' is not among the columns"):
+        run(auto, acme.id, [path], doc=header_doc)
+
+
+def test_history_import_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from fleetcare.cli import app
+
+    monkeypatch.setenv("FLEETCARE_DATABASE_URL", db_url)
+    with connect(db_url) as c:
+        fleet.ensure_customer(c, "acme", "Acme")
+        profile_service.apply_profile(c, OPERATOR, ROWS, source="test")
+    path = text_file(tmp_path / "train.txt", {1: 5, 2: 6})
+    runner = CliRunner()
+    args = ["history", "import", "--customer", "acme", "--kind", "engine"]
+    ok = runner.invoke(app, [*args, "--profile", "engine-rows", "--lifetimes", "--json", str(path)])
+    assert ok.exit_code == 0, ok.output
+    report = json.loads(ok.stdout.splitlines()[-1])
+    assert (report["rows_read"], report["values_stored"], report["lives_recorded"]) == (11, 33, 2)
+    assert "history: train.txt: 100.0%" in ok.stderr
+    human = runner.invoke(app, [*args, "--profile", "engine-rows", str(path)])
+    assert "values stored 0, already stored 33" in human.stdout
+    nobody = runner.invoke(app, [*args[:2], "--customer", "nobody", *args[4:], "--profile", "x",
+                                 str(path)])  # fmt: skip
+    assert nobody.exit_code == 2 and "no live customer 'nobody'" in nobody.output
+    noprofile = runner.invoke(app, [*args, "--profile", "nope", str(path)])
+    assert noprofile.exit_code == 2 and "no profile 'nope'" in noprofile.output
