@@ -24,6 +24,7 @@ from api.routes import (
     webhooks,
 )
 from api.routes import ingest as ingest_routes
+from api.routes import kinds as kinds_routes
 from api.routes import models as model_routes
 from fleetcare.db import open_pool
 from fleetcare.settings import Settings
@@ -55,6 +56,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.api_max_body_bytes)
     app.include_router(health.router)
     app.include_router(fleet.router)
+    app.include_router(kinds_routes.router)
     app.include_router(devices.router)
     app.include_router(ingest_routes.router)
     app.include_router(profiles.router)

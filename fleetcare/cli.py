@@ -14,6 +14,7 @@ from fleetcare import migrate as migrations
 from fleetcare.errors import FleetcareError
 from fleetcare.logs import setup_logging
 from fleetcare.settings import Settings, load_settings
+from kinds.commands import kinds_app
 
 log = logging.getLogger("fleetcare")
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(kinds_app, name="kinds")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -1,0 +1,128 @@
+"""Read kind definition files (YAML or JSON) into validated definitions.
+
+Every error names the file, the field and what is wrong; nothing is applied from a file that
+has one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from fleetcare.errors import Invalid
+from kinds.schemas import KindDefinition
+
+SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+MAX_FILE_BYTES = 1_000_000
+
+
+class KindFileError(Invalid):
+    """A kind definition that cannot be read or does not validate."""
+
+    code = "invalid_kind"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (instead of keeping
+    the last one silently)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _mapping_without_duplicates,
+)
+
+
+def field_path(loc: Iterable[int | str]) -> str:
+    """``('metrics', 2, 'low')`` → ``metrics[2].low``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def describe_errors(exc: pydantic.ValidationError) -> list[str]:
+    """One ``field: what is wrong`` line per validation error."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        # the union of the text and mapping forms of a threshold adds its own step to loc
+        loc = [p for p in err["loc"] if p not in ("function-before[_from_text(), Threshold]",)]
+        where = field_path(loc)
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif err["type"] == "missing":
+            message = "required field is missing"
+        lines.append(f"{where}: {message}" if where else message)
+    return lines
+
+
+def parse_definition(data: Any, source: str) -> KindDefinition:
+    """Validate a parsed document; KindFileError naming ``source``, the field and the fault."""
+    if not isinstance(data, Mapping):
+        raise KindFileError(f"{source}: a kind definition is a mapping (name, metrics, ...)")
+    try:
+        return KindDefinition.model_validate(data)
+    except pydantic.ValidationError as exc:
+        lines = describe_errors(exc)
+        raise KindFileError(f"{source}: " + f"; {source}: ".join(lines)) from None
+
+
+def read_document(path: Path) -> Any:
+    """The YAML or JSON document in ``path`` (by its suffix); KindFileError when unreadable."""
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise KindFileError(f"{path}: a kind file ends in .yaml, .yml or .json")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise KindFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise KindFileError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise KindFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        if fmt == "json":
+            return json.loads(text)
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except json.JSONDecodeError as exc:
+        raise KindFileError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise KindFileError(f"{path}: {where}invalid YAML: {problem}") from None
+
+
+def load_file(path: Path | str) -> KindDefinition:
+    """Read and validate one kind file."""
+    path = Path(path)
+    return parse_definition(read_document(path), str(path))
+
+
+def builtin_files() -> list[Path]:
+    """The kind files shipped with fleetcare (tire, elevator, engine), in name order."""
+    folder = Path(__file__).resolve().parent / "builtin"
+    return sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES)
