@@ -34,7 +34,7 @@ def list_kinds(conn: Conn, caller: Caller) -> list[KindSummary]:
     return kinds.list_kinds(conn)
 
 
-@router.get("/kinds/{name}", tags=["kinds"])
-def get_kind(name: KindName, conn: Conn, caller: Caller) -> KindRecord:
+@router.get("/kinds/{kind}", tags=["kinds"])
+def get_kind(kind: KindName, conn: Conn, caller: Caller) -> KindRecord:
     """One kind's current definition and version."""
-    return kinds.get_record(conn, name)
+    return kinds.get_record(conn, kind)
