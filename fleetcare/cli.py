@@ -362,6 +362,10 @@ from ingest.profile_cli import profiles_app  # noqa: E402
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(history_app, name="history")
 
+from models.export.cli import predictions_app  # noqa: E402
+
+app.add_typer(predictions_app, name="predictions")
+
 
 @app.command()
 def dispatch(

@@ -1,0 +1,1 @@
+"""Exporting predictions: each asset's latest RUL, interval, failure risk and due date."""
