@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import msgspec
-import orjson
 from psycopg import Connection
 
 from fleetcare.clock import Clock
 from ingest import repository as repo
+from ingest.json_guard import Ambiguous, keys_add_up, object_or_ambiguous, too_deep
 from ingest.profile_service import PROFILES, LoadedProfiles
 from ingest.profiles import Good, Problem
 from ingest.repository import AssetKey, DeviceKey, MetricRow, QuarantineRow
@@ -130,8 +130,13 @@ def _from_us(us: int) -> datetime:
     return UNIX_EPOCH + timedelta(microseconds=us)
 
 
-class _Reading(msgspec.Struct, gc=False):
-    """A reading of the right shape (what a well-formed payload decodes into directly)."""
+class _Reading(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A reading of the right shape (what a well-formed payload decodes into directly).
+
+    Every field is typed and unknown fields are refused rather than skipped, so the fast
+    decoder never descends more than four levels (batch, list, reading, metrics): deeper
+    nesting fails at its first bracket and goes the careful path, which bounds the depth.
+    """
 
     asset: str
     ts: int | str
@@ -243,14 +248,17 @@ def _decode(
             f"{size} bytes > {limits.max_payload_bytes}",
         )
         return None
+    payload = msg.payload
     try:
-        if msg.payload.startswith(_BATCH_PREFIX):
-            readings: list[_Item] = list(_FAST_BATCH.decode(msg.payload).readings)
-            if len(readings) <= limits.max_readings_per_message:
-                return _Decoded(msg, device, readings)
+        if payload.startswith(_BATCH_PREFIX):
+            batch = _FAST_BATCH.decode(payload).readings
+            if len(batch) <= limits.max_readings_per_message and keys_add_up(payload, batch, 1):
+                return _Decoded(msg, device, list(batch))
         else:
-            return _Decoded(msg, device, [_FAST_ONE.decode(msg.payload)])
-    except ValueError:  # msgspec.DecodeError, or UnicodeDecodeError for a bad string
+            one = _FAST_ONE.decode(payload)
+            if keys_add_up(payload, (one,), 0):
+                return _Decoded(msg, device, [one])
+    except (ValueError, RecursionError):  # msgspec.DecodeError, UnicodeDecodeError
         pass  # not of the usual shape (or not JSON at all): the careful path tells why
     return _decode_carefully(msg, device, limits, q)
 
@@ -292,23 +300,32 @@ def _decode_carefully(
 ) -> _Decoded | None:
     """The general decoder: the reason for a bad message, a problem for each bad reading."""
     ref, customer = device.ref, device.customer_id
+    if too_deep(msg.payload, limits.max_json_depth):
+        q.message(
+            msg,
+            ref,
+            customer,
+            R.TOO_DEEP,
+            f"JSON nested deeper than {limits.max_json_depth} levels (a reading needs 4)",
+        )
+        return None
     try:
-        doc = orjson.loads(msg.payload)
-    except orjson.JSONDecodeError:
-        # Tell why, with the standard library: not UTF-8, not JSON, or JSON with NaN or
-        # Infinity (which it accepts, so that validation reports them as not finite).
-        try:
-            text = msg.payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            q.message(
-                msg, ref, customer, R.BAD_ENCODING, f"not UTF-8: {exc.reason} at byte {exc.start}"
-            )
-            return None
-        try:
-            doc = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            q.message(msg, ref, customer, R.BAD_JSON, str(exc)[:200])
-            return None
+        text = msg.payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        q.message(
+            msg, ref, customer, R.BAD_ENCODING, f"not UTF-8: {exc.reason} at byte {exc.start}"
+        )
+        return None
+    try:
+        # the standard library: it accepts NaN and Infinity (validation reports them as not
+        # finite) and shows every object's keys, so that a repeated one is refused
+        doc = json.loads(text, object_pairs_hook=object_or_ambiguous)
+    except (ValueError, RecursionError) as exc:
+        q.message(msg, ref, customer, R.BAD_JSON, str(exc)[:200])
+        return None
+    if type(doc) is Ambiguous:
+        q.message(msg, ref, customer, R.DUPLICATE_KEY, f"key {doc.repeated[:64]!r} appears twice")
+        return None
     if type(doc) is not dict:
         q.message(msg, ref, customer, R.BAD_STRUCTURE, "payload is not a JSON object")
         return None
@@ -338,12 +355,24 @@ def _decode_carefully(
     items: list[_Item] = []
     for index, reading in enumerate(raw):
         where = f"readings[{index}]" if many else "reading"
+        if type(reading) is Ambiguous:
+            items.append((R.DUPLICATE_KEY, f"{where}: key {reading.repeated[:64]!r} appears twice"))
+            continue
         if type(reading) is not dict:
             items.append((R.BAD_STRUCTURE, f"{where} is not an object"))
             continue
         asset_ref = reading.get("asset")
         ts = reading.get("ts")
         metrics = reading.get("metrics")
+        if type(metrics) is Ambiguous:
+            items.append(
+                (
+                    R.DUPLICATE_KEY,
+                    f"{where}: metric {metrics.repeated[:64]!r} appears twice (which value "
+                    "was meant is unknown)",
+                )
+            )
+            continue
         if type(asset_ref) is not str or type(metrics) is not dict or ts is None:
             items.append(
                 (R.BAD_STRUCTURE, f'{where} needs "asset" (string), "ts" and "metrics" (object)')

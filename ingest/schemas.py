@@ -76,6 +76,8 @@ class IngestLimits:
     max_past: timedelta = timedelta(days=30)
     # item-level rejections of one message beyond this are counted but summarised in one row
     max_quarantine_rows_per_message: int = 20
+    # JSON nesting (a valid reading needs 4: batch, list, reading, metrics)
+    max_json_depth: int = 32
 
 
 class QuarantineReason(StrEnum):
@@ -87,6 +89,8 @@ class QuarantineReason(StrEnum):
     OVERSIZED = "oversized"
     BAD_ENCODING = "bad_encoding"
     BAD_JSON = "bad_json"
+    TOO_DEEP = "too_deep"
+    DUPLICATE_KEY = "duplicate_key"
     BAD_STRUCTURE = "bad_structure"
     TOO_MANY_READINGS = "too_many_readings"
     UNKNOWN_ASSET = "unknown_asset"

@@ -199,6 +199,72 @@ def test_partly_bad_message_keeps_its_good_readings(
     assert any("readings[0]: speed_kmh = 5000" in d for d in details), details
 
 
+def test_deeply_nested_json_is_quarantined_as_too_deep_and_the_batch_goes_on(
+    conn: Connection[Any], small: SmallFleet, topic_root: str
+) -> None:
+    limits = IngestLimits(topic_root=topic_root)  # 256 KiB: the nesting is the problem
+    t = topic(topic_root, small.device_a)
+    ts = "2026-11-26T09:59:00Z"
+    nested = b"[" * 100_000 + b"]" * 100_000
+    deep = [
+        raw(t, b'{"asset": "X", "ts": 1, "metrics": {}, "deep": ' + nested + b"}"),
+        raw(t, b'{"readings": [{"asset": "X", "ts": 1, "metrics": {"p": ' + nested + b"}}]}"),
+        raw(t, b'{"readings": ' + b"[" * 40 + b"]" * 40 + b"}"),
+    ]
+    good = [raw(t, reading(small.tires[i], ts, pressure_kpa=800 + i)) for i in range(3)]
+    batch = [good[0], *deep[:2], good[1], deep[2], good[2]]
+    result = store_messages(conn, batch, limits=limits, clock=ManualClock(NOW))
+    assert result.stored == 3
+    assert dict(result.quarantined) == {"too_deep": 3}
+    details = [r[5] for r in quarantine_rows(conn)]
+    assert details == ["JSON nested deeper than 32 levels (a reading needs 4)"] * 3
+    # within the bound, nesting where a number belongs is an ordinary rejection
+    shallow = raw(t, {"asset": small.tires[0], "ts": ts, "metrics": {"pressure_kpa": [[1]]}})
+    assert store_messages(conn, [shallow], limits=limits, clock=ManualClock(NOW)).quarantined == {
+        "not_a_number": 1
+    }
+
+
+def test_a_repeated_key_is_refused_as_ambiguous(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    t = topic(limits.topic_root, small.device_a)
+    tire, other = small.tires[0], small.tires[1]
+    ts = '"2026-11-26T09:59:00Z"'
+    one = (
+        f'{{"asset": "{tire}", "ts": {ts}, "metrics": {{"pressure_kpa": 5000,'
+        ' "pressure_kpa": 7.5}}'
+    )
+    in_batch = (
+        f'{{"readings": [{{"asset": "{tire}", "ts": {ts}, "metrics": {{"temperature_c": 40,'
+        f' "temperature_c": 41}}}}, {{"asset": "{other}", "ts": {ts}, "metrics":'
+        ' {"pressure_kpa": 810}}]}'
+    )
+    twice = (
+        f'{{"asset": "{tire}", "asset": "{other}", "ts": {ts}, "metrics": {{"pressure_kpa": 1}}}}'
+    )
+    spaced = f'{{"asset" : "{tire}", "ts" : {ts}, "metrics" : {{"odometer_km" : 12}}}}'
+    result = store_messages(
+        conn,
+        [raw(t, p.encode()) for p in (one, in_batch, twice, spaced)],
+        limits=limits,
+        clock=ManualClock(NOW),
+    )
+    conn.commit()
+    assert dict(result.quarantined) == {"duplicate_key": 3}
+    # the other reading of the batch and the oddly spaced (unambiguous) message are stored
+    assert sorted(r[1:] for r in telemetry_rows(conn)) == [
+        ("odometer_km", NOW - timedelta(minutes=1), 12.0),
+        ("pressure_kpa", NOW - timedelta(minutes=1), 810.0),
+    ]
+    details = [r[5] for r in quarantine_rows(conn)]
+    assert details == [  # a whole message first, then the rejected readings
+        "key 'asset' appears twice",
+        "reading: metric 'pressure_kpa' appears twice (which value was meant is unknown)",
+        "readings[0]: metric 'temperature_c' appears twice (which value was meant is unknown)",
+    ]
+
+
 def test_many_bad_items_in_one_message_are_summarised(
     conn: Connection[Any], small: SmallFleet, topic_root: str
 ) -> None:
