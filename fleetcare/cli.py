@@ -211,7 +211,9 @@ def up(
     from fleetcare.demo import seed_demo
     from fleetcare.services import exit_on_sigterm, running_services
 
-    settings = _settings()
+    # the quick start on one machine: webhooks may go to private addresses (its demo
+    # receiver listens on loopback), in the API as in every worker it starts
+    settings = _settings().model_copy(update={"webhooks_allow_private": True})
     exit_on_sigterm()
     try:
         with running_services(settings) as services, contextlib.ExitStack() as workers:
@@ -275,7 +277,10 @@ def _start_loop(
 
     data_dir = settings.data_dir.resolve()
     env = child_env(
-        services.database_url, services.mqtt_url, data_dir, FLEETCARE_WEBHOOKS_ALLOW_PRIVATE="true"
+        services.database_url,
+        services.mqtt_url,
+        data_dir,
+        FLEETCARE_WEBHOOKS_ALLOW_PRIVATE=str(settings.webhooks_allow_private).lower(),
     )
     supervisor = Supervisor(env, data_dir / "logs")
     stop = threading.Event()

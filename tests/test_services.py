@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -138,6 +139,17 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, stop_signal: int) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["status"] == "ready"
         assert (tmp_path / "demo-keys.json").exists()
+        # `up` allows webhook endpoints on private addresses in its API too (as in its workers)
+        operator = json.loads((tmp_path / "demo-keys.json").read_text())["operator"]
+        auth = {"Authorization": f"Bearer {operator}"}
+        base = f"http://127.0.0.1:{port}"
+        customer = httpx.get(f"{base}/v1/customers", headers=auth).json()["items"][0]["id"]
+        endpoint = httpx.post(
+            f"{base}/v1/webhooks/endpoints",
+            json={"customer_id": customer, "url": "http://127.0.0.1:9/hooks"},
+            headers=auth,
+        )
+        assert endpoint.status_code == 201, endpoint.text
         children = psutil.Process(proc.pid).children(recursive=True)
         assert children, "up should run its own broker"
         proc.send_signal(stop_signal)

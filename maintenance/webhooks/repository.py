@@ -150,6 +150,15 @@ def claim_endpoint(
         ).fetchone()
 
 
+def renew_lease(conn: Conn, endpoint_id: int, *, owner: str, lease_until: datetime) -> bool:
+    """Extend a lease that is still ours; False when it is not (expired and taken over)."""
+    cur = conn.execute(
+        "UPDATE webhook_endpoints SET locked_until = %s WHERE id = %s AND locked_by = %s",
+        (lease_until, endpoint_id, owner),
+    )
+    return cur.rowcount == 1
+
+
 def release_endpoint(conn: Conn, endpoint_id: int, *, owner: str) -> None:
     """End a lease, if it is still ours."""
     conn.execute(

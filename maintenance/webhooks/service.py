@@ -266,6 +266,14 @@ def claim_job(
     return Job(endpoint, due)
 
 
+def renew_lease(
+    conn: Conn, endpoint_id: int, *, owner: str, now: datetime, lease: timedelta
+) -> bool:
+    """Keep a live sender's lease on its endpoint; False when it was lost meanwhile."""
+    repo.relax_durability(conn)
+    return repo.renew_lease(conn, endpoint_id, owner=owner, lease_until=now + lease)
+
+
 @dataclass(frozen=True)
 class SentAttempt:
     """One attempt the sender made: the delivery, when, the timestamp it signed, the result."""

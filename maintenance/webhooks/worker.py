@@ -3,9 +3,10 @@
 Several senders (threads or processes) may run at once. Each job leases one endpoint row
 (``FOR UPDATE SKIP LOCKED`` plus a ``locked_until`` lease committed before any HTTP is sent),
 so two senders never work the same endpoint, never send the same attempt at once, and the
-first attempts of an endpoint leave in event order. A sender that dies mid-send leaves its
-lease to expire; the next sender takes the endpoint over and sends again (at-least-once; the
-receiver deduplicates by webhook-id).
+first attempts of an endpoint leave in event order. The lease is short (10 s) and a live
+sender renews it every few seconds while it works, however long its sends take; a sender
+that dies stops renewing, and the next sender takes the endpoint over within the lease and
+sends again (at-least-once; the receiver deduplicates by webhook-id).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from maintenance.webhooks.transport import SendResult, WebhookTransport, sign, w
 log = logging.getLogger(__name__)
 
 CHANNEL = "fleetcare_events"
+# A sender's hold on an endpoint; renewed every third of it while the sender lives.
+LEASE = timedelta(seconds=10)
 
 
 class WebhookSender:
@@ -53,7 +56,8 @@ class WebhookSender:
         name: str | None = None,
         timeout_s: float = 15.0,
         batch_size: int = 100,
-        lease: timedelta | None = None,
+        lease: timedelta = LEASE,
+        renew_every_s: float | None = None,
         rng: random.Random | None = None,
         resolver: Resolver = system_resolver,
         transport: WebhookTransport | None = None,
@@ -64,9 +68,16 @@ class WebhookSender:
         self.name = name or f"sender-{uuid.uuid4().hex[:8]}"
         self.timeout_s = timeout_s
         self.batch_size = batch_size
-        # A batch starts no new attempt after timeout_s; its last attempt may then take up to
-        # three timeouts (connect, write, read), and recording needs a moment.
-        self.lease = lease or timedelta(seconds=4 * timeout_s + 30)
+        # Short, and renewed while this sender lives (a batch's last attempt may take three
+        # timeouts: connect, write, read): a dead sender frees its endpoint within the lease.
+        self.lease = lease
+        self.keeper = LeaseKeeper(
+            pool,
+            self.name,
+            self.clock,
+            lease,
+            renew_every_s or lease.total_seconds() / 3,
+        )
         self.rng = rng or random.Random()
         self.resolver = resolver
         self.transport = transport or WebhookTransport(timeout_s=timeout_s)
@@ -74,7 +85,8 @@ class WebhookSender:
         self.delivered = 0
 
     def close(self) -> None:
-        """Close the HTTP client."""
+        """Stop renewing, close the HTTP client."""
+        self.keeper.close()
         self.transport.close()
 
     def run_once(self) -> int:
@@ -91,7 +103,11 @@ class WebhookSender:
         if job is None:
             return 0
         t1 = time.perf_counter()
-        attempts = self.send(job)
+        self.keeper.hold(job.endpoint.id)
+        try:
+            attempts = self.send(job)
+        finally:
+            self.keeper.let_go()
         t2 = time.perf_counter()
         with self.pool.connection() as conn:
             service.record_job(conn, job, attempts, owner=self.name, rng=self.rng)
@@ -155,6 +171,71 @@ class WebhookSender:
             if time.monotonic() - started > self.timeout_s:
                 break  # leave the rest to the next job, well inside the lease
         return attempts
+
+
+class LeaseKeeper:
+    """Renews the lease of the endpoint its sender works on, every ``every_s``, from a thread
+    of its own (started with the first job), so that sends of any length keep it."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool[Connection[Any]],
+        owner: str,
+        clock: Clock,
+        lease: timedelta,
+        every_s: float,
+    ) -> None:
+        self.pool = pool
+        self.owner = owner
+        self.clock = clock
+        self.lease = lease
+        self.every_s = every_s
+        self.renewals = 0
+        self._endpoint: int | None = None
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, endpoint_id: int) -> None:
+        """Keep ``endpoint_id``'s lease from now on."""
+        self._endpoint = endpoint_id
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"lease-{self.owner}", daemon=True
+            )
+            self._thread.start()
+
+    def let_go(self) -> None:
+        """The job is done (recording it ends the lease)."""
+        self._endpoint = None
+
+    def close(self) -> None:
+        """Stop the renewing thread."""
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._closed.wait(self.every_s):
+            endpoint = self._endpoint
+            if endpoint is None:
+                continue
+            try:
+                with self.pool.connection() as conn:
+                    kept = service.renew_lease(
+                        conn, endpoint, owner=self.owner, now=self.clock.now(), lease=self.lease
+                    )
+            except Exception as exc:  # the database is away: the lease may lapse, no harm
+                log.warning("webhook sender %s: could not renew its lease: %s", self.owner, exc)
+                continue
+            if kept:
+                self.renewals += 1
+            elif self._endpoint == endpoint:
+                log.warning(
+                    "webhook sender %s: lost its lease on endpoint %s (another sender may "
+                    "send the same deliveries again)",
+                    self.owner,
+                    endpoint,
+                )
 
 
 def run_webhook_senders(

@@ -397,6 +397,7 @@ def test_a_sender_that_dies_mid_send_is_taken_over_after_its_lease(
     ep = add_endpoint(conn, customer_id, receiver.url)
     ids = emit_orders(conn, customer_id, 3)
     crashed = make_sender(name="crashed")
+    assert crashed.lease <= timedelta(seconds=10)  # a dead sender frees it within seconds
     with pool.connection() as c:
         job = service.claim_job(
             c, now=clock.now(), owner="crashed", lease=crashed.lease, batch_size=100
@@ -410,6 +411,43 @@ def test_a_sender_that_dies_mid_send_is_taken_over_after_its_lease(
     assert other.drain() == 3
     got = [r.webhook_id for r in receiver.wait_for(6)]
     assert got == ids + ids  # at-least-once: same webhook-ids, receivers deduplicate
+    assert all(d.status == "delivered" for d in deliveries(conn, ep.id))
+
+
+def test_a_live_sender_renews_its_lease_however_long_its_sends_take(
+    db_url: str,
+    conn: Connection[Any],
+    customer_id: int,
+    receiver: Receiver,
+    make_sender: Any,
+    clock: ManualClock,
+) -> None:
+    ep = add_endpoint(conn, customer_id, receiver.url)
+    emit_orders(conn, customer_id, 1)
+    receiver.reply = Reply(delay_s=3.0)  # a slow receiver: the send outlasts the lease
+    slow = make_sender(name="slow", lease=timedelta(seconds=2), renew_every_s=0.1, timeout_s=10)
+    sending = threading.Thread(target=slow.run_once)
+    sending.start()
+    try:
+        receiver.wait_for(1)  # the request is out; its answer takes 3 s
+        clock.advance(timedelta(seconds=30))  # far past the lease it took
+        deadline = time.monotonic() + 10
+        renewed = False
+        while not renewed and time.monotonic() < deadline:
+            with connect(db_url) as c:
+                row = c.execute(
+                    "SELECT locked_until, locked_by FROM webhook_endpoints WHERE id = %s",
+                    (ep.id,),
+                ).fetchone()
+            renewed = row is not None and row[1] == "slow" and row[0] > clock.now()
+            if not renewed:
+                time.sleep(0.05)
+        assert renewed, "the live sender did not renew its lease"
+        other = make_sender(name="other")
+        assert other.drain() == 0  # the endpoint is still held by the live sender
+    finally:
+        sending.join(30)
+    assert slow.keeper.renewals > 0 and receiver.count() == 1
     assert all(d.status == "delivered" for d in deliveries(conn, ep.id))
 
 
