@@ -41,13 +41,14 @@ def evaluate(
     from evaluation import report
     from evaluation import run as ev
     from fleetcare.cli import fail
-    from fleetcare.kinds import KINDS
+    from kinds.loader import builtin_kinds
 
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
-    unknown = [k for k in chosen if k not in KINDS]
+    known = builtin_kinds()
+    unknown = [k for k in chosen if k not in known]
     if not chosen or unknown:
         raise fail(f"--kinds: unknown kind(s) {', '.join(unknown) or '(none)'}; known: "
-                   f"{', '.join(KINDS)}")  # fmt: skip
+                   f"{', '.join(known)}")  # fmt: skip
     if assets < 1 or assets > 2_000:
         raise fail("--assets must be between 1 and 2000")
     if not 1 <= days <= 3_650:

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from evaluation.costs import ECONOMICS
-from fleetcare.kinds import KINDS
+from kinds.loader import builtin_kinds
 from models.scoring import USAGE_RATE_LOOKBACK, USAGE_RATE_MIN_HISTORY
 from simulators.fleet import WARMUP_DAYS
 from simulators.physics import Population, make_population
@@ -35,7 +35,7 @@ TUNING_FLEET_FACTOR = 4  # the preventive interval is tuned on a fleet this many
 
 def readings_columns(kind: str) -> list[str]:
     """Metric names of the readings-matrix columns after the id: usage, settings, sensors."""
-    spec = KINDS[kind]
+    spec = builtin_kinds()[kind]
     return [spec.usage_metric, *spec.regime_metrics, *spec.sensor_names]
 
 
@@ -162,7 +162,7 @@ class World:
 
     @property
     def components(self) -> tuple[str, ...]:
-        return tuple(c.name for c in KINDS[self.kind].components)
+        return tuple(c.name for c in builtin_kinds()[self.kind].components)
 
     def step(self) -> list[tuple[int, str, str]]:
         """Advance one step: readings, failures (repair scheduled), repairs that are due."""
@@ -215,9 +215,9 @@ def new_world(kind: str, seed: int, assets: int, purpose: int) -> World:
     """A population of about ``assets`` new assets (whole groups) with an empty log."""
     econ = ECONOMICS[kind]
     groups = max(1, -(-assets // econ.per_group))
-    rng = np.random.default_rng([seed, list(KINDS).index(kind), purpose])
+    rng = np.random.default_rng([seed, list(ECONOMICS).index(kind), purpose])
     population = make_population(kind, rng, groups, econ.per_group)
-    components = [c.name for c in KINDS[kind].components]
+    components = [c.name for c in builtin_kinds()[kind].components]
     world = World(
         kind, population, ReadingsLog(population.size, readings_columns(kind), components)
     )
@@ -227,7 +227,7 @@ def new_world(kind: str, seed: int, assets: int, purpose: int) -> World:
 def warm_up(world: World, seed: int) -> None:
     """Renew at failures and at random for the simulators' warm-up, so that ages are mixed;
     then forget those lives (the evaluation starts now)."""
-    rng = np.random.default_rng([seed, list(KINDS).index(world.kind), 99])
+    rng = np.random.default_rng([seed, list(ECONOMICS).index(world.kind), 99])
     total_h = WARMUP_DAYS[world.kind] * 24.0
     step_h = ECONOMICS[world.kind].step_h
     while world.now_h < total_h:

@@ -35,7 +35,7 @@ and the part is on site.
 
 Waste is the remaining life thrown away at a planned replacement: the physics' expected
 remaining life at that moment (ground truth), in life units and as a share of the life.
-A failure wastes nothing but costs downtime. Costs use ``fleetcare.kinds`` part prices and
+A failure wastes nothing but costs downtime. Costs use the kind files' part prices and
 labour hours with the assumptions in :data:`ECONOMICS`. Everything is seeded and
 single-process, so the same seed gives the same figures.
 """
@@ -62,7 +62,7 @@ from evaluation.fleets import (
 )
 from evaluation.strategies import RESCHEDULED, STRATEGIES, StrategyResult, run_strategy
 from evaluation.wear_model import DEFAULT_COVERAGE, WearModel, train_wear_model
-from fleetcare.kinds import KINDS
+from kinds.loader import builtin_kinds
 
 Progress = Callable[[str], None]
 
@@ -77,7 +77,7 @@ VALIDATION_FLEET_FACTOR = 2  # the coverage is chosen on a fleet this many times
 
 def summarise(kind: str, result: StrategyResult, days: float) -> dict[str, Any]:
     """Failures, replacements, waste and costs of one strategy on one kind."""
-    spec, econ = KINDS[kind], ECONOMICS[kind]
+    spec, econ = builtin_kinds()[kind], ECONOMICS[kind]
     failures = [life for life in result.lives if life.reason != "planned"]
     planned = [life for life in result.lives if life.reason == "planned"]
     parts_eur = labour_eur = 0.0

@@ -11,11 +11,10 @@ import numpy as np
 
 from evaluation.costs import ECONOMICS
 from evaluation.fleets import FloatArray, World
-from fleetcare.kinds import KINDS
+from kinds.loader import builtin_kinds
 from models import registry
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import WindowFeatures
-from models.training import DEFAULTS as TRAINING_DEFAULTS
 from models.training import HEALTHY_SHARE
 
 DEFAULT_COVERAGE = 0.9  # the lower end is the 5% quantile: ~95% of lives outlast the order
@@ -73,11 +72,11 @@ def train_wear_model(kind: str, world: World, n_jobs: int = 1) -> WearModel:
     data = training_matrices(world)
     if not data:
         raise ValueError(f"the {kind} training fleet recorded no failed lives")
-    spec = KINDS[kind]
+    spec = builtin_kinds()[kind]
     features = WindowFeatures(n_settings=len(spec.regime_metrics)).fit(
         np.concatenate([m for m, _ in data.values()])
     )
-    horizon = TRAINING_DEFAULTS[kind].horizon
+    horizon = spec.model.horizon  # as the product trains it: the kind file's setting
     rul: dict[str, RULRegressor] = {}
     risk: dict[str, FailureRiskClassifier] = {}
     healthy: list[FloatArray] = []

@@ -6,6 +6,7 @@ has one.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -126,3 +127,14 @@ def builtin_files() -> list[Path]:
     """The kind files shipped with fleetcare (tire, elevator, engine), in name order."""
     folder = Path(__file__).resolve().parent / "builtin"
     return sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES)
+
+
+@functools.cache
+def _builtin_kinds() -> tuple[KindDefinition, ...]:
+    return tuple(load_file(p) for p in builtin_files())
+
+
+def builtin_kinds() -> dict[str, KindDefinition]:
+    """The shipped kinds by name, read from their files: for the simulators' own physics and
+    the offline evaluation, which run without a database. Everything else asks the database."""
+    return {k.name: k for k in _builtin_kinds()}

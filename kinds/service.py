@@ -154,7 +154,7 @@ def get_kind(conn: Conn, name: str) -> KindDefinition:
     row = repo.find_kind(conn, name)
     if row is None or row.definition is None:
         known = ", ".join(repo.kind_names(conn)) or "none"
-        raise NotFound(f"unknown asset kind {name!r}; known: {known}")
+        raise NotFound(f"unknown asset kind {name!r}; known: {known}", code="asset_kind_not_found")
     return KindDefinition.model_validate(row.definition)
 
 
@@ -186,7 +186,7 @@ def require_kind(conn: Conn, name: str, *, where: str = "kind") -> None:
     """Invalid (naming ``where``) when ``name`` is not a defined kind."""
     if repo.find_kind(conn, name) is None:
         known = ", ".join(repo.kind_names(conn)) or "none"
-        raise Invalid(f"{where}: unknown asset kind {name!r}; known: {known}")
+        raise Invalid(f"{where}: unknown asset kind {name!r}; known: {known}", code="unknown_kind")
 
 
 def definition_document(definition: KindDefinition) -> dict[str, Any]:

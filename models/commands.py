@@ -8,8 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from fleetcare.kinds import KINDS
-
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
@@ -25,7 +23,7 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def train_command(
-    kind: Annotated[str, typer.Option("--kind", help=f"asset kind: {', '.join(KINDS)}")],
+    kind: Annotated[str, typer.Option("--kind", help="asset kind (fleetcare kinds list)")],
     param: Annotated[
         list[str] | None,
         typer.Option("--param", help="RUL regressor parameter NAME=VALUE (repeatable)"),
@@ -68,8 +66,6 @@ def train_command(
     from fleetcare.errors import FleetcareError
     from models.training import train
 
-    if kind not in KINDS:
-        raise fail(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
     try:
         rul_params = _parse_params(param or [])
         risk_params = _parse_params(risk_param or [])
@@ -160,8 +156,6 @@ def score_command(
     from fleetcare.services import exit_on_sigterm
     from models.worker import ScoringWorker
 
-    if kind is not None and kind not in KINDS:
-        raise fail(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
     try:
         k_text, _, n_text = shard.partition("/")
         shard_pair = (int(k_text), int(n_text))
@@ -175,6 +169,12 @@ def score_command(
         url, SystemClock(), poll_s=poll, kind=kind, shard=shard_pair, threads=threads
     )
     try:
+        if kind is not None:
+            from fleetcare.db import connect
+            from kinds.service import get_kind
+
+            with connect(url) as conn:
+                get_kind(conn, kind)  # NotFound naming the known kinds
         if once:
             result = worker.run_once()
             typer.echo(

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Invalid, NotFound
-from fleetcare.kinds import get_kind
+from kinds.service import get_kind
 from models import repository as repo
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import WindowFeatures
@@ -368,7 +368,7 @@ def promote(
 
 def rollback(conn: repo.Conn, kind: str, clock: Clock) -> ModelVersion:
     """Retire the active version of ``kind`` and make the one it replaced active again."""
-    get_kind(kind)
+    get_kind(conn, kind)
     repo.lock_kind(conn, kind)
     active = repo.active_version(conn, kind, for_update=True)
     if active is None:

@@ -6,7 +6,7 @@ from fleetcare.clock import Clock
 from fleetcare.errors import NotFound
 from fleetcare.fleet import service as fleet
 from fleetcare.fleet.schemas import Principal
-from fleetcare.kinds import KINDS
+from kinds.service import get_kind, require_kind
 from models import registry
 from models import repository as repo
 from models.schemas import ModelVersion, Prediction, PromotionResult
@@ -31,6 +31,8 @@ def list_versions(
     limit: int = 100,
 ) -> list[ModelVersion]:
     """Versions with their metrics, newest first."""
+    if kind is not None:
+        require_kind(conn, kind)
     rows = repo.list_versions(conn, kind=kind, status=status, limit=limit)
     return [_for_caller(v, principal) for v in rows]
 
@@ -51,8 +53,7 @@ def promote(
 def rollback(conn: repo.Conn, principal: Principal, kind: str, clock: Clock) -> ModelVersion:
     """Return a kind to the version its active one replaced (operator)."""
     fleet.require_operator(principal)
-    if kind not in KINDS:
-        raise NotFound(f"no asset kind {kind!r}", code="asset_kind_not_found")
+    get_kind(conn, kind)  # NotFound (asset_kind_not_found) naming the known kinds
     return registry.rollback(conn, kind, clock)
 
 

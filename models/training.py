@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Invalid
-from fleetcare.kinds import get_kind
+from kinds.service import get_kind
 from models import registry
 from models import repository as repo
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
@@ -37,21 +37,6 @@ MAX_TRAINING_ROWS = 20_000  # per component, after balancing the lives (see bala
 
 class NoTrainingData(Invalid):
     """No recorded lifetimes (or none with readings) to train on."""
-
-
-@dataclass(frozen=True)
-class KindDefaults:
-    """Per-kind training defaults, in the kind's life unit."""
-
-    max_rul: float
-    horizon: float
-
-
-DEFAULTS: dict[str, KindDefaults] = {
-    "engine": KindDefaults(max_rul=125.0, horizon=30.0),
-    "tire": KindDefaults(max_rul=80_000.0, horizon=10_000.0),
-    "elevator": KindDefaults(max_rul=150_000.0, horizon=20_000.0),
-}
 
 
 @dataclass
@@ -76,7 +61,7 @@ def lifetime_matrices(
 ) -> dict[str, tuple[FloatArray, FloatArray]]:
     """Per component: the readings matrix of every recorded life (group id = life id) and
     the usage left until the end of the life at each row."""
-    spec = get_kind(kind)
+    spec = get_kind(conn, kind)
     layout = repo.metric_layout(conn, kind, spec.usage_metric, column_names)
     lives = repo.fetch_lives(conn, kind)
     if asset_ids is not None:
@@ -146,10 +131,10 @@ def train(
     """Train, store and (when better or first) promote a wear model of ``kind``."""
     started, cpu_started = time.perf_counter(), time.process_time()
     step = progress or (lambda _msg: None)
-    spec = get_kind(kind)
-    defaults = DEFAULTS[kind]
-    max_rul = float(max_rul if max_rul is not None else defaults.max_rul)
-    horizon = float(horizon if horizon is not None else defaults.horizon)
+    spec = get_kind(conn, kind)
+    # the kind's definition holds its defaults, in its life unit
+    max_rul = float(max_rul if max_rul is not None else spec.model.max_rul)
+    horizon = float(horizon if horizon is not None else spec.model.horizon)
     if max_rul <= 0 or horizon < 0:
         raise Invalid("max_rul must be > 0 and horizon >= 0")
     setting_names = list(spec.regime_metrics)

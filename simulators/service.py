@@ -118,7 +118,7 @@ def register_fleet(
                 AssetCreate(
                     customer_id=customer.id,
                     site_id=site_ids[asset.site],
-                    kind=asset.kind,  # type: ignore[arg-type]
+                    kind=asset.kind,
                     ref=asset.ref,
                     installed_at=fleet.installed_at(asset.ref),
                     attributes=dict(asset.attributes),

@@ -15,8 +15,8 @@ from evaluation import run as ev
 from evaluation import strategies
 from evaluation.costs import ECONOMICS
 from fleetcare.cli import app
+from kinds.loader import builtin_kinds
 from maintenance.policy import service as policy
-from models.training import DEFAULTS as TRAINING_DEFAULTS
 
 runner = CliRunner()
 # Two whole (small) evaluations, fixture and command, each training a wear model: several
@@ -113,7 +113,7 @@ def test_predictions_carry_the_models_risk_and_anomaly_scores(small_run: SmallRu
     # the policy sees what the scoring worker writes: the bundle's failure probability
     # (at the kind's training horizon) and anomaly score, the kind's full-service plan
     preds = small_run.predictions
-    assert {p.horizon for p in preds} == {TRAINING_DEFAULTS["engine"].horizon}
+    assert {p.horizon for p in preds} == {builtin_kinds()["engine"].model.horizon}
     risk = np.array([p.failure_probability for p in preds])
     assert risk.min() >= 0.0 and risk.max() <= 1.0 and risk.max() > risk.min()
     assert np.ptp([p.anomaly_score for p in preds]) > 0

@@ -414,3 +414,25 @@ def test_a_bad_or_breaking_definition_over_the_api_is_a_clear_error(
     tire["life"]["unit"] = "miles"
     assert client.post("/v1/kinds", json=tire, headers=operator_headers).status_code == 200
     assert client.get("/v1/kinds/bad name", headers=operator_headers).status_code == 422
+
+
+def test_an_asset_or_a_plan_of_an_unknown_kind_is_refused_and_a_new_kind_is_accepted(
+    client: TestClient, operator_headers: dict[str, str], make_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = make_tenant()
+    asset = {"kind": "pump", "ref": "P-1"}
+    refused = client.post("/v1/assets", json=asset, headers=tenant.headers)
+    assert refused.status_code == 422
+    assert "unknown asset kind 'pump'; known: elevator, engine, tire" in refused.json()["detail"]
+    plan = {
+        "code": "pump-care",
+        "name": "Pump care",
+        "kinds": ["tire", "pump"],
+        "fee_per_asset_month_minor": 100,
+    }
+    refused = client.post("/v1/plans", json=plan, headers=operator_headers)
+    assert refused.status_code == 422
+    assert "kinds[1]: unknown asset kind 'pump'" in refused.json()["detail"]
+    client.post("/v1/kinds", json=pump_doc(), headers=operator_headers)
+    assert client.post("/v1/assets", json=asset, headers=tenant.headers).status_code == 201
+    assert client.post("/v1/plans", json=plan, headers=operator_headers).status_code == 201

@@ -14,7 +14,6 @@ from psycopg import Connection
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.errors import Conflict
-from maintenance.logistics import repository as logistics_repo
 from maintenance.logistics import service as logistics
 from maintenance.logistics.schemas import ShipRequest
 from maintenance.orders import repository as orders_repo
@@ -279,9 +278,12 @@ def _schedule() -> Any:
     return ScheduleRequest(scheduled_for=T0 + timedelta(days=1))
 
 
-def test_parts_catalogue_seed_matches_kinds(conn: Conn) -> None:
-    assert logistics_repo.sync_parts_catalogue(conn) == 0
-    assert count(conn, "SELECT count(*) FROM parts") == 4
+def test_the_parts_catalogue_is_the_kinds_parts(conn: Conn) -> None:
+    from kinds.service import all_kinds
+
+    skus = {p.sku for k in all_kinds(conn).values() for c in k.components for p in c.parts}
+    rows = conn.execute("SELECT sku FROM parts WHERE retired_at IS NULL").fetchall()
+    assert {r[0] for r in rows} == skus and len(skus) == 4
     assert orders_repo.asset_context(conn, 10**9, customer_id=None) is None
 
 

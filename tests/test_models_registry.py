@@ -164,8 +164,10 @@ def test_versions_api_lists_metrics_and_hides_asset_ids_from_customers(
     seen = client.get("/v1/models/versions", headers=tenant.headers).json()
     assert all("holdout_asset_ids" not in v["metrics"] for v in seen)
     assert client.get("/v1/models/versions/99999", headers=operator_headers).status_code == 404
-    assert client.get("/v1/models/versions?kind=boat", headers=operator_headers).status_code == 422
-    assert client.post("/v1/models/boat/rollback", headers=operator_headers).status_code == 422
+    unknown = client.get("/v1/models/versions?kind=boat", headers=operator_headers)
+    assert unknown.status_code == 422 and "unknown asset kind 'boat'" in unknown.json()["detail"]
+    missing = client.post("/v1/models/boat/rollback", headers=operator_headers)
+    assert missing.status_code == 404 and missing.json()["code"] == "asset_kind_not_found"
 
 
 def test_training_without_lifetimes_is_a_clear_error(conn: Connection[Any]) -> None:
@@ -194,11 +196,11 @@ def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
     "args, message",
     [
         (["models", "train", "--kind", "tire"], "error: no recorded tire lifetimes"),
-        (["models", "train", "--kind", "boat"], "error: unknown kind 'boat'"),
+        (["models", "train", "--kind", "boat"], "error: unknown asset kind 'boat'; known: elevator, engine, tire"),
         (["models", "train", "--kind", "tire", "--param", "oops"], "error: --param takes"),
         (["models", "train", "--kind", "tire", "--windows", "5,x"], "error: invalid literal"),
         (["score", "--once", "--shard", "3/2"], "error: bad --shard"),
-        (["score", "--once", "--kind", "boat"], "error: unknown kind 'boat'"),
+        (["score", "--once", "--kind", "boat"], "error: unknown asset kind 'boat'; known: elevator, engine, tire"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(cli_env: str, args: list[str], message: str) -> None:

@@ -31,8 +31,8 @@ from fleetcare.errors import Invalid, Unauthorized
 from fleetcare.fleet import repository as fleet_repo
 from fleetcare.fleet import service as fleet
 from fleetcare.fleet.schemas import Asset, Customer, MetricRecord, Principal, Site
-from fleetcare.kinds import KINDS
 from fleetcare.settings import Settings
+from kinds.repository import find_kind
 
 Conn = Connection[Any]
 
@@ -148,10 +148,15 @@ def asset_detail(
         customer=customer,
         site=site,
         health=repo.asset_health_of(conn, windows, asset.id),
-        life_unit=KINDS[asset.kind].life_unit if asset.kind in KINDS else "",
+        life_unit=_life_unit(conn, asset.kind),
         metrics=fleet_repo.list_metrics(conn, asset.kind),
         predictions=repo.latest_predictions(conn, asset.id),
     )
+
+
+def _life_unit(conn: Conn, kind: str) -> str:
+    row = find_kind(conn, kind)
+    return row.life_unit if row else ""
 
 
 def latest_predictions(conn: Conn, principal: Principal, asset_id: int) -> list[LatestPrediction]:
@@ -253,7 +258,7 @@ def rul_series(
     asset = fleet.get_asset(conn, principal, asset_id)
     width = bucket_width(start, stop, whole_hours=False)
     rows = repo.rul_series(conn, asset.id, start, stop, width)
-    unit = KINDS[asset.kind].life_unit if asset.kind in KINDS else ""
+    unit = _life_unit(conn, asset.kind)
     components = sorted({r.component for r in rows})
     series = [
         _columns(

@@ -30,8 +30,9 @@ from api.deps import Conn, _bearer, get_pool
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.errors import NotFound, Unauthorized
 from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import KindName, Principal
+from fleetcare.fleet.schemas import Principal
 from fleetcare.settings import Settings
+from kinds.schemas import KindName
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders
 

@@ -16,7 +16,6 @@ from fleetcare.fleet.schemas import (
     Customer,
     CustomerCreate,
     CustomerUpdate,
-    KindName,
     MetricRecord,
     NewApiKey,
     Page,
@@ -24,6 +23,7 @@ from fleetcare.fleet.schemas import (
     SiteCreate,
     SiteUpdate,
 )
+from kinds.schemas import KindName
 
 router = APIRouter(prefix="/v1")
 

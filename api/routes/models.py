@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from api.deps import Caller, Conn
 from fleetcare.clock import Clock, SystemClock
-from fleetcare.fleet.schemas import KindName
+from kinds.schemas import KindName
 from models import service as models
 from models.schemas import ModelVersion, Prediction, PromotionResult
 

@@ -7,11 +7,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetcare.kinds import KINDS
+from kinds.schemas import KindName
 
 Role = Literal["operator", "customer", "technician", "partner"]
-KindName = Literal["tire", "elevator", "engine"]
-assert set(KindName.__args__) == set(KINDS)  # type: ignore[attr-defined]
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 REF = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

@@ -28,6 +28,7 @@ from fleetcare.fleet.schemas import (
     SiteCreate,
     SiteUpdate,
 )
+from kinds.service import require_kind
 
 Conn = Connection[Any]
 R = TypeVar("R")
@@ -279,6 +280,7 @@ def create_asset(conn: Conn, principal: Principal, body: AssetCreate) -> Asset:
     if principal.scope is None:
         get_customer(conn, principal, owner)
     _check_site(conn, principal, owner, body.site_id)
+    require_kind(conn, body.kind)
     values: dict[str, Any] = {
         "customer_id": owner,
         "site_id": body.site_id,

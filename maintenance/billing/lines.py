@@ -14,7 +14,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from fleetcare.errors import Invalid
-from fleetcare.kinds import get_kind
+from kinds.service import get_kind
 from maintenance.billing import repository as repo
 from maintenance.billing.pricing import (
     Metering,
@@ -122,7 +122,7 @@ def meter_asset(
     conn: Conn, asset: CoveredAsset, windows: list[tuple[datetime, datetime]]
 ) -> tuple[str, str, Metering]:
     """Meter an asset's usage counter over ``windows`` (sorted); the metric, unit and result."""
-    kind = get_kind(asset.kind)
+    kind = get_kind(conn, asset.kind)
     empty = Metering(per_window=[Decimal(0)] * len(windows))
     metric = repo.metric_id(conn, asset.kind, kind.usage_metric)
     if metric is None or not windows:

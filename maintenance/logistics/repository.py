@@ -7,7 +7,6 @@ from typing import Any
 
 from psycopg.rows import class_row
 
-from fleetcare.kinds import KINDS
 from fleetcare.repository import fetch_one, fetch_page, insert_row, update_row
 from maintenance.common import Conn
 from maintenance.logistics.schemas import (
@@ -20,39 +19,6 @@ from maintenance.logistics.schemas import (
 )
 
 __all__ = ["fetch_one", "fetch_page", "insert_row", "update_row"]
-
-
-def sync_parts_catalogue(conn: Conn) -> int:
-    """Copy the parts of fleetcare.kinds into the parts table; how many rows changed."""
-    changed = 0
-    for kind in KINDS.values():
-        for component in kind.components:
-            for part in component.parts:
-                cur = conn.execute(
-                    """
-                    INSERT INTO parts (sku, name, kind, component, price_minor, currency,
-                                       labour_hours)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s)
-                    ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
-                        component = EXCLUDED.component, price_minor = EXCLUDED.price_minor,
-                        currency = EXCLUDED.currency, labour_hours = EXCLUDED.labour_hours
-                     WHERE (parts.name, parts.kind, parts.component, parts.price_minor,
-                            parts.currency, parts.labour_hours)
-                           IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.component,
-                            EXCLUDED.price_minor, EXCLUDED.currency, EXCLUDED.labour_hours)
-                    """,
-                    (
-                        part.sku,
-                        part.name,
-                        kind.name,
-                        component.name,
-                        part.price_minor,
-                        part.currency,
-                        part.labour_hours,
-                    ),
-                )
-                changed += cur.rowcount
-    return changed
 
 
 def parts_for(conn: Conn, kind: str, component: str) -> list[Part]:

@@ -28,11 +28,6 @@ from maintenance.logistics.schemas import (
 # --- parts and depots ----------------------------------------------------------------------
 
 
-def sync_parts_catalogue(conn: Conn) -> int:
-    """Bring the parts table in line with the asset kinds' parts; how many rows changed."""
-    return repo.sync_parts_catalogue(conn)
-
-
 def list_parts(
     conn: Conn, *, kind: str | None, component: str | None, after: int | None, limit: int
 ) -> tuple[list[Part], int | None]:

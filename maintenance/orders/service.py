@@ -9,7 +9,7 @@ from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
 from fleetcare.fleet.schemas import Principal
 from fleetcare.fleet.service import translate_integrity_errors
-from fleetcare.kinds import get_kind
+from kinds.service import get_kind
 from maintenance.common import OPEN_ORDER_STATUSES, Conn, subject
 from maintenance.events.service import emit
 from maintenance.logistics import service as logistics
@@ -60,8 +60,8 @@ def _emit_order(conn: Conn, type: str, order: Order, **extra: Any) -> None:
     )
 
 
-def _check_component(asset: AssetContext, component: str) -> None:
-    names = [c.name for c in get_kind(asset.kind).components]
+def _check_component(conn: Conn, asset: AssetContext, component: str) -> None:
+    names = list(get_kind(conn, asset.kind).component_names)
     if component not in names:
         raise Invalid(f"a {asset.kind} has components {', '.join(names)}, not {component!r}")
 
@@ -281,7 +281,7 @@ def create_manual_order(conn: Conn, principal: Principal, body: OrderCreate, clo
     if principal.role == "partner":
         raise Forbidden("a partner key cannot raise orders")
     asset = _asset_for(conn, principal, body.asset_id)
-    _check_component(asset, body.component)
+    _check_component(conn, asset, body.component)
     now = clock.now()
     coverage = subscriptions.coverage_for(conn, asset.id, now)
     if coverage is not None and not coverage.entitlements.includes_orders:
@@ -490,7 +490,7 @@ def report_failure(
     if principal.role == "partner":
         raise Forbidden("a partner key cannot report failures")
     asset = _asset_for(conn, principal, body.asset_id)
-    _check_component(asset, body.component)
+    _check_component(conn, asset, body.component)
     now = clock.now()
     failed_at = body.failed_at or now
     if failed_at > now + timedelta(minutes=5):

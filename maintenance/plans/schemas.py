@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fleetcare.fleet.schemas import KindName, Strict
+from fleetcare.fleet.schemas import Strict
+from kinds.schemas import KindName
 
 
 class Entitlements(BaseModel):

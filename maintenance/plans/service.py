@@ -5,6 +5,7 @@ from __future__ import annotations
 from fleetcare.errors import NotFound
 from fleetcare.fleet.schemas import Principal
 from fleetcare.fleet.service import translate_integrity_errors
+from kinds.service import require_kind
 from maintenance.common import Conn, require_operator, subject
 from maintenance.events.service import emit
 from maintenance.plans import repository as repo
@@ -37,6 +38,8 @@ def get_plan(conn: Conn, plan_id: int) -> Plan:
 def create_plan(conn: Conn, principal: Principal, body: PlanCreate) -> Plan:
     """Add a plan to the catalogue (operator)."""
     require_operator(principal)
+    for i, kind in enumerate(body.kinds):
+        require_kind(conn, kind, where=f"kinds[{i}]")
     with translate_integrity_errors(f"plan {body.code!r}"):
         plan = repo.insert_row(conn, "plans", Plan, body.model_dump())
     emit(

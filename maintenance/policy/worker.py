@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.worker import Pool, WorkerRunner, WorkerStats
-from maintenance.logistics import service as logistics
 from maintenance.policy import service as policy
 from maintenance.subscriptions import service as subscriptions
 
@@ -75,7 +74,5 @@ def run_dispatcher(
                 on_batch(handled)
         return handled
 
-    with runner.pool.connection() as conn, conn.transaction():
-        logistics.sync_parts_catalogue(conn)
     runner.run([dispatch_batch], stop)
     return stats
