@@ -196,11 +196,11 @@ def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
     "args, message",
     [
         (["models", "train", "--kind", "tire"], "error: no recorded tire lifetimes"),
-        (["models", "train", "--kind", "boat"], "error: unknown asset kind 'boat'; known: elevator, engine, tire"),
+        (["models", "train", "--kind", "boat"], "error: unknown asset kind 'boat'; known: "),
         (["models", "train", "--kind", "tire", "--param", "oops"], "error: --param takes"),
         (["models", "train", "--kind", "tire", "--windows", "5,x"], "error: invalid literal"),
         (["score", "--once", "--shard", "3/2"], "error: bad --shard"),
-        (["score", "--once", "--kind", "boat"], "error: unknown asset kind 'boat'; known: elevator, engine, tire"),
+        (["score", "--once", "--kind", "boat"], "error: unknown asset kind 'boat'; known: "),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(cli_env: str, args: list[str], message: str) -> None:
