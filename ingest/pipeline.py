@@ -45,7 +45,7 @@ class MetricSpec:
 
 @dataclass(slots=True)
 class MetricCatalogue:
-    """Metrics by kind and name, loaded from the ``metrics`` table (a copy of fleetcare.kinds)."""
+    """Metrics by kind and name, from the ``metrics`` table (kept by ``fleetcare kinds apply``)."""
 
     by_kind: dict[str, dict[str, MetricSpec]]
     usage_metric_id: dict[str, int]
@@ -91,7 +91,8 @@ class CatalogueCache:
         return catalogue
 
 
-# One per process, by design: the catalogue changes only with a release of fleetcare.kinds.
+# One per process, by design: the catalogue changes when a kind is applied; a reading of a
+# metric the cached copy does not know reloads it (at most every CATALOGUE_MAX_AGE_S).
 CATALOGUES = CatalogueCache()
 
 

@@ -24,6 +24,14 @@ def simulate(
     tires: Annotated[int, typer.Option(help="tires (6 per truck, rounded up)")] = 24,
     elevators: Annotated[int, typer.Option(help="elevators (3 per building, rounded up)")] = 9,
     engines: Annotated[int, typer.Option(help="engines (2 per aircraft, rounded up)")] = 4,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            help="NAME=COUNT: assets of another defined kind, simulated by the generic"
+            " degradation process from its definition (repeatable)",
+        ),
+    ] = None,
     customer: Annotated[
         str, typer.Option(help="customer slug (created when missing)")
     ] = "sim-fleet",
@@ -61,6 +69,7 @@ def simulate(
     from fleetcare.db import connect
     from fleetcare.errors import FleetcareError
     from fleetcare.services import exit_on_sigterm, redact, running_services
+    from kinds.service import get_kind
     from simulators import service
     from simulators.fleet import Fleet
     from simulators.history import history_engines, write_history
@@ -72,9 +81,15 @@ def simulate(
         raise fail("--duration is 0 or more seconds")
     if history < 0 or history > 10_000:
         raise fail("--history is between 0 and 10000 lifetimes per kind")
+    other: dict[str, int] = {}
+    for item in kind or []:
+        name, sep, count = item.partition("=")
+        if not sep or not count.strip().isdigit():
+            raise fail(f"--kind takes NAME=COUNT, e.g. pump=8; got {item!r}")
+        other[name.strip()] = int(count)
     try:
         spec = FleetSpec(
-            customer=customer, tires=tires, elevators=elevators, engines=engines,
+            customer=customer, tires=tires, elevators=elevators, engines=engines, other=other,
             replay=replay, seed=seed, speedup=speedup, duration_s=duration or None, tick_s=tick,
             faults=faults, offline=offline, malformed_rate=malformed_rate, warmup=warmup,
         )  # fmt: skip
@@ -82,8 +97,8 @@ def simulate(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise fail(f"--{where.replace('_', '-')}: {first['msg']}") from exc
-    if not (spec.tires or spec.elevators or spec.engines):
-        raise fail("nothing to simulate: give --tires, --elevators or --engines")
+    if not (spec.tires or spec.elevators or spec.engines or any(spec.other.values())):
+        raise fail("nothing to simulate: give --tires, --elevators, --engines or --kind")
     units = history_units = None
     if spec.replay is not None:
         try:
@@ -107,7 +122,9 @@ def simulate(
             state = migrate.status(services.database_url)
             if not state.current:
                 raise fail("the database is not migrated: run `fleetcare migrate` first")
-            fleet = Fleet(spec, cmapss_units=units)
+            with connect(services.database_url) as conn:
+                definitions = {k: get_kind(conn, k) for k in spec.other}
+            fleet = Fleet(spec, cmapss_units=units, definitions=definitions)
             fleet.start(SystemClock().now())
             with connect(services.database_url) as conn:
                 with conn.transaction():

@@ -10,6 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+# The data set's columns after unit and cycle, under the engine kind's metric names
+# (kinds/builtin/engine.yaml; tests check that the two agree).
+CMAPSS_SETTINGS: tuple[str, ...] = ("altitude_kft", "mach", "tra_pct")
+CMAPSS_SENSORS: tuple[str, ...] = (
+    "t2_r", "t24_r", "t30_r", "t50_r", "p2_psia", "p15_psia", "p30_psia", "nf_rpm", "nc_rpm",
+    "epr", "ps30_psia", "phi", "nrf_rpm", "nrc_rpm", "bpr", "farb", "htbleed", "nf_dmd_rpm",
+    "pcnfr_dmd_pct", "w31_lbm_s", "w32_lbm_s",
+)  # fmt: skip
+
 # fmt: off
 SENSOR_BASE = np.array([
     [

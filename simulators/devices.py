@@ -31,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from fleetcare.kinds import AssetKind
+from kinds.schemas import KindDefinition
 from simulators.physics import FloatArray, IntArray
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ QUARANTINE_REASON: dict[Malformed, str] = {
 def malformed_payload(
     kind: Malformed,
     asset: str,
-    asset_kind: AssetKind,
+    asset_kind: KindDefinition,
     ts_ms: int,
     *,
     oversized_bytes: int = 512 * 1024,
@@ -166,7 +166,7 @@ class SensorFaults:
     """Stuck values, spikes and dropouts applied to the rows of a population's frame."""
 
     def __init__(
-        self, kind: AssetKind, size: int, rng: np.random.Generator, rates: FaultRates
+        self, kind: KindDefinition, size: int, rng: np.random.Generator, rates: FaultRates
     ) -> None:
         self.kind = kind
         self.rng = rng

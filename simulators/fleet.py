@@ -11,13 +11,15 @@ split into sub-steps of at most ``MAX_STEP_H`` simulated hours, each giving a re
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 
-from fleetcare.kinds import KINDS
+from kinds.schemas import KindDefinition
 from simulators.devices import FaultRates, Gateway, GatewayBehaviour, SensorFaults
+from simulators.generic import TYPICAL_LIFE_DAYS, GenericPopulation
 from simulators.physics import (
     BUILDING_TYPES,
     ROAD_TYPES,
@@ -51,6 +53,8 @@ DECIMALS: dict[str, int] = {
 ENGINE_DECIMALS = 4
 # simulated days of operation before the fleet is registered, so that ages are mixed
 WARMUP_DAYS = {"tire": 330.0, "elevator": 330.0, "engine": 45.0}
+GENERIC_WARMUP_DAYS = 0.9 * TYPICAL_LIFE_DAYS  # a kind simulated from its definition alone
+GENERIC_PER_GROUP = 4  # assets of such a kind behind one gateway
 
 
 def ms_of(when: datetime) -> int:
@@ -90,7 +94,7 @@ class KindFleet:
 
     @property
     def components(self) -> tuple[str, ...]:
-        return tuple(c.name for c in KINDS[self.kind].components)
+        return tuple(c.name for c in self.population.kind.components)
 
 
 @dataclass
@@ -135,7 +139,10 @@ class Fleet:
         behaviour: GatewayBehaviour | None = None,
         fault_rates: FaultRates | None = None,
         history: bool = False,
+        definitions: Mapping[str, KindDefinition] | None = None,
     ) -> None:
+        """``definitions``: the definition of every kind in ``spec.other`` (read from the
+        database), which the generic degradation process simulates."""
         self.spec = spec
         self.history = history
         self.seeds = np.random.SeedSequence(spec.seed).spawn(8)
@@ -161,6 +168,12 @@ class Fleet:
             self._add_elevators()
         if spec.engines:
             self._add_engines(cmapss_units)
+        for i, (kind, count) in enumerate(sorted(spec.other.items())):
+            if count:
+                definition = (definitions or {}).get(kind)
+                if definition is None:
+                    raise KeyError(f"no definition of kind {kind!r} to simulate it with")
+                self._add_generic(definition, count, i)
         self._warmup_rng = np.random.default_rng(self.seeds[6])
         self.sim_h = 0.0
         self.observed = True  # False: physics only, no sensor readings (dry runs)
@@ -171,14 +184,20 @@ class Fleet:
             self._warm_up()
 
     def _add_gateways(
-        self, kind: str, refs: list[str], per: int, names: list[tuple[str, str]]
+        self,
+        kind: str,
+        refs: list[str],
+        per: int,
+        names: list[tuple[str, str]],
+        seeds: Iterator[np.random.SeedSequence] | None = None,
     ) -> list[str]:
         """One gateway per ``per`` assets; return each asset's gateway."""
+        seeds = seeds or self._gateway_seeds
         gateway_of: list[str] = []
         for g, (device_ref, device_name) in enumerate(names):
             mine = tuple(refs[g * per : (g + 1) * per])
             self.devices.append(DeviceRef(ref=device_ref, name=device_name, kind=kind, assets=mine))
-            rng = np.random.default_rng(next(self._gateway_seeds))
+            rng = np.random.default_rng(next(seeds))
             self.gateways[device_ref] = Gateway(device_ref, mine, rng, self.behaviour)
             gateway_of.extend([device_ref] * per)
         return gateway_of
@@ -278,6 +297,35 @@ class Fleet:
         )
         self._add_kind("engine", engines, refs, gateway_of, faults, exact=cmapss_units is not None)
 
+    def _add_generic(self, kind: KindDefinition, count: int, index: int) -> None:
+        """Assets of a kind without physics of its own, four per gateway at one site."""
+        per = GENERIC_PER_GROUP
+        groups = -(-count // per)
+        population = GenericPopulation(
+            kind, np.random.default_rng([self.spec.seed, 100 + index]), groups, per
+        )
+        tag = kind.name.upper().replace("_", "-")[:20]
+        site = f"SITE-{tag}"
+        self.sites.append(SiteRef(ref=site, name=f"{kind.display_name} site", region="east"))
+        refs = [f"{self._prefix}{tag}-{i + 1:03d}" for i in range(population.size)]
+        names = [
+            (f"{self._slug}-{tag.lower()}-{g + 1:03d}", f"{kind.display_name} gateway {g + 1}")
+            for g in range(groups)
+        ]
+        seeds = iter(np.random.SeedSequence([self.spec.seed, 200 + index]).spawn(groups))
+        gateway_of = self._add_gateways(kind.name, refs, per, names, seeds)
+        for i, ref in enumerate(refs):
+            self.assets.append(
+                AssetRef(ref=ref, kind=kind.name, site=site, device=gateway_of[i], attributes={})
+            )
+        faults = SensorFaults(
+            kind,
+            population.size,
+            np.random.default_rng([self.spec.seed, 300 + index]),
+            self.fault_rates,
+        )
+        self._add_kind(kind.name, population, refs, gateway_of, faults)
+
     def _add_kind(
         self,
         kind: str,
@@ -297,7 +345,7 @@ class Fleet:
         for kind, kf in self.kinds.items():
             if isinstance(kf.population, ReplayPopulation):
                 continue
-            total_h = WARMUP_DAYS[kind] * 24.0
+            total_h = WARMUP_DAYS.get(kind, GENERIC_WARMUP_DAYS) * 24.0
             h = 0.0
             while h < total_h:
                 frame = kf.population.advance(h, MAX_STEP_H)
@@ -380,7 +428,7 @@ class Fleet:
             if len(frame) == 0 or not self.observed:
                 continue
             metrics = kf.faults.apply(frame.asset, frame.metrics)
-            names = KINDS[kind].metric_names
+            names = kf.population.kind.metric_names
             columns = []
             for name in names:
                 values = metrics[name]

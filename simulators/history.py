@@ -23,7 +23,6 @@ from psycopg import Connection
 
 from fleetcare.clock import ManualClock, SystemClock
 from fleetcare.errors import Conflict
-from fleetcare.kinds import KINDS
 from ingest.pipeline import store_messages
 from ingest.schemas import IngestLimits, RawMessage
 from simulators import service
@@ -73,7 +72,7 @@ def history_spec(spec: FleetSpec, kind: str, lifetimes: int, replay: bool = Fals
     return spec.model_copy(
         update={
             "tires": counts["tire"], "elevators": counts["elevator"], "engines": counts["engine"],
-            "speedup": 1.0, "offline": False, "malformed_rate": 0.0, "warmup": False,
+            "other": {}, "speedup": 1.0, "offline": False, "malformed_rate": 0.0, "warmup": False,
             "repair_after_h": None if replay else 6.0,
         }
     )  # fmt: skip
@@ -102,7 +101,7 @@ class _Lifecycle:
     def __init__(self, fleet: Fleet, seed: int) -> None:
         self.fleet = fleet
         self.rng = np.random.default_rng([seed, 0x484953])
-        self.pending = {(a.ref, c.name) for a in fleet.assets for c in KINDS[a.kind].components}
+        self.pending = {(a.ref, c) for a in fleet.assets for c in fleet.kinds[a.kind].components}
         self.replace_at: dict[tuple[str, str], float] = {}
         for key in sorted(self.pending):
             self._draw(key)

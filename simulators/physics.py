@@ -6,7 +6,7 @@ generator state and the same calls give the same numbers.
 
 Every component's hidden health is expressed as a *wear fraction*: 0 when new, growing
 monotonically with usage, and the component fails exactly when its wear reaches 1
-(``WEAR_LIMIT``). Metric names and bounds come from ``fleetcare.kinds``.
+(``WEAR_LIMIT``). Metric names and bounds come from the shipped kind files (``kinds/builtin/``).
 
 Assets are simulated in groups that share operating conditions: the tires of one truck, the
 elevators of one building, the engines of one aircraft. A group is what one gateway reports.
@@ -21,8 +21,15 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from fleetcare.kinds import CMAPSS_SENSORS, CMAPSS_SETTINGS, ELEVATOR, ENGINE, TIRE, AssetKind
-from simulators.cmapss_levels import SENSOR_BASE, SENSOR_NOISE, SENSOR_SHIFT
+from kinds.loader import builtin_kinds
+from kinds.schemas import KindDefinition as AssetKind
+from simulators.cmapss_levels import (
+    CMAPSS_SENSORS,
+    CMAPSS_SETTINGS,
+    SENSOR_BASE,
+    SENSOR_NOISE,
+    SENSOR_SHIFT,
+)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -152,7 +159,7 @@ class TirePopulation:
     reader measures tread now and then and the depot re-inflates low tires.
     """
 
-    kind = TIRE
+    kind = builtin_kinds()["tire"]
     components = ("tire",)
 
     def __init__(self, rng: np.random.Generator, trucks: int, tires_per_truck: int = 6) -> None:
@@ -383,7 +390,7 @@ class ElevatorPopulation:
     levelling error drift with wear; the brake's lining wear is measured directly.
     """
 
-    kind = ELEVATOR
+    kind = builtin_kinds()["elevator"]
     components = ("door_operator", "brake")
 
     def __init__(self, rng: np.random.Generator, buildings: int, per_building: int = 3) -> None:
@@ -569,7 +576,7 @@ class EnginePopulation:
     healthy level in that condition plus a shift proportional to damage plus noise.
     """
 
-    kind = ENGINE
+    kind = builtin_kinds()["engine"]
     components = ("hpc_module",)
 
     def __init__(
@@ -699,10 +706,10 @@ class EnginePopulation:
                 )
             self._failed[crossed] = True
         if not rows_asset:
-            frame = empty_frame(ENGINE.metric_names)
+            frame = empty_frame(self.kind.metric_names)
             frame.failures = failures
             return frame
-        names = ENGINE.metric_names
+        names = self.kind.metric_names
         return Frame(
             asset=np.concatenate(rows_asset),
             at_h=np.concatenate(rows_at),

@@ -1,7 +1,7 @@
 """Replay of the NASA C-MAPSS training units as engines.
 
 A file row is ``unit cycle setting1..3 s1..s21``; a replayed engine publishes one reading
-per row, in order, with the settings and sensors under the names of ``fleetcare.kinds`` and
+per row, in order, with the settings and sensors under the engine kind's metric names and
 ``flight_cycles`` equal to the row's cycle. A unit's last row is its failure: the true
 remaining life at each row is ``last cycle - cycle`` (the data set's run-to-failure truth).
 Reading the file is the caller's I/O (``load_cmapss``); ``ReplayPopulation`` is pure.
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fleetcare.kinds import CMAPSS_SENSORS, CMAPSS_SETTINGS, ENGINE
+from kinds.loader import builtin_kinds
+from simulators.cmapss_levels import CMAPSS_SENSORS, CMAPSS_SETTINGS
 from simulators.physics import (
     BoolArray,
     Failure,
@@ -82,7 +83,7 @@ class ReplayPopulation:
     published the engine has failed; renewing it moves it to the next unit not yet used.
     """
 
-    kind = ENGINE
+    kind = builtin_kinds()["engine"]
     components = ("hpc_module",)
 
     def __init__(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from fleetcare.fleet.schemas import SLUG
+from kinds.schemas import NAME_PATTERN
 
 
 class FleetSpec(BaseModel):
@@ -21,6 +22,11 @@ class FleetSpec(BaseModel):
     tires: int = Field(default=24, ge=0, le=100_000, description="tires (6 per truck)")
     elevators: int = Field(default=9, ge=0, le=100_000, description="elevators (3 per building)")
     engines: int = Field(default=4, ge=0, le=100_000, description="engines (2 per aircraft)")
+    other: dict[Annotated[str, StringConstraints(pattern=NAME_PATTERN)], int] = Field(
+        default_factory=dict,
+        description="assets of other kinds by name, simulated by the generic degradation"
+        " process from their definitions (4 per gateway)",
+    )
     replay: Path | None = Field(
         default=None, description="a C-MAPSS train_FD00N.txt: engines replay its units"
     )
@@ -41,6 +47,14 @@ class FleetSpec(BaseModel):
         default=24.0, ge=0, description="simulated hours until a failed asset is repaired"
     )
     truth_every_s: float = Field(default=10.0, gt=0, description="ground truth sampling (real s)")
+
+    @field_validator("other")
+    @classmethod
+    def _counts(cls, other: dict[str, int]) -> dict[str, int]:
+        for kind, n in other.items():
+            if not 0 <= n <= 100_000:
+                raise ValueError(f"{kind}: between 0 and 100000 assets")
+        return other
 
     @property
     def trucks(self) -> int:

@@ -20,7 +20,6 @@ import numpy as np
 
 from fleetcare.clock import Clock
 from fleetcare.db import connect
-from fleetcare.kinds import KINDS
 from simulators import service
 from simulators.devices import Malformed, MqttLink, malformed_payload
 from simulators.fleet import Fleet, at_ms, ms_of
@@ -125,7 +124,7 @@ class FleetRunner:
         self._malformed_cycle = list(Malformed)
         self._last_s: float | None = None
         self._last_truth_s: float | None = None
-        self._asset_kinds = {a.ref: KINDS[a.kind] for a in fleet.assets}
+        self._asset_kinds = {a.ref: fleet.kinds[a.kind].population.kind for a in fleet.assets}
 
     @classmethod
     def over_mqtt(
@@ -167,7 +166,8 @@ class FleetRunner:
             log.info(
                 "%s %s: %s after %.0f %s (%s)",
                 life.asset_ref, life.component, life.failure_mode or life.end_reason,
-                life.usage_at_end - life.usage_at_start, KINDS[life.kind].life_unit,
+                life.usage_at_end - life.usage_at_start,
+                self.fleet.kinds[life.kind].population.kind.life_unit,
                 "order" if life.by_order else "simulation",
             )  # fmt: skip
         if self.sink is not None:

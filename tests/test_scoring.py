@@ -15,7 +15,7 @@ from psycopg import Connection
 
 from fleetcare.clock import ManualClock
 from fleetcare.fleet import service as fleet
-from fleetcare.kinds import TIRE
+from kinds.loader import builtin_kinds
 from models import repository as repo
 from models import synthetic
 from models.scoring import ModelCache, ReadingsCache, score_pass
@@ -24,6 +24,7 @@ from models.worker import ScoringWorker
 from tests.conftest import Tenant
 from tests.fixtures.wear import START, install_model, make_fleet, trained_tire_model
 
+TIRE = builtin_kinds()["tire"]
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 

@@ -12,9 +12,9 @@ from psycopg import Connection
 
 from fleetcare.clock import ManualClock
 from fleetcare.errors import Conflict
-from fleetcare.kinds import KINDS
 from ingest.pipeline import store_messages
 from ingest.schemas import IngestLimits, QuarantineReason, RawMessage
+from kinds.loader import builtin_kinds
 from simulators import service
 from simulators.devices import QUARANTINE_REASON, Malformed, malformed_payload, telemetry_topic
 from simulators.fleet import Fleet, ms_of
@@ -93,7 +93,7 @@ def test_malformed_payloads_land_in_quarantine_with_the_expected_reasons(
     for kind in Malformed:
         device = fleet.devices[list(Malformed).index(kind) % len(fleet.devices)]
         asset = next(a for a in fleet.assets if a.ref == device.assets[0])
-        payload = malformed_payload(kind, asset.ref, KINDS[asset.kind], ms_of(NOW))
+        payload = malformed_payload(kind, asset.ref, builtin_kinds()[asset.kind], ms_of(NOW))
         messages.append(RawMessage(telemetry_topic(topic_root, device.ref), payload, NOW))
     with conn.transaction():
         result = store_messages(

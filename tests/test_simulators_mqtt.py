@@ -22,12 +22,12 @@ from typer.testing import CliRunner
 from fleetcare.cli import app
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
-from fleetcare.kinds import CMAPSS_SENSORS, CMAPSS_SETTINGS
 from fleetcare.services import mosquitto_installed, start_mosquitto
 from ingest import service as devices
 from ingest.schemas import IngestLimits
 from ingest.worker import IngestConfig, IngestWorker
 from simulators import service
+from simulators.cmapss_levels import CMAPSS_SENSORS, CMAPSS_SETTINGS
 from simulators.devices import QUARANTINE_REASON, GatewayBehaviour, Malformed, MqttLink
 from simulators.fleet import Fleet
 from simulators.replay import load_cmapss

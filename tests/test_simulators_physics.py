@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fleetcare.clock import SystemClock
-from fleetcare.kinds import KINDS
+from kinds.loader import builtin_kinds
 from simulators.fleet import Fleet
 from simulators.physics import (
     TREAD_LIMIT_MM,
@@ -80,7 +80,7 @@ def test_payloads_follow_the_telemetry_contract() -> None:
         for reading in body["readings"]:
             assert reading["asset"] in owned[device]
             assert isinstance(reading["ts"], int | str)
-            kind = KINDS[next(a.kind for a in fleet.assets if a.ref == reading["asset"])]
+            kind = builtin_kinds()[next(a.kind for a in fleet.assets if a.ref == reading["asset"])]
             seen_kinds.add(kind.name)
             for name, value in reading["metrics"].items():
                 metric = kind.metric(name)
