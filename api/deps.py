@@ -11,10 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
+from fleet import service as fleet
+from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.errors import Conflict, ServiceUnavailable
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 
 
 def get_pool(request: Request) -> ConnectionPool[Connection[Any]]:

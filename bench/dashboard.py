@@ -34,10 +34,10 @@ import psycopg
 import uvicorn
 from psycopg import sql
 
+from fleet import service as fleet
+from fleet.repository import sync_catalogue
 from fleetcare import migrate
 from fleetcare.db import connect
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.repository import sync_catalogue
 from fleetcare.services import free_port, wait_for_port
 from fleetcare.settings import Settings
 from models.repository import track_predictions

@@ -34,11 +34,11 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from fleet import repository as fleet_repo
+from fleet import service as fleet
+from fleet.schemas import AssetCreate, Principal
 from fleetcare import migrate
 from fleetcare.db import connect
-from fleetcare.fleet import repository as fleet_repo
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import AssetCreate, Principal
 from fleetcare.services import LOCAL_PG, start_mosquitto
 from ingest import repository as repo
 from ingest import service as devices

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 from psycopg import Connection
 
+from fleet import service as fleet
+from fleet.repository import sync_catalogue
 from fleetcare import migrate
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.repository import sync_catalogue
 from models import synthetic
 from models.registry import WearModel
 from models.repository import track_predictions

@@ -29,10 +29,10 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from fleetcare.cli import apply_and_sync
+from cli.commands import apply_and_sync
+from fleet import service as fleet
+from fleet.schemas import Principal
 from fleetcare.db import connect
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 from fleetcare.services import free_port, wait_for_port
 from maintenance.events import service as events
 from maintenance.webhooks import service as webhooks
@@ -104,7 +104,7 @@ def wait_received(port: int, ids: list[str], timeout_s: float) -> dict[str, floa
 
 
 def start_sender(database_url: str, concurrency: int) -> subprocess.Popen[bytes]:
-    """The real worker: `python -m fleetcare webhooks`."""
+    """The real worker: `python -m cli webhooks`."""
     env = {
         **os.environ,
         "FLEETCARE_DATABASE_URL": database_url,
@@ -115,7 +115,7 @@ def start_sender(database_url: str, concurrency: int) -> subprocess.Popen[bytes]
         [
             sys.executable,
             "-m",
-            "fleetcare",
+            "cli",
             "webhooks",
             "--concurrency",
             str(concurrency),

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from fleetcare.commandline import fail
+
 
 def evaluate(
     seed: Annotated[int, typer.Option(help="same seed, same fleets, same figures")] = 1,
@@ -40,7 +42,6 @@ def evaluate(
 
     from evaluation import report
     from evaluation import run as ev
-    from fleetcare.cli import fail
     from kinds.loader import builtin_kinds
 
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())

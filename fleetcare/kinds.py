@@ -1,7 +1,7 @@
 """Asset kinds: the one source of truth for metrics, usage, life units, components and parts.
 
 Simulators, ingest validation, features and the parts catalogue all read this module;
-``fleetcare.fleet.repository.sync_catalogue`` copies it into the database after migrations.
+``fleet.repository.sync_catalogue`` copies it into the database after migrations.
 """
 
 from __future__ import annotations

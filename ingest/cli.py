@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from fleetcare.commandline import database_url, fail, load_settings
 from fleetcare.errors import FleetcareError
 
 devices_app = typer.Typer(help="Devices and their broker credentials.", no_args_is_help=True)
@@ -25,10 +26,9 @@ def devices_add(
     """Register a device and print its secret once (only its hash is stored)."""
     from pydantic import ValidationError
 
-    from fleetcare.cli import _database_url, _settings, fail
+    from fleet import repository as fleet_repo
+    from fleet.schemas import Customer, Principal
     from fleetcare.db import connect
-    from fleetcare.fleet import repository as fleet_repo
-    from fleetcare.fleet.schemas import Customer, Principal
     from ingest import service
     from ingest.schemas import DeviceCreate
 
@@ -36,32 +36,30 @@ def devices_add(
         body = DeviceCreate(ref=ref, name=name, profile=profile)
     except ValidationError as exc:
         raise fail(f"bad device: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from exc
-    settings = _settings()
-    url, ctx = _database_url(settings)
-    try:
-        with connect(url) as conn:
-            found = (
-                fleet_repo.fetch_one(conn, "customers", Customer, int(customer), scope=None)
-                if customer.isdigit()
-                else fleet_repo.find_customer_by_slug(conn, customer)
+    settings = load_settings()
+    with database_url(settings) as url:
+        try:
+            with connect(url) as conn:
+                found = (
+                    fleet_repo.fetch_one(conn, "customers", Customer, int(customer), scope=None)
+                    if customer.isdigit()
+                    else fleet_repo.find_customer_by_slug(conn, customer)
+                )
+                if found is None or found.retired_at is not None:
+                    raise fail(f"no live customer {customer!r}")
+                operator = Principal(key_id=0, role="operator")
+                device = service.create_device(
+                    conn, operator, body.model_copy(update={"customer_id": found.id})
+                )
+            typer.echo(device.secret)
+            typer.echo(
+                f"(device {device.id} {device.ref!r} of customer {found.slug}; MQTT user "
+                f"{device.ref!r}; the secret is shown once: store it now, then run "
+                "`fleetcare devices broker-config`)",
+                err=True,
             )
-            if found is None or found.retired_at is not None:
-                raise fail(f"no live customer {customer!r}")
-            operator = Principal(key_id=0, role="operator")
-            device = service.create_device(
-                conn, operator, body.model_copy(update={"customer_id": found.id})
-            )
-        typer.echo(device.secret)
-        typer.echo(
-            f"(device {device.id} {device.ref!r} of customer {found.slug}; MQTT user "
-            f"{device.ref!r}; the secret is shown once: store it now, then run "
-            "`fleetcare devices broker-config`)",
-            err=True,
-        )
-    except FleetcareError as exc:
-        raise fail(exc.detail) from exc
-    finally:
-        ctx.__exit__(None, None, None)
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
 
 
 @devices_app.command("broker-config")
@@ -81,36 +79,33 @@ def devices_broker_config(
     ] = None,
 ) -> None:
     """Write Mosquitto password and ACL files for every live device and the ingestor."""
-    from fleetcare.cli import _database_url, _settings, fail
     from fleetcare.db import connect
     from ingest import service
 
-    settings = _settings()
+    settings = load_settings()
     root = topic_root or settings.topic_root
-    url, ctx = _database_url(settings)
-    try:
-        with connect(url) as conn:
-            passwd, acl, secret = service.write_broker_config(
-                conn,
-                out,
-                topic_root=root,
-                ingestor_user=ingestor_user,
-                ingestor_secret=ingestor_secret,
+    with database_url(settings) as url:
+        try:
+            with connect(url) as conn:
+                passwd, acl, secret = service.write_broker_config(
+                    conn,
+                    out,
+                    topic_root=root,
+                    ingestor_user=ingestor_user,
+                    ingestor_secret=ingestor_secret,
+                )
+            typer.echo(f"wrote {passwd} and {acl}")
+            typer.echo(
+                "add to mosquitto.conf:  allow_anonymous false / "
+                f"password_file {passwd.resolve()} / acl_file {acl.resolve()}"
             )
-        typer.echo(f"wrote {passwd} and {acl}")
-        typer.echo(
-            "add to mosquitto.conf:  allow_anonymous false / "
-            f"password_file {passwd.resolve()} / acl_file {acl.resolve()}"
-        )
-        if ingestor_secret is None:
-            typer.echo(f"ingestor password (shown once): {secret}")
-            typer.echo(f"  FLEETCARE_MQTT_URL=mqtt://{ingestor_user}:<password>@<host>:<port>")
-    except OSError as exc:
-        raise fail(f"cannot write to {out}: {exc.strerror}") from exc
-    except FleetcareError as exc:
-        raise fail(exc.detail) from exc
-    finally:
-        ctx.__exit__(None, None, None)
+            if ingestor_secret is None:
+                typer.echo(f"ingestor password (shown once): {secret}")
+                typer.echo(f"  FLEETCARE_MQTT_URL=mqtt://{ingestor_user}:<password>@<host>:<port>")
+        except OSError as exc:
+            raise fail(f"cannot write to {out}: {exc.strerror}") from exc
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
 
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -145,13 +140,12 @@ def ingest_command(
     """Consume telemetry from the broker into the database (run several: they share the load)."""
     from prometheus_client import start_http_server
 
-    from fleetcare.cli import _settings, fail
     from fleetcare.services import exit_on_sigterm, running_services
     from ingest.mqtt_client import mqtt_endpoint
     from ingest.schemas import IngestLimits
     from ingest.worker import IngestConfig, IngestWorker
 
-    settings = _settings()
+    settings = load_settings()
     client = client_id or settings.ingest_client_id
     if not CLIENT_ID.match(client):
         raise fail(f"client id {client!r} must match {CLIENT_ID.pattern}")

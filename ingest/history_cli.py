@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from fleetcare.commandline import database_url, fail, load_settings
+
 history_app = typer.Typer(help="Recorded history: lifetimes and backfill.", no_args_is_help=True)
 
 
@@ -35,18 +37,16 @@ def history_import(
 ) -> None:
     """Import recorded telemetry; creates the assets it meets; idempotent; prints a report
     (rows read / stored / rejected with reasons) and progress on stderr."""
-    from fleetcare.cli import _database_url, _settings, fail
+    from fleet import repository as fleet_repo
     from fleetcare.db import connect
     from fleetcare.errors import FleetcareError
-    from fleetcare.fleet import repository as fleet_repo
     from ingest import history
     from ingest.profile_service import get_profile
     from ingest.profiles import compile_profile, parse_profile
 
     if end not in ("failure", "replacement"):
         raise fail("--end is failure or replacement")
-    settings = _settings()
-    url, ctx = _database_url(settings)
+    settings = load_settings()
 
     def progress(path: str, done: int, total: int, report: history.ImportReport) -> None:
         share = 100.0 * done / total if total else 100.0
@@ -56,30 +56,29 @@ def history_import(
             err=True,
         )
 
-    try:
-        with connect(url, autocommit=True) as conn:
-            found = fleet_repo.find_customer_by_slug(conn, customer)
-            if found is None or found.retired_at is not None:
-                raise fail(f"--customer: no live customer {customer!r}")
-            stored = get_profile(conn, profile)
-            compiled = compile_profile(parse_profile(stored.document, f"profile {profile}"))
-            report = history.import_history(
-                conn,
-                customer_id=found.id,
-                kind=kind,
-                profile=compiled,
-                paths=files,
-                mode="lifetimes" if lifetimes else "in-service",
-                end_reason="failure" if end == "failure" else "replacement",
-                component=component,
-                progress=progress,
-            )
-    except FleetcareError as exc:
-        raise fail(exc.detail) from exc
-    except OSError as exc:
-        raise fail(f"{exc.filename or 'file'}: {exc.strerror}") from exc
-    finally:
-        ctx.__exit__(None, None, None)
+    with database_url(settings) as url:
+        try:
+            with connect(url, autocommit=True) as conn:
+                found = fleet_repo.find_customer_by_slug(conn, customer)
+                if found is None or found.retired_at is not None:
+                    raise fail(f"--customer: no live customer {customer!r}")
+                stored = get_profile(conn, profile)
+                compiled = compile_profile(parse_profile(stored.document, f"profile {profile}"))
+                report = history.import_history(
+                    conn,
+                    customer_id=found.id,
+                    kind=kind,
+                    profile=compiled,
+                    paths=files,
+                    mode="lifetimes" if lifetimes else "in-service",
+                    end_reason="failure" if end == "failure" else "replacement",
+                    component=component,
+                    progress=progress,
+                )
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
+        except OSError as exc:
+            raise fail(f"{exc.filename or 'file'}: {exc.strerror}") from exc
     out = report.as_dict()
     if as_json:
         typer.echo(json.dumps(out))

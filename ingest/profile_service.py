@@ -11,9 +11,9 @@ from typing import Any
 from psycopg import Connection
 from pydantic import BaseModel
 
+from fleet import service as fleet
+from fleet.schemas import Principal
 from fleetcare.errors import NotFound
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 from ingest import repository as repo
 from ingest.profiles import (
     CompiledProfile,

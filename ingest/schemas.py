@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fleetcare.fleet.schemas import DEVICE_REF, Strict
+from fleet.schemas import DEVICE_REF, Strict
 
 
 class DeviceCreate(Strict):

@@ -12,10 +12,10 @@ from typing import Any
 
 from psycopg import Connection
 
+from fleet import repository as fleet_repo
+from fleet import service as fleet
+from fleet.schemas import Principal
 from fleetcare.errors import Forbidden, Invalid, NotFound
-from fleetcare.fleet import repository as fleet_repo
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 from ingest import repository as repo
 from ingest.profile_service import require_profile
 from ingest.schemas import (

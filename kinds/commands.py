@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fleetcare.commandline import database_url, fail, load_settings
+
 kinds_app = typer.Typer(
     help="Asset kinds: apply definition files, list, show.", no_args_is_help=True
 )
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a one-line error and return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def database_url() -> Iterator[str]:
-    """The database of a one-shot command (from the settings), kept up until the block ends."""
-    from fleetcare.logs import setup_logging
-    from fleetcare.services import running_services
-    from fleetcare.settings import load_settings
-
-    try:
-        settings = load_settings()
-    except Exception as exc:  # pydantic's message names the bad variable
-        raise fail(f"bad configuration: {exc}") from exc
-    setup_logging(settings.log_level)
-    with running_services(settings, need_broker=False) as services:
-        yield services.database_url
 
 
 @kinds_app.command("apply")
@@ -51,7 +29,7 @@ def kinds_apply(
         definitions = [(load_file(f), str(f)) for f in files]
     except FleetcareError as exc:
         raise fail(exc.detail) from exc
-    with database_url() as url:
+    with database_url(load_settings()) as url:
         try:
             with connect(url) as conn, conn.transaction():
                 results = [service.apply_definition(conn, d, source=s) for d, s in definitions]
@@ -73,7 +51,7 @@ def kinds_list(
     from fleetcare.db import connect
     from kinds import service
 
-    with database_url() as url, connect(url) as conn:
+    with database_url(load_settings()) as url, connect(url) as conn:
         kinds = service.list_kinds(conn)
     if as_json:
         typer.echo(json.dumps([k.model_dump(mode="json") for k in kinds], indent=2))
@@ -95,7 +73,7 @@ def kinds_show(name: Annotated[str, typer.Argument(help="kind name")]) -> None:
     from fleetcare.errors import FleetcareError
     from kinds import service
 
-    with database_url() as url, connect(url) as conn:
+    with database_url(load_settings()) as url, connect(url) as conn:
         try:
             record = service.get_record(conn, name)
         except FleetcareError as exc:

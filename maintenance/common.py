@@ -11,8 +11,8 @@ from typing import Any
 
 from psycopg import Connection
 
+from fleet.schemas import Principal
 from fleetcare.errors import Forbidden
-from fleetcare.fleet.schemas import Principal
 
 Conn = Connection[Any]
 

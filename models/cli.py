@@ -8,20 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
+from fleetcare.commandline import fail
 from models.cmapss import CMAPSSDataError, crossvalidate_cmapss, evaluate_cmapss
 
 app = typer.Typer(help="Wear models: offline evaluation.", no_args_is_help=True)
 
-BAD_INPUT_EXIT = 2
-
 
 def _emit(result: dict[str, Any]) -> None:
     typer.echo(json.dumps(result, sort_keys=False))
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=BAD_INPUT_EXIT)
 
 
 @app.command("cmapss")
@@ -34,7 +28,7 @@ def cmapss_command(
     try:
         result = evaluate_cmapss(train, test, rul)
     except CMAPSSDataError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     _emit(result)
 
 
@@ -51,7 +45,7 @@ def cmapss_cv_command(
     try:
         result = crossvalidate_cmapss(train, folds=folds, seed=seed, truncations=truncations)
     except CMAPSSDataError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     _emit(result)
 
 

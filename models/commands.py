@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from fleetcare.commandline import database_url, fail, load_settings
+
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
@@ -60,7 +62,6 @@ def train_command(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from threadpoolctl import threadpool_limits
 
-    from fleetcare.cli import _database_url, _settings, fail
     from fleetcare.clock import SystemClock
     from fleetcare.db import connect
     from fleetcare.errors import FleetcareError
@@ -74,56 +75,54 @@ def train_command(
             feature_params["windows"] = tuple(int(w) for w in windows.split(","))
     except ValueError as exc:
         raise fail(f"{exc} (--windows takes integers like 5,10,20)") from exc
-    settings = _settings()
-    url, ctx = _database_url(settings)
+    settings = load_settings()
     steps = 7
     started = time.perf_counter()
     done = 0
-    try:
-        with (
-            Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                transient=True,
-                disable=not sys.stdout.isatty(),
-            ) as bar,
-            connect(url) as conn,
-            threadpool_limits(limits=threads),
-        ):
-            task = bar.add_task(f"training {kind}", total=steps)
+    with database_url(settings) as url:
+        try:
+            with (
+                Progress(
+                    SpinnerColumn(),
+                    TextColumn("{task.description}"),
+                    TimeElapsedColumn(),
+                    transient=True,
+                    disable=not sys.stdout.isatty(),
+                ) as bar,
+                connect(url) as conn,
+                threadpool_limits(limits=threads),
+            ):
+                task = bar.add_task(f"training {kind}", total=steps)
 
-            def step(message: str) -> None:
-                nonlocal done
-                done += 1
-                bar.update(task, description=f"{kind}: {message}", advance=1)
-                if not sys.stdout.isatty():
-                    elapsed = time.perf_counter() - started
-                    line = f"train {kind}: step {done}/{steps} {message} ({elapsed:.0f} s)"
-                    print(line, flush=True)
+                def step(message: str) -> None:
+                    nonlocal done
+                    done += 1
+                    bar.update(task, description=f"{kind}: {message}", advance=1)
+                    if not sys.stdout.isatty():
+                        elapsed = time.perf_counter() - started
+                        line = f"train {kind}: step {done}/{steps} {message} ({elapsed:.0f} s)"
+                        print(line, flush=True)
 
-            try:
-                with conn.transaction():
-                    result = train(
-                        conn,
-                        kind,
-                        SystemClock(),
-                        rul_params=rul_params,
-                        risk_params=risk_params,
-                        feature_params=feature_params,
-                        max_rul=max_rul,
-                        horizon=horizon,
-                        auto_promote=promote,
-                        progress=step,
-                    )
-            except TypeError as exc:  # an unknown --param name
-                raise fail(f"bad --param: {exc}") from exc
-            except ValueError as exc:  # a bad --param value, rejected by the estimator
-                raise fail(f"bad --param: {exc}") from exc
-    except FleetcareError as exc:
-        raise fail(exc.detail) from exc
-    finally:
-        ctx.__exit__(None, None, None)
+                try:
+                    with conn.transaction():
+                        result = train(
+                            conn,
+                            kind,
+                            SystemClock(),
+                            rul_params=rul_params,
+                            risk_params=risk_params,
+                            feature_params=feature_params,
+                            max_rul=max_rul,
+                            horizon=horizon,
+                            auto_promote=promote,
+                            progress=step,
+                        )
+                except TypeError as exc:  # an unknown --param name
+                    raise fail(f"bad --param: {exc}") from exc
+                except ValueError as exc:  # a bad --param value, rejected by the estimator
+                    raise fail(f"bad --param: {exc}") from exc
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
     v = result.version
     status = "active" if result.promoted else "candidate"
     typer.echo(
@@ -150,7 +149,6 @@ def score_command(
     ] = 1,
 ) -> None:
     """Score assets with new telemetry: RUL with interval, failure risk, anomaly, due dates."""
-    from fleetcare.cli import _database_url, _settings, fail
     from fleetcare.clock import SystemClock
     from fleetcare.errors import FleetcareError
     from fleetcare.services import exit_on_sigterm
@@ -163,34 +161,32 @@ def score_command(
     except ValueError as exc:
         raise fail(f"bad --shard or --poll: {exc}") from exc
     del worker_probe
-    settings = _settings()
-    url, ctx = _database_url(settings)
-    worker = ScoringWorker(
-        url, SystemClock(), poll_s=poll, kind=kind, shard=shard_pair, threads=threads
-    )
-    try:
-        if kind is not None:
-            from fleetcare.db import connect
-            from kinds.service import get_kind
-
-            with connect(url) as conn:
-                get_kind(conn, kind)  # NotFound naming the known kinds
-        if once:
-            result = worker.run_once()
-            typer.echo(
-                f"scored {result.scored_assets} asset(s): {result.predictions} prediction(s);"
-                f" {result.unchanged_assets} unchanged, {result.not_scorable} not scorable,"
-                f" {result.no_model} without an active model"
-            )
-            return
-        exit_on_sigterm()
-        stop = threading.Event()
-        typer.echo(f"fleetcare score: polling every {poll:g} s (Ctrl-C stops)")
+    settings = load_settings()
+    with database_url(settings) as url:
+        worker = ScoringWorker(
+            url, SystemClock(), poll_s=poll, kind=kind, shard=shard_pair, threads=threads
+        )
         try:
-            worker.run(stop)
-        except (KeyboardInterrupt, SystemExit):
-            stop.set()
-    except FleetcareError as exc:
-        raise fail(exc.detail) from exc
-    finally:
-        ctx.__exit__(None, None, None)
+            if kind is not None:
+                from fleetcare.db import connect
+                from kinds.service import get_kind
+
+                with connect(url) as conn:
+                    get_kind(conn, kind)  # NotFound naming the known kinds
+            if once:
+                result = worker.run_once()
+                typer.echo(
+                    f"scored {result.scored_assets} asset(s): {result.predictions} prediction(s);"
+                    f" {result.unchanged_assets} unchanged, {result.not_scorable} not scorable,"
+                    f" {result.no_model} without an active model"
+                )
+                return
+            exit_on_sigterm()
+            stop = threading.Event()
+            typer.echo(f"fleetcare score: polling every {poll:g} s (Ctrl-C stops)")
+            try:
+                worker.run(stop)
+            except (KeyboardInterrupt, SystemExit):
+                stop.set()
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from fleet import service as fleet
+from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import NotFound
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 from kinds.service import get_kind, require_kind
 from models import registry
 from models import repository as repo

@@ -21,7 +21,7 @@ say "load at start: $(cat /proc/loadavg)"
 T0=$(date +%s.%N)
 cd "$ROOT"
 env -u FLEETCARE_MQTT_URL FLEETCARE_DATABASE_URL="$URL" FLEETCARE_DATA_DIR="$OUT/data" \
-  "$PY" -m fleetcare up --port "$PORT" > "$OUT/up.out" 2>&1 < /dev/null &
+  "$PY" -m cli up --port "$PORT" > "$OUT/up.out" 2>&1 < /dev/null &
 UPPID=$!
 say "up pid $UPPID started $(date -u +%T) UTC"
 declare -A seen

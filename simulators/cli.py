@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from fleetcare.commandline import fail, load_settings
+
 if TYPE_CHECKING:
     from simulators.worker import RunStats
 
@@ -64,7 +66,6 @@ def simulate(
     import pydantic
 
     from fleetcare import migrate
-    from fleetcare.cli import _settings, fail
     from fleetcare.clock import SystemClock
     from fleetcare.db import connect
     from fleetcare.errors import FleetcareError
@@ -114,7 +115,7 @@ def simulate(
                 f"{held} engines of history and a live fleet"
             )
         history_units, units = units[:held] or None, units[held:]
-    settings = _settings()
+    settings = load_settings()
     exit_on_sigterm()
     stop = threading.Event()
     try:

@@ -15,10 +15,10 @@ from typing import Any
 
 from psycopg import Connection
 
+from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.db import connect
 from fleetcare.errors import FleetcareError
-from fleetcare.fleet.schemas import Principal
 from maintenance.logistics import service as logistics
 from maintenance.logistics.schemas import Shipment, ShipRequest
 

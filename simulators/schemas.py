@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from fleetcare.fleet.schemas import SLUG
+from fleet.schemas import SLUG
 from kinds.schemas import NAME_PATTERN
 
 

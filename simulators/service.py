@@ -3,7 +3,7 @@
 Registration goes through the same services as the API (customers, sites, assets, devices
 with credentials) with an operator principal. Device secrets are shown once by the registry,
 so the fleet's secrets are kept in a file of the data folder (readable by this user only),
-as ``fleetcare.demo`` does for API keys. No SQL text here.
+as ``cli.demo`` does for API keys. No SQL text here.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 
 from psycopg import Connection
 
+from fleet import repository as fleet_repo
+from fleet import service as fleet_service
+from fleet.schemas import AssetCreate, CustomerCreate, Principal, SiteCreate
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Invalid
-from fleetcare.fleet import repository as fleet_repo
-from fleetcare.fleet import service as fleet_service
-from fleetcare.fleet.schemas import AssetCreate, CustomerCreate, Principal, SiteCreate
 from ingest import service as devices
 from ingest.schemas import DeviceCreate
 from maintenance.orders import service as orders_service

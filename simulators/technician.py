@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.db import connect
 from fleetcare.errors import Conflict, FleetcareError
-from fleetcare.fleet.schemas import Principal
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders_service
 from maintenance.orders.schemas import CompleteRequest, PartUse

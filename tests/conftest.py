@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import Connection
 
+from fleet import service as fleet
+from fleet.schemas import Customer, Principal
 from fleetcare.db import connect
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Customer, Principal
 from fleetcare.services import port_answers, start_mosquitto
 from fleetcare.settings import Settings
 from tests.fixtures.services import (

@@ -15,8 +15,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import Connection
 
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import AssetCreate, Principal
+from fleet import service as fleet
+from fleet.schemas import AssetCreate, Principal
 from ingest import service as devices
 from ingest.schemas import DeviceCreate, RawMessage
 

@@ -12,11 +12,11 @@ import psycopg
 import pytest
 from psycopg import Connection
 
+from fleet import service as fleet
+from fleet.schemas import AssetCreate
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.errors import Conflict, Invalid
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import AssetCreate
 from maintenance.billing import service as billing
 from maintenance.billing.lines import usage_record_id
 from maintenance.billing.schemas import CloseResult, Invoice

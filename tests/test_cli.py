@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fleetcare.cli import app
+from cli.main import app
+from fleet import service as fleet
 from fleetcare.db import connect
-from fleetcare.fleet import service as fleet
 
 runner = CliRunner()
 

@@ -611,7 +611,7 @@ def test_the_api_process_stops_while_a_live_stream_is_open(
         PYTHONPATH=str(Path(__file__).resolve().parents[1]),
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetcare", "api", "--port", str(port)],
+        [sys.executable, "-m", "cli", "api", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

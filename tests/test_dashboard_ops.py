@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.routes import dashboard as dashboard_routes
+from fleet import service as fleet
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
-from fleetcare.fleet import service as fleet
 from maintenance.billing import service as billing
 from maintenance.events.service import emit
 from maintenance.webhooks import service as webhooks

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from evaluation import run as ev
 from evaluation import strategies
 from evaluation.costs import ECONOMICS
-from fleetcare.cli import app
 from kinds.loader import builtin_kinds
 from maintenance.policy import service as policy
 

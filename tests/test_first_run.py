@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fleetcare.loop import Supervisor, Training, follow_training, wait_for_training
+from cli.up import Supervisor, Training, follow_training, wait_for_training
 from models.training import balanced_rows
 
 

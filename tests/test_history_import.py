@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg import Connection
 
+from fleet import service as fleet
+from fleet.schemas import AssetCreate
 from fleetcare.db import connect
 from fleetcare.errors import Invalid
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import AssetCreate
 from ingest import profile_service
 from ingest.history import import_history
 from ingest.profiles import ProfileError, compile_profile, parse_profile
@@ -201,7 +201,7 @@ def test_assets_of_another_kind_and_bad_arguments(auto: Connection[Any], tmp_pat
 def test_history_import_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from fleetcare.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("FLEETCARE_DATABASE_URL", db_url)
     with connect(db_url) as c:

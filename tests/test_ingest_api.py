@@ -9,9 +9,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from psycopg import Connection
 
+from fleet import service as fleet
+from fleet.schemas import AssetCreate
 from fleetcare.clock import SystemClock
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import AssetCreate
 from ingest import repository as repo
 from ingest import service as devices
 from ingest.pipeline import store_messages

@@ -270,7 +270,7 @@ def _ingest_process(
     }
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "fleetcare", "ingest", "--batch-wait-ms", "50"],
+            [sys.executable, "-m", "cli", "ingest", "--batch-wait-ms", "50"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

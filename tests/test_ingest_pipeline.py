@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from psycopg import Connection
 
+from fleet import service as fleet
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
-from fleetcare.fleet import service as fleet
 from ingest import service as devices
 from ingest.pipeline import device_ref_from_topic, parse_timestamp_us, store_messages
 from ingest.schemas import IngestLimits, RawMessage

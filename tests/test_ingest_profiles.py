@@ -357,7 +357,7 @@ def test_profiles_api_operator_writes_everyone_reads(
 def test_profiles_cli(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from fleetcare.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("FLEETCARE_DATABASE_URL", db_url)
     good = tmp_path / "rows.yaml"

@@ -17,10 +17,10 @@ from psycopg import Connection
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from fleet import service as fleet
+from fleet.schemas import AssetCreate, Principal, SiteCreate
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect, open_pool
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import AssetCreate, Principal, SiteCreate
 from fleetcare.services import mosquitto_installed
 from ingest import service as devices
 from ingest.schemas import DeviceCreate, IngestLimits

@@ -288,7 +288,7 @@ def test_the_parts_catalogue_is_the_kinds_parts(conn: Conn) -> None:
 
 
 def test_a_rolled_back_subscription_leaves_neither_rows_nor_events(conn: Conn) -> None:
-    from fleetcare.fleet import service as fleet
+    from fleet import service as fleet
     from maintenance.subscriptions.schemas import SubscriptionCreate
     from tests.fixtures.maintenance import plan_id
 

@@ -304,8 +304,8 @@ def test_dispatchers_share_the_queue_and_handle_each_prediction_once(
 
 
 def test_a_site_subscription_covers_assets_moved_there_and_plan_changes_apply(conn: Conn) -> None:
-    from fleetcare.fleet import service as fleet
-    from fleetcare.fleet.schemas import AssetCreate
+    from fleet import service as fleet
+    from fleet.schemas import AssetCreate
     from maintenance.subscriptions.schemas import PlanChange, SubscriptionCreate
     from tests.fixtures.maintenance import plan_id
 

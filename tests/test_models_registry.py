@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from psycopg import Connection
 from typer.testing import CliRunner
 
-from fleetcare.cli import app
+from cli.main import app
+from fleet import service as fleet
 from fleetcare.clock import ManualClock
 from fleetcare.errors import Conflict, Invalid
-from fleetcare.fleet import service as fleet
 from models import registry
 from models import repository as repo
 from models.training import NoTrainingData, train

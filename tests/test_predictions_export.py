@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from psycopg import Connection
 
+from fleet import service as fleet
+from fleet.schemas import AssetCreate
 from fleetcare.db import connect
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import AssetCreate
 from tests.fixtures.maintenance import insert_prediction
 from tests.ingest_helpers import OPERATOR
 
@@ -25,7 +25,7 @@ def test_export_latest_prediction_per_asset(
 ) -> None:
     from typer.testing import CliRunner
 
-    from fleetcare.cli import app
+    from cli.main import app
 
     a = fleet.ensure_customer(conn, "acme", "Acme")
     b = fleet.ensure_customer(conn, "beta", "Beta")

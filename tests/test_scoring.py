@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import Connection
 
+from fleet import service as fleet
 from fleetcare.clock import ManualClock
-from fleetcare.fleet import service as fleet
 from kinds.loader import builtin_kinds
 from models import repository as repo
 from models import synthetic

@@ -129,7 +129,7 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path, stop_signal: int) -> None:
         "FLEETCARE_MQTT_URL": "mosquitto",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetcare", "up", "--api-only", "--port", str(port)],
+        [sys.executable, "-m", "cli", "up", "--api-only", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -174,7 +174,7 @@ def test_up_with_embedded_postgres_leaves_nothing_behind(tmp_path: Path) -> None
         "FLEETCARE_DATA_DIR": str(tmp_path / "data"),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetcare", "up", "--api-only", "--port", str(port)],
+        [sys.executable, "-m", "cli", "up", "--api-only", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import Connection
 from typer.testing import CliRunner
 
-from fleetcare.cli import app
+from cli.main import app
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.services import mosquitto_installed, start_mosquitto

@@ -27,7 +27,7 @@ from api.dashboard.schemas import (
     RulBucket,
     SeriesBucket,
 )
-from fleetcare.fleet.schemas import ApiKey
+from fleet.schemas import ApiKey
 
 Conn = Connection[Any]
 

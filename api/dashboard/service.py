@@ -27,10 +27,10 @@ from api.dashboard.schemas import (
     SeriesBucket,
     SeriesSet,
 )
+from fleet import repository as fleet_repo
+from fleet import service as fleet
+from fleet.schemas import Asset, Customer, MetricRecord, Principal, Site
 from fleetcare.errors import Invalid, Unauthorized
-from fleetcare.fleet import repository as fleet_repo
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Asset, Customer, MetricRecord, Principal, Site
 from fleetcare.settings import Settings
 from kinds.repository import find_kind
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.deps import After, AppClock, Caller, Conn, Limit
-from fleetcare.fleet.schemas import Page
+from fleet.schemas import Page
 from maintenance.billing import advice
 from maintenance.billing import service as billing
 from maintenance.billing.schemas import (

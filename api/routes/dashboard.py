@@ -27,10 +27,10 @@ from api.dashboard import service
 from api.dashboard.live import LiveHub, resync_message
 from api.dashboard.schemas import HEALTHS, Health, SortKey
 from api.deps import Conn, _bearer, get_pool
+from fleet import service as fleet
+from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.errors import NotFound, Unauthorized
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 from fleetcare.settings import Settings
 from kinds.schemas import KindName
 from maintenance.logistics import service as logistics

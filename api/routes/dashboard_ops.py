@@ -27,9 +27,9 @@ from api.routes.dashboard import (
     form_fields,
     templates,
 )
+from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import FleetcareError, Forbidden, Invalid, NotFound
-from fleetcare.fleet.schemas import Principal
 from maintenance.billing import service as billing
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.deps import After, Caller, Conn, IncludeRetired, Limit
-from fleetcare.fleet.schemas import Page
+from fleet.schemas import Page
 from ingest import service as devices
 from ingest.schemas import Device, DeviceCreate, DeviceUpdate, NewDevice
 

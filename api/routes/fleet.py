@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.deps import After, Caller, Conn, IncludeRetired, Limit
-from fleetcare.fleet import repository as fleet_repo
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import (
+from fleet import repository as fleet_repo
+from fleet import service as fleet
+from fleet.schemas import (
     ApiKey,
     ApiKeyCreate,
     Asset,

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.deps import Caller, Conn, Limit
-from fleetcare.fleet import service as fleet
+from fleet import service as fleet
 from ingest import service as ingest
 from ingest.schemas import IngestHealth, QuarantinePage
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from api.deps import Caller, Conn
-from fleetcare.fleet.service import require_operator
+from fleet.service import require_operator
 from kinds import service as kinds
 from kinds.schemas import ApplyResult, KindDefinition, KindName, KindRecord, KindSummary
 

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, status
 
 from api.deps import After, AppClock, Caller, Conn, Limit
-from fleetcare.fleet.schemas import NewApiKey, Page
+from fleet.schemas import NewApiKey, Page
 from kinds.schemas import KindName
 from maintenance.logistics import service as logistics
 from maintenance.logistics.schemas import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.deps import After, AppClock, Caller, Conn, Limit
-from fleetcare.fleet.schemas import Page
+from fleet.schemas import Page
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import (
     CancelOrder,

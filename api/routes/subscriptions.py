@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.deps import After, AppClock, Caller, Conn, IncludeRetired, Limit
-from fleetcare.fleet.schemas import Page
+from fleet.schemas import Page
 from maintenance.plans import service as plans
 from maintenance.plans.schemas import Plan, PlanCreate
 from maintenance.subscriptions import service as subs

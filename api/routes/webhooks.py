@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from api.deps import After, Caller, Conn, IncludeRetired, Limit
+from fleet.schemas import Page
 from fleetcare.clock import SystemClock
-from fleetcare.fleet.schemas import Page
 from fleetcare.settings import Settings
 from maintenance.webhooks import service as webhooks
 from maintenance.webhooks.schemas import (

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from fleet import service as fleet
+from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import Invalid
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 from maintenance.billing import repository as repo
 from maintenance.billing.lines import (
     PlanCache,

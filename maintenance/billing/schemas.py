@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from fleetcare.fleet.schemas import Strict
+from fleet.schemas import Strict
 
 InvoiceStatus = Literal["draft", "issued", "paid", "void"]
 LineKind = Literal["base_fee", "usage", "usage_adjustment", "parts", "labour"]

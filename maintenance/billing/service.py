@@ -11,9 +11,9 @@ import io
 from datetime import datetime, timedelta
 from typing import Any
 
+from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, FleetcareError, Invalid, NotFound
-from fleetcare.fleet.schemas import Principal
 from maintenance.billing import repository as repo
 from maintenance.billing.lines import (
     ADJUSTMENT_LOOKBACK_MONTHS,

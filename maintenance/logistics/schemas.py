@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from fleetcare.fleet.schemas import REF, Strict
+from fleet.schemas import REF, Strict
 
 ShipmentStatus = Literal["pending", "shipped", "delivered", "cancelled"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from fleet.schemas import Principal
+from fleet.service import translate_integrity_errors
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
-from fleetcare.fleet.schemas import Principal
-from fleetcare.fleet.service import translate_integrity_errors
 from maintenance.common import Conn, require_operator, subject
 from maintenance.events.service import emit
 from maintenance.logistics import repository as repo

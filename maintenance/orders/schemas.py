@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from fleetcare.fleet.schemas import Strict
+from fleet.schemas import Strict
 from maintenance.logistics.schemas import Shipment
 
 OrderStatus = Literal["raised", "scheduled", "in_progress", "completed", "cancelled"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from fleet.schemas import Principal
+from fleet.service import translate_integrity_errors
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
-from fleetcare.fleet.schemas import Principal
-from fleetcare.fleet.service import translate_integrity_errors
 from kinds.service import get_kind
 from maintenance.common import OPEN_ORDER_STATUSES, Conn, subject
 from maintenance.events.service import emit

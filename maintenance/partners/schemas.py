@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from fleetcare.fleet.schemas import Strict
+from fleet.schemas import Strict
 
 
 class PartnerCreate(Strict):

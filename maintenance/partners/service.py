@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from fleet import service as fleet
+from fleet.schemas import NewApiKey, Principal
+from fleet.service import translate_integrity_errors
 from fleetcare.errors import Forbidden, NotFound
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import NewApiKey, Principal
-from fleetcare.fleet.service import translate_integrity_errors
 from maintenance.common import Conn, require_operator, subject
 from maintenance.events.service import emit
 from maintenance.partners import repository as repo

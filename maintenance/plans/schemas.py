@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fleetcare.fleet.schemas import Strict
+from fleet.schemas import Strict
 from kinds.schemas import KindName
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from fleet.schemas import Principal
+from fleet.service import translate_integrity_errors
 from fleetcare.errors import NotFound
-from fleetcare.fleet.schemas import Principal
-from fleetcare.fleet.service import translate_integrity_errors
 from kinds.service import require_kind
 from maintenance.common import Conn, require_operator, subject
 from maintenance.events.service import emit

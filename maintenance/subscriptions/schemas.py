@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from fleetcare.fleet.schemas import Strict
+from fleet.schemas import Strict
 from maintenance.plans.schemas import EntitlementOverrides, Entitlements, Plan
 
 SubscriptionStatus = Literal["trialing", "active", "past_due", "paused", "cancelled"]

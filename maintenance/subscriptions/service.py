@@ -5,11 +5,11 @@ from __future__ import annotations
 import calendar
 from datetime import datetime, timedelta
 
+from fleet import service as fleet
+from fleet.schemas import Principal
+from fleet.service import translate_integrity_errors
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
-from fleetcare.fleet.service import translate_integrity_errors
 from maintenance.common import Conn, require_customer_side, subject
 from maintenance.events.service import emit
 from maintenance.plans import service as plans

@@ -13,9 +13,9 @@ from typing import Any
 
 from psycopg import Connection
 
+from fleet import service as fleet
+from fleet.schemas import Principal
 from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 from maintenance.events import service as events
 from maintenance.webhooks import repository as repo
 from maintenance.webhooks.addresses import (

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from fleetcare.commandline import database_url, fail, load_settings
+
 predictions_app = typer.Typer(help="Predictions: export the latest.", no_args_is_help=True)
 
 
@@ -20,46 +22,43 @@ def predictions_export(
 ) -> None:
     """Each asset's latest prediction: external id, RUL with its interval in the kind's life
     unit, failure probability within the horizon, due date."""
-    from fleetcare.cli import _database_url, _settings, fail
+    from fleet import repository as fleet_repo
     from fleetcare.db import connect
     from fleetcare.errors import FleetcareError
-    from fleetcare.fleet import repository as fleet_repo
     from models.export.service import ExportFormat, export_predictions
 
     if fmt not in ("jsonl", "csv"):
         raise fail("--format is jsonl or csv")
     form: ExportFormat = "csv" if fmt == "csv" else "jsonl"
-    settings = _settings()
-    url, ctx = _database_url(settings)
-    try:
-        with connect(url) as conn:
-            customer_id = None
-            if customer is not None:
-                found = fleet_repo.find_customer_by_slug(conn, customer)
-                if found is None:
-                    raise fail(f"--customer: no customer {customer!r}")
-                customer_id = found.id
-            if out is None:
-                export_predictions(
-                    conn,
-                    sys.stdout,
-                    kind=kind,
-                    customer_id=customer_id,
-                    fmt=form,
-                )
-            else:
-                with out.open("w", newline="") as f:
-                    n = export_predictions(
+    settings = load_settings()
+    with database_url(settings) as url:
+        try:
+            with connect(url) as conn:
+                customer_id = None
+                if customer is not None:
+                    found = fleet_repo.find_customer_by_slug(conn, customer)
+                    if found is None:
+                        raise fail(f"--customer: no customer {customer!r}")
+                    customer_id = found.id
+                if out is None:
+                    export_predictions(
                         conn,
-                        f,
+                        sys.stdout,
                         kind=kind,
                         customer_id=customer_id,
                         fmt=form,
                     )
-                typer.echo(f"wrote {n} predictions to {out}", err=True)
-    except FleetcareError as exc:
-        raise fail(exc.detail) from exc
-    except OSError as exc:
-        raise fail(f"{out}: {exc.strerror}") from exc
-    finally:
-        ctx.__exit__(None, None, None)
+                else:
+                    with out.open("w", newline="") as f:
+                        n = export_predictions(
+                            conn,
+                            f,
+                            kind=kind,
+                            customer_id=customer_id,
+                            fmt=form,
+                        )
+                    typer.echo(f"wrote {n} predictions to {out}", err=True)
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
+        except OSError as exc:
+            raise fail(f"{out}: {exc.strerror}") from exc

@@ -27,10 +27,10 @@ from psycopg import Connection
 from psycopg_pool import ConnectionPool
 from standardwebhooks import Webhook
 
+from fleet import service as fleet
+from fleet.schemas import Principal
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect, open_pool
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 from fleetcare.settings import Settings
 from maintenance.events import service as events
 from maintenance.webhooks import repository as repo
@@ -708,7 +708,7 @@ def test_fleetcare_webhooks_command_delivers_and_stops_on_sigterm(
         "FLEETCARE_WEBHOOKS_ALLOW_PRIVATE": "true",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetcare", "webhooks", "--concurrency", "2"],
+        [sys.executable, "-m", "cli", "webhooks", "--concurrency", "2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -725,7 +725,7 @@ def test_fleetcare_webhooks_command_delivers_and_stops_on_sigterm(
 
 def test_fleetcare_webhooks_command_rejects_bad_options() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "fleetcare", "webhooks", "--concurrency", "0"],
+        [sys.executable, "-m", "cli", "webhooks", "--concurrency", "0"],
         capture_output=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
         timeout=60,

@@ -8,7 +8,7 @@ from psycopg import Connection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from fleetcare.fleet.schemas import ApiKey, Asset, Customer, MetricRecord, Site
+from fleet.schemas import ApiKey, Asset, Customer, MetricRecord, Site
 from fleetcare.kinds import KINDS
 from fleetcare.repository import fetch_one, fetch_page, insert_row, update_row
 

@@ -7,11 +7,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet import repository as fleet_repo
+from fleet import service as fleet
+from fleet.schemas import Principal, SiteCreate
 from fleetcare.clock import Clock
 from fleetcare.db import connect
-from fleetcare.fleet import repository as fleet_repo
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 
 DEMO_CUSTOMERS = (
     ("acme-logistics", "ACME Logistics", (("DEPOT-N", "North depot", "north"),)),
@@ -51,8 +51,6 @@ def seed_demo(database_url: str, data_dir: Path) -> Path:
                 customer = fleet.ensure_customer(conn, slug, name)
                 for ref, site_name, region in sites:
                     if fleet_repo.find_site_by_ref(conn, customer.id, ref) is None:
-                        from fleetcare.fleet.schemas import SiteCreate
-
                         fleet.create_site(
                             conn,
                             operator,

@@ -8,6 +8,7 @@ parent dies, so not even a SIGKILL of `up` leaves workers behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -19,6 +20,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cli.commands import apply_and_sync
+from fleetcare.commandline import fail, load_settings
+from fleetcare.errors import FleetcareError
+from fleetcare.settings import Settings
+
+if TYPE_CHECKING:
+    from fleetcare.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +62,7 @@ class Supervisor:
 
     def command(self, *args: str) -> list[str]:
         """The argv of a fleetcare command run by this Python."""
-        return [sys.executable, "-m", "fleetcare", *args]
+        return [sys.executable, "-m", "cli", *args]
 
     def run_step(self, name: str, *args: str) -> None:
         """Run a fleetcare command to completion, its output shown; raise when it fails."""
@@ -254,3 +266,159 @@ def follow_training(
             raise failure[0]
 
     return wait
+
+
+# --- `fleetcare up`: the command -----------------------------------------------------------
+
+
+def up(
+    port: Annotated[int | None, typer.Option(help="API port")] = None,
+    host: Annotated[str | None, typer.Option(help="API bind address")] = None,
+    api_only: Annotated[
+        bool, typer.Option("--api-only", help="serve the API only: no workers, no simulation")
+    ] = False,
+    speedup: Annotated[
+        float, typer.Option(min=1, max=1e7, help="simulated seconds per real second")
+    ] = 20_000.0,
+    history: Annotated[
+        int, typer.Option(min=1, max=1000, help="lifetimes per kind to train on (first run)")
+    ] = 30,
+) -> None:
+    """Run the whole loop on this machine: services, migrations, demo customers, simulated
+    fleets, ingest, scoring, the policy, webhooks to a demo receiver, a technician, the API
+    and dashboard.
+
+    Uses FLEETCARE_DATABASE_URL / FLEETCARE_MQTT_URL when set; otherwise the local
+    PostgreSQL and our own no-drop Mosquitto, or embedded ones. When no wear model is active
+    yet, it first simulates histories and trains. Ctrl-C or SIGTERM stops everything.
+    """
+    import uvicorn
+
+    from api.app import create_app
+    from cli.demo import seed_demo
+    from fleetcare.services import exit_on_sigterm, running_services
+
+    # the quick start on one machine: webhooks may go to private addresses (its demo
+    # receiver listens on loopback), in the API as in every worker it starts
+    settings = load_settings().model_copy(update={"webhooks_allow_private": True})
+    exit_on_sigterm()
+    try:
+        with running_services(settings) as services, contextlib.ExitStack() as workers:
+            typer.echo(f"fleetcare: {services.describe()}")
+            chosen, applied = apply_and_sync(services.database_url)
+            typer.echo(f"fleetcare: storage path {chosen}; {len(applied)} migration(s) applied")
+            demo = seed_demo(services.database_url, settings.data_dir) if settings.demo else None
+            bind_host, bind_port = host or settings.api_host, port or settings.api_port
+            base = f"http://{bind_host}:{bind_port}"
+            if not api_only:
+                receiver = _start_loop(settings, services, workers, speedup, history)
+                typer.echo(f"fleetcare: demo webhook receiver on {receiver}")
+                typer.echo(f"fleetcare: worker logs in {settings.data_dir.resolve() / 'logs'}")
+            typer.echo(f"fleetcare: API on {base}  (docs {base}/docs, health {base}/healthz)")
+            typer.echo(f"fleetcare: dashboard on {base}/dashboard")
+            if demo:
+                typer.echo(f"fleetcare: demo keys in {demo}")
+            application = create_app(settings, services.database_url)
+            uvicorn.run(
+                application,
+                host=bind_host,
+                port=bind_port,
+                log_level=settings.log_level.lower(),
+                timeout_graceful_shutdown=5,  # live dashboard streams never end by themselves
+            )
+    except FleetcareError as exc:
+        raise fail(exc.detail) from exc
+    except RuntimeError as exc:
+        raise fail(str(exc)) from exc
+    except (KeyboardInterrupt, SystemExit):
+        pass  # Ctrl-C or SIGTERM: everything started above has been stopped by now
+    typer.echo("fleetcare: stopped")
+
+
+def _start_loop(
+    settings: Settings,
+    services: Services,
+    workers: contextlib.ExitStack,
+    speedup: float,
+    history: int,
+) -> str:
+    """Train when needed, register the demo fleets, then start every worker; return the
+    demo receiver's URL. Everything started is stopped when ``workers`` closes."""
+    from cli.demo import DEMO_FLEETS, prepare_loop
+    from fleet import repository as fleet_repo
+    from fleetcare.clock import SystemClock
+    from fleetcare.db import connect
+    from fleetcare.kinds import KINDS
+    from fleetcare.services import free_port, wait_for_port
+    from models.repository import active_version_ids
+    from simulators.courier import Courier
+
+    data_dir = settings.data_dir.resolve()
+    env = child_env(
+        services.database_url,
+        services.mqtt_url,
+        data_dir,
+        FLEETCARE_WEBHOOKS_ALLOW_PRIVATE=str(settings.webhooks_allow_private).lower(),
+    )
+    supervisor = Supervisor(env, data_dir / "logs")
+    stop = threading.Event()
+    workers.callback(supervisor.stop)
+    workers.callback(stop.set)
+
+    with connect(services.database_url) as conn:
+        active = active_version_ids(conn)
+    missing = [k for k in KINDS if k not in active]
+    wait_for_models: Callable[[], None] | None = None
+    if missing:
+        typer.echo(
+            f"fleetcare: no active model for {', '.join(missing)}: simulating "
+            f"{history} lifetimes per kind, then training each kind (first run only)"
+        )
+        with connect(services.database_url) as conn:
+            has_history = fleet_repo.find_customer_by_slug(conn, "history-lab") is not None
+        if not has_history:
+            supervisor.run_step(
+                "history", "simulate", "--customer", "history-lab", "--tires", "6",
+                "--elevators", "3", "--engines", "2", "--history", str(history),
+                "--duration", "0",
+            )  # fmt: skip
+        # the kinds train in parallel while the rest of the loop starts; the fleets start
+        # once every kind has a model
+        trainings = start_training(supervisor, missing)
+        typer.echo(
+            f"fleetcare: training {', '.join(missing)} in parallel; progress below and in "
+            f"{supervisor.log_dir / 'train-<kind>.log'}"
+        )
+        wait_for_models = follow_training(
+            supervisor, trainings, typer.echo, interactive=sys.stdout.isatty()
+        )
+    for fleet in DEMO_FLEETS:
+        supervisor.run_step(f"register {fleet.customer}", "simulate", *fleet.simulate_args(),
+                            "--duration", "0")  # fmt: skip
+
+    receiver_port = free_port()
+    receiver_url = f"http://127.0.0.1:{receiver_port}"
+    receiver = supervisor.start(
+        "demo-receiver",
+        argv=[sys.executable, "-m", "uvicorn", "--factory", "api.demo_receiver:app_from_env",
+              "--host", "127.0.0.1", "--port", str(receiver_port), "--log-level", "warning"],
+    )  # fmt: skip
+    wait_for_port("127.0.0.1", receiver_port, 30, receiver.proc, "demo receiver")
+    prepare_loop(services.database_url, data_dir, receiver_url, SystemClock())
+
+    supervisor.start("ingest", "ingest", "--no-shared")  # one ingestor: see docs/telemetry.md
+    supervisor.start("score", "score")
+    supervisor.start("dispatch", "dispatch")
+    supervisor.start("webhooks", "webhooks")
+    if wait_for_models is not None:
+        wait_for_models()
+    for fleet in DEMO_FLEETS:
+        supervisor.start(
+            f"simulate-{fleet.customer}", "simulate", *fleet.simulate_args(),
+            "--speedup", str(speedup), "--technician",
+        )  # fmt: skip
+    courier = Courier(services.database_url, SystemClock(), speedup)
+    for target in (lambda: courier.run(stop), lambda: watch(supervisor, stop)):
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+    return receiver_url

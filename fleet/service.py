@@ -11,9 +11,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import Connection
 
-from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from fleetcare.fleet import repository as repo
-from fleetcare.fleet.schemas import (
+from fleet import repository as repo
+from fleet.schemas import (
     ApiKey,
     ApiKeyCreate,
     Asset,
@@ -28,6 +27,7 @@ from fleetcare.fleet.schemas import (
     SiteCreate,
     SiteUpdate,
 )
+from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from kinds.service import require_kind
 
 Conn = Connection[Any]

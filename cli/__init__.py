@@ -1,0 +1,1 @@
+"""The `fleetcare` command line: the composition of every sub-command, and `fleetcare up`."""

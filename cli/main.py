@@ -1,0 +1,72 @@
+"""The ``fleetcare`` command line: one typer app composing every domain's sub-commands.
+
+This is the top of the house: it imports downward (the shell, every domain's commands), and
+nothing imports it back. The sub-commands share ``fleetcare.commandline`` for settings, the
+database and clean failures.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cli.commands import (
+    api,
+    billing_app,
+    dispatch,
+    keys_app,
+    migrate,
+    webhooks,
+)
+from cli.up import up
+from evaluation.cli import evaluate as evaluate_strategies
+from ingest.cli import devices_app, ingest_command
+from ingest.history_cli import history_app
+from ingest.profile_cli import profiles_app
+from kinds.commands import kinds_app
+from models.cli import app as models_app
+from models.commands import score_command
+from models.export.cli import predictions_app
+from simulators.cli import simulate
+
+app = typer.Typer(
+    name="fleetcare",
+    help="Predictive maintenance as a subscription. `fleetcare up` runs the whole loop.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# the shell: migrations, the API, API keys, the whole loop
+app.command("migrate")(migrate)
+app.command("api")(api)
+app.add_typer(keys_app, name="keys")
+app.add_typer(kinds_app, name="kinds")
+app.command("up")(up)
+# ingest: `fleetcare devices ...`, `fleetcare ingest`
+app.add_typer(devices_app, name="devices")
+app.command("ingest")(ingest_command)
+# payload profiles, history import, predictions export
+app.add_typer(profiles_app, name="profiles")
+app.add_typer(history_app, name="history")
+app.add_typer(predictions_app, name="predictions")
+# maintenance: the policy, webhook delivery, billing
+app.command("dispatch")(dispatch)
+app.command("webhooks")(webhooks)
+app.add_typer(billing_app, name="billing")
+# simulators: `fleetcare simulate`
+app.command("simulate")(simulate)
+# wear models: `fleetcare models ...` and the scoring worker `fleetcare score`
+app.add_typer(models_app, name="models")
+app.command("score")(score_command)
+# evaluation: `fleetcare evaluate`
+app.command("evaluate")(evaluate_strategies)
+
+
+def main() -> None:
+    """Entry point for ``python -m cli``."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,3 +1,0 @@
-from fleetcare.cli import main
-
-main()

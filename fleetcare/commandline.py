@@ -1,0 +1,43 @@
+"""What every ``fleetcare`` sub-command shares: settings, the database, a clean failure.
+
+The command composition lives in ``cli/`` at the top of the house; the sub-commands of each
+domain (``ingest/cli.py``, ``models/commands.py``, ``simulators/cli.py``, ...) import this
+module, never the composition back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from fleetcare import settings as settings_module
+from fleetcare.logs import setup_logging
+from fleetcare.settings import Settings
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a one-line error and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, logging set up; a bad variable ends the command."""
+    try:
+        settings = settings_module.load_settings()
+    except Exception as exc:  # pydantic's message names the bad variable
+        raise fail(f"bad configuration: {exc}") from exc
+    setup_logging(settings.log_level)
+    return settings
+
+
+@contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """The database URL of a one-shot command, kept up (local or embedded) until the block
+    ends."""
+    from fleetcare.services import running_services
+
+    with running_services(settings, need_broker=False) as services:
+        yield services.database_url
