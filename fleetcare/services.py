@@ -178,11 +178,17 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def write_mosquitto_conf(data_dir: Path, port: int, auth: str = "allow_anonymous true") -> Path:
-    """Write the repo's no-drop Mosquitto configuration for ``port`` into ``data_dir``."""
+def write_mosquitto_conf(
+    data_dir: Path, port: int, auth: str = "allow_anonymous true", autosave_s: int | None = None
+) -> Path:
+    """Write the repo's no-drop Mosquitto configuration for ``port`` into ``data_dir``
+    (``autosave_s``: save the store every so many seconds instead of every second, to
+    compare)."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     text = MOSQUITTO_CONF_TEMPLATE.read_text().format(data_dir=data_dir, port=port, auth=auth)
+    if autosave_s is not None:
+        text = text.replace("autosave_interval 1\n", f"autosave_interval {autosave_s}\n")
     if os.geteuid() == 0:
         # Started as root, Mosquitto drops to user "mosquitto", which cannot write our data
         # folder (persistence, log) nor read 0600 password files: our child broker keeps our user.
@@ -193,12 +199,15 @@ def write_mosquitto_conf(data_dir: Path, port: int, auth: str = "allow_anonymous
 
 
 def start_mosquitto(
-    data_dir: Path, port: int | None = None, auth: str = "allow_anonymous true"
+    data_dir: Path,
+    port: int | None = None,
+    auth: str = "allow_anonymous true",
+    autosave_s: int | None = None,
 ) -> tuple[ChildBroker, str]:
     """Start Mosquitto with the no-drop configuration; return it and its URL."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = port or free_port()
-    conf = write_mosquitto_conf(data_dir, port, auth)
+    conf = write_mosquitto_conf(data_dir, port, auth, autosave_s)
     broker = ChildBroker(
         [binary, "-c", str(conf)], "127.0.0.1", port, "mosquitto", data_dir / "mosquitto.out"
     )

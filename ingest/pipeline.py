@@ -5,24 +5,21 @@ transaction)."""
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-import msgspec
 from psycopg import Connection
 
 from fleetcare.clock import Clock
 from ingest import repository as repo
-from ingest.json_guard import Ambiguous, keys_add_up, object_or_ambiguous, too_deep
+from ingest.decode import Decoded, Quarantine, Reading, decode_v1, decode_with_profile
 from ingest.profile_service import PROFILES, LoadedProfiles
-from ingest.profiles import Good, Problem
-from ingest.repository import AssetKey, DeviceKey, MetricRow, QuarantineRow
+from ingest.repository import AssetKey, MetricRow
 from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
 
 Conn = Connection[Any]
@@ -131,259 +128,6 @@ def _from_us(us: int) -> datetime:
     return UNIX_EPOCH + timedelta(microseconds=us)
 
 
-class _Reading(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """A reading of the right shape (what a well-formed payload decodes into directly).
-
-    Every field is typed and unknown fields are refused rather than skipped, so the fast
-    decoder never descends more than four levels (batch, list, reading, metrics): deeper
-    nesting fails at its first bracket and goes the careful path, which bounds the depth.
-    """
-
-    asset: str
-    ts: int | str
-    metrics: dict[str, float]
-
-
-class _Batch(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    readings: list[_Reading]
-
-
-# The fast path: typed decoding straight into _Reading (in C, no per-reading dicts). A payload
-# it refuses for any reason goes the careful path, which says exactly what is wrong with which
-# reading and keeps the good ones.
-_FAST_ONE = msgspec.json.Decoder(_Reading)
-_FAST_BATCH = msgspec.json.Decoder(_Batch)
-_BATCH_PREFIX = b'{"readings":'
-
-# An item of a decoded message: a reading to check further, or a problem already found.
-_Item = _Reading | tuple[QuarantineReason, str]
-
-
-@dataclass(slots=True)
-class _Decoded:
-    """A message whose device is known and whose JSON has the right outer shape."""
-
-    message: RawMessage
-    device: DeviceKey
-    readings: list[_Item]
-
-
-class _Quarantine:
-    """Collects quarantine rows and counts, capping item rows per message."""
-
-    def __init__(self, limits: IngestLimits, result: BatchResult) -> None:
-        self.rows: list[QuarantineRow] = []
-        self.limits = limits
-        self.result = result
-
-    def message(
-        self,
-        msg: RawMessage,
-        device_ref: str | None,
-        customer_id: int | None,
-        reason: R,
-        detail: str,
-    ) -> None:
-        self.result.quarantined[reason.value] += 1
-        self.result.quarantined_by_device[(device_ref, reason.value)] += 1
-        self.rows.append(
-            QuarantineRow(
-                msg.received_at,
-                msg.topic,
-                device_ref,
-                customer_id,
-                reason.value,
-                detail,
-                msg.payload,
-            )
-        )
-
-    def items(self, item: _Decoded, problems: list[tuple[R, str]]) -> None:
-        """Item-level problems of one message: one row each, up to the per-message cap."""
-        cap = self.limits.max_quarantine_rows_per_message
-        msg, dev = item.message, item.device
-        for reason, _ in problems:
-            self.result.quarantined[reason.value] += 1
-            self.result.quarantined_by_device[(dev.ref, reason.value)] += 1
-        shown = problems if len(problems) <= cap else problems[: cap - 1]
-        for reason, detail in shown:
-            self.rows.append(
-                QuarantineRow(
-                    msg.received_at,
-                    msg.topic,
-                    dev.ref,
-                    dev.customer_id,
-                    reason.value,
-                    detail,
-                    msg.payload,
-                )
-            )
-        if len(problems) > cap:
-            rest = problems[cap - 1 :]
-            kinds = sorted({r.value for r, _ in rest})
-            self.rows.append(
-                QuarantineRow(
-                    msg.received_at,
-                    msg.topic,
-                    dev.ref,
-                    dev.customer_id,
-                    rest[0][0].value,
-                    f"{len(rest)} more rejected items in this message (reasons: "
-                    f"{', '.join(kinds)}); first: {rest[0][1]}",
-                    msg.payload,
-                )
-            )
-
-
-def _decode(
-    msg: RawMessage, device: DeviceKey, limits: IngestLimits, q: _Quarantine
-) -> _Decoded | None:
-    """Size, encoding, JSON and shape; None (and quarantined) when the whole message is bad."""
-    size = len(msg.payload)
-    if size > limits.max_payload_bytes:
-        q.message(
-            msg,
-            device.ref,
-            device.customer_id,
-            R.OVERSIZED,
-            f"{size} bytes > {limits.max_payload_bytes}",
-        )
-        return None
-    payload = msg.payload
-    try:
-        if payload.startswith(_BATCH_PREFIX):
-            batch = _FAST_BATCH.decode(payload).readings
-            if len(batch) <= limits.max_readings_per_message and keys_add_up(payload, batch, 1):
-                return _Decoded(msg, device, list(batch))
-        else:
-            one = _FAST_ONE.decode(payload)
-            if keys_add_up(payload, (one,), 0):
-                return _Decoded(msg, device, [one])
-    except (ValueError, RecursionError):  # msgspec.DecodeError, UnicodeDecodeError
-        pass  # not of the usual shape (or not JSON at all): the careful path tells why
-    return _decode_carefully(msg, device, limits, q)
-
-
-def _decode_with_profile(
-    msg: RawMessage,
-    device: DeviceKey,
-    limits: IngestLimits,
-    q: _Quarantine,
-    profiles: LoadedProfiles,
-) -> _Decoded | None:
-    """A message in the payload profile its device speaks (``ingest.profiles``)."""
-    ref, customer, name = device.ref, device.customer_id, device.profile or ""
-    if len(msg.payload) > limits.max_payload_bytes:
-        detail = f"{len(msg.payload)} bytes > {limits.max_payload_bytes}"
-        q.message(msg, ref, customer, R.OVERSIZED, detail)
-        return None
-    profile = profiles.compiled.get(name)
-    if profile is None:
-        detail = profiles.broken.get(name) or f"device {ref!r} speaks profile {name!r}, not found"
-        q.message(msg, ref, customer, R.BAD_STRUCTURE, detail)
-        return None
-    read = profile.read_message(msg.payload, limits.max_readings_per_message)
-    if type(read) is tuple:
-        q.message(msg, ref, customer, read[0], read[1])
-        return None
-    items: list[_Item] = []
-    for item in read:
-        if len(item) == 3:  # (asset, µs, metrics); the checks follow as for v1
-            asset, ts_us, metrics = cast(Good, item)
-            items.append(_Reading(asset, ts_us // 1000, metrics))
-        else:
-            items.append(cast(Problem, item))
-    return _Decoded(msg, device, items)
-
-
-def _decode_carefully(
-    msg: RawMessage, device: DeviceKey, limits: IngestLimits, q: _Quarantine
-) -> _Decoded | None:
-    """The general decoder: the reason for a bad message, a problem for each bad reading."""
-    ref, customer = device.ref, device.customer_id
-    if too_deep(msg.payload, limits.max_json_depth):
-        q.message(
-            msg,
-            ref,
-            customer,
-            R.TOO_DEEP,
-            f"JSON nested deeper than {limits.max_json_depth} levels (a reading needs 4)",
-        )
-        return None
-    try:
-        text = msg.payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        q.message(
-            msg, ref, customer, R.BAD_ENCODING, f"not UTF-8: {exc.reason} at byte {exc.start}"
-        )
-        return None
-    try:
-        # the standard library: it accepts NaN and Infinity (validation reports them as not
-        # finite) and shows every object's keys, so that a repeated one is refused
-        doc = json.loads(text, object_pairs_hook=object_or_ambiguous)
-    except (ValueError, RecursionError) as exc:
-        q.message(msg, ref, customer, R.BAD_JSON, str(exc)[:200])
-        return None
-    if type(doc) is Ambiguous:
-        q.message(msg, ref, customer, R.DUPLICATE_KEY, f"key {doc.repeated[:64]!r} appears twice")
-        return None
-    if type(doc) is not dict:
-        q.message(msg, ref, customer, R.BAD_STRUCTURE, "payload is not a JSON object")
-        return None
-    if "readings" in doc:
-        raw = doc["readings"]
-        if type(raw) is not list or len(doc) != 1:
-            q.message(
-                msg,
-                ref,
-                customer,
-                R.BAD_STRUCTURE,
-                '"readings" must be the only key and hold a list',
-            )
-            return None
-        if len(raw) > limits.max_readings_per_message:
-            q.message(
-                msg,
-                ref,
-                customer,
-                R.TOO_MANY_READINGS,
-                f"{len(raw)} readings > {limits.max_readings_per_message}",
-            )
-            return None
-    else:
-        raw = [doc]
-    many = len(raw) > 1
-    items: list[_Item] = []
-    for index, reading in enumerate(raw):
-        where = f"readings[{index}]" if many else "reading"
-        if type(reading) is Ambiguous:
-            items.append((R.DUPLICATE_KEY, f"{where}: key {reading.repeated[:64]!r} appears twice"))
-            continue
-        if type(reading) is not dict:
-            items.append((R.BAD_STRUCTURE, f"{where} is not an object"))
-            continue
-        asset_ref = reading.get("asset")
-        ts = reading.get("ts")
-        metrics = reading.get("metrics")
-        if type(metrics) is Ambiguous:
-            items.append(
-                (
-                    R.DUPLICATE_KEY,
-                    f"{where}: metric {metrics.repeated[:64]!r} appears twice (which value "
-                    "was meant is unknown)",
-                )
-            )
-            continue
-        if type(asset_ref) is not str or type(metrics) is not dict or ts is None:
-            items.append(
-                (R.BAD_STRUCTURE, f'{where} needs "asset" (string), "ts" and "metrics" (object)')
-            )
-            continue
-        # the checks of ts and of each value follow for every reading, as on the fast path
-        items.append(_Reading(asset_ref, ts, metrics))
-    return _Decoded(msg, device, items)
-
-
 def _where(index: int, many: bool) -> str:
     return f"readings[{index}]" if many else "reading"
 
@@ -436,7 +180,7 @@ def store_messages(
     result = BatchResult(messages=len(messages))
     if not messages:
         return result
-    q = _Quarantine(limits, result)
+    q = Quarantine(limits, result)
     catalogue = CATALOGUES.get(conn)
     now_us = _us(clock.now())
     oldest_us = now_us - limits.max_past // ONE_US
@@ -463,7 +207,7 @@ def store_messages(
     devices = repo.find_devices(conn, sorted({ref for _, ref in with_ref})) if with_ref else {}
 
     # 2. payloads → readings
-    decoded: list[_Decoded] = []
+    decoded: list[Decoded] = []
     device_seen: dict[int, datetime] = {}
     for msg, ref in with_ref:
         device = devices.get(ref)
@@ -477,17 +221,20 @@ def store_messages(
         if seen is None or msg.received_at > seen:
             device_seen[device.id] = msg.received_at
         if device.profile is None:
-            item = _decode(msg, device, limits, q)
+            item = decode_v1(msg, device, limits, q)
         else:
             profiles = profiles or PROFILES.get(conn)
-            item = _decode_with_profile(msg, device, limits, q, profiles)
+            item = decode_with_profile(msg, device, limits, q, profiles)
         if item is not None:
             decoded.append(item)
+            if item.seq is not None:  # confirmed once this batch commits (stored or not)
+                confirmed = result.confirmed
+                confirmed[ref] = max(item.seq, confirmed.get(ref, item.seq))
 
     wanted: dict[int, set[str]] = {}
     for item in decoded:
         wanted.setdefault(item.device.customer_id, set()).update(
-            [r.asset for r in item.readings if type(r) is _Reading]
+            [r.asset for r in item.readings if type(r) is Reading]
         )
     keys = sorted((customer, ref) for customer, refs in wanted.items() for ref in refs)
     assets_of: dict[int, dict[str, AssetKey]] = {customer: {} for customer in wanted}
@@ -509,7 +256,7 @@ def store_messages(
         mine = assets_of.get(item.device.customer_id, {})
         kept: set[int] = set()
         for index, reading in enumerate(readings):
-            if type(reading) is not _Reading:
+            if type(reading) is not Reading:
                 problems.append(reading)  # type: ignore[arg-type]  # found by the decoder
                 continue
             asset = mine.get(reading.asset)
@@ -594,7 +341,7 @@ def quarantine_message(
     result = BatchResult(messages=1)
     ref = device_ref_from_topic(msg.topic, limits.topic_root)
     device = repo.find_devices(conn, [ref]).get(ref) if ref else None
-    q = _Quarantine(limits, result)
+    q = Quarantine(limits, result)
     q.message(msg, ref, device.customer_id if device else None, reason, detail)
     repo.insert_quarantine(conn, q.rows)
     return result

@@ -115,6 +115,9 @@ class BatchResult:
     quarantined: Counter[str] = field(default_factory=Counter)
     quarantined_by_device: Counter[tuple[str | None, str]] = field(default_factory=Counter)
     assets_touched: int = 0
+    # per device reference, the highest message number ("seq") of this batch: what the
+    # ingestor confirms to the device once the batch is committed
+    confirmed: dict[str, int] = field(default_factory=dict)
 
     @property
     def quarantined_total(self) -> int:
@@ -128,6 +131,8 @@ class BatchResult:
         self.quarantined.update(other.quarantined)
         self.quarantined_by_device.update(other.quarantined_by_device)
         self.assets_touched += other.assets_touched
+        for ref, seq in other.confirmed.items():
+            self.confirmed[ref] = max(seq, self.confirmed.get(ref, seq))
 
 
 class QuarantineItem(BaseModel):

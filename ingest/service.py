@@ -136,6 +136,11 @@ INGESTOR_USER = "fleetcare-ingest"
 BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 
 
+def ack_topic(topic_root: str, device_ref: str) -> str:
+    """Where the ingestor confirms to a device what it has stored (only that device reads)."""
+    return f"{topic_root}/{device_ref}/ack"
+
+
 def broker_password_file(conn: Conn, ingestor_user: str, ingestor_secret_hash: str) -> str:
     """Mosquitto password file: every live device's stored ``$7$`` hash, and the ingestor's."""
     lines = [f"{ingestor_user}:{ingestor_secret_hash}"]
@@ -144,8 +149,9 @@ def broker_password_file(conn: Conn, ingestor_user: str, ingestor_secret_hash: s
 
 
 def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
-    """Mosquitto ACL: a device may only publish its own telemetry and status and read nothing;
-    the ingestor may read all telemetry, the broker's dropped-message counter and uptime."""
+    """Mosquitto ACL: a device may only publish its own telemetry and status and read only its
+    own acknowledgements; the ingestor may read all telemetry, the broker's dropped-message
+    counter and uptime, and write acknowledgements."""
     out = [
         "# fleetcare broker ACL, written by `fleetcare devices broker-config`.",
         "# Anything not granted here is denied.",
@@ -153,6 +159,7 @@ def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
         f"topic read {topic_root}/+/telemetry",
         f"topic read {BROKER_DROPPED_TOPIC}",
         f"topic read {BROKER_UPTIME_TOPIC}",
+        f"topic write {topic_root}/+/ack",
         "",
     ]
     for ref, _ in repo.live_device_credentials(conn):
@@ -160,6 +167,7 @@ def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
             f"user {ref}",
             f"topic write {topic_root}/{ref}/telemetry",
             f"topic write {topic_root}/{ref}/status",
+            f"topic read {ack_topic(topic_root, ref)}",
             "",
         ]
     return "\n".join(out)

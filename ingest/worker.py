@@ -50,7 +50,7 @@ from ingest.schemas import (
     QuarantineReason,
     RawMessage,
 )
-from ingest.service import BROKER_DROPPED_TOPIC
+from ingest.service import BROKER_DROPPED_TOPIC, ack_topic
 from ingest.stats import IngestCollector, IngestStats
 from ingest.subscription import (
     BROKER_UPTIME_TOPIC,
@@ -372,6 +372,7 @@ class IngestWorker:
                 in_turn = self._acked_seq == seq - 1
                 if result is not None and in_turn:
                     self._acknowledge(batch)
+                    self._confirm(result)
         finally:
             with self._turn:
                 self._turn.wait_for(lambda: self._acked_seq >= seq - 1 or self._stop.is_set())
@@ -488,6 +489,16 @@ class IngestWorker:
                 "them and the duplicates are ignored",
                 skipped,
             )
+
+    def _confirm(self, result: BatchResult) -> None:
+        """Tell each device that numbers its messages the highest number now committed: a
+        retained QoS 1 message on its own acknowledgement topic (docs/telemetry.md)."""
+        client = self._client
+        if not result.confirmed or client is None:
+            return
+        root = self.config.topic_root
+        for ref, seq in result.confirmed.items():
+            client.publish(ack_topic(root, ref), b'{"seq":%d}' % seq, qos=1, retain=True)
 
     # --- status -------------------------------------------------------------------------------
 

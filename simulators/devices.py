@@ -15,7 +15,8 @@ import json
 import logging
 import math
 import threading
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -305,7 +306,17 @@ def _parse_broker(url: str) -> tuple[str, int]:
 
 
 class MqttLink:
-    """A device's MQTT v5 connection with its own credentials; QoS 1 with ack counting."""
+    """A device's MQTT v5 connection with its own credentials; QoS 1 with ack counting.
+
+    With ``confirm`` (the default) it follows the device contract's confirmation
+    (docs/telemetry.md#confirmation): each batch payload gets a message number (``seq``,
+    increasing for ever: it starts from the time in µs), is kept in a bounded buffer until
+    fleetcare confirms a number at least as high on the device's acknowledgement topic (at
+    most ``max_unconfirmed`` messages and ``max_unconfirmed_bytes``; beyond, the oldest go and
+    are counted in ``dropped_unconfirmed``), and
+    everything still unconfirmed is sent again after every reconnect. The broker's PUBACK only
+    means the broker holds the message; a broker crash can still lose it.
+    """
 
     def __init__(
         self,
@@ -315,11 +326,25 @@ class MqttLink:
         topic_root: str,
         *,
         max_inflight: int = 1000,
+        confirm: bool = True,
+        max_unconfirmed: int = 10_000,
+        max_unconfirmed_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.host, self.port = _parse_broker(broker_url)
         self.device_ref = device_ref
         self.topic = telemetry_topic(topic_root, device_ref)
         self.status = status_topic(topic_root, device_ref)
+        self.ack = f"{topic_root}/{device_ref}/ack"
+        self.confirm = confirm
+        self.max_unconfirmed = max_unconfirmed
+        self.max_unconfirmed_bytes = max_unconfirmed_bytes
+        self._unconfirmed_bytes = 0
+        self._unconfirmed: OrderedDict[int, bytes] = OrderedDict()  # seq → payload
+        self._seq = time.time_ns() // 1000
+        self._connections = 0
+        self.confirmed_seq = 0
+        self.resent = 0
+        self.dropped_unconfirmed = 0
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"sim-{device_ref}",
@@ -332,6 +357,7 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         self.client = client
         self._connected = threading.Event()
         self._answered = threading.Event()  # a CONNACK came, accepting or refusing
@@ -346,8 +372,51 @@ class MqttLink:
             self.refused = str(reason)
         else:
             self.refused = None
+            if self.confirm:
+                self.client.subscribe(self.ack, qos=1)
+                if self._connections:
+                    self._resend_unconfirmed()
+            self._connections += 1
             self._connected.set()
         self._answered.set()
+
+    def _resend_unconfirmed(self) -> None:
+        """After a reconnect: whatever fleetcare has not confirmed may be lost (a broker
+        crash after its PUBACK), so send it again; stored once, a resend is harmless."""
+        with self._acks:
+            again = list(self._unconfirmed.values())
+            self.published += len(again)
+        for payload in again:
+            self.client.publish(self.topic, payload, qos=1)
+        self.resent += len(again)
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic != self.ack:
+            return
+        try:
+            seq = json.loads(message.payload)["seq"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("device %s: unreadable confirmation %r", self.device_ref, message.payload)
+            return
+        if type(seq) is not int:
+            return
+        with self._acks:
+            self.confirmed_seq = max(self.confirmed_seq, seq)
+            unconfirmed = self._unconfirmed
+            while unconfirmed and next(iter(unconfirmed)) <= seq:
+                self._unconfirmed_bytes -= len(unconfirmed.popitem(last=False)[1])
+            self._acks.notify_all()
+
+    @property
+    def unconfirmed(self) -> int:
+        """Messages published and not yet confirmed by fleetcare."""
+        with self._acks:
+            return len(self._unconfirmed)
+
+    def wait_confirmed(self, timeout: float = 60.0) -> bool:
+        """Wait until fleetcare has confirmed everything published; False on timeout."""
+        with self._acks:
+            return self._acks.wait_for(lambda: not self._unconfirmed, timeout)
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
         self._connected.clear()
@@ -390,7 +459,20 @@ class MqttLink:
             self.published += n
 
     def publish(self, payload: bytes) -> None:
-        """Publish one telemetry payload with QoS 1 (acknowledged later, counted)."""
+        """Publish one telemetry payload with QoS 1 (acknowledged later, counted); a batch
+        payload is numbered and kept until confirmed (``confirm``)."""
+        if self.confirm and payload.startswith(b'{"readings":') and payload.endswith(b"}"):
+            with self._acks:
+                self._seq += 1
+                payload = payload[:-1] + b',"seq":%d}' % self._seq
+                self._unconfirmed[self._seq] = payload
+                self._unconfirmed_bytes += len(payload)
+                while len(self._unconfirmed) > 1 and (  # bounded: the oldest go
+                    len(self._unconfirmed) > self.max_unconfirmed
+                    or self._unconfirmed_bytes > self.max_unconfirmed_bytes
+                ):
+                    self._unconfirmed_bytes -= len(self._unconfirmed.popitem(last=False)[1])
+                    self.dropped_unconfirmed += 1
         info = self.client.publish(self.topic, payload, qos=1)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise ConnectionError(f"device {self.device_ref}: publish failed ({info.rc})")

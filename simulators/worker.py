@@ -134,10 +134,16 @@ class FleetRunner:
         topic_root: str,
         secrets: dict[str, str],
         clock: Clock,
+        *,
+        confirm: bool = True,
         **kwargs: Any,
     ) -> FleetRunner:
-        """A runner with one MQTT connection per gateway, each with the device's secret."""
-        links = {ref: MqttLink(broker_url, ref, secrets[ref], topic_root) for ref in fleet.gateways}
+        """A runner with one MQTT connection per gateway, each with the device's secret
+        (``confirm``: keep and resend what fleetcare has not confirmed, see ``MqttLink``)."""
+        links = {
+            ref: MqttLink(broker_url, ref, secrets[ref], topic_root, confirm=confirm)
+            for ref in fleet.gateways
+        }
         return cls(fleet, links, clock, **kwargs)
 
     def open(self) -> None:

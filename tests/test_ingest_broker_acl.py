@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import uuid
@@ -115,6 +116,20 @@ def test_generated_password_and_acl_files_confine_devices(
         # deliveries of one publish go out together: a forbidden one would be here by now
         with pytest.raises(queue.Empty):
             device.messages.get(timeout=1.0)
+        # acknowledgements: the ingestor writes them, each device reads only its own and
+        # cannot forge one
+        mine, theirs = f"{topic_root}/{small.device_a}/ack", f"{other}/ack"
+        assert not ingestor.publish(theirs, b'{"seq":1}').is_failure
+        assert ingestor.publish(mine, b'{"seq":2}').value == 0
+        got = device.messages.get(timeout=TIMEOUT)
+        assert (got.topic, got.payload) == (mine, b'{"seq":2}')
+        # (its overlapping subscriptions may each deliver its own; never device b's)
+        more = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                more.append(device.messages.get(timeout=1.0).topic)
+        assert set(more) <= {mine}
+        assert device.publish(mine, b'{"seq":9}').getName() == "Not authorized"
 
         intruder = Client(url, small.device_b, "wrong-secret")
         clients.append(intruder)
