@@ -21,6 +21,7 @@ from cli.commands import (
 )
 from cli.up import up
 from evaluation.cli import evaluate as evaluate_strategies
+from fleet.cli import customers_app
 from ingest.cli import devices_app, ingest_command
 from ingest.history_cli import history_app
 from ingest.profile_cli import profiles_app
@@ -43,6 +44,7 @@ app.command("migrate")(migrate)
 app.command("api")(api)
 app.add_typer(keys_app, name="keys")
 app.add_typer(kinds_app, name="kinds")
+app.add_typer(customers_app, name="customers")
 app.command("up")(up)
 # ingest: `fleetcare devices ...`, `fleetcare ingest`
 app.add_typer(devices_app, name="devices")

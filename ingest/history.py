@@ -283,7 +283,8 @@ def _asset_refs(ctx: _Context, column: pa.ChunkedArray) -> list[str]:
 
 def _resolve_assets(ctx: _Context, refs: list[str], times: NDArray[np.int64]) -> NDArray[np.int64]:
     """Asset id of each row (0: refused, see ``ctx.refused``); creates assets met first here."""
-    new = sorted({r for r in refs if r and r not in ctx.assets})
+    # in order of appearance: assets (and so their lives) keep the file's order of units
+    new = list(dict.fromkeys(r for r in refs if r and r not in ctx.assets))
     if new:
         found = repo.find_assets(ctx.conn, [(ctx.customer_id, r) for r in new])
         missing = [r for r in new if (ctx.customer_id, r) not in found]

@@ -154,6 +154,12 @@ class ModelSettings(Definition):
 
     max_rul: float = Field(gt=0, allow_inf_nan=False)  # RUL targets are capped here
     horizon: float = Field(ge=0, allow_inf_nan=False)  # failure risk: within this much usage
+    # "by_operating_conditions": the feature windows of the C-MAPSS evaluation, chosen by the
+    # number of operating conditions in the training data (models.features.conditions_features)
+    features: Literal["default", "by_operating_conditions"] = "default"
+    # "balanced": every life gets the same number of training rows; "all": every row once
+    # (as `fleetcare models cmapss` fits)
+    training_rows: Literal["balanced", "all"] = "balanced"
 
     @model_validator(mode="after")
     def _horizon_within_rul(self) -> ModelSettings:

@@ -22,14 +22,34 @@ def _emit(result: dict[str, Any]) -> None:
 def cmapss_command(
     train: Annotated[Path, typer.Option("--train", help="C-MAPSS training file (train_FD00x.txt)")],
     test: Annotated[Path, typer.Option("--test", help="C-MAPSS test file (test_FD00x.txt)")],
-    rul: Annotated[Path, typer.Option("--rul", help="true RUL of the test units (RUL_FD00x.txt)")],
+    rul: Annotated[
+        Path | None,
+        typer.Option("--rul", help="true RUL of the test units (RUL_FD00x.txt); needed to score"),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions", help="write each test unit's RUL and interval here (JSON lines)"
+        ),
+    ] = None,
 ) -> None:
-    """Train on --train, score each --test unit's last cycle against --rul; print one JSON line."""
+    """Train on --train, predict each --test unit's RUL at its last cycle; with --rul score it
+    and print one JSON line; with --predictions write one JSON line per unit."""
+    if rul is None and predictions is None:
+        raise fail("give --rul (to score) and/or --predictions (to write them)")
     try:
-        result = evaluate_cmapss(train, test, rul)
+        result, units = evaluate_cmapss(train, test, rul)
     except CMAPSSDataError as exc:
         raise fail(str(exc)) from None
-    _emit(result)
+    if predictions is not None:
+        try:
+            with predictions.open("w") as out:
+                for unit in units:
+                    out.write(json.dumps(unit) + "\n")
+        except OSError as exc:
+            raise fail(f"{predictions}: {exc.strerror}") from None
+    if rul is not None:
+        _emit(result)
 
 
 @app.command("cmapss-cv")

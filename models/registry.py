@@ -112,9 +112,7 @@ class WearModel:
         ``tolerance`` (older rows change the features by less than that, relatively).
         """
         f = self.features
-        alpha = float(f.smoothing)
-        ewm_rows = 1 if alpha >= 1 else int(np.ceil(np.log(tolerance) / np.log(1 - alpha)))
-        return int(f.baseline_window), max(max(f.windows), ewm_rows)
+        return int(f.baseline_window), max(max(f.windows), f.ewm_rows(tolerance))
 
     def predict(self, features: FloatArray) -> dict[str, dict[str, FloatArray]]:
         """Per component: rul, rul_low, rul_high, failure_probability; plus anomaly_score."""

@@ -25,7 +25,12 @@ from kinds.service import get_kind
 from models import registry
 from models import repository as repo
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
-from models.features import WindowFeatures, group_bounds
+from models.features import (
+    WindowFeatures,
+    conditions_features,
+    count_operating_regimes,
+    group_bounds,
+)
 from models.schemas import ModelVersion
 
 FloatArray = NDArray[np.float64]
@@ -133,8 +138,9 @@ def train(
     step = progress or (lambda _msg: None)
     spec = get_kind(conn, kind)
     # the kind's definition holds its defaults, in its life unit
-    max_rul = float(max_rul if max_rul is not None else spec.model.max_rul)
-    horizon = float(horizon if horizon is not None else spec.model.horizon)
+    settings = spec.model
+    max_rul = float(max_rul if max_rul is not None else settings.max_rul)
+    horizon = float(horizon if horizon is not None else settings.horizon)
     if max_rul <= 0 or horizon < 0:
         raise Invalid("max_rul must be > 0 and horizon >= 0")
     setting_names = list(spec.regime_metrics)
@@ -165,9 +171,14 @@ def train(
     if not train_parts:
         raise NoTrainingData(f"{kind}: no readings in the training lifetimes")
     all_train = np.concatenate([m for m, _ in train_parts.values()])
-    features = WindowFeatures(n_settings=len(setting_names), **(feature_params or {})).fit(
-        all_train
-    )
+    if settings.features == "by_operating_conditions" and not feature_params:
+        n_settings = len(setting_names)
+        conditions = count_operating_regimes(all_train[:, 2 : 2 + n_settings])
+        features = conditions_features(n_settings, conditions).fit(all_train)
+    else:
+        features = WindowFeatures(n_settings=len(setting_names), **(feature_params or {})).fit(
+            all_train
+        )
 
     rul_models: dict[str, RULRegressor] = {}
     risk_models: dict[str, FailureRiskClassifier] = {}
@@ -178,7 +189,11 @@ def train(
     for component, (matrix, y) in train_parts.items():
         step(f"fitting {component}")
         X = features.transform(matrix)  # on every row: a row's features need its past
-        keep = balanced_rows(matrix[:, 0])
+        keep = (
+            np.arange(matrix.shape[0])
+            if settings.training_rows == "all"
+            else balanced_rows(matrix[:, 0])
+        )
         groups = np.array([life_asset[int(g)] for g in matrix[keep, 0]])
         rul_models[component] = RULRegressor(max_rul=max_rul, **params).fit(
             X[keep], y[keep], groups=groups

@@ -98,7 +98,7 @@ def test_truncation_keeps_a_prefix_and_its_rul(fd001):
 
 
 def test_evaluate_cmapss_returns_all_keys(triple):
-    result = cmapss.evaluate_cmapss(*triple)
+    result, _ = cmapss.evaluate_cmapss(*triple)
     assert tuple(result) == cmapss.RESULT_KEYS
     assert result["dataset"] == "FD001"
     # predictions never exceed the cap, so capping the truth can only bring it closer

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Onboard NASA C-MAPSS data as a customer's own kind, with public commands only:
+#   FLEETCARE_DATABASE_URL=postgresql://... scripts/onboard_cmapss.sh TRAIN_FILE INSERVICE_FILE
+# On a fresh database: apply the turbofan kind and the C-MAPSS row profile, create two
+# customers, import TRAIN_FILE as lifetimes (each unit's last row is its failure) for the
+# first, train, import INSERVICE_FILE as in-service history for the second, score, and print
+# the second customer's predictions as JSON lines on stdout: one per unit, the RUL at its
+# last row. Everything else (progress, reports) goes to stderr.
+set -euo pipefail
+
+if [ $# -ne 2 ]; then
+    echo "usage: FLEETCARE_DATABASE_URL=... $0 TRAIN_FILE INSERVICE_FILE" >&2
+    exit 2
+fi
+: "${FLEETCARE_DATABASE_URL:?set FLEETCARE_DATABASE_URL to a fresh database}"
+for f in "$1" "$2"; do
+    [ -f "$f" ] || { echo "error: $f: no such file" >&2; exit 2; }
+done
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+fleetcare="${FLEETCARE_BIN:-fleetcare}"
+if ! command -v "$fleetcare" >/dev/null && [ -x "$here/.venv/bin/fleetcare" ]; then
+    fleetcare="$here/.venv/bin/fleetcare"
+fi
+examples="$here/examples/cmapss"
+lab="${CMAPSS_TRAINING_CUSTOMER:-cmapss-lab}"
+airline="${CMAPSS_INSERVICE_CUSTOMER:-cmapss-airline}"
+
+step() { echo "onboard: $*" >&2; }
+
+step "migrations"
+"$fleetcare" migrate >&2
+step "kind and profile"
+"$fleetcare" kinds apply "$examples/turbofan.yaml" >&2
+"$fleetcare" profiles apply "$examples/cmapss-rows.yaml" >&2
+step "customers"
+"$fleetcare" customers create --slug "$lab" --name "Turbofan test lab" >&2
+"$fleetcare" customers create --slug "$airline" --name "Turbofan operator" >&2
+step "lifetimes of $lab from $1"
+"$fleetcare" history import --customer "$lab" --kind turbofan --profile cmapss-rows \
+    --lifetimes "$1" >&2
+step "training"
+"$fleetcare" models train --kind turbofan >&2
+step "in-service history of $airline from $2"
+"$fleetcare" history import --customer "$airline" --kind turbofan --profile cmapss-rows \
+    --in-service "$2" >&2
+step "scoring"
+"$fleetcare" score --once >&2
+step "predictions"
+"$fleetcare" predictions export --kind turbofan --customer "$airline" --format jsonl

@@ -1,0 +1,139 @@
+"""scripts/onboard_cmapss.sh on real C-MAPSS data: a fresh database, public commands only, and
+the RUL it reports equals what `fleetcare models cmapss` computes offline on the same split.
+
+Held-out training units of train_FD001.txt are cut at random cycles (the official test files
+are not used). A small split keeps the two model fits to well under a minute each."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from tests.fixtures.services import (
+    SERVER_URL,
+    create_database,
+    drop_database,
+    repo_root,
+    unique_name,
+)
+
+TRAIN_FD001 = Path("/work/shared/data/cmapss/train_FD001.txt")
+pytestmark = pytest.mark.skipif(not TRAIN_FD001.is_file(), reason="C-MAPSS data not present")
+ORIGIN = datetime(2020, 1, 1, tzinfo=UTC)  # the example profile's time base: a cycle a day
+TRAINING_UNITS = 24
+INSERVICE_UNITS = 6
+
+
+def split_units(tmp_path: Path, seed: int) -> tuple[Path, Path, dict[str, int]]:
+    """A training file of whole units and an in-service file of other units cut at random
+    cycles; returns the last kept cycle of each in-service unit."""
+    lines = [line for line in TRAIN_FD001.read_text().splitlines() if line.strip()]
+    units: dict[int, list[str]] = {}
+    for line in lines:
+        units.setdefault(int(line.split()[0]), []).append(line)
+    rng = np.random.default_rng(seed)
+    chosen = rng.permutation(sorted(units))[: TRAINING_UNITS + INSERVICE_UNITS].tolist()
+    training, in_service = sorted(chosen[:TRAINING_UNITS]), sorted(chosen[TRAINING_UNITS:])
+    train = tmp_path / "train.txt"
+    train.write_text("".join(line + "\n" for u in training for line in units[u]))
+    kept: dict[str, int] = {}
+    out = []
+    for u in in_service:
+        n = len(units[u])
+        k = int(rng.integers(min(31, n), n + 1))
+        out += units[u][:k]
+        kept[str(u)] = k
+    inservice = tmp_path / "inservice.txt"
+    inservice.write_text("".join(line + "\n" for line in out))
+    return train, inservice, kept
+
+
+def test_onboarding_reports_the_offline_rul(tmp_path: Path) -> None:
+    train, inservice, kept = split_units(tmp_path, seed=18)
+    name = unique_name("fc_onboard")
+    url = create_database(SERVER_URL, name)  # empty: the script migrates it
+    fleetcare = Path(sys.executable).parent / "fleetcare"
+    env = {**os.environ, "FLEETCARE_DATABASE_URL": url, "FLEETCARE_BIN": str(fleetcare)}
+    try:
+        done = subprocess.run(
+            [
+                "bash",
+                str(repo_root() / "scripts" / "onboard_cmapss.sh"),
+                str(train),
+                str(inservice),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        online = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [p["external_id"] for p in online] == list(kept)  # one line per unit, in order
+        for p in online:
+            assert (p["customer"], p["kind"], p["life_unit"]) == ("cmapss-airline", "turbofan",
+                                                                  "cycles")  # fmt: skip
+            assert 0 <= p["rul_low"] <= p["rul"] <= p["rul_high"] <= 125
+            assert 0 <= p["failure_probability"] <= 1 and p["due_at"] is not None
+            # the RUL at the unit's last row
+            last = ORIGIN + timedelta(days=kept[p["external_id"]])
+            assert datetime.fromisoformat(p["data_until"]) == last
+        assert "lives recorded 24" in done.stderr and "rejected 0" in done.stderr
+
+        # offline, on the same split: the units the online model trained on (its held-out
+        # units are not in its training data), in the file's order
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT metrics->'training_asset_ids' FROM model_versions"
+                " WHERE kind = 'turbofan' AND status = 'active'"
+            ).fetchone()
+            assert row is not None
+            refs = conn.execute(
+                "SELECT ref FROM assets WHERE id = ANY(%s::bigint[])", (row[0],)
+            ).fetchall()
+        trained_on = {r[0] for r in refs}
+        assert 0 < len(trained_on) < TRAINING_UNITS
+        subset = tmp_path / "trained_on.txt"
+        subset.write_text(
+            "".join(
+                line + "\n"
+                for line in train.read_text().splitlines()
+                if line.split()[0] in trained_on
+            )
+        )
+        offline_out = tmp_path / "offline.jsonl"
+        offline = subprocess.run(
+            [
+                str(fleetcare),
+                "models",
+                "cmapss",
+                "--train",
+                str(subset),
+                "--test",
+                str(inservice),
+                "--predictions",
+                str(offline_out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert offline.returncode == 0, offline.stderr[-2000:]
+        by_unit = {str(r["unit"]): r for r in map(json.loads, offline_out.read_text().splitlines())}
+        for p in online:
+            o = by_unit[p["external_id"]]
+            assert p["rul"] == pytest.approx(o["rul"], abs=1e-9), p["external_id"]
+            assert p["rul_low"] == pytest.approx(o["rul_low"], abs=1e-9)
+            assert p["rul_high"] == pytest.approx(o["rul_high"], abs=1e-9)
+    finally:
+        drop_database(SERVER_URL, name)
