@@ -16,6 +16,7 @@ from api.routes import (
     devices,
     fleet,
     health,
+    history,
     logistics,
     maintenance,
     profiles,
@@ -53,13 +54,18 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.database_url = database_url
     install_error_handlers(app)
     install_fallback_handlers(app)
-    app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        InputGuardMiddleware,
+        max_body_bytes=settings.api_max_body_bytes,
+        streaming_paths=frozenset({history.UPLOAD_PATH}),
+    )
     app.include_router(health.router)
     app.include_router(fleet.router)
     app.include_router(kinds_routes.router)
     app.include_router(devices.router)
     app.include_router(ingest_routes.router)
     app.include_router(profiles.router)
+    app.include_router(history.router)
     app.include_router(telemetry.router)
     app.include_router(subscriptions.router)
     app.include_router(maintenance.router)

@@ -41,9 +41,13 @@ def body_has_nul(body: bytes, content_type: str) -> bool:
 class InputGuardMiddleware:
     """Refuse oversized bodies (413) and NUL characters anywhere in a request (422)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, streaming_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # routes that stream their (large, possibly binary) body themselves and bound it
+        self.streaming_paths = streaming_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +56,9 @@ class InputGuardMiddleware:
         where = self._nul_in_url(scope)
         if where:
             await self._refuse_nul(where, scope, receive, send)
+            return
+        if scope.get("path") in self.streaming_paths:
+            await self.app(scope, receive, send)
             return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         declared = headers.get(b"content-length")

@@ -274,31 +274,37 @@ def _times_us(ctx: _Context, column: pa.ChunkedArray) -> NDArray[np.int64]:
     )
 
 
-def _asset_refs(ctx: _Context, column: pa.ChunkedArray) -> list[str]:
+def _asset_refs(ctx: _Context, column: pa.ChunkedArray) -> tuple[list[str], NDArray[np.intp]]:
+    """The distinct asset ids of a batch (in order of appearance) and each row's index."""
     refs = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
     refs = pc.replace_substring_regex(refs, r"^([0-9]+)\.0*$", r"\1")  # 7.0 → 7
+    encoded = refs.combine_chunks().dictionary_encode()
     prefix = ctx.profile.prefix
-    return [prefix + r if r else "" for r in refs.to_pylist()]
+    distinct = [prefix + r if r else "" for r in encoded.dictionary.to_pylist()]
+    return distinct, np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.intp)
 
 
-def _resolve_assets(ctx: _Context, refs: list[str], times: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Asset id of each row (0: refused, see ``ctx.refused``); creates assets met first here."""
+def _resolve_assets(
+    ctx: _Context, distinct: list[str], index: NDArray[np.intp], times: NDArray[np.int64]
+) -> NDArray[np.int64]:
+    """Asset id of each distinct ref (0: refused, see ``ctx.refused``); creates the assets met
+    for the first time, installed at their first reading here."""
     # in order of appearance: assets (and so their lives) keep the file's order of units
-    new = list(dict.fromkeys(r for r in refs if r and r not in ctx.assets))
+    new = [r for r in distinct if r and r not in ctx.assets]
     if new:
         found = repo.find_assets(ctx.conn, [(ctx.customer_id, r) for r in new])
         missing = [r for r in new if (ctx.customer_id, r) not in found]
         if missing:
-            first: dict[str, int] = {}
-            for r, t in zip(refs, times.tolist(), strict=True):
-                if t != BAD_TIME:
-                    first[r] = min(first.get(r, t), t)
+            first = np.full(len(distinct), np.iinfo(np.int64).max, dtype=np.int64)
+            ok = times != BAD_TIME
+            np.minimum.at(first, index[ok], times[ok])
+            first_of = dict(zip(distinct, first.tolist(), strict=True))
             created = repo.create_imported_assets(
                 ctx.conn,
                 ctx.customer_id,
                 ctx.kind,
                 missing,
-                [_us_to_datetime(max(first.get(r, 0), 0)) for r in missing],
+                [_us_to_datetime(max(min(first_of[r], 2**62), 0)) for r in missing],
             )
             ctx.created.update(created)
             ctx.report.assets_created += len(created)
@@ -314,7 +320,7 @@ def _resolve_assets(ctx: _Context, refs: list[str], times: NDArray[np.int64]) ->
                 ctx.refused[r] = ("retired_asset", f"asset {r!r} is retired")
             else:
                 ctx.assets[r] = key.id
-    return np.array([ctx.assets.get(r) or 0 for r in refs], dtype=np.int64)
+    return np.array([ctx.assets.get(r) or 0 for r in distinct], dtype=np.int64)
 
 
 def _store_batch(ctx: _Context, table: pa.Table, reader_names: list[str]) -> None:
@@ -326,7 +332,7 @@ def _store_batch(ctx: _Context, table: pa.Table, reader_names: list[str]) -> Non
     profile = ctx.profile
     doc = profile.doc
     assert doc.time is not None and doc.asset is not None
-    refs = _asset_refs(ctx, table.column(doc.asset))
+    distinct, index = _asset_refs(ctx, table.column(doc.asset))
     times = _times_us(ctx, table.column(doc.time.field))
     bad_time = times == BAD_TIME
     if bad_time.any():
@@ -338,13 +344,16 @@ def _store_batch(ctx: _Context, table: pa.Table, reader_names: list[str]) -> Non
             f"{doc.time.field} = {str(cell)[:64]!r} is not {doc.time.format}",
             rows=True,
         )
-    no_asset = np.array([not r for r in refs], dtype=bool) & ~bad_time
+    no_asset = np.array([not r for r in distinct], dtype=bool)[index] & ~bad_time
     if no_asset.any():
         report.reject("bad_structure", int(no_asset.sum()), "empty asset id", rows=True)
-    asset_ids = _resolve_assets(ctx, refs, times)
+    asset_ids = _resolve_assets(ctx, distinct, index, times)[index]
     refused = (asset_ids == 0) & ~bad_time & ~no_asset
     if refused.any():
-        why = Counter(ctx.refused[refs[i]] for i in np.flatnonzero(refused).tolist())
+        counts = np.bincount(index[refused], minlength=len(distinct))
+        why: Counter[tuple[str, str]] = Counter()
+        for i in np.flatnonzero(counts).tolist():
+            why[ctx.refused[distinct[i]]] += int(counts[i])
         for (reason, detail), n in why.items():
             report.reject(reason, n, detail, rows=True)
     good = ~bad_time & (asset_ids != 0)

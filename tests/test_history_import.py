@@ -222,3 +222,40 @@ def test_history_import_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.Mon
     assert nobody.exit_code == 2 and "no live customer 'nobody'" in nobody.output
     noprofile = runner.invoke(app, [*args, "--profile", "nope", str(path)])
     assert noprofile.exit_code == 2 and "no profile 'nope'" in noprofile.output
+
+
+def test_upload_route_streams_a_file_per_customer(
+    client: Any, operator_headers: dict[str, str], make_tenant: Any, tmp_path: Path
+) -> None:
+    assert client.post("/v1/profiles", json=ROWS, headers=operator_headers).is_success
+    acme, beta = make_tenant("acme"), make_tenant("beta")
+    body = text_file(tmp_path / "train.txt", {1: 5, 2: 6}).read_bytes()
+    params = {"kind": "engine", "profile": "engine-rows", "filename": "train.txt"}
+    got = client.post(
+        "/v1/history/import",
+        params={**params, "customer_id": acme.customer.id, "mode": "lifetimes"},
+        content=body,
+        headers=operator_headers,
+    )
+    assert got.status_code == 200, got.text
+    report = got.json()
+    assert (report["rows_read"], report["values_stored"], report["lives_recorded"]) == (11, 33, 2)
+    assert report["files"] == ["train.txt"]
+    # acme's own key, the same file: nothing new
+    again = client.post("/v1/history/import", params=params, content=body, headers=acme.headers)
+    assert (again.json()["values_stored"], again.json()["values_duplicate"]) == (0, 33)
+    # beta's key naming acme: not found; beta's own import makes beta's own assets
+    other = {**params, "customer_id": acme.customer.id}
+    assert client.post("/v1/history/import", params=other, content=body,
+                       headers=beta.headers).status_code == 404  # fmt: skip
+    mine = client.post("/v1/history/import", params=params, content=body, headers=beta.headers)
+    assert (mine.json()["assets_created"], mine.json()["values_stored"]) == (2, 33)
+    tech = make_tenant("acme", role="technician")
+    assert client.post("/v1/history/import", params=params, content=body,
+                       headers=tech.headers).status_code == 403  # fmt: skip
+    bad = client.post("/v1/history/import", params={**params, "filename": "x.xlsx"},
+                      content=body, headers=acme.headers)  # fmt: skip
+    assert bad.status_code == 422 and "suffix" in bad.json()["detail"]
+    nope = client.post("/v1/history/import", params={**params, "profile": "nope"},
+                       content=body, headers=acme.headers)  # fmt: skip
+    assert nope.status_code == 404
