@@ -40,13 +40,32 @@ from fleet.schemas import AssetCreate, Principal
 from fleetcare import migrate
 from fleetcare.db import connect
 from fleetcare.services import LOCAL_PG, start_mosquitto
+from ingest import profile_service
 from ingest import repository as repo
 from ingest import service as devices
 from ingest.schemas import BatchResult, DeviceCreate, IngestLimits
 from ingest.worker import IngestConfig, IngestWorker
 
 OPERATOR = Principal(key_id=0, role="operator")
-PHASES = ("raw", "batch50", "single", "batch50-autosave30", "batch50-confirmed")
+PHASES = (
+    "raw",
+    "batch50",
+    "single",
+    "batch50-autosave30",
+    "batch50-confirmed",
+    "batch50-profile",
+)
+# the JSON-profile phase: a gateway of its own format (psi, epoch ms, its own field names)
+PROFILE_DEVICE = "bench-gw-json"
+PSI_TO_KPA = 6.894757
+BENCH_PROFILE: dict[str, Any] = {
+    "name": "bench-json",
+    "format": "json",
+    "batch": "data",
+    "asset": "id",
+    "time": {"field": "t", "format": "epoch_ms"},
+    "metrics": {"pressure_kpa": {"field": "p", "scale": PSI_TO_KPA}},
+}
 TOPIC_ROOT = "bench/v1"
 METRIC = "pressure_kpa"
 
@@ -94,6 +113,12 @@ def seed(url: str, assets: int) -> Fleet:
         device = devices.create_device(
             conn, OPERATOR, DeviceCreate(customer_id=customer.id, ref="bench-gw")
         )
+        profile_service.apply_profile(conn, OPERATOR, BENCH_PROFILE, source="bench")
+        devices.create_device(
+            conn,
+            OPERATOR,
+            DeviceCreate(customer_id=customer.id, ref=PROFILE_DEVICE, profile="bench-json"),
+        )
         row = conn.execute(
             "SELECT id FROM metrics WHERE kind = 'tire' AND name = %s", (METRIC,)
         ).fetchone()
@@ -108,13 +133,31 @@ def reading_time_ms(base_ms: int, i: int, n_assets: int) -> int:
 
 
 def build_payloads(
-    assets: list[str], n: int, per_message: int, base_ms: int, numbered: bool = False
+    assets: list[str],
+    n: int,
+    per_message: int,
+    base_ms: int,
+    numbered: bool = False,
+    profiled: bool = False,
 ) -> list[bytes]:
     """The phase's messages: n distinct readings, one metric each (``numbered``: each batch
-    carries the device's message number, so the ingestor confirms it)."""
+    carries the device's message number, so the ingestor confirms it; ``profiled``: in the
+    bench JSON profile's format instead of v1)."""
     out: list[bytes] = []
     k = len(assets)
     dumps = json.JSONEncoder(separators=(",", ":")).encode
+    if profiled:
+        for start in range(0, n, per_message):
+            data = [
+                {
+                    "id": assets[i % k],
+                    "t": reading_time_ms(base_ms, i, k),
+                    "p": round((700.0 + (i % 200) * 0.5) / PSI_TO_KPA, 4),
+                }
+                for i in range(start, min(start + per_message, n))
+            ]
+            out.append(dumps({"data": data}).encode())
+        return out
     for start in range(0, n, per_message):
         readings = [
             {
@@ -233,11 +276,12 @@ def publisher_main(
     go: Any,
     report: Any,
     numbered: bool = False,
+    profiled: bool = False,
 ) -> None:
     """In the publisher process: build payloads, connect, wait for go, publish at QoS 1."""
     from ingest.mqtt_client import mqtt_endpoint
 
-    payloads = build_payloads(assets, n, per_message, base_ms, numbered)
+    payloads = build_payloads(assets, n, per_message, base_ms, numbered, profiled)
     host, port, _, _, _ = mqtt_endpoint(mqtt_url)
     publisher = LeanPublisher(host, port)
     ready.set()
@@ -290,6 +334,7 @@ def run_phase(
     broker_pid: int,
     writers: int = 2,
     numbered: bool = False,
+    profiled: bool = False,
 ) -> dict[str, float]:
     """Publish n readings at ``per_message`` per message; time first publish → last commit.
 
@@ -311,10 +356,23 @@ def run_phase(
             raise SystemExit("bench: ingestor did not subscribe")
         procs.append(proc)
     ready, go, report = ctx.Event(), ctx.Event(), ctx.Queue()
-    topic = f"{TOPIC_ROOT}/{fleet_.device}/telemetry"
+    device = PROFILE_DEVICE if profiled else fleet_.device
+    topic = f"{TOPIC_ROOT}/{device}/telemetry"
     pub = ctx.Process(
         target=publisher_main,
-        args=(mqtt_url, topic, fleet_.assets, n, per_message, base_ms, ready, go, report, numbered),
+        args=(
+            mqtt_url,
+            topic,
+            fleet_.assets,
+            n,
+            per_message,
+            base_ms,
+            ready,
+            go,
+            report,
+            numbered,
+            profiled,
+        ),
     )
     pub.start()
     if not ready.wait(300):
@@ -458,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     now_ms = int(time.time() * 1000)
     span = n // args.assets + 1000
     bases = {
+        "batch50-profile": now_ms - 6 * span - 60_000,
         "batch50-confirmed": now_ms - 5 * span - 60_000,
         "batch50-autosave30": now_ms - 4 * span - 60_000,
         "batch50": now_ms - 3 * span - 60_000,
@@ -487,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("single", 1),
                 ("batch50-autosave30", 50),
                 ("batch50-confirmed", 50),
+                ("batch50-profile", 50),
             ):
                 if name not in phases:
                     continue
@@ -507,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
                         phase_broker.proc.pid,
                         args.writers,
                         numbered=name == "batch50-confirmed",
+                        profiled=name == "batch50-profile",
                     )
                 finally:
                     if phase_broker is not broker:
@@ -536,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     single = results.get("single", {}).get("readings_per_s", 0.0)
     b50_autosave30 = results.get("batch50-autosave30", {}).get("readings_per_s", 0.0)
     b50_confirmed = results.get("batch50-confirmed", {}).get("readings_per_s", 0.0)
+    b50_profile = results.get("batch50-profile", {}).get("readings_per_s", 0.0)
+    print("sparkplug: not measured (Sparkplug B ingest is not implemented yet)")
     print(
         json.dumps(
             {
@@ -554,6 +617,13 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio_confirmation": (
                     round(b50_confirmed / b50, 3) if b50 and b50_confirmed else None
                 ),
+                # the same readings from a gateway speaking a JSON profile (field paths, unit
+                # scale, epoch ms) against native v1, both 50 per message
+                "readings_per_s_batch50_profile": round(b50_profile),
+                "ratio_profile_vs_native": (
+                    round(b50_profile / b50, 3) if b50 and b50_profile else None
+                ),
+                "ratio_sparkplug_vs_native": None,  # not measured: no Sparkplug B ingest yet
                 "lost": lost,
                 "duplicated": duplicated,
             }

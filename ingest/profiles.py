@@ -324,11 +324,21 @@ def time_reader(spec: TimeSpec) -> Callable[[Any], int | None]:
     return auto
 
 
+def _flat_key(path: tuple[str | int, ...]) -> str | None:
+    """The key of a one-level path, for a plain dictionary lookup; None for deeper paths."""
+    return path[0] if len(path) == 1 and type(path[0]) is str else None
+
+
 @dataclass(frozen=True)
 class _Conversion:
     name: str
     scale: float
     offset: float
+
+    @property
+    def identity(self) -> bool:
+        """No conversion (the value is stored as sent)."""
+        return self.scale == 1.0 and self.offset == 0.0
 
     def apply(self, value: Any) -> Any:
         """The converted number; a value that is not a number is handed on for validation."""
@@ -361,6 +371,9 @@ class CompiledProfile:
         self._time = _path(doc.time.field)
         conversions = {n: _Conversion(n, m.scale, m.offset) for n, m in doc.metrics.items()}
         self._metrics = [(_path(m.field), conversions[n]) for n, m in doc.metrics.items()]
+        self._asset_key = _flat_key(self._asset)
+        self._time_key = _flat_key(self._time)
+        self._metric_keys = [(_flat_key(p), p, c) for p, c in self._metrics]
         # long rows: the file's metric name → conversion
         self.by_file_name = {m.field: conversions[n] for n, m in doc.metrics.items()}
 
@@ -384,34 +397,51 @@ class CompiledProfile:
         if len(records) > max_readings:
             return R.TOO_MANY_READINGS, f"{len(records)} readings > {max_readings}"
         many = len(records) > 1
-        out: list[Item] = []
-        for index, record in enumerate(records):
-            where = f"{self.doc.batch}[{index}]" if many else "reading"
-            out.append(self._read_record(record, where))
-        return out
+        read = self._read_record
+        return [read(record, index, many) for index, record in enumerate(records)]
 
-    def _read_record(self, record: Any, where: str) -> Item:
-        asset = _get(record, self._asset)
-        if type(asset) is int:
+    def _where(self, index: int, many: bool) -> str:
+        return f"{self.doc.batch}[{index}]" if many else "reading"
+
+    def _read_record(self, record: Any, index: int, many: bool) -> Item:
+        # one-level paths (the usual case) are a dictionary lookup, deeper ones a walk
+        flat = type(record) is dict
+        key = self._asset_key
+        asset = record.get(key, _MISSING) if flat and key is not None else _get(record, self._asset)
+        if type(asset) is not str:
+            if type(asset) is not int:
+                where = self._where(index, many)
+                return R.BAD_STRUCTURE, f"{where}: no asset id (string) at {self.asset_label!r}"
             asset = str(asset)
-        if type(asset) is not str or not asset:
+        elif not asset:
+            where = self._where(index, many)
             return R.BAD_STRUCTURE, f"{where}: no asset id (string) at {self.asset_label!r}"
-        raw_time = _get(record, self._time)
+        key = self._time_key
+        raw_time = (
+            record.get(key, _MISSING) if flat and key is not None else _get(record, self._time)
+        )
         if raw_time is _MISSING:
-            return R.BAD_TIMESTAMP, f"{where}: no time at {self.time_label!r}"
+            return R.BAD_TIMESTAMP, f"{self._where(index, many)}: no time at {self.time_label!r}"
         ts_us = self.read_time(raw_time)
         if ts_us is None:
             return (
                 R.BAD_TIMESTAMP,
-                f"{where}: {self.time_label} = {str(raw_time)[:64]!r} is not "
+                f"{self._where(index, many)}: {self.time_label} = {str(raw_time)[:64]!r} is not "
                 f"{self.doc.time.format if self.doc.time else 'a time'}",
             )
         metrics: dict[str, Any] = {}
-        for path, conv in self._metrics:
-            value = _get(record, path)
+        for key, path, conv in self._metric_keys:
+            value = record.get(key, _MISSING) if flat and key is not None else _get(record, path)
             if value is not _MISSING:
-                metrics[conv.name] = conv.apply(value)
+                t = type(value)
+                if t is float or t is int:
+                    metrics[conv.name] = (
+                        value if conv.identity else value * conv.scale + conv.offset
+                    )
+                else:
+                    metrics[conv.name] = conv.apply(value)
         if not metrics:
+            where = self._where(index, many)
             return R.BAD_STRUCTURE, f"{where}: none of the profile's metric fields is present"
         return self.prefix + asset, ts_us, metrics
 
