@@ -15,6 +15,7 @@ from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.errors import Conflict, ServiceUnavailable
+from fleetcare.inputs import INT8_MAX
 
 
 def get_pool(request: Request) -> ConnectionPool[Connection[Any]]:
@@ -83,7 +84,9 @@ def get_principal(
 
 Caller = Annotated[Principal, Depends(get_principal)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
-After = Annotated[int | None, Query(ge=0, description="the next_after of the previous page")]
+After = Annotated[
+    int | None, Query(ge=0, le=INT8_MAX, description="the next_after of the previous page")
+]
 IncludeRetired = Annotated[bool, Query(description="include retired objects")]
 
 

@@ -7,6 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetcare.inputs import Id, Moment, PatchRecord, RequestRecord
 from kinds.schemas import KindName
 
 Role = Literal["operator", "customer", "technician", "partner"]
@@ -18,10 +19,8 @@ DEVICE_REF = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 T = TypeVar("T")
 
 
-class Strict(BaseModel):
-    """Request bodies: unknown fields are an error, not silently dropped."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class Strict(RequestRecord):
+    """Request bodies: unknown fields are an error, not silently dropped (``RequestRecord``)."""
 
 
 class Page(BaseModel, Generic[T]):
@@ -62,7 +61,7 @@ class CustomerCreate(Strict):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
 
 
-class CustomerUpdate(Strict):
+class CustomerUpdate(Strict, PatchRecord):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
 
@@ -77,7 +76,7 @@ class Customer(BaseModel):
 
 
 class SiteCreate(Strict):
-    customer_id: int | None = Field(
+    customer_id: Id | None = Field(
         default=None, description="required for operator keys; a customer key uses its own"
     )
     ref: str = Field(pattern=REF)
@@ -87,7 +86,8 @@ class SiteCreate(Strict):
     longitude: float | None = Field(default=None, ge=-180, le=180)
 
 
-class SiteUpdate(Strict):
+class SiteUpdate(Strict, PatchRecord):
+    nullable = frozenset({"latitude", "longitude"})
     name: str | None = Field(default=None, min_length=1, max_length=200)
     region: str | None = Field(default=None, max_length=100)
     latitude: float | None = Field(default=None, ge=-90, le=90)
@@ -107,18 +107,20 @@ class Site(BaseModel):
 
 
 class AssetCreate(Strict):
-    customer_id: int | None = Field(
+    customer_id: Id | None = Field(
         default=None, description="required for operator keys; a customer key uses its own"
     )
-    site_id: int | None = None
+    site_id: Id | None = None
     kind: KindName
     ref: str = Field(pattern=REF, description="the customer's own reference, e.g. TRK-17-FL")
-    installed_at: datetime | None = None
+    installed_at: Moment | None = Field(default=None, description="not in the future")
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
-class AssetUpdate(Strict):
-    site_id: int | None = None
+class AssetUpdate(Strict, PatchRecord):
+    nullable = frozenset({"site_id"})  # null: the asset leaves its site
+
+    site_id: Id | None = None
     attributes: dict[str, Any] | None = None
 
 
@@ -140,7 +142,7 @@ class Asset(BaseModel):
 
 class ApiKeyCreate(Strict):
     role: Role = "customer"
-    customer_id: int | None = None
+    customer_id: Id | None = None
     name: str = Field(default="", max_length=100)
 
 

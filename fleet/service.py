@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
@@ -42,18 +44,25 @@ def translate_integrity_errors(what: str) -> Iterator[None]:
     try:
         yield
     except psycopg.errors.UniqueViolation as exc:
-        raise Conflict(f"{what} already exists ({_constraint(exc)})") from exc
+        raise Conflict(f"{what} already exists{_same(exc)}", code="already_exists") from exc
     except psycopg.errors.ForeignKeyViolation as exc:
         raise Invalid(
-            f"{what} refers to something that does not exist ({_constraint(exc)})"
+            f"{what} refers to something that does not exist{_same(exc, 'no such')}",
+            code="reference_not_found",
         ) from exc
     except psycopg.errors.CheckViolation as exc:
-        raise Invalid(f"{what} breaks a rule ({_constraint(exc)})") from exc
+        raise Invalid(f"{what} has a value out of its allowed range", code="out_of_range") from exc
 
 
-def _constraint(exc: psycopg.Error) -> str:
-    diag = exc.diag
-    return diag.constraint_name or diag.message_primary or "constraint"
+_KEY = re.compile(r"Key \((?P<columns>[^)]*)\)=\((?P<values>.*)\)")
+
+
+def _same(exc: psycopg.Error, prefix: str = "same") -> str:
+    """`` (same customer_id, ref: 3, YARD)`` from the violation's detail; never its name."""
+    match = _KEY.search(exc.diag.message_detail or "")
+    if match is None:
+        return ""
+    return f" ({prefix} {match['columns']}: {match['values']})"
 
 
 def hash_api_key(key: str) -> bytes:
@@ -274,8 +283,14 @@ def _check_site(conn: Conn, principal: Principal, owner: int, site_id: int | Non
         raise Invalid(f"site {site_id} is retired")
 
 
-def create_asset(conn: Conn, principal: Principal, body: AssetCreate) -> Asset:
-    """Register an asset of a known kind for the caller's customer."""
+# A device clock or a time zone slip may put an installation a little ahead of ours.
+INSTALL_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def create_asset(
+    conn: Conn, principal: Principal, body: AssetCreate, *, now: datetime | None = None
+) -> Asset:
+    """Register an asset of a known kind for the caller's customer; installed no later than now."""
     owner = owner_for(principal, body.customer_id)
     if principal.scope is None:
         get_customer(conn, principal, owner)
@@ -291,6 +306,8 @@ def create_asset(conn: Conn, principal: Principal, body: AssetCreate) -> Asset:
     if body.installed_at is not None:
         if body.installed_at.tzinfo is None:
             raise Invalid("installed_at needs a time zone (e.g. 2026-11-26T10:00:00Z)")
+        if body.installed_at > (now or datetime.now(UTC)) + INSTALL_CLOCK_SKEW:
+            raise Invalid("installed_at is in the future", code="installed_in_future")
         values["installed_at"] = body.installed_at
         values["renewed_at"] = body.installed_at
     with translate_integrity_errors(f"asset {body.ref!r}"), conn.transaction():

@@ -11,10 +11,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from fleet.schemas import DEVICE_REF, Strict
+from fleetcare.inputs import Id, PatchRecord
 
 
 class DeviceCreate(Strict):
-    customer_id: int | None = Field(
+    customer_id: Id | None = Field(
         default=None, description="required for operator keys; a customer key uses its own"
     )
     ref: str = Field(pattern=DEVICE_REF, description="globally unique; the MQTT user name")
@@ -24,7 +25,7 @@ class DeviceCreate(Strict):
     )
 
 
-class DeviceUpdate(Strict):
+class DeviceUpdate(Strict, PatchRecord):
     name: str | None = Field(default=None, max_length=200)
     profile: str | None = Field(
         default=None, max_length=63, description='a payload profile; "" for native v1'

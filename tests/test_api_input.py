@@ -8,8 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from fleetcare.clock import ManualClock
 from fleetcare.settings import Settings
 from tests.conftest import Tenant
+from tests.fixtures.maintenance import T0
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 
@@ -149,3 +151,141 @@ def test_one_security_scheme_per_caller_and_no_key_parameter(client: TestClient)
             assert not names & {"x-api-key", "authorization"}, path
             if path.startswith("/v1/") and path != "/v1/telemetry":
                 assert op.get("security") == [{"apiKey": []}], path
+
+
+def test_null_for_a_field_that_cannot_be_empty_is_a_422(
+    client: TestClient, make_tenant: Callable[..., Tenant]
+) -> None:
+    alice = make_tenant()
+    site = client.post("/v1/sites", json={"ref": "Y", "name": "Yard"}, headers=alice.headers)
+    url = f"/v1/sites/{site.json()['id']}"
+    for body in ({"region": None}, {"name": None}):
+        r = client.patch(url, json=body, headers=alice.headers)
+        assert r.status_code == 422, (body, r.text)
+        assert "cannot be null" in r.json()["detail"]
+    cleared = client.patch(url, json={"latitude": None}, headers=alice.headers)
+    assert cleared.status_code == 200 and cleared.json()["latitude"] is None
+    for url, body in [
+        (f"/v1/customers/{alice.customer.id}", {"name": None}),
+        ("/v1/devices/1", {"name": None}),
+        ("/v1/subscriptions/1", {"auto_renew": None}),
+        ("/v1/webhooks/endpoints/1", {"url": None}),
+    ]:
+        assert client.patch(url, json=body, headers=alice.headers).status_code == 422, url
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"ref": "Y", "name": "Yard", "latitude": False},
+        {"ref": "Y", "name": "Yard", "latitude": "45"},
+        {"ref": "Y", "name": True},
+        {"ref": "Y", "name": "Yard", "customer_id": 2**63},
+        {"ref": "Y", "name": "x" * 10_001},
+    ],
+)
+def test_strict_and_bounded_body_fields(
+    client: TestClient, make_tenant: Callable[..., Tenant], body: dict[str, object]
+) -> None:
+    alice = make_tenant()
+    r = client.post("/v1/sites", json=body, headers=alice.headers)
+    assert r.status_code == 422, r.text
+
+
+def test_a_number_that_is_not_finite_is_a_422(
+    client: TestClient, make_tenant: Callable[..., Tenant]
+) -> None:
+    alice = make_tenant()
+    headers = {**alice.headers, "content-type": "application/json"}
+    for raw in (
+        '{"ref": "Y", "name": "Y", "latitude": NaN}',
+        '{"ref": "Y", "name": "Y", "latitude": Infinity}',
+    ):
+        r = client.post("/v1/sites", content=raw, headers=headers)
+        assert r.status_code == 422, r.text
+
+
+def test_integers_beyond_their_column_are_a_422_in_path_query_and_body(
+    client: TestClient, operator_headers: dict[str, str]
+) -> None:
+    big = "9223372036854775808"
+    for url in [
+        f"/v1/orders/{big}",
+        f"/v1/shipments?order_id={big}",
+        f"/v1/assets?after={big}",
+        f"/v1/sites?customer_id={big}",
+        f"/v1/devices/1/quarantine?before={big}",
+    ]:
+        r = client.get(url, headers=operator_headers)
+        assert r.status_code == 422, (url, r.text)
+    depot = client.post(
+        "/v1/depots",
+        json={"code": "D1", "name": "Depot", "latitude": 50.2, "longitude": 4.2},
+        headers=operator_headers,
+    ).json()
+    part = client.get("/v1/parts", headers=operator_headers).json()["items"][0]
+    url = f"/v1/depots/{depot['id']}/inventory/{part['id']}"
+    for body in ({"on_hand": 2**31}, {"on_hand": False}, {"reorder_quantity": 2**31}):
+        r = client.put(url, json=body, headers=operator_headers)
+        assert r.status_code == 422, (body, r.text)
+    plan = {"code": "p-big", "name": "Big", "kinds": ["tire"], "usage_price_minor": 1}
+    r = client.post(
+        "/v1/plans",
+        json={**plan, "usage_price_quantity": 1816359065315821824},
+        headers=operator_headers,
+    )
+    assert r.status_code == 422, r.text
+
+
+def test_an_install_date_in_the_future_is_refused(
+    client: TestClient, make_tenant: Callable[..., Tenant]
+) -> None:
+    alice = make_tenant()
+    r = client.post(
+        "/v1/assets",
+        json={"kind": "tire", "ref": "T1", "installed_at": "2099-01-01T00:00:00Z"},
+        headers=alice.headers,
+    )
+    assert r.status_code == 422 and r.json()["code"] == "installed_in_future"
+    r = client.post(
+        "/v1/assets",
+        json={"kind": "tire", "ref": "T1", "installed_at": "0001-01-01T00:00:00Z"},
+        headers=alice.headers,
+    )
+    assert r.status_code == 422, r.text
+
+
+def test_completing_an_order_of_an_asset_installed_after_the_clock_is_not_a_500(
+    client: TestClient, operator_headers: dict[str, str], make_tenant: Callable[..., Tenant]
+) -> None:
+    # the clock the orders see stands before the asset's installation (a clock moved back, or an
+    # install date recorded late): the life it closes is empty, not an error
+    alice = make_tenant()
+    tech = make_tenant(alice.customer.slug, role="technician")
+    asset = client.post(
+        "/v1/assets",
+        json={"kind": "tire", "ref": "T1", "installed_at": "2026-11-30T00:00:00Z"},
+        headers=alice.headers,
+    ).json()
+    client.app.state.clock = ManualClock(T0)  # type: ignore[attr-defined]
+    order = client.post(
+        "/v1/orders",
+        json={"asset_id": asset["id"], "component": "tire", "due_at": "2026-12-10T00:00:00Z"},
+        headers=alice.headers,
+    )
+    assert order.status_code == 201, order.text
+    oid = order.json()["id"]
+    assert client.post(f"/v1/orders/{oid}/start", headers=tech.headers).status_code == 200
+    done = client.post(f"/v1/orders/{oid}/complete", json={}, headers=tech.headers)
+    assert done.status_code == 200, done.text
+
+
+def test_a_duplicate_says_what_conflicts_not_a_constraint_name(
+    client: TestClient, make_tenant: Callable[..., Tenant]
+) -> None:
+    alice = make_tenant()
+    site = {"ref": "YARD", "name": "Yard"}
+    assert client.post("/v1/sites", json=site, headers=alice.headers).status_code == 201
+    r = client.post("/v1/sites", json=site, headers=alice.headers)
+    assert r.status_code == 409 and r.json()["code"] == "already_exists"
+    assert "YARD" in r.json()["detail"] and "_key" not in r.json()["detail"]

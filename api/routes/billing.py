@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from api.deps import After, AppClock, Caller, Conn, Limit
 from fleet.schemas import Page
+from fleetcare.inputs import Id
 from maintenance.billing import advice
 from maintenance.billing import service as billing
 from maintenance.billing.schemas import (
@@ -48,7 +49,7 @@ def close_period(body: CloseRequest, conn: Conn, caller: Caller, clock: AppClock
 def list_invoices(
     conn: Conn,
     caller: Caller,
-    customer_id: int | None = None,
+    customer_id: Id | None = None,
     period: OptionalPeriod = None,
     status: InvoiceStatus | None = None,
     after: After = None,
@@ -84,13 +85,13 @@ def period_lines_csv(period: PeriodQuery, conn: Conn, caller: Caller) -> Respons
 
 
 @router.get("/invoices/{invoice_id}", tags=["billing"])
-def get_invoice(invoice_id: int, conn: Conn, caller: Caller) -> InvoiceDetail:
+def get_invoice(invoice_id: Id, conn: Conn, caller: Caller) -> InvoiceDetail:
     """One invoice with its lines."""
     return billing.get_invoice(conn, caller, invoice_id)
 
 
 @router.get("/invoices/{invoice_id}/lines", tags=["billing"])
-def invoice_lines(invoice_id: int, conn: Conn, caller: Caller) -> list[InvoiceLine]:
+def invoice_lines(invoice_id: Id, conn: Conn, caller: Caller) -> list[InvoiceLine]:
     """The lines of an invoice."""
     return billing.get_invoice(conn, caller, invoice_id).lines
 
@@ -101,7 +102,7 @@ def invoice_lines(invoice_id: int, conn: Conn, caller: Caller) -> list[InvoiceLi
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
-def invoice_lines_csv(invoice_id: int, conn: Conn, caller: Caller) -> Response:
+def invoice_lines_csv(invoice_id: Id, conn: Conn, caller: Caller) -> Response:
     """The lines of an invoice as CSV."""
     body = billing.invoice_lines_csv(conn, caller, invoice_id)
     return Response(
@@ -112,20 +113,20 @@ def invoice_lines_csv(invoice_id: int, conn: Conn, caller: Caller) -> Response:
 
 
 @router.post("/invoices/{invoice_id}/issue", tags=["billing"])
-def issue_invoice(invoice_id: int, conn: Conn, caller: Caller, clock: AppClock) -> Invoice:
+def issue_invoice(invoice_id: Id, conn: Conn, caller: Caller, clock: AppClock) -> Invoice:
     """draft → issued (operator): refreshed from the latest data first; emits invoice.issued."""
     return billing.issue_invoice(conn, caller, invoice_id, clock)
 
 
 @router.post("/invoices/{invoice_id}/pay", tags=["billing"])
-def pay_invoice(invoice_id: int, conn: Conn, caller: Caller, clock: AppClock) -> Invoice:
+def pay_invoice(invoice_id: Id, conn: Conn, caller: Caller, clock: AppClock) -> Invoice:
     """issued → paid (operator)."""
     return billing.pay_invoice(conn, caller, invoice_id, clock)
 
 
 @router.post("/invoices/{invoice_id}/void", tags=["billing"])
 def void_invoice(
-    invoice_id: int, body: VoidRequest, conn: Conn, caller: Caller, clock: AppClock
+    invoice_id: Id, body: VoidRequest, conn: Conn, caller: Caller, clock: AppClock
 ) -> Invoice:
     """draft | issued → void (operator)."""
     return billing.void_invoice(conn, caller, invoice_id, body.reason, clock)
@@ -135,7 +136,7 @@ def void_invoice(
 def list_usage(
     conn: Conn,
     caller: Caller,
-    asset_id: int | None = None,
+    asset_id: Id | None = None,
     period: OptionalPeriod = None,
     limit: Limit = 100,
 ) -> list[UsageRecord]:
@@ -144,14 +145,14 @@ def list_usage(
 
 
 @router.get("/assets/{asset_id}/usage", tags=["billing"])
-def asset_usage(asset_id: int, period: PeriodQuery, conn: Conn, caller: Caller) -> AssetUsage:
+def asset_usage(asset_id: Id, period: PeriodQuery, conn: Conn, caller: Caller) -> AssetUsage:
     """An asset's usage over a period, metered now from its telemetry."""
     return billing.asset_usage(conn, caller, asset_id, period)
 
 
 @router.get("/customers/{customer_id}/plan-advice", tags=["billing"])
 def plan_advice(
-    customer_id: int,
+    customer_id: Id,
     conn: Conn,
     caller: Caller,
     clock: AppClock,
@@ -163,7 +164,7 @@ def plan_advice(
 
 @router.get("/partners/{partner_id}/statement", tags=["billing", "partners"])
 def partner_statement(
-    partner_id: int, period: PeriodQuery, conn: Conn, caller: Caller
+    partner_id: Id, period: PeriodQuery, conn: Conn, caller: Caller
 ) -> PartnerStatement:
     """A partner's commissions for a period (operator, or the partner's own key)."""
     return billing.partner_statement(conn, caller, partner_id, period)

@@ -31,6 +31,7 @@ from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.errors import NotFound, Unauthorized
+from fleetcare.inputs import INT8_MAX, Id
 from fleetcare.settings import Settings
 from kinds.schemas import KindName
 from maintenance.logistics import service as logistics
@@ -244,8 +245,8 @@ def overview(
     request: Request,
     conn: Conn,
     viewer: PageViewer,
-    customer_id: Annotated[int | None, Query(ge=1)] = None,
-    site_id: Annotated[int | None, Query(ge=1)] = None,
+    customer_id: Annotated[int | None, Query(ge=1, le=INT8_MAX)] = None,
+    site_id: Annotated[int | None, Query(ge=1, le=INT8_MAX)] = None,
     kind: KindName | None = None,
     health: Health | None = None,
     sort: SortKey = "due",
@@ -301,7 +302,7 @@ def overview(
 
 
 @router.get("/assets/{asset_id}", response_class=HTMLResponse)
-def asset_page(request: Request, asset_id: int, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+def asset_page(request: Request, asset_id: Id, conn: Conn, viewer: PageViewer) -> HTMLResponse:
     """One asset: predictions, telemetry charts and RUL over time (data embedded)."""
     now = _clock(request).now()
     windows = service.health_windows(_settings(request), now)
@@ -340,7 +341,7 @@ def asset_page(request: Request, asset_id: int, conn: Conn, viewer: PageViewer) 
 
 @router.get("/assets/{asset_id}/predictions", response_class=HTMLResponse)
 def asset_predictions(
-    request: Request, asset_id: int, conn: Conn, viewer: PageViewer
+    request: Request, asset_id: Id, conn: Conn, viewer: PageViewer
 ) -> HTMLResponse:
     """The latest-predictions panel of an asset (refreshed live)."""
     try:
@@ -361,13 +362,13 @@ ChartRange = Annotated[str | None, Query(alias="range", description="6h, 24h, 7d
 @router.get("/assets/{asset_id}/telemetry.json")
 def asset_telemetry(
     request: Request,
-    asset_id: int,
+    asset_id: Id,
     conn: Conn,
     viewer: DataViewer,
     range_name: ChartRange = None,
     start: datetime | None = None,
     stop: datetime | None = None,
-    metric_id: Annotated[int | None, Query(ge=1)] = None,
+    metric_id: Annotated[int | None, Query(ge=1, le=INT8_MAX)] = None,
 ) -> Response:
     """Telemetry of an asset, downsampled to at most 1,000 points per metric."""
     begin, end = service.resolve_range(
@@ -380,7 +381,7 @@ def asset_telemetry(
 @router.get("/assets/{asset_id}/rul.json")
 def asset_rul(
     request: Request,
-    asset_id: int,
+    asset_id: Id,
     conn: Conn,
     viewer: DataViewer,
     range_name: ChartRange = None,

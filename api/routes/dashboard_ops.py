@@ -30,6 +30,7 @@ from api.routes.dashboard import (
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import FleetcareError, Forbidden, Invalid, NotFound
+from fleetcare.inputs import Id
 from maintenance.billing import service as billing
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders
@@ -108,7 +109,7 @@ def orders_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLRespons
 def _run_action(
     conn: Conn,
     viewer: Principal,
-    order_id: int,
+    order_id: Id,
     action: OrderAction,
     form: dict[str, str],
     clock: Clock,
@@ -136,7 +137,7 @@ def _run_action(
 @router.post("/orders/{order_id}/{action}", response_model=None)
 def order_action(
     request: Request,
-    order_id: int,
+    order_id: Id,
     action: OrderAction,
     conn: Conn,
     viewer: PageViewer,
@@ -233,7 +234,7 @@ def webhooks_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLRespo
 
 @router.post("/webhooks/deliveries/{delivery_id}/replay", response_model=None)
 def replay_delivery(
-    request: Request, delivery_id: int, conn: Conn, viewer: PageViewer, form: Form
+    request: Request, delivery_id: Id, conn: Conn, viewer: PageViewer, form: Form
 ) -> Response:
     """Send a delivery's event again (same webhook-id) to the same endpoint."""
     check_write(request, form)
@@ -284,7 +285,7 @@ def billing_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLRespon
 
 
 @router.get("/invoices/{invoice_id}", response_class=HTMLResponse)
-def invoice_page(request: Request, invoice_id: int, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+def invoice_page(request: Request, invoice_id: Id, conn: Conn, viewer: PageViewer) -> HTMLResponse:
     """One invoice with its lines."""
     try:
         invoice = billing.get_invoice(conn, viewer, invoice_id)

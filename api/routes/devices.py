@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from api.deps import After, Caller, Conn, IncludeRetired, Limit
 from fleet.schemas import Page
+from fleetcare.inputs import Id
 from ingest import service as devices
 from ingest.schemas import Device, DeviceCreate, DeviceUpdate, NewDevice
 
@@ -22,7 +23,7 @@ def create_device(body: DeviceCreate, conn: Conn, caller: Caller) -> NewDevice:
 def list_devices(
     conn: Conn,
     caller: Caller,
-    customer_id: int | None = None,
+    customer_id: Id | None = None,
     after: After = None,
     limit: Limit = 50,
     include_retired: IncludeRetired = False,
@@ -40,18 +41,18 @@ def list_devices(
 
 
 @router.get("/devices/{device_id}")
-def get_device(device_id: int, conn: Conn, caller: Caller) -> Device:
+def get_device(device_id: Id, conn: Conn, caller: Caller) -> Device:
     """One device."""
     return devices.get_device(conn, caller, device_id)
 
 
 @router.patch("/devices/{device_id}")
-def update_device(device_id: int, body: DeviceUpdate, conn: Conn, caller: Caller) -> Device:
+def update_device(device_id: Id, body: DeviceUpdate, conn: Conn, caller: Caller) -> Device:
     """Rename a device."""
     return devices.update_device(conn, caller, device_id, body)
 
 
 @router.delete("/devices/{device_id}")
-def retire_device(device_id: int, conn: Conn, caller: Caller) -> Device:
+def retire_device(device_id: Id, conn: Conn, caller: Caller) -> Device:
     """Retire a device."""
     return devices.retire_device(conn, caller, device_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import After, Caller, Conn, IncludeRetired, Limit
+from api.deps import After, AppClock, Caller, Conn, IncludeRetired, Limit
 from fleet import repository as fleet_repo
 from fleet import service as fleet
 from fleet.schemas import (
@@ -23,6 +23,7 @@ from fleet.schemas import (
     SiteCreate,
     SiteUpdate,
 )
+from fleetcare.inputs import Id, ShortText
 from kinds.schemas import KindName
 
 router = APIRouter(prefix="/v1")
@@ -53,19 +54,19 @@ def list_customers(
 
 
 @router.get("/customers/{customer_id}", tags=["customers"])
-def get_customer(customer_id: int, conn: Conn, caller: Caller) -> Customer:
+def get_customer(customer_id: Id, conn: Conn, caller: Caller) -> Customer:
     """One customer."""
     return fleet.get_customer(conn, caller, customer_id)
 
 
 @router.patch("/customers/{customer_id}", tags=["customers"])
-def update_customer(customer_id: int, body: CustomerUpdate, conn: Conn, caller: Caller) -> Customer:
+def update_customer(customer_id: Id, body: CustomerUpdate, conn: Conn, caller: Caller) -> Customer:
     """Change a customer (operator)."""
     return fleet.update_customer(conn, caller, customer_id, body)
 
 
 @router.delete("/customers/{customer_id}", tags=["customers"])
-def retire_customer(customer_id: int, conn: Conn, caller: Caller) -> Customer:
+def retire_customer(customer_id: Id, conn: Conn, caller: Caller) -> Customer:
     """Retire a customer (operator): its keys stop working, its history stays."""
     return fleet.retire_customer(conn, caller, customer_id)
 
@@ -83,7 +84,7 @@ def create_site(body: SiteCreate, conn: Conn, caller: Caller) -> Site:
 def list_sites(
     conn: Conn,
     caller: Caller,
-    customer_id: int | None = None,
+    customer_id: Id | None = None,
     after: After = None,
     limit: Limit = 50,
     include_retired: IncludeRetired = False,
@@ -101,19 +102,19 @@ def list_sites(
 
 
 @router.get("/sites/{site_id}", tags=["sites"])
-def get_site(site_id: int, conn: Conn, caller: Caller) -> Site:
+def get_site(site_id: Id, conn: Conn, caller: Caller) -> Site:
     """One site."""
     return fleet.get_site(conn, caller, site_id)
 
 
 @router.patch("/sites/{site_id}", tags=["sites"])
-def update_site(site_id: int, body: SiteUpdate, conn: Conn, caller: Caller) -> Site:
+def update_site(site_id: Id, body: SiteUpdate, conn: Conn, caller: Caller) -> Site:
     """Change a site."""
     return fleet.update_site(conn, caller, site_id, body)
 
 
 @router.delete("/sites/{site_id}", tags=["sites"])
-def retire_site(site_id: int, conn: Conn, caller: Caller) -> Site:
+def retire_site(site_id: Id, conn: Conn, caller: Caller) -> Site:
     """Retire a site."""
     return fleet.retire_site(conn, caller, site_id)
 
@@ -122,19 +123,19 @@ def retire_site(site_id: int, conn: Conn, caller: Caller) -> Site:
 
 
 @router.post("/assets", status_code=status.HTTP_201_CREATED, tags=["assets"])
-def create_asset(body: AssetCreate, conn: Conn, caller: Caller) -> Asset:
-    """Register an asset."""
-    return fleet.create_asset(conn, caller, body)
+def create_asset(body: AssetCreate, conn: Conn, caller: Caller, clock: AppClock) -> Asset:
+    """Register an asset (installed_at, when given, is not in the future)."""
+    return fleet.create_asset(conn, caller, body, now=clock.now())
 
 
 @router.get("/assets", tags=["assets"])
 def list_assets(
     conn: Conn,
     caller: Caller,
-    customer_id: int | None = None,
-    site_id: int | None = None,
+    customer_id: Id | None = None,
+    site_id: Id | None = None,
     kind: KindName | None = None,
-    ref: str | None = None,
+    ref: ShortText | None = None,
     after: After = None,
     limit: Limit = 50,
     include_retired: IncludeRetired = False,
@@ -155,19 +156,19 @@ def list_assets(
 
 
 @router.get("/assets/{asset_id}", tags=["assets"])
-def get_asset(asset_id: int, conn: Conn, caller: Caller) -> Asset:
+def get_asset(asset_id: Id, conn: Conn, caller: Caller) -> Asset:
     """One asset."""
     return fleet.get_asset(conn, caller, asset_id)
 
 
 @router.patch("/assets/{asset_id}", tags=["assets"])
-def update_asset(asset_id: int, body: AssetUpdate, conn: Conn, caller: Caller) -> Asset:
+def update_asset(asset_id: Id, body: AssetUpdate, conn: Conn, caller: Caller) -> Asset:
     """Move an asset to another site or change its attributes."""
     return fleet.update_asset(conn, caller, asset_id, body)
 
 
 @router.delete("/assets/{asset_id}", tags=["assets"])
-def retire_asset(asset_id: int, conn: Conn, caller: Caller) -> Asset:
+def retire_asset(asset_id: Id, conn: Conn, caller: Caller) -> Asset:
     """Retire an asset."""
     return fleet.retire_asset(conn, caller, asset_id)
 
@@ -191,13 +192,13 @@ def list_api_keys(
 
 
 @router.get("/api-keys/{key_id}", tags=["api keys"])
-def get_api_key(key_id: int, conn: Conn, caller: Caller) -> ApiKey:
+def get_api_key(key_id: Id, conn: Conn, caller: Caller) -> ApiKey:
     """One key (its prefix, never the secret)."""
     return fleet.get_api_key(conn, caller, key_id)
 
 
 @router.delete("/api-keys/{key_id}", tags=["api keys"])
-def revoke_api_key(key_id: int, conn: Conn, caller: Caller) -> ApiKey:
+def revoke_api_key(key_id: Id, conn: Conn, caller: Caller) -> ApiKey:
     """Revoke a key."""
     return fleet.revoke_api_key(conn, caller, key_id)
 

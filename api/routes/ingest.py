@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.deps import Caller, Conn, Limit
 from fleet import service as fleet
+from fleetcare.inputs import INT8_MAX, Id, Moment
 from ingest import service as ingest
 from ingest.schemas import IngestHealth, QuarantinePage
 
@@ -30,7 +31,7 @@ def ingest_health(
     conn: Conn,
     caller: Caller,
     since: Annotated[
-        datetime | None, Query(description="count quarantine from here (default: 24 h ago)")
+        Moment | None, Query(description="count quarantine from here (default: 24 h ago)")
     ] = None,
 ) -> IngestHealth:
     """Quarantine counts per device and reason; for the operator also each live ingestor
@@ -42,10 +43,12 @@ def ingest_health(
 
 @router.get("/v1/devices/{device_id}/quarantine")
 def device_quarantine(
-    device_id: int,
+    device_id: Id,
     conn: Conn,
     caller: Caller,
-    before: Annotated[int | None, Query(ge=0, description="next_before of the last page")] = None,
+    before: Annotated[
+        int | None, Query(ge=0, le=INT8_MAX, description="next_before of the last page")
+    ] = None,
     limit: Limit = 50,
 ) -> QuarantinePage:
     """What ingest rejected from this device, newest first, with reason and raw payload."""

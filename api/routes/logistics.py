@@ -8,6 +8,7 @@ from fastapi import APIRouter, status
 
 from api.deps import After, AppClock, Caller, Conn, Limit
 from fleet.schemas import NewApiKey, Page
+from fleetcare.inputs import Id, ShortText
 from kinds.schemas import KindName
 from maintenance.logistics import service as logistics
 from maintenance.logistics.schemas import (
@@ -41,7 +42,7 @@ def list_parts(
     conn: Conn,
     caller: Caller,
     kind: KindName | None = None,
-    component: str | None = None,
+    component: ShortText | None = None,
     after: After = None,
     limit: Limit = 50,
 ) -> Page[Part]:
@@ -53,7 +54,7 @@ def list_parts(
 
 
 @router.get("/parts/{part_id}", tags=["parts"])
-def get_part(part_id: int, conn: Conn, caller: Caller) -> Part:
+def get_part(part_id: Id, conn: Conn, caller: Caller) -> Part:
     """One part."""
     return logistics.get_part(conn, part_id)
 
@@ -72,20 +73,20 @@ def create_depot(body: DepotCreate, conn: Conn, caller: Caller) -> Depot:
 
 
 @router.get("/depots/{depot_id}", tags=["depots"])
-def get_depot(depot_id: int, conn: Conn, caller: Caller) -> Depot:
+def get_depot(depot_id: Id, conn: Conn, caller: Caller) -> Depot:
     """One depot."""
     return logistics.get_depot(conn, depot_id)
 
 
 @router.get("/depots/{depot_id}/inventory", tags=["depots"])
-def get_inventory(depot_id: int, conn: Conn, caller: Caller) -> list[InventoryItem]:
+def get_inventory(depot_id: Id, conn: Conn, caller: Caller) -> list[InventoryItem]:
     """A depot's stock (operator)."""
     return logistics.inventory_of(conn, caller, depot_id)
 
 
 @router.put("/depots/{depot_id}/inventory/{part_id}", tags=["depots"])
 def set_stock(
-    depot_id: int, part_id: int, body: StockSet, conn: Conn, caller: Caller
+    depot_id: Id, part_id: Id, body: StockSet, conn: Conn, caller: Caller
 ) -> InventoryItem:
     """Set or receive stock, reorder point and shipping days (operator)."""
     return logistics.set_stock(conn, caller, depot_id, part_id, body)
@@ -108,7 +109,7 @@ def list_replenishments(
 
 @router.post("/replenishments/{replenishment_id}/receive", tags=["depots"])
 def receive_replenishment(
-    replenishment_id: int, conn: Conn, caller: Caller, clock: AppClock
+    replenishment_id: Id, conn: Conn, caller: Caller, clock: AppClock
 ) -> Replenishment:
     """The stock arrived (operator)."""
     return logistics.receive_replenishment(conn, caller, replenishment_id, clock)
@@ -122,7 +123,7 @@ def list_shipments(
     conn: Conn,
     caller: Caller,
     status: ShipmentStatus | None = None,
-    order_id: int | None = None,
+    order_id: Id | None = None,
     after: After = None,
     limit: Limit = 50,
 ) -> Page[Shipment]:
@@ -134,14 +135,14 @@ def list_shipments(
 
 
 @router.get("/shipments/{shipment_id}", tags=["shipments"])
-def get_shipment(shipment_id: int, conn: Conn, caller: Caller) -> Shipment:
+def get_shipment(shipment_id: Id, conn: Conn, caller: Caller) -> Shipment:
     """One shipment."""
     return logistics.get_shipment(conn, caller, shipment_id)
 
 
 @router.post("/shipments/{shipment_id}/ship", tags=["shipments"])
 def ship(
-    shipment_id: int,
+    shipment_id: Id,
     conn: Conn,
     caller: Caller,
     clock: AppClock,
@@ -152,7 +153,7 @@ def ship(
 
 
 @router.post("/shipments/{shipment_id}/deliver", tags=["shipments"])
-def deliver(shipment_id: int, conn: Conn, caller: Caller, clock: AppClock) -> Shipment:
+def deliver(shipment_id: Id, conn: Conn, caller: Caller, clock: AppClock) -> Shipment:
     """Arrived on site (operator, the customer's technician, or the assigned partner)."""
     return logistics.deliver(conn, caller, shipment_id, clock)
 
@@ -176,13 +177,13 @@ def list_partners(
 
 
 @router.get("/partners/{partner_id}", tags=["partners"])
-def get_partner(partner_id: int, conn: Conn, caller: Caller) -> Partner:
+def get_partner(partner_id: Id, conn: Conn, caller: Caller) -> Partner:
     """One partner (operator, or the partner itself)."""
     return partners.get_partner(conn, caller, partner_id)
 
 
 @router.post("/partners/{partner_id}/sites", tags=["partners"])
-def add_partner_sites(partner_id: int, body: SiteList, conn: Conn, caller: Caller) -> list[int]:
+def add_partner_sites(partner_id: Id, body: SiteList, conn: Conn, caller: Caller) -> list[int]:
     """Let the partner cover these sites (operator); returns all the sites it covers."""
     return partners.add_sites(conn, caller, partner_id, body)
 
@@ -191,7 +192,7 @@ def add_partner_sites(partner_id: int, body: SiteList, conn: Conn, caller: Calle
     "/partners/{partner_id}/api-keys", status_code=status.HTTP_201_CREATED, tags=["partners"]
 )
 def create_partner_key(
-    partner_id: int, body: PartnerKeyCreate, conn: Conn, caller: Caller
+    partner_id: Id, body: PartnerKeyCreate, conn: Conn, caller: Caller
 ) -> NewApiKey:
     """A key for the partner's staff (operator); shown once."""
     return partners.issue_key(conn, caller, partner_id, body)
@@ -199,7 +200,7 @@ def create_partner_key(
 
 @router.get("/partners/{partner_id}/commissions", tags=["partners"])
 def list_commissions(
-    partner_id: int, conn: Conn, caller: Caller, after: After = None, limit: Limit = 50
+    partner_id: Id, conn: Conn, caller: Caller, after: After = None, limit: Limit = 50
 ) -> Page[Commission]:
     """Commissions earned on completed orders."""
     items, nxt = partners.list_commissions(conn, caller, partner_id, after=after, limit=limit)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from api.deps import After, AppClock, Caller, Conn, Limit
 from fleet.schemas import Page
+from fleetcare.inputs import Id, ShortText
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import (
     CancelOrder,
@@ -30,11 +31,11 @@ def list_orders(
     caller: Caller,
     status: OrderStatus | None = None,
     open: bool = False,
-    asset_id: int | None = None,
-    component: str | None = None,
+    asset_id: Id | None = None,
+    component: ShortText | None = None,
     reason: Reason | None = None,
-    customer_id: int | None = None,
-    partner_id: int | None = None,
+    customer_id: Id | None = None,
+    partner_id: Id | None = None,
     at_risk: bool | None = None,
     after: After = None,
     limit: Limit = 50,
@@ -58,7 +59,7 @@ def list_orders(
 
 
 @router.get("/orders/{order_id}", tags=["orders"])
-def get_order(order_id: int, conn: Conn, caller: Caller) -> OrderDetail:
+def get_order(order_id: Id, conn: Conn, caller: Caller) -> OrderDetail:
     """One order with its shipments and parts used."""
     return orders.order_detail(conn, caller, order_id)
 
@@ -71,21 +72,21 @@ def create_order(body: OrderCreate, conn: Conn, caller: Caller, clock: AppClock)
 
 @router.post("/orders/{order_id}/schedule", tags=["orders"])
 def schedule_order(
-    order_id: int, body: ScheduleRequest, conn: Conn, caller: Caller, clock: AppClock
+    order_id: Id, body: ScheduleRequest, conn: Conn, caller: Caller, clock: AppClock
 ) -> Order:
     """Book the work (raised/scheduled → scheduled)."""
     return orders.schedule_order(conn, caller, order_id, body, clock)
 
 
 @router.post("/orders/{order_id}/start", tags=["orders"])
-def start_order(order_id: int, conn: Conn, caller: Caller, clock: AppClock) -> Order:
+def start_order(order_id: Id, conn: Conn, caller: Caller, clock: AppClock) -> Order:
     """Work begins (→ in_progress)."""
     return orders.start_order(conn, caller, order_id, clock)
 
 
 @router.post("/orders/{order_id}/complete", tags=["orders"])
 def complete_order(
-    order_id: int,
+    order_id: Id,
     conn: Conn,
     caller: Caller,
     clock: AppClock,
@@ -97,7 +98,7 @@ def complete_order(
 
 @router.post("/orders/{order_id}/cancel", tags=["orders"])
 def cancel_order(
-    order_id: int,
+    order_id: Id,
     conn: Conn,
     caller: Caller,
     clock: AppClock,

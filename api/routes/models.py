@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from api.deps import Caller, Conn
 from fleetcare.clock import Clock, SystemClock
+from fleetcare.inputs import Id, ShortText
 from kinds.schemas import KindName
 from models import service as models
 from models.schemas import ModelVersion, Prediction, PromotionResult
@@ -37,14 +38,14 @@ def list_model_versions(
 
 
 @router.get("/models/versions/{version_id}", tags=["models"])
-def get_model_version(version_id: int, conn: Conn, caller: Caller) -> ModelVersion:
+def get_model_version(version_id: Id, conn: Conn, caller: Caller) -> ModelVersion:
     """One model version."""
     return models.get_version(conn, caller, version_id)
 
 
 @router.post("/models/versions/{version_id}/promote", tags=["models"])
 def promote_model_version(
-    version_id: int, conn: Conn, caller: Caller, clock: AppClock
+    version_id: Id, conn: Conn, caller: Caller, clock: AppClock
 ) -> PromotionResult:
     """Make a candidate active (operator). 409 when it does not beat the active version on
     the same held-out assets; the detail gives both errors."""
@@ -59,10 +60,10 @@ def roll_back_model(kind: KindName, conn: Conn, caller: Caller, clock: AppClock)
 
 @router.get("/assets/{asset_id}/predictions", tags=["models"])
 def list_asset_predictions(
-    asset_id: int,
+    asset_id: Id,
     conn: Conn,
     caller: Caller,
-    component: str | None = None,
+    component: ShortText | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[Prediction]:
     """An asset's predictions (RUL with interval, risk, anomaly, due dates), newest first."""

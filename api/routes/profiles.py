@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body
 
 from api.deps import Caller, Conn
+from fleetcare.inputs import ShortText
 from ingest import profile_service as profiles
 from ingest.profile_service import Profile
 
@@ -30,6 +31,6 @@ def list_profiles(conn: Conn, caller: Caller) -> list[Profile]:
 
 
 @router.get("/profiles/{profile_name}")
-def get_profile(profile_name: str, conn: Conn, caller: Caller) -> Profile:
+def get_profile(profile_name: ShortText, conn: Conn, caller: Caller) -> Profile:
     """One profile."""
     return profiles.get_profile(conn, profile_name)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from api.deps import After, AppClock, Caller, Conn, IncludeRetired, Limit
 from fleet.schemas import Page
+from fleetcare.inputs import Id
 from maintenance.plans import service as plans
 from maintenance.plans.schemas import Plan, PlanCreate
 from maintenance.subscriptions import service as subs
@@ -39,7 +40,7 @@ def list_plans(
 
 
 @router.get("/plans/{plan_id}", tags=["plans"])
-def get_plan(plan_id: int, conn: Conn, caller: Caller) -> Plan:
+def get_plan(plan_id: Id, conn: Conn, caller: Caller) -> Plan:
     """One plan."""
     return plans.get_plan(conn, plan_id)
 
@@ -51,7 +52,7 @@ def create_plan(body: PlanCreate, conn: Conn, caller: Caller) -> Plan:
 
 
 @router.delete("/plans/{plan_id}", tags=["plans"])
-def retire_plan(plan_id: int, conn: Conn, caller: Caller) -> Plan:
+def retire_plan(plan_id: Id, conn: Conn, caller: Caller) -> Plan:
     """Withdraw a plan from sale (operator); existing subscriptions keep it."""
     return plans.retire_plan(conn, caller, plan_id)
 
@@ -72,7 +73,7 @@ def list_subscriptions(
     conn: Conn,
     caller: Caller,
     clock: AppClock,
-    customer_id: int | None = None,
+    customer_id: Id | None = None,
     status: SubscriptionStatus | None = None,
     after: After = None,
     limit: Limit = 50,
@@ -86,7 +87,7 @@ def list_subscriptions(
 
 @router.get("/subscriptions/{subscription_id}", tags=["subscriptions"])
 def get_subscription(
-    subscription_id: int, conn: Conn, caller: Caller, clock: AppClock
+    subscription_id: Id, conn: Conn, caller: Caller, clock: AppClock
 ) -> SubscriptionView:
     """One subscription, with its plan now, a pending plan change and its entitlements."""
     return subs.get_subscription(conn, caller, subscription_id, clock)
@@ -94,39 +95,39 @@ def get_subscription(
 
 @router.patch("/subscriptions/{subscription_id}", tags=["subscriptions"])
 def update_subscription(
-    subscription_id: int, body: SubscriptionUpdate, conn: Conn, caller: Caller, clock: AppClock
+    subscription_id: Id, body: SubscriptionUpdate, conn: Conn, caller: Caller, clock: AppClock
 ) -> SubscriptionView:
     """Change renewal settings, or entitlement overrides (operator)."""
     return subs.update_subscription(conn, caller, subscription_id, body, clock)
 
 
 @router.post("/subscriptions/{subscription_id}/activate", tags=["subscriptions"])
-def activate(subscription_id: int, conn: Conn, caller: Caller, clock: AppClock) -> SubscriptionView:
+def activate(subscription_id: Id, conn: Conn, caller: Caller, clock: AppClock) -> SubscriptionView:
     """trialing/paused → active (past_due → active: operator, when paid)."""
     return subs.transition(conn, caller, subscription_id, "active", clock)
 
 
 @router.post("/subscriptions/{subscription_id}/pause", tags=["subscriptions"])
-def pause(subscription_id: int, conn: Conn, caller: Caller, clock: AppClock) -> SubscriptionView:
+def pause(subscription_id: Id, conn: Conn, caller: Caller, clock: AppClock) -> SubscriptionView:
     """active → paused: no alerts or orders until resumed."""
     return subs.transition(conn, caller, subscription_id, "paused", clock)
 
 
 @router.post("/subscriptions/{subscription_id}/resume", tags=["subscriptions"])
-def resume(subscription_id: int, conn: Conn, caller: Caller, clock: AppClock) -> SubscriptionView:
+def resume(subscription_id: Id, conn: Conn, caller: Caller, clock: AppClock) -> SubscriptionView:
     """paused → active."""
     return subs.transition(conn, caller, subscription_id, "active", clock)
 
 
 @router.post("/subscriptions/{subscription_id}/past-due", tags=["subscriptions"])
-def past_due(subscription_id: int, conn: Conn, caller: Caller, clock: AppClock) -> SubscriptionView:
+def past_due(subscription_id: Id, conn: Conn, caller: Caller, clock: AppClock) -> SubscriptionView:
     """active → past_due (operator/billing): service continues during the grace period."""
     return subs.transition(conn, caller, subscription_id, "past_due", clock)
 
 
 @router.post("/subscriptions/{subscription_id}/cancel", tags=["subscriptions"])
 def cancel(
-    subscription_id: int,
+    subscription_id: Id,
     conn: Conn,
     caller: Caller,
     clock: AppClock,
@@ -139,7 +140,7 @@ def cancel(
 
 @router.post("/subscriptions/{subscription_id}/plan-changes", tags=["subscriptions"])
 def change_plan(
-    subscription_id: int, body: PlanChange, conn: Conn, caller: Caller, clock: AppClock
+    subscription_id: Id, body: PlanChange, conn: Conn, caller: Caller, clock: AppClock
 ) -> SubscriptionView:
     """Switch plans now or at the end of the current term."""
     return subs.change_plan(conn, caller, subscription_id, body, clock)
@@ -147,7 +148,7 @@ def change_plan(
 
 @router.post("/subscriptions/{subscription_id}/assets", tags=["subscriptions"])
 def add_assets(
-    subscription_id: int, body: AssetList, conn: Conn, caller: Caller, clock: AppClock
+    subscription_id: Id, body: AssetList, conn: Conn, caller: Caller, clock: AppClock
 ) -> SubscriptionView:
     """List more assets on the subscription."""
     return subs.add_assets(conn, caller, subscription_id, body, clock)
@@ -155,7 +156,7 @@ def add_assets(
 
 @router.delete("/subscriptions/{subscription_id}/assets/{asset_id}", tags=["subscriptions"])
 def remove_asset(
-    subscription_id: int, asset_id: int, conn: Conn, caller: Caller, clock: AppClock
+    subscription_id: Id, asset_id: Id, conn: Conn, caller: Caller, clock: AppClock
 ) -> SubscriptionView:
     """Take an asset off the subscription."""
     return subs.remove_asset(conn, caller, subscription_id, asset_id, clock)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, status
 from api.deps import After, Caller, Conn, IncludeRetired, Limit
 from fleet.schemas import Page
 from fleetcare.clock import SystemClock
+from fleetcare.inputs import Id, ShortText
 from fleetcare.settings import Settings
 from maintenance.webhooks import service as webhooks
 from maintenance.webhooks.schemas import (
@@ -47,7 +48,7 @@ def create_endpoint(
 def list_endpoints(
     conn: Conn,
     caller: Caller,
-    customer_id: int | None = None,
+    customer_id: Id | None = None,
     enabled: bool | None = None,
     after: After = None,
     limit: Limit = 50,
@@ -67,14 +68,14 @@ def list_endpoints(
 
 
 @router.get("/endpoints/{endpoint_id}")
-def get_endpoint(endpoint_id: int, conn: Conn, caller: Caller) -> Endpoint:
+def get_endpoint(endpoint_id: Id, conn: Conn, caller: Caller) -> Endpoint:
     """One endpoint (never its secret)."""
     return webhooks.get_endpoint(conn, caller, endpoint_id)
 
 
 @router.patch("/endpoints/{endpoint_id}")
 def update_endpoint(
-    endpoint_id: int, body: EndpointUpdate, request: Request, conn: Conn, caller: Caller
+    endpoint_id: Id, body: EndpointUpdate, request: Request, conn: Conn, caller: Caller
 ) -> Endpoint:
     """Change the URL, description, event filter, or enable/disable the endpoint."""
     return webhooks.update_endpoint(
@@ -88,14 +89,14 @@ def update_endpoint(
 
 
 @router.delete("/endpoints/{endpoint_id}")
-def delete_endpoint(endpoint_id: int, conn: Conn, caller: Caller) -> Endpoint:
+def delete_endpoint(endpoint_id: Id, conn: Conn, caller: Caller) -> Endpoint:
     """Delete an endpoint; its delivery log is kept."""
     return webhooks.delete_endpoint(conn, caller, endpoint_id, now=SystemClock().now())
 
 
 @router.post("/endpoints/{endpoint_id}/rotate-secret")
 def rotate_secret(
-    endpoint_id: int, conn: Conn, caller: Caller, body: SecretRotation | None = None
+    endpoint_id: Id, conn: Conn, caller: Caller, body: SecretRotation | None = None
 ) -> RotatedSecret:
     """New signing secret (shown once); the old one also signs during the overlap."""
     return webhooks.rotate_secret(
@@ -104,14 +105,14 @@ def rotate_secret(
 
 
 @router.post("/endpoints/{endpoint_id}/test", status_code=status.HTTP_202_ACCEPTED)
-def send_test_ping(endpoint_id: int, conn: Conn, caller: Caller) -> PingResult:
+def send_test_ping(endpoint_id: Id, conn: Conn, caller: Caller) -> PingResult:
     """Queue a ``webhook.ping`` for this endpoint."""
     return webhooks.send_test_ping(conn, caller, endpoint_id)
 
 
 @router.get("/endpoints/{endpoint_id}/deliveries")
 def endpoint_deliveries(
-    endpoint_id: int,
+    endpoint_id: Id,
     conn: Conn,
     caller: Caller,
     status: Annotated[DeliveryStatus | None, Query()] = None,
@@ -126,26 +127,26 @@ def endpoint_deliveries(
 
 
 @router.post("/endpoints/{endpoint_id}/replay", status_code=status.HTTP_202_ACCEPTED)
-def replay_failed(endpoint_id: int, body: ReplayFailed, conn: Conn, caller: Caller) -> ReplayResult:
+def replay_failed(endpoint_id: Id, body: ReplayFailed, conn: Conn, caller: Caller) -> ReplayResult:
     """Send again every failed delivery of the endpoint since a time (same webhook-ids)."""
     return webhooks.replay_failed(conn, caller, endpoint_id, body)
 
 
 @router.get("/deliveries/{delivery_id}")
-def delivery_log(delivery_id: int, conn: Conn, caller: Caller) -> DeliveryLog:
+def delivery_log(delivery_id: Id, conn: Conn, caller: Caller) -> DeliveryLog:
     """One delivery with every attempt (status code, latency, error, response excerpt)."""
     return webhooks.delivery_log(conn, caller, delivery_id)
 
 
 @router.get("/events/{public_id}/deliveries")
-def event_deliveries(public_id: str, conn: Conn, caller: Caller) -> list[DeliveryLog]:
+def event_deliveries(public_id: ShortText, conn: Conn, caller: Caller) -> list[DeliveryLog]:
     """Every delivery of one event, with their attempts."""
     return webhooks.event_deliveries(conn, caller, public_id)
 
 
 @router.post("/events/{public_id}/replay", status_code=status.HTTP_202_ACCEPTED)
 def replay_event(
-    public_id: str, conn: Conn, caller: Caller, body: ReplayEvent | None = None
+    public_id: ShortText, conn: Conn, caller: Caller, body: ReplayEvent | None = None
 ) -> ReplayResult:
     """Send one event again, with the same webhook-id."""
     return webhooks.replay_event(conn, caller, public_id, body or ReplayEvent())

@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from fleet.schemas import Strict
+from fleetcare.inputs import Id
 
 InvoiceStatus = Literal["draft", "issued", "paid", "void"]
 LineKind = Literal["base_fee", "usage", "usage_adjustment", "parts", "labour"]
@@ -139,7 +140,7 @@ class OrderPartUse:
 
 class CloseRequest(Strict):
     period: str = Field(pattern=PERIOD_REGEX, description="the month, YYYY-MM (UTC)")
-    customer_id: int | None = Field(default=None, description="only this customer")
+    customer_id: Id | None = Field(default=None, description="only this customer")
     issue: bool = Field(default=False, description="issue the drafts (the period must be over)")
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from fleet.schemas import REF, Strict
+from fleetcare.inputs import Count, Moment, Positive
 
 ShipmentStatus = Literal["pending", "shipped", "delivered", "cancelled"]
 
@@ -47,10 +48,10 @@ class Depot(BaseModel):
 class StockSet(Strict):
     """Set a depot's stock of one part (operator). Unset fields keep their value."""
 
-    on_hand: int | None = Field(default=None, ge=0)
-    receive: int | None = Field(default=None, gt=0, description="add to on_hand")
-    reorder_point: int | None = Field(default=None, ge=0)
-    reorder_quantity: int | None = Field(default=None, gt=0)
+    on_hand: Count | None = Field(default=None)
+    receive: Positive | None = Field(default=None, description="add to on_hand")
+    reorder_point: Count | None = Field(default=None)
+    reorder_quantity: Positive | None = Field(default=None)
     shipping_days: int | None = Field(default=None, ge=0, le=365)
 
 
@@ -113,9 +114,7 @@ class Shipment(BaseModel):
 class ShipRequest(Strict):
     carrier: str = Field(default="", max_length=100)
     tracking_ref: str = Field(default="", max_length=200)
-    eta: datetime | None = Field(
-        default=None, description="a corrected ETA, if the carrier gave one"
-    )
+    eta: Moment | None = Field(default=None, description="a corrected ETA, if the carrier gave one")
 
 
 class Replenishment(BaseModel):

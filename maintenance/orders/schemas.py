@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from fleet.schemas import Strict
+from fleetcare.inputs import Id, Moment
 from maintenance.logistics.schemas import Shipment
 
 OrderStatus = Literal["raised", "scheduled", "in_progress", "completed", "cancelled"]
@@ -24,14 +25,14 @@ def _aware(value: datetime | None) -> datetime | None:
 class Order(BaseModel):
     id: int
     customer_id: int
-    asset_id: int
+    asset_id: Id
     component: str
     subscription_id: int | None
     plan_id: int | None
     status: str
     priority: str
     reason: str
-    due_at: datetime
+    due_at: Moment
     sla_deadline: datetime | None
     prediction_time: datetime | None
     at_risk: bool
@@ -69,9 +70,9 @@ class OrderDetail(Order):
 class OrderCreate(Strict):
     """A manual order."""
 
-    asset_id: int
+    asset_id: Id
     component: str = Field(min_length=1, max_length=100)
-    due_at: datetime
+    due_at: Moment
     priority: Priority = "normal"
     notes: str = Field(default="", max_length=4000)
     ship_parts: bool = Field(default=True, description="reserve and ship the part now")
@@ -80,7 +81,7 @@ class OrderCreate(Strict):
 
 
 class ScheduleRequest(Strict):
-    scheduled_for: datetime
+    scheduled_for: Moment
     notes: str | None = Field(default=None, max_length=4000)
 
     _aware = field_validator("scheduled_for")(_aware)
@@ -96,7 +97,7 @@ class CompleteRequest(Strict):
         default=None, description="default: the parts shipped for the order"
     )
     usage_at_end: float | None = Field(
-        default=None, ge=0, description="the usage counter at replacement, in life units"
+        default=None, ge=0, le=1e12, description="the usage counter at replacement, in life units"
     )
     notes: str | None = Field(default=None, max_length=4000)
 
@@ -106,9 +107,9 @@ class CancelOrder(Strict):
 
 
 class FailureCreate(Strict):
-    asset_id: int
+    asset_id: Id
     component: str = Field(min_length=1, max_length=100)
-    failed_at: datetime | None = Field(default=None, description="default: now")
+    failed_at: Moment | None = Field(default=None, description="default: now")
     description: str = Field(default="", max_length=4000)
 
     _aware = field_validator("failed_at")(_aware)
@@ -117,7 +118,7 @@ class FailureCreate(Strict):
 class FailureReport(BaseModel):
     id: int
     customer_id: int
-    asset_id: int
+    asset_id: Id
     component: str
     failed_at: datetime
     description: str
@@ -130,7 +131,7 @@ class MissedPrediction(BaseModel):
     id: int
     failure_report_id: int
     customer_id: int
-    asset_id: int
+    asset_id: Id
     component: str
     failed_at: datetime
     last_prediction_time: datetime | None

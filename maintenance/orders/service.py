@@ -415,7 +415,9 @@ def complete_order(
             {
                 "asset_id": order.asset_id,
                 "component": order.component,
-                "started_at": repo.life_start(conn, order.asset_id, order.component),
+                # an asset registered with a later installation date (or a clock that moved
+                # back) must not make the life end before it starts
+                "started_at": min(repo.life_start(conn, order.asset_id, order.component), now),
                 "ended_at": now,
                 "end_reason": "replacement",
                 "usage_at_end": body.usage_at_end

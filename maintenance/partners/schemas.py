@@ -7,12 +7,15 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from fleet.schemas import Strict
+from fleetcare.inputs import Id
 
 
 class PartnerCreate(Strict):
     code: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     name: str = Field(min_length=1, max_length=200)
-    regions: list[str] = Field(default_factory=list, description="sites.region values served")
+    regions: list[str] = Field(
+        default_factory=list, max_length=100, description="sites.region values served"
+    )
     commission_bps: int = Field(default=1000, ge=0, le=10000, description="1000 = 10 %")
 
 
@@ -27,7 +30,7 @@ class Partner(BaseModel):
 
 
 class SiteList(Strict):
-    site_ids: list[int] = Field(min_length=1, max_length=1000)
+    site_ids: list[Id] = Field(min_length=1, max_length=1000)
 
 
 class PartnerKeyCreate(Strict):

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleet.schemas import Strict
+from fleetcare.inputs import Money
 from kinds.schemas import KindName
 
 
@@ -35,7 +36,7 @@ class EntitlementOverrides(Strict):
     order_lead_days: int | None = Field(default=None, ge=0, le=365)
     response_sla_hours: int | None = Field(default=None, ge=1, le=8760)
     risk_threshold: float | None = Field(default=None, gt=0, le=1)
-    anomaly_threshold: float | None = Field(default=None, gt=0)
+    anomaly_threshold: float | None = Field(default=None, gt=0, le=1e9)
 
 
 class PlanCreate(Strict):
@@ -50,11 +51,11 @@ class PlanCreate(Strict):
     order_lead_days: int = Field(default=14, ge=0, le=365)
     response_sla_hours: int = Field(default=48, ge=1, le=8760)
     risk_threshold: float = Field(default=0.5, gt=0, le=1)
-    anomaly_threshold: float | None = Field(default=None, gt=0)
+    anomaly_threshold: float | None = Field(default=None, gt=0, le=1e9)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
-    fee_per_asset_month_minor: int | None = Field(default=None, ge=0)
-    usage_price_minor: int | None = Field(default=None, ge=0)
-    usage_price_quantity: int = Field(default=1, gt=0)
+    fee_per_asset_month_minor: Money | None = Field(default=None)
+    usage_price_minor: Money | None = Field(default=None)
+    usage_price_quantity: int = Field(default=1, gt=0, le=10**9)
 
     @model_validator(mode="after")
     def _coherent(self) -> PlanCreate:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from fleet.schemas import Strict
+from fleetcare.inputs import Id, Moment, PatchRecord
 from maintenance.plans.schemas import EntitlementOverrides, Entitlements, Plan
 
 SubscriptionStatus = Literal["trialing", "active", "past_due", "paused", "cancelled"]
@@ -19,14 +20,16 @@ ENTITLED_STATUSES: tuple[str, ...] = ("trialing", "active", "past_due")
 
 
 class SubscriptionCreate(Strict):
-    customer_id: int | None = Field(
+    customer_id: Id | None = Field(
         default=None, description="required for operator keys; a customer key uses its own"
     )
-    plan_id: int
+    plan_id: Id
     scope: Scope = "assets"
-    site_id: int | None = Field(default=None, description="the site, when scope is 'site'")
-    asset_ids: list[int] = Field(default_factory=list, description="when scope is 'assets'")
-    starts_at: datetime | None = Field(default=None, description="default: now")
+    site_id: Id | None = Field(default=None, description="the site, when scope is 'site'")
+    asset_ids: list[Id] = Field(
+        default_factory=list, max_length=1000, description="when scope is 'assets'"
+    )
+    starts_at: Moment | None = Field(default=None, description="default: now")
     term_months: int = Field(default=12, ge=1, le=120)
     auto_renew: bool = True
     trial_days: int = Field(default=0, ge=0, le=365, description="0: starts active")
@@ -43,14 +46,16 @@ class SubscriptionCreate(Strict):
         return self
 
 
-class SubscriptionUpdate(Strict):
+class SubscriptionUpdate(Strict, PatchRecord):
+    nullable = frozenset({"entitlement_overrides"})  # null: follow the plan again
+
     auto_renew: bool | None = None
     term_months: int | None = Field(default=None, ge=1, le=120)
     entitlement_overrides: EntitlementOverrides | None = None
 
 
 class PlanChange(Strict):
-    plan_id: int
+    plan_id: Id
     at: Literal["now", "term_end"] = Field(
         default="now", description="now, or the end of the current term"
     )
@@ -61,7 +66,7 @@ class CancelRequest(Strict):
 
 
 class AssetList(Strict):
-    asset_ids: list[int] = Field(min_length=1, max_length=1000)
+    asset_ids: list[Id] = Field(min_length=1, max_length=1000)
 
 
 class Subscription(BaseModel):
@@ -86,7 +91,7 @@ class Subscription(BaseModel):
 class PlanPeriod(BaseModel):
     id: int
     subscription_id: int
-    plan_id: int
+    plan_id: Id
     effective_from: datetime
     effective_to: datetime | None
     created_at: datetime
@@ -95,7 +100,7 @@ class PlanPeriod(BaseModel):
 class SubscriptionView(Subscription):
     """A subscription with the plan in effect now, the pending change and the listed assets."""
 
-    plan_id: int
+    plan_id: Id
     pending_plan_id: int | None = None
     pending_plan_from: datetime | None = None
     asset_ids: list[int] = Field(default_factory=list)

@@ -5,22 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
+from fleetcare.inputs import Id, Moment, PatchRecord, RequestRecord
 from maintenance.webhooks.catalog import check_event_filter
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 AttemptOutcome = Literal["delivered", "failed", "gone", "throttled", "refused"]
 
 
-class Strict(BaseModel):
-    """Request bodies: unknown fields are an error."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class Strict(RequestRecord):
+    """Request bodies: unknown fields are an error (``RequestRecord``)."""
 
 
 class EndpointCreate(Strict):
-    customer_id: int | None = Field(
+    customer_id: Id | None = Field(
         default=None, description="required for operator keys; a customer key uses its own"
     )
     url: str = Field(min_length=8, max_length=2000, description="http(s) URL of the receiver")
@@ -38,7 +37,7 @@ class EndpointCreate(Strict):
         return check_event_filter(value)
 
 
-class EndpointUpdate(Strict):
+class EndpointUpdate(Strict, PatchRecord):
     url: str | None = Field(default=None, min_length=8, max_length=2000)
     description: str | None = Field(default=None, max_length=500)
     event_types: list[str] | None = Field(default=None, max_length=100)
@@ -166,13 +165,13 @@ class DueDelivery(BaseModel):
 
 
 class ReplayEvent(Strict):
-    endpoint_id: int | None = Field(
+    endpoint_id: Id | None = Field(
         default=None, description="one endpoint; omitted: every live endpoint that matches"
     )
 
 
 class ReplayFailed(Strict):
-    since: datetime = Field(description="re-send deliveries created at or after this time")
+    since: Moment = Field(description="re-send deliveries created at or after this time")
 
 
 class ReplayResult(BaseModel):
