@@ -132,7 +132,7 @@ def test_operator_only_actions(
     again = client.post(
         "/v1/customers", json={"slug": "globex", "name": "Globex"}, headers=operator_headers
     )
-    assert again.status_code == 409 and again.json()["error"] == "conflict"
+    assert again.status_code == 409 and again.json()["error"] == "already_exists"
 
 
 def test_crud_round_trip_and_pagination(

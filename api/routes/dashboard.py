@@ -27,6 +27,7 @@ from api.dashboard import service
 from api.dashboard.live import LiveHub, resync_message
 from api.dashboard.schemas import HEALTHS, Health, SortKey
 from api.deps import Conn, _bearer, get_pool
+from api.headers import SecurityHeadersMiddleware
 from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
@@ -72,6 +73,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         same_site="lax",
         https_only=settings.session_https_only,
     )
+    app.add_middleware(SecurityHeadersMiddleware, session_cookie=SESSION_COOKIE)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     from api.routes import dashboard_ops  # registers the operations pages on ``router``
 

@@ -1,4 +1,4 @@
-"""Where webhooks may go: http(s) URLs that resolve only to public addresses.
+"""Where webhooks may go: http(s) URLs that resolve only to global unicast addresses.
 
 Checked when an endpoint is saved and again before every send (a name can be re-pointed at a
 private address after it was accepted: DNS rebinding); the sender then connects to the very
@@ -72,6 +72,8 @@ def parse_endpoint_url(url: str) -> EndpointUrl:
         raise UnsafeAddress("the URL has no host")
     if any(c.isspace() for c in url):
         raise UnsafeAddress("the URL must not contain whitespace")
+    if port == 0:
+        raise UnsafeAddress("the URL's port must be between 1 and 65535")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return EndpointUrl(
         scheme=parts.scheme,
@@ -87,14 +89,33 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
-    """Why a webhook may not go to ``address``; None when it may."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
-    if address in METADATA_ADDRESSES:
-        return f"{address} is a cloud metadata address"
-    if allow_private or address.is_global:
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address carries and reaches (IPv4-mapped, IPv4-compatible,
+    6to4, NAT64 well-known prefix, Teredo client); empty for IPv4 and plain IPv6."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return []
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)  # (server, client): both are reached through it
+    if address in NAT64_WELL_KNOWN:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    if int(address) >> 32 == 0 and int(address) > 1:  # IPv4-compatible ::a.b.c.d
+        found.append(ipaddress.IPv4Address(int(address)))
+    return found
+
+
+def _not_global_unicast(address: IPAddress) -> str | None:
+    if address.is_multicast:
+        return f"{address} is a multicast address"
+    if address.is_global:
         return None
     if address.is_loopback:
         return f"{address} is a loopback address"
@@ -103,6 +124,31 @@ def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
     if address.is_private:
         return f"{address} is a private address"
     return f"{address} is not a public address"
+
+
+def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
+    """Why a webhook may not go to ``address``; None when it may.
+
+    Only global unicast addresses are allowed. An IPv6 address that carries an IPv4 address
+    (IPv4-mapped or -compatible, 6to4, NAT64, Teredo) is judged by the IPv4 address it reaches.
+    """
+    inner = embedded_ipv4(address)
+    for candidate in (address, *inner):
+        if candidate in METADATA_ADDRESSES:
+            return f"{address} is (or carries) the cloud metadata address {candidate}"
+    if allow_private:
+        return None
+    if address in NAT64_LOCAL_USE:
+        return f"{address} is a local-use NAT64 address"
+    if address.is_multicast:
+        return f"{address} is a multicast address"
+    if inner:
+        for v4 in inner:
+            problem = _not_global_unicast(v4)
+            if problem:
+                return f"{address} carries {v4}: {problem}"
+        return None
+    return _not_global_unicast(address)
 
 
 def resolve_checked(

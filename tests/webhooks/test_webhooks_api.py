@@ -132,6 +132,16 @@ def test_private_addresses_refused_at_creation(
             "http://10.0.0.5/hook",
             "http://[::1]/hook",
             "http://169.254.169.254/latest/meta-data/",
+            # every IPv6 form that carries an internal IPv4 address, multicast, port 0
+            "http://[::127.0.0.1]/",  # IPv4-compatible
+            "http://[::ffff:127.0.0.1]/",  # IPv4-mapped
+            "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+            "http://[64:ff9b::7f00:1]/",  # NAT64 well-known prefix, 127.0.0.1
+            "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of the cloud metadata address
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo, client 192.0.2.45
+            "http://224.0.0.1/",
+            "http://[ff02::1]/",
+            "http://93.184.215.14:0/",
         ):
             resp = client.post("/v1/webhooks/endpoints", json={"url": url}, headers=acme.headers)
             assert resp.status_code == 422, url
@@ -278,3 +288,27 @@ def test_replay_failed_since_requires_an_enabled_endpoint(
         headers=acme.headers,
     ).json()
     assert failed["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("address", "reached"),
+    [
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("::10.0.0.1", "10.0.0.1"),
+        ("2002:a00:1::", "10.0.0.1"),
+        ("64:ff9b::a00:1", "10.0.0.1"),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "10.0.0.1"),
+    ],
+)
+def test_each_embedded_ipv4_form_is_judged_by_the_address_it_reaches(
+    address: str, reached: str
+) -> None:
+    import ipaddress
+
+    from maintenance.webhooks.addresses import address_problem, embedded_ipv4
+
+    ip = ipaddress.ip_address(address)
+    assert ipaddress.ip_address(reached) in embedded_ipv4(ip)
+    assert address_problem(ip, allow_private=False) is not None
+    public = ipaddress.ip_address("64:ff9b::808:808")  # NAT64 of 8.8.8.8: a public target
+    assert address_problem(public, allow_private=False) is None
