@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.auth_limit import AuthFailureLimiter
 from api.errors import install_error_handlers, install_fallback_handlers
 from api.guard import InputGuardMiddleware
 from api.openapi import install_openapi
@@ -52,6 +53,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database_url = database_url
+    app.state.auth_limiter = AuthFailureLimiter(
+        settings.auth_failure_limit, settings.auth_failure_window_s
+    )
     install_error_handlers(app)
     install_fallback_handlers(app)
     app.add_middleware(

@@ -11,7 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
-from fleet import service as fleet
+from api.auth_limit import authenticate_limited
+from api.permissions import require_permission
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.errors import Conflict, ServiceUnavailable
@@ -79,7 +80,10 @@ def get_principal(
     key = credentials.credentials.strip() if credentials else None
     if not key:
         key = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
-    return fleet.authenticate(conn, key)
+    principal = authenticate_limited(request, conn, key)
+    route = request.scope.get("route")
+    require_permission(principal, request.method, getattr(route, "path", request.url.path))
+    return principal
 
 
 Caller = Annotated[Principal, Depends(get_principal)]

@@ -132,7 +132,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FleetcareError)
     async def domain_error(_: Request, exc: FleetcareError) -> JSONResponse:
-        return error_response(exc)
+        retry_after = getattr(exc, "retry_after_s", None)
+        headers = {"retry-after": str(retry_after)} if retry_after is not None else None
+        return error_response(exc, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -142,6 +144,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not parse the body: a refused input
+            return problem_response(
+                422, "invalid_request", f"body: {exc.detail} (not valid JSON in UTF-8?)"
+            )
         code = {
             404: "not_found",
             405: "method_not_allowed",

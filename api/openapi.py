@@ -2,8 +2,8 @@
 
 FastAPI documents successes; the errors come from one input layer and one error handler, so
 they are documented here, once, from what each operation has: a security requirement (401,
-403, 429), a path parameter (404), a write method (409), a body (413), any input (422).
-Every error uses the ``Problem`` schema the handler really sends.
+403, 429), a path parameter or an input that may name an object (404), a write method (409),
+a body (413), any input (422). Every error uses the ``Problem`` schema the handler really sends.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def _statuses(method: str, operation: dict[str, Any]) -> list[str]:
         statuses += ["401", "403", "429"]
         if method in _WRITES:
             statuses.append("409")
-    if any(p.get("in") == "path" for p in params):
+    if any(p.get("in") == "path" for p in params) or (
+        operation.get("security") and has_input
+    ):  # a path, a filter or a body may name an object the caller cannot see
         statuses.append("404")
     if "requestBody" in operation:
         statuses.append("413")

@@ -197,8 +197,11 @@ def billing_close(
     period: Annotated[str, typer.Option(help="the month to close, YYYY-MM (UTC)")],
     customer: Annotated[int | None, typer.Option(help="only this customer id")] = None,
     issue: Annotated[bool, typer.Option("--issue", help="issue the invoices too")] = False,
+    open_month: Annotated[
+        bool, typer.Option("--open-month", help="close a month that has not ended (drafts)")
+    ] = False,
 ) -> None:
-    """Close a period into invoices (drafts; --issue issues them). Safe to run twice."""
+    """Close an ended month into invoices (drafts; --issue issues them). Safe to run twice."""
     from fleetcare.clock import SystemClock
     from fleetcare.db import connect
     from maintenance.billing.service import close_period
@@ -208,7 +211,12 @@ def billing_close(
         try:
             with connect(url) as conn, conn.transaction():
                 result = close_period(
-                    conn, period, SystemClock(), customer_id=customer, issue=issue
+                    conn,
+                    period,
+                    SystemClock(),
+                    customer_id=customer,
+                    issue=issue,
+                    open_month=open_month,
                 )
             for invoice in result.invoices:
                 typer.echo(

@@ -15,7 +15,7 @@ import typing
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
@@ -40,12 +40,14 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def _sane_time(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("needs a time zone (e.g. 2026-11-26T10:00:00Z)")
     if not EARLIEST <= value < LATEST:
         raise ValueError(f"must lie between {EARLIEST.year} and {LATEST.year}")
     return value
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(_sane_time)]
+Moment = Annotated[datetime, AfterValidator(_sane_time)]
 """A point in time with a zone, between 1970 and 2200."""
 
 

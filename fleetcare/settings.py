@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="largest request body the API reads; larger is refused with 413",
     )
+    auth_failure_limit: int = Field(
+        default=20, ge=1, description="failed authentications per source within the window"
+    )
+    auth_failure_window_s: float = Field(
+        default=60.0, gt=0, description="window of the failed-authentication limit, seconds"
+    )
     # Dashboard sessions are signed with this secret. Unset: a random secret per process, so
     # sessions end when the process restarts and are not shared between API workers; set
     # FLEETCARE_SESSION_SECRET (same value everywhere) when running several.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,12 @@ def test_bad_configuration_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
     result = runner.invoke(app, ["migrate", "--status"])
     assert result.exit_code == 2
     assert "bad configuration" in result.output and "api_port" in result.output
+
+
+def test_billing_close_refuses_the_running_month(env: str) -> None:
+    month = datetime.now(UTC).strftime("%Y-%m")
+    result = runner.invoke(app, ["billing", "close", "--period", month])
+    assert result.exit_code == 2, result.output
+    assert "has not ended" in result.output
+    result = runner.invoke(app, ["billing", "close", "--period", month, "--open-month"])
+    assert result.exit_code == 0, result.output

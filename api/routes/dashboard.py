@@ -23,12 +23,12 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
+from api.auth_limit import authenticate_limited
 from api.dashboard import service
 from api.dashboard.live import LiveHub, resync_message
 from api.dashboard.schemas import HEALTHS, Health, SortKey
 from api.deps import Conn, _bearer, get_pool
 from api.headers import SecurityHeadersMiddleware
-from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.errors import NotFound, Unauthorized
@@ -105,7 +105,7 @@ class SignInRequired(Exception):
 def _principal(request: Request, conn: Any) -> Principal | None:
     key = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
     if key:
-        return fleet.authenticate(conn, key)
+        return authenticate_limited(request, conn, key)
     key_id = request.session.get("key_id")
     if isinstance(key_id, int):
         try:
@@ -224,7 +224,7 @@ def login(
     """Check the pasted API key; on success the session remembers which key signed in."""
     target = _safe_next(form.get("next"))
     try:
-        principal = fleet.authenticate(conn, form.get("api_key", "").strip())
+        principal = authenticate_limited(request, conn, form.get("api_key", "").strip())
     except Unauthorized as exc:
         return _render(request, "login.html", None, status_code=401, next=target, error=exc.detail)
     request.session.clear()

@@ -127,16 +127,24 @@ def close_period(
     *,
     customer_id: int | None = None,
     issue: bool = False,
+    open_month: bool = True,
 ) -> CloseResult:
     """Close ``period`` for every customer with something to bill (or one customer).
 
     Each customer runs in a savepoint: one customer's error (e.g. a plan in another
     currency) is reported and does not stop the others. ``issue`` also issues the drafts.
+    ``open_month=False`` refuses a period that has not ended (the CLI's default).
     """
     period = parse_period(period_name)
     now = clock.now()
     if period.start > now:
         raise Invalid(f"period {period.name} has not started")
+    if not open_month and now < period.end:
+        raise Invalid(
+            f"period {period.name} has not ended yet (it ends {period.end:%Y-%m-%d %H:%M} UTC); "
+            "close it early only when told explicitly (--open-month)",
+            code="period_not_ended",
+        )
     if issue:
         _check_issuable(period, now)
     if conn.autocommit:
