@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetcare.errors import FleetcareError, problem_type
@@ -127,6 +128,18 @@ def field_problems(exc: RequestValidationError) -> list[FieldProblem]:
     return [FieldProblem(field=_location(e), problem=_message(e)) for e in exc.errors()]
 
 
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(app: Any, scope: Scope) -> list[str]:
+    """Every method some route of ``app`` serves for the scope's path."""
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in app.routes)
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
@@ -143,22 +156,24 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(422, "invalid_request", summary, problems=problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI could not parse the body: a refused input
             return problem_response(
                 422, "invalid_request", f"body: {exc.detail} (not valid JSON in UTF-8?)"
             )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; a path served by
+            # several routes (GET and PATCH /v1/sites/{id}) allows all of their methods
+            allow = ", ".join(allowed_methods(request.app, request.scope))
+            kept = {k: v for k, v in (headers or {}).items() if k.lower() != "allow"}
+            headers = {**kept, "allow": allow}
         code = {
             404: "not_found",
             405: "method_not_allowed",
             413: "payload_too_large",
         }.get(exc.status_code, "http_error")
-        return problem_response(
-            exc.status_code,
-            code,
-            str(exc.detail),
-            headers=getattr(exc, "headers", None),
-        )
+        return problem_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(psycopg.OperationalError)
     async def database_down(_: Request, exc: psycopg.OperationalError) -> JSONResponse:

@@ -228,8 +228,22 @@ def insert_quarantine(conn: Conn, rows: Sequence[QuarantineRow]) -> None:
     ):
         for r in rows:
             copy.write_row(
-                (r.received_at, r.topic, r.device_ref, r.customer_id, r.reason, r.detail, r.payload)
+                (
+                    r.received_at,
+                    _text(r.topic),
+                    _text(r.device_ref),
+                    r.customer_id,
+                    r.reason,
+                    _text(r.detail),
+                    r.payload,
+                )
             )
+
+
+def _text(value: str | None) -> str | None:
+    """Text as PostgreSQL can store it: a NUL (refused in text) is written as the escape \\u0000;
+    the raw bytes keep the original."""
+    return value.replace("\x00", "\\u0000") if value is not None else None
 
 
 def update_assets_seen(

@@ -55,7 +55,12 @@ def conn(db_url: str) -> Iterator[Connection[Any]]:
 def settings(tmp_path: Path, db_url: str) -> Settings:
     """Settings pointing at the test database and a temporary data folder."""
     return Settings(
-        database_url=db_url, data_dir=tmp_path / "data", demo=False, webhooks_allow_private=True
+        database_url=db_url,
+        data_dir=tmp_path / "data",
+        demo=False,
+        webhooks_allow_private=True,
+        # tests send many bad keys on purpose; the limit has its own test
+        auth_failure_limit=100_000,
     )
 
 

@@ -154,7 +154,7 @@ def test_one_security_scheme_per_caller_and_no_key_parameter(client: TestClient)
 
 
 def test_null_for_a_field_that_cannot_be_empty_is_a_422(
-    client: TestClient, make_tenant: Callable[..., Tenant]
+    client: TestClient, operator_headers: dict[str, str], make_tenant: Callable[..., Tenant]
 ) -> None:
     alice = make_tenant()
     site = client.post("/v1/sites", json={"ref": "Y", "name": "Yard"}, headers=alice.headers)
@@ -165,8 +165,11 @@ def test_null_for_a_field_that_cannot_be_empty_is_a_422(
         assert "cannot be null" in r.json()["detail"]
     cleared = client.patch(url, json={"latitude": None}, headers=alice.headers)
     assert cleared.status_code == 200 and cleared.json()["latitude"] is None
+    r = client.patch(
+        f"/v1/customers/{alice.customer.id}", json={"name": None}, headers=operator_headers
+    )
+    assert r.status_code == 422, r.text
     for url, body in [
-        (f"/v1/customers/{alice.customer.id}", {"name": None}),
         ("/v1/devices/1", {"name": None}),
         ("/v1/subscriptions/1", {"auto_renew": None}),
         ("/v1/webhooks/endpoints/1", {"url": None}),
@@ -289,3 +292,15 @@ def test_a_duplicate_says_what_conflicts_not_a_constraint_name(
     r = client.post("/v1/sites", json=site, headers=alice.headers)
     assert r.status_code == 409 and r.json()["code"] == "already_exists"
     assert "YARD" in r.json()["detail"] and "_key" not in r.json()["detail"]
+
+
+def test_a_405_allows_every_method_the_path_serves(client: TestClient) -> None:
+    for url, methods in [
+        ("/v1/sites/5", {"GET", "PATCH", "DELETE"}),
+        ("/v1/sites", {"GET", "POST"}),
+        ("/v1/orders/3/start", {"POST"}),
+    ]:
+        r = client.put(url)
+        assert r.status_code == 405
+        assert {m.strip() for m in r.headers["allow"].split(",")} == methods, url
+        assert r.json()["code"] == "method_not_allowed"

@@ -248,7 +248,8 @@ def test_manual_orders_subscription_changes_and_bad_input(
     )
     # lifecycle
     assert ok(client.post(f"{sub_path}/pause", headers=a.headers))["status"] == "paused"
-    assert client.post(f"{sub_path}/past-due", headers=a.headers).status_code == 409
+    # only the operator marks a subscription past due (the permission table)
+    assert client.post(f"{sub_path}/past-due", headers=a.headers).status_code == 403
     assert ok(client.post(f"{sub_path}/resume", headers=a.headers))["status"] == "active"
     assert client.post(f"{sub_path}/past-due", headers=a.headers).status_code == 403
     assert ok(client.post(f"{sub_path}/past-due", headers=operator_headers))["status"] == "past_due"
