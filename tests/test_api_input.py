@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -304,3 +305,56 @@ def test_a_405_allows_every_method_the_path_serves(client: TestClient) -> None:
         assert r.status_code == 405
         assert {m.strip() for m in r.headers["allow"].split(",")} == methods, url
         assert r.json()["code"] == "method_not_allowed"
+
+
+def _unbounded(schema: dict[str, Any], components: dict[str, Any], where: str) -> list[str]:
+    """Integers without both bounds and strings without a length bound, anywhere in ``schema``."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return _unbounded(components[name], components, f"{where}->{name}")
+    found: list[str] = []
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(key, [])
+        decimal = any(o.get("type") == "number" for o in options)
+        for option in options:
+            if decimal and option == {"type": "string"}:
+                continue  # a Decimal given as text: parsed and bounded as a number
+            found += _unbounded(option, components, where)
+    kind = schema.get("type")
+    if kind == "integer" and not ("minimum" in schema or "exclusiveMinimum" in schema):
+        found.append(f"{where}: integer without a minimum")
+    if kind == "integer" and not ("maximum" in schema or "exclusiveMaximum" in schema):
+        found.append(f"{where}: integer without a maximum")
+    pattern = schema.get("pattern", "")
+    bounded_pattern = pattern.startswith("^") and pattern.endswith("$") and "*" not in pattern
+    bounded_pattern = bounded_pattern and "+" not in pattern and ",}" not in pattern
+    if kind == "string" and not (
+        "maxLength" in schema
+        or "enum" in schema
+        or "const" in schema
+        or "format" in schema
+        or bounded_pattern
+    ):
+        found.append(f"{where}: string without a maximum length")
+    for name, prop in schema.get("properties", {}).items():
+        found += _unbounded(prop, components, f"{where}.{name}")
+    if isinstance(schema.get("items"), dict):
+        found += _unbounded(schema["items"], components, f"{where}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        found += _unbounded(schema["additionalProperties"], components, f"{where}{{}}")
+    return found
+
+
+def test_every_integer_and_string_the_api_takes_is_bounded(client: TestClient) -> None:
+    # the class, not the examples: a new route or field with an unbounded number or string fails
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    found: list[str] = []
+    for path, item in schema["paths"].items():
+        for method, op in item.items():
+            label = f"{method.upper()} {path}"
+            for param in op.get("parameters", []):
+                found += _unbounded(param["schema"], components, f"{label} {param['name']}")
+            for media in op.get("requestBody", {}).get("content", {}).values():
+                found += _unbounded(media["schema"], components, f"{label} body")
+    assert not found, "\n".join(sorted(set(found)))
