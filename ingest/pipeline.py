@@ -107,9 +107,7 @@ def parse_timestamp_us(ts: object) -> int | None:
     """Device time → µs since the Unix epoch: RFC 3339 with an offset, or integer epoch ms."""
     if type(ts) is int:
         return ts * 1000
-    if type(ts) is str:
-        if "\x00" in ts:  # fromisoformat lets a NUL through in places
-            return None
+    if type(ts) is str and "\x00" not in ts:  # fromisoformat lets a NUL through
         try:
             parsed = datetime.fromisoformat(ts)
         except ValueError:
@@ -238,10 +236,7 @@ def store_messages(
         wanted.setdefault(item.device.customer_id, set()).update(
             [r.asset for r in item.readings if type(r) is Reading]
         )
-    # a reference with a NUL cannot be a stored asset's (PostgreSQL text refuses NUL): unknown
-    keys = sorted(
-        (customer, ref) for customer, refs in wanted.items() for ref in refs if "\x00" not in ref
-    )
+    keys = sorted((customer, ref) for customer, refs in wanted.items() for ref in refs)
     assets_of: dict[int, dict[str, AssetKey]] = {customer: {} for customer in wanted}
     for (customer, ref), found in (repo.find_assets(conn, keys) if keys else {}).items():
         assets_of[customer][ref] = found

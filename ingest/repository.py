@@ -99,7 +99,9 @@ def find_devices(conn: Conn, refs: Sequence[str]) -> dict[str, DeviceKey]:
 
 
 def find_assets(conn: Conn, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], AssetKey]:
-    """Assets by (customer id, reference)."""
+    """Assets by (customer id, reference); a reference with a NUL (which PostgreSQL text
+    refuses) cannot be a stored asset's and is not asked for."""
+    keys = [k for k in keys if "\x00" not in k[1]]
     rows = conn.execute(
         """
         SELECT a.id, a.customer_id, a.ref, a.kind, (a.retired_at IS NOT NULL)
