@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
-from fleetcare.fleet import service as fleet
-from fleetcare.fleet.schemas import Principal
 
+from fleet import service as fleet
+from fleet.schemas import Principal
 from fleetcare.errors import TooManyRequests, Unauthorized
 
 

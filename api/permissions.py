@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from fleetcare.fleet.schemas import Principal, Role
-
+from fleet.schemas import Principal, Role
 from fleetcare.errors import Forbidden
 
 OPERATOR: Final = frozenset({"operator"})

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from fleetcare.fleet import service as fleet
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -25,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from fleet import service as fleet
 from fleetcare.db import connect
 from fleetcare.settings import Settings
 from tests.conftest import SERVER_URL, Tenant
