@@ -40,6 +40,7 @@ PERMISSIONS: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/v1/devices"): CUSTOMER,
     ("PATCH", "/v1/devices/{device_id}"): CUSTOMER,
     ("DELETE", "/v1/devices/{device_id}"): CUSTOMER,
+    ("POST", "/v1/history/import"): CUSTOMER,
     # the operator's catalogue: payload profiles, asset kinds, plans, models
     ("POST", "/v1/profiles"): OPERATOR,
     ("POST", "/v1/kinds"): OPERATOR,
