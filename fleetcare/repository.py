@@ -1,6 +1,8 @@
-"""Shared SQL helpers for the domain repositories: scoped reads, keyset pages, updates.
+"""Generic statements for the domain repositories: one row, a keyset page, an insert, an update.
 
-Identifiers are composed with ``psycopg.sql``; values always travel as parameters.
+Table-agnostic building blocks called only from ``repository.py`` files, each of which names
+its own tables; services call their repository's named functions, never these. Identifiers
+are composed with ``psycopg.sql``; values always travel as parameters.
 """
 
 from __future__ import annotations

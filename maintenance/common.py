@@ -16,8 +16,6 @@ from fleetcare.errors import Forbidden
 
 Conn = Connection[Any]
 
-OPEN_ORDER_STATUSES = ("raised", "scheduled", "in_progress")
-
 
 def require_operator(principal: Principal) -> None:
     """Forbidden unless the caller is the operator."""

@@ -11,9 +11,11 @@ from psycopg.rows import class_row, scalar_row
 
 from fleetcare.repository import fetch_one, fetch_page, update_row
 from maintenance.billing.schemas import (
+    INVOICE_LIFECYCLE,
     CoveredAsset,
     Invoice,
     InvoiceLine,
+    InvoiceStatus,
     LineDraft,
     OrderPartUse,
     StatementLine,
@@ -21,9 +23,6 @@ from maintenance.billing.schemas import (
 )
 from maintenance.common import Conn
 from maintenance.subscriptions.schemas import Subscription
-
-__all__ = ["fetch_one", "fetch_page"]
-
 
 # --- who and what to bill ------------------------------------------------------------------
 
@@ -397,6 +396,14 @@ def set_invoice(conn: Conn, invoice_id: int, values: dict[str, Any], now: dateti
     row = update_row(conn, "invoices", Invoice, invoice_id, {**values, "updated_at": now})
     assert row is not None
     return row
+
+
+def move_invoice(
+    conn: Conn, invoice: Invoice, to: InvoiceStatus, values: dict[str, Any], now: datetime
+) -> Invoice:
+    """Move an invoice to ``to`` (checked against its lifecycle) and set ``values`` with it."""
+    INVOICE_LIFECYCLE.check(invoice.id, invoice.status, to)
+    return set_invoice(conn, invoice.id, {**values, "status": to}, now)
 
 
 def delete_draft(conn: Conn, invoice_id: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
@@ -12,8 +13,27 @@ from pydantic import BaseModel, Field
 
 from fleet.schemas import Strict
 from fleetcare.inputs import Id
+from fleetcare.lifecycle import Lifecycle
 
-InvoiceStatus = Literal["draft", "issued", "paid", "void"]
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    ISSUED = "issued"
+    PAID = "paid"
+    VOID = "void"
+
+
+# from -> what it may become: a draft is issued (or voided); an issued invoice is paid or
+# voided; paid and void are final.
+INVOICE_LIFECYCLE = Lifecycle(
+    "invoice",
+    {
+        InvoiceStatus.DRAFT: {InvoiceStatus.ISSUED, InvoiceStatus.VOID},
+        InvoiceStatus.ISSUED: {InvoiceStatus.PAID, InvoiceStatus.VOID},
+        InvoiceStatus.PAID: set(),
+        InvoiceStatus.VOID: set(),
+    },
+)
 LineKind = Literal["base_fee", "usage", "usage_adjustment", "parts", "labour"]
 PERIOD_REGEX = r"^\d{4}-(0[1-9]|1[0-2])$"
 
@@ -44,7 +64,7 @@ class Invoice(BaseModel):
     period_start: datetime
     period_end: datetime
     currency: str
-    status: str
+    status: InvoiceStatus
     total_minor: int
     line_count: int
     closed_at: datetime

@@ -23,12 +23,14 @@ from maintenance.billing.lines import (
 )
 from maintenance.billing.pricing import Period, parse_period, period_of, shift
 from maintenance.billing.schemas import (
+    INVOICE_LIFECYCLE,
     AssetUsage,
     CloseFailure,
     CloseResult,
     Invoice,
     InvoiceDetail,
     InvoiceLine,
+    InvoiceStatus,
     PartnerStatement,
     StatementTotal,
     UsageRecord,
@@ -87,7 +89,7 @@ def close_customer(conn: Conn, customer_id: int, period: Period, clock: Clock) -
     )
     invoice = repo.lock_invoice(conn, customer_id, period.name)
     assert invoice is not None
-    if invoice.status != "draft":
+    if invoice.status != InvoiceStatus.DRAFT:
         return invoice
     lines, records = compute_lines(conn, customer_id, period, invoice.currency, now)
     if not lines:
@@ -102,7 +104,7 @@ def close_customer(conn: Conn, customer_id: int, period: Period, clock: Clock) -
 
 def _issue(conn: Conn, invoice: Invoice, now: datetime) -> Invoice:
     repo.mark_usage_billed(conn, invoice.id, invoice.customer_id, invoice.period)
-    issued = repo.set_invoice(conn, invoice.id, {"status": "issued", "issued_at": now}, now)
+    issued = repo.move_invoice(conn, invoice, InvoiceStatus.ISSUED, {"issued_at": now}, now)
     lines = repo.invoice_lines(conn, issued.id)
     emit(
         conn,
@@ -155,7 +157,7 @@ def close_period(
             # a savepoint (the query above opened the caller's transaction): never a commit
             with conn.transaction():
                 invoice = close_customer(conn, customer, period, clock)
-                if invoice is not None and issue and invoice.status == "draft":
+                if invoice is not None and issue and invoice.status == InvoiceStatus.DRAFT:
                     invoice = _issue(conn, invoice, now)
         except FleetcareError as exc:
             result.failures.append(CloseFailure(customer_id=customer, error=exc.detail))
@@ -196,8 +198,7 @@ def _invoice_for_update(conn: Conn, principal: Principal, invoice_id: int) -> In
 def issue_invoice(conn: Conn, principal: Principal, invoice_id: int, clock: Clock) -> Invoice:
     """Refresh a draft from the latest data and issue it (operator); emits invoice.issued."""
     invoice = _invoice_for_update(conn, principal, invoice_id)
-    if invoice.status != "draft":
-        raise Conflict(f"invoice {invoice.id} is {invoice.status}; only a draft can be issued")
+    INVOICE_LIFECYCLE.check(invoice.id, invoice.status, InvoiceStatus.ISSUED)
     period = parse_period(invoice.period)
     now = clock.now()
     _check_issuable(period, now)
@@ -210,10 +211,8 @@ def issue_invoice(conn: Conn, principal: Principal, invoice_id: int, clock: Cloc
 def pay_invoice(conn: Conn, principal: Principal, invoice_id: int, clock: Clock) -> Invoice:
     """Record the payment of an issued invoice (operator)."""
     invoice = _invoice_for_update(conn, principal, invoice_id)
-    if invoice.status != "issued":
-        raise Conflict(f"invoice {invoice.id} is {invoice.status}; only an issued one is paid")
     now = clock.now()
-    paid = repo.set_invoice(conn, invoice.id, {"status": "paid", "paid_at": now}, now)
+    paid = repo.move_invoice(conn, invoice, InvoiceStatus.PAID, {"paid_at": now}, now)
     emit(
         conn,
         "invoice.paid",
@@ -230,11 +229,9 @@ def void_invoice(
 ) -> Invoice:
     """Void a draft or an unpaid issued invoice (operator). It stays, with its lines."""
     invoice = _invoice_for_update(conn, principal, invoice_id)
-    if invoice.status not in ("draft", "issued"):
-        raise Conflict(f"invoice {invoice.id} is {invoice.status}; it cannot be voided")
     now = clock.now()
-    voided = repo.set_invoice(
-        conn, invoice.id, {"status": "void", "voided_at": now, "void_reason": reason}, now
+    voided = repo.move_invoice(
+        conn, invoice, InvoiceStatus.VOID, {"voided_at": now, "void_reason": reason}, now
     )
     emit(
         conn,

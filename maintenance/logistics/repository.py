@@ -10,15 +10,16 @@ from psycopg.rows import class_row
 from fleetcare.repository import fetch_one, fetch_page, insert_row, update_row
 from maintenance.common import Conn
 from maintenance.logistics.schemas import (
+    SHIPMENT_LIFECYCLE,
+    Depot,
     InventoryItem,
     Part,
     Replenishment,
     Reservation,
     Shipment,
+    ShipmentStatus,
     SupplyOption,
 )
-
-__all__ = ["fetch_one", "fetch_page", "insert_row", "update_row"]
 
 
 def parts_for(conn: Conn, kind: str, component: str) -> list[Part]:
@@ -270,3 +271,78 @@ def list_replenishments(
         after=after,
         limit=limit,
     )
+
+
+# --- one row by id, pages, inserts and updates ---------------------------------------------
+
+
+def list_parts(
+    conn: Conn, *, kind: str | None, component: str | None, after: int | None, limit: int
+) -> tuple[list[Part], int | None]:
+    """One page of the parts catalogue."""
+    return fetch_page(
+        conn,
+        "parts",
+        Part,
+        scope=None,
+        filters={"kind": kind, "component": component},
+        after=after,
+        limit=limit,
+    )
+
+
+def get_part(conn: Conn, part_id: int) -> Part | None:
+    """One part by id."""
+    return fetch_one(conn, "parts", Part, part_id, scope=None)
+
+
+def insert_depot(conn: Conn, values: dict[str, Any]) -> Depot:
+    """Open a depot."""
+    return insert_row(conn, "depots", Depot, values)
+
+
+def list_depots(conn: Conn, *, after: int | None, limit: int) -> tuple[list[Depot], int | None]:
+    """One page of depots."""
+    return fetch_page(conn, "depots", Depot, scope=None, after=after, limit=limit)
+
+
+def get_depot(conn: Conn, depot_id: int) -> Depot | None:
+    """One depot by id."""
+    return fetch_one(conn, "depots", Depot, depot_id, scope=None)
+
+
+def set_replenishment(conn: Conn, replenishment_id: int, values: dict[str, Any]) -> Replenishment:
+    """Update columns of a replenishment request."""
+    row = update_row(conn, "replenishments", Replenishment, replenishment_id, values)
+    assert row is not None
+    return row
+
+
+def insert_reservation(conn: Conn, values: dict[str, Any]) -> Reservation:
+    """Hold stock for an order (the inventory's reserved count is raised separately)."""
+    return insert_row(conn, "reservations", Reservation, values)
+
+
+def insert_shipment(conn: Conn, values: dict[str, Any]) -> Shipment:
+    """Create a shipment (pending until it leaves the depot)."""
+    return insert_row(conn, "shipments", Shipment, values)
+
+
+def move_shipment(
+    conn: Conn, shipment: Shipment, to: ShipmentStatus, values: dict[str, Any]
+) -> Shipment:
+    """Move a shipment to ``to`` (checked against its lifecycle) and set ``values`` with it."""
+    SHIPMENT_LIFECYCLE.check(shipment.id, shipment.status, to)
+    row = update_row(conn, "shipments", Shipment, shipment.id, {"status": to, **values})
+    assert row is not None
+    return row
+
+
+def part_arrival(conn: Conn, order_id: int) -> datetime | None:
+    """When an order's part arrives (its latest live shipment's ETA or delivery), if any."""
+    row = conn.execute(
+        "SELECT coalesce(delivered_at, eta) FROM shipments WHERE order_id = %s"
+        " AND status <> 'cancelled' ORDER BY id DESC LIMIT 1",
+        (order_id,),
+    ).fetchone()
+    return row[0] if row else None

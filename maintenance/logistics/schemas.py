@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from fleet.schemas import REF, Strict
 from fleetcare.inputs import Count, Moment, Positive
+from fleetcare.lifecycle import Lifecycle
 
-ShipmentStatus = Literal["pending", "shipped", "delivered", "cancelled"]
+
+class ShipmentStatus(StrEnum):
+    PENDING = "pending"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+# from -> what it may become: a pending shipment leaves the depot or is called off (its order
+# was cancelled or completed without it); a shipped one is delivered.
+SHIPMENT_LIFECYCLE = Lifecycle(
+    "shipment",
+    {
+        ShipmentStatus.PENDING: {ShipmentStatus.SHIPPED, ShipmentStatus.CANCELLED},
+        ShipmentStatus.SHIPPED: {ShipmentStatus.DELIVERED},
+        ShipmentStatus.DELIVERED: set(),
+        ShipmentStatus.CANCELLED: set(),
+    },
+)
 
 
 class Part(BaseModel):
@@ -101,7 +120,7 @@ class Shipment(BaseModel):
     part_id: int
     quantity: int
     site_id: int | None
-    status: str
+    status: ShipmentStatus
     eta: datetime
     carrier: str
     tracking_ref: str

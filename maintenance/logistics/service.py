@@ -13,6 +13,7 @@ from maintenance.common import Conn, require_operator, subject
 from maintenance.events.service import emit
 from maintenance.logistics import repository as repo
 from maintenance.logistics.schemas import (
+    SHIPMENT_LIFECYCLE,
     Depot,
     DepotCreate,
     InventoryItem,
@@ -20,6 +21,7 @@ from maintenance.logistics.schemas import (
     Replenishment,
     Reservation,
     Shipment,
+    ShipmentStatus,
     ShipRequest,
     StockSet,
     SupplyOption,
@@ -32,20 +34,12 @@ def list_parts(
     conn: Conn, *, kind: str | None, component: str | None, after: int | None, limit: int
 ) -> tuple[list[Part], int | None]:
     """The parts catalogue, one page."""
-    return repo.fetch_page(
-        conn,
-        "parts",
-        Part,
-        scope=None,
-        filters={"kind": kind, "component": component},
-        after=after,
-        limit=limit,
-    )
+    return repo.list_parts(conn, kind=kind, component=component, after=after, limit=limit)
 
 
 def get_part(conn: Conn, part_id: int) -> Part:
     """One part, or NotFound."""
-    part = repo.fetch_one(conn, "parts", Part, part_id, scope=None)
+    part = repo.get_part(conn, part_id)
     if part is None:
         raise NotFound(f"part {part_id} not found", code="part_not_found")
     return part
@@ -69,7 +63,7 @@ def create_depot(conn: Conn, principal: Principal, body: DepotCreate) -> Depot:
     """Open a depot (operator)."""
     require_operator(principal)
     with translate_integrity_errors(f"depot {body.code!r}"):
-        depot = repo.insert_row(conn, "depots", Depot, body.model_dump())
+        depot = repo.insert_depot(conn, body.model_dump())
     emit(
         conn,
         "depot.created",
@@ -82,12 +76,12 @@ def create_depot(conn: Conn, principal: Principal, body: DepotCreate) -> Depot:
 
 def list_depots(conn: Conn, *, after: int | None, limit: int) -> tuple[list[Depot], int | None]:
     """Depots, one page."""
-    return repo.fetch_page(conn, "depots", Depot, scope=None, after=after, limit=limit)
+    return repo.list_depots(conn, after=after, limit=limit)
 
 
 def get_depot(conn: Conn, depot_id: int) -> Depot:
     """One depot, or NotFound."""
-    depot = repo.fetch_one(conn, "depots", Depot, depot_id, scope=None)
+    depot = repo.get_depot(conn, depot_id)
     if depot is None:
         raise NotFound(f"depot {depot_id} not found", code="depot_not_found")
     return depot
@@ -158,14 +152,9 @@ def receive_replenishment(
     if request.status != "requested":
         raise Conflict(f"replenishment {request.id} is {request.status}")
     repo.upsert_stock(conn, request.depot_id, request.part_id, {"receive": request.quantity})
-    row = repo.update_row(
-        conn,
-        "replenishments",
-        Replenishment,
-        request.id,
-        {"status": "received", "received_at": clock.now()},
+    row = repo.set_replenishment(
+        conn, request.id, {"status": "received", "received_at": clock.now()}
     )
-    assert row is not None
     emit(
         conn,
         "replenishment.received",
@@ -221,10 +210,8 @@ def reserve_and_ship(
         item = repo.reserve_stock(conn, option.depot_id, part.id, quantity)
         if item is None:
             continue
-        reservation = repo.insert_row(
+        reservation = repo.insert_reservation(
             conn,
-            "reservations",
-            Reservation,
             {
                 "order_id": order_id,
                 "depot_id": option.depot_id,
@@ -243,10 +230,8 @@ def reserve_and_ship(
             customer_id=customer_id,
             subject=subject("order", order_id),
         )
-        shipment = repo.insert_row(
+        shipment = repo.insert_shipment(
             conn,
-            "shipments",
-            Shipment,
             {
                 "customer_id": customer_id,
                 "order_id": order_id,
@@ -289,15 +274,12 @@ def release_for_order(conn: Conn, order_id: int, customer_id: int, now: datetime
             subject=subject("order", order_id),
         )
         shipment = repo.shipment_for_reservation(conn, reservation.id)
-        if shipment is not None and shipment.status == "pending":
-            cancelled = repo.update_row(
-                conn,
-                "shipments",
-                Shipment,
-                shipment.id,
-                {"status": "cancelled", "cancelled_at": now},
+        if shipment is not None and SHIPMENT_LIFECYCLE.allows(
+            shipment.status, ShipmentStatus.CANCELLED
+        ):
+            cancelled = repo.move_shipment(
+                conn, shipment, ShipmentStatus.CANCELLED, {"cancelled_at": now}
             )
-            assert cancelled is not None
             emit(
                 conn,
                 "shipment.cancelled",
@@ -312,6 +294,11 @@ def release_for_order(conn: Conn, order_id: int, customer_id: int, now: datetime
 def shipments_of_order(conn: Conn, order_id: int) -> list[Shipment]:
     """The shipments of an order."""
     return repo.shipments_of_order(conn, order_id)
+
+
+def part_arrival(conn: Conn, order_id: int) -> datetime | None:
+    """When an order's part arrives (its latest live shipment's ETA or delivery), if any."""
+    return repo.part_arrival(conn, order_id)
 
 
 # --- shipments through the API -------------------------------------------------------------
@@ -371,23 +358,20 @@ def ship(
     """The depot hands the part to the carrier (operator): the stock leaves the depot."""
     require_operator(principal)
     shipment = get_shipment(conn, principal, shipment_id, for_update=True)
-    if shipment.status != "pending":
-        raise Conflict(f"shipment {shipment.id} is {shipment.status}, not pending")
+    SHIPMENT_LIFECYCLE.check(shipment.id, shipment.status, ShipmentStatus.SHIPPED)
     if body.eta is not None and body.eta.tzinfo is None:
         raise Invalid("eta needs a time zone")
     now = clock.now()
     item = repo.dispatch_stock(conn, shipment.depot_id, shipment.part_id, shipment.quantity)
     repo.close_reservation(conn, shipment.reservation_id, "shipped", now)
     values: dict[str, object] = {
-        "status": "shipped",
         "shipped_at": now,
         "carrier": body.carrier,
         "tracking_ref": body.tracking_ref,
     }
     if body.eta is not None:
         values["eta"] = body.eta
-    row = repo.update_row(conn, "shipments", Shipment, shipment.id, values)
-    assert row is not None
+    row = repo.move_shipment(conn, shipment, ShipmentStatus.SHIPPED, values)
     emit(
         conn,
         "shipment.shipped",
@@ -404,16 +388,9 @@ def deliver(conn: Conn, principal: Principal, shipment_id: int, clock: Clock) ->
     if principal.role == "customer":
         raise Forbidden("a delivery is confirmed by the operator, a technician or the partner")
     shipment = get_shipment(conn, principal, shipment_id, for_update=True)
-    if shipment.status != "shipped":
-        raise Conflict(f"shipment {shipment.id} is {shipment.status}, not shipped")
-    row = repo.update_row(
-        conn,
-        "shipments",
-        Shipment,
-        shipment.id,
-        {"status": "delivered", "delivered_at": clock.now()},
+    row = repo.move_shipment(
+        conn, shipment, ShipmentStatus.DELIVERED, {"delivered_at": clock.now()}
     )
-    assert row is not None
     emit(
         conn,
         "shipment.delivered",

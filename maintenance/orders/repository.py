@@ -8,11 +8,17 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import class_row
 
-from fleetcare.repository import fetch_one, fetch_page, insert_row, update_row
-from maintenance.common import OPEN_ORDER_STATUSES, Conn
-from maintenance.orders.schemas import AssetContext, LastPrediction, Order, OrderPart
-
-__all__ = ["fetch_one", "fetch_page", "insert_row", "update_row"]
+from fleetcare.repository import fetch_page, insert_row, update_row
+from maintenance.common import Conn
+from maintenance.orders.schemas import (
+    OPEN_ORDER_STATUSES,
+    AssetContext,
+    FailureReport,
+    LastPrediction,
+    MissedPrediction,
+    Order,
+    OrderPart,
+)
 
 
 def asset_context(conn: Conn, asset_id: int, *, customer_id: int | None) -> AssetContext | None:
@@ -74,16 +80,6 @@ def open_order_for(conn: Conn, asset_id: int, component: str) -> Order | None:
             " AND status = ANY(%s) FOR UPDATE",
             (asset_id, component, list(OPEN_ORDER_STATUSES)),
         ).fetchone()
-
-
-def shipment_eta(conn: Conn, order_id: int) -> datetime | None:
-    """When the order's part arrives (its latest live shipment's ETA or delivery), if any."""
-    row = conn.execute(
-        "SELECT coalesce(delivered_at, eta) FROM shipments WHERE order_id = %s"
-        " AND status <> 'cancelled' ORDER BY id DESC LIMIT 1",
-        (order_id,),
-    ).fetchone()
-    return row[0] if row else None
 
 
 def list_orders(
@@ -203,3 +199,28 @@ def last_prediction(
             """,
             (asset_id, component, before),
         ).fetchone()
+
+
+def insert_failure_report(conn: Conn, values: dict[str, Any]) -> FailureReport:
+    """Record a reported failure."""
+    return insert_row(conn, "failure_reports", FailureReport, values)
+
+
+def insert_missed_prediction(conn: Conn, values: dict[str, Any]) -> MissedPrediction:
+    """Record a failure that no open order foresaw."""
+    return insert_row(conn, "missed_predictions", MissedPrediction, values)
+
+
+def list_missed(
+    conn: Conn, *, scope: int | None, after: int | None, limit: int
+) -> tuple[list[MissedPrediction], int | None]:
+    """One page of missed predictions within ``scope`` (None: every customer's)."""
+    return fetch_page(
+        conn,
+        "missed_predictions",
+        MissedPrediction,
+        scope=scope,
+        include_retired=True,
+        after=after,
+        limit=limit,
+    )

@@ -3,15 +3,49 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from fleet.schemas import Strict
 from fleetcare.inputs import Id, Moment
+from fleetcare.lifecycle import Lifecycle
 from maintenance.logistics.schemas import Shipment
 
-OrderStatus = Literal["raised", "scheduled", "in_progress", "completed", "cancelled"]
+
+class OrderStatus(StrEnum):
+    RAISED = "raised"
+    SCHEDULED = "scheduled"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+# An open order blocks another for the same asset and component (the partial unique index of
+# maintenance_orders says the same).
+OPEN_ORDER_STATUSES = (OrderStatus.RAISED, OrderStatus.SCHEDULED, OrderStatus.IN_PROGRESS)
+# from -> what it may become (scheduling again moves the booking)
+ORDER_LIFECYCLE = Lifecycle(
+    "order",
+    {
+        OrderStatus.RAISED: {
+            OrderStatus.SCHEDULED,
+            OrderStatus.IN_PROGRESS,
+            OrderStatus.COMPLETED,
+            OrderStatus.CANCELLED,
+        },
+        OrderStatus.SCHEDULED: {
+            OrderStatus.SCHEDULED,
+            OrderStatus.IN_PROGRESS,
+            OrderStatus.COMPLETED,
+            OrderStatus.CANCELLED,
+        },
+        OrderStatus.IN_PROGRESS: {OrderStatus.COMPLETED, OrderStatus.CANCELLED},
+        OrderStatus.COMPLETED: set(),
+        OrderStatus.CANCELLED: set(),
+    },
+)
 Priority = Literal["low", "normal", "high", "urgent"]
 Reason = Literal["predicted", "anomaly", "manual", "failure"]
 
@@ -29,7 +63,7 @@ class Order(BaseModel):
     component: str
     subscription_id: int | None
     plan_id: int | None
-    status: str
+    status: OrderStatus
     priority: str
     reason: str
     due_at: Moment

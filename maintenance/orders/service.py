@@ -10,11 +10,13 @@ from fleet.service import translate_integrity_errors
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
 from kinds.service import get_kind
-from maintenance.common import OPEN_ORDER_STATUSES, Conn, subject
+from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.logistics import service as logistics
+from maintenance.logistics.schemas import ShipmentStatus
 from maintenance.orders import repository as repo
 from maintenance.orders.schemas import (
+    ORDER_LIFECYCLE,
     AssetContext,
     CancelOrder,
     CompleteRequest,
@@ -24,10 +26,11 @@ from maintenance.orders.schemas import (
     Order,
     OrderCreate,
     OrderDetail,
+    OrderStatus,
     ScheduleRequest,
 )
 from maintenance.partners import service as partners
-from maintenance.policy import repository as policy_repo
+from maintenance.policy_state import service as policy_state
 from maintenance.subscriptions import service as subscriptions
 from maintenance.subscriptions.schemas import Coverage
 
@@ -35,14 +38,6 @@ from maintenance.subscriptions.schemas import Coverage
 STANDARD_LABOUR_RATE_MINOR = 9_000
 # Orders without a plan (manual, unsubscribed) answer within this many hours.
 DEFAULT_SLA_HOURS = 72
-
-# to-status -> statuses it may come from
-ORDER_TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "scheduled": ("raised", "scheduled"),
-    "in_progress": ("raised", "scheduled"),
-    "completed": OPEN_ORDER_STATUSES,
-    "cancelled": OPEN_ORDER_STATUSES,
-}
 
 
 def order_payload(order: Order, **extra: Any) -> dict[str, Any]:
@@ -145,7 +140,7 @@ PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 def bring_forward(conn: Conn, order: Order, *, due_at: datetime, priority: str) -> Order:
     """Move an open order's due date earlier (the policy decides when), re-judge whether its
     part arrives in time, and tell the customer (``order.rescheduled``)."""
-    eta = repo.shipment_eta(conn, order.id)
+    eta = logistics.part_arrival(conn, order.id)
     # a part on its way (or there) is judged against the new date; otherwise the risk stands
     risk = _late_part(eta, due_at) if eta is not None else order.at_risk_reason
     values: dict[str, Any] = {
@@ -185,6 +180,16 @@ def _supply_risk(
 
 
 # --- reading -------------------------------------------------------------------------------
+
+
+def asset_context(conn: Conn, asset_id: int) -> AssetContext | None:
+    """An asset with its site's position (any customer's: for the policy's jobs)."""
+    return repo.asset_context(conn, asset_id, customer_id=None)
+
+
+def open_order_for(conn: Conn, asset_id: int, component: str) -> Order | None:
+    """The open order of an asset's component, locked; None when there is none."""
+    return repo.open_order_for(conn, asset_id, component)
 
 
 def _scope(principal: Principal) -> tuple[int | None, int | None]:
@@ -311,11 +316,11 @@ def _may_update(principal: Principal) -> None:
     raise Forbidden("this key cannot update orders")
 
 
-def _transition(conn: Conn, principal: Principal, order_id: int, to: str) -> Order:
+def _transition(conn: Conn, principal: Principal, order_id: int, to: OrderStatus) -> Order:
+    """The order, locked, when the caller may update it and its lifecycle allows ``to``."""
     _may_update(principal)
     order = get_order(conn, principal, order_id, for_update=True)
-    if order.status not in ORDER_TRANSITIONS[to]:
-        raise Conflict(f"order {order.id} is {order.status}; it cannot become {to}")
+    ORDER_LIFECYCLE.check(order.id, order.status, to)
     return order
 
 
@@ -323,9 +328,9 @@ def schedule_order(
     conn: Conn, principal: Principal, order_id: int, body: ScheduleRequest, clock: Clock
 ) -> Order:
     """Book the work for a time (or move the booking)."""
-    order = _transition(conn, principal, order_id, "scheduled")
+    order = _transition(conn, principal, order_id, OrderStatus.SCHEDULED)
     values: dict[str, Any] = {
-        "status": "scheduled",
+        "status": OrderStatus.SCHEDULED,
         "scheduled_for": body.scheduled_for,
         "scheduled_at": clock.now(),
     }
@@ -340,8 +345,10 @@ def start_order(conn: Conn, principal: Principal, order_id: int, clock: Clock) -
     """The technician is on site and working."""
     if principal.role == "customer":
         raise Forbidden("work is started by a technician, the partner or the operator")
-    order = _transition(conn, principal, order_id, "in_progress")
-    updated = repo.set_order(conn, order.id, {"status": "in_progress", "started_at": clock.now()})
+    order = _transition(conn, principal, order_id, OrderStatus.IN_PROGRESS)
+    updated = repo.set_order(
+        conn, order.id, {"status": OrderStatus.IN_PROGRESS, "started_at": clock.now()}
+    )
     _emit_order(conn, "order.started", updated, previous_status=order.status)
     return updated
 
@@ -352,13 +359,17 @@ def cancel_order(
     """Cancel an open order: its held parts go back to stock, pending shipments stop."""
     if principal.role == "partner":
         raise Forbidden("a partner key cannot cancel orders")
-    order = _transition(conn, principal, order_id, "cancelled")
+    order = _transition(conn, principal, order_id, OrderStatus.CANCELLED)
     now = clock.now()
     released = logistics.release_for_order(conn, order.id, order.customer_id, now)
     updated = repo.set_order(
         conn,
         order.id,
-        {"status": "cancelled", "cancelled_at": now, "cancel_reason": body.reason or None},
+        {
+            "status": OrderStatus.CANCELLED,
+            "cancelled_at": now,
+            "cancel_reason": body.reason or None,
+        },
     )
     _emit_order(
         conn,
@@ -376,10 +387,10 @@ def complete_order(
     """Close the work: record parts used, end the life, renew the asset, pay the partner."""
     if principal.role == "customer":
         raise Forbidden("work is completed by a technician, the partner or the operator")
-    order = _transition(conn, principal, order_id, "completed")
+    order = _transition(conn, principal, order_id, OrderStatus.COMPLETED)
     # Take the policy's lock on this asset's component before changing the order, in the same
     # order the policy takes them (state, then order index), so the two cannot deadlock.
-    policy_repo.lock_state(conn, order.asset_id, order.component)
+    policy_state.lock(conn, order.asset_id, order.component)
     now = clock.now()
     asset = repo.asset_context(conn, order.asset_id, customer_id=None)
     assert asset is not None
@@ -402,7 +413,7 @@ def complete_order(
         )
         parts_value += part.price_minor * quantity
         labour_hours += part.labour_hours * quantity
-    values: dict[str, Any] = {"status": "completed", "completed_at": now}
+    values: dict[str, Any] = {"status": OrderStatus.COMPLETED, "completed_at": now}
     if order.started_at is None:
         values["started_at"] = now
     if body.notes is not None:
@@ -436,7 +447,7 @@ def complete_order(
         life_id=life_id,
     )
     repo.renew_asset(conn, order.asset_id, now)
-    policy_repo.reset_state(conn, order.asset_id, order.component)
+    policy_state.reset(conn, order.asset_id, order.component)
     emit(
         conn,
         "asset.renewed",
@@ -477,7 +488,7 @@ def _parts_used(conn: Conn, order: Order, body: CompleteRequest) -> list[tuple[A
     shipped = [
         s
         for s in logistics.shipments_of_order(conn, order.id)
-        if s.status in ("shipped", "delivered")
+        if s.status in (ShipmentStatus.SHIPPED, ShipmentStatus.DELIVERED)
     ]
     return [(logistics.get_part(conn, s.part_id), s.quantity) for s in shipped]
 
@@ -514,10 +525,8 @@ def report_failure(
                 notes=body.description,
             )
     with translate_integrity_errors("failure report"):
-        report = repo.insert_row(
+        report = repo.insert_failure_report(
             conn,
-            "failure_reports",
-            FailureReport,
             {
                 "customer_id": asset.customer_id,
                 "asset_id": asset.id,
@@ -550,10 +559,8 @@ def report_failure(
     )
     if open_order is None:
         last = repo.last_prediction(conn, asset.id, body.component, failed_at)
-        missed = repo.insert_row(
+        missed = repo.insert_missed_prediction(
             conn,
-            "missed_predictions",
-            MissedPrediction,
             {
                 "failure_report_id": report.id,
                 "customer_id": asset.customer_id,
@@ -581,12 +588,4 @@ def list_missed(
     """Missed predictions the caller may see."""
     if principal.role == "partner":
         return [], None
-    return repo.fetch_page(
-        conn,
-        "missed_predictions",
-        MissedPrediction,
-        scope=principal.scope,
-        include_retired=True,
-        after=after,
-        limit=limit,
-    )
+    return repo.list_missed(conn, scope=principal.scope, after=after, limit=limit)

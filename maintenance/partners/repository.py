@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from psycopg.rows import class_row, scalar_row
 
-from fleetcare.repository import fetch_one, fetch_page, insert_row, update_row
+from fleetcare.repository import fetch_one, fetch_page, insert_row
 from maintenance.common import Conn
 from maintenance.partners.schemas import Commission, Partner
 
-__all__ = ["fetch_one", "fetch_page", "insert_row", "update_row"]
+
+def insert_partner(conn: Conn, values: dict[str, Any]) -> Partner:
+    """Add a service partner."""
+    return insert_row(conn, "partners", Partner, values)
+
+
+def get_partner(conn: Conn, partner_id: int) -> Partner | None:
+    """One partner by id."""
+    return fetch_one(conn, "partners", Partner, partner_id, scope=None)
+
+
+def list_partners(conn: Conn, *, after: int | None, limit: int) -> tuple[list[Partner], int | None]:
+    """One page of partners."""
+    return fetch_page(conn, "partners", Partner, scope=None, after=after, limit=limit)
 
 
 def add_sites(conn: Conn, partner_id: int, site_ids: list[int]) -> int:

@@ -22,7 +22,7 @@ def create_partner(conn: Conn, principal: Principal, body: PartnerCreate) -> Par
     """Sign up a service partner (operator)."""
     require_operator(principal)
     with translate_integrity_errors(f"partner {body.code!r}"):
-        partner = repo.insert_row(conn, "partners", Partner, body.model_dump())
+        partner = repo.insert_partner(conn, body.model_dump())
     emit(
         conn,
         "partner.created",
@@ -44,7 +44,7 @@ def _visible(principal: Principal, partner_id: int) -> None:
 def get_partner(conn: Conn, principal: Principal, partner_id: int) -> Partner:
     """A partner: the operator sees all, a partner key only itself."""
     _visible(principal, partner_id)
-    partner = repo.fetch_one(conn, "partners", Partner, partner_id, scope=None)
+    partner = repo.get_partner(conn, partner_id)
     if partner is None:
         raise NotFound(f"partner {partner_id} not found", code="partner_not_found")
     return partner
@@ -59,7 +59,7 @@ def list_partners(
         return [get_partner(conn, principal, principal.partner_id)], None
     if principal.role != "operator":
         raise Forbidden("only the operator lists partners")
-    return repo.fetch_page(conn, "partners", Partner, scope=None, after=after, limit=limit)
+    return repo.list_partners(conn, after=after, limit=limit)
 
 
 def add_sites(conn: Conn, principal: Principal, partner_id: int, body: SiteList) -> list[int]:
@@ -106,7 +106,7 @@ def record_commission(
     currency: str,
 ) -> Commission | None:
     """Record the partner's commission on a completed order, once."""
-    partner = repo.fetch_one(conn, "partners", Partner, partner_id, scope=None)
+    partner = repo.get_partner(conn, partner_id)
     assert partner is not None
     commission = repo.insert_commission(
         conn,

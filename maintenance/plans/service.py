@@ -16,15 +16,7 @@ def list_plans(
     conn: Conn, *, after: int | None, limit: int, include_retired: bool = False
 ) -> tuple[list[Plan], int | None]:
     """The plan catalogue, one page."""
-    return repo.fetch_page(
-        conn,
-        "plans",
-        Plan,
-        scope=None,
-        include_retired=include_retired,
-        after=after,
-        limit=limit,
-    )
+    return repo.list_plans(conn, include_retired=include_retired, after=after, limit=limit)
 
 
 def get_plan(conn: Conn, plan_id: int) -> Plan:
@@ -41,7 +33,7 @@ def create_plan(conn: Conn, principal: Principal, body: PlanCreate) -> Plan:
     for i, kind in enumerate(body.kinds):
         require_kind(conn, kind, where=f"kinds[{i}]")
     with translate_integrity_errors(f"plan {body.code!r}"):
-        plan = repo.insert_row(conn, "plans", Plan, body.model_dump())
+        plan = repo.insert_plan(conn, body.model_dump())
     emit(
         conn,
         "plan.created",
@@ -58,8 +50,7 @@ def retire_plan(conn: Conn, principal: Principal, plan_id: int) -> Plan:
     plan = get_plan(conn, plan_id)
     if plan.retired_at is not None:
         return plan
-    row = repo.update_row(conn, "plans", Plan, plan.id, {}, extra_sets=["retired_at = now()"])
-    assert row is not None
+    row = repo.retire_plan(conn, plan.id)
     emit(
         conn,
         "plan.retired",

@@ -25,17 +25,6 @@ class Prediction(BaseModel):
     due_at_conservative: datetime | None
 
 
-class PolicyState(BaseModel):
-    asset_id: int
-    component: str
-    state: str
-    entered_at: datetime | None
-    alerted_at: datetime | None
-    order_id: int | None
-    last_prediction_time: datetime | None
-    updated_at: datetime
-
-
 class QueuedPrediction(BaseModel):
     id: int
     asset_id: int

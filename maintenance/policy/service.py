@@ -22,12 +22,13 @@ from fleetcare.clock import Clock
 from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.logistics import service as logistics
-from maintenance.orders import repository as orders_repo
 from maintenance.orders import service as orders
-from maintenance.orders.schemas import AssetContext
+from maintenance.orders.schemas import AssetContext, OrderStatus
 from maintenance.plans.schemas import Entitlements
 from maintenance.policy import repository as repo
-from maintenance.policy.schemas import Decision, PolicyState, Prediction
+from maintenance.policy.schemas import Decision, Prediction
+from maintenance.policy_state import service as policy_state
+from maintenance.policy_state.schemas import PolicyState
 from maintenance.subscriptions import service as subscriptions
 from maintenance.subscriptions.schemas import Coverage
 
@@ -207,7 +208,7 @@ def _alert_payload(
 
 def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decision:
     """Apply the policy to one prediction inside the caller's transaction."""
-    asset = orders_repo.asset_context(conn, prediction.asset_id, customer_id=None)
+    asset = orders.asset_context(conn, prediction.asset_id)
     if asset is None or asset.retired_at is not None:
         return Decision("ignored", "asset unknown or retired")
     if prediction.time < asset.renewed_at:
@@ -217,7 +218,7 @@ def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decis
     if coverage is None:
         return Decision("no_subscription")
     ent = coverage.entitlements
-    state = repo.lock_state(conn, asset.id, prediction.component)
+    state = policy_state.lock(conn, asset.id, prediction.component)
     if state.last_prediction_time is not None and prediction.time <= state.last_prediction_time:
         return Decision("stale", "a newer prediction was already handled")
     window = window_days(conn, asset, prediction.component, ent)
@@ -241,7 +242,7 @@ def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decis
         decision = Decision("clear", "left the due state")
     if values["state"] == "due":
         decision = _act_while_due(conn, asset, prediction, coverage, fired, window, values, now)
-    repo.save_state(conn, asset.id, prediction.component, values)
+    policy_state.save(conn, asset.id, prediction.component, values)
     return decision
 
 
@@ -259,8 +260,8 @@ def _act_while_due(
     ent = coverage.entitlements
     if ent.includes_orders:
         if values["order_id"] is not None:
-            open_order = orders_repo.open_order_for(conn, asset.id, prediction.component)
-            if open_order is not None and open_order.status != "in_progress":
+            open_order = orders.open_order_for(conn, asset.id, prediction.component)
+            if open_order is not None and open_order.status != OrderStatus.IN_PROGRESS:
                 earlier = rescheduled_due_at(
                     open_order.due_at, prediction, window, ent.risk_threshold
                 )
@@ -288,7 +289,7 @@ def _act_while_due(
             notes=f"raised by the policy ({', '.join(fired) or 'still due'})",
         )
         if order is None:
-            existing = orders_repo.open_order_for(conn, asset.id, prediction.component)
+            existing = orders.open_order_for(conn, asset.id, prediction.component)
             existing_id = existing.id if existing else None
             values["order_id"] = existing_id
             return Decision("exists", "an order is already open", existing_id)

@@ -6,13 +6,28 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.rows import class_row, dict_row, scalar_row
+from psycopg.types.json import Jsonb
 
 from fleetcare.repository import fetch_one, fetch_page, insert_row, update_row
 from maintenance.common import Conn
-from maintenance.plans.schemas import Plan
 from maintenance.subscriptions.schemas import ENTITLED_STATUSES, PlanPeriod, Subscription
 
-__all__ = ["fetch_one", "fetch_page", "insert_row", "update_row"]
+
+def _columns(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` ready for the table (the entitlement overrides are jsonb)."""
+    if "entitlement_overrides" in values:
+        return {**values, "entitlement_overrides": Jsonb(values["entitlement_overrides"])}
+    return values
+
+
+def insert_subscription(conn: Conn, values: dict[str, Any]) -> Subscription:
+    """Create a subscription (its plan period and assets are written separately)."""
+    return insert_row(conn, "subscriptions", Subscription, _columns(values))
+
+
+def get_subscription(conn: Conn, subscription_id: int, scope: int | None) -> Subscription | None:
+    """A subscription when within ``scope`` (None: any customer's)."""
+    return fetch_one(conn, "subscriptions", Subscription, subscription_id, scope=scope)
 
 
 def lock_subscription(conn: Conn, subscription_id: int, scope: int | None) -> Subscription | None:
@@ -27,7 +42,11 @@ def set_fields(
 ) -> Subscription:
     """Update columns of a subscription and its updated_at."""
     row = update_row(
-        conn, "subscriptions", Subscription, subscription_id, {**values, "updated_at": now}
+        conn,
+        "subscriptions",
+        Subscription,
+        subscription_id,
+        {**_columns(values), "updated_at": now},
     )
     assert row is not None
     return row
@@ -108,19 +127,6 @@ def set_open_period_plan(conn: Conn, subscription_id: int, plan_id: int) -> None
     )
 
 
-def plan_at(conn: Conn, subscription_id: int, at: datetime) -> Plan | None:
-    """The plan in effect for a subscription at ``at``."""
-    with conn.cursor(row_factory=class_row(Plan)) as cur:
-        return cur.execute(
-            """
-            SELECT p.* FROM subscription_plan_periods pp JOIN plans p ON p.id = pp.plan_id
-             WHERE pp.subscription_id = %(s)s AND pp.effective_from <= %(t)s
-               AND (pp.effective_to IS NULL OR pp.effective_to > %(t)s)
-            """,
-            {"s": subscription_id, "t": at},
-        ).fetchone()
-
-
 def listed_assets(conn: Conn, subscription_id: int) -> list[int]:
     """Ids of the assets listed on a subscription."""
     with conn.cursor(row_factory=scalar_row) as cur:
@@ -163,8 +169,9 @@ def asset_kinds(conn: Conn, customer_id: int, asset_ids: list[int]) -> dict[int,
     return {r["id"]: r["kind"] for r in rows}
 
 
-def covering(conn: Conn, asset_id: int, at: datetime) -> list[tuple[Subscription, Plan]]:
-    """Entitled subscriptions covering the asset at ``at`` (listed or by its site)."""
+def covering(conn: Conn, asset_id: int, at: datetime) -> list[tuple[Subscription, int]]:
+    """Entitled subscriptions covering the asset at ``at`` (listed or by its site), each with
+    the id of its plan then."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             """
@@ -187,12 +194,11 @@ def covering(conn: Conn, asset_id: int, at: datetime) -> list[tuple[Subscription
             """,
             {"a": asset_id, "t": at, "entitled": list(ENTITLED_STATUSES)},
         ).fetchall()
-    found: list[tuple[Subscription, Plan]] = []
+    found: list[tuple[Subscription, int]] = []
     for r in rows:
         sub = fetch_one(conn, "subscriptions", Subscription, r["s_id"], scope=None)
-        plan = fetch_one(conn, "plans", Plan, r["plan_id"], scope=None)
-        assert sub is not None and plan is not None
-        found.append((sub, plan))
+        assert sub is not None
+        found.append((sub, r["plan_id"]))
     return found
 
 

@@ -3,20 +3,53 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from fleet.schemas import Strict
 from fleetcare.inputs import Id, Moment, PatchRecord
+from fleetcare.lifecycle import Lifecycle
 from maintenance.plans.schemas import EntitlementOverrides, Entitlements, Plan
 
-SubscriptionStatus = Literal["trialing", "active", "past_due", "paused", "cancelled"]
+
+class SubscriptionStatus(StrEnum):
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
 Scope = Literal["assets", "site"]
 
 # Statuses that receive service. past_due keeps service during dunning (the grace period);
 # paused and cancelled do not.
-ENTITLED_STATUSES: tuple[str, ...] = ("trialing", "active", "past_due")
+ENTITLED_STATUSES = (
+    SubscriptionStatus.TRIALING,
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.PAST_DUE,
+)
+# from -> what it may become. Who may ask for which move is the service's business.
+SUBSCRIPTION_LIFECYCLE = Lifecycle(
+    "subscription",
+    {
+        SubscriptionStatus.TRIALING: {SubscriptionStatus.ACTIVE, SubscriptionStatus.CANCELLED},
+        SubscriptionStatus.ACTIVE: {
+            SubscriptionStatus.PAST_DUE,
+            SubscriptionStatus.PAUSED,
+            SubscriptionStatus.CANCELLED,
+        },
+        SubscriptionStatus.PAST_DUE: {
+            SubscriptionStatus.ACTIVE,
+            SubscriptionStatus.PAUSED,
+            SubscriptionStatus.CANCELLED,
+        },
+        SubscriptionStatus.PAUSED: {SubscriptionStatus.ACTIVE, SubscriptionStatus.CANCELLED},
+        SubscriptionStatus.CANCELLED: set(),
+    },
+)
 
 
 class SubscriptionCreate(Strict):
@@ -74,7 +107,7 @@ class Subscription(BaseModel):
     customer_id: int
     scope: str
     site_id: int | None
-    status: str
+    status: SubscriptionStatus
     starts_at: datetime
     current_term_ends_at: datetime
     term_months: int

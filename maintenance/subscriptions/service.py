@@ -16,34 +16,35 @@ from maintenance.plans import service as plans
 from maintenance.plans.schemas import Plan
 from maintenance.subscriptions import repository as repo
 from maintenance.subscriptions.schemas import (
+    SUBSCRIPTION_LIFECYCLE,
     AssetList,
     Coverage,
     PlanChange,
     PlanPeriod,
     Subscription,
     SubscriptionCreate,
+    SubscriptionStatus,
     SubscriptionUpdate,
     SubscriptionView,
 )
 
-# to-status -> the statuses it may come from
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "active": ("trialing", "past_due", "paused"),
-    "past_due": ("active",),
-    "paused": ("active", "past_due"),
-    "cancelled": ("trialing", "active", "past_due", "paused"),
-}
-# what a customer key may do itself; the rest (billing states) is the operator's
-CUSTOMER_TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "active": ("trialing", "paused"),
-    "paused": ("active",),
-    "cancelled": ("trialing", "active", "past_due", "paused"),
+# The moves of SUBSCRIPTION_LIFECYCLE a customer key may ask for itself (to -> from); the
+# rest (billing states) is the operator's.
+CUSTOMER_TRANSITIONS: dict[SubscriptionStatus, tuple[SubscriptionStatus, ...]] = {
+    SubscriptionStatus.ACTIVE: (SubscriptionStatus.TRIALING, SubscriptionStatus.PAUSED),
+    SubscriptionStatus.PAUSED: (SubscriptionStatus.ACTIVE,),
+    SubscriptionStatus.CANCELLED: (
+        SubscriptionStatus.TRIALING,
+        SubscriptionStatus.ACTIVE,
+        SubscriptionStatus.PAST_DUE,
+        SubscriptionStatus.PAUSED,
+    ),
 }
 EVENT_OF_STATUS = {
-    "active": "subscription.activated",
-    "past_due": "subscription.past_due",
-    "paused": "subscription.paused",
-    "cancelled": "subscription.cancelled",
+    SubscriptionStatus.ACTIVE: "subscription.activated",
+    SubscriptionStatus.PAST_DUE: "subscription.past_due",
+    SubscriptionStatus.PAUSED: "subscription.paused",
+    SubscriptionStatus.CANCELLED: "subscription.cancelled",
 }
 
 
@@ -127,20 +128,18 @@ def create_subscription(
         "customer_id": owner,
         "scope": body.scope,
         "site_id": body.site_id,
-        "status": "trialing" if trial_ends else "active",
+        "status": SubscriptionStatus.TRIALING if trial_ends else SubscriptionStatus.ACTIVE,
         "starts_at": starts,
         "current_term_ends_at": add_months(starts, body.term_months),
         "term_months": body.term_months,
         "auto_renew": body.auto_renew,
         "trial_ends_at": trial_ends,
-        "entitlement_overrides": fleet.repo.jsonb(
-            body.entitlement_overrides.model_dump(exclude_none=True)
-        ),
+        "entitlement_overrides": body.entitlement_overrides.model_dump(exclude_none=True),
         "created_at": now,
         "updated_at": now,
     }
     with translate_integrity_errors("subscription"):
-        sub = repo.insert_row(conn, "subscriptions", Subscription, values)
+        sub = repo.insert_subscription(conn, values)
         repo.insert_period(conn, sub.id, plan.id, starts)
         repo.add_assets(conn, sub.id, owner, body.asset_ids)
     view = _view(conn, sub, now)
@@ -160,9 +159,7 @@ def get_subscription(
     """One subscription the caller may see."""
     if principal.role == "partner":
         raise NotFound(f"subscription {subscription_id} not found", code="subscription_not_found")
-    sub = repo.fetch_one(
-        conn, "subscriptions", Subscription, subscription_id, scope=principal.scope
-    )
+    sub = repo.get_subscription(conn, subscription_id, principal.scope)
     if sub is None:
         raise NotFound(f"subscription {subscription_id} not found", code="subscription_not_found")
     return _view(conn, sub, clock.now())
@@ -198,23 +195,22 @@ def transition(
 ) -> SubscriptionView:
     """Move a subscription to ``to`` (active, past_due, paused, cancelled) if allowed."""
     require_customer_side(principal)
-    if to not in TRANSITIONS:
+    if to not in EVENT_OF_STATUS:
         raise Invalid(f"unknown subscription status {to!r}")
+    target = SubscriptionStatus(to)
     sub = _get_locked(conn, principal, subscription_id)
-    allowed = TRANSITIONS[to] if principal.role == "operator" else CUSTOMER_TRANSITIONS.get(to, ())
-    if sub.status not in TRANSITIONS[to]:
-        raise Conflict(f"subscription {sub.id} is {sub.status}; it cannot become {to}")
-    if sub.status not in allowed:
+    SUBSCRIPTION_LIFECYCLE.check(sub.id, sub.status, target)
+    if principal.role != "operator" and sub.status not in CUSTOMER_TRANSITIONS.get(target, ()):
         raise Forbidden(f"only the operator may move a {sub.status} subscription to {to}")
     now = clock.now()
-    values: dict[str, object] = {"status": to}
-    if to == "cancelled":
+    values: dict[str, object] = {"status": target}
+    if target == SubscriptionStatus.CANCELLED:
         values |= {"cancelled_at": now, "ends_at": now}
     updated = repo.set_fields(conn, sub.id, values, now)
     view = _view(conn, updated, now)
     emit(
         conn,
-        EVENT_OF_STATUS[to],
+        EVENT_OF_STATUS[target],
         _payload(view, previous_status=sub.status),
         customer_id=sub.customer_id,
         subject=subject("subscription", sub.id),
@@ -230,8 +226,7 @@ def cancel(
         return transition(conn, principal, subscription_id, "cancelled", clock)
     require_customer_side(principal)
     sub = _get_locked(conn, principal, subscription_id)
-    if sub.status == "cancelled":
-        raise Conflict(f"subscription {sub.id} is already cancelled")
+    SUBSCRIPTION_LIFECYCLE.check(sub.id, sub.status, SubscriptionStatus.CANCELLED)
     if sub.cancel_at_term_end:
         return _view(conn, sub, clock.now())
     now = clock.now()
@@ -261,9 +256,7 @@ def update_subscription(
     if body.entitlement_overrides is not None:
         if principal.role != "operator":
             raise Forbidden("only the operator may override entitlements")
-        values["entitlement_overrides"] = fleet.repo.jsonb(
-            body.entitlement_overrides.model_dump(exclude_none=True)
-        )
+        values["entitlement_overrides"] = body.entitlement_overrides.model_dump(exclude_none=True)
     now = clock.now()
     if not values:
         return _view(conn, sub, now)
@@ -285,8 +278,8 @@ def change_plan(
     """Switch plans now or at the end of the term; a pending change is replaced."""
     require_customer_side(principal)
     sub = _get_locked(conn, principal, subscription_id)
-    if sub.status == "cancelled":
-        raise Conflict(f"subscription {sub.id} is cancelled")
+    if SUBSCRIPTION_LIFECYCLE.is_final(sub.status):
+        raise Conflict(f"subscription {sub.id} is {sub.status}")
     plan = plans.get_plan(conn, body.plan_id)
     if plan.retired_at is not None:
         raise Invalid(f"plan {plan.code!r} is no longer sold")
@@ -368,9 +361,9 @@ def remove_asset(
 
 def subscription_by_id(conn: Conn, subscription_id: int) -> Subscription:
     """A subscription by id, for other domains' jobs (no caller scope); NotFound if absent."""
-    sub = repo.fetch_one(conn, "subscriptions", Subscription, subscription_id, scope=None)
+    sub = repo.get_subscription(conn, subscription_id, None)
     if sub is None:
-        raise NotFound(f"subscription {subscription_id} not found")
+        raise NotFound(f"subscription {subscription_id} not found", code="subscription_not_found")
     return sub
 
 
@@ -387,7 +380,8 @@ def running_in(conn: Conn, customer_id: int, start: datetime, end: datetime) -> 
 def coverage_for(conn: Conn, asset_id: int, at: datetime) -> Coverage | None:
     """The entitled subscription that governs an asset at ``at``: orders beat alerts-only."""
     best: Coverage | None = None
-    for sub, plan in repo.covering(conn, asset_id, at):
+    for sub, plan_id in repo.covering(conn, asset_id, at):
+        plan = plans.get_plan(conn, plan_id)
         found = Coverage(
             subscription=sub,
             plan=plan,
@@ -405,8 +399,13 @@ def advance_lifecycles(conn: Conn, clock: Clock) -> int:
     now = clock.now()
     changed = 0
     for sub in repo.due_for_lifecycle(conn, now):
-        if sub.status == "trialing" and sub.trial_ends_at and sub.trial_ends_at <= now:
-            sub = repo.set_fields(conn, sub.id, {"status": "active"}, now)
+        if (
+            sub.status == SubscriptionStatus.TRIALING
+            and sub.trial_ends_at
+            and sub.trial_ends_at <= now
+        ):
+            active = SUBSCRIPTION_LIFECYCLE.check(sub.id, sub.status, SubscriptionStatus.ACTIVE)
+            sub = repo.set_fields(conn, sub.id, {"status": active}, now)
             view = _view(conn, sub, now)
             emit(
                 conn,
@@ -420,7 +419,10 @@ def advance_lifecycles(conn: Conn, clock: Clock) -> int:
             continue
         if sub.cancel_at_term_end or not sub.auto_renew:
             ended = sub.current_term_ends_at
-            values = {"status": "cancelled", "cancelled_at": now, "ends_at": ended}
+            cancelled = SUBSCRIPTION_LIFECYCLE.check(
+                sub.id, sub.status, SubscriptionStatus.CANCELLED
+            )
+            values = {"status": cancelled, "cancelled_at": now, "ends_at": ended}
             updated = repo.set_fields(conn, sub.id, values, now)
             emit(
                 conn,

@@ -12,8 +12,10 @@ from psycopg.rows import class_row, scalar_row
 
 from fleetcare import repository as shared
 from maintenance.webhooks.schemas import (
+    DELIVERY_LIFECYCLE,
     Attempt,
     Delivery,
+    DeliveryStatus,
     DueDelivery,
     EndpointRecord,
 )
@@ -98,11 +100,16 @@ def disable_endpoint(conn: Conn, endpoint_id: int, *, reason: str, at: datetime)
     conn.execute(
         """
         UPDATE webhook_deliveries
-           SET status = 'failed', next_attempt_at = NULL,
+           SET status = %(to)s, next_attempt_at = NULL,
                last_error = 'endpoint disabled: ' || %(r)s
-         WHERE endpoint_id = %(id)s AND status = 'pending'
+         WHERE endpoint_id = %(id)s AND status = ANY(%(from)s)
         """,
-        {"id": endpoint_id, "r": reason},
+        {
+            "id": endpoint_id,
+            "r": reason,
+            "to": DeliveryStatus.FAILED,
+            "from": DELIVERY_LIFECYCLE.sources(DeliveryStatus.FAILED),
+        },
     )
 
 

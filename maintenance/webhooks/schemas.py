@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from fleetcare.inputs import Id, Moment, PatchRecord, RequestRecord
+from fleetcare.lifecycle import Lifecycle
 from maintenance.webhooks.catalog import check_event_filter
 
-DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+# from -> what it may become: a pending delivery is retried (stays pending), delivered, or
+# fails for good (schedule exhausted, 410, endpoint disabled); a replay makes a delivered or
+# failed one pending again.
+DELIVERY_LIFECYCLE = Lifecycle(
+    "delivery",
+    {
+        DeliveryStatus.PENDING: {
+            DeliveryStatus.PENDING,
+            DeliveryStatus.DELIVERED,
+            DeliveryStatus.FAILED,
+        },
+        DeliveryStatus.DELIVERED: {DeliveryStatus.PENDING},
+        DeliveryStatus.FAILED: {DeliveryStatus.PENDING},
+    },
+)
 AttemptOutcome = Literal["delivered", "failed", "gone", "throttled", "refused"]
 
 

@@ -27,8 +27,10 @@ from maintenance.webhooks.addresses import (
 )
 from maintenance.webhooks.repository import AttemptRow
 from maintenance.webhooks.schemas import (
+    DELIVERY_LIFECYCLE,
     Delivery,
     DeliveryLog,
+    DeliveryStatus,
     DueDelivery,
     Endpoint,
     EndpointCreate,
@@ -303,18 +305,18 @@ def record_job(
     rows: list[AttemptRow] = []
     for sent in attempts:
         d, at, res = sent.delivery, sent.attempted_at, sent.result
-        status, next_at, step = "pending", None, d.schedule_step
+        status, next_at, step = DeliveryStatus.PENDING, None, d.schedule_step
         if res.outcome == "delivered":
-            status, failing_since = "delivered", None
+            status, failing_since = DeliveryStatus.DELIVERED, None
         else:
             failing_since = failing_since or at
             if res.outcome == "gone":
-                status = "failed"
+                status = DeliveryStatus.FAILED
                 disabled = "the receiver answered 410 Gone"
             else:
                 delay = retry_delay(d.schedule_step, rng)
                 if delay is None:
-                    status = "failed"
+                    status = DeliveryStatus.FAILED
                 else:
                     if res.retry_after_s is not None:
                         wait = timedelta(seconds=res.retry_after_s)
@@ -323,6 +325,8 @@ def record_job(
                     next_at, step = at + delay, d.schedule_step + 1
             if disabled is None and at - failing_since >= DISABLE_AFTER:
                 disabled = f"failing since {failing_since.isoformat()} (five days)"
+        # a due delivery is pending (the claim takes no other)
+        DELIVERY_LIFECYCLE.check(d.delivery_id, DeliveryStatus.PENDING, status)
         rows.append(
             AttemptRow(
                 delivery_id=d.delivery_id,
