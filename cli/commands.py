@@ -103,7 +103,6 @@ def keys_create(
     """Create an API key and print it once (only its hash is stored)."""
     from fleet import repository as fleet_repo
     from fleet import service as fleet
-    from fleet.schemas import Customer
     from fleetcare.db import connect
 
     if operator == (customer is not None):
@@ -117,7 +116,7 @@ def keys_create(
                 customer_id: int | None = None
                 if customer is not None:
                     found = (
-                        fleet_repo.fetch_one(conn, "customers", Customer, int(customer), scope=None)
+                        fleet_repo.CUSTOMERS.get(conn, int(customer), scope=None)
                         if customer.isdigit()
                         else fleet_repo.find_customer_by_slug(conn, customer)
                     )

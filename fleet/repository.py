@@ -10,11 +10,14 @@ from psycopg.types.json import Jsonb
 
 from fleet.schemas import ApiKey, Asset, Customer, MetricRecord, Site
 from fleetcare.kinds import KINDS
-from fleetcare.repository import fetch_one, fetch_page, insert_row, update_row
+from fleetcare.repository import ScopedTable
 
 Conn = Connection[Any]
 
-__all__ = ["fetch_one", "fetch_page", "insert_row", "update_row"]
+CUSTOMERS = ScopedTable("customers", Customer, scope_column="id")
+SITES = ScopedTable("sites", Site)
+ASSETS = ScopedTable("assets", Asset)
+API_KEYS = ScopedTable("api_keys", ApiKey, retired_column="revoked_at")
 
 
 def sync_catalogue(conn: Conn) -> int:

@@ -30,6 +30,7 @@ from fleet.schemas import (
     SiteUpdate,
 )
 from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from fleetcare.repository import ScopedTable
 from kinds.service import require_kind
 
 Conn = Connection[Any]
@@ -110,48 +111,26 @@ def owner_for(principal: Principal, requested: int | None) -> int:
 def _get(
     conn: Conn,
     principal: Principal,
-    table: str,
-    row_type: type[R],
+    table: ScopedTable[R],
     row_id: int,
     label: str,
     *,
-    scope_column: str = "customer_id",
     for_update: bool = False,
 ) -> R:
-    row = repo.fetch_one(
-        conn,
-        table,
-        row_type,
-        row_id,
-        scope_column=scope_column,
-        scope=principal.scope,
-        for_update=for_update,
-    )
+    row = table.get(conn, row_id, scope=principal.scope, for_update=for_update)
     if row is None:
         raise NotFound(f"{label} {row_id} not found", code=f"{label.replace(' ', '_')}_not_found")
     return row
 
 
 def retire_scoped(
-    conn: Conn,
-    principal: Principal,
-    table: str,
-    row_type: type[R],
-    row_id: int,
-    label: str,
-    *,
-    scope_column: str = "customer_id",
+    conn: Conn, principal: Principal, table: ScopedTable[R], row_id: int, label: str
 ) -> R:
     """Mark a row the caller may see as retired (once); its history stays."""
-    current = _get(
-        conn, principal, table, row_type, row_id, label, scope_column=scope_column,
-        for_update=True,
-    )  # fmt: skip
+    current = _get(conn, principal, table, row_id, label, for_update=True)
     if getattr(current, "retired_at", None) is not None:
         return current
-    row = repo.update_row(conn, table, row_type, row_id, {}, extra_sets=["retired_at = now()"])
-    assert row is not None
-    return row
+    return table.retire(conn, row_id)
 
 
 # --- customers -----------------------------------------------------------------------------
@@ -161,12 +140,12 @@ def create_customer(conn: Conn, principal: Principal, body: CustomerCreate) -> C
     """Create a customer (operator only)."""
     require_operator(principal)
     with translate_integrity_errors(f"customer {body.slug!r}"), conn.transaction():
-        return repo.insert_row(conn, "customers", Customer, body.model_dump())
+        return repo.CUSTOMERS.insert(conn, body.model_dump())
 
 
 def get_customer(conn: Conn, principal: Principal, customer_id: int) -> Customer:
     """A customer the caller may see: the operator any, a customer key only its own."""
-    return _get(conn, principal, "customers", Customer, customer_id, "customer", scope_column="id")
+    return _get(conn, principal, repo.CUSTOMERS, customer_id, "customer")
 
 
 def list_customers(
@@ -178,11 +157,8 @@ def list_customers(
     include_retired: bool = False,
 ) -> tuple[list[Customer], int | None]:
     """Customers visible to the caller, one page."""
-    return repo.fetch_page(
+    return repo.CUSTOMERS.page(
         conn,
-        "customers",
-        Customer,
-        scope_column="id",
         scope=principal.scope,
         include_retired=include_retired,
         after=after,
@@ -195,26 +171,15 @@ def update_customer(
 ) -> Customer:
     """Change a customer's name or currency (operator only)."""
     require_operator(principal)
-    current = _get(
-        conn,
-        principal,
-        "customers",
-        Customer,
-        customer_id,
-        "customer",
-        scope_column="id",
-        for_update=True,
-    )
+    current = _get(conn, principal, repo.CUSTOMERS, customer_id, "customer", for_update=True)
     values = body.model_dump(exclude_unset=True, exclude_none=True)
-    return repo.update_row(conn, "customers", Customer, current.id, values) or current
+    return repo.CUSTOMERS.update(conn, current.id, values) or current
 
 
 def retire_customer(conn: Conn, principal: Principal, customer_id: int) -> Customer:
     """Retire a customer: its keys stop working; its history stays."""
     require_operator(principal)
-    return retire_scoped(
-        conn, principal, "customers", Customer, customer_id, "customer", scope_column="id"
-    )
+    return retire_scoped(conn, principal, repo.CUSTOMERS, customer_id, "customer")
 
 
 # --- sites -----------------------------------------------------------------------------------
@@ -226,12 +191,12 @@ def create_site(conn: Conn, principal: Principal, body: SiteCreate) -> Site:
     get_customer(conn, principal, owner) if principal.scope is None else None
     values = body.model_dump(exclude={"customer_id"}) | {"customer_id": owner}
     with translate_integrity_errors(f"site {body.ref!r}"), conn.transaction():
-        return repo.insert_row(conn, "sites", Site, values)
+        return repo.SITES.insert(conn, values)
 
 
 def get_site(conn: Conn, principal: Principal, site_id: int) -> Site:
     """A site the caller may see."""
-    return _get(conn, principal, "sites", Site, site_id, "site")
+    return _get(conn, principal, repo.SITES, site_id, "site")
 
 
 def list_sites(
@@ -244,10 +209,8 @@ def list_sites(
     include_retired: bool = False,
 ) -> tuple[list[Site], int | None]:
     """Sites visible to the caller, one page."""
-    return repo.fetch_page(
+    return repo.SITES.page(
         conn,
-        "sites",
-        Site,
         scope=principal.scope,
         filters={"customer_id": customer_id},
         include_retired=include_retired,
@@ -258,16 +221,16 @@ def list_sites(
 
 def update_site(conn: Conn, principal: Principal, site_id: int, body: SiteUpdate) -> Site:
     """Change a site's name, region or position."""
-    current = _get(conn, principal, "sites", Site, site_id, "site", for_update=True)
+    current = _get(conn, principal, repo.SITES, site_id, "site", for_update=True)
     values = body.model_dump(exclude_unset=True)
     if "name" in values and values["name"] is None:
         raise Invalid("name cannot be null")
-    return repo.update_row(conn, "sites", Site, current.id, values) or current
+    return repo.SITES.update(conn, current.id, values) or current
 
 
 def retire_site(conn: Conn, principal: Principal, site_id: int) -> Site:
     """Retire a site; its assets keep their history."""
-    return retire_scoped(conn, principal, "sites", Site, site_id, "site")
+    return retire_scoped(conn, principal, repo.SITES, site_id, "site")
 
 
 # --- assets ----------------------------------------------------------------------------------
@@ -276,7 +239,7 @@ def retire_site(conn: Conn, principal: Principal, site_id: int) -> Site:
 def _check_site(conn: Conn, principal: Principal, owner: int, site_id: int | None) -> None:
     if site_id is None:
         return
-    site = repo.fetch_one(conn, "sites", Site, site_id, scope=principal.scope)
+    site = repo.SITES.get(conn, site_id, scope=principal.scope)
     if site is None or site.customer_id != owner:
         raise NotFound(f"site {site_id} not found", code="site_not_found")
     if site.retired_at is not None:
@@ -311,12 +274,12 @@ def create_asset(
         values["installed_at"] = body.installed_at
         values["renewed_at"] = body.installed_at
     with translate_integrity_errors(f"asset {body.ref!r}"), conn.transaction():
-        return repo.insert_row(conn, "assets", Asset, values)
+        return repo.ASSETS.insert(conn, values)
 
 
 def get_asset(conn: Conn, principal: Principal, asset_id: int) -> Asset:
     """An asset the caller may see."""
-    return _get(conn, principal, "assets", Asset, asset_id, "asset")
+    return _get(conn, principal, repo.ASSETS, asset_id, "asset")
 
 
 def list_assets(
@@ -333,10 +296,8 @@ def list_assets(
 ) -> tuple[list[Asset], int | None]:
     """Assets visible to the caller, filtered, one page."""
     filters = {"customer_id": customer_id, "site_id": site_id, "kind": kind, "ref": ref}
-    return repo.fetch_page(
+    return repo.ASSETS.page(
         conn,
-        "assets",
-        Asset,
         scope=principal.scope,
         filters=filters,
         include_retired=include_retired,
@@ -347,19 +308,19 @@ def list_assets(
 
 def update_asset(conn: Conn, principal: Principal, asset_id: int, body: AssetUpdate) -> Asset:
     """Move an asset to another site of its customer, or change its attributes."""
-    current = _get(conn, principal, "assets", Asset, asset_id, "asset", for_update=True)
+    current = _get(conn, principal, repo.ASSETS, asset_id, "asset", for_update=True)
     values: dict[str, Any] = {}
     if "site_id" in body.model_fields_set:
         _check_site(conn, principal, current.customer_id, body.site_id)
         values["site_id"] = body.site_id
     if body.attributes is not None:
         values["attributes"] = repo.jsonb(body.attributes)
-    return repo.update_row(conn, "assets", Asset, current.id, values) or current
+    return repo.ASSETS.update(conn, current.id, values) or current
 
 
 def retire_asset(conn: Conn, principal: Principal, asset_id: int) -> Asset:
     """Retire an asset: no more telemetry is accepted for it; history stays."""
-    return retire_scoped(conn, principal, "assets", Asset, asset_id, "asset")
+    return retire_scoped(conn, principal, repo.ASSETS, asset_id, "asset")
 
 
 # --- API keys --------------------------------------------------------------------------------
@@ -417,10 +378,8 @@ def list_api_keys(
     """Keys visible to the caller (never their secrets)."""
     if principal.role in ("technician", "partner"):
         raise Forbidden(f"a {principal.role} key cannot list keys")
-    rows, nxt = repo.fetch_page(
+    rows, nxt = repo.API_KEYS.page(
         conn,
-        "api_keys",
-        ApiKey,
         scope=principal.scope,
         include_retired=True,
         after=after,
@@ -433,21 +392,17 @@ def get_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
     """A key the caller may see (never its secret)."""
     if principal.role == "technician":
         raise Forbidden("a technician key cannot read keys")
-    return _get(conn, principal, "api_keys", ApiKey, key_id, "API key")
+    return _get(conn, principal, repo.API_KEYS, key_id, "API key")
 
 
 def revoke_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
     """Revoke a key; it stops working at once."""
     if principal.role in ("technician", "partner"):
         raise Forbidden(f"a {principal.role} key cannot revoke keys")
-    current = _get(conn, principal, "api_keys", ApiKey, key_id, "API key", for_update=True)
+    current = _get(conn, principal, repo.API_KEYS, key_id, "API key", for_update=True)
     if current.revoked_at is not None:
         return current
-    row = repo.update_row(
-        conn, "api_keys", ApiKey, current.id, {}, extra_sets=["revoked_at = now()"]
-    )
-    assert row is not None
-    return row
+    return repo.API_KEYS.retire(conn, current.id)
 
 
 def ensure_customer(conn: Conn, slug: str, name: str, currency: str = "EUR") -> Customer:
@@ -455,6 +410,4 @@ def ensure_customer(conn: Conn, slug: str, name: str, currency: str = "EUR") -> 
     existing = repo.find_customer_by_slug(conn, slug)
     if existing is not None:
         return existing
-    return repo.insert_row(
-        conn, "customers", Customer, {"slug": slug, "name": name, "currency": currency}
-    )
+    return repo.CUSTOMERS.insert(conn, {"slug": slug, "name": name, "currency": currency})

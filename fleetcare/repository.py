@@ -8,7 +8,8 @@ are composed with ``psycopg.sql``; values always travel as parameters.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from psycopg import Connection, sql
 from psycopg.rows import class_row
@@ -118,3 +119,72 @@ def update_row(
     )
     with conn.cursor(row_factory=class_row(row_type)) as cur:
         return cur.execute(query, [*values.values(), row_id]).fetchone()
+
+
+@dataclass(frozen=True)
+class ScopedTable(Generic[R]):
+    """One table whose rows belong to a customer (``scope_column``), declared in the
+    repository that owns it; its methods are that repository's generic reads and writes."""
+
+    table: str
+    row_type: type[R]
+    scope_column: str = "customer_id"
+    retired_column: str = "retired_at"
+
+    def get(
+        self, conn: Connection[Any], row_id: int, *, scope: int | None, for_update: bool = False
+    ) -> R | None:
+        """The row ``row_id`` when within ``scope`` (None: any customer's)."""
+        return fetch_one(
+            conn,
+            self.table,
+            self.row_type,
+            row_id,
+            scope_column=self.scope_column,
+            scope=scope,
+            for_update=for_update,
+        )
+
+    def page(
+        self,
+        conn: Connection[Any],
+        *,
+        scope: int | None,
+        filters: Mapping[str, Any] | None = None,
+        include_retired: bool = False,
+        after: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[R], int | None]:
+        """One keyset page within ``scope``."""
+        return fetch_page(
+            conn,
+            self.table,
+            self.row_type,
+            scope_column=self.scope_column,
+            scope=scope,
+            filters=filters,
+            include_retired=include_retired,
+            after=after,
+            limit=limit,
+        )
+
+    def insert(self, conn: Connection[Any], values: Mapping[str, Any]) -> R:
+        """Insert one row."""
+        return insert_row(conn, self.table, self.row_type, values)
+
+    def update(self, conn: Connection[Any], row_id: int, values: Mapping[str, Any]) -> R | None:
+        """Set columns of one row (None when ``values`` is empty)."""
+        return update_row(conn, self.table, self.row_type, row_id, values)
+
+    def retire(self, conn: Connection[Any], row_id: int) -> R:
+        """Mark one row retired (or revoked) now."""
+        row = update_row(
+            conn,
+            self.table,
+            self.row_type,
+            row_id,
+            {},
+            extra_sets=[f"{self.retired_column} = now()"],
+        )
+        assert row is not None
+        return row

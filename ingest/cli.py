@@ -27,7 +27,7 @@ def devices_add(
     from pydantic import ValidationError
 
     from fleet import repository as fleet_repo
-    from fleet.schemas import Customer, Principal
+    from fleet.schemas import Principal
     from fleetcare.db import connect
     from ingest import service
     from ingest.schemas import DeviceCreate
@@ -41,7 +41,7 @@ def devices_add(
         try:
             with connect(url) as conn:
                 found = (
-                    fleet_repo.fetch_one(conn, "customers", Customer, int(customer), scope=None)
+                    fleet_repo.CUSTOMERS.get(conn, int(customer), scope=None)
                     if customer.isdigit()
                     else fleet_repo.find_customer_by_slug(conn, customer)
                 )

@@ -14,9 +14,12 @@ from psycopg import Connection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from fleetcare.repository import ScopedTable
 from ingest.schemas import Device, IngestorStatus, QuarantineCount, QuarantineItem
 
 Conn = Connection[Any]
+
+DEVICES = ScopedTable("devices", Device)
 
 
 def insert_device(conn: Conn, *, customer_id: int, ref: str, name: str, secret_hash: str) -> Device:

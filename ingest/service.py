@@ -12,7 +12,6 @@ from typing import Any
 
 from psycopg import Connection
 
-from fleet import repository as fleet_repo
 from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.errors import Forbidden, Invalid, NotFound
@@ -85,7 +84,7 @@ def create_device(conn: Conn, principal: Principal, body: DeviceCreate) -> NewDe
 
 def get_device(conn: Conn, principal: Principal, device_id: int) -> Device:
     """A device the caller may see."""
-    row = fleet_repo.fetch_one(conn, "devices", Device, device_id, scope=principal.scope)
+    row = repo.DEVICES.get(conn, device_id, scope=principal.scope)
     if row is None:
         raise NotFound(f"device {device_id} not found", code="device_not_found")
     return row
@@ -101,10 +100,8 @@ def list_devices(
     include_retired: bool = False,
 ) -> tuple[list[Device], int | None]:
     """Devices visible to the caller, one page."""
-    return fleet_repo.fetch_page(
+    return repo.DEVICES.page(
         conn,
-        "devices",
-        Device,
         scope=principal.scope,
         filters={"customer_id": customer_id},
         include_retired=include_retired,
@@ -122,12 +119,12 @@ def update_device(conn: Conn, principal: Principal, device_id: int, body: Device
         require_profile(conn, profile)
         repo.set_device_profile(conn, current.id, profile)
         current = get_device(conn, principal, device_id)
-    return fleet_repo.update_row(conn, "devices", Device, current.id, values) or current
+    return repo.DEVICES.update(conn, current.id, values) or current
 
 
 def retire_device(conn: Conn, principal: Principal, device_id: int) -> Device:
     """Retire a device: the broker config drops it and ingest refuses its readings."""
-    return fleet.retire_scoped(conn, principal, "devices", Device, device_id, "device")
+    return fleet.retire_scoped(conn, principal, repo.DEVICES, device_id, "device")
 
 
 # --- broker credentials ----------------------------------------------------------------------

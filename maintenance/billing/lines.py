@@ -29,13 +29,13 @@ from maintenance.billing.pricing import (
     to_minor,
     usage_charge,
 )
-from maintenance.billing.schemas import CoveredAsset, InvoiceLine, LineDraft, OrderPartUse
+from maintenance.billing.schemas import InvoiceLine, LineDraft, OrderPartUse
 from maintenance.common import Conn
 from maintenance.orders.service import STANDARD_LABOUR_RATE_MINOR
 from maintenance.plans import service as plans
 from maintenance.plans.schemas import Plan
 from maintenance.subscriptions import service as subscriptions
-from maintenance.subscriptions.schemas import Subscription
+from maintenance.subscriptions.schemas import CoveredAsset, Subscription
 
 # uuid5 namespace of usage record ids: uuid5(USAGE_NAMESPACE, "<subscription>/<asset>/<period>")
 USAGE_NAMESPACE = UUID("6f0c3c52-5b7e-4d1e-9a43-8f1f3a0b7c21")
@@ -93,7 +93,7 @@ def coverage(conn: Conn, sub: Subscription, period: Period, cache: PlanCache) ->
     window = billable_window(sub, period)
     if window is None:
         return []
-    assets = repo.covered_assets(conn, sub)
+    assets = subscriptions.covered_assets(conn, sub)
     found: list[Segment] = []
     for plan_period in subscriptions.plan_periods(conn, sub.id):
         in_plan = overlap(

@@ -12,7 +12,6 @@ from psycopg.rows import class_row, scalar_row
 from fleetcare.repository import fetch_one, fetch_page, update_row
 from maintenance.billing.schemas import (
     INVOICE_LIFECYCLE,
-    CoveredAsset,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
@@ -22,7 +21,7 @@ from maintenance.billing.schemas import (
     UsageRecord,
 )
 from maintenance.common import Conn
-from maintenance.subscriptions.schemas import Subscription
+from maintenance.subscriptions.schemas import CoveredAsset
 
 # --- who and what to bill ------------------------------------------------------------------
 
@@ -55,29 +54,6 @@ def customer_currency(conn: Conn, customer_id: int) -> str | None:
             "SELECT currency FROM customers WHERE id = %s", (customer_id,)
         ).fetchone()
     return None if value is None else str(value).strip()
-
-
-def covered_assets(conn: Conn, subscription: Subscription) -> list[CoveredAsset]:
-    """Assets a subscription covers: the listed ones, or every asset of its site."""
-    with conn.cursor(row_factory=class_row(CoveredAsset)) as cur:
-        return cur.execute(
-            """
-            SELECT a.id, a.customer_id, a.ref, a.kind, a.installed_at, a.retired_at
-              FROM assets a
-             WHERE a.customer_id = %(c)s
-               AND ((%(scope)s = 'site' AND a.site_id = %(site)s)
-                    OR (%(scope)s = 'assets' AND EXISTS (
-                        SELECT 1 FROM subscription_assets sa
-                         WHERE sa.subscription_id = %(s)s AND sa.asset_id = a.id)))
-             ORDER BY a.id
-            """,
-            {
-                "c": subscription.customer_id,
-                "scope": subscription.scope,
-                "site": subscription.site_id,
-                "s": subscription.id,
-            },
-        ).fetchall()
 
 
 def asset(conn: Conn, asset_id: int, scope: int | None) -> CoveredAsset | None:
@@ -413,13 +389,6 @@ def delete_draft(conn: Conn, invoice_id: int) -> None:
 
 
 # --- partners ------------------------------------------------------------------------------
-
-
-def partner_code(conn: Conn, partner_id: int) -> str | None:
-    """A partner's code (None: no such partner)."""
-    with conn.cursor(row_factory=scalar_row) as cur:
-        value = cur.execute("SELECT code FROM partners WHERE id = %s", (partner_id,)).fetchone()
-    return None if value is None else str(value)
 
 
 def commissions_in(

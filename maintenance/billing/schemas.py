@@ -125,18 +125,6 @@ class LineDraft:
 
 
 @dataclass(frozen=True)
-class CoveredAsset:
-    """An asset a subscription covers, with the times it existed."""
-
-    id: int
-    customer_id: int
-    ref: str
-    kind: str
-    installed_at: datetime
-    retired_at: datetime | None
-
-
-@dataclass(frozen=True)
 class OrderPartUse:
     """One part used by a completed order, as billing reads it."""
 

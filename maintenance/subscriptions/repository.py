@@ -10,7 +10,12 @@ from psycopg.types.json import Jsonb
 
 from fleetcare.repository import fetch_one, fetch_page, insert_row, update_row
 from maintenance.common import Conn
-from maintenance.subscriptions.schemas import ENTITLED_STATUSES, PlanPeriod, Subscription
+from maintenance.subscriptions.schemas import (
+    ENTITLED_STATUSES,
+    CoveredAsset,
+    PlanPeriod,
+    Subscription,
+)
 
 
 def _columns(values: dict[str, Any]) -> dict[str, Any]:
@@ -215,6 +220,29 @@ def subscriptions_in(
              ORDER BY id
             """,
             {"c": customer_id, "s": start, "e": end},
+        ).fetchall()
+
+
+def covered_assets(conn: Conn, subscription: Subscription) -> list[CoveredAsset]:
+    """Assets a subscription covers: the listed ones, or every asset of its site."""
+    with conn.cursor(row_factory=class_row(CoveredAsset)) as cur:
+        return cur.execute(
+            """
+            SELECT a.id, a.customer_id, a.ref, a.kind, a.installed_at, a.retired_at
+              FROM assets a
+             WHERE a.customer_id = %(c)s
+               AND ((%(scope)s = 'site' AND a.site_id = %(site)s)
+                    OR (%(scope)s = 'assets' AND EXISTS (
+                        SELECT 1 FROM subscription_assets sa
+                         WHERE sa.subscription_id = %(s)s AND sa.asset_id = a.id)))
+             ORDER BY a.id
+            """,
+            {
+                "c": subscription.customer_id,
+                "scope": subscription.scope,
+                "site": subscription.site_id,
+                "s": subscription.id,
+            },
         ).fetchall()
 
 

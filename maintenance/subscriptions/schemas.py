@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -138,6 +139,18 @@ class SubscriptionView(Subscription):
     pending_plan_from: datetime | None = None
     asset_ids: list[int] = Field(default_factory=list)
     entitlements: Entitlements
+
+
+@dataclass(frozen=True)
+class CoveredAsset:
+    """An asset a subscription covers, with the times it existed."""
+
+    id: int
+    customer_id: int
+    ref: str
+    kind: str
+    installed_at: datetime
+    retired_at: datetime | None
 
 
 class Coverage(BaseModel):

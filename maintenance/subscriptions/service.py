@@ -19,6 +19,7 @@ from maintenance.subscriptions.schemas import (
     SUBSCRIPTION_LIFECYCLE,
     AssetList,
     Coverage,
+    CoveredAsset,
     PlanChange,
     PlanPeriod,
     Subscription,
@@ -370,6 +371,11 @@ def subscription_by_id(conn: Conn, subscription_id: int) -> Subscription:
 def plan_periods(conn: Conn, subscription_id: int) -> list[PlanPeriod]:
     """The plan periods of a subscription, oldest first."""
     return repo.periods(conn, subscription_id)
+
+
+def covered_assets(conn: Conn, subscription: Subscription) -> list[CoveredAsset]:
+    """Assets a subscription covers: the listed ones, or every asset of its site."""
+    return repo.covered_assets(conn, subscription)
 
 
 def running_in(conn: Conn, customer_id: int, start: datetime, end: datetime) -> list[Subscription]:
