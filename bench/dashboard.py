@@ -35,11 +35,11 @@ import uvicorn
 from psycopg import sql
 
 from fleet import service as fleet
-from fleet.repository import sync_catalogue
 from fleetcare import migrate
 from fleetcare.db import connect
 from fleetcare.services import free_port, wait_for_port
 from fleetcare.settings import Settings
+from kinds.service import apply_builtin
 from models.repository import track_predictions
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -105,7 +105,7 @@ def build(url: str, args: argparse.Namespace) -> dict[str, Any]:
     with connect(url) as conn:
         conn.execute("SET synchronous_commit = off")
         with conn.transaction():
-            sync_catalogue(conn)
+            apply_builtin(conn)
         make_fleet(conn, args)
         conn.commit()
         log(f"{args.assets} assets; {per_series} readings x {METRICS_PER_ASSET} metrics each")

@@ -45,6 +45,7 @@ from ingest import repository as repo
 from ingest import service as devices
 from ingest.schemas import BatchResult, DeviceCreate, IngestLimits
 from ingest.worker import IngestConfig, IngestWorker
+from kinds.service import apply_builtin
 
 OPERATOR = Principal(key_id=0, role="operator")
 PHASES = (
@@ -88,7 +89,7 @@ def bench_database(server_url: str, keep: bool) -> Iterator[str]:
     try:
         migrate.apply_migrations(url, storage_choice="auto")
         with connect(url) as conn, conn.transaction():
-            fleet_repo.sync_catalogue(conn)
+            apply_builtin(conn)
         yield url
     finally:
         if not keep:

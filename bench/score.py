@@ -34,10 +34,10 @@ import numpy as np
 from psycopg import Connection
 
 from fleet import service as fleet
-from fleet.repository import sync_catalogue
 from fleetcare import migrate
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
+from kinds.service import apply_builtin
 from models import synthetic
 from models.registry import WearModel
 from models.repository import track_predictions
@@ -200,7 +200,7 @@ def main() -> int:
         migrate.apply_migrations(url)
         with connect(url) as conn:
             with conn.transaction():
-                sync_catalogue(conn)
+                apply_builtin(conn)
             customer = fleet.ensure_customer(conn, "bench", "Bench")
             log(f"writing {args.train_assets} tires with recorded lifetimes ...")
             trainers = synthetic.write_tire_fleet(

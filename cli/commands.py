@@ -55,13 +55,13 @@ def migrate(
 def apply_and_sync(
     url: str, storage: migrations.StorageChoice = "auto"
 ) -> tuple[migrations.Storage, list[str]]:
-    """Apply migrations and copy the asset kinds into the catalogue."""
-    from fleet.repository import sync_catalogue
+    """Apply migrations, then the kind files shipped with fleetcare (as ``kinds apply``)."""
     from fleetcare.db import connect
+    from kinds.service import apply_builtin
 
     chosen, applied = migrations.apply_migrations(url, storage_choice=storage)
     with connect(url) as conn, conn.transaction():
-        sync_catalogue(conn)
+        apply_builtin(conn)
     return chosen, applied
 
 

@@ -86,6 +86,8 @@ class DemoFleet:
         ]  # fmt: skip
 
 
+# the kinds the demo simulates with their own physics, and trains a model of on a first run
+DEMO_KINDS = ("tire", "elevator", "engine")
 DEMO_FLEETS = (
     DemoFleet("acme-logistics", "proactive", tires=12, engines=4, seed=1),
     DemoFleet("skyline-buildings", "full-service-elevator", elevators=6, seed=2),

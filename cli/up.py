@@ -344,11 +344,10 @@ def _start_loop(
 ) -> str:
     """Train when needed, register the demo fleets, then start every worker; return the
     demo receiver's URL. Everything started is stopped when ``workers`` closes."""
-    from cli.demo import DEMO_FLEETS, prepare_loop
+    from cli.demo import DEMO_FLEETS, DEMO_KINDS, prepare_loop
     from fleet import repository as fleet_repo
     from fleetcare.clock import SystemClock
     from fleetcare.db import connect
-    from fleetcare.kinds import KINDS
     from fleetcare.services import free_port, wait_for_port
     from models.repository import active_version_ids
     from simulators.courier import Courier
@@ -367,7 +366,7 @@ def _start_loop(
 
     with connect(services.database_url) as conn:
         active = active_version_ids(conn)
-    missing = [k for k in KINDS if k not in active]
+    missing = [k for k in DEMO_KINDS if k not in active]
     wait_for_models: Callable[[], None] | None = None
     if missing:
         typer.echo(

@@ -9,7 +9,6 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from fleet.schemas import ApiKey, Asset, Customer, MetricRecord, Site
-from fleetcare.kinds import KINDS
 from fleetcare.repository import ScopedTable
 
 Conn = Connection[Any]
@@ -18,36 +17,6 @@ CUSTOMERS = ScopedTable("customers", Customer, scope_column="id")
 SITES = ScopedTable("sites", Site)
 ASSETS = ScopedTable("assets", Asset)
 API_KEYS = ScopedTable("api_keys", ApiKey, retired_column="revoked_at")
-
-
-def sync_catalogue(conn: Conn) -> int:
-    """Copy the asset kinds and their metrics from fleetcare.kinds into the database."""
-    changed = 0
-    for kind in KINDS.values():
-        cur = conn.execute(
-            """
-            INSERT INTO asset_kinds (name, life_unit, usage_metric, failure, typical_life)
-            VALUES (%s, %s, %s, %s, %s)
-            ON CONFLICT (name) DO UPDATE SET life_unit = EXCLUDED.life_unit,
-                usage_metric = EXCLUDED.usage_metric, failure = EXCLUDED.failure,
-                typical_life = EXCLUDED.typical_life
-            """,
-            (kind.name, kind.life_unit, kind.usage_metric, kind.failure, kind.typical_life),
-        )
-        changed += cur.rowcount
-        for m in kind.metrics:
-            cur = conn.execute(
-                """
-                INSERT INTO metrics (kind, name, unit, low, high, cumulative, description)
-                VALUES (%s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (kind, name) DO UPDATE SET unit = EXCLUDED.unit,
-                    low = EXCLUDED.low, high = EXCLUDED.high,
-                    cumulative = EXCLUDED.cumulative, description = EXCLUDED.description
-                """,
-                (kind.name, m.name, m.unit, m.low, m.high, m.cumulative, m.description),
-            )
-            changed += cur.rowcount
-    return changed
 
 
 def list_metrics(conn: Conn, kind: str | None = None) -> list[MetricRecord]:

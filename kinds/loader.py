@@ -124,7 +124,7 @@ def load_file(path: Path | str) -> KindDefinition:
 
 
 def builtin_files() -> list[Path]:
-    """The kind files shipped with fleetcare (tire, elevator, engine), in name order."""
+    """The kind files shipped with fleetcare (``kinds/builtin/``), in name order."""
     folder = Path(__file__).resolve().parent / "builtin"
     return sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES)
 

@@ -174,12 +174,12 @@ def operating_conditions(data: FloatArray) -> int:
 
 
 def make_featurizer(n_conditions: int = 1) -> WindowFeatures:
-    """The feature transformer used for C-MAPSS engines with ``n_conditions`` conditions."""
+    """The feature transformer used for C-MAPSS units with ``n_conditions`` conditions."""
     return conditions_features(N_SETTINGS, n_conditions)
 
 
 def make_rul_regressor(random_state: int = 0) -> RULRegressor:
-    """The RUL regressor used for C-MAPSS engines (target capped at 125 cycles)."""
+    """The RUL regressor used for C-MAPSS units (target capped at 125 cycles)."""
     return RULRegressor(max_rul=DEFAULT_MAX_RUL, random_state=random_state, n_jobs=-1)
 
 

@@ -6,7 +6,7 @@ its last renewal)::
 
     column 0                      asset / group id (any float-encodable id)
     column 1                      usage since renewal (the kind's cumulative counter,
-                                  e.g. flight cycles for an engine)
+                                  e.g. kilometres, trips, cycles)
     columns 2 .. 2+n_settings-1   operating-condition settings (may be none)
     remaining columns             condition metrics (sensors)
 

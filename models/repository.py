@@ -3,7 +3,7 @@
 Readings matrix (the input of ``models.features.WindowFeatures``): one row per reading of the
 kind's usage counter (the row grid), columns ``group id, usage, settings..., sensors...``;
 every other metric enters a row as its latest value at or before the row's time (forward
-fill: a tire's tread depth comes from an occasional drive-over read), or, before its first
+fill: a metric read only now and then, like a depth from a drive-over reader), or, before its first
 value in the group, as that first value (back fill). Rows of a group are contiguous and in
 time order. Readings travel as one bytea of packed binary records that numpy reads: no
 Python object per value.

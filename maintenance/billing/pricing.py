@@ -24,7 +24,7 @@ SECONDS_PER_DAY = Decimal(86_400)
 QUANTITY_STEP = Decimal("0.001")
 DAYS_STEP = Decimal("0.0001")
 # A drop to at most this fraction of the highest value seen is a counter reset (a renewed
-# tire's odometer starts again at 0); a smaller drop is sensor jitter and is ignored.
+# asset's counter starts again at 0); a smaller drop is sensor jitter and is ignored.
 RESET_FRACTION = Decimal("0.5")
 
 
