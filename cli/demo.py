@@ -6,6 +6,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from psycopg import Connection
 
 from fleet import repository as fleet_repo
 from fleet import service as fleet
@@ -17,6 +20,49 @@ DEMO_CUSTOMERS = (
     ("acme-logistics", "ACME Logistics", (("DEPOT-N", "North depot", "north"),)),
     ("skyline-buildings", "Skyline Buildings", (("TOWER-1", "Skyline Tower", "central"),)),
 )
+
+
+# The demo's plan catalogue (a real operator writes its own through POST /v1/plans).
+DEMO_PLANS: tuple[dict[str, object], ...] = (
+    {"code": "monitor", "name": "Monitor",
+     "description": "Condition monitoring: alerts when an asset is predicted due; no orders.",
+     "kinds": ["tire", "elevator", "engine"], "order_lead_days": 14, "response_sla_hours": 72,
+     "risk_threshold": 0.5, "fee_per_asset_month_minor": 900},
+    {"code": "proactive", "name": "Proactive",
+     "description": "Orders raised and parts shipped before the due date; parts paid by the"
+     " customer.",
+     "kinds": ["tire", "elevator", "engine"], "includes_orders": True, "order_lead_days": 14,
+     "response_sla_hours": 48, "risk_threshold": 0.5, "fee_per_asset_month_minor": 2900},
+    {"code": "full-service-tire", "name": "Full service (tires)",
+     "description": "Everything included, billed per kilometre.", "kinds": ["tire"],
+     "includes_orders": True, "includes_parts": True, "includes_labour": True,
+     "order_lead_days": 10, "response_sla_hours": 24, "risk_threshold": 0.4,
+     "usage_price_minor": 400, "usage_price_quantity": 1000},
+    {"code": "full-service-elevator", "name": "Full service (elevators)",
+     "description": "Everything included, billed per trip.", "kinds": ["elevator"],
+     "includes_orders": True, "includes_parts": True, "includes_labour": True,
+     "order_lead_days": 14, "response_sla_hours": 8, "risk_threshold": 0.4,
+     "usage_price_minor": 2, "usage_price_quantity": 1},
+    {"code": "full-service-engine", "name": "Full service (engines)",
+     "description": "Power by the hour: everything included, billed per flight cycle.",
+     "kinds": ["engine"], "includes_orders": True, "includes_parts": True,
+     "includes_labour": True, "order_lead_days": 21, "response_sla_hours": 4,
+     "risk_threshold": 0.3, "usage_price_minor": 150000, "usage_price_quantity": 1},
+)  # fmt: skip
+
+
+def seed_plans(conn: Connection[Any]) -> int:
+    """Add the demo plans that are missing (by code), without events; how many were added."""
+    from maintenance.plans import repository as plans_repo
+    from maintenance.plans.schemas import Plan, PlanCreate
+
+    added = 0
+    for data in DEMO_PLANS:
+        body = PlanCreate.model_validate(data)
+        if plans_repo.find_plan_by_code(conn, body.code) is None:
+            plans_repo.insert_row(conn, "plans", Plan, body.model_dump())
+            added += 1
+    return added
 
 
 def seed_demo(database_url: str, data_dir: Path) -> Path:
@@ -34,6 +80,7 @@ def seed_demo(database_url: str, data_dir: Path) -> Path:
     operator = Principal(key_id=0, role="operator")
     with connect(database_url) as conn:
         with conn.transaction():
+            seed_plans(conn)
             valid = {}
             for name, key in keys.items():
                 try:
@@ -113,6 +160,7 @@ def prepare_loop(
     operator = Principal(key_id=0, role="operator")
     with connect(database_url) as conn:
         with conn.transaction():
+            seed_plans(conn)
             plan_list, _ = plans.list_plans(conn, after=None, limit=100)
             by_code = {p.code: p for p in plan_list}
             depots, _ = logistics.list_depots(conn, after=None, limit=100)

@@ -46,6 +46,16 @@ MARKER = re.compile(r"^--\s*fleetcare:\s*(all|timescaledb|postgres)(\s+no-transa
 # Any constant works; it only has to be the same for every fleetcare process.
 ADVISORY_LOCK_ID = 0x666C6565_74636172 & 0x7FFFFFFFFFFFFFFF
 
+# Earlier texts of applied files that a later release amended without changing the schema:
+# a database that applied one of them is current. 0005 lost its seed rows, which named asset
+# kinds (plans and parts): parts now come from the kind definitions and plans from the
+# operator (the demo seeds its own); a database that has the old rows keeps them.
+AMENDED: dict[str, frozenset[str]] = {
+    "0005_maintenance.sql": frozenset(
+        {"09039516fcbbed3613c9ec834811a1a9ecec0a809289c07fcabb61e84bb398ff"}
+    ),
+}
+
 _BOOKKEEPING = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     name        text PRIMARY KEY,
@@ -242,6 +252,11 @@ def _choose_storage(conn: psycopg.Connection, database_url: str, choice: Storage
     return storage
 
 
+def _same(f: MigrationFile, applied_checksum: str) -> bool:
+    """Whether the applied text of ``f`` is its text on disk, or an amended earlier one."""
+    return applied_checksum == f.checksum or applied_checksum in AMENDED.get(f.name, ())
+
+
 def status(database_url: str, directory: Path = MIGRATIONS_DIR) -> MigrationStatus:
     """Compare the files with what the database has applied; changes nothing."""
     files = load_files(directory)
@@ -258,7 +273,7 @@ def status(database_url: str, directory: Path = MIGRATIONS_DIR) -> MigrationStat
         applied=list(applied.values()),
         pending=[f.name for f in files if f.name not in applied],
         edited=[
-            n for n, a in applied.items() if n in on_disk and on_disk[n].checksum != a.checksum
+            n for n, a in applied.items() if n in on_disk and not _same(on_disk[n], a.checksum)
         ],
         missing=[n for n in applied if n not in on_disk],
     )
@@ -301,7 +316,7 @@ def apply_migrations(
                 )
             for f in files:
                 a = applied.get(f.name)
-                if a and a.checksum != f.checksum:
+                if a and not _same(f, a.checksum):
                     raise MigrationError(
                         f"{f.name} was edited after it was applied (checksum {a.checksum[:12]}"
                         f" applied, {f.checksum[:12]} on disk); write a new migration instead"

@@ -11,7 +11,7 @@ CREATE TABLE plans (
     code                text NOT NULL UNIQUE CHECK (code ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
     name                text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     description         text NOT NULL DEFAULT '',
-    -- asset kinds the plan can cover (names of fleetcare.kinds; checked by the service)
+    -- asset kinds the plan can cover (kind names; checked by the service)
     kinds               text[] NOT NULL CHECK (cardinality(kinds) > 0),
     includes_alerts     boolean NOT NULL DEFAULT true,
     includes_orders     boolean NOT NULL DEFAULT false,
@@ -36,29 +36,6 @@ CREATE TABLE plans (
     CHECK (includes_orders OR NOT (includes_parts OR includes_labour)),
     CHECK (fee_per_asset_month_minor IS NOT NULL OR usage_price_minor IS NOT NULL)
 );
-
-INSERT INTO plans (code, name, description, kinds, includes_alerts, includes_orders,
-                   includes_parts, includes_labour, order_lead_days, response_sla_hours,
-                   risk_threshold, anomaly_threshold, currency, fee_per_asset_month_minor,
-                   usage_price_minor, usage_price_quantity)
-VALUES
-    ('monitor', 'Monitor',
-     'Condition monitoring: alerts when an asset is predicted due; no orders.',
-     ARRAY['tire', 'elevator', 'engine'], true, false, false, false, 14, 72, 0.5, NULL,
-     'EUR', 900, NULL, 1),
-    ('proactive', 'Proactive',
-     'Orders raised and parts shipped before the due date; parts paid by the customer.',
-     ARRAY['tire', 'elevator', 'engine'], true, true, false, false, 14, 48, 0.5, NULL,
-     'EUR', 2900, NULL, 1),
-    ('full-service-tire', 'Full service (tires)',
-     'Everything included, billed per kilometre.',
-     ARRAY['tire'], true, true, true, true, 10, 24, 0.4, NULL, 'EUR', NULL, 400, 1000),
-    ('full-service-elevator', 'Full service (elevators)',
-     'Everything included, billed per trip.',
-     ARRAY['elevator'], true, true, true, true, 14, 8, 0.4, NULL, 'EUR', NULL, 2, 1),
-    ('full-service-engine', 'Full service (engines)',
-     'Power by the hour: everything included, billed per flight cycle.',
-     ARRAY['engine'], true, true, true, true, 21, 4, 0.3, NULL, 'EUR', NULL, 150000, 1);
 
 -- --- subscriptions -------------------------------------------------------------------------
 
@@ -160,7 +137,7 @@ CREATE INDEX api_keys_partner ON api_keys (partner_id) WHERE partner_id IS NOT N
 
 -- --- parts and logistics -------------------------------------------------------------------
 
--- Copied from fleetcare.kinds (seeded here; maintenance.logistics keeps it in sync).
+-- The parts of each kind's definition, written when the kind is applied.
 CREATE TABLE parts (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     sku           text NOT NULL UNIQUE,
@@ -174,12 +151,6 @@ CREATE TABLE parts (
     retired_at    timestamptz
 );
 CREATE INDEX parts_kind_component ON parts (kind, component);
-
-INSERT INTO parts (sku, name, kind, component, price_minor, labour_hours) VALUES
-    ('TIRE-315-80R22.5', 'Truck tire 315/80 R22.5', 'tire', 'tire', 45000, 0.75),
-    ('ELV-DOOR-OP', 'Door operator kit', 'elevator', 'door_operator', 120000, 3.0),
-    ('ELV-BRAKE-SET', 'Brake lining set', 'elevator', 'brake', 60000, 2.0),
-    ('ENG-HPC-OVH', 'HPC module overhaul kit', 'engine', 'hpc_module', 2500000, 40.0);
 
 CREATE TABLE depots (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -14,6 +14,7 @@ import yaml
 from fastapi.testclient import TestClient
 from psycopg import Connection
 
+from fleetcare.db import connect
 from fleetcare.errors import FleetcareError
 from kinds import repository as kinds_repo
 from kinds import service as kinds
@@ -436,3 +437,36 @@ def test_an_asset_or_a_plan_of_an_unknown_kind_is_refused_and_a_new_kind_is_acce
     client.post("/v1/kinds", json=pump_doc(), headers=operator_headers)
     assert client.post("/v1/assets", json=asset, headers=tenant.headers).status_code == 201
     assert client.post("/v1/plans", json=plan, headers=operator_headers).status_code == 201
+
+
+def test_migrations_seed_no_kind_and_an_amended_migration_stays_current(
+    db_url: str, template_db: str
+) -> None:
+    from fleetcare import migrate
+    from tests.fixtures.services import SERVER_URL, create_database, drop_database, unique_name
+
+    name = unique_name("fc_bare")
+    bare = create_database(SERVER_URL, name)
+    try:
+        migrate.apply_migrations(bare)
+        with connect(bare) as c:
+            # nothing names a kind before the kind files are applied: no plans, no parts
+            assert c.execute("SELECT count(*) FROM plans").fetchone() == (0,)
+            assert c.execute("SELECT count(*) FROM parts").fetchone() == (0,)
+            assert c.execute("SELECT count(*) FROM asset_kinds").fetchone() == (0,)
+    finally:
+        drop_database(SERVER_URL, name)
+    # a database that applied 0005 with its old seed rows is current, not "edited"
+    (old,) = migrate.AMENDED["0005_maintenance.sql"]
+    with connect(db_url) as c:
+        c.execute(
+            "UPDATE schema_migrations SET checksum = %s WHERE name = '0005_maintenance.sql'",
+            (old,),
+        )
+        c.commit()
+    assert migrate.status(db_url).current
+    assert migrate.apply_migrations(db_url)[1] == []
+    with connect(db_url) as c:
+        c.execute("UPDATE schema_migrations SET checksum = 'x' WHERE name = '0005_maintenance.sql'")
+        c.commit()
+    assert migrate.status(db_url).edited == ["0005_maintenance.sql"]
