@@ -34,7 +34,6 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from fleet import repository as fleet_repo
 from fleet import service as fleet
 from fleet.schemas import AssetCreate, Principal
 from fleetcare import migrate

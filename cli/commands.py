@@ -22,7 +22,7 @@ def migrate(
         str, typer.Option(help="auto | timescaledb | postgres (first run only)")
     ] = "auto",
 ) -> None:
-    """Apply pending migrations (TimescaleDB when available), then sync the metric catalogue."""
+    """Apply pending migrations (TimescaleDB when available), then apply the shipped kind files."""
     if storage not in ("auto", "timescaledb", "postgres"):
         raise fail("--storage is one of auto, timescaledb, postgres")
     settings = load_settings()

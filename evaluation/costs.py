@@ -17,7 +17,7 @@ class KindEconomics:
     failure_downtime_h: float  # an unplanned failure takes the asset out this long
     downtime_eur_per_hour: float
     max_rul: float  # RUL cap of the wear model (as the product's training defaults)
-    risk_threshold: float  # the kind's full-service plan (the demo's, fleetcare/demo.py)
+    risk_threshold: float  # the kind's full-service plan (the demo's, cli/demo.py)
     history_max_days: float  # the training fleet stops here even if some never failed
     note: str
 
