@@ -38,12 +38,12 @@ from fleetcare import migrate
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from kinds.service import apply_builtin
-from models import synthetic
-from models.registry import WearModel
+from models.bundle import WearModel
 from models.repository import track_predictions
 from models.scoring import ModelCache, PassResult, ReadingsCache, score_pass
 from models.training import train
-from tests.fixtures.services import SERVER_URL, create_database, drop_database, unique_name
+from testkit import synthetic
+from testkit.databases import SERVER_URL, create_database, drop_database, unique_name
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 TARGET_S = 2.0

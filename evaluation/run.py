@@ -22,7 +22,7 @@ Per kind:
    ``days`` under each strategy.
 
 The predictive strategy scores every live component once a day as the scoring worker does
-(the product's model bundle, :class:`models.registry.WearModel`, on the features of the last
+(the product's model bundle, :class:`models.bundle.WearModel`, on the features of the last
 row from the first ``baseline_window`` and the last rows of the life: RUL with its interval
 at ``coverage``, failure probability, anomaly score; due dates from the usage rate of the
 last 7 days, none before a day of history) and hands each prediction to the product's

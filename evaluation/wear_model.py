@@ -12,7 +12,7 @@ import numpy as np
 from evaluation.costs import ECONOMICS
 from evaluation.fleets import FloatArray, World
 from kinds.loader import builtin_kinds
-from models import registry
+from models.bundle import WearModel as ModelBundle
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import WindowFeatures
 from models.training import HEALTHY_SHARE
@@ -25,9 +25,9 @@ CALIBRATION_BINS = 10
 @dataclass
 class WearModel:
     """The product's model bundle (features, RUL and failure risk per component, anomaly
-    scorer: :class:`models.registry.WearModel`) and the rows scoring reads per life."""
+    scorer: :class:`models.bundle.WearModel`) and the rows scoring reads per life."""
 
-    bundle: registry.WearModel
+    bundle: ModelBundle
     head: int
     tail: int
 
@@ -94,7 +94,7 @@ def train_wear_model(kind: str, world: World, n_jobs: int = 1) -> WearModel:
         )
         early = usage <= HEALTHY_SHARE * np.maximum(usage + y, 1e-9)  # usage is since renewal
         healthy.append(X[early] if early.sum() >= 2 else X)
-    bundle = registry.WearModel(
+    bundle = ModelBundle(
         kind=kind, usage_metric=spec.usage_metric, setting_names=list(spec.regime_metrics),
         sensor_names=list(spec.sensor_names), features=features, rul=rul, risk=risk,
         anomaly=AnomalyScorer().fit(np.concatenate(healthy)), horizon=horizon,

@@ -1,7 +1,6 @@
 """The wear-model registry: per-kind model bundles, safe serialisation, promotion and rollback.
 
-Artifacts are skops files (no pickle). Loading refuses any type outside
-:data:`TRUSTED_TYPES` — an explicit list, never "whatever the file says".
+The artifact itself (the bundle and its safe serialisation) is :mod:`models.bundle`.
 A candidate becomes active only when it beats the active version on the same held-out
 lifetimes: both are evaluated, now, on the candidate's held-out assets (the split is a
 deterministic function of the asset id, so no version has trained on them).
@@ -16,138 +15,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import skops.io as sio
 from numpy.typing import NDArray
 
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Invalid, NotFound
 from kinds.service import get_kind
 from models import repository as repo
-from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
-from models.features import WindowFeatures
+
+# WearModel stays importable here: artifacts stored before models.bundle name it so
+from models.bundle import (
+    ARTIFACT_FORMAT,
+    WearModel,
+    dump_model,
+    load_model,
+)
+from models.lifetimes import lifetime_matrices
 from models.schemas import ModelVersion, PromotionResult
 
 log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
-ARTIFACT_FORMAT = "skops"
-DEFAULT_COVERAGE = 0.8
 HOLDOUT_SHARE = 0.2
-
-# Every type a wear-model artifact may contain beyond what skops trusts by default.
-TRUSTED_TYPES: tuple[str, ...] = (
-    "models.registry.WearModel",
-    "models.features.WindowFeatures",
-    "models.estimators.RULRegressor",
-    "models.estimators.FailureRiskClassifier",
-    "models.estimators.AnomalyScorer",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn._loss.link.IdentityLink",
-    "sklearn._loss.link.Interval",
-    "sklearn._loss.link.LogitLink",
-    "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn._loss.loss.HalfSquaredError",
-    "sklearn._loss._loss.CyHalfBinomialLoss",
-    "sklearn._loss._loss.CyHalfSquaredError",
-    "sklearn.tree._tree.Tree",
-    "sklearn.utils._bunch.Bunch",
-    "builtins.float",
-    "builtins.int",
-    "builtins.str",
-    "numpy.dtype",
-    "numpy.float64",
-    "numpy.int64",
-    "numpy.intp",
-    "numpy.random.mtrand.RandomState",
-)
-
-
-class WearModel:
-    """Everything needed to score one kind: features, per-component RUL and failure risk,
-    an asset-level anomaly scorer, and the column layout the features expect.
-
-    ``predict`` takes the features of each asset's last row; all estimators are fitted.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        usage_metric: str,
-        setting_names: Sequence[str],
-        sensor_names: Sequence[str],
-        features: WindowFeatures,
-        rul: dict[str, RULRegressor],
-        risk: dict[str, FailureRiskClassifier],
-        anomaly: AnomalyScorer,
-        horizon: float,
-        coverage: float = DEFAULT_COVERAGE,
-    ) -> None:
-        self.kind = kind
-        self.usage_metric = usage_metric
-        self.setting_names = list(setting_names)
-        self.sensor_names = list(sensor_names)
-        self.features = features
-        self.rul = rul
-        self.risk = risk
-        self.anomaly = anomaly
-        self.horizon = float(horizon)
-        self.coverage = float(coverage)
-
-    @property
-    def components(self) -> list[str]:
-        """Components this model predicts, in a stable order."""
-        return sorted(self.rul)
-
-    @property
-    def column_names(self) -> list[str]:
-        """Metric names of the readings-matrix columns after the usage column."""
-        return [*self.setting_names, *self.sensor_names]
-
-    def history_rows(self, tolerance: float = 1e-9) -> tuple[int, int]:
-        """(head, tail) rows of an asset's history that scoring reads.
-
-        The head is the baseline the drift features compare with; the tail covers the
-        longest window and the rows whose weight in the smoothed level is above
-        ``tolerance`` (older rows change the features by less than that, relatively).
-        """
-        f = self.features
-        return int(f.baseline_window), max(max(f.windows), f.ewm_rows(tolerance))
-
-    def predict(self, features: FloatArray) -> dict[str, dict[str, FloatArray]]:
-        """Per component: rul, rul_low, rul_high, failure_probability; plus anomaly_score."""
-        out: dict[str, dict[str, FloatArray]] = {}
-        anomaly = self.anomaly.anomaly_score(features)
-        for component in self.components:
-            regressor = self.rul[component]
-            point = regressor.predict(features)
-            low, high = regressor.predict_interval(features, coverage=self.coverage)
-            proba = self.risk[component].predict_proba(features)[:, 1]
-            out[component] = {
-                "rul": point,
-                "rul_low": np.minimum(low, point),
-                "rul_high": np.maximum(high, point),
-                "failure_probability": np.clip(proba, 0.0, 1.0),
-                "anomaly_score": anomaly,
-            }
-        return out
-
-
-def dump_model(model: WearModel) -> bytes:
-    """Serialise a wear model with skops."""
-    return sio.dumps(model)
-
-
-def load_model(data: bytes) -> WearModel:
-    """Load a skops artifact, refusing any type outside :data:`TRUSTED_TYPES`."""
-    untrusted = set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES)
-    if untrusted:
-        raise Invalid(f"artifact holds types that are not trusted: {', '.join(sorted(untrusted))}")
-    model = sio.loads(data, trusted=list(TRUSTED_TYPES))
-    if not isinstance(model, WearModel):
-        raise Invalid(f"artifact is a {type(model).__name__}, not a WearModel")
-    return model
-
 
 # --- held-out split ---------------------------------------------------------------------------
 
@@ -275,8 +163,6 @@ def holdout_data(
     conn: repo.Conn, model: WearModel, holdout_assets: Sequence[int]
 ) -> dict[str, tuple[FloatArray, FloatArray]]:
     """Readings matrices and true RUL of the held-out assets' lives, per component."""
-    from models.training import lifetime_matrices  # training reads lives; no cycle at import
-
     return lifetime_matrices(conn, model.kind, model.column_names, asset_ids=holdout_assets)
 
 

@@ -7,7 +7,7 @@ asset's recent usage rate, and write one prediction per asset and component.
 
 Scoring reads, per asset, the first ``head`` rows since renewal (the drift baseline) and
 the last ``tail`` rows (the windows, and every row whose weight in the smoothed level is
-above 1e-9): see :meth:`models.registry.WearModel.history_rows`. A :class:`ReadingsCache`
+above 1e-9): see :meth:`models.bundle.WearModel.history_rows`. A :class:`ReadingsCache`
 keeps those rows between passes, so that a warm pass reads only the telemetry that arrived
 since the previous one; both ways give the same matrix (tests check it).
 """
@@ -28,7 +28,8 @@ from threadpoolctl import threadpool_limits
 
 from fleetcare.clock import Clock
 from models import repository as repo
-from models.registry import WearModel, load_version
+from models.bundle import WearModel
+from models.registry import load_version
 from models.schemas import ChangedAsset
 
 log = logging.getLogger(__name__)

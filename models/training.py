@@ -12,7 +12,7 @@ held-out assets.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from fleetcare.errors import Conflict, Invalid
 from kinds.service import get_kind
 from models import registry
 from models import repository as repo
+from models.bundle import DEFAULT_COVERAGE, WearModel
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import (
     WindowFeatures,
@@ -31,6 +32,7 @@ from models.features import (
     count_operating_regimes,
     group_bounds,
 )
+from models.lifetimes import lifetime_matrices
 from models.schemas import ModelVersion
 
 FloatArray = NDArray[np.float64]
@@ -49,49 +51,12 @@ class TrainingResult:
     """The stored version, whether it became active, and why not."""
 
     version: ModelVersion
-    model: registry.WearModel
+    model: WearModel
     promoted: bool
     reason: str
     seconds: float
     cpu_seconds: float = 0.0  # of this process, all its threads
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def lifetime_matrices(
-    conn: repo.Conn,
-    kind: str,
-    column_names: Sequence[str],
-    *,
-    asset_ids: Sequence[int] | None = None,
-) -> dict[str, tuple[FloatArray, FloatArray]]:
-    """Per component: the readings matrix of every recorded life (group id = life id) and
-    the usage left until the end of the life at each row."""
-    spec = get_kind(conn, kind)
-    layout = repo.metric_layout(conn, kind, spec.usage_metric, column_names)
-    lives = repo.fetch_lives(conn, kind)
-    if asset_ids is not None:
-        wanted = set(asset_ids)
-        lives = [life for life in lives if life.asset_id in wanted]
-    out: dict[str, tuple[FloatArray, FloatArray]] = {}
-    for component in sorted({life.component for life in lives}):
-        mine = [life for life in lives if life.component == component]
-        windows = [
-            repo.Window(life.id, life.asset_id, life.started_at, life.ended_at) for life in mine
-        ]
-        readings = repo.fetch_readings(conn, layout, windows)
-        if readings.matrix.shape[0] == 0:
-            continue
-        end_usage = {life.id: life.usage_at_end for life in mine}
-        ids = readings.matrix[:, 0].astype(np.int64)
-        usage = readings.matrix[:, 1]
-        last_rows = readings.last_rows()
-        last_usage = dict(zip(ids[last_rows].tolist(), usage[last_rows].tolist(), strict=True))
-        end = np.array(
-            [end_usage[i] if end_usage[i] is not None else last_usage[i] for i in ids.tolist()],
-            dtype=np.float64,
-        )
-        out[component] = (readings.matrix, np.maximum(end - usage, 0.0))
-    return out
 
 
 def _first_of_group(groups: FloatArray, values: FloatArray) -> FloatArray:
@@ -129,7 +94,7 @@ def train(
     feature_params: dict[str, Any] | None = None,
     max_rul: float | None = None,
     horizon: float | None = None,
-    coverage: float = registry.DEFAULT_COVERAGE,
+    coverage: float = DEFAULT_COVERAGE,
     auto_promote: bool = True,
     progress: Progress | None = None,
 ) -> TrainingResult:
@@ -208,7 +173,7 @@ def train(
         rows += matrix.shape[0]
     step("fitting anomaly scorer")
     anomaly = AnomalyScorer().fit(np.concatenate(healthy))
-    model = registry.WearModel(
+    model = WearModel(
         kind=kind,
         usage_metric=spec.usage_metric,
         setting_names=setting_names,

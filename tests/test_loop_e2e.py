@@ -35,8 +35,8 @@ from maintenance.subscriptions.schemas import SubscriptionCreate
 from maintenance.webhooks import service as webhooks
 from maintenance.webhooks.schemas import EndpointCreate
 from maintenance.webhooks.worker import WebhookSender
-from models import synthetic
 from models.scoring import ModelCache, score_pass
+from testkit import synthetic
 from tests.fixtures.maintenance import plan_id, stock_depot
 from tests.fixtures.wear import train_fast
 from tests.fixtures.webhook_receiver import Receiver

@@ -88,6 +88,20 @@ def test_loading_refuses_untrusted_types() -> None:
         registry.load_model(sio.dumps({"a": 1}))
 
 
+def test_artifacts_stored_before_the_bundle_moved_still_load() -> None:
+    # artifacts written while the bundle lived in models.registry name that class path
+    model = trained_tire_model()
+    assert type(model).__module__ == "models.bundle"
+    type(model).__module__ = "models.registry"
+    try:
+        old = sio.dumps(model)
+    finally:
+        type(model).__module__ = "models.bundle"
+    assert "models.registry.WearModel" in sio.get_untrusted_types(data=old)
+    loaded = registry.load_model(old)
+    assert isinstance(loaded, type(model)) and loaded.components == model.components
+
+
 def test_registry_refuses_to_promote_a_worse_model(
     conn: Connection[Any], client: TestClient, operator_headers: dict[str, str]
 ) -> None:

@@ -17,10 +17,10 @@ from fleet import service as fleet
 from fleetcare.clock import ManualClock
 from kinds.loader import builtin_kinds
 from models import repository as repo
-from models import synthetic
+from models.lifetimes import lifetime_matrices
 from models.scoring import ModelCache, ReadingsCache, score_pass
-from models.training import lifetime_matrices
 from models.worker import ScoringWorker
+from testkit import synthetic
 from tests.conftest import Tenant
 from tests.fixtures.wear import START, install_model, make_fleet, trained_tire_model
 

@@ -8,29 +8,40 @@ A customer sees only its own fleet; another customer's asset answers 404.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from api.auth_limit import authenticate_limited
 from api.dashboard import service
 from api.dashboard.live import LiveHub, resync_message
+from api.dashboard.rendering import (
+    HERE,
+    DataViewer,
+    PageViewer,
+    SignInRequired,
+    form_fields,
+    is_fragment,
+    not_found_page,
+    render,
+    request_clock,
+    request_settings,
+    script_json,
+    to_sign_in,
+    viewer_principal,
+)
 from api.dashboard.schemas import HEALTHS, Health, SortKey
-from api.deps import Conn, _bearer, get_pool
+from api.deps import Conn, get_pool
 from api.headers import SecurityHeadersMiddleware
 from fleet.schemas import Principal
-from fleetcare.clock import Clock, SystemClock
 from fleetcare.errors import NotFound, Unauthorized
 from fleetcare.inputs import INT8_MAX, Id
 from fleetcare.settings import Settings
@@ -38,26 +49,11 @@ from kinds.schemas import KindName
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders
 
-HERE = Path(__file__).resolve().parent.parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 
 SESSION_COOKIE = "fleetcare_session"
 KEEPALIVE_S = 15.0
-MAX_FORM_BYTES = 4096
 ASSET_ORDERS = 20  # orders (with their parts) shown on an asset page, newest first
-
-# The pages in the navigation bar.
-NAV: list[tuple[str, str]] = [
-    ("/dashboard", "Fleet"),
-    ("/dashboard/orders", "Orders"),
-    ("/dashboard/shipments", "Shipments"),
-    ("/dashboard/webhooks", "Webhooks"),
-    ("/dashboard/billing", "Billing"),
-    ("/dashboard/ingest", "Ingest"),
-    ("/dashboard/models", "Models"),
-]
 
 
 # --- setup -----------------------------------------------------------------------------------
@@ -79,7 +75,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     app.include_router(router)
     app.include_router(dashboard_ops.router)
-    app.add_exception_handler(SignInRequired, _to_sign_in)
+    app.add_exception_handler(SignInRequired, to_sign_in)
 
     inner = app.router.lifespan_context
 
@@ -95,111 +91,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.router.lifespan_context = lifespan
 
 
-# --- who is looking ----------------------------------------------------------------------------
-
-
-class SignInRequired(Exception):
-    """A page was asked for without a valid session or key: go to the sign-in page."""
-
-
-def _principal(request: Request, conn: Any) -> Principal | None:
-    key = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
-    if key:
-        return authenticate_limited(request, conn, key)
-    key_id = request.session.get("key_id")
-    if isinstance(key_id, int):
-        try:
-            return service.principal_for_session(conn, key_id)
-        except Unauthorized:
-            request.session.clear()
-    return None
-
-
-async def _to_sign_in(request: Request, exc: Exception) -> Response:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    login_url = "/dashboard/login?" + urlencode({"next": target})
-    if _is_fragment(request):
-        # htmx swaps fragments; a redirect would put the sign-in page inside a panel
-        return Response(status_code=401, headers={"HX-Redirect": login_url})
-    return RedirectResponse(login_url, status_code=303)
-
-
-def page_viewer(request: Request, conn: Conn) -> Principal:
-    """The signed-in caller of a page; without one, a redirect to the sign-in page."""
-    principal = _principal(request, conn)
-    if principal is None:
-        raise SignInRequired()
-    return principal
-
-
-def data_viewer(request: Request, conn: Conn) -> Principal:
-    """The signed-in caller of a data endpoint; without one, 401."""
-    principal = _principal(request, conn)
-    if principal is None:
-        raise Unauthorized("sign in at /dashboard/login or send an API key")
-    return principal
-
-
-PageViewer = Annotated[Principal, Depends(page_viewer)]
-DataViewer = Annotated[Principal, Depends(data_viewer)]
-
-
-def _clock(request: Request) -> Clock:
-    clock: Clock = getattr(request.app.state, "clock", None) or SystemClock()
-    return clock
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _render(
-    request: Request,
-    template: str,
-    principal: Principal | None,
-    status_code: int = 200,
-    **context: Any,
-) -> HTMLResponse:
-    context |= {
-        "csrf_token": csrf_token(request) if principal is not None else "",
-        "viewer": principal,
-        "nav": NAV,
-        "now": _clock(request).now(),
-        "path": request.url.path,
-    }
-    return templates.TemplateResponse(request, template, context, status_code=status_code)
-
-
-def csrf_token(request: Request) -> str:
-    """The session's anti-forgery token (made on first use); empty without a session."""
-    if not isinstance(request.session.get("key_id"), int):
-        return ""
-    token = request.session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        request.session["csrf"] = token
-    return token
-
-
-def _not_found(request: Request, principal: Principal, exc: NotFound) -> HTMLResponse:
-    return _render(request, "not_found.html", principal, status_code=404, detail=exc.detail)
-
-
-def _is_fragment(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
 # --- sign-in ---------------------------------------------------------------------------------
-
-
-async def form_fields(request: Request) -> dict[str, str]:
-    """The urlencoded form of a POST (small forms only)."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return {}
-    parsed = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-    return {k: v[0] for k, v in parsed.items()}
 
 
 def _safe_next(target: str | None) -> str:
@@ -212,7 +104,7 @@ def _safe_next(target: str | None) -> str:
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str | None = None) -> HTMLResponse:
     """The sign-in form."""
-    return _render(request, "login.html", None, next=_safe_next(next), error=None)
+    return render(request, "login.html", None, next=_safe_next(next), error=None)
 
 
 @router.post("/login", response_model=None)
@@ -226,7 +118,7 @@ def login(
     try:
         principal = authenticate_limited(request, conn, form.get("api_key", "").strip())
     except Unauthorized as exc:
-        return _render(request, "login.html", None, status_code=401, next=target, error=exc.detail)
+        return render(request, "login.html", None, status_code=401, next=target, error=exc.detail)
     request.session.clear()
     request.session["key_id"] = principal.key_id
     return RedirectResponse(target, status_code=303)
@@ -265,7 +157,7 @@ def overview(
         descending=desc,
         offset=offset,
     )
-    windows = service.health_windows(_settings(request), _clock(request).now())
+    windows = service.health_windows(request_settings(request), request_clock(request).now())
     counts, page = service.fleet_overview(conn, viewer, windows, filters)
     params = {
         k: v
@@ -284,8 +176,8 @@ def overview(
         merged = {k: v for k, v in (params | changes).items() if v is not None}
         return "/dashboard" + ("?" + urlencode(merged) if merged else "")
 
-    template = "_overview.html" if _is_fragment(request) else "overview.html"
-    return _render(
+    template = "_overview.html" if is_fragment(request) else "overview.html"
+    return render(
         request,
         template,
         viewer,
@@ -306,12 +198,12 @@ def overview(
 @router.get("/assets/{asset_id}", response_class=HTMLResponse)
 def asset_page(request: Request, asset_id: Id, conn: Conn, viewer: PageViewer) -> HTMLResponse:
     """One asset: predictions, telemetry charts and RUL over time (data embedded)."""
-    now = _clock(request).now()
-    windows = service.health_windows(_settings(request), now)
+    now = request_clock(request).now()
+    windows = service.health_windows(request_settings(request), now)
     try:
         detail = service.asset_detail(conn, viewer, windows, asset_id)
     except NotFound as exc:
-        return _not_found(request, viewer, exc)
+        return not_found_page(request, viewer, exc)
     t_start, t_stop = service.resolve_range(now, None, None, None, service.DEFAULT_TELEMETRY_RANGE)
     r_start, r_stop = service.resolve_range(now, None, None, None, service.DEFAULT_RUL_RANGE)
     telemetry = service.telemetry_series(conn, viewer, asset_id, t_start, t_stop)
@@ -326,7 +218,7 @@ def asset_page(request: Request, asset_id: Id, conn: Conn, viewer: PageViewer) -
     part_ids = {p.part_id for o in order_history for p in o.parts_used}
     part_ids |= {s.part_id for o in order_history for s in o.shipments}
     parts = {pid: logistics.get_part(conn, pid) for pid in sorted(part_ids)}
-    return _render(
+    return render(
         request,
         "asset.html",
         viewer,
@@ -334,8 +226,8 @@ def asset_page(request: Request, asset_id: Id, conn: Conn, viewer: PageViewer) -
         ranges=list(service.RANGES),
         telemetry_range=service.DEFAULT_TELEMETRY_RANGE,
         rul_range=service.DEFAULT_RUL_RANGE,
-        telemetry_json=_script_json(telemetry.model_dump_json()),
-        rul_json=_script_json(rul.model_dump_json()),
+        telemetry_json=script_json(telemetry.model_dump_json()),
+        rul_json=script_json(rul.model_dump_json()),
         order_history=order_history,
         parts=parts,
     )
@@ -350,12 +242,12 @@ def asset_predictions(
         detail = service.asset_detail(
             conn,
             viewer,
-            service.health_windows(_settings(request), _clock(request).now()),
+            service.health_windows(request_settings(request), request_clock(request).now()),
             asset_id,
         )
     except NotFound as exc:
-        return _not_found(request, viewer, exc)
-    return _render(request, "_predictions.html", viewer, detail=detail)
+        return not_found_page(request, viewer, exc)
+    return render(request, "_predictions.html", viewer, detail=detail)
 
 
 ChartRange = Annotated[str | None, Query(alias="range", description="6h, 24h, 7d, 30d, ...")]
@@ -374,7 +266,7 @@ def asset_telemetry(
 ) -> Response:
     """Telemetry of an asset, downsampled to at most 1,000 points per metric."""
     begin, end = service.resolve_range(
-        _clock(request).now(), range_name, start, stop, service.DEFAULT_TELEMETRY_RANGE
+        request_clock(request).now(), range_name, start, stop, service.DEFAULT_TELEMETRY_RANGE
     )
     data = service.telemetry_series(conn, viewer, asset_id, begin, end, metric_id)
     return Response(data.model_dump_json(), media_type="application/json")
@@ -392,7 +284,7 @@ def asset_rul(
 ) -> Response:
     """Predicted RUL of an asset's components with their intervals, downsampled."""
     begin, end = service.resolve_range(
-        _clock(request).now(), range_name, start, stop, service.DEFAULT_RUL_RANGE
+        request_clock(request).now(), range_name, start, stop, service.DEFAULT_RUL_RANGE
     )
     data = service.rul_series(conn, viewer, asset_id, begin, end)
     return Response(data.model_dump_json(), media_type="application/json")
@@ -404,22 +296,22 @@ def asset_rul(
 @router.get("/ingest", response_class=HTMLResponse)
 def ingest_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
     """Readings per second, freshness, and quarantine by reason with samples."""
-    now = _clock(request).now()
+    now = request_clock(request).now()
     health = service.ingest_health(conn, viewer, now)
-    return _render(request, "ingest.html", viewer, ingest=health, window=service.QUARANTINE_WINDOW)
+    return render(request, "ingest.html", viewer, ingest=health, window=service.QUARANTINE_WINDOW)
 
 
 @router.get("/ingest/hourly", response_class=HTMLResponse)
 def ingest_hourly(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
     """Readings per hour over the last day (loaded after the page: it sums the rollup)."""
-    hourly = service.readings_per_hour(conn, viewer, _clock(request).now())
-    return _render(request, "_ingest_hourly.html", viewer, hourly=hourly)
+    hourly = service.readings_per_hour(conn, viewer, request_clock(request).now())
+    return render(request, "_ingest_hourly.html", viewer, hourly=hourly)
 
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
     """Registered wear-model versions and their held-out metrics."""
-    return _render(request, "models.html", viewer, versions=service.model_versions(conn))
+    return render(request, "models.html", viewer, versions=service.model_versions(conn))
 
 
 # --- live ------------------------------------------------------------------------------------
@@ -428,7 +320,7 @@ def models_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLRespons
 def _stream_principal(request: Request) -> Principal | None:
     # A short connection of its own: the stream must not hold a pooled connection for hours.
     with get_pool(request).connection() as conn:
-        return _principal(request, conn)
+        return viewer_principal(request, conn)
 
 
 @router.get("/live")
@@ -465,44 +357,3 @@ async def live(request: Request) -> StreamingResponse:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-# --- template helpers ------------------------------------------------------------------------
-
-
-def _script_json(text: str) -> str:
-    """JSON that is safe inside <script type="application/json"> (no closing tag)."""
-    return text.replace("</", "<\\/")
-
-
-def _when(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _relative(value: datetime | None, now: datetime) -> str:
-    if value is None:
-        return "—"
-    delta = value - now
-    seconds = abs(delta.total_seconds())
-    if seconds < 90:
-        text = f"{int(seconds)} s"
-    elif seconds < 90 * 60:
-        text = f"{int(seconds // 60)} min"
-    elif seconds < 48 * 3600:
-        text = f"{seconds / 3600:.0f} h"
-    else:
-        text = f"{seconds / 86400:.0f} d"
-    return f"in {text}" if delta > timedelta(0) else f"{text} ago"
-
-
-def _number(value: float | None, digits: int = 0) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.{digits}f}"
-
-
-templates.env.filters["when"] = _when
-templates.env.filters["relative"] = _relative
-templates.env.filters["number"] = _number

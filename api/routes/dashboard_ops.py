@@ -17,16 +17,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from api.deps import Conn
-from api.routes.dashboard import (
+from api.dashboard.rendering import (
     PageViewer,
-    _clock,
-    _is_fragment,
-    _not_found,
-    _render,
     form_fields,
+    is_fragment,
+    not_found_page,
+    render,
+    request_clock,
     templates,
 )
+from api.deps import Conn
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import FleetcareError, Forbidden, Invalid, NotFound
@@ -88,8 +88,8 @@ def _board(conn: Conn, viewer: Principal) -> dict[str, list[Order]]:
 def _render_board(
     request: Request, conn: Conn, viewer: Principal, message: str | None = None, status: int = 200
 ) -> HTMLResponse:
-    template = "_orders_board.html" if _is_fragment(request) else "orders.html"
-    return _render(
+    template = "_orders_board.html" if is_fragment(request) else "orders.html"
+    return render(
         request,
         template,
         viewer,
@@ -146,10 +146,10 @@ def order_action(
     """Schedule, start, complete or cancel an order, then show the board again."""
     check_write(request, form)
     try:
-        order = _run_action(conn, viewer, order_id, action, form, _clock(request))
+        order = _run_action(conn, viewer, order_id, action, form, request_clock(request))
     except NotFound as exc:
         conn.rollback()
-        return _not_found(request, viewer, exc)
+        return not_found_page(request, viewer, exc)
     except (FleetcareError, ValidationError) as exc:
         conn.rollback()
         detail = exc.detail if isinstance(exc, FleetcareError) else str(exc.errors()[0]["msg"])
@@ -160,9 +160,9 @@ def order_action(
             conn,
             viewer,
             message=f"order {order_id}: {detail}",
-            status=200 if _is_fragment(request) else status,
+            status=200 if is_fragment(request) else status,
         )
-    if not _is_fragment(request):
+    if not is_fragment(request):
         return RedirectResponse(f"/dashboard/orders#order-{order.id}", status_code=303)
     return _render_board(request, conn, viewer, message=f"order {order.id} is {order.status}")
 
@@ -181,8 +181,8 @@ def shipments_page(
     rows, _ = logistics.list_shipments(
         conn, viewer, status=status, order_id=None, after=None, limit=PAGE
     )
-    template = "_shipments.html" if _is_fragment(request) else "shipments.html"
-    return _render(request, template, viewer, shipments=rows, status=status)
+    template = "_shipments.html" if is_fragment(request) else "shipments.html"
+    return render(request, template, viewer, shipments=rows, status=status)
 
 
 # --- webhook deliveries ------------------------------------------------------------------------
@@ -215,8 +215,8 @@ def _deliveries(conn: Conn, viewer: Principal) -> list[tuple[Endpoint, list[Deli
 def _render_webhooks(
     request: Request, conn: Conn, viewer: Principal, message: str | None = None, status: int = 200
 ) -> HTMLResponse:
-    template = "_webhooks.html" if _is_fragment(request) else "webhooks.html"
-    return _render(
+    template = "_webhooks.html" if is_fragment(request) else "webhooks.html"
+    return render(
         request,
         template,
         viewer,
@@ -245,7 +245,7 @@ def replay_delivery(
         )
     except NotFound as exc:
         conn.rollback()
-        return _not_found(request, viewer, exc)
+        return not_found_page(request, viewer, exc)
     except FleetcareError as exc:
         conn.rollback()
         return _render_webhooks(
@@ -253,9 +253,9 @@ def replay_delivery(
             conn,
             viewer,
             message=f"delivery {delivery_id}: {exc.detail}",
-            status=200 if _is_fragment(request) else exc.status_code,
+            status=200 if is_fragment(request) else exc.status_code,
         )
-    if not _is_fragment(request):
+    if not is_fragment(request):
         return RedirectResponse("/dashboard/webhooks", status_code=303)
     return _render_webhooks(
         request, conn, viewer, message=f"delivery {delivery_id}: {result.requeued} re-queued"
@@ -269,7 +269,7 @@ def replay_delivery(
 def billing_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
     """Subscriptions and invoices of the caller's scope."""
     subs, _ = subscriptions.list_subscriptions(
-        conn, viewer, _clock(request), customer_id=None, status=None, after=None, limit=PAGE
+        conn, viewer, request_clock(request), customer_id=None, status=None, after=None, limit=PAGE
     )
     try:
         invoices, _ = billing.list_invoices(
@@ -279,7 +279,7 @@ def billing_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLRespon
         invoices = []  # technician and partner keys see no invoices
     plan_ids = {s.plan_id for s in subs} | {s.pending_plan_id for s in subs if s.pending_plan_id}
     plans = {pid: plans_service.get_plan(conn, pid) for pid in sorted(plan_ids)}
-    return _render(
+    return render(
         request, "billing.html", viewer, subscriptions=subs, invoices=invoices, plans=plans
     )
 
@@ -290,8 +290,8 @@ def invoice_page(request: Request, invoice_id: Id, conn: Conn, viewer: PageViewe
     try:
         invoice = billing.get_invoice(conn, viewer, invoice_id)
     except (NotFound, Forbidden) as exc:
-        return _not_found(request, viewer, NotFound(exc.detail))
-    return _render(request, "invoice.html", viewer, invoice=invoice)
+        return not_found_page(request, viewer, NotFound(exc.detail))
+    return render(request, "invoice.html", viewer, invoice=invoice)
 
 
 # --- template helpers --------------------------------------------------------------------------
