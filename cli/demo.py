@@ -65,6 +65,26 @@ def seed_plans(conn: Connection[Any]) -> int:
     return added
 
 
+def _valid_keys(conn: Connection[Any], keys_file: Path) -> dict[str, str]:
+    """The keys of ``keys_file`` that still authenticate (none when there is no file)."""
+    if not keys_file.exists():
+        return {}
+    valid = {}
+    for name, key in json.loads(keys_file.read_text()).items():
+        try:
+            fleet.authenticate(conn, key)
+            valid[name] = key
+        except Exception:
+            continue
+    return valid
+
+
+def _save_keys(keys_file: Path, keys: dict[str, str]) -> None:
+    fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(keys, fh, indent=2)
+
+
 def seed_demo(database_url: str, data_dir: Path) -> Path:
     """Create the demo operator and customers when missing; return the keys file.
 
@@ -74,21 +94,11 @@ def seed_demo(database_url: str, data_dir: Path) -> Path:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     keys_file = data_dir / "demo-keys.json"
-    keys: dict[str, str] = {}
-    if keys_file.exists():
-        keys = json.loads(keys_file.read_text())
     operator = Principal(key_id=0, role="operator")
     with connect(database_url) as conn:
         with conn.transaction():
             seed_plans(conn)
-            valid = {}
-            for name, key in keys.items():
-                try:
-                    fleet.authenticate(conn, key)
-                    valid[name] = key
-                except Exception:
-                    continue
-            keys = valid
+            keys = _valid_keys(conn, keys_file)
             if "operator" not in keys:
                 keys["operator"] = fleet.issue_api_key(
                     conn, role="operator", customer_id=None, name="demo operator"
@@ -109,10 +119,31 @@ def seed_demo(database_url: str, data_dir: Path) -> Path:
                     keys[slug] = fleet.issue_api_key(
                         conn, role="customer", customer_id=customer.id, name=f"demo {slug}"
                     ).key
-    fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(keys, fh, indent=2)
+    _save_keys(keys_file, keys)
     return keys_file
+
+
+def loop_keys(database_url: str, data_dir: Path) -> dict[str, str]:
+    """The keys the loop's simulated people use, made when missing (once the demo fleets are
+    registered): ``courier`` (an operator key: carriers ship and deliver) and, per demo
+    fleet, ``<customer>-technician`` (that customer's technician, who also reports its
+    failures). Kept like the demo keys, in a file readable only by this user."""
+    keys_file = data_dir.resolve() / "loop-keys.json"
+    with connect(database_url) as conn, conn.transaction():
+        keys = _valid_keys(conn, keys_file)
+        if "courier" not in keys:
+            keys["courier"] = fleet.issue_api_key(
+                conn, role="operator", customer_id=None, name="demo courier"
+            ).key
+        for demo in DEMO_FLEETS:
+            name = f"{demo.customer}-technician"
+            customer = fleet_repo.find_customer_by_slug(conn, demo.customer)
+            if name not in keys and customer is not None:
+                keys[name] = fleet.issue_api_key(
+                    conn, role="technician", customer_id=customer.id, name=f"demo {name}"
+                ).key
+    _save_keys(keys_file, keys)
+    return keys
 
 
 @dataclass(frozen=True)

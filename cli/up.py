@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -74,14 +74,22 @@ class Supervisor:
         if result.returncode != 0:
             raise RuntimeError(f"{name} failed with exit code {result.returncode}")
 
-    def start(self, name: str, *args: str, argv: list[str] | None = None) -> Child:
-        """Start a worker in the background, its output in ``<log_dir>/<name>.log``."""
+    def start(
+        self,
+        name: str,
+        *args: str,
+        argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Child:
+        """Start a worker in the background, its output in ``<log_dir>/<name>.log``; ``env``
+        adds to the workers' environment for this one (its own API key)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         out = log_path.open("ab")
         full = argv or self.command(*args)
         proc = subprocess.Popen(
-            full, env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            full, env=self.env | (env or {}), stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )  # fmt: skip
         out.close()
@@ -293,10 +301,12 @@ def up(
     yet, it first simulates histories and trains. Ctrl-C or SIGTERM stops everything.
     """
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from api.app import create_app
     from cli.demo import seed_demo
     from fleetcare.services import exit_on_sigterm, running_services
+    from simulators.api_client import local_api_url
 
     # the quick start on one machine: webhooks may go to private addresses (its demo
     # receiver listens on loopback), in the API as in every worker it starts
@@ -311,7 +321,8 @@ def up(
             bind_host, bind_port = host or settings.api_host, port or settings.api_port
             base = f"http://{bind_host}:{bind_port}"
             if not api_only:
-                receiver = _start_loop(settings, services, workers, speedup, history)
+                api_url = local_api_url(bind_host, bind_port)
+                receiver = _start_loop(settings, services, workers, speedup, history, api_url)
                 typer.echo(f"fleetcare: demo webhook receiver on {receiver}")
                 typer.echo(f"fleetcare: worker logs in {settings.data_dir.resolve() / 'logs'}")
             typer.echo(f"fleetcare: API on {base}  (docs {base}/docs, health {base}/healthz)")
@@ -325,6 +336,9 @@ def up(
                 port=bind_port,
                 log_level=settings.log_level.lower(),
                 timeout_graceful_shutdown=5,  # live dashboard streams never end by themselves
+                # the loop's simulated people call the API every second: their access log goes
+                # to a file like every worker's log, not over the terminal
+                log_config=LOGGING_CONFIG if api_only else _access_log_to_file(settings),
             )
     except FleetcareError as exc:
         raise fail(exc.detail) from exc
@@ -335,21 +349,43 @@ def up(
     typer.echo("fleetcare: stopped")
 
 
+def _access_log_to_file(settings: Settings) -> dict[str, Any]:
+    """uvicorn's logging, with the access log in ``<data dir>/logs/api-access.log``."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    log_dir = settings.data_dir.resolve() / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["access"]["use_colors"] = False
+    config["handlers"]["access"] = {
+        "formatter": "access",
+        "class": "logging.FileHandler",
+        "filename": str(log_dir / "api-access.log"),
+    }
+    return config
+
+
 def _start_loop(
     settings: Settings,
     services: Services,
     workers: contextlib.ExitStack,
     speedup: float,
     history: int,
+    api_url: str,
 ) -> str:
     """Train when needed, register the demo fleets, then start every worker; return the
-    demo receiver's URL. Everything started is stopped when ``workers`` closes."""
-    from cli.demo import DEMO_FLEETS, DEMO_KINDS, prepare_loop
+    demo receiver's URL. Everything started is stopped when ``workers`` closes. The simulated
+    people (technicians, the courier) act through the API at ``api_url`` with their keys;
+    until it listens they retry."""
+    from cli.demo import DEMO_FLEETS, DEMO_KINDS, loop_keys, prepare_loop
     from fleet import repository as fleet_repo
     from fleetcare.clock import SystemClock
     from fleetcare.db import connect
     from fleetcare.services import free_port, wait_for_port
     from models.repository import active_version_ids
+    from simulators.api_client import ProductAPI
     from simulators.courier import Courier
 
     data_dir = settings.data_dir.resolve()
@@ -404,6 +440,7 @@ def _start_loop(
     )  # fmt: skip
     wait_for_port("127.0.0.1", receiver_port, 30, receiver.proc, "demo receiver")
     prepare_loop(services.database_url, data_dir, receiver_url, SystemClock())
+    keys = loop_keys(services.database_url, data_dir)
 
     supervisor.start("ingest", "ingest", "--no-shared")  # one ingestor: see docs/telemetry.md
     supervisor.start("score", "score")
@@ -415,8 +452,10 @@ def _start_loop(
         supervisor.start(
             f"simulate-{fleet.customer}", "simulate", *fleet.simulate_args(),
             "--speedup", str(speedup), "--technician",
+            env={"FLEETCARE_API_URL": api_url,
+                 "FLEETCARE_API_KEY": keys[f"{fleet.customer}-technician"]},
         )  # fmt: skip
-    courier = Courier(services.database_url, SystemClock(), speedup)
+    courier = Courier(ProductAPI(api_url, keys["courier"]), SystemClock(), speedup)
     for target in (lambda: courier.run(stop), lambda: watch(supervisor, stop)):
         thread = threading.Thread(target=target, daemon=True)
         thread.start()

@@ -61,6 +61,23 @@ def simulate(
     technician: Annotated[
         bool, typer.Option(help="a technician completes due orders whose parts are on site")
     ] = False,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLEETCARE_API_URL",
+            help="the API the technician and the failure reports use "
+            "(default: this machine's, from FLEETCARE_API_HOST/PORT)",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLEETCARE_API_KEY",
+            help="a technician key of the customer: live failures are reported through the "
+            "API and --technician works orders with it; without one, failures stay in the "
+            "simulator's ground truth",
+        ),
+    ] = None,
 ) -> None:
     """Simulate a fleet of tires, elevators and engines that wear out, over MQTT."""
     import pydantic
@@ -72,10 +89,13 @@ def simulate(
     from fleetcare.services import exit_on_sigterm, redact, running_services
     from kinds.service import get_kind
     from simulators import service
+    from simulators.api_client import ProductAPI, local_api_url
+    from simulators.failures import FailureReporter
     from simulators.fleet import Fleet
     from simulators.history import history_engines, write_history
     from simulators.replay import load_cmapss
     from simulators.schemas import FleetSpec
+    from simulators.technician import ProductOrderSource, SimTechnician
     from simulators.worker import DatabaseTruthSink, FleetRunner
 
     if duration is not None and duration < 0:
@@ -88,6 +108,8 @@ def simulate(
         if not sep or not count.strip().isdigit():
             raise fail(f"--kind takes NAME=COUNT, e.g. pump=8; got {item!r}")
         other[name.strip()] = int(count)
+    if technician and not api_key:
+        raise fail("--technician needs --api-key (a technician key of the customer)")
     try:
         spec = FleetSpec(
             customer=customer, tires=tires, elevators=elevators, engines=engines, other=other,
@@ -155,16 +177,18 @@ def simulate(
                 f"simulate: publishing to {redact(services.mqtt_url)} on "
                 f"{settings.topic_root}/+/telemetry, speed-up {spec.speedup:g}x; Ctrl-C stops"
             )
-            sink = DatabaseTruthSink(services.database_url, registration.asset_ids, SystemClock())
-            crew = orders = None
-            if technician:
-                from simulators.technician import ProductOrderSource, SimTechnician
-
+            api = failures = crew = None
+            if api_key:
+                url = api_url or local_api_url(settings.api_host, settings.api_port)
+                api = ProductAPI(url, api_key)
+                failures = FailureReporter(api)
+                typer.echo(f"simulate: failures reported to {url} as the customer would")
+            else:
+                typer.echo("simulate: no --api-key: failures stay in the simulator's truth")
+            sink = DatabaseTruthSink(services.database_url, registration.asset_ids, failures)
+            if technician and api is not None:
                 refs = {asset_id: ref for ref, asset_id in registration.asset_ids.items()}
-                orders = ProductOrderSource(
-                    services.database_url, registration.customer_id, refs, SystemClock()
-                )
-                crew = SimTechnician(fleet, orders)
+                crew = SimTechnician(fleet, ProductOrderSource(api, refs))
             runner = FleetRunner.over_mqtt(
                 fleet, services.mqtt_url, settings.topic_root, registration.secrets,
                 SystemClock(), sink=sink, technician=crew,
@@ -177,8 +201,12 @@ def simulate(
             finally:  # Ctrl-C or SIGTERM: flush every backlog before leaving
                 stats = runner.close()
                 sink.close()
-                if orders is not None:
-                    orders.close()
+                if failures is not None and failures.pending:
+                    failures.flush()  # the last chance for reports that waited for the API
+                    if failures.pending:
+                        typer.echo(f"simulate: {len(failures.pending)} failure reports not sent")
+                if api is not None:
+                    api.close()
                 typer.echo(f"simulate: {stats.as_dict()}")
     except FleetcareError as exc:
         raise fail(exc.detail) from exc

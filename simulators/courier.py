@@ -2,8 +2,9 @@
 their (time-compressed) transit is over.
 
 Real carriers report through the API (`/v1/shipments/{id}/ship`, `/deliver`); in `fleetcare
-up` nobody would, so parts would never reach the site. Transit is compressed by the same
-speed-up as the simulated wear, so a 2-day shipment arrives after 2 days / speed-up.
+up` nobody would, so parts would never reach the site. This courier does the same, through
+the same routes, with the operator's key. Transit is compressed by the same speed-up as the
+simulated wear, so a 2-day shipment arrives after 2 days / speed-up.
 """
 
 from __future__ import annotations
@@ -13,17 +14,11 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg import Connection
-
-from fleet.schemas import Principal
 from fleetcare.clock import Clock
-from fleetcare.db import connect
-from fleetcare.errors import FleetcareError
-from maintenance.logistics import service as logistics
-from maintenance.logistics.schemas import Shipment, ShipRequest
+from fleetcare.errors import FleetcareError, ServiceUnavailable
+from simulators.api_client import ProductAPI
 
 log = logging.getLogger(__name__)
-OPERATOR = Principal(key_id=0, role="operator")
 
 
 def transit_over(
@@ -37,8 +32,8 @@ def transit_over(
 class Courier:
     """Moves the demo's shipments along: pending → shipped → delivered."""
 
-    def __init__(self, database_url: str, clock: Clock, speedup: float) -> None:
-        self.database_url = database_url
+    def __init__(self, api: ProductAPI, clock: Clock, speedup: float) -> None:
+        self.api = api
         self.clock = clock
         self.speedup = speedup
         self.shipped = 0
@@ -47,37 +42,31 @@ class Courier:
     def step(self) -> int:
         """Advance every shipment that can move now; return how many moved."""
         moved = 0
-        with connect(self.database_url) as conn:
-            for status in ("pending", "shipped"):
-                after: int | None = None
-                while True:
-                    with conn.transaction():
-                        page, after = logistics.list_shipments(
-                            conn, OPERATOR, status=status, order_id=None, after=after, limit=200
-                        )
-                    for shipment in page:
-                        moved += self._advance(conn, shipment, status)
-                    if after is None:
-                        break
+        for status in ("pending", "shipped"):
+            for shipment in list(self.api.items("/v1/shipments", status=status)):
+                moved += self._advance(shipment, status)
         return moved
 
-    def _advance(self, conn: Connection[Any], shipment: Shipment, status: str) -> int:
+    def _advance(self, shipment: dict[str, Any], status: str) -> int:
         now = self.clock.now()
+        path = f"/v1/shipments/{shipment['id']}"
         try:
-            with conn.transaction():
-                if status == "pending":
-                    logistics.ship(
-                        conn, OPERATOR, shipment.id, ShipRequest(carrier="demo courier"), self.clock
-                    )
-                    self.shipped += 1
-                    return 1
-                shipped_at = shipment.shipped_at or now
-                if transit_over(shipment.created_at, shipment.eta, shipped_at, now, self.speedup):
-                    logistics.deliver(conn, OPERATOR, shipment.id, self.clock)
-                    self.delivered += 1
-                    return 1
+            if status == "pending":
+                self.api.post(f"{path}/ship", {"carrier": "demo courier"})
+                self.shipped += 1
+                return 1
+            created_at = datetime.fromisoformat(shipment["created_at"])
+            eta = datetime.fromisoformat(shipment["eta"])
+            shipped = shipment["shipped_at"]
+            shipped_at = datetime.fromisoformat(shipped) if shipped else now
+            if transit_over(created_at, eta, shipped_at, now, self.speedup):
+                self.api.post(f"{path}/deliver")
+                self.delivered += 1
+                return 1
+        except ServiceUnavailable:
+            raise
         except FleetcareError as exc:  # cancelled or moved meanwhile: skip it, keep going
-            log.info("courier: shipment %s not moved: %s", shipment.id, exc.detail)
+            log.info("courier: shipment %s not moved: %s", shipment["id"], exc.detail)
         return 0
 
     def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
@@ -85,6 +74,8 @@ class Courier:
         while not stop.is_set():
             try:
                 self.step()
+            except ServiceUnavailable as exc:  # the API is starting or restarting
+                log.warning("courier: %s; retrying", exc.detail)
             except Exception:
                 log.exception("courier step failed; retrying")
             stop.wait(interval_s)

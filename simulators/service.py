@@ -20,13 +20,11 @@ from psycopg import Connection
 from fleet import repository as fleet_repo
 from fleet import service as fleet_service
 from fleet.schemas import AssetCreate, CustomerCreate, Principal, SiteCreate
-from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Invalid
 from ingest import service as devices
 from ingest.schemas import DeviceCreate
-from maintenance.orders import service as orders_service
-from maintenance.orders.schemas import FailureCreate
 from simulators import repository as repo
+from simulators.failures import FailureReporter
 from simulators.fleet import Fleet
 from simulators.schemas import LifeEnd, TruthRow
 
@@ -175,29 +173,23 @@ def record_life_end(
     asset_ids: dict[str, int],
     source: str,
     *,
-    report_failures_with: Clock | None = None,
+    failures: FailureReporter | None = None,
 ) -> None:
     """Record the end of a life: the hidden truth; the product's end-of-life record; and the
     exact remaining life of the life's ground-truth snapshots when it ended in failure.
 
-    The product's record: none when a completed order already made it; with
-    ``report_failures_with`` (live fleets), a failure is reported as a customer would
-    (``maintenance.orders.service.report_failure``: the life ends, a missed prediction is
-    counted, an urgent order may be raised); otherwise (history) the life is written as a
-    past record with source ``simulator-<source>``."""
+    The product's record: none when a completed order already made it; with ``failures``
+    (live fleets), a failure is queued for the reporter, who tells the product through its
+    API as a customer would (the product ends the life, counts a missed prediction, may raise
+    an urgent order; the caller flushes the reporter after its transaction); otherwise
+    (history) the life is written as a past record with source ``simulator-<source>``."""
     asset_id = asset_ids[life.asset_ref]
     if not repo.insert_sim_life(conn, life, asset_id, source):
         return
     if life.by_order:
         pass  # the completed order made the product's record
-    elif life.end_reason == "failure" and report_failures_with is not None:
-        report = FailureCreate(
-            asset_id=asset_id,
-            component=life.component,
-            failed_at=life.ended_at,
-            description=f"simulated {life.failure_mode}",
-        )
-        orders_service.report_failure(conn, OPERATOR, report, report_failures_with)
+    elif life.end_reason == "failure" and failures is not None:
+        failures.report(asset_id, life)
     else:
         repo.insert_asset_life(conn, life, asset_id, f"simulator-{source}")
     if life.end_reason == "failure":

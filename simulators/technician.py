@@ -4,8 +4,9 @@ It watches open orders through an ``OrderSource``; when an order is due (or its 
 has already failed) and the parts are on site, it does the work: reports completion to the
 source first (the product ends the life and renews the asset), then renews the component in
 the simulation. The seam to the product's orders is the small ``OrderSource`` protocol:
-``ProductOrderSource`` reads and completes the maintenance domain's orders through its
-services; ``InMemoryOrderSource`` is an in-memory stand-in for tests.
+``ProductOrderSource`` reads and completes the product's orders through the HTTP API, as a
+person with a technician's key would; ``InMemoryOrderSource`` is an in-memory stand-in for
+tests.
 """
 
 from __future__ import annotations
@@ -16,13 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from fleet.schemas import Principal
-from fleetcare.clock import Clock
-from fleetcare.db import connect
-from fleetcare.errors import Conflict, FleetcareError
-from maintenance.logistics import service as logistics
-from maintenance.orders import service as orders_service
-from maintenance.orders.schemas import CompleteRequest, PartUse
+from fleetcare.errors import Conflict, FleetcareError, ServiceUnavailable
+from simulators.api_client import ProductAPI
 from simulators.fleet import Fleet
 from simulators.schemas import LifeEnd
 
@@ -85,57 +81,62 @@ class InMemoryOrderSource:
 
 
 class ProductOrderSource:
-    """The product's maintenance orders, worked as the customer's technician would.
+    """The product's maintenance orders, worked as the customer's technician would: through
+    the HTTP API with the technician's key.
 
-    An order's parts are those of its shipments that were not cancelled; they are on site
-    once delivered. Completion goes through ``maintenance.orders.service.complete_order``
-    (which records the end of the life and renews the asset). One transaction per call."""
+    Open orders come from ``GET /v1/orders?open=true``; an order's parts are those of its
+    shipments (``GET /v1/orders/{id}``) that were not cancelled, on site once delivered, named
+    by SKU from the parts catalogue (``GET /v1/parts/{id}``). Completion is
+    ``POST /v1/orders/{id}/complete`` (the product records the end of the life and renews the
+    asset). While the API cannot be reached there is no work to see."""
 
-    def __init__(
-        self, database_url: str, customer_id: int, asset_refs: dict[int, str], clock: Clock
-    ) -> None:
-        self.conn = connect(database_url)
-        self.principal = Principal(key_id=0, role="technician", customer_id=customer_id)
+    def __init__(self, api: ProductAPI, asset_refs: dict[int, str]) -> None:
+        self.api = api
         self.asset_refs = asset_refs
-        self.clock = clock
+        self._skus: dict[int, str] = {}  # part id -> SKU; the catalogue does not change
 
     def due_orders(self) -> list[WorkOrder]:
+        try:
+            return self._open_orders()
+        except ServiceUnavailable as exc:
+            log.warning("technician: no orders seen: %s", exc.detail)
+            return []
+
+    def _open_orders(self) -> list[WorkOrder]:
         out: list[WorkOrder] = []
-        with self.conn.transaction():
-            after: int | None = None
-            while True:
-                page, after = orders_service.list_orders(
-                    self.conn, self.principal, open_only=True, after=after, limit=500
+        for order in self.api.items("/v1/orders", open="true"):
+            ref = self.asset_refs.get(order["asset_id"])
+            if ref is None:
+                continue
+            detail = self.api.get(f"/v1/orders/{order['id']}")
+            needed: list[str] = []
+            on_site: list[str] = []
+            for shipment in detail["shipments"]:
+                if shipment["status"] == "cancelled":
+                    continue
+                sku = self._sku(shipment["part_id"])
+                needed.append(sku)
+                if shipment["status"] == "delivered":
+                    on_site.append(sku)
+            out.append(
+                WorkOrder(
+                    order["id"], ref, order["component"],
+                    datetime.fromisoformat(order["due_at"]), tuple(on_site), tuple(needed),
                 )
-                for order in page:
-                    ref = self.asset_refs.get(order.asset_id)
-                    if ref is None:
-                        continue
-                    needed: list[str] = []
-                    on_site: list[str] = []
-                    for shipment in logistics.shipments_of_order(self.conn, order.id):
-                        if shipment.status == "cancelled":
-                            continue
-                        sku = logistics.get_part(self.conn, shipment.part_id).sku
-                        needed.append(sku)
-                        if shipment.status == "delivered":
-                            on_site.append(sku)
-                    out.append(
-                        WorkOrder(
-                            order.id, ref, order.component, order.due_at, tuple(on_site),
-                            tuple(needed),
-                        )
-                    )  # fmt: skip
-                if after is None:
-                    return out
+            )  # fmt: skip
+        return out
+
+    def _sku(self, part_id: int) -> str:
+        if part_id not in self._skus:
+            self._skus[part_id] = str(self.api.get(f"/v1/parts/{part_id}")["sku"])
+        return self._skus[part_id]
 
     def complete(self, order_id: int, parts_used: Sequence[str]) -> None:
-        body = CompleteRequest(parts_used=[PartUse(sku=sku) for sku in parts_used])
-        with self.conn.transaction():
-            orders_service.complete_order(self.conn, self.principal, order_id, body, self.clock)
+        body = {"parts_used": [{"sku": sku} for sku in parts_used]}
+        self.api.post(f"/v1/orders/{order_id}/complete", body)
 
     def close(self) -> None:
-        self.conn.close()
+        self.api.close()
 
 
 class SimTechnician:

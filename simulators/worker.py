@@ -22,6 +22,7 @@ from fleetcare.clock import Clock
 from fleetcare.db import connect
 from simulators import service
 from simulators.devices import Malformed, MqttLink, malformed_payload
+from simulators.failures import FailureReporter
 from simulators.fleet import Fleet, at_ms, ms_of
 from simulators.schemas import LifeEnd, TruthRow
 
@@ -37,24 +38,31 @@ class TruthSink(Protocol):
 
 
 class DatabaseTruthSink:
-    """Records ground truth and ends of lives in PostgreSQL, one transaction per call."""
+    """Records ground truth and ends of lives in PostgreSQL, one transaction per call; with
+    ``failures``, failures are also reported to the product, through its API, as the
+    customer would report them (reports that could not be sent yet go again each call)."""
 
-    def __init__(self, database_url: str, asset_ids: dict[str, int], clock: Clock) -> None:
+    def __init__(
+        self, database_url: str, asset_ids: dict[str, int], failures: FailureReporter | None = None
+    ) -> None:
         self.conn = connect(database_url)
         self.asset_ids = asset_ids
-        self.clock = clock
+        self.failures = failures
 
     def record_life_ends(self, ends: list[LifeEnd]) -> None:
-        """Failures are reported to the product as the customer would report them."""
         with self.conn.transaction():
             for life in ends:
                 service.record_life_end(
-                    self.conn, life, self.asset_ids, "live", report_failures_with=self.clock
+                    self.conn, life, self.asset_ids, "live", failures=self.failures
                 )
+        if self.failures is not None:
+            self.failures.flush()
 
     def record_truth(self, rows: list[TruthRow]) -> None:
         with self.conn.transaction():
             service.record_truth(self.conn, rows, self.asset_ids)
+        if self.failures is not None and self.failures.pending:
+            self.failures.flush()
 
     def close(self) -> None:
         self.conn.close()

@@ -8,15 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from psycopg import Connection
 
+from fleet.service import issue_api_key
 from fleetcare.clock import ManualClock
 from fleetcare.errors import Conflict
 from ingest.pipeline import store_messages
 from ingest.schemas import IngestLimits, QuarantineReason, RawMessage
 from kinds.loader import builtin_kinds
 from simulators import service
+from simulators.api_client import ProductAPI
 from simulators.devices import QUARANTINE_REASON, Malformed, malformed_payload, telemetry_topic
+from simulators.failures import FailureReporter
 from simulators.fleet import Fleet, ms_of
 from simulators.history import write_history
 from simulators.schemas import FleetSpec
@@ -162,7 +166,7 @@ def test_models_never_read_the_ground_truth() -> None:
 
 
 def test_a_live_failure_is_reported_to_the_product_and_fixes_the_truth(
-    conn: Connection[Any],
+    conn: Connection[Any], client: TestClient
 ) -> None:
     spec = FleetSpec(customer="sim-fail", tires=6, elevators=0, engines=0, repair_after_h=None)
     fleet = Fleet(spec)
@@ -171,20 +175,18 @@ def test_a_live_failure_is_reported_to_the_product_and_fixes_the_truth(
     with conn.transaction():
         registration = service.register_fleet(conn, fleet, {})
         service.record_truth(conn, fleet.truth(), registration.asset_ids)
+        key = issue_api_key(conn, role="technician", customer_id=registration.customer_id)
+    reporter = FailureReporter(ProductAPI(str(client.base_url), key.key, client=client))
     kf, index = fleet.locate("TRK-001-RLO")
     kf.population.tread[index] = 1.61  # type: ignore[attr-defined]
     [life] = fleet.advance_to(start + timedelta(seconds=60)).life_ends
     assert (life.asset_ref, life.end_reason, life.failure_mode) == (
         "TRK-001-RLO", "failure", "tread_worn",
     )  # fmt: skip
+    client.app.state.clock = ManualClock(life.ended_at)  # type: ignore[attr-defined]
     with conn.transaction():
-        service.record_life_end(
-            conn,
-            life,
-            registration.asset_ids,
-            "live",
-            report_failures_with=ManualClock(life.ended_at),
-        )
+        service.record_life_end(conn, life, registration.asset_ids, "live", failures=reporter)
+    assert reporter.flush() == 1 and not reporter.pending
     asset_id = registration.asset_ids["TRK-001-RLO"]
     reports = conn.execute(
         "SELECT missed, failed_at FROM failure_reports WHERE asset_id = %s", (asset_id,)

@@ -1,23 +1,29 @@
 """The technician works due orders whose parts are on site and renews the simulated asset:
 through the seam (``OrderSource``) with the in-memory stand-in, and against the product's
-maintenance orders (``ProductOrderSource``)."""
+maintenance orders through the API (``ProductOrderSource``)."""
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fastapi.testclient import TestClient
 from psycopg import Connection
 
+from fleet.service import issue_api_key
 from fleetcare.clock import ManualClock
 from maintenance.logistics import service as logistics
 from maintenance.logistics.schemas import ShipRequest
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import OrderCreate
 from simulators import service
+from simulators.api_client import ProductAPI
+from simulators.courier import Courier
+from simulators.failures import FailureReporter
 from simulators.fleet import Fleet
 from simulators.physics import TirePopulation
-from simulators.schemas import FleetSpec
+from simulators.schemas import FleetSpec, LifeEnd
 from simulators.technician import (
     InMemoryOrderSource,
     ProductOrderSource,
@@ -103,12 +109,16 @@ def test_a_failed_component_is_replaced_at_once_when_the_part_is_there() -> None
     assert not fleet.is_failed("TRK-001-RLO", "tire")
 
 
-def test_the_technician_works_the_products_orders(conn: Connection[Any], db_url: str) -> None:
+def test_the_technician_works_the_products_orders(
+    conn: Connection[Any], client: TestClient
+) -> None:
     fleet = make_fleet()
     with conn.transaction():
         registration = service.register_fleet(conn, fleet, {})
+        key = issue_api_key(conn, role="technician", customer_id=registration.customer_id)
     stock_depot(conn, "SIM-DEPOT", on_hand=3)
     clock = ManualClock(START + timedelta(seconds=5))
+    client.app.state.clock = clock  # type: ignore[attr-defined]
     asset_id = registration.asset_ids["TRK-001-FL"]
     due = START + timedelta(hours=1)
     with conn.transaction():
@@ -116,7 +126,7 @@ def test_the_technician_works_the_products_orders(conn: Connection[Any], db_url:
             conn, OPERATOR, OrderCreate(asset_id=asset_id, component="tire", due_at=due), clock
         )
     refs = {asset_id: ref for ref, asset_id in registration.asset_ids.items()}
-    source = ProductOrderSource(db_url, registration.customer_id, refs, clock)
+    source = ProductOrderSource(ProductAPI(str(client.base_url), key.key, client=client), refs)
     tech = SimTechnician(fleet, source)
     try:
         clock.set(due + timedelta(minutes=5))
@@ -146,3 +156,60 @@ def test_the_technician_works_the_products_orders(conn: Connection[Any], db_url:
     assert lives == [("order", order.id, "replacement")]  # the product recorded the life
     kf, index = fleet.locate("TRK-001-FL")
     assert float(kf.population.wear("tire")[index]) == 0.0  # and the simulation renewed it
+
+
+def test_the_courier_ships_and_delivers_through_the_api(
+    conn: Connection[Any], client: TestClient
+) -> None:
+    fleet = make_fleet()
+    with conn.transaction():
+        registration = service.register_fleet(conn, fleet, {})
+        key = issue_api_key(conn, role="operator", customer_id=None)
+    stock_depot(conn, "SIM-DEPOT", on_hand=3, shipping_days=2)
+    clock = ManualClock(START)
+    client.app.state.clock = clock  # type: ignore[attr-defined]
+    asset_id = registration.asset_ids["TRK-001-FL"]
+    with conn.transaction():
+        order = orders.create_manual_order(
+            conn, OPERATOR, OrderCreate(asset_id=asset_id, component="tire", due_at=START), clock
+        )
+    courier = Courier(ProductAPI(str(client.base_url), key.key, client=client), clock, 1_000.0)
+    assert courier.step() == 1  # pending → shipped
+    assert courier.step() == 0  # in transit: 2 days / 1000 is about 3 minutes
+    clock.set(START + timedelta(minutes=4))
+    assert courier.step() == 1  # → delivered
+    with conn.transaction():
+        [shipment] = logistics.shipments_of_order(conn, order.id)
+    assert (shipment.status, shipment.carrier) == ("delivered", "demo courier")
+    assert (courier.shipped, courier.delivered) == (1, 1)
+
+
+def test_failure_reports_wait_while_the_api_is_unreachable(
+    conn: Connection[Any], client: TestClient
+) -> None:
+    fleet = make_fleet()
+    with conn.transaction():
+        registration = service.register_fleet(conn, fleet, {})
+        key = issue_api_key(conn, role="technician", customer_id=registration.customer_id)
+    asset_id = registration.asset_ids["TRK-001-FL"]
+    life = LifeEnd(
+        asset_ref="TRK-001-FL", kind="tire", component="tire", started_at=START,
+        ended_at=START + timedelta(seconds=5), end_reason="failure", failure_mode="tread_worn",
+        usage_at_start=0.0, usage_at_end=100.0,
+    )  # fmt: skip
+    with socket.socket() as free:  # a port nobody listens on: the API is not up yet
+        free.bind(("127.0.0.1", 0))
+        down = ProductAPI(f"http://127.0.0.1:{free.getsockname()[1]}", key.key, timeout_s=2)
+    reporter = FailureReporter(down)
+    reporter.report(asset_id, life)
+    assert reporter.flush() == 0 and len(reporter.pending) == 1
+    reporter.api = ProductAPI(str(client.base_url), key.key, client=client)  # the API is up
+    assert reporter.flush() == 1 and not reporter.pending
+    with conn.transaction():
+        reports = conn.execute(
+            "SELECT missed, failed_at FROM failure_reports WHERE asset_id = %s", (asset_id,)
+        ).fetchall()
+    assert reports == [(True, life.ended_at)]
+    # a report the product refuses is dropped, not retried forever
+    reporter.report(asset_id, life.model_copy(update={"component": "brake"}))
+    assert reporter.flush() == 0 and not reporter.pending and reporter.refused == 1
