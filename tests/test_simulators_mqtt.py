@@ -251,6 +251,7 @@ def test_fleetcare_simulate_registers_and_publishes_with_device_credentials(
         (["--tires", "0", "--elevators", "0", "--engines", "0"], "error: nothing to simulate"),
         (["--replay", str(CMAPSS), "--history", "100"], "error: --replay train_FD001.txt has 100"),
         (["--history", "-1"], "error: --history"),
+        (["--technician"], "error: --technician needs --api-key"),
     ],
 )
 def test_simulate_meets_bad_input_with_a_one_line_error(args: list[str], message: str) -> None:
