@@ -32,8 +32,11 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: the browser tests will be skipped"
 
+# The suite runs every database test on plain PostgreSQL and on TimescaleDB: with a TimescaleDB
+# kit for this machine (../shared/timescaledb, development and CI only) the script starts a
+# private cluster for the run; without it the TimescaleDB path is skipped (an error in CI).
 unit: install browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	scripts/with-timescaledb.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

@@ -258,11 +258,16 @@ def fetch_readings(
     return assemble_matrix(long, layout, [w.group_id for w in windows])
 
 
+# A lateral lookup per asset and metric: on TimescaleDB each lookup excludes at run time the
+# chunks older than ``since`` (a plain join probes every chunk's index for every asset).
 _NEW_ROWS_QUERY = """
 SELECT {packed}
   FROM unnest(%(gid)b::bigint[], %(since)b::timestamptz[]) AS v(group_id, since)
  CROSS JOIN unnest(%(metrics)b::smallint[]) AS m(id)
-  JOIN telemetry t ON t.asset_id = v.group_id AND t.metric_id = m.id AND t.time > v.since
+ CROSS JOIN LATERAL (
+     SELECT time, value FROM telemetry
+      WHERE asset_id = v.group_id AND metric_id = m.id AND time > v.since
+      ORDER BY time) t
 """
 
 # Aggregates the readings into one bytea of LONG_ROW records (see LONG_ROW).

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,30 +17,44 @@ from psycopg import Connection
 from fleet import service as fleet
 from fleet.schemas import Customer, Principal
 from fleetcare.db import connect
+from fleetcare.migrate import Storage
 from fleetcare.services import port_answers, start_mosquitto
 from fleetcare.settings import Settings
 from tests.fixtures.services import (
-    SERVER_URL,
+    STORAGES,
     drop_database,
     fresh_database,
     migrated_database,
+    storage_server,
     unique_name,
 )
 
 
+@pytest.fixture(scope="session", params=STORAGES)
+def storage(request: pytest.FixtureRequest) -> Storage:
+    """The storage path under test: every test that uses a database runs on both."""
+    return cast(Storage, request.param)
+
+
 @pytest.fixture(scope="session")
-def template_db() -> Iterator[str]:
-    """A database migrated once per session; each test gets a copy."""
+def server_url(storage: Storage) -> str:
+    """The PostgreSQL server of this storage path (skipped or failed when absent)."""
+    return storage_server(storage)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str, storage: Storage) -> Iterator[str]:
+    """A database migrated once per session and storage path; each test gets a copy."""
     name = unique_name("fc_tpl")
-    migrated_database(SERVER_URL, name)
+    migrated_database(server_url, name, storage=storage)
     yield name
-    drop_database(SERVER_URL, name)
+    drop_database(server_url, name)
 
 
 @pytest.fixture
-def db_url(template_db: str) -> Iterator[str]:
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
     """A fresh, fully migrated database for this test only."""
-    with fresh_database(SERVER_URL, template=template_db) as url:
+    with fresh_database(server_url, template=template_db) as url:
         yield url
 
 

@@ -27,6 +27,7 @@ from api.dashboard import repository as dash_repo
 from api.dashboard import service as dash
 from api.dashboard.live import APPLICATION_NAME
 from fleetcare.db import connect
+from fleetcare.migrate import Storage
 from fleetcare.services import free_port, wait_for_port
 from fleetcare.settings import Settings
 from models.repository import track_predictions
@@ -40,8 +41,6 @@ from tests.fixtures.dashboard import (
     serve_app,
 )
 from tests.fixtures.services import (
-    SERVER_URL,
-    TIMESCALE_URL,
     drop_database,
     migrated_database,
     unique_name,
@@ -546,14 +545,10 @@ def test_live_feed_sends_each_customer_only_its_own(
 # --- both storage paths ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("storage", ["postgres", "timescaledb"])
-def test_dashboard_queries_on_each_storage_path(storage: str) -> None:
-    if storage == "timescaledb" and not TIMESCALE_URL:
-        pytest.skip("set FLEETCARE_TEST_TIMESCALE_URL to test the TimescaleDB path")
-    server = TIMESCALE_URL if storage == "timescaledb" else SERVER_URL
-    assert server is not None
+def test_dashboard_queries_on_each_storage_path(storage: Storage, server_url: str) -> None:
+    server = server_url
     name = unique_name("fc_dash")
-    url = migrated_database(server, name, storage=storage)  # type: ignore[arg-type]
+    url = migrated_database(server, name, storage=storage)
     try:
         with connect(url) as c:
             customer = c.execute(

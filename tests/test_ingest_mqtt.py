@@ -24,7 +24,7 @@ from fleetcare.db import connect
 from fleetcare.services import free_port, mosquitto_installed, start_amqtt, start_mosquitto
 from ingest.schemas import IngestLimits
 from ingest.worker import IngestConfig, IngestWorker
-from tests.fixtures.services import SERVER_URL
+from tests.fixtures.services import server_of
 from tests.ingest_helpers import Publisher, SmallFleet, epoch_ms, make_fleet, reading
 
 TIMEOUT = 60
@@ -181,7 +181,7 @@ def test_every_reading_stored_once_and_bad_input_never_stops_the_consumer(
 
 def _restrict_connections(db_url: str, allow: bool) -> None:
     name = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
-    with psycopg.connect(SERVER_URL, autocommit=True) as admin:
+    with psycopg.connect(server_of(db_url), autocommit=True) as admin:
         admin.execute(
             sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
                 sql.Identifier(str(name)), sql.SQL("true" if allow else "false")

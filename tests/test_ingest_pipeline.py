@@ -14,7 +14,6 @@ from fleetcare.db import connect
 from ingest import service as devices
 from ingest.pipeline import device_ref_from_topic, parse_timestamp_us, store_messages
 from ingest.schemas import IngestLimits, RawMessage
-from tests.fixtures.services import TIMESCALE_URL, fresh_database
 from tests.ingest_helpers import OPERATOR, SmallFleet, epoch_ms, make_fleet, raw, reading
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -322,13 +321,9 @@ def test_inbox_is_bounded_by_messages_and_bytes() -> None:
     assert by_bytes.take(10, 10**6, 0.01, 0.0) and by_bytes.take(10, 10**6, 0.01, 0.0) == []
 
 
-@pytest.mark.skipif(
-    not TIMESCALE_URL, reason="set FLEETCARE_TEST_TIMESCALE_URL to a server with TimescaleDB"
-)
-def test_store_messages_on_the_timescaledb_path(topic_root: str) -> None:
-    assert TIMESCALE_URL
-    with fresh_database(TIMESCALE_URL) as url, connect(url) as conn:
-        assert conn.execute("SELECT storage FROM schema_storage").fetchone() == ("timescaledb",)
+def test_store_messages_on_each_storage_path(db_url: str, storage: str, topic_root: str) -> None:
+    with connect(db_url) as conn:
+        assert conn.execute("SELECT storage FROM schema_storage").fetchone() == (storage,)
         small = make_fleet(conn)
         limits = IngestLimits(topic_root=topic_root)
         t = topic(topic_root, small.device_a)

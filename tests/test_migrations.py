@@ -14,9 +14,9 @@ from fleetcare import migrate
 from fleetcare.errors import MigrationError
 from tests.fixtures.services import (
     SERVER_URL,
-    TIMESCALE_URL,
     create_database,
     drop_database,
+    storage_server,
     unique_name,
 )
 
@@ -164,14 +164,10 @@ def test_storage_path_cannot_switch(empty_db: str) -> None:
         migrate.apply_migrations(empty_db, storage_choice="timescaledb")
 
 
-@pytest.mark.skipif(
-    not TIMESCALE_URL,
-    reason="set FLEETCARE_TEST_TIMESCALE_URL to a server with TimescaleDB preloaded",
-)
 def test_timescaledb_path_creates_hypertables() -> None:
-    assert TIMESCALE_URL
+    server = storage_server("timescaledb")
     name = unique_name("fc_ts")
-    url = create_database(TIMESCALE_URL, name)
+    url = create_database(server, name)
     try:
         storage, applied = migrate.apply_migrations(url)
         assert storage == "timescaledb" and applied
@@ -192,4 +188,4 @@ def test_timescaledb_path_creates_hypertables() -> None:
         assert "telemetry" in hypertables
         assert "telemetry_hourly" in caggs
     finally:
-        drop_database(TIMESCALE_URL, name)
+        drop_database(server, name)

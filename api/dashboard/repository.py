@@ -271,11 +271,15 @@ def hourly_series(
                 SELECT r.metric_id, r.bucket, r.n, r.avg_value, r.min_value, r.max_value
                   FROM rolled r, edge WHERE r.bucket < edge.raw_from
                 UNION ALL
+                -- the edge as a scalar subquery (an InitPlan parameter): TimescaleDB then
+                -- excludes the older chunks at run time instead of reading every chunk
                 SELECT t.metric_id, date_trunc('hour', t.time), count(*), avg(t.value),
                        min(t.value), max(t.value)
-                  FROM telemetry t, edge
+                  FROM telemetry t
                  WHERE t.asset_id = %(asset)s AND t.metric_id = ANY(%(metrics)s)
-                   AND t.time >= edge.raw_from AND t.time < %(stop)s
+                   AND t.time >= (SELECT raw_from FROM edge)
+                   AND t.time >= date_trunc('hour', %(start)s::timestamptz)
+                   AND t.time < %(stop)s
                  GROUP BY 1, 2
             )
             SELECT metric_id, date_bin(%(width)s, bucket, %(origin)s::timestamptz) AS bucket,

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 import pytest
 
 from fleetcare.db import connect
-from tests.fixtures.services import SERVER_URL, fresh_database
+from tests.fixtures.services import fresh_database
 from tests.fixtures.webhook_receiver import Receiver
 
 
 @pytest.fixture(scope="module")
-def module_db_url(template_db: str) -> Iterator[str]:
+def module_db_url(server_url: str, template_db: str) -> Iterator[str]:
     """One database for the module's tests (creating one per test dominates the runtime)."""
-    with fresh_database(SERVER_URL, template=template_db) as url:
+    with fresh_database(server_url, template=template_db) as url:
         yield url
 
 
