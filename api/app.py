@@ -39,9 +39,17 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = open_pool(database_url, settings, name="api")
         app.state.pool = pool
+        # read-only routes read from a streaming replica when one is configured
+        app.state.read_pool = (
+            open_pool(settings.read_database_url, settings, name="api-read")
+            if settings.read_database_url
+            else None
+        )
         try:
             yield
         finally:
+            if app.state.read_pool is not None:
+                app.state.read_pool.close()
             pool.close()
 
     app = FastAPI(

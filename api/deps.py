@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -15,8 +16,10 @@ from api.auth_limit import authenticate_limited
 from api.permissions import require_permission
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
-from fleetcare.errors import Conflict, ServiceUnavailable
+from fleetcare.errors import Conflict, ReplicaLagging, ServiceUnavailable
 from fleetcare.inputs import INT8_MAX
+from fleetcare.repository import replica_lag_s
+from fleetcare.settings import Settings
 
 
 def get_pool(request: Request) -> ConnectionPool[Connection[Any]]:
@@ -52,6 +55,34 @@ def commit_or_raise(conn: Connection[Any]) -> None:
 # that a client never acts on a write that is not yet visible, nor hears of a success whose
 # commit then fails.
 Conn = Annotated[Connection[Any], Depends(get_conn, scope="function")]
+
+
+def get_read_conn(request: Request, primary: Conn) -> Iterator[Connection[Any]]:
+    """A connection for a read-only route: the streaming replica when one is configured
+    (``FLEETCARE_READ_DATABASE_URL``), else the request's primary connection. A replica
+    further behind than ``read_max_lag_s`` answers 503 ``replica_lagging`` with Retry-After
+    rather than stale data. Authentication stays on the primary (a revoked key stops at once).
+    """
+    read_pool: ConnectionPool[Connection[Any]] | None = getattr(
+        request.app.state, "read_pool", None
+    )
+    if read_pool is None:
+        yield primary
+        return
+    settings: Settings = request.app.state.settings
+    with read_pool.connection() as conn:
+        lag = replica_lag_s(conn)
+        if lag is not None and lag > settings.read_max_lag_s:
+            behind = "is not streaming" if math.isinf(lag) else f"is {lag:.1f} s behind"
+            raise ReplicaLagging(
+                f"the read replica {behind} the primary (limit {settings.read_max_lag_s:g} s);"
+                " retry later",
+                retry_after_s=max(1, math.ceil(settings.read_max_lag_s)),
+            )
+        yield conn
+
+
+ReadConn = Annotated[Connection[Any], Depends(get_read_conn, scope="function")]
 
 
 def _bearer(authorization: str | None, x_api_key: str | None) -> str | None:

@@ -103,3 +103,14 @@ class ServiceUnavailable(FleetcareError):
     status_code = 503
     code = "service_unavailable"
     title = "Service unavailable"
+
+
+class ReplicaLagging(ServiceUnavailable):
+    """The read replica is further behind the primary than the configured limit."""
+
+    code = "replica_lagging"
+    title = "Read replica lagging"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

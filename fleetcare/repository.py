@@ -188,3 +188,24 @@ class ScopedTable(Generic[R]):
         )
         assert row is not None
         return row
+
+
+def replica_lag_s(conn: Connection[Any]) -> float | None:
+    """How far a streaming replica is behind, in seconds; None on a primary.
+
+    Nothing received and not yet replayed is no lag, however old the last transaction is (an
+    idle primary sends nothing); a replica that is not streaming counts as infinitely behind.
+    """
+    row = conn.execute(
+        """
+        SELECT pg_is_in_recovery(),
+               EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'),
+               CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                    ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END
+        """
+    ).fetchone()
+    if row is None or not row[0]:
+        return None
+    if not row[1]:
+        return float("inf")
+    return max(0.0, float(row[2] or 0.0))

@@ -37,6 +37,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     pool_min_size: int = 1
     pool_max_size: int = 10
+    read_database_url: str | None = Field(
+        default=None,
+        description="A streaming replica of the database: the dashboard and read-only API "
+        "routes read from it (writes and sign-in stay on the primary); unset: the primary.",
+    )
+    read_max_lag_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A replica further behind than this answers reads with 503 "
+        "replica_lagging and Retry-After instead of stale data.",
+    )
     # Operator bootstrap: an operator key created by `fleetcare up` when none exists.
     demo: bool = Field(default=True, description="`up` seeds a demo operator and customers.")
     # Webhooks may target private addresses only when the operator allows it (tests, demos).

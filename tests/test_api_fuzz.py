@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 from fleet import service as fleet
 from fleetcare.db import connect
 from fleetcare.settings import Settings
-from tests.conftest import SERVER_URL, Tenant
+from tests.conftest import Tenant
 from tests.fixtures.api import setup_customer, stock
 from tests.fixtures.services import fresh_database
 
@@ -35,11 +35,13 @@ FUZZ_EXAMPLES = 6
 
 
 @pytest.fixture(scope="module")
-def seeded(template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def seeded(
+    server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """An app over its own database with an operator, a customer, a site, an asset, stock."""
     from api.app import create_app
 
-    with fresh_database(SERVER_URL, template=template_db) as url:
+    with fresh_database(server_url, template=template_db) as url:
         app_settings = Settings(
             database_url=url,
             data_dir=tmp_path_factory.mktemp("fuzz"),

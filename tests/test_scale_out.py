@@ -11,11 +11,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fleetcare.fleet import service as fleet
 from psycopg import Connection
 
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
-from fleetcare.fleet import service as fleet
 from fleetcare.settings import Settings
 from ingest.schemas import IngestLimits
 from ingest.worker import IngestConfig, IngestWorker

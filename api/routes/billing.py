@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import After, AppClock, Caller, Conn, Limit
+from api.deps import After, AppClock, Caller, Conn, Limit, ReadConn
 from fleet.schemas import Page
 from fleetcare.inputs import Id
 from maintenance.billing import advice
@@ -47,7 +47,7 @@ def close_period(body: CloseRequest, conn: Conn, caller: Caller, clock: AppClock
 
 @router.get("/invoices", tags=["billing"])
 def list_invoices(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     customer_id: Id | None = None,
     period: OptionalPeriod = None,
@@ -74,7 +74,7 @@ def list_invoices(
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
-def period_lines_csv(period: PeriodQuery, conn: Conn, caller: Caller) -> Response:
+def period_lines_csv(period: PeriodQuery, conn: ReadConn, caller: Caller) -> Response:
     """The lines of every invoice of a period (the caller's own, or all for the operator)."""
     body = billing.period_lines_csv(conn, caller, period)
     return Response(
@@ -85,13 +85,13 @@ def period_lines_csv(period: PeriodQuery, conn: Conn, caller: Caller) -> Respons
 
 
 @router.get("/invoices/{invoice_id}", tags=["billing"])
-def get_invoice(invoice_id: Id, conn: Conn, caller: Caller) -> InvoiceDetail:
+def get_invoice(invoice_id: Id, conn: ReadConn, caller: Caller) -> InvoiceDetail:
     """One invoice with its lines."""
     return billing.get_invoice(conn, caller, invoice_id)
 
 
 @router.get("/invoices/{invoice_id}/lines", tags=["billing"])
-def invoice_lines(invoice_id: Id, conn: Conn, caller: Caller) -> list[InvoiceLine]:
+def invoice_lines(invoice_id: Id, conn: ReadConn, caller: Caller) -> list[InvoiceLine]:
     """The lines of an invoice."""
     return billing.get_invoice(conn, caller, invoice_id).lines
 
@@ -102,7 +102,7 @@ def invoice_lines(invoice_id: Id, conn: Conn, caller: Caller) -> list[InvoiceLin
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
-def invoice_lines_csv(invoice_id: Id, conn: Conn, caller: Caller) -> Response:
+def invoice_lines_csv(invoice_id: Id, conn: ReadConn, caller: Caller) -> Response:
     """The lines of an invoice as CSV."""
     body = billing.invoice_lines_csv(conn, caller, invoice_id)
     return Response(
@@ -134,7 +134,7 @@ def void_invoice(
 
 @router.get("/usage", tags=["billing"])
 def list_usage(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     asset_id: Id | None = None,
     period: OptionalPeriod = None,
@@ -145,7 +145,7 @@ def list_usage(
 
 
 @router.get("/assets/{asset_id}/usage", tags=["billing"])
-def asset_usage(asset_id: Id, period: PeriodQuery, conn: Conn, caller: Caller) -> AssetUsage:
+def asset_usage(asset_id: Id, period: PeriodQuery, conn: ReadConn, caller: Caller) -> AssetUsage:
     """An asset's usage over a period, metered now from its telemetry."""
     return billing.asset_usage(conn, caller, asset_id, period)
 
@@ -153,7 +153,7 @@ def asset_usage(asset_id: Id, period: PeriodQuery, conn: Conn, caller: Caller) -
 @router.get("/customers/{customer_id}/plan-advice", tags=["billing"])
 def plan_advice(
     customer_id: Id,
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     clock: AppClock,
     months: Annotated[int, Query(ge=1, le=24, description="full months to look back")] = 3,
@@ -164,7 +164,7 @@ def plan_advice(
 
 @router.get("/partners/{partner_id}/statement", tags=["billing", "partners"])
 def partner_statement(
-    partner_id: Id, period: PeriodQuery, conn: Conn, caller: Caller
+    partner_id: Id, period: PeriodQuery, conn: ReadConn, caller: Caller
 ) -> PartnerStatement:
     """A partner's commissions for a period (operator, or the partner's own key)."""
     return billing.partner_statement(conn, caller, partner_id, period)

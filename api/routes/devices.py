@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import After, Caller, Conn, IncludeRetired, Limit
+from api.deps import After, Caller, Conn, IncludeRetired, Limit, ReadConn
 from fleet.schemas import Page
 from fleetcare.inputs import Id
 from ingest import service as devices
@@ -21,7 +21,7 @@ def create_device(body: DeviceCreate, conn: Conn, caller: Caller) -> NewDevice:
 
 @router.get("/devices")
 def list_devices(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     customer_id: Id | None = None,
     after: After = None,
@@ -41,7 +41,7 @@ def list_devices(
 
 
 @router.get("/devices/{device_id}")
-def get_device(device_id: Id, conn: Conn, caller: Caller) -> Device:
+def get_device(device_id: Id, conn: ReadConn, caller: Caller) -> Device:
     """One device."""
     return devices.get_device(conn, caller, device_id)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import After, AppClock, Caller, Conn, IncludeRetired, Limit
+from api.deps import After, AppClock, Caller, Conn, IncludeRetired, Limit, ReadConn
 from fleet import repository as fleet_repo
 from fleet import service as fleet
 from fleet.schemas import (
@@ -40,7 +40,7 @@ def create_customer(body: CustomerCreate, conn: Conn, caller: Caller) -> Custome
 
 @router.get("/customers", tags=["customers"])
 def list_customers(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     after: After = None,
     limit: Limit = 50,
@@ -54,7 +54,7 @@ def list_customers(
 
 
 @router.get("/customers/{customer_id}", tags=["customers"])
-def get_customer(customer_id: Id, conn: Conn, caller: Caller) -> Customer:
+def get_customer(customer_id: Id, conn: ReadConn, caller: Caller) -> Customer:
     """One customer."""
     return fleet.get_customer(conn, caller, customer_id)
 
@@ -82,7 +82,7 @@ def create_site(body: SiteCreate, conn: Conn, caller: Caller) -> Site:
 
 @router.get("/sites", tags=["sites"])
 def list_sites(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     customer_id: Id | None = None,
     after: After = None,
@@ -102,7 +102,7 @@ def list_sites(
 
 
 @router.get("/sites/{site_id}", tags=["sites"])
-def get_site(site_id: Id, conn: Conn, caller: Caller) -> Site:
+def get_site(site_id: Id, conn: ReadConn, caller: Caller) -> Site:
     """One site."""
     return fleet.get_site(conn, caller, site_id)
 
@@ -130,7 +130,7 @@ def create_asset(body: AssetCreate, conn: Conn, caller: Caller, clock: AppClock)
 
 @router.get("/assets", tags=["assets"])
 def list_assets(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     customer_id: Id | None = None,
     site_id: Id | None = None,
@@ -156,7 +156,7 @@ def list_assets(
 
 
 @router.get("/assets/{asset_id}", tags=["assets"])
-def get_asset(asset_id: Id, conn: Conn, caller: Caller) -> Asset:
+def get_asset(asset_id: Id, conn: ReadConn, caller: Caller) -> Asset:
     """One asset."""
     return fleet.get_asset(conn, caller, asset_id)
 
@@ -184,7 +184,7 @@ def create_api_key(body: ApiKeyCreate, conn: Conn, caller: Caller) -> NewApiKey:
 
 @router.get("/api-keys", tags=["api keys"])
 def list_api_keys(
-    conn: Conn, caller: Caller, after: After = None, limit: Limit = 50
+    conn: ReadConn, caller: Caller, after: After = None, limit: Limit = 50
 ) -> Page[ApiKey]:
     """Keys the caller may see (prefixes only)."""
     items, nxt = fleet.list_api_keys(conn, caller, after=after, limit=limit)
@@ -192,7 +192,7 @@ def list_api_keys(
 
 
 @router.get("/api-keys/{key_id}", tags=["api keys"])
-def get_api_key(key_id: Id, conn: Conn, caller: Caller) -> ApiKey:
+def get_api_key(key_id: Id, conn: ReadConn, caller: Caller) -> ApiKey:
     """One key (its prefix, never the secret)."""
     return fleet.get_api_key(conn, caller, key_id)
 
@@ -208,7 +208,7 @@ def revoke_api_key(key_id: Id, conn: Conn, caller: Caller) -> ApiKey:
 
 @router.get("/metrics-catalogue", tags=["catalogue"])
 def metrics_catalogue(
-    conn: Conn, caller: Caller, kind: KindName | None = None
+    conn: ReadConn, caller: Caller, kind: KindName | None = None
 ) -> list[MetricRecord]:
     """Every metric of every asset kind, with its unit and physical bounds."""
     return fleet_repo.list_metrics(conn, kind)

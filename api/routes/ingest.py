@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from api.deps import Caller, Conn, Limit
+from api.deps import Caller, Limit, ReadConn
 from fleet import service as fleet
 from fleetcare.inputs import INT8_MAX, Id, Moment
 from ingest import service as ingest
@@ -28,7 +28,7 @@ def _now(request: Request) -> datetime:
 @router.get("/v1/ingest/health")
 def ingest_health(
     request: Request,
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     since: Annotated[
         Moment | None, Query(description="count quarantine from here (default: 24 h ago)")
@@ -44,7 +44,7 @@ def ingest_health(
 @router.get("/v1/devices/{device_id}/quarantine")
 def device_quarantine(
     device_id: Id,
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     before: Annotated[
         int | None, Query(ge=0, le=INT8_MAX, description="next_before of the last page")
@@ -91,7 +91,7 @@ class _HealthCollector(Collector):
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request, conn: Conn, caller: Caller) -> Response:
+def metrics(request: Request, conn: ReadConn, caller: Caller) -> Response:
     """Prometheus exposition of ingest health (operator key: scrape with a bearer token)."""
     fleet.require_operator(caller)
     registry = CollectorRegistry(auto_describe=False)

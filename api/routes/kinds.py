@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import Caller, Conn
+from api.deps import Caller, Conn, ReadConn
 from fleet.service import require_operator
 from kinds import service as kinds
 from kinds.schemas import ApplyResult, KindDefinition, KindName, KindRecord, KindSummary
@@ -29,12 +29,12 @@ def apply_kind(body: KindDefinition, conn: Conn, caller: Caller, response: Respo
 
 
 @router.get("/kinds", tags=["kinds"])
-def list_kinds(conn: Conn, caller: Caller) -> list[KindSummary]:
+def list_kinds(conn: ReadConn, caller: Caller) -> list[KindSummary]:
     """Every asset kind with its version and counts."""
     return kinds.list_kinds(conn)
 
 
 @router.get("/kinds/{kind}", tags=["kinds"])
-def get_kind(kind: KindName, conn: Conn, caller: Caller) -> KindRecord:
+def get_kind(kind: KindName, conn: ReadConn, caller: Caller) -> KindRecord:
     """One kind's current definition and version."""
     return kinds.get_record(conn, kind)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, status
 
-from api.deps import After, AppClock, Caller, Conn, Limit
+from api.deps import After, AppClock, Caller, Conn, Limit, ReadConn
 from fleet.schemas import NewApiKey, Page
 from fleetcare.inputs import Id, ShortText
 from kinds.schemas import KindName
@@ -39,7 +39,7 @@ router = APIRouter(prefix="/v1")
 
 @router.get("/parts", tags=["parts"])
 def list_parts(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     kind: KindName | None = None,
     component: ShortText | None = None,
@@ -54,13 +54,15 @@ def list_parts(
 
 
 @router.get("/parts/{part_id}", tags=["parts"])
-def get_part(part_id: Id, conn: Conn, caller: Caller) -> Part:
+def get_part(part_id: Id, conn: ReadConn, caller: Caller) -> Part:
     """One part."""
     return logistics.get_part(conn, part_id)
 
 
 @router.get("/depots", tags=["depots"])
-def list_depots(conn: Conn, caller: Caller, after: After = None, limit: Limit = 50) -> Page[Depot]:
+def list_depots(
+    conn: ReadConn, caller: Caller, after: After = None, limit: Limit = 50
+) -> Page[Depot]:
     """Depots."""
     items, nxt = logistics.list_depots(conn, after=after, limit=limit)
     return Page(items=items, next_after=nxt)
@@ -73,13 +75,13 @@ def create_depot(body: DepotCreate, conn: Conn, caller: Caller) -> Depot:
 
 
 @router.get("/depots/{depot_id}", tags=["depots"])
-def get_depot(depot_id: Id, conn: Conn, caller: Caller) -> Depot:
+def get_depot(depot_id: Id, conn: ReadConn, caller: Caller) -> Depot:
     """One depot."""
     return logistics.get_depot(conn, depot_id)
 
 
 @router.get("/depots/{depot_id}/inventory", tags=["depots"])
-def get_inventory(depot_id: Id, conn: Conn, caller: Caller) -> list[InventoryItem]:
+def get_inventory(depot_id: Id, conn: ReadConn, caller: Caller) -> list[InventoryItem]:
     """A depot's stock (operator)."""
     return logistics.inventory_of(conn, caller, depot_id)
 
@@ -94,7 +96,7 @@ def set_stock(
 
 @router.get("/replenishments", tags=["depots"])
 def list_replenishments(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     status: Literal["requested", "received", "cancelled"] | None = None,
     after: After = None,
@@ -120,7 +122,7 @@ def receive_replenishment(
 
 @router.get("/shipments", tags=["shipments"])
 def list_shipments(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     status: ShipmentStatus | None = None,
     order_id: Id | None = None,
@@ -135,7 +137,7 @@ def list_shipments(
 
 
 @router.get("/shipments/{shipment_id}", tags=["shipments"])
-def get_shipment(shipment_id: Id, conn: Conn, caller: Caller) -> Shipment:
+def get_shipment(shipment_id: Id, conn: ReadConn, caller: Caller) -> Shipment:
     """One shipment."""
     return logistics.get_shipment(conn, caller, shipment_id)
 
@@ -169,7 +171,7 @@ def create_partner(body: PartnerCreate, conn: Conn, caller: Caller) -> Partner:
 
 @router.get("/partners", tags=["partners"])
 def list_partners(
-    conn: Conn, caller: Caller, after: After = None, limit: Limit = 50
+    conn: ReadConn, caller: Caller, after: After = None, limit: Limit = 50
 ) -> Page[Partner]:
     """Partners (operator), or the calling partner."""
     items, nxt = partners.list_partners(conn, caller, after=after, limit=limit)
@@ -177,7 +179,7 @@ def list_partners(
 
 
 @router.get("/partners/{partner_id}", tags=["partners"])
-def get_partner(partner_id: Id, conn: Conn, caller: Caller) -> Partner:
+def get_partner(partner_id: Id, conn: ReadConn, caller: Caller) -> Partner:
     """One partner (operator, or the partner itself)."""
     return partners.get_partner(conn, caller, partner_id)
 
@@ -200,7 +202,7 @@ def create_partner_key(
 
 @router.get("/partners/{partner_id}/commissions", tags=["partners"])
 def list_commissions(
-    partner_id: Id, conn: Conn, caller: Caller, after: After = None, limit: Limit = 50
+    partner_id: Id, conn: ReadConn, caller: Caller, after: After = None, limit: Limit = 50
 ) -> Page[Commission]:
     """Commissions earned on completed orders."""
     items, nxt = partners.list_commissions(conn, caller, partner_id, after=after, limit=limit)

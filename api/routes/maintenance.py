@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import After, AppClock, Caller, Conn, Limit
+from api.deps import After, AppClock, Caller, Conn, Limit, ReadConn
 from fleet.schemas import Page
 from fleetcare.inputs import Id, ShortText
 from maintenance.orders import service as orders
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1")
 
 @router.get("/orders", tags=["orders"])
 def list_orders(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     status: OrderStatus | None = None,
     open: bool = False,
@@ -59,7 +59,7 @@ def list_orders(
 
 
 @router.get("/orders/{order_id}", tags=["orders"])
-def get_order(order_id: Id, conn: Conn, caller: Caller) -> OrderDetail:
+def get_order(order_id: Id, conn: ReadConn, caller: Caller) -> OrderDetail:
     """One order with its shipments and parts used."""
     return orders.order_detail(conn, caller, order_id)
 
@@ -118,7 +118,7 @@ def report_failure(
 
 @router.get("/missed-predictions", tags=["orders"])
 def list_missed(
-    conn: Conn, caller: Caller, after: After = None, limit: Limit = 50
+    conn: ReadConn, caller: Caller, after: After = None, limit: Limit = 50
 ) -> Page[MissedPrediction]:
     """Failures that no open order anticipated."""
     items, nxt = orders.list_missed(conn, caller, after=after, limit=limit)

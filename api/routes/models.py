@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from api.deps import Caller, Conn
+from api.deps import Caller, Conn, ReadConn
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.inputs import Id, ShortText
 from kinds.schemas import KindName
@@ -27,7 +27,7 @@ AppClock = Annotated[Clock, Depends(get_clock)]
 
 @router.get("/models/versions", tags=["models"])
 def list_model_versions(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     kind: KindName | None = None,
     status: Literal["candidate", "active", "retired"] | None = None,
@@ -38,7 +38,7 @@ def list_model_versions(
 
 
 @router.get("/models/versions/{version_id}", tags=["models"])
-def get_model_version(version_id: Id, conn: Conn, caller: Caller) -> ModelVersion:
+def get_model_version(version_id: Id, conn: ReadConn, caller: Caller) -> ModelVersion:
     """One model version."""
     return models.get_version(conn, caller, version_id)
 
@@ -61,7 +61,7 @@ def roll_back_model(kind: KindName, conn: Conn, caller: Caller, clock: AppClock)
 @router.get("/assets/{asset_id}/predictions", tags=["models"])
 def list_asset_predictions(
     asset_id: Id,
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     component: ShortText | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from api.deps import Caller, Conn
+from api.deps import Caller, Conn, ReadConn
 from fleetcare.inputs import ShortText
 from ingest import profile_service as profiles
 from ingest.profile_service import Profile
@@ -25,12 +25,12 @@ def apply_profile(
 
 
 @router.get("/profiles")
-def list_profiles(conn: Conn, caller: Caller) -> list[Profile]:
+def list_profiles(conn: ReadConn, caller: Caller) -> list[Profile]:
     """Every profile."""
     return profiles.list_profiles(conn)
 
 
 @router.get("/profiles/{profile_name}")
-def get_profile(profile_name: ShortText, conn: Conn, caller: Caller) -> Profile:
+def get_profile(profile_name: ShortText, conn: ReadConn, caller: Caller) -> Profile:
     """One profile."""
     return profiles.get_profile(conn, profile_name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import After, AppClock, Caller, Conn, IncludeRetired, Limit
+from api.deps import After, AppClock, Caller, Conn, IncludeRetired, Limit, ReadConn
 from fleet.schemas import Page
 from fleetcare.inputs import Id
 from maintenance.plans import service as plans
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1")
 
 @router.get("/plans", tags=["plans"])
 def list_plans(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     after: After = None,
     limit: Limit = 50,
@@ -40,7 +40,7 @@ def list_plans(
 
 
 @router.get("/plans/{plan_id}", tags=["plans"])
-def get_plan(plan_id: Id, conn: Conn, caller: Caller) -> Plan:
+def get_plan(plan_id: Id, conn: ReadConn, caller: Caller) -> Plan:
     """One plan."""
     return plans.get_plan(conn, plan_id)
 
@@ -70,7 +70,7 @@ def create_subscription(
 
 @router.get("/subscriptions", tags=["subscriptions"])
 def list_subscriptions(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     clock: AppClock,
     customer_id: Id | None = None,
@@ -87,7 +87,7 @@ def list_subscriptions(
 
 @router.get("/subscriptions/{subscription_id}", tags=["subscriptions"])
 def get_subscription(
-    subscription_id: Id, conn: Conn, caller: Caller, clock: AppClock
+    subscription_id: Id, conn: ReadConn, caller: Caller, clock: AppClock
 ) -> SubscriptionView:
     """One subscription, with its plan now, a pending plan change and its entitlements."""
     return subs.get_subscription(conn, caller, subscription_id, clock)

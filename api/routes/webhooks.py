@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from api.deps import After, Caller, Conn, IncludeRetired, Limit
+from api.deps import After, Caller, Conn, IncludeRetired, Limit, ReadConn
 from fleet.schemas import Page
 from fleetcare.clock import SystemClock
 from fleetcare.inputs import Id, ShortText
@@ -46,7 +46,7 @@ def create_endpoint(
 
 @router.get("/endpoints")
 def list_endpoints(
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     customer_id: Id | None = None,
     enabled: bool | None = None,
@@ -68,7 +68,7 @@ def list_endpoints(
 
 
 @router.get("/endpoints/{endpoint_id}")
-def get_endpoint(endpoint_id: Id, conn: Conn, caller: Caller) -> Endpoint:
+def get_endpoint(endpoint_id: Id, conn: ReadConn, caller: Caller) -> Endpoint:
     """One endpoint (never its secret)."""
     return webhooks.get_endpoint(conn, caller, endpoint_id)
 
@@ -113,7 +113,7 @@ def send_test_ping(endpoint_id: Id, conn: Conn, caller: Caller) -> PingResult:
 @router.get("/endpoints/{endpoint_id}/deliveries")
 def endpoint_deliveries(
     endpoint_id: Id,
-    conn: Conn,
+    conn: ReadConn,
     caller: Caller,
     status: Annotated[DeliveryStatus | None, Query()] = None,
     after: After = None,
@@ -133,13 +133,13 @@ def replay_failed(endpoint_id: Id, body: ReplayFailed, conn: Conn, caller: Calle
 
 
 @router.get("/deliveries/{delivery_id}")
-def delivery_log(delivery_id: Id, conn: Conn, caller: Caller) -> DeliveryLog:
+def delivery_log(delivery_id: Id, conn: ReadConn, caller: Caller) -> DeliveryLog:
     """One delivery with every attempt (status code, latency, error, response excerpt)."""
     return webhooks.delivery_log(conn, caller, delivery_id)
 
 
 @router.get("/events/{public_id}/deliveries")
-def event_deliveries(public_id: ShortText, conn: Conn, caller: Caller) -> list[DeliveryLog]:
+def event_deliveries(public_id: ShortText, conn: ReadConn, caller: Caller) -> list[DeliveryLog]:
     """Every delivery of one event, with their attempts."""
     return webhooks.event_deliveries(conn, caller, public_id)
 
