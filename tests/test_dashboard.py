@@ -38,6 +38,7 @@ from tests.fixtures.dashboard import (
     make_asset,
     make_site,
     metric_id,
+    refresh_rollup,
     serve_app,
 )
 from tests.fixtures.services import (
@@ -314,8 +315,7 @@ def test_short_spans_read_raw_long_spans_read_the_rollup(
     assert before["mid"][5] == pytest.approx(60 * 5 + 29.5)
     assert (before["low"][5], before["high"][5]) == (300, 359)
     # ... and after it, from the rollup, with the same answer
-    conn.execute("SELECT fleetcare_refresh_telemetry_hourly(%s, %s)", (start, stop))
-    conn.commit()
+    refresh_rollup(conn, start, stop)
     after = hourly()
     assert after == before
 
@@ -427,11 +427,7 @@ def test_ingest_health_counts_readings_and_quarantine_in_scope(
 
     # readings per hour come from the rollup, in a panel loaded after the page
     assert 'hx-get="/dashboard/ingest/hourly"' in page.text
-    conn.execute(
-        "SELECT fleetcare_refresh_telemetry_hourly(%s, %s)",
-        (NOW - timedelta(hours=2), NOW + timedelta(hours=1)),
-    )
-    conn.commit()
+    refresh_rollup(conn, NOW - timedelta(hours=2), NOW + timedelta(hours=1))
     hourly = client.get("/dashboard/ingest/hourly", headers=alpha.headers).text
     assert 'data-hours="1"' in hourly or 'data-hours="2"' in hourly  # 30 s may span an hour
     assert "peak" in hourly

@@ -28,6 +28,7 @@ from tests.fixtures.dashboard import (
     make_asset,
     make_site,
     metric_id,
+    refresh_rollup,
     serve_app,
 )
 
@@ -149,7 +150,7 @@ def fleet(
             level=level,
             amplitude=amplitude,
         )
-    conn.execute("SELECT fleetcare_refresh_telemetry_hourly(%s, %s)", (start, stop))
+    refresh_rollup(conn, start, stop)
     for reason, detail, payload in (
         (
             "out_of_bounds",
