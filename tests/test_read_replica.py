@@ -10,9 +10,9 @@ from typing import Any
 
 import psycopg
 from fastapi.testclient import TestClient
-from fleetcare.fleet import service as fleet
 
 from api.app import create_app
+from fleet import service as fleet
 from fleetcare.db import connect
 from fleetcare.repository import replica_lag_s
 from fleetcare.settings import Settings

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fleetcare.fleet import service as fleet
 from psycopg import Connection
 
+from fleet import service as fleet
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.settings import Settings
