@@ -195,6 +195,8 @@ def replica_lag_s(conn: Connection[Any]) -> float | None:
 
     Nothing received and not yet replayed is no lag, however old the last transaction is (an
     idle primary sends nothing); a replica that is not streaming counts as infinitely behind.
+    While WAL is being replayed the lag is the age of the last replayed commit, so WAL without
+    a transaction (a checkpoint) after a quiet spell counts as lag until it is replayed.
     """
     row = conn.execute(
         """
