@@ -427,7 +427,7 @@ def test_ingest_health_counts_readings_and_quarantine_in_scope(
 
     # readings per hour come from the rollup, in a panel loaded after the page
     assert 'hx-get="/dashboard/ingest/hourly"' in page.text
-    refresh_rollup(conn, NOW - timedelta(hours=2), NOW + timedelta(hours=1))
+    refresh_rollup(conn, now - timedelta(hours=2), now + timedelta(hours=1))
     hourly = client.get("/dashboard/ingest/hourly", headers=alpha.headers).text
     assert 'data-hours="1"' in hourly or 'data-hours="2"' in hourly  # 30 s may span an hour
     assert "peak" in hourly
