@@ -16,8 +16,9 @@ from fleet import service as fleet
 from fleetcare.db import connect
 from fleetcare.repository import replica_lag_s
 from fleetcare.settings import Settings
+from testkit.databases import database_url
 from tests.fixtures.replica import streaming_pair
-from tests.fixtures.services import database_url, migrated_database
+from tests.fixtures.services import migrated_database
 
 TIMEOUT = 60.0
 

@@ -39,7 +39,7 @@ from api.dashboard.rendering import (
     viewer_principal,
 )
 from api.dashboard.schemas import HEALTHS, Health, SortKey
-from api.deps import Conn, get_pool
+from api.deps import Conn, ReadConn, get_pool
 from api.headers import SecurityHeadersMiddleware
 from fleet.schemas import Principal
 from fleetcare.errors import NotFound, Unauthorized
@@ -137,7 +137,7 @@ def logout(request: Request) -> RedirectResponse:
 @router.get("", response_class=HTMLResponse)
 def overview(
     request: Request,
-    conn: Conn,
+    conn: ReadConn,
     viewer: PageViewer,
     customer_id: Annotated[int | None, Query(ge=1, le=INT8_MAX)] = None,
     site_id: Annotated[int | None, Query(ge=1, le=INT8_MAX)] = None,
@@ -196,7 +196,7 @@ def overview(
 
 
 @router.get("/assets/{asset_id}", response_class=HTMLResponse)
-def asset_page(request: Request, asset_id: Id, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+def asset_page(request: Request, asset_id: Id, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
     """One asset: predictions, telemetry charts and RUL over time (data embedded)."""
     now = request_clock(request).now()
     windows = service.health_windows(request_settings(request), now)
@@ -235,7 +235,7 @@ def asset_page(request: Request, asset_id: Id, conn: Conn, viewer: PageViewer) -
 
 @router.get("/assets/{asset_id}/predictions", response_class=HTMLResponse)
 def asset_predictions(
-    request: Request, asset_id: Id, conn: Conn, viewer: PageViewer
+    request: Request, asset_id: Id, conn: ReadConn, viewer: PageViewer
 ) -> HTMLResponse:
     """The latest-predictions panel of an asset (refreshed live)."""
     try:
@@ -257,7 +257,7 @@ ChartRange = Annotated[str | None, Query(alias="range", description="6h, 24h, 7d
 def asset_telemetry(
     request: Request,
     asset_id: Id,
-    conn: Conn,
+    conn: ReadConn,
     viewer: DataViewer,
     range_name: ChartRange = None,
     start: datetime | None = None,
@@ -276,7 +276,7 @@ def asset_telemetry(
 def asset_rul(
     request: Request,
     asset_id: Id,
-    conn: Conn,
+    conn: ReadConn,
     viewer: DataViewer,
     range_name: ChartRange = None,
     start: datetime | None = None,
@@ -294,7 +294,7 @@ def asset_rul(
 
 
 @router.get("/ingest", response_class=HTMLResponse)
-def ingest_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+def ingest_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
     """Readings per second, freshness, and quarantine by reason with samples."""
     now = request_clock(request).now()
     health = service.ingest_health(conn, viewer, now)
@@ -302,14 +302,14 @@ def ingest_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLRespons
 
 
 @router.get("/ingest/hourly", response_class=HTMLResponse)
-def ingest_hourly(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+def ingest_hourly(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
     """Readings per hour over the last day (loaded after the page: it sums the rollup)."""
     hourly = service.readings_per_hour(conn, viewer, request_clock(request).now())
     return render(request, "_ingest_hourly.html", viewer, hourly=hourly)
 
 
 @router.get("/models", response_class=HTMLResponse)
-def models_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+def models_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
     """Registered wear-model versions and their held-out metrics."""
     return render(request, "models.html", viewer, versions=service.model_versions(conn))
 

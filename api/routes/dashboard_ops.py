@@ -26,7 +26,7 @@ from api.dashboard.rendering import (
     request_clock,
     templates,
 )
-from api.deps import Conn
+from api.deps import Conn, ReadConn
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import FleetcareError, Forbidden, Invalid, NotFound
@@ -101,7 +101,7 @@ def _render_board(
 
 
 @router.get("/orders", response_class=HTMLResponse)
-def orders_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+def orders_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
     """Open and closed orders by status, open ones by SLA deadline with a countdown."""
     return _render_board(request, conn, viewer)
 
@@ -173,7 +173,7 @@ def order_action(
 @router.get("/shipments", response_class=HTMLResponse)
 def shipments_page(
     request: Request,
-    conn: Conn,
+    conn: ReadConn,
     viewer: PageViewer,
     status: Annotated[str | None, Query(max_length=20)] = None,
 ) -> HTMLResponse:
@@ -227,7 +227,7 @@ def _render_webhooks(
 
 
 @router.get("/webhooks", response_class=HTMLResponse)
-def webhooks_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+def webhooks_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
     """Webhook deliveries per endpoint, failed ones first, with replay buttons."""
     return _render_webhooks(request, conn, viewer)
 
@@ -266,7 +266,7 @@ def replay_delivery(
 
 
 @router.get("/billing", response_class=HTMLResponse)
-def billing_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+def billing_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
     """Subscriptions and invoices of the caller's scope."""
     subs, _ = subscriptions.list_subscriptions(
         conn, viewer, request_clock(request), customer_id=None, status=None, after=None, limit=PAGE
@@ -285,7 +285,9 @@ def billing_page(request: Request, conn: Conn, viewer: PageViewer) -> HTMLRespon
 
 
 @router.get("/invoices/{invoice_id}", response_class=HTMLResponse)
-def invoice_page(request: Request, invoice_id: Id, conn: Conn, viewer: PageViewer) -> HTMLResponse:
+def invoice_page(
+    request: Request, invoice_id: Id, conn: ReadConn, viewer: PageViewer
+) -> HTMLResponse:
     """One invoice with its lines."""
     try:
         invoice = billing.get_invoice(conn, viewer, invoice_id)
