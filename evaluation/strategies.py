@@ -16,7 +16,7 @@ from evaluation.fleets import Life, World
 from evaluation.wear_model import DEFAULT_COVERAGE, WearModel
 from maintenance.plans.schemas import Entitlements
 from maintenance.policy import service as policy
-from maintenance.policy.schemas import Prediction
+from models.schemas import Prediction
 
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday 00:00: hour 0 of the physics' week
 STRATEGIES = ("run_to_failure", "preventive", "predictive")

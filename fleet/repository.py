@@ -8,7 +8,7 @@ from psycopg import Connection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from fleet.schemas import ApiKey, Asset, Customer, MetricRecord, Site
+from fleet.schemas import ApiKey, Asset, AssetContext, Customer, MetricRecord, Site
 from fleetcare.repository import ScopedTable
 
 Conn = Connection[Any]
@@ -27,6 +27,25 @@ def list_metrics(conn: Conn, kind: str | None = None) -> list[MetricRecord]:
             " WHERE %(kind)s::text IS NULL OR kind = %(kind)s ORDER BY id",
             {"kind": kind},
         ).fetchall()
+
+
+def asset_context(conn: Conn, asset_id: int, *, customer_id: int | None) -> AssetContext | None:
+    """An asset with its site's position, within ``customer_id`` when set."""
+    with conn.cursor(row_factory=class_row(AssetContext)) as cur:
+        return cur.execute(
+            """
+            SELECT a.*, s.latitude, s.longitude
+              FROM assets a LEFT JOIN sites s ON s.id = a.site_id
+             WHERE a.id = %(a)s AND (%(c)s::bigint IS NULL OR a.customer_id = %(c)s)
+            """,
+            {"a": asset_id, "c": customer_id},
+        ).fetchone()
+
+
+def usage_metrics(conn: Conn) -> dict[str, str]:
+    """Each kind's usage counter: the metric's name by kind."""
+    rows = conn.execute("SELECT name, usage_metric FROM asset_kinds").fetchall()
+    return {kind: metric for kind, metric in rows}
 
 
 def find_api_key(conn: Conn, key_hash: bytes) -> ApiKey | None:

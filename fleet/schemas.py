@@ -140,6 +140,13 @@ class Asset(BaseModel):
     retired_at: datetime | None
 
 
+class AssetContext(Asset):
+    """An asset with its site's position: what orders and the policy plan the work with."""
+
+    latitude: float | None
+    longitude: float | None
+
+
 class ApiKeyCreate(Strict):
     role: Role = "customer"
     customer_id: Id | None = None

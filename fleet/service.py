@@ -18,11 +18,13 @@ from fleet.schemas import (
     ApiKey,
     ApiKeyCreate,
     Asset,
+    AssetContext,
     AssetCreate,
     AssetUpdate,
     Customer,
     CustomerCreate,
     CustomerUpdate,
+    MetricRecord,
     NewApiKey,
     Principal,
     Site,
@@ -280,6 +282,18 @@ def create_asset(
 def get_asset(conn: Conn, principal: Principal, asset_id: int) -> Asset:
     """An asset the caller may see."""
     return _get(conn, principal, repo.ASSETS, asset_id, "asset")
+
+
+def asset_context(
+    conn: Conn, asset_id: int, *, customer_id: int | None = None
+) -> AssetContext | None:
+    """An asset with its site's position (within ``customer_id`` when set); None if unknown."""
+    return repo.asset_context(conn, asset_id, customer_id=customer_id)
+
+
+def metric_catalogue(conn: Conn) -> tuple[list[MetricRecord], dict[str, str]]:
+    """Every metric of every kind, and each kind's usage counter (metric name by kind)."""
+    return repo.list_metrics(conn), repo.usage_metrics(conn)
 
 
 def list_assets(

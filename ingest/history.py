@@ -32,7 +32,7 @@ from psycopg import Connection
 
 from fleetcare.errors import Invalid
 from ingest import repository as repo
-from ingest.pipeline import MetricCatalogue, MetricSpec
+from ingest.catalogue import MetricCatalogue, MetricSpec
 from ingest.profiles import UNIX_EPOCH, CompiledProfile, ProfileError
 
 Conn = Connection[Any]
@@ -486,7 +486,7 @@ def import_history(
     started = time.perf_counter()
     if profile.format not in ("csv", "text"):
         raise ProfileError(f"profile {profile.name}: history import reads csv or text profiles")
-    catalogue = MetricCatalogue.from_rows(repo.load_metric_catalogue(conn))
+    catalogue = MetricCatalogue.load(conn)
     if kind not in catalogue.by_kind:
         raise Invalid(f"kind: no kind {kind!r}")
     components = repo.kind_components(conn, kind)

@@ -6,10 +6,8 @@ transaction)."""
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,9 +15,10 @@ from psycopg import Connection
 
 from fleetcare.clock import Clock
 from ingest import repository as repo
+from ingest.catalogue import CATALOGUE_MAX_AGE_S, CATALOGUES, MetricSpec
 from ingest.decode import Decoded, Quarantine, Reading, decode_v1, decode_with_profile
 from ingest.profile_service import PROFILES, LoadedProfiles
-from ingest.repository import AssetKey, MetricRow
+from ingest.repository import AssetKey
 from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
 
 Conn = Connection[Any]
@@ -27,70 +26,6 @@ R = QuarantineReason
 
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
-# The catalogue is reloaded when an unknown metric shows up and it is older than this.
-CATALOGUE_MAX_AGE_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class MetricSpec:
-    id: int
-    name: str
-    unit: str
-    low: float
-    high: float
-
-
-@dataclass(slots=True)
-class MetricCatalogue:
-    """Metrics by kind and name, from the ``metrics`` table (kept by ``fleetcare kinds apply``)."""
-
-    by_kind: dict[str, dict[str, MetricSpec]]
-    usage_metric_id: dict[str, int]
-    loaded_at: float = field(default_factory=time.monotonic)
-
-    @classmethod
-    def from_rows(cls, rows: Sequence[MetricRow]) -> MetricCatalogue:
-        by_kind: dict[str, dict[str, MetricSpec]] = {}
-        usage: dict[str, int] = {}
-        for r in rows:
-            by_kind.setdefault(r.kind, {})[r.name] = MetricSpec(r.id, r.name, r.unit, r.low, r.high)
-            if r.is_usage:
-                usage[r.kind] = r.id
-        return cls(by_kind, usage)
-
-
-class CatalogueCache:
-    """The metric catalogue of each database this process writes to, loaded once."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_database: dict[tuple[str, int, str], MetricCatalogue] = {}
-
-    @staticmethod
-    def _key(conn: Conn) -> tuple[str, int, str]:
-        info = conn.info
-        return (info.host, info.port, info.dbname)
-
-    def get(self, conn: Conn) -> MetricCatalogue:
-        """The cached catalogue of ``conn``'s database, loading it the first time."""
-        key = self._key(conn)
-        with self._lock:
-            found = self._by_database.get(key)
-        if found is None:
-            found = self.reload(conn)
-        return found
-
-    def reload(self, conn: Conn) -> MetricCatalogue:
-        """Read the catalogue again (a metric may have been added since)."""
-        catalogue = MetricCatalogue.from_rows(repo.load_metric_catalogue(conn))
-        with self._lock:
-            self._by_database[self._key(conn)] = catalogue
-        return catalogue
-
-
-# One per process, by design: the catalogue changes when a kind is applied; a reading of a
-# metric the cached copy does not know reloads it (at most every CATALOGUE_MAX_AGE_S).
-CATALOGUES = CatalogueCache()
 
 
 def device_ref_from_topic(topic: str, topic_root: str) -> str | None:

@@ -48,17 +48,6 @@ def live_device_credentials(conn: Conn) -> list[tuple[str, str]]:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricRow:
-    id: int
-    kind: str
-    name: str
-    unit: str
-    low: float
-    high: float
-    is_usage: bool
-
-
-@dataclass(frozen=True, slots=True)
 class DeviceKey:
     id: int
     ref: str
@@ -74,17 +63,6 @@ class AssetKey:
     ref: str
     kind: str
     retired: bool
-
-
-def load_metric_catalogue(conn: Conn) -> list[MetricRow]:
-    """Every metric with its bounds, and whether it is its kind's usage counter."""
-    rows = conn.execute(
-        """
-        SELECT m.id, m.kind, m.name, m.unit, m.low, m.high, (k.usage_metric = m.name)
-          FROM metrics m JOIN asset_kinds k ON k.name = m.kind
-        """
-    ).fetchall()
-    return [MetricRow(*r) for r in rows]
 
 
 def find_devices(conn: Conn, refs: Sequence[str]) -> dict[str, DeviceKey]:
@@ -368,29 +346,18 @@ def list_device_quarantine(
     conn: Conn, device_ref: str, *, customer_id: int, before: int | None, limit: int
 ) -> list[QuarantineItem]:
     """A device's quarantined items under its customer, newest first (keyset on id)."""
-    rows = conn.execute(
-        """
-        SELECT id, received_at, topic, device_ref, reason, detail, length(payload),
-               substring(payload from 1 for %s)
-          FROM quarantine
-         WHERE device_ref = %s AND customer_id = %s AND (%s::bigint IS NULL OR id < %s)
-         ORDER BY id DESC LIMIT %s
-        """,
-        (QUARANTINE_TEXT_BYTES, device_ref, customer_id, before, before, limit),
-    ).fetchall()
-    return [
-        QuarantineItem(
-            id=r[0],
-            received_at=r[1],
-            topic=r[2],
-            device_ref=r[3],
-            reason=r[4],
-            detail=r[5],
-            payload_size=r[6],
-            payload_text=bytes(r[7]).decode("utf-8", errors="replace"),
-        )
-        for r in rows
-    ]
+    with conn.cursor(row_factory=class_row(QuarantineItem)) as cur:
+        return cur.execute(
+            """
+            SELECT id, received_at, topic, device_ref, reason, detail,
+                   length(payload) AS payload_size,
+                   substring(payload from 1 for %s) AS payload_text
+              FROM quarantine
+             WHERE device_ref = %s AND customer_id = %s AND (%s::bigint IS NULL OR id < %s)
+             ORDER BY id DESC LIMIT %s
+            """,
+            (QUARANTINE_TEXT_BYTES, device_ref, customer_id, before, before, limit),
+        ).fetchall()
 
 
 # --- payload profiles ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from fleet.schemas import DEVICE_REF, Strict
 from fleetcare.inputs import Id, PatchRecord
@@ -147,6 +147,15 @@ class QuarantineItem(BaseModel):
     detail: str
     payload_size: int
     payload_text: str = Field(description="the raw bytes decoded as UTF-8 (bad bytes replaced)")
+
+    @field_validator("payload_text", mode="before")
+    @classmethod
+    def _decoded(cls, value: Any) -> Any:
+        """The stored bytes (or a prefix of them) as text; bytes that are not UTF-8 become
+        U+FFFD rather than an error."""
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value).decode("utf-8", errors="replace")
+        return value
 
 
 class QuarantineCount(BaseModel):

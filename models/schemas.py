@@ -31,7 +31,8 @@ class ModelVersion(BaseModel):
 
 
 class Prediction(BaseModel):
-    """One scoring of an asset's component."""
+    """One scoring of an asset's component: a row of ``predictions``, as the scoring worker
+    writes it and the policy, the API and the evaluation read it."""
 
     time: datetime
     asset_id: int
@@ -47,7 +48,7 @@ class Prediction(BaseModel):
     usage_rate_per_day: float | None
     due_at: datetime | None
     due_at_conservative: datetime | None
-    data_until: datetime | None
+    data_until: datetime | None = None  # the newest reading scored (None: not recorded)
 
 
 class ChangedAsset(BaseModel):

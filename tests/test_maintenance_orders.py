@@ -11,12 +11,12 @@ import psycopg
 import pytest
 from psycopg import Connection
 
+from fleet import repository as fleet_repo
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.errors import Conflict
 from maintenance.logistics import service as logistics
 from maintenance.logistics.schemas import ShipRequest
-from maintenance.orders import repository as orders_repo
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import CancelOrder, CompleteRequest, FailureCreate
 from maintenance.partners import service as partners
@@ -284,7 +284,7 @@ def test_the_parts_catalogue_is_the_kinds_parts(conn: Conn) -> None:
     skus = {p.sku for k in all_kinds(conn).values() for c in k.components for p in c.parts}
     rows = conn.execute("SELECT sku FROM parts WHERE retired_at IS NULL").fetchall()
     assert {r[0] for r in rows} == skus and len(skus) == 4
-    assert orders_repo.asset_context(conn, 10**9, customer_id=None) is None
+    assert fleet_repo.asset_context(conn, 10**9, customer_id=None) is None
 
 
 def test_a_rolled_back_subscription_leaves_neither_rows_nor_events(conn: Conn) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from psycopg import Connection
 
+from fleet import repository as fleet_repo
 from fleetcare.db import connect
-from maintenance.orders import repository as orders_repo
 from maintenance.orders import service as orders
 from maintenance.policy import repository as policy_repo
 from maintenance.policy import service as policy
@@ -240,7 +240,7 @@ def test_the_database_refuses_a_second_open_order_even_without_the_policy_lock(
     raised: list[int] = []
 
     def raise_directly(own: Conn) -> None:
-        asset = orders_repo.asset_context(own, world.asset_id, customer_id=None)
+        asset = fleet_repo.asset_context(own, world.asset_id, customer_id=None)
         assert asset is not None
         order = orders.raise_order(
             own,
@@ -418,7 +418,7 @@ def test_an_open_order_is_brought_forward_when_wear_speeds_up_never_later(conn: 
 def test_a_fired_failure_risk_brings_the_due_date_forward() -> None:
     """The interval's low end lags after a sudden step in wear; when the failure-risk trigger
     fires, the work is due within half the model's horizon at the recent usage rate."""
-    from maintenance.policy.schemas import Prediction
+    from models.schemas import Prediction
 
     base = Prediction(
         time=T0, asset_id=1, component="door_operator", model_version_id=None, rul=30_000,

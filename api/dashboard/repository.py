@@ -23,11 +23,11 @@ from api.dashboard.schemas import (
     LiveEvent,
     ModelVersionRow,
     QuarantineReason,
-    QuarantineSample,
     RulBucket,
     SeriesBucket,
 )
 from fleet.schemas import ApiKey
+from ingest.schemas import QuarantineItem
 
 Conn = Connection[Any]
 
@@ -407,14 +407,14 @@ def quarantine_by_reason(conn: Conn, since: datetime, scope: int | None) -> list
 
 def quarantine_samples(
     conn: Conn, reasons: Sequence[str], per_reason: int, scope: int | None
-) -> list[QuarantineSample]:
+) -> list[QuarantineItem]:
     """The newest ``per_reason`` quarantined messages of each reason."""
     where, params = _quarantine_scope(scope)
     query = sql.SQL(
         """
         SELECT q.id, q.received_at, q.topic, q.device_ref, q.reason, q.detail,
-               substring(q.payload FROM 1 FOR 300) AS payload_preview,
-               length(q.payload) AS payload_bytes
+               substring(q.payload FROM 1 FOR 300) AS payload_text,
+               length(q.payload) AS payload_size
           FROM unnest(%(reasons)s::text[]) AS r(reason)
           CROSS JOIN LATERAL (
               SELECT * FROM quarantine
@@ -424,7 +424,7 @@ def quarantine_samples(
          ORDER BY q.reason, q.received_at DESC
         """
     ).format(where)
-    with conn.cursor(row_factory=class_row(QuarantineSample)) as cur:
+    with conn.cursor(row_factory=class_row(QuarantineItem)) as cur:
         return cur.execute(
             query, params | {"reasons": list(reasons), "per_reason": per_reason}
         ).fetchall()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
+
+from ingest.schemas import QuarantineItem
 
 Health = Literal["overdue", "due", "watch", "ok", "unknown"]
 HEALTHS: tuple[Health, ...] = ("overdue", "due", "watch", "ok", "unknown")
@@ -151,27 +153,6 @@ class QuarantineReason(BaseModel):
     last_at: datetime
 
 
-class QuarantineSample(BaseModel):
-    """One quarantined message, its payload cut short for display."""
-
-    id: int
-    received_at: datetime
-    topic: str
-    device_ref: str | None
-    reason: str
-    detail: str
-    payload_preview: str
-    payload_bytes: int
-
-    @field_validator("payload_preview", mode="before")
-    @classmethod
-    def _decode(cls, value: object) -> object:
-        """Raw payload bytes become text; undecodable bytes show as U+FFFD."""
-        if isinstance(value, bytes | memoryview):
-            return bytes(value).decode("utf-8", errors="replace")
-        return value
-
-
 class ReadingRate(BaseModel):
     """Readings stored with a reading time inside the last ``seconds``."""
 
@@ -192,7 +173,7 @@ class IngestHealth(BaseModel):
     assets_seen_last_hour: int
     assets_total: int
     quarantine: list[QuarantineReason]
-    samples: dict[str, list[QuarantineSample]]
+    samples: dict[str, list[QuarantineItem]]
 
 
 class LiveAsset(BaseModel):

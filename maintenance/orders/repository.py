@@ -12,27 +12,12 @@ from fleetcare.repository import fetch_page, insert_row, update_row
 from maintenance.common import Conn
 from maintenance.orders.schemas import (
     OPEN_ORDER_STATUSES,
-    AssetContext,
     FailureReport,
     LastPrediction,
     MissedPrediction,
     Order,
     OrderPart,
 )
-
-
-def asset_context(conn: Conn, asset_id: int, *, customer_id: int | None) -> AssetContext | None:
-    """An asset with its site's position, within ``customer_id`` when set."""
-    with conn.cursor(row_factory=class_row(AssetContext)) as cur:
-        return cur.execute(
-            """
-            SELECT a.id, a.customer_id, a.site_id, a.kind, a.ref, a.installed_at, a.renewed_at,
-                   a.usage_counter, a.retired_at, s.latitude, s.longitude
-              FROM assets a LEFT JOIN sites s ON s.id = a.site_id
-             WHERE a.id = %(a)s AND (%(c)s::bigint IS NULL OR a.customer_id = %(c)s)
-            """,
-            {"a": asset_id, "c": customer_id},
-        ).fetchone()
 
 
 def insert_order_unless_open(conn: Conn, values: dict[str, Any]) -> Order | None:

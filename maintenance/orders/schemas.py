@@ -174,22 +174,6 @@ class MissedPrediction(BaseModel):
     created_at: datetime
 
 
-class AssetContext(BaseModel):
-    """What orders and the policy need to know about an asset and its site."""
-
-    id: int
-    customer_id: int
-    site_id: int | None
-    kind: str
-    ref: str
-    installed_at: datetime
-    renewed_at: datetime
-    usage_counter: float | None
-    retired_at: datetime | None
-    latitude: float | None
-    longitude: float | None
-
-
 class LastPrediction(BaseModel):
     time: datetime
     due_at_conservative: datetime | None

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from fleet.schemas import Principal
+from fleet import service as fleet
+from fleet.schemas import AssetContext, Principal
 from fleet.service import translate_integrity_errors
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
@@ -17,7 +18,6 @@ from maintenance.logistics.schemas import ShipmentStatus
 from maintenance.orders import repository as repo
 from maintenance.orders.schemas import (
     ORDER_LIFECYCLE,
-    AssetContext,
     CancelOrder,
     CompleteRequest,
     FailureCreate,
@@ -182,11 +182,6 @@ def _supply_risk(
 # --- reading -------------------------------------------------------------------------------
 
 
-def asset_context(conn: Conn, asset_id: int) -> AssetContext | None:
-    """An asset with its site's position (any customer's: for the policy's jobs)."""
-    return repo.asset_context(conn, asset_id, customer_id=None)
-
-
 def open_order_for(conn: Conn, asset_id: int, component: str) -> Order | None:
     """The open order of an asset's component, locked; None when there is none."""
     return repo.open_order_for(conn, asset_id, component)
@@ -273,7 +268,7 @@ def list_orders(
 
 def _asset_for(conn: Conn, principal: Principal, asset_id: int) -> AssetContext:
     customer_id, _ = _scope(principal)
-    asset = repo.asset_context(conn, asset_id, customer_id=customer_id)
+    asset = fleet.asset_context(conn, asset_id, customer_id=customer_id)
     if asset is None:
         raise NotFound(f"asset {asset_id} not found", code="asset_not_found")
     if asset.retired_at is not None:
@@ -392,7 +387,7 @@ def complete_order(
     # order the policy takes them (state, then order index), so the two cannot deadlock.
     policy_state.lock(conn, order.asset_id, order.component)
     now = clock.now()
-    asset = repo.asset_context(conn, order.asset_id, customer_id=None)
+    asset = fleet.asset_context(conn, order.asset_id, customer_id=None)
     assert asset is not None
     used = _parts_used(conn, order, body)
     # Parts not shipped by now were not used: give the reservations back.
@@ -476,7 +471,7 @@ def complete_order(
 
 def _parts_used(conn: Conn, order: Order, body: CompleteRequest) -> list[tuple[Any, int]]:
     if body.parts_used is not None:
-        asset = repo.asset_context(conn, order.asset_id, customer_id=None)
+        asset = fleet.asset_context(conn, order.asset_id, customer_id=None)
         assert asset is not None
         found = []
         for use in body.parts_used:

@@ -7,7 +7,8 @@ from datetime import datetime
 from psycopg.rows import class_row
 
 from maintenance.common import Conn
-from maintenance.policy.schemas import Prediction, QueuedPrediction
+from maintenance.policy.schemas import QueuedPrediction
+from models.schemas import Prediction
 
 
 def get_prediction(conn: Conn, asset_id: int, component: str, time: datetime) -> Prediction | None:
@@ -17,7 +18,7 @@ def get_prediction(conn: Conn, asset_id: int, component: str, time: datetime) ->
             """
             SELECT time, asset_id, component, model_version_id, rul, rul_low, rul_high,
                    coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
-                   due_at, due_at_conservative
+                   due_at, due_at_conservative, data_until
               FROM predictions WHERE asset_id = %s AND component = %s AND time = %s
             """,
             (asset_id, component, time),

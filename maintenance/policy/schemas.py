@@ -1,4 +1,5 @@
-"""Records of the policy: predictions as it reads them, its state, its queue, its decisions."""
+"""Records of the policy: its queue and its decisions (predictions are
+``models.schemas.Prediction``, the scoring's own record)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel
-
-
-class Prediction(BaseModel):
-    time: datetime
-    asset_id: int
-    component: str
-    model_version_id: int | None
-    rul: float
-    rul_low: float
-    rul_high: float
-    coverage: float
-    failure_probability: float
-    horizon: float
-    anomaly_score: float
-    usage_rate_per_day: float | None
-    due_at: datetime | None
-    due_at_conservative: datetime | None
 
 
 class QueuedPrediction(BaseModel):

@@ -18,19 +18,22 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from fleet import service as fleet
+from fleet.schemas import AssetContext
 from fleetcare.clock import Clock
 from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders
-from maintenance.orders.schemas import AssetContext, OrderStatus
+from maintenance.orders.schemas import OrderStatus
 from maintenance.plans.schemas import Entitlements
 from maintenance.policy import repository as repo
-from maintenance.policy.schemas import Decision, Prediction
+from maintenance.policy.schemas import Decision
 from maintenance.policy_state import service as policy_state
 from maintenance.policy_state.schemas import PolicyState
 from maintenance.subscriptions import service as subscriptions
 from maintenance.subscriptions.schemas import Coverage
+from models.schemas import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +211,7 @@ def _alert_payload(
 
 def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decision:
     """Apply the policy to one prediction inside the caller's transaction."""
-    asset = orders.asset_context(conn, prediction.asset_id)
+    asset = fleet.asset_context(conn, prediction.asset_id)
     if asset is None or asset.retired_at is not None:
         return Decision("ignored", "asset unknown or retired")
     if prediction.time < asset.renewed_at:
