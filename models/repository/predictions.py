@@ -1,0 +1,176 @@
+"""SQL of scoring's bookkeeping and of predictions: changed assets, scoring state, writes, lists."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg.rows import class_row
+
+from models.repository.readings import Conn
+from models.schemas import ChangedAsset, Prediction
+
+
+def find_changed_assets(
+    conn: Conn, *, kind: str | None = None, limit: int | None = None
+) -> list[ChangedAsset]:
+    """Live assets whose last_seen_at moved past what scoring last consumed (or never scored)."""
+    with conn.cursor(row_factory=class_row(ChangedAsset)) as cur:
+        return cur.execute(
+            """
+            SELECT a.id AS asset_id, a.kind, a.renewed_at, a.last_seen_at, s.data_until
+              FROM assets a LEFT JOIN asset_scoring_state s ON s.asset_id = a.id
+             WHERE a.retired_at IS NULL AND a.last_seen_at IS NOT NULL
+               AND (%(kind)s::text IS NULL OR a.kind = %(kind)s)
+               AND (s.asset_id IS NULL OR a.last_seen_at > s.seen_at
+                    OR a.renewed_at <> s.renewed_at)
+             ORDER BY a.id
+             LIMIT %(limit)s
+            """,
+            {"kind": kind, "limit": limit},
+        ).fetchall()
+
+
+def record_scoring_state(
+    conn: Conn,
+    asset_ids: Sequence[int],
+    seen_at: Sequence[datetime],
+    data_until: Sequence[datetime | None],
+    renewed_at: Sequence[datetime],
+    scored_at: datetime,
+) -> None:
+    """Remember what scoring consumed per asset (moves seen_at forward only)."""
+    if not asset_ids:
+        return
+    conn.execute(
+        """
+        INSERT INTO asset_scoring_state (asset_id, seen_at, data_until, renewed_at, scored_at)
+        SELECT v.asset_id, v.seen_at, v.data_until, v.renewed_at, %s
+          FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])
+            AS v(asset_id, seen_at, data_until, renewed_at)
+        ON CONFLICT (asset_id) DO UPDATE SET
+            seen_at = greatest(asset_scoring_state.seen_at, EXCLUDED.seen_at),
+            data_until = coalesce(EXCLUDED.data_until, asset_scoring_state.data_until),
+            renewed_at = EXCLUDED.renewed_at,
+            scored_at = EXCLUDED.scored_at
+        """,
+        (scored_at, list(asset_ids), list(seen_at), list(data_until), list(renewed_at)),
+    )
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictionBatch:
+    """Predictions of one component for many assets, column-wise; times are numbers so that
+    no Python object is made per row. NaN means "unknown" (stored as NULL)."""
+
+    component: str
+    asset_ids: Sequence[int]
+    rul: Sequence[float]
+    rul_low: Sequence[float]
+    rul_high: Sequence[float]
+    failure_probability: Sequence[float]
+    anomaly_score: Sequence[float]
+    usage_rate_per_day: Sequence[float]
+    due_unix_s: Sequence[float]
+    due_conservative_unix_s: Sequence[float]
+    data_until_unix_us: Sequence[int]
+
+
+def insert_predictions(
+    conn: Conn,
+    batch: PredictionBatch,
+    *,
+    time: datetime,
+    model_version_id: int | None,
+    coverage: float,
+    horizon: float,
+) -> int:
+    """Insert one batch; a repeat of the same (asset, component, time) is ignored. Returns how
+    many rows were stored."""
+    if not batch.asset_ids:
+        return 0
+    cur = conn.execute(
+        """
+        INSERT INTO predictions (time, asset_id, component, model_version_id, rul, rul_low,
+            rul_high, coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
+            due_at, due_at_conservative, data_until)
+        SELECT %(time)s, v.asset_id, %(component)s, %(version)s, v.rul, v.low, v.high,
+               %(coverage)s, v.p, %(horizon)s, v.anomaly, NULLIF(v.rate, 'NaN'),
+               CASE WHEN v.due = 'NaN' THEN NULL ELSE to_timestamp(v.due) END,
+               CASE WHEN v.due_c = 'NaN' THEN NULL ELSE to_timestamp(v.due_c) END,
+               'epoch'::timestamptz + v.until_us * interval '1 microsecond'
+          FROM unnest(%(ids)b::bigint[], %(rul)b::float8[], %(low)b::float8[],
+                      %(high)b::float8[], %(p)b::float8[], %(anomaly)b::float8[],
+                      %(rate)b::float8[], %(due)b::float8[], %(due_c)b::float8[],
+                      %(until)b::bigint[])
+            AS v(asset_id, rul, low, high, p, anomaly, rate, due, due_c, until_us)
+        ON CONFLICT (asset_id, component, time) DO NOTHING
+        RETURNING asset_id
+        """,
+        {
+            "time": time,
+            "component": batch.component,
+            "version": model_version_id,
+            "coverage": coverage,
+            "horizon": horizon,
+            "ids": list(batch.asset_ids),
+            "rul": list(batch.rul),
+            "low": list(batch.rul_low),
+            "high": list(batch.rul_high),
+            "p": list(batch.failure_probability),
+            "anomaly": list(batch.anomaly_score),
+            "rate": list(batch.usage_rate_per_day),
+            "due": list(batch.due_unix_s),
+            "due_c": list(batch.due_conservative_unix_s),
+            "until": list(batch.data_until_unix_us),
+        },
+    )
+    stored = [(int(r[0]), batch.component, time) for r in cur.fetchall()]
+    track_predictions(conn, stored)
+    return len(stored)
+
+
+def track_predictions(conn: Conn, keys: Sequence[tuple[int, str, datetime]]) -> None:
+    """After inserting predictions, in the same transaction: queue them for the policy, keep
+    the latest per asset component and the asset's health row, and notify listeners
+    (migration 0011). Every writer of predictions calls this with the (asset id, component,
+    time) keys it inserted."""
+    if not keys:
+        return
+    asset_ids, components, times = zip(*keys, strict=True)
+    conn.execute(
+        "SELECT fleetcare_track_predictions(%b::bigint[], %b::text[], %b::timestamptz[])",
+        (list(asset_ids), list(components), list(times)),
+    )
+
+
+def list_predictions(
+    conn: Conn, asset_id: int, *, component: str | None = None, limit: int = 50
+) -> list[Prediction]:
+    """An asset's predictions, newest first."""
+    with conn.cursor(row_factory=class_row(Prediction)) as cur:
+        return cur.execute(
+            """
+            SELECT time, asset_id, component, model_version_id, rul, rul_low, rul_high,
+                   coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
+                   due_at, due_at_conservative, data_until
+              FROM predictions
+             WHERE asset_id = %(asset)s AND (%(component)s::text IS NULL
+                                             OR component = %(component)s)
+             ORDER BY time DESC, component LIMIT %(limit)s
+            """,
+            {"asset": asset_id, "component": component, "limit": limit},
+        ).fetchall()
+
+
+def asset_customer(conn: Conn, asset_id: int) -> int | None:
+    """The customer that owns an asset, or None when there is no such asset."""
+    row = conn.execute("SELECT customer_id FROM assets WHERE id = %s", (asset_id,)).fetchone()
+    return int(row[0]) if row else None
+
+
+# --- model versions ---------------------------------------------------------------------------
