@@ -69,6 +69,12 @@ class IngestStats:
                 self.alert, self.alert_at = alert.detail, time.time()
             self.lock.notify_all()
 
+    def record_broker_dropped(self, dropped: int) -> None:
+        """The broker's own count of messages it dropped ($SYS, published every few seconds)."""
+        with self.lock:
+            self.broker_dropped = dropped
+            self.lock.notify_all()
+
     def readings_per_s(self, window_s: float = 10.0) -> float:
         """Readings written (new or duplicate) per second over the last ``window_s``."""
         with self.lock:

@@ -323,7 +323,7 @@ class IngestWorker:
     def _on_broker_status(self, topic: str, payload: bytes) -> None:
         if topic == BROKER_DROPPED_TOPIC:
             with contextlib.suppress(ValueError):
-                self.stats.broker_dropped = int(payload)
+                self.stats.record_broker_dropped(int(payload))
         elif topic == BROKER_UPTIME_TOPIC and (uptime := parse_uptime(payload)) is not None:
             restarted, alert = self._watch.on_uptime(uptime, time.time())
             if alert is not None:
