@@ -23,9 +23,17 @@ from psycopg import Connection, sql
 from fleetcare.db import connect
 from fleetcare.services import free_port, mosquitto_installed, start_amqtt, start_mosquitto
 from ingest.schemas import IngestLimits
+from ingest.service import BROKER_DROPPED_TOPIC
 from ingest.worker import IngestConfig, IngestWorker
 from tests.fixtures.services import server_of
-from tests.ingest_helpers import Publisher, SmallFleet, epoch_ms, make_fleet, reading
+from tests.ingest_helpers import (
+    Publisher,
+    SmallFleet,
+    epoch_ms,
+    make_fleet,
+    read_retained,
+    reading,
+)
 
 TIMEOUT = 60
 REPO = Path(__file__).resolve().parents[1]
@@ -224,10 +232,9 @@ def test_database_outage_loses_nothing_and_recovers_alone(
     finally:
         pub.close()
     assert worker.stats.stored_total == 20_000
-    # the broker's own counter ($SYS, retained, every few seconds): our configuration dropped
-    # nothing; on a loaded machine its first value may come after the last batch
-    assert worker.stats.wait_for(lambda s: s.broker_dropped is not None, TIMEOUT)
-    assert worker.stats.broker_dropped == 0
+    # the broker's own counter ($SYS, retained): our configuration dropped nothing. Read by a
+    # fresh client: the ingestor's copy came late or not at all on loaded CI runs.
+    assert read_retained(mqtt_url, BROKER_DROPPED_TOPIC, TIMEOUT) == b"0"
 
 
 def test_broker_restart_loses_nothing(
