@@ -20,6 +20,7 @@ from api.routes import (
     history,
     logistics,
     maintenance,
+    mobility,
     profiles,
     subscriptions,
     telemetry,
@@ -82,6 +83,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(subscriptions.router)
     app.include_router(maintenance.router)
     app.include_router(logistics.router)
+    app.include_router(mobility.router)
     app.include_router(webhooks.router)
     app.include_router(billing.router)
     dashboard.install(app, settings)

@@ -108,8 +108,12 @@ def problem_response(
 
 
 def error_response(exc: FleetcareError, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The problem document for a domain error."""
-    return problem_response(exc.status_code, exc.code, exc.detail, title=exc.title, headers=headers)
+    """The problem document for a domain error (with ``problems`` when it names fields)."""
+    found = getattr(exc, "problems", None)
+    problems = [FieldProblem(field=f, problem=p) for f, p in found] if found else None
+    return problem_response(
+        exc.status_code, exc.code, exc.detail, title=exc.title, headers=headers, problems=problems
+    )
 
 
 def _location(err: dict[str, Any]) -> str:

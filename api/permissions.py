@@ -75,6 +75,16 @@ PERMISSIONS: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/v1/partners"): OPERATOR,
     ("POST", "/v1/partners/{partner_id}/sites"): OPERATOR,
     ("POST", "/v1/partners/{partner_id}/api-keys"): OPERATOR,
+    # assets that move: the customer's carriers, itineraries and stations; lanes from the
+    # operator's depots
+    ("POST", "/v1/carriers"): CUSTOMER,
+    ("PUT", "/v1/carriers/{carrier_id}/position"): CUSTOMER,
+    ("PUT", "/v1/carriers/{carrier_id}/assets/{asset_id}"): CUSTOMER,
+    ("DELETE", "/v1/carriers/{carrier_id}/assets/{asset_id}"): CUSTOMER,
+    ("PUT", "/v1/carriers/{carrier_id}/itinerary"): CUSTOMER,
+    ("POST", "/v1/itineraries"): CUSTOMER,
+    ("PUT", "/v1/sites/{site_id}/station"): CUSTOMER,
+    ("POST", "/v1/lanes"): OPERATOR,
     # webhooks: the customer's own endpoints
     ("POST", "/v1/webhooks/endpoints"): CUSTOMER,
     ("PATCH", "/v1/webhooks/endpoints/{endpoint_id}"): CUSTOMER,

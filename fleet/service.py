@@ -201,6 +201,16 @@ def get_site(conn: Conn, principal: Principal, site_id: int) -> Site:
     return _get(conn, principal, repo.SITES, site_id, "site")
 
 
+def site_of(conn: Conn, site_id: int) -> Site | None:
+    """Any customer's site by id (for the domains that plan work; callers scope it)."""
+    return repo.SITES.get(conn, site_id, scope=None)
+
+
+def site_by_ref(conn: Conn, customer_id: int, ref: str) -> Site | None:
+    """The customer's site with this reference (retired ones included)."""
+    return repo.find_site_by_ref(conn, customer_id, ref)
+
+
 def list_sites(
     conn: Conn,
     principal: Principal,

@@ -114,3 +114,14 @@ class ReplicaLagging(ServiceUnavailable):
     def __init__(self, detail: str, retry_after_s: int) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class InvalidRows(Invalid):
+    """Rows of an upload refused: ``problems`` says, per row and field, what is wrong; the
+    API renders them as the problem document's ``problems`` (``rows[3].to``, ...)."""
+
+    code = "invalid_rows"
+
+    def __init__(self, detail: str, problems: list[tuple[str, str]], *, code: str | None = None):
+        super().__init__(detail, code=code)
+        self.problems = problems

@@ -176,6 +176,9 @@ class KindDefinition(Definition):
     name: KindName
     display_name: Text
     description: LongText = ""
+    # assets of a mobile kind ride on carriers (an engine on a tail, a tire on a truck): their
+    # work is planned at the stations of the carrier's itinerary
+    mobile: bool = False
     metrics: list[Metric] = Field(min_length=1, max_length=500)
     life: Life
     components: list[Component] = Field(min_length=1, max_length=100)

@@ -91,6 +91,8 @@ def _changes(
         changes.extend(f"removed component {c!r}" for c in sorted(removed - in_use))
     changes.extend(f"added component {c!r}" for c in new.component_names if c not in old_components)
     if old_def is not None:
+        if old_def.mobile != new.mobile:
+            changes.append(f"mobile {old_def.mobile} → {new.mobile}")
         for field in ("display_name", "description", "life", "end_of_life", "model"):
             if getattr(old_def, field) != getattr(new, field) and field != "life":
                 changes.append(f"changed {field}")

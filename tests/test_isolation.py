@@ -72,7 +72,12 @@ def _owned_objects(
         client.post("/v1/devices", json={"ref": f"gw-{owner.customer.slug}"}, headers=h), 201
     )
     key = ok(client.post("/v1/api-keys", json={"role": "technician"}, headers=h), 201)
+    carrier = ok(
+        client.post("/v1/carriers", json={"ref": "TAIL-1", "carrier_type": "aircraft"}, headers=h),
+        201,
+    )
     return {
+        "carrier_id": carrier["id"],
         "customer_id": owner.customer.id,
         "site_id": ids["site"],
         "asset_id": ids["asset"],
@@ -98,12 +103,15 @@ BODIES: dict[str, dict[str, Any]] = {
     "/v1/partners/{partner_id}/sites": {"site_ids": [1]},
     "/v1/webhooks/endpoints/{endpoint_id}/replay": {"since": "2026-01-01T00:00:00Z"},
     "/v1/invoices/{invoice_id}/void": {"reason": "probe"},
+    "/v1/carriers/{carrier_id}/position": {"latitude": 1.0, "longitude": 2.0},
+    "/v1/carriers/{carrier_id}/itinerary": {"legs": []},
 }
 QUERIES: dict[str, dict[str, str]] = {
     "/v1/assets/{asset_id}/usage": {"period": "2026-11"},
 }
 
 OWNED = {
+    "carrier_id",
     "customer_id",
     "site_id",
     "asset_id",

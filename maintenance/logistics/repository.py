@@ -338,6 +338,20 @@ def move_shipment(
     return row
 
 
+def redirect_shipment(conn: Conn, shipment_id: int, site_id: int, eta: datetime) -> Shipment:
+    """Send a shipment to another site with a new ETA (one more redirect)."""
+    row = update_row(
+        conn,
+        "shipments",
+        Shipment,
+        shipment_id,
+        {"site_id": site_id, "eta": eta},
+        extra_sets=["redirects = redirects + 1"],
+    )
+    assert row is not None
+    return row
+
+
 def part_arrival(conn: Conn, order_id: int) -> datetime | None:
     """When an order's part arrives (its latest live shipment's ETA or delivery), if any."""
     row = conn.execute(

@@ -128,6 +128,7 @@ class Shipment(BaseModel):
     shipped_at: datetime | None
     delivered_at: datetime | None
     cancelled_at: datetime | None
+    redirects: int = 0
 
 
 class ShipRequest(Strict):

@@ -199,6 +199,7 @@ def reserve_and_ship(
     options: list[SupplyOption],
     now: datetime,
     quantity: int = 1,
+    eta: datetime | None = None,
 ) -> Supplied | None:
     """Reserve the part at the nearest depot that has it and create a pending shipment.
 
@@ -240,7 +241,7 @@ def reserve_and_ship(
                 "part_id": part.id,
                 "quantity": quantity,
                 "site_id": site_id,
-                "eta": now + timedelta(days=option.shipping_days),
+                "eta": eta if eta is not None else now + timedelta(days=option.shipping_days),
                 "created_at": now,
             },
         )
@@ -289,6 +290,36 @@ def release_for_order(conn: Conn, order_id: int, customer_id: int, now: datetime
             )
         released += 1
     return released
+
+
+def live_shipment(conn: Conn, order_id: int) -> Shipment | None:
+    """An order's latest shipment that is not cancelled, locked."""
+    live = [s for s in repo.shipments_of_order(conn, order_id) if s.status != "cancelled"]
+    if not live:
+        return None
+    return repo.find_shipment(conn, live[-1].id, customer_id=None, partner_id=None, for_update=True)
+
+
+def redirect_shipment(
+    conn: Conn, shipment: Shipment, *, site_id: int, eta: datetime, reason: str
+) -> Shipment:
+    """Send a shipment not yet delivered to another site (``shipment.redirected``, why)."""
+    if shipment.status not in (ShipmentStatus.PENDING, ShipmentStatus.SHIPPED):
+        raise Conflict(f"shipment {shipment.id} is {shipment.status}: it cannot be redirected")
+    row = repo.redirect_shipment(conn, shipment.id, site_id, eta)
+    emit(
+        conn,
+        "shipment.redirected",
+        {
+            "shipment": row.model_dump(mode="json"),
+            "previous_site_id": shipment.site_id,
+            "previous_eta": shipment.eta.isoformat(),
+            "reason": reason,
+        },
+        customer_id=row.customer_id,
+        subject=subject("shipment", row.id),
+    )
+    return row
 
 
 def shipments_of_order(conn: Conn, order_id: int) -> list[Shipment]:

@@ -16,6 +16,13 @@ from maintenance.events.service import emit
 from maintenance.logistics import service as logistics
 from maintenance.logistics.schemas import ShipmentStatus
 from maintenance.orders import repository as repo
+from maintenance.orders.changes import (  # noqa: F401 - the orders service's public names
+    emit_order,
+    lock_open_order,
+    order_payload,
+    set_supply_risk,
+)
+from maintenance.orders.changes import emit_order as _emit_order
 from maintenance.orders.schemas import (
     ORDER_LIFECYCLE,
     CancelOrder,
@@ -40,21 +47,6 @@ STANDARD_LABOUR_RATE_MINOR = 9_000
 DEFAULT_SLA_HOURS = 72
 
 
-def order_payload(order: Order, **extra: Any) -> dict[str, Any]:
-    """The body of order.* events: the whole order plus context."""
-    return {"order": order.model_dump(mode="json"), **extra}
-
-
-def _emit_order(conn: Conn, type: str, order: Order, **extra: Any) -> None:
-    emit(
-        conn,
-        type,
-        order_payload(order, **extra),
-        customer_id=order.customer_id,
-        subject=subject("order", order.id),
-    )
-
-
 def _check_component(conn: Conn, asset: AssetContext, component: str) -> None:
     names = list(get_kind(conn, asset.kind).component_names)
     if component not in names:
@@ -74,21 +66,28 @@ def raise_order(
     prediction_time: datetime | None = None,
     notes: str = "",
     ship_parts: bool = True,
+    supply_later: bool = False,
 ) -> Order | None:
     """Raise an order, reserve and ship its part; None when one is already open.
 
-    The order row is inserted with ON CONFLICT DO NOTHING on the one-open-order index, so two
-    dispatchers racing on the same asset and component raise exactly one order.
+    With ``supply_later`` the part is named but neither reserved nor shipped: the caller plans
+    the supply (a carried asset's visit planner). The order row is inserted with ON CONFLICT
+    DO NOTHING on the one-open-order index, so two dispatchers racing on the same asset and
+    component raise exactly one order.
     """
     ent = coverage.entitlements if coverage else None
     partner = partners.partner_for_site(conn, asset.site_id)
     part = logistics.part_for(conn, asset.kind, component) if ship_parts else None
     options = (
-        logistics.supply_options(conn, part.id, asset.latitude, asset.longitude) if part else []
+        logistics.supply_options(conn, part.id, asset.latitude, asset.longitude)
+        if part and not supply_later
+        else []
     )
     expected = logistics.nearest_in_stock(options)
     sla_hours = ent.response_sla_hours if ent else DEFAULT_SLA_HOURS
     risk = _supply_risk(part, expected.shipping_days if expected else None, now, due_at, ship_parts)
+    if supply_later:
+        risk = None
     values: dict[str, Any] = {
         "customer_id": asset.customer_id,
         "asset_id": asset.id,
@@ -112,7 +111,7 @@ def raise_order(
     if order is None:
         return None
     _emit_order(conn, "order.created", order, asset_ref=asset.ref, sku=part.sku if part else None)
-    if part is None:
+    if part is None or supply_later:
         return order
     supplied = logistics.reserve_and_ship(
         conn,

@@ -24,6 +24,8 @@ from fleetcare.clock import Clock
 from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.logistics import service as logistics
+from maintenance.mobility import service as mobility
+from maintenance.mobility import visits
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import OrderStatus
 from maintenance.plans.schemas import Entitlements
@@ -50,6 +52,9 @@ def window_days(conn: Conn, asset: AssetContext, component: str, ent: Entitlemen
     """Lead time plus the part's shipping time from the nearest depot that has it, in days."""
     if not ent.includes_orders:
         return float(ent.order_lead_days)
+    carried = visits.window_days(conn, asset, component, ent)
+    if carried is not None:  # a carried asset's part travels a lane to a station
+        return carried
     part = logistics.part_for(conn, asset.kind, component)
     if part is None:
         return float(ent.order_lead_days)
@@ -275,10 +280,12 @@ def _act_while_due(
                         due_at=earlier,
                         priority=_priority(_days_left(prediction, now), window),
                     )
+                    visits.plan_order(conn, moved.id, now, cause="the due date moved earlier")
                     return Decision("rescheduled", f"due {earlier:%Y-%m-%d %H:%M}", moved.id)
             return Decision("held", "order already raised in this due period")
         days_left = _days_left(prediction, now)
         due_at = order_due_at(prediction, window, now, ent.risk_threshold)
+        carried = mobility.mount_of(conn, asset.id) is not None
         order = orders.raise_order(
             conn,
             asset=asset,
@@ -290,7 +297,10 @@ def _act_while_due(
             coverage=coverage,
             prediction_time=prediction.time,
             notes=f"raised by the policy ({', '.join(fired) or 'still due'})",
+            supply_later=carried,
         )
+        if order is not None and carried:
+            visits.plan_order(conn, order.id, now, cause="order raised")
         if order is None:
             existing = orders.open_order_for(conn, asset.id, prediction.component)
             existing_id = existing.id if existing else None

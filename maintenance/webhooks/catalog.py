@@ -90,6 +90,35 @@ class OrderRescheduledV1(OrderEventV1):
     previous_due_at: str
 
 
+class CrewRecord(Record):
+    """The visit of a carried asset's order, as the crew at the station sees it."""
+
+    order_id: int
+    carrier_id: int
+    carrier_ref: str
+    station: str | None = None
+    arrives_at: datetime | None = None
+    departs_at: datetime | None = None
+    ground_hours: float | None = None
+    stand: str = ""
+    asset_id: int
+    asset_ref: str
+    component: str
+    parts: list[dict[str, Any]] = []
+    aog_risk: bool = False
+
+
+class OrderVisitPlannedV1(OrderEventV1):
+    crew: CrewRecord
+    reason: str
+
+
+class OrderAogRiskV1(OrderEventV1):
+    crew: CrewRecord
+    carrier_ref: str
+    reason: str
+
+
 class OrderCompletedV1(OrderEventV1):
     parts_used: list[dict[str, Any]] = []
     life_id: int | None = None
@@ -134,6 +163,12 @@ class ShipmentEventV1(Payload):
 class ShipmentCreatedV1(ShipmentEventV1):
     sku: str
     depot: str
+
+
+class ShipmentRedirectedV1(ShipmentEventV1):
+    previous_site_id: int | None = None
+    previous_eta: datetime
+    reason: str
 
 
 class PartReservationV1(Payload):
@@ -268,8 +303,22 @@ EVENT_TYPES: dict[str, EventType] = _types(
     EventType(
         "order.rescheduled",
         1,
-        "Newer predictions brought the order's due date forward.",
+        "Newer predictions brought the order's due date forward, or a carried asset's visit"
+        " moved with its carrier's itinerary (then with crew, previous_visit and reason).",
         OrderRescheduledV1,
+    ),
+    EventType(
+        "order.visit_planned",
+        1,
+        "A carried asset's order got its station and visit (crew view).",
+        OrderVisitPlannedV1,
+    ),
+    EventType(
+        "order.aog_risk",
+        1,
+        "No visit before the due date fits, or the part cannot be at the station before the"
+        " carrier: it will wait on the ground unless someone acts.",
+        OrderAogRiskV1,
     ),
     EventType("order.started", 1, "Work on the order began.", OrderEventV1),
     EventType("order.completed", 1, "The work was done; the asset is renewed.", OrderCompletedV1),
@@ -288,6 +337,12 @@ EVENT_TYPES: dict[str, EventType] = _types(
     EventType("shipment.shipped", 1, "Parts left the depot.", ShipmentEventV1),
     EventType("shipment.delivered", 1, "Parts arrived at the site.", ShipmentEventV1),
     EventType("shipment.cancelled", 1, "A pending shipment was cancelled.", ShipmentEventV1),
+    EventType(
+        "shipment.redirected",
+        1,
+        "A shipment not yet delivered goes to another station (its carrier's plan changed).",
+        ShipmentRedirectedV1,
+    ),
     EventType("subscription.created", 1, "A subscription was created.", SubscriptionEventV1),
     EventType("subscription.activated", 1, "A subscription became active.", SubscriptionEventV1),
     EventType("subscription.past_due", 1, "A subscription's payment is late.", SubscriptionEventV1),

@@ -1,0 +1,1 @@
+"""Assets that move: carriers, itineraries, stations, lanes and the visit of each order."""

@@ -1,0 +1,248 @@
+"""Where and when the work on a moving asset happens, and which lane brings the part: pure.
+
+No SQL, no clock: the product's visit planning (``maintenance.mobility.visits``) and the
+offline evaluation (``evaluation.mobile``) decide through these functions, so the figures the
+evaluation reports are those of the product's own rule.
+
+Rule: the visits of a carrier are its stops — the station it is at now (until its next
+departure) and each leg's arrival station (until the next leg departs; the last one is open
+ended). A visit *fits* a job when it arrives by the due date less the margin, the station
+services the kind and component, and the time the station is open during the stop, less its
+turnaround, is at least the job's labour hours shared among its technicians. The order takes
+the first fitting visit into which some depot's lane gets the part before the carrier arrives
+(of those lanes the cheapest, then the fastest); when no lane is in time for any fitting
+visit, the first fitting visit with the fastest lane, flagged as an AOG risk; when no visit
+fits at all, no visit: an AOG risk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Protocol
+
+# the work must be possible this long before the due date
+VISIT_MARGIN = timedelta(hours=12)
+
+
+class LegLike(Protocol):
+    """What planning reads of a leg (``schemas.Leg`` and the evaluation's legs)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def from_site_id(self) -> int: ...
+    @property
+    def to_site_id(self) -> int: ...
+    @property
+    def departs(self) -> datetime: ...
+    @property
+    def arrives(self) -> datetime: ...
+    @property
+    def arrival_stand(self) -> str: ...
+
+
+class StationLike(Protocol):
+    """What planning reads of a station."""
+
+    utc_offset_minutes: int
+    opens_at: time | None
+    closes_at: time | None
+    technicians: int
+    turnaround_hours: float
+
+    def services(self, kind: str, component: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A stop of the carrier at a station: from ``arrives`` until ``departs`` (None: open)."""
+
+    site_id: int
+    leg_id: int | None  # the leg that arrives there; None: it is there now
+    arrives: datetime
+    departs: datetime | None
+    stand: str = ""
+
+    @property
+    def ground_hours(self) -> float | None:
+        if self.departs is None:
+            return None
+        return (self.departs - self.arrives).total_seconds() / 3600
+
+
+@dataclass(frozen=True)
+class LaneChoice:
+    """A lane into a station, from a depot with the part available."""
+
+    lane_id: int
+    depot_id: int
+    site_id: int
+    lead_hours: float
+    cost_minor: int
+    available: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The outcome: the visit (None when none fits), the lane, and whether it is at risk."""
+
+    visit: Visit | None
+    lane: LaneChoice | None
+    work_hours: float | None
+    aog_risk: bool
+    reason: str
+
+
+def visits_of(legs: Sequence[LegLike], now: datetime, at_site_id: int | None = None) -> list[Visit]:
+    """The carrier's stops from now on, in order: the station it is at (when the legs do not
+    say so already), then each leg's arrival station until the next leg departs."""
+    ordered = sorted(legs, key=lambda leg: (leg.departs, leg.id))
+    stops: list[Visit] = []
+    for i, leg in enumerate(ordered):
+        nxt = ordered[i + 1] if i + 1 < len(ordered) else None
+        departs = nxt.departs if nxt is not None else None
+        if departs is not None and departs <= now:
+            continue  # a stop that is over
+        stops.append(
+            Visit(leg.to_site_id, leg.id, max(leg.arrives, now), departs, leg.arrival_stand)
+        )
+    if at_site_id is not None and (not stops or stops[0].arrives > now):
+        upcoming = [leg for leg in ordered if leg.departs > now]
+        if not upcoming:
+            stops.insert(0, Visit(at_site_id, None, now, None))
+        elif upcoming[0].from_site_id == at_site_id:
+            stops.insert(0, Visit(at_site_id, None, now, upcoming[0].departs))
+    return stops
+
+
+def _open_spans(day: date, station: StationLike) -> list[tuple[datetime, datetime]]:
+    """The station's opening hours on a local ``day``, as naive local datetimes."""
+    opens, closes = station.opens_at, station.closes_at
+    if opens is None or closes is None:
+        return [(datetime.combine(day, time()), datetime.combine(day + timedelta(days=1), time()))]
+    start = datetime.combine(day, opens)
+    end = datetime.combine(day, closes)
+    if closes <= opens:  # open overnight, e.g. 22:00-06:00
+        end += timedelta(days=1)
+    return [(start, end)]
+
+
+def open_hours(station: StationLike, start: datetime, end: datetime) -> float:
+    """Hours the station is open between two moments."""
+    if end <= start:
+        return 0.0
+    offset = timedelta(minutes=station.utc_offset_minutes)
+    local_start = (start + offset).replace(tzinfo=None)
+    local_end = (end + offset).replace(tzinfo=None)
+    total = 0.0
+    day = local_start.date() - timedelta(days=1)
+    while day <= local_end.date():
+        for a, b in _open_spans(day, station):
+            lo, hi = max(a, local_start), min(b, local_end)
+            if hi > lo:
+                total += (hi - lo).total_seconds() / 3600
+        day += timedelta(days=1)
+    return total
+
+
+# an open-ended stop (the end of the known plan) is judged over this long
+OPEN_STOP = timedelta(days=2)
+
+
+def work_hours(visit: Visit, station: StationLike) -> float:
+    """Hours of work the station can put into the carrier during the stop (all technicians)."""
+    end = visit.departs if visit.departs is not None else visit.arrives + OPEN_STOP
+    usable = open_hours(station, visit.arrives, end) - station.turnaround_hours
+    return max(0.0, usable) * station.technicians
+
+
+def fitting_visits(
+    visits: Iterable[Visit],
+    stations: Mapping[int, StationLike],
+    *,
+    kind: str,
+    component: str,
+    labour_hours: float,
+    due_at: datetime,
+) -> list[tuple[Visit, float]]:
+    """The stops where the job fits before the due date less the margin, with their hours."""
+    due_by = due_at - VISIT_MARGIN
+    found = []
+    for visit in visits:
+        if visit.arrives > due_by:
+            break
+        station = stations.get(visit.site_id)
+        if station is None or not station.services(kind, component):
+            continue
+        hours = work_hours(visit, station)
+        if hours >= labour_hours:
+            found.append((visit, hours))
+    return found
+
+
+def choose_lane(
+    lanes: Iterable[LaneChoice], site_id: int, now: datetime, arrives: datetime
+) -> tuple[LaneChoice | None, bool]:
+    """(the lane into ``site_id``, whether the part is there by ``arrives``).
+
+    Of lanes from depots with the part available, the cheapest that arrives in time (then the
+    fastest); when none is in time, the fastest.
+    """
+    usable = [lane for lane in lanes if lane.site_id == site_id and lane.available > 0]
+    in_time = [lane for lane in usable if now + timedelta(hours=lane.lead_hours) <= arrives]
+    if in_time:
+        return min(in_time, key=lambda lane: (lane.cost_minor, lane.lead_hours, lane.lane_id)), True
+    if usable:
+        return min(usable, key=lambda lane: (lane.lead_hours, lane.cost_minor, lane.lane_id)), False
+    return None, False
+
+
+def plan_visit(
+    visits: Sequence[Visit],
+    stations: Mapping[int, StationLike],
+    lanes: Sequence[LaneChoice],
+    *,
+    kind: str,
+    component: str,
+    labour_hours: float,
+    due_at: datetime,
+    now: datetime,
+) -> Plan:
+    """Where and when the job is done and which lane brings its part (module docstring)."""
+    fitting = fitting_visits(
+        visits,
+        stations,
+        kind=kind,
+        component=component,
+        labour_hours=labour_hours,
+        due_at=due_at,
+    )
+    if not fitting:
+        return Plan(
+            None,
+            None,
+            None,
+            True,
+            f"AOG risk: no stop before {due_at - VISIT_MARGIN:%Y-%m-%d %H:%M} UTC at a station"
+            f" that services {kind}/{component} with {labour_hours:g} h of work",
+        )
+    for visit, hours in fitting:
+        lane, in_time = choose_lane(lanes, visit.site_id, now, visit.arrives)
+        if lane is not None and in_time:
+            return Plan(visit, lane, hours, False, "")
+    visit, hours = fitting[0]
+    lane, _ = choose_lane(lanes, visit.site_id, now, visit.arrives)
+    if lane is None:
+        why = "no depot with the part in stock has a lane to the station"
+    else:
+        eta = now + timedelta(hours=lane.lead_hours)
+        why = f"the part arrives {eta:%Y-%m-%d %H:%M} UTC, after the carrier"
+    return Plan(
+        visit,
+        lane,
+        hours,
+        True,
+        f"AOG risk: {why} ({visit.arrives:%Y-%m-%d %H:%M} UTC)",
+    )
