@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 
 from ingest.json_guard import Ambiguous, keys_add_up, object_or_ambiguous, too_deep
 from ingest.profile_service import LoadedProfiles
-from ingest.profiles import Good, Problem
+from ingest.profiles import Good, Problem, SparkplugDevice
 from ingest.repository import DeviceKey, QuarantineRow
 from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
+from ingest.sparkplug import SparkplugMessage
 
 R = QuarantineReason
 
@@ -172,6 +173,8 @@ def decode_with_profile(
     profile = profiles.compiled.get(name)
     if profile is None:
         detail = profiles.broken.get(name) or f"device {ref!r} speaks profile {name!r}, not found"
+        if name in profiles.documents:  # a sparkplug_b profile: not a message format
+            detail = f"profile {name!r} is Sparkplug B: its edge nodes publish on spBv1.0/..."
         q.message(msg, ref, customer, R.BAD_STRUCTURE, detail)
         return None
     read = profile.read_message(msg.payload, limits.max_readings_per_message)
@@ -186,6 +189,44 @@ def decode_with_profile(
         else:
             items.append(cast(Problem, item))
     return Decoded(msg, device, items)
+
+
+def decode_sparkplug(
+    msg: RawMessage, device: DeviceKey, q: Quarantine, mapping: SparkplugDevice
+) -> Decoded | None:
+    """The named metrics of a Sparkplug B message → readings, through the profile's mapping
+    of metric names to (asset, metric). Metrics the mapping does not name are not read (as a
+    JSON profile reads only its fields); a metric left unnamed by the host (an alias without
+    a trusted BIRTH) is quarantined, raw bytes kept."""
+    sp = cast(SparkplugMessage, msg.sparkplug)
+    if sp.problem is not None:
+        q.message(msg, device.ref, device.customer_id, R.BAD_PROTOBUF, sp.problem)
+        return None
+    by_time: dict[tuple[str, int], dict[str, Any]] = {}
+    problems: list[Item] = []
+    where = "/".join((sp.topic.message_type, sp.topic.edge_node, sp.topic.device)).rstrip("/")
+    for metric in sp.metrics:
+        if metric.name is None:
+            detail = f"{where}: alias {metric.alias} unknown ({sp.unnamed_why}); rebirth asked"
+            problems.append((R.NO_BIRTH, detail))
+            continue
+        target = mapping.metrics.get(metric.name)
+        if target is None or metric.value is None:
+            continue
+        if metric.timestamp_ms is None:
+            problems.append((R.BAD_TIMESTAMP, f"{where}: {metric.name}: no timestamp"))
+            continue
+        value = metric.value
+        if type(value) is bool:
+            value = int(value)
+        if type(value) is int or type(value) is float:
+            if target.scale != 1.0 or target.offset != 0.0:
+                value = value * target.scale + target.offset
+        elif type(value) is bytes:
+            value = value[:64].hex()  # reported as not a number
+        by_time.setdefault((target.asset, metric.timestamp_ms), {})[target.metric] = value
+    items: list[Item] = [Reading(a, ts_ms, metrics) for (a, ts_ms), metrics in by_time.items()]
+    return Decoded(msg, device, items + problems)
 
 
 def decode_carefully(

@@ -33,7 +33,8 @@ from psycopg import Connection
 from fleetcare.errors import Invalid
 from ingest import repository as repo
 from ingest.catalogue import MetricCatalogue, MetricSpec
-from ingest.profiles import UNIX_EPOCH, CompiledProfile, ProfileError
+from ingest.profiles import CompiledProfile, ProfileError
+from ingest.times import UNIX_EPOCH
 
 Conn = Connection[Any]
 Mode = Literal["lifetimes", "in-service"]

@@ -8,23 +8,32 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from psycopg import Connection
 
 from fleetcare.clock import Clock
 from ingest import repository as repo
 from ingest.catalogue import CATALOGUE_MAX_AGE_S, CATALOGUES, MetricSpec
-from ingest.decode import Decoded, Quarantine, Reading, decode_v1, decode_with_profile
+from ingest.decode import (
+    Decoded,
+    Quarantine,
+    Reading,
+    decode_sparkplug,
+    decode_v1,
+    decode_with_profile,
+)
 from ingest.profile_service import PROFILES, LoadedProfiles
 from ingest.repository import AssetKey
 from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
+from ingest.times import UNIX_EPOCH, parse_timestamp_us
+from ingest.times import epoch_us as _us
 
 Conn = Connection[Any]
 R = QuarantineReason
 
-UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
 
 
@@ -36,27 +45,6 @@ def device_ref_from_topic(topic: str, topic_root: str) -> str | None:
     if len(middle) < 2 or middle[0] != "/" or "/" in middle[1:]:
         return None
     return middle[1:]
-
-
-def parse_timestamp_us(ts: object) -> int | None:
-    """Device time → µs since the Unix epoch: RFC 3339 with an offset, or integer epoch ms."""
-    if type(ts) is int:
-        return ts * 1000
-    if type(ts) is str and "\x00" not in ts:  # fromisoformat lets a NUL through
-        try:
-            parsed = datetime.fromisoformat(ts)
-        except ValueError:
-            return None
-        if parsed.tzinfo is None:
-            return None
-        delta = parsed - UNIX_EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return None
-
-
-def _us(when: datetime) -> int:
-    delta = when - UNIX_EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _from_us(us: int) -> datetime:
@@ -124,7 +112,16 @@ def store_messages(
     # 1. topics → devices
     with_ref: list[tuple[RawMessage, str]] = []
     profiles: LoadedProfiles | None = None  # read only when a message needs a profile
+    deaths: list[tuple[RawMessage, list[str]]] = []  # Sparkplug NDEATH/DDEATH: who went offline
     for msg in messages:
+        if msg.sparkplug is not None:
+            profiles = profiles or PROFILES.get(conn)
+            ref, dead = _sparkplug_device(msg, profiles, q)
+            if dead:
+                deaths.append((msg, dead))
+            if ref is not None:
+                with_ref.append((msg, ref))
+            continue
         ref = device_ref_from_topic(msg.topic, limits.topic_root)
         if ref is None:
             profiles = profiles or PROFILES.get(conn)
@@ -139,7 +136,8 @@ def store_messages(
             )
         else:
             with_ref.append((msg, ref))
-    devices = repo.find_devices(conn, sorted({ref for _, ref in with_ref})) if with_ref else {}
+    refs = {ref for _, ref in with_ref} | {ref for _, dead in deaths for ref in dead}
+    devices = repo.find_devices(conn, sorted(refs)) if refs else {}
 
     # 2. payloads → readings
     decoded: list[Decoded] = []
@@ -155,7 +153,11 @@ def store_messages(
         seen = device_seen.get(device.id)
         if seen is None or msg.received_at > seen:
             device_seen[device.id] = msg.received_at
-        if device.profile is None:
+        if msg.sparkplug is not None:
+            assert profiles is not None
+            _, mapping = profiles.sparkplug[_sparkplug_key(msg)]
+            item = decode_sparkplug(msg, device, q, mapping)
+        elif device.profile is None:
             item = decode_v1(msg, device, limits, q)
         else:
             profiles = profiles or PROFILES.get(conn)
@@ -165,6 +167,15 @@ def store_messages(
             if item.seq is not None:  # confirmed once this batch commits (stored or not)
                 confirmed = result.confirmed
                 confirmed[ref] = max(item.seq, confirmed.get(ref, item.seq))
+    offline: dict[int, datetime] = {}
+    for msg, dead in deaths:
+        for ref in dead:
+            device = devices.get(ref)
+            if device is not None and msg.received_at >= device_seen.get(
+                device.id, msg.received_at
+            ):
+                offline[device.id] = msg.received_at
+                device_seen.pop(device.id, None)
 
     wanted: dict[int, set[str]] = {}
     for item in decoded:
@@ -266,7 +277,42 @@ def store_messages(
     if device_seen:
         ids = sorted(device_seen)
         repo.update_devices_seen(conn, ids, [device_seen[i] for i in ids])
+    if offline:
+        ids = sorted(offline)
+        repo.set_devices_offline(conn, ids, [offline[i] for i in ids])
     return result
+
+
+def _sparkplug_key(msg: RawMessage) -> tuple[str, str, str]:
+    topic = msg.sparkplug.topic
+    return topic.group, topic.edge_node, topic.device
+
+
+def _sparkplug_device(
+    msg: RawMessage, profiles: LoadedProfiles, q: Quarantine
+) -> tuple[str | None, list[str]]:
+    """(the fleetcare device a Sparkplug message is read for, the devices its DEATH takes
+    offline). A node's own messages need no mapping of their own when its devices have one."""
+    sp = msg.sparkplug
+    topic = sp.topic
+    key = _sparkplug_key(msg)
+    if topic.message_type.endswith("DEATH") and not sp.offline:
+        return None, []  # the will of an older session: nothing to say about the device
+    found = profiles.sparkplug.get(key)
+    node_devices = profiles.sparkplug_nodes.get((topic.group, topic.edge_node), [])
+    dead: list[str] = []
+    if sp.offline:
+        dead = (
+            list(node_devices)
+            if not topic.is_device
+            else ([found[1].fleetcare_device] if found else [])
+        )
+    if found is not None and not sp.offline:
+        return found[1].fleetcare_device, dead
+    if found is None and not (node_devices and not topic.is_device):
+        where = "/".join(key).rstrip("/")
+        q.message(msg, None, None, R.UNKNOWN_DEVICE, f"no sparkplug_b profile maps {where}")
+    return None, dead
 
 
 def quarantine_message(
@@ -280,3 +326,33 @@ def quarantine_message(
     q.message(msg, ref, device.customer_id if device else None, reason, detail)
     repo.insert_quarantine(conn, q.rows)
     return result
+
+
+def store_one_by_one(
+    conn: Conn, batch: Sequence[RawMessage], *, limits: IngestLimits, clock: Clock
+) -> BatchResult:
+    """A batch that failed for a reason other than the database: each message in its own
+    savepoint, the one that fails quarantined (``internal_error``) so the rest goes on."""
+    total = BatchResult()
+    with conn.transaction():
+        for msg in batch:
+            try:
+                with conn.transaction():
+                    total.merge(store_messages(conn, [msg], limits=limits, clock=clock))
+            except Exception as exc:
+                if isinstance(exc, psycopg.Error) and transient(exc, conn):
+                    raise
+                detail = f"{type(exc).__name__}: {exc}"[:500]
+                total.merge(quarantine_message(conn, msg, R.INTERNAL_ERROR, detail, limits=limits))
+    return total
+
+
+def transient(exc: psycopg.Error, conn: Conn) -> bool:
+    """Errors worth retrying the whole batch for: the connection, the server, or a conflict."""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return True
+    if conn.closed or conn.broken:
+        return True
+    state = exc.sqlstate or ""
+    # 08 connection, 40 rollback (deadlock, serialization), 53 resources, 57 operator (shutdown)
+    return state[:2] in ("08", "40", "53", "57")

@@ -16,9 +16,11 @@ from fleet.schemas import Principal
 from fleetcare.errors import NotFound
 from ingest import repository as repo
 from ingest.profiles import (
+    SPARKPLUG,
     CompiledProfile,
     ProfileDocument,
     ProfileError,
+    SparkplugDevice,
     check_metrics,
     compile_profile,
     parse_profile,
@@ -60,11 +62,27 @@ def apply_profile(conn: Conn, principal: Principal, data: object, *, source: str
     fleet.require_operator(principal)
     doc = parse_profile(data, source)
     check_metrics(doc, repo.kind_metric_names(conn))
-    if doc.format != "sparkplug":
+    if doc.format != SPARKPLUG:
         compile_profile(doc)
+    _check_unclaimed(conn, doc)
     stored = doc.model_dump(mode="json", exclude_defaults=True)
     stored["name"], stored["format"] = doc.name, doc.format
     return _record(repo.upsert_profile(conn, doc.name, doc.format, stored))
+
+
+def _check_unclaimed(conn: Conn, doc: ProfileDocument) -> None:
+    """Refuse a topic or a Sparkplug (group, edge node, device) another profile already reads:
+    ingest would not know which of the two a message follows."""
+    others = LoadedProfiles([r for r in repo.list_profiles(conn) if r.name != doc.name])
+    if doc.topic is not None:
+        clash = next((n for n, t in others.topic_of.items() if t == doc.topic), None)
+        if clash is not None:
+            raise ProfileError(f"profile {doc.name}: topic {doc.topic!r} is profile {clash}'s")
+    for dev in doc.sparkplug or []:
+        found = others.sparkplug.get((dev.group, dev.edge_node, dev.device))
+        if found is not None:
+            where = "/".join((dev.group, dev.edge_node, dev.device)).rstrip("/")
+            raise ProfileError(f"profile {doc.name}: sparkplug {where} is profile {found[0]}'s")
 
 
 def get_profile(conn: Conn, name: str) -> Profile:
@@ -101,16 +119,34 @@ class LoadedProfiles:
             try:
                 doc = parse_profile(row.document, f"profile {row.name}")
                 self.documents[row.name] = doc
-                if doc.format != "sparkplug":
+                if doc.format != SPARKPLUG:
                     self.compiled[row.name] = compile_profile(doc)
             except ProfileError as exc:  # stored before a stricter release: say so per message
                 self.broken[row.name] = exc.detail
         # topic patterns: (levels, index of the {device} level)
         self.topics: list[tuple[list[str], int]] = []
+        self.topic_of: dict[str, str] = {}  # profile → its topic pattern
+        # Sparkplug B: (group, edge node, device or "") → (profile, its mapping)
+        self.sparkplug: dict[tuple[str, str, str], tuple[str, SparkplugDevice]] = {}
+        self.sparkplug_nodes: dict[tuple[str, str], list[str]] = {}  # → fleetcare devices
         for doc in self.documents.values():
             if doc.topic is not None:
                 levels = doc.topic.split("/")
                 self.topics.append((levels, levels.index("{device}")))
+                self.topic_of[doc.name] = doc.topic
+            for dev in doc.sparkplug or []:
+                self.sparkplug.setdefault((dev.group, dev.edge_node, dev.device), (doc.name, dev))
+                refs = self.sparkplug_nodes.setdefault((dev.group, dev.edge_node), [])
+                if dev.fleetcare_device not in refs:
+                    refs.append(dev.fleetcare_device)
+
+    def topic_filters(self) -> list[str]:
+        """MQTT filters for the profiles' own topics ({device} as ``+``), for the ingestor."""
+        return sorted({t.replace("{device}", "+") for t in self.topic_of.values()})
+
+    def sparkplug_groups(self) -> list[str]:
+        """The Sparkplug B groups that profiles map."""
+        return sorted({group for group, _ in self.sparkplug_nodes})
 
     def device_for_topic(self, topic: str) -> str | None:
         """The device a profile's topic pattern names in ``topic``; None when none matches."""

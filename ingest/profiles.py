@@ -6,7 +6,8 @@ offset, e.g. °F → °C or psi → kPa), how time is written (RFC 3339, epoch s
 milliseconds, or a cycle counter on a time base), where a batch's array is, and for text rows
 (CSV or whitespace-separated) which column is which, in a wide layout (one column per metric)
 or a long one (metric name and value columns). Sparkplug B profiles map (group, edge node,
-device, metric name) to (device, asset, metric); their decoding is in ``ingest.sparkplug``.
+device, metric name) to (device, asset, metric) (format ``sparkplug_b``; ``sparkplug`` is
+read as the same); their sessions and payloads are in ``ingest.sparkplug``.
 
 ``compile_profile`` turns a checked document into a :class:`CompiledProfile` whose
 ``read_message`` gives, for every reading of a message, either (asset, epoch µs, metrics) or a
@@ -23,22 +24,30 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fleetcare.errors import Invalid
 from ingest.schemas import QuarantineReason
+from ingest.times import epoch_us, rfc3339_us
 
 R = QuarantineReason
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TimeFormat = Literal["auto", "rfc3339", "epoch_s", "epoch_ms", "cycle"]
-Format = Literal["json", "csv", "text", "sparkplug"]
+Format = Literal["json", "csv", "text", "sparkplug_b"]
+SPARKPLUG = "sparkplug_b"
 
 
 class ProfileError(Invalid):
@@ -92,6 +101,10 @@ class MetricMap(_Doc):
         return self
 
 
+# a Sparkplug id is one MQTT topic level: no '/', no wildcard, no space
+_SPARKPLUG_ID = r"^[^/+#\s]{1,200}$"
+
+
 class SparkplugMetric(_Doc):
     """A Sparkplug B metric name → (asset, metric), with an optional conversion."""
 
@@ -100,13 +113,21 @@ class SparkplugMetric(_Doc):
     scale: float = 1.0
     offset: float = 0.0
 
+    @model_validator(mode="after")
+    def _finite(self) -> SparkplugMetric:
+        if not (math.isfinite(self.scale) and math.isfinite(self.offset)) or self.scale == 0:
+            raise ValueError("scale must be finite and non-zero, offset finite")
+        return self
+
 
 class SparkplugDevice(_Doc):
     """One Sparkplug device (or the edge node itself, device "") of one edge node."""
 
-    group: str = Field(min_length=1, max_length=200)
-    edge_node: str = Field(min_length=1, max_length=200)
-    device: str = Field(default="", max_length=200, description='"" for the node\'s own metrics')
+    group: str = Field(pattern=_SPARKPLUG_ID)
+    edge_node: str = Field(pattern=_SPARKPLUG_ID)
+    device: str = Field(
+        default="", pattern=r"^$|" + _SPARKPLUG_ID, description='"" for the node\'s own metrics'
+    )
     fleetcare_device: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="the fleetcare device ref"
     )
@@ -137,8 +158,13 @@ class ProfileDocument(_Doc):
     layout: Literal["wide", "long"] = "wide"
     metric_column: str | None = Field(default=None, description="long layout: the metric name")
     value_column: str | None = Field(default=None, description="long layout: the value")
-    # sparkplug
+    # sparkplug_b
     sparkplug: list[SparkplugDevice] | None = None
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _sparkplug_alias(cls, value: object) -> object:
+        return SPARKPLUG if value == "sparkplug" else value
 
     @model_validator(mode="after")
     def _consistent(self) -> ProfileDocument:
@@ -147,12 +173,20 @@ class ProfileDocument(_Doc):
                 raise ValueError('"topic" needs exactly one {device} segment and no wildcards')
             if any(p != "{device}" and "{device}" in p for p in self.topic.split("/")):
                 raise ValueError('"topic": {device} must be a whole topic level')
-        if self.format == "sparkplug":
+        if self.format == SPARKPLUG:
             if not self.sparkplug:
-                raise ValueError('format "sparkplug" needs "sparkplug" (the mapping)')
+                raise ValueError('format "sparkplug_b" needs "sparkplug" (the mapping)')
+            if self.topic is not None:
+                raise ValueError('"topic" does not apply to sparkplug_b (topics are spBv1.0/...)')
+            seen = set()
+            for dev in self.sparkplug:
+                key = (dev.group, dev.edge_node, dev.device)
+                if key in seen:
+                    raise ValueError(f"sparkplug: {'/'.join(key).rstrip('/')} is mapped twice")
+                seen.add(key)
             return self
         if self.sparkplug is not None:
-            raise ValueError('"sparkplug" belongs to format "sparkplug" only')
+            raise ValueError('"sparkplug" belongs to format "sparkplug_b" only')
         if not self.asset:
             raise ValueError('"asset" is required (where the asset id is)')
         if self.time is None:
@@ -273,19 +307,6 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _rfc3339_us(value: Any) -> int | None:
-    if type(value) is not str:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None
-    delta = parsed - UNIX_EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 # epoch µs of anything from year 1 to 9999 fits; beyond that a reading is quarantined
 _MAX_ABS_US = 250_000_000_000 * 1_000_000
 
@@ -294,7 +315,7 @@ def time_reader(spec: TimeSpec) -> Callable[[Any], int | None]:
     """A function from the raw time value to epoch µs (None when it cannot be read)."""
     fmt = spec.format
     if fmt == "rfc3339":
-        return _rfc3339_us
+        return rfc3339_us
 
     def scaled(factor: float, base: int = 0) -> Callable[[Any], int | None]:
         def read(value: Any) -> int | None:
@@ -312,14 +333,13 @@ def time_reader(spec: TimeSpec) -> Callable[[Any], int | None]:
         return scaled(1e3)
     if fmt == "cycle":
         assert spec.origin is not None and spec.step_s is not None
-        delta = spec.origin - UNIX_EPOCH
-        base = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        base = epoch_us(spec.origin)
         return scaled(spec.step_s * 1e6, base)
 
     def auto(value: Any) -> int | None:
         if type(value) is int:
             return value * 1000 if abs(value) < _MAX_ABS_US // 1000 else None
-        return _rfc3339_us(value)
+        return rfc3339_us(value)
 
     return auto
 
@@ -558,6 +578,6 @@ def _asset_id(text: str) -> str:
 
 def compile_profile(doc: ProfileDocument) -> CompiledProfile:
     """The reader of a checked profile (json, csv or text; Sparkplug has its own)."""
-    if doc.format == "sparkplug":
+    if doc.format == SPARKPLUG:
         raise ProfileError(f"profile {doc.name} is a Sparkplug B profile, not a message format")
     return CompiledProfile(doc)

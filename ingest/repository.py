@@ -44,6 +44,12 @@ def live_device_credentials(conn: Conn) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
+def live_device_profiles(conn: Conn) -> dict[str, str | None]:
+    """ref → the payload profile it speaks (None: native v1), of every live device."""
+    rows = conn.execute("SELECT ref, profile FROM devices WHERE retired_at IS NULL").fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
 # --- lookups of the telemetry path -----------------------------------------------------------
 
 
@@ -272,10 +278,28 @@ def update_devices_seen(
             SELECT d.id FROM devices d WHERE d.id IN (SELECT device_id FROM v)
              ORDER BY d.id FOR NO KEY UPDATE
         )
-        UPDATE devices d SET last_seen_at = greatest(d.last_seen_at, v.last_seen)
+        UPDATE devices d SET last_seen_at = greatest(d.last_seen_at, v.last_seen),
+                             offline_at = NULL
           FROM v WHERE d.id = v.device_id AND d.id IN (SELECT id FROM locked)
         """,
         (list(device_ids), list(last_seen)),
+    )
+
+
+def set_devices_offline(conn: Conn, device_ids: Sequence[int], at: Sequence[datetime]) -> None:
+    """Mark devices offline (their Sparkplug node or device died), locking in id order."""
+    conn.execute(
+        """
+        WITH v AS (
+            SELECT * FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(device_id, at)
+        ), locked AS (
+            SELECT d.id FROM devices d WHERE d.id IN (SELECT device_id FROM v)
+             ORDER BY d.id FOR NO KEY UPDATE
+        )
+        UPDATE devices d SET offline_at = v.at
+          FROM v WHERE d.id = v.device_id AND d.id IN (SELECT id FROM locked)
+        """,
+        (list(device_ids), list(at)),
     )
 
 

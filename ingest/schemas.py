@@ -41,6 +41,8 @@ class Device(BaseModel):
     last_seen_at: datetime | None
     retired_at: datetime | None
     profile: str | None = None
+    # when its Sparkplug B node or device last died (NDEATH/DDEATH); None once it speaks again
+    offline_at: datetime | None = None
 
 
 class NewDevice(Device):
@@ -64,6 +66,8 @@ class RawMessage:
     payload: bytes
     received_at: datetime
     ack_token: Any = field(default=None, compare=False)
+    # a Sparkplug B message as the ingestor's host session read it (ingest.sparkplug)
+    sparkplug: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,8 @@ class QuarantineReason(StrEnum):
     NOT_FINITE = "not_finite"
     OUT_OF_BOUNDS = "out_of_bounds"
     INTERNAL_ERROR = "internal_error"
+    BAD_PROTOBUF = "bad_protobuf"
+    NO_BIRTH = "no_birth"
 
 
 @dataclass(slots=True)

@@ -16,7 +16,8 @@ from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.errors import Forbidden, Invalid, NotFound
 from ingest import repository as repo
-from ingest.profile_service import require_profile
+from ingest import sparkplug
+from ingest.profile_service import LoadedProfiles, require_profile
 from ingest.schemas import (
     Device,
     DeviceCreate,
@@ -146,27 +147,53 @@ def broker_password_file(conn: Conn, ingestor_user: str, ingestor_secret_hash: s
 
 
 def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
-    """Mosquitto ACL: a device may only publish its own telemetry and status and read only its
-    own acknowledgements; the ingestor may read all telemetry, the broker's dropped-message
-    counter and uptime, and write acknowledgements."""
+    """Mosquitto ACL: a device may only publish its own telemetry and status (and, when its
+    profile has a topic of its own, that topic with its own ref; a Sparkplug B edge node its
+    node's topics) and read only its own acknowledgements (or its node's commands); the
+    ingestor may read all of those, the broker's dropped-message counter and uptime, and
+    write acknowledgements and Sparkplug rebirth commands."""
+    profiles = LoadedProfiles(repo.list_profiles(conn))
     out = [
         "# fleetcare broker ACL, written by `fleetcare devices broker-config`.",
         "# Anything not granted here is denied.",
         f"user {ingestor_user}",
         f"topic read {topic_root}/+/telemetry",
+        *(f"topic read {f}" for f in profiles.topic_filters()),
+        *(
+            f"topic read {f}"
+            for group in profiles.sparkplug_groups()
+            for f in sparkplug.subscription_filters(group)
+        ),
         f"topic read {BROKER_DROPPED_TOPIC}",
         f"topic read {BROKER_UPTIME_TOPIC}",
         f"topic write {topic_root}/+/ack",
+        f"topic write {sparkplug.rebirth_topic('+', '+')}",
         "",
     ]
+    nodes_of: dict[str, list[tuple[str, str]]] = {}
+    for group, edge_node in sorted(profiles.sparkplug_nodes):
+        for ref in profiles.sparkplug_nodes[(group, edge_node)]:
+            nodes_of.setdefault(ref, []).append((group, edge_node))
+    speaks = repo.live_device_profiles(conn)
     for ref, _ in repo.live_device_credentials(conn):
         out += [
             f"user {ref}",
             f"topic write {topic_root}/{ref}/telemetry",
             f"topic write {topic_root}/{ref}/status",
             f"topic read {ack_topic(topic_root, ref)}",
-            "",
         ]
+        own_topic = profiles.topic_of.get(speaks.get(ref) or "")
+        if own_topic is not None:
+            out.append(f"topic write {own_topic.replace('{device}', ref)}")
+        for group, edge_node in nodes_of.get(ref, []):
+            base = f"{sparkplug.NAMESPACE}/{group}"
+            out += [
+                f"topic write {base}/+/{edge_node}",
+                f"topic write {base}/+/{edge_node}/+",
+                f"topic read {sparkplug.rebirth_topic(group, edge_node)}",
+                f"topic read {base}/DCMD/{edge_node}/+",
+            ]
+        out.append("")
     return "\n".join(out)
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ingest.sparkplug import subscription_filters
+
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "ingest"
@@ -25,8 +27,23 @@ BROKER_UPTIME_TOPIC = "$SYS/broker/uptime"
 
 def telemetry_filter(topic_root: str, shared: bool) -> str:
     """The topic filter an ingestor subscribes with in the given mode."""
-    plain = f"{topic_root}/+/telemetry"
-    return f"$share/{SHARE_GROUP}/{plain}" if shared else plain
+    return shared_filter(f"{topic_root}/+/telemetry", shared)
+
+
+def shared_filter(topic_filter: str, shared: bool) -> str:
+    """``topic_filter`` as the ingestors' shared subscription, or as it is."""
+    return f"$share/{SHARE_GROUP}/{topic_filter}" if shared else topic_filter
+
+
+def profile_filters(topics: list[str], sparkplug_groups: list[str], shared: bool) -> list[str]:
+    """What an ingestor reads besides the native telemetry: the topics of payload profiles
+    (shared like telemetry) and the births, data and deaths of the Sparkplug B groups that
+    profiles map. Sparkplug is read on a plain subscription even in shared mode: a node's
+    aliases and sequence numbers are a session that one host must see whole, in order."""
+    out = [shared_filter(f, shared) for f in topics]
+    for group in sparkplug_groups:
+        out += subscription_filters(group)
+    return out
 
 
 def parse_uptime(payload: bytes) -> float | None:

@@ -42,20 +42,22 @@ from fleetcare.clock import Clock, SystemClock
 from ingest import repository as repo
 from ingest.inbox import AckToken, Inbox
 from ingest.mqtt_client import BufferedClient, mqtt_endpoint, probe_mqtt5
-from ingest.pipeline import quarantine_message, store_messages
+from ingest.pipeline import store_messages, store_one_by_one, transient
+from ingest.profile_service import PROFILE_CACHE_MAX_AGE_S, PROFILES
 from ingest.schemas import (
     BatchResult,
     IngestLimits,
     IngestorStatus,
-    QuarantineReason,
     RawMessage,
 )
 from ingest.service import BROKER_DROPPED_TOPIC, ack_topic
+from ingest.sparkplug import SparkplugHost, parse_topic
 from ingest.stats import IngestCollector, IngestStats
 from ingest.subscription import (
     BROKER_UPTIME_TOPIC,
     SessionWatch,
     parse_uptime,
+    profile_filters,
     telemetry_filter,
 )
 
@@ -135,6 +137,10 @@ class IngestWorker:
         self.shared = False
         self._watch = SessionWatch(shared=False)
         self._v5 = True
+        # payload profiles' own topics ({device} as +), subscribed at start and as they come
+        self.profile_filters: list[str] = []
+        self._filters_checked = 0.0
+        self.sparkplug = SparkplugHost(self._publish_command)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -170,6 +176,7 @@ class IngestWorker:
             properties.SessionExpiryInterval = cfg.session_expiry_s
             properties.ReceiveMaximum = cfg.receive_maximum
         self._client = client
+        self._load_profile_filters()
         self._writers = [
             threading.Thread(
                 target=self._write_loop, args=(i,), name=f"ingest-writer-{i}", daemon=True
@@ -265,7 +272,10 @@ class IngestWorker:
         if alert is not None:
             log.warning("ingest %s: %s", self.config.client_id, alert.detail)
             self.stats.record_subscription_event(restarted=False, alert=alert)
-        client.subscribe([(telemetry, 1), (BROKER_DROPPED_TOPIC, 0), (BROKER_UPTIME_TOPIC, 0)])
+        extra = [(f, 1) for f in self.profile_filters]
+        client.subscribe(
+            [(telemetry, 1), *extra, (BROKER_DROPPED_TOPIC, 0), (BROKER_UPTIME_TOPIC, 0)]
+        )
         if self._v5:
             # The other mode's subscription, left in this client id's persistent session by an
             # earlier run, would deliver every message a second time: drop it (after the new
@@ -304,11 +314,15 @@ class IngestWorker:
         if topic[:1] == "$":
             self._on_broker_status(topic, message.payload)
             return
+        payload = bytes(message.payload)
+        sp_topic = parse_topic(topic) if topic[:8] == "spBv1.0/" else None
         item = RawMessage(
             topic,
-            bytes(message.payload),
+            payload,
             self.clock.now(),
             AckToken(message.mid, message.qos, self._connection),
+            # in arrival order, here: a node's aliases and seq are a session (ingest.sparkplug)
+            self.sparkplug.receive(sp_topic, payload) if sp_topic is not None else None,
         )
         # A full queue blocks this thread, so paho stops reading the socket and the broker
         # keeps the rest (bounded by the receive maximum). Waking up regularly lets a stop
@@ -319,6 +333,35 @@ class IngestWorker:
             if not self._waiting_logged:
                 log.info("queue full (%d): holding the broker back", self.queue.maxsize)
                 self._waiting_logged = True
+
+    def _publish_command(self, topic: str, payload: bytes) -> None:
+        if self._client is not None:  # Sparkplug commands are QoS 0
+            self._client.publish(topic, payload, qos=0)
+
+    def _wanted_filters(self, conn: psycopg.Connection[Any]) -> list[str]:
+        loaded = PROFILES.get(conn)
+        return profile_filters(loaded.topic_filters(), loaded.sparkplug_groups(), self.shared)
+
+    def _load_profile_filters(self) -> None:
+        try:
+            with psycopg.connect(self.config.database_url, connect_timeout=5) as conn:
+                self.profile_filters = self._wanted_filters(conn)
+        except psycopg.Error as exc:  # the writers retry the database; topics come later
+            log.warning("could not read payload profiles' topics: %s", type(exc).__name__)
+        self._filters_checked = time.monotonic()
+
+    def _subscribe_new_profiles(self, conn: psycopg.Connection[Any]) -> None:
+        """Subscribe to the topics of profiles applied since (a new profile's topic works
+        within PROFILE_CACHE_MAX_AGE_S, without a restart)."""
+        if time.monotonic() - self._filters_checked < PROFILE_CACHE_MAX_AGE_S:
+            return
+        self._filters_checked = time.monotonic()
+        wanted = self._wanted_filters(conn)
+        new = [f for f in wanted if f not in self.profile_filters]
+        self.profile_filters = wanted
+        if new and self._client is not None and self._connected:
+            log.info("subscribing to the topics of new payload profiles: %s", ", ".join(new))
+            self._client.subscribe([(f, 1) for f in new])
 
     def _on_broker_status(self, topic: str, payload: bytes) -> None:
         if topic == BROKER_DROPPED_TOPIC:
@@ -360,6 +403,11 @@ class IngestWorker:
             seq = self._next_seq
             if batch:
                 self._next_seq += 1
+        if index == 0:
+            try:
+                self._subscribe_new_profiles(self._database())
+            except psycopg.Error:
+                self._drop_database()
         if not batch:
             if index == 0:
                 self._heartbeat_when_due()
@@ -416,10 +464,12 @@ class IngestWorker:
                             conn, batch, limits=self.config.limits, clock=self.clock
                         )
                 except Exception as exc:
-                    if isinstance(exc, psycopg.Error) and _transient(exc, conn):
+                    if isinstance(exc, psycopg.Error) and transient(exc, conn):
                         raise
                     log.exception("batch of %d failed; storing it message by message", len(batch))
-                    result = self._store_one_by_one(conn, batch)
+                    result = store_one_by_one(
+                        conn, batch, limits=self.config.limits, clock=self.clock
+                    )
                 if failures:
                     log.info("database back after %d failed attempt(s)", failures)
                 return result
@@ -441,32 +491,6 @@ class IngestWorker:
                 if self._stop.wait(delay):
                     return None
                 delay = min(delay * 2, self.config.retry_max_s)
-
-    def _store_one_by_one(
-        self, conn: psycopg.Connection[Any], batch: list[RawMessage]
-    ) -> BatchResult:
-        """A batch that fails for a reason other than the database: isolate the culprit."""
-        total = BatchResult()
-        with conn.transaction():
-            for msg in batch:
-                try:
-                    with conn.transaction():
-                        total.merge(
-                            store_messages(conn, [msg], limits=self.config.limits, clock=self.clock)
-                        )
-                except Exception as exc:
-                    if isinstance(exc, psycopg.Error) and _transient(exc, conn):
-                        raise
-                    total.merge(
-                        quarantine_message(
-                            conn,
-                            msg,
-                            QuarantineReason.INTERNAL_ERROR,
-                            f"{type(exc).__name__}: {exc}"[:500],
-                            limits=self.config.limits,
-                        )
-                    )
-        return total
 
     def _acknowledge(self, batch: Iterable[RawMessage]) -> None:
         client = self._client
@@ -556,17 +580,6 @@ class IngestWorker:
 
     def _heartbeat_when_due(self) -> None:
         self._status_when_due()
-
-
-def _transient(exc: psycopg.Error, conn: psycopg.Connection[Any]) -> bool:
-    """Errors worth retrying the whole batch for: the connection, the server, or a conflict."""
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return True
-    if conn.closed or conn.broken:
-        return True
-    state = exc.sqlstate or ""
-    # 08 connection, 40 rollback (deadlock, serialization), 53 resources, 57 operator (shutdown)
-    return state[:2] in ("08", "40", "53", "57")
 
 
 def default_client_id() -> str:

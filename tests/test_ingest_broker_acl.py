@@ -16,8 +16,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from psycopg import Connection
 
 from fleetcare.services import mosquitto_installed, start_mosquitto
-from ingest import service
-from tests.ingest_helpers import make_fleet, mqtt_address
+from ingest import profile_service, service
+from tests.ingest_helpers import OPERATOR, make_fleet, mqtt_address
 
 pytestmark = pytest.mark.skipif(not mosquitto_installed(), reason="needs mosquitto")
 
@@ -134,6 +134,89 @@ def test_generated_password_and_acl_files_confine_devices(
         intruder = Client(url, small.device_b, "wrong-secret")
         clients.append(intruder)
         assert intruder.connected().is_failure
+    finally:
+        for c in clients:
+            c.close()
+        broker.stop()
+
+
+def test_acl_grants_profile_topics_and_sparkplug_nodes(
+    conn: Connection[Any], topic_root: str, tmp_path: Path
+) -> None:
+    """A device whose profile has a topic of its own may publish there (with its own ref
+    only); a device mapped as a Sparkplug edge node may publish its node's topics and read
+    its commands; the ingestor reads both and may ask for a rebirth."""
+    small = make_fleet(conn, tires=1)
+    tag = uuid.uuid4().hex[:6]
+    own_topic = f"acme-{tag}/{{device}}/up"
+    profile_service.apply_profile(
+        conn,
+        OPERATOR,
+        {
+            "name": f"json-{tag}",
+            "format": "json",
+            "topic": own_topic,
+            "asset": "a",
+            "time": {"field": "t"},
+            "metrics": {"pressure_kpa": {"field": "p"}},
+        },
+        source="t",
+    )
+    group = f"g{tag}"
+    profile_service.apply_profile(
+        conn,
+        OPERATOR,
+        {
+            "name": f"spb-{tag}",
+            "format": "sparkplug_b",
+            "sparkplug": [
+                {
+                    "group": group,
+                    "edge_node": "edge-1",
+                    "device": "tpms",
+                    "fleetcare_device": small.device_b,
+                    "metrics": {"P": {"asset": "T", "metric": "pressure_kpa"}},
+                }
+            ],
+        },
+        source="t",
+    )
+    conn.execute("UPDATE devices SET profile = %s WHERE ref = %s", (f"json-{tag}", small.device_a))
+    conn.commit()
+    passwd, acl, secret = service.write_broker_config(
+        conn, tmp_path / "auth", topic_root=topic_root
+    )
+    auth = f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}"
+    broker, url = start_mosquitto(tmp_path / "broker", auth=auth)
+    clients: list[Client] = []
+    try:
+        ingestor = Client(url, service.INGESTOR_USER, secret)
+        device_a = Client(url, small.device_a, small.secret_a)
+        node_b = Client(url, small.device_b, small.secret_b)
+        clients += [ingestor, device_a, node_b]
+        for c in clients:
+            assert not c.connected().is_failure
+        for pattern in (own_topic.replace("{device}", "+"), f"spBv1.0/{group}/DDATA/+/+"):
+            assert not ingestor.subscribe(pattern).is_failure
+        mine = own_topic.replace("{device}", small.device_a)
+        assert device_a.publish(mine, b"a").value == 0
+        got = ingestor.messages.get(timeout=TIMEOUT)
+        assert (got.topic, got.payload) == (mine, b"a")
+        forged = own_topic.replace("{device}", small.device_b)
+        assert device_a.publish(forged, b"x").getName() == "Not authorized"
+        ddata = f"spBv1.0/{group}/DDATA/edge-1/tpms"
+        assert device_a.publish(ddata, b"x").getName() == "Not authorized"
+        assert node_b.publish(ddata, b"b").value == 0
+        got = ingestor.messages.get(timeout=TIMEOUT)
+        assert (got.topic, got.payload) == (ddata, b"b")
+        assert ingestor.messages.empty()
+        # the node reads its commands; the ingestor may send them
+        ncmd = f"spBv1.0/{group}/NCMD/edge-1"
+        node_b.subscribe(ncmd)
+        assert ingestor.publish(ncmd, b"rebirth").value == 0
+        got = node_b.messages.get(timeout=TIMEOUT)
+        assert (got.topic, got.payload) == (ncmd, b"rebirth")
+        assert device_a.publish(ncmd, b"forged").getName() == "Not authorized"
     finally:
         for c in clients:
             c.close()

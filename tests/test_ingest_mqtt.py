@@ -360,3 +360,59 @@ def test_mqtt311_broker_falls_back_to_a_plain_subscription(
         assert count_telemetry(db_url) == 500
     finally:
         broker.stop()
+
+
+def test_profile_topics_are_subscribed_at_start_and_when_applied(
+    start_worker: WorkerFactory, small: SmallFleet, db_url: str, mqtt_url: str
+) -> None:
+    """A profile's own topic pattern works over MQTT: subscribed when the ingestor starts,
+    and a profile applied while it runs is subscribed without a restart."""
+    from ingest import profile_service
+    from tests.ingest_helpers import OPERATOR
+
+    tag = uuid.uuid4().hex[:8]
+
+    def apply(name: str, pattern: str) -> None:
+        with connect(db_url) as c:
+            profile_service.apply_profile(
+                c,
+                OPERATOR,
+                {
+                    "name": name,
+                    "format": "json",
+                    "topic": pattern,
+                    "asset": "id",
+                    "time": {"field": "t", "format": "epoch_ms"},
+                    "metrics": {"pressure_kpa": {"field": "psi", "scale": 6.894757}},
+                },
+                source="test",
+            )
+            c.execute("UPDATE devices SET profile = %s WHERE ref = %s", (name, small.device_a))
+            c.commit()
+
+    apply(f"early-{tag}", f"acme-{tag}/{{device}}/up")
+    worker = start_worker()
+    assert f"acme-{tag}/+/up" in worker.profile_filters
+    t0 = epoch_ms(datetime.now(UTC) - timedelta(minutes=5))
+    pub = Publisher(mqtt_url)
+    try:
+        body = {"id": small.tires[0], "t": t0, "psi": 100.0}
+        pub.publish(f"acme-{tag}/{small.device_a}/up", body)
+        pub.wait_all_acked()
+        assert wait_for_count(db_url, 1) == 1
+        # a profile applied now: its topic is subscribed within the profile cache's age
+        apply(f"late-{tag}", f"late-{tag}/{{device}}/data")
+        deadline = time.monotonic() + TIMEOUT
+        while f"late-{tag}/+/data" not in worker.profile_filters:
+            assert time.monotonic() < deadline, "the new profile's topic was not subscribed"
+            time.sleep(0.1)
+        # the SUBSCRIBE may still be on its way: publish until a reading is stored
+        body = {"id": small.tires[0], "t": t0 + 1, "psi": 101.0}
+        while count_telemetry(db_url) < 2:
+            assert time.monotonic() < deadline, "nothing stored from the new profile's topic"
+            pub.publish(f"late-{tag}/{small.device_a}/data", body)
+            pub.wait_all_acked()
+            wait_for_count(db_url, 2, timeout=1.0)
+        assert count_telemetry(db_url) == 2  # re-sent copies are duplicates, not new rows
+    finally:
+        pub.close()

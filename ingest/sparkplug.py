@@ -1,0 +1,291 @@
+"""Sparkplug B, the host side: topics, payloads, and each edge node's session.
+
+Edge nodes publish on ``spBv1.0/<group>/<NBIRTH|NDATA|NDEATH>/<edge node>`` and
+``spBv1.0/<group>/<DBIRTH|DDATA|DDEATH>/<edge node>/<device>`` protobuf payloads of the
+Eclipse Tahu schema (``sparkplug_b.proto``; the compiled module comes from the
+``esio-spb-builder`` package — nothing here decodes protobuf by hand). A BIRTH names every
+metric and may give it an alias; DATA then usually sends the alias alone. Every message of a
+node session but NDEATH carries ``seq`` (0 to 255, wrapping), one more than the previous.
+
+``SparkplugHost`` keeps, per edge node, the aliases its last NBIRTH/DBIRTH declared and the
+next expected ``seq``. It runs where messages arrive in order (the MQTT network thread of
+one ingestor) and does not touch the database: it turns each message into a
+:class:`SparkplugMessage` of named metrics, which the writer maps to (device, asset, metric)
+through the ``sparkplug_b`` payload profile. When it cannot be sure what an alias means — DATA
+before any BIRTH, or after a gap in ``seq`` (a BIRTH may have been missed) — it does not
+guess: such metrics stay unnamed (quarantined with reason ``no_birth``, raw bytes kept) and it
+asks the node to be born again (NCMD ``Node Control/Rebirth``). Metrics that carry their name
+are still read. NDEATH (matching the session's ``bdSeq``) and DDEATH mark devices offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from esio_spb_builder.core import sparkplug_b_pb2 as spb
+from google.protobuf.message import DecodeError
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "spBv1.0"
+NODE_TYPES = frozenset({"NBIRTH", "NDATA", "NDEATH"})
+DEVICE_TYPES = frozenset({"DBIRTH", "DDATA", "DDEATH"})
+REBIRTH_METRIC = "Node Control/Rebirth"
+BD_SEQ = "bdSeq"
+# Sparkplug B data types (sparkplug_b.proto, DataType)
+INT8, INT16, INT32, INT64 = 1, 2, 3, 4
+UINT8, UINT16, UINT32, UINT64 = 5, 6, 7, 8
+FLOAT, DOUBLE, BOOLEAN, STRING, DATETIME, TEXT = 9, 10, 11, 12, 13, 14
+_SIGNED_BITS = {INT8: 8, INT16: 16, INT32: 32, INT64: 64}
+
+
+def subscription_filters(group: str = "+") -> list[str]:
+    """The topic filters a host reads for ``group``: births, data and deaths of its nodes
+    and devices (not the commands, nor other hosts' STATE)."""
+    node = [f"{NAMESPACE}/{group}/{t}/+" for t in sorted(NODE_TYPES)]
+    device = [f"{NAMESPACE}/{group}/{t}/+/+" for t in sorted(DEVICE_TYPES)]
+    return node + device
+
+
+def rebirth_topic(group: str, edge_node: str) -> str:
+    """Where a host sends a node its commands (NCMD)."""
+    return f"{NAMESPACE}/{group}/NCMD/{edge_node}"
+
+
+@dataclass(frozen=True, slots=True)
+class SparkplugTopic:
+    """A Sparkplug B topic: group, message type, edge node and device ("" for the node)."""
+
+    group: str
+    message_type: str
+    edge_node: str
+    device: str = ""
+
+    @property
+    def is_device(self) -> bool:
+        return self.message_type in DEVICE_TYPES
+
+
+def parse_topic(topic: str) -> SparkplugTopic | None:
+    """``spBv1.0/g/NDATA/e`` or ``spBv1.0/g/DDATA/e/d`` → its parts; None for anything else."""
+    if not topic.startswith(NAMESPACE + "/"):
+        return None
+    parts = topic.split("/")
+    if len(parts) == 4 and parts[2] in NODE_TYPES and parts[1] and parts[3]:
+        return SparkplugTopic(parts[1], parts[2], parts[3])
+    if len(parts) == 5 and parts[2] in DEVICE_TYPES and all(parts[1:]):
+        return SparkplugTopic(parts[1], parts[2], parts[3], parts[4])
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SparkplugMetric:
+    """One metric value of a message. ``name`` is None when only an alias came and the alias
+    could not be trusted (no BIRTH, or a gap since)."""
+
+    name: str | None
+    alias: int | None
+    value: Any  # int | float | bool | str | bytes | None
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SparkplugMessage:
+    """A Sparkplug B message as the host understood it (made in order, mapped later)."""
+
+    topic: SparkplugTopic
+    timestamp_ms: int | None
+    metrics: tuple[SparkplugMetric, ...] = ()
+    problem: str | None = None  # the whole payload is unreadable (not Sparkplug B protobuf)
+    unnamed_why: str = ""  # why metrics were left unnamed (DATA before BIRTH, a seq gap)
+    offline: bool = False  # a DEATH the host accepted: the device (or node) went offline
+
+
+def _value(metric: Any, datatype: int) -> Any:
+    """The metric's value as Python (signed types from their two's-complement field)."""
+    if metric.is_null:
+        return None
+    which = metric.WhichOneof("value")
+    if which is None:
+        return None
+    value = getattr(metric, which)
+    bits = _SIGNED_BITS.get(datatype)
+    if bits is not None and isinstance(value, int):
+        value &= (1 << bits) - 1
+        if value >= 1 << (bits - 1):
+            value -= 1 << bits
+    return value
+
+
+@dataclass
+class _Node:
+    """One edge node's session as last born."""
+
+    bd_seq: int | None = None
+    next_seq: int | None = None  # None: not born, or not trusted since a gap
+    aliases: dict[int, tuple[str, int]] = field(default_factory=dict)  # alias → (name, type)
+    types: dict[str, int] = field(default_factory=dict)  # metric name → data type
+    devices: set[str] = field(default_factory=set)
+    rebirth_asked_at: float = -1e9
+
+
+Publish = Callable[[str, bytes], None]
+
+
+class SparkplugHost:
+    """Aliases and sequence numbers of every edge node seen; rebirth requests when unsure.
+
+    Not thread-safe: call :meth:`receive` from one thread, in the order messages arrived.
+    ``publish(topic, payload)`` sends a command (the ingestor's MQTT client).
+    """
+
+    def __init__(self, publish: Publish | None = None, *, rebirth_interval_s: float = 5.0) -> None:
+        self.publish = publish
+        self.rebirth_interval_s = rebirth_interval_s
+        self.nodes: dict[tuple[str, str], _Node] = {}
+        self.rebirths_requested = 0
+        self.seq_gaps = 0
+
+    def receive(self, topic: SparkplugTopic, payload: bytes) -> SparkplugMessage:
+        """Read one message, update the node's session, and say what it carried."""
+        try:
+            decoded = spb.Payload.FromString(payload)
+        except (DecodeError, RuntimeWarning, ValueError) as exc:
+            return SparkplugMessage(
+                topic, None, problem=f"not a Sparkplug B payload: {str(exc)[:200]}"
+            )
+        key = (topic.group, topic.edge_node)
+        node = self.nodes.get(key)
+        kind = topic.message_type
+        stamp = decoded.timestamp if decoded.HasField("timestamp") else None
+        if kind == "NBIRTH":
+            node = self._born(key, decoded)
+            return SparkplugMessage(topic, stamp, self._named(decoded, node, trusted=True))
+        if kind == "NDEATH":
+            return self._node_death(topic, key, node, decoded, stamp)
+        if node is None:
+            node = self.nodes.setdefault(key, _Node())
+        why = self._check_seq(topic, node, decoded)
+        if kind == "DBIRTH":
+            if node.next_seq is not None:  # a device born in a session we trust
+                node.devices.add(topic.device)
+                for m in decoded.metrics:
+                    if m.name:
+                        node.types[f"{topic.device}\x00{m.name}"] = m.datatype
+                        if m.HasField("alias"):
+                            node.aliases[m.alias] = (m.name, m.datatype)
+            return SparkplugMessage(
+                topic,
+                stamp,
+                self._named(decoded, node, trusted=not why, device=topic.device),
+                unnamed_why=why,
+            )
+        if kind == "DDEATH":
+            node.devices.discard(topic.device)
+            return SparkplugMessage(topic, stamp, offline=True)
+        if not why and topic.is_device and topic.device not in node.devices:
+            why = f"DDATA from device {topic.device!r} before its DBIRTH"
+            self._ask_rebirth(topic, why)
+        return SparkplugMessage(
+            topic,
+            stamp,
+            self._named(decoded, node, trusted=not why, device=topic.device),
+            unnamed_why=why,
+        )
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def _born(self, key: tuple[str, str], decoded: Any) -> _Node:
+        node = _Node()  # a new session: its aliases only, and rebirths may be asked again
+        for m in decoded.metrics:
+            if m.name == BD_SEQ:
+                value = _value(m, m.datatype or INT64)
+                node.bd_seq = value if isinstance(value, int) else None
+            if m.name:
+                node.types[f"\x00{m.name}"] = m.datatype
+                if m.HasField("alias"):
+                    node.aliases[m.alias] = (m.name, m.datatype)
+        node.next_seq = ((decoded.seq if decoded.HasField("seq") else 0) + 1) % 256
+        self.nodes[key] = node
+        return node
+
+    def _node_death(
+        self,
+        topic: SparkplugTopic,
+        key: tuple[str, str],
+        node: _Node | None,
+        decoded: Any,
+        stamp: int | None,
+    ) -> SparkplugMessage:
+        bd_seq = next(
+            (_value(m, m.datatype or INT64) for m in decoded.metrics if m.name == BD_SEQ), None
+        )
+        if node is not None and node.bd_seq is not None and bd_seq != node.bd_seq:
+            # the will of an older session, delivered after the node was born again
+            log.info("sparkplug %s/%s: NDEATH of an older session ignored", *key)
+            return SparkplugMessage(topic, stamp)
+        self.nodes.pop(key, None)
+        return SparkplugMessage(topic, stamp, offline=True)
+
+    def _check_seq(self, topic: SparkplugTopic, node: _Node, decoded: Any) -> str:
+        """ "" when the message is in sequence in a born session; otherwise why not (and the
+        node is asked to be born again)."""
+        if node.next_seq is None:
+            why = f"{topic.message_type} before NBIRTH (or after a seq gap, until NBIRTH)"
+            self._ask_rebirth(topic, why)
+            return why
+        seq = decoded.seq if decoded.HasField("seq") else None
+        if seq != node.next_seq:
+            self.seq_gaps += 1
+            why = f"seq {seq} where {node.next_seq} was expected: a message may be missing"
+            node.next_seq = None  # aliases untrusted until the next NBIRTH
+            self._ask_rebirth(topic, why)
+            return why
+        node.next_seq = (seq + 1) % 256
+        return ""
+
+    def _named(
+        self, decoded: Any, node: _Node, *, trusted: bool, device: str = ""
+    ) -> tuple[SparkplugMetric, ...]:
+        out = []
+        stamp = decoded.timestamp if decoded.HasField("timestamp") else None
+        for m in decoded.metrics:
+            alias = m.alias if m.HasField("alias") else None
+            name: str | None = m.name or None
+            datatype = m.datatype
+            if name is None and alias is not None and trusted:
+                found = node.aliases.get(alias)
+                if found is not None:
+                    name, datatype = found[0], datatype or found[1]
+            if name is not None and not datatype:
+                datatype = node.types.get(f"{device}\x00{name}", 0)
+            when = m.timestamp if m.HasField("timestamp") else stamp
+            out.append(SparkplugMetric(name, alias, _value(m, datatype), when))
+        return tuple(out)
+
+    def _ask_rebirth(self, topic: SparkplugTopic, why: str) -> None:
+        key = (topic.group, topic.edge_node)
+        node = self.nodes.setdefault(key, _Node())
+        now = time.monotonic()
+        if self.publish is None or now - node.rebirth_asked_at < self.rebirth_interval_s:
+            return
+        node.rebirth_asked_at = now
+        self.rebirths_requested += 1
+        log.info("sparkplug %s/%s: %s; asking for a rebirth", *key, why)
+        self.publish(rebirth_topic(*key), rebirth_payload())
+
+
+def rebirth_payload(now_ms: int | None = None) -> bytes:
+    """An NCMD payload asking an edge node to publish its BIRTH certificates again."""
+    stamp = int(time.time() * 1000) if now_ms is None else now_ms
+    payload = spb.Payload(timestamp=stamp)
+    metric = payload.metrics.add()
+    metric.name = REBIRTH_METRIC
+    metric.timestamp = stamp
+    metric.datatype = BOOLEAN
+    metric.boolean_value = True
+    return payload.SerializeToString()

@@ -1,0 +1,343 @@
+"""Sparkplug B through a ``sparkplug_b`` profile: the host session (aliases, seq, rebirth,
+deaths) by hand-made payloads, the pipeline's mapping, and a real edge node over a real broker:
+data before birth, a sequence gap, a death."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from esio_spb_builder.core import sparkplug_b_pb2 as spb
+from psycopg import Connection
+
+from fleetcare.clock import ManualClock
+from fleetcare.db import connect
+from fleetcare.services import mosquitto_installed
+from ingest import profile_service
+from ingest.pipeline import store_messages
+from ingest.profiles import ProfileError, parse_profile
+from ingest.schemas import IngestLimits, RawMessage
+from ingest.sparkplug import SparkplugHost, parse_topic, rebirth_payload
+from ingest.worker import IngestConfig, IngestWorker
+from testkit.sparkplug import EdgeNode
+from tests.ingest_helpers import OPERATOR, SmallFleet, make_fleet
+
+TIMEOUT = 60
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+DOUBLE, INT32, INT64, STRING = 10, 3, 4, 12
+
+
+def profile(group: str, device_ref: str, tire: str, other_ref: str | None = None) -> dict[str, Any]:
+    """Edge node ``edge-1`` of ``group``: its device ``tpms`` maps onto a tire."""
+    metrics = {
+        "Pressure/psi": {"asset": tire, "metric": "pressure_kpa", "scale": 6.894757},
+        "Temperature": {"asset": tire, "metric": "temperature_c"},
+    }
+    if other_ref is not None:
+        metrics["Elevator"] = {"asset": other_ref, "metric": "pressure_kpa"}
+    return {
+        "name": f"spb-{group}",
+        "format": "sparkplug_b",
+        "sparkplug": [
+            {
+                "group": group,
+                "edge_node": "edge-1",
+                "device": "tpms",
+                "fleetcare_device": device_ref,
+                "metrics": metrics,
+            }
+        ],
+    }
+
+
+def payload(
+    seq: int | None, ts_ms: int, *metrics: tuple[str | None, int | None, int, Any]
+) -> bytes:
+    p = spb.Payload(timestamp=ts_ms)
+    if seq is not None:
+        p.seq = seq
+    for name, alias, datatype, value in metrics:
+        m = p.metrics.add()
+        if name is not None:
+            m.name = name
+        if alias is not None:
+            m.alias = alias
+        if datatype:
+            m.datatype = datatype
+        if datatype == DOUBLE:
+            m.double_value = value
+        elif datatype == INT64:
+            m.long_value = value
+        elif datatype in (INT32, 0):  # 0: no type in DATA, the BIRTH's applies
+            m.int_value = value
+        elif datatype == STRING:
+            m.string_value = value
+    return p.SerializeToString()
+
+
+# --- the host session, by hand ----------------------------------------------------------------
+
+
+def test_topics() -> None:
+    assert parse_topic("spBv1.0/g/NDATA/e") is not None
+    t = parse_topic("spBv1.0/g/DDATA/e/d")
+    assert t is not None and (t.group, t.message_type, t.edge_node, t.device) == (
+        "g",
+        "DDATA",
+        "e",
+        "d",
+    )
+    for bad in ("spBv1.0/g/NCMD/e", "spBv1.0/g/DDATA/e", "spBv1.0/g/NDATA/e/d", "spBv1.0//NDATA/e"):
+        assert parse_topic(bad) is None, bad
+
+
+def test_host_aliases_seq_gap_rebirth_and_death() -> None:
+    sent: list[tuple[str, bytes]] = []
+    host = SparkplugHost(lambda t, p: sent.append((t, p)), rebirth_interval_s=0)
+    node = parse_topic("spBv1.0/g/NBIRTH/e")
+    dev_birth, ddata = parse_topic("spBv1.0/g/DBIRTH/e/d"), parse_topic("spBv1.0/g/DDATA/e/d")
+    ndeath = parse_topic("spBv1.0/g/NDEATH/e")
+    assert node and dev_birth and ddata and ndeath
+    # DATA before any BIRTH: the alias is not guessed, a rebirth is asked
+    early = host.receive(ddata, payload(5, 1000, (None, 7, DOUBLE, 1.5)))
+    assert [m.name for m in early.metrics] == [None] and "before NBIRTH" in early.unnamed_why
+    assert [t for t, _ in sent] == ["spBv1.0/g/NCMD/e"]
+    command = spb.Payload.FromString(sent[0][1])
+    assert [(m.name, m.boolean_value) for m in command.metrics] == [("Node Control/Rebirth", True)]
+    # birth: node then device, aliases declared
+    host.receive(node, payload(0, 1000, ("bdSeq", None, INT64, 3)))
+    host.receive(dev_birth, payload(1, 1000, ("Pressure/psi", 7, DOUBLE, 100.0)))
+    ok = host.receive(ddata, payload(2, 2000, (None, 7, DOUBLE, 101.0)))
+    assert [(m.name, m.value, m.timestamp_ms) for m in ok.metrics] == [
+        ("Pressure/psi", 101.0, 2000)
+    ]
+    assert ok.unnamed_why == ""
+    # a gap (seq 4 after 2): the alias may mean something else now; named metrics still read
+    gap = host.receive(ddata, payload(4, 3000, (None, 7, DOUBLE, 1.0), ("Temp", None, DOUBLE, 9.0)))
+    assert [m.name for m in gap.metrics] == [None, "Temp"] and "seq 4" in gap.unnamed_why
+    assert len(sent) == 2 and host.seq_gaps == 1
+    after = host.receive(ddata, payload(5, 3000, (None, 7, DOUBLE, 2.0)))
+    assert [m.name for m in after.metrics] == [None]  # untrusted until the next NBIRTH
+    # the will of an older session is not this session's death
+    assert not host.receive(ndeath, payload(None, 0, ("bdSeq", None, INT64, 2))).offline
+    host.receive(node, payload(0, 4000, ("bdSeq", None, INT64, 4)))
+    host.receive(dev_birth, payload(1, 4000, ("Pressure/psi", 7, DOUBLE, 1.0)))
+    assert host.receive(ddata, payload(2, 5000, (None, 7, DOUBLE, 3.0))).metrics[0].name
+    # seq wraps 255 → 0
+    for seq in range(3, 256):
+        assert host.receive(ddata, payload(seq, 5000, (None, 7, DOUBLE, 1.0))).unnamed_why == ""
+    assert host.receive(ddata, payload(0, 5000, (None, 7, DOUBLE, 1.0))).unnamed_why == ""
+    death = host.receive(ndeath, payload(None, 0, ("bdSeq", None, INT64, 4)))
+    assert death.offline
+    # signed integers come back signed; a payload that is not protobuf says so
+    host.receive(node, payload(0, 1, ("bdSeq", None, INT64, 5), ("t", 1, INT32, (-5) & 0xFFFFFFFF)))
+    assert host.nodes[("g", "e")].aliases[1] == ("t", INT32)
+    nd = parse_topic("spBv1.0/g/NDATA/e")
+    assert nd is not None
+    assert host.receive(nd, payload(1, 1, (None, 1, 0, (-5) & 0xFFFFFFFF))).metrics[0].value == -5
+    assert "not a Sparkplug B payload" in (host.receive(nd, b"\xff\xff\xff").problem or "")
+    assert spb.Payload.FromString(rebirth_payload(5)).timestamp == 5
+
+
+def test_bad_sparkplug_profiles() -> None:
+    good = profile("g", "dev", "T-1")
+    assert parse_profile({**good, "format": "sparkplug"}, "x").format == "sparkplug_b"
+    for change, says in (
+        ({"sparkplug": None}, 'needs "sparkplug"'),
+        ({"topic": "a/{device}"}, '"topic" does not apply'),
+        ({"sparkplug": [{**good["sparkplug"][0], "group": "a/b"}]}, "sparkplug[0].group"),
+        ({"sparkplug": [good["sparkplug"][0]] * 2}, "is mapped twice"),
+    ):
+        with pytest.raises(ProfileError, match=None) as err:
+            parse_profile({**good, **change}, "spb.yaml")
+        assert err.value.detail.startswith("spb.yaml: ") and says in err.value.detail, err.value
+
+
+# --- the pipeline: mapping to devices, assets and metrics --------------------------------------
+
+
+@pytest.fixture
+def small(conn: Connection[Any]) -> SmallFleet:
+    return make_fleet(conn, tires=2)
+
+
+def store(conn: Connection[Any], host: SparkplugHost, *msgs: tuple[str, bytes]) -> Any:
+    raw = []
+    for topic, body in msgs:
+        parsed = parse_topic(topic)
+        assert parsed is not None
+        raw.append(RawMessage(topic, body, NOW, None, host.receive(parsed, body)))
+    with conn.transaction():
+        return store_messages(
+            conn, raw, limits=IngestLimits(topic_root="x/v1"), clock=ManualClock(NOW)
+        )
+
+
+def test_pipeline_maps_names_quarantines_the_unsure_and_marks_deaths(
+    conn: Connection[Any], small: SmallFleet
+) -> None:
+    group = f"g{uuid.uuid4().hex[:6]}"
+    profile_service.apply_profile(
+        conn, OPERATOR, profile(group, small.device_a, small.tires[0], small.elevator), source="t"
+    )
+    conn.commit()
+    host = SparkplugHost()
+    base = f"spBv1.0/{group}"
+    t0 = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+    result = store(
+        conn,
+        host,
+        (f"{base}/DDATA/edge-1/tpms", payload(3, t0, (None, 1, DOUBLE, 30.0))),  # before birth
+        (f"{base}/NBIRTH/edge-1", payload(0, t0, ("bdSeq", None, INT64, 0))),
+        (
+            f"{base}/DBIRTH/edge-1/tpms",
+            payload(
+                1,
+                t0,
+                ("Pressure/psi", 1, DOUBLE, 100.0),
+                ("Temperature", 2, DOUBLE, 40.0),
+                ("Elevator", 3, DOUBLE, 5.0),  # customer b's asset: not device a's to name
+                ("Firmware", 4, STRING, "1.2"),  # not mapped: not read
+            ),
+        ),
+        (f"{base}/DDATA/edge-1/tpms", payload(2, t0 + 1000, (None, 1, DOUBLE, 110.0))),
+        (f"{base}/DDATA/edge-1/other", payload(3, t0, ("Temperature", None, DOUBLE, 1.0))),
+        (f"{base}/DDATA/edge-1/tpms", b"not protobuf"),
+    )
+    rows = conn.execute(
+        "SELECT a.ref, m.name, t.time, round(t.value::numeric, 2)::float8 FROM telemetry t"
+        " JOIN assets a ON a.id = t.asset_id JOIN metrics m ON m.id = t.metric_id"
+        " ORDER BY t.time, m.name"
+    ).fetchall()
+    tire = small.tires[0]
+    at = datetime.fromtimestamp(t0 / 1000, UTC)
+    assert rows == [
+        (tire, "pressure_kpa", at, pytest.approx(689.48, abs=0.01)),
+        (tire, "temperature_c", at, 40),
+        (tire, "pressure_kpa", at + timedelta(seconds=1), pytest.approx(758.42, abs=0.01)),
+    ]
+    reasons = sorted(
+        r[0] for r in conn.execute("SELECT reason FROM quarantine ORDER BY id").fetchall()
+    )
+    assert reasons == ["bad_protobuf", "no_birth", "unknown_asset", "unknown_device"]
+    assert result.stored == 3
+    # a device death marks the mapped device offline; its next message clears it
+    store(
+        conn,
+        host,
+        (
+            f"{base}/DDEATH/edge-1/tpms",
+            payload(
+                3,
+                t0,
+            ),
+        ),
+    )
+    offline = conn.execute("SELECT offline_at FROM devices WHERE ref = %s", (small.device_a,))
+    assert offline.fetchone() == (NOW,)
+    store(
+        conn, host, (f"{base}/DBIRTH/edge-1/tpms", payload(4, t0, ("Temperature", 2, DOUBLE, 41.0)))
+    )
+    offline = conn.execute("SELECT offline_at FROM devices WHERE ref = %s", (small.device_a,))
+    assert offline.fetchone() == (None,)
+
+
+def test_a_node_mapped_twice_is_refused(conn: Connection[Any], small: SmallFleet) -> None:
+    doc = profile("gdup", small.device_a, small.tires[0])
+    profile_service.apply_profile(conn, OPERATOR, doc, source="t")
+    with pytest.raises(ProfileError, match="is profile spb-gdup's"):
+        profile_service.apply_profile(conn, OPERATOR, {**doc, "name": "another"}, source="t")
+
+
+# --- a real edge node over the broker ---------------------------------------------------------
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def worker(db_url: str, mqtt_url: str, topic_root: str, small: SmallFleet) -> Iterator[Any]:
+    group = f"g{uuid.uuid4().hex[:8]}"
+    with connect(db_url) as c:
+        profile_service.apply_profile(
+            c, OPERATOR, profile(group, small.device_a, small.tires[0]), source="t"
+        )
+        c.commit()
+    w = IngestWorker(
+        IngestConfig(
+            mqtt_url=mqtt_url,
+            database_url=db_url,
+            client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+            limits=IngestLimits(topic_root=topic_root),
+            batch_max_wait_s=0.05,
+        )
+    )
+    w.start()
+    assert w.subscribed.wait(TIMEOUT)
+    yield w, group
+    w.stop()
+
+
+def count(db_url: str, sql: str, *args: Any) -> Any:
+    with connect(db_url) as c:
+        return c.execute(sql, args).fetchone()[0]  # type: ignore[index]
+
+
+@pytest.mark.skipif(not mosquitto_installed(), reason="needs mosquitto")
+def test_edge_node_over_mqtt_rebirth_seq_gap_and_death(
+    worker: Any, db_url: str, mqtt_url: str, small: SmallFleet
+) -> None:
+    ingest, group = worker
+    node = EdgeNode(mqtt_url, group, "edge-1", "tpms", ["Pressure/psi", "Temperature"])
+    try:
+        now_ms = int(time.time() * 1000)
+        # DDATA before any birth: the host asks for a rebirth and keeps the message's raw
+        # bytes in quarantine; the node is born again and its data is stored
+        node.seq = 7
+        node.data({"Pressure/psi": 100.0}, now_ms - 3000)
+        assert node.rebirth_asked.wait(TIMEOUT), "no rebirth asked for DATA before BIRTH"
+        wait_until(
+            lambda: count(db_url, "SELECT count(*) FROM quarantine WHERE reason = 'no_birth'") == 1,
+            "the early DATA in quarantine",
+        )
+        node.birth({"Pressure/psi": 101.0, "Temperature": 40.0}, now_ms - 2000)
+        node.data({"Pressure/psi": 102.0, "Temperature": 41.0}, now_ms - 1000)
+        wait_until(lambda: count(db_url, "SELECT count(*) FROM telemetry") == 4, "4 readings")
+        # a gap in seq: nothing mis-mapped, a rebirth asked, then data flows again
+        node.rebirth_asked.clear()
+        node.data({"Pressure/psi": 103.0}, now_ms - 500, skip_seq=2)
+        assert node.rebirth_asked.wait(TIMEOUT), "no rebirth asked after a seq gap"
+        wait_until(
+            lambda: count(db_url, "SELECT count(*) FROM quarantine WHERE reason = 'no_birth'") == 2,
+            "the gapped DATA in quarantine",
+        )
+        node.birth({"Pressure/psi": 104.0, "Temperature": 42.0}, now_ms - 400)
+        node.data({"Pressure/psi": 105.0}, now_ms - 300)
+        wait_until(lambda: count(db_url, "SELECT count(*) FROM telemetry") == 7, "7 readings")
+        kpa = count(
+            db_url,
+            "SELECT array_agg(round(value::numeric / 6.894757, 1) ORDER BY time) FROM telemetry"
+            " t JOIN metrics m ON m.id = t.metric_id WHERE m.name = 'pressure_kpa'",
+        )
+        assert [float(v) for v in kpa] == [101.0, 102.0, 104.0, 105.0]  # never 103 mis-mapped
+        assert ingest.sparkplug.seq_gaps == 1
+        # the node dies (its will, NDEATH with its bdSeq): the device is offline
+        node.close(clean=False)
+        wait_until(
+            lambda: (
+                count(db_url, "SELECT offline_at FROM devices WHERE ref = %s", small.device_a)
+                is not None
+            ),
+            "the device offline after NDEATH",
+        )
+    finally:
+        node.close()
