@@ -25,7 +25,12 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def train_command(
-    kind: Annotated[str, typer.Option("--kind", help="asset kind (fleetcare kinds list)")],
+    kind_arg: Annotated[
+        str | None, typer.Argument(metavar="KIND", help="asset kind (fleetcare kinds list)")
+    ] = None,
+    kind_option: Annotated[
+        str | None, typer.Option("--kind", help="the same as KIND (older scripts)")
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", help="RUL regressor parameter NAME=VALUE (repeatable)"),
@@ -67,6 +72,11 @@ def train_command(
     from fleetcare.errors import FleetcareError
     from models.training import train
 
+    if kind_arg and kind_option and kind_arg != kind_option:
+        raise fail(f"KIND {kind_arg!r} and --kind {kind_option!r} differ: give one")
+    kind = kind_arg or kind_option
+    if not kind:
+        raise fail("give the asset kind to train: fleetcare models train KIND")
     try:
         rul_params = _parse_params(param or [])
         risk_params = _parse_params(risk_param or [])
@@ -126,11 +136,22 @@ def train_command(
     v = result.version
     status = "active" if result.promoted else "candidate"
     typer.echo(
-        f"model version {v.id} ({kind}) trained in {result.seconds:.1f} s "
+        f"model version {v.id} ({kind}, kind version {v.kind_version}) trained in "
+        f"{result.seconds:.1f} s "
         f"({result.cpu_seconds:.1f} CPU s) on "
         f"{v.training_assets} asset(s), {v.training_rows} row(s); {status}: {result.reason}"
     )
-    typer.echo(json.dumps({"version": v.id, "status": v.status, "metrics": _summary(v.metrics)}))
+    summary = _summary(v.metrics)
+    typer.echo(
+        json.dumps(
+            {
+                "version": v.id,
+                "kind_version": v.kind_version,
+                "status": v.status,
+                "metrics": summary,
+            }
+        )
+    )
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,9 @@ class ModelVersion(BaseModel):
 
     id: int
     kind: str
+    # the version of the kind's definition it was trained under (None: trained before kinds
+    # were versioned)
+    kind_version: int | None = None
     algorithm: str
     params: dict[str, Any]
     metrics: dict[str, Any]

@@ -39,7 +39,7 @@ step "lifetimes of $lab from $1"
 "$fleetcare" history import --customer "$lab" --kind turbofan --profile cmapss-rows \
     --lifetimes "$1" >&2
 step "training"
-"$fleetcare" models train --kind turbofan >&2
+"$fleetcare" models train turbofan >&2
 step "in-service history of $airline from $2"
 "$fleetcare" history import --customer "$airline" --kind turbofan --profile cmapss-rows \
     --in-service "$2" >&2

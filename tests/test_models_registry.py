@@ -174,6 +174,7 @@ def test_versions_api_lists_metrics_and_hides_asset_ids_from_customers(
     assert "holdout_rmse" in listed.json()[1]["metrics"]
     one = client.get(f"/v1/models/versions/{version.id}", headers=operator_headers)
     assert one.status_code == 200 and one.json()["kind"] == "tire"
+    assert one.json()["kind_version"] >= 1  # the tire kind's version it was trained under
     tenant = make_tenant("viewer")
     seen = client.get("/v1/models/versions", headers=tenant.headers).json()
     assert all("holdout_asset_ids" not in v["metrics"] for v in seen)
@@ -210,7 +211,11 @@ def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
     "args, message",
     [
         (["models", "train", "--kind", "tire"], "error: no recorded tire lifetimes"),
+        (["models", "train", "tire"], "error: no recorded tire lifetimes"),
+        (["models", "train", "boat"], "error: unknown asset kind 'boat'; known: "),
         (["models", "train", "--kind", "boat"], "error: unknown asset kind 'boat'; known: "),
+        (["models", "train"], "error: give the asset kind to train"),
+        (["models", "train", "tire", "--kind", "engine"], "differ: give one"),
         (["models", "train", "--kind", "tire", "--param", "oops"], "error: --param takes"),
         (["models", "train", "--kind", "tire", "--windows", "5,x"], "error: invalid literal"),
         (["score", "--once", "--shard", "3/2"], "error: bad --shard"),
@@ -227,13 +232,17 @@ def test_cli_bad_input_is_one_line_and_exit_2(cli_env: str, args: list[str], mes
 def test_cli_trains_promotes_and_scores(cli_env: str, conn: Connection[Any]) -> None:
     customer = fleet.ensure_customer(conn, "acme", "Acme")
     tires = make_fleet(conn, customer.id, n_assets=10)
-    args = ["models", "train", "--kind", "tire", "--windows", "5", "--param", "max_iter=5"]
+    args = ["models", "train", "tire", "--windows", "5", "--param", "max_iter=5"]
     more = ["--param", "calibration_folds=2", "--risk-param", "max_iter=5"]
     result = CliRunner().invoke(app, [*args, *more])
     assert result.exit_code == 0, result.output
     assert "active: first version of the kind" in result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["status"] == "active" and summary["metrics"]["holdout_rmse"] > 0
+    # trained under the tire kind's current definition, shown in the output and the API
+    current = conn.execute("SELECT version FROM asset_kinds WHERE name = 'tire'").fetchone()
+    assert current is not None and summary["kind_version"] == current[0] >= 1
+    assert f"kind version {current[0]}" in result.output
     scored = CliRunner().invoke(app, ["score", "--once"])
     assert scored.exit_code == 0, scored.output
     assert f"scored {len(tires.asset_ids)} asset(s)" in scored.output

@@ -330,7 +330,7 @@ def list_model_versions(conn: Conn, kind: str | None = None) -> list[ModelVersio
     with conn.cursor(row_factory=class_row(ModelVersionRow)) as cur:
         return cur.execute(
             """
-            SELECT id, kind, algorithm, status, metrics, trained_from, trained_to,
+            SELECT id, kind, kind_version, algorithm, status, metrics, trained_from, trained_to,
                    training_assets, training_rows, created_at, promoted_at
               FROM model_versions
              WHERE %(kind)s::text IS NULL OR kind = %(kind)s

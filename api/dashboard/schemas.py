@@ -134,6 +134,7 @@ class ModelVersionRow(BaseModel):
 
     id: int
     kind: str
+    kind_version: int | None = None  # the kind definition's version it was trained under
     algorithm: str
     status: str
     metrics: dict[str, Any]

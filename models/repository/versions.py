@@ -11,9 +11,9 @@ from psycopg.types.json import Jsonb
 from models.repository.readings import Conn
 from models.schemas import ModelVersion
 
-_VERSION_COLUMNS = """id, kind, algorithm, params, metrics, trained_from, trained_to,
-    training_assets, training_rows, artifact_format, status, created_at, promoted_at,
-    retired_at, replaced_version_id"""
+_VERSION_COLUMNS = """id, kind, kind_version, algorithm, params, metrics, trained_from,
+    trained_to, training_assets, training_rows, artifact_format, status, created_at,
+    promoted_at, retired_at, replaced_version_id"""
 
 
 def insert_version(
@@ -30,16 +30,20 @@ def insert_version(
     artifact: bytes,
     artifact_format: str = "skops",
 ) -> ModelVersion:
-    """Store a new candidate version with its artifact."""
+    """Store a new candidate version with its artifact, and the version of the kind's
+    definition it was trained under (the kind's current one, in this transaction)."""
     with conn.cursor(row_factory=class_row(ModelVersion)) as cur:
         row = cur.execute(
             f"""
-            INSERT INTO model_versions (kind, algorithm, params, metrics, trained_from,
-                trained_to, training_assets, training_rows, artifact, artifact_format)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            INSERT INTO model_versions (kind, kind_version, algorithm, params, metrics,
+                trained_from, trained_to, training_assets, training_rows, artifact,
+                artifact_format)
+            VALUES (%s, (SELECT nullif(version, 0) FROM asset_kinds WHERE name = %s),
+                    %s, %s, %s, %s, %s, %s, %s, %s, %s)
             RETURNING {_VERSION_COLUMNS}
             """,
             (
+                kind,
                 kind,
                 algorithm,
                 Jsonb(params),
