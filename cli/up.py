@@ -291,6 +291,15 @@ def up(
     history: Annotated[
         int, typer.Option(min=1, max=1000, help="lifetimes per kind to train on (first run)")
     ] = 30,
+    fleet: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fleet",
+            help="KIND=COUNT: also simulate COUNT assets of a defined kind (e.g. one applied "
+            "with `fleetcare kinds apply pump.yaml`) for customer own-fleet, by the generic "
+            "degradation process (repeatable)",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole loop on this machine: services, migrations, demo customers, simulated
     fleets, ingest, scoring, the policy, webhooks to a demo receiver, a technician, the API
@@ -308,6 +317,9 @@ def up(
     from fleetcare.services import exit_on_sigterm, running_services
     from simulators.api_client import local_api_url
 
+    extra_fleets = parse_fleets(fleet or [])
+    if extra_fleets and api_only:
+        raise fail("--fleet simulates a fleet in the loop: not with --api-only")
     # the quick start on one machine: webhooks may go to private addresses (its demo
     # receiver listens on loopback), in the API as in every worker it starts
     settings = load_settings().model_copy(update={"webhooks_allow_private": True})
@@ -317,12 +329,15 @@ def up(
             typer.echo(f"fleetcare: {services.describe()}")
             chosen, applied = apply_and_sync(services.database_url)
             typer.echo(f"fleetcare: storage path {chosen}; {len(applied)} migration(s) applied")
+            check_fleet_kinds(services.database_url, extra_fleets)
             demo = seed_demo(services.database_url, settings.data_dir) if settings.demo else None
             bind_host, bind_port = host or settings.api_host, port or settings.api_port
             base = f"http://{bind_host}:{bind_port}"
             if not api_only:
                 api_url = local_api_url(bind_host, bind_port)
-                receiver = _start_loop(settings, services, workers, speedup, history, api_url)
+                receiver = _start_loop(
+                    settings, services, workers, speedup, history, api_url, extra_fleets
+                )
                 typer.echo(f"fleetcare: demo webhook receiver on {receiver}")
                 typer.echo(f"fleetcare: worker logs in {settings.data_dir.resolve() / 'logs'}")
             typer.echo(f"fleetcare: API on {base}  (docs {base}/docs, health {base}/healthz)")
@@ -347,6 +362,46 @@ def up(
     except (KeyboardInterrupt, SystemExit):
         pass  # Ctrl-C or SIGTERM: everything started above has been stopped by now
     typer.echo("fleetcare: stopped")
+
+
+# the customer whose simulated fleet `up --fleet KIND=COUNT` runs
+OWN_FLEET = "own-fleet"
+MAX_FLEET = 1000
+
+
+def parse_fleets(items: list[str]) -> dict[str, int]:
+    """``["pump=5", ...]`` → {kind: count}; a bad item fails with a one-line error."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, count = item.partition("=")
+        name, count = name.strip(), count.strip()
+        if not sep or not name or not count.isdigit() or not 1 <= int(count) <= MAX_FLEET:
+            raise fail(
+                f"--fleet takes KIND=COUNT with COUNT 1..{MAX_FLEET}, e.g. pump=5; got {item!r}"
+            )
+        out[name] = out.get(name, 0) + int(count)
+    return out
+
+
+def check_fleet_kinds(database_url: str, fleets: dict[str, int]) -> None:
+    """Every kind of ``--fleet`` is defined (NotFound names the known kinds)."""
+    if not fleets:
+        return
+    from fleetcare.db import connect
+    from kinds.service import get_kind
+
+    with connect(database_url) as conn:
+        for kind in fleets:
+            get_kind(conn, kind)
+
+
+def own_fleet_args(fleets: dict[str, int]) -> list[str]:
+    """``fleetcare simulate`` arguments of the --fleet kinds: no built-in assets, each kind by
+    the generic degradation process."""
+    args = ["--customer", OWN_FLEET, "--tires", "0", "--elevators", "0", "--engines", "0"]
+    for kind, count in sorted(fleets.items()):
+        args += ["--kind", f"{kind}={count}"]
+    return args
 
 
 def _access_log_to_file(settings: Settings) -> dict[str, Any]:
@@ -374,6 +429,7 @@ def _start_loop(
     speedup: float,
     history: int,
     api_url: str,
+    extra_fleets: dict[str, int] | None = None,
 ) -> str:
     """Train when needed, register the demo fleets, then start every worker; return the
     demo receiver's URL. Everything started is stopped when ``workers`` closes. The simulated
@@ -455,6 +511,20 @@ def _start_loop(
             env={"FLEETCARE_API_URL": api_url,
                  "FLEETCARE_API_KEY": keys[f"{fleet.customer}-technician"]},
         )  # fmt: skip
+    if extra_fleets:
+        supervisor.start(
+            f"simulate-{OWN_FLEET}", "simulate", *own_fleet_args(extra_fleets),
+            "--speedup", str(speedup),
+        )  # fmt: skip
+        fleets = ", ".join(f"{n} {k}" for k, n in sorted(extra_fleets.items()))
+        untrained = [k for k in sorted(extra_fleets) if k not in active]
+        typer.echo(f"fleetcare: simulating {fleets} for customer {OWN_FLEET} (generic process)")
+        if untrained:
+            typer.echo(
+                f"fleetcare: no active model for {', '.join(untrained)}: its readings are "
+                "stored, not scored, until `fleetcare models train KIND` has recorded "
+                "lifetimes to learn from (`fleetcare history import`)"
+            )
     courier = Courier(ProductAPI(api_url, keys["courier"]), SystemClock(), speedup)
     for target in (lambda: courier.run(stop), lambda: watch(supervisor, stop)):
         thread = threading.Thread(target=target, daemon=True)
