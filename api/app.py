@@ -15,6 +15,7 @@ from api.routes import (
     billing,
     dashboard,
     devices,
+    documents,
     fleet,
     health,
     history,
@@ -86,6 +87,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(mobility.router)
     app.include_router(webhooks.router)
     app.include_router(billing.router)
+    app.include_router(documents.router)
     dashboard.install(app, settings)
     app.include_router(model_routes.router)
     install_openapi(app)

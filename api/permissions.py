@@ -98,6 +98,10 @@ PERMISSIONS: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/v1/invoices/{invoice_id}/issue"): OPERATOR,
     ("POST", "/v1/invoices/{invoice_id}/pay"): OPERATOR,
     ("POST", "/v1/invoices/{invoice_id}/void"): OPERATOR,
+    # invoice documents: corrections and the seller by the operator; a customer's legal details
+    ("POST", "/v1/invoices/{invoice_id}/credit-notes"): OPERATOR,
+    ("PUT", "/v1/billing/seller"): OPERATOR,
+    ("PUT", "/v1/customers/{customer_id}/billing-profile"): CUSTOMER,
 }
 
 

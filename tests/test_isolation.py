@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from fleet.schemas import Principal
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from maintenance.billing.service import close_period
+from maintenance.documents.schemas import CorrectionRequest, CreditLineRequest
+from maintenance.documents.service import correct_invoice
 from tests.conftest import Tenant
 from tests.fixtures.api import ok, predict, setup_customer, stock
 
@@ -67,6 +70,14 @@ def _owned_objects(
             "2026-11",
             ManualClock(datetime(2026, 12, 5, tzinfo=UTC)),
             customer_id=owner.customer.id,
+            issue=True,
+        )
+        note = correct_invoice(
+            conn,
+            Principal(key_id=0, role="operator"),
+            closed.invoices[0].id,
+            CorrectionRequest(reason="probe", lines=[CreditLineRequest(line_no=1)]),
+            ManualClock(datetime(2026, 12, 5, tzinfo=UTC)),
         )
     device = ok(
         client.post("/v1/devices", json={"ref": f"gw-{owner.customer.slug}"}, headers=h), 201
@@ -87,6 +98,7 @@ def _owned_objects(
         "device_id": device["id"],
         "key_id": key["id"],
         "invoice_id": closed.invoices[0].id,
+        "note_id": note.id,
         "endpoint_id": endpoint["id"],
         "delivery_id": deliveries[0]["id"],
         "public_id": deliveries[0]["event_public_id"],
@@ -105,6 +117,12 @@ BODIES: dict[str, dict[str, Any]] = {
     "/v1/invoices/{invoice_id}/void": {"reason": "probe"},
     "/v1/carriers/{carrier_id}/position": {"latitude": 1.0, "longitude": 2.0},
     "/v1/carriers/{carrier_id}/itinerary": {"legs": []},
+    "/v1/invoices/{invoice_id}/credit-notes": {"reason": "probe", "lines": [{"line_no": 1}]},
+    "/v1/customers/{customer_id}/billing-profile": {
+        "legal_name": "Probe",
+        "country": "DE",
+        "customer_type": "consumer",
+    },
 }
 QUERIES: dict[str, dict[str, str]] = {
     "/v1/assets/{asset_id}/usage": {"period": "2026-11"},
@@ -121,6 +139,7 @@ OWNED = {
     "device_id",
     "key_id",
     "invoice_id",
+    "note_id",
     "endpoint_id",
     "delivery_id",
     "public_id",

@@ -35,6 +35,7 @@ NAV: list[tuple[str, str]] = [
     ("/dashboard/shipments", "Shipments"),
     ("/dashboard/webhooks", "Webhooks"),
     ("/dashboard/billing", "Billing"),
+    ("/dashboard/service-credits", "Credits"),
     ("/dashboard/ingest", "Ingest"),
     ("/dashboard/models", "Models"),
 ]

@@ -71,10 +71,11 @@ def install(app: FastAPI, settings: Settings) -> None:
     )
     app.add_middleware(SecurityHeadersMiddleware, session_cookie=SESSION_COOKIE)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    from api.routes import dashboard_ops  # registers the operations pages on ``router``
+    from api.routes import dashboard_documents, dashboard_ops  # the other dashboard pages
 
     app.include_router(router)
     app.include_router(dashboard_ops.router)
+    app.include_router(dashboard_documents.router)
     app.add_exception_handler(SignInRequired, to_sign_in)
 
     inner = app.router.lifespan_context

@@ -32,6 +32,7 @@ from fleetcare.clock import Clock
 from fleetcare.errors import FleetcareError, Forbidden, Invalid, NotFound
 from fleetcare.inputs import Id
 from maintenance.billing import service as billing
+from maintenance.documents import service as documents
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import CancelOrder, CompleteRequest, Order, ScheduleRequest
@@ -293,7 +294,10 @@ def invoice_page(
         invoice = billing.get_invoice(conn, viewer, invoice_id)
     except (NotFound, Forbidden) as exc:
         return not_found_page(request, viewer, NotFound(exc.detail))
-    return render(request, "invoice.html", viewer, invoice=invoice)
+    notes, _ = documents.list_credit_notes(
+        conn, viewer, invoice_id=invoice.id, after=None, limit=PAGE
+    )
+    return render(request, "invoice.html", viewer, invoice=invoice, credit_notes=notes)
 
 
 # --- template helpers --------------------------------------------------------------------------

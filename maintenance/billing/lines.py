@@ -42,7 +42,14 @@ USAGE_NAMESPACE = UUID("6f0c3c52-5b7e-4d1e-9a43-8f1f3a0b7c21")
 # Late usage of an issued period is charged as an adjustment on the next invoices that close
 # within this many months after it; later than that it is no longer billed.
 ADJUSTMENT_LOOKBACK_MONTHS = 3
-KIND_ORDER = {"base_fee": 0, "usage": 1, "usage_adjustment": 2, "parts": 3, "labour": 4}
+KIND_ORDER = {
+    "base_fee": 0,
+    "usage": 1,
+    "usage_adjustment": 2,
+    "parts": 3,
+    "labour": 4,
+    "service_credit": 5,
+}
 
 
 def usage_record_id(subscription_id: int, asset_id: int, period: str) -> UUID:

@@ -343,12 +343,13 @@ def replace_lines(conn: Conn, invoice_id: int, lines: list[LineDraft], now: date
             INSERT INTO invoice_lines (invoice_id, line_no, kind, description, subscription_id,
                 asset_id, plan_id, order_id, part_id, usage_record_id, adjusts_period,
                 starts_at, ends_at, quantity, unit, unit_price_minor, unit_quantity,
-                amount_minor)
+                amount_minor, service_credit_id, tax_category, tax_rate_bps, tax_minor)
             VALUES (%(invoice_id)s, %(line_no)s, %(kind)s, %(description)s,
                 %(subscription_id)s, %(asset_id)s, %(plan_id)s, %(order_id)s, %(part_id)s,
                 %(usage_record_id)s, %(adjusts_period)s, %(starts_at)s, %(ends_at)s,
                 %(quantity)s, %(unit)s, %(unit_price_minor)s, %(unit_quantity)s,
-                %(amount_minor)s)
+                %(amount_minor)s, %(service_credit_id)s, %(tax_category)s, %(tax_rate_bps)s,
+                %(tax_minor)s)
             """,
             [
                 {**asdict(line), "invoice_id": invoice_id, "line_no": n}
@@ -360,6 +361,7 @@ def replace_lines(conn: Conn, invoice_id: int, lines: list[LineDraft], now: date
         invoice_id,
         {
             "total_minor": sum(line.amount_minor for line in lines),
+            "tax_minor": sum(line.tax_minor for line in lines),
             "line_count": len(lines),
             "closed_at": now,
         },
@@ -386,6 +388,47 @@ def delete_draft(conn: Conn, invoice_id: int) -> None:
     """Remove an empty draft (nothing to bill)."""
     conn.execute("DELETE FROM invoice_lines WHERE invoice_id = %s", (invoice_id,))
     conn.execute("DELETE FROM invoices WHERE id = %s AND status = 'draft'", (invoice_id,))
+
+
+def draft_periods(conn: Conn, customer_id: int) -> list[str]:
+    """The periods of a customer's invoices that are still drafts."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(
+            "SELECT period FROM invoices WHERE customer_id = %s AND status = 'draft'",
+            (customer_id,),
+        ).fetchall()
+
+
+def issued_charges(
+    conn: Conn, customer_id: int, period: str, asset_id: int, subscription_id: int
+) -> int:
+    """An asset's base fee and usage under a subscription on the issued invoice of a period."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        value = cur.execute(
+            """
+            SELECT coalesce(sum(l.amount_minor), 0) FROM invoice_lines l
+              JOIN invoices i ON i.id = l.invoice_id
+             WHERE i.customer_id = %s AND i.period = %s AND i.status IN ('issued', 'paid')
+               AND l.asset_id = %s AND l.subscription_id = %s
+               AND l.kind IN ('base_fee', 'usage')
+            """,
+            (customer_id, period, asset_id, subscription_id),
+        ).fetchone()
+    return int(value or 0)
+
+
+def issued_order_charges(conn: Conn, order_id: int) -> int | None:
+    """The parts and labour of an order on issued invoices; None: none billed it."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        value = cur.execute(
+            """
+            SELECT sum(l.amount_minor) FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+             WHERE l.order_id = %s AND i.status IN ('issued', 'paid')
+               AND l.kind IN ('parts', 'labour')
+            """,
+            (order_id,),
+        ).fetchone()
+    return None if value is None else int(value)
 
 
 # --- partners ------------------------------------------------------------------------------

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from fleet.schemas import Strict
 from fleetcare.inputs import Id
@@ -34,7 +34,7 @@ INVOICE_LIFECYCLE = Lifecycle(
         InvoiceStatus.VOID: set(),
     },
 )
-LineKind = Literal["base_fee", "usage", "usage_adjustment", "parts", "labour"]
+LineKind = Literal["base_fee", "usage", "usage_adjustment", "parts", "labour", "service_credit"]
 PERIOD_REGEX = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 
@@ -74,6 +74,16 @@ class Invoice(BaseModel):
     void_reason: str | None
     created_at: datetime
     updated_at: datetime
+    number: str | None = Field(default=None, description="gap-free, given when issued")
+    tax_minor: int = Field(default=0, description="the sum of the lines' tax")
+    seller: dict[str, Any] | None = Field(default=None, description="as of issue")
+    buyer: dict[str, Any] | None = Field(default=None, description="as of issue")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def gross_minor(self) -> int:
+        """Net total plus tax: what the customer pays."""
+        return self.total_minor + self.tax_minor
 
 
 class InvoiceLine(BaseModel):
@@ -96,6 +106,10 @@ class InvoiceLine(BaseModel):
     unit_price_minor: int
     unit_quantity: int
     amount_minor: int
+    service_credit_id: int | None = None
+    tax_category: str = "untaxed"
+    tax_rate_bps: int = 0
+    tax_minor: int = 0
 
 
 class InvoiceDetail(Invoice):
@@ -122,6 +136,10 @@ class LineDraft:
     adjusts_period: str | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    service_credit_id: int | None = None
+    tax_category: str = "untaxed"
+    tax_rate_bps: int = 0
+    tax_minor: int = 0
 
 
 @dataclass(frozen=True)

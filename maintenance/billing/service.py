@@ -36,6 +36,9 @@ from maintenance.billing.schemas import (
     UsageRecord,
 )
 from maintenance.common import Conn, require_customer_side, require_operator, subject
+from maintenance.documents import credits
+from maintenance.documents import repository as documents_repo
+from maintenance.documents import service as documents
 from maintenance.events.service import emit
 from maintenance.partners import service as partners
 
@@ -92,6 +95,9 @@ def close_customer(conn: Conn, customer_id: int, period: Period, clock: Clock) -
     if invoice.status != InvoiceStatus.DRAFT:
         return invoice
     lines, records = compute_lines(conn, customer_id, period, invoice.currency, now)
+    credits.assess_failures(conn, customer_id, period.end, now)
+    lines += credits.credit_lines(conn, customer_id, period, lines)
+    lines = documents.with_tax(lines, documents.parties(conn, customer_id)[2])
     if not lines:
         repo.delete_draft(conn, invoice.id)
         repo.delete_stale_usage(conn, customer_id, period.name, records)
@@ -104,7 +110,11 @@ def close_customer(conn: Conn, customer_id: int, period: Period, clock: Clock) -
 
 def _issue(conn: Conn, invoice: Invoice, now: datetime) -> Invoice:
     repo.mark_usage_billed(conn, invoice.id, invoice.customer_id, invoice.period)
-    issued = repo.move_invoice(conn, invoice, InvoiceStatus.ISSUED, {"issued_at": now}, now)
+    document = documents.stamp_issued(conn, invoice, now)
+    issued = repo.move_invoice(
+        conn, invoice, InvoiceStatus.ISSUED, {"issued_at": now, **document}, now
+    )
+    documents_repo.apply_credits(conn, issued.id)
     lines = repo.invoice_lines(conn, issued.id)
     emit(
         conn,
@@ -227,16 +237,25 @@ def pay_invoice(conn: Conn, principal: Principal, invoice_id: int, clock: Clock)
 def void_invoice(
     conn: Conn, principal: Principal, invoice_id: int, reason: str, clock: Clock
 ) -> Invoice:
-    """Void a draft or an unpaid issued invoice (operator). It stays, with its lines."""
+    """Void a draft or an unpaid issued invoice (operator). It stays, with its lines; an issued
+    one is reversed by a credit note for what remains of its lines (service credits included:
+    they are not applied again)."""
     invoice = _invoice_for_update(conn, principal, invoice_id)
     now = clock.now()
     voided = repo.move_invoice(
         conn, invoice, InvoiceStatus.VOID, {"voided_at": now, "void_reason": reason}, now
     )
+    note = None
+    if invoice.status == InvoiceStatus.ISSUED:
+        note = documents.credit_remaining(conn, invoice, reason, now)
     emit(
         conn,
         "invoice.voided",
-        {"invoice": voided.model_dump(mode="json"), "previous_status": invoice.status},
+        {
+            "invoice": voided.model_dump(mode="json"),
+            "previous_status": invoice.status,
+            "credit_note": None if note is None else note.model_dump(mode="json"),
+        },
         customer_id=voided.customer_id,
         subject=subject("invoice", voided.id),
         occurred_at=now,

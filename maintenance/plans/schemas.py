@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from fleet.schemas import Strict
 from fleetcare.inputs import Money
@@ -56,6 +56,18 @@ class PlanCreate(Strict):
     fee_per_asset_month_minor: Money | None = Field(default=None)
     usage_price_minor: Money | None = Field(default=None)
     usage_price_quantity: int = Field(default=1, gt=0, le=10**9)
+    failure_credit_bps: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="the promise: a covered component that fails before its predicted due date"
+        " earns this share (basis points) of the asset's charges of that month as a credit",
+    )
+    failure_repair_free: bool = Field(
+        default=False,
+        description="the promise: the repair of such a failure is free (its billable parts and"
+        " labour are credited)",
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> PlanCreate:
@@ -86,11 +98,34 @@ class Plan(BaseModel):
     fee_per_asset_month_minor: int | None
     usage_price_minor: int | None
     usage_price_quantity: int
+    failure_credit_bps: int | None = None
+    failure_repair_free: bool = False
     created_at: datetime
     retired_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def promise(self) -> str | None:
+        """The plan's promise in words (None: it promises nothing for failures)."""
+        return promise_text(self.failure_credit_bps, self.failure_repair_free)
 
     def entitlements(self, overrides: dict[str, object] | None = None) -> Entitlements:
         """The plan's entitlements with ``overrides`` applied."""
         base = {name: getattr(self, name) for name in Entitlements.model_fields}
         base.update({k: v for k, v in (overrides or {}).items() if k in base and v is not None})
         return Entitlements.model_validate(base)
+
+
+def promise_text(credit_bps: int | None, repair_free: bool) -> str | None:
+    """What a plan promises when a covered component fails before its predicted due date."""
+    earns = []
+    if credit_bps is not None:
+        share = f"{credit_bps / 100:g} %"
+        earns.append(f"earns a service credit of {share} of the asset's charges of that month")
+    if repair_free:
+        earns.append("its repair is free (billable parts and labour are credited)")
+    if not earns:
+        return None
+    return (
+        "A covered component that fails before its predicted due date " + ", and ".join(earns) + "."
+    )

@@ -246,6 +246,56 @@ class QuarantineSpikeV1(Payload):
     reasons: dict[str, int]
 
 
+# --- invoice documents (producer: maintenance/documents, maintenance/value) -----------------
+
+
+class CreditNoteRecord(Record):
+    id: int
+    customer_id: int
+    invoice_id: int
+    number: str
+    kind: str
+    reason: str
+    currency: str
+    total_minor: int
+    tax_minor: int
+    issued_at: datetime
+    lines: list[dict[str, Any]]
+
+
+class CreditNoteIssuedV1(Payload):
+    credit_note: CreditNoteRecord
+    invoice_number: str | None
+
+
+class ServiceCreditRecord(Record):
+    id: int
+    customer_id: int
+    subscription_id: int
+    asset_id: int
+    asset_ref: str
+    component: str
+    life_id: int
+    failure_report_id: int | None
+    failed_at: datetime
+    period: str
+    kind: str
+    rate_bps: int | None
+    order_id: int | None
+    reason: str
+    currency: str
+
+
+class ServiceCreditEarnedV1(Payload):
+    credit: ServiceCreditRecord
+
+
+class ValueReportReadyV1(Payload):
+    customer_id: int
+    period: str
+    report: dict[str, Any]
+
+
 # --- webhooks themselves ---------------------------------------------------------------------
 
 
@@ -376,6 +426,25 @@ EVENT_TYPES: dict[str, EventType] = _types(
         SubscriptionAssetRemovedV1,
     ),
     EventType("invoice.issued", 1, "An invoice was issued (proposed).", InvoiceIssuedV1),
+    EventType(
+        "credit_note.issued",
+        1,
+        "A credit note reversed all (a void) or part (a correction) of an issued invoice.",
+        CreditNoteIssuedV1,
+    ),
+    EventType(
+        "service_credit.earned",
+        1,
+        "A covered component failed before its predicted due date: the plan's promise earns"
+        " a credit on the next invoice.",
+        ServiceCreditEarnedV1,
+    ),
+    EventType(
+        "value_report.ready",
+        1,
+        "The customer's value report of a month (failures prevented, money saved, ...).",
+        ValueReportReadyV1,
+    ),
     EventType("device.offline", 1, "A device stopped reporting (proposed).", DeviceOfflineV1),
     EventType(
         "ingest.quarantine_spike",

@@ -1,0 +1,1 @@
+"""Invoice documents: numbers, parties, tax, credit notes, service credits, PDFs."""

@@ -1,0 +1,27 @@
+"""Downloadable documents: invoices and credit notes as PDF files. No SQL text, no HTTP."""
+
+from __future__ import annotations
+
+from fleet.schemas import Principal
+from maintenance.billing import service as billing
+from maintenance.common import Conn
+from maintenance.documents import pdf, printing
+from maintenance.documents import service as documents
+
+
+def invoice_pdf(conn: Conn, principal: Principal, invoice_id: int) -> tuple[str, bytes]:
+    """An invoice as a PDF (file name, bytes); a draft prints as a draft with today's parties."""
+    invoice = billing.get_invoice(conn, principal, invoice_id)
+    draft_parties: tuple[dict[str, object], ...] = ({}, {})
+    if invoice.seller is None:
+        seller, buyer, decision = documents.parties(conn, invoice.customer_id)
+        draft_parties = (documents.party_json(seller), documents.party_json(buyer, decision))
+    name = invoice.number or f"draft-{invoice.customer_id}-{invoice.period}"
+    return f"{name}.pdf", pdf.render(printing.invoice_document(invoice, draft_parties))
+
+
+def credit_note_pdf(conn: Conn, principal: Principal, note_id: int) -> tuple[str, bytes]:
+    """A credit note as a PDF (file name, bytes)."""
+    note = documents.get_credit_note(conn, principal, note_id)
+    invoice = billing.get_invoice(conn, principal, note.invoice_id)
+    return f"{note.number}.pdf", pdf.render(printing.credit_note_document(note, invoice.number))
