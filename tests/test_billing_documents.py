@@ -31,8 +31,8 @@ from maintenance.documents.tax import Buyer, check_vat_id, decide, line_tax
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import CompleteRequest, FailureCreate, PartUse
 from tests.conftest import Tenant
-from tests.test_dashboard import sign_in
 from tests.fixtures.billing import OPERATOR, at, lines_of, subscribed_customer
+from tests.test_dashboard import sign_in
 
 AFTER_NOV = ManualClock(at(3, month=12))
 RATES = {
