@@ -206,7 +206,10 @@ class IngestHealth(BaseModel):
     ingestors: list[IngestorStatus]
     quarantine: list[QuarantineCount]
     broker_dropped: int | None = Field(
-        description="the broker's $SYS/broker/publish/messages/dropped, as last seen"
+        description=(
+            "messages the broker dropped while the ingestors watched its "
+            "$SYS/broker/publish/messages/dropped counter; null until one has read it"
+        )
     )
     alerts: list[str] = Field(
         default_factory=list,

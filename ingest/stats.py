@@ -34,7 +34,12 @@ class IngestStats:
         self.alert: str | None = None  # the last subscription alert, and when (wall time)
         self.alert_at: float | None = None
         self.quarantined: Counter[tuple[str, str]] = Counter()  # (device, reason)
+        # messages the broker dropped while this ingestor watched its $SYS counter (see
+        # record_broker_dropped); None until the first $SYS tick shows the counter is readable
         self.broker_dropped: int | None = None
+        self._dropped_last: int | None = None  # the broker's counter as last seen
+        self.broker_ticks = 0  # $SYS uptime messages seen (one every sys_interval)
+        self.subscriptions_total = 0  # subscriptions the broker acknowledged (each connection)
         self.lag_s = 0.0
         self.connected = False
         self.protocol = ""
@@ -69,10 +74,41 @@ class IngestStats:
                 self.alert, self.alert_at = alert.detail, time.time()
             self.lock.notify_all()
 
-    def record_broker_dropped(self, dropped: int) -> None:
-        """The broker's own count of messages it dropped ($SYS, published every few seconds)."""
+    def record_broker_dropped(self, dropped: int, *, retained: bool) -> None:
+        """The broker's count of messages it dropped ($SYS/broker/publish/messages/dropped).
+
+        Mosquitto publishes the counter only when it changes, retained with a 60 s expiry: an
+        ingestor that subscribes later than that after the last change gets no value at all.
+        So this counts what the broker dropped *while we watched*: the retained value that
+        comes on subscription is the baseline; each live value adds its increase over the last
+        one. A live value with no baseline is counted whole (it may include older drops: an
+        alert too many rather than one missed). A lower value means the broker restarted and
+        counts from zero again.
+        """
         with self.lock:
-            self.broker_dropped = dropped
+            last = self._dropped_last
+            self._dropped_last = dropped
+            if self.broker_dropped is None:
+                self.broker_dropped = 0
+            if not retained:
+                increase = dropped if last is None or dropped < last else dropped - last
+                self.broker_dropped += increase
+            self.lock.notify_all()
+
+    def record_subscribed(self) -> None:
+        """The broker acknowledged our telemetry subscription (at each (re)connection)."""
+        with self.lock:
+            self.connected = True
+            self.subscriptions_total += 1
+            self.lock.notify_all()
+
+    def record_broker_tick(self) -> None:
+        """A $SYS tick (the broker's uptime) came: the dropped counter is readable, and had it
+        changed since we subscribed its new value would have come before the tick."""
+        with self.lock:
+            self.broker_ticks += 1
+            if self.broker_dropped is None:
+                self.broker_dropped = 0
             self.lock.notify_all()
 
     def readings_per_s(self, window_s: float = 10.0) -> float:

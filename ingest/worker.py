@@ -294,7 +294,7 @@ class IngestWorker:
             log.error("the broker refused the telemetry subscription: %s", reason_codes[0])
             return
         self._watch.on_subscribed(time.time())
-        self.stats.connected = True
+        self.stats.record_subscribed()
         self._last_status = 0.0  # tell the status row soon
         self.subscribed.set()
 
@@ -312,7 +312,7 @@ class IngestWorker:
         except UnicodeDecodeError:
             topic = repr(message._topic)
         if topic[:1] == "$":
-            self._on_broker_status(topic, message.payload)
+            self._on_broker_status(topic, message.payload, retained=bool(message.retain))
             return
         payload = bytes(message.payload)
         sp_topic = parse_topic(topic) if topic[:8] == "spBv1.0/" else None
@@ -363,11 +363,12 @@ class IngestWorker:
             log.info("subscribing to the topics of new payload profiles: %s", ", ".join(new))
             self._client.subscribe([(f, 1) for f in new])
 
-    def _on_broker_status(self, topic: str, payload: bytes) -> None:
+    def _on_broker_status(self, topic: str, payload: bytes, *, retained: bool) -> None:
         if topic == BROKER_DROPPED_TOPIC:
             with contextlib.suppress(ValueError):
-                self.stats.record_broker_dropped(int(payload))
+                self.stats.record_broker_dropped(int(payload), retained=retained)
         elif topic == BROKER_UPTIME_TOPIC and (uptime := parse_uptime(payload)) is not None:
+            self.stats.record_broker_tick()
             restarted, alert = self._watch.on_uptime(uptime, time.time())
             if alert is not None:
                 log.warning("ingest %s: %s", self.config.client_id, alert.detail)

@@ -92,33 +92,6 @@ def mqtt_address(url: str) -> tuple[str, int, str | None, str | None]:
     return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
 
 
-def read_retained(url: str, topic: str, timeout: float = 30) -> bytes:
-    """The retained message on ``topic`` (e.g. a broker's $SYS counter), read by a fresh
-    client; TimeoutError when none comes."""
-    host, port, user, pw = mqtt_address(url)
-    got: list[bytes] = []
-    arrived = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sys-{uuid.uuid4().hex[:8]}")
-    if user:
-        client.username_pw_set(user, pw)
-
-    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        got.append(msg.payload)
-        arrived.set()
-
-    client.on_message = on_message
-    client.on_connect = lambda c, *_: c.subscribe(topic, 0)
-    client.connect(host, port)
-    client.loop_start()
-    try:
-        if not arrived.wait(timeout):
-            raise TimeoutError(f"nothing on {topic} within {timeout} s")
-        return got[0]
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
 class Publisher:
     """A QoS 1 publisher with a persistent session that can wait for all its PUBACKs."""
 
