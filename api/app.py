@@ -39,11 +39,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = open_pool(database_url, settings, name="api")
+        pool = open_pool(database_url, settings, name="api", per_request=True)
         app.state.pool = pool
         # read-only routes read from a streaming replica when one is configured
         app.state.read_pool = (
-            open_pool(settings.read_database_url, settings, name="api-read")
+            open_pool(settings.read_database_url, settings, name="api-read", per_request=True)
             if settings.read_database_url
             else None
         )

@@ -21,6 +21,7 @@ from fastapi import Request
 from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.errors import TooManyRequests, Unauthorized
+from fleetcare.tenancy import operator_lookup
 
 
 class AuthFailureLimiter:
@@ -84,11 +85,13 @@ def authenticate_limited(request: Request, conn: Any, key: str | None) -> Princi
     """``fleet.authenticate`` behind the app's failure limiter (none when the app has none)."""
     limiter: AuthFailureLimiter | None = getattr(request.app.state, "auth_limiter", None)
     if limiter is None:
-        return fleet.authenticate(conn, key)
+        with operator_lookup(conn):
+            return fleet.authenticate(conn, key)
     source = source_of(request)
     limiter.check(source)
     try:
-        return fleet.authenticate(conn, key)
+        with operator_lookup(conn):  # the key's own row, before its customer is known
+            return fleet.authenticate(conn, key)
     except Unauthorized:
         if key:  # a missing key is a mistake, not a guess
             limiter.failed(source)

@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 
 from api.auth_limit import authenticate_limited
 from api.permissions import require_permission
+from api.tenancy import bind_principal, bind_read_conn
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.errors import Conflict, ReplicaLagging, ServiceUnavailable
@@ -71,6 +72,7 @@ def get_read_conn(request: Request, primary: Conn) -> Iterator[Connection[Any]]:
         return
     settings: Settings = request.app.state.settings
     with read_pool.connection() as conn:
+        bind_read_conn(request, conn)
         lag = replica_lag_s(conn)
         if lag is not None and lag > settings.read_max_lag_s:
             behind = "is not streaming" if math.isinf(lag) else f"is {lag:.1f} s behind"
@@ -112,6 +114,7 @@ def get_principal(
     if not key:
         key = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
     principal = authenticate_limited(request, conn, key)
+    bind_principal(request, conn, principal)
     route = request.scope.get("route")
     require_permission(principal, request.method, getattr(route, "path", request.url.path))
     return principal

@@ -7,10 +7,13 @@ module, never the composition back.
 
 from __future__ import annotations
 
+import getpass
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from fleetcare import settings as settings_module
 from fleetcare.logs import setup_logging
@@ -40,4 +43,13 @@ def database_url(settings: Settings) -> Iterator[str]:
     from fleetcare.services import running_services
 
     with running_services(settings, need_broker=False) as services:
-        yield services.database_url
+        yield cli_conninfo(services.database_url)
+
+
+def cli_conninfo(url: str) -> str:
+    """``url`` with the audit trail's session settings of a CLI command: the changes a command
+    makes are recorded as ``cli:<os user>`` from ``cli`` (workers it starts set their own)."""
+    user = re.sub(r"[^A-Za-z0-9_.@-]", "_", getpass.getuser()) or "unknown"
+    options = f"-c fleetcare.actor=cli:{user} -c fleetcare.channel=cli -c fleetcare.source=cli"
+    given = conninfo_to_dict(url).get("options")
+    return make_conninfo(url, options=f"{given or ''} {options}".strip())

@@ -7,6 +7,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from fleetcare.settings import Settings
+from fleetcare.tenancy import system_session, use_app_role
 
 
 def open_pool(
@@ -15,11 +16,23 @@ def open_pool(
     *,
     name: str = "fleetcare",
     max_size: int | None = None,
+    per_request: bool = False,
 ) -> ConnectionPool[Connection[TupleRow]]:
     """Open a connection pool that checks connections before handing them out.
 
-    ``max_size`` overrides the settings' (a worker sizes its pool to its loops).
+    Its connections act as the application role (row-level security applies). A worker's pool
+    acts for every customer as ``system:<name>``; ``per_request`` leaves each transaction to set
+    its caller's context (the API). ``max_size`` overrides the settings' (a worker sizes its
+    pool to its loops).
     """
+
+    def configure(conn: Connection[TupleRow]) -> None:
+        if per_request:
+            use_app_role(conn)
+            conn.commit()
+        else:
+            system_session(conn, f"system:{name}")
+
     min_size = settings.pool_min_size if settings else 1
     if max_size is None:
         max_size = settings.pool_max_size if settings else 10
@@ -31,12 +44,20 @@ def open_pool(
         name=name,
         open=False,
         check=ConnectionPool.check_connection,
+        configure=configure,
         kwargs={"autocommit": False},
     )
     pool.open(wait=True, timeout=30)
     return pool
 
 
-def connect(database_url: str, *, autocommit: bool = False) -> Connection[TupleRow]:
-    """Open one connection (CLI commands, the migration runner, workers that LISTEN)."""
-    return Connection.connect(database_url, autocommit=autocommit)
+def connect(
+    database_url: str, *, autocommit: bool = False, actor: str | None = None
+) -> Connection[TupleRow]:
+    """Open one connection (CLI commands, workers that LISTEN). With ``actor`` it acts as the
+    application role for every customer (a worker: ``system:<name>``); without, as the user of
+    the URL (a CLI command, which is the operator's tool)."""
+    conn = Connection.connect(database_url, autocommit=autocommit)
+    if actor is not None:
+        system_session(conn, actor)
+    return conn

@@ -39,6 +39,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client.registry import CollectorRegistry
 
 from fleetcare.clock import Clock, SystemClock
+from fleetcare.tenancy import system_session
 from ingest import repository as repo
 from ingest.inbox import AckToken, Inbox
 from ingest.mqtt_client import BufferedClient, mqtt_endpoint, probe_mqtt5
@@ -443,6 +444,7 @@ class IngestWorker:
             if db is not None:
                 db.close()
             db = psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=5)
+            system_session(db, "system:ingest")
             self._local.db = db
             self._connections.append(db)
         return db

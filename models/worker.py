@@ -51,7 +51,7 @@ class ScoringWorker:
 
     def run_once(self) -> PassResult:
         """Run one pass in its own connection and transaction."""
-        with connect(self.database_url) as conn:
+        with connect(self.database_url, actor="system:score") as conn:
             return self.run_pass(conn)
 
     def run_pass(self, conn: Connection[Any]) -> PassResult:

@@ -125,7 +125,7 @@ class LiveHub:
                 self._stop.wait(2.0)
 
     def _listen(self) -> None:
-        with connect(self._database_url, autocommit=True) as conn:
+        with connect(self._database_url, autocommit=True, actor="system:live") as conn:
             conn.execute("SELECT set_config('application_name', %s, false)", (APPLICATION_NAME,))
             for channel in CHANNELS:
                 conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))

@@ -17,10 +17,12 @@ from fastapi.templating import Jinja2Templates
 from api.auth_limit import authenticate_limited
 from api.dashboard import service
 from api.deps import Conn, _bearer
+from api.tenancy import bind_principal
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.errors import NotFound, Unauthorized
 from fleetcare.settings import Settings
+from fleetcare.tenancy import operator_lookup
 
 HERE = Path(__file__).resolve().parent.parent  # api/
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -48,13 +50,22 @@ class SignInRequired(Exception):
 
 
 def viewer_principal(request: Request, conn: Any) -> Principal | None:
+    """The caller of a dashboard request (key or session), its context bound to ``conn``."""
+    principal = _viewer(request, conn)
+    if principal is not None:
+        bind_principal(request, conn, principal)
+    return principal
+
+
+def _viewer(request: Request, conn: Any) -> Principal | None:
     key = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
     if key:
         return authenticate_limited(request, conn, key)
     key_id = request.session.get("key_id")
     if isinstance(key_id, int):
         try:
-            return service.principal_for_session(conn, key_id)
+            with operator_lookup(conn):  # the session's key, before its customer is known
+                return service.principal_for_session(conn, key_id)
         except Unauthorized:
             request.session.clear()
     return None

@@ -7,7 +7,9 @@ from fastapi.security import HTTPBasic
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AppClock, Conn
+from api.tenancy import bind_device
 from fleetcare.errors import PayloadTooLarge
+from fleetcare.tenancy import operator_lookup
 from ingest.http import TelemetryReceipt, device_from_basic_auth, ingest_posted
 from ingest.schemas import IngestLimits
 
@@ -49,7 +51,14 @@ async def post_telemetry(
     settings = request.app.state.settings
     limits = IngestLimits(topic_root=settings.topic_root)
     authorization = request.headers.get("authorization")
-    ref = await run_in_threadpool(device_from_basic_auth, conn, authorization)
+
+    def device() -> str:
+        with operator_lookup(conn):  # the device's row, before its customer is known
+            ref = device_from_basic_auth(conn, authorization)
+        bind_device(request, conn, ref)
+        return ref
+
+    ref = await run_in_threadpool(device)
     payload = await read_body(request, limits.max_payload_bytes)
 
     def store() -> TelemetryReceipt:
