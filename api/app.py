@@ -12,6 +12,7 @@ from api.errors import install_error_handlers, install_fallback_handlers
 from api.guard import InputGuardMiddleware
 from api.openapi import install_openapi
 from api.routes import (
+    audit,
     billing,
     dashboard,
     devices,
@@ -88,6 +89,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(billing.router)
     app.include_router(documents.router)
+    app.include_router(audit.router)
     dashboard.install(app, settings)
     app.include_router(model_routes.router)
     install_openapi(app)

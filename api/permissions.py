@@ -105,10 +105,18 @@ PERMISSIONS: Final[dict[tuple[str, str], frozenset[str]]] = {
 }
 
 
+# Reads confined to some roles (other reads are open to every role, within its customer).
+READ_PERMISSIONS: Final[dict[tuple[str, str], frozenset[str]]] = {
+    # the audit trail: a customer's admin reads its organisation's, the operator every one
+    ("GET", "/v1/audit"): CUSTOMER,
+    ("GET", "/v1/audit/export.csv"): CUSTOMER,
+}
+
+
 def allowed_roles(method: str, route: str) -> frozenset[str] | None:
-    """The roles that may call ``method route``; None for a read (not governed here)."""
+    """The roles that may call ``method route``; None for a read open to every role."""
     if method.upper() not in WRITES:
-        return None
+        return READ_PERMISSIONS.get((method.upper(), route))
     return PERMISSIONS.get((method.upper(), route), frozenset())
 
 

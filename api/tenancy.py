@@ -19,11 +19,6 @@ from fleet.schemas import Principal
 from fleetcare.tenancy import TenantContext, apply_context, system_context
 
 
-def _route_path(request: Request) -> str:
-    route = request.scope.get("route")
-    return str(getattr(route, "path", request.url.path))
-
-
 def context_of(
     principal: Principal, *, channel: str, source: str, request: str | None = None
 ) -> TenantContext:
@@ -45,7 +40,7 @@ def context_of(
 
 def principal_context(request: Request, principal: Principal) -> TenantContext:
     """The context of ``principal`` calling ``request``."""
-    path = _route_path(request)
+    path = request.url.path
     return context_of(
         principal,
         channel="dashboard" if path.startswith("/dashboard") else "api",
@@ -72,6 +67,15 @@ def bind_device(request: Request, conn: Connection[Any], device_ref: str) -> Non
     catalogue; the device's customer is checked by ingest as on MQTT)."""
     context = system_context(f"device:{device_ref}", channel="api", source=source_of(request))
     _bind(request, conn, context)
+
+
+def rollback_keeping_caller(request: Request, conn: Connection[Any]) -> None:
+    """Roll the request's transaction back and go on as the same caller (a page that shows
+    a refusal after undoing the change)."""
+    conn.rollback()
+    context: TenantContext | None = getattr(request.state, "tenant_context", None)
+    if context is not None:
+        apply_context(conn, context)
 
 
 def bind_read_conn(request: Request, conn: Connection[Any]) -> None:

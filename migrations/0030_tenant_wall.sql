@@ -24,6 +24,14 @@ BEGIN
             NULL;  -- another database of this server created it at the same moment
         END;
     END IF;
+    -- a replica's lag check reads pg_stat_wal_receiver, whose status only these roles see
+    IF NOT pg_has_role('fleetcare_app', 'pg_read_all_stats', 'MEMBER') THEN
+        BEGIN
+            GRANT pg_read_all_stats TO fleetcare_app;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'grant pg_read_all_stats to fleetcare_app for the replica lag check';
+        END;
+    END IF;
     IF NOT pg_has_role(current_user, 'fleetcare_app', 'MEMBER') THEN
         BEGIN
             EXECUTE format('GRANT fleetcare_app TO %I', current_user);
@@ -83,8 +91,12 @@ $$;
 --   column holds a customer id (the default, 'customer_id'; 'id' for customers itself);
 --   column 'partner_id' with no parent: the partner's own rows;
 --   parent given: column holds the id of a row of parent, visible when that row is.
+-- shared_rows: a row whose column is NULL is an operator-level record that a customer's action
+-- may raise (an event about stock, a plan, a partner); any context may write and read it back
+-- (INSERT ... RETURNING needs both), the API's own filters keep it from customers' lists.
 CREATE FUNCTION fleetcare_tenant_policy(
-    tbl regclass, tenant_column name DEFAULT 'customer_id', parent regclass DEFAULT NULL
+    tbl regclass, tenant_column name DEFAULT 'customer_id', parent regclass DEFAULT NULL,
+    shared_rows boolean DEFAULT false
 ) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -116,6 +128,9 @@ BEGIN
     END IF;
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
     EXECUTE format('DROP POLICY IF EXISTS tenant_wall ON %s', tbl);
+    IF shared_rows THEN
+        predicate := format('%I IS NULL OR %s', tenant_column, predicate);
+    END IF;
     EXECUTE format('CREATE POLICY tenant_wall ON %s USING (%s) WITH CHECK (%s)',
                    tbl, predicate, predicate);
 END
@@ -124,7 +139,7 @@ $$;
 SELECT fleetcare_tenant_policy('customers', 'id');
 SELECT fleetcare_tenant_policy(t)
   FROM unnest(ARRAY[
-      'api_keys', 'sites', 'assets', 'devices', 'quarantine', 'events', 'subscriptions',
+      'api_keys', 'sites', 'assets', 'devices', 'quarantine', 'subscriptions',
       'subscription_assets', 'maintenance_orders', 'shipments', 'failure_reports',
       'missed_predictions', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts',
       'usage_records', 'invoices'
@@ -135,6 +150,7 @@ SELECT fleetcare_tenant_policy(t, 'asset_id', 'assets')
       'predictions', 'asset_lives', 'policy_queue', 'policy_states', 'sim_ground_truth',
       'sim_lives', 'latest_predictions', 'asset_health', 'asset_scoring_state'
   ]::regclass[]) AS t;
+SELECT fleetcare_tenant_policy('events', 'customer_id', NULL, shared_rows => true);
 SELECT fleetcare_tenant_policy('invoice_lines', 'invoice_id', 'invoices');
 SELECT fleetcare_tenant_policy('subscription_plan_periods', 'subscription_id', 'subscriptions');
 SELECT fleetcare_tenant_policy('reservations', 'order_id', 'maintenance_orders');

@@ -40,6 +40,7 @@ NAV: list[tuple[str, str]] = [
     ("/dashboard/service-credits", "Credits"),
     ("/dashboard/ingest", "Ingest"),
     ("/dashboard/models", "Models"),
+    ("/dashboard/audit", "Audit"),
 ]
 
 # --- who is looking ----------------------------------------------------------------------------

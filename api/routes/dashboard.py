@@ -71,11 +71,12 @@ def install(app: FastAPI, settings: Settings) -> None:
     )
     app.add_middleware(SecurityHeadersMiddleware, session_cookie=SESSION_COOKIE)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    from api.routes import dashboard_documents, dashboard_ops  # the other dashboard pages
+    from api.routes import dashboard_audit, dashboard_documents, dashboard_ops  # other pages
 
     app.include_router(router)
     app.include_router(dashboard_ops.router)
     app.include_router(dashboard_documents.router)
+    app.include_router(dashboard_audit.router)
     app.add_exception_handler(SignInRequired, to_sign_in)
 
     inner = app.router.lifespan_context

@@ -27,6 +27,7 @@ from api.dashboard.rendering import (
     templates,
 )
 from api.deps import Conn, ReadConn
+from api.tenancy import rollback_keeping_caller
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import FleetcareError, Forbidden, Invalid, NotFound
@@ -149,10 +150,10 @@ def order_action(
     try:
         order = _run_action(conn, viewer, order_id, action, form, request_clock(request))
     except NotFound as exc:
-        conn.rollback()
+        rollback_keeping_caller(request, conn)
         return not_found_page(request, viewer, exc)
     except (FleetcareError, ValidationError) as exc:
-        conn.rollback()
+        rollback_keeping_caller(request, conn)
         detail = exc.detail if isinstance(exc, FleetcareError) else str(exc.errors()[0]["msg"])
         status = exc.status_code if isinstance(exc, FleetcareError) else 422
         # htmx swaps only 2xx answers: show the refusal on the board instead
@@ -245,10 +246,10 @@ def replay_delivery(
             conn, viewer, delivery.event_public_id, ReplayEvent(endpoint_id=delivery.endpoint_id)
         )
     except NotFound as exc:
-        conn.rollback()
+        rollback_keeping_caller(request, conn)
         return not_found_page(request, viewer, exc)
     except FleetcareError as exc:
-        conn.rollback()
+        rollback_keeping_caller(request, conn)
         return _render_webhooks(
             request,
             conn,
