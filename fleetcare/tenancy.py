@@ -82,13 +82,19 @@ def use_app_role(conn: Connection[Any]) -> None:
     conn.execute(f"SET ROLE {APP_ROLE}")
 
 
-def system_session(conn: Connection[Any], actor: str) -> None:
-    """Make ``conn`` act as the application role for every customer, as ``actor``, for its
-    whole session (a worker's connection); commits when the connection is in a transaction."""
+def session_context(conn: Connection[Any], context: TenantContext) -> None:
+    """Make ``conn`` act as the application role in ``context`` for its whole session (a
+    connection of its own that commits many times); commits when it is in a transaction."""
     use_app_role(conn)
-    _set(conn, system_context(actor).settings(), local=False)
+    _set(conn, context.settings(), local=False)
     if not conn.autocommit:
         conn.commit()
+
+
+def system_session(conn: Connection[Any], actor: str) -> None:
+    """Make ``conn`` act as the application role for every customer, as ``actor``, for its
+    whole session (a worker's connection)."""
+    session_context(conn, system_context(actor))
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.db import connect
 from fleetcare.errors import Forbidden, Invalid
+from fleetcare.tenancy import TenantContext, session_context
 from ingest import history
 from ingest.history import EndReason, Mode
 from ingest.profile_service import get_profile
@@ -47,9 +48,13 @@ def import_upload(
     mode: Mode,
     end_reason: EndReason,
     component: str | None,
+    context: TenantContext | None = None,
 ) -> dict[str, Any]:
-    """Import the uploaded file (each batch commits) and return the report."""
+    """Import the uploaded file (each batch commits) and return the report; ``context``: the
+    caller's (its tenant wall and audit actor) for the whole import."""
     with connect(database_url, autocommit=True) as conn:
+        if context is not None:
+            session_context(conn, context)
         stored = get_profile(conn, profile)
         compiled = compile_profile(parse_profile(stored.document, f"profile {profile}"))
         report = history.import_history(

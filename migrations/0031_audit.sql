@@ -123,10 +123,18 @@ DECLARE
     args text := array_to_string(
         ARRAY(SELECT quote_literal(a) FROM unnest(coalesce(customer_column, '-') || ignored) a),
         ', ');
+    left_out text := quote_literal(ignored || ARRAY['updated_at']);
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS audit_row ON %s', tbl);
-    EXECUTE format('CREATE TRIGGER audit_row AFTER INSERT OR UPDATE OR DELETE ON %s'
+    EXECUTE format('DROP TRIGGER IF EXISTS audit_row_update ON %s', tbl);
+    EXECUTE format('CREATE TRIGGER audit_row AFTER INSERT OR DELETE ON %s'
                    ' FOR EACH ROW EXECUTE FUNCTION fleetcare_audit_row(%s)', tbl, args);
+    -- the WHEN clause skips, without a function call, an update of left-out columns only
+    -- (ingest moves assets' usage counters on every batch)
+    EXECUTE format('CREATE TRIGGER audit_row_update AFTER UPDATE ON %s FOR EACH ROW'
+                   ' WHEN ((to_jsonb(OLD.*) - %s::text[]) IS DISTINCT FROM'
+                   ' (to_jsonb(NEW.*) - %s::text[]))'
+                   ' EXECUTE FUNCTION fleetcare_audit_row(%s)', tbl, left_out, left_out, args);
 END
 $$;
 

@@ -54,7 +54,7 @@ HELP = (
     "    SELECT fleetcare_tenant_policy('<table>');                     -- customer_id column\n"
     "    SELECT fleetcare_tenant_policy('<table>', 'asset_id', 'assets'); -- through a parent\n"
     "    SELECT fleetcare_tenant_policy('<table>', 'partner_id');         -- a partner's rows\n"
-    "(migrations/0030_tenant_wall.sql, docs/access.md#the-second-wall-row-level-security)"
+    "(migrations/0030_tenant_wall.sql, docs/tenant-wall.md)"
 )
 
 

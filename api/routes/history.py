@@ -60,6 +60,7 @@ async def import_history(
             mode=mode,
             end_reason=end,
             component=component,
+            context=getattr(request.state, "tenant_context", None),
         )
     report["files"] = [filename]
     return report
