@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import threading
@@ -127,12 +128,44 @@ def build(url: str, args: argparse.Namespace) -> dict[str, Any]:
         insert_predictions(conn, stop)
         conn.commit()
         log("predictions written")
+        seed_operations(conn, stop)
+        conn.commit()
     refresh_rollup(url, storage, start, stop)
     with connect(url, autocommit=True) as conn:
         # what autovacuum does after a day of ingest: statistics, and (plain PostgreSQL) the
         # BRIN summaries that let time-range scans skip old blocks
         conn.execute("VACUUM ANALYZE")
     return {"storage": storage, "start": start.isoformat(), "stop": stop.isoformat()}
+
+
+def seed_operations(conn: psycopg.Connection[Any], now: datetime) -> None:
+    """What the operations pages list: three orders per asset (two closed, one open) and
+    100,000 quarantined messages spread over the customers."""
+    conn.execute(
+        """
+        INSERT INTO maintenance_orders (customer_id, asset_id, component, status, reason,
+                                        due_at, raised_at, completed_at, cancelled_at)
+        SELECT a.customer_id, a.id, v.component, v.status, 'predicted', %(now)s,
+               %(now)s - interval '30 days',
+               CASE WHEN v.status = 'completed' THEN %(now)s - interval '1 day' END,
+               CASE WHEN v.status = 'cancelled' THEN %(now)s - interval '2 days' END
+          FROM assets a
+         CROSS JOIN (VALUES ('c1', 'completed'), ('c2', 'cancelled'), ('c3', 'raised'))
+               AS v(component, status)
+        """,
+        {"now": now},
+    )
+    conn.execute(
+        """
+        INSERT INTO quarantine (received_at, topic, device_ref, customer_id, reason, detail,
+                                payload)
+        SELECT %(now)s - make_interval(secs => g), 'bench/v1/gw/telemetry', 'gw',
+               1 + g %% (SELECT count(*) FROM customers), 'out_of_bounds', 'bench', 'raw'
+          FROM generate_series(1, 100000) AS g
+        """,
+        {"now": now},
+    )
+    log("operations seeded: orders and quarantine")
 
 
 def make_fleet(conn: psycopg.Connection[Any], args: argparse.Namespace) -> None:
@@ -315,6 +348,9 @@ def timed(
     }
 
 
+NEXT_PAGE = re.compile(r'class="next-page" href="([^"]+)"')
+
+
 def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
     """Time the overview, asset pages and chart data as operator and as a customer."""
     with connect(url) as conn:
@@ -339,14 +375,17 @@ def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
     any_asset, own_asset = pick(asset_ids), pick(own)
     results: dict[str, dict[str, float]] = {}
     with serve(url) as base, httpx.Client(base_url=base, timeout=60) as http:
+        # the sixth page (rows 501-600) by following the keyset cursors of the first five
+        page_5 = "/dashboard?sort=due&desc=true"
+        for _ in range(5):
+            found = NEXT_PAGE.search(http.get(page_5, headers=operator).text)
+            if found is None:
+                break
+            page_5 = found.group(1).replace("&amp;", "&")
         plan: list[tuple[str, Callable[[int], str], dict[str, str]]] = [
             ("overview_operator", lambda i: "/dashboard", operator),
             ("overview_customer", lambda i: "/dashboard", customer),
-            (
-                "overview_due_desc_page_5",
-                lambda i: "/dashboard?sort=due&desc=true&offset=500",
-                operator,
-            ),
+            ("overview_due_desc_page_5", lambda i: page_5, operator),
             ("overview_health_due", lambda i: "/dashboard?health=due", operator),
             (
                 "overview_live_fragment",
@@ -371,6 +410,26 @@ def measure(url: str, runs: int) -> dict[str, dict[str, float]]:
         plan.append(
             ("ingest_hourly_panel_operator", lambda i: "/dashboard/ingest/hourly", operator)
         )
+
+        # the operations pages (their first page, and the next page by its cursor)
+        def fixed(page_path: str) -> Callable[[int], str]:
+            return lambda i: page_path
+
+        for name, page_path in (
+            ("orders", "/dashboard/orders"),
+            ("orders_completed_page_2", "/dashboard/orders?status=completed"),
+            ("shipments", "/dashboard/shipments"),
+            ("webhooks", "/dashboard/webhooks"),
+            ("billing", "/dashboard/billing"),
+            ("quarantine", "/dashboard/quarantine"),
+            ("quarantine_page_2", "/dashboard/quarantine"),
+        ):
+            if name.endswith("_page_2"):
+                found = NEXT_PAGE.search(http.get(page_path, headers=operator).text)
+                page_path = found.group(1).replace("&amp;", "&") if found else page_path
+            plan.append((f"{name}_operator", fixed(page_path), operator))
+        plan.append(("orders_customer", lambda i: "/dashboard/orders", customer))
+        plan.append(("quarantine_customer", lambda i: "/dashboard/quarantine", customer))
         for name, path, headers in plan:
             results[name] = timed(http, runs, path, headers)
             log(

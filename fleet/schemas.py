@@ -30,6 +30,14 @@ class Page(BaseModel, Generic[T]):
     next_after: int | None = None
 
 
+class CursorPage(BaseModel, Generic[T]):
+    """One page of a list ordered by more than an id; pass ``next_after`` (opaque) as
+    ``after`` to get the next."""
+
+    items: list[T]
+    next_after: str | None = None
+
+
 # A partner key belongs to no customer: its customer scope matches no row (identities start
 # at 1), so the fleet routes show it nothing; maintenance routes scope it by partner_id.
 NO_CUSTOMER = 0

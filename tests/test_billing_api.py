@@ -139,7 +139,7 @@ def test_customers_see_only_their_own_billing(
         ).status_code
         == 422
     )
-    records = _ok(client.get("/v1/usage", headers=a.headers))
+    records = _ok(client.get("/v1/usage", headers=a.headers))["items"]
     assert {r["asset_id"] for r in records} == {ca.asset_ids[0]}
 
     advice = _ok(

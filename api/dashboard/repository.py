@@ -44,15 +44,69 @@ HEALTH_CASE = sql.SQL(
             ELSE 'ok' END"""
 )
 
-# Sort orders of the overview list (fixed text; the direction is ASC or DESC).
-SORTS: dict[str, str] = {
-    "due": "h.due_at_conservative {dir} NULLS LAST, a.id",
-    "ref": "a.ref {dir}, a.id",
-    "customer": "c.name {dir}, a.ref, a.id",
-    "site": "s.ref {dir} NULLS LAST, a.ref, a.id",
-    "risk": "h.failure_probability {dir} NULLS LAST, a.id",
-    "kind": "a.kind {dir}, a.ref, a.id",
+# Sort orders of the overview list: (column, its row field, cursor kind, nullable); the first
+# column goes in the chosen direction (NULLS LAST), the others ascending. The last column is
+# the asset id, so that the order is total and a keyset page follows the last row shown.
+SortColumn = tuple[str, str, str, bool]
+_REF: SortColumn = ("a.ref", "ref", "str", False)
+_ID: SortColumn = ("a.id", "asset_id", "int", False)
+SORTS: dict[str, list[SortColumn]] = {
+    "due": [("h.due_at_conservative", "due_at_conservative", "time", True), _ID],
+    "ref": [_REF, _ID],
+    "customer": [("c.name", "customer_name", "str", False), _REF, _ID],
+    "site": [("s.ref", "site_ref", "str", True), _REF, _ID],
+    "risk": [("h.failure_probability", "failure_probability", "float", True), _ID],
+    "kind": [("a.kind", "kind", "str", False), _REF, _ID],
 }
+
+
+def _order_by(columns: list[SortColumn], descending: bool) -> sql.Composable:
+    first, *rest = columns
+    parts = [f"{first[0]} {'DESC' if descending else 'ASC'} NULLS LAST"]
+    parts += [f"{c[0]} ASC" for c in rest]
+    return sql.SQL(", ".join(parts))
+
+
+def _after_key(
+    columns: list[SortColumn], key: list[Any], descending: bool
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """Rows after ``key`` in the order of ``columns`` (NULLS LAST): c0 beyond k0, or equal
+    and the rest beyond; a null k0 is followed only by nulls."""
+    params: dict[str, Any] = {}
+    condition: sql.Composable | None = None
+    for i in reversed(range(len(columns))):
+        column, _, kind, nullable = columns[i]
+        name = f"k{i}"
+        params[name] = key[i]
+        cast = {"time": "timestamptz", "float": "float8", "str": "text", "int": "bigint"}[kind]
+        value = sql.SQL("%({})s::{}").format(sql.SQL(name), sql.SQL(cast))
+        col = sql.SQL(column)
+        beyond_op = sql.SQL("<" if descending and i == 0 else ">")
+        if key[i] is None:  # nulls come last: after a null only nulls, by the next columns
+            beyond: sql.Composable = sql.SQL("false")
+            equal: sql.Composable = sql.SQL("{} IS NULL").format(col)
+        else:
+            beyond = sql.SQL("{} {} {}").format(col, beyond_op, value)
+            if nullable:
+                beyond = sql.SQL("({} OR {} IS NULL)").format(beyond, col)
+            equal = sql.SQL("{} = {}").format(col, value)
+        condition = (
+            beyond
+            if condition is None
+            else sql.SQL("({} OR ({} AND {}))").format(beyond, equal, condition)
+        )
+    assert condition is not None
+    return condition, params
+
+
+def sort_key(row: AssetHealthRow, sort: str) -> list[Any]:
+    """The sort key of an overview row, what its cursor holds."""
+    return [getattr(row, field) for _, field, _, _ in SORTS[sort]]
+
+
+def sort_kinds(sort: str) -> list[str]:
+    """The cursor kinds of a sort's key."""
+    return [kind for _, _, kind, _ in SORTS[sort]]
 
 
 def find_live_api_key(conn: Conn, key_id: int) -> ApiKey | None:
@@ -144,42 +198,43 @@ def list_asset_health(
     sort: str = "due",
     descending: bool = False,
     limit: int = 100,
-    offset: int = 0,
-) -> tuple[list[AssetHealthRow], int]:
-    """One page of assets with their health, sorted; and how many match in all."""
+    after: list[Any] | None = None,
+) -> tuple[list[AssetHealthRow], int, bool]:
+    """One keyset page of assets with their health, sorted (after the row whose sort key is
+    ``after``); how many match in all; whether more follow."""
     where, params = _asset_filters(scope, customer_id, site_id, kind)
     if health is not None:
         where = sql.SQL("{} AND {} = %(health)s").format(where, HEALTH_CASE)
         params["health"] = health
-    order = sql.SQL(SORTS[sort].format(dir="DESC" if descending else "ASC"))
+    count_query = sql.SQL(
+        "SELECT count(*) FROM assets a LEFT JOIN asset_health h ON h.asset_id = a.id WHERE {}"
+    ).format(where)
+    total_row = conn.execute(count_query, params | _window_params(windows)).fetchone()
+    total = int(total_row[0]) if total_row else 0
+    columns = SORTS[sort]
+    if after is not None:
+        beyond, key_params = _after_key(columns, after, descending)
+        where = sql.SQL("{} AND {}").format(where, beyond)
+        params |= key_params
     query = sql.SQL(
         """
         SELECT a.id AS asset_id, a.ref, a.kind, a.customer_id, c.name AS customer_name,
                a.site_id, s.ref AS site_ref, {health} AS health,
                h.component, h.predicted_at, h.rul, h.rul_low, h.rul_high,
-               h.failure_probability, h.due_at, h.due_at_conservative, a.last_seen_at,
-               count(*) OVER () AS total
+               h.failure_probability, h.due_at, h.due_at_conservative, a.last_seen_at
           FROM assets a
           JOIN customers c ON c.id = a.customer_id
           LEFT JOIN sites s ON s.id = a.site_id
           LEFT JOIN asset_health h ON h.asset_id = a.id
          WHERE {where}
          ORDER BY {order}
-         LIMIT %(limit)s OFFSET %(offset)s
+         LIMIT %(limit)s
         """
-    ).format(health=HEALTH_CASE, where=where, order=order)
-    params |= _window_params(windows) | {"limit": limit, "offset": offset}
-    rows = conn.execute(query, params).fetchall()
-    if not rows:
-        # the page is past the end: count separately so the pager can still show the total
-        count_query = sql.SQL(
-            "SELECT count(*) FROM assets a LEFT JOIN asset_health h ON h.asset_id = a.id WHERE {}"
-        ).format(where)
-        total_row = conn.execute(count_query, params).fetchone()
-        return [], int(total_row[0]) if total_row else 0
-    columns = list(AssetHealthRow.model_fields)
-    records = [AssetHealthRow(**dict(zip(columns, row[:-1], strict=True))) for row in rows]
-    return records, int(rows[0][-1])
+    ).format(health=HEALTH_CASE, where=where, order=_order_by(columns, descending))
+    params |= _window_params(windows) | {"limit": limit + 1}
+    with conn.cursor(row_factory=class_row(AssetHealthRow)) as cur:
+        rows = cur.execute(query, params).fetchall()
+    return rows[:limit], total, len(rows) > limit
 
 
 def asset_health_of(conn: Conn, windows: HealthWindows, asset_id: int) -> str:
@@ -427,6 +482,28 @@ def quarantine_samples(
     with conn.cursor(row_factory=class_row(QuarantineItem)) as cur:
         return cur.execute(
             query, params | {"reasons": list(reasons), "per_reason": per_reason}
+        ).fetchall()
+
+
+def list_quarantine(
+    conn: Conn, scope: int | None, *, reason: str | None, before: int | None, limit: int
+) -> list[QuarantineItem]:
+    """Quarantined items newest first, a keyset page (ids below ``before``)."""
+    where, params = _quarantine_scope(scope)
+    query = sql.SQL(
+        """
+        SELECT id, received_at, topic, device_ref, reason, detail,
+               substring(payload FROM 1 FOR 300) AS payload_text,
+               length(payload) AS payload_size
+          FROM quarantine
+         WHERE {} AND (%(reason)s::text IS NULL OR reason = %(reason)s)
+           AND (%(before)s::bigint IS NULL OR id < %(before)s)
+         ORDER BY id DESC LIMIT %(limit)s
+        """
+    ).format(where)
+    with conn.cursor(row_factory=class_row(QuarantineItem)) as cur:
+        return cur.execute(
+            query, params | {"reason": reason, "before": before, "limit": limit}
         ).fetchall()
 
 

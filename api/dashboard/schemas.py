@@ -61,12 +61,14 @@ class AssetHealthRow(BaseModel):
 
 
 class AssetHealthPage(BaseModel):
-    """One page of the overview list and how many assets match in all."""
+    """One keyset page of the overview list, how many assets match in all, and the cursor of
+    the next page (opaque: the sort key of the last row)."""
 
     rows: list[AssetHealthRow]
     total: int
-    offset: int
     limit: int
+    after: str | None = None  # the cursor this page started after (None: the first page)
+    next_after: str | None = None
 
 
 class LatestPrediction(BaseModel):

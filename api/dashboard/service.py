@@ -30,8 +30,10 @@ from api.dashboard.schemas import (
 from fleet import repository as fleet_repo
 from fleet import service as fleet
 from fleet.schemas import Asset, Customer, MetricRecord, Principal, Site
+from fleetcare.cursor import decode_cursor, encode_cursor
 from fleetcare.errors import Invalid, Unauthorized
 from fleetcare.settings import Settings
+from ingest.schemas import QuarantineItem
 from kinds.repository import find_kind
 
 Conn = Connection[Any]
@@ -83,7 +85,7 @@ class OverviewFilters:
     health: str | None = None
     sort: str = "due"
     descending: bool = False
-    offset: int = 0
+    after: str | None = None  # opaque keyset cursor (``next_after`` of the previous page)
 
 
 def counts_by_site(principal: Principal, filters: OverviewFilters) -> bool:
@@ -97,7 +99,10 @@ def fleet_overview(
     """Health counts per customer and site, and one page of assets (caller's scope only)."""
     if principal.scope is not None and filters.customer_id not in (None, principal.scope):
         # another customer's fleet looks empty, exactly like a customer that does not exist
-        return [], AssetHealthPage(rows=[], total=0, offset=filters.offset, limit=PAGE_SIZE)
+        return [], AssetHealthPage(rows=[], total=0, limit=PAGE_SIZE, after=filters.after)
+    key = None
+    if filters.after is not None:
+        key = decode_cursor(filters.after, repo.sort_kinds(filters.sort))
     counts = repo.health_counts(
         conn,
         windows,
@@ -107,7 +112,7 @@ def fleet_overview(
         kind=filters.kind,
         by_site=counts_by_site(principal, filters),
     )
-    rows, total = repo.list_asset_health(
+    rows, total, more = repo.list_asset_health(
         conn,
         windows,
         scope=principal.scope,
@@ -118,9 +123,13 @@ def fleet_overview(
         sort=filters.sort,
         descending=filters.descending,
         limit=PAGE_SIZE,
-        offset=filters.offset,
+        after=key,
     )
-    return counts, AssetHealthPage(rows=rows, total=total, offset=filters.offset, limit=PAGE_SIZE)
+    next_after = encode_cursor(repo.sort_key(rows[-1], filters.sort)) if more and rows else None
+    page = AssetHealthPage(
+        rows=rows, total=total, limit=PAGE_SIZE, after=filters.after, next_after=next_after
+    )
+    return counts, page
 
 
 @dataclass(frozen=True)
@@ -321,6 +330,7 @@ def model_versions(conn: Conn) -> list[ModelVersionRow]:
 # How far back the ingest page looks.
 RATE_WINDOWS_S = (60, 300)
 QUARANTINE_WINDOW = timedelta(hours=24)
+QUARANTINE_PAGE = 100
 SAMPLES_PER_REASON = 3
 
 
@@ -355,3 +365,16 @@ def ingest_health(conn: Conn, principal: Principal, now: datetime) -> IngestHeal
         quarantine=reasons,
         samples=samples,
     )
+
+
+def quarantine_page(
+    conn: Conn, principal: Principal, *, reason: str | None, before: int | None
+) -> tuple[list[QuarantineItem], int | None]:
+    """One page of quarantined items of the caller's scope, newest first, and the cursor of
+    the next (older) page."""
+    rows = repo.list_quarantine(
+        conn, principal.scope, reason=reason, before=before, limit=QUARANTINE_PAGE + 1
+    )
+    more = len(rows) > QUARANTINE_PAGE
+    rows = rows[:QUARANTINE_PAGE]
+    return rows, (rows[-1].id if more and rows else None)

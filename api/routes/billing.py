@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.deps import After, AppClock, Caller, Conn, Limit, ReadConn
-from fleet.schemas import Page
+from fleet.schemas import CursorPage, Page
 from fleetcare.inputs import Id
 from maintenance.billing import advice
 from maintenance.billing import service as billing
@@ -138,10 +138,17 @@ def list_usage(
     caller: Caller,
     asset_id: Id | None = None,
     period: OptionalPeriod = None,
+    after: Annotated[
+        str | None, Query(max_length=1000, description="the next_after of the previous page")
+    ] = None,
     limit: Limit = 100,
-) -> list[UsageRecord]:
-    """Usage records billing wrote (per subscription, asset and period)."""
-    return billing.list_usage(conn, caller, asset_id=asset_id, period=period, limit=limit)
+) -> CursorPage[UsageRecord]:
+    """Usage records billing wrote (per subscription, asset and period), newest period
+    first, a keyset page at a time (``next_after`` is opaque: pass it back as ``after``)."""
+    items, nxt = billing.list_usage(
+        conn, caller, asset_id=asset_id, period=period, after=after, limit=limit
+    )
+    return CursorPage(items=items, next_after=nxt)
 
 
 @router.get("/assets/{asset_id}/usage", tags=["billing"])

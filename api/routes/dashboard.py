@@ -147,7 +147,9 @@ def overview(
     health: Health | None = None,
     sort: SortKey = "due",
     desc: bool = False,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    after: Annotated[
+        str | None, Query(max_length=1000, description="the next page's cursor (opaque)")
+    ] = None,
 ) -> HTMLResponse:
     """Assets by health per customer and site, and the asset list sorted by due date."""
     filters = service.OverviewFilters(
@@ -157,7 +159,7 @@ def overview(
         health=health,
         sort=sort,
         descending=desc,
-        offset=offset,
+        after=after,
     )
     windows = service.health_windows(request_settings(request), request_clock(request).now())
     counts, page = service.fleet_overview(conn, viewer, windows, filters)
@@ -189,7 +191,7 @@ def overview(
         filters=filters,
         healths=HEALTHS,
         link=link,
-        self_url=link(offset=offset or None),
+        self_url=link(after=after),
         windows=windows,
     )
 
@@ -301,6 +303,30 @@ def ingest_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLRes
     now = request_clock(request).now()
     health = service.ingest_health(conn, viewer, now)
     return render(request, "ingest.html", viewer, ingest=health, window=service.QUARANTINE_WINDOW)
+
+
+@router.get("/quarantine", response_class=HTMLResponse)
+def quarantine_page(
+    request: Request,
+    conn: ReadConn,
+    viewer: PageViewer,
+    reason: Annotated[str | None, Query(max_length=64)] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=INT8_MAX, description="the next page's cursor")
+    ] = None,
+) -> HTMLResponse:
+    """Every quarantined item of the caller's scope, newest first, a keyset page at a time
+    (``?before=<cursor>``), optionally of one reason."""
+    items, next_before = service.quarantine_page(conn, viewer, reason=reason, before=before)
+    return render(
+        request,
+        "quarantine.html",
+        viewer,
+        items=items,
+        reason=reason,
+        before=before,
+        next_before=next_before,
+    )
 
 
 @router.get("/ingest/hourly", response_class=HTMLResponse)

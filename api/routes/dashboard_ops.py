@@ -9,6 +9,7 @@ when the browser sends one, and, for a session, the per-session token in a hidde
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -31,7 +32,7 @@ from api.tenancy import rollback_keeping_caller
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import FleetcareError, Forbidden, Invalid, NotFound
-from fleetcare.inputs import Id
+from fleetcare.inputs import INT8_MAX, Id
 from maintenance.billing import service as billing
 from maintenance.documents import service as documents
 from maintenance.logistics import service as logistics
@@ -45,7 +46,10 @@ from maintenance.webhooks.schemas import Delivery, Endpoint, ReplayEvent
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 
 BOARD_STATUSES = ("raised", "scheduled", "in_progress", "completed", "cancelled")
+BoardStatus = Literal["raised", "scheduled", "in_progress", "completed", "cancelled"]
 PAGE = 100
+# keyset paging of the lists: ?after=<the last id shown> (the API's next_after), never an offset
+After = Annotated[int | None, Query(ge=0, le=INT8_MAX, description="the next page's cursor")]
 Form = Annotated[dict[str, str], Depends(form_fields)]
 OrderAction = Literal["schedule", "start", "complete", "cancel"]
 
@@ -77,35 +81,57 @@ def check_write(request: Request, form: dict[str, str]) -> None:
 # --- orders board ------------------------------------------------------------------------------
 
 
-def _board(conn: Conn, viewer: Principal) -> dict[str, list[Order]]:
+def _board(
+    conn: Conn, viewer: Principal, statuses: tuple[str, ...], after: int | None
+) -> tuple[dict[str, list[Order]], dict[str, int | None]]:
     board: dict[str, list[Order]] = {}
-    for status in BOARD_STATUSES:
-        rows, _ = orders.list_orders(conn, viewer, status=status, limit=PAGE)
+    nexts: dict[str, int | None] = {}
+    for status in statuses:
+        rows, nexts[status] = orders.list_orders(
+            conn, viewer, status=status, after=after, limit=PAGE
+        )
         if status in ("raised", "scheduled", "in_progress"):
             rows.sort(key=lambda o: o.sla_deadline or o.due_at)
         board[status] = rows
-    return board
+    return board, nexts
 
 
 def _render_board(
-    request: Request, conn: Conn, viewer: Principal, message: str | None = None, status: int = 200
+    request: Request,
+    conn: Conn,
+    viewer: Principal,
+    message: str | None = None,
+    status: int = 200,
+    only: str | None = None,
+    after: int | None = None,
 ) -> HTMLResponse:
     template = "_orders_board.html" if is_fragment(request) else "orders.html"
+    statuses = (only,) if only else BOARD_STATUSES
+    board, nexts = _board(conn, viewer, statuses, after)
     return render(
         request,
         template,
         viewer,
         status_code=status,
-        board=_board(conn, viewer),
-        statuses=BOARD_STATUSES,
+        board=board,
+        nexts=nexts,
+        statuses=statuses,
+        only=only,
         message=message,
     )
 
 
 @router.get("/orders", response_class=HTMLResponse)
-def orders_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
-    """Open and closed orders by status, open ones by SLA deadline with a countdown."""
-    return _render_board(request, conn, viewer)
+def orders_page(
+    request: Request,
+    conn: ReadConn,
+    viewer: PageViewer,
+    status: BoardStatus | None = None,
+    after: After = None,
+) -> HTMLResponse:
+    """Open and closed orders by status, open ones by SLA deadline with a countdown; a
+    column's next page is ``?status=S&after=<cursor>``."""
+    return _render_board(request, conn, viewer, only=status, after=after)
 
 
 def _run_action(
@@ -178,60 +204,105 @@ def shipments_page(
     conn: ReadConn,
     viewer: PageViewer,
     status: Annotated[str | None, Query(max_length=20)] = None,
+    after: After = None,
 ) -> HTMLResponse:
-    """Shipments of parts: status, ETA and the order they serve."""
-    rows, _ = logistics.list_shipments(
-        conn, viewer, status=status, order_id=None, after=None, limit=PAGE
+    """Shipments of parts: status, ETA and the order they serve (pages by ``after``)."""
+    rows, nxt = logistics.list_shipments(
+        conn, viewer, status=status, order_id=None, after=after, limit=PAGE
     )
     template = "_shipments.html" if is_fragment(request) else "shipments.html"
-    return render(request, template, viewer, shipments=rows, status=status)
+    return render(
+        request, template, viewer, shipments=rows, status=status, after=after, next_after=nxt
+    )
 
 
 # --- webhook deliveries ------------------------------------------------------------------------
 
 
-def _deliveries(conn: Conn, viewer: Principal) -> list[tuple[Endpoint, list[Delivery]]]:
-    endpoints, _ = webhooks.list_endpoints(
-        conn,
-        viewer,
-        customer_id=None,
-        enabled=None,
-        include_retired=False,
-        after=None,
-        limit=PAGE,
-    )
+@dataclass(frozen=True)
+class EndpointDeliveries:
+    """An endpoint, one page of its deliveries, and the cursor of the next page."""
+
+    endpoint: Endpoint
+    deliveries: list[Delivery]
+    next_after: int | None
+
+
+def _deliveries(
+    conn: Conn, viewer: Principal, endpoint_id: int | None, after: int | None
+) -> tuple[list[EndpointDeliveries], int | None]:
+    if endpoint_id is not None:  # one endpoint's deliveries, a page at a time
+        endpoints, next_endpoints = [webhooks.get_endpoint(conn, viewer, endpoint_id)], None
+    else:
+        endpoints, next_endpoints = webhooks.list_endpoints(
+            conn,
+            viewer,
+            customer_id=None,
+            enabled=None,
+            include_retired=False,
+            after=after,
+            limit=PAGE,
+        )
     found = []
     for endpoint in endpoints:
-        failed, _ = webhooks.endpoint_deliveries(
-            conn, viewer, endpoint.id, status="failed", after=None, limit=PAGE
+        failed: list[Delivery] = []
+        if endpoint_id is None:
+            failed, _ = webhooks.endpoint_deliveries(
+                conn, viewer, endpoint.id, status="failed", after=None, limit=PAGE
+            )
+        recent, nxt = webhooks.endpoint_deliveries(
+            conn,
+            viewer,
+            endpoint.id,
+            status=None,
+            after=after if endpoint_id is not None else None,
+            limit=PAGE,
         )
-        recent, _ = webhooks.endpoint_deliveries(
-            conn, viewer, endpoint.id, status=None, after=None, limit=PAGE
-        )
-        found.append((endpoint, failed + [d for d in recent if d.status != "failed"]))
+        shown = failed + [d for d in recent if d.status != "failed" or endpoint_id is not None]
+        found.append(EndpointDeliveries(endpoint, shown, nxt))
     # endpoints with failures first
-    found.sort(key=lambda pair: (not any(d.status == "failed" for d in pair[1]), pair[0].id))
-    return found
+    found.sort(key=lambda e: (not any(d.status == "failed" for d in e.deliveries), e.endpoint.id))
+    return found, next_endpoints
 
 
 def _render_webhooks(
-    request: Request, conn: Conn, viewer: Principal, message: str | None = None, status: int = 200
+    request: Request,
+    conn: Conn,
+    viewer: Principal,
+    message: str | None = None,
+    status: int = 200,
+    endpoint_id: int | None = None,
+    after: int | None = None,
 ) -> HTMLResponse:
     template = "_webhooks.html" if is_fragment(request) else "webhooks.html"
+    endpoints, next_endpoints = _deliveries(conn, viewer, endpoint_id, after)
     return render(
         request,
         template,
         viewer,
         status_code=status,
-        endpoints=_deliveries(conn, viewer),
+        endpoints=endpoints,
+        endpoint_id=endpoint_id,
+        next_endpoints=next_endpoints,
         message=message,
     )
 
 
 @router.get("/webhooks", response_class=HTMLResponse)
-def webhooks_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
-    """Webhook deliveries per endpoint, failed ones first, with replay buttons."""
-    return _render_webhooks(request, conn, viewer)
+def webhooks_page(
+    request: Request,
+    conn: ReadConn,
+    viewer: PageViewer,
+    endpoint_id: Annotated[int | None, Query(ge=1, le=INT8_MAX)] = None,
+    after: After = None,
+) -> HTMLResponse:
+    """Webhook deliveries per endpoint, failed ones first, with replay buttons; one
+    endpoint's older deliveries with ``?endpoint_id=E&after=<cursor>``, more endpoints with
+    ``?after=<cursor>``."""
+    try:
+        return _render_webhooks(request, conn, viewer, endpoint_id=endpoint_id, after=after)
+    except NotFound as exc:
+        return not_found_page(request, viewer, exc)
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/replay", response_model=None)
@@ -268,21 +339,43 @@ def replay_delivery(
 
 
 @router.get("/billing", response_class=HTMLResponse)
-def billing_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
-    """Subscriptions and invoices of the caller's scope."""
-    subs, _ = subscriptions.list_subscriptions(
-        conn, viewer, request_clock(request), customer_id=None, status=None, after=None, limit=PAGE
+def billing_page(
+    request: Request,
+    conn: ReadConn,
+    viewer: PageViewer,
+    after: After = None,
+    subscriptions_after: After = None,
+) -> HTMLResponse:
+    """Subscriptions and invoices of the caller's scope (invoices page by ``after``,
+    subscriptions by ``subscriptions_after``)."""
+    subs, next_subscriptions = subscriptions.list_subscriptions(
+        conn,
+        viewer,
+        request_clock(request),
+        customer_id=None,
+        status=None,
+        after=subscriptions_after,
+        limit=PAGE,
     )
+    next_invoices: int | None = None
     try:
-        invoices, _ = billing.list_invoices(
-            conn, viewer, customer_id=None, period=None, status=None, after=None, limit=PAGE
+        invoices, next_invoices = billing.list_invoices(
+            conn, viewer, customer_id=None, period=None, status=None, after=after, limit=PAGE
         )
     except Forbidden:
         invoices = []  # technician and partner keys see no invoices
     plan_ids = {s.plan_id for s in subs} | {s.pending_plan_id for s in subs if s.pending_plan_id}
     plans = {pid: plans_service.get_plan(conn, pid) for pid in sorted(plan_ids)}
     return render(
-        request, "billing.html", viewer, subscriptions=subs, invoices=invoices, plans=plans
+        request,
+        "billing.html",
+        viewer,
+        subscriptions=subs,
+        invoices=invoices,
+        plans=plans,
+        next_invoices=next_invoices,
+        next_subscriptions=next_subscriptions,
+        paged=after is not None or subscriptions_after is not None,
     )
 
 

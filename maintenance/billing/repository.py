@@ -197,10 +197,12 @@ def list_usage(
     scope: int | None,
     asset_id: int | None,
     period: str | None,
-    after: int | None,
+    after: tuple[str, int, int] | None,
     limit: int,
 ) -> list[UsageRecord]:
-    """Usage records within ``scope``, newest period first."""
+    """Usage records within ``scope``, newest period first, a keyset page: those after
+    ``after`` = (period, subscription id, asset id) in that order."""
+    p_after, s_after, a_after = after or (None, None, None)
     with conn.cursor(row_factory=class_row(UsageRecord)) as cur:
         return cur.execute(
             """
@@ -208,10 +210,20 @@ def list_usage(
              WHERE (%(c)s::bigint IS NULL OR customer_id = %(c)s)
                AND (%(a)s::bigint IS NULL OR asset_id = %(a)s)
                AND (%(p)s::text IS NULL OR period = %(p)s)
+               AND (%(pa)s::text IS NULL OR period < %(pa)s
+                    OR (period = %(pa)s AND (subscription_id, asset_id) > (%(sa)s, %(aa)s)))
              ORDER BY period DESC, subscription_id, asset_id
              LIMIT %(l)s
             """,
-            {"c": scope, "a": asset_id, "p": period, "l": limit},
+            {
+                "c": scope,
+                "a": asset_id,
+                "p": period,
+                "pa": p_after,
+                "sa": s_after,
+                "aa": a_after,
+                "l": limit,
+            },
         ).fetchall()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
+from fleetcare.cursor import decode_cursor, encode_cursor
 from fleetcare.errors import Conflict, FleetcareError, Invalid, NotFound
 from maintenance.billing import repository as repo
 from maintenance.billing.lines import (
@@ -341,15 +342,30 @@ def list_usage(
     *,
     asset_id: int | None,
     period: str | None,
+    after: str | None = None,
     limit: int,
-) -> list[UsageRecord]:
-    """Usage records billing wrote, scoped to the caller's customer."""
+) -> tuple[list[UsageRecord], str | None]:
+    """Usage records billing wrote, scoped to the caller's customer: one keyset page (newest
+    period first) and the opaque cursor of the next."""
     require_customer_side(principal)
     if period is not None:
         parse_period(period)
-    return repo.list_usage(
-        conn, scope=principal.scope, asset_id=asset_id, period=period, after=None, limit=limit
+    key = None
+    if after is not None:
+        p, s, a = decode_cursor(after, ("str", "int", "int"))
+        if p is None or s is None or a is None:
+            raise Invalid(
+                "after: not a cursor of this list (pass back a next_after)", code="bad_cursor"
+            )
+        key = (p, s, a)
+    rows = repo.list_usage(
+        conn, scope=principal.scope, asset_id=asset_id, period=period, after=key, limit=limit + 1
     )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more and rows else None
+    nxt = encode_cursor([last.period, last.subscription_id, last.asset_id]) if last else None
+    return rows, nxt
 
 
 def asset_usage(conn: Conn, principal: Principal, asset_id: int, period_name: str) -> AssetUsage:
