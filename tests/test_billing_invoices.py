@@ -115,7 +115,7 @@ def test_plan_change_mid_period_splits_fees_and_usage(conn: Connection[Any]) -> 
     assert usage[0]["starts_at"] == at(11)
     assert invoice.total_minor == 1967
     # the usage record holds the whole covered month: 2000 + 2500 km
-    [record] = billing.list_usage(conn, OPERATOR, asset_id=asset, period="2026-11", limit=10)
+    [record], _ = billing.list_usage(conn, OPERATOR, asset_id=asset, period="2026-11", limit=10)
     assert record.quantity == Decimal("4500.000")
     assert record.id == usage_record_id(c.subscription_id, asset, "2026-11")
 
