@@ -24,6 +24,7 @@ from api.routes import (
     maintenance,
     mobility,
     profiles,
+    revenue,
     subscriptions,
     telemetry,
     webhooks,
@@ -90,6 +91,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(billing.router)
     app.include_router(documents.router)
     app.include_router(audit.router)
+    app.include_router(revenue.router)
     dashboard.install(app, settings)
     app.include_router(model_routes.router)
     install_openapi(app)

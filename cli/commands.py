@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from fleet.schemas import Principal
 from fleetcare import migrate as migrations
 from fleetcare.commandline import database_url, fail, load_settings
 from fleetcare.errors import FleetcareError
@@ -230,6 +231,74 @@ def billing_close(
             raise fail(exc.detail) from exc
     if result.failures:
         raise typer.Exit(1)
+
+
+def _operator() -> Principal:
+    """The command line acts as the operator."""
+    return Principal(key_id=0, role="operator")
+
+
+@billing_app.command("revenue")
+def billing_revenue(
+    month: Annotated[str, typer.Option(help="the month, YYYY-MM (UTC)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Recognised, deferred and unbilled revenue per customer and plan; exits 1 when the
+    report does not reconcile to the invoices and credit notes."""
+    from fleetcare.db import connect
+    from maintenance.revenue.service import revenue_report
+
+    settings = load_settings()
+    with database_url(settings) as url:
+        try:
+            with connect(url) as conn, conn.transaction():
+                report = revenue_report(conn, _operator(), month)
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        typer.echo(
+            f"{'customer':>8} {'plan':>5} cur {'recognised':>11} {'deferred open':>13}"
+            f" {'billed':>10} {'deferred close':>14} {'unbilled close':>14}"
+        )
+        for row in [*report.rows, *report.totals.values()]:
+            who = "total" if row.customer_id == 0 else str(row.customer_id)
+            typer.echo(
+                f"{who:>8} {row.plan_id or '-':>5} {row.currency} {row.recognised_minor:>11}"
+                f" {row.deferred.opening_minor:>13} {row.deferred.billed_minor:>10}"
+                f" {row.deferred.closing_minor:>14} {row.unbilled.closing_minor:>14}"
+            )
+        for check in report.checks:
+            typer.echo(f"check {check.name}: {'ok' if check.ok else 'FAILED'} ({check.detail})")
+    if not report.reconciled:
+        raise typer.Exit(1)
+
+
+@billing_app.command("journal")
+def billing_journal(
+    month: Annotated[str, typer.Option(help="the month, YYYY-MM (UTC)")],
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=CODE, repeatable; NAME one of receivable, unbilled, deferred, tax, revenue"
+        ),
+    ] = None,
+) -> None:
+    """The month's revenue as balanced journal entries (CSV on stdout)."""
+    from fleetcare.db import connect
+    from maintenance.revenue.journal import Accounts, journal_csv
+    from maintenance.revenue.service import revenue_report
+
+    settings = load_settings()
+    with database_url(settings) as url:
+        try:
+            accounts = Accounts.parse(account or [])
+            with connect(url) as conn, conn.transaction():
+                report = revenue_report(conn, _operator(), month)
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
+    typer.echo(journal_csv(report, accounts), nl=False)
 
 
 @billing_app.command("worker")

@@ -1,0 +1,1 @@
+"""Revenue recognition: schedules per invoice line, the monthly revenue report, journal entries."""

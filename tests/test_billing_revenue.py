@@ -1,0 +1,220 @@
+"""Revenue recognition: exact schedules (largest remainder), and a scripted year of three
+customers — a plan change, usage, a failure that earns a credit, a void, a correction, a
+cancellation, taxes — whose monthly reports reconcile to the invoices to the cent; the CLI, the
+journal CSV and the API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import Connection
+from typer.testing import CliRunner
+
+from cli.main import app as cli_app
+from fleetcare.clock import ManualClock
+from maintenance.billing import service as billing
+from maintenance.documents import service as documents
+from maintenance.documents.schemas import BillingProfileUpdate, CorrectionRequest, CreditLineRequest
+from maintenance.orders import service as orders
+from maintenance.orders.schemas import FailureCreate
+from maintenance.revenue import service as revenue
+from maintenance.revenue.journal import Accounts, journal_csv
+from maintenance.revenue.schedule import (
+    Piece,
+    credit_schedule,
+    invoice_line_schedule,
+    largest_remainder,
+)
+from maintenance.subscriptions import service as subscriptions
+from tests.conftest import Tenant
+from tests.fixtures.billing import OPERATOR, add_counter, change_plan, subscribed_customer
+
+MONTHS = [f"2026-{m:02d}" for m in range(1, 13)]
+
+
+def _t(month: int, day: int = 1, hour: int = 0, year: int = 2026) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
+
+
+def test_schedules_split_exactly() -> None:
+    assert largest_remainder(100, [1, 1, 1]) == [34, 33, 33]
+    assert largest_remainder(-100, [1, 1, 1]) == [-34, -33, -33]
+    assert sum(largest_remainder(2900, [17, 31, 13])) == 2900
+    # a fee over 20 Nov .. 10 Jan: by time, month by month, adding up to the cent
+    pieces = invoice_line_schedule("base_fee", 10_001, "2026-11", _t(11, 20), _t(1, 10, year=2027))
+    assert [p.month for p in pieces] == ["2026-11", "2026-12", "2027-01"]
+    assert sum(p.amount_minor for p in pieces) == 10_001
+    assert pieces[1].amount_minor == round(10_001 * 31 / 51)  # December's 31 of 51 days
+    assert invoice_line_schedule("parts", 500, "2026-11", None, None) == [
+        Piece("2026-11", 500, "completion")
+    ]
+    # a credit note in December of 3000 of that line: November's share moves to December
+    reversal = credit_schedule(pieces, 10_001, 3000, "2026-12")
+    assert [p.month for p in reversal] == ["2026-12", "2027-01"]
+    assert sum(p.amount_minor for p in reversal) == -3000
+
+
+def _scripted_year(conn: Connection[Any]) -> dict[str, int]:
+    """Three customers over 2026, closed and issued on the 3rd of every next month."""
+    a = subscribed_customer(conn, "year-a", plan="proactive", starts_at=_t(1), assets=2)
+    b = subscribed_customer(conn, "year-b", plan="proactive", starts_at=_t(2, 15))
+    c = subscribed_customer(conn, "year-c", plan="monitor", starts_at=_t(1), assets=3)
+    for cust, country, vat in ((a, "DE", None), (b, "FR", "FR12345678901")):
+        documents.set_billing_profile(
+            conn, OPERATOR, cust.customer_id,
+            BillingProfileUpdate(legal_name=f"Customer {cust.customer_id}", country=country,
+                                 customer_type="business", vat_id=vat),
+            ManualClock(_t(1)),
+        )  # fmt: skip
+    conn.commit()
+    # a: tire 1 moves to per-km full service on 11 April; it drives 1000 km a month
+    change_plan(conn, a.subscription_id, "full-service-tire", _t(4, 11))
+    add_counter(conn, a.asset_ids[0], [(_t(m, 2), 1000.0 * m) for m in range(4, 13)])
+    # a: tire 2 fails on 14 June with nothing predicted: the plan's promise earns a credit
+    orders.report_failure(
+        conn, OPERATOR, FailureCreate(asset_id=a.asset_ids[1], component="tire",
+                                      failed_at=_t(6, 14)), ManualClock(_t(6, 14, 1)),
+    )  # fmt: skip
+    conn.commit()
+    for month in range(1, 13):
+        clock = ManualClock(_t(month % 12 + 1, 3, year=2026 + (month == 12)))
+        if month == 8:  # c cancels on 20 August
+            subscriptions.cancel(conn, OPERATOR, c.subscription_id, False, ManualClock(_t(8, 20)))
+            conn.commit()
+        result = billing.close_period(conn, MONTHS[month - 1], clock, issue=True)
+        conn.commit()
+        assert result.failures == []
+        invoices = {i.customer_id: i for i in result.invoices}
+        if month == 3:  # b's March invoice is voided on 10 April: a credit note
+            billing.void_invoice(
+                conn, OPERATOR, invoices[b.customer_id].id, "wrong", ManualClock(_t(4, 10))
+            )
+            conn.commit()
+        if month == 5:  # a's May invoice is corrected on 20 June: part of line 1
+            documents.correct_invoice(
+                conn, OPERATOR, invoices[a.customer_id].id,
+                CorrectionRequest(reason="goodwill",
+                                  lines=[CreditLineRequest(line_no=1, amount_minor=99)]),
+                ManualClock(_t(6, 20)),
+            )  # fmt: skip
+            conn.commit()
+    return {"a": a.customer_id, "b": b.customer_id, "c": c.customer_id}
+
+
+def test_a_scripted_year_reconciles_every_month(
+    conn: Connection[Any], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    who = _scripted_year(conn)
+    reports = {m: revenue.revenue_report(conn, OPERATOR, m) for m in MONTHS}
+    assert all(r.reconciled for r in reports.values()), [
+        (m, [c for c in r.checks if not c.ok]) for m, r in reports.items()
+    ]
+    # each month's closing balances are the next month's opening ones, row by row
+    for before, after in itertools.pairwise(MONTHS):
+        closing = {(r.customer_id, r.plan_id): r for r in reports[before].rows}
+        for row in reports[after].rows:
+            prev = closing.get((row.customer_id, row.plan_id))
+            assert row.deferred.opening_minor == (prev.deferred.closing_minor if prev else 0)
+            assert row.unbilled.opening_minor == (prev.unbilled.closing_minor if prev else 0)
+    # billed in arrears: each month's revenue is unbilled at its end and billed the next month
+    june = {r.customer_id: r for r in reports["2026-06"].rows if r.plan_id is not None}
+    assert june[who["c"]].unbilled.closing_minor == june[who["c"]].recognised_minor == 3 * 900
+    # the year in total: everything billed (invoices - credit notes) is recognised or still
+    # unbilled/deferred, to the cent
+    totals = conn.execute(
+        "SELECT (SELECT coalesce(sum(total_minor), 0) FROM invoices WHERE issued_at IS NOT NULL)"
+        " - (SELECT coalesce(sum(total_minor), 0) FROM credit_notes)"
+    ).fetchone()
+    assert totals is not None
+    billed = sum(r.totals["EUR"].deferred.billed_minor for r in reports.values())
+    billed += revenue.revenue_report(conn, OPERATOR, "2027-01").totals["EUR"].deferred.billed_minor
+    assert billed == totals[0]
+    recognised = sum(r.totals["EUR"].recognised_minor for r in reports.values())
+    dec = reports["2026-12"].totals["EUR"]
+    assert recognised + dec.deferred.closing_minor - dec.unbilled.closing_minor == billed - (
+        revenue.revenue_report(conn, OPERATOR, "2027-01").totals["EUR"].deferred.billed_minor
+    )
+    # the void of b's March invoice (issued 3 April, voided 10 April): billed and credited in
+    # April; March's revenue, recognised in March, is reversed in April, against April's fee
+    april_b = [r for r in reports["2026-04"].rows if r.customer_id == who["b"]]
+    assert sum(r.deferred.billed_minor for r in april_b) == 0
+    assert sum(r.recognised_minor for r in april_b) == 2900 - 2900
+    march_b = [r for r in reports["2026-03"].rows if r.customer_id == who["b"]]
+    assert sum(r.recognised_minor for r in march_b) == 2900
+    by_customer: dict[int, int] = defaultdict(int)
+    for m in MONTHS:
+        for r in reports[m].rows:
+            by_customer[r.customer_id] += r.recognised_minor
+    # cancelled on 20 August: 19 days of 3 assets, each line rounded once
+    assert by_customer[who["c"]] == 7 * 2700 + 3 * round(900 * 19 / 31)
+
+    # the journal: every entry balances; the accounts are the ones given
+    journal = journal_csv(reports["2026-06"], Accounts.parse(["revenue=7000", "deferred=2900"]))
+    rows = list(csv.DictReader(io.StringIO(journal)))
+    assert {r["account"] for r in rows} <= {"1200", "1250", "2900", "2200", "7000"}
+    per_entry: dict[str, int] = defaultdict(int)
+    for r in rows:
+        per_entry[r["entry"]] += int(r["debit_minor"]) - int(r["credit_minor"])
+    assert per_entry and all(v == 0 for v in per_entry.values())
+    revenue_credit = sum(int(r["credit_minor"]) - int(r["debit_minor"]) for r in rows
+                         if r["account"] == "7000")  # fmt: skip
+    assert revenue_credit == reports["2026-06"].totals["EUR"].recognised_minor
+
+    # the command prints the same report and checks it
+    monkeypatch.setenv("FLEETCARE_DATABASE_URL", db_url)
+    runner = CliRunner()
+    out = runner.invoke(cli_app, ["billing", "revenue", "--month", "2026-06", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["totals"]["EUR"]["recognised_minor"] == (
+        reports["2026-06"].totals["EUR"].recognised_minor
+    )
+    text = runner.invoke(cli_app, ["billing", "revenue", "--month", "2026-06"])
+    assert text.exit_code == 0 and "check rollforward: ok" in text.output
+    bad = runner.invoke(cli_app, ["billing", "journal", "--month", "2026-06", "--account", "x=1"])
+    assert bad.exit_code == 2 and "NAME=CODE" in bad.output
+    assert runner.invoke(cli_app, ["billing", "revenue", "--month", "2026-13"]).exit_code == 2
+
+
+def test_revenue_routes(
+    client: TestClient, conn: Connection[Any], operator_headers: dict[str, str],
+    make_tenant: Any,
+) -> None:  # fmt: skip
+    client.app.state.clock = ManualClock(_t(12, 3))  # type: ignore[attr-defined]
+    a: Tenant = make_tenant("rev-a")
+    b: Tenant = make_tenant("rev-b")
+    ca = subscribed_customer(conn, "rev-a", plan="proactive", starts_at=_t(11))
+    result = billing.close_period(conn, "2026-11", ManualClock(_t(12, 3)), issue=True)
+    conn.commit()
+    invoice = result.invoices[0]
+    assert invoice.customer_id == ca.customer_id
+    report = client.get("/v1/revenue", params={"month": "2026-11"}, headers=operator_headers)
+    assert report.status_code == 200 and report.json()["reconciled"] is True
+    assert (
+        client.get("/v1/revenue", params={"month": "2026-11"}, headers=a.headers).status_code == 403
+    )
+    assert (
+        client.get("/v1/revenue", params={"month": "11-2026"}, headers=operator_headers).status_code
+        == 422
+    )
+    journal = client.get(
+        "/v1/revenue/journal.csv", params={"month": "2026-11", "revenue": "4100"},
+        headers=operator_headers,
+    )  # fmt: skip
+    assert journal.status_code == 200 and ",4100," in journal.text
+    schedule = client.get(f"/v1/invoices/{invoice.id}/revenue-schedule", headers=a.headers)
+    assert schedule.status_code == 200
+    assert schedule.json()[0]["pieces"] == [
+        {"month": "2026-11", "amount_minor": 2900, "rule": "ratable"}
+    ]
+    assert (
+        client.get(f"/v1/invoices/{invoice.id}/revenue-schedule", headers=b.headers).status_code
+        == 404
+    )
