@@ -158,14 +158,14 @@ def test_a_scripted_year_reconciles_every_month(
 
     # the journal: every entry balances; the accounts are the ones given
     journal = journal_csv(reports["2026-06"], Accounts.parse(["revenue=7000", "deferred=2900"]))
-    rows = list(csv.DictReader(io.StringIO(journal)))
-    assert {r["account"] for r in rows} <= {"1200", "1250", "2900", "2200", "7000"}
+    legs = list(csv.DictReader(io.StringIO(journal)))
+    assert {leg["account"] for leg in legs} <= {"1200", "1250", "2900", "2200", "7000"}
     per_entry: dict[str, int] = defaultdict(int)
-    for r in rows:
-        per_entry[r["entry"]] += int(r["debit_minor"]) - int(r["credit_minor"])
+    for leg in legs:
+        per_entry[leg["entry"]] += int(leg["debit_minor"]) - int(leg["credit_minor"])
     assert per_entry and all(v == 0 for v in per_entry.values())
-    revenue_credit = sum(int(r["credit_minor"]) - int(r["debit_minor"]) for r in rows
-                         if r["account"] == "7000")  # fmt: skip
+    revenue_credit = sum(int(leg["credit_minor"]) - int(leg["debit_minor"]) for leg in legs
+                         if leg["account"] == "7000")  # fmt: skip
     assert revenue_credit == reports["2026-06"].totals["EUR"].recognised_minor
 
     # the command prints the same report and checks it
