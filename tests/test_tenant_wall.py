@@ -65,10 +65,6 @@ PENDING: dict[str, str] = {
             "order_visits",
         )
     },
-    **{
-        table: "0050_credit_notes_tax.sql: a later migration of the back office's block"
-        for table in ("credit_notes", "customer_billing_profiles", "service_credits")
-    },
 }
 HELP = (
     "every table with a tenant column needs row-level security: in its migration call\n"
