@@ -35,6 +35,14 @@ def evaluate(
     training_lives: Annotated[
         int | None, typer.Option(help="lives the training fleet records (default: per kind)")
     ] = None,
+    mobile_only: Annotated[
+        bool,
+        typer.Option(
+            "--mobile-only",
+            help="only the mobile kinds' figures: parts at the station before the aircraft",
+        ),
+    ] = False,
+    tails: Annotated[int, typer.Option(help="aircraft of the mobile evaluation")] = 30,
 ) -> None:
     """Run-to-failure vs preventive vs predictive on a simulated fleet; table, chart, JSON."""
     import json
@@ -67,6 +75,19 @@ def evaluate(
             raise fail(f"coverage must be between 0 and 1 (exclusive), got {c}")
     if chart.exists() and chart.is_dir():
         raise fail(f"--chart {chart} is a directory")
+    if not 1 <= tails <= 500:
+        raise fail("--tails must be between 1 and 500")
+    # the airline simulation carries engines; tires on truck routes are not simulated yet
+    if "engine" in chosen and known["engine"].mobile:
+        from evaluation.mobile import evaluate_mobile, format_mobile
+
+        mobile = evaluate_mobile(seed, tails=tails, days=min(int(days), 365))
+        typer.echo(format_mobile(mobile))
+        typer.echo(json.dumps({"mobile": mobile}, sort_keys=True))
+        if mobile_only:
+            return
+    elif mobile_only:
+        raise fail("--mobile-only: the mobile evaluation simulates engines; add engine to --kinds")
     config = ev.EvaluationConfig(
         seed=seed, assets=assets, days=days, kinds=chosen, coverage=coverage,
         sweep=tuple(sorted(set(coverages))), jobs=jobs,

@@ -46,11 +46,16 @@ class LegLike(Protocol):
 class StationLike(Protocol):
     """What planning reads of a station."""
 
-    utc_offset_minutes: int
-    opens_at: time | None
-    closes_at: time | None
-    technicians: int
-    turnaround_hours: float
+    @property
+    def utc_offset_minutes(self) -> int: ...
+    @property
+    def opens_at(self) -> time | None: ...
+    @property
+    def closes_at(self) -> time | None: ...
+    @property
+    def technicians(self) -> int: ...
+    @property
+    def turnaround_hours(self) -> float: ...
 
     def services(self, kind: str, component: str) -> bool: ...
 
@@ -246,3 +251,26 @@ def plan_visit(
         True,
         f"AOG risk: {why} ({visit.arrives:%Y-%m-%d %H:%M} UTC)",
     )
+
+
+# a shipment redirected to a station no lane of the plan reaches is assumed a day further out
+UNKNOWN_ONWARD = timedelta(days=1)
+
+
+def redirected_eta(
+    now: datetime,
+    shipment_eta: datetime,
+    *,
+    depot_lead_hours: float | None,
+    onward_lead_hours: float | None,
+) -> datetime:
+    """When a redirected shipment reaches its new station.
+
+    Its own depot's lane there, when there is one, counted from now (the forwarder re-routes it
+    on that lane); otherwise onward from where it was going, on the plan's lane there (or a
+    day when there is none).
+    """
+    if depot_lead_hours is not None:
+        return now + timedelta(hours=depot_lead_hours)
+    onward = timedelta(hours=onward_lead_hours) if onward_lead_hours is not None else UNKNOWN_ONWARD
+    return max(shipment_eta, now) + onward

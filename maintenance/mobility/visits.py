@@ -135,12 +135,12 @@ def _supply(
         logistics.release_for_order(conn, order.id, order.customer_id, now)
         shipped = _ship(conn, order, part, lane, now)
         return shipped.eta if shipped else None
-    if same_depot:
-        eta = now + timedelta(hours=min(x.lead_hours for x in same_depot))
-    elif lane is not None:  # shipped already: onward from where it is, as fast as the lane
-        eta = max(live.eta, now) + timedelta(hours=lane.lead_hours)
-    else:
-        eta = max(live.eta, now) + timedelta(days=1)
+    eta = planning.redirected_eta(
+        now,
+        live.eta,
+        depot_lead_hours=min(x.lead_hours for x in same_depot) if same_depot else None,
+        onward_lead_hours=lane.lead_hours if lane is not None else None,
+    )
     moved = logistics.redirect_shipment(conn, live, site_id=visit.site_id, eta=eta, reason=why)
     return moved.eta
 

@@ -1,0 +1,147 @@
+"""The visit planner's pure rules, the airline schedule, and the mobile figures of
+`fleetcare evaluate` (no database)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from itertools import pairwise
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from evaluation.mobile import MobileEconomics, evaluate_mobile
+from maintenance.mobility import planning
+from simulators.airline import schedule
+
+T = datetime(2027, 3, 1, 0, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Shop:
+    utc_offset_minutes: int = 0
+    opens_at: time | None = None
+    closes_at: time | None = None
+    technicians: int = 1
+    turnaround_hours: float = 0.0
+    kinds: tuple[str, ...] = ("engine",)
+
+    def services(self, kind: str, component: str) -> bool:
+        return kind in self.kinds
+
+
+@dataclass(frozen=True)
+class L:
+    id: int
+    from_site_id: int
+    to_site_id: int
+    departs: datetime
+    arrives: datetime
+    arrival_stand: str = ""
+
+
+def h(hours: float) -> datetime:
+    return T + timedelta(hours=hours)
+
+
+def test_opening_hours_in_the_station_offset_and_overnight() -> None:
+    day_shop = Shop(utc_offset_minutes=60, opens_at=time(8), closes_at=time(18))
+    # 06:00-20:00 UTC is 07:00-21:00 local: open 08:00-18:00 local = 10 h
+    assert planning.open_hours(day_shop, h(6), h(20)) == pytest.approx(10)
+    night_shop = Shop(opens_at=time(22), closes_at=time(6))
+    assert planning.open_hours(night_shop, h(20), h(32)) == pytest.approx(8)
+    assert planning.open_hours(Shop(), h(1), h(3.5)) == pytest.approx(2.5)
+    assert planning.open_hours(Shop(), h(3), h(1)) == 0
+
+
+def test_visits_fit_by_ground_time_crew_and_turnaround() -> None:
+    legs = [L(1, 0, 1, h(1), h(2)), L(2, 1, 2, h(3), h(4)), L(3, 2, 0, h(14), h(15))]
+    stops = planning.visits_of(legs, h(0), at_site_id=0)
+    assert [(v.site_id, v.leg_id, v.ground_hours) for v in stops] == [
+        (0, None, 1.0),
+        (1, 1, 1.0),
+        (2, 2, 10.0),
+        (0, 3, None),
+    ]
+    shops = {1: Shop(technicians=4), 2: Shop(technicians=4, turnaround_hours=1)}
+    fits = planning.fitting_visits(
+        stops, shops, kind="engine", component="hpc", labour_hours=20, due_at=h(100)
+    )
+    # MUC-like stop: 1 h x 4 = 4 h of work; the night stop: (10 - 1) x 4 = 36 h
+    assert [(v.site_id, hours) for v, hours in fits] == [(2, 36.0)]
+    assert not planning.fitting_visits(
+        stops, shops, kind="engine", component="hpc", labour_hours=20, due_at=h(15.5)
+    ), "the stop arrives after the due date less the margin"
+    assert not planning.fitting_visits(
+        stops, shops, kind="tire", component="tread", labour_hours=1, due_at=h(100)
+    )
+
+
+def test_lanes_cheapest_in_time_else_fastest() -> None:
+    def lane(i: int, lead: float, cost: int, available: int = 1) -> planning.LaneChoice:
+        return planning.LaneChoice(i, i, 7, lead, cost, available)
+
+    lanes = [lane(1, 10, 100), lane(2, 3, 900), lane(3, 5, 300), lane(4, 1, 1, available=0)]
+    assert planning.choose_lane(lanes, 7, h(0), h(6)) == (lanes[2], True)
+    assert planning.choose_lane(lanes, 7, h(0), h(4)) == (lanes[1], True)
+    assert planning.choose_lane(lanes, 7, h(0), h(2)) == (lanes[1], False)
+    assert planning.choose_lane(lanes, 8, h(0), h(2)) == (None, False)
+
+
+def test_a_redirected_shipment_uses_its_own_depots_lane_or_goes_onward() -> None:
+    eta = h(5)
+    assert planning.redirected_eta(h(2), eta, depot_lead_hours=2, onward_lead_hours=9) == h(4)
+    assert planning.redirected_eta(h(2), eta, depot_lead_hours=None, onward_lead_hours=3) == h(8)
+    assert planning.redirected_eta(h(9), eta, depot_lead_hours=None, onward_lead_hours=None) == (
+        h(9) + timedelta(days=1)
+    )
+
+
+def test_the_schedule_is_seeded_realistic_and_disrupted() -> None:
+    a = schedule(3, tails=4, days=10, start=T)
+    b = schedule(3, tails=4, days=10, start=T)
+    assert [x.flown() for x in a] == [x.flown() for x in b]
+    for tail in a:
+        flown = tail.flown()
+        for prev, nxt in pairwise(flown):
+            assert prev.to_site_id == nxt.from_site_id, "a tail leaves from where it landed"
+            assert nxt.departs >= prev.arrives + timedelta(minutes=35)
+        assert all(0.8 < leg.block_h < 4 for leg in flown)
+    assert any(d.revealed_at is not None for t in a for d in t.days)
+
+
+def test_mobile_evaluation_meets_the_goal_on_seeds_not_tuned_on() -> None:
+    # seeds 1-6 were looked at while writing this; 11 and 12 were not
+    for seed in (11, 12):
+        figures = evaluate_mobile(seed, tails=20, days=90)
+        s = figures["strategies"]
+        predictive, preventive, rtf = s["predictive"], s["preventive"], s["run-to-failure"]
+        assert predictive["parts_in_time_share"] >= 0.98, (seed, predictive)
+        assert predictive["shipments_redirected"] > 0, "diversions made it redirect shipments"
+        # (AOG hours against preventive go either way: its early overhauls fail less often)
+        assert predictive["aog_hours_waiting_for_parts"] < rtf["aog_hours_waiting_for_parts"]
+        assert preventive["aog_hours_waiting_for_parts"] < rtf["aog_hours_waiting_for_parts"]
+        assert rtf["planned_jobs"] == 0 and rtf["failures"] > predictive["failures"]
+        assert predictive["cost_eur"] < preventive["cost_eur"] < rtf["cost_eur"]
+    assert evaluate_mobile(11, tails=5, days=30) == evaluate_mobile(11, tails=5, days=30)
+
+
+def test_a_slow_lane_network_shows_in_the_share() -> None:
+    slow = MobileEconomics(lane_base_hours=30.0)
+    figures = evaluate_mobile(11, tails=10, days=60, econ=slow)["strategies"]["predictive"]
+    quick = evaluate_mobile(11, tails=10, days=60)["strategies"]["predictive"]
+    assert figures["aog_hours_waiting_for_parts"] > quick["aog_hours_waiting_for_parts"]
+
+
+def test_the_command_prints_the_mobile_figures() -> None:
+    result = CliRunner().invoke(
+        app, ["evaluate", "--kinds", "engine", "--mobile-only", "--tails", "6", "--days", "30"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "parts at station before arrival" in result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])["mobile"]
+    assert set(figures["strategies"]) == {"run-to-failure", "preventive", "predictive"}
+    bad = CliRunner().invoke(app, ["evaluate", "--kinds", "elevator", "--mobile-only"])
+    assert bad.exit_code != 0 and "engine" in bad.output
