@@ -296,3 +296,68 @@ def test_concurrent_replans_of_one_carrier_raise_one_shipment(
         ).fetchall()
         assert count(conn, "SELECT count(*) FROM events WHERE type = 'order.rescheduled'") == 1
     assert live == [(air.sites["FRA"], 1)]
+
+
+def test_the_dashboard_maps_carriers_and_the_crew_records_the_part_at_the_station(
+    client: TestClient,
+    make_tenant: Callable[..., Tenant],
+    operator_headers: dict[str, str],
+    db_url: str,
+) -> None:
+    alice, bob = make_tenant("alice"), make_tenant("bob")
+    h = alice.headers
+    air = make_airline(client, alice, operator_headers, lanes={"TXL": (4, 100)})
+    cid = air.carrier["id"]
+    ok(client.put(f"/v1/carriers/{cid}/position", json={"station": "FRA"}, headers=h))
+    ok(client.put(f"/v1/carriers/{cid}/itinerary", json={"legs": ROTATION}, headers=h))
+    predict_engine(db_url, air.asset_id, due_in_days=5)
+    order = _only_order(client, h, air.asset_id)
+    [shipment] = ok(client.get("/v1/shipments", headers=h))["items"]
+    ok(client.post(f"/v1/shipments/{shipment['id']}/ship", json={}, headers=operator_headers))
+
+    data = ok(client.get("/dashboard/carriers.json", headers=h))
+    [carrier] = data["carriers"]
+    assert carrier["ref"] == "D-AIBA" and carrier["at_station"] == "FRA"
+    assert carrier["next_stop"] == "MUC" and carrier["assets"] == 1
+    assert {s["ref"] for s in data["stations"]} == {"FRA", "MUC", "TXL"}
+    [transit] = data["shipments"]
+    assert transit["station"] == "TXL" and transit["depot"] == "HAM-STORES"
+    [visit] = data["visits"]
+    assert visit["order_id"] == order["id"] and visit["station"] == "TXL"
+    assert ok(client.get("/dashboard/carriers.json", headers=bob.headers)) == {
+        "carriers": [],
+        "stations": [],
+        "shipments": [],
+        "visits": [],
+    }
+    page = client.get("/dashboard/carriers", headers=operator_headers)
+    assert page.status_code == 200
+    assert "/static/vendor/leaflet.js" in page.text and 'id="carrier-map"' in page.text
+    assert f"/dashboard/shipments/{shipment['id']}/receive" in page.text
+    # no tile server anywhere: the page and its script load only our own files
+    script = client.get("/static/map.js").text
+    assert "tile" not in script.lower() or "no tiles" in script.lower()
+    assert "http" not in script
+    # bob cannot receive alice's part; the technician can, from the dashboard
+    bob_tech = ok(
+        client.post("/v1/api-keys", json={"role": "technician"}, headers=bob.headers), 201
+    )
+    bh = {"Authorization": f"Bearer {bob_tech['key']}"}
+    r = client.post(f"/dashboard/shipments/{shipment['id']}/receive", data={}, headers=bh)
+    assert r.status_code == 404
+    # a customer key does not confirm deliveries: refused on the page, nothing changes
+    r = client.post(f"/dashboard/shipments/{shipment['id']}/receive", data={}, headers=h)
+    assert r.status_code == 200 and "confirmed by" in r.text
+    assert ok(client.get(f"/v1/shipments/{shipment['id']}", headers=h))["status"] == "shipped"
+    technician = ok(client.post("/v1/api-keys", json={"role": "technician"}, headers=h), 201)
+    th = {"Authorization": f"Bearer {technician['key']}"}
+    r = client.post(
+        f"/dashboard/shipments/{shipment['id']}/receive",
+        data={},
+        headers=th,
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    crew = ok(client.get(f"/v1/orders/{order['id']}/visit", headers=th))
+    assert crew["parts"][0]["at_station"] is True
+    assert "received at the station" in client.get("/dashboard/carriers", headers=th).text

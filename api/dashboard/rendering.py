@@ -35,6 +35,7 @@ NAV: list[tuple[str, str]] = [
     ("/dashboard", "Fleet"),
     ("/dashboard/orders", "Orders"),
     ("/dashboard/shipments", "Shipments"),
+    ("/dashboard/carriers", "Carriers"),
     ("/dashboard/webhooks", "Webhooks"),
     ("/dashboard/billing", "Billing"),
     ("/dashboard/service-credits", "Credits"),

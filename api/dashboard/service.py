@@ -378,3 +378,17 @@ def quarantine_page(
     more = len(rows) > QUARANTINE_PAGE
     rows = rows[:QUARANTINE_PAGE]
     return rows, (rows[-1].id if more and rows else None)
+
+
+def carrier_map(conn: Conn, principal: Principal, now: datetime) -> dict[str, Any]:
+    """The carrier map's data, confined to the viewer's customer (JSON-ready)."""
+    if principal.role == "partner":
+        return {"carriers": [], "stations": [], "shipments": [], "visits": []}
+    found = repo.carrier_map(conn, principal.scope, now)
+    return {
+        name: [
+            {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+            for row in rows
+        ]
+        for name, rows in found.items()
+    }

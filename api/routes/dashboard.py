@@ -71,12 +71,18 @@ def install(app: FastAPI, settings: Settings) -> None:
     )
     app.add_middleware(SecurityHeadersMiddleware, session_cookie=SESSION_COOKIE)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    from api.routes import dashboard_audit, dashboard_documents, dashboard_ops  # other pages
+    from api.routes import (  # the other dashboard pages
+        dashboard_audit,
+        dashboard_documents,
+        dashboard_mobile,
+        dashboard_ops,
+    )
 
     app.include_router(router)
     app.include_router(dashboard_ops.router)
     app.include_router(dashboard_documents.router)
     app.include_router(dashboard_audit.router)
+    app.include_router(dashboard_mobile.router)
     app.add_exception_handler(SignInRequired, to_sign_in)
 
     inner = app.router.lifespan_context
