@@ -131,7 +131,8 @@ def loop_keys(database_url: str, data_dir: Path) -> dict[str, str]:
     """The keys the loop's simulated people use, made when missing (once the demo fleets are
     registered): ``courier`` (an operator key: carriers ship and deliver) and, per demo
     fleet, ``<customer>-technician`` (that customer's technician, who also reports its
-    failures). Kept like the demo keys, in a file readable only by this user."""
+    failures) and, for a fleet with engines, ``<customer>-ops`` (its flight operations
+    desk). Kept like the demo keys, in a file readable only by this user."""
     keys_file = data_dir.resolve() / "loop-keys.json"
     with connect(database_url) as conn, conn.transaction():
         keys = _valid_keys(conn, keys_file)
@@ -145,6 +146,11 @@ def loop_keys(database_url: str, data_dir: Path) -> dict[str, str]:
             if name not in keys and customer is not None:
                 keys[name] = fleet.issue_api_key(
                     conn, role="technician", customer_id=customer.id, name=f"demo {name}"
+                ).key
+            ops = f"{demo.customer}-ops"  # its flight operations desk (carriers, itineraries)
+            if demo.engines and ops not in keys and customer is not None:
+                keys[ops] = fleet.issue_api_key(
+                    conn, role="customer", customer_id=customer.id, name=f"demo {ops}"
                 ).key
     _save_keys(keys_file, keys)
     return keys

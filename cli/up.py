@@ -443,6 +443,7 @@ def _start_loop(
     from models.repository import active_version_ids
     from simulators.api_client import ProductAPI
     from simulators.courier import Courier
+    from simulators.flight_ops import FlightOps
 
     data_dir = settings.data_dir.resolve()
     env = child_env(
@@ -526,7 +527,16 @@ def _start_loop(
                 "lifetimes to learn from (`fleetcare history import`)"
             )
     courier = Courier(ProductAPI(api_url, keys["courier"]), SystemClock(), speedup)
-    for target in (lambda: courier.run(stop), lambda: watch(supervisor, stop)):
+    targets: list[Callable[[], None]] = [lambda: courier.run(stop), lambda: watch(supervisor, stop)]
+    for fleet in DEMO_FLEETS:
+        if fleet.engines and f"{fleet.customer}-ops" in keys:
+            ops = FlightOps(
+                ProductAPI(api_url, keys[f"{fleet.customer}-ops"]),
+                ProductAPI(api_url, keys["courier"]),
+                SystemClock(),
+            )
+            targets.append(lambda ops=ops: ops.run(stop))  # type: ignore[misc]
+    for target in targets:
         thread = threading.Thread(target=target, daemon=True)
         thread.start()
     return receiver_url

@@ -69,6 +69,10 @@ class ProductAPI:
         """POST ``body`` as JSON to ``path``; the decoded JSON body."""
         return self._send("POST", path, json=body)
 
+    def put(self, path: str, body: dict[str, Any]) -> Any:
+        """PUT ``body`` as JSON to ``path``; the decoded JSON body."""
+        return self._send("PUT", path, json=body)
+
     def items(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every item of a paged list, following ``next_after``."""
         after: int | None = None

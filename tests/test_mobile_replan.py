@@ -361,3 +361,23 @@ def test_the_dashboard_maps_carriers_and_the_crew_records_the_part_at_the_statio
     crew = ok(client.get(f"/v1/orders/{order['id']}/visit", headers=th))
     assert crew["parts"][0]["at_station"] is True
     assert "received at the station" in client.get("/dashboard/carriers", headers=th).text
+
+
+def test_a_manual_order_for_a_carried_engine_is_planned_at_a_visit(
+    client: TestClient, make_tenant: Callable[..., Tenant], operator_headers: dict[str, str]
+) -> None:
+    alice = make_tenant("alice")
+    h = alice.headers
+    air = make_airline(client, alice, operator_headers, lanes={"TXL": (4, 100)})
+    ok(
+        client.put(
+            f"/v1/carriers/{air.carrier['id']}/itinerary", json={"legs": ROTATION}, headers=h
+        )
+    )
+    body = {"asset_id": air.asset_id, "component": "hpc_module", "due_at": at(5 * 24)}
+    order = ok(client.post("/v1/orders", json=body, headers=h), 201)
+    crew = ok(client.get(f"/v1/orders/{order['id']}/visit", headers=h))
+    assert crew["station"] == "TXL" and crew["aog_risk"] is False
+    [shipment] = ok(client.get("/v1/shipments", headers=h))["items"]
+    assert shipment["site_id"] == air.sites["TXL"] and shipment["order_id"] == order["id"]
+    assert client.post("/v1/orders", json=body, headers=h).status_code == 409

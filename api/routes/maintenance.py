@@ -7,6 +7,7 @@ from fastapi import APIRouter, status
 from api.deps import After, AppClock, Caller, Conn, Limit, ReadConn
 from fleet.schemas import Page
 from fleetcare.inputs import Id, ShortText
+from maintenance.mobility import visits
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import (
     CancelOrder,
@@ -66,8 +67,9 @@ def get_order(order_id: Id, conn: ReadConn, caller: Caller) -> OrderDetail:
 
 @router.post("/orders", status_code=status.HTTP_201_CREATED, tags=["orders"])
 def create_order(body: OrderCreate, conn: Conn, caller: Caller, clock: AppClock) -> Order:
-    """Raise an order by hand; 409 when the asset's component already has an open order."""
-    return orders.create_manual_order(conn, caller, body, clock)
+    """Raise an order by hand; 409 when the asset's component already has an open order. For
+    an asset on a carrier the part is sent to the planned visit (``/v1/orders/{id}/visit``)."""
+    return visits.create_manual_order(conn, caller, body, clock)
 
 
 @router.post("/orders/{order_id}/schedule", tags=["orders"])

@@ -6,7 +6,8 @@ evaluation reports are those of the product's own rule.
 
 Rule: the visits of a carrier are its stops — the station it is at now (until its next
 departure) and each leg's arrival station (until the next leg departs; the last one is open
-ended). A visit *fits* a job when it arrives by the due date less the margin, the station
+ended). A visit *fits* a job when it arrives by the due date less the margin (12 h, or a tenth of
+the time left when that is less), the station
 services the kind and component, and the time the station is open during the stop, less its
 turnaround, is at least the job's labour hours shared among its technicians. The order takes
 the first fitting visit into which some depot's lane gets the part before the carrier arrives
@@ -22,8 +23,17 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
-# the work must be possible this long before the due date
+# the work must be possible this long before the due date (less when the due date is close:
+# a tenth of the time left)
 VISIT_MARGIN = timedelta(hours=12)
+VISIT_MARGIN_SHARE = 0.1
+
+
+def visit_margin(due_at: datetime, now: datetime | None) -> timedelta:
+    """How long before the due date the visit must arrive."""
+    if now is None:
+        return VISIT_MARGIN
+    return min(VISIT_MARGIN, max(due_at - now, timedelta()) * VISIT_MARGIN_SHARE)
 
 
 class LegLike(Protocol):
@@ -171,9 +181,10 @@ def fitting_visits(
     component: str,
     labour_hours: float,
     due_at: datetime,
+    now: datetime | None = None,
 ) -> list[tuple[Visit, float]]:
     """The stops where the job fits before the due date less the margin, with their hours."""
-    due_by = due_at - VISIT_MARGIN
+    due_by = due_at - visit_margin(due_at, now)
     found = []
     for visit in visits:
         if visit.arrives > due_by:
@@ -223,14 +234,16 @@ def plan_visit(
         component=component,
         labour_hours=labour_hours,
         due_at=due_at,
+        now=now,
     )
     if not fitting:
+        due_by = due_at - visit_margin(due_at, now)
         return Plan(
             None,
             None,
             None,
             True,
-            f"AOG risk: no stop before {due_at - VISIT_MARGIN:%Y-%m-%d %H:%M} UTC at a station"
+            f"AOG risk: no stop before {due_by:%Y-%m-%d %H:%M} UTC at a station"
             f" that services {kind}/{component} with {labour_hours:g} h of work",
         )
     for visit, hours in fitting:

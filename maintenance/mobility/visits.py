@@ -16,6 +16,7 @@ from typing import Any
 
 from fleet import service as fleet
 from fleet.schemas import AssetContext, Principal
+from fleetcare.clock import Clock
 from fleetcare.errors import NotFound
 from maintenance.common import Conn
 from maintenance.logistics import service as logistics
@@ -25,7 +26,7 @@ from maintenance.mobility import repository as repo
 from maintenance.mobility import service as mobility
 from maintenance.mobility.schemas import CrewView, OrderVisit, PartStatus
 from maintenance.orders import service as orders
-from maintenance.orders.schemas import Order
+from maintenance.orders.schemas import Order, OrderCreate
 from maintenance.plans.schemas import Entitlements
 
 # legs that arrived this long ago still tell where the carrier stands now
@@ -242,6 +243,16 @@ def plan_order(conn: Conn, order_id: int, now: datetime, *, cause: str) -> Order
             conn, "order.aog_risk", updated, crew=crew, carrier_ref=carrier.ref, reason=risk or ""
         )
     return saved
+
+
+def create_manual_order(conn: Conn, principal: Principal, body: OrderCreate, clock: Clock) -> Order:
+    """Raise an order by hand; for a carried asset its part goes to the planned visit."""
+    carried = body.ship_parts and mobility.mount_of(conn, body.asset_id) is not None
+    order = orders.create_manual_order(conn, principal, body, clock, supply_later=carried)
+    if not carried:
+        return order
+    plan_order(conn, order.id, clock.now(), cause="order raised")
+    return orders.get_order(conn, principal, order.id)
 
 
 def replan_carriers(conn: Conn, carrier_ids: list[int], now: datetime, *, cause: str) -> list[int]:

@@ -275,8 +275,11 @@ def _asset_for(conn: Conn, principal: Principal, asset_id: int) -> AssetContext:
     return asset
 
 
-def create_manual_order(conn: Conn, principal: Principal, body: OrderCreate, clock: Clock) -> Order:
-    """Raise an order by hand (operator, customer or technician); Conflict if one is open."""
+def create_manual_order(
+    conn: Conn, principal: Principal, body: OrderCreate, clock: Clock, *, supply_later: bool = False
+) -> Order:
+    """Raise an order by hand (operator, customer or technician); Conflict if one is open.
+    ``supply_later``: the part is planned by the caller (a carried asset's visit)."""
     if principal.role == "partner":
         raise Forbidden("a partner key cannot raise orders")
     asset = _asset_for(conn, principal, body.asset_id)
@@ -296,6 +299,7 @@ def create_manual_order(conn: Conn, principal: Principal, body: OrderCreate, clo
         coverage=coverage,
         notes=body.notes,
         ship_parts=body.ship_parts,
+        supply_later=supply_later,
     )
     if order is None:
         raise Conflict(f"asset {asset.id} already has an open order for {body.component}")
