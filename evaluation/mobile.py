@@ -202,11 +202,16 @@ def _plan_job(
     due_at: datetime,
 ) -> dict[str, Any]:
     """The product's plan at ``now``, planned again at every reveal before the visit."""
-    legs = [leg for leg in tail.known_legs(now) if leg.arrives > now - timedelta(days=1)]
-    plan = planning.plan_visit(
-        planning.visits_of(legs, now, at_site), stations, lanes, kind="engine",
-        component=COMPONENT, labour_hours=econ.labour_hours, due_at=due_at, now=now,
-    )  # fmt: skip
+
+    def plan_at(moment: datetime, here: int | None) -> planning.Plan:
+        """The plan on the itinerary known at ``moment``."""
+        legs = [leg for leg in tail.known_legs(moment) if leg.arrives > moment - timedelta(days=1)]
+        return planning.plan_visit(
+            planning.visits_of(legs, moment, here), stations, lanes, kind="engine",
+            component=COMPONENT, labour_hours=econ.labour_hours, due_at=due_at, now=moment,
+        )  # fmt: skip
+
+    plan = plan_at(now, at_site)
     if plan.visit is None or plan.lane is None:
         return {"aog_risk": True}
     visit, lane = plan.visit, plan.lane
@@ -216,11 +221,7 @@ def _plan_job(
         r = day.revealed_at
         if r is None or r <= now or r > visit.arrives:
             continue
-        legs = [leg for leg in tail.known_legs(r) if leg.arrives > r - timedelta(days=1)]
-        again = planning.plan_visit(
-            planning.visits_of(legs, r, None), stations, lanes, kind="engine",
-            component=COMPONENT, labour_hours=econ.labour_hours, due_at=due_at, now=r,
-        )  # fmt: skip
+        again = plan_at(r, None)
         if again.visit is None or again.lane is None:
             continue  # keep the plan; the crew is told (AOG risk) and the part stays on course
         if (again.visit.site_id, again.visit.leg_id) != (visit.site_id, visit.leg_id):
