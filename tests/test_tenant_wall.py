@@ -53,19 +53,7 @@ EXEMPT_ON_TIMESCALEDB: dict[str, str] = {
 # Tables of later migrations, made before this test existed, that still wait for their policy:
 # their owner adds ``SELECT fleetcare_tenant_policy('<table>')`` in a migration of its own
 # (numbered after theirs), then removes them here. Reported as a warning until then.
-PENDING: dict[str, str] = {
-    **{
-        table: "0080_mobile.sql: a later migration of the mobile assets' block"
-        for table in (
-            "carriers",
-            "carrier_mounts",
-            "stations",
-            "carrier_legs",
-            "lanes",
-            "order_visits",
-        )
-    },
-}
+PENDING: dict[str, str] = {}
 HELP = (
     "every table with a tenant column needs row-level security: in its migration call\n"
     "    SELECT fleetcare_tenant_policy('<table>');                     -- customer_id column\n"

@@ -35,6 +35,7 @@ from fleetcare.errors import Invalid, Unauthorized
 from fleetcare.settings import Settings
 from ingest.schemas import QuarantineItem
 from kinds.repository import find_kind
+from maintenance.mobility import service as mobility
 
 Conn = Connection[Any]
 
@@ -384,7 +385,7 @@ def carrier_map(conn: Conn, principal: Principal, now: datetime) -> dict[str, An
     """The carrier map's data, confined to the viewer's customer (JSON-ready)."""
     if principal.role == "partner":
         return {"carriers": [], "stations": [], "shipments": [], "visits": []}
-    found = repo.carrier_map(conn, principal.scope, now)
+    found = mobility.carrier_map(conn, principal, now)
     return {
         name: [
             {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}

@@ -288,3 +288,83 @@ def open_orders_on_carriers(conn: Conn, carrier_ids: list[int]) -> list[int]:
         {"c": carrier_ids},
     ).fetchall()
     return [int(r[0]) for r in rows]
+
+
+# --- the carrier map -----------------------------------------------------------------------
+
+
+def _dicts(conn: Conn, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    cur = conn.execute(query, params)
+    names = [c.name for c in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def carrier_map(conn: Conn, scope: int | None, now: datetime) -> dict[str, list[dict[str, Any]]]:
+    """Carriers with their position and next stop, stations, shipments in transit to a station
+    and the visits of open orders: what the dashboard's carrier map shows."""
+    p = {"c": scope, "now": now}
+    carriers = _dicts(
+        conn,
+        """
+        SELECT c.id, c.ref, c.carrier_type, c.latitude, c.longitude, s.ref AS at_station,
+               c.position_at, n.to_ref AS next_stop, n.arrives AS next_arrival,
+               n.to_lat AS next_latitude, n.to_lon AS next_longitude,
+               (SELECT count(*) FROM carrier_mounts m WHERE m.carrier_id = c.id) AS assets
+          FROM carriers c LEFT JOIN sites s ON s.id = c.at_site_id
+          LEFT JOIN LATERAL (
+                SELECT t.ref AS to_ref, t.latitude AS to_lat, t.longitude AS to_lon,
+                       coalesce(l.estimated_arrival, l.scheduled_arrival) AS arrives
+                  FROM carrier_legs l JOIN sites t ON t.id = l.to_site_id
+                 WHERE l.carrier_id = c.id AND l.status = 'planned'
+                   AND coalesce(l.estimated_arrival, l.scheduled_arrival) > %(now)s
+                 ORDER BY coalesce(l.estimated_arrival, l.scheduled_arrival) LIMIT 1) n ON true
+         WHERE c.retired_at IS NULL AND (%(c)s::bigint IS NULL OR c.customer_id = %(c)s)
+         ORDER BY c.ref LIMIT 500
+        """,
+        p,
+    )
+    stations = _dicts(
+        conn,
+        """
+        SELECT s.id, s.ref, s.name, s.latitude, s.longitude, st.kinds
+          FROM stations st JOIN sites s ON s.id = st.site_id
+         WHERE %(c)s::bigint IS NULL OR st.customer_id = %(c)s
+         ORDER BY s.ref LIMIT 500
+        """,
+        p,
+    )
+    shipments = _dicts(
+        conn,
+        """
+        SELECT sh.id, sh.order_id, sh.status, sh.eta, sh.redirects, d.code AS depot,
+               d.latitude AS from_latitude, d.longitude AS from_longitude,
+               s.ref AS station, s.latitude AS to_latitude, s.longitude AS to_longitude
+          FROM shipments sh JOIN depots d ON d.id = sh.depot_id
+               JOIN sites s ON s.id = sh.site_id
+               JOIN order_visits v ON v.order_id = sh.order_id
+         WHERE sh.status IN ('pending', 'shipped')
+           AND (%(c)s::bigint IS NULL OR sh.customer_id = %(c)s)
+         ORDER BY sh.eta LIMIT 500
+        """,
+        p,
+    )
+    visits = _dicts(
+        conn,
+        """
+        SELECT v.order_id, o.status, o.component, o.due_at, a.ref AS asset_ref, c.ref AS carrier,
+               s.ref AS station, v.arrives_at, v.departs_at, v.aog_risk, v.reason,
+               sh.id AS shipment_id, sh.status AS part_status, sh.eta AS part_eta,
+               sh.site_id = v.site_id AS part_to_station
+          FROM order_visits v JOIN maintenance_orders o ON o.id = v.order_id
+               JOIN assets a ON a.id = o.asset_id JOIN carriers c ON c.id = v.carrier_id
+               LEFT JOIN sites s ON s.id = v.site_id
+               LEFT JOIN LATERAL (
+                    SELECT * FROM shipments x WHERE x.order_id = v.order_id
+                       AND x.status <> 'cancelled' ORDER BY x.id DESC LIMIT 1) sh ON true
+         WHERE o.status IN ('raised', 'scheduled', 'in_progress')
+           AND (%(c)s::bigint IS NULL OR v.customer_id = %(c)s)
+         ORDER BY v.arrives_at NULLS FIRST LIMIT 500
+        """,
+        p,
+    )
+    return {"carriers": carriers, "stations": stations, "shipments": shipments, "visits": visits}

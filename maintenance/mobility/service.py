@@ -463,3 +463,9 @@ def planned_legs(conn: Conn, carrier_id: int, *, arriving_after: datetime) -> li
 def get_leg(conn: Conn, leg_id: int) -> Leg | None:
     """One leg by id."""
     return repo.get_leg(conn, leg_id)
+
+
+def carrier_map(conn: Conn, principal: Principal, now: datetime) -> dict[str, list[dict[str, Any]]]:
+    """Carriers with position and next stop, stations, shipments in transit to a station and
+    the visits of open orders, within the caller's customer (the dashboard's map)."""
+    return repo.carrier_map(conn, principal.scope, now)
