@@ -10,8 +10,8 @@ from typing import Any, cast
 import msgspec
 
 from ingest.json_guard import Ambiguous, keys_add_up, object_or_ambiguous, too_deep
-from ingest.profile_service import LoadedProfiles
-from ingest.profiles import Good, Problem, SparkplugDevice
+from ingest.profile_service import LoadedProfiles, SparkplugTarget
+from ingest.profiles import Good, Problem
 from ingest.repository import DeviceKey, QuarantineRow
 from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
 from ingest.sparkplug import SparkplugMessage
@@ -192,7 +192,7 @@ def decode_with_profile(
 
 
 def decode_sparkplug(
-    msg: RawMessage, device: DeviceKey, q: Quarantine, mapping: SparkplugDevice
+    msg: RawMessage, device: DeviceKey, q: Quarantine, targets: dict[str, SparkplugTarget]
 ) -> Decoded | None:
     """The named metrics of a Sparkplug B message → readings, through the profile's mapping
     of metric names to (asset, metric). Metrics the mapping does not name are not read (as a
@@ -210,21 +210,28 @@ def decode_sparkplug(
             detail = f"{where}: alias {metric.alias} unknown ({sp.unnamed_why}); rebirth asked"
             problems.append((R.NO_BIRTH, detail))
             continue
-        target = mapping.metrics.get(metric.name)
+        target = targets.get(metric.name)
         if target is None or metric.value is None:
             continue
+        asset, kind_metric, scale, offset = target
         if metric.timestamp_ms is None:
             problems.append((R.BAD_TIMESTAMP, f"{where}: {metric.name}: no timestamp"))
             continue
         value = metric.value
-        if type(value) is bool:
-            value = int(value)
-        if type(value) is int or type(value) is float:
-            if target.scale != 1.0 or target.offset != 0.0:
-                value = value * target.scale + target.offset
-        elif type(value) is bytes:
+        t = type(value)
+        if t is float or t is int or t is bool:
+            if scale != 1.0 or offset != 0.0:
+                value = value * scale + offset
+            elif t is bool:
+                value = int(value)
+        elif t is bytes:
             value = value[:64].hex()  # reported as not a number
-        by_time.setdefault((target.asset, metric.timestamp_ms), {})[target.metric] = value
+        key = (asset, metric.timestamp_ms)
+        found = by_time.get(key)
+        if found is None:
+            by_time[key] = {kind_metric: value}
+        else:
+            found[kind_metric] = value
     items: list[Item] = [Reading(a, ts_ms, metrics) for (a, ts_ms), metrics in by_time.items()]
     return Decoded(msg, device, items + problems)
 

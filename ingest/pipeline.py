@@ -155,8 +155,7 @@ def store_messages(
             device_seen[device.id] = msg.received_at
         if msg.sparkplug is not None:
             assert profiles is not None
-            _, mapping = profiles.sparkplug[_sparkplug_key(msg)]
-            item = decode_sparkplug(msg, device, q, mapping)
+            item = decode_sparkplug(msg, device, q, profiles.sparkplug_targets[_sparkplug_key(msg)])
         elif device.profile is None:
             item = decode_v1(msg, device, limits, q)
         else:

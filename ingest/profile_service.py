@@ -27,6 +27,7 @@ from ingest.profiles import (
 )
 
 Conn = Connection[Any]
+SparkplugTarget = tuple[str, str, float, float]  # asset, kind metric, scale, offset
 # A changed profile reaches running ingestors within this many seconds.
 PROFILE_CACHE_MAX_AGE_S = 10.0
 
@@ -129,13 +130,21 @@ class LoadedProfiles:
         # Sparkplug B: (group, edge node, device or "") → (profile, its mapping)
         self.sparkplug: dict[tuple[str, str, str], tuple[str, SparkplugDevice]] = {}
         self.sparkplug_nodes: dict[tuple[str, str], list[str]] = {}  # → fleetcare devices
+        # ... → {metric name: (asset, kind metric, scale, offset)}, plain tuples for the hot path
+        self.sparkplug_targets: dict[tuple[str, str, str], dict[str, SparkplugTarget]] = {}
         for doc in self.documents.values():
             if doc.topic is not None:
                 levels = doc.topic.split("/")
                 self.topics.append((levels, levels.index("{device}")))
                 self.topic_of[doc.name] = doc.topic
             for dev in doc.sparkplug or []:
-                self.sparkplug.setdefault((dev.group, dev.edge_node, dev.device), (doc.name, dev))
+                key = (dev.group, dev.edge_node, dev.device)
+                if key not in self.sparkplug:
+                    self.sparkplug[key] = (doc.name, dev)
+                    self.sparkplug_targets[key] = {
+                        name: (m.asset, m.metric, m.scale, m.offset)
+                        for name, m in dev.metrics.items()
+                    }
                 refs = self.sparkplug_nodes.setdefault((dev.group, dev.edge_node), [])
                 if dev.fleetcare_device not in refs:
                     refs.append(dev.fleetcare_device)

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from esio_spb_builder.core import sparkplug_b_pb2 as spb
 from google.protobuf.message import DecodeError
@@ -82,10 +82,9 @@ def parse_topic(topic: str) -> SparkplugTopic | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class SparkplugMetric:
+class SparkplugMetric(NamedTuple):
     """One metric value of a message. ``name`` is None when only an alias came and the alias
-    could not be trusted (no BIRTH, or a gap since)."""
+    could not be trusted (no BIRTH, or a gap since). (A tuple: one is made per value.)"""
 
     name: str | None
     alias: int | None
@@ -253,18 +252,27 @@ class SparkplugHost:
     ) -> tuple[SparkplugMetric, ...]:
         out = []
         stamp = decoded.timestamp if decoded.HasField("timestamp") else None
+        aliases = node.aliases if trusted else {}
         for m in decoded.metrics:
-            alias = m.alias if m.HasField("alias") else None
+            # the hot path (DATA by alias, a double): plain field reads; HasField only where a
+            # zero could mean "not sent" (alias 0, time 0)
+            alias: int | None = m.alias
+            if not alias and not m.HasField("alias"):
+                alias = None
             name: str | None = m.name or None
             datatype = m.datatype
-            if name is None and alias is not None and trusted:
-                found = node.aliases.get(alias)
+            if name is None and alias is not None:
+                found = aliases.get(alias)
                 if found is not None:
                     name, datatype = found[0], datatype or found[1]
-            if name is not None and not datatype:
+            elif name is not None and not datatype:
                 datatype = node.types.get(f"{device}\x00{name}", 0)
-            when = m.timestamp if m.HasField("timestamp") else stamp
-            out.append(SparkplugMetric(name, alias, _value(m, datatype), when))
+            when = m.timestamp or (m.timestamp if m.HasField("timestamp") else stamp)
+            if datatype == DOUBLE and not m.is_null and m.HasField("double_value"):
+                value: Any = m.double_value
+            else:
+                value = _value(m, datatype)
+            out.append(SparkplugMetric(name, alias, value, when))
         return tuple(out)
 
     def _ask_rebirth(self, topic: SparkplugTopic, why: str) -> None:
