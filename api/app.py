@@ -27,6 +27,7 @@ from api.routes import (
     revenue,
     subscriptions,
     telemetry,
+    value,
     webhooks,
 )
 from api.routes import ingest as ingest_routes
@@ -92,6 +93,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(documents.router)
     app.include_router(audit.router)
     app.include_router(revenue.router)
+    app.include_router(value.router)
     dashboard.install(app, settings)
     app.include_router(model_routes.router)
     install_openapi(app)

@@ -11,7 +11,7 @@ from datetime import timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-from evaluation.costs import ECONOMICS
+from evaluation.costs import ECONOMICS, PREVENTIVE_QUANTILE
 from kinds.loader import builtin_kinds
 from models.scoring import USAGE_RATE_LOOKBACK, USAGE_RATE_MIN_HISTORY
 from simulators.fleet import WARMUP_DAYS
@@ -20,7 +20,7 @@ from simulators.physics import Population, make_population
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-PREVENTIVE_QUANTILE = 0.05  # replace at the usage by which 5% of training lives had failed
+
 USAGE_RATE_LOOKBACK_H = USAGE_RATE_LOOKBACK / timedelta(hours=1)  # as the scoring worker
 USAGE_RATE_MIN_HISTORY_H = USAGE_RATE_MIN_HISTORY / timedelta(hours=1)
 MIN_TRAINING_LIVES = {"tire": 40, "elevator": 40, "engine": 40}

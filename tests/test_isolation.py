@@ -126,6 +126,8 @@ BODIES: dict[str, dict[str, Any]] = {
 }
 QUERIES: dict[str, dict[str, str]] = {
     "/v1/assets/{asset_id}/usage": {"period": "2026-11"},
+    "/v1/customers/{customer_id}/value-report": {"period": "2026-11"},
+    "/v1/customers/{customer_id}/value-report/pdf": {"period": "2026-11"},
 }
 
 OWNED = {

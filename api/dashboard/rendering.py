@@ -39,6 +39,7 @@ NAV: list[tuple[str, str]] = [
     ("/dashboard/webhooks", "Webhooks"),
     ("/dashboard/billing", "Billing"),
     ("/dashboard/service-credits", "Credits"),
+    ("/dashboard/value-report", "Value"),
     ("/dashboard/ingest", "Ingest"),
     ("/dashboard/models", "Models"),
     ("/dashboard/audit", "Audit"),

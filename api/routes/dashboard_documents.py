@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.dashboard.rendering import PageViewer, not_found_page, render
+from api.dashboard.rendering import PageViewer, not_found_page, render, request_clock
 from api.deps import ReadConn
-from fleetcare.errors import Forbidden, NotFound
+from fleetcare.errors import FleetcareError, Forbidden, NotFound
 from fleetcare.inputs import Id
+from maintenance.billing.pricing import period_of, shift
+from maintenance.billing.schemas import PERIOD_REGEX
 from maintenance.documents import files
 from maintenance.documents import service as documents
+from maintenance.value import service as value
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 PAGE = 200
@@ -53,3 +58,56 @@ def service_credits_page(request: Request, conn: ReadConn, viewer: PageViewer) -
     except Forbidden:
         credits, notes = [], []  # technician and partner keys see no money
     return render(request, "credits.html", viewer, credits=credits, notes=notes)
+
+
+@router.get("/value-report", response_class=HTMLResponse)
+def value_report_page(
+    request: Request,
+    conn: ReadConn,
+    viewer: PageViewer,
+    period: Annotated[str | None, Query(pattern=PERIOD_REGEX)] = None,
+    customer_id: Id | None = None,
+) -> HTMLResponse:
+    """A customer's value report of a month (last month by default); the operator picks the
+    customer."""
+    clock = request_clock(request)
+    month = period or shift(period_of(clock.now()), -1).name
+    customer = viewer.scope or customer_id
+    report = None
+    problem = None
+    if customer is None:
+        problem = "choose a customer (customer_id)"
+    else:
+        try:
+            report = value.value_report(conn, viewer, customer, month, clock)
+        except NotFound as exc:
+            return not_found_page(request, viewer, exc)
+        except FleetcareError as exc:
+            problem = exc.detail
+    return render(
+        request,
+        "value.html",
+        viewer,
+        report=report,
+        period=month,
+        customer_id=customer,
+        problem=problem,
+    )
+
+
+@router.get("/value-report/pdf")
+def value_report_pdf(
+    request: Request,
+    conn: ReadConn,
+    viewer: PageViewer,
+    period: Annotated[str, Query(pattern=PERIOD_REGEX)],
+    customer_id: Id | None = None,
+) -> Response:
+    """Download a customer's value report of a month as PDF."""
+    customer = viewer.scope or customer_id
+    if customer is None:
+        return not_found_page(request, viewer, NotFound("choose a customer (customer_id)"))
+    return _pdf(
+        request, viewer, files.value_report_pdf, conn, viewer, customer, period,
+        request_clock(request),
+    )  # fmt: skip

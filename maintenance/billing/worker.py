@@ -1,4 +1,4 @@
-"""`fleetcare billing worker`: closes last month on schedule.
+"""`fleetcare billing worker`: closes last month on schedule, and sends the value reports.
 
 Every ``interval`` seconds it refreshes the drafts of the month that just ended (and of the
 months before it, up to the adjustment look-back, so that it catches up after downtime) and,
@@ -18,6 +18,7 @@ from datetime import timedelta
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.worker import Pool, WorkerRunner, WorkerStats
 from maintenance.billing import service as billing
+from maintenance.value import service as value
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class BillingStats(WorkerStats):
     invoices: int = 0
     issued: int = 0
     failures: int = 0
+    value_reports: int = 0
 
 
 def run_billing_worker(
@@ -48,6 +50,8 @@ def run_billing_worker(
         """One run: close the due periods in one transaction; 0, so the next waits."""
         with pool.connection() as conn, conn.transaction():
             results = billing.bill_due_periods(conn, clock, grace)
+            for result in results:  # each month's value report, once its invoices are out
+                stats.value_reports += value.send_monthly_reports(conn, result.period, clock.now())
         for result in results:
             stats.invoices += len(result.invoices)
             stats.issued += sum(1 for i in result.invoices if i.status == "issued")

@@ -1,12 +1,16 @@
-"""Downloadable documents: invoices and credit notes as PDF files. No SQL text, no HTTP."""
+"""Downloadable documents: invoices, credit notes and value reports as PDF files. No SQL
+text, no HTTP."""
 
 from __future__ import annotations
 
 from fleet.schemas import Principal
+from fleetcare.clock import Clock
 from maintenance.billing import service as billing
 from maintenance.common import Conn
 from maintenance.documents import pdf, printing
 from maintenance.documents import service as documents
+from maintenance.value import service as value
+from maintenance.value.document import value_document
 
 
 def invoice_pdf(conn: Conn, principal: Principal, invoice_id: int) -> tuple[str, bytes]:
@@ -25,3 +29,13 @@ def credit_note_pdf(conn: Conn, principal: Principal, note_id: int) -> tuple[str
     note = documents.get_credit_note(conn, principal, note_id)
     invoice = billing.get_invoice(conn, principal, note.invoice_id)
     return f"{note.number}.pdf", pdf.render(printing.credit_note_document(note, invoice.number))
+
+
+def value_report_pdf(
+    conn: Conn, principal: Principal, customer_id: int, period: str, clock: Clock
+) -> tuple[str, bytes]:
+    """A customer's value report of a month as a PDF (file name, bytes)."""
+    report = value.value_report(conn, principal, customer_id, period, clock)
+    seller, _, _ = documents.parties(conn, customer_id)
+    document = value_document(report, printing.party_lines(documents.party_json(seller)))
+    return f"value-report-{customer_id}-{period}.pdf", pdf.render(document)
