@@ -19,6 +19,7 @@ from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.errors import Conflict, Invalid
 from maintenance.billing import service as billing
+from maintenance.documents import credits as service_credits
 from maintenance.documents import files
 from maintenance.documents import service as documents
 from maintenance.documents.schemas import (
@@ -268,6 +269,10 @@ def test_a_failure_before_its_due_date_earns_a_credit_on_the_next_invoice(
         FailureCreate(asset_id=c.asset_ids[0], component="tire", failed_at=at(14, 9)),
         ManualClock(at(14, 10)),
     )
+    conn.commit()
+    # the billing worker's step earns the credits right away (announced before any close)
+    assert service_credits.assess_recent_failures(conn, at(14, 11)) == 2
+    assert service_credits.assess_recent_failures(conn, at(14, 12)) == 0
     conn.commit()
     # the failure raised a repair order: the promise makes its parts and labour free, once
     # it is done and billed

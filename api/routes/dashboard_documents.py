@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.dashboard.rendering import PageViewer, not_found_page, render, request_clock
 from api.deps import ReadConn
+from api.routes.documents import pdf_response
 from fleetcare.errors import FleetcareError, Forbidden, NotFound
 from fleetcare.inputs import Id
 from maintenance.billing.pricing import period_of, shift
@@ -23,14 +24,10 @@ PAGE = 200
 
 def _pdf(request: Request, viewer: PageViewer, make: object, *args: object) -> Response:
     try:
-        name, body = make(*args)  # type: ignore[operator]
+        document = make(*args)  # type: ignore[operator]
     except (NotFound, Forbidden) as exc:
         return not_found_page(request, viewer, NotFound(exc.detail))
-    return Response(
-        content=body,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return pdf_response(document)
 
 
 @router.get("/invoices/{invoice_id}/pdf")

@@ -29,7 +29,8 @@ router = APIRouter(prefix="/v1")
 PDF: dict[int | str, dict[str, Any]] = {200: {"content": {"application/pdf": {}}}}
 
 
-def _pdf(name_and_body: tuple[str, bytes]) -> Response:
+def pdf_response(name_and_body: tuple[str, bytes]) -> Response:
+    """A PDF document as a download (also used by the value report and the dashboard)."""
     name, body = name_and_body
     return Response(
         content=body,
@@ -41,7 +42,7 @@ def _pdf(name_and_body: tuple[str, bytes]) -> Response:
 @router.get("/invoices/{invoice_id}/pdf", tags=["billing"], response_class=Response, responses=PDF)
 def invoice_pdf(invoice_id: Id, conn: ReadConn, caller: Caller) -> Response:
     """The invoice as a PDF document (a draft prints as a draft, without a number)."""
-    return _pdf(files.invoice_pdf(conn, caller, invoice_id))
+    return pdf_response(files.invoice_pdf(conn, caller, invoice_id))
 
 
 @router.post("/invoices/{invoice_id}/credit-notes", tags=["billing"], status_code=201)
@@ -76,7 +77,7 @@ def get_credit_note(note_id: Id, conn: ReadConn, caller: Caller) -> CreditNoteDe
 @router.get("/credit-notes/{note_id}/pdf", tags=["billing"], response_class=Response, responses=PDF)
 def credit_note_pdf(note_id: Id, conn: ReadConn, caller: Caller) -> Response:
     """The credit note as a PDF document."""
-    return _pdf(files.credit_note_pdf(conn, caller, note_id))
+    return pdf_response(files.credit_note_pdf(conn, caller, note_id))
 
 
 @router.get("/service-credits", tags=["billing"])

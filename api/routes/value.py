@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.deps import AppClock, Caller, ReadConn
+from api.routes.documents import PDF, pdf_response
 from fleetcare.inputs import Id
 from maintenance.billing.schemas import PERIOD_REGEX
 from maintenance.documents import files
@@ -31,15 +32,10 @@ def value_report(
     "/customers/{customer_id}/value-report/pdf",
     tags=["billing"],
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}}},
+    responses=PDF,
 )
 def value_report_pdf(
     customer_id: Id, period: Month, conn: ReadConn, caller: Caller, clock: AppClock
 ) -> Response:
     """The value report as a PDF document."""
-    name, body = files.value_report_pdf(conn, caller, customer_id, period, clock)
-    return Response(
-        content=body,
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return pdf_response(files.value_report_pdf(conn, caller, customer_id, period, clock))

@@ -1,4 +1,5 @@
-"""`fleetcare billing worker`: closes last month on schedule, and sends the value reports.
+"""`fleetcare billing worker`: closes last month on schedule, assesses failures for service
+credits, and sends the value reports.
 
 Every ``interval`` seconds it refreshes the drafts of the month that just ended (and of the
 months before it, up to the adjustment look-back, so that it catches up after downtime) and,
@@ -18,6 +19,7 @@ from datetime import timedelta
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.worker import Pool, WorkerRunner, WorkerStats
 from maintenance.billing import service as billing
+from maintenance.documents import credits
 from maintenance.value import service as value
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ class BillingStats(WorkerStats):
     issued: int = 0
     failures: int = 0
     value_reports: int = 0
+    credits: int = 0
 
 
 def run_billing_worker(
@@ -49,6 +52,7 @@ def run_billing_worker(
     def close_due_periods(pool: Pool) -> int:
         """One run: close the due periods in one transaction; 0, so the next waits."""
         with pool.connection() as conn, conn.transaction():
+            stats.credits += credits.assess_recent_failures(conn, clock.now())
             results = billing.bill_due_periods(conn, clock, grace)
             for result in results:  # each month's value report, once its invoices are out
                 stats.value_reports += value.send_monthly_reports(conn, result.period, clock.now())

@@ -117,6 +117,16 @@ def assess_failures(
     return earned
 
 
+def assess_recent_failures(conn: Conn, now: datetime) -> int:
+    """The billing worker's step: assess every customer's failures of the last
+    ``ASSESS_LOOKBACK`` now, so a credit is earned (and announced) within a run of the
+    failure, not only when its month closes; how many credits were earned."""
+    return sum(
+        len(assess_failures(conn, customer_id, now, now))
+        for customer_id in repo.customers_with_failures(conn, now - ASSESS_LOOKBACK, now)
+    )
+
+
 def _base(conn: Conn, credit: ServiceCredit, period: Period, lines: list[LineDraft]) -> int | None:
     """What the credit is a share of; None while it cannot be known yet."""
     if credit.kind == "percent":

@@ -220,6 +220,19 @@ def failures_to_assess(
         ).fetchall()
 
 
+def customers_with_failures(conn: Conn, since: datetime, until: datetime) -> list[int]:
+    """Customers with a life that ended in failure in ``[since, until)``."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(
+            """
+            SELECT DISTINCT a.customer_id FROM asset_lives l JOIN assets a ON a.id = l.asset_id
+             WHERE l.end_reason = 'failure' AND l.ended_at >= %s AND l.ended_at < %s
+             ORDER BY 1
+            """,
+            (since, until),
+        ).fetchall()
+
+
 def insert_service_credit(conn: Conn, values: dict[str, Any]) -> int | None:
     """Record a credit once per failure and kind; its id, or None when it already existed."""
     with conn.cursor(row_factory=scalar_row) as cur:
