@@ -21,6 +21,7 @@ from fleetcare.errors import Conflict, ReplicaLagging, ServiceUnavailable
 from fleetcare.inputs import INT8_MAX
 from fleetcare.repository import replica_lag_s
 from fleetcare.settings import Settings
+from fleetcare.tenancy import operator_lookup
 
 
 def get_pool(request: Request) -> ConnectionPool[Connection[Any]]:
@@ -113,7 +114,8 @@ def get_principal(
     key = credentials.credentials.strip() if credentials else None
     if not key:
         key = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
-    principal = authenticate_limited(request, conn, key)
+    with operator_lookup(conn):  # who is calling decides which rows the rest may see
+        principal = authenticate_limited(request, conn, key)
     bind_principal(request, conn, principal)
     route = request.scope.get("route")
     require_permission(principal, request.method, getattr(route, "path", request.url.path))

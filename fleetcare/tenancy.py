@@ -100,10 +100,15 @@ def system_session(conn: Connection[Any], actor: str) -> None:
 @contextmanager
 def operator_lookup(conn: Connection[Any]) -> Iterator[None]:
     """See every customer's rows for a lookup that decides who the caller is (authenticating
-    a key or a session), then no tenant at all until the caller's context is set."""
-    _set(conn, {"fleetcare.operator": "on"}, local=True)
+    a key or a session), then what was seen before (nothing, on a request's connection) until
+    the caller's context is set. Nests."""
+    row = conn.execute(
+        "SELECT current_setting('fleetcare.operator', true), set_config('fleetcare.operator',"
+        " 'on', true)"
+    ).fetchone()
+    before = (row[0] if row else None) or "off"
     try:
         yield
     finally:
         if conn.info.transaction_status != TransactionStatus.INERROR:
-            _set(conn, {"fleetcare.operator": "off"}, local=True)
+            _set(conn, {"fleetcare.operator": before}, local=True)

@@ -255,3 +255,29 @@ def test_the_dashboard_shows_the_trail(
     assert "YARD" in page.text and "BOBS" not in page.text
     exported = client.get("/dashboard/audit.csv", params={"resource": "sites"})
     assert exported.status_code == 200 and "YARD" in exported.text and "BOBS" not in exported.text
+
+
+def test_bookkeeping_columns_write_no_row_and_a_real_change_one(
+    client: TestClient, make_tenant: Callable[..., Tenant], db_url: str
+) -> None:
+    tenant = make_tenant()
+    ids = setup_customer(client, tenant)
+    with connect(db_url) as conn:
+        count = "SELECT count(*) FROM audit_log WHERE resource = 'assets'"
+        before = conn.execute(count).fetchone()
+        # ingest moves the usage counter on every batch: not a change worth a row
+        conn.execute(
+            "UPDATE assets SET usage_counter = 1234, usage_at = now(), last_seen_at = now()"
+            " WHERE id = %s",
+            (ids["asset"],),
+        )
+        assert conn.execute(count).fetchone() == before
+        conn.execute(
+            "UPDATE assets SET attributes = '{\"axle\": 3}', usage_counter = 99 WHERE id = %s",
+            (ids["asset"],),
+        )
+        row = conn.execute(
+            "SELECT before, after FROM audit_log WHERE resource = 'assets' ORDER BY id DESC"
+        ).fetchone()
+        assert row == ({"attributes": {}}, {"attributes": {"axle": 3}})
+        conn.commit()

@@ -54,7 +54,8 @@ class SignInRequired(Exception):
 
 def viewer_principal(request: Request, conn: Any) -> Principal | None:
     """The caller of a dashboard request (key or session), its context bound to ``conn``."""
-    principal = _viewer(request, conn)
+    with operator_lookup(conn):  # who is calling decides which rows the rest may see
+        principal = _viewer(request, conn)
     if principal is not None:
         bind_principal(request, conn, principal)
     return principal
@@ -67,8 +68,7 @@ def _viewer(request: Request, conn: Any) -> Principal | None:
     key_id = request.session.get("key_id")
     if isinstance(key_id, int):
         try:
-            with operator_lookup(conn):  # the session's key, before its customer is known
-                return service.principal_for_session(conn, key_id)
+            return service.principal_for_session(conn, key_id)
         except Unauthorized:
             request.session.clear()
     return None
