@@ -205,7 +205,7 @@ def decode_sparkplug(
     by_time: dict[tuple[str, int], dict[str, Any]] = {}
     problems: list[Item] = []
     where = "/".join((sp.topic.message_type, sp.topic.edge_node, sp.topic.device)).rstrip("/")
-    for metric in sp.metrics:
+    for metric in sp.read(targets):
         if metric.name is None:
             detail = f"{where}: alias {metric.alias} unknown ({sp.unnamed_why}); rebirth asked"
             problems.append((R.NO_BIRTH, detail))

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from esio_spb_builder.core import sparkplug_b_pb2 as spb
@@ -92,16 +93,60 @@ class SparkplugMetric(NamedTuple):
     timestamp_ms: int | None
 
 
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class SparkplugMessage:
-    """A Sparkplug B message as the host understood it (made in order, mapped later)."""
+    """A Sparkplug B message as the host understood it (made in order, read later): the
+    decoded payload with the session's alias and type tables as they stood when it arrived
+    (tables are replaced, never changed, at a BIRTH, so the snapshot stays true)."""
 
     topic: SparkplugTopic
     timestamp_ms: int | None
-    metrics: tuple[SparkplugMetric, ...] = ()
+    payload: Any = None  # the decoded protobuf Payload
+    aliases: Mapping[int, tuple[str, int]] | None = None  # None: the session is not trusted
+    types: Mapping[str, int] | None = None  # "<device>\x00<name>" → data type, from BIRTHs
     problem: str | None = None  # the whole payload is unreadable (not Sparkplug B protobuf)
     unnamed_why: str = ""  # why metrics were left unnamed (DATA before BIRTH, a seq gap)
     offline: bool = False  # a DEATH the host accepted: the device (or node) went offline
+
+    def read(self, wanted: Container[str] | None = None) -> Iterator[SparkplugMetric]:
+        """Each metric (only those named in ``wanted``, and every unnamed one, when given):
+        its name (None: an alias the session cannot vouch for), alias, value as Python, and
+        time (its own, else the payload's)."""
+        if self.payload is None:
+            return
+        aliases, types, stamp = self.aliases or _EMPTY, self.types or _EMPTY, self.timestamp_ms
+        device = self.topic.device
+        for m in self.payload.metrics:
+            # the hot path (DATA by alias, a double): plain field reads; HasField only where
+            # a zero could mean "not sent" (alias 0, time 0)
+            name: str | None = m.name or None
+            alias: int | None = None
+            datatype = m.datatype
+            if name is None:
+                alias = m.alias
+                if not alias and not m.HasField("alias"):
+                    alias = None
+                found = aliases.get(alias) if alias is not None else None
+                if found is not None:
+                    name, datatype = found[0], datatype or found[1]
+            elif not datatype:
+                datatype = types.get(f"{device}\x00{name}", 0)
+            if wanted is not None and name is not None and name not in wanted:
+                continue
+            when = m.timestamp or (m.timestamp if m.HasField("timestamp") else stamp)
+            if datatype == DOUBLE and not m.is_null and m.HasField("double_value"):
+                value: Any = m.double_value
+            else:
+                value = _value(m, datatype)
+            yield SparkplugMetric(name, alias, value, when)
+
+    @property
+    def metrics(self) -> tuple[SparkplugMetric, ...]:
+        """Every metric of the message (see :meth:`read`)."""
+        return tuple(self.read())
 
 
 def _value(metric: Any, datatype: int) -> Any:
@@ -163,7 +208,7 @@ class SparkplugHost:
         stamp = decoded.timestamp if decoded.HasField("timestamp") else None
         if kind == "NBIRTH":
             node = self._born(key, decoded)
-            return SparkplugMessage(topic, stamp, self._named(decoded, node, trusted=True))
+            return SparkplugMessage(topic, stamp, decoded, node.aliases, node.types)
         if kind == "NDEATH":
             return self._node_death(topic, key, node, decoded, stamp)
         if node is None:
@@ -172,29 +217,28 @@ class SparkplugHost:
         if kind == "DBIRTH":
             if node.next_seq is not None:  # a device born in a session we trust
                 node.devices.add(topic.device)
+                aliases, types = dict(node.aliases), dict(node.types)  # new tables, not edits
                 for m in decoded.metrics:
                     if m.name:
-                        node.types[f"{topic.device}\x00{m.name}"] = m.datatype
+                        types[f"{topic.device}\x00{m.name}"] = m.datatype
                         if m.HasField("alias"):
-                            node.aliases[m.alias] = (m.name, m.datatype)
-            return SparkplugMessage(
-                topic,
-                stamp,
-                self._named(decoded, node, trusted=not why, device=topic.device),
-                unnamed_why=why,
-            )
+                            aliases[m.alias] = (m.name, m.datatype)
+                node.aliases, node.types = aliases, types
+            return self._message(topic, stamp, decoded, node, why)
         if kind == "DDEATH":
             node.devices.discard(topic.device)
             return SparkplugMessage(topic, stamp, offline=True)
         if not why and topic.is_device and topic.device not in node.devices:
             why = f"DDATA from device {topic.device!r} before its DBIRTH"
             self._ask_rebirth(topic, why)
-        return SparkplugMessage(
-            topic,
-            stamp,
-            self._named(decoded, node, trusted=not why, device=topic.device),
-            unnamed_why=why,
-        )
+        return self._message(topic, stamp, decoded, node, why)
+
+    @staticmethod
+    def _message(
+        topic: SparkplugTopic, stamp: int | None, decoded: Any, node: _Node, why: str
+    ) -> SparkplugMessage:
+        aliases = None if why else node.aliases
+        return SparkplugMessage(topic, stamp, decoded, aliases, node.types, unnamed_why=why)
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -246,34 +290,6 @@ class SparkplugHost:
             return why
         node.next_seq = (seq + 1) % 256
         return ""
-
-    def _named(
-        self, decoded: Any, node: _Node, *, trusted: bool, device: str = ""
-    ) -> tuple[SparkplugMetric, ...]:
-        out = []
-        stamp = decoded.timestamp if decoded.HasField("timestamp") else None
-        aliases = node.aliases if trusted else {}
-        for m in decoded.metrics:
-            # the hot path (DATA by alias, a double): plain field reads; HasField only where a
-            # zero could mean "not sent" (alias 0, time 0)
-            alias: int | None = m.alias
-            if not alias and not m.HasField("alias"):
-                alias = None
-            name: str | None = m.name or None
-            datatype = m.datatype
-            if name is None and alias is not None:
-                found = aliases.get(alias)
-                if found is not None:
-                    name, datatype = found[0], datatype or found[1]
-            elif name is not None and not datatype:
-                datatype = node.types.get(f"{device}\x00{name}", 0)
-            when = m.timestamp or (m.timestamp if m.HasField("timestamp") else stamp)
-            if datatype == DOUBLE and not m.is_null and m.HasField("double_value"):
-                value: Any = m.double_value
-            else:
-                value = _value(m, datatype)
-            out.append(SparkplugMetric(name, alias, value, when))
-        return tuple(out)
 
     def _ask_rebirth(self, topic: SparkplugTopic, why: str) -> None:
         key = (topic.group, topic.edge_node)
