@@ -18,7 +18,8 @@ from psycopg import Connection
 from fleet import service as fleet
 from fleet.schemas import AssetCreate, Principal
 from ingest import service as devices
-from ingest.schemas import DeviceCreate, RawMessage
+from ingest.schemas import DeviceCreate, IngestLimits, RawMessage
+from ingest.worker import IngestConfig, IngestWorker
 
 OPERATOR = Principal(key_id=0, role="operator")
 
@@ -158,3 +159,23 @@ class Publisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def started_ingestor(
+    mqtt_url: str, db_url: str, topic_root: str, timeout: float = 30, **overrides: Any
+) -> IngestWorker:
+    """An in-process ingestor under a fresh client id, started and subscribed (the caller
+    stops it)."""
+    options: dict[str, Any] = {
+        "mqtt_url": mqtt_url,
+        "database_url": db_url,
+        "client_id": f"ingest-{uuid.uuid4().hex[:8]}",
+        "limits": IngestLimits(topic_root=topic_root),
+        "batch_max_wait_s": 0.05,
+    } | overrides
+    worker = IngestWorker(IngestConfig(**options))
+    worker.start()
+    if not worker.subscribed.wait(timeout):
+        worker.stop()
+        raise TimeoutError("ingestor did not subscribe")
+    return worker

@@ -76,15 +76,24 @@ class Client:
         self.c.loop_stop()
 
 
-def test_generated_password_and_acl_files_confine_devices(
+def broker_with_generated_auth(
     conn: Connection[Any], topic_root: str, tmp_path: Path
-) -> None:
-    small = make_fleet(conn, tires=1)
+) -> tuple[Any, str, str]:
+    """A Mosquitto with the password and ACL files generated from the registry: (broker,
+    its URL, the ingestor's secret)."""
     passwd, acl, secret = service.write_broker_config(
         conn, tmp_path / "auth", topic_root=topic_root
     )
     auth = f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}"
     broker, url = start_mosquitto(tmp_path / "broker", auth=auth)
+    return broker, url, secret
+
+
+def test_generated_password_and_acl_files_confine_devices(
+    conn: Connection[Any], topic_root: str, tmp_path: Path
+) -> None:
+    small = make_fleet(conn, tires=1)
+    broker, url, secret = broker_with_generated_auth(conn, topic_root, tmp_path)
     clients: list[Client] = []
     try:
         ingestor = Client(url, service.INGESTOR_USER, secret)
@@ -183,11 +192,7 @@ def test_acl_grants_profile_topics_and_sparkplug_nodes(
     )
     conn.execute("UPDATE devices SET profile = %s WHERE ref = %s", (f"json-{tag}", small.device_a))
     conn.commit()
-    passwd, acl, secret = service.write_broker_config(
-        conn, tmp_path / "auth", topic_root=topic_root
-    )
-    auth = f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}"
-    broker, url = start_mosquitto(tmp_path / "broker", auth=auth)
+    broker, url, secret = broker_with_generated_auth(conn, topic_root, tmp_path)
     clients: list[Client] = []
     try:
         ingestor = Client(url, service.INGESTOR_USER, secret)

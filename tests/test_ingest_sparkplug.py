@@ -22,9 +22,8 @@ from ingest.pipeline import store_messages
 from ingest.profiles import ProfileError, parse_profile
 from ingest.schemas import IngestLimits, RawMessage
 from ingest.sparkplug import SparkplugHost, parse_topic, rebirth_payload
-from ingest.worker import IngestConfig, IngestWorker
 from testkit.sparkplug import EdgeNode
-from tests.ingest_helpers import OPERATOR, SmallFleet, make_fleet
+from tests.ingest_helpers import OPERATOR, SmallFleet, make_fleet, started_ingestor
 
 TIMEOUT = 60
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -272,17 +271,7 @@ def worker(db_url: str, mqtt_url: str, topic_root: str, small: SmallFleet) -> It
             c, OPERATOR, profile(group, small.device_a, small.tires[0]), source="t"
         )
         c.commit()
-    w = IngestWorker(
-        IngestConfig(
-            mqtt_url=mqtt_url,
-            database_url=db_url,
-            client_id=f"ingest-{uuid.uuid4().hex[:8]}",
-            limits=IngestLimits(topic_root=topic_root),
-            batch_max_wait_s=0.05,
-        )
-    )
-    w.start()
-    assert w.subscribed.wait(TIMEOUT)
+    w = started_ingestor(mqtt_url, db_url, topic_root, TIMEOUT)
     yield w, group
     w.stop()
 

@@ -5,7 +5,6 @@ thresholds, and a fleet of pumps publishes over MQTT into ingest and is stored."
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ import numpy as np
 from psycopg import Connection
 
 from fleetcare.clock import ManualClock
-from ingest.schemas import IngestLimits
-from ingest.worker import IngestConfig, IngestWorker
 from kinds import service as kinds
 from kinds.loader import load_file
 from simulators import service
@@ -24,6 +21,7 @@ from simulators.fleet import Fleet
 from simulators.generic import GenericPopulation
 from simulators.schemas import FleetSpec
 from simulators.worker import FleetRunner
+from tests.ingest_helpers import started_ingestor
 
 PUMP_FILE = Path(__file__).parent / "fixtures" / "kinds" / "pump.yaml"
 
@@ -72,18 +70,8 @@ def test_a_kind_defined_by_a_file_is_simulated_over_mqtt_and_stored(
     assert {a.kind for a in fleet.assets} == {"pump"} and len(fleet.assets) == 8
     with conn.transaction():
         registration = service.register_fleet(conn, fleet, {})
-    worker = IngestWorker(
-        IngestConfig(
-            mqtt_url=mqtt_url,
-            database_url=db_url,
-            client_id=f"ingest-{uuid.uuid4().hex[:8]}",
-            limits=IngestLimits(topic_root=topic_root),
-            batch_max_wait_s=0.05,
-        )
-    )
-    worker.start()
+    worker = started_ingestor(mqtt_url, db_url, topic_root, 10)
     try:
-        assert worker.subscribed.wait(10), "ingestor did not subscribe"
         clock = ManualClock(datetime.now(UTC))  # ingest checks times against the real clock
         links = {
             ref: RecordingLink(mqtt_url, ref, secret, topic_root)

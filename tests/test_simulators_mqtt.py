@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +23,6 @@ from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.services import mosquitto_installed, start_mosquitto
 from ingest import service as devices
-from ingest.schemas import IngestLimits
-from ingest.worker import IngestConfig, IngestWorker
 from simulators import service
 from simulators.cmapss_levels import CMAPSS_SENSORS, CMAPSS_SETTINGS
 from simulators.devices import QUARANTINE_REASON, GatewayBehaviour, Malformed, MqttLink
@@ -33,6 +30,7 @@ from simulators.fleet import Fleet
 from simulators.replay import load_cmapss
 from simulators.schemas import FleetSpec
 from simulators.worker import FleetRunner
+from tests.ingest_helpers import started_ingestor
 
 CMAPSS = Path("/work/shared/data/cmapss/train_FD001.txt")
 START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -311,18 +309,8 @@ def test_a_fleet_flows_through_ingest_and_its_malformed_payloads_land_in_quarant
     fleet = Fleet(FleetSpec(customer="sim-e2e", tires=6, elevators=3, engines=2, speedup=30_000))
     with conn.transaction():
         registration = service.register_fleet(conn, fleet, {})
-    worker = IngestWorker(
-        IngestConfig(
-            mqtt_url=mqtt_url,
-            database_url=db_url,
-            client_id=f"ingest-{uuid.uuid4().hex[:8]}",
-            limits=IngestLimits(topic_root=topic_root),
-            batch_max_wait_s=0.05,
-        )
-    )
-    worker.start()
+    worker = started_ingestor(mqtt_url, db_url, topic_root, 10)
     try:
-        assert worker.subscribed.wait(10), "ingestor did not subscribe"
         clock = ManualClock(datetime.now(UTC))  # ingest checks times against the real clock
         links = {
             ref: RecordingMqttLink(mqtt_url, ref, secret, topic_root)
