@@ -209,3 +209,20 @@ def test_stations_lanes_positions_and_mounts_check_their_input(
     assert [(m["asset_id"], m["position"]) for m in mounts] == [(air.asset_id, "ENG1")]
     assert client.delete(f"/v1/carriers/{cid}/assets/{air.asset_id}", headers=h).status_code == 204
     assert client.delete(f"/v1/carriers/{cid}/assets/{air.asset_id}", headers=h).status_code == 404
+
+
+def test_one_carriers_itinerary_names_refused_legs_like_the_apis_body_errors(
+    client: TestClient, make_tenant: Callable[..., Tenant], operator_headers: dict[str, str]
+) -> None:
+    alice = make_tenant("alice")
+    air = make_airline(client, alice, operator_headers, lanes={})
+    url = f"/v1/carriers/{air.carrier['id']}/itinerary"
+    legs = [leg("P1", "FRA", "MUC", 1, 2), leg("P1", "MUC", "XXX", 3, 4)]
+    r = client.put(url, json={"legs": legs}, headers=alice.headers)
+    assert r.status_code == 422
+    assert {p["field"] for p in r.json()["problems"]} == {"legs.1.leg_id", "legs.1.to"}
+    assert "repeats legs.0" in r.text
+    bad_time = [dict(leg("P2", "FRA", "MUC", 1, 2), scheduled_arrival="soon")]
+    r = client.put(url, json={"legs": bad_time}, headers=alice.headers)
+    assert r.status_code == 422
+    assert [p["field"] for p in r.json()["problems"]] == ["legs.0.scheduled_arrival"]

@@ -278,10 +278,17 @@ class _Checked:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _row_name(n: int, *, one_carrier: bool) -> str:
+    """How a problem names row ``n`` (from 1): ``rows[N]`` in a bulk upload (the line people
+    read), ``legs.I`` (I from 0) in one carrier's itinerary, as the API's body errors do."""
+    return f"legs.{n - 1}" if one_carrier else f"rows[{n}]"
+
+
 def _check_rows(
     conn: Conn, customer_id: int, rows: list[Any], default_carrier: Carrier | None
 ) -> _Checked:
-    """Every row validated and resolved; problems name ``rows[N].field`` (N from 1)."""
+    """Every row validated and resolved; each problem names its row (:func:`_row_name`)."""
+    one = default_carrier is not None
     out = _Checked()
     if len(rows) > MAX_LEGS:
         out.problems.append(("legs", f"at most {MAX_LEGS} legs per upload, not {len(rows)}"))
@@ -297,7 +304,7 @@ def _check_rows(
         return sites[ref]
 
     for n, row in enumerate(rows, start=1):
-        where = f"rows[{n}]"
+        where = _row_name(n, one_carrier=one)
         if not isinstance(row, dict):
             out.problems.append((where, "a leg is an object"))
             continue
@@ -314,7 +321,10 @@ def _check_rows(
         row_problems: list[tuple[str, str]] = []
         if leg.leg_id in seen:
             row_problems.append(
-                (f"{where}.leg_id", f"{leg.leg_id!r} repeats rows[{seen[leg.leg_id]}]")
+                (
+                    f"{where}.leg_id",
+                    f"{leg.leg_id!r} repeats {_row_name(seen[leg.leg_id], one_carrier=one)}",
+                )
             )
         else:
             seen[leg.leg_id] = n
