@@ -123,8 +123,10 @@ def register(
     trained_to: Any,
     training_assets: int,
     training_rows: int,
+    reference: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Store a model as a candidate version."""
+    """Store a model as a candidate version (``reference``: its training data's distribution
+    per signal, :func:`models.drift.reference_distribution`)."""
     return repo.insert_version(
         conn,
         kind=model.kind,
@@ -137,6 +139,7 @@ def register(
         training_rows=training_rows,
         artifact=dump_model(model),
         artifact_format=ARTIFACT_FORMAT,
+        reference=reference,
     )
 
 

@@ -33,6 +33,35 @@ class ModelVersion(BaseModel):
     replaced_version_id: int | None
 
 
+class ExplanationSignal(BaseModel):
+    """One signal that moved a prediction: its metric, what it says in the kind's words, and
+    its signed contribution to the RUL in the kind's life unit (negative shortens the life)."""
+
+    signal: str
+    text: str
+    contribution: float
+
+
+class FailureMode(BaseModel):
+    """Which component wears, and which way its strongest life-shortening signal moves."""
+
+    component: str
+    signal: str
+    direction: str  # rising | falling | high | low | unsteady
+    text: str
+
+
+class Explanation(BaseModel):
+    """Why a prediction says what it says (``models.explain``)."""
+
+    method: str
+    base_rul: float  # the model's expected RUL before any signal is known
+    signals: list[ExplanationSignal]
+    failure_mode: FailureMode | None = None
+    action: str
+    data_quality: list[str] = []  # the data-quality gate's findings; any makes it low-confidence
+
+
 class Prediction(BaseModel):
     """One scoring of an asset's component: a row of ``predictions``, as the scoring worker
     writes it and the policy, the API and the evaluation read it."""
@@ -52,6 +81,9 @@ class Prediction(BaseModel):
     due_at: datetime | None
     due_at_conservative: datetime | None
     data_until: datetime | None = None  # the newest reading scored (None: not recorded)
+    explanation: Explanation | None = None
+    # the data-quality gate found broken sensors: shown, but never acted on automatically
+    low_confidence: bool = False
 
 
 class ChangedAsset(BaseModel):
@@ -72,3 +104,42 @@ class PromotionResult(BaseModel):
     candidate_rmse: float | None
     active_rmse: float | None
     holdout_assets: int
+
+
+class DriftCheck(BaseModel):
+    """One comparison of a kind's live fleet with its active model's training data
+    (``models.drift``): the population stability index of every signal."""
+
+    id: int
+    kind: str
+    model_version_id: int
+    checked_at: datetime
+    assets: int
+    rows: int
+    psi: dict[str, float]
+    max_psi: float | None
+    threshold: float
+    drifted: bool
+    drifted_signals: list[str]
+
+
+RetrainTrigger = Literal["manual", "schedule", "drift"]
+
+
+class RetrainDecision(BaseModel):
+    """What a retraining decided, with the figures it decided on: challenger and champion
+    evaluated on the same held-out lifetimes (``models.retraining``)."""
+
+    id: int
+    kind: str
+    trigger: RetrainTrigger
+    drift_check_id: int | None
+    champion_version_id: int | None
+    challenger_version_id: int | None
+    decision: Literal["promoted", "refused", "first"]
+    champion_rmse: float | None
+    challenger_rmse: float | None
+    holdout_assets: int
+    lives: int
+    reason: str
+    decided_at: datetime

@@ -27,8 +27,11 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from fleetcare.clock import Clock
+from kinds.service import get_kind
 from models import repository as repo
 from models.bundle import WearModel
+from models.explain import Explainer, encode
+from models.quality import QualityGate
 from models.registry import load_version
 from models.schemas import ChangedAsset
 
@@ -259,6 +262,7 @@ class PassResult:
     unchanged_assets: int = 0  # seen again but no new row on the usage grid
     not_scorable: int = 0  # a metric never seen since renewal, or no usage reading
     no_model: int = 0  # kind without an active model
+    low_confidence: int = 0  # assets whose data failed the quality gate (models.quality)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, step: str, seconds: float) -> None:
@@ -266,22 +270,37 @@ class PassResult:
         self.seconds[step] = self.seconds.get(step, 0.0) + seconds
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A version's model with what scoring needs beside it: the metric layout, the explainer
+    (in the kind definition's words) and the data-quality gate."""
+
+    version_id: int
+    model: WearModel
+    layout: repo.MetricLayout
+    explainer: Explainer
+    gate: QualityGate
+
+
 @dataclass
 class ModelCache:
-    """Loaded models by version id, and each kind's metric layout."""
+    """Loaded models by version id, with each kind's layout, explainer and gate."""
 
-    models: dict[int, WearModel] = field(default_factory=dict)
-    layouts: dict[int, repo.MetricLayout] = field(default_factory=dict)
+    loaded: dict[int, LoadedModel] = field(default_factory=dict)
 
-    def get(self, conn: repo.Conn, version_id: int) -> tuple[WearModel, repo.MetricLayout]:
-        """The model of a version and its layout, loaded once."""
-        if version_id not in self.models:
+    def get(self, conn: repo.Conn, version_id: int) -> LoadedModel:
+        """The model of a version and what goes with it, loaded once."""
+        if version_id not in self.loaded:
             model = load_version(conn, version_id)
-            self.layouts[version_id] = repo.metric_layout(
-                conn, model.kind, model.usage_metric, model.column_names
+            kind = get_kind(conn, model.kind)
+            self.loaded[version_id] = LoadedModel(
+                version_id=version_id,
+                model=model,
+                layout=repo.metric_layout(conn, model.kind, model.usage_metric, model.column_names),
+                explainer=Explainer(model, kind),
+                gate=QualityGate.build(model, kind, repo.get_reference(conn, version_id)),
             )
-            self.models[version_id] = model
-        return self.models[version_id], self.layouts[version_id]
+        return self.loaded[version_id]
 
 
 def score_pass(
@@ -334,21 +353,19 @@ def _score_pass(
         if version_id is None:
             result.no_model += len(assets)
             continue
-        model, layout = models.get(conn, version_id)
-        _score_kind(conn, model, version_id, layout, assets, now, cache, result)
+        _score_kind(conn, models.get(conn, version_id), assets, now, cache, result)
     return result
 
 
 def _score_kind(
     conn: repo.Conn,
-    model: WearModel,
-    version_id: int,
-    layout: repo.MetricLayout,
+    loaded: LoadedModel,
     assets: Sequence[ChangedAsset],
     now: datetime,
     cache: ReadingsCache | None,
     result: PassResult,
 ) -> None:
+    model, layout = loaded.model, loaded.layout
     head, tail = model.history_rows()
     windows = [repo.Window(a.asset_id, a.asset_id, a.renewed_at, None) for a in assets]
     tick = time.perf_counter()
@@ -373,8 +390,7 @@ def _score_kind(
     idx = np.flatnonzero(has_new)
     if idx.size:
         _predict_and_write(
-            conn, model, version_id, layout.usage_id, readings, ids, last, idx, data_until, now,
-            result,
+            conn, loaded, readings, ids, last, idx, data_until, now, result
         )  # fmt: skip
     tick = time.perf_counter()
     seen = {a.asset_id: a for a in assets}
@@ -397,9 +413,7 @@ WRITE_CHUNK = 2_000  # assets per prediction write: the server writes one chunk 
 
 def _predict_and_write(
     conn: repo.Conn,
-    model: WearModel,
-    version_id: int,
-    usage_id: int,
+    loaded: LoadedModel,
     readings: repo.Readings,
     ids: NDArray[Any],
     last: NDArray[np.intp],
@@ -415,6 +429,7 @@ def _predict_and_write(
     chunk is predicted, and each chunk's write while the next one is. One writer thread
     keeps the statements in order on the pass's connection (and its transaction).
     """
+    model = loaded.model
     score_ids = ids[idx]
     last_usage = readings.matrix[last[idx], 1]
     until = [data_until[i] for i in idx]
@@ -423,7 +438,7 @@ def _predict_and_write(
         rates_future = writer.submit(
             repo.usage_rates_per_day,
             conn,
-            usage_id,
+            loaded.layout.usage_id,
             score_ids.tolist(),
             until,
             last_usage.tolist(),
@@ -436,7 +451,8 @@ def _predict_and_write(
         for lo in range(0, score_ids.size, WRITE_CHUNK):
             chunk = score_ids[lo : lo + WRITE_CHUNK]
             tick = time.perf_counter()
-            matrix = readings.matrix[np.isin(group, chunk.astype(np.float64))]
+            rows = np.isin(group, chunk.astype(np.float64))
+            matrix = readings.matrix[rows]
             feature_ids, features = model.features.transform_last(matrix)
             if not np.array_equal(feature_ids.astype(np.int64), chunk.astype(np.int64)):
                 raise RuntimeError("scoring: features came back in another order than assets")
@@ -445,6 +461,12 @@ def _predict_and_write(
             predicted = model.predict(features)
             result.add("predict", time.perf_counter() - tick)
             tick = time.perf_counter()
+            issues = loaded.gate.issues(matrix, readings.time_us[rows], features)
+            explanations = loaded.explainer.explain(matrix, features, predicted, issues)
+            low_confidence = [bool(found) for found in issues]
+            result.low_confidence += sum(low_confidence)
+            result.add("explain", time.perf_counter() - tick)
+            tick = time.perf_counter()
             if rates is None:
                 rates = rates_future.result()
             writes.append(
@@ -452,9 +474,11 @@ def _predict_and_write(
                     _write_predictions,
                     conn,
                     model,
-                    version_id,
+                    loaded.version_id,
                     chunk.astype(np.int64),
                     predicted,
+                    {c: encode(e) for c, e in explanations.items()},
+                    low_confidence,
                     rates,
                     until_unix_us[lo : lo + WRITE_CHUNK],
                     now,
@@ -483,6 +507,8 @@ def _write_predictions(
     version_id: int,
     asset_ids: NDArray[np.int64],
     predicted: dict[str, dict[str, FloatArray]],
+    explanations: dict[str, list[str]],
+    low_confidence: list[bool],
     rates: dict[int, float],
     data_until_unix_us: NDArray[np.int64],
     now: datetime,
@@ -504,6 +530,8 @@ def _write_predictions(
             due_unix_s=due_unix_seconds(now, values["rul"], rate).tolist(),
             due_conservative_unix_s=due_unix_seconds(now, values["rul_low"], rate).tolist(),
             data_until_unix_us=until,
+            explanation=explanations[component],
+            low_confidence=low_confidence,
         )
         written += repo.insert_predictions(
             conn,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
@@ -55,6 +57,13 @@ def rollback(conn: repo.Conn, principal: Principal, kind: str, clock: Clock) -> 
     fleet.require_operator(principal)
     get_kind(conn, kind)  # NotFound (asset_kind_not_found) naming the known kinds
     return registry.rollback(conn, kind, clock)
+
+
+def get_prediction(
+    conn: repo.Conn, asset_id: int, component: str, time: datetime
+) -> Prediction | None:
+    """One prediction by its key (for other domains: the policy reads each new one)."""
+    return repo.get_prediction(conn, asset_id, component, time)
 
 
 def asset_predictions(

@@ -25,6 +25,7 @@ from kinds.service import get_kind
 from models import registry
 from models import repository as repo
 from models.bundle import DEFAULT_COVERAGE, WearModel
+from models.drift import constant_window_counts, reference_distribution
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import (
     WindowFeatures,
@@ -150,10 +151,12 @@ def train(
     healthy: list[FloatArray] = []
     rows = 0
     fit_rows: dict[str, int] = {}
+    constant = np.zeros((len(sensor_names), 2))
     params = dict(rul_params or {})
     for component, (matrix, y) in train_parts.items():
         step(f"fitting {component}")
         X = features.transform(matrix)  # on every row: a row's features need its past
+        constant += constant_window_counts(features, len(sensor_names), matrix, X)
         keep = (
             np.arange(matrix.shape[0])
             if settings.training_rows == "all"
@@ -215,6 +218,7 @@ def train(
         "holdout_share": registry.HOLDOUT_SHARE,
     }
     step("registering")
+    reference = reference_distribution(model, all_train, constant)
     version = registry.register(
         conn,
         model,
@@ -225,6 +229,7 @@ def train(
         trained_to=max(life.ended_at for life in train_lives),
         training_assets=len(train_assets),
         training_rows=rows,
+        reference=reference,
     )
     promoted, reason = False, "auto-promotion off"
     if auto_promote:

@@ -21,9 +21,9 @@ from maintenance.orders import service as orders
 from maintenance.orders.schemas import CancelOrder, CompleteRequest, FailureCreate
 from maintenance.partners import service as partners
 from maintenance.partners.schemas import PartnerCreate
-from maintenance.policy import repository as policy_repo
 from maintenance.policy import service as policy
 from maintenance.subscriptions import service as subscriptions
+from models import repository as model_repo
 from tests.fixtures.maintenance import (
     OPERATOR,
     T0,
@@ -91,7 +91,7 @@ def test_concurrent_reservations_of_the_last_unit_never_go_negative(
     def handle(asset_id: int) -> None:
         try:
             with connect(db_url) as own:
-                prediction = policy_repo.get_prediction(own, asset_id, "tire", T0)
+                prediction = model_repo.get_prediction(own, asset_id, "tire", T0)
                 assert prediction is not None
                 barrier.wait(timeout=10)
                 policy.handle_prediction(own, prediction, clock())

@@ -15,6 +15,7 @@ from maintenance.policy import repository as policy_repo
 from maintenance.policy import service as policy
 from maintenance.policy.worker import DispatchStats, run_dispatcher
 from maintenance.subscriptions import service as subscriptions
+from models import repository as model_repo
 from tests.fixtures.maintenance import (
     OPERATOR,
     T0,
@@ -188,7 +189,7 @@ def test_predictions_of_an_ended_life_or_out_of_order_are_ignored(conn: Conn) ->
 
 
 def _prediction(conn: Conn, asset_id: int, time: Any) -> Any:
-    found = policy_repo.get_prediction(conn, asset_id, "tire", time)
+    found = model_repo.get_prediction(conn, asset_id, "tire", time)
     assert found is not None
     return found
 

@@ -253,9 +253,12 @@ def latest_predictions(conn: Conn, asset_id: int) -> list[LatestPrediction]:
             """
             SELECT lp.component, lp.time, lp.model_version_id, mv.algorithm,
                    mv.status AS model_status, lp.rul, lp.rul_low, lp.rul_high,
-                   lp.failure_probability, lp.anomaly_score, lp.due_at, lp.due_at_conservative
+                   lp.failure_probability, lp.anomaly_score, lp.due_at, lp.due_at_conservative,
+                   p.explanation, coalesce(p.low_confidence, false) AS low_confidence
               FROM latest_predictions lp
               LEFT JOIN model_versions mv ON mv.id = lp.model_version_id
+              LEFT JOIN predictions p ON p.asset_id = lp.asset_id
+                   AND p.component = lp.component AND p.time = lp.time
              WHERE lp.asset_id = %s
              ORDER BY lp.due_at_conservative NULLS LAST, lp.component
             """,

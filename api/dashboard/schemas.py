@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ingest.schemas import QuarantineItem
+from models.schemas import Explanation
 
 Health = Literal["overdue", "due", "watch", "ok", "unknown"]
 HEALTHS: tuple[Health, ...] = ("overdue", "due", "watch", "ok", "unknown")
@@ -86,6 +87,8 @@ class LatestPrediction(BaseModel):
     anomaly_score: float
     due_at: datetime | None
     due_at_conservative: datetime | None
+    explanation: Explanation | None = None  # why it says so (models.explain)
+    low_confidence: bool = False  # broken sensors: shown, never acted on automatically
 
 
 class SeriesBucket(BaseModel):

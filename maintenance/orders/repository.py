@@ -7,6 +7,7 @@ from typing import Any
 
 from psycopg import sql
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from fleetcare.repository import fetch_page, insert_row, update_row
 from maintenance.common import Conn
@@ -22,6 +23,7 @@ from maintenance.orders.schemas import (
 
 def insert_order_unless_open(conn: Conn, values: dict[str, Any]) -> Order | None:
     """Insert an order unless one is open for its asset and component (the DB decides)."""
+    values = {k: Jsonb(v) if k == "explanation" and v is not None else v for k, v in values.items()}
     columns = list(values)
     query = sql.SQL(
         "INSERT INTO maintenance_orders ({}) VALUES ({})"

@@ -12,6 +12,7 @@ from fleet.schemas import Strict
 from fleetcare.inputs import Id, Moment
 from fleetcare.lifecycle import Lifecycle
 from maintenance.logistics.schemas import Shipment
+from models.schemas import Explanation
 
 
 class OrderStatus(StrEnum):
@@ -83,6 +84,8 @@ class Order(BaseModel):
     completed_at: datetime | None
     cancelled_at: datetime | None
     updated_at: datetime
+    # why it was raised: the explanation of the prediction that raised it (policy orders)
+    explanation: Explanation | None = None
 
 
 class OrderPart(BaseModel):

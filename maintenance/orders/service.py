@@ -40,6 +40,7 @@ from maintenance.partners import service as partners
 from maintenance.policy_state import service as policy_state
 from maintenance.subscriptions import service as subscriptions
 from maintenance.subscriptions.schemas import Coverage
+from models.schemas import Explanation
 
 # Labour is valued at this rate (minor units per hour) for partner commissions.
 STANDARD_LABOUR_RATE_MINOR = 9_000
@@ -67,6 +68,7 @@ def raise_order(
     notes: str = "",
     ship_parts: bool = True,
     supply_later: bool = False,
+    explanation: Explanation | None = None,
 ) -> Order | None:
     """Raise an order, reserve and ship its part; None when one is already open.
 
@@ -106,6 +108,7 @@ def raise_order(
         "partner_id": partner.id if partner else None,
         "notes": notes,
         "raised_at": now,
+        "explanation": explanation.model_dump(mode="json") if explanation else None,
     }
     order = repo.insert_order_unless_open(conn, values)
     if order is None:

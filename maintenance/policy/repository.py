@@ -1,4 +1,4 @@
-"""All SQL of the policy: the predictions it reads and its queue."""
+"""All SQL of the policy: its queue (the predictions it reads come from ``models.service``)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,6 @@ from psycopg.rows import class_row
 
 from maintenance.common import Conn
 from maintenance.policy.schemas import QueuedPrediction
-from models.schemas import Prediction
-
-
-def get_prediction(conn: Conn, asset_id: int, component: str, time: datetime) -> Prediction | None:
-    """One prediction by its key."""
-    with conn.cursor(row_factory=class_row(Prediction)) as cur:
-        return cur.execute(
-            """
-            SELECT time, asset_id, component, model_version_id, rul, rul_low, rul_high,
-                   coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
-                   due_at, due_at_conservative, data_until
-              FROM predictions WHERE asset_id = %s AND component = %s AND time = %s
-            """,
-            (asset_id, component, time),
-        ).fetchone()
 
 
 def take_queued(conn: Conn, now: datetime, limit: int) -> list[QueuedPrediction]:

@@ -21,6 +21,7 @@ class QueuedPrediction(BaseModel):
 class Decision:
     """What the policy did with one prediction, for logs and tests."""
 
-    action: str  # ignored | no_subscription | stale | clear | held | alert | order | exists
+    # ignored | no_subscription | stale | low_confidence | clear | held | alert | order | exists
+    action: str
     detail: str = ""
     order_id: int | None = None

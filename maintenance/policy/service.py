@@ -35,6 +35,7 @@ from maintenance.policy_state import service as policy_state
 from maintenance.policy_state.schemas import PolicyState
 from maintenance.subscriptions import service as subscriptions
 from maintenance.subscriptions.schemas import Coverage
+from models import service as models
 from models.schemas import Prediction
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,11 @@ def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decis
         return Decision("ignored", "asset unknown or retired")
     if prediction.time < asset.renewed_at:
         return Decision("stale", "the prediction is about a life that has ended")
+    if prediction.low_confidence:
+        # the data-quality gate found broken sensors: the asset page shows the prediction and
+        # why it is not trusted; no automatic order or alert is raised on it
+        issues = prediction.explanation.data_quality if prediction.explanation else []
+        return Decision("low_confidence", "; ".join(issues) or "data failed the quality gate")
     now = clock.now()
     coverage = subscriptions.coverage_for(conn, asset.id, now)
     if coverage is None:
@@ -298,6 +304,7 @@ def _act_while_due(
             prediction_time=prediction.time,
             notes=f"raised by the policy ({', '.join(fired) or 'still due'})",
             supply_later=carried,
+            explanation=prediction.explanation,
         )
         if order is not None and carried:
             visits.plan_order(conn, order.id, now, cause="order raised")
@@ -332,7 +339,7 @@ def process_queue(conn: Conn, clock: Clock, *, limit: int = 50) -> int:
     for job in jobs:
         try:
             with conn.transaction():
-                prediction = repo.get_prediction(
+                prediction = models.get_prediction(
                     conn, job.asset_id, job.component, job.prediction_time
                 )
                 if prediction is not None:

@@ -39,6 +39,9 @@ class PredictionRecord(Record):
     failure_probability: float
     due_at: datetime | None = None
     due_at_conservative: datetime | None = None
+    # why it says so (models.schemas.Explanation: signals, failure_mode, action, data_quality)
+    explanation: dict[str, Any] | None = None
+    low_confidence: bool = False
 
 
 class PredictionAlertV1(Payload):
@@ -70,6 +73,7 @@ class OrderRecord(Record):
     scheduled_for: datetime | None = None
     at_risk: bool = False
     at_risk_reason: str | None = None
+    explanation: dict[str, Any] | None = None  # why the policy raised it (None: by hand)
 
 
 class OrderEventV1(Payload):

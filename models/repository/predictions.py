@@ -78,6 +78,8 @@ class PredictionBatch:
     due_unix_s: Sequence[float]
     due_conservative_unix_s: Sequence[float]
     data_until_unix_us: Sequence[int]
+    explanation: Sequence[str | None] = ()  # JSON text per asset (models.explain); () none
+    low_confidence: Sequence[bool] = ()  # the data-quality gate's verdict per asset
 
 
 def insert_predictions(
@@ -97,17 +99,19 @@ def insert_predictions(
         """
         INSERT INTO predictions (time, asset_id, component, model_version_id, rul, rul_low,
             rul_high, coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
-            due_at, due_at_conservative, data_until)
+            due_at, due_at_conservative, data_until, explanation, low_confidence)
         SELECT %(time)s, v.asset_id, %(component)s, %(version)s, v.rul, v.low, v.high,
                %(coverage)s, v.p, %(horizon)s, v.anomaly, NULLIF(v.rate, 'NaN'),
                CASE WHEN v.due = 'NaN' THEN NULL ELSE to_timestamp(v.due) END,
                CASE WHEN v.due_c = 'NaN' THEN NULL ELSE to_timestamp(v.due_c) END,
-               'epoch'::timestamptz + v.until_us * interval '1 microsecond'
+               'epoch'::timestamptz + v.until_us * interval '1 microsecond',
+               v.explanation::jsonb, coalesce(v.low_confidence, false)
           FROM unnest(%(ids)b::bigint[], %(rul)b::float8[], %(low)b::float8[],
                       %(high)b::float8[], %(p)b::float8[], %(anomaly)b::float8[],
                       %(rate)b::float8[], %(due)b::float8[], %(due_c)b::float8[],
-                      %(until)b::bigint[])
-            AS v(asset_id, rul, low, high, p, anomaly, rate, due, due_c, until_us)
+                      %(until)b::bigint[], %(explanation)b::text[], %(low_confidence)b::bool[])
+            AS v(asset_id, rul, low, high, p, anomaly, rate, due, due_c, until_us, explanation,
+                 low_confidence)
         ON CONFLICT (asset_id, component, time) DO NOTHING
         RETURNING asset_id
         """,
@@ -127,6 +131,8 @@ def insert_predictions(
             "due": list(batch.due_unix_s),
             "due_c": list(batch.due_conservative_unix_s),
             "until": list(batch.data_until_unix_us),
+            "explanation": list(batch.explanation) or [None] * len(batch.asset_ids),
+            "low_confidence": list(batch.low_confidence) or [False] * len(batch.asset_ids),
         },
     )
     stored = [(int(r[0]), batch.component, time) for r in cur.fetchall()]
@@ -148,16 +154,31 @@ def track_predictions(conn: Conn, keys: Sequence[tuple[int, str, datetime]]) -> 
     )
 
 
+PREDICTION_COLUMNS = """time, asset_id, component, model_version_id, rul, rul_low, rul_high,
+    coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day, due_at,
+    due_at_conservative, data_until, explanation,
+    coalesce(low_confidence, false) AS low_confidence"""
+"""The columns of a :class:`models.schemas.Prediction`, for every reader of ``predictions``."""
+
+
+def get_prediction(conn: Conn, asset_id: int, component: str, time: datetime) -> Prediction | None:
+    """One prediction by its key."""
+    with conn.cursor(row_factory=class_row(Prediction)) as cur:
+        return cur.execute(
+            f"SELECT {PREDICTION_COLUMNS} FROM predictions"
+            " WHERE asset_id = %s AND component = %s AND time = %s",
+            (asset_id, component, time),
+        ).fetchone()
+
+
 def list_predictions(
     conn: Conn, asset_id: int, *, component: str | None = None, limit: int = 50
 ) -> list[Prediction]:
     """An asset's predictions, newest first."""
     with conn.cursor(row_factory=class_row(Prediction)) as cur:
         return cur.execute(
-            """
-            SELECT time, asset_id, component, model_version_id, rul, rul_low, rul_high,
-                   coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
-                   due_at, due_at_conservative, data_until
+            f"""
+            SELECT {PREDICTION_COLUMNS}
               FROM predictions
              WHERE asset_id = %(asset)s AND (%(component)s::text IS NULL
                                              OR component = %(component)s)

@@ -29,6 +29,7 @@ def insert_version(
     training_rows: int,
     artifact: bytes,
     artifact_format: str = "skops",
+    reference: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Store a new candidate version with its artifact, and the version of the kind's
     definition it was trained under (the kind's current one, in this transaction)."""
@@ -37,9 +38,9 @@ def insert_version(
             f"""
             INSERT INTO model_versions (kind, kind_version, algorithm, params, metrics,
                 trained_from, trained_to, training_assets, training_rows, artifact,
-                artifact_format)
+                artifact_format, reference)
             VALUES (%s, (SELECT nullif(version, 0) FROM asset_kinds WHERE name = %s),
-                    %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             RETURNING {_VERSION_COLUMNS}
             """,
             (
@@ -54,6 +55,7 @@ def insert_version(
                 training_rows,
                 artifact,
                 artifact_format,
+                None if reference is None else Jsonb(reference),
             ),
         ).fetchone()
     assert row is not None
@@ -75,6 +77,13 @@ def get_artifact(conn: Conn, version_id: int) -> tuple[str, bytes] | None:
         "SELECT artifact_format, artifact FROM model_versions WHERE id = %s", (version_id,)
     ).fetchone()
     return (str(row[0]), bytes(row[1])) if row else None
+
+
+def get_reference(conn: Conn, version_id: int) -> dict[str, Any] | None:
+    """The training reference distribution of a version (``models.drift``), if recorded."""
+    row = conn.execute("SELECT reference FROM model_versions WHERE id = %s", (version_id,))
+    found = row.fetchone()
+    return None if found is None or found[0] is None else dict(found[0])
 
 
 def list_versions(

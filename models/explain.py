@@ -1,0 +1,280 @@
+"""Why a prediction says what it says: its top contributing signals, the failure mode, an action.
+
+Contributions come from shap's ``TreeExplainer`` on each component's gradient-boosting RUL
+model, with ``approximate=True`` (Saabas path attributions: each split on a row's path credits
+its feature with the change of the expected output; additive like Tree SHAP, and about 60
+times cheaper: ~23 µs against ~1.3 ms per row here, which keeps a 10,000-asset scoring pass
+within its budget). A contribution is signed, in the kind's life unit: negative shortens the
+remaining life. They explain the model's raw output, before the RUL cap.
+
+Nothing here names a kind: a feature's human name is built from the feature builder's own
+name of it (``m4_w20_slope``: metric 4, trend over the last 20 readings) and the kind
+definition's words for the metric (its description and unit) and its life unit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from kinds.schemas import KindDefinition
+from models.bundle import WearModel
+
+FloatArray = NDArray[np.float64]
+METHOD = "shap.TreeExplainer (approximate: Saabas path attributions)"
+TOP_SIGNALS = 3
+_FEATURE = re.compile(
+    r"^m(?P<metric>\d+)_(?:(?P<level>ewm|drift)|w(?P<window>\d+)_(?P<stat>mean|slope|std))$"
+)
+
+
+@dataclass(frozen=True)
+class FeatureMeaning:
+    """What one model feature measures: a metric (None: the usage since renewal), a statistic
+    (``usage``, ``ewm``, ``drift``, ``mean``, ``slope``, ``std``) and its window in rows."""
+
+    metric: str | None
+    stat: str
+    window: int | None = None
+
+
+def feature_meanings(model: WearModel) -> list[FeatureMeaning]:
+    """The meaning of each of the model's features, parsed from the feature builder's names."""
+    out: list[FeatureMeaning] = []
+    for name in model.features.get_feature_names_out():
+        if name == "usage":
+            out.append(FeatureMeaning(None, "usage"))
+            continue
+        m = _FEATURE.match(str(name))
+        if m is None:
+            raise ValueError(f"feature {name!r} has no known meaning")
+        metric = model.sensor_names[int(m["metric"])]
+        if m["level"]:
+            out.append(FeatureMeaning(metric, m["level"]))
+        else:
+            out.append(FeatureMeaning(metric, m["stat"], int(m["window"])))
+    return out
+
+
+def _number(value: float, digits: int = 2) -> str:
+    """``value`` to ``digits`` significant digits, with thousands separators."""
+    if value == 0 or not math.isfinite(value):
+        return "0"
+    rounded = round(value, digits - 1 - math.floor(math.log10(abs(value))))
+    if abs(rounded) >= 100 or rounded == int(rounded):
+        return f"{rounded:,.0f}"
+    return f"{rounded:,.{max(0, digits - 1 - math.floor(math.log10(abs(rounded))))}f}"
+
+
+def _signed(value: float, unit: str) -> str:
+    sign = "+" if value > 0 else "-" if value < 0 else "±"
+    return f"{sign}{_number(abs(value))} {unit}".rstrip()
+
+
+class Explainer:
+    """Explains a wear model's predictions in the words of its kind definition.
+
+    Built once per model version (shap converts every tree once); :meth:`explain` is called
+    per scoring chunk and gives the same output for the same input.
+    """
+
+    def __init__(self, model: WearModel, kind: KindDefinition) -> None:
+        import shap  # heavy: imported only where predictions are explained
+
+        self.model = model
+        self.kind = kind
+        self.meanings = feature_meanings(model)
+        self.trees = {c: shap.TreeExplainer(r.model_) for c, r in model.rul.items()}
+        self.labels: dict[str, str] = {}
+        self.units: dict[str, str] = {}
+        for name in model.sensor_names:
+            try:
+                metric = kind.metric(name)
+            except KeyError:
+                self.labels[name], self.units[name] = name.replace("_", " "), ""
+                continue
+            self.labels[name] = metric.description or name.replace("_", " ")
+            self.units[name] = metric.unit
+        self.thresholds = {
+            c: {t.metric: t for t in kind.thresholds_of(c)} for c in kind.component_names
+        }
+        self.parts = {c.name: c.parts[0] for c in kind.components}
+
+    def contributions(self, component: str, features: FloatArray) -> FloatArray:
+        """Signed contribution of each feature to each row's RUL (life units)."""
+        values = self.trees[component].shap_values(
+            features, approximate=True, check_additivity=False
+        )
+        return np.asarray(values, dtype=np.float64)
+
+    def explain(
+        self,
+        matrix: FloatArray,
+        features: FloatArray,
+        predicted: dict[str, dict[str, FloatArray]],
+        quality: Sequence[list[str]],
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Per component, one explanation per asset (rows of ``features``, groups of
+        ``matrix`` in the same order); ``quality`` lists each asset's data-quality issues.
+
+        Plain dicts of the shape of :class:`models.schemas.Explanation` (built for 10,000
+        assets a pass: no record objects on this path)."""
+        starts = np.flatnonzero(np.concatenate(([True], matrix[1:, 0] != matrix[:-1, 0])))
+        ends = np.append(starts[1:], matrix.shape[0])
+        scale = self._scales(matrix[ends - 1])
+        spans = self._spans(matrix, starts, ends)
+        usage_features = np.array([m.metric is None for m in self.meanings])
+        out: dict[str, list[dict[str, Any]]] = {}
+        for component, values in predicted.items():
+            contrib = self.contributions(component, features)
+            k = min(TOP_SIGNALS, contrib.shape[1])
+            # stable sort: equal contributions keep the feature order, so ties never flip
+            top = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
+            # the strongest life-shortening signal of a metric (not usage) names the mode
+            shortening = np.where(usage_features[None, :], np.inf, contrib)
+            worst = np.argmin(shortening, axis=1)
+            base = round(float(np.ravel(self.trees[component].expected_value)[0]), 1)
+            rows: list[dict[str, Any]] = []
+            for i in range(features.shape[0]):
+                row = features[i]
+                w = int(worst[i])
+                mode = (
+                    self._failure_mode(component, w, float(row[w])) if contrib[i, w] < 0 else None
+                )
+                rows.append(
+                    {
+                        "method": METHOD,
+                        "base_rul": base,
+                        "signals": [
+                            self._signal(int(f), float(contrib[i, f]), row, scale[i], spans[i])
+                            for f in top[i]
+                        ],
+                        "failure_mode": mode,
+                        "action": self._action(component, values, i, mode, quality[i]),
+                        "data_quality": quality[i],
+                    }
+                )
+            out[component] = rows
+        return out
+
+    # -- words -----------------------------------------------------------------------------
+
+    def _scales(self, last_rows: FloatArray) -> FloatArray:
+        """Per asset: each metric's scale (the fleet's spread in its operating regime)."""
+        f = self.model.features
+        n = len(self.model.setting_names)
+        regime = f._regimes(last_rows[:, 2 : 2 + n])
+        return np.asarray(f.metric_scale_[regime], dtype=np.float64)
+
+    def _spans(
+        self, matrix: FloatArray, starts: NDArray[np.intp], ends: NDArray[np.intp]
+    ) -> list[dict[int, float]]:
+        """Per asset: the usage each feature window covers, in life units."""
+        windows = sorted({m.window for m in self.meanings if m.window is not None})
+        out: list[dict[int, float]] = []
+        usage = matrix[:, 1]
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            out.append({w: float(usage[b - 1] - usage[max(a, b - w)]) for w in windows})
+        return out
+
+    def _signal(
+        self,
+        f: int,
+        contribution: float,
+        row: FloatArray,
+        scale: FloatArray,
+        spans: dict[int, float],
+    ) -> dict[str, Any]:
+        meaning = self.meanings[f]
+        value = float(row[f])
+        life = self.kind.life_unit
+        if meaning.metric is None:
+            text = f"{_number(value)} {life} since renewal"
+            return {
+                "signal": self.kind.usage_metric,
+                "text": text,
+                "contribution": _round(contribution),
+            }
+        j = self.model.sensor_names.index(meaning.metric)
+        label, unit = self.labels[meaning.metric], self.units[meaning.metric]
+        amount = value * float(scale[j])
+        span = ""
+        if meaning.window is not None:
+            covered = spans.get(meaning.window, 0.0)
+            span = f" over the last {_number(covered)} {life}" if covered > 0 else ""
+        if meaning.stat == "ewm" or meaning.stat == "mean":
+            side = "above" if amount >= 0 else "below"
+            text = f"{label}{span} {_number(abs(amount))} {unit} {side} the fleet's"
+        elif meaning.stat == "drift":
+            text = f"{label} {_signed(amount, unit)} since renewal"
+        elif meaning.stat == "slope":
+            rows = max(1, meaning.window or 1) - 1
+            text = f"{label} trend{span}: {_signed(amount * rows, unit)}"
+        else:
+            text = f"{label} variability{span}: ±{_number(abs(amount))} {unit}".rstrip()
+        return {
+            "signal": meaning.metric,
+            "text": " ".join(text.split()),
+            "contribution": _round(contribution),
+        }
+
+    def _failure_mode(self, component: str, feature: int, value: float) -> dict[str, str]:
+        """The component and the way its strongest life-shortening signal (``feature``,
+        whose value is ``value``) moves."""
+        meaning = self.meanings[feature]
+        assert meaning.metric is not None
+        if meaning.stat in ("slope", "drift"):
+            direction = "rising" if value > 0 else "falling"
+        elif meaning.stat == "std":
+            direction = "unsteady"
+        else:
+            direction = "high" if value > 0 else "low"
+        label = self.labels[meaning.metric]
+        text = f"{component}: {label} {direction}"
+        limit = self.thresholds.get(component, {}).get(meaning.metric)
+        if limit is not None:
+            text += f" (life ends at {limit.op} {limit.value:g} {self.units[meaning.metric]})"
+        return {
+            "component": component,
+            "signal": meaning.metric,
+            "direction": direction,
+            "text": text.strip(),
+        }
+
+    def _action(
+        self,
+        component: str,
+        values: dict[str, FloatArray],
+        i: int,
+        mode: dict[str, str] | None,
+        issues: list[str],
+    ) -> str:
+        life = self.kind.life_unit
+        if issues:
+            return f"Check the sensors first ({'; '.join(issues)}): no order is raised on this"
+        part = self.parts.get(component)
+        part_text = f" ({part.name}, {part.sku})" if part is not None else ""
+        low = float(values["rul_low"][i])
+        if low <= self.model.horizon or float(values["failure_probability"][i]) >= 0.5:
+            return f"Replace the {component}{part_text} within {_number(max(low, 0.0))} {life}"
+        watch = f"; watch {self.labels[mode['signal']]}" if mode is not None else ""
+        return f"No action yet: about {_number(float(values['rul'][i]))} {life} left{watch}"
+
+
+def _round(value: float) -> float:
+    """Three significant digits: enough to rank, and the stored value stays small."""
+    if value == 0 or not math.isfinite(value):
+        return 0.0
+    return float(f"{value:.3g}")
+
+
+def encode(explanations: Sequence[dict[str, Any]]) -> list[str]:
+    """JSON text of each explanation, for the database."""
+    return [orjson.dumps(e).decode() for e in explanations]
