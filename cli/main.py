@@ -26,6 +26,7 @@ from ingest.cli import devices_app, ingest_command
 from ingest.history_cli import history_app
 from ingest.profile_cli import profiles_app
 from kinds.commands import kinds_app
+from maintenance.modelwatch.commands import drift_command, watch_command
 from models.cli import app as models_app
 from models.commands import score_command
 from models.export.cli import predictions_app
@@ -60,6 +61,8 @@ app.add_typer(billing_app, name="billing")
 # simulators: `fleetcare simulate`
 app.command("simulate")(simulate)
 # wear models: `fleetcare models ...` and the scoring worker `fleetcare score`
+models_app.command("watch")(watch_command)  # the model watch writes events: maintenance
+models_app.command("drift")(drift_command)
 app.add_typer(models_app, name="models")
 app.command("score")(score_command)
 # evaluation: `fleetcare evaluate`

@@ -503,6 +503,7 @@ def _start_loop(
     supervisor.start("score", "score")
     supervisor.start("dispatch", "dispatch")
     supervisor.start("webhooks", "webhooks")
+    supervisor.start("models-watch", "models", "watch")  # drift checks, weekly retraining
     if wait_for_models is not None:
         wait_for_models()
     for fleet in DEMO_FLEETS:

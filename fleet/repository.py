@@ -121,3 +121,13 @@ def find_asset_by_ref(conn: Conn, customer_id: int, ref: str) -> Asset | None:
 def jsonb(value: dict[str, Any]) -> Jsonb:
     """Wrap a dict for a jsonb column."""
     return Jsonb(value)
+
+
+def customers_with_assets_of_kind(conn: Conn, kind: str) -> list[int]:
+    """Customers with at least one asset of ``kind`` in service."""
+    rows = conn.execute(
+        "SELECT DISTINCT customer_id FROM assets WHERE kind = %s AND retired_at IS NULL"
+        " ORDER BY customer_id",
+        (kind,),
+    ).fetchall()
+    return [int(r[0]) for r in rows]

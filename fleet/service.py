@@ -435,3 +435,9 @@ def ensure_customer(conn: Conn, slug: str, name: str, currency: str = "EUR") -> 
     if existing is not None:
         return existing
     return repo.CUSTOMERS.insert(conn, {"slug": slug, "name": name, "currency": currency})
+
+
+def customers_with_assets_of_kind(conn: Conn, kind: str) -> list[int]:
+    """Customers with at least one asset of ``kind`` in service (whom a kind-wide event
+    concerns)."""
+    return repo.customers_with_assets_of_kind(conn, kind)

@@ -70,9 +70,10 @@ def cmapss_cv_command(
 
 
 # Training from the lifetimes recorded in the database (the registry side, models/commands.py).
-from models.commands import train_command  # noqa: E402
+from models.commands import retrain_command, train_command  # noqa: E402
 
 app.command("train")(train_command)
+app.command("retrain")(retrain_command)
 
 
 if __name__ == "__main__":

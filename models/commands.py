@@ -77,14 +77,7 @@ def train_command(
     kind = kind_arg or kind_option
     if not kind:
         raise fail("give the asset kind to train: fleetcare models train KIND")
-    try:
-        rul_params = _parse_params(param or [])
-        risk_params = _parse_params(risk_param or [])
-        feature_params: dict[str, Any] = {}
-        if windows is not None:
-            feature_params["windows"] = tuple(int(w) for w in windows.split(","))
-    except ValueError as exc:
-        raise fail(f"{exc} (--windows takes integers like 5,10,20)") from exc
+    rul_params, risk_params, feature_params = _training_params(param, risk_param, windows)
     settings = load_settings()
     steps = 7
     started = time.perf_counter()
@@ -154,6 +147,21 @@ def train_command(
     )
 
 
+def _training_params(
+    param: list[str] | None, risk_param: list[str] | None, windows: str | None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(RUL, failure-risk, feature) parameters from the command line, or a clean failure."""
+    try:
+        rul_params = _parse_params(param or [])
+        risk_params = _parse_params(risk_param or [])
+        feature_params: dict[str, Any] = {}
+        if windows is not None:
+            feature_params["windows"] = tuple(int(w) for w in windows.split(","))
+    except ValueError as exc:
+        raise fail(f"{exc} (--windows takes integers like 5,10,20)") from exc
+    return rul_params, risk_params, feature_params
+
+
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if not k.endswith("_asset_ids")}
 
@@ -211,3 +219,52 @@ def score_command(
                 stop.set()
         except FleetcareError as exc:
             raise fail(exc.detail) from exc
+
+
+def retrain_command(
+    kind: Annotated[str, typer.Argument(help="asset kind (fleetcare kinds list)")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="RUL regressor parameter NAME=VALUE (repeatable)"),
+    ] = None,
+    risk_param: Annotated[
+        list[str] | None,
+        typer.Option("--risk-param", help="failure-risk classifier parameter NAME=VALUE"),
+    ] = None,
+    windows: Annotated[
+        str | None, typer.Option(help="feature windows in rows, e.g. 5,10,20,30 (the default)")
+    ] = None,
+    trigger: Annotated[
+        str, typer.Option(help="why: manual, schedule or drift (recorded with the decision)")
+    ] = "manual",
+) -> None:
+    """Train a challenger of KIND on every lifetime recorded so far and promote it only if it
+    beats the champion on the same held-out lifetimes; print and record the decision."""
+    from fleetcare.clock import SystemClock
+    from fleetcare.db import connect
+    from fleetcare.errors import FleetcareError
+    from models.retraining import retrain
+
+    if trigger not in ("manual", "schedule", "drift"):
+        raise fail(f"--trigger must be manual, schedule or drift, not {trigger!r}")
+    rul_params, risk_params, feature_params = _training_params(param, risk_param, windows)
+    settings = load_settings()
+    with database_url(settings) as url, connect(url) as conn:
+        try:
+            with conn.transaction():
+                outcome = retrain(
+                    conn,
+                    kind,
+                    SystemClock(),
+                    trigger=trigger,  # type: ignore[arg-type]
+                    rul_params=rul_params,
+                    risk_params=risk_params,
+                    feature_params=feature_params,
+                )
+        except (TypeError, ValueError) as exc:  # a bad --param name or value
+            raise fail(f"bad --param: {exc}") from exc
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
+    d = outcome.decision
+    typer.echo(f"{kind}: {d.decision}: {d.reason}")
+    typer.echo(d.model_dump_json())

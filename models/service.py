@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import NotFound
 from kinds.service import get_kind, require_kind
-from models import registry
+from models import drift, registry, retraining
 from models import repository as repo
-from models.schemas import ModelVersion, Prediction, PromotionResult
+from models.schemas import (
+    DriftCheck,
+    ModelVersion,
+    Prediction,
+    PromotionResult,
+    RetrainDecision,
+    RetrainTrigger,
+)
 
 # Lists of asset ids name other customers' assets: only the operator sees them.
 _OPERATOR_ONLY_METRICS = ("holdout_asset_ids", "training_asset_ids")
@@ -79,3 +86,60 @@ def asset_predictions(
     if owner is None or (principal.scope is not None and owner != principal.scope):
         raise NotFound(f"asset {asset_id} not found", code="asset_not_found")
     return repo.list_predictions(conn, asset_id, component=component, limit=limit)
+
+
+def drift_checks(
+    conn: repo.Conn, principal: Principal, kind: str, *, limit: int = 50
+) -> list[DriftCheck]:
+    """A kind's drift checks (population stability per signal), newest first."""
+    get_kind(conn, kind)  # NotFound (asset_kind_not_found) naming the known kinds
+    return repo.list_drift_checks(conn, kind=kind, limit=limit)
+
+
+def retrain_decisions(
+    conn: repo.Conn, principal: Principal, kind: str, *, limit: int = 50
+) -> list[RetrainDecision]:
+    """A kind's retraining decisions with their figures, newest first."""
+    get_kind(conn, kind)
+    return repo.list_retrain_decisions(conn, kind=kind, limit=limit)
+
+
+# --- monitoring, for the model watch (maintenance.modelwatch) ---------------------------------
+
+
+def kinds_with_active_model(conn: repo.Conn) -> list[str]:
+    """Kinds that have an active model, sorted."""
+    return sorted(repo.active_version_ids(conn))
+
+
+def latest_drift_check(conn: repo.Conn, kind: str) -> DriftCheck | None:
+    """The newest drift check of ``kind``."""
+    found = repo.list_drift_checks(conn, kind=kind, limit=1)
+    return found[0] if found else None
+
+
+def run_drift_check(
+    conn: repo.Conn, kind: str, now: datetime, *, threshold: float, lookback: timedelta
+) -> DriftCheck | None:
+    """Compare the live fleet of ``kind`` with its model's training data and record it."""
+    return drift.check_drift(conn, kind, now, threshold=threshold, lookback=lookback)
+
+
+def last_trained_at(conn: repo.Conn, kind: str) -> datetime | None:
+    """When ``kind`` was last retrained, or its active version promoted, whichever is later."""
+    active = repo.active_version(conn, kind)
+    promoted = active and (active.promoted_at or active.created_at)
+    times = [t for t in (repo.last_retrain_at(conn, kind), promoted) if t]
+    return max(times) if times else None
+
+
+def retrain(
+    conn: repo.Conn,
+    kind: str,
+    clock: Clock,
+    *,
+    trigger: RetrainTrigger,
+    drift_check_id: int | None = None,
+) -> retraining.RetrainOutcome:
+    """Train a challenger and promote it only if it beats the champion (recorded)."""
+    return retraining.retrain(conn, kind, clock, trigger=trigger, drift_check_id=drift_check_id)

@@ -11,7 +11,13 @@ from fleetcare.clock import Clock, SystemClock
 from fleetcare.inputs import Id, ShortText
 from kinds.schemas import KindName
 from models import service as models
-from models.schemas import ModelVersion, Prediction, PromotionResult
+from models.schemas import (
+    DriftCheck,
+    ModelVersion,
+    Prediction,
+    PromotionResult,
+    RetrainDecision,
+)
 
 router = APIRouter(prefix="/v1")
 
@@ -68,3 +74,28 @@ def list_asset_predictions(
 ) -> list[Prediction]:
     """An asset's predictions (RUL with interval, risk, anomaly, due dates), newest first."""
     return models.asset_predictions(conn, caller, asset_id, component=component, limit=limit)
+
+
+@router.get("/models/{kind}/drift-checks", tags=["models"])
+def list_drift_checks(
+    kind: KindName,
+    conn: ReadConn,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[DriftCheck]:
+    """The kind's drift checks, newest first: the population stability index of each signal
+    of the live fleet against the active model's training data, and which passed the
+    threshold (``model.drift_detected``)."""
+    return models.drift_checks(conn, caller, kind, limit=limit)
+
+
+@router.get("/models/{kind}/retrain-decisions", tags=["models"])
+def list_retrain_decisions(
+    kind: KindName,
+    conn: ReadConn,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[RetrainDecision]:
+    """Every retraining of the kind, newest first: what triggered it, challenger and champion
+    RMSE on the same held-out lifetimes, and whether the challenger was promoted."""
+    return models.retrain_decisions(conn, caller, kind, limit=limit)

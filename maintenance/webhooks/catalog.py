@@ -60,6 +60,22 @@ class PredictionMissedV1(Payload):
     asset_ref: str
 
 
+# --- wear models (producer: maintenance/modelwatch) -------------------------------------------
+
+
+class ModelDriftDetectedV1(Payload):
+    kind: str
+    model_version_id: int
+    check_id: int
+    checked_at: datetime
+    threshold: float
+    max_psi: float | None
+    signals: dict[str, float]  # the signals above the threshold: name -> PSI
+    new_signals: list[str]  # those that were not drifting at the previous check
+    assets: int
+    rows: int
+
+
 # --- orders (producer: maintenance/orders) ---------------------------------------------------
 
 
@@ -351,6 +367,12 @@ EVENT_TYPES: dict[str, EventType] = _types(
         1,
         "An asset failed with no order open: the prediction missed it.",
         PredictionMissedV1,
+    ),
+    EventType(
+        "model.drift_detected",
+        1,
+        "The live fleet of a kind no longer looks like its model's training data.",
+        ModelDriftDetectedV1,
     ),
     EventType("order.created", 1, "A maintenance order was raised.", OrderCreatedV1),
     EventType("order.scheduled", 1, "A maintenance order got a date.", OrderEventV1),

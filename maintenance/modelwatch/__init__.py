@@ -1,0 +1,1 @@
+"""The model watch: drift checks, ``model.drift_detected``, retraining on schedule and drift."""
