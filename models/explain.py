@@ -63,19 +63,23 @@ def feature_meanings(model: WearModel) -> list[FeatureMeaning]:
     return out
 
 
-def _number(value: float, digits: int = 2) -> str:
-    """``value`` to ``digits`` significant digits, with thousands separators."""
-    if value == 0 or not math.isfinite(value):
+def _number(value: float) -> str:
+    """``value`` to two significant digits, with thousands separators (8.3, 12, 5,000)."""
+    size = abs(value)
+    if size >= 99.5:
+        return f"{round(value, 1 - math.floor(math.log10(size))):,.0f}"
+    if size >= 9.95:
+        return f"{value:.0f}"
+    if size >= 0.995:
+        return f"{value:.1f}"
+    if size == 0 or not math.isfinite(value):
         return "0"
-    rounded = round(value, digits - 1 - math.floor(math.log10(abs(value))))
-    if abs(rounded) >= 100 or rounded == int(rounded):
-        return f"{rounded:,.0f}"
-    return f"{rounded:,.{max(0, digits - 1 - math.floor(math.log10(abs(rounded))))}f}"
+    return f"{value:.2g}"
 
 
 def _signed(value: float, unit: str) -> str:
     sign = "+" if value > 0 else "-" if value < 0 else "±"
-    return f"{sign}{_number(abs(value))} {unit}".rstrip()
+    return f"{sign}{_number(abs(value))}{unit}"
 
 
 class Explainer:
@@ -106,6 +110,17 @@ class Explainer:
             c: {t.metric: t for t in kind.thresholds_of(c)} for c in kind.component_names
         }
         self.parts = {c.name: c.parts[0] for c in kind.components}
+        self.life_unit, self.usage_metric = kind.life_unit, kind.usage_metric
+        self._modes: dict[tuple[str, int, bool], dict[str, str]] = {}
+        # per feature: its metric's column among the sensors (-1: usage), and the factor that
+        # turns the feature (in fleet standard deviations) into the metric's unit per window
+        self.columns = [
+            -1 if m.metric is None else model.sensor_names.index(m.metric) for m in self.meanings
+        ]
+        self.per_window = np.array(
+            [max(1, m.window or 1) - 1 if m.stat == "slope" else 1 for m in self.meanings],
+            dtype=np.float64,
+        )
 
     def contributions(self, component: str, features: FloatArray) -> FloatArray:
         """Signed contribution of each feature to each row's RUL (life units)."""
@@ -128,8 +143,17 @@ class Explainer:
         assets a pass: no record objects on this path)."""
         starts = np.flatnonzero(np.concatenate(([True], matrix[1:, 0] != matrix[:-1, 0])))
         ends = np.append(starts[1:], matrix.shape[0])
+        # every feature in its metric's unit (trends: the change over the window), at once
         scale = self._scales(matrix[ends - 1])
-        spans = self._spans(matrix, starts, ends)
+        factor = np.ones_like(features)
+        metric_features = [f for f, j in enumerate(self.columns) if j >= 0]
+        factor[:, metric_features] = scale[:, [self.columns[f] for f in metric_features]]
+        amounts = features * factor * self.per_window
+        usage = matrix[:, 1]
+        spans = {
+            w: usage[ends - 1] - usage[np.maximum(starts, ends - w)]
+            for w in {m.window for m in self.meanings if m.window is not None}
+        }
         usage_features = np.array([m.metric is None for m in self.meanings])
         out: dict[str, list[dict[str, Any]]] = {}
         for component, values in predicted.items():
@@ -153,7 +177,9 @@ class Explainer:
                         "method": METHOD,
                         "base_rul": base,
                         "signals": [
-                            self._signal(int(f), float(contrib[i, f]), row, scale[i], spans[i])
+                            self._signal(
+                                int(f), float(contrib[i, f]), float(amounts[i, f]), spans, i
+                            )
                             for f in top[i]
                         ],
                         "failure_mode": mode,
@@ -173,61 +199,46 @@ class Explainer:
         regime = f._regimes(last_rows[:, 2 : 2 + n])
         return np.asarray(f.metric_scale_[regime], dtype=np.float64)
 
-    def _spans(
-        self, matrix: FloatArray, starts: NDArray[np.intp], ends: NDArray[np.intp]
-    ) -> list[dict[int, float]]:
-        """Per asset: the usage each feature window covers, in life units."""
-        windows = sorted({m.window for m in self.meanings if m.window is not None})
-        out: list[dict[int, float]] = []
-        usage = matrix[:, 1]
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            out.append({w: float(usage[b - 1] - usage[max(a, b - w)]) for w in windows})
-        return out
-
     def _signal(
-        self,
-        f: int,
-        contribution: float,
-        row: FloatArray,
-        scale: FloatArray,
-        spans: dict[int, float],
+        self, f: int, contribution: Any, amount: Any, spans: dict[int, Any], i: int
     ) -> dict[str, Any]:
+        """One signal of asset ``i``: feature ``f`` worth ``amount`` in its metric's unit."""
         meaning = self.meanings[f]
-        value = float(row[f])
-        life = self.kind.life_unit
+        life = self.life_unit
         if meaning.metric is None:
-            text = f"{_number(value)} {life} since renewal"
             return {
-                "signal": self.kind.usage_metric,
-                "text": text,
+                "signal": self.usage_metric,
+                "text": f"{_number(amount)} {life} since renewal",
                 "contribution": _round(contribution),
             }
-        j = self.model.sensor_names.index(meaning.metric)
         label, unit = self.labels[meaning.metric], self.units[meaning.metric]
-        amount = value * float(scale[j])
+        unit = f" {unit}" if unit else ""
         span = ""
         if meaning.window is not None:
-            covered = spans.get(meaning.window, 0.0)
+            covered = float(spans[meaning.window][i])
             span = f" over the last {_number(covered)} {life}" if covered > 0 else ""
-        if meaning.stat == "ewm" or meaning.stat == "mean":
+        stat = meaning.stat
+        if stat == "ewm" or stat == "mean":
             side = "above" if amount >= 0 else "below"
-            text = f"{label}{span} {_number(abs(amount))} {unit} {side} the fleet's"
-        elif meaning.stat == "drift":
+            text = f"{label}{span} {_number(abs(amount))}{unit} {side} the fleet's"
+        elif stat == "drift":
             text = f"{label} {_signed(amount, unit)} since renewal"
-        elif meaning.stat == "slope":
-            rows = max(1, meaning.window or 1) - 1
-            text = f"{label} trend{span}: {_signed(amount * rows, unit)}"
+        elif stat == "slope":
+            text = f"{label} trend{span}: {_signed(amount, unit)}"
         else:
-            text = f"{label} variability{span}: ±{_number(abs(amount))} {unit}".rstrip()
-        return {
-            "signal": meaning.metric,
-            "text": " ".join(text.split()),
-            "contribution": _round(contribution),
-        }
+            text = f"{label} variability{span}: ±{_number(abs(amount))}{unit}"
+        return {"signal": meaning.metric, "text": text, "contribution": _round(contribution)}
 
     def _failure_mode(self, component: str, feature: int, value: float) -> dict[str, str]:
         """The component and the way its strongest life-shortening signal (``feature``,
-        whose value is ``value``) moves."""
+        whose value is ``value``) moves (the same few words for many assets: cached)."""
+        key = (component, feature, value > 0)
+        found = self._modes.get(key)
+        if found is None:
+            found = self._modes[key] = self._describe_mode(component, feature, value)
+        return found
+
+    def _describe_mode(self, component: str, feature: int, value: float) -> dict[str, str]:
         meaning = self.meanings[feature]
         assert meaning.metric is not None
         if meaning.stat in ("slope", "drift"):
@@ -256,7 +267,7 @@ class Explainer:
         mode: dict[str, str] | None,
         issues: list[str],
     ) -> str:
-        life = self.kind.life_unit
+        life = self.life_unit
         if issues:
             return f"Check the sensors first ({'; '.join(issues)}): no order is raised on this"
         part = self.parts.get(component)
