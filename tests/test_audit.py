@@ -281,3 +281,19 @@ def test_bookkeeping_columns_write_no_row_and_a_real_change_one(
         ).fetchone()
         assert row == ({"attributes": {}}, {"attributes": {"axle": 3}})
         conn.commit()
+
+
+def test_a_workers_change_is_audited_as_the_worker(
+    client: TestClient, make_tenant: Callable[..., Tenant], db_url: str
+) -> None:
+    tenant = make_tenant()
+    ids = setup_customer(client, tenant)
+    pool = open_pool(db_url, name="probe-worker")  # as the workers' pools are made
+    try:
+        with pool.connection() as conn:
+            conn.execute("UPDATE sites SET name = 'Renamed' WHERE id = %s", (ids["site"],))
+    finally:
+        pool.close()
+    renamed = _one(_trail(db_url, "sites", ids["site"]), "update", "system:probe-worker")
+    assert renamed["channel"] == "worker" and renamed["source"] == "worker"
+    assert renamed["before"] == {"name": "Yard"} and renamed["after"] == {"name": "Renamed"}

@@ -229,3 +229,22 @@ def test_a_worker_acts_for_every_customer_by_its_own_context(
             assert {alice.customer.id, bob.customer.id} <= seen
     finally:
         pool.close()
+
+
+def test_the_callers_lookup_sees_everyone_then_nothing_again(db_url: str) -> None:
+    pool = open_pool(db_url, name="probe", per_request=True)
+    try:
+        with pool.connection() as conn:
+            with connect(db_url) as admin:
+                fleet.ensure_customer(admin, "lookup-probe", "Lookup probe")
+                admin.commit()
+            count = "SELECT count(*) FROM customers"
+            assert conn.execute(count).fetchone() == (0,)
+            with operator_lookup(conn):
+                assert conn.execute(count).fetchone() != (0,)
+                with operator_lookup(conn):  # nested: the outer lookup still sees everyone
+                    pass
+                assert conn.execute(count).fetchone() != (0,)
+            assert conn.execute(count).fetchone() == (0,)
+    finally:
+        pool.close()
