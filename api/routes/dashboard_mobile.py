@@ -10,6 +10,7 @@ from api.dashboard import service
 from api.dashboard.rendering import PageViewer, not_found_page, render, request_clock
 from api.deps import Conn, ReadConn
 from api.routes.dashboard_ops import Form, check_write
+from api.tenancy import rollback_keeping_caller
 from fleetcare.errors import FleetcareError, NotFound
 from fleetcare.inputs import Id
 from maintenance.logistics import service as logistics
@@ -41,10 +42,10 @@ def receive_part(
     try:
         row = logistics.deliver(conn, viewer, shipment_id, request_clock(request))
     except NotFound as exc:
-        conn.rollback()
+        rollback_keeping_caller(request, conn)
         return not_found_page(request, viewer, exc)
     except FleetcareError as exc:
-        conn.rollback()
+        rollback_keeping_caller(request, conn)
         return carriers_page(request, conn, viewer, message=f"shipment {shipment_id}: {exc.detail}")
     return RedirectResponse(
         f"/dashboard/carriers?message=shipment+{row.id}+received", status_code=303
