@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import Connection
+from pypdf import PdfReader
 from typer.testing import CliRunner
 
 from cli.main import app as cli_app
 from fleetcare.clock import ManualClock
 from maintenance.billing import service as billing
+from maintenance.documents import files
 from maintenance.documents import service as documents
 from maintenance.documents.schemas import BillingProfileUpdate, CorrectionRequest, CreditLineRequest
 from maintenance.orders import service as orders
@@ -78,6 +80,7 @@ def _scripted_year(conn: Connection[Any]) -> dict[str, int]:
     # a: tire 1 moves to per-km full service on 11 April; it drives 1000 km a month
     change_plan(conn, a.subscription_id, "full-service-tire", _t(4, 11))
     add_counter(conn, a.asset_ids[0], [(_t(m, 2), 1000.0 * m) for m in range(4, 13)])
+    add_counter(conn, a.asset_ids[1], [(_t(m, 2), 500.0 * m) for m in range(4, 13)])
     # a: tire 2 fails on 14 June with nothing predicted: the plan's promise earns a credit
     orders.report_failure(
         conn, OPERATOR, FailureCreate(asset_id=a.asset_ids[1], component="tire",
@@ -156,6 +159,25 @@ def test_a_scripted_year_reconciles_every_month(
     # cancelled on 20 August: 19 days of 3 assets, each line rounded once
     assert by_customer[who["c"]] == 7 * 2700 + 3 * round(900 * 19 / 31)
 
+    # June's invoice of a carries the credit earned by tire 2's failure, with its tax: the
+    # whole subscription is on full service since April, which promises 10 % of the tire's
+    # charges of the month (500 km at 4.00 per 1000 km: 2.00)
+    june_a = conn.execute(
+        "SELECT l.amount_minor, l.tax_minor FROM invoice_lines l JOIN invoices i"
+        " ON i.id = l.invoice_id WHERE i.customer_id = %s AND i.period = '2026-06'"
+        " AND l.kind = 'service_credit'",
+        (who["a"],),
+    ).fetchall()
+    assert june_a == [(-20, -4)]
+    # every document of the year renders, numbered, and reads back
+    for (invoice_id,) in conn.execute("SELECT id FROM invoices ORDER BY id").fetchall():
+        name, body = files.invoice_pdf(conn, OPERATOR, invoice_id)
+        text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(body)).pages)
+        assert name.removesuffix(".pdf") in text and "Total due" in text
+    for (note_id,) in conn.execute("SELECT id FROM credit_notes ORDER BY id").fetchall():
+        name, body = files.credit_note_pdf(conn, OPERATOR, note_id)
+        assert name.removesuffix(".pdf") in PdfReader(io.BytesIO(body)).pages[0].extract_text()
+
     # the journal: every entry balances; the accounts are the ones given
     journal = journal_csv(reports["2026-06"], Accounts.parse(["revenue=7000", "deferred=2900"]))
     legs = list(csv.DictReader(io.StringIO(journal)))
@@ -176,8 +198,8 @@ def test_a_scripted_year_reconciles_every_month(
     assert json.loads(out.stdout)["totals"]["EUR"]["recognised_minor"] == (
         reports["2026-06"].totals["EUR"].recognised_minor
     )
-    text = runner.invoke(cli_app, ["billing", "revenue", "--month", "2026-06"])
-    assert text.exit_code == 0 and "check rollforward: ok" in text.output
+    table = runner.invoke(cli_app, ["billing", "revenue", "--month", "2026-06"])
+    assert table.exit_code == 0 and "check rollforward: ok" in table.output
     bad = runner.invoke(cli_app, ["billing", "journal", "--month", "2026-06", "--account", "x=1"])
     assert bad.exit_code == 2 and "NAME=CODE" in bad.output
     assert runner.invoke(cli_app, ["billing", "revenue", "--month", "2026-13"]).exit_code == 2

@@ -169,8 +169,9 @@ def credit_lines(
         if credit.period != period.name and credit.period in drafts:
             continue
         base = _base(conn, credit, period, lines)
-        if base is None or base <= 0 or room <= 0:
+        if base is None:
             continue
+        base = max(base, 0)  # nothing charged for the asset: a credit of 0, settled here
         if credit.kind == "percent":
             assert credit.rate_bps is not None
             amount = to_minor(base * credit.rate_bps / Decimal(10_000))
@@ -178,6 +179,8 @@ def credit_lines(
         else:
             amount = base
             what = f"free repair, order {credit.order_id}"
+        if amount > 0 and room <= 0:
+            continue  # this invoice charges nothing: the next one applies it
         capped = min(amount, room)
         note = "" if capped == amount else f" (capped at this invoice's charges, of {amount})"
         room -= capped
