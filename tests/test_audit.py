@@ -255,6 +255,12 @@ def test_the_dashboard_shows_the_trail(
     assert "YARD" in page.text and "BOBS" not in page.text
     exported = client.get("/dashboard/audit.csv", params={"resource": "sites"})
     assert exported.status_code == 200 and "YARD" in exported.text and "BOBS" not in exported.text
+    assert 'href="/dashboard/audit"' in client.get("/dashboard").text
+    # a technician is not linked to the trail, and is refused it
+    tech = make_tenant(role="technician")
+    sign_in(client, tech.key)
+    assert 'href="/dashboard/audit"' not in client.get("/dashboard").text
+    assert client.get("/dashboard/audit").status_code == 403
 
 
 def test_bookkeeping_columns_write_no_row_and_a_real_change_one(

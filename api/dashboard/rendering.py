@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from api.auth_limit import authenticate_limited
 from api.dashboard import service
 from api.deps import Conn, _bearer
+from api.permissions import allowed_roles
 from api.tenancy import bind_principal
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
@@ -44,6 +45,20 @@ NAV: list[tuple[str, str]] = [
     ("/dashboard/models", "Models"),
     ("/dashboard/audit", "Audit"),
 ]
+# pages that show what only some roles may read: linked for those roles only
+NAV_READS: dict[str, str] = {"/dashboard/audit": "/v1/audit"}
+
+
+def nav_for(principal: Principal | None) -> list[tuple[str, str]]:
+    """The navigation bar's pages that ``principal`` may open."""
+
+    def may_open(href: str) -> bool:
+        route = NAV_READS.get(href)
+        roles = allowed_roles("GET", route) if route else None
+        return principal is None or roles is None or principal.role in roles
+
+    return [(href, label) for href, label in NAV if may_open(href)]
+
 
 # --- who is looking ----------------------------------------------------------------------------
 
@@ -125,7 +140,7 @@ def render(
     context |= {
         "csrf_token": csrf_token(request) if principal is not None else "",
         "viewer": principal,
-        "nav": NAV,
+        "nav": nav_for(principal),
         "now": request_clock(request).now(),
         "path": request.url.path,
     }
