@@ -14,6 +14,7 @@ from simulators.flight_ops import SHOPS, FlightOps
 from tests.conftest import Tenant
 from tests.fixtures.api import ok
 from tests.fixtures.maintenance import T0
+from tests.fixtures.mobile import predict_engine
 
 
 def test_flight_ops_sets_up_once_and_reports_plans_and_positions(
@@ -62,3 +63,62 @@ def test_flight_ops_sets_up_once_and_reports_plans_and_positions(
     ops.step()
     moved = ok(client.get("/v1/carriers", headers=h))["items"]
     assert all(c["position_at"] is not None for c in moved)
+
+
+def test_in_the_compressed_demo_an_engine_due_soon_gets_a_visit_not_an_aog_risk(
+    client: TestClient,
+    make_tenant: Callable[..., Tenant],
+    operator_headers: dict[str, str],
+    db_url: str,
+) -> None:
+    acme = make_tenant("acme")
+    h = acme.headers
+    clock = ManualClock(T0)
+    client.app.state.clock = clock  # type: ignore[attr-defined]
+    engine = ok(
+        client.post(
+            "/v1/assets",
+            json={
+                "kind": "engine",
+                "ref": "AC-001-E1",
+                "installed_at": "2025-01-01T00:00:00Z",
+                "attributes": {"aircraft": "AC-001"},
+            },
+            headers=h,
+        ),
+        201,
+    )
+    plans = ok(client.get("/v1/plans", headers=h))["items"]
+    full = next(p for p in plans if p["code"] == "full-service-engine")
+    body = {"plan_id": full["id"], "asset_ids": [engine["id"]], "starts_at": "2026-11-01T00:00:00Z"}
+    ok(client.post("/v1/subscriptions", json=body, headers=h), 201)
+    depot = ok(
+        client.post(
+            "/v1/depots",
+            json={"code": "CENTRAL", "name": "C", "latitude": 50.8, "longitude": 4.3},
+            headers=operator_headers,
+        ),
+        201,
+    )
+    part = ok(client.get("/v1/parts", params={"kind": "engine"}, headers=h))["items"][0]
+    ok(
+        client.put(
+            f"/v1/depots/{depot['id']}/inventory/{part['id']}",
+            json={"on_hand": 5},
+            headers=operator_headers,
+        )
+    )
+    op_key = operator_headers["Authorization"].removeprefix("Bearer ")
+    ops = FlightOps(
+        ProductAPI("http://testserver", acme.key, client=client),
+        ProductAPI("http://testserver", op_key, client=client),
+        clock,
+    )
+    ops.setup()
+    ops.step()
+    # the demo's wear is compressed too: the engine is due in two hours of the clock
+    predict_engine(db_url, engine["id"], due_in_days=2 / 24, now=T0)
+    [order] = ok(client.get("/v1/orders", headers=h))["items"]
+    crew = ok(client.get(f"/v1/orders/{order['id']}/visit", headers=h))
+    assert crew["aog_risk"] is False, crew
+    assert crew["station"] in ("FRA", "MUC", "HAM", "CDG")
