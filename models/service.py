@@ -143,3 +143,16 @@ def retrain(
 ) -> retraining.RetrainOutcome:
     """Train a challenger and promote it only if it beats the champion (recorded)."""
     return retraining.retrain(conn, kind, clock, trigger=trigger, drift_check_id=drift_check_id)
+
+
+def monitoring_overview(
+    conn: repo.Conn, *, decisions: int = 20
+) -> tuple[list[DriftCheck], list[RetrainDecision]]:
+    """(the newest drift check of each kind, the newest retraining decisions) for the
+    dashboard's model page."""
+    latest: dict[str, DriftCheck] = {}
+    for check in repo.list_drift_checks(conn, limit=500):
+        latest.setdefault(check.kind, check)
+    return sorted(latest.values(), key=lambda c: c.kind), repo.list_retrain_decisions(
+        conn, limit=decisions
+    )

@@ -146,6 +146,9 @@ def test_a_drift_scenario_raises_the_event_once(conn: Conn, client: TestClient) 
     assert [c["id"] for c in listed.json()] == [again.id, after.id, before.id]
     missing = client.get("/v1/models/boat/drift-checks", headers={"Authorization": f"Bearer {key}"})
     assert missing.status_code == 404
+    # ... and the dashboard's model page says which kind drifts and on what
+    page = client.get("/dashboard/models", headers={"Authorization": f"Bearer {key}"}).text
+    assert 'data-kind="tire" data-drifted="true"' in page and "load_kg (" in page
 
 
 def test_a_worse_challenger_is_refused_and_a_better_one_promoted(
@@ -199,6 +202,10 @@ def test_a_worse_challenger_is_refused_and_a_better_one_promoted(
     listed = client.get("/v1/models/tire/retrain-decisions", headers=operator_headers).json()
     assert [d["decision"] for d in listed] == ["refused", "promoted"]
     assert listed[0]["challenger_rmse"] == refused.challenger_rmse
+    page = client.get("/dashboard/models", headers=operator_headers).text
+    assert (
+        page.count('data-decision="refused"') == 1 and page.count('data-decision="promoted"') == 1
+    )
 
 
 @pytest.fixture

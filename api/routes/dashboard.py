@@ -48,6 +48,7 @@ from fleetcare.settings import Settings
 from kinds.schemas import KindName
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders
+from models.service import monitoring_overview as model_monitoring
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 
@@ -344,8 +345,16 @@ def ingest_hourly(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLR
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLResponse:
-    """Registered wear-model versions and their held-out metrics."""
-    return render(request, "models.html", viewer, versions=service.model_versions(conn))
+    """Registered wear-model versions and their held-out metrics; drift and retraining."""
+    drift, decisions = model_monitoring(conn)
+    return render(
+        request,
+        "models.html",
+        viewer,
+        versions=service.model_versions(conn),
+        drift=drift,
+        decisions=decisions,
+    )
 
 
 # --- live ------------------------------------------------------------------------------------
