@@ -231,7 +231,9 @@ class Explainer:
 
     def _failure_mode(self, component: str, feature: int, value: float) -> dict[str, str]:
         """The component and the way its strongest life-shortening signal (``feature``,
-        whose value is ``value``) moves (the same few words for many assets: cached)."""
+        whose value is ``value``) moves: towards the kind's end-of-life threshold on that
+        metric when there is one, else the way the value departs (the same few words for
+        many assets: cached)."""
         key = (component, feature, value > 0)
         found = self._modes.get(key)
         if found is None:
@@ -241,17 +243,21 @@ class Explainer:
     def _describe_mode(self, component: str, feature: int, value: float) -> dict[str, str]:
         meaning = self.meanings[feature]
         assert meaning.metric is not None
-        if meaning.stat in ("slope", "drift"):
-            direction = "rising" if value > 0 else "falling"
-        elif meaning.stat == "std":
-            direction = "unsteady"
-        else:
-            direction = "high" if value > 0 else "low"
-        label = self.labels[meaning.metric]
-        text = f"{component}: {label} {direction}"
         limit = self.thresholds.get(component, {}).get(meaning.metric)
+        label = self.labels[meaning.metric]
         if limit is not None:
-            text += f" (life ends at {limit.op} {limit.value:g} {self.units[meaning.metric]})"
+            # the kind says which way this metric ends the component's life
+            direction = "falling" if limit.op in ("<", "<=") else "rising"
+            unit = f" {self.units[meaning.metric]}" if self.units[meaning.metric] else ""
+            text = f"{component}: {label} {direction} towards {limit.value:g}{unit}"
+        else:
+            if meaning.stat in ("slope", "drift"):
+                direction = "rising" if value > 0 else "falling"
+            elif meaning.stat == "std":
+                direction = "unsteady"
+            else:
+                direction = "high" if value > 0 else "low"
+            text = f"{component}: {label} {direction}"
         return {
             "component": component,
             "signal": meaning.metric,
