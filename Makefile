@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy fleetcare fleet cli kinds api ingest maintenance models simulators evaluation testkit tests bench
+	$(BIN)/mypy fleetcare fleet people cli kinds api ingest maintenance models simulators evaluation testkit tests bench
 
 # The dashboard's browser tests drive Debian's chromium through Playwright (never
 # `playwright install`, which downloads its own browsers); without chromium they are skipped.

@@ -23,6 +23,7 @@ from api.routes import (
     logistics,
     maintenance,
     mobility,
+    people,
     profiles,
     revenue,
     subscriptions,
@@ -61,7 +62,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         title="fleetcare",
         version="0.1.0",
         description="Predictive maintenance as a subscription. Authenticate with "
-        "`Authorization: Bearer <API key>`; customer keys see only their own customer.",
+        "`Authorization: Bearer <API key>` (or a dashboard session cookie, with `X-CSRF-Token` on "
+        "writes); customer keys and users see only their own customer. Who may call what: "
+        "docs/access.md.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -78,6 +81,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(fleet.router)
+    app.include_router(people.router)
     app.include_router(kinds_routes.router)
     app.include_router(devices.router)
     app.include_router(ingest_routes.router)

@@ -12,12 +12,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
+from api import sessions
 from api.auth_limit import authenticate_limited
-from api.permissions import require_permission
+from api.permissions import WRITES, require_permission
 from api.tenancy import bind_principal, bind_read_conn
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
-from fleetcare.errors import Conflict, ReplicaLagging, ServiceUnavailable
+from fleetcare.errors import Conflict, Forbidden, ReplicaLagging, ServiceUnavailable
 from fleetcare.inputs import INT8_MAX
 from fleetcare.repository import replica_lag_s
 from fleetcare.settings import Settings
@@ -110,12 +111,22 @@ def get_principal(
     conn: Conn,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>`` (or ``X-API-Key``)."""
+    """The caller, from ``Authorization: Bearer <key>`` (or ``X-API-Key``), else from the
+    browser's session cookie (a write then needs the ``X-CSRF-Token`` header); the route's
+    permission (``api/permissions.py``) is checked before the route runs."""
     key = credentials.credentials.strip() if credentials else None
     if not key:
         key = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
     with operator_lookup(conn):  # who is calling decides which rows the rest may see
-        principal = authenticate_limited(request, conn, key)
+        session = None if key else sessions.session_principal(request, conn)
+        if session is None:
+            principal = authenticate_limited(request, conn, key)
+    if session is not None:
+        principal, csrf = session
+        if request.method.upper() in WRITES:
+            if not sessions.same_origin(request):
+                raise Forbidden("cross-origin requests are refused", code="csrf_failed")
+            sessions.check_token(csrf, request.headers.get("x-csrf-token"))
     bind_principal(request, conn, principal)
     route = request.scope.get("route")
     require_permission(principal, request.method, getattr(route, "path", request.url.path))

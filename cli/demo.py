@@ -89,6 +89,50 @@ def _save_keys(keys_file: Path, keys: dict[str, str]) -> None:
         json.dump(keys, fh, indent=2)
 
 
+# The demo's people: a first-time visitor signs in as one of them with the printed password.
+DEMO_USERS = (
+    ("operator", None, "admin", "operator@fleetcare.demo", "Olivia Operator"),
+    ("customer", "acme-logistics", "fleet_manager", "fleet@acme.demo", "Frank Fleet"),
+)
+
+
+def seed_demo_users(database_url: str, data_dir: Path) -> list[tuple[str, str, str]]:
+    """The demo users (made when missing, with random passwords written once to
+    ``demo-users.json``, mode 0600): (email, password, role) each. A user whose password the
+    file no longer holds gets a new one (only the demo's own users are touched)."""
+    import secrets
+
+    from people import service as people
+
+    users_file = data_dir.resolve() / "demo-users.json"
+    known: dict[str, str] = json.loads(users_file.read_text()) if users_file.exists() else {}
+    out: list[tuple[str, str, str]] = []
+    with connect(database_url) as conn:
+        for organisation, slug, role, email, name in DEMO_USERS:
+            with conn.transaction():
+                customer_id = fleet.ensure_customer(conn, slug, slug).id if slug else None
+                existing = people.find_user(conn, email)
+                password = known.get(email)
+                if existing is None:
+                    password = secrets.token_urlsafe(12)
+                    people.add_user(
+                        conn,
+                        organisation=organisation,  # type: ignore[arg-type]
+                        email=email,
+                        name=name,
+                        role=role,
+                        customer_id=customer_id,
+                        password=password,
+                    )
+                elif password is None:
+                    password = secrets.token_urlsafe(12)
+                    people.set_password(conn, existing.id, password)
+                known[email] = password
+                out.append((email, password, f"{organisation}:{role}"))
+    _save_keys(users_file, known)
+    return out
+
+
 def seed_demo(database_url: str, data_dir: Path) -> Path:
     """Create the demo operator and customers when missing; return the keys file.
 

@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from cli.access import access_app
 from cli.commands import (
     api,
     billing_app,
@@ -30,6 +31,7 @@ from maintenance.modelwatch.commands import drift_command, watch_command
 from models.cli import app as models_app
 from models.commands import score_command
 from models.export.cli import predictions_app
+from people.cli import users_app
 from simulators.cli import simulate
 
 app = typer.Typer(
@@ -46,6 +48,8 @@ app.command("api")(api)
 app.add_typer(keys_app, name="keys")
 app.add_typer(kinds_app, name="kinds")
 app.add_typer(customers_app, name="customers")
+app.add_typer(users_app, name="users")
+app.add_typer(access_app, name="access")
 app.command("up")(up)
 # ingest: `fleetcare devices ...`, `fleetcare ingest`
 app.add_typer(devices_app, name="devices")

@@ -313,7 +313,7 @@ def up(
     from uvicorn.config import LOGGING_CONFIG
 
     from api.app import create_app
-    from cli.demo import seed_demo
+    from cli.demo import seed_demo, seed_demo_users
     from fleetcare.services import exit_on_sigterm, running_services
     from simulators.api_client import local_api_url
 
@@ -331,6 +331,9 @@ def up(
             typer.echo(f"fleetcare: storage path {chosen}; {len(applied)} migration(s) applied")
             check_fleet_kinds(services.database_url, extra_fleets)
             demo = seed_demo(services.database_url, settings.data_dir) if settings.demo else None
+            people = (
+                seed_demo_users(services.database_url, settings.data_dir) if settings.demo else []
+            )
             bind_host, bind_port = host or settings.api_host, port or settings.api_port
             base = f"http://{bind_host}:{bind_port}"
             if not api_only:
@@ -342,8 +345,13 @@ def up(
                 typer.echo(f"fleetcare: worker logs in {settings.data_dir.resolve() / 'logs'}")
             typer.echo(f"fleetcare: API on {base}  (docs {base}/docs, health {base}/healthz)")
             typer.echo(f"fleetcare: dashboard on {base}/dashboard")
+            for email, password, role in people:
+                typer.echo(
+                    f"fleetcare: sign in at {base}/dashboard/login as {email}"
+                    f" (password {password}; {role})"
+                )
             if demo:
-                typer.echo(f"fleetcare: demo keys in {demo}")
+                typer.echo(f"fleetcare: demo keys (for machines) in {demo}")
             application = create_app(settings, services.database_url)
             uvicorn.run(
                 application,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from fleet.schemas import ApiKey, Asset, AssetContext, Customer, MetricRecord, Site
+from fleet.schemas import ApiKey, ApiKeyAuth, Asset, AssetContext, Customer, MetricRecord, Site
 from fleetcare.repository import ScopedTable
 
 Conn = Connection[Any]
@@ -48,20 +49,45 @@ def usage_metrics(conn: Conn) -> dict[str, str]:
     return {kind: metric for kind, metric in rows}
 
 
-def find_api_key(conn: Conn, key_hash: bytes) -> ApiKey | None:
-    """The live (not revoked) key with this hash, of a live customer."""
-    with conn.cursor(row_factory=class_row(ApiKey)) as cur:
-        return cur.execute(
-            """
-            SELECT k.id, k.prefix, k.role, k.customer_id, k.partner_id, k.name, k.created_at,
-                   k.revoked_at
-              FROM api_keys k LEFT JOIN customers c ON c.id = k.customer_id
-                   LEFT JOIN partners p ON p.id = k.partner_id
-             WHERE k.key_hash = %s AND k.revoked_at IS NULL AND c.retired_at IS NULL
-               AND p.retired_at IS NULL
-            """,
-            (key_hash,),
-        ).fetchone()
+KEY_COLUMNS = (
+    "k.id, k.prefix, k.role, k.customer_id, k.partner_id, k.name, k.scopes, k.expires_at,"
+    " k.last_used_at, k.created_at, k.revoked_at"
+)
+
+
+_LIVE_KEY = f"""
+    SELECT {KEY_COLUMNS},
+           coalesce(k.last_used_at < now() - interval '1 minute', true) AS use_is_stale,
+           coalesce(c.name, p.name, '') AS organisation_name
+      FROM api_keys k LEFT JOIN customers c ON c.id = k.customer_id
+           LEFT JOIN partners p ON p.id = k.partner_id
+     WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+       AND c.retired_at IS NULL AND p.retired_at IS NULL
+"""
+
+
+def find_api_key(conn: Conn, key_hash: bytes) -> ApiKeyAuth | None:
+    """The live key with this hash: not revoked, not expired, of a live customer or partner."""
+    with conn.cursor(row_factory=class_row(ApiKeyAuth)) as cur:
+        return cur.execute(_LIVE_KEY + " AND k.key_hash = %s", (key_hash,)).fetchone()
+
+
+def find_live_api_key(conn: Conn, key_id: int) -> ApiKeyAuth | None:
+    """The live key with this id (a dashboard session signed in with it)."""
+    with conn.cursor(row_factory=class_row(ApiKeyAuth)) as cur:
+        return cur.execute(_LIVE_KEY + " AND k.id = %s", (key_id,)).fetchone()
+
+
+def touch_api_key(conn: Conn, key_id: int) -> None:
+    """Record that a key was used now; skipped when another request holds its row (that one
+    records it), so that concurrent requests of one key never wait on each other."""
+    conn.execute(
+        """
+        UPDATE api_keys SET last_used_at = now()
+         WHERE id = (SELECT id FROM api_keys WHERE id = %s FOR UPDATE SKIP LOCKED)
+        """,
+        (key_id,),
+    )
 
 
 def insert_api_key(
@@ -73,16 +99,31 @@ def insert_api_key(
     customer_id: int | None,
     name: str,
     partner_id: int | None = None,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    created_by_user_id: int | None = None,
 ) -> ApiKey:
     """Store a new key (its hash only)."""
     with conn.cursor(row_factory=class_row(ApiKey)) as cur:
         row = cur.execute(
             """
-            INSERT INTO api_keys (key_hash, prefix, role, customer_id, name, partner_id)
-            VALUES (%s, %s, %s, %s, %s, %s)
-            RETURNING id, prefix, role, customer_id, partner_id, name, created_at, revoked_at
+            INSERT INTO api_keys (key_hash, prefix, role, customer_id, name, partner_id, scopes,
+                                  expires_at, created_by_user_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            RETURNING id, prefix, role, customer_id, partner_id, name, scopes, expires_at,
+                      last_used_at, created_at, revoked_at
             """,
-            (key_hash, prefix, role, customer_id, name, partner_id),
+            (
+                key_hash,
+                prefix,
+                role,
+                customer_id,
+                name,
+                partner_id,
+                scopes,
+                expires_at,
+                created_by_user_id,
+            ),
         ).fetchone()
     assert row is not None
     return row

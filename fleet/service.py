@@ -14,8 +14,10 @@ import psycopg
 from psycopg import Connection
 
 from fleet import repository as repo
+from fleet.access import scope_allows
 from fleet.schemas import (
     ApiKey,
+    ApiKeyAuth,
     ApiKeyCreate,
     Asset,
     AssetContext,
@@ -74,31 +76,41 @@ def hash_api_key(key: str) -> bytes:
 
 
 def authenticate(conn: Conn, key: str | None) -> Principal:
-    """The principal an API key stands for; Unauthorized when it is missing or not live."""
+    """The principal an API key stands for; Unauthorized when it is missing or not live
+    (unknown, revoked, expired, or of a retired customer or partner)."""
     if not key:
         raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         raise Unauthorized("that is not a fleetcare API key")
     record = repo.find_api_key(conn, hash_api_key(key))
     if record is None:
-        raise Unauthorized("unknown or revoked API key")
+        raise Unauthorized("unknown or revoked API key, or expired")
+    return _key_principal(conn, record)
+
+
+def principal_for_key_id(conn: Conn, key_id: int, now: datetime | None = None) -> Principal | None:
+    """The principal of a live key by id (a dashboard session signed in with it), else None."""
+    record = repo.find_live_api_key(conn, key_id)
+    return _key_principal(conn, record) if record is not None else None
+
+
+def _key_principal(conn: Conn, record: ApiKeyAuth) -> Principal:
+    if record.use_is_stale:  # at most one write a minute per key
+        repo.touch_api_key(conn, record.id)
     return Principal(
         key_id=record.id,
         role=record.role,
         customer_id=record.customer_id,
         partner_id=record.partner_id,
+        scopes=frozenset(record.scopes) if record.scopes is not None else None,
+        name=record.name or f"key {record.prefix}…",
+        organisation_name=record.organisation_name or "the operator",
     )
-
-
-def require_operator(principal: Principal) -> None:
-    """Forbidden unless the caller is the operator."""
-    if principal.role != "operator":
-        raise Forbidden("only the operator may do this")
 
 
 def owner_for(principal: Principal, requested: int | None) -> int:
     """The customer a new object belongs to: the caller's own, or the operator's choice."""
-    if principal.role == "partner":
+    if principal.organisation == "partner":
         raise Forbidden("a partner key cannot create customer objects")
     if principal.scope is not None:
         if requested is not None and requested != principal.scope:
@@ -140,7 +152,7 @@ def retire_scoped(
 
 def create_customer(conn: Conn, principal: Principal, body: CustomerCreate) -> Customer:
     """Create a customer (operator only)."""
-    require_operator(principal)
+    principal.require("customers:write")
     with translate_integrity_errors(f"customer {body.slug!r}"), conn.transaction():
         return repo.CUSTOMERS.insert(conn, body.model_dump())
 
@@ -172,7 +184,7 @@ def update_customer(
     conn: Conn, principal: Principal, customer_id: int, body: CustomerUpdate
 ) -> Customer:
     """Change a customer's name or currency (operator only)."""
-    require_operator(principal)
+    principal.require("customers:write")
     current = _get(conn, principal, repo.CUSTOMERS, customer_id, "customer", for_update=True)
     values = body.model_dump(exclude_unset=True, exclude_none=True)
     return repo.CUSTOMERS.update(conn, current.id, values) or current
@@ -180,7 +192,7 @@ def update_customer(
 
 def retire_customer(conn: Conn, principal: Principal, customer_id: int) -> Customer:
     """Retire a customer: its keys stop working; its history stays."""
-    require_operator(principal)
+    principal.require("customers:write")
     return retire_scoped(conn, principal, repo.CUSTOMERS, customer_id, "customer")
 
 
@@ -357,6 +369,9 @@ def issue_api_key(
     customer_id: int | None,
     name: str = "",
     partner_id: int | None = None,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    created_by_user_id: int | None = None,
 ) -> NewApiKey:
     """Create a key and return it whole, once; only its hash is stored."""
     if role == "partner":
@@ -376,32 +391,71 @@ def issue_api_key(
             customer_id=customer_id,
             name=name,
             partner_id=partner_id,
+            scopes=scopes,
+            expires_at=expires_at,
+            created_by_user_id=created_by_user_id,
         )
     return NewApiKey(**record.model_dump(), key=key)
 
 
-def create_api_key(conn: Conn, principal: Principal, body: ApiKeyCreate) -> NewApiKey:
-    """Create a key through the API: the operator any; a customer key only for itself."""
+def _check_key_limits(principal: Principal, body: ApiKeyCreate, now: datetime) -> None:
+    """A key is never more than its maker: a scoped maker makes keys within its own scopes."""
+    if body.expires_at is not None:
+        if body.expires_at.tzinfo is None:
+            raise Invalid("expires_at needs a time zone (e.g. 2027-01-01T00:00:00Z)")
+        if body.expires_at <= now:
+            raise Invalid("expires_at is in the past", code="expired_on_creation")
+    if principal.scopes is None:
+        return
+    if body.scopes is None:
+        raise Forbidden(
+            "a key with scopes can only make keys with scopes within its own",
+            code="scope_not_permitted",
+        )
+    wider = [s for s in body.scopes if not _scope_within(principal.scopes, s)]
+    if wider:
+        raise Forbidden(
+            f"scopes {wider} go beyond the calling key's own", code="scope_not_permitted"
+        )
+
+
+def _scope_within(held: frozenset[str], scope: str) -> bool:
+    if scope in ("read", "write"):
+        return scope in held or (scope == "read" and "write" in held)
+    area, _, level = scope.partition(":")
+    return scope_allows(held, f"{area}:{'read' if level == 'read' else 'write'}")
+
+
+def create_api_key(
+    conn: Conn, principal: Principal, body: ApiKeyCreate, *, now: datetime | None = None
+) -> NewApiKey:
+    """Create a key through the API: the operator any; a customer's admin only for itself."""
+    principal.require("keys:write")
+    _check_key_limits(principal, body, now or datetime.now(UTC))
+    extra: dict[str, Any] = {
+        "name": body.name,
+        "scopes": body.scopes,
+        "expires_at": body.expires_at,
+        "created_by_user_id": principal.user_id,
+    }
     if body.role == "operator":
-        require_operator(principal)
-        return issue_api_key(conn, role="operator", customer_id=None, name=body.name)
-    if principal.role in ("technician", "partner"):
-        raise Forbidden(f"a {principal.role} key cannot create keys")
+        if principal.organisation != "operator":
+            raise Forbidden("only the operator makes operator keys", code="role_not_permitted")
+        return issue_api_key(conn, role="operator", customer_id=None, **extra)
     if body.role == "partner":
         raise Invalid("partner keys are created with POST /v1/partners/{id}/api-keys")
     owner = owner_for(principal, body.customer_id)
     customer = get_customer(conn, principal, owner)
     if customer.retired_at is not None:
         raise Invalid(f"customer {owner} is retired")
-    return issue_api_key(conn, role=body.role, customer_id=owner, name=body.name)
+    return issue_api_key(conn, role=body.role, customer_id=owner, **extra)
 
 
 def list_api_keys(
     conn: Conn, principal: Principal, *, after: int | None, limit: int
 ) -> tuple[list[ApiKey], int | None]:
     """Keys visible to the caller (never their secrets)."""
-    if principal.role in ("technician", "partner"):
-        raise Forbidden(f"a {principal.role} key cannot list keys")
+    principal.require("keys:read")
     rows, nxt = repo.API_KEYS.page(
         conn,
         scope=principal.scope,
@@ -414,15 +468,13 @@ def list_api_keys(
 
 def get_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
     """A key the caller may see (never its secret)."""
-    if principal.role == "technician":
-        raise Forbidden("a technician key cannot read keys")
+    principal.require("keys:read")
     return _get(conn, principal, repo.API_KEYS, key_id, "API key")
 
 
 def revoke_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
     """Revoke a key; it stops working at once."""
-    if principal.role in ("technician", "partner"):
-        raise Forbidden(f"a {principal.role} key cannot revoke keys")
+    principal.require("keys:write")
     current = _get(conn, principal, repo.API_KEYS, key_id, "API key", for_update=True)
     if current.revoked_at is not None:
         return current

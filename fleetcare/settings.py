@@ -91,6 +91,20 @@ class Settings(BaseSettings):
     session_https_only: bool = Field(
         default=False, description="mark the session cookie Secure (set behind HTTPS)"
     )
+    # People: an account locks for `user_lockout_s` after `user_lockout_failures` failed
+    # sign-ins in a row; invitation and reset links expire; links start with `public_url`.
+    user_lockout_failures: int = Field(
+        default=5, ge=1, le=1000, description="failed sign-ins in a row that lock an account"
+    )
+    user_lockout_s: float = Field(default=900.0, gt=0, description="how long an account locks")
+    invitation_ttl_h: float = Field(default=72.0, gt=0, description="invitation link lifetime")
+    password_reset_ttl_min: float = Field(
+        default=60.0, gt=0, description="password reset link lifetime"
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="where people reach the dashboard: the base of invitation and reset links",
+    )
     # Fleet health: due within `dashboard_due_days` is "due", within `dashboard_watch_days`
     # is "watch", past the conservative due date is "overdue".
     dashboard_due_days: float = Field(default=7.0, gt=0)

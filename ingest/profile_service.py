@@ -11,7 +11,6 @@ from typing import Any
 from psycopg import Connection
 from pydantic import BaseModel
 
-from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.errors import NotFound
 from ingest import repository as repo
@@ -60,7 +59,7 @@ def apply_profile(conn: Conn, principal: Principal, data: object, *, source: str
     A bad document raises ProfileError naming ``source``, the field and what is wrong, and
     changes nothing.
     """
-    fleet.require_operator(principal)
+    principal.require("catalogue:write")
     doc = parse_profile(data, source)
     check_metrics(doc, repo.kind_metric_names(conn))
     if doc.format != SPARKPLUG:

@@ -14,7 +14,7 @@ from psycopg import Connection
 
 from fleet import service as fleet
 from fleet.schemas import Principal
-from fleetcare.errors import Forbidden, Invalid, NotFound
+from fleetcare.errors import Invalid, NotFound
 from ingest import repository as repo
 from ingest import sparkplug
 from ingest.profile_service import LoadedProfiles, require_profile
@@ -61,8 +61,7 @@ def verify_device_secret(secret: str, stored: str) -> bool:
 
 def create_device(conn: Conn, principal: Principal, body: DeviceCreate) -> NewDevice:
     """Register a device and return its secret, once."""
-    if principal.role == "technician":
-        raise Forbidden("a technician key cannot register devices")
+    principal.require("devices:write")
     owner = fleet.owner_for(principal, body.customer_id)
     customer = fleet.get_customer(conn, principal, owner)
     if customer.retired_at is not None:

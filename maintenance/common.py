@@ -12,21 +12,8 @@ from typing import Any
 from psycopg import Connection
 
 from fleet.schemas import Principal
-from fleetcare.errors import Forbidden
 
 Conn = Connection[Any]
-
-
-def require_operator(principal: Principal) -> None:
-    """Forbidden unless the caller is the operator."""
-    if principal.role != "operator":
-        raise Forbidden("only the operator may do this")
-
-
-def require_customer_side(principal: Principal) -> None:
-    """Forbidden for technician and partner keys (customer or operator keys only)."""
-    if principal.role in ("technician", "partner"):
-        raise Forbidden(f"a {principal.role} key cannot do this")
 
 
 def customer_scope(principal: Principal) -> int | None:

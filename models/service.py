@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import NotFound
@@ -25,7 +24,7 @@ _OPERATOR_ONLY_METRICS = ("holdout_asset_ids", "training_asset_ids")
 
 
 def _for_caller(version: ModelVersion, principal: Principal) -> ModelVersion:
-    if principal.role == "operator":
+    if principal.organisation == "operator":
         return version
     metrics = {k: v for k, v in version.metrics.items() if k not in _OPERATOR_ONLY_METRICS}
     return version.model_copy(update={"metrics": metrics})
@@ -55,13 +54,13 @@ def promote(
     conn: repo.Conn, principal: Principal, version_id: int, clock: Clock
 ) -> PromotionResult:
     """Promote a candidate (operator); a model that is not better is refused with 409."""
-    fleet.require_operator(principal)
+    principal.require("models:write")
     return registry.promote(conn, version_id, clock)
 
 
 def rollback(conn: repo.Conn, principal: Principal, kind: str, clock: Clock) -> ModelVersion:
     """Return a kind to the version its active one replaced (operator)."""
-    fleet.require_operator(principal)
+    principal.require("models:write")
     get_kind(conn, kind)  # NotFound (asset_kind_not_found) naming the known kinds
     return registry.rollback(conn, kind, clock)
 

@@ -32,7 +32,9 @@ def _trail(db_url: str, resource: str, resource_id: object) -> list[dict[str, An
 
 def _key_id(db_url: str, key: str) -> int:
     with connect(db_url) as conn:
-        return fleet.authenticate(conn, key).key_id
+        key_id = fleet.authenticate(conn, key).key_id
+    assert key_id is not None
+    return key_id
 
 
 def _one(rows: list[dict[str, Any]], action: str, actor: str) -> dict[str, Any]:

@@ -87,6 +87,14 @@ def _owned_objects(
         client.post("/v1/carriers", json={"ref": "TAIL-1", "carrier_type": "aircraft"}, headers=h),
         201,
     )
+    user = ok(
+        client.post(
+            "/v1/users",
+            json={"email": f"probe@{owner.customer.slug}.example", "name": "Probe"},
+            headers=h,
+        ),
+        201,
+    )["user"]
     return {
         "carrier_id": carrier["id"],
         "customer_id": owner.customer.id,
@@ -97,6 +105,7 @@ def _owned_objects(
         "shipment_id": shipments[0]["id"],
         "device_id": device["id"],
         "key_id": key["id"],
+        "user_id": user["id"],
         "invoice_id": closed.invoices[0].id,
         "note_id": note.id,
         "endpoint_id": endpoint["id"],
@@ -123,6 +132,7 @@ BODIES: dict[str, dict[str, Any]] = {
         "country": "DE",
         "customer_type": "consumer",
     },
+    "/v1/users/{user_id}": {"role": "viewer"},
 }
 QUERIES: dict[str, dict[str, str]] = {
     "/v1/assets/{asset_id}/usage": {"period": "2026-11"},
@@ -140,6 +150,7 @@ OWNED = {
     "shipment_id",
     "device_id",
     "key_id",
+    "user_id",
     "invoice_id",
     "note_id",
     "endpoint_id",

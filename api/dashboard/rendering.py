@@ -4,7 +4,6 @@ their filters, rendering a page, the anti-forgery token and small forms. The pag
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,14 +13,14 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from api import sessions
 from api.auth_limit import authenticate_limited
-from api.dashboard import service
 from api.deps import Conn, _bearer
-from api.permissions import allowed_roles
+from api.permissions import require_permission
 from api.tenancy import bind_principal
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
-from fleetcare.errors import NotFound, Unauthorized
+from fleetcare.errors import Forbidden, NotFound, Unauthorized
 from fleetcare.settings import Settings
 from fleetcare.tenancy import operator_lookup
 
@@ -32,33 +31,21 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 MAX_FORM_BYTES = 4096
 
 # The pages in the navigation bar.
-NAV: list[tuple[str, str]] = [
-    ("/dashboard", "Fleet"),
-    ("/dashboard/orders", "Orders"),
-    ("/dashboard/shipments", "Shipments"),
-    ("/dashboard/carriers", "Carriers"),
-    ("/dashboard/webhooks", "Webhooks"),
-    ("/dashboard/billing", "Billing"),
-    ("/dashboard/service-credits", "Credits"),
-    ("/dashboard/value-report", "Value"),
-    ("/dashboard/ingest", "Ingest"),
-    ("/dashboard/models", "Models"),
-    ("/dashboard/audit", "Audit"),
+NAV: list[tuple[str, str, str]] = [
+    ("/dashboard", "Fleet", "dashboard:read"),
+    ("/dashboard/orders", "Orders", "orders:read"),
+    ("/dashboard/shipments", "Shipments", "shipments:read"),
+    ("/dashboard/carriers", "Carriers", "assets:read"),
+    ("/dashboard/webhooks", "Webhooks", "webhooks:read"),
+    ("/dashboard/billing", "Billing", "billing:read"),
+    ("/dashboard/service-credits", "Credits", "billing:read"),
+    ("/dashboard/value-report", "Value", "billing:read"),
+    ("/dashboard/ingest", "Ingest", "ingest:read"),
+    ("/dashboard/models", "Models", "models:read"),
+    ("/dashboard/audit", "Audit", "audit:read"),
+    ("/dashboard/people", "People", "users:read"),
+    ("/dashboard/keys", "Keys", "keys:read"),
 ]
-# pages that show what only some roles may read: linked for those roles only
-NAV_READS: dict[str, str] = {"/dashboard/audit": "/v1/audit"}
-
-
-def nav_for(principal: Principal | None) -> list[tuple[str, str]]:
-    """The navigation bar's pages that ``principal`` may open."""
-
-    def may_open(href: str) -> bool:
-        route = NAV_READS.get(href)
-        roles = allowed_roles("GET", route) if route else None
-        return principal is None or roles is None or principal.role in roles
-
-    return [(href, label) for href, label in NAV if may_open(href)]
-
 
 # --- who is looking ----------------------------------------------------------------------------
 
@@ -77,16 +64,12 @@ def viewer_principal(request: Request, conn: Any) -> Principal | None:
 
 
 def _viewer(request: Request, conn: Any) -> Principal | None:
+    """An API key in a header, else the session's user or key."""
     key = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
     if key:
         return authenticate_limited(request, conn, key)
-    key_id = request.session.get("key_id")
-    if isinstance(key_id, int):
-        try:
-            return service.principal_for_session(conn, key_id)
-        except Unauthorized:
-            request.session.clear()
-    return None
+    found = sessions.session_principal(request, conn)
+    return found[0] if found is not None else None
 
 
 async def to_sign_in(request: Request, exc: Exception) -> Response:
@@ -98,12 +81,36 @@ async def to_sign_in(request: Request, exc: Exception) -> Response:
     return RedirectResponse(login_url, status_code=303)
 
 
+class PageForbidden(Forbidden):
+    """A signed-in viewer asked for a page its role may not see: a page that says so."""
+
+
+def _permitted(request: Request, principal: Principal, *, page: bool) -> Principal:
+    route = request.scope.get("route")
+    try:
+        require_permission(principal, request.method, getattr(route, "path", request.url.path))
+    except Forbidden as exc:
+        if not page:
+            raise
+        request.state.viewer = principal
+        raise PageForbidden(exc.detail, code=exc.code) from exc
+    return principal
+
+
+async def forbidden_page(request: Request, exc: Exception) -> Response:
+    """The page a viewer sees when its role may not open it (403)."""
+    assert isinstance(exc, PageForbidden)
+    viewer = getattr(request.state, "viewer", None)
+    return render(request, "forbidden.html", viewer, status_code=403, detail=exc.detail)
+
+
 def page_viewer(request: Request, conn: Conn) -> Principal:
-    """The signed-in caller of a page; without one, a redirect to the sign-in page."""
+    """The signed-in caller of a page, allowed by the page's permission; without one, a
+    redirect to the sign-in page."""
     principal = viewer_principal(request, conn)
     if principal is None:
         raise SignInRequired()
-    return principal
+    return _permitted(request, principal, page=True)
 
 
 def data_viewer(request: Request, conn: Conn) -> Principal:
@@ -111,7 +118,7 @@ def data_viewer(request: Request, conn: Conn) -> Principal:
     principal = viewer_principal(request, conn)
     if principal is None:
         raise Unauthorized("sign in at /dashboard/login or send an API key")
-    return principal
+    return _permitted(request, principal, page=False)
 
 
 PageViewer = Annotated[Principal, Depends(page_viewer)]
@@ -148,14 +155,16 @@ def render(
 
 
 def csrf_token(request: Request) -> str:
-    """The session's anti-forgery token (made on first use); empty without a session."""
-    if not isinstance(request.session.get("key_id"), int):
-        return ""
-    token = request.session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        request.session["csrf"] = token
-    return token
+    """The session's anti-forgery token; empty without a session (a key in a header)."""
+    found = getattr(request.state, "session_principal", None)
+    return found[1] if found is not None else ""
+
+
+def nav_for(principal: Principal | None) -> list[tuple[str, str]]:
+    """The navigation bar's pages the viewer may open."""
+    if principal is None:
+        return []
+    return [(href, label) for href, label, action in NAV if principal.can(action)]
 
 
 def not_found_page(request: Request, principal: Principal, exc: NotFound) -> HTMLResponse:

@@ -26,7 +26,6 @@ from api.dashboard.schemas import (
     RulBucket,
     SeriesBucket,
 )
-from fleet.schemas import ApiKey
 from ingest.schemas import QuarantineItem
 
 Conn = Connection[Any]
@@ -107,19 +106,6 @@ def sort_key(row: AssetHealthRow, sort: str) -> list[Any]:
 def sort_kinds(sort: str) -> list[str]:
     """The cursor kinds of a sort's key."""
     return [kind for _, _, kind, _ in SORTS[sort]]
-
-
-def find_live_api_key(conn: Conn, key_id: int) -> ApiKey | None:
-    """The key with this id when it is not revoked and its customer is not retired."""
-    with conn.cursor(row_factory=class_row(ApiKey)) as cur:
-        return cur.execute(
-            """
-            SELECT k.id, k.prefix, k.role, k.customer_id, k.name, k.created_at, k.revoked_at
-              FROM api_keys k LEFT JOIN customers c ON c.id = k.customer_id
-             WHERE k.id = %s AND k.revoked_at IS NULL AND c.retired_at IS NULL
-            """,
-            (key_id,),
-        ).fetchone()
 
 
 def _asset_filters(

@@ -31,7 +31,7 @@ from fleet import repository as fleet_repo
 from fleet import service as fleet
 from fleet.schemas import Asset, Customer, MetricRecord, Principal, Site
 from fleetcare.cursor import decode_cursor, encode_cursor
-from fleetcare.errors import Invalid, Unauthorized
+from fleetcare.errors import Invalid
 from fleetcare.settings import Settings
 from ingest.schemas import QuarantineItem
 from kinds.repository import find_kind
@@ -57,14 +57,6 @@ RANGES: dict[str, timedelta] = {
 DEFAULT_TELEMETRY_RANGE = "7d"
 DEFAULT_RUL_RANGE = "90d"
 PAGE_SIZE = 100
-
-
-def principal_for_session(conn: Conn, key_id: int) -> Principal:
-    """The principal of a signed-in session; Unauthorized once its key is revoked."""
-    record = repo.find_live_api_key(conn, key_id)
-    if record is None:
-        raise Unauthorized("the session's API key is revoked or unknown; sign in again")
-    return Principal(key_id=record.id, role=record.role, customer_id=record.customer_id)
 
 
 def health_windows(settings: Settings, now: datetime) -> HealthWindows:
@@ -383,7 +375,7 @@ def quarantine_page(
 
 def carrier_map(conn: Conn, principal: Principal, now: datetime) -> dict[str, Any]:
     """The carrier map's data, confined to the viewer's customer (JSON-ready)."""
-    if principal.role == "partner":
+    if principal.partner_scope is not None:  # a partner sees no customer's carriers
         return {"carriers": [], "stations": [], "shipments": [], "visits": []}
     found = mobility.carrier_map(conn, principal, now)
     return {

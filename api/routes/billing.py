@@ -26,7 +26,6 @@ from maintenance.billing.schemas import (
     UsageRecord,
     VoidRequest,
 )
-from maintenance.common import require_operator
 
 router = APIRouter(prefix="/v1")
 
@@ -39,7 +38,7 @@ OptionalPeriod = Annotated[
 @router.post("/billing/close", tags=["billing"])
 def close_period(body: CloseRequest, conn: Conn, caller: Caller, clock: AppClock) -> CloseResult:
     """Close a period into draft invoices (operator); ``issue`` issues them too."""
-    require_operator(caller)
+    caller.require("billing:write")
     return billing.close_period(
         conn, body.period, clock, customer_id=body.customer_id, issue=body.issue
     )

@@ -1,8 +1,9 @@
 """The operations dashboard: server-rendered pages (Jinja2 + htmx), chart data, live feed.
 
-Sign in by pasting an API key (kept as a signed session cookie that names the key, never the
-key itself) or send the key as ``Authorization: Bearer`` / ``X-API-Key`` like the JSON API.
-A customer sees only its own fleet; another customer's asset answers 404.
+People sign in with their email and password (``api.routes.dashboard_people``; machines and
+tests may paste an API key, or send it as ``Authorization: Bearer`` / ``X-API-Key`` like the
+JSON API). Each page declares its permission in ``api/permissions.py``. A customer sees only
+its own fleet; another customer's asset answers 404.
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
-from api.auth_limit import authenticate_limited
 from api.dashboard import service
 from api.dashboard.live import LiveHub, resync_message
 from api.dashboard.rendering import (
     HERE,
     DataViewer,
+    PageForbidden,
     PageViewer,
     SignInRequired,
-    form_fields,
+    forbidden_page,
     is_fragment,
     not_found_page,
     render,
@@ -39,7 +40,7 @@ from api.dashboard.rendering import (
     viewer_principal,
 )
 from api.dashboard.schemas import HEALTHS, Health, SortKey
-from api.deps import Conn, ReadConn, get_pool
+from api.deps import ReadConn, get_pool
 from api.headers import SecurityHeadersMiddleware
 from fleet.schemas import Principal
 from fleetcare.errors import NotFound, Unauthorized
@@ -77,6 +78,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         dashboard_documents,
         dashboard_mobile,
         dashboard_ops,
+        dashboard_people,
     )
 
     app.include_router(router)
@@ -84,7 +86,9 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(dashboard_documents.router)
     app.include_router(dashboard_audit.router)
     app.include_router(dashboard_mobile.router)
+    app.include_router(dashboard_people.router)
     app.add_exception_handler(SignInRequired, to_sign_in)
+    app.add_exception_handler(PageForbidden, forbidden_page)
 
     inner = app.router.lifespan_context
 
@@ -98,46 +102,6 @@ def install(app: FastAPI, settings: Settings) -> None:
                 app_.state.dashboard_live.stop()
 
     app.router.lifespan_context = lifespan
-
-
-# --- sign-in ---------------------------------------------------------------------------------
-
-
-def _safe_next(target: str | None) -> str:
-    # only our own pages: no scheme, no host, no protocol-relative //evil
-    if target and target.startswith("/dashboard") and not target.startswith("//"):
-        return target
-    return "/dashboard"
-
-
-@router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str | None = None) -> HTMLResponse:
-    """The sign-in form."""
-    return render(request, "login.html", None, next=_safe_next(next), error=None)
-
-
-@router.post("/login", response_model=None)
-def login(
-    request: Request,
-    conn: Conn,
-    form: Annotated[dict[str, str], Depends(form_fields)],
-) -> Response:
-    """Check the pasted API key; on success the session remembers which key signed in."""
-    target = _safe_next(form.get("next"))
-    try:
-        principal = authenticate_limited(request, conn, form.get("api_key", "").strip())
-    except Unauthorized as exc:
-        return render(request, "login.html", None, status_code=401, next=target, error=exc.detail)
-    request.session.clear()
-    request.session["key_id"] = principal.key_id
-    return RedirectResponse(target, status_code=303)
-
-
-@router.post("/logout")
-def logout(request: Request) -> RedirectResponse:
-    """Forget the session."""
-    request.session.clear()
-    return RedirectResponse("/dashboard/login", status_code=303)
 
 
 # --- fleet overview --------------------------------------------------------------------------

@@ -8,18 +8,18 @@ when the browser sends one, and, for a session, the per-session token in a hidde
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from api import sessions
 from api.dashboard.rendering import (
     PageViewer,
+    csrf_token,
     form_fields,
     is_fragment,
     not_found_page,
@@ -28,6 +28,7 @@ from api.dashboard.rendering import (
     templates,
 )
 from api.deps import Conn, ReadConn
+from api.permissions import ORDER_BOARD
 from api.tenancy import rollback_keeping_caller
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
@@ -57,25 +58,13 @@ OrderAction = Literal["schedule", "start", "complete", "cancel"]
 # --- forgery guard -----------------------------------------------------------------------------
 
 
-def _same_origin(request: Request) -> bool:
-    host = request.headers.get("host", "")
-    for header in ("origin", "referer"):
-        value = request.headers.get(header)
-        if value:
-            return urlsplit(value).netloc == host
-    return True  # neither sent (not a browser form): the token below still applies
-
-
 def check_write(request: Request, form: dict[str, str]) -> None:
     """Refuse a write that another site could have forged (Forbidden)."""
-    if not _same_origin(request):
-        raise Forbidden("cross-origin form posts are refused")
+    if not sessions.same_origin(request):
+        raise Forbidden("cross-origin form posts are refused", code="csrf_failed")
     if request.headers.get("authorization") or request.headers.get("x-api-key"):
         return  # a key in a header is never sent by a browser on its own
-    expected = request.session.get("csrf")
-    given = form.get("csrf_token", "")
-    if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
-        raise Forbidden("the form is stale or forged: reload the page and try again")
+    sessions.check_token(csrf_token(request), form.get("csrf_token"))
 
 
 # --- orders board ------------------------------------------------------------------------------
@@ -143,6 +132,7 @@ def _run_action(
     clock: Clock,
 ) -> Order:
     orders.get_order(conn, viewer, order_id)  # another customer's order: 404 before any refusal
+    viewer.require(ORDER_BOARD[action])
     if action == "schedule":
         raw = form.get("scheduled_for", "").strip()
         try:

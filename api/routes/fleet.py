@@ -177,9 +177,10 @@ def retire_asset(asset_id: Id, conn: Conn, caller: Caller) -> Asset:
 
 
 @router.post("/api-keys", status_code=status.HTTP_201_CREATED, tags=["api keys"])
-def create_api_key(body: ApiKeyCreate, conn: Conn, caller: Caller) -> NewApiKey:
-    """Create a key; the response is the only time the whole key is shown."""
-    return fleet.create_api_key(conn, caller, body)
+def create_api_key(body: ApiKeyCreate, conn: Conn, caller: Caller, clock: AppClock) -> NewApiKey:
+    """Create a key, optionally narrowed by scopes and with an expiry; the response is the only
+    time the whole key is shown."""
+    return fleet.create_api_key(conn, caller, body, now=clock.now())
 
 
 @router.get("/api-keys", tags=["api keys"])

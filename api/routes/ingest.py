@@ -12,7 +12,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.deps import Caller, Limit, ReadConn
-from fleet import service as fleet
 from fleetcare.inputs import INT8_MAX, Id, Moment
 from ingest import service as ingest
 from ingest.schemas import IngestHealth, QuarantinePage
@@ -93,7 +92,7 @@ class _HealthCollector(Collector):
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request, conn: ReadConn, caller: Caller) -> Response:
     """Prometheus exposition of ingest health (operator key: scrape with a bearer token)."""
-    fleet.require_operator(caller)
+    caller.require("ingest:operate")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_HealthCollector(ingest.ingest_health(conn, caller, now=_now(request))))
     body: Any = generate_latest(registry)

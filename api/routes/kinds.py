@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from api.deps import Caller, Conn, ReadConn
-from fleet.service import require_operator
 from kinds import service as kinds
 from kinds.schemas import ApplyResult, KindDefinition, KindName, KindRecord, KindSummary
 
@@ -21,8 +20,8 @@ def apply_kind(body: KindDefinition, conn: Conn, caller: Caller, response: Respo
     """Apply a kind definition (operator): the same document as a kind file. A new kind
     answers 201; a changed one gets a new version (200); an unchanged one changes nothing
     (200); a change that would break stored readings, models or orders answers 409."""
-    require_operator(caller)
-    result = kinds.apply_definition(conn, body, source=f"api:key {caller.key_id}")
+    caller.require("catalogue:write")
+    result = kinds.apply_definition(conn, body, source=f"api:{caller.who}")
     if result.created:
         response.status_code = status.HTTP_201_CREATED
     return result

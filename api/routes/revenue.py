@@ -10,7 +10,6 @@ from fastapi.responses import Response
 from api.deps import Caller, ReadConn
 from fleetcare.inputs import Id
 from maintenance.billing.schemas import PERIOD_REGEX
-from maintenance.common import require_operator
 from maintenance.revenue import service as revenue
 from maintenance.revenue.journal import Accounts, journal_csv
 from maintenance.revenue.schemas import LineSchedule, RevenueReport
@@ -46,7 +45,7 @@ def revenue_journal(
     ] = Accounts.revenue,
 ) -> Response:
     """The month as balanced journal entries, CSV, with the account codes given (operator)."""
-    require_operator(caller)
+    caller.require("revenue:read")
     report = revenue.revenue_report(conn, caller, month)
     accounts = Accounts(receivable, unbilled, deferred, tax, revenue_account)
     return Response(

@@ -30,7 +30,7 @@ from maintenance.billing.schemas import (
     PlanOption,
     SubscriptionAdvice,
 )
-from maintenance.common import Conn, require_customer_side
+from maintenance.common import Conn
 from maintenance.plans import service as plans
 from maintenance.plans.schemas import Plan
 from maintenance.subscriptions import service as subscriptions
@@ -88,7 +88,7 @@ def plan_advice(
     plan changes. A plan is a candidate when it covers every kind of asset the subscription
     covered and is priced in the customer's currency.
     """
-    require_customer_side(principal)
+    principal.require("billing:read")
     if not 1 <= months <= 24:
         raise Invalid("months is between 1 and 24")
     owner = fleet.owner_for(principal, customer_id)

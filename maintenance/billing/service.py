@@ -36,7 +36,7 @@ from maintenance.billing.schemas import (
     StatementTotal,
     UsageRecord,
 )
-from maintenance.common import Conn, require_customer_side, require_operator, subject
+from maintenance.common import Conn, subject
 from maintenance.documents import credits
 from maintenance.documents import repository as documents_repo
 from maintenance.documents import service as documents
@@ -199,7 +199,7 @@ def bill_due_periods(
 
 
 def _invoice_for_update(conn: Conn, principal: Principal, invoice_id: int) -> Invoice:
-    require_operator(principal)
+    principal.require("billing:write")
     invoice = repo.get_invoice(conn, invoice_id, None, for_update=True)
     if invoice is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
@@ -278,7 +278,7 @@ def list_invoices(
     limit: int,
 ) -> tuple[list[Invoice], int | None]:
     """Invoices the caller may see: its customer's, or all (operator)."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     if period is not None:
         parse_period(period)
     return repo.list_invoices(
@@ -294,7 +294,7 @@ def list_invoices(
 
 def get_invoice(conn: Conn, principal: Principal, invoice_id: int) -> InvoiceDetail:
     """One invoice with its lines; another customer's invoice is not found."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     invoice = repo.get_invoice(conn, invoice_id, principal.scope)
     if invoice is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
@@ -326,7 +326,7 @@ def invoice_lines_csv(conn: Conn, principal: Principal, invoice_id: int) -> str:
 
 def period_lines_csv(conn: Conn, principal: Principal, period_name: str) -> str:
     """The lines of every invoice of a period the caller may see, as one CSV."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     period = parse_period(period_name)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -347,7 +347,7 @@ def list_usage(
 ) -> tuple[list[UsageRecord], str | None]:
     """Usage records billing wrote, scoped to the caller's customer: one keyset page (newest
     period first) and the opaque cursor of the next."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     if period is not None:
         parse_period(period)
     key = None
@@ -370,7 +370,7 @@ def list_usage(
 
 def asset_usage(conn: Conn, principal: Principal, asset_id: int, period_name: str) -> AssetUsage:
     """An asset's usage over a whole period, metered now from its telemetry."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     period = parse_period(period_name)
     asset = repo.asset(conn, asset_id, principal.scope)
     if asset is None:

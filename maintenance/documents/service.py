@@ -14,7 +14,7 @@ from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Invalid, NotFound
 from maintenance.billing import repository as billing_repo
 from maintenance.billing.schemas import Invoice, InvoiceLine, InvoiceStatus, LineDraft
-from maintenance.common import Conn, require_customer_side, require_operator, subject
+from maintenance.common import Conn, subject
 from maintenance.documents import repository as repo
 from maintenance.documents.schemas import (
     BillingProfile,
@@ -110,18 +110,18 @@ def stamp_issued(conn: Conn, invoice: Invoice, now: datetime) -> dict[str, Any]:
 
 def get_seller(conn: Conn, principal: Principal) -> SellerProfile:
     """The seller's legal details (any customer-side caller may read them)."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     return repo.seller(conn)
 
 
 def set_seller(conn: Conn, principal: Principal, body: SellerUpdate, clock: Clock) -> SellerProfile:
     """Replace the seller's legal details (operator); issued documents keep their copy."""
-    require_operator(principal)
+    principal.require("billing:write")
     return repo.set_seller(conn, body.model_dump(), clock.now())
 
 
 def _own_customer(principal: Principal, customer_id: int) -> None:
-    require_customer_side(principal)
+    principal.require("billing:read")
     if principal.scope is not None and principal.scope != customer_id:
         raise NotFound(f"customer {customer_id} not found", code="customer_not_found")
 
@@ -150,7 +150,7 @@ def set_billing_profile(
 
 def list_tax_rates(conn: Conn, principal: Principal) -> list[TaxRate]:
     """Every tax rate by country and customer type."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     return [
         TaxRate(country=c, customer_type=t, rate_bps=r, eu=eu)  # type: ignore[arg-type]
         for (c, t), (r, eu) in sorted(repo.tax_rates(conn).items())
@@ -242,7 +242,7 @@ def correct_invoice(
     conn: Conn, principal: Principal, invoice_id: int, body: CorrectionRequest, clock: Clock
 ) -> CreditNoteDetail:
     """Credit part of an issued (or paid) invoice's lines (operator): a correction."""
-    require_operator(principal)
+    principal.require("billing:write")
     invoice = billing_repo.get_invoice(conn, invoice_id, None, for_update=True)
     if invoice is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
@@ -283,7 +283,7 @@ def _detail(conn: Conn, note_id: int, scope: int | None) -> CreditNoteDetail:
 
 def get_credit_note(conn: Conn, principal: Principal, note_id: int) -> CreditNoteDetail:
     """One credit note with its lines; another customer's is not found."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     return _detail(conn, note_id, principal.scope)
 
 
@@ -291,7 +291,7 @@ def list_credit_notes(
     conn: Conn, principal: Principal, *, invoice_id: int | None, after: int | None, limit: int
 ) -> tuple[list[CreditNote], int | None]:
     """Credit notes the caller may see."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     return repo.list_credit_notes(
         conn, scope=principal.scope, invoice_id=invoice_id, after=after, limit=limit
     )
@@ -307,7 +307,7 @@ def list_service_credits(
     limit: int,
 ) -> tuple[list[ServiceCredit], int | None]:
     """Service credits the caller may see, with the failure each came from."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     return repo.list_service_credits(
         conn, scope=principal.scope, period=period, asset_id=asset_id, after=after, limit=limit
     )

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from fleet.schemas import Principal
 from fleet.service import translate_integrity_errors
 from fleetcare.clock import Clock
-from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
-from maintenance.common import Conn, require_operator, subject
+from fleetcare.errors import Conflict, Invalid, NotFound
+from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.logistics import repository as repo
 from maintenance.logistics.schemas import (
@@ -61,7 +61,7 @@ def part_for(conn: Conn, kind: str, component: str) -> Part | None:
 
 def create_depot(conn: Conn, principal: Principal, body: DepotCreate) -> Depot:
     """Open a depot (operator)."""
-    require_operator(principal)
+    principal.require("logistics:write")
     with translate_integrity_errors(f"depot {body.code!r}"):
         depot = repo.insert_depot(conn, body.model_dump())
     emit(
@@ -89,7 +89,7 @@ def get_depot(conn: Conn, depot_id: int) -> Depot:
 
 def inventory_of(conn: Conn, principal: Principal, depot_id: int) -> list[InventoryItem]:
     """A depot's stock (operator)."""
-    require_operator(principal)
+    principal.require("inventory:read")
     return repo.inventory_of(conn, get_depot(conn, depot_id).id)
 
 
@@ -97,7 +97,7 @@ def set_stock(
     conn: Conn, principal: Principal, depot_id: int, part_id: int, body: StockSet
 ) -> InventoryItem:
     """Set or receive a depot's stock of a part (operator); never below what is reserved."""
-    require_operator(principal)
+    principal.require("inventory:write")
     get_depot(conn, depot_id)
     get_part(conn, part_id)
     with translate_integrity_errors("stock"):
@@ -135,7 +135,7 @@ def list_replenishments(
     conn: Conn, principal: Principal, *, status: str | None, after: int | None, limit: int
 ) -> tuple[list[Replenishment], int | None]:
     """Replenishment requests (operator)."""
-    require_operator(principal)
+    principal.require("inventory:read")
     return repo.list_replenishments(conn, status=status, after=after, limit=limit)
 
 
@@ -143,7 +143,7 @@ def receive_replenishment(
     conn: Conn, principal: Principal, replenishment_id: int, clock: Clock
 ) -> Replenishment:
     """Stock arrived at the depot: add it to on_hand and close the request (operator)."""
-    require_operator(principal)
+    principal.require("inventory:write")
     request = repo.lock_replenishment(conn, replenishment_id)
     if request is None:
         raise NotFound(
@@ -336,11 +336,11 @@ def part_arrival(conn: Conn, order_id: int) -> datetime | None:
 
 
 def _partner_of(principal: Principal) -> int | None:
-    return principal.partner_id if principal.role == "partner" else None
+    return principal.partner_scope
 
 
 def _customer_of(principal: Principal) -> int | None:
-    return None if principal.role in ("operator", "partner") else principal.customer_id
+    return principal.customer_id if principal.organisation == "customer" else None
 
 
 def get_shipment(
@@ -387,7 +387,7 @@ def ship(
     conn: Conn, principal: Principal, shipment_id: int, body: ShipRequest, clock: Clock
 ) -> Shipment:
     """The depot hands the part to the carrier (operator): the stock leaves the depot."""
-    require_operator(principal)
+    principal.require("shipments:write")
     shipment = get_shipment(conn, principal, shipment_id, for_update=True)
     SHIPMENT_LIFECYCLE.check(shipment.id, shipment.status, ShipmentStatus.SHIPPED)
     if body.eta is not None and body.eta.tzinfo is None:
@@ -416,8 +416,7 @@ def ship(
 
 def deliver(conn: Conn, principal: Principal, shipment_id: int, clock: Clock) -> Shipment:
     """The part arrived at the site (operator, the customer's technician, or the partner)."""
-    if principal.role == "customer":
-        raise Forbidden("a delivery is confirmed by the operator, a technician or the partner")
+    principal.require("shipments:work")
     shipment = get_shipment(conn, principal, shipment_id, for_update=True)
     row = repo.move_shipment(
         conn, shipment, ShipmentStatus.DELIVERED, {"delivered_at": clock.now()}

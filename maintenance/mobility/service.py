@@ -23,7 +23,7 @@ from fleet.schemas import Principal
 from fleet.service import owner_for, translate_integrity_errors
 from fleetcare.errors import Invalid, InvalidRows, NotFound
 from kinds.service import get_kind, require_kind
-from maintenance.common import Conn, require_customer_side, require_operator
+from maintenance.common import Conn
 from maintenance.logistics import service as logistics
 from maintenance.mobility import repository as repo
 from maintenance.mobility.schemas import (
@@ -53,7 +53,7 @@ def _site_of(conn: Conn, principal: Principal, owner: int, site_id: int, where: 
 
 def create_carrier(conn: Conn, principal: Principal, body: CarrierCreate) -> Carrier:
     """Register a carrier (an aircraft tail, a truck) for the caller's customer."""
-    require_customer_side(principal)
+    principal.require("assets:write")
     owner = owner_for(principal, body.customer_id)
     if principal.scope is None:
         fleet.get_customer(conn, principal, owner)
@@ -90,7 +90,7 @@ def set_position(
     conn: Conn, principal: Principal, carrier_id: int, body: PositionSet, now: datetime
 ) -> Carrier:
     """Record where a carrier is (coordinates and/or the station it is at)."""
-    require_customer_side(principal)
+    principal.require("assets:write")
     carrier = get_carrier(conn, principal, carrier_id, for_update=True)
     at_site = None
     if body.station is not None:
@@ -118,7 +118,7 @@ def mount(
     conn: Conn, principal: Principal, carrier_id: int, asset_id: int, body: MountSet
 ) -> Mount:
     """Put an asset of a mobile kind on a carrier (off any other one)."""
-    require_customer_side(principal)
+    principal.require("assets:write")
     carrier = get_carrier(conn, principal, carrier_id)
     asset = fleet.get_asset(conn, principal, asset_id)
     if asset.customer_id != carrier.customer_id:
@@ -140,7 +140,7 @@ def mount(
 
 def unmount(conn: Conn, principal: Principal, carrier_id: int, asset_id: int) -> None:
     """Take an asset off a carrier."""
-    require_customer_side(principal)
+    principal.require("assets:write")
     carrier = get_carrier(conn, principal, carrier_id)
     if not repo.delete_mount(conn, carrier.id, asset_id):
         raise NotFound(f"asset {asset_id} is not on carrier {carrier.ref}", code="asset_not_found")
@@ -161,7 +161,7 @@ def mount_of(conn: Conn, asset_id: int) -> Mount | None:
 
 def set_station(conn: Conn, principal: Principal, site_id: int, body: StationSet) -> Station:
     """Make one of the customer's sites a station, or change what it offers."""
-    require_customer_side(principal)
+    principal.require("sites:write")
     site = fleet.get_site(conn, principal, site_id)
     for i, kind in enumerate(body.kinds):
         require_kind(conn, kind, where=f"kinds[{i}]")
@@ -200,7 +200,7 @@ def stations_of(conn: Conn, site_ids: list[int]) -> dict[int, Station]:
 
 def create_lane(conn: Conn, principal: Principal, body: LaneCreate) -> Lane:
     """Open a lane from a depot to a station (operator: it runs the depots)."""
-    require_operator(principal)
+    principal.require("logistics:write")
     logistics.get_depot(conn, body.depot_id)
     site = fleet.get_site(conn, principal, body.site_id)
     if not repo.stations_of(conn, [site.id]):
@@ -383,7 +383,7 @@ def apply_itinerary(
     customer_id: int | None = None,
 ) -> ItineraryChange:
     """Write an itinerary (one carrier's, or a bulk upload naming carriers): all or nothing."""
-    require_customer_side(principal)
+    principal.require("assets:write")
     default = get_carrier(conn, principal, carrier_id) if carrier_id is not None else None
     owner = default.customer_id if default else owner_for(principal, customer_id)
     if default is None and principal.scope is None:

@@ -9,7 +9,7 @@ from fleet import service as fleet
 from fleet.schemas import AssetContext, Principal
 from fleet.service import translate_integrity_errors
 from fleetcare.clock import Clock
-from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
+from fleetcare.errors import Conflict, Invalid, NotFound
 from kinds.service import get_kind
 from maintenance.common import Conn, subject
 from maintenance.events.service import emit
@@ -191,10 +191,10 @@ def open_order_for(conn: Conn, asset_id: int, component: str) -> Order | None:
 
 def _scope(principal: Principal) -> tuple[int | None, int | None]:
     """(customer_id, partner_id) that confine what the caller may see."""
-    if principal.role == "operator":
+    if principal.organisation == "operator":
         return None, None
-    if principal.role == "partner":
-        return None, principal.partner_id
+    if principal.partner_scope is not None:
+        return None, principal.partner_scope
     return principal.customer_id, None
 
 
@@ -283,8 +283,7 @@ def create_manual_order(
 ) -> Order:
     """Raise an order by hand (operator, customer or technician); Conflict if one is open.
     ``supply_later``: the part is planned by the caller (a carried asset's visit)."""
-    if principal.role == "partner":
-        raise Forbidden("a partner key cannot raise orders")
+    principal.require("orders:write")
     asset = _asset_for(conn, principal, body.asset_id)
     _check_component(conn, asset, body.component)
     now = clock.now()
@@ -310,11 +309,7 @@ def create_manual_order(
 
 
 def _may_update(principal: Principal) -> None:
-    if principal.role == "customer":
-        return
-    if principal.role in ("operator", "technician", "partner"):
-        return
-    raise Forbidden("this key cannot update orders")
+    principal.require("orders:schedule")
 
 
 def _transition(conn: Conn, principal: Principal, order_id: int, to: OrderStatus) -> Order:
@@ -344,8 +339,7 @@ def schedule_order(
 
 def start_order(conn: Conn, principal: Principal, order_id: int, clock: Clock) -> Order:
     """The technician is on site and working."""
-    if principal.role == "customer":
-        raise Forbidden("work is started by a technician, the partner or the operator")
+    principal.require("orders:work")
     order = _transition(conn, principal, order_id, OrderStatus.IN_PROGRESS)
     updated = repo.set_order(
         conn, order.id, {"status": OrderStatus.IN_PROGRESS, "started_at": clock.now()}
@@ -358,8 +352,7 @@ def cancel_order(
     conn: Conn, principal: Principal, order_id: int, body: CancelOrder, clock: Clock
 ) -> Order:
     """Cancel an open order: its held parts go back to stock, pending shipments stop."""
-    if principal.role == "partner":
-        raise Forbidden("a partner key cannot cancel orders")
+    principal.require("orders:write")
     order = _transition(conn, principal, order_id, OrderStatus.CANCELLED)
     now = clock.now()
     released = logistics.release_for_order(conn, order.id, order.customer_id, now)
@@ -386,8 +379,7 @@ def complete_order(
     conn: Conn, principal: Principal, order_id: int, body: CompleteRequest, clock: Clock
 ) -> OrderDetail:
     """Close the work: record parts used, end the life, renew the asset, pay the partner."""
-    if principal.role == "customer":
-        raise Forbidden("work is completed by a technician, the partner or the operator")
+    principal.require("orders:work")
     order = _transition(conn, principal, order_id, OrderStatus.COMPLETED)
     # Take the policy's lock on this asset's component before changing the order, in the same
     # order the policy takes them (state, then order index), so the two cannot deadlock.
@@ -501,8 +493,7 @@ def report_failure(
     conn: Conn, principal: Principal, body: FailureCreate, clock: Clock
 ) -> FailureReport:
     """Record a failure: the life ends; with no open order it is a missed prediction."""
-    if principal.role == "partner":
-        raise Forbidden("a partner key cannot report failures")
+    principal.require("orders:report")
     asset = _asset_for(conn, principal, body.asset_id)
     _check_component(conn, asset, body.component)
     now = clock.now()
@@ -587,6 +578,6 @@ def list_missed(
     conn: Conn, principal: Principal, *, after: int | None, limit: int
 ) -> tuple[list[MissedPrediction], int | None]:
     """Missed predictions the caller may see."""
-    if principal.role == "partner":
+    if principal.partner_scope is not None:
         return [], None
     return repo.list_missed(conn, scope=principal.scope, after=after, limit=limit)

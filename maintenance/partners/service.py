@@ -5,8 +5,8 @@ from __future__ import annotations
 from fleet import service as fleet
 from fleet.schemas import NewApiKey, Principal
 from fleet.service import translate_integrity_errors
-from fleetcare.errors import Forbidden, NotFound
-from maintenance.common import Conn, require_operator, subject
+from fleetcare.errors import NotFound
+from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.partners import repository as repo
 from maintenance.partners.schemas import (
@@ -20,7 +20,7 @@ from maintenance.partners.schemas import (
 
 def create_partner(conn: Conn, principal: Principal, body: PartnerCreate) -> Partner:
     """Sign up a service partner (operator)."""
-    require_operator(principal)
+    principal.require("partners:write")
     with translate_integrity_errors(f"partner {body.code!r}"):
         partner = repo.insert_partner(conn, body.model_dump())
     emit(
@@ -34,9 +34,7 @@ def create_partner(conn: Conn, principal: Principal, body: PartnerCreate) -> Par
 
 
 def _visible(principal: Principal, partner_id: int) -> None:
-    if principal.role == "operator":
-        return
-    if principal.role == "partner" and principal.partner_id == partner_id:
+    if principal.organisation == "operator" or principal.partner_scope == partner_id:
         return
     raise NotFound(f"partner {partner_id} not found", code="partner_not_found")
 
@@ -54,17 +52,15 @@ def list_partners(
     conn: Conn, principal: Principal, *, after: int | None, limit: int
 ) -> tuple[list[Partner], int | None]:
     """Partners (operator), or the calling partner itself."""
-    if principal.role == "partner":
-        assert principal.partner_id is not None
-        return [get_partner(conn, principal, principal.partner_id)], None
-    if principal.role != "operator":
-        raise Forbidden("only the operator lists partners")
+    principal.require("partners:read")
+    if principal.partner_scope is not None:
+        return [get_partner(conn, principal, principal.partner_scope)], None
     return repo.list_partners(conn, after=after, limit=limit)
 
 
 def add_sites(conn: Conn, principal: Principal, partner_id: int, body: SiteList) -> list[int]:
     """Let a partner cover sites explicitly (operator); returns every site it covers."""
-    require_operator(principal)
+    principal.require("partners:write")
     partner = get_partner(conn, principal, partner_id)
     missing = set(body.site_ids) - set(repo.existing_sites(conn, body.site_ids))
     if missing:
@@ -84,7 +80,7 @@ def issue_key(
     conn: Conn, principal: Principal, partner_id: int, body: PartnerKeyCreate
 ) -> NewApiKey:
     """A key for the partner's staff; it sees only the orders assigned to the partner."""
-    require_operator(principal)
+    principal.require("partners:write")
     partner = get_partner(conn, principal, partner_id)
     return fleet.issue_api_key(
         conn, role="partner", customer_id=None, partner_id=partner.id, name=body.name

@@ -6,7 +6,7 @@ from fleet.schemas import Principal
 from fleet.service import translate_integrity_errors
 from fleetcare.errors import NotFound
 from kinds.service import require_kind
-from maintenance.common import Conn, require_operator, subject
+from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.plans import repository as repo
 from maintenance.plans.schemas import Plan, PlanCreate
@@ -29,7 +29,7 @@ def get_plan(conn: Conn, plan_id: int) -> Plan:
 
 def create_plan(conn: Conn, principal: Principal, body: PlanCreate) -> Plan:
     """Add a plan to the catalogue (operator)."""
-    require_operator(principal)
+    principal.require("plans:write")
     for i, kind in enumerate(body.kinds):
         require_kind(conn, kind, where=f"kinds[{i}]")
     with translate_integrity_errors(f"plan {body.code!r}"):
@@ -46,7 +46,7 @@ def create_plan(conn: Conn, principal: Principal, body: PlanCreate) -> Plan:
 
 def retire_plan(conn: Conn, principal: Principal, plan_id: int) -> Plan:
     """Withdraw a plan from sale; existing subscriptions keep it (operator)."""
-    require_operator(principal)
+    principal.require("plans:write")
     plan = get_plan(conn, plan_id)
     if plan.retired_at is not None:
         return plan

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from fleet.schemas import Principal
 from fleetcare.errors import NotFound
 from maintenance.billing.pricing import Period, parse_period, period_of
-from maintenance.common import Conn, require_customer_side, require_operator
+from maintenance.common import Conn
 from maintenance.revenue import repository as repo
 from maintenance.revenue.schedule import Piece, credit_schedule, invoice_line_schedule
 from maintenance.revenue.schemas import (
@@ -91,7 +91,7 @@ def _entries(
 
 def invoice_schedule(conn: Conn, principal: Principal, invoice_id: int) -> list[LineSchedule]:
     """The recognition schedule of every line of an invoice (its customer's, or operator)."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     _, schedules, _ = _entries(conn, principal.scope, invoice_id)
     if not schedules:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
@@ -162,7 +162,7 @@ def _sums(entry: Entry, month: str, start: datetime, end: datetime) -> _Sums:
 def revenue_report(conn: Conn, principal: Principal, month_name: str) -> RevenueReport:
     """Recognised, deferred and unbilled revenue of a month per customer and plan (operator),
     with the checks that reconcile it to the invoices and credit notes to the cent."""
-    require_operator(principal)
+    principal.require("revenue:read")
     month = parse_period(month_name)
     entries, _, problems = _entries(conn, None)
     groups: dict[tuple[int, int | None, str], _Sums] = defaultdict(_Sums)

@@ -10,7 +10,7 @@ from fleet.schemas import Principal
 from fleet.service import translate_integrity_errors
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
-from maintenance.common import Conn, require_customer_side, subject
+from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.plans import service as plans
 from maintenance.plans.schemas import Plan
@@ -84,7 +84,7 @@ def _payload(view: SubscriptionView, **extra: object) -> dict[str, object]:
 
 
 def _get_locked(conn: Conn, principal: Principal, subscription_id: int) -> Subscription:
-    if principal.role == "partner":
+    if not principal.can("subscriptions:read"):
         raise NotFound(f"subscription {subscription_id} not found", code="subscription_not_found")
     sub = repo.lock_subscription(conn, subscription_id, principal.scope)
     if sub is None:
@@ -108,7 +108,7 @@ def create_subscription(
     conn: Conn, principal: Principal, body: SubscriptionCreate, clock: Clock
 ) -> SubscriptionView:
     """Subscribe listed assets or a whole site of a customer to a plan."""
-    require_customer_side(principal)
+    principal.require("subscriptions:write")
     owner = fleet.owner_for(principal, body.customer_id)
     customer = fleet.get_customer(conn, principal, owner)
     if customer.retired_at is not None:
@@ -158,7 +158,7 @@ def get_subscription(
     conn: Conn, principal: Principal, subscription_id: int, clock: Clock
 ) -> SubscriptionView:
     """One subscription the caller may see."""
-    if principal.role == "partner":
+    if not principal.can("subscriptions:read"):
         raise NotFound(f"subscription {subscription_id} not found", code="subscription_not_found")
     sub = repo.get_subscription(conn, subscription_id, principal.scope)
     if sub is None:
@@ -177,7 +177,7 @@ def list_subscriptions(
     limit: int,
 ) -> tuple[list[SubscriptionView], int | None]:
     """Subscriptions visible to the caller, one page."""
-    if principal.role == "partner":
+    if not principal.can("subscriptions:read"):
         return [], None
     rows, nxt = repo.list_subscriptions(
         conn,
@@ -195,13 +195,16 @@ def transition(
     conn: Conn, principal: Principal, subscription_id: int, to: str, clock: Clock
 ) -> SubscriptionView:
     """Move a subscription to ``to`` (active, past_due, paused, cancelled) if allowed."""
-    require_customer_side(principal)
+    if not principal.can("subscriptions:override"):
+        principal.require("subscriptions:write")
     if to not in EVENT_OF_STATUS:
         raise Invalid(f"unknown subscription status {to!r}")
     target = SubscriptionStatus(to)
     sub = _get_locked(conn, principal, subscription_id)
     SUBSCRIPTION_LIFECYCLE.check(sub.id, sub.status, target)
-    if principal.role != "operator" and sub.status not in CUSTOMER_TRANSITIONS.get(target, ()):
+    if not principal.can("subscriptions:override") and sub.status not in CUSTOMER_TRANSITIONS.get(
+        target, ()
+    ):
         raise Forbidden(f"only the operator may move a {sub.status} subscription to {to}")
     now = clock.now()
     values: dict[str, object] = {"status": target}
@@ -225,7 +228,7 @@ def cancel(
     """Cancel now, or at the end of the current term (service continues until then)."""
     if not at_term_end:
         return transition(conn, principal, subscription_id, "cancelled", clock)
-    require_customer_side(principal)
+    principal.require("subscriptions:write")
     sub = _get_locked(conn, principal, subscription_id)
     SUBSCRIPTION_LIFECYCLE.check(sub.id, sub.status, SubscriptionStatus.CANCELLED)
     if sub.cancel_at_term_end:
@@ -247,7 +250,7 @@ def update_subscription(
     conn: Conn, principal: Principal, subscription_id: int, body: SubscriptionUpdate, clock: Clock
 ) -> SubscriptionView:
     """Change renewal settings (customer or operator) or entitlement overrides (operator)."""
-    require_customer_side(principal)
+    principal.require("subscriptions:write")
     sub = _get_locked(conn, principal, subscription_id)
     values: dict[str, object] = {}
     if body.auto_renew is not None:
@@ -255,8 +258,10 @@ def update_subscription(
     if body.term_months is not None:
         values["term_months"] = body.term_months
     if body.entitlement_overrides is not None:
-        if principal.role != "operator":
-            raise Forbidden("only the operator may override entitlements")
+        if not principal.can("subscriptions:override"):
+            raise Forbidden(
+                "only the operator may override entitlements", code="role_not_permitted"
+            )
         values["entitlement_overrides"] = body.entitlement_overrides.model_dump(exclude_none=True)
     now = clock.now()
     if not values:
@@ -277,7 +282,7 @@ def change_plan(
     conn: Conn, principal: Principal, subscription_id: int, body: PlanChange, clock: Clock
 ) -> SubscriptionView:
     """Switch plans now or at the end of the term; a pending change is replaced."""
-    require_customer_side(principal)
+    principal.require("subscriptions:write")
     sub = _get_locked(conn, principal, subscription_id)
     if SUBSCRIPTION_LIFECYCLE.is_final(sub.status):
         raise Conflict(f"subscription {sub.id} is {sub.status}")
@@ -318,7 +323,7 @@ def add_assets(
     conn: Conn, principal: Principal, subscription_id: int, body: AssetList, clock: Clock
 ) -> SubscriptionView:
     """List more assets on an assets-scoped subscription."""
-    require_customer_side(principal)
+    principal.require("subscriptions:write")
     sub = _get_locked(conn, principal, subscription_id)
     if sub.scope != "assets":
         raise Invalid("this subscription covers a whole site; it lists no assets")
@@ -342,7 +347,7 @@ def remove_asset(
     conn: Conn, principal: Principal, subscription_id: int, asset_id: int, clock: Clock
 ) -> SubscriptionView:
     """Take an asset off a subscription."""
-    require_customer_side(principal)
+    principal.require("subscriptions:write")
     sub = _get_locked(conn, principal, subscription_id)
     if not repo.remove_asset(conn, sub.id, asset_id):
         raise NotFound(

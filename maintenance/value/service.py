@@ -29,7 +29,7 @@ from kinds.economics import ECONOMICS, PREVENTIVE_QUANTILE, KindEconomics
 from kinds.service import get_kind
 from maintenance.billing import advice
 from maintenance.billing.pricing import Period, parse_period
-from maintenance.common import Conn, require_customer_side, subject
+from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.value import repository as repo
 from maintenance.value.schemas import (
@@ -191,7 +191,7 @@ def value_report(
     conn: Conn, principal: Principal, customer_id: int, period_name: str, clock: Clock
 ) -> ValueReport:
     """A customer's value report of a month: its own, or any for the operator."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     if principal.scope is not None and principal.scope != customer_id:
         raise NotFound(f"customer {customer_id} not found", code="customer_not_found")
     period = parse_period(period_name)

@@ -259,6 +259,19 @@ class DeviceOfflineV1(Payload):
     last_seen_at: datetime | None
 
 
+class UserLinkV1(Payload):
+    """An invitation or a password reset link for one person (producer: people)."""
+
+    user_id: int
+    email: str
+    name: str
+    organisation: str
+    role: str
+    link: str
+    token: str
+    expires_at: datetime
+
+
 class QuarantineSpikeV1(Payload):
     window_start: datetime
     window_end: datetime
@@ -450,6 +463,18 @@ EVENT_TYPES: dict[str, EventType] = _types(
         1,
         "An asset was removed from a subscription.",
         SubscriptionAssetRemovedV1,
+    ),
+    EventType(
+        "user.invited",
+        1,
+        "A person was invited: send them the single-use link.",
+        UserLinkV1,
+    ),
+    EventType(
+        "user.password_reset_requested",
+        1,
+        "A person asked to reset their password: send them the single-use link.",
+        UserLinkV1,
     ),
     EventType("invoice.issued", 1, "An invoice was issued (proposed).", InvoiceIssuedV1),
     EventType(

@@ -15,7 +15,7 @@ from psycopg import Connection
 
 from fleet import service as fleet
 from fleet.schemas import Principal
-from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
+from fleetcare.errors import Conflict, Invalid, NotFound
 from maintenance.events import service as events
 from maintenance.webhooks import repository as repo
 from maintenance.webhooks.addresses import (
@@ -89,11 +89,6 @@ def _check_url(url: str, *, allow_private: bool, resolver: Resolver) -> None:
         raise Invalid(f"url refused: {exc}") from exc
 
 
-def _require_manager(principal: Principal) -> None:
-    if principal.role == "technician":
-        raise Forbidden("a technician key cannot manage webhooks")
-
-
 def _endpoint(
     conn: Conn, principal: Principal, endpoint_id: int, *, for_update: bool = False
 ) -> EndpointRecord:
@@ -114,7 +109,7 @@ def create_endpoint(
     resolver: Resolver = system_resolver,
 ) -> NewEndpoint:
     """Register an endpoint; the answer is the only time its secret is shown."""
-    _require_manager(principal)
+    principal.require("webhooks:write")
     owner = fleet.owner_for(principal, body.customer_id)
     customer = fleet.get_customer(conn, principal, owner)
     if customer.retired_at is not None:
@@ -175,7 +170,7 @@ def update_endpoint(
     resolver: Resolver = system_resolver,
 ) -> Endpoint:
     """Change an endpoint; enabling clears its failure state, disabling fails what is pending."""
-    _require_manager(principal)
+    principal.require("webhooks:write")
     current = _endpoint(conn, principal, endpoint_id, for_update=True)
     if current.retired_at is not None:
         raise Conflict(f"webhook endpoint {endpoint_id} is deleted")
@@ -198,7 +193,7 @@ def delete_endpoint(
     conn: Conn, principal: Principal, endpoint_id: int, *, now: datetime
 ) -> Endpoint:
     """Delete (retire) an endpoint: it receives nothing more; its log is kept."""
-    _require_manager(principal)
+    principal.require("webhooks:write")
     current = _endpoint(conn, principal, endpoint_id, for_update=True)
     if current.retired_at is None:
         if current.enabled:
@@ -211,7 +206,7 @@ def rotate_secret(
     conn: Conn, principal: Principal, endpoint_id: int, body: SecretRotation, *, now: datetime
 ) -> RotatedSecret:
     """Give the endpoint a new secret; the old one keeps signing too for ``overlap_hours``."""
-    _require_manager(principal)
+    principal.require("webhooks:write")
     current = _endpoint(conn, principal, endpoint_id, for_update=True)
     if current.retired_at is not None:
         raise Conflict(f"webhook endpoint {endpoint_id} is deleted")
@@ -439,7 +434,7 @@ def replay_event(
     conn: Conn, principal: Principal, public_id: str, body: ReplayEvent
 ) -> ReplayResult:
     """Send an event again (same webhook-id) to one endpoint, or to every matching one."""
-    _require_manager(principal)
+    principal.require("webhooks:write")
     event_id = _event_id(conn, principal, public_id)
     if body.endpoint_id is not None:
         endpoint = _endpoint(conn, principal, body.endpoint_id)
@@ -459,7 +454,7 @@ def replay_failed(
     conn: Conn, principal: Principal, endpoint_id: int, body: ReplayFailed
 ) -> ReplayResult:
     """Send again every failed delivery of an endpoint created since ``body.since``."""
-    _require_manager(principal)
+    principal.require("webhooks:write")
     endpoint = _endpoint(conn, principal, endpoint_id, for_update=True)
     _live(endpoint)
     ids = repo.requeue_failed(conn, endpoint_id, since=body.since)
@@ -468,7 +463,7 @@ def replay_failed(
 
 def send_test_ping(conn: Conn, principal: Principal, endpoint_id: int) -> PingResult:
     """Queue a ``webhook.ping`` event for this endpoint only."""
-    _require_manager(principal)
+    principal.require("webhooks:write")
     endpoint = _endpoint(conn, principal, endpoint_id)
     _live(endpoint)
     event = events.emit(
