@@ -29,6 +29,10 @@ from fleetcare.commandline import fail, load_settings
 from fleetcare.errors import FleetcareError
 from fleetcare.settings import Settings
 
+# The customer `up` simulates its first models' training histories under: fleetcare's own,
+# marked internal so that the operator's overview leaves it out.
+TRAINING_FLEET = "history-lab"
+
 if TYPE_CHECKING:
     from fleetcare.services import Services
 
@@ -445,6 +449,7 @@ def _start_loop(
     until it listens they retry."""
     from cli.demo import DEMO_FLEETS, DEMO_KINDS, loop_keys, prepare_loop
     from fleet import repository as fleet_repo
+    from fleet import service as fleet_service
     from fleetcare.clock import SystemClock
     from fleetcare.db import connect
     from fleetcare.services import free_port, wait_for_port
@@ -475,13 +480,17 @@ def _start_loop(
             f"{history} lifetimes per kind, then training each kind (first run only)"
         )
         with connect(services.database_url) as conn:
-            has_history = fleet_repo.find_customer_by_slug(conn, "history-lab") is not None
+            has_history = fleet_repo.find_customer_by_slug(conn, TRAINING_FLEET) is not None
         if not has_history:
             supervisor.run_step(
-                "history", "simulate", "--customer", "history-lab", "--tires", "6",
+                "history", "simulate", "--customer", TRAINING_FLEET, "--tires", "6",
                 "--elevators", "3", "--engines", "2", "--history", str(history),
                 "--duration", "0",
             )  # fmt: skip
+        with connect(services.database_url) as conn:
+            fleet_service.mark_internal(
+                conn, TRAINING_FLEET
+            )  # not a customer's: out of the overview
         # the kinds train in parallel while the rest of the loop starts; the fleets start
         # once every kind has a model
         trainings = start_training(supervisor, missing)

@@ -137,6 +137,14 @@ def count_operator_keys(conn: Conn) -> int:
     return int(row[0]) if row else 0
 
 
+def mark_internal(conn: Conn, slug: str) -> bool:
+    """Mark the customer with ``slug`` as fleetcare's own; False when there is none."""
+    row = conn.execute(
+        "UPDATE customers SET internal = true WHERE slug = %s RETURNING id", (slug,)
+    ).fetchone()
+    return row is not None
+
+
 def find_customer_by_slug(conn: Conn, slug: str) -> Customer | None:
     """The customer with this slug (retired ones included)."""
     with conn.cursor(row_factory=class_row(Customer)) as cur:

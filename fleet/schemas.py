@@ -171,6 +171,7 @@ class Customer(BaseModel):
     slug: str
     name: str
     currency: str
+    internal: bool = False
     created_at: datetime
     retired_at: datetime | None
 

@@ -481,6 +481,12 @@ def revoke_api_key(conn: Conn, principal: Principal, key_id: int) -> ApiKey:
     return repo.API_KEYS.retire(conn, current.id)
 
 
+def mark_internal(conn: Conn, slug: str) -> bool:
+    """Mark a customer as fleetcare's own (a training fleet): the operator's overview leaves
+    it out. False when no customer has ``slug``."""
+    return repo.mark_internal(conn, slug)
+
+
 def ensure_customer(conn: Conn, slug: str, name: str, currency: str = "EUR") -> Customer:
     """The customer with ``slug``, created when missing (seeding, simulators)."""
     existing = repo.find_customer_by_slug(conn, slug)

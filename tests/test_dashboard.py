@@ -221,7 +221,14 @@ def test_health_classes_counts_and_sorting(
     )
     assert counts is not None
     cells = dict(re.findall(r'data-health="(\w+)">(\d+)<', counts.group(1)))
-    assert cells == {"overdue": "1", "due": "1", "watch": "1", "ok": "1", "unknown": "2"}
+    assert cells == {
+        "overdue": "1",
+        "due": "1",
+        "watch": "1",
+        "ok": "1",
+        "undated": "0",
+        "unknown": "2",
+    }
 
     descending = asset_rows(
         client.get("/dashboard?sort=due&desc=true", headers=tenant.headers).text

@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from api import sessions
 from api.auth_limit import authenticate_limited
 from api.deps import Conn, _bearer
-from api.permissions import require_permission
+from api.permissions import ORDER_BOARD, require_permission
 from api.tenancy import bind_principal
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, SystemClock
@@ -101,7 +101,9 @@ async def forbidden_page(request: Request, exc: Exception) -> Response:
     """The page a viewer sees when its role may not open it (403)."""
     assert isinstance(exc, PageForbidden)
     viewer = getattr(request.state, "viewer", None)
-    return render(request, "forbidden.html", viewer, status_code=403, detail=exc.detail)
+    return render(
+        request, "forbidden.html", viewer, status_code=403, detail=exc.detail, code=exc.code
+    )
 
 
 def page_viewer(request: Request, conn: Conn) -> Principal:
@@ -220,6 +222,7 @@ def number(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+templates.env.globals["board_actions"] = ORDER_BOARD
 templates.env.filters["when"] = when
 templates.env.filters["relative"] = relative
 templates.env.filters["number"] = number

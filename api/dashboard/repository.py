@@ -33,10 +33,12 @@ Conn = Connection[Any]
 # Fixed origin, so that buckets stay put while the user zooms and pans.
 BUCKET_ORIGIN = "2000-01-01 00:00:00+00"
 
-# A prediction made before the asset was last renewed says nothing about the new part.
+# A prediction made before the asset was last renewed says nothing about the new part. A
+# prediction without a due date (its RUL and risk are known, but no usage rate turns the RUL
+# into a date yet) is "undated", never "unknown": the page says what is missing.
 HEALTH_CASE = sql.SQL(
-    """CASE WHEN h.asset_id IS NULL OR h.due_at_conservative IS NULL
-                 OR h.predicted_at < a.renewed_at THEN 'unknown'
+    """CASE WHEN h.asset_id IS NULL OR h.predicted_at < a.renewed_at THEN 'unknown'
+            WHEN h.due_at_conservative IS NULL THEN 'undated'
             WHEN h.due_at_conservative < %(now)s THEN 'overdue'
             WHEN h.due_at_conservative < %(due_until)s THEN 'due'
             WHEN h.due_at_conservative < %(watch_until)s THEN 'watch'
@@ -125,6 +127,8 @@ def _asset_filters(
         if value is not None:
             parts.append(sql.SQL(column + " = {}").format(sql.Placeholder(name)))
             params[name] = value
+    if scope is None and customer_id is None:  # the operator's overview: no training fleets
+        parts.append(sql.SQL("a.customer_id NOT IN (SELECT id FROM customers WHERE internal)"))
     return sql.SQL(" AND ").join(parts), params
 
 
@@ -157,12 +161,14 @@ def health_counts(
                    count(*) FILTER (WHERE health = 'due') AS due,
                    count(*) FILTER (WHERE health = 'watch') AS watch,
                    count(*) FILTER (WHERE health = 'ok') AS ok,
+                   count(*) FILTER (WHERE health = 'undated') AS undated,
                    count(*) FILTER (WHERE health = 'unknown') AS unknown,
                    count(*) AS total
               FROM classed GROUP BY customer_id, site_id
         )
         SELECT k.customer_id, c.name AS customer_name, k.site_id, s.ref AS site_ref,
-               s.name AS site_name, k.overdue, k.due, k.watch, k.ok, k.unknown, k.total
+               s.name AS site_name, k.overdue, k.due, k.watch, k.ok, k.undated, k.unknown,
+               k.total
           FROM counted k JOIN customers c ON c.id = k.customer_id
           LEFT JOIN sites s ON s.id = k.site_id
          ORDER BY c.name, k.customer_id, s.ref NULLS LAST

@@ -10,8 +10,10 @@ from pydantic import BaseModel, Field
 from ingest.schemas import QuarantineItem
 from models.schemas import Explanation
 
-Health = Literal["overdue", "due", "watch", "ok", "unknown"]
-HEALTHS: tuple[Health, ...] = ("overdue", "due", "watch", "ok", "unknown")
+Health = Literal["overdue", "due", "watch", "ok", "undated", "unknown"]
+HEALTHS: tuple[Health, ...] = ("overdue", "due", "watch", "ok", "undated", "unknown")
+# What an "undated" asset lacks, in the words the pages use.
+UNDATED_REASON = "no usage rate yet to turn the RUL into a due date"
 SortKey = Literal["due", "ref", "customer", "site", "risk", "kind"]
 
 
@@ -35,6 +37,7 @@ class HealthCount(BaseModel):
     due: int
     watch: int
     ok: int
+    undated: int = 0
     unknown: int
     total: int
 

@@ -39,7 +39,7 @@ from api.dashboard.rendering import (
     to_sign_in,
     viewer_principal,
 )
-from api.dashboard.schemas import HEALTHS, Health, SortKey
+from api.dashboard.schemas import HEALTHS, UNDATED_REASON, Health, SortKey
 from api.deps import ReadConn, get_pool
 from api.headers import SecurityHeadersMiddleware
 from fleet.schemas import Principal
@@ -161,6 +161,7 @@ def overview(
         page=page,
         filters=filters,
         healths=HEALTHS,
+        undated_reason=UNDATED_REASON,
         link=link,
         self_url=link(after=after),
         windows=windows,

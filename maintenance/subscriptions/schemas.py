@@ -138,6 +138,9 @@ class SubscriptionView(Subscription):
     pending_plan_id: int | None = None
     pending_plan_from: datetime | None = None
     asset_ids: list[int] = Field(default_factory=list)
+    covered_asset_count: int = Field(
+        default=0, description="live assets it covers now: the listed ones, or its site's"
+    )
     entitlements: Entitlements
 
 

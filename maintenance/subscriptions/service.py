@@ -75,6 +75,7 @@ def _view(conn: Conn, sub: Subscription, now: datetime) -> SubscriptionView:
         pending_plan_id=pending.plan_id if pending else None,
         pending_plan_from=pending.effective_from if pending else None,
         asset_ids=repo.listed_assets(conn, sub.id) if sub.scope == "assets" else [],
+        covered_asset_count=sum(1 for a in repo.covered_assets(conn, sub) if a.retired_at is None),
         entitlements=plan.entitlements(sub.entitlement_overrides),
     )
 
