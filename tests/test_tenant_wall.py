@@ -53,11 +53,7 @@ EXEMPT_ON_TIMESCALEDB: dict[str, str] = {
 # Tables of later migrations, made before this test existed, that still wait for their policy:
 # their owner adds ``SELECT fleetcare_tenant_policy('<table>')`` in a migration of its own
 # (numbered after theirs), then removes them here. Reported as a warning until then.
-PENDING: dict[str, str] = {
-    # sign-in finds a user before anyone is known: once every such lookup runs under
-    # fleetcare.tenancy.operator_lookup, a migration after 0030 walls it
-    "users": "0020_people.sql: a migration of the people block after 0030",
-}
+PENDING: dict[str, str] = {}
 HELP = (
     "every table with a tenant column needs row-level security: in its migration call\n"
     "    SELECT fleetcare_tenant_policy('<table>');                     -- customer_id column\n"
