@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from fleetcare.repository import insert_row
 from models.repository.readings import Conn
 from models.schemas import ChangedAsset, DriftCheck, RetrainDecision
 
+Row = TypeVar("Row", DriftCheck, RetrainDecision)
 _DRIFT_COLUMNS = """id, kind, model_version_id, checked_at, assets, rows, psi, max_psi, threshold,
     drifted, drifted_signals"""
-_DECISION_COLUMNS = """id, kind, trigger, drift_check_id, champion_version_id,
-    challenger_version_id, decision, champion_rmse, challenger_rmse, holdout_assets, lives,
-    reason, decided_at"""
 
 
 def live_assets(conn: Conn, kind: str, since: datetime) -> list[ChangedAsset]:
@@ -71,45 +71,33 @@ def insert_drift_check(
     return row
 
 
+def _newest(
+    conn: Conn, record: type[Row], table: str, time_column: str, kind: str | None, limit: int
+) -> list[Row]:
+    """Rows of ``table`` (of one kind when given), newest first."""
+    query = sql.SQL(
+        "SELECT * FROM {} WHERE (%(kind)s::text IS NULL OR kind = %(kind)s)"
+        " ORDER BY {} DESC, id DESC LIMIT %(limit)s"
+    ).format(sql.Identifier(table), sql.Identifier(time_column))
+    with conn.cursor(row_factory=class_row(record)) as cur:
+        return cur.execute(query, {"kind": kind, "limit": limit}).fetchall()
+
+
 def list_drift_checks(conn: Conn, *, kind: str | None = None, limit: int = 50) -> list[DriftCheck]:
     """Drift checks, newest first."""
-    with conn.cursor(row_factory=class_row(DriftCheck)) as cur:
-        return cur.execute(
-            f"""
-            SELECT {_DRIFT_COLUMNS} FROM model_drift_checks
-             WHERE (%(kind)s::text IS NULL OR kind = %(kind)s)
-             ORDER BY checked_at DESC, id DESC LIMIT %(limit)s
-            """,
-            {"kind": kind, "limit": limit},
-        ).fetchall()
+    return _newest(conn, DriftCheck, "model_drift_checks", "checked_at", kind, limit)
 
 
 def insert_retrain_decision(conn: Conn, values: dict[str, Any]) -> RetrainDecision:
     """Record what a retraining decided."""
-    columns = list(values)
-    with conn.cursor(row_factory=class_row(RetrainDecision)) as cur:
-        row = cur.execute(
-            f"INSERT INTO model_retrain_decisions ({', '.join(columns)})"
-            f" VALUES ({', '.join(['%s'] * len(columns))}) RETURNING {_DECISION_COLUMNS}",
-            [values[c] for c in columns],
-        ).fetchone()
-    assert row is not None
-    return row
+    return insert_row(conn, "model_retrain_decisions", RetrainDecision, values)
 
 
 def list_retrain_decisions(
     conn: Conn, *, kind: str | None = None, limit: int = 50
 ) -> list[RetrainDecision]:
     """Retraining decisions, newest first."""
-    with conn.cursor(row_factory=class_row(RetrainDecision)) as cur:
-        return cur.execute(
-            f"""
-            SELECT {_DECISION_COLUMNS} FROM model_retrain_decisions
-             WHERE (%(kind)s::text IS NULL OR kind = %(kind)s)
-             ORDER BY decided_at DESC, id DESC LIMIT %(limit)s
-            """,
-            {"kind": kind, "limit": limit},
-        ).fetchall()
+    return _newest(conn, RetrainDecision, "model_retrain_decisions", "decided_at", kind, limit)
 
 
 def last_retrain_at(conn: Conn, kind: str) -> datetime | None:
