@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import msgspec
 
 from ingest.json_guard import Ambiguous, keys_add_up, object_or_ambiguous, too_deep
-from ingest.profile_service import LoadedProfiles, SparkplugTarget
+from ingest.profile_service import LoadedProfiles
 from ingest.profiles import Good, Problem
 from ingest.repository import DeviceKey, QuarantineRow
 from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
-from ingest.sparkplug import SparkplugMessage
+from ingest.sparkplug import SparkplugMessage, SparkplugTarget
 
 R = QuarantineReason
 
@@ -202,36 +202,14 @@ def decode_sparkplug(
     if sp.problem is not None:
         q.message(msg, device.ref, device.customer_id, R.BAD_PROTOBUF, sp.problem)
         return None
-    by_time: dict[tuple[str, int], dict[str, Any]] = {}
-    problems: list[Item] = []
+    found = sp.values(targets)
     where = "/".join((sp.topic.message_type, sp.topic.edge_node, sp.topic.device)).rstrip("/")
-    for metric in sp.read(targets):
-        if metric.name is None:
-            detail = f"{where}: alias {metric.alias} unknown ({sp.unnamed_why}); rebirth asked"
-            problems.append((R.NO_BIRTH, detail))
-            continue
-        target = targets.get(metric.name)
-        if target is None or metric.value is None:
-            continue
-        asset, kind_metric, scale, offset = target
-        if metric.timestamp_ms is None:
-            problems.append((R.BAD_TIMESTAMP, f"{where}: {metric.name}: no timestamp"))
-            continue
-        value = metric.value
-        t = type(value)
-        if t is float or t is int or t is bool:
-            if scale != 1.0 or offset != 0.0:
-                value = value * scale + offset
-            elif t is bool:
-                value = int(value)
-        elif t is bytes:
-            value = value[:64].hex()  # reported as not a number
-        key = (asset, metric.timestamp_ms)
-        found = by_time.get(key)
-        if found is None:
-            by_time[key] = {kind_metric: value}
-        else:
-            found[kind_metric] = value
+    problems: list[Item] = [
+        (R.NO_BIRTH, f"{where}: alias {alias} unknown ({sp.unnamed_why}); rebirth asked")
+        for alias in found.unnamed
+    ]
+    problems += [(R.BAD_TIMESTAMP, f"{where}: {name}: no timestamp") for name in found.untimed]
+    by_time = found.by_time
     items: list[Item] = [Reading(a, ts_ms, metrics) for (a, ts_ms), metrics in by_time.items()]
     return Decoded(msg, device, items + problems)
 

@@ -24,9 +24,9 @@ from ingest.profiles import (
     compile_profile,
     parse_profile,
 )
+from ingest.sparkplug import SparkplugTarget
 
 Conn = Connection[Any]
-SparkplugTarget = tuple[str, str, float, float]  # asset, kind metric, scale, offset
 # A changed profile reaches running ingestors within this many seconds.
 PROFILE_CACHE_MAX_AGE_S = 10.0
 

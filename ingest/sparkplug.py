@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -83,14 +83,15 @@ def parse_topic(topic: str) -> SparkplugTopic | None:
     return None
 
 
-class SparkplugMetric(NamedTuple):
-    """One metric value of a message. ``name`` is None when only an alias came and the alias
-    could not be trusted (no BIRTH, or a gap since). (A tuple: one is made per value.)"""
+SparkplugTarget = tuple[str, str, float, float]  # asset, kind metric, scale, offset
 
-    name: str | None
-    alias: int | None
-    value: Any  # int | float | bool | str | bytes | None
-    timestamp_ms: int | None
+
+class SparkplugValues(NamedTuple):
+    """What a message carries for a profile's mapping (:meth:`SparkplugMessage.values`)."""
+
+    by_time: dict[tuple[str, int], dict[str, Any]]  # (asset, epoch ms) → {kind metric: value}
+    unnamed: list[int | None]  # aliases no trusted BIRTH declared
+    untimed: list[str]  # mapped metrics with no time of their own nor the payload's
 
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
@@ -111,42 +112,61 @@ class SparkplugMessage:
     unnamed_why: str = ""  # why metrics were left unnamed (DATA before BIRTH, a seq gap)
     offline: bool = False  # a DEATH the host accepted: the device (or node) went offline
 
-    def read(self, wanted: Container[str] | None = None) -> Iterator[SparkplugMetric]:
-        """Each metric (only those named in ``wanted``, and every unnamed one, when given):
-        its name (None: an alias the session cannot vouch for), alias, value as Python, and
-        time (its own, else the payload's)."""
+    def values(self, targets: Mapping[str, SparkplugTarget]) -> SparkplugValues:
+        """The values of the metrics ``targets`` maps (name → asset, kind metric, scale,
+        offset), converted and grouped per (asset, time); metrics sent by an alias the
+        session cannot vouch for, and mapped metrics without a time, listed apart. Metrics
+        the mapping does not name are skipped before their value is read."""
+        out = SparkplugValues({}, [], [])
         if self.payload is None:
-            return
+            return out
         aliases, types, stamp = self.aliases or _EMPTY, self.types or _EMPTY, self.timestamp_ms
-        device = self.topic.device
+        device, by_time = self.topic.device, out.by_time
         for m in self.payload.metrics:
             # the hot path (DATA by alias, a double): plain field reads; HasField only where
             # a zero could mean "not sent" (alias 0, time 0)
-            name: str | None = m.name or None
-            alias: int | None = None
+            name = m.name
             datatype = m.datatype
-            if name is None:
-                alias = m.alias
+            if not name:
+                alias: int | None = m.alias
                 if not alias and not m.HasField("alias"):
                     alias = None
                 found = aliases.get(alias) if alias is not None else None
-                if found is not None:
-                    name, datatype = found[0], datatype or found[1]
+                if found is None:
+                    out.unnamed.append(alias)
+                    continue
+                name, datatype = found[0], datatype or found[1]
             elif not datatype:
                 datatype = types.get(f"{device}\x00{name}", 0)
-            if wanted is not None and name is not None and name not in wanted:
+            target = targets.get(name)
+            if target is None:
                 continue
-            when = m.timestamp or (m.timestamp if m.HasField("timestamp") else stamp)
             if datatype == DOUBLE and not m.is_null and m.HasField("double_value"):
                 value: Any = m.double_value
             else:
                 value = _value(m, datatype)
-            yield SparkplugMetric(name, alias, value, when)
-
-    @property
-    def metrics(self) -> tuple[SparkplugMetric, ...]:
-        """Every metric of the message (see :meth:`read`)."""
-        return tuple(self.read())
+                if value is None:
+                    continue
+            when = m.timestamp or (m.timestamp if m.HasField("timestamp") else stamp)
+            if when is None:
+                out.untimed.append(name)
+                continue
+            asset, metric, scale, offset = target
+            t = type(value)
+            if t is float or t is int or t is bool:
+                if scale != 1.0 or offset != 0.0:
+                    value = value * scale + offset
+                elif t is bool:
+                    value = int(value)
+            elif t is bytes:
+                value = value[:64].hex()  # reported as not a number
+            key = (asset, when)
+            row = by_time.get(key)
+            if row is None:
+                by_time[key] = {metric: value}
+            else:
+                row[metric] = value
+        return out
 
 
 def _value(metric: Any, datatype: int) -> Any:

@@ -94,6 +94,16 @@ def test_topics() -> None:
         assert parse_topic(bad) is None, bad
 
 
+class Same(dict[str, tuple[str, str, float, float]]):
+    """A mapping of every metric name to itself (asset and metric), no conversion."""
+
+    def get(self, name: str, default: object = None) -> tuple[str, str, float, float]:
+        return (name, name, 1.0, 0.0)
+
+
+SAME = Same()
+
+
 def test_host_aliases_seq_gap_rebirth_and_death() -> None:
     sent: list[tuple[str, bytes]] = []
     host = SparkplugHost(lambda t, p: sent.append((t, p)), rebirth_interval_s=0)
@@ -103,7 +113,7 @@ def test_host_aliases_seq_gap_rebirth_and_death() -> None:
     assert node and dev_birth and ddata and ndeath
     # DATA before any BIRTH: the alias is not guessed, a rebirth is asked
     early = host.receive(ddata, payload(5, 1000, (None, 7, DOUBLE, 1.5)))
-    assert [m.name for m in early.metrics] == [None] and "before NBIRTH" in early.unnamed_why
+    assert early.values(SAME).unnamed == [7] and "before NBIRTH" in early.unnamed_why
     assert [t for t, _ in sent] == ["spBv1.0/g/NCMD/e"]
     command = spb.Payload.FromString(sent[0][1])
     assert [(m.name, m.boolean_value) for m in command.metrics] == [("Node Control/Rebirth", True)]
@@ -111,21 +121,23 @@ def test_host_aliases_seq_gap_rebirth_and_death() -> None:
     host.receive(node, payload(0, 1000, ("bdSeq", None, INT64, 3)))
     host.receive(dev_birth, payload(1, 1000, ("Pressure/psi", 7, DOUBLE, 100.0)))
     ok = host.receive(ddata, payload(2, 2000, (None, 7, DOUBLE, 101.0)))
-    assert [(m.name, m.value, m.timestamp_ms) for m in ok.metrics] == [
-        ("Pressure/psi", 101.0, 2000)
-    ]
+    assert ok.values(SAME).by_time == {("Pressure/psi", 2000): {"Pressure/psi": 101.0}}
+    scaled = ok.values({"Pressure/psi": ("T-1", "pressure_kpa", 2.0, 1.0), "x": ("", "", 1, 0)})
+    assert scaled.by_time == {("T-1", 2000): {"pressure_kpa": 203.0}}
     assert ok.unnamed_why == ""
     # a gap (seq 4 after 2): the alias may mean something else now; named metrics still read
     gap = host.receive(ddata, payload(4, 3000, (None, 7, DOUBLE, 1.0), ("Temp", None, DOUBLE, 9.0)))
-    assert [m.name for m in gap.metrics] == [None, "Temp"] and "seq 4" in gap.unnamed_why
+    found = gap.values(SAME)
+    assert found.unnamed == [7] and list(found.by_time) == [("Temp", 3000)]
+    assert "seq 4" in gap.unnamed_why
     assert len(sent) == 2 and host.seq_gaps == 1
     after = host.receive(ddata, payload(5, 3000, (None, 7, DOUBLE, 2.0)))
-    assert [m.name for m in after.metrics] == [None]  # untrusted until the next NBIRTH
+    assert after.values(SAME).unnamed == [7]  # untrusted until the next NBIRTH
     # the will of an older session is not this session's death
     assert not host.receive(ndeath, payload(None, 0, ("bdSeq", None, INT64, 2))).offline
     host.receive(node, payload(0, 4000, ("bdSeq", None, INT64, 4)))
     host.receive(dev_birth, payload(1, 4000, ("Pressure/psi", 7, DOUBLE, 1.0)))
-    assert host.receive(ddata, payload(2, 5000, (None, 7, DOUBLE, 3.0))).metrics[0].name
+    assert host.receive(ddata, payload(2, 5000, (None, 7, DOUBLE, 3.0))).values(SAME).by_time
     # seq wraps 255 → 0
     for seq in range(3, 256):
         assert host.receive(ddata, payload(seq, 5000, (None, 7, DOUBLE, 1.0))).unnamed_why == ""
@@ -137,7 +149,8 @@ def test_host_aliases_seq_gap_rebirth_and_death() -> None:
     assert host.nodes[("g", "e")].aliases[1] == ("t", INT32)
     nd = parse_topic("spBv1.0/g/NDATA/e")
     assert nd is not None
-    assert host.receive(nd, payload(1, 1, (None, 1, 0, (-5) & 0xFFFFFFFF))).metrics[0].value == -5
+    signed = host.receive(nd, payload(1, 1, (None, 1, 0, (-5) & 0xFFFFFFFF))).values(SAME)
+    assert signed.by_time == {("t", 1): {"t": -5}}
     assert "not a Sparkplug B payload" in (host.receive(nd, b"\xff\xff\xff").problem or "")
     assert spb.Payload.FromString(rebirth_payload(5)).timestamp == 5
 
