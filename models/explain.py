@@ -14,6 +14,7 @@ definition's words for the metric (its description and unit) and its life unit.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from numpy.typing import NDArray
 from kinds.schemas import KindDefinition
 from models.bundle import WearModel
 
+log = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 METHOD = "shap.TreeExplainer (approximate: Saabas path attributions)"
 TOP_SIGNALS = 3
@@ -283,6 +285,16 @@ class Explainer:
             return f"Replace the {component}{part_text} within {_number(max(low, 0.0))} {life}"
         watch = f"; watch {self.labels[mode['signal']]}" if mode is not None else ""
         return f"No action yet: about {_number(float(values['rul'][i]))} {life} left{watch}"
+
+
+def build_explainer(model: WearModel, kind: KindDefinition) -> Explainer | None:
+    """The explainer of ``model``, or None (logged) when shap cannot read one of its RUL models:
+    scoring goes on, unexplained, rather than stopping."""
+    try:
+        return Explainer(model, kind)
+    except Exception as exc:  # shap's InvalidModelError and kin: a model of another family
+        log.warning("predictions of %s model go unexplained: %s", model.kind, exc)
+        return None
 
 
 def _round(value: float) -> float:

@@ -30,7 +30,7 @@ from fleetcare.clock import Clock
 from kinds.service import get_kind
 from models import repository as repo
 from models.bundle import WearModel
-from models.explain import Explainer, encode
+from models.explain import Explainer, build_explainer, encode
 from models.quality import QualityGate
 from models.registry import load_version
 from models.schemas import ChangedAsset
@@ -278,7 +278,7 @@ class LoadedModel:
     version_id: int
     model: WearModel
     layout: repo.MetricLayout
-    explainer: Explainer
+    explainer: Explainer | None  # None: a model shap cannot read (predictions go unexplained)
     gate: QualityGate
 
 
@@ -297,7 +297,7 @@ class ModelCache:
                 version_id=version_id,
                 model=model,
                 layout=repo.metric_layout(conn, model.kind, model.usage_metric, model.column_names),
-                explainer=Explainer(model, kind),
+                explainer=build_explainer(model, kind),
                 gate=QualityGate.build(model, kind, repo.get_reference(conn, version_id)),
             )
         return self.loaded[version_id]
@@ -462,7 +462,12 @@ def _predict_and_write(
             result.add("predict", time.perf_counter() - tick)
             tick = time.perf_counter()
             issues = loaded.gate.issues(matrix, readings.time_us[rows], features)
-            explanations = loaded.explainer.explain(matrix, features, predicted, issues)
+            explanations: dict[str, list[str | None]] = {
+                c: [None] * int(chunk.size) for c in predicted
+            }
+            if loaded.explainer is not None:
+                found = loaded.explainer.explain(matrix, features, predicted, issues)
+                explanations = {c: list(encode(e)) for c, e in found.items()}
             low_confidence = [bool(found) for found in issues]
             result.low_confidence += sum(low_confidence)
             result.add("explain", time.perf_counter() - tick)
@@ -477,7 +482,7 @@ def _predict_and_write(
                     loaded.version_id,
                     chunk.astype(np.int64),
                     predicted,
-                    {c: encode(e) for c, e in explanations.items()},
+                    explanations,
                     low_confidence,
                     rates,
                     until_unix_us[lo : lo + WRITE_CHUNK],
@@ -507,7 +512,7 @@ def _write_predictions(
     version_id: int,
     asset_ids: NDArray[np.int64],
     predicted: dict[str, dict[str, FloatArray]],
-    explanations: dict[str, list[str]],
+    explanations: dict[str, list[str | None]],
     low_confidence: list[bool],
     rates: dict[int, float],
     data_until_unix_us: NDArray[np.int64],

@@ -65,6 +65,7 @@ def test_every_prediction_explains_itself_and_the_same_way_again(conn: Conn) -> 
     ids, features = loaded.model.features.transform_last(readings.matrix)
     predicted = loaded.model.predict(features)
     issues = loaded.gate.issues(readings.matrix, readings.time_us, features)
+    assert loaded.explainer is not None
     again = loaded.explainer.explain(readings.matrix, features, predicted, issues)["tire"]
     for asset_id, fresh in zip(ids.astype(int).tolist(), again, strict=True):
         explanation = stored[asset_id].explanation
@@ -224,3 +225,16 @@ def test_values_on_a_bound_and_gaps_are_found() -> None:
     assert first == []
     assert "temperature_c at its upper bound (250 °C)" in second
     assert any(i.startswith("gap of 31 h without readings") for i in second)
+
+
+def test_a_model_shap_cannot_read_leaves_predictions_unexplained_not_unscored() -> None:
+    import copy
+
+    from sklearn.linear_model import LinearRegression
+
+    from models.explain import build_explainer
+
+    model = copy.deepcopy(trained_tire_model())
+    assert isinstance(build_explainer(model, TIRE), Explainer)
+    model.rul["tire"].model_ = LinearRegression().fit(np.zeros((3, 2)), np.zeros(3))
+    assert build_explainer(model, TIRE) is None
