@@ -43,6 +43,14 @@ def evaluate(
         ),
     ] = False,
     tails: Annotated[int, typer.Option(help="aircraft of the mobile evaluation")] = 30,
+    evaluation_sweep: Annotated[
+        bool,
+        typer.Option(
+            "--evaluation-sweep",
+            help="also run the evaluation fleet at every coverage of the sweep "
+            "(the held-out trade-off; reported, never used to choose)",
+        ),
+    ] = False,
 ) -> None:
     """Run-to-failure vs preventive vs predictive on a simulated fleet; table, chart, JSON."""
     import json
@@ -91,7 +99,7 @@ def evaluate(
     config = ev.EvaluationConfig(
         seed=seed, assets=assets, days=days, kinds=chosen, coverage=coverage,
         sweep=tuple(sorted(set(coverages))), jobs=jobs,
-        training_lives=training_lives,
+        training_lives=training_lives, evaluation_sweep=evaluation_sweep,
     )  # fmt: skip
     started = time.monotonic()
     figures = ev.evaluate(

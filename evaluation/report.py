@@ -8,6 +8,11 @@ import numpy as np
 
 from evaluation.strategies import STRATEGIES
 
+SWEEPS = (
+    ("validation fleet", "validation_sweep"),
+    ("evaluation fleet (not used to choose)", "evaluation_sweep"),
+)
+
 
 def format_table(figures: dict[str, Any]) -> str:
     """The per-kind, per-strategy figures as a text table."""
@@ -30,31 +35,42 @@ def format_table(figures: dict[str, Any]) -> str:
             )
         prevented = k["predictive_prevented_share"]
         ratio = k["predictive_waste_vs_preventive"]
+        pred = k["strategies"]["predictive"]
         lines.append(
-            f"{'':<9}predictive prevents "
-            + ("n/a" if prevented is None else f"{prevented:.1%}")
-            + " of failures (gradual: "
-            + (
-                "n/a"
-                if k["predictive_prevented_share_gradual"] is None
-                else f"{k['predictive_prevented_share_gradual']:.1%}"
-            )
-            + "), wastes "
+            f"{'':<9}predictive prevents {_share(prevented)} of failures, wastes "
             + ("n/a" if ratio is None else f"{ratio:.2f}")
             + " of preventive's waste; target (>= 95%, <= 0.33) "
             + ("met" if k["target_met"] else "NOT met")
         )
+        lines.append(
+            f"{'':<9}gradual failures (a wear model can foresee them): "
+            f"{pred['failures_gradual']} left, {_share(k['predictive_prevented_share_gradual'])} "
+            f"prevented, target on them "
+            + ("met" if k.get("target_met_gradual") else "NOT met")
+            + f"; sudden failures (a fault's jump, a blowout): {pred['failures_sudden']}"
+        )
         lines.append(f"{'':<9}coverage {k['coverage']} ({k['coverage_chosen_on']})")
-        if k["validation_sweep"]:
-            lines.append(
-                f"{'':<9}validation fleet: "
-                + "; ".join(
-                    f"{p['coverage']}: {p['failures']}/{p['failures_run_to_failure']} fail, "
-                    f"{p['wasted_share_of_life']:.1%} wasted"
-                    for p in k["validation_sweep"]
+        for label, key in SWEEPS:
+            if k.get(key):
+                lines.append(
+                    f"{'':<9}{label}: "
+                    + "; ".join(
+                        f"{p['coverage']}: {p['failures']}/{p['failures_run_to_failure']} fail "
+                        f"({p.get('failures_sudden', '?')} sudden), "
+                        f"{p['wasted_share_of_life']:.1%} wasted, "
+                        f"waste ratio {_ratio(p['waste_vs_preventive'])}"
+                        for p in k[key]
+                    )
                 )
-            )
     return "\n".join(lines)
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def write_chart(figures: dict[str, Any], path: Any) -> None:

@@ -70,6 +70,9 @@ SWEEP_COVERAGES = (0.8, 0.85, 0.9, 0.95)
 TARGET_PREVENTED = 0.95
 TARGET_WASTE_RATIO = 1 / 3
 VALIDATION_FLEET_FACTOR = 2  # the coverage is chosen on a fleet this many times larger
+# The coverage keeps the validation fleet's waste this far under the target's ratio: the
+# waste ratio of one fleet differs from another's by a few hundredths (design seeds 1-2).
+WASTE_MARGIN = 0.05
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -127,14 +130,21 @@ def compare(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
         else None
     )
     share = prevented("failures", pred)
+    gradual = prevented("failures_gradual", pred)
     return {
         "preventive_prevented_share": prevented("failures", prev),
         "predictive_prevented_share": share,
-        "predictive_prevented_share_gradual": prevented("failures_gradual", pred),
+        "predictive_prevented_share_gradual": gradual,
         "predictive_waste_vs_preventive": ratio,
         "target_met": bool(
             share is not None
             and share >= TARGET_PREVENTED
+            and ratio is not None
+            and ratio <= TARGET_WASTE_RATIO
+        ),
+        # the same target on the failures a wear model can foresee (sudden ones apart)
+        "target_met_gradual": bool(
+            (gradual is None or gradual >= TARGET_PREVENTED)
             and ratio is not None
             and ratio <= TARGET_WASTE_RATIO
         ),
@@ -153,6 +163,9 @@ class EvaluationConfig:
     jobs: int = 2  # processes for the independent fits of a RUL regressor
     training_assets: int | None = None  # size of the training fleet (default: ``assets``)
     training_lives: int | None = None  # at least this many lives (default: per kind)
+    # also run the evaluation fleet at every coverage of the sweep: the held-out trade-off,
+    # reported beside the figures, never used to choose
+    evaluation_sweep: bool = False
 
 
 def validation_sweep(
@@ -178,51 +191,57 @@ def validation_sweep(
         res = run_strategy(world, "predictive", config.days, model=model, coverage=cov)
         pred = summarise(kind, res, config.days)
         c = compare({**base, "predictive": pred})
-        sweep.append(
-            {
-                "coverage": cov,
-                "failures": pred["failures"],
-                "failures_run_to_failure": base["run_to_failure"]["failures"],
-                "wasted_share_of_life": pred["wasted_share_of_life"],
-                "prevented_share": c["predictive_prevented_share"],
-                "waste_vs_preventive": c["predictive_waste_vs_preventive"],
-                "total_eur": pred["total_eur"],
-                "preventive_prevented_share": c["preventive_prevented_share"],
-                "preventive_wasted_share_of_life": base["preventive"]["wasted_share_of_life"],
-            }
-        )
+        sweep.append(sweep_point(cov, base, pred, c))
     return sweep
+
+
+def sweep_point(
+    coverage: float, base: dict[str, dict[str, Any]], pred: dict[str, Any], c: dict[str, Any]
+) -> dict[str, Any]:
+    """One coverage of a sweep: failures (gradual and sudden apart), waste, cost."""
+    rtf = base["run_to_failure"]
+    return {
+        "coverage": coverage,
+        "failures": pred["failures"],
+        "failures_gradual": pred["failures_gradual"],
+        "failures_sudden": pred["failures_sudden"],
+        "failures_run_to_failure": rtf["failures"],
+        "failures_run_to_failure_gradual": rtf["failures_gradual"],
+        "wasted_share_of_life": pred["wasted_share_of_life"],
+        "prevented_share": c["predictive_prevented_share"],
+        "prevented_share_gradual": c["predictive_prevented_share_gradual"],
+        "waste_vs_preventive": c["predictive_waste_vs_preventive"],
+        "total_eur": pred["total_eur"],
+        "preventive_prevented_share": c["preventive_prevented_share"],
+        "preventive_wasted_share_of_life": base["preventive"]["wasted_share_of_life"],
+    }
 
 
 def choose_coverage(
     sweep: list[dict[str, Any]],
-    target: float = TARGET_PREVENTED,
     waste_ratio: float = TARGET_WASTE_RATIO,
+    margin: float = WASTE_MARGIN,
 ) -> float:
     """The coverage for the evaluation fleet, from the validation fleet's sweep.
 
-    When some coverages meet the whole target there (prevent ``target`` of the failures
-    and waste at most ``waste_ratio`` of the preventive schedule's waste), the largest of
-    them: the most margin against failures that the waste budget allows. Otherwise the
-    smallest coverage from which on every coverage of the sweep prevents ``target`` (one
-    lucky low coverage is not enough: failure counts are small and noisy), and the largest
-    one when none does."""
+    The largest coverage whose waste on the validation fleet stays within ``waste_ratio``
+    of the preventive schedule's waste less ``margin``: the most protection against failures
+    that the waste budget allows on another fleet. Waste is an average over every planned
+    replacement, so it carries from one fleet to another within a few hundredths (the
+    margin); failure counts are a handful per fleet (a few sudden door faults or blowouts
+    that no wear model foresees move the failure share by whole percents), so they do not
+    choose: a higher coverage prevents more gradual failures on average, and the largest
+    coverage the waste budget allows is the one to take. The failures on the validation
+    fleet (gradual and sudden apart) are reported beside the choice. When no coverage
+    keeps the waste within the budget, the smallest."""
     ordered = sorted(sweep, key=lambda p: p["coverage"])
-    meets = [
+    within = [
         p
         for p in ordered
-        if (p["prevented_share"] or 0.0) >= target
-        and p.get("waste_vs_preventive") is not None
-        and p["waste_vs_preventive"] <= waste_ratio
+        if p.get("waste_vs_preventive") is not None
+        and p["waste_vs_preventive"] <= waste_ratio - margin
     ]
-    if meets:
-        return float(meets[-1]["coverage"])
-    chosen = ordered[-1]["coverage"]
-    for p in reversed(ordered):
-        if (p["prevented_share"] or 0.0) < target:
-            break
-        chosen = p["coverage"]
-    return float(chosen)
+    return float((within[-1] if within else ordered[0])["coverage"])
 
 
 def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -270,6 +289,21 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict
                     coverage=coverage,
                 )  # fmt: skip
                 figures[strategy] = summarise(kind, result, config.days)
+            heldout_sweep = []
+            if config.evaluation_sweep:
+                base = {s: figures[s] for s in ("run_to_failure", "preventive")}
+                for cov in config.sweep:
+                    if cov == coverage:
+                        pred = figures["predictive"]
+                    else:
+                        say(f"{kind}: evaluation fleet at coverage {cov} (reported, not chosen)")
+                        res = run_strategy(
+                            world, "predictive", config.days, model=model, coverage=cov
+                        )
+                        pred = summarise(kind, res, config.days)
+                    heldout_sweep.append(
+                        sweep_point(cov, base, pred, compare({**base, "predictive": pred}))
+                    )
             out["kinds"][kind] = {
                 "assets": world.population.size,
                 "training_lives": len(training.lives),
@@ -282,5 +316,6 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict
                 "strategies": figures,
                 **compare(figures),
                 "validation_sweep": sweep,
+                **({"evaluation_sweep": heldout_sweep} if config.evaluation_sweep else {}),
             }
     return out

@@ -23,10 +23,15 @@ def lifetime_matrices(
     asset_ids: Sequence[int] | None = None,
 ) -> dict[str, tuple[FloatArray, FloatArray]]:
     """Per component: the readings matrix of every recorded life (group id = life id) and
-    the usage left until the end of the life at each row."""
+    the usage left until the end of the life at each row.
+
+    The labels technicians recorded count: a life replaced with a measured remaining life
+    ends that much later (its end is the usage at replacement plus what was left), and a
+    false alarm replaced without a measurement is left out (its end is unknown: the
+    component had more life than the replacement shows)."""
     spec = get_kind(conn, kind)
     layout = repo.metric_layout(conn, kind, spec.usage_metric, column_names)
-    lives = repo.fetch_lives(conn, kind)
+    lives = [life for life in repo.fetch_lives(conn, kind) if usable_label(life)]
     if asset_ids is not None:
         wanted = set(asset_ids)
         lives = [life for life in lives if life.asset_id in wanted]
@@ -39,14 +44,23 @@ def lifetime_matrices(
         readings = repo.fetch_readings(conn, layout, windows)
         if readings.matrix.shape[0] == 0:
             continue
-        end_usage = {life.id: life.usage_at_end for life in mine}
         ids = readings.matrix[:, 0].astype(np.int64)
         usage = readings.matrix[:, 1]
         last_rows = readings.last_rows()
-        last_usage = dict(zip(ids[last_rows].tolist(), usage[last_rows].tolist(), strict=True))
-        end = np.array(
-            [end_usage[i] if end_usage[i] is not None else last_usage[i] for i in ids.tolist()],
-            dtype=np.float64,
+        ends: dict[int, float] = dict(
+            zip(ids[last_rows].tolist(), usage[last_rows].tolist(), strict=True)
         )
+        for life in mine:  # the recorded end, and what a measurement says was left
+            if life.usage_at_end is not None:
+                ends[life.id] = life.usage_at_end
+            if life.id in ends:
+                ends[life.id] += life.remaining_at_end or 0.0
+        end = np.array([ends[i] for i in ids.tolist()], dtype=np.float64)
         out[component] = (readings.matrix, np.maximum(end - usage, 0.0))
     return out
+
+
+def usable_label(life: repo.Life) -> bool:
+    """Whether a recorded life's end is known well enough to train on (see
+    :func:`lifetime_matrices`)."""
+    return not (life.outcome == "false_alarm" and life.remaining_at_end is None)

@@ -49,6 +49,7 @@ from fleetcare.settings import Settings
 from kinds.schemas import KindName
 from maintenance.logistics import service as logistics
 from maintenance.orders import service as orders
+from maintenance.outcomes import service as outcomes
 from models.service import monitoring_overview as model_monitoring
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
@@ -320,6 +321,15 @@ def models_page(request: Request, conn: ReadConn, viewer: PageViewer) -> HTMLRes
         drift=drift,
         decisions=decisions,
     )
+
+
+@router.get("/models/outcomes", response_class=HTMLResponse)
+def model_outcomes_page(
+    request: Request, conn: ReadConn, viewer: PageViewer, kind: KindName | None = None
+) -> HTMLResponse:
+    """Predictions against what was found, per kind and model version (the viewer's fleet)."""
+    page = outcomes.model_page(conn, viewer, kind=kind, limit=100)
+    return render(request, "model_outcomes.html", viewer, page=page, kind=kind)
 
 
 # --- live ------------------------------------------------------------------------------------

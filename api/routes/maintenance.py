@@ -7,6 +7,7 @@ from fastapi import APIRouter, status
 from api.deps import After, AppClock, Caller, Conn, Limit, ReadConn
 from fleet.schemas import Page
 from fleetcare.inputs import Id, ShortText
+from kinds.schemas import KindName
 from maintenance.mobility import visits
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import (
@@ -22,6 +23,8 @@ from maintenance.orders.schemas import (
     Reason,
     ScheduleRequest,
 )
+from maintenance.outcomes import service as outcomes
+from maintenance.outcomes.schemas import ModelPage
 
 router = APIRouter(prefix="/v1")
 
@@ -125,3 +128,13 @@ def list_missed(
     """Failures that no open order anticipated."""
     items, nxt = orders.list_missed(conn, caller, after=after, limit=limit)
     return Page(items=items, next_after=nxt)
+
+
+@router.get("/models/outcomes", tags=["models"])
+def model_outcomes(
+    conn: ReadConn, caller: Caller, kind: KindName | None = None, limit: Limit = 50
+) -> ModelPage:
+    """The model page: per kind and model version, the precision of alerts (what technicians
+    found), missed failures and interval coverage on real outcomes; with the newest outcomes
+    beside the predictions they judge. A customer sees its own fleet's."""
+    return outcomes.model_page(conn, caller, kind=kind, limit=limit)

@@ -12,6 +12,7 @@ from fleet.schemas import Strict
 from fleetcare.inputs import Id, Moment
 from fleetcare.lifecycle import Lifecycle
 from maintenance.logistics.schemas import Shipment
+from maintenance.outcomes.schemas import MAX_FINDINGS, Finding, OrderOutcome
 from models.schemas import Explanation
 
 
@@ -102,6 +103,7 @@ class OrderDetail(Order):
 
     shipments: list[Shipment] = Field(default_factory=list)
     parts_used: list[OrderPart] = Field(default_factory=list)
+    outcomes: list[OrderOutcome] = Field(default_factory=list)
 
 
 class OrderCreate(Strict):
@@ -137,10 +139,22 @@ class CompleteRequest(Strict):
         default=None, ge=0, le=1e12, description="the usage counter at replacement, in life units"
     )
     notes: str | None = Field(default=None, max_length=4000)
+    findings: list[Finding] | None = Field(
+        default=None,
+        max_length=MAX_FINDINGS,
+        description="what was found, per component looked at (the order's own component "
+        "labels the life the order ends)",
+    )
 
 
 class CancelOrder(Strict):
     reason: str = Field(default="", max_length=1000)
+    findings: list[Finding] | None = Field(
+        default=None,
+        max_length=MAX_FINDINGS,
+        description="what was found, per component looked at (the order's own component "
+        "labels the life the order ends)",
+    )
 
 
 class FailureCreate(Strict):

@@ -36,6 +36,7 @@ from maintenance.orders.schemas import (
     OrderStatus,
     ScheduleRequest,
 )
+from maintenance.outcomes import service as outcomes
 from maintenance.partners import service as partners
 from maintenance.policy_state import service as policy_state
 from maintenance.subscriptions import service as subscriptions
@@ -218,6 +219,7 @@ def order_detail(conn: Conn, principal: Principal, order_id: int) -> OrderDetail
         **order.model_dump(),
         shipments=logistics.shipments_of_order(conn, order.id),
         parts_used=repo.order_parts(conn, order.id),
+        outcomes=outcomes.outcomes_of_order(conn, order.id),
     )
 
 
@@ -355,6 +357,10 @@ def cancel_order(
     principal.require("orders:write")
     order = _transition(conn, principal, order_id, OrderStatus.CANCELLED)
     now = clock.now()
+    found = outcomes.record_for_order(
+        conn, order, body.findings, OrderStatus.CANCELLED, now=now,
+        life_started_at=repo.life_start(conn, order.asset_id, order.component),
+    )  # fmt: skip
     released = logistics.release_for_order(conn, order.id, order.customer_id, now)
     updated = repo.set_order(
         conn,
@@ -371,6 +377,7 @@ def cancel_order(
         updated,
         previous_status=order.status,
         reservations_released=released,
+        outcomes=found,
     )
     return updated
 
@@ -413,6 +420,8 @@ def complete_order(
         values["notes"] = body.notes
     updated = repo.set_order(conn, order.id, values)
     life_id = None
+    usage_at_end = body.usage_at_end if body.usage_at_end is not None else asset.usage_counter
+    life_started_at = repo.life_start(conn, order.asset_id, order.component)
     if not repo.life_recorded_for_order(conn, order.id):
         life_id = repo.insert_life(
             conn,
@@ -421,16 +430,18 @@ def complete_order(
                 "component": order.component,
                 # an asset registered with a later installation date (or a clock that moved
                 # back) must not make the life end before it starts
-                "started_at": min(repo.life_start(conn, order.asset_id, order.component), now),
+                "started_at": min(life_started_at, now),
                 "ended_at": now,
                 "end_reason": "replacement",
-                "usage_at_end": body.usage_at_end
-                if body.usage_at_end is not None
-                else asset.usage_counter,
+                "usage_at_end": usage_at_end,
                 "source": "order",
                 "order_id": order.id,
             },
         )
+    found = outcomes.record_for_order(
+        conn, order, body.findings, OrderStatus.COMPLETED, now=now,
+        life_started_at=life_started_at, usage_at_end=usage_at_end, life_id=life_id,
+    )  # fmt: skip
     _emit_order(
         conn,
         "order.completed",
@@ -438,6 +449,7 @@ def complete_order(
         previous_status=order.status,
         parts_used=[{"sku": p.sku, "quantity": q} for p, q in used],
         life_id=life_id,
+        outcomes=found,
     )
     repo.renew_asset(conn, order.asset_id, now)
     policy_state.reset(conn, order.asset_id, order.component)

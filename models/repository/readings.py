@@ -329,6 +329,9 @@ class Life:
     ended_at: datetime
     end_reason: str
     usage_at_end: float | None
+    # what was found (failure, confirmed_wear, false_alarm, other_fault; None: not recorded)
+    outcome: str | None = None
+    remaining_at_end: float | None = None  # measured life left when it was replaced
 
 
 def fetch_lives(conn: Conn, kind: str) -> list[Life]:
@@ -337,7 +340,7 @@ def fetch_lives(conn: Conn, kind: str) -> list[Life]:
         return cur.execute(
             """
             SELECT l.id, l.asset_id, l.component, l.started_at, l.ended_at, l.end_reason,
-                   l.usage_at_end
+                   l.usage_at_end, l.outcome, l.remaining_at_end
               FROM asset_lives l JOIN assets a ON a.id = l.asset_id
              WHERE a.kind = %s ORDER BY l.asset_id, l.ended_at, l.component
             """,

@@ -1,0 +1,1 @@
+"""What technicians found when closing orders, and the model page built on it."""
