@@ -70,9 +70,10 @@ SWEEP_COVERAGES = (0.8, 0.85, 0.9, 0.95)
 TARGET_PREVENTED = 0.95
 TARGET_WASTE_RATIO = 1 / 3
 VALIDATION_FLEET_FACTOR = 2  # the coverage is chosen on a fleet this many times larger
-# The coverage keeps the validation fleet's waste this far under the target's ratio: the
-# waste ratio of one fleet differs from another's by a few hundredths (design seeds 1-2).
-WASTE_MARGIN = 0.05
+# The coverage keeps the validation fleet's waste ratio this far under the target's 1/3 (so
+# within 0.25): from one fleet to another the ratio moved by up to a quarter of itself on the
+# design seeds (seed 2, elevators at coverage 0.95: 0.31 on validation, 0.38 evaluated).
+WASTE_MARGIN = 1 / 12
 
 
 # --- figures ---------------------------------------------------------------------------------
