@@ -42,3 +42,7 @@ BEGIN
 END $$;
 CREATE TRIGGER asset_lives_label_failure BEFORE INSERT ON asset_lives
     FOR EACH ROW EXECUTE FUNCTION fleetcare_label_failure_life();
+
+-- the tenant wall and the audit trail (migrations/0030_tenant_wall.sql, 0031_audit.sql)
+SELECT fleetcare_tenant_policy('order_outcomes');
+SELECT fleetcare_audit_table('order_outcomes');
