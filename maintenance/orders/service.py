@@ -357,10 +357,8 @@ def cancel_order(
     principal.require("orders:write")
     order = _transition(conn, principal, order_id, OrderStatus.CANCELLED)
     now = clock.now()
-    found = outcomes.record_for_order(
-        conn, order, body.findings, OrderStatus.CANCELLED, now=now,
-        life_started_at=repo.life_start(conn, order.asset_id, order.component),
-    )  # fmt: skip
+    start = repo.life_start(conn, order.asset_id, order.component)
+    found = outcomes.record_for_order(conn, order, body.findings, "cancelled", start, now=now)
     released = logistics.release_for_order(conn, order.id, order.customer_id, now)
     updated = repo.set_order(
         conn,
