@@ -418,8 +418,8 @@ def complete_order(
         values["notes"] = body.notes
     updated = repo.set_order(conn, order.id, values)
     life_id = None
-    usage_at_end = body.usage_at_end if body.usage_at_end is not None else asset.usage_counter
-    life_started_at = repo.life_start(conn, order.asset_id, order.component)
+    at_end = body.usage_at_end if body.usage_at_end is not None else asset.usage_counter
+    start = repo.life_start(conn, order.asset_id, order.component)
     if not repo.life_recorded_for_order(conn, order.id):
         life_id = repo.insert_life(
             conn,
@@ -428,18 +428,16 @@ def complete_order(
                 "component": order.component,
                 # an asset registered with a later installation date (or a clock that moved
                 # back) must not make the life end before it starts
-                "started_at": min(life_started_at, now),
+                "started_at": min(start, now),
                 "ended_at": now,
                 "end_reason": "replacement",
-                "usage_at_end": usage_at_end,
+                "usage_at_end": at_end,
                 "source": "order",
                 "order_id": order.id,
             },
         )
-    found = outcomes.record_for_order(
-        conn, order, body.findings, OrderStatus.COMPLETED, now=now,
-        life_started_at=life_started_at, usage_at_end=usage_at_end, life_id=life_id,
-    )  # fmt: skip
+    found = outcomes.record_for_order(conn, order, body.findings, "completed", start, now=now,
+                                      usage_at_end=at_end, life_id=life_id)  # fmt: skip
     _emit_order(
         conn,
         "order.completed",
