@@ -189,6 +189,8 @@ ACTIONS: Final[dict[tuple[str, str], str]] = {
     # wear models' drift and retraining
     ("GET", "/v1/models/{kind}/drift-checks"): "models:read",
     ("GET", "/v1/models/{kind}/retrain-decisions"): "models:read",
+    # the model page: predictions against what technicians found (the caller's fleet)
+    ("GET", "/v1/models/outcomes"): "models:read",
     # the audit trail: a customer's admin reads its organisation's, the operator every one
     ("GET", "/v1/audit"): "audit:read",
     ("GET", "/v1/audit/export.csv"): "audit:read",
@@ -220,6 +222,7 @@ ACTIONS: Final[dict[tuple[str, str], str]] = {
     ("GET", "/dashboard/ingest"): "ingest:read",
     ("GET", "/dashboard/ingest/hourly"): "ingest:read",
     ("GET", "/dashboard/models"): "models:read",
+    ("GET", "/dashboard/models/outcomes"): "models:read",
     ("GET", "/dashboard/people"): "users:read",
     ("POST", "/dashboard/people/invite"): "users:write",
     ("POST", "/dashboard/people/{user_id}"): "users:write",
