@@ -24,6 +24,7 @@ from maintenance.documents.schemas import CorrectionRequest, CreditLineRequest
 from maintenance.documents.service import correct_invoice
 from tests.conftest import Tenant
 from tests.fixtures.api import ok, predict, setup_customer, stock
+from tests.fixtures.people import person
 
 GLOBAL = {
     "depot_id",
@@ -230,3 +231,47 @@ def test_customer_keys_cannot_change_global_catalogues(
                 continue
             assert r.status_code in (403, 404), (method, url, r.status_code, r.text)
     assert not body_errors, "add valid bodies to BODIES:\n" + "\n".join(body_errors)
+
+
+@pytest.mark.parametrize(
+    "access",
+    [
+        "customer:admin",
+        "customer:fleet_manager",
+        "customer:viewer",
+        "customer:technician",
+        "partner:technician",
+    ],
+)
+def test_another_customers_objects_stay_hidden_from_every_role_of_signed_in_users(
+    client: TestClient,
+    make_tenant: Callable[..., Tenant],
+    operator_headers: dict[str, str],
+    db_url: str,
+    access: str,
+) -> None:
+    """The same walk as above, as a signed-in user (session cookie, anti-forgery header) of
+    each role of another organisation: never a 2xx; a read is 404, or 403 when the role may
+    not read that kind of object at all."""
+    alice, bob = make_tenant("alice"), make_tenant("bob")
+    objects = _owned_objects(client, alice, operator_headers, db_url)
+    partner_id = None
+    if access.startswith("partner:"):
+        partner_id = client.post(
+            "/v1/partners", json={"code": "iso-p", "name": "P"}, headers=operator_headers
+        ).json()["id"]
+    cid = bob.customer.id if partner_id is None else None
+    user = person(client, db_url, access, customer_id=cid, partner_id=partner_id)
+    checked = 0
+    for path, methods in sorted(_paths(client).items()):
+        params = _params(path)
+        if not params or not set(params) & OWNED or set(params) & GLOBAL:
+            continue
+        url = _fill(path, objects)
+        for method in sorted(methods - {"HEAD", "OPTIONS"}):
+            r = user.request(method, url, json=BODIES.get(path, {}), params=QUERIES.get(path))
+            assert r.status_code in (403, 404), (access, method, url, r.status_code, r.text)
+            if method in READ and r.status_code != 404:
+                assert r.json()["code"] == "role_not_permitted", (access, method, url, r.text)
+            checked += 1
+    assert checked >= 20
