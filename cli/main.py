@@ -12,6 +12,7 @@ import sys
 import typer
 
 from cli.access import access_app
+from cli.backoffice import subscriptions_app
 from cli.commands import (
     api,
     billing_app,
@@ -62,6 +63,7 @@ app.add_typer(predictions_app, name="predictions")
 app.command("dispatch")(dispatch)
 app.command("webhooks")(webhooks)
 app.add_typer(billing_app, name="billing")
+app.add_typer(subscriptions_app, name="subscriptions")
 # simulators: `fleetcare simulate`
 app.command("simulate")(simulate)
 # wear models: `fleetcare models ...` and the scoring worker `fleetcare score`

@@ -280,7 +280,7 @@ def test_manual_orders_subscription_changes_and_bad_input(
 def test_lifecycle_trial_ends_and_terms_renew(
     client: TestClient, db_url: str, make_tenant: Callable[..., Tenant]
 ) -> None:
-    from maintenance.subscriptions import service as subscriptions
+    from maintenance.subscriptions import contracts
 
     clock = ManualClock(T0)
     client.app.state.clock = clock  # type: ignore[attr-defined]
@@ -304,9 +304,9 @@ def test_lifecycle_trial_ends_and_terms_renew(
     assert sub["status"] == "trialing"
     with connect(db_url) as conn:
         clock.advance(timedelta(days=15))
-        assert subscriptions.advance_lifecycles(conn, clock) == 1
+        assert contracts.advance_lifecycles(conn, clock) == 1
         clock.advance(timedelta(days=20))
-        assert subscriptions.advance_lifecycles(conn, clock) == 1
+        assert contracts.advance_lifecycles(conn, clock) == 1
         conn.commit()
         types = [
             r[0]

@@ -14,6 +14,7 @@ from maintenance.subscriptions.schemas import (
     AssetList,
     CancelRequest,
     PlanChange,
+    StatusPeriod,
     SubscriptionCreate,
     SubscriptionStatus,
     SubscriptionUpdate,
@@ -93,11 +94,19 @@ def get_subscription(
     return subs.get_subscription(conn, caller, subscription_id, clock)
 
 
+@router.get("/subscriptions/{subscription_id}/history", tags=["subscriptions"])
+def status_history(
+    subscription_id: Id, conn: ReadConn, caller: Caller, clock: AppClock
+) -> list[StatusPeriod]:
+    """Every status the subscription had and when ([valid_from, valid_to)), oldest first."""
+    return subs.get_status_history(conn, caller, subscription_id, clock)
+
+
 @router.patch("/subscriptions/{subscription_id}", tags=["subscriptions"])
 def update_subscription(
     subscription_id: Id, body: SubscriptionUpdate, conn: Conn, caller: Caller, clock: AppClock
 ) -> SubscriptionView:
-    """Change renewal settings, or entitlement overrides (operator)."""
+    """Change renewal settings; contract terms and entitlement overrides: operator."""
     return subs.update_subscription(conn, caller, subscription_id, body, clock)
 
 

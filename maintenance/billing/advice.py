@@ -15,20 +15,21 @@ from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import Invalid
 from maintenance.billing import repository as repo
-from maintenance.billing.lines import (
-    PlanCache,
-    Segment,
-    by_asset,
-    coverage,
-    meter_asset,
-    order_lines,
-)
+from maintenance.billing.lines import meter_asset, order_lines
 from maintenance.billing.pricing import Period, period_of, prorated_fee, shift, usage_charge
 from maintenance.billing.schemas import (
     OrderPartUse,
     PlanAdvice,
     PlanOption,
     SubscriptionAdvice,
+)
+from maintenance.billing.segments import (
+    PlanCache,
+    Segment,
+    by_asset,
+    coverage,
+    monthly_fee,
+    usage_price,
 )
 from maintenance.common import Conn
 from maintenance.plans import service as plans
@@ -59,11 +60,13 @@ def _cost_of(
     cost = _Cost()
     for seg in segments:
         priced = plan or seg.plan
-        if priced.fee_per_asset_month_minor is not None:
-            cost.fees += prorated_fee(priced.fee_per_asset_month_minor, seg.seconds, period)
-        if priced.usage_price_minor is not None:
+        fee = monthly_fee(seg, priced)
+        if fee is not None:
+            cost.fees += prorated_fee(fee, seg.seconds, period)
+        price = usage_price(seg, priced)
+        if price is not None:
             units = usage[(seg.asset.id, seg.start)]
-            cost.usage += usage_charge(units, priced.usage_price_minor, priced.usage_price_quantity)
+            cost.usage += usage_charge(units, price, priced.usage_price_quantity)
     for line in order_lines(
         uses,
         uses[0].currency if uses else "EUR",

@@ -7,21 +7,21 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import fields
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
 from fleetcare.errors import Invalid
 from kinds.service import get_kind
 from maintenance.billing import repository as repo
+from maintenance.billing.contract_lines import commitment_lines, early_termination_line
 from maintenance.billing.pricing import (
     Metering,
     Period,
     days,
     meter,
-    overlap,
     parse_period,
     prorated_fee,
     shift,
@@ -30,10 +30,16 @@ from maintenance.billing.pricing import (
     usage_charge,
 )
 from maintenance.billing.schemas import InvoiceLine, LineDraft, OrderPartUse
+from maintenance.billing.segments import (
+    PlanCache,
+    Segment,
+    by_asset,
+    coverage,
+    monthly_fee,
+    usage_price,
+)
 from maintenance.common import Conn
 from maintenance.orders.service import STANDARD_LABOUR_RATE_MINOR
-from maintenance.plans import service as plans
-from maintenance.plans.schemas import Plan
 from maintenance.subscriptions import service as subscriptions
 from maintenance.subscriptions.schemas import CoveredAsset, Subscription
 
@@ -55,74 +61,6 @@ KIND_ORDER = {
 def usage_record_id(subscription_id: int, asset_id: int, period: str) -> UUID:
     """The deterministic id of a usage record: the same inputs always name the same row."""
     return uuid.uuid5(USAGE_NAMESPACE, f"{subscription_id}/{asset_id}/{period}")
-
-
-# --- coverage ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A stretch of a period in which one plan of one subscription covered one asset."""
-
-    subscription: Subscription
-    asset: CoveredAsset
-    plan: Plan
-    start: datetime
-    end: datetime
-
-    @property
-    def seconds(self) -> int:
-        return int((self.end - self.start).total_seconds())
-
-
-class PlanCache:
-    """Plans by id, read once per close."""
-
-    def __init__(self, conn: Conn) -> None:
-        self._conn = conn
-        self._plans: dict[int, Plan] = {}
-
-    def get(self, plan_id: int) -> Plan:
-        if plan_id not in self._plans:
-            self._plans[plan_id] = plans.get_plan(self._conn, plan_id)
-        return self._plans[plan_id]
-
-
-def billable_window(sub: Subscription, period: Period) -> tuple[datetime, datetime] | None:
-    """The part of ``period`` a subscription is billed for: after its trial, before its end."""
-    start = max(period.start, sub.starts_at, sub.trial_ends_at or sub.starts_at)
-    end = min(period.end, sub.ends_at or period.end)
-    return (start, end) if start < end else None
-
-
-def coverage(conn: Conn, sub: Subscription, period: Period, cache: PlanCache) -> list[Segment]:
-    """Segments of ``period``: per covered asset and plan period, the time it was billable."""
-    window = billable_window(sub, period)
-    if window is None:
-        return []
-    assets = subscriptions.covered_assets(conn, sub)
-    found: list[Segment] = []
-    for plan_period in subscriptions.plan_periods(conn, sub.id):
-        in_plan = overlap(
-            window[0], window[1], plan_period.effective_from, plan_period.effective_to
-        )
-        if in_plan is None:
-            continue
-        plan = cache.get(plan_period.plan_id)
-        for asset in assets:
-            if asset.kind not in plan.kinds:
-                continue
-            alive = overlap(in_plan[0], in_plan[1], asset.installed_at, asset.retired_at)
-            if alive is not None:
-                found.append(Segment(sub, asset, plan, alive[0], alive[1]))
-    return sorted(found, key=lambda s: (s.asset.id, s.start))
-
-
-def by_asset(segments: Iterable[Segment]) -> dict[int, list[Segment]]:
-    grouped: dict[int, list[Segment]] = defaultdict(list)
-    for seg in segments:
-        grouped[seg.asset.id].append(seg)
-    return grouped
 
 
 def meter_asset(
@@ -159,16 +97,33 @@ def _span(start: datetime, end: datetime) -> str:
     return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
 
 
+def _fee_note(seg: Segment) -> str:
+    notes = []
+    if seg.contract_year:
+        notes.append(
+            f"contract year {seg.contract_year + 1}, +{seg.subscription.escalation_bps} bps/year"
+        )
+    if seg.paused:
+        rule = seg.plan.pause_rule
+        notes.append(
+            f"paused: {seg.plan.pause_fee_bps / 100:g}% of the fee"
+            if rule == "reduced"
+            else f"paused: {rule}"
+        )
+    return f" [{'; '.join(notes)}]" if notes else ""
+
+
 def fee_line(seg: Segment, period: Period, currency: str) -> LineDraft | None:
-    """The base fee of a segment: the monthly fee times the share of the period covered."""
-    fee = seg.plan.fee_per_asset_month_minor
+    """The base fee of a segment: the monthly fee (escalated, by the pause rule when paused)
+    times the share of the period covered."""
+    fee = monthly_fee(seg)
     if fee is None:
         return None
     _check_currency(f"plan {seg.plan.code!r}", seg.plan.currency, currency)
     return LineDraft(
         kind="base_fee",
         description=f"{seg.plan.name} fee, {seg.asset.ref}, {_span(seg.start, seg.end)}"
-        f" ({days(seg.seconds)} of {period.days} days)",
+        f" ({days(seg.seconds)} of {period.days} days){_fee_note(seg)}",
         quantity=days(seg.seconds),
         unit="asset-days",
         unit_price_minor=fee,
@@ -186,7 +141,7 @@ def usage_line(
     seg: Segment, units: Decimal, unit: str, record: UUID | None, currency: str
 ) -> LineDraft | None:
     """The usage charge of a segment at its plan's rate."""
-    price = seg.plan.usage_price_minor
+    price = usage_price(seg)
     if price is None:
         return None
     _check_currency(f"plan {seg.plan.code!r}", seg.plan.currency, currency)
@@ -261,11 +216,12 @@ def order_lines(
 
 
 def _usage_amount(segments: list[Segment], per_window: list[Decimal]) -> int:
-    return sum(
-        usage_charge(units, seg.plan.usage_price_minor, seg.plan.usage_price_quantity)
-        for seg, units in zip(segments, per_window, strict=True)
-        if seg.plan.usage_price_minor is not None
-    )
+    total = 0
+    for seg, units in zip(segments, per_window, strict=True):
+        price = usage_price(seg)
+        if price is not None:
+            total += usage_charge(units, price, seg.plan.usage_price_quantity)
+    return total
 
 
 def _record_values(
@@ -300,21 +256,57 @@ def _subscription_lines(
 ) -> tuple[list[LineDraft], list[UUID]]:
     lines: list[LineDraft] = []
     records: list[UUID] = []
-    for segments in by_asset(coverage(conn, sub, period, cache)).values():
-        asset = segments[0].asset
-        metric, unit, metering = meter_asset(conn, asset, [(s.start, s.end) for s in segments])
+    segments = coverage(conn, sub, period, cache)
+    metered: list[tuple[Segment, Decimal]] = []
+    for asset_segments in by_asset(segments).values():
+        asset = asset_segments[0].asset
+        windows = [(s.start, s.end) for s in asset_segments]
+        metric, unit, metering = meter_asset(conn, asset, windows)
         record = repo.upsert_usage_record(
-            conn, _record_values(sub, asset, period, metric, unit, segments, metering, now)
+            conn,
+            _record_values(sub, asset, period, metric, unit, asset_segments, metering, now),
         )
         records.append(record.id)
-        for seg, units in zip(segments, metering.per_window, strict=True):
+        for seg, units in zip(asset_segments, metering.per_window, strict=True):
+            metered.append((seg, units))
             for line in (
                 fee_line(seg, period, currency),
                 usage_line(seg, units, unit, record.id, currency),
             ):
                 if line is not None:
                     lines.append(line)
+    lines += commitment_lines(sub, segments, metered, period)
+    ended = _early_termination(conn, sub, period, cache)
+    if ended is not None:
+        lines.append(ended)
     return lines, records
+
+
+def _early_termination(
+    conn: Conn, sub: Subscription, period: Period, cache: PlanCache
+) -> LineDraft | None:
+    """What an immediate cancellation in ``period`` owes under the contract's rule."""
+    if sub.ends_at is None or not period.start <= sub.ends_at < period.end:
+        return None
+    last = sub.ends_at - timedelta(microseconds=1)
+    plan_id = next(
+        (
+            p.plan_id
+            for p in subscriptions.plan_periods(conn, sub.id)
+            if p.effective_from <= last and (p.effective_to is None or p.effective_to > last)
+        ),
+        None,
+    )
+    if plan_id is None:
+        return None
+    years = (
+        sum(1 for k in range(1, 121) if subscriptions.add_months(sub.starts_at, 12 * k) <= last)
+        if sub.escalation_bps
+        else 0
+    )
+    return early_termination_line(
+        sub, cache.get(plan_id), subscriptions.covered_assets(conn, sub), years, period
+    )
 
 
 def _adjustment_lines(

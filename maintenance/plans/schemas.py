@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from fleet.schemas import Strict
 from fleetcare.inputs import Money
 from kinds.schemas import KindName
+
+PauseRule = Literal["free", "reduced", "full"]
 
 
 class Entitlements(BaseModel):
@@ -68,6 +71,11 @@ class PlanCreate(Strict):
         description="the promise: the repair of such a failure is free (its billable parts and"
         " labour are credited)",
     )
+    pause_rule: PauseRule = Field(
+        default="free",
+        description="what a paused stretch costs: free, reduced (pause_fee_bps of the fee), full",
+    )
+    pause_fee_bps: int = Field(default=0, ge=0, le=10000, description="for pause_rule reduced")
 
     @model_validator(mode="after")
     def _coherent(self) -> PlanCreate:
@@ -77,6 +85,8 @@ class PlanCreate(Strict):
             raise ValueError("parts and labour come with orders: set includes_orders")
         if self.fee_per_asset_month_minor is None and self.usage_price_minor is None:
             raise ValueError("a plan has a fee per asset-month, a usage price, or both")
+        if (self.pause_rule == "reduced") != (self.pause_fee_bps > 0):
+            raise ValueError("pause_fee_bps (1-10000) goes with pause_rule 'reduced' only")
         return self
 
 
@@ -100,6 +110,8 @@ class Plan(BaseModel):
     usage_price_quantity: int
     failure_credit_bps: int | None = None
     failure_repair_free: bool = False
+    pause_rule: str
+    pause_fee_bps: int
     created_at: datetime
     retired_at: datetime | None
 

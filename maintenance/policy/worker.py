@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.worker import Pool, WorkerRunner, WorkerStats
 from maintenance.policy import service as policy
-from maintenance.subscriptions import service as subscriptions
+from maintenance.subscriptions import contracts
 
 CHANNEL = "fleetcare_predictions"
 
@@ -62,7 +62,7 @@ def run_dispatcher(
         with pool.connection() as conn:
             if time.monotonic() - last_lifecycle >= lifecycle_interval:
                 with conn.transaction():
-                    changed = subscriptions.advance_lifecycles(conn, clock)
+                    changed = contracts.advance_lifecycles(conn, clock)
                 stats.lifecycle_changes += changed
                 last_lifecycle = time.monotonic()
             with conn.transaction():

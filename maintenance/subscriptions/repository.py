@@ -14,6 +14,7 @@ from maintenance.subscriptions.schemas import (
     ENTITLED_STATUSES,
     CoveredAsset,
     PlanPeriod,
+    StatusPeriod,
     Subscription,
 )
 
@@ -255,6 +256,61 @@ def due_for_lifecycle(conn: Conn, now: datetime, limit: int = 100) -> list[Subsc
              WHERE status <> 'cancelled'
                AND ((status = 'trialing' AND trial_ends_at <= %(now)s)
                     OR current_term_ends_at <= %(now)s)
+             ORDER BY id LIMIT %(limit)s
+             FOR UPDATE SKIP LOCKED
+            """,
+            {"now": now, "limit": limit},
+        ).fetchall()
+
+
+def record_status(
+    conn: Conn,
+    subscription: Subscription,
+    status: str,
+    at: datetime,
+    reason: str,
+    now: datetime,
+) -> None:
+    """Close the open status row at ``at`` and open one for ``status`` from then."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        closed = cur.execute(
+            "UPDATE subscription_status_history SET valid_to = greatest(valid_from, %s)"
+            " WHERE subscription_id = %s AND valid_to IS NULL RETURNING valid_to",
+            (at, subscription.id),
+        ).fetchone()
+    start = max(at, closed) if closed is not None else at
+    conn.execute(
+        "INSERT INTO subscription_status_history"
+        " (customer_id, subscription_id, status, valid_from, reason, recorded_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (subscription.customer_id, subscription.id, status, start, reason, now),
+    )
+
+
+def status_history(conn: Conn, subscription_id: int) -> list[StatusPeriod]:
+    """The status history of a subscription, oldest first."""
+    with conn.cursor(row_factory=class_row(StatusPeriod)) as cur:
+        return cur.execute(
+            "SELECT * FROM subscription_status_history WHERE subscription_id = %s"
+            " ORDER BY valid_from, id",
+            (subscription_id,),
+        ).fetchall()
+
+
+def due_for_reminder(conn: Conn, now: datetime, limit: int = 100) -> list[Subscription]:
+    """Running subscriptions whose term ends within their reminder days (terms longer than
+    that lead only) and that were not reminded for this term, locked (skipping others')."""
+    with conn.cursor(row_factory=class_row(Subscription)) as cur:
+        return cur.execute(
+            """
+            SELECT * FROM subscriptions
+             WHERE status <> 'cancelled'
+               AND current_term_ends_at > %(now)s
+               AND current_term_ends_at - make_interval(days => renewal_reminder_days) <= %(now)s
+               -- a term shorter than the reminder lead (a monthly term) gets no reminder
+               AND current_term_ends_at - make_interval(months => term_months)
+                   < current_term_ends_at - make_interval(days => renewal_reminder_days)
+               AND renewal_reminded_for IS DISTINCT FROM current_term_ends_at
              ORDER BY id LIMIT %(limit)s
              FOR UPDATE SKIP LOCKED
             """,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ class SubscriptionStatus(StrEnum):
 
 
 Scope = Literal["assets", "site"]
+CancellationRule = Literal["none", "remainder", "notice"]
 
 # Statuses that receive service. past_due keeps service during dunning (the grace period);
 # paused and cancelled do not.
@@ -53,6 +55,30 @@ SUBSCRIPTION_LIFECYCLE = Lifecycle(
 )
 
 
+class ContractTerms(Strict):
+    """The commercial terms of a subscription (the operator's to change once it runs)."""
+
+    notice_days: int = Field(
+        default=30, ge=0, le=365, description="non-renewal must come this many days before"
+    )
+    renewal_reminder_days: int = Field(
+        default=60, ge=1, le=365, description="subscription.renewal_upcoming this many days before"
+    )
+    committed_assets: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="assets billed at least, each month"
+    )
+    committed_usage: Decimal | None = Field(
+        default=None, gt=0, le=Decimal("1e15"), description="usage units billed at least, monthly"
+    )
+    escalation_bps: int = Field(
+        default=0, ge=0, le=5000, description="yearly price rise at each anniversary (bps)"
+    )
+    cancellation_rule: CancellationRule = Field(
+        default="none",
+        description="what cancelling before the term ends owes: none, remainder, notice",
+    )
+
+
 class SubscriptionCreate(Strict):
     customer_id: Id | None = Field(
         default=None, description="required for operator keys; a customer key uses its own"
@@ -68,6 +94,13 @@ class SubscriptionCreate(Strict):
     auto_renew: bool = True
     trial_days: int = Field(default=0, ge=0, le=365, description="0: starts active")
     entitlement_overrides: EntitlementOverrides = Field(default_factory=EntitlementOverrides)
+    contract: ContractTerms = Field(default_factory=ContractTerms)
+    trial_asset_limit: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="a trial (pilot) covers at most this many"
+    )
+    trial_converts: bool = Field(
+        default=True, description="at the trial's end: true converts to paid, false ends it"
+    )
 
     @model_validator(mode="after")
     def _scope_matches(self) -> SubscriptionCreate:
@@ -77,15 +110,30 @@ class SubscriptionCreate(Strict):
             raise ValueError("an assets subscription lists asset_ids, not site_id")
         if self.starts_at is not None and self.starts_at.tzinfo is None:
             raise ValueError("starts_at needs a time zone")
+        if self.trial_days == 0 and (self.trial_asset_limit is not None or not self.trial_converts):
+            raise ValueError("trial_asset_limit and trial_converts need trial_days > 0")
+        if self.trial_asset_limit is not None and len(self.asset_ids) > self.trial_asset_limit:
+            raise ValueError(
+                f"the trial covers at most {self.trial_asset_limit} asset(s);"
+                f" {len(self.asset_ids)} listed"
+            )
+        if self.trial_asset_limit is not None and self.scope == "site":
+            raise ValueError("a trial with an asset limit lists its assets (scope 'assets')")
         return self
 
 
 class SubscriptionUpdate(Strict, PatchRecord):
-    nullable = frozenset({"entitlement_overrides"})  # null: follow the plan again
+    nullable = frozenset({"entitlement_overrides", "committed_assets", "committed_usage"})
 
     auto_renew: bool | None = None
     term_months: int | None = Field(default=None, ge=1, le=120)
     entitlement_overrides: EntitlementOverrides | None = None
+    notice_days: int | None = Field(default=None, ge=0, le=365)
+    renewal_reminder_days: int | None = Field(default=None, ge=1, le=365)
+    committed_assets: int | None = Field(default=None, ge=1, le=1_000_000)
+    committed_usage: Decimal | None = Field(default=None, gt=0, le=Decimal("1e15"))
+    escalation_bps: int | None = Field(default=None, ge=0, le=5000)
+    cancellation_rule: CancellationRule | None = None
 
 
 class PlanChange(Strict):
@@ -120,6 +168,29 @@ class Subscription(BaseModel):
     entitlement_overrides: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    notice_days: int
+    renewal_reminder_days: int
+    renewal_reminded_for: datetime | None
+    cancel_effective_at: datetime | None
+    committed_assets: int | None
+    committed_usage: Decimal | None
+    escalation_bps: int
+    cancellation_rule: str
+    trial_asset_limit: int | None
+    trial_converts: bool
+
+
+class StatusPeriod(BaseModel):
+    """One stretch of a subscription's status history: [valid_from, valid_to)."""
+
+    id: int
+    customer_id: int
+    subscription_id: int
+    status: SubscriptionStatus
+    valid_from: datetime
+    valid_to: datetime | None
+    reason: str
+    recorded_at: datetime
 
 
 class PlanPeriod(BaseModel):

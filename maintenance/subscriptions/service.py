@@ -22,6 +22,7 @@ from maintenance.subscriptions.schemas import (
     CoveredAsset,
     PlanChange,
     PlanPeriod,
+    StatusPeriod,
     Subscription,
     SubscriptionCreate,
     SubscriptionStatus,
@@ -41,6 +42,17 @@ CUSTOMER_TRANSITIONS: dict[SubscriptionStatus, tuple[SubscriptionStatus, ...]] =
         SubscriptionStatus.PAUSED,
     ),
 }
+# Commercial terms only the operator changes (PATCH)
+CONTRACT_FIELDS = frozenset(
+    {
+        "notice_days",
+        "renewal_reminder_days",
+        "committed_assets",
+        "committed_usage",
+        "escalation_bps",
+        "cancellation_rule",
+    }
+)
 EVENT_OF_STATUS = {
     SubscriptionStatus.ACTIVE: "subscription.activated",
     SubscriptionStatus.PAST_DUE: "subscription.past_due",
@@ -139,11 +151,15 @@ def create_subscription(
         "entitlement_overrides": body.entitlement_overrides.model_dump(exclude_none=True),
         "created_at": now,
         "updated_at": now,
+        "trial_asset_limit": body.trial_asset_limit,
+        "trial_converts": body.trial_converts,
+        **body.contract.model_dump(),
     }
     with translate_integrity_errors("subscription"):
         sub = repo.insert_subscription(conn, values)
         repo.insert_period(conn, sub.id, plan.id, starts)
         repo.add_assets(conn, sub.id, owner, body.asset_ids)
+        repo.record_status(conn, sub, sub.status, starts, "created", now)
     view = _view(conn, sub, now)
     emit(
         conn,
@@ -193,7 +209,12 @@ def list_subscriptions(
 
 
 def transition(
-    conn: Conn, principal: Principal, subscription_id: int, to: str, clock: Clock
+    conn: Conn,
+    principal: Principal,
+    subscription_id: int,
+    to: str,
+    clock: Clock,
+    reason: str = "requested",
 ) -> SubscriptionView:
     """Move a subscription to ``to`` (active, past_due, paused, cancelled) if allowed."""
     if not principal.can("subscriptions:override"):
@@ -207,26 +228,57 @@ def transition(
         target, ()
     ):
         raise Forbidden(f"only the operator may move a {sub.status} subscription to {to}")
-    now = clock.now()
+    return move_status(conn, sub, target, clock.now(), reason=reason)
+
+
+def move_status(
+    conn: Conn,
+    sub: Subscription,
+    target: SubscriptionStatus,
+    now: datetime,
+    *,
+    reason: str,
+    effective_at: datetime | None = None,
+    extra: dict[str, object] | None = None,
+) -> SubscriptionView:
+    """Change a locked subscription's status (checked), record it in the status history from
+    ``effective_at`` (default now) and emit the status's event with ``extra`` in it."""
+    SUBSCRIPTION_LIFECYCLE.check(sub.id, sub.status, target)
+    at = effective_at or now
     values: dict[str, object] = {"status": target}
     if target == SubscriptionStatus.CANCELLED:
-        values |= {"cancelled_at": now, "ends_at": now}
+        values |= {"cancelled_at": now, "ends_at": at}
     updated = repo.set_fields(conn, sub.id, values, now)
+    repo.record_status(conn, sub, target, at, reason, now)
     view = _view(conn, updated, now)
     emit(
         conn,
         EVENT_OF_STATUS[target],
-        _payload(view, previous_status=sub.status),
+        _payload(view, previous_status=sub.status, reason=reason, **(extra or {})),
         customer_id=sub.customer_id,
         subject=subject("subscription", sub.id),
     )
     return view
 
 
+def notice_deadline(sub: Subscription) -> datetime:
+    """The last moment a non-renewal of the current term may be given."""
+    return sub.current_term_ends_at - timedelta(days=sub.notice_days)
+
+
+def scheduled_end(sub: Subscription, now: datetime) -> datetime:
+    """When a non-renewal given ``now`` ends the subscription: this term's end when the notice
+    period is respected, otherwise the end of the following term."""
+    if now <= notice_deadline(sub):
+        return sub.current_term_ends_at
+    return add_months(sub.current_term_ends_at, sub.term_months)
+
+
 def cancel(
     conn: Conn, principal: Principal, subscription_id: int, at_term_end: bool, clock: Clock
 ) -> SubscriptionView:
-    """Cancel now, or at the end of the current term (service continues until then)."""
+    """Cancel now (the contract's cancellation rule says what the rest of the term owes), or
+    at the end of the term (the following one when the notice period has passed)."""
     if not at_term_end:
         return transition(conn, principal, subscription_id, "cancelled", clock)
     principal.require("subscriptions:write")
@@ -235,12 +287,19 @@ def cancel(
     if sub.cancel_at_term_end:
         return _view(conn, sub, clock.now())
     now = clock.now()
-    updated = repo.set_fields(conn, sub.id, {"cancel_at_term_end": True}, now)
+    ends = scheduled_end(sub, now)
+    values = {"cancel_at_term_end": True, "cancel_effective_at": ends}
+    updated = repo.set_fields(conn, sub.id, values, now)
     view = _view(conn, updated, now)
     emit(
         conn,
         "subscription.cancellation_scheduled",
-        _payload(view, ends_at=sub.current_term_ends_at.isoformat()),
+        _payload(
+            view,
+            ends_at=ends.isoformat(),
+            notice_deadline=notice_deadline(sub).isoformat(),
+            notice_respected=ends == sub.current_term_ends_at,
+        ),
         customer_id=sub.customer_id,
         subject=subject("subscription", sub.id),
     )
@@ -264,7 +323,18 @@ def update_subscription(
                 "only the operator may override entitlements", code="role_not_permitted"
             )
         values["entitlement_overrides"] = body.entitlement_overrides.model_dump(exclude_none=True)
+    terms = body.model_fields_set & CONTRACT_FIELDS
+    if terms and principal.role != "operator":
+        raise Forbidden(f"only the operator may change the contract terms ({', '.join(terms)})")
+    values |= {name: getattr(body, name) for name in terms}
     now = clock.now()
+    if body.auto_renew is False and sub.auto_renew and now > notice_deadline(sub):
+        raise Conflict(
+            f"the notice period of subscription {sub.id} has passed (non-renewal was due by"
+            f" {notice_deadline(sub):%Y-%m-%d %H:%M} UTC); the term renews on"
+            f" {sub.current_term_ends_at:%Y-%m-%d}: cancel at term end to end the next term",
+            code="notice_period_passed",
+        )
     if not values:
         return _view(conn, sub, now)
     updated = repo.set_fields(conn, sub.id, values, now)
@@ -331,6 +401,14 @@ def add_assets(
     now = clock.now()
     plan = _view(conn, sub, now)
     _check_assets(conn, sub.customer_id, plans.get_plan(conn, plan.plan_id), body.asset_ids)
+    listed = set(plan.asset_ids) | set(body.asset_ids)
+    limit = sub.trial_asset_limit
+    if sub.status == SubscriptionStatus.TRIALING and limit is not None and len(listed) > limit:
+        raise Invalid(
+            f"subscription {sub.id} is a trial for at most {limit} asset(s);"
+            f" it would cover {len(listed)}",
+            code="trial_asset_limit",
+        )
     if repo.add_assets(conn, sub.id, sub.customer_id, body.asset_ids) == 0:
         return plan
     view = _view(conn, repo.set_fields(conn, sub.id, {}, now), now)
@@ -406,54 +484,14 @@ def coverage_for(conn: Conn, asset_id: int, at: datetime) -> Coverage | None:
     return best
 
 
-def advance_lifecycles(conn: Conn, clock: Clock) -> int:
-    """End trials, renew terms and apply cancellations that fell due; how many changed."""
-    now = clock.now()
-    changed = 0
-    for sub in repo.due_for_lifecycle(conn, now):
-        if (
-            sub.status == SubscriptionStatus.TRIALING
-            and sub.trial_ends_at
-            and sub.trial_ends_at <= now
-        ):
-            active = SUBSCRIPTION_LIFECYCLE.check(sub.id, sub.status, SubscriptionStatus.ACTIVE)
-            sub = repo.set_fields(conn, sub.id, {"status": active}, now)
-            view = _view(conn, sub, now)
-            emit(
-                conn,
-                "subscription.activated",
-                _payload(view, previous_status="trialing", reason="trial_ended"),
-                customer_id=sub.customer_id,
-                subject=subject("subscription", sub.id),
-            )
-            changed += 1
-        if sub.current_term_ends_at > now:
-            continue
-        if sub.cancel_at_term_end or not sub.auto_renew:
-            ended = sub.current_term_ends_at
-            cancelled = SUBSCRIPTION_LIFECYCLE.check(
-                sub.id, sub.status, SubscriptionStatus.CANCELLED
-            )
-            values = {"status": cancelled, "cancelled_at": now, "ends_at": ended}
-            updated = repo.set_fields(conn, sub.id, values, now)
-            emit(
-                conn,
-                "subscription.cancelled",
-                _payload(_view(conn, updated, now), previous_status=sub.status, reason="term_end"),
-                customer_id=sub.customer_id,
-                subject=subject("subscription", sub.id),
-            )
-        else:
-            term_end = sub.current_term_ends_at
-            while term_end <= now:
-                term_end = add_months(term_end, sub.term_months)
-            updated = repo.set_fields(conn, sub.id, {"current_term_ends_at": term_end}, now)
-            emit(
-                conn,
-                "subscription.renewed",
-                _payload(_view(conn, updated, now)),
-                customer_id=sub.customer_id,
-                subject=subject("subscription", sub.id),
-            )
-        changed += 1
-    return changed
+def status_history(conn: Conn, subscription_id: int) -> list[StatusPeriod]:
+    """A subscription's status history, oldest first."""
+    return repo.status_history(conn, subscription_id)
+
+
+def get_status_history(
+    conn: Conn, principal: Principal, subscription_id: int, clock: Clock
+) -> list[StatusPeriod]:
+    """The status history of a subscription the caller may see, oldest first."""
+    sub = get_subscription(conn, principal, subscription_id, clock)
+    return repo.status_history(conn, sub.id)

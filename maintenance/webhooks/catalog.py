@@ -238,6 +238,21 @@ class SubscriptionAssetRemovedV1(SubscriptionEventV1):
 
 class SubscriptionCancellationScheduledV1(SubscriptionEventV1):
     ends_at: datetime
+    notice_deadline: datetime | None = None
+    notice_respected: bool | None = None
+
+
+class SubscriptionRenewalUpcomingV1(SubscriptionEventV1):
+    term_ends_at: datetime
+    renews: bool
+    next_term_ends_at: datetime | None = None
+    notice_deadline: datetime
+    days_left: int
+
+
+class SubscriptionRenewedV1(SubscriptionEventV1):
+    previous_term_ends_at: datetime
+    term_ends_at: datetime
 
 
 # --- proposed for producers that do not emit yet (billing, ingest) ---------------------------
@@ -443,6 +458,13 @@ EVENT_TYPES: dict[str, EventType] = _types(
         "A subscription will end at the end of its term.",
         SubscriptionCancellationScheduledV1,
     ),
+    EventType(
+        "subscription.renewal_upcoming",
+        1,
+        "A subscription's term ends soon (its renewal_reminder_days before).",
+        SubscriptionRenewalUpcomingV1,
+    ),
+    EventType("subscription.renewed", 1, "A subscription's term renewed.", SubscriptionRenewedV1),
     EventType(
         "subscription.updated", 1, "A subscription's settings changed.", SubscriptionUpdatedV1
     ),
