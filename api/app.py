@@ -13,6 +13,7 @@ from api.guard import InputGuardMiddleware
 from api.openapi import install_openapi
 from api.routes import (
     audit,
+    backoffice,
     billing,
     dashboard,
     devices,
@@ -98,6 +99,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(revenue.router)
     app.include_router(value.router)
+    app.include_router(backoffice.router)
     dashboard.install(app, settings)
     app.include_router(model_routes.router)
     install_openapi(app)

@@ -134,6 +134,7 @@ BODIES: dict[str, dict[str, Any]] = {
         "customer_type": "consumer",
     },
     "/v1/users/{user_id}": {"role": "viewer"},
+    "/v1/invoices/{invoice_id}/payments": {"amount_minor": 1, "reference": "probe"},
 }
 QUERIES: dict[str, dict[str, str]] = {
     "/v1/assets/{asset_id}/usage": {"period": "2026-11"},

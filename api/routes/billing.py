@@ -119,7 +119,7 @@ def issue_invoice(invoice_id: Id, conn: Conn, caller: Caller, clock: AppClock) -
 
 @router.post("/invoices/{invoice_id}/pay", tags=["billing"])
 def pay_invoice(invoice_id: Id, conn: Conn, caller: Caller, clock: AppClock) -> Invoice:
-    """issued → paid (operator)."""
+    """Record the payment of what is left; issued → paid (operator)."""
     return billing.pay_invoice(conn, caller, invoice_id, clock)
 
 

@@ -84,6 +84,9 @@ class Invoice(BaseModel):
     def gross_minor(self) -> int:
         """Net total plus tax: what the customer pays."""
         return self.total_minor + self.tax_minor
+    payment_terms_days: int | None = None
+    due_at: datetime | None = Field(default=None, description="issued_at + payment terms")
+    paid_minor: int = Field(default=0, description="the sum of its payments")
 
 
 class InvoiceLine(BaseModel):

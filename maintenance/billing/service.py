@@ -40,6 +40,7 @@ from maintenance.common import Conn, subject
 from maintenance.documents import credits
 from maintenance.documents import repository as documents_repo
 from maintenance.documents import service as documents
+from maintenance.dunning.service import pay_in_full, payment_terms_days
 from maintenance.events.service import emit
 from maintenance.partners import service as partners
 
@@ -111,10 +112,16 @@ def close_customer(conn: Conn, customer_id: int, period: Period, clock: Clock) -
 
 def _issue(conn: Conn, invoice: Invoice, now: datetime) -> Invoice:
     repo.mark_usage_billed(conn, invoice.id, invoice.customer_id, invoice.period)
+    lines = repo.invoice_lines(conn, invoice.id)
+    terms = payment_terms_days(sorted({ln.plan_id for ln in lines if ln.plan_id}), conn)
     document = documents.stamp_issued(conn, invoice, now)
-    issued = repo.move_invoice(
-        conn, invoice, InvoiceStatus.ISSUED, {"issued_at": now, **document}, now
-    )
+    values = {
+        "issued_at": now,
+        **document,
+        "payment_terms_days": terms,
+        "due_at": now + timedelta(days=terms),
+    }
+    issued = repo.move_invoice(conn, invoice, InvoiceStatus.ISSUED, values, now)
     documents_repo.apply_credits(conn, issued.id)
     lines = repo.invoice_lines(conn, issued.id)
     emit(
@@ -220,19 +227,8 @@ def issue_invoice(conn: Conn, principal: Principal, invoice_id: int, clock: Cloc
 
 
 def pay_invoice(conn: Conn, principal: Principal, invoice_id: int, clock: Clock) -> Invoice:
-    """Record the payment of an issued invoice (operator)."""
-    invoice = _invoice_for_update(conn, principal, invoice_id)
-    now = clock.now()
-    paid = repo.move_invoice(conn, invoice, InvoiceStatus.PAID, {"paid_at": now}, now)
-    emit(
-        conn,
-        "invoice.paid",
-        {"invoice": paid.model_dump(mode="json")},
-        customer_id=paid.customer_id,
-        subject=subject("invoice", paid.id),
-        occurred_at=now,
-    )
-    return paid
+    """Record the payment of what is left of an issued invoice (operator); see dunning."""
+    return pay_in_full(conn, principal, invoice_id, clock)
 
 
 def void_invoice(

@@ -1,12 +1,13 @@
 """`fleetcare billing worker`: closes last month on schedule, assesses failures for service
-credits, and sends the value reports.
+credits, sends the value reports, then runs dunning.
 
 Every ``interval`` seconds it refreshes the drafts of the month that just ended (and of the
 months before it, up to the adjustment look-back, so that it catches up after downtime) and,
 once ``grace`` has passed since a month's end, issues them. Each run is one transaction that
 this worker owns. Running several workers is safe: invoices are unique per customer and
 period and locked while a worker computes them, so the others wait and then find nothing to
-change.
+change. After closing, each run takes the dunning steps that fell due (reminders, past due,
+orders paused); each step is a unique row, so two workers never take one twice.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fleetcare.worker import Pool, WorkerRunner, WorkerStats
 from maintenance.billing import service as billing
 from maintenance.documents import credits
 from maintenance.value import service as value
+from maintenance.dunning import service as dunning
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ class BillingStats(WorkerStats):
     failures: int = 0
     value_reports: int = 0
     credits: int = 0
+    reminders: int = 0
+    past_due: int = 0
+    orders_paused: int = 0
 
 
 def run_billing_worker(
@@ -68,6 +73,12 @@ def run_billing_worker(
                     failure.error,
                 )
             log.info("billing: period %s, %d invoice(s)", result.period, len(result.invoices))
+        # dunning in its own transaction: a closing error does not hold reminders back
+        with pool.connection() as conn, conn.transaction():
+            dunned = dunning.run_dunning(conn, clock)
+        stats.reminders += dunned.reminders
+        stats.past_due += dunned.past_due
+        stats.orders_paused += dunned.orders_paused
         return 0
 
     runner = WorkerRunner(

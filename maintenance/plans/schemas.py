@@ -76,6 +76,18 @@ class PlanCreate(Strict):
         description="what a paused stretch costs: free, reduced (pause_fee_bps of the fee), full",
     )
     pause_fee_bps: int = Field(default=0, ge=0, le=10000, description="for pause_rule reduced")
+    payment_terms_days: int = Field(default=30, ge=0, le=365, description="days to pay")
+    dunning_reminder_days: list[int] = Field(
+        default_factory=lambda: [3, 10, 20],
+        max_length=10,
+        description="days after the due date on which a payment reminder goes out",
+    )
+    past_due_after_days: int = Field(
+        default=15, ge=1, le=365, description="days overdue before the subscription is past due"
+    )
+    orders_pause_after_days: int = Field(
+        default=30, ge=1, le=365, description="days overdue before automatic orders pause"
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> PlanCreate:
@@ -85,6 +97,9 @@ class PlanCreate(Strict):
             raise ValueError("parts and labour come with orders: set includes_orders")
         if self.fee_per_asset_month_minor is None and self.usage_price_minor is None:
             raise ValueError("a plan has a fee per asset-month, a usage price, or both")
+        if any(not 1 <= d <= 365 for d in self.dunning_reminder_days):
+            raise ValueError("dunning_reminder_days are days after the due date, 1 to 365")
+        self.dunning_reminder_days = sorted(set(self.dunning_reminder_days))
         if (self.pause_rule == "reduced") != (self.pause_fee_bps > 0):
             raise ValueError("pause_fee_bps (1-10000) goes with pause_rule 'reduced' only")
         return self
@@ -112,6 +127,10 @@ class Plan(BaseModel):
     failure_repair_free: bool = False
     pause_rule: str
     pause_fee_bps: int
+    payment_terms_days: int
+    dunning_reminder_days: list[int]
+    past_due_after_days: int
+    orders_pause_after_days: int
     created_at: datetime
     retired_at: datetime | None
 

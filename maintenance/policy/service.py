@@ -272,7 +272,10 @@ def _act_while_due(
 ) -> Decision:
     """In the due state: raise the order once (orders plans) or alert once (alerts only)."""
     ent = coverage.entitlements
-    if ent.includes_orders:
+    # dunning paused this subscription's automatic orders (its plan's orders_pause_after_days):
+    # the policy alerts instead, until payment resumes them
+    orders_paused = coverage.subscription.orders_paused_at is not None
+    if ent.includes_orders and not orders_paused:
         if values["order_id"] is not None:
             open_order = orders.open_order_for(conn, asset.id, prediction.component)
             if open_order is not None and open_order.status != OrderStatus.IN_PROGRESS:
@@ -315,15 +318,20 @@ def _act_while_due(
             return Decision("exists", "an order is already open", existing_id)
         values["order_id"] = order.id
         return Decision("order", ", ".join(fired), order.id)
-    if ent.includes_alerts and values["alerted_at"] is None:
+    if (ent.includes_alerts or orders_paused) and values["alerted_at"] is None:
+        payload = _alert_payload(asset, prediction, coverage, fired, window)
+        if orders_paused and ent.includes_orders:
+            payload["orders_paused"] = True
         emit(
             conn,
             "prediction.alert",
-            _alert_payload(asset, prediction, coverage, fired, window),
+            payload,
             customer_id=asset.customer_id,
             subject=subject("asset", asset.id),
         )
         values["alerted_at"] = now
+        if orders_paused and ent.includes_orders:
+            return Decision("alert", "automatic orders paused (payment overdue)")
         return Decision("alert", ", ".join(fired))
     return Decision("held", "already alerted in this due period")
 

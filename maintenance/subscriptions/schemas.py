@@ -178,6 +178,9 @@ class Subscription(BaseModel):
     cancellation_rule: str
     trial_asset_limit: int | None
     trial_converts: bool
+    orders_paused_at: datetime | None = Field(
+        default=None, description="dunning paused the automatic orders (alerts instead)"
+    )
 
 
 class StatusPeriod(BaseModel):

@@ -484,6 +484,25 @@ def coverage_for(conn: Conn, asset_id: int, at: datetime) -> Coverage | None:
     return best
 
 
+def view_of(conn: Conn, sub: Subscription, now: datetime) -> SubscriptionView:
+    """A subscription with its plan now, pending change, assets and entitlements."""
+    return _view(conn, sub, now)
+
+
+def lock_by_id(conn: Conn, subscription_id: int) -> Subscription | None:
+    """A subscription by id, row-locked, for other domains' jobs (no caller scope)."""
+    return repo.lock_subscription(conn, subscription_id, None)
+
+
+def plan_at(conn: Conn, subscription_id: int, at: datetime) -> int:
+    """The id of the plan a subscription is on at ``at`` (its first plan before it starts)."""
+    periods = repo.periods(conn, subscription_id)
+    for p in periods:
+        if p.effective_from <= at and (p.effective_to is None or p.effective_to > at):
+            return p.plan_id
+    return periods[0].plan_id if at < periods[0].effective_from else periods[-1].plan_id
+
+
 def status_history(conn: Conn, subscription_id: int) -> list[StatusPeriod]:
     """A subscription's status history, oldest first."""
     return repo.status_history(conn, subscription_id)

@@ -250,6 +250,36 @@ class SubscriptionRenewalUpcomingV1(SubscriptionEventV1):
     days_left: int
 
 
+class SubscriptionOrdersPausedV1(SubscriptionEventV1):
+    invoice_id: int
+    days_overdue: int
+    orders_pause_after_days: int
+
+
+class SubscriptionOrdersResumedV1(SubscriptionEventV1):
+    reason: str
+
+
+class InvoicePaidV1(Payload):
+    invoice: dict[str, Any]
+
+
+class InvoicePaymentRecordedV1(Payload):
+    invoice: dict[str, Any]
+    payment: dict[str, Any]
+    remaining_minor: int
+
+
+class InvoicePaymentReminderV1(Payload):
+    invoice_id: int
+    period: str
+    currency: str
+    due_at: datetime
+    amount_due_minor: int
+    reminder_day: int
+    days_overdue: int
+
+
 class SubscriptionRenewedV1(SubscriptionEventV1):
     previous_term_ends_at: datetime
     term_ends_at: datetime
@@ -498,6 +528,18 @@ EVENT_TYPES: dict[str, EventType] = _types(
         "A person asked to reset their password: send them the single-use link.",
         UserLinkV1,
     ),
+    EventType(
+        "subscription.orders_paused",
+        1,
+        "Payment is overdue: the subscription's automatic orders pause (alerts instead).",
+        SubscriptionOrdersPausedV1,
+    ),
+    EventType(
+        "subscription.orders_resumed",
+        1,
+        "Payment arrived: the subscription's automatic orders resume.",
+        SubscriptionOrdersResumedV1,
+    ),
     EventType("invoice.issued", 1, "An invoice was issued (proposed).", InvoiceIssuedV1),
     EventType(
         "credit_note.issued",
@@ -518,6 +560,19 @@ EVENT_TYPES: dict[str, EventType] = _types(
         "The customer's value report of a month (failures prevented, money saved, ...).",
         ValueReportReadyV1,
     ),
+    EventType(
+        "invoice.payment_reminder",
+        1,
+        "An invoice is overdue: a reminder on the plan's schedule.",
+        InvoicePaymentReminderV1,
+    ),
+    EventType(
+        "invoice.payment_recorded",
+        1,
+        "A payment of an invoice was recorded.",
+        InvoicePaymentRecordedV1,
+    ),
+    EventType("invoice.paid", 1, "An invoice was paid in full.", InvoicePaidV1),
     EventType("device.offline", 1, "A device stopped reporting (proposed).", DeviceOfflineV1),
     EventType(
         "ingest.quarantine_spike",

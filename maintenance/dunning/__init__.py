@@ -1,0 +1,1 @@
+"""Dunning: payment terms, payments, and what happens when an invoice is late."""
