@@ -16,6 +16,7 @@ from api.routes import (
     backoffice,
     billing,
     dashboard,
+    dashboard_metrics,
     devices,
     documents,
     fleet,
@@ -100,6 +101,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(revenue.router)
     app.include_router(value.router)
     app.include_router(backoffice.router)
+    app.include_router(dashboard_metrics.router)
     dashboard.install(app, settings)
     app.include_router(model_routes.router)
     install_openapi(app)

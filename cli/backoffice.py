@@ -156,3 +156,44 @@ def subscriptions_cancel(
             raise fail(exc.detail) from exc
     ends = view.cancel_effective_at if at_term_end else view.ends_at
     typer.echo(f"subscription {view.id}: ends {ends:%Y-%m-%d %H:%M} UTC")
+
+
+def billing_metrics(
+    month: Annotated[str, typer.Option(help="the month, YYYY-MM (UTC)")],
+    months: Annotated[int, typer.Option(help="this many months ending with --month")] = 1,
+    currency: Annotated[str, typer.Option(help="plans priced in this currency")] = "EUR",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
+) -> None:
+    """SaaS metrics from the subscription history: MRR, ARR, movements, retention, churn."""
+    from fleetcare.clock import SystemClock
+    from fleetcare.db import connect
+    from maintenance.metrics.service import metrics_series
+
+    settings = load_settings()
+    with database_url(settings) as url:
+        try:
+            with connect(url) as conn:
+                series = metrics_series(
+                    conn, _operator(), month, SystemClock(), months=months, currency=currency
+                )
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
+    if as_json:
+        typer.echo(series.model_dump_json(indent=2))
+        return
+    head = ("month", "MRR", "ARR", "new", "expansion", "contraction", "churned", "GRR", "NRR",
+            "logo churn", "renewals")  # fmt: skip
+    typer.echo("  ".join(f"{h:>11}" for h in head))
+    for m in series.months:
+        renewals = f"{m.renewals}/{m.renewals_due}"
+        row = (m.month, _money(m.closing_mrr_minor), _money(m.arr_minor),
+               _money(m.new_mrr_minor), _money(m.expansion_mrr_minor),
+               _money(m.contraction_mrr_minor), _money(m.churned_mrr_minor),
+               m.gross_revenue_retention or "-", m.net_revenue_retention or "-",
+               m.logo_churn_rate or "-", renewals)  # fmt: skip
+        typer.echo("  ".join(f"{v:>11}" for v in row))
+    typer.echo(f"amounts in {series.currency}; rates are fractions of the month's opening")
+
+
+def _money(minor: int) -> str:
+    return f"{minor / 100:.2f}"

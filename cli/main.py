@@ -12,7 +12,7 @@ import sys
 import typer
 
 from cli.access import access_app
-from cli.backoffice import subscriptions_app
+from cli.backoffice import billing_metrics, subscriptions_app
 from cli.commands import (
     api,
     billing_app,
@@ -62,6 +62,7 @@ app.add_typer(predictions_app, name="predictions")
 # maintenance: the policy, webhook delivery, billing
 app.command("dispatch")(dispatch)
 app.command("webhooks")(webhooks)
+billing_app.command("metrics")(billing_metrics)
 app.add_typer(billing_app, name="billing")
 app.add_typer(subscriptions_app, name="subscriptions")
 # simulators: `fleetcare simulate`

@@ -40,6 +40,7 @@ NAV: list[tuple[str, str, str]] = [
     ("/dashboard/billing", "Billing", "billing:read"),
     ("/dashboard/service-credits", "Credits", "billing:read"),
     ("/dashboard/value-report", "Value", "billing:read"),
+    ("/dashboard/metrics", "Metrics", "revenue:read"),
     ("/dashboard/ingest", "Ingest", "ingest:read"),
     ("/dashboard/models", "Models", "models:read"),
     ("/dashboard/audit", "Audit", "audit:read"),

@@ -34,6 +34,7 @@ from maintenance.billing.segments import (
     PlanCache,
     Segment,
     by_asset,
+    contract_year,
     coverage,
     monthly_fee,
     usage_price,
@@ -289,21 +290,8 @@ def _early_termination(
     if sub.ends_at is None or not period.start <= sub.ends_at < period.end:
         return None
     last = sub.ends_at - timedelta(microseconds=1)
-    plan_id = next(
-        (
-            p.plan_id
-            for p in subscriptions.plan_periods(conn, sub.id)
-            if p.effective_from <= last and (p.effective_to is None or p.effective_to > last)
-        ),
-        None,
-    )
-    if plan_id is None:
-        return None
-    years = (
-        sum(1 for k in range(1, 121) if subscriptions.add_months(sub.starts_at, 12 * k) <= last)
-        if sub.escalation_bps
-        else 0
-    )
+    plan_id = subscriptions.plan_at(conn, sub.id, last)
+    years = contract_year(sub, last)
     return early_termination_line(
         sub, cache.get(plan_id), subscriptions.covered_assets(conn, sub), years, period
     )

@@ -127,20 +127,33 @@ def escalated(price_minor: int, escalation_bps: int, contract_year: int) -> int:
     )
 
 
-def monthly_fee(seg: Segment, plan: Plan | None = None) -> int | None:
-    """The fee per asset-month of a segment on ``plan`` (default: its own): escalated for its
-    contract year, and by the plan's pause rule when paused (None: nothing to bill)."""
-    plan = plan or seg.plan
+def recurring_fee(plan: Plan, sub: Subscription, contract_year: int, paused: bool) -> int | None:
+    """The fee per asset-month of ``plan`` for ``sub`` in its contract year: escalated, and by
+    the plan's pause rule when paused (None: nothing to bill). Billing and MRR both use it."""
     if plan.fee_per_asset_month_minor is None:
         return None
-    fee = escalated(
-        plan.fee_per_asset_month_minor, seg.subscription.escalation_bps, seg.contract_year
-    )
-    if not seg.paused or plan.pause_rule == "full":
+    fee = escalated(plan.fee_per_asset_month_minor, sub.escalation_bps, contract_year)
+    if not paused or plan.pause_rule == "full":
         return fee
     if plan.pause_rule == "reduced":
         return to_minor(Decimal(fee) * plan.pause_fee_bps / 10000)
     return None
+
+
+def contract_year(sub: Subscription, at: datetime) -> int:
+    """Whole years of the contract before ``at`` (0 in the first year); 0 without escalation,
+    whose prices never change."""
+    if not sub.escalation_bps:
+        return 0
+    years = 0
+    while subscriptions.add_months(sub.starts_at, 12 * (years + 1)) <= at:
+        years += 1
+    return years
+
+
+def monthly_fee(seg: Segment, plan: Plan | None = None) -> int | None:
+    """The fee per asset-month of a segment on ``plan`` (default: its own)."""
+    return recurring_fee(plan or seg.plan, seg.subscription, seg.contract_year, seg.paused)
 
 
 def by_asset(segments: Iterable[Segment]) -> dict[int, list[Segment]]:

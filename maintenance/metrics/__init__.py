@@ -1,0 +1,1 @@
+"""SaaS metrics: recurring revenue and its movements, retention, churn, renewals."""
