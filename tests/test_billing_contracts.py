@@ -234,3 +234,40 @@ def test_contract_cli_and_history_route(
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and "Traceback" not in result.output
+
+
+def test_billing_in_advance_bills_next_month_and_credits_it_after(conn: Connection[Any]) -> None:
+    c = subscribed_customer(
+        conn,
+        "advance",
+        plan="proactive",
+        starts_at=NOV_1,
+        contract=ContractTerms(billing_timing="advance"),
+    )
+    after_nov = ManualClock(at(3, month=12))
+    [november] = billing.close_period(
+        conn, "2026-11", after_nov, customer_id=c.customer_id, issue=True
+    ).invoices
+    conn.commit()
+    lines = lines_of(conn, november.id)
+    # November's fee (nothing was billed in advance for it) and December's, in advance
+    assert [(r["starts_at"], r["ends_at"], r["amount_minor"]) for r in lines] == [
+        (NOV_1, at(1, month=12), 2900),
+        (at(1, month=12), at(1, month=1, year=2027), 2900),
+    ]
+    # paused 11-21 December (free): December really costs 10 + 11 of 31 days = 935 + 1029;
+    # the 2900 billed in advance is credited, and January is billed in advance
+    move(conn, c.subscription_id, "paused", at(11, month=12))
+    move(conn, c.subscription_id, "active", at(21, month=12))
+    [december] = billing.close_period(
+        conn, "2026-12", ManualClock(at(2, month=1, year=2027)), customer_id=c.customer_id
+    ).invoices
+    conn.commit()
+    amounts = [(r["unit"], r["amount_minor"]) for r in lines_of(conn, december.id)]
+    assert amounts == [
+        ("asset-days", 935),
+        ("asset-days", 1029),
+        ("advance", -2900),
+        ("asset-days", 2900),
+    ]
+    assert december.total_minor == 935 + 1029 - 2900 + 2900

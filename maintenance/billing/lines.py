@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
@@ -297,6 +297,43 @@ def _early_termination(
     )
 
 
+def _advance_credit(sub: Subscription, period: Period, amount: int, invoice_id: int) -> LineDraft:
+    """The fees of ``period`` an earlier invoice billed in advance, credited against the real
+    fee lines of the period (so the month costs what it really cost)."""
+    return LineDraft(
+        kind="base_fee",
+        description=f"Fees of {period.name} billed in advance on invoice {invoice_id}",
+        quantity=Decimal(1),
+        unit="advance",
+        unit_price_minor=-amount,
+        amount_minor=-amount,
+        subscription_id=sub.id,
+        starts_at=period.start,
+        ends_at=period.end,
+    )
+
+
+def _advance_fees(
+    conn: Conn, sub: Subscription, period: Period, cache: PlanCache, currency: str
+) -> list[LineDraft]:
+    """Next month's fees as the contract stands now (billing in advance), ending where a
+    cancellation, a scheduled non-renewal or a term without renewal ends it."""
+    stops = [
+        sub.ends_at,
+        sub.cancel_effective_at if sub.cancel_at_term_end else None,
+        None if sub.auto_renew else sub.current_term_ends_at,
+    ]
+    ends = min((t for t in stops if t is not None), default=None)
+    forecast = sub.model_copy(update={"ends_at": ends})
+    following = shift(period, 1)
+    lines = []
+    for seg in coverage(conn, forecast, following, cache):
+        line = fee_line(seg, following, currency)
+        if line is not None:
+            lines.append(replace(line, description=f"In advance: {line.description}"))
+    return lines
+
+
 def _adjustment_lines(
     conn: Conn, customer_id: int, period: Period, cache: PlanCache, currency: str, now: datetime
 ) -> list[LineDraft]:
@@ -350,10 +387,20 @@ def compute_lines(
     cache = PlanCache(conn)
     lines: list[LineDraft] = []
     records: list[UUID] = []
-    for sub in subscriptions.running_in(conn, customer_id, period.start, period.end):
+    advance = repo.billed_in_advance(conn, customer_id, period.start, period.end)
+    subs = subscriptions.running_in(conn, customer_id, period.start, period.end)
+    subs += [
+        subscriptions.subscription_by_id(conn, sid)
+        for sid in sorted(set(advance) - {s.id for s in subs})
+    ]
+    for sub in subs:
         sub_lines, sub_records = _subscription_lines(conn, sub, period, cache, currency, now)
         lines += sub_lines
         records += sub_records
+        if sub.id in advance:
+            lines.append(_advance_credit(sub, period, *advance[sub.id]))
+        if sub.billing_timing == "advance":
+            lines += _advance_fees(conn, sub, period, cache, currency)
     lines += _adjustment_lines(conn, customer_id, period, cache, currency, now)
     lines += order_lines(
         repo.completed_order_parts(conn, customer_id, period.start, period.end),

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg.rows import class_row, scalar_row
+from psycopg.rows import class_row, dict_row, scalar_row
 
 from fleetcare.repository import fetch_one, fetch_page, update_row
 from maintenance.billing.schemas import (
@@ -40,6 +40,11 @@ def customers_to_bill(
              WHERE status = 'completed' AND completed_at >= %(s)s AND completed_at < %(e)s
             UNION
             SELECT customer_id FROM invoices WHERE period_start = %(s)s
+            UNION
+            -- fees of this period billed in advance by an earlier invoice: credited now
+            SELECT i.customer_id FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+             WHERE l.kind = 'base_fee' AND l.starts_at >= %(s)s AND l.ends_at <= %(e)s
+               AND i.period_start < %(s)s AND i.status IN ('issued', 'paid')
             ORDER BY 1
             """,
             {"s": start, "e": end},
@@ -463,3 +468,23 @@ def commissions_in(
             """,
             (partner_id, start, end),
         ).fetchall()
+
+
+def billed_in_advance(
+    conn: Conn, customer_id: int, start: datetime, end: datetime
+) -> dict[int, tuple[int, int]]:
+    """Fees of ``[start, end)`` that earlier issued or paid invoices billed in advance, per
+    subscription: (amount, the invoice that billed them)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """
+            SELECT l.subscription_id, sum(l.amount_minor) AS amount, max(i.id) AS invoice_id
+              FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
+             WHERE i.customer_id = %(c)s AND l.kind = 'base_fee'
+               AND l.starts_at >= %(s)s AND l.ends_at <= %(e)s AND i.period_start < %(s)s
+               AND i.status IN ('issued', 'paid') AND l.subscription_id IS NOT NULL
+             GROUP BY l.subscription_id
+            """,
+            {"c": customer_id, "s": start, "e": end},
+        ).fetchall()
+    return {r["subscription_id"]: (int(r["amount"]), r["invoice_id"]) for r in rows}

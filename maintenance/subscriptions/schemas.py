@@ -26,6 +26,7 @@ class SubscriptionStatus(StrEnum):
 
 Scope = Literal["assets", "site"]
 CancellationRule = Literal["none", "remainder", "notice"]
+BillingTiming = Literal["advance", "arrears"]
 
 # Statuses that receive service. past_due keeps service during dunning (the grace period);
 # paused and cancelled do not.
@@ -76,6 +77,9 @@ class ContractTerms(Strict):
     cancellation_rule: CancellationRule = Field(
         default="none",
         description="what cancelling before the term ends owes: none, remainder, notice",
+    )
+    billing_timing: BillingTiming = Field(
+        default="arrears", description="fees billed in advance (next month) or in arrears"
     )
 
 
@@ -134,6 +138,7 @@ class SubscriptionUpdate(Strict, PatchRecord):
     committed_usage: Decimal | None = Field(default=None, gt=0, le=Decimal("1e15"))
     escalation_bps: int | None = Field(default=None, ge=0, le=5000)
     cancellation_rule: CancellationRule | None = None
+    billing_timing: BillingTiming | None = None
 
 
 class PlanChange(Strict):
@@ -178,6 +183,7 @@ class Subscription(BaseModel):
     cancellation_rule: str
     trial_asset_limit: int | None
     trial_converts: bool
+    billing_timing: str = "arrears"
     orders_paused_at: datetime | None = Field(
         default=None, description="dunning paused the automatic orders (alerts instead)"
     )

@@ -51,6 +51,7 @@ CONTRACT_FIELDS = frozenset(
         "committed_usage",
         "escalation_bps",
         "cancellation_rule",
+        "billing_timing",
     }
 )
 EVENT_OF_STATUS = {
