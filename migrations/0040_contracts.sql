@@ -37,12 +37,15 @@ ALTER TABLE subscriptions
     ADD CONSTRAINT subscriptions_cancel_effective
         CHECK (cancel_effective_at IS NULL OR cancel_at_term_end);
 
--- The charges of a contract on an invoice: the shortfall to a committed minimum, and what an
--- early cancellation owes for the rest of its term.
-ALTER TABLE invoice_lines DROP CONSTRAINT invoice_lines_kind_check;
-ALTER TABLE invoice_lines ADD CONSTRAINT invoice_lines_kind_check
-    CHECK (kind IN ('base_fee', 'usage', 'usage_adjustment', 'parts', 'labour', 'commitment',
-                    'early_termination'));
+-- The charges of a contract on an invoice are fees (kind 'base_fee'); this says which: the
+-- shortfall to a committed minimum, what an early cancellation owes for the rest of its term,
+-- next month's fees billed in advance, and the credit of what was billed in advance.
+ALTER TABLE invoice_lines
+    ADD COLUMN contract_charge text
+        CHECK (contract_charge IN ('commitment', 'early_termination', 'advance',
+                                   'advance_credit')),
+    ADD CONSTRAINT invoice_lines_contract_charge_fee
+        CHECK (contract_charge IS NULL OR kind = 'base_fee');
 
 -- Every status a subscription had, and when: [valid_from, valid_to). One open row per
 -- subscription. A renewal closes the row and opens the next with the same status and
@@ -94,3 +97,6 @@ SELECT s.customer_id, s.id, 'cancelled', h.valid_to, 'backfill'
   JOIN subscription_status_history h ON h.subscription_id = s.id AND h.valid_to IS NOT NULL
        AND h.status = 'active'
  WHERE s.status = 'cancelled';
+
+-- the tenant wall (0030): a customer's transactions see only its own history rows
+SELECT fleetcare_tenant_policy('subscription_status_history');

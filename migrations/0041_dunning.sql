@@ -58,3 +58,8 @@ CREATE TABLE dunning_steps (
     FOREIGN KEY (customer_id, invoice_id) REFERENCES invoices (customer_id, id)
 );
 CREATE INDEX dunning_steps_customer ON dunning_steps (customer_id, taken_at);
+
+-- the tenant wall (0030) and the audit trail (0031): payments are people's changes
+SELECT fleetcare_tenant_policy('invoice_payments');
+SELECT fleetcare_tenant_policy('dunning_steps');
+SELECT fleetcare_audit_table('invoice_payments');

@@ -88,11 +88,15 @@ def test_escalation_commitment_and_early_termination(conn: Connection[Any]) -> N
         conn, "escalate", plan="proactive", starts_at=at(11, year=2025), contract=terms, assets=2
     )
     lines = _lines(conn, c.customer_id)
-    fees = [(r["asset_id"], r["amount_minor"]) for r in lines if r["kind"] == "base_fee"]
+    fees = [
+        (r["asset_id"], r["amount_minor"])
+        for r in lines
+        if r["kind"] == "base_fee" and not r["contract_charge"]
+    ]
     a, b = c.asset_ids
     # 2900 for 10 days (967), then 2900 * 1.05 = 3045 for 20 days (2030), per asset
     assert fees == [(a, 967), (a, 2030), (b, 967), (b, 2030)]
-    [commitment] = [r for r in lines if r["kind"] == "commitment"]
+    [commitment] = [r for r in lines if r["contract_charge"] == "commitment"]
     # 3 assets at the last fee (3045) for the whole month = 9135, billed 2 * 2997 = 5994
     assert commitment["amount_minor"] == 9135 - 5994
 
@@ -102,7 +106,7 @@ def test_escalation_commitment_and_early_termination(conn: Connection[Any]) -> N
     conn.commit()
     move(conn, c.subscription_id, "cancelled", at(5, month=12))
     december = _lines(conn, c.customer_id, "2026-12")
-    [ended] = [r for r in december if r["kind"] == "early_termination"]
+    [ended] = [r for r in december if r["contract_charge"] == "early_termination"]
     # 3 committed assets at 3045 = 9135 a month: 27 of 31 days of December (7956), 10 whole
     # months, 10 of 30 days of November 2027 (3045)
     expected = 7956 + 10 * 9135 + 3045

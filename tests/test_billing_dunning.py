@@ -98,7 +98,7 @@ def test_late_payment_is_dunned_on_the_plans_schedule_and_payment_restores(
     assert alert is not None and alert[0]["orders_paused"] is True
 
     # a part payment changes nothing yet; the rest restores everything
-    half = invoice.total_minor // 2
+    half = invoice.gross_minor // 2
     clock = ManualClock(_at(2, 3))
     dunning.record_payment(
         conn, OPERATOR, invoice.id, PaymentCreate(amount_minor=half, reference="BANK-1"), clock
@@ -116,17 +116,17 @@ def test_late_payment_is_dunned_on_the_plans_schedule_and_payment_restores(
             conn,
             OPERATOR,
             invoice.id,
-            PaymentCreate(amount_minor=invoice.total_minor, reference="BANK-2"),
+            PaymentCreate(amount_minor=invoice.gross_minor, reference="BANK-2"),
             clock,
         )
     assert over.value.code == "overpayment"
     conn.rollback()
-    rest = invoice.total_minor - half
+    rest = invoice.gross_minor - half
     paid = dunning.record_payment(
         conn, OPERATOR, invoice.id, PaymentCreate(amount_minor=rest, reference="BANK-2"), clock
     )
     conn.commit()
-    assert paid.invoice.status == "paid" and paid.invoice.paid_minor == invoice.total_minor
+    assert paid.invoice.status == "paid" and paid.invoice.paid_minor == invoice.gross_minor
     restored = subscriptions.subscription_by_id(conn, sub.id)
     assert restored.status == "active" and restored.orders_paused_at is None
     # orders again: the next prediction raises one
@@ -200,7 +200,7 @@ def test_payment_api_refuses_bad_input_with_problem_documents(
             assert response.json()["code"] == code
     ok = client.post(
         url,
-        json={"amount_minor": invoice.total_minor, "reference": "wire-1"},
+        json={"amount_minor": invoice.gross_minor, "reference": "wire-1"},
         headers=operator_headers,
     )
     assert ok.status_code == 201, ok.text

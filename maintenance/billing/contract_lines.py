@@ -64,7 +64,8 @@ def commitment_lines(
         if owed > billed:
             lines.append(
                 LineDraft(
-                    kind="commitment",
+                    kind="base_fee",
+                    contract_charge="commitment",
                     description=f"Committed minimum: {sub.committed_assets} asset(s) of"
                     f" {last.plan.name} for {days(seconds)} of {period.days} days"
                     f" ({owed} owed, {billed} billed as fees)",
@@ -87,7 +88,8 @@ def commitment_lines(
         if short > 0:
             lines.append(
                 LineDraft(
-                    kind="commitment",
+                    kind="base_fee",
+                    contract_charge="commitment",
                     description=f"Committed minimum usage: {minimum} of {sub.committed_usage}"
                     f" a month for {days(seconds)} of {period.days} days, {used} used",
                     quantity=short,
@@ -152,7 +154,8 @@ def early_termination_line(
         month = shift(month, 1)
     rule = "the rest of the term" if sub.cancellation_rule == "remainder" else "the notice period"
     return LineDraft(
-        kind="early_termination",
+        kind="base_fee",
+        contract_charge="early_termination",
         description=f"Cancelled {ended:%Y-%m-%d}: {rule} to {until:%Y-%m-%d}, {count} asset(s)"
         f" of {plan.name} at {fee} a month",
         quantity=Decimal(count),

@@ -307,6 +307,7 @@ def _advance_credit(sub: Subscription, period: Period, amount: int, invoice_id: 
         unit="advance",
         unit_price_minor=-amount,
         amount_minor=-amount,
+        contract_charge="advance_credit",
         subscription_id=sub.id,
         starts_at=period.start,
         ends_at=period.end,
@@ -330,7 +331,13 @@ def _advance_fees(
     for seg in coverage(conn, forecast, following, cache):
         line = fee_line(seg, following, currency)
         if line is not None:
-            lines.append(replace(line, description=f"In advance: {line.description}"))
+            lines.append(
+                replace(
+                    line,
+                    description=f"In advance: {line.description}",
+                    contract_charge="advance",
+                )
+            )
     return lines
 
 

@@ -43,7 +43,8 @@ def customers_to_bill(
             UNION
             -- fees of this period billed in advance by an earlier invoice: credited now
             SELECT i.customer_id FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
-             WHERE l.kind = 'base_fee' AND l.starts_at >= %(s)s AND l.ends_at <= %(e)s
+             WHERE l.contract_charge = 'advance'
+               AND l.starts_at >= %(s)s AND l.ends_at <= %(e)s
                AND i.period_start < %(s)s AND i.status IN ('issued', 'paid')
             ORDER BY 1
             """,
@@ -360,13 +361,14 @@ def replace_lines(conn: Conn, invoice_id: int, lines: list[LineDraft], now: date
             INSERT INTO invoice_lines (invoice_id, line_no, kind, description, subscription_id,
                 asset_id, plan_id, order_id, part_id, usage_record_id, adjusts_period,
                 starts_at, ends_at, quantity, unit, unit_price_minor, unit_quantity,
-                amount_minor, service_credit_id, tax_category, tax_rate_bps, tax_minor)
+                amount_minor, service_credit_id, tax_category, tax_rate_bps, tax_minor,
+                contract_charge)
             VALUES (%(invoice_id)s, %(line_no)s, %(kind)s, %(description)s,
                 %(subscription_id)s, %(asset_id)s, %(plan_id)s, %(order_id)s, %(part_id)s,
                 %(usage_record_id)s, %(adjusts_period)s, %(starts_at)s, %(ends_at)s,
                 %(quantity)s, %(unit)s, %(unit_price_minor)s, %(unit_quantity)s,
                 %(amount_minor)s, %(service_credit_id)s, %(tax_category)s, %(tax_rate_bps)s,
-                %(tax_minor)s)
+                %(tax_minor)s, %(contract_charge)s)
             """,
             [
                 {**asdict(line), "invoice_id": invoice_id, "line_no": n}
@@ -480,7 +482,7 @@ def billed_in_advance(
             """
             SELECT l.subscription_id, sum(l.amount_minor) AS amount, max(i.id) AS invoice_id
               FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id
-             WHERE i.customer_id = %(c)s AND l.kind = 'base_fee'
+             WHERE i.customer_id = %(c)s AND l.contract_charge = 'advance'
                AND l.starts_at >= %(s)s AND l.ends_at <= %(e)s AND i.period_start < %(s)s
                AND i.status IN ('issued', 'paid') AND l.subscription_id IS NOT NULL
              GROUP BY l.subscription_id

@@ -84,6 +84,7 @@ class Invoice(BaseModel):
     def gross_minor(self) -> int:
         """Net total plus tax: what the customer pays."""
         return self.total_minor + self.tax_minor
+
     payment_terms_days: int | None = None
     due_at: datetime | None = Field(default=None, description="issued_at + payment terms")
     paid_minor: int = Field(default=0, description="the sum of its payments")
@@ -113,6 +114,10 @@ class InvoiceLine(BaseModel):
     tax_category: str = "untaxed"
     tax_rate_bps: int = 0
     tax_minor: int = 0
+    contract_charge: str | None = Field(
+        default=None,
+        description="a contract's fee: commitment, early_termination, advance, advance_credit",
+    )
 
 
 class InvoiceDetail(Invoice):
@@ -143,6 +148,7 @@ class LineDraft:
     tax_category: str = "untaxed"
     tax_rate_bps: int = 0
     tax_minor: int = 0
+    contract_charge: str | None = None
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ def payments(conn: Conn, invoice_id: int) -> list[Payment]:
 
 
 _OVERDUE = """
-    SELECT i.id, i.customer_id, i.period, i.currency, i.total_minor, i.paid_minor, i.due_at,
+    SELECT i.id, i.customer_id, i.period, i.currency, i.total_minor + i.tax_minor AS gross_minor,
+           i.paid_minor, i.due_at,
            coalesce(array_agg(DISTINCT l.plan_id) FILTER (WHERE l.plan_id IS NOT NULL),
                     ARRAY[]::bigint[]) AS plan_ids,
            coalesce(array_agg(DISTINCT l.subscription_id)

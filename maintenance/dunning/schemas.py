@@ -11,7 +11,9 @@ from fleetcare.inputs import Moment, Money
 
 
 class PaymentCreate(Strict):
-    amount_minor: Money = Field(gt=0, description="in the invoice's currency, minor units")
+    amount_minor: Money = Field(
+        gt=0, description="in the invoice's currency, minor units (of the total with tax)"
+    )
     reference: str = Field(
         min_length=1, max_length=200, description="the bank's or payer's reference (unique)"
     )
@@ -44,7 +46,7 @@ class OverdueInvoice(BaseModel):
     customer_id: int
     period: str
     currency: str
-    total_minor: int
+    gross_minor: int = Field(description="net total plus tax: what is due")
     paid_minor: int
     due_at: datetime
     plan_ids: list[int]

@@ -86,7 +86,7 @@ def record_payment(
     received = body.received_at or now
     if received > now:
         raise Invalid("received_at is in the future", code="payment_in_future")
-    remaining = invoice.total_minor - invoice.paid_minor
+    remaining = invoice.gross_minor - invoice.paid_minor
     if body.amount_minor > remaining:
         raise Invalid(
             f"invoice {invoice.id} has {remaining} {invoice.currency} (minor units) left to"
@@ -117,13 +117,13 @@ def record_payment(
         {
             **_invoice_payload(updated),
             "payment": payment.model_dump(mode="json"),
-            "remaining_minor": updated.total_minor - updated.paid_minor,
+            "remaining_minor": updated.gross_minor - updated.paid_minor,
         },
         customer_id=invoice.customer_id,
         subject=subject("invoice", invoice.id),
         occurred_at=now,
     )
-    if updated.paid_minor >= updated.total_minor:
+    if updated.paid_minor >= updated.gross_minor:
         updated = _settle(conn, updated, now, received)
     return PaymentResult(payment=payment, invoice=updated)
 
@@ -131,7 +131,7 @@ def record_payment(
 def pay_in_full(conn: Conn, principal: Principal, invoice_id: int, clock: Clock) -> Invoice:
     """Record the payment of what is left of an issued invoice (operator)."""
     invoice = _locked_invoice(conn, principal, invoice_id)
-    remaining = invoice.total_minor - invoice.paid_minor
+    remaining = invoice.gross_minor - invoice.paid_minor
     if remaining <= 0:
         return _settle(conn, invoice, clock.now(), clock.now())
     body = PaymentCreate(amount_minor=remaining, reference=f"paid-in-full:{invoice.id}")
@@ -235,7 +235,7 @@ def run_dunning(conn: Conn, clock: Clock) -> DunningRun:
                     "period": invoice.period,
                     "currency": invoice.currency,
                     "due_at": invoice.due_at.isoformat(),
-                    "amount_due_minor": invoice.total_minor - invoice.paid_minor,
+                    "amount_due_minor": invoice.gross_minor - invoice.paid_minor,
                     "reminder_day": day,
                     "days_overdue": days,
                 },
