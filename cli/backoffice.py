@@ -4,13 +4,16 @@ operator), and ``fleetcare billing metrics``. ``cli.main`` registers them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from fleetcare.commandline import database_url, fail, load_settings
 from fleetcare.errors import FleetcareError
+
+T = TypeVar("T")
 
 subscriptions_app = typer.Typer(help="Subscriptions and their contracts.", no_args_is_help=True)
 
@@ -19,6 +22,21 @@ def _operator() -> Any:
     from fleet.schemas import Principal
 
     return Principal(key_id=0, role="operator")
+
+
+def _as_operator(work: Callable[[Any, Any, Any], T]) -> T:
+    """Run ``work(conn, operator, clock)`` in one transaction on the configured database; a
+    domain error is a one-line failure (exit 2)."""
+    from fleetcare.clock import SystemClock
+    from fleetcare.db import connect
+
+    settings = load_settings()
+    with database_url(settings) as url:
+        try:
+            with connect(url) as conn:
+                return work(conn, _operator(), SystemClock())
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
 
 
 def _first_error(exc: Exception) -> str:
@@ -37,19 +55,14 @@ def subscriptions_show(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text")] = False,
 ) -> None:
     """A subscription's contract terms and status history."""
-    from fleetcare.clock import SystemClock
-    from fleetcare.db import connect
     from maintenance.subscriptions import service
 
-    settings = load_settings()
-    with database_url(settings) as url:
-        try:
-            with connect(url) as conn:
-                clock = SystemClock()
-                view = service.get_subscription(conn, _operator(), subscription_id, clock)
-                history = service.get_status_history(conn, _operator(), subscription_id, clock)
-        except FleetcareError as exc:
-            raise fail(exc.detail) from exc
+    view, history = _as_operator(
+        lambda conn, operator, clock: (
+            service.get_subscription(conn, operator, subscription_id, clock),
+            service.get_status_history(conn, operator, subscription_id, clock),
+        )
+    )
     if as_json:
         out = {
             "subscription": view.model_dump(mode="json"),
@@ -93,8 +106,6 @@ def subscriptions_terms(
     """Change a subscription's contract terms (as the operator)."""
     from pydantic import ValidationError
 
-    from fleetcare.clock import SystemClock
-    from fleetcare.db import connect
     from maintenance.subscriptions import service
     from maintenance.subscriptions.schemas import SubscriptionUpdate
 
@@ -121,15 +132,11 @@ def subscriptions_terms(
             if isinstance(exc, ValidationError)
             else "--committed-usage: not a number"
         ) from exc
-    settings = load_settings()
-    with database_url(settings) as url:
-        try:
-            with connect(url) as conn:
-                view = service.update_subscription(
-                    conn, _operator(), subscription_id, body, SystemClock()
-                )
-        except FleetcareError as exc:
-            raise fail(exc.detail) from exc
+    view = _as_operator(
+        lambda conn, operator, clock: service.update_subscription(
+            conn, operator, subscription_id, body, clock
+        )
+    )
     typer.echo(f"subscription {view.id}: {', '.join(sorted(values))} changed")
 
 
@@ -141,19 +148,13 @@ def subscriptions_cancel(
     ] = False,
 ) -> None:
     """Cancel now (the contract's cancellation rule applies) or at the end of the term."""
-    from fleetcare.clock import SystemClock
-    from fleetcare.db import connect
     from maintenance.subscriptions import service
 
-    settings = load_settings()
-    with database_url(settings) as url:
-        try:
-            with connect(url) as conn:
-                view = service.cancel(
-                    conn, _operator(), subscription_id, at_term_end, SystemClock()
-                )
-        except FleetcareError as exc:
-            raise fail(exc.detail) from exc
+    view = _as_operator(
+        lambda conn, operator, clock: service.cancel(
+            conn, operator, subscription_id, at_term_end, clock
+        )
+    )
     ends = view.cancel_effective_at if at_term_end else view.ends_at
     typer.echo(f"subscription {view.id}: ends {ends:%Y-%m-%d %H:%M} UTC")
 
@@ -165,19 +166,13 @@ def billing_metrics(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table")] = False,
 ) -> None:
     """SaaS metrics from the subscription history: MRR, ARR, movements, retention, churn."""
-    from fleetcare.clock import SystemClock
-    from fleetcare.db import connect
     from maintenance.metrics.service import metrics_series
 
-    settings = load_settings()
-    with database_url(settings) as url:
-        try:
-            with connect(url) as conn:
-                series = metrics_series(
-                    conn, _operator(), month, SystemClock(), months=months, currency=currency
-                )
-        except FleetcareError as exc:
-            raise fail(exc.detail) from exc
+    series = _as_operator(
+        lambda conn, operator, clock: metrics_series(
+            conn, operator, month, clock, months=months, currency=currency
+        )
+    )
     if as_json:
         typer.echo(series.model_dump_json(indent=2))
         return
