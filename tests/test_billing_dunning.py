@@ -212,3 +212,46 @@ def test_payment_api_refuses_bad_input_with_problem_documents(
     listed = client.get(url, headers=operator_headers).json()
     assert [p["reference"] for p in listed] == ["wire-1"]
     assert client.get("/v1/invoices/999999/payments", headers=operator_headers).status_code == 404
+
+
+def test_a_correction_lowers_what_is_due(conn: Connection[Any]) -> None:
+    from maintenance.documents import service as documents
+    from maintenance.documents.schemas import CorrectionRequest, CreditLineRequest
+
+    world = make_world(conn, "corrected")
+    issued_at = datetime(2026, 12, 3, tzinfo=UTC)
+    [invoice] = [
+        i
+        for i in billing.close_period(conn, "2026-11", ManualClock(issued_at), issue=True).invoices
+        if i.customer_id == world.customer_id
+    ]
+    conn.commit()
+    note = documents.correct_invoice(
+        conn,
+        OPERATOR,
+        invoice.id,
+        CorrectionRequest(
+            reason="goodwill", lines=[CreditLineRequest(line_no=1, amount_minor=100)]
+        ),
+        ManualClock(issued_at),
+    )
+    conn.commit()
+    due = invoice.gross_minor - (note.total_minor + note.tax_minor)
+    clock = ManualClock(_at(1, 10))
+    [reminder] = [e for e in dunning.run_dunning(conn, clock).steps if e.step == "reminder:3"]
+    conn.commit()
+    payload = conn.execute(
+        "SELECT payload FROM events WHERE type = 'invoice.payment_reminder' AND subject = %s",
+        (f"invoice:{invoice.id}",),
+    ).fetchone()
+    assert payload is not None and payload[0]["amount_due_minor"] == due
+    with pytest.raises(Invalid):
+        dunning.record_payment(
+            conn, OPERATOR, invoice.id, PaymentCreate(amount_minor=due + 1, reference="W"), clock
+        )
+    conn.rollback()
+    paid = dunning.record_payment(
+        conn, OPERATOR, invoice.id, PaymentCreate(amount_minor=due, reference="W"), clock
+    )
+    conn.commit()
+    assert paid.invoice.status == "paid" and reminder.days_overdue == 8

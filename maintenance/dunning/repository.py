@@ -52,6 +52,8 @@ def payments(conn: Conn, invoice_id: int) -> list[Payment]:
 _OVERDUE = """
     SELECT i.id, i.customer_id, i.period, i.currency, i.total_minor + i.tax_minor AS gross_minor,
            i.paid_minor, i.due_at,
+           (SELECT coalesce(sum(c.total_minor + c.tax_minor), 0) FROM credit_notes c
+             WHERE c.invoice_id = i.id AND c.kind = 'correction') AS credited_minor,
            coalesce(array_agg(DISTINCT l.plan_id) FILTER (WHERE l.plan_id IS NOT NULL),
                     ARRAY[]::bigint[]) AS plan_ids,
            coalesce(array_agg(DISTINCT l.subscription_id)
@@ -148,3 +150,14 @@ def mark_paid(conn: Conn, invoice_id: int, paid_at: datetime, now: datetime) -> 
         ).fetchone()
     assert row is not None
     return row
+
+
+def credited_minor(conn: Conn, invoice_id: int) -> int:
+    """What correction credit notes took off an invoice (with tax)."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        value = cur.execute(
+            "SELECT coalesce(sum(total_minor + tax_minor), 0) FROM credit_notes"
+            " WHERE invoice_id = %s AND kind = 'correction'",
+            (invoice_id,),
+        ).fetchone()
+    return int(value or 0)

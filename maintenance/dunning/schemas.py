@@ -48,9 +48,15 @@ class OverdueInvoice(BaseModel):
     currency: str
     gross_minor: int = Field(description="net total plus tax: what is due")
     paid_minor: int
+    credited_minor: int = Field(description="taken off by correction credit notes")
     due_at: datetime
     plan_ids: list[int]
     subscription_ids: list[int]
+
+    @property
+    def due_minor(self) -> int:
+        """What is left to pay: the total with tax, less payments and corrections."""
+        return self.gross_minor - self.credited_minor - self.paid_minor
 
 
 class DunningRun(BaseModel):

@@ -60,6 +60,11 @@ def _locked_invoice(conn: Conn, principal: Principal, invoice_id: int) -> Invoic
     return invoice
 
 
+def _left_to_pay(conn: Conn, invoice: Invoice) -> int:
+    """The total with tax, less payments and correction credit notes."""
+    return invoice.gross_minor - invoice.paid_minor - repo.credited_minor(conn, invoice.id)
+
+
 def _settle(conn: Conn, invoice: Invoice, now: datetime, paid_at: datetime) -> Invoice:
     """Mark a fully paid invoice paid, emit invoice.paid and lift the customer's dunning."""
     INVOICE_LIFECYCLE.check(invoice.id, invoice.status, InvoiceStatus.PAID)
@@ -86,7 +91,7 @@ def record_payment(
     received = body.received_at or now
     if received > now:
         raise Invalid("received_at is in the future", code="payment_in_future")
-    remaining = invoice.gross_minor - invoice.paid_minor
+    remaining = _left_to_pay(conn, invoice)
     if body.amount_minor > remaining:
         raise Invalid(
             f"invoice {invoice.id} has {remaining} {invoice.currency} (minor units) left to"
@@ -117,13 +122,13 @@ def record_payment(
         {
             **_invoice_payload(updated),
             "payment": payment.model_dump(mode="json"),
-            "remaining_minor": updated.gross_minor - updated.paid_minor,
+            "remaining_minor": _left_to_pay(conn, updated),
         },
         customer_id=invoice.customer_id,
         subject=subject("invoice", invoice.id),
         occurred_at=now,
     )
-    if updated.paid_minor >= updated.gross_minor:
+    if _left_to_pay(conn, updated) <= 0:
         updated = _settle(conn, updated, now, received)
     return PaymentResult(payment=payment, invoice=updated)
 
@@ -131,7 +136,7 @@ def record_payment(
 def pay_in_full(conn: Conn, principal: Principal, invoice_id: int, clock: Clock) -> Invoice:
     """Record the payment of what is left of an issued invoice (operator)."""
     invoice = _locked_invoice(conn, principal, invoice_id)
-    remaining = invoice.gross_minor - invoice.paid_minor
+    remaining = _left_to_pay(conn, invoice)
     if remaining <= 0:
         return _settle(conn, invoice, clock.now(), clock.now())
     body = PaymentCreate(amount_minor=remaining, reference=f"paid-in-full:{invoice.id}")
@@ -220,6 +225,8 @@ def run_dunning(conn: Conn, clock: Clock) -> DunningRun:
     now = clock.now()
     run = DunningRun()
     for invoice in repo.overdue_invoices(conn, now):
+        if invoice.due_minor <= 0:
+            continue  # credited in full by corrections: nothing to chase
         days = _days_overdue(invoice, now)
         for day in _reminder_days(conn, invoice):
             if day > days:
@@ -235,7 +242,7 @@ def run_dunning(conn: Conn, clock: Clock) -> DunningRun:
                     "period": invoice.period,
                     "currency": invoice.currency,
                     "due_at": invoice.due_at.isoformat(),
-                    "amount_due_minor": invoice.gross_minor - invoice.paid_minor,
+                    "amount_due_minor": invoice.due_minor,
                     "reminder_day": day,
                     "days_overdue": days,
                 },
