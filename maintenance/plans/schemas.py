@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
@@ -77,7 +77,7 @@ class PlanCreate(Strict):
     )
     pause_fee_bps: int = Field(default=0, ge=0, le=10000, description="for pause_rule reduced")
     payment_terms_days: int = Field(default=30, ge=0, le=365, description="days to pay")
-    dunning_reminder_days: list[int] = Field(
+    dunning_reminder_days: list[Annotated[int, Field(ge=1, le=365)]] = Field(
         default_factory=lambda: [3, 10, 20],
         max_length=10,
         description="days after the due date on which a payment reminder goes out",
@@ -97,8 +97,6 @@ class PlanCreate(Strict):
             raise ValueError("parts and labour come with orders: set includes_orders")
         if self.fee_per_asset_month_minor is None and self.usage_price_minor is None:
             raise ValueError("a plan has a fee per asset-month, a usage price, or both")
-        if any(not 1 <= d <= 365 for d in self.dunning_reminder_days):
-            raise ValueError("dunning_reminder_days are days after the due date, 1 to 365")
         self.dunning_reminder_days = sorted(set(self.dunning_reminder_days))
         if (self.pause_rule == "reduced") != (self.pause_fee_bps > 0):
             raise ValueError("pause_fee_bps (1-10000) goes with pause_rule 'reduced' only")
