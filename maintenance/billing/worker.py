@@ -21,8 +21,8 @@ from fleetcare.clock import Clock, SystemClock
 from fleetcare.worker import Pool, WorkerRunner, WorkerStats
 from maintenance.billing import service as billing
 from maintenance.documents import credits
-from maintenance.value import service as value
 from maintenance.dunning import service as dunning
+from maintenance.value import service as value
 
 log = logging.getLogger(__name__)
 
