@@ -111,7 +111,19 @@ def test_escalation_commitment_and_early_termination(conn: Connection[Any]) -> N
     # months, 10 of 30 days of November 2027 (3045)
     expected = 7956 + 10 * 9135 + 3045
     assert ended["amount_minor"] == expected
-    assert (ended["starts_at"], ended["ends_at"]) == (at(5, month=12), at(11, year=2027))
+    # a point in time (recognised at cancellation), the span in its description
+    assert (ended["starts_at"], ended["ends_at"]) == (at(5, month=12), at(5, month=12))
+    # revenue recognition reconciles with these contract lines to the cent
+    from maintenance.billing import service as billing_service
+    from maintenance.revenue.service import revenue_report
+
+    billing_service.close_period(
+        conn, "2026-12", ManualClock(at(2, month=1, year=2027)), customer_id=c.customer_id,
+        issue=True,
+    )  # fmt: skip
+    conn.commit()
+    for month in ("2026-11", "2026-12"):
+        assert revenue_report(conn, OPERATOR, month).reconciled, month
 
 
 def test_trial_limit_and_a_pilot_that_ends(conn: Connection[Any]) -> None:
@@ -275,3 +287,10 @@ def test_billing_in_advance_bills_next_month_and_credits_it_after(conn: Connecti
         ("asset-days", 2900),
     ]
     assert december.total_minor == 935 + 1029 - 2900 + 2900
+    # issued, the fees in advance and their credit reconcile with revenue recognition
+    from maintenance.revenue.service import revenue_report
+
+    billing.issue_invoice(conn, OPERATOR, december.id, ManualClock(at(2, month=1, year=2027)))
+    conn.commit()
+    for month in ("2026-11", "2026-12", "2027-01"):
+        assert revenue_report(conn, OPERATOR, month).reconciled, month

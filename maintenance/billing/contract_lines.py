@@ -164,6 +164,8 @@ def early_termination_line(
         amount_minor=amount,
         subscription_id=sub.id,
         plan_id=plan.id,
+        # a point in time, not a service period: no service follows, so revenue recognition
+        # takes it in the month of the cancellation
         starts_at=ended,
-        ends_at=until,
+        ends_at=ended,
     )
