@@ -186,6 +186,12 @@ ACTIONS: Final[dict[tuple[str, str], str]] = {
     ("GET", "/v1/invoices/{invoice_id}/revenue-schedule"): "billing:read",
     ("GET", "/v1/revenue"): "revenue:read",
     ("GET", "/v1/revenue/journal.csv"): "revenue:read",
+    # the back office: contracts' history, payments and dunning, SaaS metrics (the operator's)
+    ("GET", "/v1/subscriptions/{subscription_id}/history"): "subscriptions:read",
+    ("POST", "/v1/invoices/{invoice_id}/payments"): "billing:write",
+    ("GET", "/v1/invoices/{invoice_id}/payments"): "billing:read",
+    ("GET", "/v1/invoices/{invoice_id}/dunning"): "billing:read",
+    ("GET", "/v1/billing/metrics"): "revenue:read",
     # wear models' drift and retraining
     ("GET", "/v1/models/{kind}/drift-checks"): "models:read",
     ("GET", "/v1/models/{kind}/retrain-decisions"): "models:read",
@@ -212,6 +218,7 @@ ACTIONS: Final[dict[tuple[str, str], str]] = {
     ("GET", "/dashboard/webhooks"): "webhooks:read",
     ("POST", "/dashboard/webhooks/deliveries/{delivery_id}/replay"): "webhooks:write",
     ("GET", "/dashboard/billing"): "billing:read",
+    ("GET", "/dashboard/metrics"): "revenue:read",
     ("GET", "/dashboard/invoices/{invoice_id}"): "billing:read",
     ("GET", "/dashboard/invoices/{invoice_id}/pdf"): "billing:read",
     ("GET", "/dashboard/credit-notes/{note_id}/pdf"): "billing:read",

@@ -12,7 +12,7 @@ from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Invalid, NotFound
 from maintenance.billing.schemas import INVOICE_LIFECYCLE, Invoice, InvoiceStatus
-from maintenance.common import Conn, require_customer_side, require_operator, subject
+from maintenance.common import Conn, subject
 from maintenance.dunning import repository as repo
 from maintenance.dunning.schemas import (
     DunningRun,
@@ -48,7 +48,7 @@ def _invoice_payload(invoice: Invoice) -> dict[str, object]:
 
 
 def _locked_invoice(conn: Conn, principal: Principal, invoice_id: int) -> Invoice:
-    require_operator(principal)
+    principal.require("billing:write")
     invoice = repo.lock_invoice(conn, invoice_id)
     if invoice is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
@@ -145,7 +145,7 @@ def pay_in_full(conn: Conn, principal: Principal, invoice_id: int, clock: Clock)
 
 def list_payments(conn: Conn, principal: Principal, invoice_id: int) -> list[Payment]:
     """The payments of an invoice the caller may see."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     if repo.get_invoice(conn, invoice_id, principal.scope) is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
     return repo.payments(conn, invoice_id)
@@ -153,7 +153,7 @@ def list_payments(conn: Conn, principal: Principal, invoice_id: int) -> list[Pay
 
 def list_steps(conn: Conn, principal: Principal, invoice_id: int) -> list[DunningStep]:
     """The dunning steps taken on an invoice the caller may see."""
-    require_customer_side(principal)
+    principal.require("billing:read")
     if repo.get_invoice(conn, invoice_id, principal.scope) is None:
         raise NotFound(f"invoice {invoice_id} not found", code="invoice_not_found")
     return repo.steps(conn, invoice_id)

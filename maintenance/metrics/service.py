@@ -17,7 +17,7 @@ from fleetcare.clock import Clock
 from fleetcare.errors import Invalid
 from maintenance.billing.pricing import Period, parse_period, shift, usage_charge
 from maintenance.billing.segments import contract_year, escalated, recurring_fee
-from maintenance.common import Conn, require_operator
+from maintenance.common import Conn
 from maintenance.metrics import repository as repo
 from maintenance.metrics.schemas import GroupMetrics, MetricsSeries, MonthMetrics, Movements
 from maintenance.plans import service as plans
@@ -264,7 +264,7 @@ def metrics_series(
     currency: str = "EUR",
 ) -> MetricsSeries:
     """The metrics of ``months`` months ending with ``month`` (operator), oldest first."""
-    require_operator(principal)
+    principal.require("revenue:read")
     last = _check(month, months, currency, clock)
     book = load_book(conn, last.end)
     return MetricsSeries(

@@ -529,16 +529,10 @@ EVENT_TYPES: dict[str, EventType] = _types(
         UserLinkV1,
     ),
     EventType(
-        "subscription.orders_paused",
-        1,
-        "Payment is overdue: the subscription's automatic orders pause (alerts instead).",
-        SubscriptionOrdersPausedV1,
+        "subscription.orders_paused", 1, "Overdue: orders pause.", SubscriptionOrdersPausedV1
     ),
     EventType(
-        "subscription.orders_resumed",
-        1,
-        "Payment arrived: the subscription's automatic orders resume.",
-        SubscriptionOrdersResumedV1,
+        "subscription.orders_resumed", 1, "Paid: orders resume.", SubscriptionOrdersResumedV1
     ),
     EventType("invoice.issued", 1, "An invoice was issued (proposed).", InvoiceIssuedV1),
     EventType(
@@ -560,18 +554,8 @@ EVENT_TYPES: dict[str, EventType] = _types(
         "The customer's value report of a month (failures prevented, money saved, ...).",
         ValueReportReadyV1,
     ),
-    EventType(
-        "invoice.payment_reminder",
-        1,
-        "An invoice is overdue: a reminder on the plan's schedule.",
-        InvoicePaymentReminderV1,
-    ),
-    EventType(
-        "invoice.payment_recorded",
-        1,
-        "A payment of an invoice was recorded.",
-        InvoicePaymentRecordedV1,
-    ),
+    EventType("invoice.payment_reminder", 1, "An invoice is overdue.", InvoicePaymentReminderV1),
+    EventType("invoice.payment_recorded", 1, "A payment was recorded.", InvoicePaymentRecordedV1),
     EventType("invoice.paid", 1, "An invoice was paid in full.", InvoicePaidV1),
     EventType("device.offline", 1, "A device stopped reporting (proposed).", DeviceOfflineV1),
     EventType(
