@@ -17,6 +17,7 @@ from psycopg import Connection
 from typer.testing import CliRunner
 
 from cli.main import app
+from fleet.schemas import Principal
 from fleetcare.clock import ManualClock
 from fleetcare.errors import Forbidden, Invalid
 from maintenance.billing import service as billing
@@ -207,7 +208,7 @@ def test_a_scripted_year_reconciles_with_hand_computed_figures(
     from tests.test_dashboard import sign_in
 
     assert sign_in(client, customer.key).status_code == 303
-    assert client.get("/dashboard/metrics").status_code == 404  # not a customer's page
+    assert client.get("/dashboard/metrics").status_code == 403  # the operator's page only
     assert "/dashboard/metrics" not in client.get("/dashboard/billing").text
     assert sign_in(client, operator_headers["Authorization"].split()[-1]).status_code == 303
     page = client.get("/dashboard/metrics", params={"month": "2026-12", "months": 12})
@@ -241,7 +242,7 @@ def test_a_scripted_year_reconciles_with_hand_computed_figures(
 
 
 def test_metrics_refuse_bad_input_and_non_operators(conn: Connection[Any]) -> None:
-    customer = OPERATOR.model_copy(update={"role": "customer", "customer_id": 1})
+    customer = Principal(key_id=1, role="customer", customer_id=1)
     with pytest.raises(Forbidden):
         metrics_series(conn, customer, "2026-11", NOW)
     for month, months, currency in (
