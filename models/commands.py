@@ -10,6 +10,19 @@ import typer
 
 from fleetcare.commandline import database_url, fail, load_settings
 
+# the training options `models train` and `models retrain` share
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="RUL regressor parameter NAME=VALUE (repeatable)"),
+]
+RiskParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--risk-param", help="failure-risk classifier parameter NAME=VALUE"),
+]
+WindowsOption = Annotated[
+    str | None, typer.Option(help="feature windows in rows, e.g. 5,10,20,30 (the default)")
+]
+
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
@@ -31,17 +44,9 @@ def train_command(
     kind_option: Annotated[
         str | None, typer.Option("--kind", help="the same as KIND (older scripts)")
     ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", help="RUL regressor parameter NAME=VALUE (repeatable)"),
-    ] = None,
-    risk_param: Annotated[
-        list[str] | None,
-        typer.Option("--risk-param", help="failure-risk classifier parameter NAME=VALUE"),
-    ] = None,
-    windows: Annotated[
-        str | None, typer.Option(help="feature windows in rows, e.g. 5,10,20,30 (the default)")
-    ] = None,
+    param: ParamOption = None,
+    risk_param: RiskParamOption = None,
+    windows: WindowsOption = None,
     max_rul: Annotated[
         float | None, typer.Option(help="cap of the RUL target (life units)")
     ] = None,
@@ -223,17 +228,9 @@ def score_command(
 
 def retrain_command(
     kind: Annotated[str, typer.Argument(help="asset kind (fleetcare kinds list)")],
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", help="RUL regressor parameter NAME=VALUE (repeatable)"),
-    ] = None,
-    risk_param: Annotated[
-        list[str] | None,
-        typer.Option("--risk-param", help="failure-risk classifier parameter NAME=VALUE"),
-    ] = None,
-    windows: Annotated[
-        str | None, typer.Option(help="feature windows in rows, e.g. 5,10,20,30 (the default)")
-    ] = None,
+    param: ParamOption = None,
+    risk_param: RiskParamOption = None,
+    windows: WindowsOption = None,
     trigger: Annotated[
         str, typer.Option(help="why: manual, schedule or drift (recorded with the decision)")
     ] = "manual",
