@@ -66,6 +66,15 @@ class Settings(BaseSettings):
         "ingestors then split the load through $share/ingest/...; otherwise each ingestor "
         "holds a plain subscription in its own persistent session.",
     )
+    # Sparkplug B 3.0: the ingestor is a primary host application and announces its STATE on
+    # spBv1.0/STATE/<host id>; host ids must be unique, so each ingestor has its own.
+    sparkplug_host_id: str | None = Field(
+        default=None,
+        pattern=r"^[^/+#\s]{1,200}$",
+        description="Sparkplug B primary host id of this ingestor (its STATE topic "
+        "spBv1.0/STATE/<id>; edge nodes name it as their primary host); default: the ingest "
+        "client id. Unique per running ingestor.",
+    )
     ingest_metrics_port: int | None = Field(
         default=None, description="Serve the ingestor's Prometheus /metrics on this port."
     )

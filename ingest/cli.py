@@ -169,6 +169,7 @@ def ingest_command(
                 shared_subscription=(
                     settings.broker_keeps_shared_subscriptions if shared is None else shared
                 ),
+                sparkplug_host_id=settings.sparkplug_host_id,
             )
             worker = IngestWorker(config)
             port = metrics_port or settings.ingest_metrics_port

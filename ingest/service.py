@@ -16,7 +16,7 @@ from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.errors import Invalid, NotFound
 from ingest import repository as repo
-from ingest import sparkplug
+from ingest import sparkplug, sparkplug_state
 from ingest.profile_service import LoadedProfiles, require_profile
 from ingest.schemas import (
     Device,
@@ -150,7 +150,8 @@ def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
     profile has a topic of its own, that topic with its own ref; a Sparkplug B edge node its
     node's topics) and read only its own acknowledgements (or its node's commands); the
     ingestor may read all of those, the broker's dropped-message counter and uptime, and
-    write acknowledgements and Sparkplug rebirth commands."""
+    write acknowledgements, Sparkplug rebirth commands and its primary host ``STATE`` (which
+    edge nodes may read)."""
     profiles = LoadedProfiles(repo.list_profiles(conn))
     out = [
         "# fleetcare broker ACL, written by `fleetcare devices broker-config`.",
@@ -167,6 +168,9 @@ def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
         f"topic read {BROKER_UPTIME_TOPIC}",
         f"topic write {topic_root}/+/ack",
         f"topic write {sparkplug.rebirth_topic('+', '+')}",
+        # each ingestor's own host id (its client id by default): birth, will, and reading
+        # its own STATE back (Sparkplug 3.0)
+        f"topic readwrite {sparkplug_state.state_topic('+')}",
         "",
     ]
     nodes_of: dict[str, list[tuple[str, str]]] = {}
@@ -192,6 +196,8 @@ def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
                 f"topic read {sparkplug.rebirth_topic(group, edge_node)}",
                 f"topic read {base}/DCMD/{edge_node}/+",
             ]
+        if ref in nodes_of:  # whether its primary host (an ingestor) is online
+            out.append(f"topic read {sparkplug_state.state_topic('+')}")
         out.append("")
     return "\n".join(out)
 

@@ -53,6 +53,7 @@ from ingest.schemas import (
 )
 from ingest.service import BROKER_DROPPED_TOPIC, ack_topic
 from ingest.sparkplug import SparkplugHost, parse_topic
+from ingest.sparkplug_state import PrimaryHost
 from ingest.stats import IngestCollector, IngestStats
 from ingest.subscription import (
     BROKER_UPTIME_TOPIC,
@@ -96,6 +97,7 @@ class IngestConfig:
     # Two writers overlap one batch's validation (Python) with another's COPY and commit
     # (PostgreSQL); acknowledgements still go out in batch order.
     writer_threads: int = 2
+    sparkplug_host_id: str | None = None  # Sparkplug primary host id; None: the client id
 
     @property
     def topic_root(self) -> str:
@@ -142,6 +144,7 @@ class IngestWorker:
         self.profile_filters: list[str] = []
         self._filters_checked = 0.0
         self.sparkplug = SparkplugHost(self._publish_command)
+        self.host = PrimaryHost(config.sparkplug_host_id or config.client_id)  # its STATE
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -167,6 +170,7 @@ class IngestWorker:
         if tls:
             client.tls_set()
         client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_pre_connect = self.host.before_connect  # a new will for every CONNECT
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -224,6 +228,7 @@ class IngestWorker:
         for writer in self._writers:
             writer.join(max(0.0, deadline - time.monotonic()))
         if self._client is not None:
+            self.host.sign_off(self._client)  # Sparkplug STATE offline: a DISCONNECT drops the will
             self._client.disconnect()
             self._client.loop_stop()
         self.stats.connected = False
@@ -273,10 +278,11 @@ class IngestWorker:
         if alert is not None:
             log.warning("ingest %s: %s", self.config.client_id, alert.detail)
             self.stats.record_subscription_event(restarted=False, alert=alert)
-        extra = [(f, 1) for f in self.profile_filters]
+        extra = [(f, 1) for f in self.profile_filters] + [(self.host.topic, 0)]
         client.subscribe(
             [(telemetry, 1), *extra, (BROKER_DROPPED_TOPIC, 0), (BROKER_UPTIME_TOPIC, 0)]
         )
+        self.host.announce(client)  # Sparkplug STATE online, after the subscriptions
         if self._v5:
             # The other mode's subscription, left in this client id's persistent session by an
             # earlier run, would deliver every message a second time: drop it (after the new
@@ -307,11 +313,13 @@ class IngestWorker:
         if not self._stop.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", rc)
 
-    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:
             topic = message.topic
         except UnicodeDecodeError:
             topic = repr(message._topic)
+        if topic == self.host.topic:
+            return self.host.on_state(client, message.payload)
         if topic[:1] == "$":
             self._on_broker_status(topic, message.payload, retained=bool(message.retain))
             return

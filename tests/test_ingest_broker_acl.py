@@ -154,7 +154,8 @@ def test_acl_grants_profile_topics_and_sparkplug_nodes(
 ) -> None:
     """A device whose profile has a topic of its own may publish there (with its own ref
     only); a device mapped as a Sparkplug edge node may publish its node's topics and read
-    its commands; the ingestor reads both and may ask for a rebirth."""
+    its commands and the ingestors' primary host STATE; the ingestor reads both, may ask for a
+    rebirth and announces its STATE."""
     small = make_fleet(conn, tires=1)
     tag = uuid.uuid4().hex[:6]
     own_topic = f"acme-{tag}/{{device}}/up"
@@ -222,6 +223,26 @@ def test_acl_grants_profile_topics_and_sparkplug_nodes(
         got = node_b.messages.get(timeout=TIMEOUT)
         assert (got.topic, got.payload) == (ncmd, b"rebirth")
         assert device_a.publish(ncmd, b"forged").getName() == "Not authorized"
+        # the ingestor announces its primary host STATE (and reads it back); the edge node
+        # reads it; a device that is no edge node reads none; no device may forge it (last:
+        # Mosquitto drops a client's connection after a refused publish, paho reconnects)
+        state = "spBv1.0/STATE/fleetcare-ingest-1"
+        plain = Client(url, small.device_a, small.secret_a)
+        clients.append(plain)
+        assert not plain.connected().is_failure
+        for reader in (node_b, plain):
+            reader.subscribe("spBv1.0/STATE/+")
+        assert not ingestor.subscribe(state).is_failure
+        assert ingestor.publish(state, b'{"online":true,"timestamp":1}').value == 0
+        for reader in (node_b, ingestor):
+            got = reader.messages.get(timeout=TIMEOUT)
+            assert (got.topic, got.payload) == (state, b'{"online":true,"timestamp":1}')
+        with pytest.raises(queue.Empty):
+            plain.messages.get(timeout=1.0)
+        for forger in (node_b, plain):
+            assert forger.publish(state, b'{"online":false,"timestamp":2}').getName() == (
+                "Not authorized"
+            )
     finally:
         for c in clients:
             c.close()
