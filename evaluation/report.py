@@ -49,7 +49,15 @@ def format_table(figures: dict[str, Any]) -> str:
             + ("met" if k.get("target_met_gradual") else "NOT met")
             + f"; sudden failures (a fault's jump, a blowout): {pred['failures_sudden']}"
         )
-        lines.append(f"{'':<9}coverage {k['coverage']} ({k['coverage_chosen_on']})")
+        lines.append(f"{'':<9}coverage {coverage_text(k['coverage'])} ({k['coverage_chosen_on']})")
+        chosen = k.get("coverage_on_validation")
+        if chosen:
+            lines.append(
+                f"{'':<9}chosen coverage on the validation fleet (per component, summed): "
+                f"{chosen['failures']}/{chosen['failures_run_to_failure']} fail "
+                f"({chosen['failures_sudden']} sudden), waste ratio "
+                f"{_ratio(chosen['waste_vs_preventive'])}"
+            )
         for label, key in SWEEPS:
             if k.get(key):
                 lines.append(
@@ -63,6 +71,14 @@ def format_table(figures: dict[str, Any]) -> str:
                     )
                 )
     return "\n".join(lines)
+
+
+def coverage_text(coverage: dict[str, float]) -> str:
+    """The coverage per component; one figure when every component has the same."""
+    values = set(coverage.values())
+    if len(values) == 1:
+        return f"{values.pop():g}"
+    return ", ".join(f"{c} {v:g}" for c, v in coverage.items())
 
 
 def _share(value: float | None) -> str:
@@ -125,7 +141,7 @@ def write_chart(figures: dict[str, Any], path: Any) -> None:
     fig.suptitle(
         f"fleetcare evaluate: seed {figures['seed']}, {figures['days']:g} days, "
         f"~{figures['assets_per_kind']} assets per kind; coverage "
-        + ", ".join(f"{k} {v['coverage']}" for k, v in figures["kinds"].items())
+        + "; ".join(f"{k} {coverage_text(v['coverage'])}" for k, v in figures["kinds"].items())
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})

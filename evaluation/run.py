@@ -42,6 +42,7 @@ single-process, so the same seed gives the same figures.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -111,10 +112,27 @@ def summarise(kind: str, result: StrategyResult, days: float) -> dict[str, Any]:
         else 0.0,
         "wasted_share_of_life": round(wasted / life_total, 4) if life_total else 0.0,
         "life_unit": spec.life_unit,
+        "by_component": {
+            c.name: _component_figures([life for life in result.lives if life.component == c.name])
+            for c in spec.components
+        },
         "parts_eur": round(parts_eur, 2),
         "labour_eur": round(labour_eur, 2),
         "downtime_eur": round(downtime_eur, 2),
         "total_eur": round(parts_eur + labour_eur + downtime_eur, 2),
+    }
+
+
+def _component_figures(lives: list[Any]) -> dict[str, Any]:
+    """One component's lives: failures (sudden apart), planned replacements, life units
+    wasted and lived (used + wasted) in all; what a per-component coverage is chosen on."""
+    failures = [life for life in lives if life.reason != "planned"]
+    return {
+        "failures": len(failures),
+        "failures_sudden": sum(1 for life in failures if life.sudden),
+        "planned_replacements": len(lives) - len(failures),
+        "wasted_life": round(sum(life.wasted for life in lives if life.reason == "planned"), 3),
+        "life": round(sum(life.usage + life.wasted for life in lives), 3),
     }
 
 
@@ -215,6 +233,10 @@ def sweep_point(
         "total_eur": pred["total_eur"],
         "preventive_prevented_share": c["preventive_prevented_share"],
         "preventive_wasted_share_of_life": base["preventive"]["wasted_share_of_life"],
+        "by_component": {
+            c: {**v, "failures_run_to_failure": rtf["by_component"][c]["failures"]}
+            for c, v in pred["by_component"].items()
+        },
     }
 
 
@@ -222,27 +244,91 @@ def choose_coverage(
     sweep: list[dict[str, Any]],
     waste_ratio: float = TARGET_WASTE_RATIO,
     margin: float = WASTE_MARGIN,
-) -> float:
-    """The coverage for the evaluation fleet, from the validation fleet's sweep.
+) -> dict[str, float]:
+    """The interval coverage of each component for the evaluation fleet, from the validation
+    fleet's sweep (every component at each coverage of the sweep).
 
-    The largest coverage whose waste on the validation fleet stays within ``waste_ratio``
-    of the preventive schedule's waste less ``margin``: the most protection against failures
-    that the waste budget allows on another fleet. Waste is an average over every planned
-    replacement, so it carries from one fleet to another within a few hundredths (the
-    margin); failure counts are a handful per fleet (a few sudden door faults or blowouts
-    that no wear model foresees move the failure share by whole percents), so they do not
-    choose: a higher coverage prevents more gradual failures on average, and the largest
-    coverage the waste budget allows is the one to take. The failures on the validation
-    fleet (gradual and sudden apart) are reported beside the choice. When no coverage
-    keeps the waste within the budget, the smallest."""
+    Components are scored and replaced independently, so the sweep gives, per component
+    and coverage, its failures, the life units its planned replacements threw away and the
+    life units its lives used. Every combination of one coverage per component is judged
+    on these sums:
+
+    1. **Waste within budget**: the combination's wasted share of life (wasted over lived,
+       all components together) stays within ``waste_ratio`` of the preventive schedule's
+       less ``margin``. Waste is an average over every planned replacement and carries from
+       one fleet to another within a few hundredths (the margin); it is the constraint.
+    2. **Fewest failures** among those, counted per component on a curve that does not
+       rise with the coverage (isotonic regression of the validation counts): a higher
+       coverage replaces earlier, so it cannot fail more in expectation, and the few
+       failures a fleet sees (sudden door faults, blowouts) are too noisy to be compared
+       point by point.
+    3. Ties: the larger coverages (the most protection the budget allows), then less waste.
+
+    With one component this is the largest coverage whose waste is within the budget. With
+    two (elevators: door operator and brake) the budget goes where it prevents failures:
+    a door operator at late wear fails from one sudden fault, a brake's wear is measured.
+    When no combination keeps the waste within the budget, the smallest coverage for all.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
     ordered = sorted(sweep, key=lambda p: p["coverage"])
-    within = [
-        p
-        for p in ordered
-        if p.get("waste_vs_preventive") is not None
-        and p["waste_vs_preventive"] <= waste_ratio - margin
-    ]
-    return float((within[-1] if within else ordered[0])["coverage"])
+    if not ordered:
+        raise ValueError("an empty sweep has no coverage to choose")
+    coverages = [float(p["coverage"]) for p in ordered]
+    components = sorted(ordered[0]["by_component"])
+    preventive = ordered[0]["preventive_wasted_share_of_life"]
+    smooth = {
+        c: IsotonicRegression(increasing=False).fit_transform(
+            coverages, [float(p["by_component"][c]["failures"]) for p in ordered]
+        )
+        for c in components
+    }
+    best: tuple[tuple[float, ...], tuple[int, ...]] | None = None
+    for combo in itertools.product(range(len(ordered)), repeat=len(components)):
+        parts = [ordered[i]["by_component"][c] for c, i in zip(components, combo, strict=True)]
+        lived = sum(part["life"] for part in parts)
+        if not lived or not preventive:
+            continue
+        ratio = sum(part["wasted_life"] for part in parts) / lived / preventive
+        if ratio > waste_ratio - margin + 1e-9:
+            continue
+        failures = sum(float(smooth[c][i]) for c, i in zip(components, combo, strict=True))
+        key = (round(failures, 6), -sum(coverages[i] for i in combo), ratio)
+        if best is None or key < best[0]:
+            best = (key, combo)
+    if best is None:
+        return {c: coverages[0] for c in components}
+    return {c: coverages[i] for c, i in zip(components, best[1], strict=True)}
+
+
+def validation_figures(
+    sweep: list[dict[str, Any]], coverage: dict[str, float]
+) -> dict[str, Any] | None:
+    """What the validation sweep says of a coverage per component: failures and waste
+    ratio summed from each component's figures at its coverage (None when the sweep has
+    no such coverage)."""
+    parts = []
+    for component, value in coverage.items():
+        point = next((p for p in sweep if p["coverage"] == value), None)
+        if point is None or component not in point["by_component"]:
+            return None
+        parts.append(point["by_component"][component])
+    lived = sum(part["life"] for part in parts)
+    preventive = sweep[0]["preventive_wasted_share_of_life"]
+    return {
+        "failures": sum(part["failures"] for part in parts),
+        "failures_sudden": sum(part["failures_sudden"] for part in parts),
+        "failures_run_to_failure": sweep[0]["failures_run_to_failure"],
+        "waste_vs_preventive": round(
+            sum(part["wasted_life"] for part in parts) / lived / preventive, 4
+        )
+        if lived and preventive
+        else None,
+    }
+
+
+def _coverages(coverage: dict[str, float]) -> str:
+    return ", ".join(f"{c} {v}" for c, v in coverage.items())
 
 
 def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -269,13 +355,16 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict
             say(f"{kind}: training the wear model on {len(training.lives)} lives")
             model = train_wear_model(kind, training, n_jobs=config.jobs)
             sweep: list[dict[str, Any]] = []
-            coverage = config.coverage
+            components = list(model.bundle.components)
+            coverage: dict[str, float] | None = None
+            if config.coverage is not None:
+                coverage = {c: config.coverage for c in components}
             if config.sweep:
                 sweep = validation_sweep(kind, config, intervals, model, say)
                 if coverage is None:
                     coverage = choose_coverage(sweep)
             if coverage is None:
-                coverage = DEFAULT_COVERAGE
+                coverage = {c: DEFAULT_COVERAGE for c in components}
             say(f"{kind}: warming up the evaluation fleet")
             world = new_world(kind, config.seed, config.assets, purpose=0)
             warm_up(world, config.seed)
@@ -283,7 +372,7 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict
             for strategy in STRATEGIES:
                 say(
                     f"{kind}: {strategy}"
-                    + (f" (coverage {coverage})" if strategy == "predictive" else "")
+                    + (f" (coverage {_coverages(coverage)})" if strategy == "predictive" else "")
                 )
                 result = run_strategy(
                     world, strategy, config.days, intervals=intervals, model=model,
@@ -294,7 +383,7 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict
             if config.evaluation_sweep:
                 base = {s: figures[s] for s in ("run_to_failure", "preventive")}
                 for cov in config.sweep:
-                    if cov == coverage:
+                    if set(coverage.values()) == {cov}:
                         pred = figures["predictive"]
                     else:
                         say(f"{kind}: evaluation fleet at coverage {cov} (reported, not chosen)")
@@ -314,6 +403,7 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict
                 },
                 "coverage": coverage,
                 "coverage_chosen_on": "validation fleet" if config.coverage is None else "fixed",
+                "coverage_on_validation": validation_figures(sweep, coverage) if sweep else None,
                 "strategies": figures,
                 **compare(figures),
                 "validation_sweep": sweep,

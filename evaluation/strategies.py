@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -80,7 +81,7 @@ def score_and_decide(
             assets.append(asset)
         if not mats:
             continue
-        bundle = model.bundle
+        bundle = model.for_component(component)
         ids, X = bundle.features.transform_last(np.concatenate(mats))
         v = bundle.predict(X)[component]
         for i, asset in enumerate(ids.astype(np.int64).tolist()):
@@ -139,9 +140,10 @@ def run_strategy(
     *,
     intervals: dict[str, float] | None = None,
     model: WearModel | None = None,
-    coverage: float = DEFAULT_COVERAGE,
+    coverage: float | Mapping[str, float] = DEFAULT_COVERAGE,
 ) -> StrategyResult:
-    """Run ``world`` (a copy is made) for ``days`` under ``strategy``."""
+    """Run ``world`` (a copy is made) for ``days`` under ``strategy``; the predictive
+    strategy's interval ``coverage`` is one for every component or one per component."""
     w = copy.deepcopy(world)
     result = StrategyResult(lives=w.lives)
     end_h = w.now_h + days * 24.0

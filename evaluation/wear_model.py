@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,13 +31,30 @@ class WearModel:
     bundle: ModelBundle
     head: int
     tail: int
+    # per component, the bundle whose intervals are at that component's coverage (when the
+    # coverage is set per component); otherwise ``bundle`` serves every component
+    per_component: dict[str, ModelBundle] = field(default_factory=dict)
 
-    def at_coverage(self, coverage: float) -> WearModel:
+    def at_coverage(self, coverage: float | Mapping[str, float]) -> WearModel:
         """The same fitted model with its intervals at ``coverage`` (as a version's
-        ``coverage``)."""
-        bundle = copy.copy(self.bundle)
-        bundle.coverage = float(coverage)
-        return WearModel(bundle, self.head, self.tail)
+        ``coverage``), one for every component or one per component (a component not named
+        keeps the bundle's)."""
+        if not isinstance(coverage, Mapping):
+            bundle = copy.copy(self.bundle)
+            bundle.coverage = float(coverage)
+            return WearModel(bundle, self.head, self.tail)
+        unknown = set(coverage) - set(self.bundle.components)
+        if unknown:
+            raise ValueError(f"coverage for unknown component(s) {sorted(unknown)}")
+        per: dict[str, ModelBundle] = {}
+        for component, value in coverage.items():
+            per[component] = copy.copy(self.bundle)
+            per[component].coverage = float(value)
+        return WearModel(self.bundle, self.head, self.tail, per)
+
+    def for_component(self, component: str) -> ModelBundle:
+        """The bundle that scores ``component`` (its interval at the component's coverage)."""
+        return self.per_component.get(component, self.bundle)
 
 
 def training_matrices(world: World) -> dict[str, tuple[FloatArray, FloatArray]]:

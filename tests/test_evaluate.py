@@ -35,15 +35,21 @@ class SmallRun:
     figures: dict[str, Any]
     policy_calls: list[tuple[str, str]]
     predictions: list[Any]
+    model: Any  # the wear model the evaluation trained
 
 
 @pytest.fixture(scope="module")
 def small_run() -> SmallRun:
     """A small evaluation, with a spy on the product's policy decision (the calls of the
     last predictive run: the evaluation fleet's, after the validation sweep's)."""
-    real, real_run = policy.next_due_state, ev.run_strategy
+    real, real_run, real_train = policy.next_due_state, ev.run_strategy, ev.train_wear_model
     calls: list[tuple[str, str]] = []
     predictions: list[Any] = []
+    models: list[Any] = []
+
+    def train_spy(*args: Any, **kwargs: Any) -> Any:
+        models.append(real_train(*args, **kwargs))
+        return models[-1]
 
     def spy(state: str, prediction: Any, *args: Any) -> policy.DueStep:
         step = real(state, prediction, *args)
@@ -63,12 +69,14 @@ def small_run() -> SmallRun:
     )  # fmt: skip
     policy.next_due_state = spy  # type: ignore[assignment]
     ev.run_strategy = run_spy
+    ev.train_wear_model = train_spy
     try:
         figures = ev.evaluate(config)
     finally:
         policy.next_due_state = real
         ev.run_strategy = real_run
-    return SmallRun(figures, calls, predictions)
+        ev.train_wear_model = real_train
+    return SmallRun(figures, calls, predictions, models[0])
 
 
 def test_same_seed_same_figures_from_the_command(small_run: SmallRun, tmp_path: Path) -> None:
@@ -133,24 +141,73 @@ def test_predictions_carry_the_models_risk_and_anomaly_scores(small_run: SmallRu
     assert all((p.due_at is None) == (p.usage_rate_per_day is None) for p in preds)
 
 
-def _sweep(*points: tuple[float, float | None, float | None]) -> list[dict[str, Any]]:
-    return [{"coverage": c, "prevented_share": p, "waste_vs_preventive": w} for c, p, w in points]
+def _sweep(
+    preventive: float, **components: tuple[tuple[float, int, float], ...]
+) -> list[dict[str, Any]]:
+    """A validation sweep: per component, (coverage, failures, wasted share of its life)
+    at each coverage; every component lives 100 life units in all; preventive wastes
+    ``preventive`` of the life."""
+    coverages = sorted({c for points in components.values() for c, _, _ in points})
+    out = []
+    for cov in coverages:
+        by = {}
+        for name, points in components.items():
+            _, failures, wasted = next(p for p in points if p[0] == cov)
+            by[name] = {"failures": failures, "failures_sudden": 0, "wasted_life": 100 * wasted,
+                        "life": 100.0, "failures_run_to_failure": 60}  # fmt: skip
+        out.append({"coverage": cov, "by_component": by, "failures_run_to_failure": 120,
+                    "preventive_wasted_share_of_life": preventive})  # fmt: skip
+    return out
 
 
-def test_coverage_is_the_largest_that_keeps_the_waste_within_budget_with_margin() -> None:
-    # 0.95 wastes 0.30 of preventive's waste on validation: within 1/3 but not within the
-    # margin that another fleet needs (0.25), so 0.9
-    points = ((0.8, 0.96, 0.2), (0.85, 0.94, 0.22), (0.9, 0.98, 0.25), (0.95, 0.99, 0.30))
-    assert ev.choose_coverage(_sweep(*points)) == 0.9
-    assert ev.choose_coverage(_sweep(*points), margin=0.0) == 0.95
-    # sudden failures that keep coverages under 95% on validation do not push the choice to
-    # a coverage whose waste is close to the budget (the elevators of seed 2: 0.95 evaluated
-    # at 0.38 of preventive's waste)
-    sudden = ((0.8, 0.90, 0.13), (0.85, 0.87, 0.13), (0.9, 0.93, 0.17), (0.95, 0.95, 0.31))
-    assert ev.choose_coverage(_sweep(*sudden)) == 0.9
-    # nothing within the budget: the least wasteful; unknown waste never counts as within
-    assert ev.choose_coverage(_sweep((0.8, 0.99, 0.4), (0.9, 0.99, 0.5))) == 0.8
-    assert ev.choose_coverage(_sweep((0.8, 0.99, None), (0.9, 0.99, 0.1))) == 0.9
+def test_one_component_takes_the_largest_coverage_within_the_waste_budget_with_margin() -> None:
+    # preventive wastes 0.40 of the life; 0.95 wastes 0.12 (ratio 0.30): within 1/3 but not
+    # within the margin that another fleet needs (0.25), so 0.9 (ratio 0.25)
+    points = ((0.8, 3, 0.08), (0.85, 4, 0.088), (0.9, 2, 0.10), (0.95, 1, 0.12))
+    assert ev.choose_coverage(_sweep(0.40, tire=points)) == {"tire": 0.9}
+    assert ev.choose_coverage(_sweep(0.40, tire=points), margin=0.0) == {"tire": 0.95}
+    # a noisy count (0.85 failed more than 0.8) does not pull the choice down: the failures
+    # are read on a curve that does not rise with the coverage
+    noisy = ((0.8, 2, 0.08), (0.85, 5, 0.088), (0.9, 4, 0.10), (0.95, 1, 0.2))
+    assert ev.choose_coverage(_sweep(0.40, tire=noisy)) == {"tire": 0.9}
+    # nothing within the budget: the least wasteful
+    assert ev.choose_coverage(_sweep(0.40, tire=((0.8, 1, 0.2), (0.9, 0, 0.3)))) == {"tire": 0.8}
+    with pytest.raises(ValueError, match="empty sweep"):
+        ev.choose_coverage([])
+
+
+def test_two_components_spend_the_waste_budget_where_it_prevents_failures() -> None:
+    # elevators' shape: the door operator keeps failing (sudden faults at late wear) until
+    # its coverage is high, the brake stops failing early; uniform 0.95 wastes too much
+    # (ratio (0.14 + 0.10) / 2 / 0.40 = 0.30 > 0.25), uniform 0.9 leaves 4 door failures
+    door = ((0.8, 6, 0.06), (0.9, 4, 0.09), (0.95, 1, 0.14))
+    brake = ((0.8, 1, 0.03), (0.9, 0, 0.06), (0.95, 0, 0.10))
+    chosen = ev.choose_coverage(_sweep(0.40, door_operator=door, brake=brake))
+    # door 0.95 + brake 0.9: ratio (0.14 + 0.06) / 2 / 0.40 = 0.25, 1 failure
+    assert chosen == {"door_operator": 0.95, "brake": 0.9}
+    figures = ev.validation_figures(_sweep(0.40, door_operator=door, brake=brake), chosen)
+    assert figures is not None
+    assert figures["failures"] == 1 and figures["waste_vs_preventive"] == pytest.approx(0.25)
+    # a tighter budget: the door still gets the margin, the brake gives it up
+    assert ev.choose_coverage(
+        _sweep(0.40, door_operator=door, brake=brake), margin=1 / 3 - 0.22
+    ) == {"door_operator": 0.95, "brake": 0.8}
+    # a coverage the sweep did not run has no validation figures
+    assert ev.validation_figures(_sweep(0.40, brake=brake), {"brake": 0.99}) is None
+
+
+def test_the_wear_model_scores_each_component_at_its_own_coverage(small_run: SmallRun) -> None:
+    from evaluation.wear_model import WearModel
+
+    bundle = small_run.model.bundle
+    (component,) = bundle.components
+    one = small_run.model.at_coverage({component: 0.6})
+    assert one.for_component(component).coverage == 0.6
+    assert one.bundle.coverage == bundle.coverage  # the shared bundle is not changed
+    uniform = small_run.model.at_coverage(0.6)
+    assert isinstance(uniform, WearModel) and uniform.for_component(component).coverage == 0.6
+    with pytest.raises(ValueError, match="unknown component"):
+        small_run.model.at_coverage({"wheel": 0.9})
 
 
 def _figures(rtf: tuple[int, int], pred: tuple[int, int], wasted: tuple[float, float]) -> Any:
@@ -197,6 +254,11 @@ def test_on_a_small_fleet_the_validation_sweep_chooses_and_the_target_is_judged(
     assert [p["coverage"] for p in sweep] == [0.8, 0.9]
     assert k["coverage_chosen_on"] == "validation fleet"
     assert k["coverage"] == ev.choose_coverage(sweep)
+    assert k["coverage_on_validation"] == ev.validation_figures(sweep, k["coverage"])
+    # the evaluation fleet is scored at the chosen coverage
+    assert {p.coverage for p in small_run.predictions} == set(k["coverage"].values())
+    for p in sweep:  # the per-component figures the choice reads add up to the fleet's
+        assert sum(v["failures"] for v in p["by_component"].values()) == p["failures"]
     for p in sweep:  # gradual and sudden failures apart at every coverage
         assert p["failures"] == p["failures_gradual"] + p["failures_sudden"]
         assert p["failures_run_to_failure"] >= p["failures_run_to_failure_gradual"]
