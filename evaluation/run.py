@@ -13,8 +13,8 @@ Per kind:
    ``PREVENTIVE_QUANTILE`` (5%) quantile of the usage at failure of the lives that ended,
    so that about 95% of the failures such a fleet sees are prevented.
 3. **Validation fleet** (its own seed, mixed ages): the predictive strategy runs at each
-   interval coverage of the sweep; :func:`choose_coverage` picks the one used on the
-   evaluation fleet (the largest that meets the whole target there).
+   interval coverage of the sweep; :func:`choose_coverage` picks, per component, the one
+   used on the evaluation fleet (waste within budget, then the fewest failures).
    This is the safety margin, chosen without looking at the evaluation fleet; the sweep is
    the reported trade-off.
 4. **Evaluation fleet** (another seed): new assets are warmed up with random renewals so
