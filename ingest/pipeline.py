@@ -16,6 +16,7 @@ from psycopg import Connection
 
 from fleetcare.clock import Clock
 from ingest import repository as repo
+from ingest import sparkplug_sessions
 from ingest.catalogue import CATALOGUE_MAX_AGE_S, CATALOGUES, MetricSpec
 from ingest.decode import (
     Decoded,
@@ -113,9 +114,11 @@ def store_messages(
     with_ref: list[tuple[RawMessage, str]] = []
     profiles: LoadedProfiles | None = None  # read only when a message needs a profile
     deaths: list[tuple[RawMessage, list[str]]] = []  # Sparkplug NDEATH/DDEATH: who went offline
+    sparkplug_seen = False
     for msg in messages:
         if msg.sparkplug is not None:
             profiles = profiles or PROFILES.get(conn)
+            sparkplug_seen = True
             ref, dead = _sparkplug_device(msg, profiles, q)
             if dead:
                 deaths.append((msg, dead))
@@ -136,6 +139,8 @@ def store_messages(
             )
         else:
             with_ref.append((msg, ref))
+    if sparkplug_seen:  # the sessions its BIRTHs left, its NDEATHs ended (same transaction)
+        sparkplug_sessions.persist(conn, messages)
     refs = {ref for _, ref in with_ref} | {ref for _, dead in deaths for ref in dead}
     devices = repo.find_devices(conn, sorted(refs)) if refs else {}
 

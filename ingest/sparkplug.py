@@ -16,6 +16,13 @@ before any BIRTH, or after a gap in ``seq`` (a BIRTH may have been missed) — i
 guess: such metrics stay unnamed (quarantined with reason ``no_birth``, raw bytes kept) and it
 asks the node to be born again (NCMD ``Node Control/Rebirth``). Metrics that carry their name
 are still read. NDEATH (matching the session's ``bdSeq``) and DDEATH mark devices offline.
+
+Sessions outlive the process: each BIRTH's message carries a :class:`SessionSnapshot` that the
+writer stores (``ingest.sparkplug_sessions``), and an NDEATH the bdSeq whose session it ends.
+A host that meets a node it has not seen in this process (it restarted, or another ingestor
+saw the BIRTH) asks ``resume`` for the stored session once, and goes on with its aliases from
+the message's ``seq``: no rebirth. Only a node with no stored session, one whose death this
+process saw, or a gap in ``seq`` make it ask for a rebirth.
 """
 
 from __future__ import annotations
@@ -98,6 +105,17 @@ _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """An edge node's session as its BIRTHs left it (what is stored, and resumed)."""
+
+    bd_seq: int | None
+    born_ms: int  # the NBIRTH's payload timestamp: tells sessions apart
+    aliases: Mapping[int, tuple[str, int]]  # alias → (metric name, data type)
+    types: Mapping[str, int]  # "<device>\x00<name>" → data type
+    devices: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class SparkplugMessage:
     """A Sparkplug B message as the host understood it (made in order, read later): the
     decoded payload with the session's alias and type tables as they stood when it arrived
@@ -111,6 +129,8 @@ class SparkplugMessage:
     problem: str | None = None  # the whole payload is unreadable (not Sparkplug B protobuf)
     unnamed_why: str = ""  # why metrics were left unnamed (DATA before BIRTH, a seq gap)
     offline: bool = False  # a DEATH the host accepted: the device (or node) went offline
+    born: SessionSnapshot | None = None  # a BIRTH: the node's session as it now stands
+    ended: tuple[int | None] | None = None  # an accepted NDEATH: (the bdSeq it ends,)
 
     def values(self, targets: Mapping[str, SparkplugTarget]) -> SparkplugValues:
         """The values of the metrics ``targets`` maps (name → asset, kind metric, scale,
@@ -195,9 +215,16 @@ class _Node:
     types: dict[str, int] = field(default_factory=dict)  # metric name → data type
     devices: set[str] = field(default_factory=set)
     rebirth_asked_at: float = -1e9
+    born_ms: int = 0
+
+    def snapshot(self) -> SessionSnapshot:
+        return SessionSnapshot(
+            self.bd_seq, self.born_ms, self.aliases, self.types, frozenset(self.devices)
+        )
 
 
 Publish = Callable[[str, bytes], None]
+Resume = Callable[[str, str], SessionSnapshot | None]  # (group, edge node) → stored session
 
 
 class SparkplugHost:
@@ -207,12 +234,20 @@ class SparkplugHost:
     ``publish(topic, payload)`` sends a command (the ingestor's MQTT client).
     """
 
-    def __init__(self, publish: Publish | None = None, *, rebirth_interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        publish: Publish | None = None,
+        *,
+        rebirth_interval_s: float = 5.0,
+        resume: Resume | None = None,
+    ) -> None:
         self.publish = publish
         self.rebirth_interval_s = rebirth_interval_s
+        self.resume = resume
         self.nodes: dict[tuple[str, str], _Node] = {}
         self.rebirths_requested = 0
         self.seq_gaps = 0
+        self.sessions_resumed = 0
 
     def receive(self, topic: SparkplugTopic, payload: bytes) -> SparkplugMessage:
         """Read one message, update the node's session, and say what it carried."""
@@ -227,12 +262,14 @@ class SparkplugHost:
         kind = topic.message_type
         stamp = decoded.timestamp if decoded.HasField("timestamp") else None
         if kind == "NBIRTH":
-            node = self._born(key, decoded)
-            return SparkplugMessage(topic, stamp, decoded, node.aliases, node.types)
+            node = self._born(key, decoded, stamp)
+            return SparkplugMessage(
+                topic, stamp, decoded, node.aliases, node.types, born=node.snapshot()
+            )
         if kind == "NDEATH":
             return self._node_death(topic, key, node, decoded, stamp)
         if node is None:
-            node = self.nodes.setdefault(key, _Node())
+            node = self._resumed(key, decoded) or self.nodes.setdefault(key, _Node())
         why = self._check_seq(topic, node, decoded)
         if kind == "DBIRTH":
             if node.next_seq is not None:  # a device born in a session we trust
@@ -244,6 +281,9 @@ class SparkplugHost:
                         if m.HasField("alias"):
                             aliases[m.alias] = (m.name, m.datatype)
                 node.aliases, node.types = aliases, types
+                return SparkplugMessage(
+                    topic, stamp, decoded, node.aliases, node.types, born=node.snapshot()
+                )
             return self._message(topic, stamp, decoded, node, why)
         if kind == "DDEATH":
             node.devices.discard(topic.device)
@@ -262,8 +302,9 @@ class SparkplugHost:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def _born(self, key: tuple[str, str], decoded: Any) -> _Node:
-        node = _Node()  # a new session: its aliases only, and rebirths may be asked again
+    def _born(self, key: tuple[str, str], decoded: Any, stamp: int | None) -> _Node:
+        # a new session: its aliases only, and rebirths may be asked again
+        node = _Node(born_ms=int(time.time() * 1000) if stamp is None else stamp)
         for m in decoded.metrics:
             if m.name == BD_SEQ:
                 value = _value(m, m.datatype or INT64)
@@ -291,8 +332,36 @@ class SparkplugHost:
             # the will of an older session, delivered after the node was born again
             log.info("sparkplug %s/%s: NDEATH of an older session ignored", *key)
             return SparkplugMessage(topic, stamp)
-        self.nodes.pop(key, None)
-        return SparkplugMessage(topic, stamp, offline=True)
+        # dead: DATA before the next NBIRTH asks for a rebirth, never resumes the stored session
+        self.nodes[key] = _Node()
+        return SparkplugMessage(topic, stamp, offline=True, ended=(bd_seq,))
+
+    def _resumed(self, key: tuple[str, str], decoded: Any) -> _Node | None:
+        """The node's stored session, taken up at this message's ``seq`` (first sight of the
+        node in this process); None when there is none (or it cannot be read)."""
+        if self.resume is None:
+            return None
+        try:
+            stored = self.resume(*key)
+        except Exception:  # the database is away: as if nothing were stored (a rebirth)
+            log.warning("sparkplug %s/%s: stored session unreadable", *key, exc_info=True)
+            return None
+        if stored is None:
+            return None
+        node = _Node(
+            bd_seq=stored.bd_seq,
+            next_seq=decoded.seq if decoded.HasField("seq") else None,
+            aliases=dict(stored.aliases),
+            types=dict(stored.types),
+            devices=set(stored.devices),
+            born_ms=stored.born_ms,
+        )
+        self.nodes[key] = node
+        self.sessions_resumed += 1
+        log.info(
+            "sparkplug %s/%s: session of bdSeq %s resumed from the database", *key, node.bd_seq
+        )
+        return node
 
     def _check_seq(self, topic: SparkplugTopic, node: _Node, decoded: Any) -> str:
         """ "" when the message is in sequence in a born session; otherwise why not (and the

@@ -45,14 +45,10 @@ from ingest.inbox import AckToken, Inbox
 from ingest.mqtt_client import BufferedClient, mqtt_endpoint, probe_mqtt5
 from ingest.pipeline import store_messages, store_one_by_one, transient
 from ingest.profile_service import PROFILE_CACHE_MAX_AGE_S, PROFILES
-from ingest.schemas import (
-    BatchResult,
-    IngestLimits,
-    IngestorStatus,
-    RawMessage,
-)
+from ingest.schemas import BatchResult, IngestLimits, IngestorStatus, RawMessage
 from ingest.service import BROKER_DROPPED_TOPIC, ack_topic
 from ingest.sparkplug import SparkplugHost, parse_topic
+from ingest.sparkplug_sessions import StoredSessions
 from ingest.sparkplug_state import PrimaryHost
 from ingest.stats import IngestCollector, IngestStats
 from ingest.subscription import (
@@ -143,7 +139,8 @@ class IngestWorker:
         # payload profiles' own topics ({device} as +), subscribed at start and as they come
         self.profile_filters: list[str] = []
         self._filters_checked = 0.0
-        self.sparkplug = SparkplugHost(self._publish_command)
+        resume = StoredSessions(config.database_url, self._connections)  # sessions outlive us
+        self.sparkplug = SparkplugHost(self._publish_command, resume=resume)
         self.host = PrimaryHost(config.sparkplug_host_id or config.client_id)  # its STATE
 
     # --- lifecycle ----------------------------------------------------------------------------
