@@ -28,6 +28,7 @@ from api.routes import (
     people,
     profiles,
     revenue,
+    sso,
     subscriptions,
     telemetry,
     value,
@@ -84,6 +85,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(health.router)
     app.include_router(fleet.router)
     app.include_router(people.router)
+    app.include_router(sso.router)
     app.include_router(kinds_routes.router)
     app.include_router(devices.router)
     app.include_router(ingest_routes.router)

@@ -52,6 +52,10 @@ ACTIONS: Final[dict[tuple[str, str], str]] = {
     ("GET", "/v1/users"): "users:read",
     ("GET", "/v1/users/{user_id}"): "users:read",
     ("PATCH", "/v1/users/{user_id}"): "users:write",
+    # an organisation's single sign-on (OpenID Connect provider; its secret is write-only)
+    ("GET", "/v1/sso"): "users:read",
+    ("PUT", "/v1/sso"): "users:write",
+    ("DELETE", "/v1/sso"): "users:write",
     ("POST", "/v1/api-keys"): "keys:write",
     ("GET", "/v1/api-keys"): "keys:read",
     ("GET", "/v1/api-keys/{key_id}"): "keys:read",
@@ -233,6 +237,9 @@ ACTIONS: Final[dict[tuple[str, str], str]] = {
     ("GET", "/dashboard/people"): "users:read",
     ("POST", "/dashboard/people/invite"): "users:write",
     ("POST", "/dashboard/people/{user_id}"): "users:write",
+    ("GET", "/dashboard/sso"): "users:read",
+    ("POST", "/dashboard/sso"): "users:write",
+    ("POST", "/dashboard/sso/delete"): "users:write",
     ("GET", "/dashboard/keys"): "keys:read",
     ("POST", "/dashboard/keys"): "keys:write",
     ("POST", "/dashboard/keys/{key_id}/revoke"): "keys:write",
@@ -246,8 +253,8 @@ ORDER_BOARD: Final[dict[str, str]] = {
     "cancel": "orders:write",
 }
 
-# Routes anyone may call: health, the OpenAPI documents, signing in and out, invitations and
-# password resets (their tokens are the credential).
+# Routes anyone may call: health, the OpenAPI documents, signing in and out (with a password
+# or single sign-on), invitations and password resets (their tokens are the credential).
 PUBLIC: Final = frozenset(
     {
         ("GET", "/healthz"),
@@ -265,6 +272,10 @@ PUBLIC: Final = frozenset(
         ("POST", "/dashboard/reset"),
         ("GET", "/dashboard/reset/request"),
         ("POST", "/dashboard/reset/request"),
+        # single sign-on: leaving for the organisation's provider and coming back (the
+        # provider's signed ID token, checked against this browser's state, is the credential)
+        ("POST", "/dashboard/sso/start"),
+        ("GET", "/dashboard/sso/callback"),
     }
 )
 

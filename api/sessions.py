@@ -25,6 +25,7 @@ from fleetcare.errors import Forbidden
 from fleetcare.settings import Settings
 from fleetcare.tenancy import operator_lookup
 from people import service as people
+from people.sso import SsoPolicy
 
 SESSION_KEY = "sid"
 LOGIN_CSRF_KEY = "login_csrf"
@@ -127,4 +128,14 @@ def policy(request: Request) -> people.SignInPolicy:
         invitation_ttl=timedelta(hours=settings.invitation_ttl_h),
         reset_ttl=timedelta(minutes=settings.password_reset_ttl_min),
         public_url=settings.public_url,
+    )
+
+
+def sso_policy(request: Request) -> SsoPolicy:
+    """How single sign-on reaches providers, from the app's settings."""
+    settings: Settings = request.app.state.settings
+    return SsoPolicy(
+        public_url=settings.public_url,
+        timeout_s=settings.sso_timeout_s,
+        pending_ttl_s=settings.sso_pending_ttl_s,
     )

@@ -51,7 +51,7 @@ AREAS: Final[dict[str, str]] = {
     "revenue": "the operator's revenue: recognised, deferred, journal entries",
     "ingest": "ingest health (and, to operate it, the Prometheus scrape)",
     "audit": "the audit trail of changes",
-    "users": "people of an organisation",
+    "users": "people of an organisation, and how they sign in (single sign-on)",
     "keys": "API keys of an organisation",
     "dashboard": "the operations dashboard's pages",
 }

@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="where people reach the dashboard: the base of invitation and reset links",
     )
+    # Single sign-on: how long fleetcare waits for an organisation's OpenID Connect provider
+    # (discovery, code exchange, signing keys), and how long a started sign-in may take.
+    sso_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="timeout of each call to a sign-in provider"
+    )
+    sso_pending_ttl_s: float = Field(
+        default=600.0, gt=0, description="how long a single sign-on started may take to finish"
+    )
     # Fleet health: due within `dashboard_due_days` is "due", within `dashboard_watch_days`
     # is "watch", past the conservative due date is "overdue".
     dashboard_due_days: float = Field(default=7.0, gt=0)

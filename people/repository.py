@@ -8,8 +8,8 @@ from typing import Any
 from psycopg import Connection
 from psycopg.rows import class_row
 
-from fleetcare.repository import ScopedTable, update_row
-from people.schemas import User, UserAuth, WebSession
+from fleetcare.repository import ScopedTable, insert_row, update_row
+from people.schemas import SsoProviderRecord, User, UserAuth, WebSession
 
 Conn = Connection[Any]
 
@@ -216,3 +216,110 @@ def organisation_id(
             "SELECT id FROM partners WHERE code = %s AND retired_at IS NULL", (partner_code,)
         ).fetchone()
     return int(row[0]) if row else None
+
+
+# --- single sign-on --------------------------------------------------------------------------
+
+
+def find_provider(
+    conn: Conn, organisation: str, customer_id: int | None, partner_id: int | None
+) -> SsoProviderRecord | None:
+    """The single sign-on provider of one organisation."""
+    with conn.cursor(row_factory=class_row(SsoProviderRecord)) as cur:
+        return cur.execute(
+            "SELECT * FROM sso_providers WHERE organisation = %s"
+            " AND customer_id IS NOT DISTINCT FROM %s AND partner_id IS NOT DISTINCT FROM %s",
+            (organisation, customer_id, partner_id),
+        ).fetchone()
+
+
+def get_provider(conn: Conn, provider_id: int) -> SsoProviderRecord | None:
+    """One provider by id."""
+    with conn.cursor(row_factory=class_row(SsoProviderRecord)) as cur:
+        return cur.execute("SELECT * FROM sso_providers WHERE id = %s", (provider_id,)).fetchone()
+
+
+def provider_for_domain(conn: Conn, domain: str) -> SsoProviderRecord | None:
+    """The enabled provider that claims an email domain."""
+    with conn.cursor(row_factory=class_row(SsoProviderRecord)) as cur:
+        return cur.execute(
+            "SELECT p.* FROM sso_domains d JOIN sso_providers p ON p.id = d.provider_id"
+            " WHERE d.domain = %s AND p.enabled",
+            (domain,),
+        ).fetchone()
+
+
+def insert_provider(conn: Conn, values: dict[str, Any]) -> SsoProviderRecord:
+    """Store an organisation's provider."""
+    return insert_row(conn, "sso_providers", SsoProviderRecord, values)
+
+
+def update_provider(conn: Conn, provider_id: int, values: dict[str, Any]) -> SsoProviderRecord:
+    """Change a provider's settings."""
+    row = update_row(
+        conn,
+        "sso_providers",
+        SsoProviderRecord,
+        provider_id,
+        values,
+        extra_sets=["updated_at = now()"],
+    )
+    assert row is not None
+    return row
+
+
+def delete_provider(conn: Conn, provider_id: int) -> None:
+    """Remove a provider and its domains."""
+    conn.execute("DELETE FROM sso_domains WHERE provider_id = %s", (provider_id,))
+    conn.execute("DELETE FROM sso_providers WHERE id = %s", (provider_id,))
+
+
+def provider_domains(conn: Conn, provider_id: int) -> list[str]:
+    """The domains a provider claims, sorted."""
+    rows = conn.execute(
+        "SELECT domain FROM sso_domains WHERE provider_id = %s ORDER BY domain", (provider_id,)
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def replace_domains(
+    conn: Conn, provider_id: int, customer_id: int | None, domains: list[str]
+) -> list[str]:
+    """Make ``domains`` the provider's claims; the ones another provider holds are not taken
+    and come back (the unique key decides, whatever the caller may see)."""
+    held = set(provider_domains(conn, provider_id))
+    conn.execute(
+        "DELETE FROM sso_domains WHERE provider_id = %s AND domain <> ALL (%s::text[])",
+        (provider_id, domains),
+    )
+    taken = []
+    for domain in domains:
+        if domain in held:
+            continue
+        row = conn.execute(
+            "INSERT INTO sso_domains (domain, provider_id, customer_id) VALUES (%s, %s, %s)"
+            " ON CONFLICT (domain) DO NOTHING RETURNING domain",
+            (domain, provider_id, customer_id),
+        ).fetchone()
+        if row is None:
+            taken.append(domain)
+    return taken
+
+
+def find_user_by_identity(conn: Conn, issuer: str, subject: str) -> UserAuth | None:
+    """The user linked to a provider's subject, locked for update."""
+    with conn.cursor(row_factory=class_row(UserAuth)) as cur:
+        return cur.execute(
+            "SELECT * FROM users WHERE external_issuer = %s AND external_subject = %s FOR UPDATE",
+            (issuer, subject),
+        ).fetchone()
+
+
+def link_identity(conn: Conn, user_id: int, issuer: str, subject: str) -> None:
+    """Link a user to a provider's subject: it signs in there from now on (an invited user
+    becomes active)."""
+    conn.execute(
+        "UPDATE users SET external_issuer = %s, external_subject = %s, sign_in_method = 'oidc',"
+        " status = CASE WHEN status = 'invited' THEN 'active' ELSE status END WHERE id = %s",
+        (issuer, subject, user_id),
+    )

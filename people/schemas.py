@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import urlsplit
 
+from authlib.common.security import is_secure_transport
 from pydantic import BaseModel, Field, field_validator
 
 from fleet.access import ORG_ROLES, Organisation
@@ -145,3 +148,111 @@ class Me(BaseModel):
     access: str
     permissions: list[str]
     csrf_token: str | None = None
+
+
+# --- single sign-on (OpenID Connect) -----------------------------------------------------------
+
+DOMAIN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+# the role a person created at first sign-in gets when the admin names none
+DEFAULT_SSO_ROLE: dict[Organisation, str | None] = {
+    "operator": None,  # the operator names it: no role of its own is harmless enough
+    "customer": "viewer",
+    "partner": "technician",
+}
+
+
+def email_domain(email: str) -> str:
+    """The domain of an address, lowercased ('' when it has none)."""
+    _, at, domain = email.strip().rpartition("@")
+    return domain.lower() if at else ""
+
+
+class SsoConfigIn(Strict):
+    """An organisation's OpenID Connect provider, as its admin sets it."""
+
+    issuer: str = Field(
+        min_length=8,
+        max_length=500,
+        description="the provider's issuer URL (https; http only on this machine's loopback);"
+        " its discovery document is <issuer>/.well-known/openid-configuration",
+    )
+    client_id: str = Field(min_length=1, max_length=500)
+    client_secret: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="write-only: never returned; omit it to keep the stored one",
+    )
+    default_role: UserRole | None = Field(
+        default=None,
+        description="the role of a person created at first sign-in (customer: viewer,"
+        " partner: technician; the operator names it)",
+    )
+    domains: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="email domains whose people the sign-in page sends to this provider; a"
+        " domain another organisation claims is refused",
+    )
+    enabled: bool = True
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.query or parts.fragment or not parts.hostname:
+            raise ValueError("an issuer is a URL with a host and no query or fragment")
+        if not is_secure_transport(value):
+            raise ValueError("an issuer is an https URL (http only on this machine's loopback)")
+        return value
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, values: list[str]) -> list[str]:
+        cleaned: list[str] = []
+        for value in values:
+            domain = value.strip().lower().removeprefix("@")
+            if len(domain) > 253 or not re.match(DOMAIN, domain):
+                raise ValueError(f"{value[:60]!r} is not an email domain (example.com)")
+            if domain not in cleaned:
+                cleaned.append(domain)
+        return cleaned
+
+
+class SsoProviderRecord(BaseModel):
+    """A stored provider, with its secret (never leaves the service)."""
+
+    id: int
+    organisation: Organisation
+    customer_id: int | None
+    partner_id: int | None
+    issuer: str
+    client_id: str
+    client_secret: str
+    default_role: UserRole
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class SsoProvider(BaseModel):
+    """An organisation's single sign-on, as the API shows it: no secret."""
+
+    id: int
+    organisation: Organisation
+    customer_id: int | None
+    partner_id: int | None
+    issuer: str
+    client_id: str
+    client_secret_set: bool = Field(description="a secret is stored (it is never shown)")
+    default_role: UserRole
+    enabled: bool
+    domains: list[str]
+    redirect_uri: str = Field(description="register this address at the provider")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SsoStart(Strict):
+    email: str = Field(min_length=3, max_length=254)

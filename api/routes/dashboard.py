@@ -80,6 +80,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         dashboard_mobile,
         dashboard_ops,
         dashboard_people,
+        dashboard_sso,
     )
 
     app.include_router(router)
@@ -88,6 +89,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(dashboard_audit.router)
     app.include_router(dashboard_mobile.router)
     app.include_router(dashboard_people.router)
+    app.include_router(dashboard_sso.router)
     app.add_exception_handler(SignInRequired, to_sign_in)
     app.add_exception_handler(PageForbidden, forbidden_page)
 
