@@ -202,16 +202,14 @@ def decode_sparkplug(
     if sp.problem is not None:
         q.message(msg, device.ref, device.customer_id, R.BAD_PROTOBUF, sp.problem)
         return None
-    found = sp.values(targets)
+    found = sp.values(targets, Reading)
     where = "/".join((sp.topic.message_type, sp.topic.edge_node, sp.topic.device)).rstrip("/")
     problems: list[Item] = [
         (R.NO_BIRTH, f"{where}: alias {alias} unknown ({sp.unnamed_why}); rebirth asked")
         for alias in found.unnamed
     ]
     problems += [(R.BAD_TIMESTAMP, f"{where}: {name}: no timestamp") for name in found.untimed]
-    by_time = found.by_time
-    items: list[Item] = [Reading(a, ts_ms, metrics) for (a, ts_ms), metrics in by_time.items()]
-    return Decoded(msg, device, items + problems)
+    return Decoded(msg, device, found.readings + problems)
 
 
 def decode_carefully(

@@ -99,6 +99,7 @@ class SparkplugValues(NamedTuple):
     by_time: dict[tuple[str, int], dict[str, Any]]  # (asset, epoch ms) → {kind metric: value}
     unnamed: list[int | None]  # aliases no trusted BIRTH declared
     untimed: list[str]  # mapped metrics with no time of their own nor the payload's
+    readings: list[Any]  # with ``reading`` given: one per (asset, time), holding its dict
 
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
@@ -132,61 +133,129 @@ class SparkplugMessage:
     born: SessionSnapshot | None = None  # a BIRTH: the node's session as it now stands
     ended: tuple[int | None] | None = None  # an accepted NDEATH: (the bdSeq it ends,)
 
-    def values(self, targets: Mapping[str, SparkplugTarget]) -> SparkplugValues:
+    def values(
+        self,
+        targets: Mapping[str, SparkplugTarget],
+        reading: Callable[[str, int, dict[str, Any]], Any] | None = None,
+    ) -> SparkplugValues:
         """The values of the metrics ``targets`` maps (name → asset, kind metric, scale,
         offset), converted and grouped per (asset, time); metrics sent by an alias the
         session cannot vouch for, and mapped metrics without a time, listed apart. Metrics
-        the mapping does not name are skipped before their value is read."""
-        out = SparkplugValues({}, [], [])
-        if self.payload is None:
+        the mapping does not name are skipped before their value is read. ``reading(asset,
+        time, metrics)``, when given, makes the record of each (asset, time) as it is first
+        met (its metrics dict is filled on), listed in ``readings``."""
+        out = SparkplugValues({}, [], [], [])
+        payload = self.payload
+        if payload is None:
             return out
-        aliases, types, stamp = self.aliases or _EMPTY, self.types or _EMPTY, self.timestamp_ms
-        device, by_time = self.topic.device, out.by_time
-        for m in self.payload.metrics:
-            # the hot path (DATA by alias, a double): plain field reads; HasField only where
-            # a zero could mean "not sent" (alias 0, time 0)
-            name = m.name
-            datatype = m.datatype
-            if not name:
-                alias: int | None = m.alias
-                if not alias and not m.HasField("alias"):
-                    alias = None
-                found = aliases.get(alias) if alias is not None else None
-                if found is None:
-                    out.unnamed.append(alias)
-                    continue
-                name, datatype = found[0], datatype or found[1]
-            elif not datatype:
-                datatype = types.get(f"{device}\x00{name}", 0)
-            target = targets.get(name)
-            if target is None:
-                continue
-            if datatype == DOUBLE and not m.is_null and m.HasField("double_value"):
-                value: Any = m.double_value
-            else:
-                value = _value(m, datatype)
+        aliases = self.aliases
+        table = (
+            aliases.resolved(targets)
+            if isinstance(aliases, AliasTable)
+            else AliasTable(aliases or {}).resolved(targets)
+        )
+        stamp, by_time, unnamed, made = self.timestamp_ms, out.by_time, out.unnamed, out.readings
+        double, unknown = DOUBLE, _UNKNOWN
+        for m in payload.metrics:
+            # The hot path, DATA by alias: one lookup gives (asset, metric, scale, offset, data
+            # type, name, no conversion) for the alias in this session and this mapping; a
+            # double is read straight, and only a zero (which may be a null, or a value of
+            # another type) or a zero time (which may be "not sent") is looked at closer. A
+            # metric that carries its name (alias 0 or not declared) is read by its name.
+            alias = m.alias
+            entry = table.get(alias, unknown) if alias else unknown
+            if entry is unknown:
+                if m.name:
+                    entry = self._named(m, targets)
+                    if entry is None:
+                        continue
+                else:
+                    if not alias and not m.HasField("alias"):
+                        unnamed.append(None)
+                        continue
+                    entry = table.get(alias, unknown)
+                    if entry is unknown:
+                        unnamed.append(alias)
+                        continue
+            if entry is None:
+                continue  # declared in the BIRTH, not mapped by the profile
+            asset, metric, scale, offset, datatype, name, plain = entry
+            value: Any = m.double_value if datatype == double else 0.0
+            if not value:
+                value = _value(m, m.datatype or datatype)
                 if value is None:
                     continue
-            when = m.timestamp or (m.timestamp if m.HasField("timestamp") else stamp)
-            if when is None:
-                out.untimed.append(name)
-                continue
-            asset, metric, scale, offset = target
-            t = type(value)
-            if t is float or t is int or t is bool:
-                if scale != 1.0 or offset != 0.0:
-                    value = value * scale + offset
-                elif t is bool:
+                t = type(value)
+                if t is bool:
                     value = int(value)
-            elif t is bytes:
-                value = value[:64].hex()  # reported as not a number
+                elif t is bytes:
+                    value = value[:64].hex()  # reported as not a number
+                if (t is float or t is int or t is bool) and not plain:
+                    value = value * scale + offset
+            elif not plain:
+                value = value * scale + offset
+            when = m.timestamp
+            if not when:
+                when = 0 if m.HasField("timestamp") else stamp
+                if when is None:
+                    out.untimed.append(name)
+                    continue
             key = (asset, when)
             row = by_time.get(key)
             if row is None:
-                by_time[key] = {metric: value}
+                by_time[key] = row = {metric: value}
+                if reading is not None:
+                    made.append(reading(asset, when, row))
             else:
                 row[metric] = value
         return out
+
+    def _named(self, m: Any, targets: Mapping[str, SparkplugTarget]) -> _Resolved | None:
+        """A metric that carries its name: its mapping, its type from itself or the BIRTH."""
+        name = m.name
+        target = targets.get(name)
+        if target is None:
+            return None
+        datatype = m.datatype or (self.types or _EMPTY).get(f"{self.topic.device}\x00{name}", 0)
+        asset, metric, scale, offset = target
+        return asset, metric, scale, offset, datatype, name, scale == 1.0 and offset == 0.0
+
+
+# what an alias means under one mapping: asset, kind metric, scale, offset, data type, metric
+# name, and whether the value is taken as it is (scale 1, offset 0)
+_Resolved = tuple[str, str, float, float, int, str, bool]
+_UNKNOWN: Any = object()
+
+
+class AliasTable(dict[int, tuple[str, int]]):
+    """A session's aliases (alias → metric name, data type). Made at a BIRTH and never changed
+    once a message carries it; it remembers what each alias means under each mapping
+    (``targets``) it was read with, so that DATA costs one lookup per metric."""
+
+    __slots__ = ("_resolved",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._resolved: dict[int, tuple[Mapping[str, SparkplugTarget], dict[int, Any]]] = {}
+
+    def resolved(self, targets: Mapping[str, SparkplugTarget]) -> dict[int, _Resolved | None]:
+        """alias → what it means under ``targets`` (None: not mapped)."""
+        cached = self._resolved.get(id(targets))
+        if cached is not None and cached[0] is targets:
+            return cached[1]
+        table: dict[int, _Resolved | None] = {}
+        for alias, (name, datatype) in self.items():
+            target = targets.get(name)
+            if target is not None:
+                asset, metric, scale, offset = target
+                plain = scale == 1.0 and offset == 0.0
+                table[alias] = (asset, metric, scale, offset, datatype, name, plain)
+            else:
+                table[alias] = None
+        if len(self._resolved) > 64:  # mappings reloaded many times: start again
+            self._resolved = {}
+        self._resolved[id(targets)] = (targets, table)  # writers may race: same result
+        return table
 
 
 def _value(metric: Any, datatype: int) -> Any:
@@ -211,7 +280,7 @@ class _Node:
 
     bd_seq: int | None = None
     next_seq: int | None = None  # None: not born, or not trusted since a gap
-    aliases: dict[int, tuple[str, int]] = field(default_factory=dict)  # alias → (name, type)
+    aliases: AliasTable = field(default_factory=AliasTable)  # alias → (name, type)
     types: dict[str, int] = field(default_factory=dict)  # metric name → data type
     devices: set[str] = field(default_factory=set)
     rebirth_asked_at: float = -1e9
@@ -274,7 +343,7 @@ class SparkplugHost:
         if kind == "DBIRTH":
             if node.next_seq is not None:  # a device born in a session we trust
                 node.devices.add(topic.device)
-                aliases, types = dict(node.aliases), dict(node.types)  # new tables, not edits
+                aliases, types = AliasTable(node.aliases), dict(node.types)  # new, not edits
                 for m in decoded.metrics:
                     if m.name:
                         types[f"{topic.device}\x00{m.name}"] = m.datatype
@@ -351,7 +420,7 @@ class SparkplugHost:
         node = _Node(
             bd_seq=stored.bd_seq,
             next_seq=decoded.seq if decoded.HasField("seq") else None,
-            aliases=dict(stored.aliases),
+            aliases=AliasTable(stored.aliases),
             types=dict(stored.types),
             devices=set(stored.devices),
             born_ms=stored.born_ms,

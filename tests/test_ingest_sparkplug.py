@@ -343,3 +343,51 @@ def test_edge_node_over_mqtt_rebirth_seq_gap_and_death(
         )
     finally:
         node.close()
+
+
+def test_the_alias_fast_path_reads_zeros_nulls_other_types_and_alias_zero() -> None:
+    """DATA by alias is read through one lookup per metric; a zero, a null, a value of another
+    type than the BIRTH's, alias 0, a name without a declared alias and a metric with neither
+    go the careful way and mean what they say."""
+    host = SparkplugHost()
+    node, dev = parse_topic("spBv1.0/g/NBIRTH/e"), parse_topic("spBv1.0/g/DBIRTH/e/d")
+    ddata = parse_topic("spBv1.0/g/DDATA/e/d")
+    assert node and dev and ddata
+    host.receive(node, payload(0, 1, ("bdSeq", None, INT64, 1)))
+    host.receive(
+        dev,
+        payload(1, 1, ("A", 0, DOUBLE, 1.0), ("B", 1, DOUBLE, 1.0), ("C", 2, INT64, 1)),
+    )
+    targets = {
+        "A": ("a", "m", 1.0, 0.0),
+        "B": ("b", "m", 2.0, 1.0),
+        "C": ("c", "m", 1.0, 0.0),
+        "N": ("n", "m", 1.0, 0.0),
+    }
+    p = spb.Payload.FromString(payload(2, 10, (None, 0, 0, 0)))
+    p.metrics[0].double_value = 5.0  # alias 0, declared: read by the fast path
+    for alias, value in ((1, 0.0), (1, 3.0)):  # a genuine zero, then scaled
+        m = p.metrics.add()
+        m.alias, m.double_value, m.timestamp = alias, value, 20 if value else 30
+    m = p.metrics.add()
+    m.alias, m.is_null = 1, True  # null: no reading
+    m = p.metrics.add()
+    m.alias, m.long_value, m.timestamp = 1, 7, 40  # B sent as an integer this time
+    m = p.metrics.add()
+    m.alias, m.long_value, m.timestamp = 2, (-2) & ((1 << 64) - 1), 50  # C: INT64, signed
+    m = p.metrics.add()
+    m.name, m.datatype, m.double_value, m.timestamp = "N", DOUBLE, 9.0, 60  # by name
+    m = p.metrics.add()
+    m.double_value = 1.0  # neither name nor alias
+    m = p.metrics.add()
+    m.alias, m.double_value = 99, 1.0  # an alias no BIRTH declared
+    found = host.receive(ddata, p.SerializeToString()).values(targets)
+    assert found.by_time == {
+        ("a", 10): {"m": 5.0},
+        ("b", 30): {"m": 1.0},  # 0.0 * 2 + 1
+        ("b", 20): {"m": 7.0},
+        ("b", 40): {"m": 15},
+        ("c", 50): {"m": -2},
+        ("n", 60): {"m": 9.0},
+    }
+    assert found.unnamed == [None, 99] and found.untimed == []
