@@ -224,41 +224,52 @@ class AttemptRow:
 
 
 def record_attempts(conn: Conn, rows: Sequence[AttemptRow]) -> None:
-    """Log attempts and move their deliveries on (unless a replay started a newer run)."""
+    """Log attempts and move their deliveries on (unless a replay started a newer run).
+
+    Two statements for the whole batch (arrays unnested server-side), not two per attempt.
+    A delivery appears at most once in a batch (a job sends each due delivery once).
+    """
     if not rows:
         return
-    with conn.cursor() as cur:
-        cur.executemany(
-            """
-            INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, customer_id,
-                   attempt_number, attempted_at, webhook_timestamp, outcome, status_code,
-                   latency_ms, error, response_excerpt, sender)
-            VALUES (%(delivery_id)s, %(endpoint_id)s, %(event_id)s, %(customer_id)s,
-                   %(attempt_number)s, %(attempted_at)s, %(webhook_timestamp)s, %(outcome)s,
-                   %(status_code)s, %(latency_ms)s, %(error)s, %(response_excerpt)s, %(sender)s)
-            """,
-            [r.__dict__ for r in rows],
-        )
-        cur.executemany(
-            """
-            UPDATE webhook_deliveries
-               SET attempt_count = attempt_count + 1,
-                   last_attempt_at = %(attempted_at)s,
-                   last_status_code = %(status_code)s,
-                   last_error = %(error)s,
-                   status = CASE WHEN generation = %(generation)s THEN %(new_status)s
-                                 ELSE status END,
-                   next_attempt_at = CASE WHEN generation = %(generation)s
-                                          THEN %(next_attempt_at)s::timestamptz
-                                          ELSE next_attempt_at END,
-                   schedule_step = CASE WHEN generation = %(generation)s THEN %(schedule_step)s
-                                        ELSE schedule_step END,
-                   delivered_at = CASE WHEN %(new_status)s = 'delivered'
-                                       THEN %(attempted_at)s ELSE delivered_at END
-             WHERE id = %(delivery_id)s
-            """,
-            [r.__dict__ for r in rows],
-        )
+    cols = {name: [getattr(r, name) for r in rows] for name in AttemptRow.__dataclass_fields__}
+    conn.execute(
+        """
+        INSERT INTO webhook_attempts (delivery_id, endpoint_id, event_id, customer_id,
+               attempt_number, attempted_at, webhook_timestamp, outcome, status_code,
+               latency_ms, error, response_excerpt, sender)
+        SELECT * FROM unnest(%(delivery_id)s::bigint[], %(endpoint_id)s::bigint[],
+               %(event_id)s::bigint[], %(customer_id)s::bigint[], %(attempt_number)s::int[],
+               %(attempted_at)s::timestamptz[], %(webhook_timestamp)s::bigint[],
+               %(outcome)s::text[], %(status_code)s::int[], %(latency_ms)s::float8[],
+               %(error)s::text[], %(response_excerpt)s::text[], %(sender)s::text[])
+        """,
+        cols,
+    )
+    conn.execute(
+        """
+        UPDATE webhook_deliveries d
+           SET attempt_count = d.attempt_count + 1,
+               last_attempt_at = a.attempted_at,
+               last_status_code = a.status_code,
+               last_error = a.error,
+               status = CASE WHEN d.generation = a.generation THEN a.new_status
+                             ELSE d.status END,
+               next_attempt_at = CASE WHEN d.generation = a.generation THEN a.next_attempt_at
+                                      ELSE d.next_attempt_at END,
+               schedule_step = CASE WHEN d.generation = a.generation THEN a.schedule_step
+                                    ELSE d.schedule_step END,
+               delivered_at = CASE WHEN a.new_status = 'delivered'
+                                   THEN a.attempted_at ELSE d.delivered_at END
+          FROM unnest(%(delivery_id)s::bigint[], %(generation)s::int[],
+                      %(attempted_at)s::timestamptz[], %(status_code)s::int[],
+                      %(error)s::text[], %(new_status)s::text[],
+                      %(next_attempt_at)s::timestamptz[], %(schedule_step)s::int[])
+               AS a(delivery_id, generation, attempted_at, status_code, error, new_status,
+                    next_attempt_at, schedule_step)
+         WHERE d.id = a.delivery_id
+        """,
+        cols,
+    )
 
 
 def set_endpoint_health(
