@@ -173,7 +173,12 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def score_command(
     once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
-    poll: Annotated[float, typer.Option(help="seconds between passes")] = 1.0,
+    poll: Annotated[
+        float,
+        typer.Option(
+            help="seconds between passes when no NOTIFY of new telemetry wakes the worker"
+        ),
+    ] = 1.0,
     kind: Annotated[str | None, typer.Option(help="score only this kind")] = None,
     shard: Annotated[
         str, typer.Option(help="K/N: score assets whose id modulo N is K (several workers)")
@@ -217,7 +222,10 @@ def score_command(
                 return
             exit_on_sigterm()
             stop = threading.Event()
-            typer.echo(f"fleetcare score: polling every {poll:g} s (Ctrl-C stops)")
+            typer.echo(
+                f"fleetcare score: woken by new telemetry (LISTEN fleetcare_telemetry),"
+                f" polling every {poll:g} s as the fallback (Ctrl-C stops)"
+            )
             try:
                 worker.run(stop)
             except (KeyboardInterrupt, SystemExit):

@@ -1,4 +1,7 @@
-"""The scoring worker: a short poll that scores assets with new telemetry (the shell's runner).
+"""The scoring worker: scores assets with new telemetry (the shell's runner).
+
+It wakes on ``NOTIFY fleetcare_telemetry`` (migration 0160: ingest moving an asset's
+last-seen time, a renewal) and polls every ``poll_s`` only as the fallback.
 
 Each pass runs in one transaction of its own (the worker owns it). Several workers split
 the fleet with ``shard=(k, n)`` (asset id modulo n); each keeps its own readings cache.
@@ -21,10 +24,13 @@ from models.scoring import ModelCache, PassResult, ReadingsCache, score_pass
 
 log = logging.getLogger(__name__)
 
+CHANNEL = "fleetcare_telemetry"
+
 
 @dataclass
 class ScoringWorker:
-    """Polls every ``poll_s`` seconds; exposes counters and an event per finished pass."""
+    """Wakes on new telemetry (or every ``poll_s`` seconds); exposes counters and an event per
+    finished pass."""
 
     database_url: str
     clock: Clock
@@ -88,12 +94,17 @@ class ScoringWorker:
         """Score until ``stop`` is set; survives a failed pass (logged, retried next poll)."""
 
         def score(pool: Pool) -> int:
-            """One pass on a pooled connection; 0, so the next waits ``poll_s``."""
+            """One pass on a pooled connection; 0: the next waits for a NOTIFY (or ``poll_s``)."""
             with pool.connection() as conn:
                 self.run_pass(conn)
             return 0
 
         runner = WorkerRunner(
-            "score", self.database_url, interval=self.poll_s, drain=False, pool_max_size=1
+            "score",
+            self.database_url,
+            interval=self.poll_s,
+            channel=CHANNEL,
+            drain=False,
+            pool_max_size=1,
         )
         runner.run([score], stop)

@@ -357,6 +357,44 @@ def test_worker_loop_scores_and_stops(conn: Connection[Any], db_url: str) -> Non
     assert not thread.is_alive()
 
 
+def test_worker_wakes_on_new_telemetry_not_its_poll(conn: Connection[Any], db_url: str) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=3)
+    clock = ManualClock(NOW)
+    install_model(conn, trained_tire_model(), clock)
+    # An hour's poll: only a wake-up can bring the next passes in time. The listener also wakes
+    # the loop once when it connects (what was committed before it listened), so two rounds:
+    # the second can only be the NOTIFY of migration 0160.
+    worker = ScoringWorker(db_url, clock, poll_s=3600)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+
+    def wait_for_predictions(total: int) -> None:
+        for _ in range(10):  # passes, each signalled
+            if worker.predictions_total >= total:
+                return
+            assert worker.pass_done.wait(60), f"no pass; {worker.predictions_total} predictions"
+            worker.pass_done.clear()
+        assert worker.predictions_total == total
+
+    thread.start()
+    try:
+        wait_for_predictions(len(tires.asset_ids))  # the first pass scores everything
+        a = tires.asset_ids[0]
+        for k in (1, 2):
+            clock.advance(60)  # a prediction's time is its pass's: one per asset and minute
+            when = tires.last_time[a] + timedelta(hours=k)
+            seen = NOW + timedelta(days=k)
+            synthetic.append_readings(conn, [a], when, {a: 70_000.0 + k}, seen=seen)
+            conn.commit()
+            wait_for_predictions(len(tires.asset_ids) + k)
+        assert worker.predictions_total == len(tires.asset_ids) + 2
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
 def test_predictions_api_is_scoped(
     client: TestClient,
     conn: Connection[Any],
