@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -44,7 +45,7 @@ OrgId = Annotated[int | None, Query(ge=1, le=INT8_MAX)]
 
 @router.post("/sso/start", response_model=None)
 def start(request: Request, conn: Conn, form: Form) -> Response:
-    """Send the person to their organisation's provider (chosen by the address's domain)."""
+    """Send the person on to their organisation's provider (chosen by the address's domain)."""
     sessions.check_login_form(request, form)
     email = form.get("email", "").strip()[:254]
     target = _safe_next(form.get("next"))
@@ -57,7 +58,9 @@ def start(request: Request, conn: Conn, form: Form) -> Response:
             request, status_code=exc.status_code, next=target, error=exc.detail, sso_email=email
         )
     request.session[PENDING_KEY] = pending.as_dict()
-    return RedirectResponse(url, status_code=303)
+    # a page that moves on by itself, not a redirect: the sign-in page's Content-Security-Policy
+    # (form-action 'self') would stop a form post redirected to another site
+    return render(request, "sso_redirect.html", None, url=url, issuer=urlsplit(url).netloc)
 
 
 @router.get("/sso/callback", response_model=None)
