@@ -23,6 +23,7 @@ from cli.commands import (
 )
 from cli.up import up
 from evaluation.cli import evaluate as evaluate_strategies
+from fleet.audit.cli import audit_app
 from fleet.cli import customers_app
 from ingest.cli import devices_app, ingest_command
 from ingest.history_cli import history_app
@@ -51,6 +52,7 @@ app.add_typer(kinds_app, name="kinds")
 app.add_typer(customers_app, name="customers")
 app.add_typer(users_app, name="users")
 app.add_typer(access_app, name="access")
+app.add_typer(audit_app, name="audit")
 app.command("up")(up)
 # ingest: `fleetcare devices ...`, `fleetcare ingest`
 app.add_typer(devices_app, name="devices")

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="where people reach the dashboard: the base of invitation and reset links",
     )
+    # The audit trail's retention: `fleetcare audit purge` deletes records older than this
+    # (unset: the trail is kept for ever).
+    audit_retention_days: float | None = Field(
+        default=None, ge=1, description="days the audit trail is kept; unset: for ever"
+    )
     # Single sign-on: how long fleetcare waits for an organisation's OpenID Connect provider
     # (discovery, code exchange, signing keys), and how long a started sign-in may take.
     sso_timeout_s: float = Field(

@@ -4,6 +4,7 @@ the application role may read them, within its tenant policy."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from psycopg import Connection, sql
@@ -68,3 +69,11 @@ def stream(
     with conn.cursor(name="audit_export", row_factory=class_row(AuditRecord)) as cur:
         cur.execute(query, [*params, limit])
         yield from cur
+
+
+def purge_before(conn: Connection[Any], cutoff: datetime, max_rows: int) -> int:
+    """Delete up to ``max_rows`` records older than ``cutoff``, oldest first, through the
+    owner-only ``fleetcare_audit_purge`` (migration 0111), which records the purge itself;
+    how many went."""
+    row = conn.execute("SELECT fleetcare_audit_purge(%s, %s)", (cutoff, max_rows)).fetchone()
+    return int(row[0]) if row else 0

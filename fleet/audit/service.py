@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import Connection
@@ -13,6 +14,7 @@ from psycopg import Connection
 from fleet.audit import repository as repo
 from fleet.audit.schemas import AuditFilters, AuditPage, AuditRecord
 from fleet.schemas import Principal
+from fleetcare.errors import Invalid
 
 EXPORT_LIMIT = 50_000
 CSV_COLUMNS = (
@@ -86,3 +88,19 @@ def _csv_lines(conn: Connection[Any], principal: Principal, filters: AuditFilter
     yield line(list(CSV_COLUMNS))
     for record in repo.stream(conn, scope=scope, filters=filters, limit=EXPORT_LIMIT):
         yield line([_cell(record, c) for c in CSV_COLUMNS])
+
+
+MIN_RETENTION = timedelta(days=1)  # the database refuses a younger cutoff too
+
+
+def purge_expired(conn: Connection[Any], now: datetime, retention: timedelta, max_rows: int) -> int:
+    """One batch of the retention job: up to ``max_rows`` records older than ``retention``
+    deleted, and the purge recorded in the trail (by the connection's actor); how many went.
+    Only the trail's owner may (the application role cannot delete a record, nor call this)."""
+    if retention < MIN_RETENTION:
+        raise Invalid(
+            f"the audit trail keeps at least {MIN_RETENTION.days} day; retention {retention}"
+            " is too short",
+            code="retention_too_short",
+        )
+    return repo.purge_before(conn, now - retention, max_rows)
