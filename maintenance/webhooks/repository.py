@@ -207,7 +207,7 @@ class AttemptRow:
     generation: int
     endpoint_id: int
     event_id: int
-    customer_id: int
+    customer_id: int | None
     attempt_number: int
     attempted_at: datetime
     webhook_timestamp: int
@@ -360,7 +360,7 @@ def find_event_id(conn: Conn, public_id: str, *, scope: int | None) -> int | Non
         found: int | None = cur.execute(
             """
             SELECT id FROM events
-             WHERE public_id = %(p)s AND customer_id IS NOT NULL
+             WHERE public_id = %(p)s
                AND (%(scope)s::bigint IS NULL OR customer_id = %(scope)s)
             """,
             {"p": public_id, "scope": scope},
@@ -376,7 +376,7 @@ def matching_endpoint_ids(conn: Conn, event_id: int) -> list[int]:
             """
             SELECT e.id
               FROM events ev
-              JOIN webhook_endpoints e ON e.customer_id = ev.customer_id
+              JOIN webhook_endpoints e ON e.customer_id IS NOT DISTINCT FROM ev.customer_id
              WHERE ev.id = %(event)s AND e.enabled AND e.retired_at IS NULL
                AND (EXISTS (SELECT 1 FROM webhook_deliveries d
                              WHERE d.event_id = ev.id AND d.endpoint_id = e.id)
@@ -398,7 +398,7 @@ def requeue_event(conn: Conn, event_id: int, endpoint_ids: Sequence[int]) -> lis
             INSERT INTO webhook_deliveries (endpoint_id, event_id, customer_id)
             SELECT e.id, ev.id, ev.customer_id
               FROM webhook_endpoints e JOIN events ev ON ev.id = %(event)s
-             WHERE e.id = ANY(%(ids)s) AND e.customer_id = ev.customer_id
+             WHERE e.id = ANY(%(ids)s) AND e.customer_id IS NOT DISTINCT FROM ev.customer_id
              ORDER BY e.id
             ON CONFLICT (endpoint_id, event_id) DO UPDATE
                SET status = 'pending', next_attempt_at = NULL, schedule_step = 0,
@@ -424,7 +424,7 @@ def requeue_failed(conn: Conn, endpoint_id: int, *, since: datetime) -> list[int
         ).fetchall()
 
 
-def insert_delivery(conn: Conn, *, endpoint_id: int, event_id: int, customer_id: int) -> int:
+def insert_delivery(conn: Conn, *, endpoint_id: int, event_id: int, customer_id: int | None) -> int:
     """Address one event to one endpoint (test pings)."""
     with conn.cursor(row_factory=scalar_row) as cur:
         new_id: int | None = cur.execute(

@@ -43,7 +43,14 @@ class Strict(RequestRecord):
 
 class EndpointCreate(Strict):
     customer_id: Id | None = Field(
-        default=None, description="required for operator keys; a customer key uses its own"
+        default=None,
+        description="the operator names the customer (or sets operator_events); a customer"
+        " key uses its own",
+    )
+    operator_events: bool = Field(
+        default=False,
+        description="the operator's own endpoint: it receives the events that have no customer"
+        " (the operator's and partners' people, stock, model drift, ...)",
     )
     url: str = Field(min_length=8, max_length=2000, description="http(s) URL of the receiver")
     description: str = Field(default="", max_length=500)
@@ -85,7 +92,9 @@ class Endpoint(BaseModel):
     """An endpoint as the API shows it: never its secret."""
 
     id: int
-    customer_id: int
+    customer_id: int | None = Field(
+        description="None: the operator's own endpoint (events with no customer)"
+    )
     url: str
     description: str
     event_types: list[str]
@@ -136,7 +145,7 @@ class Delivery(BaseModel):
     event_id: int
     event_public_id: str
     event_type: str
-    customer_id: int
+    customer_id: int | None
     status: DeliveryStatus
     attempt_count: int
     schedule_step: int

@@ -15,7 +15,7 @@ from psycopg import Connection
 
 from fleet import service as fleet
 from fleet.schemas import Principal
-from fleetcare.errors import Conflict, Invalid, NotFound
+from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound
 from maintenance.events import service as events
 from maintenance.webhooks import repository as repo
 from maintenance.webhooks.addresses import (
@@ -110,10 +110,21 @@ def create_endpoint(
 ) -> NewEndpoint:
     """Register an endpoint; the answer is the only time its secret is shown."""
     principal.require("webhooks:write")
-    owner = fleet.owner_for(principal, body.customer_id)
-    customer = fleet.get_customer(conn, principal, owner)
-    if customer.retired_at is not None:
-        raise Invalid(f"customer {owner} is retired")
+    owner: int | None
+    if body.operator_events:
+        if principal.scope is not None or principal.organisation != "operator":
+            raise Forbidden(
+                "only the operator has an endpoint for the events with no customer",
+                code="operator_endpoint",
+            )
+        if body.customer_id is not None:
+            raise Invalid("customer_id: an operator endpoint belongs to no customer")
+        owner = None
+    else:
+        owner = fleet.owner_for(principal, body.customer_id)
+        customer = fleet.get_customer(conn, principal, owner)
+        if customer.retired_at is not None:
+            raise Invalid(f"customer {owner} is retired")
     _check_url(body.url, allow_private=allow_private, resolver=resolver)
     secret = new_secret()
     record = repo.insert_endpoint(
