@@ -245,6 +245,7 @@ def billing_revenue(
 ) -> None:
     """Recognised, deferred and unbilled revenue per customer and plan; exits 1 when the
     report does not reconcile to the invoices and credit notes."""
+    from fleetcare.clock import SystemClock
     from fleetcare.db import connect
     from maintenance.revenue.service import revenue_report
 
@@ -252,7 +253,7 @@ def billing_revenue(
     with database_url(settings) as url:
         try:
             with connect(url) as conn, conn.transaction():
-                report = revenue_report(conn, _operator(), month)
+                report = revenue_report(conn, _operator(), month, SystemClock())
         except FleetcareError as exc:
             raise fail(exc.detail) from exc
     if as_json:
@@ -286,6 +287,7 @@ def billing_journal(
     ] = None,
 ) -> None:
     """The month's revenue as balanced journal entries (CSV on stdout)."""
+    from fleetcare.clock import SystemClock
     from fleetcare.db import connect
     from maintenance.revenue.journal import Accounts, journal_csv
     from maintenance.revenue.service import revenue_report
@@ -295,7 +297,7 @@ def billing_journal(
         try:
             accounts = Accounts.parse(account or [])
             with connect(url) as conn, conn.transaction():
-                report = revenue_report(conn, _operator(), month)
+                report = revenue_report(conn, _operator(), month, SystemClock())
         except FleetcareError as exc:
             raise fail(exc.detail) from exc
     typer.echo(journal_csv(report, accounts), nl=False)

@@ -20,6 +20,7 @@ from fleetcare.db import connect
 from fleetcare.migrate import Storage
 from fleetcare.services import port_answers, start_mosquitto
 from fleetcare.settings import Settings
+from tests.fixtures.events import check_back_office_events
 from tests.fixtures.services import (
     STORAGES,
     drop_database,
@@ -148,3 +149,15 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def topic_root() -> str:
     """A topic root of this test's own, so that tests never see each other's messages."""
     return f"test/{uuid.uuid4().hex[:10]}/fleetcare/v1"
+
+
+@pytest.fixture
+def events_match_catalogue(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the test: every back-office event it emitted matches its catalogue entry
+    (``tests.fixtures.events.check_back_office_events``)."""
+    # the database is requested first, so that it is torn down after this check
+    url = request.getfixturevalue("db_url") if "db_url" in request.fixturenames else None
+    yield
+    if url is not None:
+        with connect(url) as c:
+            check_back_office_events(c)

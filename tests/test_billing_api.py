@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from psycopg import Connection
@@ -19,6 +20,9 @@ from maintenance.partners import service as partners
 from maintenance.partners.schemas import PartnerCreate, PartnerKeyCreate
 from tests.conftest import Tenant
 from tests.fixtures.billing import OPERATOR, add_counter, at, subscribed_customer
+
+# every back-office event these tests emit matches its catalogue entry
+pytestmark = pytest.mark.usefixtures("events_match_catalogue")
 
 
 def _ok(response: Any, status: int = 200) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -21,6 +22,7 @@ from fleetcare.errors import Conflict, Invalid
 from maintenance.billing import service as billing
 from maintenance.documents import credits as service_credits
 from maintenance.documents import files
+from maintenance.documents import repository as repo
 from maintenance.documents import service as documents
 from maintenance.documents.schemas import (
     BillingProfileUpdate,
@@ -28,19 +30,26 @@ from maintenance.documents.schemas import (
     CreditLineRequest,
     SellerUpdate,
 )
-from maintenance.documents.tax import Buyer, check_vat_id, decide, line_tax
+from maintenance.documents.tax import Buyer, Rate, check_vat_id, decide, line_tax
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import CompleteRequest, FailureCreate, PartUse
 from tests.conftest import Tenant
 from tests.fixtures.billing import OPERATOR, at, lines_of, subscribed_customer
 from tests.test_dashboard import sign_in
 
+# every back-office event these tests emit matches its catalogue entry
+pytestmark = pytest.mark.usefixtures("events_match_catalogue")
+
 AFTER_NOV = ManualClock(at(3, month=12))
 RATES = {
-    ("DE", "business"): (1900, True),
-    ("DE", "consumer"): (1900, True),
-    ("FR", "business"): (2000, True),
-    ("FR", "consumer"): (2000, True),
+    (country, kind): Rate(rate, eu, regime)
+    for country, rate, eu, regime in [
+        ("DE", 1900, True, "vat"),
+        ("FR", 2000, True, "vat"),
+        ("GB", 2000, False, "vat"),
+        ("US", 0, False, "none"),
+    ]
+    for kind in ("business", "consumer")
 }
 
 
@@ -53,7 +62,18 @@ def test_tax_rules_and_vat_id_formats() -> None:
     # an EU business that gave no VAT id pays the VAT of its country, like a consumer
     assert decide("DE", Buyer("FR", "business", None), RATES).rate_bps == 2000
     assert decide("DE", Buyer("FR", "consumer", None), RATES).rate_bps == 2000
-    assert decide("DE", Buyer("US", "business", None), RATES).category == "outside_scope"
+    # outside the EU: an export of services, for businesses and consumers alike
+    for buyer in (Buyer("US", "business", None), Buyer("GB", "consumer", None)):
+        export = decide("DE", buyer, RATES)
+        assert (export.category, export.rate_bps) == ("outside_scope", 0)
+        assert f"place of supply {buyer.country}" in export.note
+    # a seller established in GB charges GB VAT at home; the US has no VAT
+    assert decide("GB", Buyer("GB", "consumer", None), RATES).rate_bps == 2000
+    assert decide("US", Buyer("US", "business", None), RATES).category == "outside_scope"
+    # a country without a rule is refused, never guessed
+    with pytest.raises(Invalid, match="'BR'") as refused:
+        decide("DE", Buyer("BR", "business", None), RATES)
+    assert refused.value.code == "no_tax_rule"
     assert check_vat_id("de 123.456.789", "DE") == "DE123456789"
     assert check_vat_id("EL123456789", "GR") == "EL123456789"
     for bad, country in [("DE12345", "DE"), ("FR123456789", "DE"), ("NL123456789", "NL")]:
@@ -61,6 +81,34 @@ def test_tax_rules_and_vat_id_formats() -> None:
             check_vat_id(bad, country)
     assert line_tax(2900, 1900) == 551 and line_tax(-725, 1900) == -138
     assert line_tax(250, 1000) == 25 and line_tax(5, 1000) == 0  # 0.5 -> 0 (half to even)
+
+
+def test_tax_rates_are_dated_data_and_cover_common_countries_outside_the_eu(
+    conn: Connection[Any],
+) -> None:
+    rates = documents.list_tax_rates(conn, OPERATOR)
+    countries = {r.country for r in rates}
+    assert {"DE", "FR", "IT", "GB", "CH", "NO", "US"} <= countries and len(countries) >= 33
+    eu = {r.country for r in rates if r.eu}
+    assert len(eu) == 27 and not {"GB", "CH", "NO", "US"} & eu
+    # rates change on their dates: Finland's 24 % until 31 August 2024, 25.5 % from 1 September
+    on = {
+        day: decide("FI", Buyer("FI", "consumer", None), repo.tax_rates(conn, date(*day)))
+        for day in [(2024, 8, 31), (2024, 9, 1)]
+    }
+    assert [d.rate_bps for d in on.values()] == [2400, 2550]
+    # the tax point of an invoice is the last day of its period
+    assert documents.tax_date(at(1, month=12)) == date(2026, 11, 30)
+    # a billing profile in a country without a rule is refused with the country named
+    with pytest.raises(Invalid, match="'BR'"):
+        documents.set_billing_profile(
+            conn, OPERATOR, subscribed_customer(conn, "tax-br", plan="proactive",
+                                                starts_at=at(1)).customer_id,
+            BillingProfileUpdate(legal_name="Transportes", country="BR",
+                                 customer_type="business"),
+            AFTER_NOV,
+        )  # fmt: skip
+    conn.rollback()
 
 
 def _profile(conn: Connection[Any], customer_id: int, **fields: Any) -> None:
@@ -318,14 +366,26 @@ def test_a_failure_before_its_due_date_earns_a_credit_on_the_next_invoice(
         (issued.id, 725),
         (issued.id, 51_750),
     ]
-    # voiding that invoice reverses everything on it, the credits included: they stay with
-    # it (the customer owes nothing for the month) and are not applied a second time
+    # voiding that invoice reverses everything on it, the credits included: they are pending
+    # again, and closing the month again puts them on the replacement, once
     billing.void_invoice(conn, OPERATOR, issued.id, "re-bill", AFTER_NOV)
     conn.commit()
     credits = documents.list_service_credits(
         conn, OPERATOR, period=None, asset_id=None, after=None, limit=10
     )[0]
-    assert [x.invoice_id for x in credits] == [issued.id, issued.id]
+    assert [x.invoice_id for x in credits] == [None, None]
+    replacement = _close(conn)[c.customer_id]
+    assert replacement.id != issued.id and replacement.replaces_invoice_id == issued.id
+    assert [(r["kind"], r["amount_minor"]) for r in lines_of(conn, replacement.id)] == [
+        (r["kind"], r["amount_minor"]) for r in lines
+    ]
+    credits = documents.list_service_credits(
+        conn, OPERATOR, period=None, asset_id=None, after=None, limit=10
+    )[0]
+    assert [(x.invoice_id, x.amount_minor) for x in credits] == [
+        (replacement.id, 725),
+        (replacement.id, 51_750),
+    ]
     december = billing.close_period(conn, "2026-12", ManualClock(at(2, month=1, year=2027)))
     conn.commit()
     [dec] = [i for i in december.invoices if i.customer_id == c.customer_id]

@@ -29,6 +29,9 @@ from tests.fixtures.maintenance import (
     stock_depot,
 )
 
+# every back-office event these tests emit matches its catalogue entry
+pytestmark = pytest.mark.usefixtures("events_match_catalogue")
+
 
 def _at(month: int, day: int, year: int = 2027) -> datetime:
     return datetime(year, month, day, 12, tzinfo=UTC)

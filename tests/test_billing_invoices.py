@@ -3,6 +3,7 @@ idempotence under concurrent closers, totals equal to the lines, the invoice.iss
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -11,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import Connection
+from pydantic import ValidationError
 
 from fleet import service as fleet
 from fleet.schemas import AssetCreate
@@ -23,6 +25,7 @@ from maintenance.billing.schemas import CloseResult, Invoice
 from maintenance.billing.worker import BillingStats, run_billing_worker
 from maintenance.subscriptions import service as subscriptions
 from maintenance.subscriptions.schemas import SubscriptionCreate
+from maintenance.webhooks.catalog import EVENT_TYPES, validate_payload
 from tests.fixtures.billing import (
     DEC_1,
     NOV_1,
@@ -34,6 +37,10 @@ from tests.fixtures.billing import (
     plan_id,
     subscribed_customer,
 )
+from tests.fixtures.events import check_back_office_events
+
+# every back-office event these tests emit matches its catalogue entry
+pytestmark = pytest.mark.usefixtures("events_match_catalogue")
 
 AFTER_NOV = ManualClock(at(3, month=12))
 
@@ -275,6 +282,14 @@ def test_issue_emits_the_event_in_the_same_transaction_and_guards_the_flow(
     assert row is not None
     assert row[0] == c.customer_id and row[1] == f"invoice:{draft.id}"
     assert row[2]["invoice"]["total_minor"] == 2900 and len(row[2]["invoice"]["lines"]) == 1
+    # the payload is the catalogue's (docs/events.md); the proposed flat shape of the first
+    # catalogue, or a number given as a string, is refused by the check
+    assert check_back_office_events(conn) == {"subscription.created", "invoice.issued"}
+    with pytest.raises(ValidationError):
+        validate_payload("invoice.issued", {"invoice_id": draft.id, "number": "INV-1"})
+    wrong = {"invoice": {**row[2]["invoice"], "total_minor": "2900"}}
+    with pytest.raises(ValidationError):
+        EVENT_TYPES["invoice.issued"].payload.model_validate_json(json.dumps(wrong), strict=True)
     with pytest.raises(Conflict):
         billing.issue_invoice(conn, OPERATOR, issued.id, AFTER_NOV)
     conn.rollback()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from psycopg import Connection
 
 from fleetcare.clock import ManualClock
@@ -22,6 +23,9 @@ from tests.fixtures.billing import (
     plan_id,
     subscribed_customer,
 )
+
+# every back-office event these tests emit matches its catalogue entry
+pytestmark = pytest.mark.usefixtures("events_match_catalogue")
 
 TIRE = "TIRE-315-80R22.5"
 AFTER_NOV = ManualClock(at(3, month=12))

@@ -38,8 +38,13 @@ from maintenance.revenue.schedule import (
 from maintenance.subscriptions import service as subscriptions
 from tests.conftest import Tenant
 from tests.fixtures.billing import OPERATOR, add_counter, change_plan, subscribed_customer
+from tests.fixtures.events import check_back_office_events
+
+# every back-office event these tests emit matches its catalogue entry
+pytestmark = pytest.mark.usefixtures("events_match_catalogue")
 
 MONTHS = [f"2026-{m:02d}" for m in range(1, 13)]
+YEAR_END = ManualClock(datetime(2027, 1, 5, tzinfo=UTC))
 
 
 def _t(month: int, day: int = 1, hour: int = 0, year: int = 2026) -> datetime:
@@ -96,11 +101,26 @@ def _scripted_year(conn: Connection[Any]) -> dict[str, int]:
         conn.commit()
         assert result.failures == []
         invoices = {i.customer_id: i for i in result.invoices}
-        if month == 3:  # b's March invoice is voided on 10 April: a credit note
+        if month == 3:  # b's March invoice is voided on 10 April: a credit note; closing March
+            # again the same day bills it under a new number
             billing.void_invoice(
                 conn, OPERATOR, invoices[b.customer_id].id, "wrong", ManualClock(_t(4, 10))
             )
             conn.commit()
+            again = billing.close_period(conn, MONTHS[2], ManualClock(_t(4, 10)),
+                                         customer_id=b.customer_id, issue=True)  # fmt: skip
+            conn.commit()
+            assert [i.replaces_invoice_id for i in again.invoices] == [invoices[b.customer_id].id]
+        if month == 6:  # a's June invoice (it carries tire 2's credit) is voided on 5 July and
+            # billed again: the credit comes back on the replacement, once
+            billing.void_invoice(
+                conn, OPERATOR, invoices[a.customer_id].id, "PO missing", ManualClock(_t(7, 5))
+            )
+            conn.commit()
+            again = billing.close_period(conn, MONTHS[5], ManualClock(_t(7, 5)),
+                                         customer_id=a.customer_id, issue=True)  # fmt: skip
+            conn.commit()
+            assert [i.replaces_invoice_id for i in again.invoices] == [invoices[a.customer_id].id]
         if month == 5:  # a's May invoice is corrected on 20 June: part of line 1
             documents.correct_invoice(
                 conn, OPERATOR, invoices[a.customer_id].id,
@@ -116,7 +136,12 @@ def test_a_scripted_year_reconciles_every_month(
     conn: Connection[Any], db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     who = _scripted_year(conn)
-    reports = {m: revenue.revenue_report(conn, OPERATOR, m) for m in MONTHS}
+    # the year emitted the back office's events, each as the catalogue describes it
+    assert {
+        "subscription.created", "subscription.plan_changed", "subscription.cancelled",
+        "service_credit.earned", "invoice.issued", "invoice.voided", "credit_note.issued",
+    } <= check_back_office_events(conn)  # fmt: skip
+    reports = {m: revenue.revenue_report(conn, OPERATOR, m, YEAR_END) for m in MONTHS}
     assert all(r.reconciled for r in reports.values()), [
         (m, [c for c in r.checks if not c.ok]) for m, r in reports.items()
     ]
@@ -138,20 +163,28 @@ def test_a_scripted_year_reconciles_every_month(
     ).fetchone()
     assert totals is not None
     billed = sum(r.totals["EUR"].deferred.billed_minor for r in reports.values())
-    billed += revenue.revenue_report(conn, OPERATOR, "2027-01").totals["EUR"].deferred.billed_minor
+    billed += (
+        revenue.revenue_report(conn, OPERATOR, "2027-01", YEAR_END)
+        .totals["EUR"]
+        .deferred.billed_minor
+    )
     assert billed == totals[0]
     recognised = sum(r.totals["EUR"].recognised_minor for r in reports.values())
     dec = reports["2026-12"].totals["EUR"]
     assert recognised + dec.deferred.closing_minor - dec.unbilled.closing_minor == billed - (
-        revenue.revenue_report(conn, OPERATOR, "2027-01").totals["EUR"].deferred.billed_minor
+        revenue.revenue_report(conn, OPERATOR, "2027-01", YEAR_END)
+        .totals["EUR"]
+        .deferred.billed_minor
     )
-    # the void of b's March invoice (issued 3 April, voided 10 April): billed and credited in
-    # April; March's revenue, recognised in March, is reversed in April, against April's fee
+    # the void of b's March invoice (issued 3 April, voided 10 April) and its replacement
+    # (issued 10 April): billed, credited and billed again in April. Both were unbilled
+    # revenue of March when March ended; the credit note reverses the void one in April (a
+    # month is never restated), against April's fee
     april_b = [r for r in reports["2026-04"].rows if r.customer_id == who["b"]]
-    assert sum(r.deferred.billed_minor for r in april_b) == 0
+    assert sum(r.deferred.billed_minor for r in april_b) == 2900 - 2900 + 2900
     assert sum(r.recognised_minor for r in april_b) == 2900 - 2900
     march_b = [r for r in reports["2026-03"].rows if r.customer_id == who["b"]]
-    assert sum(r.recognised_minor for r in march_b) == 2900
+    assert sum(r.recognised_minor for r in march_b) == 2 * 2900
     by_customer: dict[int, int] = defaultdict(int)
     for m in MONTHS:
         for r in reports[m].rows:
@@ -163,17 +196,32 @@ def test_a_scripted_year_reconciles_every_month(
     # whole subscription is on full service since April, which promises 10 % of the tire's
     # charges of the month (500 km at 4.00 per 1000 km: 2.00)
     june_a = conn.execute(
-        "SELECT l.amount_minor, l.tax_minor FROM invoice_lines l JOIN invoices i"
-        " ON i.id = l.invoice_id WHERE i.customer_id = %s AND i.period = '2026-06'"
-        " AND l.kind = 'service_credit'",
+        "SELECT i.status, l.amount_minor, l.tax_minor, i.id = sc.invoice_id FROM invoice_lines l"
+        " JOIN invoices i ON i.id = l.invoice_id"
+        " JOIN service_credits sc ON sc.id = l.service_credit_id"
+        " WHERE i.customer_id = %s AND l.kind = 'service_credit' ORDER BY i.id",
         (who["a"],),
     ).fetchall()
-    assert june_a == [(-20, -4)]
+    # on the void June invoice (reversed by its credit note), then on its replacement, which
+    # applied it: credited once in all
+    assert june_a == [("void", -20, -4, False), ("issued", -20, -4, True)]
+    credited_back = conn.execute(
+        "SELECT sum(cl.amount_minor) FROM credit_note_lines cl JOIN invoice_lines l"
+        " ON l.id = cl.invoice_line_id WHERE l.kind = 'service_credit'"
+    ).fetchone()
+    assert credited_back == (-20,)
     # every document of the year renders, numbered, and reads back
     for (invoice_id,) in conn.execute("SELECT id FROM invoices ORDER BY id").fetchall():
         name, body = files.invoice_pdf(conn, OPERATOR, invoice_id)
         text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(body)).pages)
         assert name.removesuffix(".pdf") in text and "Total due" in text
+        replaced = conn.execute(
+            "SELECT r.number FROM invoices i JOIN invoices r ON r.id = i.replaces_invoice_id"
+            " WHERE i.id = %s",
+            (invoice_id,),
+        ).fetchone()
+        if replaced is not None:  # the replacements of the two voids name the void invoice
+            assert f"invoice {replaced[0]}" in text and "Replaces" in text
     for (note_id,) in conn.execute("SELECT id FROM credit_notes ORDER BY id").fetchall():
         name, body = files.credit_note_pdf(conn, OPERATOR, note_id)
         assert name.removesuffix(".pdf") in PdfReader(io.BytesIO(body)).pages[0].extract_text()
@@ -203,6 +251,43 @@ def test_a_scripted_year_reconciles_every_month(
     bad = runner.invoke(cli_app, ["billing", "journal", "--month", "2026-06", "--account", "x=1"])
     assert bad.exit_code == 2 and "NAME=CODE" in bad.output
     assert runner.invoke(cli_app, ["billing", "revenue", "--month", "2026-13"]).exit_code == 2
+
+
+def test_unbilled_revenue_covers_months_that_have_no_invoice_yet(
+    conn: Connection[Any],
+) -> None:
+    """Usage of the month in progress and fees billed in arrears are unbilled revenue before
+    any invoice (or draft) of them exists; the report writes nothing and still reconciles."""
+    u = subscribed_customer(conn, "unb-u", plan="full-service-tire", starts_at=_t(10))
+    f = subscribed_customer(conn, "unb-f", plan="proactive", starts_at=_t(10), assets=2)
+    add_counter(conn, u.asset_ids[0], [(_t(10, 2), 1000.0), (_t(10, 30), 2000.0),
+                                       (_t(11, 2), 2100.0), (_t(11, 19), 3600.0)])  # fmt: skip
+    mid_november = ManualClock(_t(11, 20))
+    # October is over but not closed; November is in progress: neither has an invoice
+    report = revenue.revenue_report(conn, OPERATOR, "2026-11", mid_november)
+    assert report.reconciled, [c for c in report.checks if not c.ok]
+    rows = {r.customer_id: r for r in report.rows}
+    # 1000 km in October + 1600 km so far in November, at 4.00 per 1000 km
+    assert rows[u.customer_id].unbilled.opening_minor == 400
+    assert rows[u.customer_id].recognised_minor == 640
+    assert rows[u.customer_id].unbilled.closing_minor == 400 + 640
+    # two assets at 29.00 a month, in arrears: October's and November's fees
+    assert rows[f.customer_id].unbilled.closing_minor == 2 * 2 * 2900
+    assert rows[f.customer_id].deferred.closing_minor == 0
+    # the report drafted nothing that stays
+    assert conn.execute(
+        "SELECT (SELECT count(*) FROM invoices) + (SELECT count(*) FROM usage_records)"
+    ).fetchone() == (0,)
+    # once October is invoiced (issued 3 November ... here, 20 November), its part moves from
+    # unbilled to billed, and the total stays the same
+    billing.close_period(conn, "2026-10", mid_november, issue=True)
+    conn.commit()
+    after = revenue.revenue_report(conn, OPERATOR, "2026-11", mid_november)
+    assert after.reconciled
+    moved = {r.customer_id: r for r in after.rows}
+    assert moved[u.customer_id].unbilled.closing_minor == 640
+    assert moved[u.customer_id].unbilled.billed_minor == 400
+    assert moved[f.customer_id].unbilled.closing_minor == 2 * 2900
 
 
 def test_revenue_routes(

@@ -26,8 +26,12 @@ from maintenance.metrics.schemas import MonthMetrics
 from maintenance.metrics.service import metrics_series
 from maintenance.subscriptions import contracts
 from maintenance.subscriptions import service as subscriptions
+from maintenance.subscriptions.schemas import AssetList
 from tests.conftest import Tenant
 from tests.fixtures.billing import OPERATOR, change_plan, move, subscribed_customer
+
+# every back-office event these tests emit matches its catalogue entry
+pytestmark = pytest.mark.usefixtures("events_match_catalogue")
 
 NOW = ManualClock(datetime(2027, 1, 5, tzinfo=UTC))
 
@@ -252,3 +256,53 @@ def test_metrics_refuse_bad_input_and_non_operators(conn: Connection[Any]) -> No
     ):
         with pytest.raises(Invalid):
             metrics_series(conn, OPERATOR, month, NOW, months=months, currency=currency)
+
+
+def test_past_months_use_the_asset_list_as_it_was(conn: Connection[Any]) -> None:
+    """Asset-list changes are history: an asset taken off on 15 March and put back on 1 May
+    counts in February's MRR (computed afterwards), not in March's or April's, and again in
+    May's; March's invoice bills it for the 14 days it was listed."""
+    h = subscribed_customer(conn, "hist", plan="proactive", starts_at=d(1), assets=3)
+    removed = h.asset_ids[2]
+    subscriptions.remove_asset(conn, OPERATOR, h.subscription_id, removed, ManualClock(d(3, 15)))
+    conn.commit()
+    subscriptions.add_assets(
+        conn, OPERATOR, h.subscription_id, AssetList(asset_ids=[removed]), ManualClock(d(5))
+    )
+    conn.commit()
+    months = metrics_series(conn, OPERATOR, "2026-06", NOW, months=5).months
+    closing = {m.month: m.closing_mrr_minor for m in months}
+    assert closing == {
+        "2026-02": 3 * 2900,
+        "2026-03": 2 * 2900,
+        "2026-04": 2 * 2900,
+        "2026-05": 3 * 2900,
+        "2026-06": 3 * 2900,
+    }
+    assert [(m.contraction_mrr_minor, m.expansion_mrr_minor) for m in months[1:4]] == [
+        (2900, 0),
+        (0, 0),
+        (0, 2900),
+    ]
+    march = billing.close_period(
+        conn, "2026-03", ManualClock(d(4, 3)), customer_id=h.customer_id, issue=True
+    )
+    conn.commit()
+    [invoice] = march.invoices
+    fees = conn.execute(
+        "SELECT asset_id, amount_minor, starts_at, ends_at FROM invoice_lines"
+        " WHERE invoice_id = %s ORDER BY asset_id",
+        (invoice.id,),
+    ).fetchall()
+    assert [(a, amount) for a, amount, _, _ in fees] == [
+        (h.asset_ids[0], 2900),
+        (h.asset_ids[1], 2900),
+        (removed, round(2900 * 14 / 31)),
+    ]
+    assert fees[2][2:] == (d(3), d(3, 15))
+    history = conn.execute(
+        "SELECT listed_from, listed_to FROM subscription_asset_listings WHERE asset_id = %s"
+        " ORDER BY listed_from",
+        (removed,),
+    ).fetchall()
+    assert history == [(d(1), d(3, 15)), (d(5), None)]

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from psycopg import Connection
 from pypdf import PdfReader
 
 from evaluation.costs import ECONOMICS, PREVENTIVE_QUANTILE
 from fleetcare.clock import ManualClock
+from fleetcare.db import connect
+from ingest.history import import_history
+from ingest.profiles import compile_profile, parse_profile
 from kinds.service import get_kind
 from maintenance.billing import service as billing
 from maintenance.orders import service as orders
@@ -24,6 +29,9 @@ from maintenance.value import service as value
 from tests.conftest import Tenant
 from tests.fixtures.billing import OPERATOR, at, subscribed_customer
 from tests.test_dashboard import sign_in
+
+# every back-office event these tests emit matches its catalogue entry
+pytestmark = pytest.mark.usefixtures("events_match_catalogue")
 
 TIRE = "TIRE-315-80R22.5"
 AFTER_NOV = ManualClock(at(3, month=12))
@@ -105,6 +113,69 @@ def test_value_report_of_a_month(conn: Connection[Any]) -> None:
         " WHERE type = 'value_report.ready'"
     ).fetchall()
     assert row == [(customer_id, "1")]
+
+
+def test_value_report_counts_a_detected_failure(
+    conn: Connection[Any], db_url: str, tmp_path: Path
+) -> None:
+    """A failure nobody reported: the tire's telemetry, imported as a lifetime that ended in
+    failure on 18 November (the detection path of recorded data), is a failure not prevented,
+    earns the plan's credit with no failure report, and the invoice applies it."""
+    c = subscribed_customer(conn, "value-d", plan="proactive", starts_at=at(1, month=1), assets=2)
+    rows = [f"VALUE-D-2 {day} {800 - 20 * day} {1000 + 300 * day}" for day in range(1, 18)]
+    history = tmp_path / "value-d-2.txt"
+    history.write_text("\n".join(rows) + "\n")
+    profile = compile_profile(
+        parse_profile(
+            {
+                "name": "tire-days",
+                "format": "text",
+                "columns": ["asset", "day", "pressure", "odometer"],
+                "asset": "asset",
+                "time": {"field": "day", "format": "cycle", "origin": at(1).isoformat(),
+                         "step_s": 86400},
+                "metrics": {"pressure_kpa": {"field": "pressure"},
+                            "odometer_km": {"field": "odometer"}},
+            },
+            "test",
+        )
+    )  # fmt: skip
+    with connect(db_url, autocommit=True) as own:
+        imported = import_history(
+            own, customer_id=c.customer_id, kind="tire", profile=profile, paths=[history],
+            mode="lifetimes", end_reason="failure",
+        )  # fmt: skip
+    assert imported.lives_recorded == 1
+    assert conn.execute(
+        "SELECT count(*) FROM failure_reports WHERE customer_id = %s", (c.customer_id,)
+    ).fetchone() == (0,)
+    [invoice] = [
+        i
+        for i in billing.close_period(conn, "2026-11", AFTER_NOV, issue=True).invoices
+        if i.customer_id == c.customer_id
+    ]
+    conn.commit()
+    report = value.value_report(conn, OPERATOR, c.customer_id, "2026-11", AFTER_NOV)
+    assert (report.failures_prevented, report.failures_not_prevented) == (0, 1)
+    [missed] = report.not_prevented
+    assert missed.asset_ref == "VALUE-D-2" and missed.failure_report_id is None
+    ended = conn.execute(
+        "SELECT ended_at FROM asset_lives WHERE asset_id = %s AND end_reason = 'failure'",
+        (c.asset_ids[1],),
+    ).fetchone()
+    assert ended is not None and datetime.fromisoformat(missed.failed_at) == ended[0]
+    assert at(17) <= ended[0] <= at(18)
+    assert missed.downtime_eur == ECONOMICS["tire"].failure_downtime_h * (
+        ECONOMICS["tire"].downtime_eur_per_hour
+    )
+    # the plan's promise holds for detected failures too: 25 % of the tire's 2900, applied
+    assert report.service_credits.count == 1 and report.service_credits.applied_minor == 725
+    credit = conn.execute(
+        "SELECT failure_report_id, invoice_id, reason FROM service_credits WHERE asset_id = %s",
+        (c.asset_ids[1],),
+    ).fetchone()
+    assert credit is not None and credit[:2] == (None, invoice.id)
+    assert "detected failure" in credit[2]
 
 
 def test_value_report_routes_pdf_and_dashboard(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import Caller, ReadConn
+from api.deps import AppClock, Caller, Conn, ReadConn
 from fleetcare.inputs import Id
 from maintenance.billing.schemas import PERIOD_REGEX
 from maintenance.revenue import service as revenue
@@ -20,10 +20,11 @@ Account = Annotated[str, Query(min_length=1, max_length=40, pattern=r"^[0-9A-Za-
 
 
 @router.get("/revenue", tags=["billing"])
-def revenue_report(month: Month, conn: ReadConn, caller: Caller) -> RevenueReport:
+def revenue_report(month: Month, conn: Conn, caller: Caller, clock: AppClock) -> RevenueReport:
     """Recognised, deferred and unbilled revenue per customer and plan (operator), with the
-    checks that reconcile it to the invoices and credit notes."""
-    return revenue.revenue_report(conn, caller, month)
+    checks that reconcile it to the invoices and credit notes. On the primary: unbilled
+    revenue drafts the months not yet invoiced in a savepoint it rolls back."""
+    return revenue.revenue_report(conn, caller, month, clock)
 
 
 @router.get(
@@ -34,8 +35,9 @@ def revenue_report(month: Month, conn: ReadConn, caller: Caller) -> RevenueRepor
 )
 def revenue_journal(
     month: Month,
-    conn: ReadConn,
+    conn: Conn,
     caller: Caller,
+    clock: AppClock,
     receivable: Account = Accounts.receivable,
     unbilled: Account = Accounts.unbilled,
     deferred: Account = Accounts.deferred,
@@ -46,7 +48,7 @@ def revenue_journal(
 ) -> Response:
     """The month as balanced journal entries, CSV, with the account codes given (operator)."""
     caller.require("revenue:read")
-    report = revenue.revenue_report(conn, caller, month)
+    report = revenue.revenue_report(conn, caller, month, clock)
     accounts = Accounts(receivable, unbilled, deferred, tax, revenue_account)
     return Response(
         content=journal_csv(report, accounts),

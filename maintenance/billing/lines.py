@@ -293,7 +293,7 @@ def _early_termination(
     plan_id = subscriptions.plan_at(conn, sub.id, last)
     years = contract_year(sub, last)
     return early_termination_line(
-        sub, cache.get(plan_id), subscriptions.covered_assets(conn, sub), years, period
+        sub, cache.get(plan_id), subscriptions.covered_asset_stretches(conn, sub), years, period
     )
 
 

@@ -271,26 +271,46 @@ def ensure_invoice(
     end: datetime,
     currency: str,
     now: datetime,
+    replaces: int | None = None,
+    rebills: int | None = None,
 ) -> None:
-    """Create the period's draft unless it exists (a concurrent closer waits here)."""
+    """Create the period's live draft unless it exists (a concurrent closer waits here); a
+    supplementary one when ``rebills`` (a re-billing correction) is given."""
     conn.execute(
         """
         INSERT INTO invoices (customer_id, period, period_start, period_end, currency,
-                              closed_at, created_at, updated_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (customer_id, period) DO NOTHING
+                              closed_at, created_at, updated_at, replaces_invoice_id,
+                              rebills_credit_note_id)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (customer_id, period, (coalesce(rebills_credit_note_id, 0)))
+            WHERE status <> 'void' DO NOTHING
         """,
-        (customer_id, period, start, end, currency, now, now, now),
+        (customer_id, period, start, end, currency, now, now, now, replaces, rebills),
     )
 
 
-def lock_invoice(conn: Conn, customer_id: int, period: str) -> Invoice | None:
-    """The customer's invoice of a period, row-locked."""
+def lock_invoice(
+    conn: Conn, customer_id: int, period: str, rebills: int | None = None
+) -> Invoice | None:
+    """The customer's live (not void) invoice of a period, row-locked: the regular one, or
+    the supplementary one of the re-billing correction ``rebills``."""
     with conn.cursor(row_factory=class_row(Invoice)) as cur:
         return cur.execute(
-            "SELECT * FROM invoices WHERE customer_id = %s AND period = %s FOR UPDATE",
+            "SELECT * FROM invoices WHERE customer_id = %s AND period = %s AND status <> 'void'"
+            " AND rebills_credit_note_id IS NOT DISTINCT FROM %s FOR UPDATE",
+            (customer_id, period, rebills),
+        ).fetchone()
+
+
+def last_void_invoice(conn: Conn, customer_id: int, period: str) -> int | None:
+    """The id of the customer's latest void regular invoice of a period, if any."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        value = cur.execute(
+            "SELECT max(id) FROM invoices WHERE customer_id = %s AND period = %s"
+            " AND status = 'void' AND rebills_credit_note_id IS NULL",
             (customer_id, period),
         ).fetchone()
+    return None if value is None else int(value)
 
 
 def get_invoice(

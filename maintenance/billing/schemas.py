@@ -88,6 +88,13 @@ class Invoice(BaseModel):
     payment_terms_days: int | None = None
     due_at: datetime | None = Field(default=None, description="issued_at + payment terms")
     paid_minor: int = Field(default=0, description="the sum of its payments")
+    replaces_invoice_id: int | None = Field(
+        default=None,
+        description="the void invoice this one replaces, or (supplementary) the corrected one",
+    )
+    rebills_credit_note_id: int | None = Field(
+        default=None, description="supplementary: the re-billing correction it answers"
+    )
 
 
 class InvoiceLine(BaseModel):
@@ -149,6 +156,31 @@ class LineDraft:
     tax_rate_bps: int = 0
     tax_minor: int = 0
     contract_charge: str | None = None
+
+
+# What a re-billing correction may credit: charges that a close recomputes from the data of
+# their own period. Late usage, service credits and fees billed in advance (or credited for
+# it) are settled by later invoices, so billing them again would count them twice.
+REBILLABLE_KINDS = frozenset({"base_fee", "usage", "parts", "labour"})
+NOT_REBILLABLE_CHARGES = frozenset({"advance", "advance_credit"})
+
+
+def rebill_key(line: LineDraft | InvoiceLine) -> tuple[object, ...]:
+    """What a line charges for, whatever its amount: a recomputed line with the same key
+    replaces it on a supplementary invoice."""
+    return (
+        line.kind,
+        line.subscription_id,
+        line.asset_id,
+        line.order_id,
+        line.part_id,
+        line.contract_charge,
+    )
+
+
+def rebillable(line: LineDraft | InvoiceLine) -> bool:
+    """Whether a re-billing correction may credit the line."""
+    return line.kind in REBILLABLE_KINDS and line.contract_charge not in NOT_REBILLABLE_CHARGES
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ def coverage(conn: Conn, sub: Subscription, period: Period, cache: PlanCache) ->
     window = billable_window(sub, period)
     if window is None:
         return []
-    assets = subscriptions.covered_assets(conn, sub)
+    assets = subscriptions.covered_asset_stretches(conn, sub)
     plan_periods = subscriptions.plan_periods(conn, sub.id)
     found: list[Segment] = []
     for start, end, paused, year in _contract_pieces(conn, sub, window):

@@ -15,6 +15,7 @@ from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.cursor import decode_cursor, encode_cursor
 from fleetcare.errors import Conflict, FleetcareError, Invalid, NotFound
+from maintenance.billing import rebilling
 from maintenance.billing import repository as repo
 from maintenance.billing.lines import (
     ADJUSTMENT_LOOKBACK_MONTHS,
@@ -72,17 +73,27 @@ CSV_COLUMNS = (
 # --- closing and issuing -------------------------------------------------------------------
 
 
-def close_customer(conn: Conn, customer_id: int, period: Period, clock: Clock) -> Invoice | None:
+def close_customer(
+    conn: Conn, customer_id: int, period: Period, clock: Clock, *, rebill_void: bool = True
+) -> Invoice | None:
     """Create or refresh a customer's draft for ``period``; an issued invoice is returned as is.
 
-    Idempotent and safe under concurrent closers: the draft row is unique per customer and
-    period and locked before anything is computed, so a second closer waits and then finds
-    lines equal to what it computes (and leaves them alone). None: nothing to bill.
+    Idempotent and safe under concurrent closers: the live (not void) draft row is unique per
+    customer and period and locked before anything is computed, so a second closer waits and
+    then finds lines equal to what it computes (and leaves them alone). None: nothing to bill.
+    A period whose invoice was voided is billed again by a replacement (a new draft that names
+    the void one), unless ``rebill_void`` is False (the worker: a void not followed by an
+    explicit close waives the period).
     """
     now = clock.now()
     currency = repo.customer_currency(conn, customer_id)
     if currency is None:
         raise NotFound(f"customer {customer_id} not found", code="customer_not_found")
+    replaces = None
+    if repo.lock_invoice(conn, customer_id, period.name) is None:
+        replaces = repo.last_void_invoice(conn, customer_id, period.name)
+        if replaces is not None and not rebill_void:
+            return None
     repo.ensure_invoice(
         conn,
         customer_id=customer_id,
@@ -91,6 +102,7 @@ def close_customer(conn: Conn, customer_id: int, period: Period, clock: Clock) -
         end=period.end,
         currency=currency,
         now=now,
+        replaces=replaces,
     )
     invoice = repo.lock_invoice(conn, customer_id, period.name)
     assert invoice is not None
@@ -99,7 +111,9 @@ def close_customer(conn: Conn, customer_id: int, period: Period, clock: Clock) -
     lines, records = compute_lines(conn, customer_id, period, invoice.currency, now)
     credits.assess_failures(conn, customer_id, period.end, now)
     lines += credits.credit_lines(conn, customer_id, period, lines)
-    lines = documents.with_tax(lines, documents.parties(conn, customer_id)[2])
+    lines = documents.with_tax(
+        lines, documents.parties(conn, customer_id, documents.tax_date(period.end))[2]
+    )
     if not lines:
         repo.delete_draft(conn, invoice.id)
         repo.delete_stale_usage(conn, customer_id, period.name, records)
@@ -111,7 +125,10 @@ def close_customer(conn: Conn, customer_id: int, period: Period, clock: Clock) -
 
 
 def _issue(conn: Conn, invoice: Invoice, now: datetime) -> Invoice:
-    repo.mark_usage_billed(conn, invoice.id, invoice.customer_id, invoice.period)
+    if invoice.rebills_credit_note_id is None:
+        repo.mark_usage_billed(conn, invoice.id, invoice.customer_id, invoice.period)
+    else:
+        rebilling.mark_supplementary_billed(conn, invoice)
     lines = repo.invoice_lines(conn, invoice.id)
     terms = payment_terms_days(sorted({ln.plan_id for ln in lines if ln.plan_id}), conn)
     document = documents.stamp_issued(conn, invoice, now)
@@ -148,12 +165,15 @@ def close_period(
     customer_id: int | None = None,
     issue: bool = False,
     open_month: bool = True,
+    rebill_void: bool = True,
 ) -> CloseResult:
     """Close ``period`` for every customer with something to bill (or one customer).
 
     Each customer runs in a savepoint: one customer's error (e.g. a plan in another
     currency) is reported and does not stop the others. ``issue`` also issues the drafts.
-    ``open_month=False`` refuses a period that has not ended (the CLI's default).
+    ``open_month=False`` refuses a period that has not ended (the CLI's default). A voided
+    period is billed again by a replacement invoice unless ``rebill_void`` is False; the
+    supplementary invoices of re-billing corrections are closed with it (see ``rebilling``).
     """
     period = parse_period(period_name)
     now = clock.now()
@@ -174,14 +194,18 @@ def close_period(
         try:
             # a savepoint (the query above opened the caller's transaction): never a commit
             with conn.transaction():
-                invoice = close_customer(conn, customer, period, clock)
-                if invoice is not None and issue and invoice.status == InvoiceStatus.DRAFT:
-                    invoice = _issue(conn, invoice, now)
+                regular = close_customer(conn, customer, period, clock, rebill_void=rebill_void)
+                found = [regular] if regular is not None else []
+                found += rebilling.close_supplementaries(conn, customer, period, clock)
+                if issue:
+                    found = [
+                        _issue(conn, i, now) if i.status == InvoiceStatus.DRAFT else i
+                        for i in found
+                    ]
         except FleetcareError as exc:
             result.failures.append(CloseFailure(customer_id=customer, error=exc.detail))
             continue
-        if invoice is not None:
-            result.invoices.append(invoice)
+        result.invoices += found
     return result
 
 
@@ -201,7 +225,11 @@ def bill_due_periods(
     results = []
     for months_ago in range(max(catch_up_months, 1), 0, -1):
         period = shift(current, -months_ago)
-        results.append(close_period(conn, period.name, clock, issue=now >= period.end + grace))
+        results.append(
+            close_period(
+                conn, period.name, clock, issue=now >= period.end + grace, rebill_void=False
+            )
+        )
     return results
 
 
@@ -220,7 +248,18 @@ def issue_invoice(conn: Conn, principal: Principal, invoice_id: int, clock: Cloc
     period = parse_period(invoice.period)
     now = clock.now()
     _check_issuable(period, now)
-    refreshed = close_customer(conn, invoice.customer_id, period, clock)
+    if invoice.rebills_credit_note_id is None:
+        refreshed = close_customer(conn, invoice.customer_id, period, clock)
+    else:
+        assert invoice.replaces_invoice_id is not None
+        refreshed = rebilling.close_supplementary(
+            conn,
+            invoice.customer_id,
+            period,
+            invoice.rebills_credit_note_id,
+            invoice.replaces_invoice_id,
+            clock,
+        )
     if refreshed is None:
         raise Conflict(f"invoice {invoice.id} has nothing left to bill; the draft was removed")
     return _issue(conn, refreshed, now)
@@ -235,16 +274,20 @@ def void_invoice(
     conn: Conn, principal: Principal, invoice_id: int, reason: str, clock: Clock
 ) -> Invoice:
     """Void a draft or an unpaid issued invoice (operator). It stays, with its lines; an issued
-    one is reversed by a credit note for what remains of its lines (service credits included:
-    they are not applied again)."""
+    one is reversed by a credit note for what remains of its lines (its service credits
+    included: they are pending again, for the replacement or the next invoice). Closing the
+    period again bills it under a new number (``rebilling``)."""
     invoice = _invoice_for_update(conn, principal, invoice_id)
     now = clock.now()
+    if invoice.status == InvoiceStatus.ISSUED:
+        rebilling.check_voidable(conn, invoice)
     voided = repo.move_invoice(
         conn, invoice, InvoiceStatus.VOID, {"voided_at": now, "void_reason": reason}, now
     )
     note = None
     if invoice.status == InvoiceStatus.ISSUED:
         note = documents.credit_remaining(conn, invoice, reason, now)
+        rebilling.release(conn, invoice)
     emit(
         conn,
         "invoice.voided",

@@ -18,10 +18,16 @@ def invoice_pdf(conn: Conn, principal: Principal, invoice_id: int) -> tuple[str,
     invoice = billing.get_invoice(conn, principal, invoice_id)
     draft_parties: tuple[dict[str, object], ...] = ({}, {})
     if invoice.seller is None:
-        seller, buyer, decision = documents.parties(conn, invoice.customer_id)
+        seller, buyer, decision = documents.parties(
+            conn, invoice.customer_id, documents.tax_date(invoice.period_end)
+        )
         draft_parties = (documents.party_json(seller), documents.party_json(buyer, decision))
     name = invoice.number or f"draft-{invoice.customer_id}-{invoice.period}"
-    return f"{name}.pdf", pdf.render(printing.invoice_document(invoice, draft_parties))
+    replaces = None
+    if invoice.replaces_invoice_id is not None:
+        replaces = billing.get_invoice(conn, principal, invoice.replaces_invoice_id).number
+    document = printing.invoice_document(invoice, draft_parties, replaces)
+    return f"{name}.pdf", pdf.render(document)
 
 
 def credit_note_pdf(conn: Conn, principal: Principal, note_id: int) -> tuple[str, bytes]:
@@ -36,6 +42,6 @@ def value_report_pdf(
 ) -> tuple[str, bytes]:
     """A customer's value report of a month as a PDF (file name, bytes)."""
     report = value.value_report(conn, principal, customer_id, period, clock)
-    seller, _, _ = documents.parties(conn, customer_id)
+    seller = documents.seller_party(documents.get_seller(conn, principal))
     document = value_document(report, printing.party_lines(documents.party_json(seller)))
     return f"value-report-{customer_id}-{period}.pdf", pdf.render(document)

@@ -73,9 +73,12 @@ def _line_row(n: int, line: InvoiceLine, currency: str) -> list[str]:
     ]
 
 
-def invoice_document(invoice: InvoiceDetail, draft_parties: tuple[dict[str, Any], ...]) -> Document:
+def invoice_document(
+    invoice: InvoiceDetail, draft_parties: tuple[dict[str, Any], ...], replaces: str | None = None
+) -> Document:
     """An invoice as a document. ``draft_parties``: (seller, buyer) to show on a draft, which
-    has no stored copy yet."""
+    has no stored copy yet; ``replaces``: the number of the invoice it replaces (a void one)
+    or supplements (a corrected one)."""
     seller = invoice.seller or draft_parties[0]
     buyer = invoice.buyer or draft_parties[1]
     title = "Invoice" if invoice.number else "Draft invoice (not a tax document)"
@@ -86,6 +89,9 @@ def invoice_document(invoice: InvoiceDetail, draft_parties: tuple[dict[str, Any]
                            f"{_day(invoice.period_end)}, end exclusive)"),
         ("Status", str(invoice.status)),
     ]  # fmt: skip
+    if replaces is not None:
+        what = "Supplements" if invoice.rebills_credit_note_id is not None else "Replaces"
+        facts.append((what, f"invoice {replaces}"))
     cur = invoice.currency
     notes = [str(buyer.get("tax_note"))] if buyer and buyer.get("tax_note") else []
     if invoice.void_reason:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from psycopg.rows import class_row, scalar_row
+from psycopg.rows import class_row, dict_row, scalar_row
 from psycopg.types.json import Jsonb
 
 from fleetcare.repository import fetch_page, insert_row
+from maintenance.billing.schemas import InvoiceLine
 from maintenance.common import Conn
 from maintenance.documents.schemas import (
     BillingProfile,
@@ -17,7 +18,9 @@ from maintenance.documents.schemas import (
     FailureOnCover,
     SellerProfile,
     ServiceCredit,
+    TaxRate,
 )
+from maintenance.documents.tax import Rate
 
 
 def as_json(value: dict[str, Any]) -> Jsonb:
@@ -112,12 +115,23 @@ def customer_name(conn: Conn, customer_id: int) -> str | None:
     return None if value is None else str(value)
 
 
-def tax_rates(conn: Conn) -> dict[tuple[str, str], tuple[int, bool]]:
-    """Every rate: (country, customer type) -> (rate in basis points, EU member)."""
+def tax_rates(conn: Conn, on: date) -> dict[tuple[str, str], Rate]:
+    """The rates valid on ``on``: (country, customer type) -> rate."""
     rows = conn.execute(
-        "SELECT trim(country), customer_type, rate_bps, eu FROM tax_rates"
+        "SELECT trim(country), customer_type, rate_bps, eu, regime FROM tax_rates"
+        " WHERE valid_from <= %(d)s AND (valid_to IS NULL OR valid_to > %(d)s)",
+        {"d": on},
     ).fetchall()
-    return {(r[0], r[1]): (int(r[2]), bool(r[3])) for r in rows}
+    return {(r[0], r[1]): Rate(int(r[2]), bool(r[3]), str(r[4])) for r in rows}
+
+
+def all_tax_rates(conn: Conn) -> list[TaxRate]:
+    """Every rate row, by country, type and date."""
+    with conn.cursor(row_factory=class_row(TaxRate)) as cur:
+        return cur.execute(
+            "SELECT trim(country) AS country, customer_type, rate_bps, eu, regime, valid_from,"
+            " valid_to FROM tax_rates ORDER BY country, customer_type, valid_from"
+        ).fetchall()
 
 
 # --- credit notes --------------------------------------------------------------------------
@@ -312,5 +326,128 @@ def apply_credits(conn: Conn, invoice_id: int) -> list[int]:
              WHERE l.invoice_id = %s AND l.service_credit_id = sc.id AND sc.invoice_id IS NULL
             RETURNING sc.id
             """,
+            (invoice_id,),
+        ).fetchall()
+
+
+# --- voids, corrections and re-billing -----------------------------------------------------
+
+
+def void_blockers(conn: Conn, invoice_id: int) -> list[str]:
+    """Why an issued invoice cannot be voided: later live invoices that depend on it."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(
+            """
+            SELECT DISTINCT format('invoice %%s (%%s) %%s', w.id, w.number, why) FROM (
+                SELECT l.invoice_id AS w_id, 'charges late usage of its period' AS why
+                  FROM invoice_lines l JOIN usage_records u ON u.id = l.usage_record_id
+                 WHERE u.invoice_id = %(v)s AND l.kind = 'usage_adjustment'
+                UNION ALL
+                SELECT c.invoice_id, 'credits the fees it billed in advance'
+                  FROM invoice_lines a JOIN invoice_lines c
+                    ON c.subscription_id = a.subscription_id
+                   AND c.contract_charge = 'advance_credit'
+                   AND c.starts_at <= a.starts_at AND c.ends_at >= a.ends_at
+                 WHERE a.invoice_id = %(v)s AND a.contract_charge = 'advance'
+                UNION ALL
+                SELECT s.id, 'bills again lines of a correction of it'
+                  FROM invoices s JOIN credit_notes n ON n.id = s.rebills_credit_note_id
+                 WHERE n.invoice_id = %(v)s
+            ) d JOIN invoices w ON w.id = d.w_id
+             WHERE w.id <> %(v)s AND w.status IN ('issued', 'paid')
+             ORDER BY 1
+            """,
+            {"v": invoice_id},
+        ).fetchall()
+
+
+def supplementary_drafts(conn: Conn, invoice_id: int) -> list[int]:
+    """Drafts that would bill again lines of corrections of an invoice."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(
+            "SELECT s.id FROM invoices s JOIN credit_notes n ON n.id = s.rebills_credit_note_id"
+            " WHERE n.invoice_id = %s AND s.status = 'draft' ORDER BY s.id",
+            (invoice_id,),
+        ).fetchall()
+
+
+def unbill_usage(conn: Conn, invoice_id: int) -> None:
+    """On a void: the usage it charged is unbilled again (its period's records, and what its
+    late-usage lines added to earlier ones), so that a replacement bills it once."""
+    conn.execute(
+        """
+        UPDATE usage_records u
+           SET billed_quantity = u.billed_quantity - l.quantity,
+               billed_amount_minor = u.billed_amount_minor - l.amount_minor
+          FROM invoice_lines l
+         WHERE l.invoice_id = %s AND l.kind = 'usage_adjustment' AND l.usage_record_id = u.id
+        """,
+        (invoice_id,),
+    )
+    conn.execute(
+        "UPDATE usage_records SET invoice_id = NULL, billed_quantity = NULL,"
+        " billed_amount_minor = NULL WHERE invoice_id = %s",
+        (invoice_id,),
+    )
+
+
+def shift_billed_usage(conn: Conn, amounts: list[tuple[int, int]], sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) usage lines from what their records say is billed:
+    ``amounts`` = (invoice line id, amount of it); the quantity goes in the same proportion."""
+    conn.execute(
+        """
+        UPDATE usage_records u
+           SET billed_quantity = u.billed_quantity + %(sign)s * d.quantity,
+               billed_amount_minor = u.billed_amount_minor + %(sign)s * d.amount
+          FROM (SELECT l.usage_record_id, sum(round(l.quantity * a.amount
+                       / nullif(l.amount_minor, 0), 3)) AS quantity, sum(a.amount) AS amount
+                  FROM invoice_lines l
+                  JOIN unnest(%(ids)s::bigint[], %(amounts)s::bigint[]) AS a (id, amount)
+                    ON a.id = l.id
+                 WHERE l.kind = 'usage' AND l.usage_record_id IS NOT NULL
+                 GROUP BY 1) d
+         WHERE u.id = d.usage_record_id AND u.billed_quantity IS NOT NULL
+        """,
+        {"sign": sign, "ids": [i for i, _ in amounts], "amounts": [a for _, a in amounts]},
+    )
+
+
+def open_rebills(conn: Conn, customer_id: int, period: str) -> list[tuple[int, int]]:
+    """Re-billing corrections of a customer's live invoices of a period that no issued
+    supplementary invoice answers yet: (credit note id, corrected invoice id)."""
+    rows = conn.execute(
+        """
+        SELECT n.id, n.invoice_id FROM credit_notes n JOIN invoices i ON i.id = n.invoice_id
+         WHERE n.customer_id = %s AND i.period = %s AND n.rebill
+           AND i.status IN ('issued', 'paid')
+           AND NOT EXISTS (SELECT 1 FROM invoices s WHERE s.rebills_credit_note_id = n.id
+                            AND s.status IN ('issued', 'paid'))
+         ORDER BY n.id
+        """,
+        (customer_id, period),
+    ).fetchall()
+    return [(int(r[0]), int(r[1])) for r in rows]
+
+
+def credited_lines_of(conn: Conn, note_id: int) -> list[tuple[InvoiceLine, int]]:
+    """The invoice lines a credit note credits, each with the amount credited."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT l.*, cl.amount_minor AS credited FROM credit_note_lines cl"
+            " JOIN invoice_lines l ON l.id = cl.invoice_line_id"
+            " WHERE cl.credit_note_id = %s ORDER BY cl.line_no",
+            (note_id,),
+        ).fetchall()
+    return [(InvoiceLine(**{k: v for k, v in r.items() if k != "credited"}), r["credited"])
+            for r in rows]  # fmt: skip
+
+
+def release_credits(conn: Conn, invoice_id: int) -> list[int]:
+    """On a void: the service credits the invoice applied are pending again (the next invoice
+    of their customer applies them, once)."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(
+            "UPDATE service_credits SET invoice_id = NULL, amount_minor = NULL"
+            " WHERE invoice_id = %s RETURNING id",
             (invoice_id,),
         ).fetchall()

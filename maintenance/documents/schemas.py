@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -73,6 +73,11 @@ class TaxRate(BaseModel):
     customer_type: CustomerType
     rate_bps: int
     eu: bool
+    regime: Literal["vat", "none"] = Field(
+        default="vat", description="none: the country has no VAT on services (e.g. US)"
+    )
+    valid_from: date = Field(description="first day the rate applies")
+    valid_to: date | None = Field(default=None, description="first day it no longer applies")
 
 
 class CreditNoteLine(BaseModel):
@@ -101,6 +106,9 @@ class CreditNote(BaseModel):
     seller: Party
     buyer: Party
     issued_at: datetime
+    rebill: bool = Field(
+        default=False, description="a correction whose lines the next close bills again"
+    )
 
 
 class CreditNoteDetail(CreditNote):
@@ -120,6 +128,11 @@ class CreditLineRequest(Strict):
 class CorrectionRequest(Strict):
     reason: str = Field(min_length=1, max_length=500)
     lines: list[CreditLineRequest] = Field(min_length=1, max_length=1000)
+    rebill: bool = Field(
+        default=False,
+        description="bill the credited lines again, recomputed from the current data, on a"
+        " supplementary invoice of the same period (each line credited in full)",
+    )
 
 
 class ServiceCredit(BaseModel):

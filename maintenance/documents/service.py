@@ -5,15 +5,23 @@ No SQL text, no HTTP. Callers own the transaction. See docs/billing.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, Invalid, NotFound
 from maintenance.billing import repository as billing_repo
-from maintenance.billing.schemas import Invoice, InvoiceLine, InvoiceStatus, LineDraft
+from maintenance.billing.schemas import (
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    LineDraft,
+    rebill_key,
+    rebillable,
+)
 from maintenance.common import Conn, subject
 from maintenance.documents import repository as repo
 from maintenance.documents.schemas import (
@@ -28,7 +36,7 @@ from maintenance.documents.schemas import (
     ServiceCredit,
     TaxRate,
 )
-from maintenance.documents.tax import Buyer, TaxDecision, decide, line_tax
+from maintenance.documents.tax import Buyer, TaxDecision, decide, line_tax, no_rule
 from maintenance.events.service import emit
 
 SERIES_PREFIX = {"invoice": "INV", "credit_note": "CN"}
@@ -43,9 +51,15 @@ def document_number(conn: Conn, series: str, when: datetime) -> str:
 # --- parties and tax -----------------------------------------------------------------------
 
 
-def parties(conn: Conn, customer_id: int) -> tuple[Party, Party, TaxDecision]:
+def tax_date(period_end: datetime) -> date:
+    """The tax point of an invoice: the last day of its period."""
+    return (period_end - timedelta(microseconds=1)).date()
+
+
+def parties(conn: Conn, customer_id: int, on: date) -> tuple[Party, Party, TaxDecision]:
     """The seller, the buyer (the customer's billing profile, or its name as a consumer in the
-    seller's country) and the tax treatment of a sale between them."""
+    seller's country) and the tax treatment of a sale between them with the rates valid on
+    ``on`` (``no_tax_rule`` when a country has none)."""
     seller = repo.seller(conn)
     profile = repo.billing_profile(conn, customer_id)
     if profile is None:
@@ -64,16 +78,20 @@ def parties(conn: Conn, customer_id: int) -> tuple[Party, Party, TaxDecision]:
     decision = decide(
         seller.country,
         Buyer(buyer.country, buyer.customer_type or "consumer", buyer.vat_id),
-        repo.tax_rates(conn),
+        repo.tax_rates(conn, on),
     )
-    seller_party = Party(
+    return seller_party(seller), buyer, decision
+
+
+def seller_party(seller: SellerProfile) -> Party:
+    """The seller's legal details as a party of a document."""
+    return Party(
         legal_name=seller.legal_name,
         address=seller.address,
         country=seller.country,
         vat_id=seller.vat_id,
         email=seller.email,
     )
-    return seller_party, buyer, decision
 
 
 def with_tax(lines: list[LineDraft], decision: TaxDecision) -> list[LineDraft]:
@@ -100,7 +118,7 @@ def party_json(party: Party, decision: TaxDecision | None = None) -> dict[str, A
 
 def stamp_issued(conn: Conn, invoice: Invoice, now: datetime) -> dict[str, Any]:
     """On issue: the invoice's number and its parties as of now (set by the caller)."""
-    seller, buyer, decision = parties(conn, invoice.customer_id)
+    seller, buyer, decision = parties(conn, invoice.customer_id, tax_date(invoice.period_end))
     return {
         "number": document_number(conn, "invoice", now),
         "seller": repo.as_json(party_json(seller)),
@@ -117,6 +135,7 @@ def get_seller(conn: Conn, principal: Principal) -> SellerProfile:
 def set_seller(conn: Conn, principal: Principal, body: SellerUpdate, clock: Clock) -> SellerProfile:
     """Replace the seller's legal details (operator); issued documents keep their copy."""
     principal.require("billing:write")
+    _check_country(conn, body.country, "seller", clock.now().date())
     return repo.set_seller(conn, body.model_dump(), clock.now())
 
 
@@ -145,16 +164,21 @@ def set_billing_profile(
     _own_customer(principal, customer_id)
     if repo.customer_name(conn, customer_id) is None:
         raise NotFound(f"customer {customer_id} not found", code="customer_not_found")
+    _check_country(conn, body.country, "buyer", clock.now().date())
     return repo.set_billing_profile(conn, customer_id, body.model_dump(), clock.now())
 
 
+def _check_country(conn: Conn, country: str, role: str, on: date) -> None:
+    """Refuse a country that has no tax rule (rather than invoice it at a guessed rate)."""
+    rates = repo.tax_rates(conn, on)
+    if not any(c == country for c, _ in rates):
+        raise no_rule(country, role, rates)
+
+
 def list_tax_rates(conn: Conn, principal: Principal) -> list[TaxRate]:
-    """Every tax rate by country and customer type."""
+    """Every tax rate by country, customer type and effective date."""
     principal.require("billing:read")
-    return [
-        TaxRate(country=c, customer_type=t, rate_bps=r, eu=eu)  # type: ignore[arg-type]
-        for (c, t), (r, eu) in sorted(repo.tax_rates(conn).items())
-    ]
+    return repo.all_tax_rates(conn)
 
 
 # --- credit notes --------------------------------------------------------------------------
@@ -183,6 +207,8 @@ def issue_credit_note(
     reason: str,
     amounts: dict[int, int],
     now: datetime,
+    *,
+    rebill: bool = False,
 ) -> CreditNoteDetail:
     """Issue a credit note for ``amounts`` (invoice line id -> amount) of an issued invoice;
     emits ``credit_note.issued``. The invoice itself is never changed."""
@@ -213,6 +239,7 @@ def issue_credit_note(
             "seller": seller,
             "buyer": buyer,
             "issued_at": now,
+            "rebill": rebill,
         },
         rows,
     )
@@ -270,8 +297,53 @@ def correct_invoice(
                 f" {line.amount_minor}); {amount} is not within it",
                 code="credit_exceeds_line",
             )
+        if body.rebill:
+            _check_rebill(where, line, amount, left)
         amounts[line.id] = amount
-    return issue_credit_note(conn, invoice, "correction", body.reason, amounts, clock.now())
+    if body.rebill:
+        _check_rebill_complete(lines.values(), amounts, credited)
+    return issue_credit_note(
+        conn, invoice, "correction", body.reason, amounts, clock.now(), rebill=body.rebill
+    )
+
+
+def _check_rebill(where: str, line: InvoiceLine, amount: int, left: int) -> None:
+    """A re-billing correction credits whole lines of charges a close recomputes."""
+    if not rebillable(line):
+        raise Invalid(
+            f"{where}: line {line.line_no} ({line.kind}"
+            f"{', ' + line.contract_charge if line.contract_charge else ''}) is not billed again"
+            " by a close (late usage, service credits and fees in advance are settled by later"
+            " invoices); correct it without rebill",
+            code="line_not_rebillable",
+        )
+    if amount != left or left == 0:
+        raise Invalid(
+            f"{where}: a re-billing correction credits line {line.line_no} in full (what is"
+            f" left of it: {left}), not {amount}",
+            code="rebill_needs_whole_line",
+        )
+
+
+def _check_rebill_complete(
+    lines: Iterable[InvoiceLine], amounts: dict[int, int], credited: dict[int, int]
+) -> None:
+    """Every line charging for the same thing as a re-billed one is credited with it (the
+    close recomputes them together)."""
+    keys = {rebill_key(line) for line in lines if line.id in amounts}
+    missing = [
+        line.line_no
+        for line in lines
+        if rebill_key(line) in keys
+        and line.id not in amounts
+        and line.amount_minor - credited.get(line.id, 0) != 0
+    ]
+    if missing:
+        raise Invalid(
+            f"lines {', '.join(map(str, sorted(missing)))} charge for the same thing as lines"
+            " re-billed here (same kind, subscription, asset, order and part); list them too",
+            code="rebill_incomplete",
+        )
 
 
 def _detail(conn: Conn, note_id: int, scope: int | None) -> CreditNoteDetail:

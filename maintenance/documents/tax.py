@@ -5,8 +5,14 @@
   (0 %, the buyer accounts for the VAT: Art. 196 of Directive 2006/112/EC).
 - Buyer in another EU member state without a VAT id (a consumer, or a business that gave
   none): the buyer country's rate (place of supply where the customer is).
-- Any other cross-border sale (a party outside the EU): outside the scope of the seller's
-  VAT (0 %).
+- Any other cross-border sale (a party outside the EU, e.g. a buyer in GB, CH, NO or the
+  US): an export of services, outside the scope of the seller's VAT (0 %, Art. 44 and 59 of
+  the Directive for a seller in the EU); the buyer accounts for any tax due where it is.
+- A buyer (or seller) country with no rate valid on the tax date has no known rule: an
+  ``Invalid`` error naming it (``no_tax_rule``), never a guess.
+
+Rates are data: ``tax_rates`` rows with effective dates (migrations 0050, 0101). The tax date
+of an invoice is the last moment of its period.
 
 Tax is computed per line, exactly, and rounded once to minor units (half to even), like the
 amounts; an invoice's tax is the sum of its lines' tax.
@@ -17,6 +23,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+
+from fleetcare.errors import Invalid
 
 # The format of a VAT identification number per EU member state (the VIES formats), after the
 # two-letter prefix. Greece's prefix is EL, not its ISO code GR.
@@ -53,6 +61,32 @@ REVERSE_CHARGE_NOTE = (
     "Reverse charge: VAT to be accounted for by the recipient (Art. 196 Directive 2006/112/EC)"
 )
 OUTSIDE_SCOPE_NOTE = "Not subject to VAT in the seller's country (place of supply abroad)"
+EXPORT_NOTE = (
+    "Export of services: outside the scope of EU VAT (place of supply {country},"
+    " Art. 44/59 Directive 2006/112/EC); the customer accounts for any tax due there"
+)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A country's rate for one customer type on the tax date."""
+
+    rate_bps: int
+    eu: bool
+    regime: str = "vat"  # 'vat' | 'none' (no VAT on services, e.g. US)
+
+
+Rates = dict[tuple[str, str], Rate]
+
+
+def no_rule(country: str, role: str, rates: Rates) -> Invalid:
+    """The error for a country without a known tax rule."""
+    known = ", ".join(sorted({c for c, _ in rates}))
+    return Invalid(
+        f"no tax rule for the {role}'s country {country!r} (known: {known}); add its rates"
+        " (tax_rates) before invoicing it",
+        code="no_tax_rule",
+    )
 
 
 def vat_prefix(country: str) -> str:
@@ -95,27 +129,26 @@ class TaxDecision:
     note: str
 
 
-def decide(
-    seller_country: str,
-    buyer: Buyer,
-    rates: dict[tuple[str, str], tuple[int, bool]],
-) -> TaxDecision:
-    """The tax treatment of a sale; ``rates``: (country, type) -> (rate in bps, EU member).
-
-    A country with no rate row counts as outside the EU (and a domestic sale there is taxed
-    at 0 %, shown as 'standard' at 0 %)."""
-
-    def eu(country: str) -> bool:
-        return any(is_eu for (c, _), (_, is_eu) in rates.items() if c == country)
-
+def decide(seller_country: str, buyer: Buyer, rates: Rates) -> TaxDecision:
+    """The tax treatment of a sale; ``rates``: (country, type) -> its rate on the tax date.
+    A country without a rate is refused (``no_tax_rule``)."""
+    seller = rates.get((seller_country, buyer.customer_type))
+    if seller is None:
+        raise no_rule(seller_country, "seller", rates)
+    own = rates.get((buyer.country, buyer.customer_type))
+    if own is None:
+        raise no_rule(buyer.country, "buyer", rates)
     if buyer.country == seller_country:
-        rate, _ = rates.get((buyer.country, buyer.customer_type), (0, False))
-        return TaxDecision("standard", rate, f"VAT {format_rate(rate)}")
-    if eu(seller_country) and eu(buyer.country):
+        if own.regime == "none":
+            return TaxDecision("outside_scope", 0, f"No VAT in {buyer.country}")
+        return TaxDecision("standard", own.rate_bps, f"VAT {format_rate(own.rate_bps)}")
+    if seller.eu and own.eu:
         if buyer.customer_type == "business" and buyer.vat_id:
             return TaxDecision("reverse_charge", 0, REVERSE_CHARGE_NOTE)
-        rate, _ = rates[(buyer.country, "consumer")]
+        rate = rates[(buyer.country, "consumer")].rate_bps
         return TaxDecision("standard", rate, f"VAT {buyer.country} {format_rate(rate)}")
+    if seller.eu:
+        return TaxDecision("outside_scope", 0, EXPORT_NOTE.format(country=buyer.country))
     return TaxDecision("outside_scope", 0, OUTSIDE_SCOPE_NOTE)
 
 

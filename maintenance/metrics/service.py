@@ -61,7 +61,7 @@ def load_book(conn: Conn, end: datetime) -> Book:
         subs=subs,
         history=history,
         periods=periods,
-        assets={s.id: subscriptions.covered_assets(conn, s) for s in subs},
+        assets={s.id: subscriptions.covered_asset_stretches(conn, s) for s in subs},
     )
     for plan_periods in periods.values():
         for p in plan_periods:

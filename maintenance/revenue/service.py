@@ -13,9 +13,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psycopg
+
 from fleet.schemas import Principal
-from fleetcare.errors import NotFound
-from maintenance.billing.pricing import Period, parse_period, period_of
+from fleetcare.clock import Clock
+from fleetcare.errors import FleetcareError, NotFound
+from maintenance.billing import repository as billing_repo
+from maintenance.billing import service as billing
+from maintenance.billing.lines import ADJUSTMENT_LOOKBACK_MONTHS
+from maintenance.billing.pricing import Period, parse_period, period_of, shift
 from maintenance.common import Conn
 from maintenance.revenue import repository as repo
 from maintenance.revenue.schedule import Piece, credit_schedule, invoice_line_schedule
@@ -159,11 +165,51 @@ def _sums(entry: Entry, month: str, start: datetime, end: datetime) -> _Sums:
     return s
 
 
-def revenue_report(conn: Conn, principal: Principal, month_name: str) -> RevenueReport:
+# How many months up to the report's a customer's charges are computed when no invoice of
+# them exists yet (the billing worker closes as many).
+UNBILLED_LOOKBACK_MONTHS = ADJUSTMENT_LOOKBACK_MONTHS
+
+
+def _provisional_drafts(conn: Conn, month: Period, clock: Clock) -> int:
+    """Draft the invoices that closing each month up to ``month`` would make now, where none
+    exists yet: their lines are unbilled revenue (usage of a month not yet closed, fees
+    billed in arrears). The caller rolls them back. A period whose invoice was voided and not
+    billed again is waived, not unbilled. How many were drafted."""
+    now = clock.now()
+    drafted = 0
+    for back in range(UNBILLED_LOOKBACK_MONTHS - 1, -1, -1):
+        period = shift(month, -back)
+        if period.start > now:
+            continue
+        for customer in billing_repo.customers_to_bill(conn, period.start, period.end, None):
+            try:
+                with conn.transaction():
+                    if billing.close_customer(conn, customer, period, clock, rebill_void=False):
+                        drafted += 1
+            except FleetcareError:
+                continue  # the close reports it (e.g. no tax rule); nothing to forecast
+    return drafted
+
+
+def revenue_report(
+    conn: Conn, principal: Principal, month_name: str, clock: Clock
+) -> RevenueReport:
     """Recognised, deferred and unbilled revenue of a month per customer and plan (operator),
-    with the checks that reconcile it to the invoices and credit notes to the cent."""
+    with the checks that reconcile it to the invoices and credit notes to the cent.
+
+    Unbilled revenue covers every month: where no invoice of a month exists yet, the report
+    drafts what closing it now would bill (in a savepoint it rolls back: the report writes
+    nothing), so it must run on the primary database, not a replica."""
     principal.require("revenue:read")
     month = parse_period(month_name)
+    with conn.transaction() as savepoint:
+        _provisional_drafts(conn, month, clock)
+        report = _report(conn, month)
+        raise psycopg.Rollback(savepoint)
+    return report
+
+
+def _report(conn: Conn, month: Period) -> RevenueReport:
     entries, _, problems = _entries(conn, None)
     groups: dict[tuple[int, int | None, str], _Sums] = defaultdict(_Sums)
     totals: dict[str, _Sums] = defaultdict(_Sums)

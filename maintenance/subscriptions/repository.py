@@ -142,8 +142,11 @@ def listed_assets(conn: Conn, subscription_id: int) -> list[int]:
         ).fetchall()
 
 
-def add_assets(conn: Conn, subscription_id: int, customer_id: int, asset_ids: list[int]) -> int:
-    """List assets on a subscription (already listed ones are skipped); how many were added."""
+def add_assets(
+    conn: Conn, subscription_id: int, customer_id: int, asset_ids: list[int], at: datetime
+) -> int:
+    """List assets on a subscription from ``at`` (already listed ones are skipped; the
+    listing history opens a stretch for each added one); how many were added."""
     added = 0
     for asset_id in asset_ids:
         cur = conn.execute(
@@ -151,15 +154,27 @@ def add_assets(conn: Conn, subscription_id: int, customer_id: int, asset_ids: li
             " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
             (subscription_id, customer_id, asset_id),
         )
+        if cur.rowcount:
+            conn.execute(
+                "INSERT INTO subscription_asset_listings"
+                " (customer_id, subscription_id, asset_id, listed_from) VALUES (%s, %s, %s, %s)",
+                (customer_id, subscription_id, asset_id, at),
+            )
         added += cur.rowcount
     return added
 
 
-def remove_asset(conn: Conn, subscription_id: int, asset_id: int) -> bool:
-    """Take an asset off a subscription; False when it was not listed."""
+def remove_asset(conn: Conn, subscription_id: int, asset_id: int, at: datetime) -> bool:
+    """Take an asset off a subscription at ``at`` (its listing stretch ends then); False when
+    it was not listed."""
     cur = conn.execute(
         "DELETE FROM subscription_assets WHERE subscription_id = %s AND asset_id = %s",
         (subscription_id, asset_id),
+    )
+    conn.execute(
+        "UPDATE subscription_asset_listings SET listed_to = greatest(listed_from, %s)"
+        " WHERE subscription_id = %s AND asset_id = %s AND listed_to IS NULL",
+        (at, subscription_id, asset_id),
     )
     return cur.rowcount > 0
 
@@ -194,8 +209,10 @@ def covering(conn: Conn, asset_id: int, at: datetime) -> list[tuple[Subscription
                AND a.kind = ANY(p.kinds)
                AND ((s.scope = 'site' AND s.site_id = a.site_id)
                     OR (s.scope = 'assets' AND EXISTS (
-                        SELECT 1 FROM subscription_assets sa
-                         WHERE sa.subscription_id = s.id AND sa.asset_id = a.id)))
+                        SELECT 1 FROM subscription_asset_listings sl
+                         WHERE sl.subscription_id = s.id AND sl.asset_id = a.id
+                           AND sl.listed_from <= %(t)s
+                           AND (sl.listed_to IS NULL OR sl.listed_to > %(t)s))))
              ORDER BY s.id
             """,
             {"a": asset_id, "t": at, "entitled": list(ENTITLED_STATUSES)},
@@ -244,6 +261,30 @@ def covered_assets(conn: Conn, subscription: Subscription) -> list[CoveredAsset]
                 "site": subscription.site_id,
                 "s": subscription.id,
             },
+        ).fetchall()
+
+
+def covered_asset_stretches(conn: Conn, subscription: Subscription) -> list[CoveredAsset]:
+    """Every asset a subscription covered at some time, once per stretch, with
+    ``installed_at`` / ``retired_at`` narrowed to when it was covered: for a site, while the
+    asset existed; for a list, while it was listed (subscription_asset_listings) and existed."""
+    with conn.cursor(row_factory=class_row(CoveredAsset)) as cur:
+        if subscription.scope == "site":
+            return cur.execute(
+                "SELECT id, customer_id, ref, kind, installed_at, retired_at FROM assets"
+                " WHERE customer_id = %s AND site_id = %s ORDER BY id",
+                (subscription.customer_id, subscription.site_id),
+            ).fetchall()
+        return cur.execute(
+            """
+            SELECT a.id, a.customer_id, a.ref, a.kind,
+                   greatest(a.installed_at, l.listed_from) AS installed_at,
+                   least(a.retired_at, l.listed_to) AS retired_at
+              FROM subscription_asset_listings l JOIN assets a ON a.id = l.asset_id
+             WHERE l.subscription_id = %s
+             ORDER BY a.id, l.listed_from
+            """,
+            (subscription.id,),
         ).fetchall()
 
 

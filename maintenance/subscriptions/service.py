@@ -159,7 +159,7 @@ def create_subscription(
     with translate_integrity_errors("subscription"):
         sub = repo.insert_subscription(conn, values)
         repo.insert_period(conn, sub.id, plan.id, starts)
-        repo.add_assets(conn, sub.id, owner, body.asset_ids)
+        repo.add_assets(conn, sub.id, owner, body.asset_ids, starts)
         repo.record_status(conn, sub, sub.status, starts, "created", now)
     view = _view(conn, sub, now)
     emit(
@@ -410,7 +410,7 @@ def add_assets(
             f" it would cover {len(listed)}",
             code="trial_asset_limit",
         )
-    if repo.add_assets(conn, sub.id, sub.customer_id, body.asset_ids) == 0:
+    if repo.add_assets(conn, sub.id, sub.customer_id, body.asset_ids, now) == 0:
         return plan
     view = _view(conn, repo.set_fields(conn, sub.id, {}, now), now)
     emit(
@@ -429,11 +429,11 @@ def remove_asset(
     """Take an asset off a subscription."""
     principal.require("subscriptions:write")
     sub = _get_locked(conn, principal, subscription_id)
-    if not repo.remove_asset(conn, sub.id, asset_id):
+    now = clock.now()
+    if not repo.remove_asset(conn, sub.id, asset_id, now):
         raise NotFound(
             f"asset {asset_id} is not on subscription {sub.id}", code="asset_not_subscribed"
         )
-    now = clock.now()
     view = _view(conn, repo.set_fields(conn, sub.id, {}, now), now)
     emit(
         conn,
@@ -461,6 +461,12 @@ def plan_periods(conn: Conn, subscription_id: int) -> list[PlanPeriod]:
 def covered_assets(conn: Conn, subscription: Subscription) -> list[CoveredAsset]:
     """Assets a subscription covers: the listed ones, or every asset of its site."""
     return repo.covered_assets(conn, subscription)
+
+
+def covered_asset_stretches(conn: Conn, subscription: Subscription) -> list[CoveredAsset]:
+    """Every asset a subscription covered at some time, once per stretch, its times narrowed
+    to the stretch (listing history): what billing and the SaaS metrics of a past month use."""
+    return repo.covered_asset_stretches(conn, subscription)
 
 
 def running_in(conn: Conn, customer_id: int, start: datetime, end: datetime) -> list[Subscription]:

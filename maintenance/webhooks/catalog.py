@@ -8,22 +8,24 @@ raising the version. docs/events.md documents the same types for humans.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
+from maintenance.webhooks.billing_payloads import (
+    CreditNoteIssuedV1,
+    InvoiceIssuedV1,
+    InvoicePaidV1,
+    InvoicePaymentRecordedV1,
+    InvoicePaymentReminderV1,
+    InvoiceVoidedV1,
+    ServiceCreditEarnedV1,
+    ValueReportReadyV1,
+)
+from maintenance.webhooks.records import Payload, Record
 
-class Payload(BaseModel):
-    """Base of every event payload: extra fields are allowed (additive changes stay v1)."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class Record(BaseModel):
-    """A business record embedded in a payload; only its stable fields are listed."""
-
-    model_config = ConfigDict(extra="allow")
+__all__ = ["EVENT_TYPES", "EventType", "Payload", "Record", "validate_payload"]
 
 
 # --- predictions (producer: maintenance/policy) ----------------------------------------------
@@ -124,7 +126,7 @@ class CrewRecord(Record):
     asset_id: int
     asset_ref: str
     component: str
-    parts: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = Field(default_factory=list)
     aog_risk: bool = False
 
 
@@ -140,7 +142,7 @@ class OrderAogRiskV1(OrderEventV1):
 
 
 class OrderCompletedV1(OrderEventV1):
-    parts_used: list[dict[str, Any]] = []
+    parts_used: list[dict[str, Any]] = Field(default_factory=list)
     life_id: int | None = None
 
 
@@ -210,7 +212,7 @@ class SubscriptionRecord(Record):
     starts_at: datetime
     current_term_ends_at: datetime
     ends_at: datetime | None = None
-    asset_ids: list[int] = []
+    asset_ids: list[int] = Field(default_factory=list)
 
 
 class SubscriptionEventV1(Payload):
@@ -260,42 +262,12 @@ class SubscriptionOrdersResumedV1(SubscriptionEventV1):
     reason: str
 
 
-class InvoicePaidV1(Payload):
-    invoice: dict[str, Any]
-
-
-class InvoicePaymentRecordedV1(Payload):
-    invoice: dict[str, Any]
-    payment: dict[str, Any]
-    remaining_minor: int
-
-
-class InvoicePaymentReminderV1(Payload):
-    invoice_id: int
-    period: str
-    currency: str
-    due_at: datetime
-    amount_due_minor: int
-    reminder_day: int
-    days_overdue: int
-
-
 class SubscriptionRenewedV1(SubscriptionEventV1):
     previous_term_ends_at: datetime
     term_ends_at: datetime
 
 
-# --- proposed for producers that do not emit yet (billing, ingest) ---------------------------
-
-
-class InvoiceIssuedV1(Payload):
-    invoice_id: int
-    number: str
-    period_start: date
-    period_end: date
-    currency: str
-    total: str
-    due_date: date | None = None
+# --- proposed for producers that do not emit yet (ingest) -----------------------------------
 
 
 class DeviceOfflineV1(Payload):
@@ -322,56 +294,6 @@ class QuarantineSpikeV1(Payload):
     window_end: datetime
     quarantined: int
     reasons: dict[str, int]
-
-
-# --- invoice documents (producer: maintenance/documents, maintenance/value) -----------------
-
-
-class CreditNoteRecord(Record):
-    id: int
-    customer_id: int
-    invoice_id: int
-    number: str
-    kind: str
-    reason: str
-    currency: str
-    total_minor: int
-    tax_minor: int
-    issued_at: datetime
-    lines: list[dict[str, Any]]
-
-
-class CreditNoteIssuedV1(Payload):
-    credit_note: CreditNoteRecord
-    invoice_number: str | None
-
-
-class ServiceCreditRecord(Record):
-    id: int
-    customer_id: int
-    subscription_id: int
-    asset_id: int
-    asset_ref: str
-    component: str
-    life_id: int
-    failure_report_id: int | None
-    failed_at: datetime
-    period: str
-    kind: str
-    rate_bps: int | None
-    order_id: int | None
-    reason: str
-    currency: str
-
-
-class ServiceCreditEarnedV1(Payload):
-    credit: ServiceCreditRecord
-
-
-class ValueReportReadyV1(Payload):
-    customer_id: int
-    period: str
-    report: dict[str, Any]
 
 
 # --- webhooks themselves ---------------------------------------------------------------------
@@ -534,7 +456,13 @@ EVENT_TYPES: dict[str, EventType] = _types(
     EventType(
         "subscription.orders_resumed", 1, "Paid: orders resume.", SubscriptionOrdersResumedV1
     ),
-    EventType("invoice.issued", 1, "An invoice was issued (proposed).", InvoiceIssuedV1),
+    EventType("invoice.issued", 1, "An invoice was issued, with its lines.", InvoiceIssuedV1),
+    EventType(
+        "invoice.voided",
+        1,
+        "A draft or issued invoice was voided (an issued one with its credit note).",
+        InvoiceVoidedV1,
+    ),
     EventType(
         "credit_note.issued",
         1,
