@@ -25,6 +25,7 @@ from maintenance.billing import service as billing
 from maintenance.documents import files
 from maintenance.documents import service as documents
 from maintenance.documents.schemas import BillingProfileUpdate, CorrectionRequest, CreditLineRequest
+from maintenance.dunning import service as dunning
 from maintenance.orders import service as orders
 from maintenance.orders.schemas import FailureCreate
 from maintenance.revenue import service as revenue
@@ -35,9 +36,10 @@ from maintenance.revenue.schedule import (
     invoice_line_schedule,
     largest_remainder,
 )
+from maintenance.subscriptions import contracts
 from maintenance.subscriptions import service as subscriptions
 from tests.conftest import Tenant
-from tests.fixtures.billing import OPERATOR, add_counter, change_plan, subscribed_customer
+from tests.fixtures.billing import OPERATOR, add_counter, change_plan, move, subscribed_customer
 from tests.fixtures.events import check_back_office_events
 
 # every back-office event these tests emit matches its catalogue entry
@@ -70,10 +72,15 @@ def test_schedules_split_exactly() -> None:
 
 
 def _scripted_year(conn: Connection[Any]) -> dict[str, int]:
-    """Three customers over 2026, closed and issued on the 3rd of every next month."""
+    """Three customers over 2026, closed and issued on the 3rd of every next month and paid on
+    the 12th: an upgrade, a failure that earns a credit, a late payment, a renewal, a pause, a
+    churn, two voids billed again and a correction."""
     a = subscribed_customer(conn, "year-a", plan="proactive", starts_at=_t(1), assets=2)
     b = subscribed_customer(conn, "year-b", plan="proactive", starts_at=_t(2, 15))
-    c = subscribed_customer(conn, "year-c", plan="monitor", starts_at=_t(1), assets=3)
+    # c: a six-month term, renewed on 1 July
+    c = subscribed_customer(
+        conn, "year-c", plan="monitor", starts_at=_t(1), assets=3, term_months=6
+    )
     for cust, country, vat in ((a, "DE", None), (b, "FR", "FR12345678901")):
         documents.set_billing_profile(
             conn, OPERATOR, cust.customer_id,
@@ -92,8 +99,24 @@ def _scripted_year(conn: Connection[Any]) -> dict[str, int]:
                                       failed_at=_t(6, 14)), ManualClock(_t(6, 14, 1)),
     )  # fmt: skip
     conn.commit()
+    late: int | None = None
     for month in range(1, 13):
         clock = ManualClock(_t(month % 12 + 1, 3, year=2026 + (month == 12)))
+        if month == 4:  # a's February invoice, due 2 April, is 15 days late: reminders, and
+            # a goes past due; it pays on 20 April and is active again
+            assert late is not None
+            dunning.run_dunning(conn, ManualClock(_t(4, 17, 1)))
+            conn.commit()
+            assert subscriptions.subscription_by_id(conn, a.subscription_id).status == "past_due"
+            dunning.pay_in_full(conn, OPERATOR, late, ManualClock(_t(4, 20)))
+            conn.commit()
+            assert subscriptions.subscription_by_id(conn, a.subscription_id).status == "active"
+        if month == 7:  # c's first term ends on 1 July: it renews
+            contracts.advance_lifecycles(conn, ManualClock(_t(7, 1, 1)))
+            conn.commit()
+        if month == 9:  # b pauses for September (Proactive pauses for free)
+            move(conn, b.subscription_id, "paused", _t(9))
+            move(conn, b.subscription_id, "active", _t(10))
         if month == 8:  # c cancels on 20 August
             subscriptions.cancel(conn, OPERATOR, c.subscription_id, False, ManualClock(_t(8, 20)))
             conn.commit()
@@ -129,6 +152,16 @@ def _scripted_year(conn: Connection[Any]) -> dict[str, int]:
                 ManualClock(_t(6, 20)),
             )  # fmt: skip
             conn.commit()
+        if month == 2:
+            late = invoices[a.customer_id].id
+        # every issued invoice is paid on the 12th, but a's February one
+        paid_on = ManualClock(_t(month % 12 + 1, 12, year=2026 + (month == 12)))
+        for (invoice_id,) in conn.execute(
+            "SELECT id FROM invoices WHERE status = 'issued' ORDER BY id"
+        ).fetchall():
+            if invoice_id != late:
+                dunning.pay_in_full(conn, OPERATOR, invoice_id, paid_on)
+        conn.commit()
     return {"a": a.customer_id, "b": b.customer_id, "c": c.customer_id}
 
 
@@ -139,8 +172,17 @@ def test_a_scripted_year_reconciles_every_month(
     # the year emitted the back office's events, each as the catalogue describes it
     assert {
         "subscription.created", "subscription.plan_changed", "subscription.cancelled",
+        "subscription.renewed", "subscription.paused", "subscription.past_due",
+        "invoice.payment_reminder",
+        "invoice.payment_recorded", "invoice.paid",
         "service_credit.earned", "invoice.issued", "invoice.voided", "credit_note.issued",
     } <= check_back_office_events(conn)  # fmt: skip
+    # b paused for September, for free: no invoice, no revenue that month
+    assert conn.execute(
+        "SELECT count(*) FROM invoices WHERE customer_id = %s AND period = '2026-09'"
+        " AND status <> 'void'",
+        (who["b"],),
+    ).fetchone() == (0,)
     reports = {m: revenue.revenue_report(conn, OPERATOR, m, YEAR_END) for m in MONTHS}
     assert all(r.reconciled for r in reports.values()), [
         (m, [c for c in r.checks if not c.ok]) for m, r in reports.items()
@@ -204,7 +246,7 @@ def test_a_scripted_year_reconciles_every_month(
     ).fetchall()
     # on the void June invoice (reversed by its credit note), then on its replacement, which
     # applied it: credited once in all
-    assert june_a == [("void", -20, -4, False), ("issued", -20, -4, True)]
+    assert june_a == [("void", -20, -4, False), ("paid", -20, -4, True)]
     credited_back = conn.execute(
         "SELECT sum(cl.amount_minor) FROM credit_note_lines cl JOIN invoice_lines l"
         " ON l.id = cl.invoice_line_id WHERE l.kind = 'service_credit'"
