@@ -20,6 +20,7 @@ from maintenance.documents import service as documents
 from maintenance.documents.schemas import CorrectionRequest, CreditLineRequest
 from tests.conftest import Tenant
 from tests.fixtures.billing import OPERATOR, add_counter, at, lines_of, subscribed_customer
+from tests.test_dashboard import sign_in
 
 # every back-office event these tests emit matches its catalogue entry
 pytestmark = pytest.mark.usefixtures("events_match_catalogue")
@@ -189,6 +190,13 @@ def test_rebill_routes_are_confined(
     own = client.get(f"/v1/invoices/{replacement['id']}", headers=a.headers)
     assert own.status_code == 200 and own.json()["replaces_invoice_id"] == first.id
     assert client.get(f"/v1/invoices/{replacement['id']}", headers=b.headers).status_code == 404
+    sign_in(client, a.key)
+    page = client.get(f"/dashboard/invoices/{replacement['id']}")
+    assert page.status_code == 200 and 'id="invoice-replaces"' in page.text
+    assert f'href="/dashboard/invoices/{first.id}"' in page.text
+    sign_in(client, b.key)
+    assert client.get(f"/dashboard/invoices/{replacement['id']}").status_code == 404
+    client.cookies.clear()
     notes = client.get("/v1/credit-notes", headers=a.headers).json()["items"]
     assert [n["kind"] for n in notes] == ["void"]
     assert client.get(f"/v1/credit-notes/{notes[0]['id']}", headers=b.headers).status_code == 404
