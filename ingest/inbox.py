@@ -6,8 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import NamedTuple
 
+import paho.mqtt.client as mqtt
+
+from ingest.mqtt_client import BufferedClient
 from ingest.schemas import RawMessage
 
 
@@ -17,6 +21,29 @@ class AckToken(NamedTuple):
     mid: int
     qos: int
     connection: int
+
+
+def send_acks(client: mqtt.Client, batch: Iterable[RawMessage], connection: int) -> int:
+    """Acknowledge the committed ``batch`` (QoS 1: all PUBACKs in one write when the client
+    can); return how many came on another connection than ``connection`` (the current one,
+    -1 when disconnected) and are left for the broker to redeliver."""
+    skipped = 0
+    mids: list[int] = []
+    many = isinstance(client, BufferedClient)
+    for msg in batch:
+        token = msg.ack_token
+        if not isinstance(token, AckToken) or token.qos == 0:
+            continue
+        if token.connection != connection:
+            skipped += 1
+        elif many and token.qos == 1:
+            mids.append(token.mid)
+        else:
+            client.ack(token.mid, token.qos)
+    if mids:
+        assert isinstance(client, BufferedClient)
+        client.ack_many(mids)
+    return skipped
 
 
 GATHER_POLL_S = 0.005

