@@ -12,37 +12,33 @@ interrupted import is finished by running it again. No SQL text here (``ingest.r
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from psycopg import Connection
 
 from fleetcare.errors import Invalid
 from ingest import repository as repo
 from ingest.catalogue import MetricCatalogue, MetricSpec
+from ingest.history_files import PARQUET_SUFFIXES, parquet_batches, text_batches
 from ingest.profiles import CompiledProfile, ProfileError
 from ingest.times import UNIX_EPOCH
 
 Conn = Connection[Any]
 Mode = Literal["lifetimes", "in-service"]
 EndReason = Literal["failure", "replacement"]
-BLOCK_BYTES = 4 * 1024 * 1024  # text read per batch
-PARQUET_BATCH_ROWS = 131_072
 PROGRESS_EVERY_S = 2.0
-PARQUET_SUFFIXES = (".parquet", ".pq")
 BAD_TIME = int(np.iinfo(np.int64).min)  # a row whose time cannot be read
 
 
@@ -120,96 +116,6 @@ class _Context:
     created: set[int] = field(default_factory=set)
 
 
-# --- reading files as batches of string (or typed, for Parquet) columns ---------------------
-
-
-def _text_batches(
-    path: Path, profile: CompiledProfile, report: ImportReport
-) -> Iterator[tuple[pa.Table, int]]:
-    """Blocks of ``path`` as tables (every column a string) and the bytes read so far."""
-    doc = profile.doc
-    whitespace = profile.format == "text"
-    names: list[str] | None = None if doc.header else list(doc.columns or [])
-    done = 0
-
-    def bad_row(row: Any) -> str:
-        report.rows_read += 1
-        report.reject(
-            "bad_structure",
-            1,
-            f"{path.name}: {row.actual_columns} columns, expected {row.expected_columns}: "
-            f"{(row.text or '')[:120]!r}",
-            rows=True,
-        )
-        return "skip"
-
-    with path.open("rb") as f:
-        rest = b""
-        while True:
-            chunk = f.read(BLOCK_BYTES)
-            done += len(chunk)
-            data = rest + chunk
-            if chunk:
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:
-                    rest = data
-                    continue
-                data, rest = data[:cut], data[cut:]
-            elif not data:
-                return
-            else:
-                rest = b""
-            if whitespace:
-                data = b"\n".join(b",".join(line.split()) for line in data.splitlines())
-            if names is None:  # the header line names the columns
-                first, _, data = data.partition(b"\n")
-                text = first.decode("utf-8", errors="replace").strip()
-                names = next(profile.split_lines([text]), [])
-                profile.row_reader(names)  # every field named by the profile is a column
-            if data.strip():
-                try:
-                    table = pcsv.read_csv(
-                        io.BytesIO(data),
-                        read_options=pcsv.ReadOptions(column_names=names, use_threads=False),
-                        parse_options=pcsv.ParseOptions(
-                            delimiter="," if whitespace else doc.delimiter,
-                            invalid_row_handler=bad_row,
-                            ignore_empty_lines=True,
-                        ),
-                        convert_options=pcsv.ConvertOptions(
-                            column_types=dict.fromkeys(names, pa.string()),
-                            strings_can_be_null=False,
-                        ),
-                    )
-                except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                    raise Invalid(f"{path}: cannot read as {profile.format}: {exc}") from None
-                yield table, done
-            if not chunk:
-                return
-
-
-def _parquet_batches(path: Path, profile: CompiledProfile) -> Iterator[tuple[pa.Table, int]]:
-    """Row groups of a Parquet file, as tables of the columns the profile reads."""
-    try:
-        parquet = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise Invalid(f"{path}: not a Parquet file ({exc})") from None
-    names = parquet.schema_arrow.names
-    reader = profile.row_reader(names)  # raises ProfileError naming a missing column
-    wanted = sorted(
-        {reader.asset, reader.time}
-        | ({reader.metric_col, reader.value_col} if reader.long else {i for i, _ in reader.wide})
-    )
-    size = path.stat().st_size
-    total = max(1, parquet.metadata.num_rows)
-    seen = 0
-    for batch in parquet.iter_batches(
-        batch_size=PARQUET_BATCH_ROWS, columns=[names[i] for i in wanted]
-    ):
-        seen += batch.num_rows
-        yield pa.Table.from_batches([batch]), int(size * seen / total)
-
-
 # --- columns → values -----------------------------------------------------------------------
 
 
@@ -277,12 +183,17 @@ def _times_us(ctx: _Context, column: pa.ChunkedArray) -> NDArray[np.int64]:
 
 def _asset_refs(ctx: _Context, column: pa.ChunkedArray) -> tuple[list[str], NDArray[np.intp]]:
     """The distinct asset ids of a batch (in order of appearance) and each row's index."""
-    refs = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
-    refs = pc.replace_substring_regex(refs, r"^([0-9]+)\.0*$", r"\1")  # 7.0 → 7
-    encoded = refs.combine_chunks().dictionary_encode()
+    # each distinct cell is cleaned once (a file repeats a few ids over many rows): trimmed,
+    # 7.0 → 7; cells that clean to the same id (" 7", "7.0") then share one index
+    encoded = pc.cast(column, pa.string()).combine_chunks().dictionary_encode("encode")
+    cleaned = pc.utf8_trim_whitespace(encoded.dictionary)
+    cleaned = pc.replace_substring_regex(cleaned, r"^([0-9]+)\.0*$", r"\1")
+    merged = cleaned.dictionary_encode("encode")  # a null cell: an empty id
     prefix = ctx.profile.prefix
-    distinct = [prefix + r if r else "" for r in encoded.dictionary.to_pylist()]
-    return distinct, np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.intp)
+    distinct = [prefix + r if r else "" for r in merged.dictionary.to_pylist()]
+    to_merged = np.asarray(merged.indices.to_numpy(zero_copy_only=False), dtype=np.intp)
+    rows = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.intp)
+    return distinct, to_merged[rows]
 
 
 def _resolve_assets(
@@ -421,7 +332,11 @@ def _store_batch(ctx: _Context, table: pa.Table, reader_names: list[str]) -> Non
         t = np.concatenate(parts_t)
         if t.size:
             data = repo.encode_telemetry_copy(
-                t, np.concatenate(parts_a), np.concatenate(parts_m), np.concatenate(parts_v)
+                t,
+                np.concatenate(parts_a),
+                np.concatenate(parts_m),
+                np.concatenate(parts_v),
+                in_key_order=True,
             )
             stored = repo.insert_telemetry(ctx.conn, data, int(t.size))
             report.values_stored += stored
@@ -459,6 +374,11 @@ def _note_usage(
         s = ctx.summaries.setdefault(a, _AssetSummary(a, t, t))
         if t >= s.usage_us:
             s.usage_us, s.usage = t, v
+
+
+def _bad_row(report: ImportReport, detail: str) -> None:
+    report.rows_read += 1
+    report.reject("bad_structure", 1, detail, rows=True)
 
 
 def _us_to_datetime(us: int) -> datetime:
@@ -518,9 +438,9 @@ def import_history(
     for path in paths:
         total = path.stat().st_size
         batches = (
-            _parquet_batches(path, profile)
+            parquet_batches(path, profile)
             if path.suffix.lower() in PARQUET_SUFFIXES
-            else _text_batches(path, profile, report)
+            else text_batches(path, profile, partial(_bad_row, report))
         )
         for table, done in batches:
             with conn.transaction():

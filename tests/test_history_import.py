@@ -4,6 +4,7 @@ CSV/text/Parquet, and assets of another customer or kind."""
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from fleetcare.db import connect
 from fleetcare.errors import Invalid
 from ingest import profile_service
 from ingest.history import import_history
+from ingest.history_files import whitespace_to_csv
 from ingest.profiles import ProfileError, compile_profile, parse_profile
 from tests.ingest_helpers import OPERATOR
 
@@ -259,3 +261,29 @@ def test_upload_route_streams_a_file_per_customer(
     nope = client.post("/v1/history/import", params={**params, "profile": "nope"},
                        content=body, headers=acme.headers)  # fmt: skip
     assert nope.status_code == 404
+
+
+def _fields_per_line(data: bytes) -> list[bytes]:
+    """What whitespace_to_csv stands for: each line's fields, as bytes.split sees them."""
+    return [b",".join(line.split()) for line in data.splitlines()]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_whitespace_becomes_the_fields_python_splits(seed: int) -> None:
+    """Text rows become CSV rows with exactly the fields ``bytes.split`` finds on each line
+    (runs of spaces, tabs, vertical tabs and form feeds; CR, LF and CRLF line ends; empty and
+    blank lines; commas and other bytes kept as they are)."""
+    rng = random.Random(seed)
+    alphabet = [b" ", b"  ", b"\t", b"\x0b", b"\x0c", b"\r", b"\n", b"\r\n", b"7", b"x", b",",
+                b"\x1c", b"\xc3\xa9", b"-1.5e3"]  # fmt: skip
+    for _ in range(3000):
+        data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        ours = [line for line in whitespace_to_csv(data).split(b"\n") if line]
+        assert ours == [line for line in _fields_per_line(data) if line], data
+
+
+def test_whitespace_of_a_cmapss_file_becomes_its_csv() -> None:
+    sample = b"1 1 -0.0007 -0.0004 100.0 518.67 641.82  \n1 2 0.0019 -0.0003 100.0 518.67  \n"
+    assert whitespace_to_csv(sample) == (
+        b"1,1,-0.0007,-0.0004,100.0,518.67,641.82\n1,2,0.0019,-0.0003,100.0,518.67\n"
+    )
