@@ -131,12 +131,15 @@ def import_file(url: str, path: Path, profile_path: Path) -> dict[str, float]:
     }
 
 
-def raw_copy_rows_per_s(url: str, rows: int) -> float:
-    """Rows/s of one binary COPY of ``rows`` rows into a table like telemetry."""
+def raw_copy_rows_per_s(url: str, rows: int, *, in_key_order: bool = False) -> float:
+    """Rows/s of one binary COPY of ``rows`` rows into a table like telemetry, in the file's
+    order (``in_key_order``: sorted by the key first, as the import sorts each block)."""
     i = np.arange(rows, dtype=np.int64)
     times = 1_577_836_800_000_000 + (i // UNITS + 1) * 60_000_000
     values = (600.0 + i % 997).astype(np.float64)
-    data = repo.encode_telemetry_copy(times, i % UNITS + 1, np.full(rows, 1), values)
+    data = repo.encode_telemetry_copy(
+        times, i % UNITS + 1, np.full(rows, 1), values, in_key_order=in_key_order
+    )
     with connect(url) as conn:
         conn.execute("CREATE TABLE bench_raw (LIKE telemetry INCLUDING ALL)")
         conn.commit()
@@ -165,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.small <= 0 or args.rows < args.small:
         print("error: need 0 < --small <= --rows", file=sys.stderr)
         return 2
+    load_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         profile_path = folder / "bench-rows.json"
@@ -178,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             second = import_file(url, large, profile_path)
             again = import_file(url, large, profile_path)  # idempotent: nothing new
             raw = raw_copy_rows_per_s(url, args.rows)
+            raw_sorted = raw_copy_rows_per_s(url, args.rows, in_key_order=True)
     rows_per_s = second["rows"] / second["import_s"]
     print(
         f"{args.small:,} rows: {first['rows'] / first['import_s']:,.0f} rows/s, "
@@ -189,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"again (all duplicates): {again['rows'] / again['import_s']:,.0f} rows/s, "
           f"stored {again['stored']:.0f}")  # fmt: skip
-    print(f"raw limit (one binary COPY, same key): {raw:,.0f} rows/s")
+    print(
+        f"raw limit (one binary COPY, same key): {raw:,.0f} rows/s; sorted by the key first: "
+        f"{raw_sorted:,.0f} rows/s; load average {load_start} → {os.getloadavg()[0]:.2f}"
+    )
     result = {
         "rows": int(second["rows"]),
         "stored": int(second["stored"]),
@@ -197,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         "rows_per_s": round(rows_per_s),
         "raw_copy_rows_per_s": round(raw),
         "ratio_vs_raw_copy": round(rows_per_s / raw, 3),
+        # the same COPY with the rows sorted by the key first (as the import sorts each block)
+        "raw_copy_sorted_rows_per_s": round(raw_sorted),
+        "ratio_vs_sorted_raw_copy": round(rows_per_s / raw_sorted, 3),
+        "load_average_start": load_start,
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "reimport_rows_per_s": round(again["rows"] / again["import_s"]),
         "reimport_stored": int(again["stored"]),
         "peak_rss_mb_small": round(first["peak_rss_mb"], 1),

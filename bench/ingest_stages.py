@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 stored += result.stored
             us["store_messages_client"] = (time.process_time() - started) * 1e6
-            us["database_wall"] = (time.perf_counter() - wall) * 1e6
+            us["store_messages_wall"] = (time.perf_counter() - wall) * 1e6
             us["postgres_backend"] = (sum(backend.cpu_times()[:2]) - backend_before) * 1e6
             assert stored == n, f"stored {stored} of {n}"
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "copy_encode",
         "ack",
         "postgres_backend",
-        "database_wall",
+        "store_messages_wall",
     ):
         print(f"  {name:28s} {per[name]:6.2f}")
     print(f"  {'ingestor (GIL) in total':28s} {ingestor:6.2f}")
