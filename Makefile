@@ -35,8 +35,11 @@ browser:
 # The suite runs every database test on plain PostgreSQL and on TimescaleDB: with a TimescaleDB
 # kit for this machine (../shared/timescaledb, development and CI only) the script starts a
 # private cluster for the run; without it the TimescaleDB path is skipped (an error in CI).
+# Two pytest-xdist workers: each storage path's tests run on one of them, in order
+# (tests/fixtures/xdist_storage.py); PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
 unit: install browser
-	scripts/with-timescaledb.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+	scripts/with-timescaledb.sh $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

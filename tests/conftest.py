@@ -31,6 +31,14 @@ from tests.fixtures.services import (
 )
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist, each storage path's tests run on one worker, in order."""
+    from tests.fixtures.xdist_storage import make_scheduler
+
+    return make_scheduler(config, log)
+
+
 @pytest.fixture(scope="session", params=STORAGES)
 def storage(request: pytest.FixtureRequest) -> Storage:
     """The storage path under test: every test that uses a database runs on both."""
