@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -416,6 +416,39 @@ def own_fleet_args(fleets: dict[str, int]) -> list[str]:
     return args
 
 
+def own_history_args(kinds: list[str], history: int) -> list[str]:
+    """``fleetcare simulate`` arguments that write ``history`` lifetimes of each of ``kinds``
+    (kinds of ``--fleet``, by the generic process) for the training customer."""
+    args = ["--customer", TRAINING_FLEET, "--tires", "0", "--elevators", "0", "--engines", "0"]
+    for kind in sorted(kinds):
+        args += ["--kind", f"{kind}=1"]
+    return [*args, "--history", str(history), "--duration", "0"]
+
+
+@dataclass(frozen=True)
+class FirstRunPlan:
+    """What `up` does before the loop so that every kind it simulates has a model."""
+
+    train: list[str]  # kinds without an active model, trained in parallel
+    built_in_history: bool  # simulate the built-in kinds' training histories first
+    own_history: list[str]  # --fleet kinds whose training history is simulated first
+
+
+def first_run_plan(
+    active: Iterable[str], built_in: Iterable[str], own: Iterable[str], with_history: set[str]
+) -> FirstRunPlan:
+    """The kinds to train (built-in and ``--fleet`` ones without an active model), and the
+    histories to simulate for them (kinds in ``with_history`` already have one)."""
+    have = set(active)
+    missing = [k for k in built_in if k not in have]
+    own_missing = [k for k in sorted(set(own)) if k not in have and k not in missing]
+    return FirstRunPlan(
+        train=missing + own_missing,
+        built_in_history=bool(missing) and not (with_history & set(built_in)),
+        own_history=[k for k in own_missing if k not in with_history],
+    )
+
+
 def _access_log_to_file(settings: Settings) -> dict[str, Any]:
     """uvicorn's logging, with the access log in ``<data dir>/logs/api-access.log``."""
     import copy
@@ -470,18 +503,27 @@ def _start_loop(
     workers.callback(supervisor.stop)
     workers.callback(stop.set)
 
+    own = sorted(extra_fleets or {})
     with connect(services.database_url) as conn:
         active = active_version_ids(conn)
-    missing = [k for k in DEMO_KINDS if k not in active]
+        lab = fleet_repo.find_customer_by_slug(conn, TRAINING_FLEET)
+        with_history = {
+            k
+            for k in (*DEMO_KINDS, *own)
+            if lab is not None and lab.id in fleet_repo.customers_with_assets_of_kind(conn, k)
+        }
+    plan = first_run_plan(active, DEMO_KINDS, own, with_history)
     wait_for_models: Callable[[], None] | None = None
-    if missing:
+    if plan.train:
+        missing = plan.train
         typer.echo(
             f"fleetcare: no active model for {', '.join(missing)}: simulating "
             f"{history} lifetimes per kind, then training each kind (first run only)"
         )
-        with connect(services.database_url) as conn:
-            has_history = fleet_repo.find_customer_by_slug(conn, TRAINING_FLEET) is not None
-        if not has_history:
+        if plan.own_history:  # kinds of --fleet: the generic process, from their definitions
+            supervisor.run_step("history-own-kinds", "simulate",
+                                *own_history_args(plan.own_history, history))  # fmt: skip
+        if plan.built_in_history:
             supervisor.run_step(
                 "history", "simulate", "--customer", TRAINING_FLEET, "--tires", "6",
                 "--elevators", "3", "--engines", "2", "--history", str(history),
@@ -536,14 +578,7 @@ def _start_loop(
             "--speedup", str(speedup),
         )  # fmt: skip
         fleets = ", ".join(f"{n} {k}" for k, n in sorted(extra_fleets.items()))
-        untrained = [k for k in sorted(extra_fleets) if k not in active]
         typer.echo(f"fleetcare: simulating {fleets} for customer {OWN_FLEET} (generic process)")
-        if untrained:
-            typer.echo(
-                f"fleetcare: no active model for {', '.join(untrained)}: its readings are "
-                "stored, not scored, until `fleetcare models train KIND` has recorded "
-                "lifetimes to learn from (`fleetcare history import`)"
-            )
     courier = Courier(ProductAPI(api_url, keys["courier"]), SystemClock(), speedup)
     targets: list[Callable[[], None]] = [lambda: courier.run(stop), lambda: watch(supervisor, stop)]
     for fleet in DEMO_FLEETS:

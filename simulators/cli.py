@@ -164,6 +164,7 @@ def simulate(
                         settings.topic_root,
                         settings.data_dir,
                         cmapss_units=history_units,
+                        definitions=definitions,
                     )
                     typer.echo(f"simulate: history {summary.describe()}")
             typer.echo(

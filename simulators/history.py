@@ -13,6 +13,7 @@ live telemetry). The ground truth and the lives go to the simulators' tables and
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from fleetcare.clock import ManualClock, SystemClock
 from fleetcare.errors import Conflict
 from ingest.pipeline import store_messages
 from ingest.schemas import IngestLimits, RawMessage
+from kinds.schemas import KindDefinition
 from simulators import service
 from simulators.devices import GatewayBehaviour, telemetry_topic
 from simulators.fleet import Fleet, at_ms, hour_of_week
@@ -35,6 +37,8 @@ Conn = Connection[Any]
 
 # a reading per asset per step: elevators live for years, so they report half as often
 STEP = {"tire": timedelta(hours=6), "elevator": timedelta(hours=12), "engine": timedelta(hours=6)}
+GENERIC_STEP = timedelta(hours=12)  # a kind simulated by the generic process (typical life ~180 d)
+BUILT_IN = ("tire", "elevator", "engine")
 FLUSH_EVERY = timedelta(days=28)  # within ingest's max_past of 30 days
 TRUTH_EVERY = timedelta(days=1)
 MAX_HISTORY = timedelta(days=3650)
@@ -67,12 +71,15 @@ def history_spec(spec: FleetSpec, kind: str, lifetimes: int, replay: bool = Fals
     """The spec of one kind's history fleet: ``lifetimes`` assets, real pace, new assets.
 
     Failed assets are repaired after 6 hours (a new life begins), except replayed engines:
-    each replays one C-MAPSS unit to its end and stays there."""
-    counts = {k: (lifetimes if k == kind else 0) for k in ("tire", "elevator", "engine")}
+    each replays one C-MAPSS unit to its end and stays there. A kind without physics of its
+    own (``spec.other``) is simulated by the generic process."""
+    counts = {k: (lifetimes if k == kind else 0) for k in BUILT_IN}
+    other = {} if kind in BUILT_IN else {kind: lifetimes}
     return spec.model_copy(
         update={
             "tires": counts["tire"], "elevators": counts["elevator"], "engines": counts["engine"],
-            "other": {}, "speedup": 1.0, "offline": False, "malformed_rate": 0.0, "warmup": False,
+            "other": other, "speedup": 1.0, "offline": False, "malformed_rate": 0.0,
+            "warmup": False,
             "repair_after_h": None if replay else 6.0,
         }
     )  # fmt: skip
@@ -83,10 +90,21 @@ def history_engines(lifetimes: int) -> int:
     return history_spec(FleetSpec(), "engine", lifetimes).aircraft * ENGINES_PER_AIRCRAFT
 
 
-def _history_fleet(spec: FleetSpec, units: list[CmapssUnit] | None) -> Fleet:
-    fleet = Fleet(spec, cmapss_units=units, behaviour=_steady(spec), history=True)
-    fleet.max_step_h = STEP[next(iter(fleet.kinds))] / timedelta(hours=1)
+def _history_fleet(
+    spec: FleetSpec,
+    units: list[CmapssUnit] | None,
+    definitions: Mapping[str, KindDefinition] | None = None,
+) -> Fleet:
+    fleet = Fleet(
+        spec, cmapss_units=units, behaviour=_steady(spec), history=True, definitions=definitions
+    )
+    fleet.max_step_h = _step(fleet) / timedelta(hours=1)
     return fleet
+
+
+def _step(fleet: Fleet) -> timedelta:
+    """How far one history step goes for the (one) kind of ``fleet``."""
+    return STEP.get(next(iter(fleet.kinds)), GENERIC_STEP)
 
 
 def _steady(spec: FleetSpec) -> GatewayBehaviour:
@@ -136,13 +154,18 @@ class _Lifecycle:
         return not self.pending
 
 
-def _duration(spec: FleetSpec, units: list[CmapssUnit] | None, end: datetime) -> timedelta:
+def _duration(
+    spec: FleetSpec,
+    units: list[CmapssUnit] | None,
+    end: datetime,
+    definitions: Mapping[str, KindDefinition] | None = None,
+) -> timedelta:
     """How long the history must run, in whole weeks (so that it starts at the same hour of
     the week as ``end``): simulate once, physics only, until every component ended a life."""
-    fleet = _history_fleet(spec, units)
+    fleet = _history_fleet(spec, units, definitions)
     fleet.observed = False
     fleet.begin_at_hour_of_week(hour_of_week(end))
-    step = STEP[next(iter(fleet.kinds))]
+    step = _step(fleet)
     start = end - MAX_HISTORY
     fleet.start(start)
     life = _Lifecycle(fleet, spec.seed)
@@ -164,21 +187,23 @@ def write_history(
     *,
     cmapss_units: list[CmapssUnit] | None = None,
     now: datetime | None = None,
+    definitions: Mapping[str, KindDefinition] | None = None,
 ) -> HistorySummary:
-    """Write ``lifetimes`` complete lifetimes per kind of ``spec`` as history ending ``now``."""
+    """Write ``lifetimes`` complete lifetimes per kind of ``spec`` as history ending ``now``
+    (``definitions``: those of the kinds in ``spec.other``, for the generic process)."""
     summary = HistorySummary()
     end = now or SystemClock().now()
     kinds = [
         k
         for k, n in (("tire", spec.tires), ("elevator", spec.elevators), ("engine", spec.engines))
         if n
-    ]
+    ] + [k for k, n in sorted(spec.other.items()) if n]
     for kind in kinds:
         units = cmapss_units if kind == "engine" else None
         kind_spec = history_spec(spec, kind, lifetimes, replay=units is not None)
-        duration = _duration(kind_spec, units, end)
+        duration = _duration(kind_spec, units, end, definitions)
         summary.days[kind] = duration / timedelta(days=1)
-        fleet = _history_fleet(kind_spec, units)
+        fleet = _history_fleet(kind_spec, units, definitions)
         fleet.begin_at_hour_of_week(hour_of_week(end))
         fleet.start(end - duration)
         with conn.transaction():
@@ -205,7 +230,7 @@ def _run(
     limits = IngestLimits(topic_root=topic_root)
     start = now = at_ms(fleet.real_ms(fleet.sim_h))
     life = _Lifecycle(fleet, fleet.spec.seed)
-    step = STEP[next(iter(fleet.kinds))]
+    step = _step(fleet)
     next_flush = start + FLUSH_EVERY
     next_truth = start + TRUTH_EVERY
     truth: list[TruthRow] = []

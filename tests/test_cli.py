@@ -118,3 +118,46 @@ def test_up_fleet_of_a_kind_defined_from_a_file(
         ).fetchall()
     # (the generic simulator groups assets per site, rounding up)
     assert len(rows) == 1 and rows[0][0] == "pump" and rows[0][1] >= 3
+
+
+def test_first_run_plan_trains_every_kind_up_simulates() -> None:
+    """`up` trains a model for the kinds of --fleet as for the built-in ones, simulating the
+    training history only of kinds that have none."""
+    from cli.demo import DEMO_KINDS
+    from cli.up import FirstRunPlan, first_run_plan
+
+    assert first_run_plan([], DEMO_KINDS, ["pump"], set()) == FirstRunPlan(
+        train=["tire", "elevator", "engine", "pump"], built_in_history=True, own_history=["pump"]
+    )
+    # built-in models active, a --fleet kind without one: its history, then its training
+    assert first_run_plan(DEMO_KINDS, DEMO_KINDS, ["pump", "fan"], {"tire", "fan"}) == (
+        FirstRunPlan(train=["fan", "pump"], built_in_history=False, own_history=["pump"])
+    )
+    # a history written by an earlier run is not written again; active models are kept
+    assert first_run_plan(["tire", "pump"], DEMO_KINDS, ["pump"], {"tire", "engine"}) == (
+        FirstRunPlan(train=["elevator", "engine"], built_in_history=False, own_history=[])
+    )
+
+
+@pytest.mark.timeout(900)  # a history and a training: minutes on a loaded machine
+def test_up_trains_a_model_for_a_fleet_kind_from_its_simulated_history(
+    env: str, mqtt_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commands `up --fleet pump=N` runs on a first run: the pump's training history by
+    the generic process, then `models train --kind pump` as for the built-in kinds; the pump
+    then has an active model, so its assets get predictions."""
+    from cli.up import FIRST_RUN_TRAIN_ARGS, own_history_args
+    from models.repository import active_version_ids
+
+    monkeypatch.setenv("FLEETCARE_MQTT_URL", mqtt_url)
+    applied = runner.invoke(
+        app, ["kinds", "apply", str(Path(__file__).parent / "fixtures" / "kinds" / "pump.yaml")]
+    )
+    assert applied.exit_code == 0, applied.output
+    history = runner.invoke(app, ["simulate", *own_history_args(["pump"], 8)])
+    assert history.exit_code == 0, history.output
+    assert "lives: pump" in history.output, history.output
+    trained = runner.invoke(app, ["models", "train", "--kind", "pump", *FIRST_RUN_TRAIN_ARGS])
+    assert trained.exit_code == 0, trained.output
+    with connect(env) as conn:
+        assert "pump" in active_version_ids(conn)
