@@ -103,6 +103,16 @@ def wait_received(port: int, ids: list[str], timeout_s: float) -> dict[str, floa
 # --- the pieces ------------------------------------------------------------------------------
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_sender(database_url: str, concurrency: int) -> subprocess.Popen[bytes]:
     """The real worker: `python -m cli webhooks`."""
     env = {
@@ -267,7 +277,15 @@ def main(argv: list[str] | None = None) -> int:
             database_url, customer_ids, args.events, start=2_000_000, emitters=args.emitters
         )
         sender = start_sender(database_url, args.concurrency)
+        # the sender's CPU from its first backlog delivery to its last (start-up excluded)
+        deadline = time.monotonic() + 120
+        while not any(i in receiver_stats(port) for i in backlog):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        cpu_first = process_cpu_s(sender.pid)
         got2 = wait_received(port, list(backlog), 120)
+        cpu_last = process_cpu_s(sender.pid)
         times = [got2[i] for i in backlog if i in got2]
         drain_span = max(times) - min(times)
         backlog_rate = (len(times) - 1) / drain_span if drain_span > 0 else float("inf")
@@ -275,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
             f"backlog: {len(times)}/{args.events} delivered in {drain_span:.2f} s "
             f"(first to last receipt): {backlog_rate:.0f} deliveries/s by one sender process"
         )
+        cpu_us: float | None = None
+        if cpu_first is not None and cpu_last is not None and len(times) > 1:
+            # clock ticks (10 ms): a figure over ~1,000 deliveries, not one
+            cpu_us = (cpu_last - cpu_first) / (len(times) - 1) * 1e6
+            print(f"sender CPU: {cpu_us:.0f} µs per delivery over the backlog")
         stop_sender(sender)  # a clean stop records what is in flight
         sender = None
         with connect(database_url) as conn:
@@ -293,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             "live_deliveries_per_s": round(len(latencies_ms) / live_span, 1),
             "emit_per_s": round(args.events / emitted_s, 1),
             "backlog_deliveries_per_s": round(backlog_rate, 1),
+            "backlog_sender_cpu_us_per_delivery": round(cpu_us, 1) if cpu_us is not None else None,
+            "load_average_1m": round(os.getloadavg()[0], 2),
             "lost": len(lost) + (args.events - len(times)),
             "attempts_logged": attempts[0] if attempts else None,
             "deliveries_delivered": delivered[0] if delivered else None,
