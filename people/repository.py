@@ -249,6 +249,20 @@ def provider_for_domain(conn: Conn, domain: str) -> SsoProviderRecord | None:
         ).fetchone()
 
 
+def required_provider(conn: Conn, domain: str, user: User | None) -> SsoProviderRecord | None:
+    """The enabled provider that requires single sign-on of an address: the one claiming its
+    domain, or the one of the user's organisation."""
+    org = (user.organisation, user.customer_id, user.partner_id) if user else (None, None, None)
+    with conn.cursor(row_factory=class_row(SsoProviderRecord)) as cur:
+        return cur.execute(
+            "SELECT p.* FROM sso_providers p WHERE p.enabled AND p.required AND ("
+            " EXISTS (SELECT 1 FROM sso_domains d WHERE d.provider_id = p.id AND d.domain = %s)"
+            " OR (p.organisation = %s AND p.customer_id IS NOT DISTINCT FROM %s"
+            " AND p.partner_id IS NOT DISTINCT FROM %s)) ORDER BY p.id LIMIT 1",
+            (domain, *org),
+        ).fetchone()
+
+
 def insert_provider(conn: Conn, values: dict[str, Any]) -> SsoProviderRecord:
     """Store an organisation's provider."""
     return insert_row(conn, "sso_providers", SsoProviderRecord, values)

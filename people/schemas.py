@@ -195,6 +195,16 @@ class SsoConfigIn(Strict):
         " domain another organisation claims is refused",
     )
     enabled: bool = True
+    required: bool = Field(
+        default=False,
+        description="its people sign in through the provider only: no password sign-in and no"
+        " password reset (API keys are unaffected); needs the provider on and a claimed domain",
+    )
+    trust_unverified_email: bool = Field(
+        default=False,
+        description="create a user at first sign-in even when the provider has not verified its"
+        " address (email_verified), if the address is of a claimed domain",
+    )
 
     @field_validator("issuer")
     @classmethod
@@ -232,6 +242,8 @@ class SsoProviderRecord(BaseModel):
     client_secret: str
     default_role: UserRole
     enabled: bool
+    required: bool = False
+    trust_unverified_email: bool = False
     created_at: datetime
     updated_at: datetime
 
@@ -248,6 +260,8 @@ class SsoProvider(BaseModel):
     client_secret_set: bool = Field(description="a secret is stored (it is never shown)")
     default_role: UserRole
     enabled: bool
+    required: bool
+    trust_unverified_email: bool
     domains: list[str]
     redirect_uri: str = Field(description="register this address at the provider")
     created_at: datetime

@@ -36,6 +36,7 @@ from people.schemas import (
     UserStatus,
     UserUpdate,
     check_role,
+    email_domain,
 )
 
 Conn = Connection[Any]
@@ -348,6 +349,23 @@ def find_user(conn: Conn, email: str) -> User | None:
 # --- signing in ------------------------------------------------------------------------------
 
 
+class SsoRequired(Forbidden):
+    """The address's organisation signs its people in through its provider only."""
+
+    code = "sso_required"
+
+
+def _refuse_if_sso_required(conn: Conn, email: str, user: User | None, doing: str) -> None:
+    """SsoRequired when the address's domain, or its user's organisation, requires single
+    sign-on (checked before the password: nothing is counted toward the lockout)."""
+    provider = repo.required_provider(conn, email_domain(email), user)
+    if provider is not None:
+        raise SsoRequired(
+            f"this organisation signs in with single sign-on only ({provider.issuer}): {doing};"
+            " use 'Continue with single sign-on' with your work email"
+        )
+
+
 def sign_in(
     conn: Conn, email: str, password: str, now: datetime, policy: SignInPolicy
 ) -> Principal:
@@ -355,6 +373,7 @@ def sign_in(
     words whether the address is unknown or the password wrong; AccountLocked after
     ``policy.lockout_failures`` failures in a row, until ``policy.lockout`` has passed."""
     user = repo.find_user_auth(conn, email.strip())
+    _refuse_if_sso_required(conn, email, user, "no password sign-in")
     if user is None or user.password_hash is None:
         PASSWORDS.verify(password, _MISSING_HASH)  # the same time as a wrong password
         raise Unauthorized("unknown address or wrong password", code="sign_in_failed")
@@ -388,9 +407,11 @@ def accept_invitation(conn: Conn, token: str, password: str, now: datetime) -> P
 def request_password_reset(conn: Conn, email: str, now: datetime, policy: SignInPolicy) -> None:
     """Send a reset link (as a ``user.password_reset_requested`` event) to an active user.
 
-    Says nothing about whether the address exists: the caller answers the same either way.
+    Says nothing about whether the address exists: the caller answers the same either way;
+    SsoRequired when the address's organisation requires single sign-on.
     """
     user = repo.find_user_auth(conn, email.strip())
+    _refuse_if_sso_required(conn, email, user, "no password to reset")
     if user is None or user.status != UserStatus.ACTIVE or user.sign_in_method != "password":
         return
     _send_link(conn, user, "password_reset", now, policy)
@@ -410,6 +431,8 @@ def _spend(conn: Conn, token: str, purpose: str, password: str, now: datetime) -
     user = repo.user_auth(conn, user_id)
     if user is None or user.status == UserStatus.DISABLED:
         raise Invalid(f"this {what} is for a disabled account", code="token_invalid")
+    if purpose == "password_reset":  # a link sent before the organisation required sign-on
+        _refuse_if_sso_required(conn, user.email, user, "no password to reset")
     repo.set_password(conn, user.id, new_hash)
     repo.end_user_sessions(conn, user.id)
     repo.record_sign_in(conn, user.id)

@@ -11,8 +11,11 @@ the ``state`` must be the one this browser was given, the code is exchanged with
 A person is found by (issuer, subject). The first time, an existing user of the provider's
 organisation with the same address is linked only when the provider says ``email_verified``;
 otherwise a user is created (just in time) with the organisation's default role — when the
-address is verified or of a domain the organisation claims. A disabled user, a user of another
-organisation, an identity without an address: each is refused with a sentence that says why.
+address is verified, or (only if the organisation sets ``trust_unverified_email``) of a domain
+it claims. An organisation that sets ``required`` signs its people in here only: password
+sign-in and password resets refuse them (``people.service.SsoRequired``). A disabled user, a
+user of another organisation, an identity without an address: each is refused with a sentence
+that says why.
 """
 
 from __future__ import annotations
@@ -159,7 +162,15 @@ def set_config(
         "client_id": body.client_id,
         "default_role": role,
         "enabled": body.enabled,
+        "required": body.required,
+        "trust_unverified_email": body.trust_unverified_email,
     }
+    if body.required and not (body.enabled and body.domains):
+        raise Invalid(
+            "required: single sign-on can be required only with the provider on and at least"
+            " one claimed domain, or nobody of this organisation could sign in",
+            code="sso_required_incomplete",
+        )
     if body.client_secret is not None:
         values["client_secret"] = body.client_secret
     current = repo.find_provider(conn, organisation, c, p)
@@ -180,6 +191,17 @@ def set_config(
             " another organisation",
             code="sso_domain_taken",
         )
+    if body.required and organisation == "operator":
+        # the operator's own people (its admins among them) would be shut out by a provider
+        # that does not answer: it must answer its discovery now
+        try:
+            _discover(_client(record, policy), record)
+        except SsoProviderUnreachable as exc:
+            raise Invalid(
+                f"required: the operator's single sign-on cannot be required while its provider"
+                f" does not work ({exc.detail})",
+                code="sso_required_incomplete",
+            ) from exc
     return _shown(conn, record, policy)
 
 
@@ -474,6 +496,12 @@ def _link_or_create(
         found = repo.user_auth(conn, existing.id)
         assert found is not None
         return found
+    if not verified and not provider.trust_unverified_email:
+        raise SsoFailed(
+            f"the sign-in provider has not verified {email}: no account is made for it; verify"
+            " the address at the provider, then sign in again",
+            code="sso_email_unverified",
+        )
     if not verified and email_domain(email) not in repo.provider_domains(conn, provider.id):
         raise SsoFailed(
             f"the sign-in provider has not verified {email}, and its domain is not one this"

@@ -398,3 +398,138 @@ def test_the_id_token_is_checked_signature_issuer_audience_expiry_nonce(tmp_path
         assert refused.value.code == "sso_bad_token", what
     with pytest.raises(sso.SsoFailed):
         sso.verify_id_token(client, provider, {"access_token": "x"}, "n", metadata)
+
+
+def password_sign_in(client: TestClient, email: str, password: str = PASSWORD) -> Any:
+    return TestClient(client.app).post(
+        "/dashboard/login", data={"email": email, "password": password}, follow_redirects=False
+    )
+
+
+def test_an_organisation_that_requires_sso_has_no_password_sign_in_or_reset(
+    client: TestClient,
+    conn: Connection[Any],
+    make_tenant: Callable[..., Tenant],
+    oidc: OidcProvider,
+    db_url: str,
+) -> None:
+    acme, beta = make_tenant(), make_tenant()
+    # required needs the provider on and a claimed domain
+    body: dict[str, Any] = {"issuer": oidc.issuer, "client_id": "a", "client_secret": SECRET}
+    body["required"] = True
+    incompletes: list[dict[str, Any]] = [{"domains": ["acme.example"], "enabled": False}]
+    for incomplete in [*incompletes, {"domains": []}]:
+        r = client.put("/v1/sso", json=body | incomplete, headers=acme.headers)
+        assert r.status_code == 422 and r.json()["code"] == "sso_required_incomplete", r.text
+    assert client.get("/v1/sso", headers=acme.headers).status_code == 404  # nothing kept
+    # an account of another domain, and one of the claimed domain
+    _, outside = add_user(db_url, "customer:admin", customer_id=acme.customer.id)
+    _, inside = add_user(
+        db_url, "customer:viewer", customer_id=acme.customer.id, email="ida@acme.example"
+    )
+    _, other = add_user(db_url, "customer:viewer", customer_id=beta.customer.id)
+    configure(client, acme.headers, oidc.issuer, ["acme.example"])
+    assert password_sign_in(client, outside).status_code == 303  # not required yet
+    asked = TestClient(client.app).post("/dashboard/reset/request", data={"email": outside})
+    assert asked.status_code == 200
+    conn.rollback()
+    link = conn.execute(
+        "SELECT payload->>'token' FROM events WHERE type = 'user.password_reset_requested'"
+    ).fetchone()
+    assert link is not None and link[0]
+    shown = configure(client, acme.headers, oidc.issuer, ["acme.example"], required=True)
+    assert shown["required"] is True and shown["trust_unverified_email"] is False
+    # every try is a clear refusal that sends to single sign-on, and none counts
+    for email in [outside] * 7 + [inside, "nobody@acme.example"]:
+        r = password_sign_in(client, email, "wrong-" + PASSWORD)
+        assert r.status_code == 403, r.text
+        assert "single sign-on only" in r.text and oidc.issuer in r.text
+        assert 'id="sso_email" name="email" type="email"' in r.text and email in r.text
+    assert password_sign_in(client, outside).status_code == 403  # the right password too
+    conn.rollback()
+    counted = conn.execute(
+        "SELECT failed_sign_ins, locked_until FROM users WHERE email = %s", (outside,)
+    ).fetchone()
+    assert counted == (0, None)
+    # no reset link either (and none is sent)
+    for email in (outside, inside):
+        r = TestClient(client.app).post("/dashboard/reset/request", data={"email": email})
+        assert r.status_code == 403 and "no password to reset" in r.text, r.text
+    conn.rollback()
+    sent = conn.execute(
+        "SELECT count(*) FROM events WHERE type = 'user.password_reset_requested'"
+    ).fetchone()
+    assert sent == (1,)  # the one asked before
+    # and a link sent before sets no password
+    spent = TestClient(client.app).post(
+        "/dashboard/reset", data={"token": link[0], "password": "a brand new passphrase"}
+    )
+    assert spent.status_code == 403 and "no password to reset" in spent.text, spent.text
+    # keys are unaffected, other organisations too, and the provider still signs in
+    assert client.get("/v1/sso", headers=acme.headers).status_code == 200
+    keyed = TestClient(client.app).post(
+        "/dashboard/login", data={"api_key": acme.key}, follow_redirects=False
+    )
+    assert keyed.status_code == 303
+    assert password_sign_in(client, other).status_code == 303
+    _, back = sso_sign_in(
+        client,
+        oidc,
+        inside,
+        "ida-" + uuid.uuid4().hex[:6],
+        {"email": inside, "email_verified": True},
+    )
+    assert back.status_code == 303, back.text
+    # not required any more: passwords again
+    configure(client, acme.headers, oidc.issuer, ["acme.example"], required=False)
+    assert password_sign_in(client, outside).status_code == 303
+
+
+def test_the_operator_cannot_require_a_provider_that_does_not_work(
+    client: TestClient, operator_headers: dict[str, str], oidc: OidcProvider, db_url: str
+) -> None:
+    body: dict[str, Any] = {"client_id": "ops", "client_secret": SECRET}
+    body |= {"default_role": "dispatcher", "domains": ["ops.example"], "required": True}
+    down = f"http://127.0.0.1:{free_port()}"
+    for issuer in (down, oidc.issuer + "/"):  # unreachable; discovery names another issuer
+        r = client.put("/v1/sso", json=body | {"issuer": issuer}, headers=operator_headers)
+        assert r.status_code == 422 and r.json()["code"] == "sso_required_incomplete", r.text
+        assert "does not work" in r.json()["detail"]
+    assert client.get("/v1/sso", headers=operator_headers).status_code == 404
+    _, admin = add_user(db_url, "operator:admin", email="root@ops.example")
+    assert password_sign_in(client, admin).status_code == 303
+    r = client.put("/v1/sso", json=body | {"issuer": oidc.issuer}, headers=operator_headers)
+    assert r.status_code == 200 and r.json()["required"] is True, r.text
+    assert password_sign_in(client, admin).status_code == 403
+
+
+def test_just_in_time_creation_needs_a_verified_address_unless_trusted(
+    client: TestClient,
+    conn: Connection[Any],
+    make_tenant: Callable[..., Tenant],
+    oidc: OidcProvider,
+) -> None:
+    acme = make_tenant()
+    configure(client, acme.headers, oidc.issuer, ["acme.example"])
+    subject = "uma-" + uuid.uuid4().hex[:6]
+    email = f"{subject}@acme.example"
+    unverified: list[dict[str, object]] = [
+        {"email": email},
+        {"email": email, "email_verified": False},
+    ]
+    for claims in unverified:
+        _, back = sso_sign_in(client, oidc, email, subject, claims)
+        assert back.status_code == 401 and "has not verified" in back.text, back.text
+        assert "no account is made" in back.text
+    assert user_row(conn, email) is None
+    shown = configure(
+        client, acme.headers, oidc.issuer, ["acme.example"], trust_unverified_email=True
+    )
+    assert shown["trust_unverified_email"] is True
+    # trusted: only for the claimed domains
+    stranger = f"{subject}@elsewhere.example"
+    _, back = sso_sign_in(client, oidc, email, subject + "-x", {"email": stranger})
+    assert back.status_code == 401 and "not one this organisation claims" in back.text
+    _, back = sso_sign_in(client, oidc, email, subject, {"email": email})
+    assert back.status_code == 303, back.text
+    assert (user_row(conn, email) or {})["external_subject"] == subject

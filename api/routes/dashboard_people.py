@@ -95,6 +95,11 @@ def login(request: Request, conn: Conn, form: Form) -> Response:
     except Unauthorized as exc:
         commit_or_raise(conn)  # the failure count of the account stays counted
         return _login_page(request, status_code=401, next=target, error=exc.detail, email=email)
+    except people.SsoRequired as exc:  # before the password: nothing was counted
+        conn.rollback()
+        return _login_page(
+            request, status_code=403, next=target, error=exc.detail, email=email, sso_email=email
+        )
     except TooManyRequests as exc:
         commit_or_raise(conn)
         page = _login_page(request, status_code=429, next=target, error=exc.detail, email=email)
@@ -219,8 +224,21 @@ def request_reset(request: Request, conn: Conn, form: Form) -> HTMLResponse:
         limiter.check(source_of(request))
         limiter.failed(source_of(request))
     policy = sessions.policy(request)
-    with operator_lookup(conn):  # the address's account, before anyone is signed in
-        people.request_password_reset(conn, form.get("email", "")[:254], _now(request), policy)
+    try:
+        with operator_lookup(conn):  # the address's account, before anyone is signed in
+            people.request_password_reset(conn, form.get("email", "")[:254], _now(request), policy)
+    except people.SsoRequired as exc:
+        conn.rollback()
+        return render(
+            request,
+            "reset_request.html",
+            None,
+            status_code=exc.status_code,
+            sent=False,
+            error=exc.detail,
+            ttl_min=policy.reset_ttl.total_seconds() / 60,
+            login_csrf=sessions.login_csrf(request),
+        )
     return render(
         request,
         "reset_request.html",

@@ -177,6 +177,8 @@ def save_sso(request: Request, conn: Conn, viewer: PageViewer, form: Form) -> HT
         "client_id": form.get("client_id", ""),
         "domains": [d for d in re.split(r"[\s,;]+", form.get("domains", "")) if d],
         "enabled": form.get("enabled") == "on",
+        "required": form.get("required") == "on",
+        "trust_unverified_email": form.get("trust_unverified_email") == "on",
     }
     if form.get("client_secret"):
         fields["client_secret"] = form["client_secret"]
@@ -212,7 +214,8 @@ def save_sso(request: Request, conn: Conn, viewer: PageViewer, form: Form) -> HT
         viewer,
         customer_id=customer_id,
         partner_id=partner_id,
-        message=f"single sign-on through {saved.issuer} is {'on' if saved.enabled else 'off'}",
+        message=f"single sign-on through {saved.issuer} is {'on' if saved.enabled else 'off'}"
+        + (", and required" if saved.required else ""),
     )
 
 
