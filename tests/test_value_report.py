@@ -208,3 +208,5 @@ def test_value_report_routes_pdf_and_dashboard(
     sign_in(client, b.key)
     other = client.get("/dashboard/value-report", params={"period": "2026-11"})
     assert other.status_code == 200 and "VALUE-R-1" not in other.text
+    # a customer with nothing billed in the advice's months is told so, not shown an empty card
+    assert 'id="value-advice-none"' in other.text
