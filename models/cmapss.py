@@ -25,6 +25,7 @@ from models.features import (
     WindowFeatures,
     conditions_features,
     count_operating_regimes,
+    fit_conditions_features,
     group_bounds,
 )
 
@@ -186,7 +187,7 @@ def make_rul_regressor(random_state: int = 0) -> RULRegressor:
 def fit_rul_model(data: FloatArray, random_state: int = 0) -> tuple[WindowFeatures, RULRegressor]:
     """Fit the featurizer and RUL regressor on run-to-failure rows (raw 26-column array)."""
     X = readings_matrix(data)
-    featurizer = make_featurizer(operating_conditions(data)).fit(X)
+    featurizer = fit_conditions_features(X, N_SETTINGS)  # as `fleetcare models train`
     features = featurizer.transform(X)
     regressor = make_rul_regressor(random_state).fit(
         features, rul_to_failure(data), groups=data[:, 0]

@@ -29,8 +29,7 @@ from models.drift import constant_window_counts, reference_distribution
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import (
     WindowFeatures,
-    conditions_features,
-    count_operating_regimes,
+    fit_conditions_features,
     group_bounds,
 )
 from models.lifetimes import lifetime_matrices
@@ -138,9 +137,7 @@ def train(
         raise NoTrainingData(f"{kind}: no readings in the training lifetimes")
     all_train = np.concatenate([m for m, _ in train_parts.values()])
     if settings.features == "by_operating_conditions" and not feature_params:
-        n_settings = len(setting_names)
-        conditions = count_operating_regimes(all_train[:, 2 : 2 + n_settings])
-        features = conditions_features(n_settings, conditions).fit(all_train)
+        features = fit_conditions_features(all_train, len(setting_names))
     else:
         features = WindowFeatures(n_settings=len(setting_names), **(feature_params or {})).fit(
             all_train

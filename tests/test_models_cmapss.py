@@ -13,8 +13,10 @@ from typer.testing import CliRunner
 from models import cmapss
 from models.cli import app
 from models.estimators import RULRegressor
+from models.features import WindowFeatures, fit_conditions_features
 
 TRAIN_FD001 = Path("/work/shared/data/cmapss/train_FD001.txt")
+TRAIN_FD002 = Path("/work/shared/data/cmapss/train_FD002.txt")
 pytestmark = pytest.mark.skipif(not TRAIN_FD001.is_file(), reason="C-MAPSS data not present")
 
 
@@ -129,6 +131,50 @@ def test_featurizer_follows_the_operating_conditions(fd001):
     rows = fd001[:40].copy()
     rows[:, 2:5] = conditions[np.arange(40) % 4]
     assert cmapss.operating_conditions(rows) == 4
+
+
+def test_std_windows_keep_the_longest_spread_and_drop_the_others(fd001):
+    X = cmapss.readings_matrix(fd001[fd001[:, 0] <= 6])
+    full = WindowFeatures(n_settings=3, windows=(5, 10, 30)).fit(X)
+    lean = WindowFeatures(n_settings=3, windows=(5, 10, 30), std_windows=(30,)).fit(X)
+    full_names = list(full.get_feature_names_out())
+    lean_names = list(lean.get_feature_names_out())
+    assert [n for n in lean_names if n.endswith("_std")] == [f"m{j}_w30_std" for j in range(14)]
+    assert set(lean_names) < set(full_names) and len(lean_names) == len(full_names) - 28
+    # the same columns, value for value, as the full transformer's
+    columns = [full_names.index(n) for n in lean_names]
+    np.testing.assert_array_equal(lean.transform(X), full.transform(X)[:, columns])
+    # the scoring path gives the training path's values at each unit's last row
+    ids, last = lean.transform_last(X)
+    np.testing.assert_array_equal(ids, np.arange(1, 7))
+    ends = np.flatnonzero(np.append(X[1:, 0] != X[:-1, 0], True))
+    np.testing.assert_allclose(last, lean.transform(X)[ends], rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="std_windows must be among the windows"):
+        WindowFeatures(n_settings=3, windows=(5, 10), std_windows=(30,)).fit(X)
+
+
+@pytest.mark.skipif(not TRAIN_FD002.is_file(), reason="train_FD002.txt not present")
+def test_six_conditions_are_normalised_per_regime_as_online_training_does():
+    data = cmapss.load_cmapss(TRAIN_FD002)
+    data = data[data[:, 0] <= 30]
+    featurizer, _ = cmapss.fit_rul_model(data)
+    assert featurizer.n_regimes_ == 6
+    params = featurizer.get_params()
+    assert {k: params[k] for k in cmapss.MULTI_CONDITION_FEATURES} == {
+        k: v for k, v in cmapss.MULTI_CONDITION_FEATURES.items()
+    }
+    # the function online training calls (kinds with features: by_operating_conditions)
+    X = cmapss.readings_matrix(data)
+    online = fit_conditions_features(X, cmapss.N_SETTINGS)
+    assert online.get_params() == params
+    np.testing.assert_array_equal(online.transform(X), featurizer.transform(X))
+    # each sensor is standardised within its regime: the regime's rows have mean 0, std 1
+    z = featurizer._normalised(X)
+    regimes = featurizer._regimes(X[:, 2:5])
+    assert np.unique(regimes).shape[0] == 6
+    for r in range(6):
+        np.testing.assert_allclose(z[regimes == r].mean(axis=0), 0.0, atol=1e-9)
+        np.testing.assert_allclose(z[regimes == r].std(axis=0), 1.0, atol=1e-6)
 
 
 def test_phm08_score():

@@ -1,8 +1,10 @@
 """scripts/onboard_cmapss.sh on real C-MAPSS data: a fresh database, public commands only, and
 the RUL it reports equals what `fleetcare models cmapss` computes offline on the same split.
 
-Held-out training units of train_FD001.txt are cut at random cycles (the official test files
-are not used). A small split keeps the two model fits to well under a minute each."""
+Held-out training units of train_FD001.txt (one operating condition) and train_FD002.txt (six:
+the features are normalised per regime, found by clustering the settings) are cut at random
+cycles (the official test files are not used). A small split keeps the two model fits to well
+under a minute each."""
 
 from __future__ import annotations
 
@@ -25,17 +27,20 @@ from tests.fixtures.services import (
     unique_name,
 )
 
-TRAIN_FD001 = Path("/work/shared/data/cmapss/train_FD001.txt")
+CMAPSS = Path("/work/shared/data/cmapss")
+TRAIN_FD001 = CMAPSS / "train_FD001.txt"
 pytestmark = pytest.mark.skipif(not TRAIN_FD001.is_file(), reason="C-MAPSS data not present")
 ORIGIN = datetime(2020, 1, 1, tzinfo=UTC)  # the example profile's time base: a cycle a day
 TRAINING_UNITS = 24
 INSERVICE_UNITS = 6
 
 
-def split_units(tmp_path: Path, seed: int) -> tuple[Path, Path, dict[str, int]]:
+def split_units(
+    tmp_path: Path, seed: int, source: Path = TRAIN_FD001
+) -> tuple[Path, Path, dict[str, int]]:
     """A training file of whole units and an in-service file of other units cut at random
     cycles; returns the last kept cycle of each in-service unit."""
-    lines = [line for line in TRAIN_FD001.read_text().splitlines() if line.strip()]
+    lines = [line for line in source.read_text().splitlines() if line.strip()]
     units: dict[int, list[str]] = {}
     for line in lines:
         units.setdefault(int(line.split()[0]), []).append(line)
@@ -56,8 +61,12 @@ def split_units(tmp_path: Path, seed: int) -> tuple[Path, Path, dict[str, int]]:
     return train, inservice, kept
 
 
-def test_onboarding_reports_the_offline_rul(tmp_path: Path) -> None:
-    train, inservice, kept = split_units(tmp_path, seed=18)
+@pytest.mark.parametrize("dataset", ["FD001", "FD002"])
+def test_onboarding_reports_the_offline_rul(tmp_path: Path, dataset: str) -> None:
+    source = CMAPSS / f"train_{dataset}.txt"
+    if not source.is_file():
+        pytest.skip(f"{source} not present")
+    train, inservice, kept = split_units(tmp_path, seed=18, source=source)
     name = unique_name("fc_onboard")
     url = create_database(SERVER_URL, name)  # empty: the script migrates it
     fleetcare = Path(sys.executable).parent / "fleetcare"
