@@ -175,8 +175,9 @@ def loop_keys(database_url: str, data_dir: Path) -> dict[str, str]:
     """The keys the loop's simulated people use, made when missing (once the demo fleets are
     registered): ``courier`` (an operator key: carriers ship and deliver) and, per demo
     fleet, ``<customer>-technician`` (that customer's technician, who also reports its
-    failures) and, for a fleet with engines, ``<customer>-ops`` (its flight operations
-    desk). Kept like the demo keys, in a file readable only by this user."""
+    failures) and, for a fleet with engines or tires, ``<customer>-ops`` (its flight
+    operations and truck dispatch desks). Kept like the demo keys, in a file readable only by
+    this user."""
     keys_file = data_dir.resolve() / "loop-keys.json"
     with connect(database_url) as conn, conn.transaction():
         keys = _valid_keys(conn, keys_file)
@@ -191,8 +192,8 @@ def loop_keys(database_url: str, data_dir: Path) -> dict[str, str]:
                 keys[name] = fleet.issue_api_key(
                     conn, role="technician", customer_id=customer.id, name=f"demo {name}"
                 ).key
-            ops = f"{demo.customer}-ops"  # its flight operations desk (carriers, itineraries)
-            if demo.engines and ops not in keys and customer is not None:
+            ops = f"{demo.customer}-ops"  # its operations desks (carriers, itineraries)
+            if (demo.engines or demo.tires) and ops not in keys and customer is not None:
                 keys[ops] = fleet.issue_api_key(
                     conn, role="customer", customer_id=customer.id, name=f"demo {ops}"
                 ).key

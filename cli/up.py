@@ -488,8 +488,10 @@ def _start_loop(
     from fleetcare.services import free_port, wait_for_port
     from models.repository import active_version_ids
     from simulators.api_client import ProductAPI
+    from simulators.carrier_ops import CarrierOps
     from simulators.courier import Courier
     from simulators.flight_ops import FlightOps
+    from simulators.truck_ops import TruckOps
 
     data_dir = settings.data_dir.resolve()
     env = child_env(
@@ -582,8 +584,10 @@ def _start_loop(
     courier = Courier(ProductAPI(api_url, keys["courier"]), SystemClock(), speedup)
     targets: list[Callable[[], None]] = [lambda: courier.run(stop), lambda: watch(supervisor, stop)]
     for fleet in DEMO_FLEETS:
-        if fleet.engines and f"{fleet.customer}-ops" in keys:
-            ops = FlightOps(
+        desks: list[type[CarrierOps]] = [FlightOps] if fleet.engines else []
+        desks += [TruckOps] if fleet.tires else []
+        for desk in desks if f"{fleet.customer}-ops" in keys else []:
+            ops = desk(
                 ProductAPI(api_url, keys[f"{fleet.customer}-ops"]),
                 ProductAPI(api_url, keys["courier"]),
                 SystemClock(),

@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from fleetcare.clock import ManualClock
 from simulators.api_client import ProductAPI
 from simulators.flight_ops import SHOPS, FlightOps
+from simulators.truck_ops import TIRE_SHOPS, TruckOps
+from simulators.truck_routes import PLACES
 from tests.conftest import Tenant
 from tests.fixtures.api import ok
 from tests.fixtures.maintenance import T0
@@ -122,3 +124,52 @@ def test_in_the_compressed_demo_an_engine_due_soon_gets_a_visit_not_an_aog_risk(
     crew = ok(client.get(f"/v1/orders/{order['id']}/visit", headers=h))
     assert crew["aog_risk"] is False, crew
     assert crew["station"] in ("FRA", "MUC", "HAM", "CDG")
+
+
+def test_truck_ops_drive_the_trucks_with_their_tires_through_the_api(
+    client: TestClient, make_tenant: Callable[..., Tenant], operator_headers: dict[str, str]
+) -> None:
+    acme = make_tenant("acme")
+    h = acme.headers
+    for n in range(12):
+        truck = f"TRK-00{n // 6 + 1}"
+        body = {
+            "kind": "tire",
+            "ref": f"{truck}-P{n % 6 + 1}",
+            "attributes": {"truck": truck, "position": f"P{n % 6 + 1}"},
+        }
+        ok(client.post("/v1/assets", json=body, headers=h), 201)
+    ok(
+        client.post(
+            "/v1/depots",
+            json={"code": "CENTRAL", "name": "C", "latitude": 50.8, "longitude": 4.3},
+            headers=operator_headers,
+        ),
+        201,
+    )
+    clock = ManualClock(T0)
+    op_key = operator_headers["Authorization"].removeprefix("Bearer ")
+    ops = TruckOps(
+        ProductAPI("http://testserver", acme.key, client=client),
+        ProductAPI("http://testserver", op_key, client=client),
+        clock,
+    )
+    assert ops.setup() == 2 and ops.setup() == 2
+    carriers = ok(client.get("/v1/carriers", headers=h))["items"]
+    assert [(c["ref"], c["carrier_type"]) for c in carriers] == [
+        ("TRK-001", "truck"),
+        ("TRK-002", "truck"),
+    ]
+    mounts = ok(client.get(f"/v1/carriers/{carriers[0]['id']}/assets", headers=h))
+    assert sorted(m["position"] for m in mounts) == [f"P{p}" for p in range(1, 7)]
+    stations = ok(client.get("/v1/stations", headers=h))
+    assert len(stations) == len(TIRE_SHOPS)
+    assert all(s["kinds"] == ["tire"] for s in stations)
+    # the schedule starts on the clock's day: an hour of the clock is 120 hours of routes
+    clock.advance(timedelta(hours=1))
+    assert ops.step() >= 2
+    legs = ok(client.get(f"/v1/carriers/{carriers[0]['id']}/itinerary", headers=h))
+    assert legs and all(leg["from_station"] != leg["to_station"] for leg in legs)
+    assert {leg["to_station"] for leg in legs} <= {p.code for p in PLACES}
+    moved = ok(client.get("/v1/carriers", headers=h))["items"]
+    assert all(c["position_at"] is not None for c in moved)

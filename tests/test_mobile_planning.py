@@ -79,6 +79,30 @@ def test_visits_fit_by_ground_time_crew_and_turnaround() -> None:
     )
 
 
+def test_the_plans_visit_margin_decides_how_close_to_the_due_date_a_stop_may_be() -> None:
+    legs = [L(1, 0, 1, h(1), h(2)), L(2, 1, 2, h(200), h(201)), L(3, 2, 0, h(230), h(231))]
+    stops = planning.visits_of(legs, h(0), at_site_id=0)
+    shops = {2: Shop(technicians=4)}  # only the stop arriving at 201 h (29 h on the ground)
+
+    def fits(margin_h: float) -> list[int | None]:
+        found = planning.fitting_visits(
+            stops, shops, kind="engine", component="hpc", labour_hours=20, due_at=h(220),
+            now=h(0), margin=timedelta(hours=margin_h),
+        )  # fmt: skip
+        return [v.leg_id for v, _ in found]
+
+    assert fits(12) == [2]  # arrives by 220 - 12 h
+    assert fits(24) == [], "a day's margin (22 h: a tenth of the 220 h left) needs it by 198 h"
+    assert planning.visit_margin(h(220), h(0)) == planning.VISIT_MARGIN
+    # a tenth of the time left when that is less than the plan's margin
+    assert planning.visit_margin(h(100), h(0), timedelta(hours=24)) == timedelta(hours=10)
+    plan = planning.plan_visit(
+        stops, shops, [], kind="engine", component="hpc", labour_hours=20, due_at=h(220),
+        now=h(0), margin=timedelta(hours=24),
+    )  # fmt: skip
+    assert plan.visit is None and plan.aog_risk and "before 2027-03-09 06:00" in plan.reason
+
+
 def test_lanes_cheapest_in_time_else_fastest() -> None:
     def lane(i: int, lead: float, cost: int, available: int = 1) -> planning.LaneChoice:
         return planning.LaneChoice(i, i, 7, lead, cost, available)

@@ -382,3 +382,66 @@ def test_a_manual_order_for_a_carried_engine_is_planned_at_a_visit(
     [shipment] = ok(client.get("/v1/shipments", headers=h))["items"]
     assert shipment["site_id"] == air.sites["TXL"] and shipment["order_id"] == order["id"]
     assert client.post("/v1/orders", json=body, headers=h).status_code == 409
+
+
+def test_a_failure_report_on_a_carried_engine_plans_its_order_at_the_next_fitting_visit(
+    client: TestClient,
+    make_tenant: Callable[..., Tenant],
+    operator_headers: dict[str, str],
+    db_url: str,
+) -> None:
+    alice = make_tenant("alice")
+    h = alice.headers
+    air = make_airline(client, alice, operator_headers, lanes={"TXL": (4, 100), "FRA": (2, 300)})
+    ok(
+        client.put(
+            f"/v1/carriers/{air.carrier['id']}/itinerary", json={"legs": ROTATION}, headers=h
+        )
+    )
+    body = {"asset_id": air.asset_id, "component": "hpc_module", "description": "EGT exceedance"}
+    report = ok(client.post("/v1/failures", json=body, headers=h), 201)
+    assert report["missed"] is True and report["order_id"] is not None
+    # at once, not at the next re-plan: the first stop with the ground time (TXL, a night)
+    crew = ok(client.get(f"/v1/orders/{report['order_id']}/visit", headers=h))
+    assert crew["station"] == "TXL" and crew["aog_risk"] is False
+    [shipment] = ok(client.get("/v1/shipments", headers=h))["items"]
+    assert shipment["site_id"] == air.sites["TXL"], "to the visit, not the asset's site"
+    assert shipment["order_id"] == report["order_id"]
+    assert len(_events(db_url, alice.customer.id, "order.visit_planned")) == 1
+
+
+def test_a_failure_report_with_no_fitting_visit_raises_the_aog_risk_alert(
+    client: TestClient,
+    make_tenant: Callable[..., Tenant],
+    operator_headers: dict[str, str],
+    db_url: str,
+) -> None:
+    alice = make_tenant("alice")
+    h = alice.headers
+    # only MUC services engines, and the tail has an hour on the ground there
+    air = make_airline(client, alice, operator_headers, lanes={"MUC": (2, 100)}, stations=("MUC",))
+    legs = ROTATION[:2]  # then a night at TXL and no more legs known
+    ok(client.put(f"/v1/carriers/{air.carrier['id']}/itinerary", json={"legs": legs}, headers=h))
+    body = {"asset_id": air.asset_id, "component": "hpc_module"}
+    report = ok(client.post("/v1/failures", json=body, headers=h), 201)
+    crew = ok(client.get(f"/v1/orders/{report['order_id']}/visit", headers=h))
+    assert crew["aog_risk"] is True and crew["station"] is None
+    [alert] = _events(db_url, alice.customer.id, "order.aog_risk")
+    assert alert["order"]["id"] == report["order_id"] and "AOG risk" in alert["reason"]
+    assert ok(client.get("/v1/shipments", headers=h))["items"] == [], "nothing shipped blindly"
+
+
+def test_the_visit_margin_is_a_plan_setting(
+    client: TestClient, operator_headers: dict[str, str]
+) -> None:
+    plan = {"code": "engine-aog", "name": "AOG-sensitive", "kinds": ["engine"],
+            "includes_orders": True, "fee_per_asset_month_minor": 100}  # fmt: skip
+    made = ok(client.post("/v1/plans", json=plan | {"visit_margin_hours": 24},
+                          headers=operator_headers), 201)  # fmt: skip
+    assert made["visit_margin_hours"] == 24
+    default = ok(client.post("/v1/plans", json=plan | {"code": "engine-std"},
+                             headers=operator_headers), 201)  # fmt: skip
+    assert default["visit_margin_hours"] == 12
+    bad = client.post("/v1/plans", json=plan | {"code": "x", "visit_margin_hours": 721},
+                      headers=operator_headers)  # fmt: skip
+    assert bad.status_code == 422 and "visit_margin_hours" in bad.text

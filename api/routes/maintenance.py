@@ -117,8 +117,9 @@ def cancel_order(
 def report_failure(
     body: FailureCreate, conn: Conn, caller: Caller, clock: AppClock
 ) -> FailureReport:
-    """Report a failure; with no open order it is recorded as a missed prediction."""
-    return orders.report_failure(conn, caller, body, clock)
+    """Report a failure; with no open order it is recorded as a missed prediction (for a
+    carried asset, the order it raises is planned at the carrier's next fitting visit)."""
+    return visits.report_failure(conn, caller, body, clock)
 
 
 @router.get("/missed-predictions", tags=["orders"])

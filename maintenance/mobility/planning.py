@@ -29,11 +29,13 @@ VISIT_MARGIN = timedelta(hours=12)
 VISIT_MARGIN_SHARE = 0.1
 
 
-def visit_margin(due_at: datetime, now: datetime | None) -> timedelta:
-    """How long before the due date the visit must arrive."""
+def visit_margin(
+    due_at: datetime, now: datetime | None, margin: timedelta = VISIT_MARGIN
+) -> timedelta:
+    """How long before the due date the visit must arrive (``margin``: the plan's)."""
     if now is None:
-        return VISIT_MARGIN
-    return min(VISIT_MARGIN, max(due_at - now, timedelta()) * VISIT_MARGIN_SHARE)
+        return margin
+    return min(margin, max(due_at - now, timedelta()) * VISIT_MARGIN_SHARE)
 
 
 class LegLike(Protocol):
@@ -182,9 +184,10 @@ def fitting_visits(
     labour_hours: float,
     due_at: datetime,
     now: datetime | None = None,
+    margin: timedelta = VISIT_MARGIN,
 ) -> list[tuple[Visit, float]]:
     """The stops where the job fits before the due date less the margin, with their hours."""
-    due_by = due_at - visit_margin(due_at, now)
+    due_by = due_at - visit_margin(due_at, now, margin)
     found = []
     for visit in visits:
         if visit.arrives > due_by:
@@ -225,8 +228,10 @@ def plan_visit(
     labour_hours: float,
     due_at: datetime,
     now: datetime,
+    margin: timedelta = VISIT_MARGIN,
 ) -> Plan:
-    """Where and when the job is done and which lane brings its part (module docstring)."""
+    """Where and when the job is done and which lane brings its part (module docstring);
+    ``margin``: the plan's visit margin."""
     fitting = fitting_visits(
         visits,
         stations,
@@ -235,9 +240,10 @@ def plan_visit(
         labour_hours=labour_hours,
         due_at=due_at,
         now=now,
+        margin=margin,
     )
     if not fitting:
-        due_by = due_at - visit_margin(due_at, now)
+        due_by = due_at - visit_margin(due_at, now, margin)
         return Plan(
             None,
             None,

@@ -26,11 +26,14 @@ from maintenance.mobility import repository as repo
 from maintenance.mobility import service as mobility
 from maintenance.mobility.schemas import CrewView, OrderVisit, PartStatus
 from maintenance.orders import service as orders
-from maintenance.orders.schemas import Order, OrderCreate
+from maintenance.orders.schemas import FailureCreate, FailureReport, Order, OrderCreate
+from maintenance.plans import repository as plans
 from maintenance.plans.schemas import Entitlements
 
 # legs that arrived this long ago still tell where the carrier stands now
 LOOKBACK = timedelta(days=3)
+# an order raised by a failure is planned at the first fitting stop within this long
+FAILURE_HORIZON = timedelta(days=14)
 
 
 def window_days(conn: Conn, asset: AssetContext, component: str, ent: Entitlements) -> float | None:
@@ -146,6 +149,14 @@ def _supply(
     return moved.eta
 
 
+def _margin(conn: Conn, order: Order) -> timedelta:
+    """The visit margin of the plan the order was raised under (12 h without one)."""
+    plan = plans.get_plan(conn, order.plan_id) if order.plan_id is not None else None
+    if plan is None:
+        return planning.VISIT_MARGIN
+    return timedelta(hours=plan.visit_margin_hours)
+
+
 def plan_order(conn: Conn, order_id: int, now: datetime, *, cause: str) -> OrderVisit | None:
     """Plan (or plan again) where and when an open order of a carried asset is done.
 
@@ -176,9 +187,12 @@ def plan_order(conn: Conn, order_id: int, now: datetime, *, cause: str) -> Order
         kind=asset.kind,
         component=order.component,
         labour_hours=part.labour_hours if part is not None else 0.0,
-        due_at=order.due_at,
+        # a failure is due now: the work is at the next stop that fits, whenever it is
+        due_at=max(order.due_at, now + FAILURE_HORIZON) if order.reason == "failure" else
+        order.due_at,
         now=now,
-    )
+        margin=_margin(conn, order),
+    )  # fmt: skip
     visit = plan.visit
     values: dict[str, Any] = {
         "order_id": order.id,
@@ -253,6 +267,19 @@ def create_manual_order(conn: Conn, principal: Principal, body: OrderCreate, clo
         return order
     plan_order(conn, order.id, clock.now(), cause="order raised")
     return orders.get_order(conn, principal, order.id)
+
+
+def report_failure(
+    conn: Conn, principal: Principal, body: FailureCreate, clock: Clock
+) -> FailureReport:
+    """Record a failure; the order it raises for a carried asset is planned at once at the
+    carrier's next fitting visit (or flagged an AOG risk), its part shipped there, not to the
+    asset's registered site."""
+    carried = mobility.mount_of(conn, body.asset_id) is not None
+    report = orders.report_failure(conn, principal, body, clock, supply_later=carried)
+    if carried and report.missed and report.order_id is not None:
+        plan_order(conn, report.order_id, clock.now(), cause="failure reported")
+    return report
 
 
 def replan_carriers(conn: Conn, carrier_ids: list[int], now: datetime, *, cause: str) -> list[int]:

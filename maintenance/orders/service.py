@@ -498,9 +498,16 @@ def _parts_used(conn: Conn, order: Order, body: CompleteRequest) -> list[tuple[A
 
 
 def report_failure(
-    conn: Conn, principal: Principal, body: FailureCreate, clock: Clock
+    conn: Conn,
+    principal: Principal,
+    body: FailureCreate,
+    clock: Clock,
+    *,
+    supply_later: bool = False,
 ) -> FailureReport:
-    """Record a failure: the life ends; with no open order it is a missed prediction."""
+    """Record a failure: the life ends; with no open order it is a missed prediction. With
+    ``supply_later`` the order it raises ships nothing yet (a carried asset's visit planner
+    plans the supply: ``maintenance.mobility.visits.report_failure``)."""
     principal.require("orders:report")
     asset = _asset_for(conn, principal, body.asset_id)
     _check_component(conn, asset, body.component)
@@ -523,6 +530,7 @@ def report_failure(
                 now=now,
                 coverage=coverage,
                 notes=body.description,
+                supply_later=supply_later,
             )
     with translate_integrity_errors("failure report"):
         report = repo.insert_failure_report(

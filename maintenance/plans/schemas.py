@@ -27,6 +27,7 @@ class Entitlements(BaseModel):
     response_sla_hours: int
     risk_threshold: float
     anomaly_threshold: float | None
+    visit_margin_hours: float = 12.0  # a moving asset's visit arrives this long before due
 
 
 class EntitlementOverrides(Strict):
@@ -55,6 +56,13 @@ class PlanCreate(Strict):
     response_sla_hours: int = Field(default=48, ge=1, le=8760)
     risk_threshold: float = Field(default=0.5, gt=0, le=1)
     anomaly_threshold: float | None = Field(default=None, gt=0, le=1e9)
+    visit_margin_hours: float = Field(
+        default=12.0,
+        ge=0,
+        le=720,
+        description="for a moving asset: its visit arrives at least this long before the due"
+        " date (less when the due date is close: a tenth of the time left)",
+    )
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     fee_per_asset_month_minor: Money | None = Field(default=None)
     usage_price_minor: Money | None = Field(default=None)
@@ -117,6 +125,7 @@ class Plan(BaseModel):
     response_sla_hours: int
     risk_threshold: float
     anomaly_threshold: float | None
+    visit_margin_hours: float = 12.0
     currency: str
     fee_per_asset_month_minor: int | None
     usage_price_minor: int | None

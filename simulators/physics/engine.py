@@ -129,7 +129,6 @@ class EnginePopulation:
 
     def advance(self, start_h: float, hours: float) -> Frame:
         """Fly the aircraft for ``hours``: one reading per engine per completed flight cycle."""
-        rng = self.rng
         grounded = np.bincount(self.group, weights=self._failed, minlength=self.aircraft) > 0
         operating = shift_overlap_hours(
             start_h,
@@ -143,6 +142,13 @@ class EnginePopulation:
         )
         cycles = np.floor(self.cycle_progress).astype(np.int64)
         self.cycle_progress -= cycles
+        return self.fly_cycles(start_h, hours, cycles)
+
+    def fly_cycles(self, start_h: float, hours: float, cycles: IntArray) -> Frame:
+        """Fly ``cycles[a]`` flight cycles of each aircraft ``a`` within ``hours`` from
+        ``start_h`` (the legs of a schedule, or the aircraft's own rhythm in ``advance``): one
+        reading per working engine per cycle, failures where the damage reaches the limit."""
+        rng = self.rng
         rows_asset: list[IntArray] = []
         rows_at: list[FloatArray] = []
         rows_metrics: list[dict[str, FloatArray]] = []

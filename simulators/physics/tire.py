@@ -140,6 +140,22 @@ class TirePopulation:
             _ROAD_SPEED_KMH[self.road] * self.driver_pace * rng.uniform(0.95, 1.05, self.trucks)
         )
         km_truck = drive_h * cruise * 0.85  # stops and traffic
+        driving_now = in_shift(end_h, self.shift_start, self.shift_len, self.workdays) & ~grounded
+        return self.drive(start_h, hours, km_truck, cruise, driving_now)
+
+    def drive(
+        self,
+        start_h: float,
+        hours: float,
+        km_truck: FloatArray,
+        cruise: FloatArray,
+        driving_now: BoolArray,
+    ) -> Frame:
+        """The trucks drive ``km_truck`` km each within ``hours`` from ``start_h`` at about
+        ``cruise`` km/h (their shifts in ``advance``, or the legs of a route), ``driving_now``
+        the ones on the road at the end: wear, leaks, heat, depot visits; one reading per tire."""
+        rng, g = self.rng, self.group
+        end_h = start_h + hours
         self.load_factor = np.clip(self.load_factor + rng.normal(0.0, 0.08, self.trucks), 0.2, 1.1)
         steer = self.position < 2
         lf = self.load_factor[g]
@@ -179,7 +195,6 @@ class TirePopulation:
         self.usage = self.usage + km
 
         # the state at the end of the step is what the sensors see
-        driving_now = in_shift(end_h, self.shift_start, self.shift_len, self.workdays) & ~grounded
         speed_now = np.where(driving_now, cruise * rng.uniform(0.6, 1.15, self.trucks), 0.0)[g]
         target = np.where(speed_now > 0, hot, ambient + 2.0)
         self.temperature = target + (self.temperature - target) * math.exp(-hours / 0.5)
