@@ -4,6 +4,7 @@ risk alert."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -334,6 +335,10 @@ def test_the_dashboard_maps_carriers_and_the_crew_records_the_part_at_the_statio
     assert page.status_code == 200
     assert "/static/vendor/leaflet.js" in page.text and 'id="carrier-map"' in page.text
     assert f"/dashboard/shipments/{shipment['id']}/receive" in page.text
+    # times read as times (the next stop's arrival, the visit's window and due date), never
+    # as the JSON data's ISO text
+    assert re.search(r"MUC <span class=\"muted\">\d{4}-\d\d-\d\d \d\d:\d\d UTC</span>", page.text)
+    assert "+00:00" not in page.text
     # no tile server anywhere: the page and its script load only our own files
     script = client.get("/static/map.js").text
     assert "tile" not in script.lower() or "no tiles" in script.lower()

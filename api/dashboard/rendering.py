@@ -195,9 +195,11 @@ def script_json(text: str) -> str:
     return text.replace("</", "<\\/")
 
 
-def when(value: datetime | None) -> str:
+def when(value: datetime | str | None) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str):  # JSON-ready page data (the carrier map) carries ISO text
+        value = datetime.fromisoformat(value)
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
