@@ -62,6 +62,7 @@ def split_units(
 
 
 @pytest.mark.parametrize("dataset", ["FD001", "FD002"])
+@pytest.mark.timeout(1800)  # two CLI runs of up to 900 s each, not the suite's 300 s
 def test_onboarding_reports_the_offline_rul(tmp_path: Path, dataset: str) -> None:
     source = CMAPSS / f"train_{dataset}.txt"
     if not source.is_file():
