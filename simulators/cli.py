@@ -37,6 +37,20 @@ def simulate(
     customer: Annotated[
         str, typer.Option(help="customer slug (created when missing)")
     ] = "sim-fleet",
+    sparkplug: Annotated[
+        bool,
+        typer.Option(
+            help="the --kind fleets' gateways are Sparkplug B edge nodes (group: the customer"
+            " slug) that store and forward while their primary host is away",
+        ),
+    ] = False,
+    primary_host: Annotated[
+        str | None,
+        typer.Option(
+            help="--sparkplug: the primary host id the edge nodes wait for (default: "
+            "FLEETCARE_SPARKPLUG_HOST_ID, else the ingestor's client id)",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="same seed, same fleet and telemetry")] = 7,
     speedup: Annotated[
         float, typer.Option(help="simulated seconds per real second (wear compression)")
@@ -108,6 +122,8 @@ def simulate(
         if not sep or not count.strip().isdigit():
             raise fail(f"--kind takes NAME=COUNT, e.g. pump=8; got {item!r}")
         other[name.strip()] = int(count)
+    if sparkplug and not any(other.values()):
+        raise fail("--sparkplug runs the --kind fleets' gateways as edge nodes: give --kind")
     if technician and not api_key:
         raise fail("--technician needs --api-key (a technician key of the customer)")
     try:
@@ -138,6 +154,14 @@ def simulate(
             )
         history_units, units = units[:held] or None, units[held:]
     settings = load_settings()
+    spb = None
+    if sparkplug:
+        from simulators.sparkplug_fleet import SparkplugSetup
+
+        host = primary_host or settings.sparkplug_host_id or settings.ingest_client_id
+        if not host or any(c in "/+#" or c.isspace() for c in host):
+            raise fail(f"--primary-host {host!r}: one MQTT topic level (no '/', '+', '#')")
+        spb = SparkplugSetup(spec.customer, host, frozenset(spec.other))
     exit_on_sigterm()
     stop = threading.Event()
     try:
@@ -155,6 +179,8 @@ def simulate(
                         conn, fleet, service.load_secrets(settings.data_dir)
                     )
                     secrets_file = service.save_secrets(settings.data_dir, registration.secrets)
+                    if spb is not None:
+                        service.apply_sparkplug_profile(conn, fleet, spb)
                 if history:
                     typer.echo(f"simulate: writing {history} lifetimes per kind of history ...")
                     summary = write_history(
@@ -178,6 +204,11 @@ def simulate(
                 f"simulate: publishing to {redact(services.mqtt_url)} on "
                 f"{settings.topic_root}/+/telemetry, speed-up {spec.speedup:g}x; Ctrl-C stops"
             )
+            if spb is not None:
+                typer.echo(
+                    f"simulate: {', '.join(sorted(spb.kinds))} gateways are Sparkplug B edge "
+                    f"nodes of group {spb.group}, primary host {spb.primary_host}"
+                )
             api = failures = crew = None
             if api_key:
                 url = api_url or local_api_url(settings.api_host, settings.api_port)
@@ -192,7 +223,7 @@ def simulate(
                 crew = SimTechnician(fleet, ProductOrderSource(api, refs))
             runner = FleetRunner.over_mqtt(
                 fleet, services.mqtt_url, settings.topic_root, registration.secrets,
-                SystemClock(), sink=sink, technician=crew,
+                SystemClock(), sink=sink, technician=crew, sparkplug=spb,
             )  # fmt: skip
             runner.open()
             try:
@@ -201,6 +232,12 @@ def simulate(
                 pass
             finally:  # Ctrl-C or SIGTERM: flush every backlog before leaving
                 stats = runner.close()
+                held = runner.sparkplug_held()
+                if held:
+                    typer.echo(
+                        f"simulate: {held} readings still held by Sparkplug edge nodes (their "
+                        "primary host was not online) were not sent"
+                    )
                 sink.close()
                 if failures is not None and failures.pending:
                     failures.flush()  # the last chance for reports that waited for the API

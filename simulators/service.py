@@ -21,12 +21,14 @@ from fleet import repository as fleet_repo
 from fleet import service as fleet_service
 from fleet.schemas import AssetCreate, CustomerCreate, Principal, SiteCreate
 from fleetcare.errors import Conflict, Invalid
+from ingest import profile_service
 from ingest import service as devices
 from ingest.schemas import DeviceCreate
 from simulators import repository as repo
 from simulators.failures import FailureReporter
 from simulators.fleet import Fleet
 from simulators.schemas import LifeEnd, TruthRow
+from simulators.sparkplug_fleet import SparkplugSetup, sparkplug_profile
 
 Conn = Connection[Any]
 
@@ -195,3 +197,12 @@ def record_life_end(
     if life.end_reason == "failure":
         length = life.usage_at_end - life.usage_at_start
         repo.fill_actual_rul(conn, asset_id, life.component, life.started_at, length)
+
+
+def apply_sparkplug_profile(
+    conn: Conn, fleet: Fleet, setup: SparkplugSetup, principal: Principal = OPERATOR
+) -> None:
+    """Apply the ``sparkplug_b`` profile that maps the fleet's edge nodes (idempotent)."""
+    profile_service.apply_profile(
+        conn, principal, sparkplug_profile(fleet, setup), source="fleetcare simulate --sparkplug"
+    )

@@ -25,6 +25,7 @@ from simulators.devices import Malformed, MqttLink, malformed_payload
 from simulators.failures import FailureReporter
 from simulators.fleet import Fleet, at_ms, ms_of
 from simulators.schemas import LifeEnd, TruthRow
+from simulators.sparkplug_fleet import SparkplugLink, SparkplugSetup
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +145,20 @@ class FleetRunner:
         clock: Clock,
         *,
         confirm: bool = True,
+        sparkplug: SparkplugSetup | None = None,
         **kwargs: Any,
     ) -> FleetRunner:
         """A runner with one MQTT connection per gateway, each with the device's secret
-        (``confirm``: keep and resend what fleetcare has not confirmed, see ``MqttLink``)."""
-        links = {
-            ref: MqttLink(broker_url, ref, secrets[ref], topic_root, confirm=confirm)
-            for ref in fleet.gateways
-        }
+        (``confirm``: keep and resend what fleetcare has not confirmed, see ``MqttLink``);
+        with ``sparkplug``, the gateways of its kinds are Sparkplug B edge nodes instead."""
+        links: dict[str, Link] = {}
+        for device in fleet.devices:
+            ref = device.ref
+            if sparkplug is not None and device.kind in sparkplug.kinds:
+                names = fleet.kinds[device.kind].population.kind.metric_names
+                links[ref] = SparkplugLink(broker_url, device, names, secrets[ref], sparkplug)
+            else:
+                links[ref] = MqttLink(broker_url, ref, secrets[ref], topic_root, confirm=confirm)
         return cls(fleet, links, clock, **kwargs)
 
     def open(self) -> None:
@@ -265,6 +272,12 @@ class FleetRunner:
             if duration_s is not None and k * tick_s >= duration_s:
                 break
         return self.stats
+
+    def sparkplug_held(self) -> int:
+        """Readings Sparkplug edge nodes still hold (their primary host is away)."""
+        return sum(
+            link.node.stored for link in self.links.values() if isinstance(link, SparkplugLink)
+        )
 
     def close(self, timeout: float = 60.0) -> RunStats:
         """Bring every gateway back online, flush all backlogs, wait for acks, disconnect."""

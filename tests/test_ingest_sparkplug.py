@@ -268,6 +268,17 @@ def test_a_node_mapped_twice_is_refused(conn: Connection[Any], small: SmallFleet
 # --- a real edge node over the broker ---------------------------------------------------------
 
 
+def mapped_group(conn: Connection[Any]) -> tuple[SmallFleet, str]:
+    """A small fleet and a new group whose edge node ``edge-1`` maps onto its first tire."""
+    small = make_fleet(conn, tires=1)
+    group = f"g{uuid.uuid4().hex[:8]}"
+    profile_service.apply_profile(
+        conn, OPERATOR, profile(group, small.device_a, small.tires[0]), source="t"
+    )
+    conn.commit()
+    return small, group
+
+
 def wait_until(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not check():

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,13 @@ from psycopg import Connection
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.services import mosquitto_installed
-from ingest import profile_service
 from ingest.pipeline import store_messages
 from ingest.schemas import IngestLimits, RawMessage
 from ingest.sparkplug import SparkplugHost, SparkplugTopic, parse_topic
 from ingest.sparkplug_sessions import StoredSessions
 from testkit.sparkplug import EdgeNode
-from tests.ingest_helpers import OPERATOR, make_fleet, started_ingestor
-from tests.test_ingest_sparkplug import DOUBLE, INT64, SAME, payload, profile
+from tests.ingest_helpers import started_ingestor
+from tests.test_ingest_sparkplug import DOUBLE, INT64, SAME, mapped_group, payload, wait_until
 from tests.test_ingest_sparkplug_state import StateWatcher
 
 TIMEOUT = 60
@@ -143,14 +141,6 @@ def test_births_of_one_session_merge_in_any_order_and_an_older_session_changes_n
     assert msg.values(SAME).unnamed == [1] and away.sessions_resumed == 0
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def count(db_url: str, sql: str) -> Any:
     with connect(db_url) as c:
         return c.execute(sql).fetchone()[0]  # type: ignore[index]
@@ -160,12 +150,7 @@ def count(db_url: str, sql: str) -> Any:
 def test_an_ingestor_killed_after_birth_and_another_started_names_data_without_rebirth(
     conn: Connection[Any], db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path
 ) -> None:
-    small = make_fleet(conn, tires=1)
-    group = f"g{uuid.uuid4().hex[:8]}"
-    profile_service.apply_profile(
-        conn, OPERATOR, profile(group, small.device_a, small.tires[0]), source="t"
-    )
-    conn.commit()
+    _small, group = mapped_group(conn)
     host_id = f"fc-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "ingest.log"
     env = {
