@@ -282,21 +282,50 @@ def insert_predictions(conn: psycopg.Connection[Any], stop: datetime) -> None:
     track_predictions(conn, rows)
 
 
+CAGG_POLICY = (
+    "SELECT job_id FROM timescaledb_information.jobs"
+    " WHERE proc_name = 'policy_refresh_continuous_aggregate'"
+)
+
+
 def refresh_rollup(url: str, storage: str, start: datetime, stop: datetime) -> None:
-    """Fill ``telemetry_hourly`` a day at a time."""
+    """Fill ``telemetry_hourly`` a day at a time.
+
+    On TimescaleDB the continuous aggregate's own refresh policy is paused meanwhile: a policy
+    run that overlaps a manual refresh makes the manual one fail ("a concurrent refresh ... is
+    already in progress"), and one already running when the pause comes is waited out.
+    """
     with connect(url, autocommit=True) as conn:
         conn.execute("SET work_mem = '256MB'")
+        if storage == "timescaledb":
+            conn.execute(f"SELECT alter_job(job_id, scheduled => false) FROM ({CAGG_POLICY}) j")
         day = start
         while day < stop:
             upto = min(day + timedelta(days=1), stop + timedelta(hours=1))
             if storage == "timescaledb":
-                conn.execute(
-                    "CALL refresh_continuous_aggregate('telemetry_hourly', %s, %s)", (day, upto)
-                )
+                refresh_cagg_day(conn, day, upto)
             else:
                 conn.execute("SELECT fleetcare_refresh_telemetry_hourly(%s, %s)", (day, upto))
             day = upto
+        if storage == "timescaledb":
+            conn.execute(f"SELECT alter_job(job_id, scheduled => true) FROM ({CAGG_POLICY}) j")
     log("hourly rollup refreshed")
+
+
+def refresh_cagg_day(conn: psycopg.Connection[Any], day: datetime, upto: datetime) -> None:
+    """One manual refresh, retried for up to 5 minutes while a policy run still holds it."""
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            conn.execute(
+                "CALL refresh_continuous_aggregate('telemetry_hourly', %s, %s)", (day, upto)
+            )
+            return
+        except psycopg.Error as exc:
+            if "concurrent refresh" not in str(exc) or time.monotonic() > deadline:
+                raise
+            log(f"  waiting for the policy's refresh to finish: {exc}")
+            time.sleep(2)
 
 
 # --- timing ----------------------------------------------------------------------------------
@@ -487,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
         "pages_within_budget_p95": all(results[p]["p95_ms"] < BUDGET_MS for p in pages),
+        # every timed request, the operations pages included
+        "all_pages_within_budget_p95": all(r["p95_ms"] < BUDGET_MS for r in results.values()),
+        "pages_over_budget_p95": sorted(n for n, r in results.items() if r["p95_ms"] >= BUDGET_MS),
     }
     print(json.dumps(summary))
     return 0
