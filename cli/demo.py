@@ -238,8 +238,6 @@ def prepare_loop(
     from maintenance.plans import service as plans
     from maintenance.subscriptions import service as subscriptions
     from maintenance.subscriptions.schemas import SubscriptionCreate
-    from maintenance.webhooks import service as webhooks
-    from maintenance.webhooks.schemas import EndpointCreate
 
     secrets_file = data_dir.resolve() / "demo-webhook-secrets.json"
     secrets: dict[str, str] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
@@ -285,15 +283,50 @@ def prepare_loop(
                             demo.plan_code].id, scope="site", site_id=site.id),
                         clock,
                     )  # fmt: skip
-                if demo.customer not in secrets:
-                    endpoint = webhooks.create_endpoint(
-                        conn, owner,
-                        EndpointCreate(customer_id=customer.id, url=f"{receiver_url}/hooks/"
-                                       f"{demo.customer}", description="demo receiver"),
-                        allow_private=True,
-                    )  # fmt: skip
-                    secrets[demo.customer] = endpoint.secret
+                _point_webhooks(conn, owner, customer.id, f"{receiver_url}/hooks/{demo.customer}",
+                                demo.customer, secrets, clock)  # fmt: skip
     fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(secrets, fh, indent=2)
     return secrets
+
+
+DEMO_RECEIVER = "demo receiver"  # the description of the demo customers' webhook endpoints
+
+
+def _point_webhooks(
+    conn: Connection[Any],
+    owner: Principal,
+    customer_id: int,
+    url: str,
+    name: str,
+    secrets: dict[str, str],
+    clock: Clock,
+) -> None:
+    """The customer's demo endpoint goes to ``url``: each run's receiver listens on a new
+    port, so a later run moves the endpoint there (enabled again); one whose secret is no
+    longer known (the data folder was removed) is replaced by a new endpoint."""
+    from maintenance.webhooks import service as webhooks
+    from maintenance.webhooks.schemas import EndpointCreate, EndpointUpdate
+
+    listed, _ = webhooks.list_endpoints(
+        conn, owner, customer_id=customer_id, enabled=None, include_retired=False, after=None,
+        limit=100,
+    )  # fmt: skip
+    ours = [e for e in listed if e.description == DEMO_RECEIVER]
+    if name in secrets and ours:
+        for endpoint in ours:
+            if endpoint.url != url or not endpoint.enabled:
+                webhooks.update_endpoint(
+                    conn, owner, endpoint.id, EndpointUpdate(url=url, enabled=True),
+                    allow_private=True, now=clock.now(),
+                )  # fmt: skip
+        return
+    for endpoint in ours:
+        webhooks.delete_endpoint(conn, owner, endpoint.id, now=clock.now())
+    created = webhooks.create_endpoint(
+        conn, owner,
+        EndpointCreate(customer_id=customer_id, url=url, description=DEMO_RECEIVER),
+        allow_private=True,
+    )  # fmt: skip
+    secrets[name] = created.secret

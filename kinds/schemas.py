@@ -142,11 +142,14 @@ class EndOfLife(Definition):
 
 
 class Life(Definition):
-    """The unit life is counted in, the metric that counts it, and a typical life."""
+    """The unit life is counted in, the metric that counts it, a typical life, and (optional)
+    a typical usage per day: the dashboard dates an asset's predictions at it, labelled as
+    an estimate, until the asset's own usage counter gives a measured rate."""
 
     unit: Text
     usage_counter: MetricName
     typical: float = Field(gt=0, allow_inf_nan=False)
+    typical_per_day: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class ModelSettings(Definition):

@@ -98,6 +98,9 @@ def _changes(
                 changes.append(f"changed {field}")
         if old_def.life.typical != new.life.typical:
             changes.append(f"life.typical {old_def.life.typical:g} → {new.life.typical:g}")
+        if old_def.life.typical_per_day != new.life.typical_per_day:
+            before, after = old_def.life.typical_per_day, new.life.typical_per_day
+            changes.append(f"life.typical_per_day {before or 'none'} → {after or 'none'}")
         if old_def.components != new.components and not removed:
             changes.append("changed parts")
     elif current.definition is None:

@@ -13,10 +13,11 @@ through the flight. ``planned`` is the schedule published in advance, ``actual``
 
 from __future__ import annotations
 
-import math
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+
+from simulators.itinerary import Carrier, PlannedDay, great_circle_km
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,7 @@ DIVERSION_SHARE = 0.01
 def distance_km(a: str, b: str) -> float:
     """Great-circle distance between two airports."""
     x, y = BY_CODE[a], BY_CODE[b]
-    la1, lo1, la2, lo2 = map(math.radians, (x.latitude, x.longitude, y.latitude, y.longitude))
-    h = (
-        math.sin((la2 - la1) / 2) ** 2
-        + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
-    )
-    return 2 * 6371 * math.asin(math.sqrt(h))
+    return great_circle_km(x.latitude, x.longitude, y.latitude, y.longitude)
 
 
 def block_hours(a: str, b: str) -> float:
@@ -86,32 +82,18 @@ class SimLeg:
         return (self.arrives - self.departs).total_seconds() / 3600
 
 
-@dataclass
-class Day:
-    """One tail's day: the legs planned, the legs flown, and when the difference was known."""
-
-    planned: list[SimLeg]
-    actual: list[SimLeg]
-    revealed_at: datetime | None  # None: flown as planned
+# one tail's day: the legs planned, the legs flown, and when the difference was known
+Day = PlannedDay[SimLeg]
 
 
 @dataclass
-class Tail:
-    ref: str
-    home: str
-    days: list[Day] = field(default_factory=list)
-
-    def known_legs(self, at: datetime) -> list[SimLeg]:
-        """The itinerary as the airline's systems show it at ``at``."""
-        out: list[SimLeg] = []
-        for day in self.days:
-            known = day.revealed_at is not None and day.revealed_at <= at
-            out.extend(day.actual if known else day.planned)
-        return out
+class Tail(Carrier[SimLeg]):
+    """An aircraft tail and its days (``known_legs``: the itinerary as the airline's systems
+    show it)."""
 
     def flown(self) -> list[SimLeg]:
         """What the tail actually flew."""
-        return [leg for day in self.days for leg in day.actual]
+        return self.travelled()
 
 
 def _index(code: str) -> int:

@@ -1,7 +1,8 @@
 """A technician that works maintenance orders in the simulated world.
 
 It watches open orders through an ``OrderSource``; when an order is due (or its component
-has already failed) and the parts are on site, it does the work: reports completion to the
+has already failed) and the parts are on site, it does the work: reports completion and what it
+found on the component (:func:`finding`, the outcome the model page judges alerts by) to the
 source first (the product ends the life and renews the asset), then renews the component in
 the simulation. The seam to the product's orders is the small ``OrderSource`` protocol:
 ``ProductOrderSource`` reads and completes the product's orders through the HTTP API, as a
@@ -15,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from fleetcare.errors import Conflict, FleetcareError, ServiceUnavailable
 from simulators.api_client import ProductAPI
@@ -35,6 +36,7 @@ class WorkOrder:
     due_at: datetime
     parts_on_site: tuple[str, ...]  # SKUs delivered to the asset's site for this order
     parts_needed: tuple[str, ...]
+    reason: str = "manual"  # why it was raised: predicted, anomaly, failure, manual, ...
 
     @property
     def parts_ready(self) -> bool:
@@ -48,9 +50,31 @@ class OrderSource(Protocol):
         """Open orders that the technician may work (not completed or cancelled)."""
         ...
 
-    def complete(self, order_id: int, parts_used: Sequence[str]) -> None:
-        """Report that the work of ``order_id`` is done with ``parts_used`` (SKUs)."""
+    def complete(
+        self, order_id: int, parts_used: Sequence[str], findings: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Report that the work of ``order_id`` is done with ``parts_used`` (SKUs) and what
+        was found (``POST /v1/orders/{id}/complete``'s ``findings``)."""
         ...
+
+
+def finding(fleet: Fleet, asset_ref: str, component: str) -> dict[str, Any]:
+    """What a technician finds on ``component`` when working an order on it, from the
+    simulation's hidden state: ``confirmed_wear`` when it has failed or its expected remaining
+    life is within the kind's risk horizon (the wear an alert announces was there),
+    ``false_alarm`` otherwise. The notes give the expected remaining life."""
+    kf, index = fleet.locate(asset_ref)
+    population = kf.population
+    kind = population.kind
+    if bool(population.failed(component)[index]):
+        return {"component": component, "code": "confirmed_wear", "notes": "found failed"}
+    rul = float(population.expected_rul(component)[index])
+    code = "confirmed_wear" if rul <= kind.model.horizon else "false_alarm"
+    return {
+        "component": component,
+        "code": code,
+        "notes": f"simulated: about {rul:,.0f} {kind.life.unit} of life left",
+    }
 
 
 @dataclass
@@ -59,6 +83,7 @@ class InMemoryOrderSource:
 
     orders: dict[int, WorkOrder] = field(default_factory=dict)
     completed: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    findings: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     def add(self, order: WorkOrder) -> None:
         self.orders[order.order_id] = order
@@ -68,16 +93,19 @@ class InMemoryOrderSource:
         order = self.orders[order_id]
         self.orders[order_id] = WorkOrder(
             order.order_id, order.asset_ref, order.component, order.due_at,
-            (*order.parts_on_site, sku), order.parts_needed,
+            (*order.parts_on_site, sku), order.parts_needed, order.reason,
         )  # fmt: skip
 
     def due_orders(self) -> list[WorkOrder]:
         return [o for i, o in sorted(self.orders.items()) if i not in self.completed]
 
-    def complete(self, order_id: int, parts_used: Sequence[str]) -> None:
+    def complete(
+        self, order_id: int, parts_used: Sequence[str], findings: Sequence[dict[str, Any]] = ()
+    ) -> None:
         if order_id in self.completed:
             raise Conflict(f"order {order_id} is completed; it cannot become completed")
         self.completed[order_id] = tuple(parts_used)
+        self.findings[order_id] = list(findings)
 
 
 class ProductOrderSource:
@@ -122,6 +150,7 @@ class ProductOrderSource:
                 WorkOrder(
                     order["id"], ref, order["component"],
                     datetime.fromisoformat(order["due_at"]), tuple(on_site), tuple(needed),
+                    order["reason"],
                 )
             )  # fmt: skip
         return out
@@ -131,8 +160,12 @@ class ProductOrderSource:
             self._skus[part_id] = str(self.api.get(f"/v1/parts/{part_id}")["sku"])
         return self._skus[part_id]
 
-    def complete(self, order_id: int, parts_used: Sequence[str]) -> None:
-        body = {"parts_used": [{"sku": sku} for sku in parts_used]}
+    def complete(
+        self, order_id: int, parts_used: Sequence[str], findings: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        body: dict[str, Any] = {"parts_used": [{"sku": sku} for sku in parts_used]}
+        if findings:
+            body["findings"] = list(findings)
         self.api.post(f"/v1/orders/{order_id}/complete", body)
 
     def close(self) -> None:
@@ -140,7 +173,8 @@ class ProductOrderSource:
 
 
 class SimTechnician:
-    """Works due orders whose parts are on site, and renews the simulated component."""
+    """Works due orders whose parts are on site, records what was found on the component
+    (:func:`finding`), and renews the simulated component."""
 
     def __init__(
         self, fleet: Fleet, orders: OrderSource, *, early: timedelta = timedelta(0)
@@ -161,8 +195,15 @@ class SimTechnician:
                 continue
             if now < order.due_at - self.early and not failed:
                 continue
+            # an order raised by a failure has its outcome already (the failure report);
+            # the others get what was found on their component
+            found = (
+                [finding(self.fleet, order.asset_ref, order.component)]
+                if order.reason != "failure"
+                else []
+            )
             try:
-                self.orders.complete(order.order_id, order.parts_needed)
+                self.orders.complete(order.order_id, order.parts_needed, found)
             except FleetcareError as exc:  # cancelled or closed meanwhile: nothing to do
                 log.warning("technician: order %s not completed: %s", order.order_id, exc)
                 continue

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+
+from simulators.itinerary import Carrier, PlannedDay, great_circle_km
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,7 @@ REROUTE_SHARE = 0.02
 def road_km(a: str, b: str) -> float:
     """Road distance between two places."""
     x, y = BY_CODE[a], BY_CODE[b]
-    la1, lo1, la2, lo2 = map(math.radians, (x.latitude, x.longitude, y.latitude, y.longitude))
-    h = (
-        math.sin((la2 - la1) / 2) ** 2
-        + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
-    )
-    return ROAD_FACTOR * 2 * 6371 * math.asin(math.sqrt(h))
+    return ROAD_FACTOR * great_circle_km(x.latitude, x.longitude, y.latitude, y.longitude)
 
 
 def drive_hours(km: float) -> float:
@@ -103,32 +100,17 @@ class RoadLeg:
         return PLACES[self.to_site_id].code
 
 
-@dataclass
-class RouteDay:
-    """One truck's day: the legs planned, the legs driven, and when the difference was known."""
-
-    planned: list[RoadLeg]
-    actual: list[RoadLeg]
-    revealed_at: datetime | None  # None: driven as planned
+# one truck's day: the legs planned, the legs driven, and when the difference was known
+RouteDay = PlannedDay[RoadLeg]
 
 
 @dataclass
-class Truck:
-    ref: str
-    home: str
-    days: list[RouteDay] = field(default_factory=list)
-
-    def known_legs(self, at: datetime) -> list[RoadLeg]:
-        """The route as the dispatcher's systems show it at ``at``."""
-        out: list[RoadLeg] = []
-        for day in self.days:
-            known = day.revealed_at is not None and day.revealed_at <= at
-            out.extend(day.actual if known else day.planned)
-        return out
+class Truck(Carrier[RoadLeg]):
+    """A truck and its days (``known_legs``: the route as the dispatcher's systems show it)."""
 
     def driven(self) -> list[RoadLeg]:
         """What the truck actually drove."""
-        return [leg for day in self.days for leg in day.actual]
+        return self.travelled()
 
 
 def _index(code: str) -> int:

@@ -171,16 +171,24 @@ class FleetRunner:
         self._last_s = now.timestamp()
 
     def tick(self, now: datetime | None = None) -> None:
-        """One step: physics up to ``now`` (default: the clock's), repairs, truth,
-        technician, then publishing."""
+        """One step: physics up to ``now`` (default: the clock's), repairs, the lives that
+        ended (failures reported), the technician, truth, then publishing.
+
+        A failure is recorded before the technician works: a component that failed while its
+        predicted order was open is reported against that order (not as a missed failure),
+        and the technician then completes the order on the failed component."""
         now = now or self.clock.now()
         now_s = now.timestamp()
         elapsed = 0.0 if self._last_s is None else max(0.0, now_s - self._last_s)
         self._last_s = now_s
         step = self.fleet.advance_to(now)
         ends = list(step.life_ends)
-        if self.technician is not None:
-            ends.extend(self.technician.work(now))
+        if self.sink is not None and ends:
+            self.sink.record_life_ends(ends)
+        worked = self.technician.work(now) if self.technician is not None else []
+        if self.sink is not None and worked:
+            self.sink.record_life_ends(worked)
+        ends += worked
         self.stats.readings += step.readings
         self.stats.life_ends += len(ends)
         for life in ends:
@@ -192,8 +200,6 @@ class FleetRunner:
                 "order" if life.by_order else "simulation",
             )  # fmt: skip
         if self.sink is not None:
-            if ends:
-                self.sink.record_life_ends(ends)
             every = self.fleet.spec.truth_every_s
             if self._last_truth_s is None or now_s - self._last_truth_s >= every:
                 self.sink.record_truth(self.fleet.truth())

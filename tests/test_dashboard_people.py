@@ -1,6 +1,7 @@
 """The dashboard for people: who is signed in, training fleets out of the operator's view, an
-asset with a known RUL but no due date says what is missing, site subscriptions count their
-assets, users and keys managed from the dashboard, and the demo's people."""
+asset with a known RUL but no measured usage rate is dated at its kind's typical usage (labelled)
+or says what is missing, site subscriptions count their assets, users and keys managed from the
+dashboard, and the demo's people."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from fastapi.testclient import TestClient
 from psycopg import Connection
 
@@ -17,31 +19,48 @@ from api.dashboard.schemas import UNDATED_REASON
 from cli.demo import seed_demo, seed_demo_users
 from fleet import service as fleet
 from fleetcare.db import connect
+from kinds import service as kinds
+from kinds.schemas import KindDefinition
 from tests.conftest import Tenant
 from tests.fixtures.api import ok
 from tests.fixtures.dashboard import insert_prediction, make_asset, make_site
 from tests.fixtures.people import person, sign_in
+
+PUMP = Path(__file__).parent / "fixtures" / "kinds" / "pump.yaml"
 
 
 def _rows(html: str) -> dict[int, str]:
     return {int(a): h for a, h in re.findall(r'<tr data-asset="(\d+)" data-health="(\w+)">', html)}
 
 
-def test_a_known_rul_without_a_due_date_is_undated_and_says_why(
+def test_a_known_rul_without_a_due_date_is_dated_at_the_kinds_typical_usage_or_undated(
     client: TestClient, conn: Connection[Any], make_tenant: Callable[..., Tenant]
 ) -> None:
+    kinds.apply_definition(conn, KindDefinition.model_validate(yaml.safe_load(PUMP.read_text())))
+    conn.commit()
     acme = make_tenant()
-    undated = make_asset(client, acme.headers, ref="NO-RATE")
+    estimated = make_asset(client, acme.headers, ref="NO-RATE")  # a tire: 400 km a day
+    undated = make_asset(client, acme.headers, kind="pump", ref="PUMP-1")  # no typical usage
     quiet = make_asset(client, acme.headers, ref="QUIET")
-    insert_prediction(conn, undated.id, time=datetime.now(UTC), due_in=None, rul=5_000)
+    now = datetime.now(UTC)
+    # 1,200 km at the low end of the interval: 3 days of a tire's typical usage
+    insert_prediction(conn, estimated.id, time=now, due_in=None, rul=2_200, spread=1_000)
+    insert_prediction(conn, undated.id, time=now, due_in=None, rul=5_000, component="bearing")
     page = client.get("/dashboard", headers=acme.headers)
     rows = _rows(page.text)
-    assert rows[undated.id] == "undated" and rows[quiet.id] == "unknown"
-    assert UNDATED_REASON in page.text and "no usage rate" in UNDATED_REASON
+    assert rows == {estimated.id: "due", undated.id: "undated", quiet.id: "unknown"}
+    assert next(iter(rows)) == estimated.id  # sorted by the date shown, the estimate included
+    row = page.text[page.text.index(f'data-asset="{estimated.id}"') :]
+    row = row[: row.index("</tr>")]
+    assert "≈ in 3 d" in row and "est." in row and "typical usage per day" in row
+    assert UNDATED_REASON.split(" (")[0] in page.text and "no usage rate" in UNDATED_REASON
     counts = re.search(r'data-health="undated">(\d+)<', page.text)
     assert counts and counts[1] == "1"
     only = client.get("/dashboard?health=undated", headers=acme.headers)
     assert list(_rows(only.text)) == [undated.id]
+    # the asset page dates the component the same way, labelled
+    asset = client.get(f"/dashboard/assets/{estimated.id}", headers=acme.headers)
+    assert asset.status_code == 200 and "≈ in 3 d" in asset.text and "est." in asset.text
 
 
 def test_the_operators_overview_hides_training_fleets(

@@ -325,6 +325,7 @@ def test_an_additive_change_makes_a_new_version_and_keeps_the_readings(
     doc["metrics"][1]["unit"] = "l/h"  # no readings of the seal leak yet: still free
     doc["components"][0]["parts"].append({"sku": "PMP-BRG-6310-C3", "name": "C3", "price": 99})
     doc["model"]["horizon"] = 2500
+    doc["life"]["typical_per_day"] = 16  # the dashboard's estimate until a rate is measured
     result = kinds.apply_definition(conn, KindDefinition.model_validate(doc), source="test")
     assert (result.created, result.changed, result.version) == (False, True, 2)
     joined = "; ".join(result.changes)
@@ -332,6 +333,7 @@ def test_an_additive_change_makes_a_new_version_and_keeps_the_readings(
     assert "bounds [0, 100] → [0, 150]" in joined
     assert "metric 'seal_leak_ml_h': unit 'ml/h' → 'l/h'" in joined
     assert "changed model" in joined
+    assert "life.typical_per_day none → 16" in joined
     readings = conn.execute(
         "SELECT count(*) FROM telemetry WHERE asset_id = %s", (asset_id,)
     ).fetchone()

@@ -23,14 +23,17 @@ from simulators.courier import Courier
 from simulators.failures import FailureReporter
 from simulators.fleet import Fleet
 from simulators.physics import TirePopulation
-from simulators.schemas import FleetSpec, LifeEnd
+from simulators.schemas import FleetSpec, LifeEnd, TruthRow
 from simulators.technician import (
     InMemoryOrderSource,
     ProductOrderSource,
     SimTechnician,
     WorkOrder,
+    finding,
 )
+from simulators.worker import FleetRunner
 from tests.fixtures.maintenance import OPERATOR, stock_depot
+from tests.test_simulators_physics import RecordingLink
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # a Monday morning: the trucks are driving
 SKU = "TIRE-315-80R22.5"
@@ -62,6 +65,8 @@ def test_works_a_due_order_only_once_its_parts_are_on_site() -> None:
 
     ended = tech.work(due + timedelta(minutes=10))
     assert orders.completed == {1: (SKU,)}
+    [found] = orders.findings[1]  # what was found on the order's component, with the work
+    assert found["component"] == "tire" and found["code"] in ("confirmed_wear", "false_alarm")
     assert len(ended) == 1
     life = ended[0]
     assert (life.asset_ref, life.component, life.end_reason, life.by_order) == (
@@ -71,6 +76,21 @@ def test_works_a_due_order_only_once_its_parts_are_on_site() -> None:
     assert float(kf.population.wear("tire")[index]) == 0.0, "a new tire"
     assert float(kf.population.usage[index]) == 0.0, "its odometer starts again"
     assert tech.work(due + timedelta(hours=1)) == []  # completed orders are not worked again
+
+
+def test_the_finding_is_confirmed_wear_within_the_risk_horizon_and_a_false_alarm_beyond() -> None:
+    fleet = make_fleet()
+    kf, index = fleet.locate("TRK-001-FL")
+    tires = kf.population
+    assert isinstance(tires, TirePopulation)
+    horizon = tires.kind.model.horizon
+    tires.renew(index, "tire")
+    assert float(tires.expected_rul("tire")[index]) > horizon  # a new tire has its life ahead
+    assert finding(fleet, "TRK-001-FL", "tire")["code"] == "false_alarm"
+    tires.tread[index] = 1.7  # a tenth of a millimetre above the limit
+    assert float(tires.expected_rul("tire")[index]) <= horizon
+    worn = finding(fleet, "TRK-001-FL", "tire")
+    assert worn["code"] == "confirmed_wear" and "km of life left" in worn["notes"]
 
 
 def test_an_order_closed_meanwhile_is_skipped_not_fatal() -> None:
@@ -101,12 +121,59 @@ def test_a_failed_component_is_replaced_at_once_when_the_part_is_there() -> None
     assert fleet.is_failed("TRK-001-RLO", "tire")
     orders = InMemoryOrderSource()
     far = START + timedelta(days=30)
-    orders.add(WorkOrder(7, "TRK-001-RLO", "tire", far, parts_on_site=(SKU,), parts_needed=(SKU,)))
+    orders.add(
+        WorkOrder(7, "TRK-001-RLO", "tire", far, parts_on_site=(SKU,), parts_needed=(SKU,),
+                  reason="failure")
+    )  # fmt: skip
     orders.add(WorkOrder(8, "NOT-OURS", "tire", START, parts_on_site=(SKU,), parts_needed=(SKU,)))
     ended = SimTechnician(fleet, orders).work(START + timedelta(seconds=61))
     assert ended == []  # the failure already ended that life
     assert orders.completed == {7: (SKU,)}
+    assert orders.findings == {7: []}  # the failure report is that order's outcome
     assert not fleet.is_failed("TRK-001-RLO", "tire")
+
+
+class Sink:
+    """A truth sink that notes, for each life end it records, which orders were completed."""
+
+    def __init__(self, orders: InMemoryOrderSource) -> None:
+        self.orders = orders
+        self.recorded: list[tuple[str, str, list[int]]] = []
+
+    def record_life_ends(self, ends: list[LifeEnd]) -> None:
+        done = sorted(self.orders.completed)
+        self.recorded += [(e.asset_ref, e.end_reason, done) for e in ends]
+
+    def record_truth(self, rows: list[TruthRow]) -> None:
+        pass
+
+
+def test_a_failure_is_reported_before_the_technician_completes_its_open_order() -> None:
+    """Reported while the predicted order is open, the failure counts against that order
+    (the product's missed failures are failures with no open order)."""
+    fleet = make_fleet()
+    kf, index = fleet.locate("TRK-001-RLO")
+    tires = kf.population
+    assert isinstance(tires, TirePopulation)
+    tires.tread[index] = 1.61  # the next drive ends it
+    orders = InMemoryOrderSource()
+    far = START + timedelta(days=30)
+    orders.add(
+        WorkOrder(9, "TRK-001-RLO", "tire", far, parts_on_site=(SKU,), parts_needed=(SKU,),
+                  reason="predicted")
+    )  # fmt: skip
+    sink = Sink(orders)
+    links = {ref: RecordingLink() for ref in fleet.gateways}
+    runner = FleetRunner(
+        fleet, links, ManualClock(START), sink=sink, technician=SimTechnician(fleet, orders)
+    )
+    runner.open()
+    runner.tick(START + timedelta(seconds=60))
+    runner.close()
+    assert sink.recorded == [("TRK-001-RLO", "failure", [])]  # the order was still open
+    assert orders.completed == {9: (SKU,)}  # then worked, on the failed tire
+    [found] = orders.findings[9]
+    assert (found["code"], found["notes"]) == ("confirmed_wear", "found failed")
 
 
 def test_the_technician_works_the_products_orders(
@@ -148,12 +215,20 @@ def test_the_technician_works_the_products_orders(
     with conn.transaction():
         done = orders.order_detail(conn, OPERATOR, order.id)
         lives = conn.execute(
-            "SELECT source, order_id, end_reason FROM asset_lives WHERE asset_id = %s",
+            "SELECT source, order_id, end_reason, outcome FROM asset_lives WHERE asset_id = %s",
             (asset_id,),
         ).fetchall()
+        outcomes = conn.execute(
+            "SELECT component, code, order_status FROM order_outcomes WHERE order_id = %s",
+            (order.id,),
+        ).fetchall()
     assert done.status == "completed"
+    # the technician recorded what was found: the outcome the model page counts
+    [(component, code, status)] = outcomes
+    assert (component, status) == ("tire", "completed")
+    assert code in ("confirmed_wear", "false_alarm")
     assert [p.quantity for p in done.parts_used] == [1]
-    assert lives == [("order", order.id, "replacement")]  # the product recorded the life
+    assert lives == [("order", order.id, "replacement", code)]  # recorded and labelled
     kf, index = fleet.locate("TRK-001-FL")
     assert float(kf.population.wear("tire")[index]) == 0.0  # and the simulation renewed it
 

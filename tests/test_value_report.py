@@ -205,6 +205,24 @@ def test_value_report_routes_pdf_and_dashboard(
     assert (
         client.get("/dashboard/value-report/pdf", params={"period": "2026-11"}).status_code == 200
     )
+    # without a month the page shows this month so far, and says so (a fresh customer, or
+    # the demo, has nothing in last month)
+    client.app.state.clock = ManualClock(at(25))  # type: ignore[attr-defined]  # late November
+    default = client.get("/dashboard/value-report")
+    assert default.status_code == 200
+    assert "2026-11, month to date" in default.text and 'id="value-prevented">1<' in default.text
+    assert 'id="value-previous" href="/dashboard/value-report?period=2026-10"' in default.text
+    client.app.state.clock = AFTER_NOV  # type: ignore[attr-defined]
+    # the operator picks the customer by name
+    sign_in(client, operator_headers["Authorization"].removeprefix("Bearer "))
+    choose = client.get("/dashboard/value-report", params={"period": "2026-11"})
+    assert choose.status_code == 200 and "choose a customer" in choose.text
+    assert f'<option value="{customer_id}">' in choose.text
+    chosen = client.get(
+        "/dashboard/value-report", params={"period": "2026-11", "customer_id": customer_id}
+    )
+    assert "The whole month 2026-11" in chosen.text and 'id="value-prevented">1<' in chosen.text
+    assert f'<option value="{customer_id}" selected>' in chosen.text
     sign_in(client, b.key)
     other = client.get("/dashboard/value-report", params={"period": "2026-11"})
     assert other.status_code == 200 and "VALUE-R-1" not in other.text

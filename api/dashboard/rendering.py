@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 
 from api import sessions
 from api.auth_limit import authenticate_limited
+from api.dashboard.schemas import ESTIMATED_DUE
 from api.deps import Conn, _bearer
 from api.permissions import ORDER_BOARD, require_permission
 from api.tenancy import bind_principal
@@ -226,6 +227,7 @@ def number(value: float | None, digits: int = 0) -> str:
 
 
 templates.env.globals["board_actions"] = ORDER_BOARD
+templates.env.globals["estimated_due"] = ESTIMATED_DUE
 templates.env.filters["when"] = when
 templates.env.filters["relative"] = relative
 templates.env.filters["number"] = number

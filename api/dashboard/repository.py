@@ -33,16 +33,30 @@ Conn = Connection[Any]
 # Fixed origin, so that buckets stay put while the user zooms and pans.
 BUCKET_ORIGIN = "2000-01-01 00:00:00+00"
 
+# A prediction without a due date (its RUL and risk are known, but less than a day of the
+# asset's own usage counter gives no usage rate yet) is dated at its kind's typical usage per
+# day (``life.typical_per_day`` of the kind's definition) when the kind states one: an
+# estimate, which the pages label as such (``due_estimated``), at most a century ahead. The
+# kinds' rates are read once per statement (an uncorrelated sub-query); without a rate the
+# estimate is NULL (``least`` ignores NULLs: the cap is on the RUL, not on the quotient).
+TYPICAL_PER_DAY = (
+    "nullif(((SELECT jsonb_object_agg(name, definition->'life'->'typical_per_day')"
+    " FROM asset_kinds) ->> a.kind)::float8, 0)"
+)
+DUE_SHOWN = (
+    "coalesce(h.due_at_conservative, h.predicted_at"
+    f" + least(h.rul_low, 36500 * {TYPICAL_PER_DAY}) / {TYPICAL_PER_DAY} * interval '1 day')"
+)
 # A prediction made before the asset was last renewed says nothing about the new part. A
-# prediction without a due date (its RUL and risk are known, but no usage rate turns the RUL
-# into a date yet) is "undated", never "unknown": the page says what is missing.
+# prediction that no rate dates at all is "undated", never "unknown": the page says what is
+# missing.
 HEALTH_CASE = sql.SQL(
     """CASE WHEN h.asset_id IS NULL OR h.predicted_at < a.renewed_at THEN 'unknown'
-            WHEN h.due_at_conservative IS NULL THEN 'undated'
-            WHEN h.due_at_conservative < %(now)s THEN 'overdue'
-            WHEN h.due_at_conservative < %(due_until)s THEN 'due'
-            WHEN h.due_at_conservative < %(watch_until)s THEN 'watch'
-            ELSE 'ok' END"""
+            WHEN {due} IS NULL THEN 'undated'
+            WHEN {due} < %(now)s THEN 'overdue'
+            WHEN {due} < %(due_until)s THEN 'due'
+            WHEN {due} < %(watch_until)s THEN 'watch'
+            ELSE 'ok' END""".replace("{due}", DUE_SHOWN)
 )
 
 # Sort orders of the overview list: (column, its row field, cursor kind, nullable); the first
@@ -52,7 +66,7 @@ SortColumn = tuple[str, str, str, bool]
 _REF: SortColumn = ("a.ref", "ref", "str", False)
 _ID: SortColumn = ("a.id", "asset_id", "int", False)
 SORTS: dict[str, list[SortColumn]] = {
-    "due": [("h.due_at_conservative", "due_at_conservative", "time", True), _ID],
+    "due": [(DUE_SHOWN, "due_at_shown", "time", True), _ID],
     "ref": [_REF, _ID],
     "customer": [("c.name", "customer_name", "str", False), _REF, _ID],
     "site": [("s.ref", "site_ref", "str", True), _REF, _ID],
@@ -213,7 +227,9 @@ def list_asset_health(
         SELECT a.id AS asset_id, a.ref, a.kind, a.customer_id, c.name AS customer_name,
                a.site_id, s.ref AS site_ref, {health} AS health,
                h.component, h.predicted_at, h.rul, h.rul_low, h.rul_high,
-               h.failure_probability, h.due_at, h.due_at_conservative, a.last_seen_at
+               h.failure_probability, h.due_at, h.due_at_conservative, a.last_seen_at,
+               {due} AS due_at_shown,
+               (h.due_at_conservative IS NULL AND {due} IS NOT NULL) AS due_estimated
           FROM assets a
           JOIN customers c ON c.id = a.customer_id
           LEFT JOIN sites s ON s.id = a.site_id
@@ -222,7 +238,12 @@ def list_asset_health(
          ORDER BY {order}
          LIMIT %(limit)s
         """
-    ).format(health=HEALTH_CASE, where=where, order=_order_by(columns, descending))
+    ).format(
+        health=HEALTH_CASE,
+        due=sql.SQL(DUE_SHOWN),
+        where=where,
+        order=_order_by(columns, descending),
+    )
     params |= _window_params(windows) | {"limit": limit + 1}
     with conn.cursor(row_factory=class_row(AssetHealthRow)) as cur:
         rows = cur.execute(query, params).fetchall()
@@ -246,14 +267,19 @@ def latest_predictions(conn: Conn, asset_id: int) -> list[LatestPrediction]:
             SELECT lp.component, lp.time, lp.model_version_id, mv.algorithm,
                    mv.status AS model_status, lp.rul, lp.rul_low, lp.rul_high,
                    lp.failure_probability, lp.anomaly_score, lp.due_at, lp.due_at_conservative,
-                   p.explanation, coalesce(p.low_confidence, false) AS low_confidence
+                   p.explanation, coalesce(p.low_confidence, false) AS low_confidence,
+                   CASE WHEN lp.due_at_conservative IS NULL THEN lp.time
+                        + least(lp.rul_low, 36500 * {TYPICAL}) / {TYPICAL} * interval '1 day'
+                   END AS due_estimated_at
               FROM latest_predictions lp
+              JOIN assets a ON a.id = lp.asset_id
               LEFT JOIN model_versions mv ON mv.id = lp.model_version_id
               LEFT JOIN predictions p ON p.asset_id = lp.asset_id
                    AND p.component = lp.component AND p.time = lp.time
              WHERE lp.asset_id = %s
-             ORDER BY lp.due_at_conservative NULLS LAST, lp.component
-            """,
+             ORDER BY lp.due_at_conservative NULLS LAST, due_estimated_at NULLS LAST,
+                      lp.component
+            """.replace("{TYPICAL}", TYPICAL_PER_DAY),
             (asset_id,),
         ).fetchall()
 

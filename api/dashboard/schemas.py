@@ -13,7 +13,14 @@ from models.schemas import Explanation
 Health = Literal["overdue", "due", "watch", "ok", "undated", "unknown"]
 HEALTHS: tuple[Health, ...] = ("overdue", "due", "watch", "ok", "undated", "unknown")
 # What an "undated" asset lacks, in the words the pages use.
-UNDATED_REASON = "no usage rate yet to turn the RUL into a due date"
+UNDATED_REASON = (
+    "no usage rate yet to turn the RUL into a due date (and its kind states no typical usage)"
+)
+# What an estimated due date is, in the words the pages use.
+ESTIMATED_DUE = (
+    "estimated at the kind's typical usage per day: less than a day of this asset's own usage "
+    "counter since its last renewal gives no measured rate yet"
+)
 SortKey = Literal["due", "ref", "customer", "site", "risk", "kind"]
 
 
@@ -62,6 +69,9 @@ class AssetHealthRow(BaseModel):
     due_at: datetime | None
     due_at_conservative: datetime | None
     last_seen_at: datetime | None
+    # the conservative due date, or without one its estimate at the kind's typical usage
+    due_at_shown: datetime | None = None
+    due_estimated: bool = False
 
 
 class AssetHealthPage(BaseModel):
@@ -92,6 +102,8 @@ class LatestPrediction(BaseModel):
     due_at_conservative: datetime | None
     explanation: Explanation | None = None  # why it says so (models.explain)
     low_confidence: bool = False  # broken sensors: shown, never acted on automatically
+    # without a due date: the conservative one at the kind's typical usage (an estimate)
+    due_estimated_at: datetime | None = None
 
 
 class SeriesBucket(BaseModel):

@@ -10,9 +10,10 @@ from fastapi.responses import HTMLResponse, Response
 from api.dashboard.rendering import PageViewer, not_found_page, render, request_clock
 from api.deps import ReadConn
 from api.routes.documents import pdf_response
+from fleet import service as fleet
 from fleetcare.errors import FleetcareError, Forbidden, NotFound
 from fleetcare.inputs import Id
-from maintenance.billing.pricing import period_of, shift
+from maintenance.billing.pricing import parse_period, period_of, shift
 from maintenance.billing.schemas import PERIOD_REGEX
 from maintenance.documents import files
 from maintenance.documents import service as documents
@@ -65,15 +66,18 @@ def value_report_page(
     period: Annotated[str | None, Query(pattern=PERIOD_REGEX)] = None,
     customer_id: Id | None = None,
 ) -> HTMLResponse:
-    """A customer's value report of a month (last month by default); the operator picks the
-    customer."""
+    """A customer's value report of a month: by default this month so far (month to date:
+    a new customer, or the demo, has nothing in last month yet); the page says which. The
+    operator picks the customer from a list."""
     clock = request_clock(request)
-    month = period or shift(period_of(clock.now()), -1).name
+    current = period_of(clock.now())
+    month = period or current.name
     customer = viewer.scope or customer_id
     report = None
     problem = None
+    choices = [] if viewer.scope is not None else _customer_choices(conn, viewer)
     if customer is None:
-        problem = "choose a customer (customer_id)"
+        problem = "choose a customer"
     else:
         try:
             report = value.value_report(conn, viewer, customer, month, clock)
@@ -87,9 +91,25 @@ def value_report_page(
         viewer,
         report=report,
         period=month,
+        to_date=month == current.name,
+        previous=shift(parse_period(month), -1).name,
+        as_of=clock.now(),
         customer_id=customer,
+        customers=choices,
         problem=problem,
     )
+
+
+def _customer_choices(conn: ReadConn, viewer: PageViewer) -> list[tuple[int, str]]:
+    """The customers the operator may pick (internal ones, such as the training fleet, left
+    out), by name."""
+    out: list[tuple[int, str]] = []
+    after: int | None = None
+    while True:
+        page, after = fleet.list_customers(conn, viewer, after=after, limit=PAGE)
+        out += [(c.id, c.name) for c in page if not c.internal]
+        if after is None or len(out) >= PAGE:
+            return sorted(out, key=lambda c: c[1].lower())
 
 
 @router.get("/value-report/pdf")

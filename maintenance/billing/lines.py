@@ -29,7 +29,7 @@ from maintenance.billing.pricing import (
     to_minor,
     usage_charge,
 )
-from maintenance.billing.schemas import InvoiceLine, LineDraft, OrderPartUse
+from maintenance.billing.schemas import Invoice, InvoiceLine, LineDraft, OrderPartUse
 from maintenance.billing.segments import (
     PlanCache,
     Segment,
@@ -422,3 +422,49 @@ def compute_lines(
 def as_draft(line: InvoiceLine) -> LineDraft:
     """A stored line as the draft it was written from (to compare with a fresh close)."""
     return LineDraft(**{f.name: getattr(line, f.name) for f in fields(LineDraft)})
+
+
+# --- the draft a close writes -------------------------------------------------------------
+
+
+def open_draft(
+    conn: Conn,
+    customer_id: int,
+    period: Period,
+    currency: str,
+    now: datetime,
+    *,
+    replaces: int | None = None,
+    rebills: int | None = None,
+) -> Invoice:
+    """The customer's live invoice of ``period``, created as a draft unless it exists, and
+    row-locked (a concurrent closer waits here): the regular one, or the supplementary one
+    answering the re-billing correction ``rebills``; a new one names the void invoice it
+    ``replaces``. It may be issued already: the caller leaves an issued one as it is."""
+    repo.ensure_invoice(
+        conn,
+        customer_id=customer_id,
+        period=period.name,
+        start=period.start,
+        end=period.end,
+        currency=currency,
+        now=now,
+        replaces=replaces,
+        rebills=rebills,
+    )
+    invoice = repo.lock_invoice(conn, customer_id, period.name, rebills=rebills)
+    assert invoice is not None
+    return invoice
+
+
+def store_lines(
+    conn: Conn, invoice: Invoice, lines: list[LineDraft], now: datetime
+) -> Invoice | None:
+    """Write a fresh close's ``lines`` into the draft ``invoice``: deleted when there is
+    nothing to bill (None), left alone when its lines are already these."""
+    if not lines:
+        repo.delete_draft(conn, invoice.id)
+        return None
+    if [as_draft(line) for line in repo.invoice_lines(conn, invoice.id)] != lines:
+        return repo.replace_lines(conn, invoice.id, lines, now)
+    return invoice

@@ -21,7 +21,7 @@ from __future__ import annotations
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, NotFound
 from maintenance.billing import repository as repo
-from maintenance.billing.lines import as_draft, compute_lines
+from maintenance.billing.lines import compute_lines, open_draft, store_lines
 from maintenance.billing.pricing import Period
 from maintenance.billing.schemas import Invoice, InvoiceStatus, rebill_key
 from maintenance.common import Conn
@@ -63,19 +63,9 @@ def close_supplementary(
     currency = repo.customer_currency(conn, customer_id)
     if currency is None:
         raise NotFound(f"customer {customer_id} not found", code="customer_not_found")
-    repo.ensure_invoice(
-        conn,
-        customer_id=customer_id,
-        period=period.name,
-        start=period.start,
-        end=period.end,
-        currency=currency,
-        now=now,
-        replaces=corrected_id,
-        rebills=note_id,
+    invoice = open_draft(
+        conn, customer_id, period, currency, now, replaces=corrected_id, rebills=note_id
     )
-    invoice = repo.lock_invoice(conn, customer_id, period.name, rebills=note_id)
-    assert invoice is not None
     if invoice.status != InvoiceStatus.DRAFT:
         return invoice
     keys = {rebill_key(line) for line, _ in documents_repo.credited_lines_of(conn, note_id)}
@@ -84,12 +74,7 @@ def close_supplementary(
         [line for line in computed if rebill_key(line) in keys],
         documents.parties(conn, customer_id, documents.tax_date(period.end))[2],
     )
-    if not lines:
-        repo.delete_draft(conn, invoice.id)
-        return None
-    if [as_draft(line) for line in repo.invoice_lines(conn, invoice.id)] != lines:
-        invoice = repo.replace_lines(conn, invoice.id, lines, now)
-    return invoice
+    return store_lines(conn, invoice, lines, now)
 
 
 def close_supplementaries(

@@ -19,9 +19,10 @@ from maintenance.billing import rebilling
 from maintenance.billing import repository as repo
 from maintenance.billing.lines import (
     ADJUSTMENT_LOOKBACK_MONTHS,
-    as_draft,
     compute_lines,
     meter_asset,
+    open_draft,
+    store_lines,
 )
 from maintenance.billing.pricing import Period, parse_period, period_of, shift
 from maintenance.billing.schemas import (
@@ -94,18 +95,7 @@ def close_customer(
         replaces = repo.last_void_invoice(conn, customer_id, period.name)
         if replaces is not None and not rebill_void:
             return None
-    repo.ensure_invoice(
-        conn,
-        customer_id=customer_id,
-        period=period.name,
-        start=period.start,
-        end=period.end,
-        currency=currency,
-        now=now,
-        replaces=replaces,
-    )
-    invoice = repo.lock_invoice(conn, customer_id, period.name)
-    assert invoice is not None
+    invoice = open_draft(conn, customer_id, period, currency, now, replaces=replaces)
     if invoice.status != InvoiceStatus.DRAFT:
         return invoice
     lines, records = compute_lines(conn, customer_id, period, invoice.currency, now)
@@ -114,14 +104,9 @@ def close_customer(
     lines = documents.with_tax(
         lines, documents.parties(conn, customer_id, documents.tax_date(period.end))[2]
     )
-    if not lines:
-        repo.delete_draft(conn, invoice.id)
-        repo.delete_stale_usage(conn, customer_id, period.name, records)
-        return None
-    if [as_draft(line) for line in repo.invoice_lines(conn, invoice.id)] != lines:
-        invoice = repo.replace_lines(conn, invoice.id, lines, now)
+    stored = store_lines(conn, invoice, lines, now)
     repo.delete_stale_usage(conn, customer_id, period.name, records)
-    return invoice
+    return stored
 
 
 def _issue(conn: Conn, invoice: Invoice, now: datetime) -> Invoice:
