@@ -220,7 +220,7 @@ def simulate(
             sink = DatabaseTruthSink(services.database_url, registration.asset_ids, failures)
             if technician and api is not None:
                 refs = {asset_id: ref for ref, asset_id in registration.asset_ids.items()}
-                crew = SimTechnician(fleet, ProductOrderSource(api, refs))
+                crew = SimTechnician(fleet, ProductOrderSource(api, refs), speedup=spec.speedup)
             runner = FleetRunner.over_mqtt(
                 fleet, services.mqtt_url, settings.topic_root, registration.secrets,
                 SystemClock(), sink=sink, technician=crew, sparkplug=spb,

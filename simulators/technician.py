@@ -37,6 +37,7 @@ class WorkOrder:
     parts_on_site: tuple[str, ...]  # SKUs delivered to the asset's site for this order
     parts_needed: tuple[str, ...]
     reason: str = "manual"  # why it was raised: predicted, anomaly, failure, manual, ...
+    raised_at: datetime | None = None  # None: counts from the due date (no compression)
 
     @property
     def parts_ready(self) -> bool:
@@ -93,7 +94,7 @@ class InMemoryOrderSource:
         order = self.orders[order_id]
         self.orders[order_id] = WorkOrder(
             order.order_id, order.asset_ref, order.component, order.due_at,
-            (*order.parts_on_site, sku), order.parts_needed, order.reason,
+            (*order.parts_on_site, sku), order.parts_needed, order.reason, order.raised_at,
         )  # fmt: skip
 
     def due_orders(self) -> list[WorkOrder]:
@@ -150,7 +151,7 @@ class ProductOrderSource:
                 WorkOrder(
                     order["id"], ref, order["component"],
                     datetime.fromisoformat(order["due_at"]), tuple(on_site), tuple(needed),
-                    order["reason"],
+                    order["reason"], datetime.fromisoformat(order["raised_at"]),
                 )
             )  # fmt: skip
         return out
@@ -177,11 +178,26 @@ class SimTechnician:
     (:func:`finding`), and renews the simulated component."""
 
     def __init__(
-        self, fleet: Fleet, orders: OrderSource, *, early: timedelta = timedelta(0)
+        self,
+        fleet: Fleet,
+        orders: OrderSource,
+        *,
+        early: timedelta = timedelta(0),
+        speedup: float = 1.0,
     ) -> None:
         self.fleet = fleet
         self.orders = orders
         self.early = early  # how long before the due time the technician may come
+        # the simulated world's pace: an order due in 14 days is due after 14 simulated
+        # days, as the courier's transit times are (``simulators.courier``)
+        self.speedup = max(speedup, 1.0)
+
+    def due_at(self, order: WorkOrder) -> datetime:
+        """When the work is due in the simulated world: the order's lead time (raised to
+        due) at the fleet's speed-up."""
+        if order.raised_at is None or order.due_at <= order.raised_at:
+            return order.due_at
+        return order.raised_at + (order.due_at - order.raised_at) / self.speedup
 
     def work(self, now: datetime) -> list[LifeEnd]:
         """Do every order that is due (or whose component failed) with its parts on site."""
@@ -193,7 +209,7 @@ class SimTechnician:
                 continue  # another fleet's asset, or a component this kind does not have
             if not order.parts_ready:
                 continue
-            if now < order.due_at - self.early and not failed:
+            if now < self.due_at(order) - self.early and not failed:
                 continue
             # an order raised by a failure has its outcome already (the failure report);
             # the others get what was found on their component

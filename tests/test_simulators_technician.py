@@ -93,6 +93,26 @@ def test_the_finding_is_confirmed_wear_within_the_risk_horizon_and_a_false_alarm
     assert worn["code"] == "confirmed_wear" and "km of life left" in worn["notes"]
 
 
+def test_the_orders_lead_time_runs_at_the_fleets_pace() -> None:
+    """An order due 14 days after it was raised is due after 14 simulated days: a minute at
+    a speed-up of 20,160 (as the courier's transit times), not 14 days of real time."""
+    fleet = make_fleet()
+    orders = InMemoryOrderSource()
+    due = START + timedelta(days=14)
+    orders.add(
+        WorkOrder(5, "TRK-001-FL", "tire", due, parts_on_site=(SKU,), parts_needed=(SKU,),
+                  reason="predicted", raised_at=START)
+    )  # fmt: skip
+    tech = SimTechnician(fleet, orders, speedup=20_160.0)
+    assert tech.due_at(orders.orders[5]) == START + timedelta(minutes=1)
+    assert tech.work(START + timedelta(seconds=50)) == []  # 11.7 simulated days: not yet
+    assert orders.completed == {}
+    tech.work(START + timedelta(seconds=61))
+    assert orders.completed == {5: (SKU,)}
+    # without a speed-up (or the time it was raised) the due date is the order's own
+    assert SimTechnician(fleet, orders).due_at(orders.orders[5]) == due
+
+
 def test_an_order_closed_meanwhile_is_skipped_not_fatal() -> None:
     fleet = make_fleet()
 
