@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -180,3 +181,16 @@ def customers_with_assets_of_kind(conn: Conn, kind: str) -> list[int]:
         (kind,),
     ).fetchall()
     return [int(r[0]) for r in rows]
+
+
+def asset_labels(
+    conn: Conn, asset_ids: Sequence[int], scope: int | None
+) -> dict[int, tuple[str, str]]:
+    """The ref and the customer's name of each of ``asset_ids`` within ``scope`` (None:
+    every customer), retired ones included."""
+    rows = conn.execute(
+        "SELECT a.id, a.ref, c.name FROM assets a JOIN customers c ON c.id = a.customer_id"
+        " WHERE a.id = ANY(%s) AND (%s::bigint IS NULL OR a.customer_id = %s)",
+        (list(asset_ids), scope, scope),
+    ).fetchall()
+    return {int(i): (str(ref), str(name)) for i, ref, name in rows}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -499,3 +499,11 @@ def customers_with_assets_of_kind(conn: Conn, kind: str) -> list[int]:
     """Customers with at least one asset of ``kind`` in service (whom a kind-wide event
     concerns)."""
     return repo.customers_with_assets_of_kind(conn, kind)
+
+
+def asset_labels(
+    conn: Conn, principal: Principal, asset_ids: Iterable[int]
+) -> dict[int, tuple[str, str]]:
+    """(ref, customer name) of the assets the caller may see among ``asset_ids``: what a
+    page shows for an asset instead of its id."""
+    return repo.asset_labels(conn, sorted(set(asset_ids)), principal.scope)

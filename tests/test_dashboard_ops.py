@@ -91,6 +91,12 @@ def test_orders_board_shows_own_orders_by_status_with_sla(client: TestClient, wo
     if world.order_a["sla_deadline"]:
         assert 'class="countdown' in page.text
     assert 'href="/dashboard/orders"' in page.text  # in the navigation
+    # the row names the asset by its ref, as the fleet page does, not by its id
+    ref = client.get(f"/v1/assets/{world.asset_a}", headers=world.a.headers).json()["ref"]
+    row = page.text[page.text.index(f'data-order="{world.order_a["id"]}"') :]
+    row = row[: row.index("</tr>")]
+    assert f'<a href="/dashboard/assets/{world.asset_a}">{ref}</a>' in row
+    assert f">asset {world.asset_a}<" not in row
     fragment = client.get("/dashboard/orders", headers=HTMX)
     assert fragment.text.lstrip().startswith("{#") is False
     assert '<div id="orders-board"' in fragment.text and "<html" not in fragment.text

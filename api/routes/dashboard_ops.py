@@ -30,6 +30,7 @@ from api.dashboard.rendering import (
 from api.deps import Conn, ReadConn
 from api.permissions import ORDER_BOARD
 from api.tenancy import rollback_keeping_caller
+from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.clock import Clock
 from fleetcare.errors import FleetcareError, Forbidden, Invalid, NotFound
@@ -97,12 +98,14 @@ def _render_board(
     template = "_orders_board.html" if is_fragment(request) else "orders.html"
     statuses = (only,) if only else BOARD_STATUSES
     board, nexts = _board(conn, viewer, statuses, after)
+    labels = fleet.asset_labels(conn, viewer, (o.asset_id for rows in board.values() for o in rows))
     return render(
         request,
         template,
         viewer,
         status_code=status,
         board=board,
+        labels=labels,
         nexts=nexts,
         statuses=statuses,
         only=only,
