@@ -318,17 +318,19 @@ def up(
 
     from api.app import create_app
     from cli.demo import seed_demo, seed_demo_users
-    from fleetcare.services import exit_on_sigterm, running_services
+    from fleetcare.services import check_port_free, exit_on_sigterm, running_services
     from simulators.api_client import local_api_url
 
     extra_fleets = parse_fleets(fleet or [])
     if extra_fleets and api_only:
         raise fail("--fleet simulates a fleet in the loop: not with --api-only")
-    # the quick start on one machine: webhooks may go to private addresses (its demo
-    # receiver listens on loopback), in the API as in every worker it starts
+    # webhooks may go to private addresses (the demo receiver is on loopback), in every process
     settings = load_settings().model_copy(update={"webhooks_allow_private": True})
+    bind_host, bind_port = host or settings.api_host, port or settings.api_port
     exit_on_sigterm()
     try:
+        check_port_free(bind_host, bind_port, "the API", "another fleetcare up? Stop it, or "
+                        "choose another port: --port N or FLEETCARE_API_PORT")  # fmt: skip
         with running_services(settings) as services, contextlib.ExitStack() as workers:
             typer.echo(f"fleetcare: {services.describe()}")
             chosen, applied = apply_and_sync(services.database_url)
@@ -338,7 +340,6 @@ def up(
             people = (
                 seed_demo_users(services.database_url, settings.data_dir) if settings.demo else []
             )
-            bind_host, bind_port = host or settings.api_host, port or settings.api_port
             base = f"http://{bind_host}:{bind_port}"
             if not api_only:
                 api_url = local_api_url(bind_host, bind_port)

@@ -83,6 +83,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def check_port_free(host: str, port: int, what: str, hint: str) -> None:
+    """Fail (RuntimeError) when ``host:port`` cannot be bound now: something else listens
+    there. Checked before anything is started, so a busy port is said at once, not after
+    minutes of set-up."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(
+                f"{what}: cannot listen on {host}:{port} ({exc.strerror}); {hint}"
+            ) from exc
+
+
 def wait_for_port(
     host: str,
     port: int,

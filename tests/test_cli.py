@@ -93,9 +93,11 @@ def test_up_fleet_of_a_kind_defined_from_a_file(
     """`up --fleet KIND=COUNT`: bad items and unknown kinds are one-line errors before
     anything starts; the simulate arguments it runs register a generic fleet of the kind."""
     from cli.up import own_fleet_args, parse_fleets
+    from fleetcare.services import free_port
 
     monkeypatch.setenv("FLEETCARE_MQTT_URL", mqtt_url)
     monkeypatch.setenv("FLEETCARE_DEMO", "false")
+    monkeypatch.setenv("FLEETCARE_API_PORT", str(free_port()))  # 8000 may be taken here
     for bad in ("pump", "pump=0", "pump=x", "=3"):
         result = runner.invoke(app, ["up", "--fleet", bad])
         assert result.exit_code == 2 and "--fleet takes KIND=COUNT" in result.output, bad
@@ -161,3 +163,27 @@ def test_up_trains_a_model_for_a_fleet_kind_from_its_simulated_history(
     assert trained.exit_code == 0, trained.output
     with connect(env) as conn:
         assert "pump" in active_version_ids(conn)
+
+
+def test_up_says_at_once_that_its_port_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any service, migration, training or worker: not after minutes of set-up, with
+    sign-in links to whatever else listens there."""
+    import socket
+
+    import fleetcare.services
+
+    monkeypatch.setattr(fleetcare.services, "exit_on_sigterm", lambda: None)
+    monkeypatch.setenv("FLEETCARE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("FLEETCARE_DATA_DIR", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["up", "--api-only", "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "--port N or FLEETCARE_API_PORT" in result.output
+    assert "migration" not in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "logs").exists()  # nothing was started
