@@ -1,11 +1,13 @@
 """Webhook delivery benchmark: order events committed through the outbox → `fleetcare webhooks`
 (a real sender process) → a fast local receiver (another process).
 
-Phase "live": the sender runs while N events are committed one per transaction; latency is
-measured from each commit to its receipt. Phase "backlog": N events are committed while the
-sender is stopped, then one sender drains them; that rate is the sender's throughput.
+Phase "live": the sender runs while N events are committed one per transaction, at a stated
+rate (``--rate``, default 1,000 events/s, spread over ``--emitters`` connections; 0: as fast as
+they can); latency is measured from each commit to its receipt. Phase "backlog": N events are
+committed while the sender is stopped, then one sender drains them; that rate is the sender's
+throughput. The sender process's CPU per delivery is reported for both phases.
 
-    PYTHONPATH=$PWD /work/main/.venv/bin/python -m bench.webhooks --events 1000
+    .venv/bin/python -m bench.webhooks --events 2000
 
 The last line printed is JSON.
 """
@@ -146,25 +148,46 @@ def stop_sender(proc: subprocess.Popen[bytes]) -> None:
 
 
 def emit_orders(
-    database_url: str, customer_ids: list[int], n: int, start: int, emitters: int = 1
+    database_url: str,
+    customer_ids: list[int],
+    n: int,
+    start: int,
+    emitters: int = 1,
+    rate: float = 0.0,
 ) -> dict[str, float]:
     """Commit n order.created events, one per transaction, from ``emitters`` connections in
-    parallel; webhook-id → commit time."""
+    parallel, at ``rate`` events/s in all (0: as fast as they can; an emitter that falls
+    behind its schedule commits at once until it catches up); webhook-id → commit time."""
     if emitters > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         share = -(-n // emitters)
+        t0 = time.monotonic()
         with ThreadPoolExecutor(emitters) as pool:
             parts = pool.map(
-                lambda k: emit_orders(
-                    database_url, customer_ids, min(share, n - k * share), start + k * share
+                lambda k: _emit(
+                    database_url,
+                    customer_ids,
+                    range(start + k * share, start + min(n, (k + 1) * share)),
+                    rate / emitters,
+                    t0 + (k / rate if rate else 0.0),
                 ),
                 range(emitters),
             )
             return {k: v for part in parts for k, v in part.items()}
+    return _emit(database_url, customer_ids, range(start, start + n), rate, time.monotonic())
+
+
+def _emit(
+    database_url: str, customer_ids: list[int], orders: range, rate: float, t0: float
+) -> dict[str, float]:
     committed: dict[str, float] = {}
     with connect(database_url) as conn:
-        for i in range(start, start + n):
+        for k, i in enumerate(orders):
+            if rate > 0:
+                wait = t0 + k / rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
             ev = events.emit(
                 conn,
                 "order.created",
@@ -221,7 +244,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoints", type=int, default=1, help="customers, one endpoint each")
     parser.add_argument("--concurrency", type=int, default=4, help="sender threads")
     parser.add_argument("--emitters", type=int, default=4, help="connections committing events")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="live phase: events committed per second in all (0: as fast as the emitters can)",
+    )
     args = parser.parse_args(argv)
+    if args.events < 1 or args.endpoints < 1 or args.emitters < 1 or args.concurrency < 1:
+        parser.error("--events, --endpoints, --emitters and --concurrency must be at least 1")
+    if args.rate < 0:
+        parser.error("--rate must be 0 (as fast as possible) or more")
 
     name = f"fc_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(SERVER_URL, autocommit=True) as admin:
@@ -253,21 +286,35 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError("the sender did not start")
 
         # Phase 1: live.
+        cpu_live_start = process_cpu_s(sender.pid)
         t0 = time.time()
         committed = emit_orders(
-            database_url, customer_ids, args.events, start=1_000_000, emitters=args.emitters
+            database_url,
+            customer_ids,
+            args.events,
+            start=1_000_000,
+            emitters=args.emitters,
+            rate=args.rate,
         )
         emitted_s = time.time() - t0
         got = wait_received(port, list(committed), 60)
+        cpu_live_end = process_cpu_s(sender.pid)
         lost = [i for i in committed if i not in got]
         latencies_ms = [(got[i] - committed[i]) * 1000 for i in committed if i in got]
         live_span = max(got[i] for i in committed if i in got) - min(committed.values())
         p50, p99 = percentile(latencies_ms, 50), percentile(latencies_ms, 99)
+        live_cpu_us: float | None = None
+        if cpu_live_start is not None and cpu_live_end is not None and latencies_ms:
+            # includes the sender's idle polling until the last receipt (small)
+            live_cpu_us = (cpu_live_end - cpu_live_start) / len(latencies_ms) * 1e6
+        pace = f"{args.rate:g} events/s stated" if args.rate else "as fast as possible"
         print(
-            f"live: {args.events} events committed in {emitted_s:.2f} s "
+            f"live ({pace}): "
+            f"{args.events} events committed in {emitted_s:.2f} s "
             f"({args.events / emitted_s:.0f}/s); commit→receipt p50 {p50:.1f} ms, "
             f"p99 {p99:.1f} ms, max {max(latencies_ms):.1f} ms; "
-            f"{len(latencies_ms) / live_span:.0f} deliveries/s; lost {len(lost)}"
+            f"{len(latencies_ms) / live_span:.0f} deliveries/s; lost {len(lost)}; "
+            f"sender CPU {live_cpu_us or 0:.0f} µs per delivery"
         )
 
         # Phase 2: backlog drained by a restarted sender.
@@ -309,12 +356,14 @@ def main(argv: list[str] | None = None) -> int:
             "events": args.events,
             "endpoints": args.endpoints,
             "concurrency": args.concurrency,
+            "live_rate_per_s": args.rate or None,
             "live_p50_ms": round(p50, 1),
             "live_p99_ms": round(p99, 1),
             "live_max_ms": round(max(latencies_ms), 1),
             "live_mean_ms": round(statistics.fmean(latencies_ms), 1),
             "live_deliveries_per_s": round(len(latencies_ms) / live_span, 1),
             "emit_per_s": round(args.events / emitted_s, 1),
+            "live_sender_cpu_us_per_delivery": round(live_cpu_us, 1) if live_cpu_us else None,
             "backlog_deliveries_per_s": round(backlog_rate, 1),
             "backlog_sender_cpu_us_per_delivery": round(cpu_us, 1) if cpu_us is not None else None,
             "load_average_1m": round(os.getloadavg()[0], 2),

@@ -4,10 +4,13 @@ A worker (``dispatch``, ``billing worker``, ``webhooks``, ``score``) gives the r
 per loop thread. A job takes a connection from the process's pool, does one unit of work in
 a transaction it owns (it commits; services never do) and returns how much it did: more
 than 0 runs it again at once (``drain``), 0 waits for a NOTIFY on ``channel`` (one dedicated
-LISTEN connection) or for ``interval`` seconds, whichever comes first. A database error backs
-off (doubling up to ``backoff_max``) and the loop goes on; any other error is logged,
-counted and retried after ``interval``, so one bad job never stops the worker. SIGTERM and
-SIGINT (when run from the main thread) or ``stop`` end it after the jobs in flight.
+LISTEN connection) or for ``interval`` seconds, whichever comes first; a job that knows better
+returns ``Ran(done, more)``. A ``wake`` filter may let a notification's payload decide whether
+it is worth waking a loop (the webhook sender skips endpoints it already works on). A
+database error backs off (doubling up to ``backoff_max``) and the loop goes on; any other
+error is logged, counted and retried after ``interval``, so one bad job never stops the
+worker. SIGTERM and SIGINT (when run from the main thread) or ``stop`` end it after the jobs
+in flight.
 """
 
 from __future__ import annotations
@@ -30,8 +33,20 @@ from fleetcare.settings import Settings
 log = logging.getLogger(__name__)
 
 Pool = ConnectionPool[Connection[Any]]
-# One unit of work on connections from the pool; returns how much it did (0: nothing to do).
-Job = Callable[[Pool], int]
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a job did, when its count alone cannot say whether work is left: ``more`` False
+    means it stopped because it found nothing more to do (its loop waits for a wake-up)."""
+
+    done: int
+    more: bool
+
+
+# One unit of work on connections from the pool; returns how much it did (0: nothing to do;
+# more than 0: run again at once), or a ``Ran`` that says so explicitly.
+Job = Callable[[Pool], "int | Ran"]
 
 
 @dataclass
@@ -86,17 +101,26 @@ class Wakeup:
 
 
 def listen(
-    database_url: str, channel: str, wakeup: Wakeup, stop: threading.Event, poll_s: float
+    database_url: str,
+    channel: str,
+    wakeup: Wakeup,
+    stop: threading.Event,
+    poll_s: float,
+    wake: Callable[[str], bool] | None = None,
 ) -> None:
-    """Bump ``wakeup`` on every NOTIFY on ``channel``; reconnect when the database drops."""
+    """Bump ``wakeup`` on every NOTIFY on ``channel`` (whose payload ``wake``, when given, says
+    is worth a wake-up); reconnect when the database drops."""
     while not stop.is_set():
         try:
             with connect(database_url, autocommit=True) as conn:
                 conn.execute(f"LISTEN {channel}")
-                wakeup.bump()  # anything committed while we were not listening
+                wakeup.bump(everyone=True)  # anything committed while we were not listening
                 while not stop.is_set():
-                    for _ in conn.notifies(timeout=poll_s, stop_after=1):
-                        wakeup.bump()
+                    for note in conn.notifies(timeout=poll_s):
+                        if wake is None or wake(note.payload):
+                            wakeup.bump()
+                        if stop.is_set():
+                            break
         except Exception as exc:  # keep listening; the poll covers the gap
             log.warning("listener on %s lost the database (%s); reconnecting", channel, exc)
             stop.wait(1.0)
@@ -116,6 +140,10 @@ class WorkerRunner:
     backoff_min: float = 0.5
     backoff_max: float = 30.0
     stats: WorkerStats = field(default_factory=WorkerStats)
+    # Which notifications wake a loop (None: every one), given their payload.
+    wake: Callable[[str], bool] | None = None
+    # What wakes the idle loops (the listener bumps it; a job may too).
+    wakeup: Wakeup = field(default_factory=Wakeup)
     _pool: Pool | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -141,7 +169,7 @@ class WorkerRunner:
         """Run each job in a loop thread of its own until ``stop`` is set (or SIGTERM/SIGINT)."""
         if not jobs:
             raise ValueError("a worker needs at least one job")
-        wakeup = Wakeup()
+        wakeup = self.wakeup
         restore = _stop_on_signals(stop)
         pool = self.pool
         threads: list[threading.Thread] = []
@@ -149,7 +177,14 @@ class WorkerRunner:
             threads.append(
                 threading.Thread(
                     target=listen,
-                    args=(self.database_url, self.channel, wakeup, stop, min(self.interval, 1.0)),
+                    args=(
+                        self.database_url,
+                        self.channel,
+                        wakeup,
+                        stop,
+                        min(self.interval, 1.0),
+                        self.wake,
+                    ),
                     name=f"{self.name}-listen",
                     daemon=True,
                 )
@@ -194,7 +229,7 @@ class WorkerRunner:
         while not stop.is_set():
             seen = wakeup.current()
             try:
-                done = job(pool)
+                result = job(pool)
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 backoff = min(max(backoff * 2, self.backoff_min), self.backoff_max)
                 log.warning("%s: database error, retrying in %.1f s: %s", self.name, backoff, exc)
@@ -207,8 +242,11 @@ class WorkerRunner:
                 stop.wait(self.interval)
                 continue
             backoff = 0.0
+            done, more = (
+                (result.done, result.more) if isinstance(result, Ran) else (result, result > 0)
+            )
             self.stats.count(work=done)
-            if done > 0 and self.drain:
+            if more and self.drain:
                 if share:
                     wakeup.bump()  # there may be more: let an idle loop look too
                 continue

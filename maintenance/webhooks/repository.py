@@ -166,6 +166,29 @@ def renew_lease(conn: Conn, endpoint_id: int, *, owner: str, lease_until: dateti
     return cur.rowcount == 1
 
 
+def keep_endpoint(
+    conn: Conn, endpoint_id: int, *, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> tuple[EndpointRecord | None, list[DueDelivery]]:
+    """Extend a lease that is still ours on an endpoint that may still be sent to (enabled, not
+    retired, not paused): its current row (secrets, URL) or None, and its next due deliveries
+    (meaningful only with the row). Both statements leave together in a pipeline."""
+    with (
+        conn.cursor(row_factory=class_row(EndpointRecord)) as kept,
+        conn.cursor(row_factory=class_row(DueDelivery)) as due,
+    ):
+        kept.execute(
+            """
+            UPDATE webhook_endpoints SET locked_until = %(until)s
+             WHERE id = %(id)s AND locked_by = %(owner)s AND enabled AND retired_at IS NULL
+               AND (paused_until IS NULL OR paused_until <= %(now)s)
+            RETURNING *
+            """,
+            {"id": endpoint_id, "owner": owner, "now": now, "until": lease_until},
+        )
+        due.execute(_DUE, {"e": endpoint_id, "now": now, "l": limit})
+        return kept.fetchone(), due.fetchall()
+
+
 def release_endpoint(conn: Conn, endpoint_id: int, *, owner: str) -> None:
     """End a lease, if it is still ours."""
     conn.execute(
@@ -177,23 +200,23 @@ def release_endpoint(conn: Conn, endpoint_id: int, *, owner: str) -> None:
     )
 
 
+_DUE = """
+    SELECT d.id AS delivery_id, d.generation, d.attempt_count, d.schedule_step,
+           ev.id AS event_id, ev.public_id AS event_public_id, ev.type AS event_type,
+           ev.version AS event_version, ev.subject, ev.payload, ev.occurred_at
+      FROM webhook_deliveries d
+      JOIN events ev ON ev.id = d.event_id
+     WHERE d.endpoint_id = %(e)s AND d.status = 'pending'
+       AND coalesce(d.next_attempt_at, '-infinity'::timestamptz) <= %(now)s
+     ORDER BY d.event_id
+     LIMIT %(l)s
+"""
+
+
 def due_deliveries(conn: Conn, endpoint_id: int, *, now: datetime, limit: int) -> list[DueDelivery]:
     """The endpoint's due deliveries in event order (first attempts are always due)."""
     with conn.cursor(row_factory=class_row(DueDelivery)) as cur:
-        return cur.execute(
-            """
-            SELECT d.id AS delivery_id, d.generation, d.attempt_count, d.schedule_step,
-                   ev.id AS event_id, ev.public_id AS event_public_id, ev.type AS event_type,
-                   ev.version AS event_version, ev.subject, ev.payload, ev.occurred_at
-              FROM webhook_deliveries d
-              JOIN events ev ON ev.id = d.event_id
-             WHERE d.endpoint_id = %(e)s AND d.status = 'pending'
-               AND coalesce(d.next_attempt_at, '-infinity'::timestamptz) <= %(now)s
-             ORDER BY d.event_id
-             LIMIT %(l)s
-            """,
-            {"e": endpoint_id, "now": now, "l": limit},
-        ).fetchall()
+        return cur.execute(_DUE, {"e": endpoint_id, "now": now, "l": limit}).fetchall()
 
 
 # --- recording attempts --------------------------------------------------------------------

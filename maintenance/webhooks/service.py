@@ -262,7 +262,14 @@ def claim_job(
     conn: Conn, *, now: datetime, owner: str, lease: timedelta, batch_size: int
 ) -> Job | None:
     """Lease the next endpoint with due deliveries (one at a time while it is failing)."""
-    repo.relax_durability(conn)
+    with conn.pipeline():
+        repo.relax_durability(conn)
+        return _claim(conn, now=now, owner=owner, lease=lease, batch_size=batch_size)
+
+
+def _claim(
+    conn: Conn, *, now: datetime, owner: str, lease: timedelta, batch_size: int
+) -> Job | None:
     endpoint = repo.claim_endpoint(conn, now=now, lease_until=now + lease, owner=owner)
     if endpoint is None:
         return None
@@ -292,6 +299,48 @@ class SentAttempt:
     result: SendResult
 
 
+def next_job(
+    conn: Conn,
+    job: Job,
+    attempts: list[SentAttempt],
+    *,
+    owner: str,
+    rng: random.Random,
+    now: datetime,
+    lease: timedelta,
+    batch_size: int,
+    keep: bool,
+    claim: bool,
+) -> Job | None:
+    """Record a sent batch and, in the same transaction, find the sender's next one.
+
+    With ``keep`` (the caller's: every attempt was delivered and it has time left), the same
+    endpoint's next due deliveries under a renewed lease: a live stream to one endpoint costs
+    one transaction per batch and no claim. Otherwise, or when it has none due, the endpoint's
+    lease ends and, with ``claim``, the next endpoint with due deliveries is claimed. None: the
+    lease ended and nothing was claimed.
+    """
+    # One pipeline: the record's statements, the renewed lease and the next batch travel
+    # together (one round trip while the endpoint keeps having deliveries due).
+    with conn.pipeline():
+        record_job(conn, job, attempts, owner=owner, rng=rng, release=False)
+        if keep:
+            endpoint, due = repo.keep_endpoint(
+                conn,
+                job.endpoint.id,
+                owner=owner,
+                now=now,
+                lease_until=now + lease,
+                limit=batch_size,
+            )
+            if endpoint is not None and due:
+                return Job(endpoint, due)
+        repo.release_endpoint(conn, job.endpoint.id, owner=owner)
+        if not claim:
+            return None
+        return _claim(conn, now=now, owner=owner, lease=lease, batch_size=batch_size)
+
+
 def record_job(
     conn: Conn,
     job: Job,
@@ -299,8 +348,10 @@ def record_job(
     *,
     owner: str,
     rng: random.Random,
+    release: bool = True,
 ) -> str | None:
-    """Log the attempts, schedule retries, update the endpoint's health and end the lease.
+    """Log the attempts, schedule retries, update the endpoint's health and (with
+    ``release``) end the lease.
 
     Returns the reason the endpoint was disabled, if it was.
     """
@@ -356,9 +407,10 @@ def record_job(
         )
     repo.relax_durability(conn)
     repo.record_attempts(conn, rows)
-    repo.set_endpoint_health(
-        conn, endpoint.id, failing_since=failing_since, paused_until=paused_until
-    )
+    if (failing_since, paused_until) != (endpoint.failing_since, endpoint.paused_until):
+        repo.set_endpoint_health(
+            conn, endpoint.id, failing_since=failing_since, paused_until=paused_until
+        )
     if disabled is not None:
         at = attempts[-1].attempted_at
         repo.disable_endpoint(conn, endpoint.id, reason=disabled, at=at)
@@ -371,7 +423,8 @@ def record_job(
             occurred_at=at,
         )
         log.warning("webhook endpoint %s disabled: %s", endpoint.id, disabled)
-    repo.release_endpoint(conn, endpoint.id, owner=owner)
+    if release:
+        repo.release_endpoint(conn, endpoint.id, owner=owner)
     return disabled
 
 

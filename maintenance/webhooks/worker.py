@@ -7,6 +7,13 @@ first attempts of an endpoint leave in event order. The lease is short (10 s) an
 sender renews it every few seconds while it works, however long its sends take; a sender
 that dies stops renewing, and the next sender takes the endpoint over within the lease and
 sends again (at-least-once; the receiver deduplicates by webhook-id).
+
+A sender keeps its endpoint while deliveries keep coming: each batch's record, the renewed
+lease and the next batch are one transaction, for up to ``budget_s``; when the endpoint has
+nothing more due, the same transaction ends its lease and claims the next endpoint. The
+process's loops wake on ``NOTIFY fleetcare_webhooks`` (payload: the endpoint with a delivery
+due), except for an endpoint one of them already holds: its holder takes the delivery with
+its next batch, and rechecks after letting it go if a notification named it meanwhile.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from standardwebhooks import Webhook
 
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.settings import Settings
-from fleetcare.worker import Job, Pool, WorkerRunner, WorkerStats
+from fleetcare.worker import Job, Pool, Ran, WorkerRunner, WorkerStats
 from maintenance.webhooks import service
 from maintenance.webhooks.addresses import (
     Resolver,
@@ -39,9 +46,54 @@ from maintenance.webhooks.transport import SendResult, WebhookTransport, sign, w
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "fleetcare_events"
+CHANNEL = "fleetcare_webhooks"
 # A sender's hold on an endpoint; renewed every third of it while the sender lives.
 LEASE = timedelta(seconds=10)
+# How long one job may go on from batch to batch (endpoint to endpoint) before it returns to
+# its loop (which checks for a stop and lets the claim order rotate the endpoints).
+BUDGET_S = 1.0
+
+
+class Holdings:
+    """The endpoints a sender process's loops hold, and whether a notification named one of
+    them since its holder last looked (the listener's filter: a held endpoint wakes no loop)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: set[int] = set()
+        self._named: set[int] = set()
+        self.wake_one: Callable[[], None] = lambda: None
+
+    def wake(self, payload: str) -> bool:
+        """Whether a notification naming endpoint ``payload`` should wake a loop."""
+        try:
+            endpoint = int(payload)
+        except ValueError:
+            return True
+        with self._lock:
+            if endpoint in self._held:
+                self._named.add(endpoint)
+                return False
+        return True
+
+    def hold(self, endpoint_id: int) -> None:
+        """A loop holds the endpoint's lease: notifications naming it wake nobody."""
+        with self._lock:
+            self._held.add(endpoint_id)
+
+    def look(self, endpoint_id: int) -> None:
+        """The holder is about to read the endpoint's due deliveries again."""
+        with self._lock:
+            self._named.discard(endpoint_id)
+
+    def let_go(self, endpoint_id: int) -> bool:
+        """The endpoint's lease ended; True when a notification named it since the last look
+        (a delivery the holder's last read may have missed)."""
+        with self._lock:
+            self._held.discard(endpoint_id)
+            named = endpoint_id in self._named
+            self._named.discard(endpoint_id)
+        return named
 
 
 class WebhookSender:
@@ -56,6 +108,8 @@ class WebhookSender:
         name: str | None = None,
         timeout_s: float = 15.0,
         batch_size: int = 100,
+        budget_s: float = BUDGET_S,
+        holdings: Holdings | None = None,
         lease: timedelta = LEASE,
         renew_every_s: float | None = None,
         rng: random.Random | None = None,
@@ -68,6 +122,8 @@ class WebhookSender:
         self.name = name or f"sender-{uuid.uuid4().hex[:8]}"
         self.timeout_s = timeout_s
         self.batch_size = batch_size
+        self.budget_s = budget_s
+        self.holdings = holdings or Holdings()
         # Short, and renewed while this sender lives (a batch's last attempt may take three
         # timeouts: connect, write, read): a dead sender frees its endpoint within the lease.
         self.lease = lease
@@ -83,15 +139,34 @@ class WebhookSender:
         self.transport = transport or WebhookTransport(timeout_s=timeout_s)
         self.attempts_made = 0
         self.delivered = 0
+        self.claims = 0  # claims that found an endpoint, or nothing (``idle_claims``)
+        self.idle_claims = 0
+        self.batches = 0
 
     def close(self) -> None:
         """Stop renewing, close the HTTP client."""
+        log.info(
+            "webhook sender %s: %d attempts in %d batches; %d claims, %d of them found nothing",
+            self.name,
+            self.attempts_made,
+            self.batches,
+            self.claims,
+            self.idle_claims,
+        )
         self.keeper.close()
         self.transport.close()
 
     def run_once(self) -> int:
-        """Work one endpoint's due deliveries; return the number of attempts made (0: idle)."""
-        t0 = time.perf_counter()
+        """Work due deliveries until none is due or the budget is spent; the attempts made."""
+        return self.work().done
+
+    def work(self) -> Ran:
+        """Claim an endpoint and send its due deliveries batch after batch, then the next
+        endpoint's, one transaction per batch; ``more`` when the budget ran out first (or a
+        delivery may have come due unseen)."""
+        started = time.monotonic()
+        made, more = 0, False
+        held: int | None = None
         with self.pool.connection() as conn:
             job = service.claim_job(
                 conn,
@@ -100,38 +175,73 @@ class WebhookSender:
                 lease=self.lease,
                 batch_size=self.batch_size,
             )
-        if job is None:
-            return 0
-        t1 = time.perf_counter()
-        self.keeper.hold(job.endpoint.id)
-        try:
-            attempts = self.send(job)
-        finally:
-            self.keeper.let_go()
-        t2 = time.perf_counter()
-        with self.pool.connection() as conn:
-            service.record_job(conn, job, attempts, owner=self.name, rng=self.rng)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "endpoint %s: %d attempt(s); claim %.1f ms, send %.1f ms, record %.1f ms",
-                job.endpoint.id,
-                len(attempts),
-                (t1 - t0) * 1000,
-                (t2 - t1) * 1000,
-                (time.perf_counter() - t2) * 1000,
-            )
-        self.attempts_made += len(attempts)
-        self.delivered += sum(1 for a in attempts if a.result.outcome == "delivered")
-        return len(attempts)
+            conn.commit()
+            self.claims += 1
+            self.idle_claims += job is None
+            try:
+                while job is not None:
+                    held = endpoint_id = job.endpoint.id
+                    self.holdings.hold(held)
+                    self.keeper.hold(held)
+                    t0 = time.perf_counter()
+                    attempts = self.send(job)
+                    t1 = time.perf_counter()
+                    made += len(attempts)
+                    self.batches += 1
+                    self.attempts_made += len(attempts)
+                    self.delivered += sum(1 for a in attempts if a.result.outcome == "delivered")
+                    go_on = time.monotonic() - started < self.budget_s
+                    keep = go_on and all(a.result.outcome == "delivered" for a in attempts)
+                    if keep:
+                        self.holdings.look(held)  # what is named from now on, we may miss
+                    job = service.next_job(
+                        conn,
+                        job,
+                        attempts,
+                        owner=self.name,
+                        rng=self.rng,
+                        now=self.clock.now(),
+                        lease=self.lease,
+                        batch_size=self.batch_size,
+                        keep=keep,
+                        claim=go_on,
+                    )
+                    conn.commit()
+                    if go_on and (job is None or job.endpoint.id != held):
+                        self.claims += 1  # the same transaction claimed the next endpoint
+                        self.idle_claims += job is None
+                    if job is None or job.endpoint.id != held:
+                        if self.holdings.let_go(held):
+                            # a notification named it after our last read: look again
+                            if job is None:
+                                more = True
+                            else:
+                                self.holdings.wake_one()  # we work the next: another loop looks
+                        held = None
+                    if not go_on:
+                        more = True
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug(
+                            "endpoint %s: %d attempt(s); send %.1f ms, record and next %.1f ms",
+                            endpoint_id,
+                            len(attempts),
+                            (t1 - t0) * 1000,
+                            (time.perf_counter() - t1) * 1000,
+                        )
+            finally:
+                self.keeper.let_go()
+                if held is not None:  # an error: the lease lapses; notifications wake again
+                    self.holdings.let_go(held)
+        return Ran(made, more)
 
     def drain(self, max_attempts: int = 1_000_000) -> int:
         """Run jobs until nothing is due at the clock's current time; return attempts made."""
         total = 0
         while total < max_attempts:
-            made = self.run_once()
-            if made == 0:
+            ran = self.work()
+            total += ran.done
+            if not ran.more:
                 break
-            total += made
         return total
 
     def send(self, job: service.Job) -> list[service.SentAttempt]:
@@ -253,28 +363,33 @@ def run_webhook_senders(
 
     Each sender is one loop of the shell's worker runner; all share the runner's pool.
     """
+    holdings = Holdings()
     runner = WorkerRunner(
         "webhooks",
         database_url,
         interval=poll_s,
         channel=CHANNEL,
         settings=settings.model_copy(update={"pool_min_size": 1}),
+        # each loop keeps a connection while it works; the lease keepers share the rest
         pool_max_size=max(2, concurrency + 1),
+        wake=holdings.wake,
     )
+    holdings.wake_one = runner.wakeup.bump
     senders = [
         WebhookSender(
             runner.pool,
             allow_private=settings.webhooks_allow_private,
             clock=clock,
             timeout_s=timeout_s,
+            holdings=holdings,
         )
         for _ in range(concurrency)
     ]
 
     def job_of(sender: WebhookSender) -> Job:
-        def send_due(_pool: Pool) -> int:
-            """One endpoint's due deliveries (the sender's own connections come from the pool)."""
-            return sender.run_once()
+        def send_due(_pool: Pool) -> Ran:
+            """Due deliveries (the sender's own connections come from the pool)."""
+            return sender.work()
 
         return send_due
 
