@@ -126,12 +126,45 @@ def relax_durability(conn: Conn) -> None:
     conn.execute("SET LOCAL synchronous_commit = off")
 
 
+_DUE_SELECT = """
+    SELECT d.id AS delivery_id, d.generation, d.attempt_count, d.schedule_step,
+           ev.id AS event_id, ev.public_id AS event_public_id, ev.type AS event_type,
+           ev.version AS event_version, ev.subject, ev.payload, ev.occurred_at
+      FROM webhook_deliveries d
+      JOIN events ev ON ev.id = d.event_id
+"""
+_DUE_WHERE = """
+       AND d.status = 'pending'
+       AND coalesce(d.next_attempt_at, '-infinity'::timestamptz) <= %(now)s
+     ORDER BY d.event_id
+"""
+# An endpoint's due deliveries, first ``l``.
+_DUE = _DUE_SELECT + " WHERE d.endpoint_id = %(e)s" + _DUE_WHERE + " LIMIT %(l)s"
+# The due deliveries of the endpoint this sender has just leased (one at a time if failing).
+_DUE_OF_LEASE = f"""
+    WITH leased AS (
+        SELECT id, failing_since FROM webhook_endpoints
+         WHERE locked_by = %(owner)s AND locked_until = %(until)s
+         ORDER BY id LIMIT 1
+    )
+    {_DUE_SELECT}
+     WHERE d.endpoint_id = (SELECT id FROM leased) {_DUE_WHERE}
+     LIMIT (SELECT CASE WHEN failing_since IS NULL THEN %(l)s ELSE 1 END FROM leased)
+"""
+
+
 def claim_endpoint(
-    conn: Conn, *, now: datetime, lease_until: datetime, owner: str
-) -> EndpointRecord | None:
-    """Lease one live endpoint that has due deliveries and no live lease; skip locked rows."""
-    with conn.cursor(row_factory=class_row(EndpointRecord)) as cur:
-        return cur.execute(
+    conn: Conn, *, now: datetime, lease_until: datetime, owner: str, limit: int
+) -> tuple[EndpointRecord | None, list[DueDelivery]]:
+    """Lease one live endpoint that has due deliveries and no live lease (skipping locked
+    rows), and read its first ``limit`` due deliveries in event order (one while it is
+    failing); both statements leave
+    together in a pipeline (the second finds the endpoint by the lease the first wrote)."""
+    with (
+        conn.cursor(row_factory=class_row(EndpointRecord)) as claimed,
+        conn.cursor(row_factory=class_row(DueDelivery)) as due,
+    ):
+        claimed.execute(
             """
             WITH candidate AS (
                 SELECT e.id
@@ -154,7 +187,9 @@ def claim_endpoint(
             RETURNING e.*
             """,
             {"now": now, "until": lease_until, "owner": owner},
-        ).fetchone()
+        )
+        due.execute(_DUE_OF_LEASE, {"owner": owner, "until": lease_until, "now": now, "l": limit})
+        return claimed.fetchone(), due.fetchall()
 
 
 def renew_lease(conn: Conn, endpoint_id: int, *, owner: str, lease_until: datetime) -> bool:
@@ -198,19 +233,6 @@ def release_endpoint(conn: Conn, endpoint_id: int, *, owner: str) -> None:
         """,
         (endpoint_id, owner),
     )
-
-
-_DUE = """
-    SELECT d.id AS delivery_id, d.generation, d.attempt_count, d.schedule_step,
-           ev.id AS event_id, ev.public_id AS event_public_id, ev.type AS event_type,
-           ev.version AS event_version, ev.subject, ev.payload, ev.occurred_at
-      FROM webhook_deliveries d
-      JOIN events ev ON ev.id = d.event_id
-     WHERE d.endpoint_id = %(e)s AND d.status = 'pending'
-       AND coalesce(d.next_attempt_at, '-infinity'::timestamptz) <= %(now)s
-     ORDER BY d.event_id
-     LIMIT %(l)s
-"""
 
 
 def due_deliveries(conn: Conn, endpoint_id: int, *, now: datetime, limit: int) -> list[DueDelivery]:

@@ -270,11 +270,11 @@ def claim_job(
 def _claim(
     conn: Conn, *, now: datetime, owner: str, lease: timedelta, batch_size: int
 ) -> Job | None:
-    endpoint = repo.claim_endpoint(conn, now=now, lease_until=now + lease, owner=owner)
+    endpoint, due = repo.claim_endpoint(
+        conn, now=now, lease_until=now + lease, owner=owner, limit=batch_size
+    )
     if endpoint is None:
         return None
-    limit = 1 if endpoint.failing_since is not None else batch_size
-    due = repo.due_deliveries(conn, endpoint.id, now=now, limit=limit)
     if not due:
         repo.release_endpoint(conn, endpoint.id, owner=owner)
         return None

@@ -23,7 +23,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -123,6 +124,7 @@ class WebhookSender:
         self.timeout_s = timeout_s
         self.batch_size = batch_size
         self.budget_s = budget_s
+        self._conn: Connection[Any] | None = None
         self.holdings = holdings or Holdings()
         # Short, and renewed while this sender lives (a batch's last attempt may take three
         # timeouts: connect, write, read): a dead sender frees its endpoint within the lease.
@@ -144,7 +146,10 @@ class WebhookSender:
         self.batches = 0
 
     def close(self) -> None:
-        """Stop renewing, close the HTTP client."""
+        """Stop renewing, close the HTTP client, give the connection back."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            self.pool.putconn(conn)
         log.info(
             "webhook sender %s: %d attempts in %d batches; %d claims, %d of them found nothing",
             self.name,
@@ -167,7 +172,7 @@ class WebhookSender:
         started = time.monotonic()
         made, more = 0, False
         held: int | None = None
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             job = service.claim_job(
                 conn,
                 now=self.clock.now(),
@@ -233,6 +238,19 @@ class WebhookSender:
                 if held is not None:  # an error: the lease lapses; notifications wake again
                     self.holdings.let_go(held)
         return Ran(made, more)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection[Any]]:
+        """The sender's connection, taken from the pool once and kept between jobs (a wake-up
+        then costs no checkout round trip); an error gives it back (a broken one is dropped)."""
+        if self._conn is None:
+            self._conn = self.pool.getconn()
+        try:
+            yield self._conn
+        except BaseException:
+            conn, self._conn = self._conn, None
+            self.pool.putconn(conn)  # rolls back what is open
+            raise
 
     def drain(self, max_attempts: int = 1_000_000) -> int:
         """Run jobs until nothing is due at the clock's current time; return attempts made."""
@@ -369,9 +387,9 @@ def run_webhook_senders(
         database_url,
         interval=poll_s,
         channel=CHANNEL,
-        settings=settings.model_copy(update={"pool_min_size": 1}),
-        # each loop keeps a connection while it works; the lease keepers share the rest
-        pool_max_size=max(2, concurrency + 1),
+        # each loop keeps a connection (opened at start); the lease keepers share the rest
+        settings=settings.model_copy(update={"pool_min_size": concurrency + 1}),
+        pool_max_size=concurrency + 1,
         wake=holdings.wake,
     )
     holdings.wake_one = runner.wakeup.bump
