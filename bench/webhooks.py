@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
         sender = start_sender(database_url, args.concurrency)
         warm = emit_orders(database_url, customer_ids, len(customer_ids), start=0)
-        if len(wait_received(port, list(warm), 30)) < len(warm):
+        if len(wait_received(port, list(warm), 120)) < len(warm):  # imports are slow under load
             raise RuntimeError("the sender did not start")
 
         # Phase 1: live.
