@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import Connection
+from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from api.dashboard import repository as dash_repo
@@ -447,11 +448,19 @@ def test_models_page_lists_versions(
 ) -> None:
     conn.execute(
         "INSERT INTO model_versions (kind, algorithm, metrics, artifact, status)"
-        " VALUES ('tire', 'quantile-gbr', '{\"mae_km\": 1234.5}', '\\x00', 'active')"
-    )
+        " VALUES ('tire', 'quantile-gbr', %s, '\\x00', 'active')",
+        (Jsonb({"mae_km": 1234.5, "lives": 183.0, "holdout_asset_ids": [4, 5, 6],
+                "components": {"tire": {"mae": 6574.486}}}),),
+    )  # fmt: skip
     conn.commit()
     page = client.get("/dashboard/models", headers=make_tenant().headers)
     assert page.status_code == 200 and "quantile-gbr" in page.text and "1,234.500" in page.text
+    # whole numbers without decimals, id lists by their count, per-component figures nested
+    assert '<span class="muted">lives</span> 183<' in page.text and "183.000" not in page.text
+    assert '<span class="muted">holdout_asset_ids</span> 3 <span class="muted">ids</span>' in (
+        page.text
+    )
+    assert '<span class="muted">mae</span> 6,574.486' in page.text and "{&#39;" not in page.text
 
 
 # --- live feed ---------------------------------------------------------------------------------
