@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from psycopg import Connection
+from psycopg_pool import ConnectionPool
 
-from fleetcare.db import connect
+from fleetcare.db import connect, open_pool
 from tests.fixtures.services import fresh_database
 from tests.fixtures.webhook_receiver import Receiver
 
@@ -26,6 +29,14 @@ def db_url(module_db_url: str) -> Iterator[str]:
     with connect(module_db_url) as c:
         c.execute("UPDATE webhook_endpoints SET enabled = false, locked_until = NULL")
         c.commit()
+
+
+@pytest.fixture
+def pool(db_url: str) -> Iterator[ConnectionPool[Connection[Any]]]:
+    """A pool on the test's database, as a sender process has."""
+    p = open_pool(db_url, name="webhooks-test")
+    yield p
+    p.close()
 
 
 @pytest.fixture

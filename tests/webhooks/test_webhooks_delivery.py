@@ -48,13 +48,6 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture
-def pool(db_url: str) -> Iterator[ConnectionPool[Connection[Any]]]:
-    p = open_pool(db_url, name="webhooks-test")
-    yield p
-    p.close()
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     # Real time, so that standardwebhooks' 5-minute timestamp tolerance holds until we move it.
     return ManualClock(datetime.now(UTC))

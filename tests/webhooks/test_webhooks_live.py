@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,13 +26,6 @@ from maintenance.webhooks.worker import CHANNEL, Holdings, WebhookSender, run_we
 from tests.fixtures.webhook_receiver import Received, Receiver, Reply
 
 OPERATOR = Principal(key_id=0, role="operator")
-
-
-@pytest.fixture
-def pool(db_url: str) -> Iterator[ConnectionPool[Connection[Any]]]:
-    p = open_pool(db_url, name="webhooks-live-test")
-    yield p
-    p.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +19,6 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from fleet import service as fleet
 from fleet.schemas import Principal
 from fleetcare.clock import ManualClock
-from fleetcare.db import open_pool
 from fleetcare.errors import Forbidden, Invalid, NotFound
 from maintenance.events import service as events
 from maintenance.webhooks import service
@@ -30,13 +28,6 @@ from people import service as people
 from tests.fixtures.webhook_receiver import Receiver
 
 OPERATOR = Principal(key_id=0, role="operator")
-
-
-@pytest.fixture
-def pool(db_url: str) -> Iterator[ConnectionPool[Connection[Any]]]:
-    p = open_pool(db_url, name="webhooks-operator-test")
-    yield p
-    p.close()
 
 
 def test_events_without_a_customer_reach_the_operators_endpoint_only(
