@@ -27,7 +27,7 @@ import typer
 from cli.commands import apply_and_sync
 from fleetcare.commandline import fail, load_settings
 from fleetcare.errors import FleetcareError
-from fleetcare.settings import Settings
+from fleetcare.settings import Settings, quick_start_settings
 
 # The customer `up` simulates its first models' training histories under: fleetcare's own,
 # marked internal so that the operator's overview leaves it out.
@@ -324,8 +324,7 @@ def up(
     extra_fleets = parse_fleets(fleet or [])
     if extra_fleets and api_only:
         raise fail("--fleet simulates a fleet in the loop: not with --api-only")
-    # webhooks may go to private addresses (the demo receiver is on loopback), in every process
-    settings = load_settings().model_copy(update={"webhooks_allow_private": True})
+    settings = quick_start_settings(load_settings())
     bind_host, bind_port = host or settings.api_host, port or settings.api_port
     exit_on_sigterm()
     try:

@@ -136,3 +136,9 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, with explicit overrides taking precedence."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def quick_start_settings(settings: Settings) -> Settings:
+    """The settings of ``fleetcare up``, the quick start on one machine: webhooks may go to
+    private addresses (its demo receiver listens on loopback), in the API as in its workers."""
+    return settings.model_copy(update={"webhooks_allow_private": True})

@@ -5,10 +5,15 @@ answers a rebirth request; 0 readings lost, each stored once, ``seq`` unbroken p
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -21,6 +26,7 @@ from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from fleetcare.services import mosquitto_installed
 from ingest.sparkplug import rebirth_payload, rebirth_topic
+from ingest.worker import IngestWorker
 from kinds import service as kinds
 from simulators import service
 from simulators.fleet import Fleet
@@ -33,6 +39,7 @@ from tests.test_ingest_sparkplug import mapped_group, wait_until
 from tests.test_simulators_generic import PUMP_FILE
 
 TIMEOUT = 60
+REPO = Path(__file__).resolve().parents[1]
 METRICS = ["Pressure/psi", "Temperature"]
 
 
@@ -88,9 +95,30 @@ def test_the_store_is_bounded_and_checks_its_input() -> None:
 
 
 @pytest.mark.skipif(not mosquitto_installed(), reason="needs mosquitto")
+class KilledIngestor:
+    """An ingestor in its own process, to be ended by ``kill -9`` (its will is the STATE)."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cli", "ingest", "--batch-wait-ms", "50"],
+                env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+                stdout=out,
+                stderr=out,
+                cwd=REPO,
+            )
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(TIMEOUT)
+
+
+@pytest.mark.parametrize("outage", ["stop", "kill -9"])
 def test_store_and_forward_across_an_ingestor_outage_loses_nothing(
-    conn: Connection[Any], db_url: str, mqtt_url: str, topic_root: str
+    conn: Connection[Any], db_url: str, mqtt_url: str, topic_root: str, tmp_path: Path, outage: str
 ) -> None:
+    """``stop``: a clean stop publishes the offline STATE; ``kill -9``: the broker publishes
+    the ingestor's will. Either way the node ends its session and holds its data."""
     small, group = mapped_group(conn)
     host_id = f"fc-{uuid.uuid4().hex[:8]}"
     client_id = f"ingest-{uuid.uuid4().hex[:8]}"  # the same persistent session after a restart
@@ -113,23 +141,38 @@ def test_store_and_forward_across_an_ingestor_outage_loses_nothing(
             row = c.execute("SELECT count(*) FROM telemetry").fetchone()
         return row[0] if row else 0
 
-    ingest = None
+    ingest: IngestWorker | KilledIngestor | None = None
     try:
         node.start()
         record(5)  # the host has never been online: no birth, the node keeps them
         wait_until(lambda: node.stats.sessions == 1, "the node connected")
         assert not node.live.is_set() and node.stored == 5
 
-        ingest = started_ingestor(
-            mqtt_url, db_url, topic_root, TIMEOUT, client_id=client_id, sparkplug_host_id=host_id
-        )
-        assert node.live.wait(TIMEOUT), "no birth after the host's online STATE"
+        if outage == "stop":
+            ingest = started_ingestor(
+                mqtt_url, db_url, topic_root, TIMEOUT, client_id=client_id,
+                sparkplug_host_id=host_id,
+            )  # fmt: skip
+        else:
+            ingest = KilledIngestor(
+                {
+                    "FLEETCARE_DATABASE_URL": db_url,
+                    "FLEETCARE_MQTT_URL": mqtt_url,
+                    "FLEETCARE_TOPIC_ROOT": topic_root,
+                    "FLEETCARE_INGEST_CLIENT_ID": client_id,
+                    "FLEETCARE_SPARKPLUG_HOST_ID": host_id,
+                },
+                tmp_path / "ingest.log",
+            )
+        if not node.live.wait(TIMEOUT):
+            log = tmp_path / "ingest.log"
+            raise AssertionError(log.read_text()[-2000:] if log.exists() else "no birth")
         assert node.wait_sent(TIMEOUT)
         record(10)  # live
         assert node.wait_sent(TIMEOUT)
         wait_until(lambda: stored_rows() == 2 * 15, "15 readings stored")
 
-        ingest.stop()  # its offline STATE: the node ends its session and keeps its data
+        ingest.stop()  # its offline STATE (its own, or its will): the node ends its session
         ingest = None
         wait_until(lambda: node.stats.host_offline == 1, "the node saw the host go offline")
         assert not node.live.is_set()

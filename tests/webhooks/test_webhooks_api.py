@@ -117,6 +117,19 @@ def test_bad_input_answers_422_and_technicians_403(
     assert resp.status_code == 403
 
 
+def test_the_api_that_up_serves_accepts_a_loopback_webhook(
+    tmp_path: Path, db_url: str, make_tenant: Callable[..., Tenant]
+) -> None:
+    """``fleetcare up``'s demo receiver listens on loopback: its API allows that (#24)."""
+    from api.app import create_app
+    from fleetcare.settings import quick_start_settings
+
+    settings = quick_start_settings(Settings(database_url=db_url, data_dir=tmp_path, demo=False))
+    acme = make_tenant()
+    with TestClient(create_app(settings, db_url)) as client:
+        assert create(client, acme, "http://127.0.0.1:8080/hook")["url"].startswith("http://127")
+
+
 def test_private_addresses_refused_at_creation(
     tmp_path: Path, db_url: str, make_tenant: Callable[..., Tenant]
 ) -> None:
