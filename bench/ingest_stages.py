@@ -1,6 +1,6 @@
 """Where each microsecond per reading goes in ingest: the stages timed one by one, in process.
 
-    python -m bench.ingest_stages [--readings 200000] [--per-message 50]
+    python -m bench.ingest_stages [--readings 200000] [--per-message 50] [--profile]
 
 Builds the bench's messages (``bench.ingest``), then times each stage of the ingestor on its
 own, in this process, with no broker and no other process competing for the GIL: reading the
@@ -9,7 +9,9 @@ validating and keying the readings, encoding the binary COPY, the database (the 
 the PostgreSQL backend's CPU, and wall time, of ``store_messages`` batches committed as the
 writer does), and acknowledging. CPU time is process time (the backend's is read from
 ``/proc`` through psutil), so a loaded machine stretches wall time but hardly these figures.
-The last line printed is JSON (µs per reading per stage).
+``--profile``: the same readings from a gateway speaking the bench's JSON payload profile
+(``bench.ingest.BENCH_PROFILE``), to compare with native v1 stage by stage. The last line
+printed is JSON (µs per reading per stage).
 """
 
 from __future__ import annotations
@@ -26,16 +28,17 @@ import paho.mqtt.client as mqtt
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.ingest import TOPIC_ROOT, bench_database, build_payloads, seed
+from bench.ingest import PROFILE_DEVICE, TOPIC_ROOT, bench_database, build_payloads, seed
 from fleetcare.clock import SystemClock
 from fleetcare.db import connect
 from fleetcare.services import LOCAL_PG
 from fleetcare.tenancy import system_session
 from ingest import repository as repo
-from ingest.decode import Quarantine, Reading, decode_v1
+from ingest.decode import Quarantine, Reading, decode_v1, decode_with_profile
 from ingest.inbox import AckToken, send_acks
 from ingest.mqtt_client import BufferedClient, BufferedSocket
 from ingest.pipeline import store_messages
+from ingest.profile_service import PROFILES
 from ingest.schemas import BatchResult, IngestLimits, RawMessage
 from ingest.worker import IngestConfig, IngestWorker
 
@@ -109,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-bytes", type=int, default=BATCH_BYTES, help="the writer's batch bound"
     )
     parser.add_argument("--server-url", default=LOCAL_PG)
+    parser.add_argument(
+        "--profile", action="store_true", help="messages in the bench's JSON payload profile"
+    )
     args = parser.parse_args(argv)
     if args.readings < 1 or args.per_message < 1 or args.assets < 1:
         print("error: --readings, --per-message and --assets must be positive", file=sys.stderr)
@@ -119,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     clock = SystemClock()
     with bench_database(args.server_url, keep=False) as url:
         fleet = seed(url, args.assets)
-        topic = f"{TOPIC_ROOT}/{fleet.device}/telemetry"
+        device_ref = PROFILE_DEVICE if args.profile else fleet.device
+        topic = f"{TOPIC_ROOT}/{device_ref}/telemetry"
         base_ms = int(time.time() * 1000) - n // args.assets - 60_000
-        payloads = build_payloads(fleet.assets, n, args.per_message, base_ms)
+        payloads = build_payloads(fleet.assets, n, args.per_message, base_ms, profiled=args.profile)
         now = datetime.now(UTC)
         messages = [
             RawMessage(topic, p, now, AckToken(i % 65535 + 1, 1, 1)) for i, p in enumerate(payloads)
@@ -131,10 +138,14 @@ def main(argv: list[str] | None = None) -> int:
 
         with connect(url, autocommit=True) as conn:
             system_session(conn, "system:ingest")
-            device = repo.find_devices(conn, [fleet.device])[fleet.device]
+            device = repo.find_devices(conn, [device_ref])[device_ref]
             q = Quarantine(limits, BatchResult())
+            profiles = PROFILES.get(conn)
             started = time.process_time()
-            decoded = [decode_v1(m, device, limits, q) for m in messages]
+            if args.profile:
+                decoded = [decode_with_profile(m, device, limits, q, profiles) for m in messages]
+            else:
+                decoded = [decode_v1(m, device, limits, q) for m in messages]
             us["decode"] = (time.process_time() - started) * 1e6
             assert all(d is not None for d in decoded) and not q.rows
 
@@ -188,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         per["network_thread"] + per["store_messages_client"] + per["ack"]
     )  # one GIL: these add up
     print(
-        f"ingest stages, {n:,} readings at {args.per_message} per message, "
+        f"ingest stages, {n:,} readings at {args.per_message} per message"
+        f"{' (JSON profile)' if args.profile else ''}, "
         f"load average {load_start}; CPU µs per reading:"
     )
     for name in (
@@ -207,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "us_per_reading_ingestor": round(ingestor, 3),
         "readings": n,
         "per_message": args.per_message,
+        "profile": args.profile,
         "load_average_start": load_start,
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
     }

@@ -177,6 +177,11 @@ def decode_with_profile(
             detail = f"profile {name!r} is Sparkplug B: its edge nodes publish on spBv1.0/..."
         q.message(msg, ref, customer, R.BAD_STRUCTURE, detail)
         return None
+    fast = profiles.fast.get(name)
+    if fast is not None:  # typed decoding straight into readings; None: the careful path
+        readings = fast.read(msg.payload, limits.max_readings_per_message, Reading)
+        if readings is not None:
+            return Decoded(msg, device, readings)
     read = profile.read_message(msg.payload, limits.max_readings_per_message)
     if type(read) is tuple:
         q.message(msg, ref, customer, read[0], read[1])

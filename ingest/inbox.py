@@ -88,16 +88,25 @@ class Inbox:
         return True
 
     def take(
-        self, max_items: int, max_bytes: int, first_wait_s: float, gather_s: float
+        self,
+        max_items: int,
+        max_bytes: int,
+        first_wait_s: float,
+        gather_s: float,
+        idle_s: float | None = None,
     ) -> list[RawMessage]:
         """A batch: wait up to ``first_wait_s`` for a first message, then gather more for up
-        to ``gather_s`` until ``max_items`` or ``max_bytes``."""
+        to ``gather_s`` until ``max_items`` or ``max_bytes``; ``idle_s``: or until no message
+        came for that long (the stream paused or ended: waiting out ``gather_s`` would only
+        delay the batch)."""
         batch: list[RawMessage] = []
         size = taken_bytes = 0
         deadline: float | None = None
         wait = first_wait_s
+        grew_at = 0.0
         while True:
             items = self._items
+            before = len(batch)
             while items and len(batch) < max_items and size < max_bytes:
                 item = items.popleft()
                 batch.append(item)
@@ -109,9 +118,14 @@ class Inbox:
                     self._space.notify_all()
                 if len(batch) >= max_items or size >= max_bytes:
                     return batch
+                now = time.monotonic()
                 if deadline is None:
-                    deadline = time.monotonic() + gather_s
-                wait = deadline - time.monotonic()
+                    deadline = now + gather_s
+                if len(batch) > before:  # something came since the last look
+                    grew_at = now
+                elif idle_s is not None and now - grew_at >= idle_s:
+                    return batch
+                wait = deadline - now
             if wait <= 0:
                 return batch
             if batch:

@@ -17,7 +17,7 @@ from psycopg import Connection
 from fleetcare.clock import Clock
 from ingest import repository as repo
 from ingest import sparkplug_sessions
-from ingest.catalogue import CATALOGUE_MAX_AGE_S, CATALOGUES, MetricSpec
+from ingest.catalogue import CATALOGUE_MAX_AGE_S, CATALOGUES, MetricCatalogue, MetricSpec
 from ingest.decode import (
     Decoded,
     Quarantine,
@@ -191,35 +191,45 @@ def store_messages(
     for (customer, ref), found in (repo.find_assets(conn, keys) if keys else {}).items():
         assets_of[customer][ref] = found
 
-    # 3. readings → rows (the hot loop: a few dictionary lookups and comparisons per value)
+    # 3. readings → rows (the hot loop: per reading one lookup of its asset with its kind's
+    # metrics, per value one of its metric and a bounds comparison)
     times: list[int] = []
     asset_ids: list[int] = []
     metric_ids: list[int] = []
     values: list[float] = []
+    add_time, add_asset, add_metric, add_value = (
+        times.append,
+        asset_ids.append,
+        metric_ids.append,
+        values.append,
+    )
     asset_seen: dict[int, datetime] = {}
     usage: dict[int, tuple[int, float]] = {}  # asset id → (time µs, counter)
     catalogue_reloaded = False
+    targets = _targets(assets_of, catalogue)
     for item in decoded:
         problems: list[tuple[R, str]] = []
         readings = item.readings
         many = len(readings) > 1
-        mine = assets_of.get(item.device.customer_id, {})
+        customer = item.device.customer_id
+        mine = targets.get(customer, {})
         kept: set[int] = set()
         for index, reading in enumerate(readings):
             if type(reading) is not Reading:
                 problems.append(reading)  # type: ignore[arg-type]  # found by the decoder
                 continue
-            asset = mine.get(reading.asset)
-            if asset is None or asset.retired:
-                problems.append(_asset_problem(_where(index, many), reading.asset, asset))
+            target = mine.get(reading.asset)
+            if target is None:  # unknown or retired
+                key = assets_of.get(customer, {}).get(reading.asset)
+                problems.append(_asset_problem(_where(index, many), reading.asset, key))
                 continue
             ts = reading.ts
             ts_us = ts * 1000 if type(ts) is int else parse_timestamp_us(ts)
             if ts_us is None or ts_us > newest_us or ts_us < oldest_us:
                 problems.append(_time_problem(_where(index, many), ts, ts_us, newest_us, limits))
                 continue
-            known = catalogue.by_kind.get(asset.kind, {})
-            usage_id = catalogue.usage_metric_id.get(asset.kind)
+            asset_id, known, usage_id, kind = target
+            stored = False
             for name, value in reading.metrics.items():
                 spec = known.get(name)
                 if (
@@ -228,8 +238,9 @@ def store_messages(
                     and (time.monotonic() - catalogue.loaded_at > CATALOGUE_MAX_AGE_S)
                 ):
                     catalogue, catalogue_reloaded = CATALOGUES.reload(conn), True
-                    known = catalogue.by_kind.get(asset.kind, {})
-                    usage_id = catalogue.usage_metric_id.get(asset.kind)
+                    targets = _targets(assets_of, catalogue)
+                    mine = targets.get(customer, {})
+                    asset_id, known, usage_id, kind = mine.get(reading.asset, target)
                     spec = known.get(name)
                 vt = type(value)
                 # NaN and infinities fail the bounds comparison too (bounds are finite)
@@ -238,19 +249,19 @@ def store_messages(
                     or (vt is not float and vt is not int)
                     or not (spec.low <= value <= spec.high)
                 ):
-                    problems.append(
-                        _value_problem(_where(index, many), asset.kind, name, value, spec)
-                    )
+                    problems.append(_value_problem(_where(index, many), kind, name, value, spec))
                     continue
-                times.append(ts_us)
-                asset_ids.append(asset.id)
-                metric_ids.append(spec.id)
-                values.append(value)
-                kept.add(asset.id)
+                add_time(ts_us)
+                add_asset(asset_id)
+                add_metric(spec.id)
+                add_value(value)
+                stored = True
                 if spec.id == usage_id:
-                    last = usage.get(asset.id)
+                    last = usage.get(asset_id)
                     if last is None or ts_us >= last[0]:
-                        usage[asset.id] = (ts_us, float(value))
+                        usage[asset_id] = (ts_us, float(value))
+            if stored:
+                kept.add(asset_id)
         received_at = item.message.received_at
         for asset_id in kept:
             seen = asset_seen.get(asset_id)
@@ -287,6 +298,30 @@ def store_messages(
         ids = sorted(offline)
         repo.set_devices_offline(conn, ids, [offline[i] for i in ids])
     return result
+
+
+# what the hot loop needs of a live asset: its id, its kind's metrics, usage counter, kind
+Target = tuple[int, dict[str, MetricSpec], int | None, str]
+
+
+def _targets(
+    assets_of: dict[int, dict[str, AssetKey]], catalogue: MetricCatalogue
+) -> dict[int, dict[str, Target]]:
+    """Customer → asset reference → its target, for the assets that are not retired."""
+    empty: dict[str, MetricSpec] = {}
+    return {
+        customer: {
+            ref: (
+                a.id,
+                catalogue.by_kind.get(a.kind, empty),
+                catalogue.usage_metric_id.get(a.kind),
+                a.kind,
+            )
+            for ref, a in assets.items()
+            if not a.retired
+        }
+        for customer, assets in assets_of.items()
+    }
 
 
 def _sparkplug_key(msg: RawMessage) -> tuple[str, str, str]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from fleet.schemas import Principal
 from fleetcare.errors import NotFound
 from ingest import repository as repo
+from ingest.profile_fast import FastJsonReader, fast_json_reader
 from ingest.profiles import (
     SPARKPLUG,
     CompiledProfile,
@@ -114,13 +115,16 @@ class LoadedProfiles:
         self.loaded_at = time.monotonic()
         self.documents: dict[str, ProfileDocument] = {}
         self.compiled: dict[str, CompiledProfile] = {}
+        self.fast: dict[str, FastJsonReader] = {}  # JSON profiles of one-level fields
         self.broken: dict[str, str] = {}
         for row in rows:
             try:
                 doc = parse_profile(row.document, f"profile {row.name}")
                 self.documents[row.name] = doc
                 if doc.format != SPARKPLUG:
-                    self.compiled[row.name] = compile_profile(doc)
+                    self.compiled[row.name] = compiled = compile_profile(doc)
+                    if (fast := fast_json_reader(compiled)) is not None:
+                        self.fast[row.name] = fast
             except ProfileError as exc:  # stored before a stricter release: say so per message
                 self.broken[row.name] = exc.detail
         # topic patterns: (levels, index of the {device} level)

@@ -322,6 +322,33 @@ def test_inbox_is_bounded_by_messages_and_bytes() -> None:
     assert by_bytes.take(10, 10**6, 0.01, 0.0) and by_bytes.take(10, 10**6, 0.01, 0.0) == []
 
 
+def test_inbox_closes_a_batch_when_the_stream_pauses() -> None:
+    """A batch being gathered closes once nothing came for ``idle_s``, not at the end of the
+    (here: one minute) gather window; without ``idle_s`` the window still holds it open."""
+    import threading
+
+    from ingest.inbox import Inbox
+
+    inbox = Inbox(maxsize=100)
+    for _ in range(3):
+        assert inbox.put(RawMessage("t", b"x", NOW), 0.01)
+    taken: list[int] = []
+    taker = threading.Thread(
+        target=lambda: taken.append(len(inbox.take(10, 10**6, 0.01, 60.0, idle_s=0.05)))
+    )
+    taker.start()
+    taker.join(timeout=20)
+    assert not taker.is_alive() and taken == [3]
+
+    assert inbox.put(RawMessage("t", b"x", NOW), 0.01)
+    held = threading.Thread(target=lambda: taken.append(len(inbox.take(10, 10**6, 0.01, 1.0))))
+    held.start()
+    held.join(timeout=0.3)
+    assert held.is_alive()  # still gathering: no idle bound given
+    held.join(timeout=20)
+    assert taken == [3, 1]
+
+
 def test_store_messages_on_each_storage_path(db_url: str, storage: str, topic_root: str) -> None:
     with connect(db_url) as conn:
         assert conn.execute("SELECT storage FROM schema_storage").fetchone() == (storage,)

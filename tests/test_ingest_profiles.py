@@ -7,7 +7,7 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,7 +16,7 @@ from psycopg import Connection
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from ingest import profile_service
-from ingest.profiles import ProfileError, load_profile_file, parse_profile
+from ingest.profiles import Good, ProfileError, load_profile_file, parse_profile
 from ingest.schemas import IngestLimits
 from tests.ingest_helpers import OPERATOR, SmallFleet, make_fleet, raw
 
@@ -206,6 +206,88 @@ def test_json_profile_converts_units_keeps_good_and_quarantines_the_rest(
     # the same message again stores nothing new
     again = store(conn, limits, raw(f"{limits.topic_root}/{small.device_a}/telemetry", payload))
     assert (again.stored, again.duplicates) == (0, 2)
+
+
+# A gateway format of one-level fields: read by the fast path (typed decoding, ingest.profile_fast)
+FLAT_PROFILE: dict[str, Any] = {
+    "name": "acme-flat",
+    "format": "json",
+    "batch": "data",
+    "asset": "id",
+    "asset_prefix": "TRK-",
+    "time": {"field": "t", "format": "epoch_ms"},
+    "metrics": {
+        "pressure_kpa": {"field": "p", "scale": 6.894757},
+        "temperature_c": {"field": "f", "scale": 5 / 9, "offset": -160 / 9},
+        "odometer_km": {"field": "km"},
+    },
+}
+T_MS = 1_795_687_200_123
+
+
+@pytest.mark.parametrize(
+    ("records", "fast"),
+    [
+        ([{"id": "1", "t": T_MS, "p": 100, "f": 212.0, "km": 7}], True),
+        ([{"id": "1", "t": T_MS, "p": 100.5}, {"id": "2", "t": T_MS + 1, "km": 3}], True),
+        ([{"id": "1", "t": T_MS + 0.7, "p": 1, "other": {"deep": [[[1]]]}}], True),
+        ([{"id": "1", "t": -5, "p": 1}, {"id": "1", "t": 10**13, "p": 1}], True),
+        ([{"id": "1", "t": 2**62, "p": 1}], False),  # beyond any time: a problem
+        ([{"id": "1", "t": T_MS, "p": "100"}], False),  # a number as text
+        ([{"id": "1", "t": T_MS, "p": None}], False),
+        ([{"id": "1", "t": T_MS, "p": True}], False),
+        ([{"id": 7, "t": T_MS, "p": 1}], False),  # an integer asset id
+        ([{"id": "", "t": T_MS, "p": 1}], False),
+        ([{"id": "1", "p": 1}], False),  # no time
+        ([{"id": "1", "t": "soon", "p": 1}], False),
+        ([{"id": "1", "t": T_MS, "x": 1}], False),  # none of the metrics
+        ([{"id": "1", "t": T_MS, "p": 1}] * 11, False),  # too many
+    ],
+)
+def test_fast_json_path_reads_as_the_careful_one(records: list[Any], fast: bool) -> None:
+    """The fast path gives the careful path's readings, or leaves the message to it."""
+    from ingest.decode import Reading
+    from ingest.profile_fast import fast_json_reader
+    from ingest.profiles import compile_profile
+
+    compiled = compile_profile(parse_profile(FLAT_PROFILE, "test"))
+    reader = fast_json_reader(compiled)
+    assert reader is not None
+    payload = json.dumps({"data": records, "gateway": {"fw": [1, 2]}}).encode()
+    got = reader.read(payload, 10, Reading)
+    assert (got is not None) == fast
+    careful = compiled.read_json(payload, 10)
+    if got is not None:
+        assert type(careful) is list
+        assert got == [Reading(a, us // 1000, m) for a, us, m in cast(list[Good], careful)]
+    for doc in (JSON_PROFILE, {**FLAT_PROFILE, "metrics": {"p": {"field": "t"}}}):
+        assert fast_json_reader(compile_profile(parse_profile(doc, "test"))) is None
+
+
+def test_fast_json_profile_path_stores_and_quarantines_as_the_careful_one(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    apply(conn, {**FLAT_PROFILE, "asset_prefix": ""})
+    speak(conn, small.device_a, "acme-flat")
+    topic = f"{limits.topic_root}/{small.device_a}/telemetry"
+    t_ms = int((NOW - timedelta(minutes=1)).timestamp() * 1000)
+    good = {"data": [{"id": small.tires[0], "t": t_ms, "p": 100, "f": 212}]}  # the fast path
+    mixed = {  # the careful path: one reading's pressure is text
+        "data": [
+            {"id": small.tires[1], "t": t_ms, "p": 100},
+            {"id": small.tires[2], "t": t_ms, "p": "flat"},
+            {"id": small.elevator, "t": t_ms, "p": 100},
+        ]
+    }
+    result = store(conn, limits, raw(topic, good), raw(topic, mixed))
+    when = NOW - timedelta(minutes=1)
+    assert stored(conn) == [
+        (small.tires[0], "pressure_kpa", when, 689.476),
+        (small.tires[0], "temperature_c", when, 100.0),
+        (small.tires[1], "pressure_kpa", when, 689.476),
+    ]
+    assert [r for r, _ in quarantined(conn)] == ["not_a_number", "unknown_asset"]
+    assert result.stored == 3
 
 
 def test_whole_message_problems_of_a_profile(
