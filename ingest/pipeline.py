@@ -92,14 +92,20 @@ def _value_problem(
 
 
 def store_messages(
-    conn: Conn, messages: Sequence[RawMessage], *, limits: IngestLimits, clock: Clock
+    conn: Conn,
+    messages: Sequence[RawMessage],
+    *,
+    limits: IngestLimits,
+    clock: Clock,
+    optimistic: bool = False,
 ) -> BatchResult:
     """Validate ``messages``, store their good readings once, quarantine the rest.
 
     Runs in the caller's transaction and never commits. Readings go through binary COPY
     into a staging table and ``INSERT ... ON CONFLICT DO NOTHING`` on (asset, metric, time),
     so a redelivered message is harmless. Each asset's last-seen time and usage counter,
-    and each device's last-seen time, move forward once per call.
+    and each device's last-seen time, move forward once per call. ``optimistic``: see
+    ``repository.insert_telemetry`` (the caller retries on ``UniqueViolation``).
     """
     result = BatchResult(messages=len(messages))
     if not messages:
@@ -277,6 +283,7 @@ def store_messages(
             conn,
             repo.encode_telemetry_copy(times, asset_ids, metric_ids, values, in_key_order=True),
             staged,
+            optimistic=optimistic,
         )
         result.duplicates = staged - result.stored
     if q.rows:

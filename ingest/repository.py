@@ -159,14 +159,27 @@ def encode_telemetry_copy(
     return b"".join((_COPY_HEADER, rows.tobytes(), _COPY_TRAILER))
 
 
-def insert_telemetry(conn: Conn, copy_data: bytes, rows: int) -> int:
+def insert_telemetry(conn: Conn, copy_data: bytes, rows: int, *, optimistic: bool = False) -> int:
     """Store the rows of ``copy_data`` that are new; return how many were.
 
     The usual batch holds no reading already stored: it is copied straight into
     ``telemetry`` under a savepoint (the raw COPY speed). When the unique key refuses it (a
     redelivery, or a key twice in the batch), the savepoint is rolled back and the rows go
     through a staging table and ``INSERT ... ON CONFLICT DO NOTHING``.
+
+    ``optimistic``: no savepoint (two round trips fewer); a refusal raises
+    ``psycopg.errors.UniqueViolation`` and leaves the transaction aborted, and the caller
+    stores the batch again in a new one without ``optimistic``.
     """
+    if optimistic:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY telemetry (time, asset_id, metric_id, value) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.write(copy_data)
+        return rows
     try:
         with (
             conn.transaction(),

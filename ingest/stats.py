@@ -6,11 +6,12 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ingest.schemas import BatchResult
+from ingest.schemas import BatchResult, IngestorStatus
 from ingest.subscription import Alert
 
 
@@ -44,6 +45,32 @@ class IngestStats:
         self.connected = False
         self.protocol = ""
         self._recent: deque[tuple[float, int]] = deque()  # (monotonic time, stored)
+
+    def snapshot(self, client_id: str, now: datetime, queue_depth: int) -> IngestorStatus:
+        """The status row's figures as of ``now`` (rate filled in by the writer)."""
+        with self.lock:
+            return IngestorStatus(
+                client_id=client_id,
+                started_at=datetime.fromtimestamp(self.started_at, tz=now.tzinfo),
+                updated_at=now,
+                connected=self.connected,
+                messages_total=self.messages_total,
+                stored_total=self.stored_total,
+                duplicates_total=self.duplicates_total,
+                quarantined_total=self.quarantined_total,
+                readings_per_s=0.0,
+                lag_s=self.lag_s,
+                queue_depth=queue_depth,
+                broker_dropped=self.broker_dropped,
+                subscription=self.subscription,
+                sessions_lost=self.sessions_lost_total,
+                broker_restarts=self.broker_restarts_total,
+                unsubscribed_s=self.unsubscribed_s,
+                alert=self.alert,
+                alert_at=(
+                    datetime.fromtimestamp(self.alert_at, tz=now.tzinfo) if self.alert_at else None
+                ),
+            )
 
     def record_batch(self, result: BatchResult, lag_s: float) -> None:
         """Count a committed batch and wake whoever waits for one."""

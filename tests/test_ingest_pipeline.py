@@ -300,6 +300,28 @@ def test_the_same_reading_twice_in_one_batch_is_stored_once(
     assert len(telemetry_rows(conn)) == 1
 
 
+def test_an_optimistic_batch_meeting_a_stored_reading_raises_and_the_keyed_retry_stores_once(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    """``optimistic`` (the ingestor's first try) copies without a savepoint: a reading stored
+    before makes the whole transaction fail, nothing of it stays, and the batch stored again
+    the keyed way keeps each reading once (what ``IngestWorker`` does on UniqueViolation)."""
+    import psycopg
+
+    t = topic(limits.topic_root, small.device_a)
+    old = raw(t, reading(small.tires[0], "2026-11-26T09:59:00Z", pressure_kpa=800))
+    new = raw(t, reading(small.tires[1], "2026-11-26T09:59:00Z", pressure_kpa=810))
+    store_messages(conn, [old], limits=limits, clock=ManualClock(NOW), optimistic=True)
+    conn.commit()
+    with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+        store_messages(conn, [new, old], limits=limits, clock=ManualClock(NOW), optimistic=True)
+    assert len(telemetry_rows(conn)) == 1  # the new reading went with the failed transaction
+    with conn.transaction():
+        result = store_messages(conn, [new, old], limits=limits, clock=ManualClock(NOW))
+    assert (result.stored, result.duplicates) == (1, 1)
+    assert len(telemetry_rows(conn)) == 2
+
+
 def test_inbox_is_bounded_by_messages_and_bytes() -> None:
     from ingest.inbox import Inbox
 
