@@ -172,27 +172,25 @@ def insert_telemetry(conn: Conn, copy_data: bytes, rows: int, *, optimistic: boo
     stores the batch again in a new one without ``optimistic``.
     """
     if optimistic:
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY telemetry (time, asset_id, metric_id, value) FROM STDIN (FORMAT BINARY)"
-            ) as copy,
-        ):
-            copy.write(copy_data)
+        _copy_into_telemetry(conn, copy_data)
         return rows
     try:
-        with (
-            conn.transaction(),
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY telemetry (time, asset_id, metric_id, value) FROM STDIN (FORMAT BINARY)"
-            ) as copy,
-        ):
-            copy.write(copy_data)
+        with conn.transaction():
+            _copy_into_telemetry(conn, copy_data)
         return rows
     except psycopg.errors.UniqueViolation:
         pass
     return insert_telemetry_idempotent(conn, copy_data)
+
+
+def _copy_into_telemetry(conn: Conn, copy_data: bytes) -> None:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY telemetry (time, asset_id, metric_id, value) FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.write(copy_data)
 
 
 def insert_telemetry_idempotent(conn: Conn, copy_data: bytes) -> int:

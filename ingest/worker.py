@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -95,10 +94,6 @@ class IngestConfig:
     # Two writers overlap one batch's validation (Python) with another's COPY and commit
     # (PostgreSQL); acknowledgements still go out in batch order.
     writer_threads: int = 2
-    # CPython's GIL switch interval for this process (None: leave it). A writer back from
-    # PostgreSQL, or the network thread with a read ready, waits up to this long for the GIL
-    # while the other writer runs Python; the default 5 ms, once per round trip, idled both.
-    gil_switch_interval_s: float | None = 0.001
     sparkplug_host_id: str | None = None  # Sparkplug primary host id; None: the client id
 
     @property
@@ -154,8 +149,6 @@ class IngestWorker:
     def start(self) -> None:
         """Connect (retrying in the background while the broker is away) and start writing."""
         cfg = self.config
-        if cfg.gil_switch_interval_s is not None:
-            sys.setswitchinterval(cfg.gil_switch_interval_s)
         host, port, user, password, tls = mqtt_endpoint(cfg.mqtt_url)
         v5 = cfg.protocol == "v5" or (cfg.protocol == "auto" and self._probe_with_retry())
         self.shared = v5 and cfg.shared_subscription
