@@ -21,13 +21,25 @@ def evaluate(
     coverage: Annotated[
         float | None,
         typer.Option(
-            help="interval coverage whose low end gives the due date "
-            "(default: chosen per kind on a validation fleet)"
+            help="interval coverage whose low end gives the due date, every component "
+            "(default: the kind's model.coverage setting, as the product scores)"
         ),
     ] = None,
     sweep: Annotated[
-        str, typer.Option(help="coverages tried on the validation fleet; '' for none")
-    ] = "0.8,0.85,0.9,0.95",  # evaluation.run.SWEEP_COVERAGES
+        str,
+        typer.Option(
+            help="coverages run on a validation fleet and reported, e.g. 0.8,0.85,0.9,0.95 "
+            "(evaluation.run.SWEEP_COVERAGES); '' for none"
+        ),
+    ] = "",
+    choose: Annotated[
+        bool,
+        typer.Option(
+            "--choose",
+            help="score at the coverage chosen per component on the validation sweep "
+            "(evaluation.run.choose_coverage) instead of the kind's setting",
+        ),
+    ] = False,
     chart: Annotated[Path, typer.Option(help="where to write the PNG chart")] = Path(
         ".fleetcare/evaluate.png"
     ),
@@ -81,6 +93,10 @@ def evaluate(
     for c in (*coverages, *([] if coverage is None else [coverage])):
         if not 0 < c < 1:
             raise fail(f"coverage must be between 0 and 1 (exclusive), got {c}")
+    if choose and not coverages:
+        raise fail("--choose needs a validation sweep (--sweep 0.8,0.85,0.9,0.95)")
+    if choose and coverage is not None:
+        raise fail("--choose and --coverage both set the coverage: give one")
     if chart.exists() and chart.is_dir():
         raise fail(f"--chart {chart} is a directory")
     if not 1 <= tails <= 500:
@@ -98,7 +114,7 @@ def evaluate(
         raise fail("--mobile-only: the mobile evaluation simulates engines; add engine to --kinds")
     config = ev.EvaluationConfig(
         seed=seed, assets=assets, days=days, kinds=chosen, coverage=coverage,
-        sweep=tuple(sorted(set(coverages))), jobs=jobs,
+        sweep=tuple(sorted(set(coverages))), choose=choose, jobs=jobs,
         training_lives=training_lives, evaluation_sweep=evaluation_sweep,
     )  # fmt: skip
     started = time.monotonic()

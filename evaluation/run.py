@@ -62,7 +62,7 @@ from evaluation.fleets import (
     warm_up,
 )
 from evaluation.strategies import RESCHEDULED, STRATEGIES, StrategyResult, run_strategy
-from evaluation.wear_model import DEFAULT_COVERAGE, WearModel, train_wear_model
+from evaluation.wear_model import WearModel, train_wear_model
 from kinds.loader import builtin_kinds
 
 Progress = Callable[[str], None]
@@ -176,8 +176,12 @@ class EvaluationConfig:
     assets: int = 48
     days: float = 365.0
     kinds: tuple[str, ...] = ("tire", "elevator", "engine")
-    coverage: float | None = None  # None: chosen per kind on the validation fleet
-    sweep: tuple[float, ...] = SWEEP_COVERAGES
+    coverage: float | None = None  # None: the kind's model.coverage setting, as the product
+    # coverages run on a validation fleet (reported); () for none
+    sweep: tuple[float, ...] = ()
+    # choose the coverage per component on the validation sweep (choose_coverage) instead of
+    # the kind's setting: how the setting was studied, not what the product does
+    choose: bool = False
     threads: int = 1  # BLAS/OpenMP threads in this process
     jobs: int = 2  # processes for the independent fits of a RUL regressor
     training_assets: int | None = None  # size of the training fleet (default: ``assets``)
@@ -301,6 +305,23 @@ def choose_coverage(
     return {c: coverages[i] for c, i in zip(components, best[1], strict=True)}
 
 
+def scoring_coverage(
+    config: EvaluationConfig, sweep: list[dict[str, Any]], model: WearModel
+) -> tuple[dict[str, float], str]:
+    """The coverage per component the evaluation fleet is scored at, and where it comes
+    from: ``--coverage`` for every component; with ``--choose``, :func:`choose_coverage` on
+    the validation sweep; by default the model's own (the kind's ``model.coverage``
+    setting, which the product's training gives its versions)."""
+    components = model.bundle.components
+    if config.coverage is not None:
+        return {c: config.coverage for c in components}, "fixed"
+    if config.choose:
+        if not sweep:
+            raise ValueError("choosing the coverage needs a validation sweep")
+        return choose_coverage(sweep), "validation fleet"
+    return {c: model.bundle.coverage_of(c) for c in components}, "kind settings (as the product)"
+
+
 def validation_figures(
     sweep: list[dict[str, Any]], coverage: dict[str, float]
 ) -> dict[str, Any] | None:
@@ -355,16 +376,9 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict
             say(f"{kind}: training the wear model on {len(training.lives)} lives")
             model = train_wear_model(kind, training, n_jobs=config.jobs)
             sweep: list[dict[str, Any]] = []
-            components = list(model.bundle.components)
-            coverage: dict[str, float] | None = None
-            if config.coverage is not None:
-                coverage = {c: config.coverage for c in components}
             if config.sweep:
                 sweep = validation_sweep(kind, config, intervals, model, say)
-                if coverage is None:
-                    coverage = choose_coverage(sweep)
-            if coverage is None:
-                coverage = {c: DEFAULT_COVERAGE for c in components}
+            coverage, chosen_on = scoring_coverage(config, sweep, model)
             say(f"{kind}: warming up the evaluation fleet")
             world = new_world(kind, config.seed, config.assets, purpose=0)
             warm_up(world, config.seed)
@@ -402,7 +416,7 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict
                     c: round(v, 3) if math.isfinite(v) else None for c, v in intervals.items()
                 },
                 "coverage": coverage,
-                "coverage_chosen_on": "validation fleet" if config.coverage is None else "fixed",
+                "coverage_chosen_on": chosen_on,
                 "coverage_on_validation": validation_figures(sweep, coverage) if sweep else None,
                 "strategies": figures,
                 **compare(figures),

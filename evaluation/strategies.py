@@ -14,7 +14,7 @@ import numpy as np
 
 from evaluation.costs import ECONOMICS
 from evaluation.fleets import Life, World
-from evaluation.wear_model import DEFAULT_COVERAGE, WearModel
+from evaluation.wear_model import WearModel
 from maintenance.plans.schemas import Entitlements
 from maintenance.policy import service as policy
 from models.schemas import Prediction
@@ -81,16 +81,17 @@ def score_and_decide(
             assets.append(asset)
         if not mats:
             continue
-        bundle = model.for_component(component)
+        bundle = model.bundle
         ids, X = bundle.features.transform_last(np.concatenate(mats))
-        v = bundle.predict(X)[component]
+        v = bundle.predict(X, [component])[component]
         for i, asset in enumerate(ids.astype(np.int64).tolist()):
             rul, rul_low = float(v["rul"][i]), float(v["rul_low"][i])
             rate = world.log.usage_rate_per_day(asset, component, now_h)
             prediction = Prediction(
                 time=now, asset_id=asset, component=component, model_version_id=None,
                 rul=rul, rul_low=rul_low, rul_high=float(v["rul_high"][i]),
-                coverage=bundle.coverage, failure_probability=float(v["failure_probability"][i]),
+                coverage=bundle.coverage_of(component),
+                failure_probability=float(v["failure_probability"][i]),
                 horizon=bundle.horizon, anomaly_score=float(v["anomaly_score"][i]),
                 usage_rate_per_day=None if math.isnan(rate) else rate,
                 due_at=_due(now, rul, rate), due_at_conservative=_due(now, rul_low, rate),
@@ -140,16 +141,18 @@ def run_strategy(
     *,
     intervals: dict[str, float] | None = None,
     model: WearModel | None = None,
-    coverage: float | Mapping[str, float] = DEFAULT_COVERAGE,
+    coverage: float | Mapping[str, float] | None = None,
 ) -> StrategyResult:
     """Run ``world`` (a copy is made) for ``days`` under ``strategy``; the predictive
-    strategy's interval ``coverage`` is one for every component or one per component."""
+    strategy's interval ``coverage`` is one for every component or one per component (None:
+    the model's own, the kind's setting)."""
     w = copy.deepcopy(world)
     result = StrategyResult(lives=w.lives)
     end_h = w.now_h + days * 24.0
     next_score_h = w.now_h
     states: dict[tuple[int, str], str] = {}
     orders: dict[tuple[int, str], Order] = {}
+    scorer = model if model is None or coverage is None else model.at_coverage(coverage)
     while w.now_h < end_h - 1e-9:
         for asset, component, _ in w.step():
             key = (asset, component)
@@ -171,9 +174,8 @@ def run_strategy(
                     states.pop(key, None)
                     w.replace_planned(*key)
             if w.now_h >= next_score_h:
-                result.orders_raised += score_and_decide(
-                    w, model.at_coverage(coverage), states, orders, result.triggers
-                )
+                assert scorer is not None
+                result.orders_raised += score_and_decide(w, scorer, states, orders, result.triggers)
                 next_score_h += SCORE_EVERY_H
         elif strategy != "run_to_failure":
             raise ValueError(f"unknown strategy {strategy!r}")

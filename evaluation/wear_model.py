@@ -6,19 +6,19 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from evaluation.costs import ECONOMICS
 from evaluation.fleets import FloatArray, World
 from kinds.loader import builtin_kinds
+from models.bundle import DEFAULT_COVERAGE
 from models.bundle import WearModel as ModelBundle
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import WindowFeatures
 from models.training import HEALTHY_SHARE
 
-DEFAULT_COVERAGE = 0.9  # the lower end is the 5% quantile: ~95% of lives outlast the order
 MAX_TRAINING_ROWS = 20_000  # per component; rows of long lives are thinned evenly
 CALIBRATION_BINS = 10
 
@@ -31,30 +31,22 @@ class WearModel:
     bundle: ModelBundle
     head: int
     tail: int
-    # per component, the bundle whose intervals are at that component's coverage (when the
-    # coverage is set per component); otherwise ``bundle`` serves every component
-    per_component: dict[str, ModelBundle] = field(default_factory=dict)
 
     def at_coverage(self, coverage: float | Mapping[str, float]) -> WearModel:
-        """The same fitted model with its intervals at ``coverage`` (as a version's
-        ``coverage``), one for every component or one per component (a component not named
-        keeps the bundle's)."""
+        """The same fitted model with its intervals at ``coverage``: one for every component,
+        or one per component (a component not named keeps the bundle's)."""
+        bundle = copy.copy(self.bundle)
         if not isinstance(coverage, Mapping):
-            bundle = copy.copy(self.bundle)
-            bundle.coverage = float(coverage)
+            bundle.coverage, bundle.component_coverage = float(coverage), {}
             return WearModel(bundle, self.head, self.tail)
         unknown = set(coverage) - set(self.bundle.components)
         if unknown:
             raise ValueError(f"coverage for unknown component(s) {sorted(unknown)}")
-        per: dict[str, ModelBundle] = {}
-        for component, value in coverage.items():
-            per[component] = copy.copy(self.bundle)
-            per[component].coverage = float(value)
-        return WearModel(self.bundle, self.head, self.tail, per)
-
-    def for_component(self, component: str) -> ModelBundle:
-        """The bundle that scores ``component`` (its interval at the component's coverage)."""
-        return self.per_component.get(component, self.bundle)
+        bundle.component_coverage = {
+            **self.bundle.component_coverage,
+            **{c: float(v) for c, v in coverage.items()},
+        }
+        return WearModel(bundle, self.head, self.tail)
 
 
 def training_matrices(world: World) -> dict[str, tuple[FloatArray, FloatArray]]:
@@ -116,7 +108,7 @@ def train_wear_model(kind: str, world: World, n_jobs: int = 1) -> WearModel:
         kind=kind, usage_metric=spec.usage_metric, setting_names=list(spec.regime_metrics),
         sensor_names=list(spec.sensor_names), features=features, rul=rul, risk=risk,
         anomaly=AnomalyScorer().fit(np.concatenate(healthy)), horizon=horizon,
-        coverage=DEFAULT_COVERAGE,
+        coverage=DEFAULT_COVERAGE, component_coverage=spec.model.coverage,
     )  # fmt: skip
     head, tail = bundle.history_rows()
     return WearModel(bundle, head, tail)

@@ -163,6 +163,10 @@ class ModelSettings(Definition):
     # "balanced": every life gets the same number of training rows; "all": every row once
     # (as `fleetcare models cmapss` fits)
     training_rows: Literal["balanced", "all"] = "balanced"
+    # per component, the coverage of the RUL interval whose low end gives the conservative
+    # due date (the safety margin orders plan on); a component not named takes the model's
+    # default (models.bundle.DEFAULT_COVERAGE). `fleetcare evaluate` scores with the same.
+    coverage: dict[str, float] = Field(default_factory=dict, max_length=100)
 
     @model_validator(mode="after")
     def _horizon_within_rul(self) -> ModelSettings:
@@ -170,6 +174,11 @@ class ModelSettings(Definition):
             raise ValueError(
                 f"horizon ({self.horizon:g}) must not exceed max_rul ({self.max_rul:g})"
             )
+        for component, value in self.coverage.items():
+            if not 0 < value < 1:
+                raise ValueError(
+                    f"coverage.{component}: must be between 0 and 1 (exclusive), got {value:g}"
+                )
         return self
 
 
@@ -214,6 +223,12 @@ class KindDefinition(Definition):
         doubles = sorted({s for s in skus if skus.count(s) > 1})
         if doubles:
             raise ValueError(f"components: part SKU {', '.join(doubles)} appears more than once")
+        for component in self.model.coverage:
+            if component not in names:
+                raise ValueError(
+                    f"model.coverage: {component!r} is not one of the components"
+                    f" ({', '.join(names)})"
+                )
         for i, t in enumerate(self.end_of_life.thresholds):
             where = f"end_of_life.thresholds[{i}]"
             if t.metric not in seen:

@@ -9,7 +9,7 @@ which the registry still exports, so they load unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import skops.io as sio
@@ -72,6 +72,7 @@ class WearModel:
         anomaly: AnomalyScorer,
         horizon: float,
         coverage: float = DEFAULT_COVERAGE,
+        component_coverage: Mapping[str, float] | None = None,
     ) -> None:
         self.kind = kind
         self.usage_metric = usage_metric
@@ -83,6 +84,13 @@ class WearModel:
         self.anomaly = anomaly
         self.horizon = float(horizon)
         self.coverage = float(coverage)
+        # per component, the interval coverage when it differs from ``coverage`` (the kind's
+        # model.coverage setting); artifacts stored before it have none
+        self.component_coverage = {c: float(v) for c, v in (component_coverage or {}).items()}
+
+    def coverage_of(self, component: str) -> float:
+        """The coverage of ``component``'s RUL interval (its low end gives the due date)."""
+        return float(getattr(self, "component_coverage", {}).get(component, self.coverage))
 
     @property
     def components(self) -> list[str]:
@@ -104,14 +112,19 @@ class WearModel:
         f = self.features
         return int(f.baseline_window), max(max(f.windows), f.ewm_rows(tolerance))
 
-    def predict(self, features: FloatArray) -> dict[str, dict[str, FloatArray]]:
-        """Per component: rul, rul_low, rul_high, failure_probability; plus anomaly_score."""
+    def predict(
+        self, features: FloatArray, components: Sequence[str] | None = None
+    ) -> dict[str, dict[str, FloatArray]]:
+        """Per component (all, or those named): rul, rul_low, rul_high, failure_probability;
+        plus anomaly_score."""
         out: dict[str, dict[str, FloatArray]] = {}
         anomaly = self.anomaly.anomaly_score(features)
-        for component in self.components:
+        for component in self.components if components is None else components:
             regressor = self.rul[component]
             point = regressor.predict(features)
-            low, high = regressor.predict_interval(features, coverage=self.coverage)
+            low, high = regressor.predict_interval(
+                features, coverage=self.coverage_of(component), point=point
+            )
             proba = self.risk[component].predict_proba(features)[:, 1]
             out[component] = {
                 "rul": point,

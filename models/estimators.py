@@ -206,7 +206,9 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return np.clip(self.model_.predict(X), self.y_min_, self.max_rul)
 
-    def predict_interval(self, X: Any, coverage: float = 0.8) -> tuple[FloatArray, FloatArray]:
+    def predict_interval(
+        self, X: Any, coverage: float = 0.8, point: FloatArray | None = None
+    ) -> tuple[FloatArray, FloatArray]:
         """Predict an interval that holds the (capped) remaining life with probability ``coverage``.
 
         Parameters
@@ -214,6 +216,8 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         coverage : float, default=0.8
             Target probability in (0, 1).
+        point : ndarray of shape (n_samples,), default=None
+            ``predict(X)`` when the caller has it already (it is not computed again).
 
         Returns
         -------
@@ -222,7 +226,9 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         """
         if not 0 < coverage < 1:
             raise ValueError(f"coverage must be in (0, 1), got {coverage}")
-        point = self.predict(X)
+        point = self.predict(X) if point is None else np.asarray(point, dtype=np.float64)
+        if point.shape != (np.shape(X)[0],):
+            raise ValueError(f"point has shape {point.shape}, expected ({np.shape(X)[0]},)")
         bins = np.searchsorted(self.calibration_bin_edges_, point, side="right")
         cal_bins = np.searchsorted(
             self.calibration_bin_edges_, self.calibration_pred_, side="right"

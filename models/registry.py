@@ -97,7 +97,7 @@ def evaluate(
     regressor = model.rul[component]
     features = model.features.transform(matrix)
     point = regressor.predict(features)
-    low, high = regressor.predict_interval(features, coverage=model.coverage)
+    low, high = regressor.predict_interval(features, coverage=model.coverage_of(component))
     truth = np.minimum(rul, regressor.max_rul)
     groups = matrix[:, 0]
     _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)

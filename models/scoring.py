@@ -543,7 +543,7 @@ def _write_predictions(
             batch,
             time=now,
             model_version_id=version_id,
-            coverage=model.coverage,
+            coverage=model.coverage_of(component),
             horizon=model.horizon,
         )
     return written

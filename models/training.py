@@ -37,7 +37,7 @@ from models.schemas import ModelVersion
 
 FloatArray = NDArray[np.float64]
 Progress = Callable[[str], None]
-ALGORITHM = "window-features + rul(hgb+extra-trees, conformal) + risk(hgb) + mahalanobis"
+ALGORITHM = "window-features + rul(hgb, binned conformal) + risk(hgb) + mahalanobis"
 HEALTHY_SHARE = 0.3  # the first 30% of a life's usage counts as healthy for the anomaly scorer
 MAX_TRAINING_ROWS = 20_000  # per component, after balancing the lives (see balanced_rows)
 
@@ -94,11 +94,15 @@ def train(
     feature_params: dict[str, Any] | None = None,
     max_rul: float | None = None,
     horizon: float | None = None,
-    coverage: float = DEFAULT_COVERAGE,
+    coverage: float | None = None,
     auto_promote: bool = True,
     progress: Progress | None = None,
 ) -> TrainingResult:
-    """Train, store and (when better or first) promote a wear model of ``kind``."""
+    """Train, store and (when better or first) promote a wear model of ``kind``.
+
+    ``coverage`` sets every component's interval coverage; by default each component takes
+    the kind's ``model.coverage`` setting (``DEFAULT_COVERAGE`` when it names none), as
+    ``fleetcare evaluate`` scores."""
     started, cpu_started = time.perf_counter(), time.process_time()
     step = progress or (lambda _msg: None)
     spec = get_kind(conn, kind)
@@ -108,6 +112,9 @@ def train(
     horizon = float(horizon if horizon is not None else settings.horizon)
     if max_rul <= 0 or horizon < 0:
         raise Invalid("max_rul must be > 0 and horizon >= 0")
+    if coverage is not None and not 0 < coverage < 1:
+        raise Invalid(f"coverage must be between 0 and 1 (exclusive), got {coverage}")
+    component_coverage = {} if coverage is not None else dict(settings.coverage)
     setting_names = list(spec.regime_metrics)
     sensor_names = list(spec.sensor_names)
     columns = [*setting_names, *sensor_names]
@@ -183,7 +190,8 @@ def train(
         risk=risk_models,
         anomaly=anomaly,
         horizon=horizon,
-        coverage=coverage,
+        coverage=DEFAULT_COVERAGE if coverage is None else coverage,
+        component_coverage=component_coverage,
     )
 
     step("evaluating on held-out assets")
@@ -211,7 +219,7 @@ def train(
         "anomaly": _jsonable(anomaly.get_params()),
         "max_rul": max_rul,
         "horizon": horizon,
-        "coverage": coverage,
+        "coverage": {c: model.coverage_of(c) for c in model.components},
         "holdout_share": registry.HOLDOUT_SHARE,
     }
     step("registering")

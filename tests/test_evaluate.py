@@ -23,8 +23,8 @@ runner = CliRunner()
 # minutes when the shared 2-core machine is busy.
 pytestmark = pytest.mark.timeout(900)
 
-# the coverage chosen on a small validation fleet from two coverages (the target logic runs
-# on small fleets end to end)
+# the kind's coverage setting (as the product), with a small validation sweep of two
+# coverages reported beside it (the target logic runs on small fleets end to end)
 SMALL = ["--kinds", "engine", "--assets", "6", "--days", "30", "--sweep", "0.8,0.9"]
 SMALL += ["--jobs", "1"]
 SMALL_TRAINING_LIVES = 8
@@ -201,13 +201,38 @@ def test_the_wear_model_scores_each_component_at_its_own_coverage(small_run: Sma
 
     bundle = small_run.model.bundle
     (component,) = bundle.components
+    before = bundle.coverage_of(component)
     one = small_run.model.at_coverage({component: 0.6})
-    assert one.for_component(component).coverage == 0.6
-    assert one.bundle.coverage == bundle.coverage  # the shared bundle is not changed
+    assert one.bundle.coverage_of(component) == 0.6
+    assert bundle.coverage_of(component) == before  # the shared bundle is not changed
     uniform = small_run.model.at_coverage(0.6)
-    assert isinstance(uniform, WearModel) and uniform.for_component(component).coverage == 0.6
+    assert isinstance(uniform, WearModel) and uniform.bundle.coverage_of(component) == 0.6
     with pytest.raises(ValueError, match="unknown component"):
         small_run.model.at_coverage({"wheel": 0.9})
+
+
+def test_the_coverage_is_the_kinds_setting_unless_fixed_or_chosen(small_run: SmallRun) -> None:
+    from models.bundle import DEFAULT_COVERAGE
+
+    k = small_run.figures["kinds"]["engine"]
+    setting = builtin_kinds()["engine"].model.coverage
+    expected = {c: setting.get(c, DEFAULT_COVERAGE) for c in small_run.model.bundle.components}
+    # what the product's training gives its versions, and what the evaluation fleet is scored at
+    assert k["coverage"] == expected and k["coverage_chosen_on"] == "kind settings (as the product)"
+    assert {p.coverage for p in small_run.predictions} == set(expected.values())
+    sweep = k["validation_sweep"]
+    config = ev.EvaluationConfig(kinds=("engine",), sweep=(0.8, 0.9), choose=True)
+    assert ev.scoring_coverage(config, sweep, small_run.model) == (
+        ev.choose_coverage(sweep),
+        "validation fleet",
+    )
+    config = ev.EvaluationConfig(kinds=("engine",), coverage=0.7)
+    assert ev.scoring_coverage(config, sweep, small_run.model) == (
+        dict.fromkeys(expected, 0.7),
+        "fixed",
+    )
+    with pytest.raises(ValueError, match="needs a validation sweep"):
+        ev.scoring_coverage(ev.EvaluationConfig(choose=True), [], small_run.model)
 
 
 def _figures(rtf: tuple[int, int], pred: tuple[int, int], wasted: tuple[float, float]) -> Any:
@@ -246,17 +271,13 @@ def test_the_target_counts_every_failure_and_reports_gradual_ones_apart() -> Non
     assert c["target_met"] is False and c["target_met_gradual"] is False
 
 
-def test_on_a_small_fleet_the_validation_sweep_chooses_and_the_target_is_judged(
+def test_on_a_small_fleet_the_validation_sweep_is_reported_and_the_target_is_judged(
     small_run: SmallRun,
 ) -> None:
     k = small_run.figures["kinds"]["engine"]
     sweep = k["validation_sweep"]
     assert [p["coverage"] for p in sweep] == [0.8, 0.9]
-    assert k["coverage_chosen_on"] == "validation fleet"
-    assert k["coverage"] == ev.choose_coverage(sweep)
     assert k["coverage_on_validation"] == ev.validation_figures(sweep, k["coverage"])
-    # the evaluation fleet is scored at the chosen coverage
-    assert {p.coverage for p in small_run.predictions} == set(k["coverage"].values())
     for p in sweep:  # the per-component figures the choice reads add up to the fleet's
         assert sum(v["failures"] for v in p["by_component"].values()) == p["failures"]
     for p in sweep:  # gradual and sudden failures apart at every coverage
@@ -281,13 +302,14 @@ def test_the_table_shows_sudden_failures_apart(small_run: SmallRun) -> None:
     assert "sudden failures (a fault's jump, a blowout):" in table
 
 
-def test_the_commands_default_sweep_is_the_modules() -> None:
+def test_the_command_runs_no_validation_sweep_by_default() -> None:
     import inspect
 
     from evaluation.cli import evaluate
 
-    default = inspect.signature(evaluate).parameters["sweep"].default
-    assert tuple(float(c) for c in default.split(",")) == ev.SWEEP_COVERAGES
+    # the product's coverage setting needs none; a sweep is asked for (and then reported)
+    assert inspect.signature(evaluate).parameters["sweep"].default == ""
+    assert ev.EvaluationConfig().sweep == () and not ev.EvaluationConfig().choose
 
 
 @pytest.mark.parametrize(
@@ -298,6 +320,8 @@ def test_the_commands_default_sweep_is_the_modules() -> None:
         (["--days", "0"], "--days"),
         (["--coverage", "1.5"], "coverage"),
         (["--sweep", "0.5,x"], "--sweep"),
+        (["--choose"], "--choose needs a validation sweep"),
+        (["--choose", "--sweep", "0.8", "--coverage", "0.9"], "give one"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(args: list[str], message: str) -> None:

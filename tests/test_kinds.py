@@ -170,6 +170,14 @@ BAD: dict[str, tuple[Callable[[Doc], None], str]] = {
     "no components": (_set("components", []), "components"),
     "horizon beyond max RUL": (_set("model.horizon", 20_000), "must not exceed max_rul"),
     "non-positive max RUL": (_set("model.max_rul", 0), "model.max_rul"),
+    "coverage of no component": (
+        _set("model.coverage", {"impeller": 0.9}),
+        "model.coverage: 'impeller' is not one of the components",
+    ),
+    "coverage out of range": (
+        _set("model.coverage", {"bearing": 1.0}),
+        "coverage.bearing: must be between 0 and 1",
+    ),
 }
 
 

@@ -20,8 +20,10 @@ from cli.main import app
 from fleet import service as fleet
 from fleetcare.clock import ManualClock
 from fleetcare.errors import Conflict, Invalid
+from kinds.loader import builtin_kinds
 from models import registry
 from models import repository as repo
+from models.bundle import DEFAULT_COVERAGE
 from models.training import NoTrainingData, train
 from tests.conftest import Tenant
 from tests.fixtures.wear import (
@@ -61,6 +63,10 @@ def test_training_stores_metrics_and_the_saved_model_predicts_identically(
     tire = v.metrics["components"]["tire"]
     assert 0 <= tire["interval_coverage"] <= 1 and tire["lives"] == 2 * len(held)
     assert v.params["max_rul"] == 80_000.0 and v.params["rul"]["max_iter"] == 15
+    # every component's interval coverage: the kind's model.coverage setting (as evaluate's)
+    setting = builtin_kinds()["tire"].model.coverage
+    assert v.params["coverage"] == {"tire": setting.get("tire", DEFAULT_COVERAGE)}
+    assert result.model.coverage_of("tire") == v.params["coverage"]["tire"]
     assert v.training_assets == len(trained) and v.training_rows == 2 * 30 * len(trained)
     assert v.trained_from is not None and v.trained_to is not None
 
@@ -100,6 +106,19 @@ def test_artifacts_stored_before_the_bundle_moved_still_load() -> None:
     assert "models.registry.WearModel" in sio.get_untrusted_types(data=old)
     loaded = registry.load_model(old)
     assert isinstance(loaded, type(model)) and loaded.components == model.components
+
+
+def test_a_components_coverage_survives_the_artifact_and_old_artifacts_fall_back() -> None:
+    import copy
+
+    model = copy.copy(trained_tire_model())
+    model.component_coverage = {"tire": 0.95}
+    loaded = registry.load_model(registry.dump_model(model))
+    assert loaded.coverage_of("tire") == 0.95 and loaded.coverage == model.coverage
+    # artifacts stored before per-component coverages have none: the bundle's coverage
+    del model.component_coverage
+    old = registry.load_model(registry.dump_model(model))
+    assert old.coverage_of("tire") == old.coverage
 
 
 def test_registry_refuses_to_promote_a_worse_model(
