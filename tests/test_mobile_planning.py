@@ -123,6 +123,65 @@ def test_a_redirected_shipment_uses_its_own_depots_lane_or_goes_onward() -> None
     )
 
 
+def test_a_replan_judges_the_part_already_on_its_way_not_a_fresh_one() -> None:
+    # stops at station 1 (arrives at 6 h) and station 2 (arrives at 30 h), 10 h on the ground
+    legs = [L(1, 0, 1, h(5), h(6)), L(2, 1, 0, h(16), h(17)), L(3, 0, 2, h(29), h(30)),
+            L(4, 2, 0, h(40), h(41))]  # fmt: skip
+    stops = planning.visits_of(legs, h(0), at_site_id=0)
+    shops = {1: Shop(technicians=4), 2: Shop(technicians=4)}
+
+    def lane(i: int, depot: int, site: int, lead: float, cost: int) -> planning.LaneChoice:
+        return planning.LaneChoice(i, depot, site, lead, cost, 1)
+
+    # depot 2 gets a part to station 1 in 4 h; the shipment on its way is depot 1's, 8 h
+    lanes = [lane(1, 1, 1, 8, 100), lane(2, 2, 1, 4, 500), lane(3, 1, 2, 8, 100)]
+
+    def plan(shipment: planning.InFlight | None) -> planning.Plan:
+        return planning.plan_visit(
+            stops, shops, lanes, kind="engine", component="hpc", labour_hours=4,
+            due_at=h(100), now=h(0), shipment=shipment,
+        )  # fmt: skip
+
+    fresh = plan(None)  # nothing shipped yet: depot 2 to station 1 in time
+    assert fresh.visit is not None and fresh.visit.site_id == 1 and not fresh.aog_risk
+    assert fresh.supply == planning.Supply("ship", lanes[1], h(4))
+    # on its way from depot 1 to station 2: redirecting it to station 1 takes 8 h, after the
+    # carrier; the planner keeps station 2 (before, it chose station 1 for depot 2's lane and
+    # the redirected part arrived 2 h after the carrier)
+    on_way = plan(planning.InFlight(depot_id=1, site_id=2, eta=h(9)))
+    assert on_way.visit is not None and on_way.visit.site_id == 2 and not on_way.aog_risk
+    assert on_way.supply == planning.Supply("keep", lanes[2], h(9))
+    # still at its depot: given back, and depot 2's part goes to station 1
+    pending = plan(planning.InFlight(depot_id=1, site_id=2, eta=h(9), pending=True))
+    assert pending.visit is not None and pending.visit.site_id == 1
+    assert pending.supply == planning.Supply("replace", lanes[1], h(4))
+    # delivered at a station the carrier no longer visits: a new one is sent
+    gone = planning.supply(lanes, 1, h(0), h(6), planning.InFlight(1, 3, h(-1), delivered=True))
+    assert gone == planning.Supply("ship", lanes[1], h(4))
+    # redirected on its own depot's lane when that is in time
+    assert planning.supply(lanes, 1, h(0), h(9), planning.InFlight(1, 2, h(9))) == (
+        planning.Supply("redirect", lanes[0], h(8))
+    )
+
+
+def test_a_part_that_comes_during_a_long_stop_is_in_time_for_the_work() -> None:
+    # at station 0 until 10 h; 1 h at station 1; back at station 0 from 13 h (open ended)
+    legs = [L(1, 0, 1, h(10), h(11)), L(2, 1, 0, h(12), h(13))]
+    stops = planning.visits_of(legs, h(0), at_site_id=0)
+    shops = {0: Shop(technicians=2), 1: Shop(technicians=2)}
+    lanes = [planning.LaneChoice(1, 1, 0, 14, 100, 1)]  # the part is at station 0 at 14 h
+    plan = planning.plan_visit(
+        stops, shops, lanes, kind="engine", component="hpc", labour_hours=8, due_at=h(100),
+        now=h(0),
+    )  # fmt: skip
+    # no stop has it before the carrier; at 14 h the stop from 13 h still holds the work
+    assert plan.visit is not None and plan.visit.leg_id == 2 and not plan.aog_risk
+    assert plan.supply == planning.Supply("ship", lanes[0], h(14))
+    assert planning.part_in_time(plan.visit, shops[0], h(14), 8)
+    assert not planning.part_in_time(stops[0], shops[0], h(14), 8), "it left at 10 h"
+    assert not planning.part_in_time(stops[0], shops[0], h(7), 8), "3 h x 2 < 8 h of work"
+
+
 def test_the_schedule_is_seeded_realistic_and_disrupted() -> None:
     a = schedule(3, tails=4, days=10, start=T)
     b = schedule(3, tails=4, days=10, start=T)

@@ -10,10 +10,18 @@ ended). A visit *fits* a job when it arrives by the due date less the margin (12
 the time left when that is less), the station
 services the kind and component, and the time the station is open during the stop, less its
 turnaround, is at least the job's labour hours shared among its technicians. The order takes
-the first fitting visit into which some depot's lane gets the part before the carrier arrives
-(of those lanes the cheapest, then the fastest); when no lane is in time for any fitting
-visit, the first fitting visit with the fastest lane, flagged as an AOG risk; when no visit
-fits at all, no visit: an AOG risk.
+the first fitting visit into which the part gets before the carrier arrives; when there is
+none, the first fitting visit where the part comes during the stop early enough for the work
+(a night stop, the stop the carrier is at now: :func:`part_in_time`); when no part is in time
+for any fitting visit, the first fitting visit, flagged as an AOG risk; when no visit fits at
+all, no visit: an AOG risk.
+
+How the part gets to a visit (:func:`supply`) is judged as it will be done: with no shipment
+yet, some depot's lane (of those in time the cheapest, then the fastest; else the fastest); a
+shipment already on its way is kept when it goes to that station, else redirected on its own
+depot's lane (or onward from where it was going), or, still at its depot, given back and sent
+again on a lane in time. A re-plan therefore never picks a stop that only a fresh shipment from
+another depot could reach in time while the part on its way cannot.
 """
 
 from __future__ import annotations
@@ -102,14 +110,39 @@ class LaneChoice:
 
 
 @dataclass(frozen=True)
+class InFlight:
+    """The order's shipment already raised: its depot, its station, when it is (or was) there,
+    and whether it is still at its depot (it can be given back) or delivered."""
+
+    depot_id: int
+    site_id: int | None
+    eta: datetime
+    pending: bool = False
+    delivered: bool = False
+
+
+@dataclass(frozen=True)
+class Supply:
+    """How the part gets to a station: ``keep`` the shipment, ``ship`` a new one on ``lane``,
+    ``redirect`` the one on its way, ``replace`` one still at its depot by one on ``lane``, or
+    ``none`` (no lane); ``eta``: when it is there (None: never)."""
+
+    action: str
+    lane: LaneChoice | None
+    eta: datetime | None
+
+
+@dataclass(frozen=True)
 class Plan:
-    """The outcome: the visit (None when none fits), the lane, and whether it is at risk."""
+    """The outcome: the visit (None when none fits), the lane, and whether it is at risk;
+    ``supply``: how the part gets there (None without a visit)."""
 
     visit: Visit | None
     lane: LaneChoice | None
     work_hours: float | None
     aog_risk: bool
     reason: str
+    supply: Supply | None = None
 
 
 def visits_of(legs: Sequence[LegLike], now: datetime, at_site_id: int | None = None) -> list[Visit]:
@@ -218,6 +251,45 @@ def choose_lane(
     return None, False
 
 
+def part_in_time(visit: Visit, station: StationLike, eta: datetime, labour_hours: float) -> bool:
+    """Whether a part there at ``eta`` lets the work be done during the stop: it is there when
+    the carrier arrives, or the stop's time after it comes still holds the work (a night or a
+    weekend stop, the stop the carrier is at now)."""
+    if eta <= visit.arrives:
+        return True
+    if visit.departs is not None and eta >= visit.departs:
+        return False
+    return (
+        work_hours(Visit(visit.site_id, visit.leg_id, eta, visit.departs), station) >= labour_hours
+    )
+
+
+def supply(
+    lanes: Sequence[LaneChoice],
+    site_id: int,
+    now: datetime,
+    arrives: datetime,
+    shipment: InFlight | None = None,
+) -> Supply:
+    """How the part gets to ``site_id`` for a carrier arriving at ``arrives`` (module doc)."""
+    lane, _ = choose_lane(lanes, site_id, now, arrives)
+    fresh = now + timedelta(hours=lane.lead_hours) if lane is not None else None
+    if shipment is not None and shipment.site_id == site_id:
+        return Supply("keep", lane, shipment.eta)
+    if shipment is None or shipment.delivered:
+        return Supply("ship", lane, fresh) if lane is not None else Supply("none", None, None)
+    own = [x.lead_hours for x in lanes if x.depot_id == shipment.depot_id and x.site_id == site_id]
+    eta = redirected_eta(
+        now,
+        shipment.eta,
+        depot_lead_hours=min(own) if own else None,
+        onward_lead_hours=lane.lead_hours if lane is not None else None,
+    )
+    if shipment.pending and fresh is not None and (not own or (eta > arrives >= fresh)):
+        return Supply("replace", lane, fresh)
+    return Supply("redirect", lane, eta)
+
+
 def plan_visit(
     visits: Sequence[Visit],
     stations: Mapping[int, StationLike],
@@ -229,9 +301,10 @@ def plan_visit(
     due_at: datetime,
     now: datetime,
     margin: timedelta = VISIT_MARGIN,
+    shipment: InFlight | None = None,
 ) -> Plan:
-    """Where and when the job is done and which lane brings its part (module docstring);
-    ``margin``: the plan's visit margin."""
+    """Where and when the job is done and how its part gets there (module docstring);
+    ``margin``: the plan's visit margin; ``shipment``: the order's shipment already raised."""
     fitting = fitting_visits(
         visits,
         stations,
@@ -253,22 +326,28 @@ def plan_visit(
             f" that services {kind}/{component} with {labour_hours:g} h of work",
         )
     for visit, hours in fitting:
-        lane, in_time = choose_lane(lanes, visit.site_id, now, visit.arrives)
-        if lane is not None and in_time:
-            return Plan(visit, lane, hours, False, "")
+        how = supply(lanes, visit.site_id, now, visit.arrives, shipment)
+        if how.eta is not None and how.eta <= visit.arrives:
+            return Plan(visit, how.lane, hours, False, "", how)
+    for visit, hours in fitting:  # no part before the carrier: one in time for the work
+        how = supply(lanes, visit.site_id, now, visit.arrives, shipment)
+        if how.eta is not None and part_in_time(
+            visit, stations[visit.site_id], how.eta, labour_hours
+        ):
+            return Plan(visit, how.lane, hours, False, "", how)
     visit, hours = fitting[0]
-    lane, _ = choose_lane(lanes, visit.site_id, now, visit.arrives)
-    if lane is None:
+    how = supply(lanes, visit.site_id, now, visit.arrives, shipment)
+    if how.eta is None:
         why = "no depot with the part in stock has a lane to the station"
     else:
-        eta = now + timedelta(hours=lane.lead_hours)
-        why = f"the part arrives {eta:%Y-%m-%d %H:%M} UTC, after the carrier"
+        why = f"the part arrives {how.eta:%Y-%m-%d %H:%M} UTC, after the carrier"
     return Plan(
         visit,
-        lane,
+        how.lane,
         hours,
         True,
         f"AOG risk: {why} ({visit.arrives:%Y-%m-%d %H:%M} UTC)",
+        how,
     )
 
 

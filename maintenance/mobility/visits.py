@@ -111,42 +111,48 @@ def _depot_code(conn: Conn, depot_id: int) -> str:
     return logistics.get_depot(conn, depot_id).code
 
 
+def _in_flight(live: Shipment | None) -> planning.InFlight | None:
+    """The order's live shipment as the planner judges it."""
+    if live is None:
+        return None
+    return planning.InFlight(
+        depot_id=live.depot_id,
+        site_id=live.site_id,
+        eta=live.delivered_at or live.eta,
+        pending=live.status == ShipmentStatus.PENDING,
+        delivered=live.status == ShipmentStatus.DELIVERED,
+    )
+
+
 def _supply(
     conn: Conn,
     order: Order,
     part: Part,
     plan: planning.Plan,
-    lanes: list[planning.LaneChoice],
+    live: Shipment | None,
     now: datetime,
     why: str,
 ) -> datetime | None:
-    """Get the part to the planned station: keep, redirect, replace or raise its shipment.
-
-    Returns when the part will be there (None: no shipment)."""
-    visit, lane = plan.visit, plan.lane
-    live = logistics.live_shipment(conn, order.id)
-    if visit is None:
+    """Get the part to the planned station as the plan judged it (``planning.supply``): keep,
+    redirect, replace or raise its shipment. Returns when the part will be there (None: no
+    shipment)."""
+    visit, how = plan.visit, plan.supply
+    if visit is None or how is None:
         return live.delivered_at or live.eta if live else None
-    if live is not None and live.site_id == visit.site_id:
-        return live.delivered_at or live.eta
-    if live is None or live.status == ShipmentStatus.DELIVERED:
-        # nothing on its way (or the part waits at a station the carrier no longer visits)
-        shipped = _ship(conn, order, part, lane, now) if lane is not None else None
-        return shipped.eta if shipped else None
-    same_depot = [x for x in lanes if x.depot_id == live.depot_id and x.site_id == visit.site_id]
-    if live.status == ShipmentStatus.PENDING and lane is not None and not same_depot:
-        # still at its depot, which has no lane there: give it back and send from another
+    if how.action == "keep":
+        return how.eta
+    if how.action == "redirect" and live is not None and how.eta is not None:
+        moved = logistics.redirect_shipment(
+            conn, live, site_id=visit.site_id, eta=how.eta, reason=why
+        )
+        return moved.eta
+    if how.action == "replace":
+        # still at its depot, and that depot cannot get it there in time: give it back
         logistics.release_for_order(conn, order.id, order.customer_id, now)
-        shipped = _ship(conn, order, part, lane, now)
-        return shipped.eta if shipped else None
-    eta = planning.redirected_eta(
-        now,
-        live.eta,
-        depot_lead_hours=min(x.lead_hours for x in same_depot) if same_depot else None,
-        onward_lead_hours=lane.lead_hours if lane is not None else None,
-    )
-    moved = logistics.redirect_shipment(conn, live, site_id=visit.site_id, eta=eta, reason=why)
-    return moved.eta
+    if how.lane is None:
+        return None
+    shipped = _ship(conn, order, part, how.lane, now)
+    return shipped.eta if shipped else None
 
 
 def _margin(conn: Conn, order: Order) -> timedelta:
@@ -180,6 +186,7 @@ def plan_order(conn: Conn, order_id: int, now: datetime, *, cause: str) -> Order
     stops = planning.visits_of(legs, now, carrier.at_site_id)
     stations = mobility.stations_of(conn, sorted({v.site_id for v in stops}))
     lanes = _lanes(conn, part, sorted(stations)) if part is not None else []
+    live = logistics.live_shipment(conn, order.id)
     plan = planning.plan_visit(
         stops,
         stations,
@@ -191,7 +198,7 @@ def plan_order(conn: Conn, order_id: int, now: datetime, *, cause: str) -> Order
         due_at=max(order.due_at, now + FAILURE_HORIZON) if order.reason == "failure" else
         order.due_at,
         now=now,
-        margin=_margin(conn, order),
+        margin=_margin(conn, order), shipment=_in_flight(live),
     )  # fmt: skip
     visit = plan.visit
     values: dict[str, Any] = {
@@ -229,10 +236,13 @@ def plan_order(conn: Conn, order_id: int, now: datetime, *, cause: str) -> Order
         )
     elif previous is not None:
         why = f"{cause}: the carrier's stop at {_describe(conn, previous)} changed"
-    eta = _supply(conn, order, part, plan, lanes, now, why) if part is not None else None
+    eta = _supply(conn, order, part, plan, live, now, why) if part is not None else None
     saved = repo.save_visit(conn, values)
     risk = plan.reason or None
-    if risk is None and visit is not None and eta is not None and eta > visit.arrives:
+    late = visit is not None and eta is not None and eta > visit.arrives
+    if late and visit is not None and eta is not None and part is not None:
+        late = not planning.part_in_time(visit, stations[visit.site_id], eta, part.labour_hours)
+    if risk is None and visit is not None and late:
         risk = f"AOG risk: the part arrives {eta:%Y-%m-%d %H:%M} UTC, after the carrier"
     if risk is None and visit is not None and eta is None and part is not None:
         risk = "AOG risk: no depot with the part in stock has a lane to the station"
