@@ -4,7 +4,9 @@ Prepares a dedicated fresh database (dropped at the end unless --keep): 10,000 l
 with ``--rows`` hourly readings each since their renewal (tread every 5th row), plus
 retired tires whose recorded lifetimes train the model. Then:
 
-- cold pass: every asset is new to the scorer, readings read in full (bounded window);
+- cold pass: the first pass of a fresh worker: the model is loaded (artifact, explainer,
+  quality gate: ``cold_model_load_s`` of it) and every asset is new to the scorer, its
+  readings read in full (bounded window);
 - warm passes: one new reading lands on every asset, then a pass scores all of them with
   the worker's readings cache (reads only what arrived since the last pass), once with the
   native thread pools uncapped and once with one thread (what `fleetcare score` runs; the
@@ -14,7 +16,10 @@ retired tires whose recorded lifetimes train the model. Then:
   pivot, features, predict, one INSERT per prediction) on a sample, projected to the fleet.
 
 A pass = find changed assets + fetch readings + features + predict + write (predictions and
-scoring state), in one transaction. The last line is JSON.
+scoring state), in one transaction. Each pass is also measured in CPU seconds of this
+process (``*_cpu_s``) and of the server process of its connection (``*_db_cpu_s``, when the
+server runs on this machine): less sensitive to a shared machine's load than its seconds.
+The last line is JSON.
 
     PYTHONPATH=$PWD python bench/score.py [--assets 10000] [--rows 60] [--passes 3]
 """
@@ -27,6 +32,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,7 +52,9 @@ from testkit import synthetic
 from testkit.databases import SERVER_URL, create_database, drop_database, unique_name
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-TARGET_S = 2.0
+TARGET_S = 2.0  # the first goal of a warm pass (kept: ``meets_target`` compares with it)
+WARM_TARGET_S = 0.5  # issue 19: warm pass (``pass_s``) <= 0.5 s at 10,000 assets
+COLD_TARGET_S = 2.0  # and cold pass (``cold_pass_s``) <= 2 s
 
 
 def log(message: str) -> None:
@@ -166,19 +174,49 @@ def naive_pass(
             track_predictions(conn, cur.fetchall())
 
 
+def backend_cpu_s(conn: Connection[Any]) -> float | None:
+    """CPU seconds used so far by the connection's server process, when the server runs on
+    this machine and /proc shows it (None otherwise)."""
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@dataclass
+class PassTimes:
+    """One pass: wall seconds, this process's CPU seconds, the server process's CPU seconds."""
+
+    wall_s: float
+    cpu_s: float
+    db_cpu_s: float | None
+
+    def text(self) -> str:
+        db = "" if self.db_cpu_s is None else f", server CPU {self.db_cpu_s:.3f} s"
+        return f"{self.wall_s:.3f} s (CPU {self.cpu_s:.3f} s{db})"
+
+
 def timed_pass(
     conn: Connection[Any],
     clock: ManualClock,
     models: ModelCache,
     cache: ReadingsCache | None,
     threads: int | None = None,
-) -> tuple[float, PassResult]:
-    """One scoring pass in its own transaction; (seconds, result)."""
+) -> tuple[PassTimes, PassResult]:
+    """One scoring pass in its own transaction; (its times, its result)."""
     clock.advance(60)
+    db0 = backend_cpu_s(conn)
+    cpu0 = time.process_time()
     started = time.perf_counter()
     with conn.transaction():
         result = score_pass(conn, clock, models=models, cache=cache, threads=threads)
-    return time.perf_counter() - started, result
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    db1 = backend_cpu_s(conn)
+    db = None if db0 is None or db1 is None else db1 - db0
+    return PassTimes(wall, cpu, db), result
 
 
 def main() -> int:
@@ -234,38 +272,38 @@ def main() -> int:
 
             models = ModelCache()
             cache = ReadingsCache()
-            cold_s, cold = timed_pass(conn, clock, models, cache, threads=1)
+            cold_t, cold = timed_pass(conn, clock, models, cache, threads=1)
             if cold.predictions != args.assets:
                 raise SystemExit(f"cold pass wrote {cold.predictions} predictions")
-            log(f"cold pass: {cold_s:.3f} s  {_fmt(cold)}")
+            log(f"cold pass: {cold_t.text()}  {_fmt(cold)}")
             warm: list[float] = []
             hour = args.rows
             for _ in range(args.passes):
                 with conn.transaction():
                     add_reading_to_all(conn, ids, hour)
                 hour += 1
-                seconds, result = timed_pass(conn, clock, models, cache)
+                times, result = timed_pass(conn, clock, models, cache)
                 if result.predictions != args.assets:
                     raise SystemExit(f"warm pass wrote {result.predictions} predictions")
-                warm.append(seconds)
-                log(f"warm pass, all threads: {seconds:.3f} s  {_fmt(result)}")
-            warm_one: list[float] = []
+                warm.append(times.wall_s)
+                log(f"warm pass, all threads: {times.text()}  {_fmt(result)}")
+            warm_one: list[PassTimes] = []
             for _ in range(args.passes):
                 with conn.transaction():
                     add_reading_to_all(conn, ids, hour)
                 hour += 1
-                seconds, result = timed_pass(conn, clock, models, cache, threads=1)
+                times, result = timed_pass(conn, clock, models, cache, threads=1)
                 if result.predictions != args.assets:
                     raise SystemExit(f"warm pass wrote {result.predictions} predictions")
-                warm_one.append(seconds)
-                log(f"warm pass, 1 thread (worker default): {seconds:.3f} s  {_fmt(result)}")
+                warm_one.append(times)
+                log(f"warm pass, 1 thread (worker default): {times.text()}  {_fmt(result)}")
             with conn.transaction():
                 add_reading_to_all(conn, ids, hour)
             hour += 1
-            full_s, full = timed_pass(conn, clock, models, None, threads=1)
-            log(f"full-read pass (no cache): {full_s:.3f} s  {_fmt(full)}")
-            idle_s, idle = timed_pass(conn, clock, models, cache, threads=1)
-            log(f"idle pass (nothing changed): {idle_s:.3f} s, {idle.predictions} predictions")
+            full_t, full = timed_pass(conn, clock, models, None, threads=1)
+            log(f"full-read pass (no cache): {full_t.text()}  {_fmt(full)}")
+            idle_t, idle = timed_pass(conn, clock, models, cache, threads=1)
+            log(f"idle pass (nothing changed): {idle_t.text()}, {idle.predictions} predictions")
 
             sample = ids[: args.baseline_sample]
             clock.advance(60)
@@ -280,26 +318,31 @@ def main() -> int:
         if not args.keep:
             drop_database(SERVER_URL, name)
     warm_median = statistics.median(warm)
-    warm_one_median = statistics.median(warm_one)
+    warm_one_median = statistics.median(t.wall_s for t in warm_one)
+    warm_one_cpu = statistics.median(t.cpu_s for t in warm_one)
+    warm_one_db = [t.db_cpu_s for t in warm_one if t.db_cpu_s is not None]
     headline = warm_one_median  # what `fleetcare score` runs: cache on, one thread
     load = os.getloadavg()
     print(
         f"assets per pass:            {args.assets}  ({args.rows} readings each;"
         f" window {head}+{tail} rows)"
     )
-    print(f"cold pass (full reads, 1 thread): {cold_s:.3f} s")
+    print(f"cold pass (full reads, model load, 1 thread): {cold_t.text()}")
     print(f"warm pass, all threads, median: {warm_median:.3f} s  {[round(s, 3) for s in warm]}")
     print(
         f"warm pass, 1 thread (worker default), median: {warm_one_median:.3f} s"
-        f"  {[round(s, 3) for s in warm_one]}"
+        f"  {[round(t.wall_s, 3) for t in warm_one]}; CPU median {warm_one_cpu:.3f} s"
+        + (f", server CPU median {statistics.median(warm_one_db):.3f} s" if warm_one_db else "")
     )
-    print(f"full-read pass (no cache, 1 thread): {full_s:.3f} s")
+    print(f"full-read pass (no cache, 1 thread): {full_t.text()}")
     print(
         f"baseline per-asset loop:    {projected:.1f} s projected ({per_asset * 1000:.2f} ms/asset)"
     )
     print(
-        f"speedup (worker default vs baseline): {projected / headline:.0f}x; target < {TARGET_S} s:"
-        f" {'met' if headline < TARGET_S else 'NOT met'}  (load average {load[0]:.1f})"
+        f"speedup (worker default vs baseline): {projected / headline:.0f}x;"
+        f" goals: warm <= {WARM_TARGET_S} s {'met' if headline <= WARM_TARGET_S else 'NOT met'},"
+        f" cold <= {COLD_TARGET_S} s {'met' if cold_t.wall_s <= COLD_TARGET_S else 'NOT met'}"
+        f"  (load average {load[0]:.1f}: a loaded machine's seconds prove no goal)"
     )
     print(
         json.dumps(
@@ -308,24 +351,37 @@ def main() -> int:
                 "assets": args.assets,
                 "rows_per_asset": args.rows,
                 "window_rows": head + tail,
-                "cold_pass_s": round(cold_s, 4),
+                "cold_pass_s": round(cold_t.wall_s, 4),
+                "cold_pass_cpu_s": round(cold_t.cpu_s, 4),
+                "cold_pass_db_cpu_s": _round(cold_t.db_cpu_s),
+                "cold_model_load_s": round(cold.seconds.get("model", 0.0), 4),
                 "warm_pass_s": [round(s, 4) for s in warm],
                 "warm_pass_median_s": round(warm_median, 4),
-                "warm_pass_1thread_s": [round(s, 4) for s in warm_one],
+                "warm_pass_1thread_s": [round(t.wall_s, 4) for t in warm_one],
                 "warm_pass_1thread_median_s": round(warm_one_median, 4),
-                "full_read_pass_s": round(full_s, 4),
-                "idle_pass_s": round(idle_s, 4),
+                "pass_cpu_s": round(warm_one_cpu, 4),
+                "pass_db_cpu_s": _round(statistics.median(warm_one_db) if warm_one_db else None),
+                "full_read_pass_s": round(full_t.wall_s, 4),
+                "idle_pass_s": round(idle_t.wall_s, 4),
                 "baseline_ms_per_asset": round(per_asset * 1000, 3),
                 "baseline_projected_s": round(projected, 2),
                 "speedup_vs_baseline": round(projected / headline, 1),
                 "target_s": TARGET_S,
                 "pass_s": round(headline, 4),
                 "meets_target": headline < TARGET_S,
+                "warm_target_s": WARM_TARGET_S,
+                "cold_target_s": COLD_TARGET_S,
+                "meets_warm_target": headline <= WARM_TARGET_S,
+                "meets_cold_target": cold_t.wall_s <= COLD_TARGET_S,
                 "load_average_1min": round(load[0], 2),
             }
         )
     )
     return 0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _fmt(result: PassResult) -> str:

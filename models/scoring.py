@@ -163,7 +163,7 @@ class ReadingsCache:
         new = repo.fetch_new_long_readings(conn, layout, ids, since)
         if new.size == 0:
             return
-        combined = np.concatenate([*(e.seeds for e in entries), new])
+        combined = _concat_long([*(e.seeds for e in entries), new])
         fresh = repo.assemble_matrix(combined, layout, ids)
         if fresh.matrix.shape[0] == 0:
             # only non-usage metrics arrived: no new rows, but the seeds move on
@@ -215,6 +215,15 @@ class ReadingsCache:
             time_us=np.concatenate([self.entries[a].time_us for a in present]),
             missing_groups=missing,
         )
+
+
+def _concat_long(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Long readings arrays end to end. Their bytes are joined: ``np.concatenate`` promotes
+    the fields of structured arrays pair by pair, ~0.1 ms an array (1.2 s a warm pass of
+    10,000 assets) against ~7 µs here."""
+    if any(a.dtype != repo.LONG_ROW for a in arrays):
+        return np.concatenate(arrays)
+    return np.frombuffer(b"".join([a.tobytes() for a in arrays]), dtype=repo.LONG_ROW)
 
 
 def _latest_at_or_before(
@@ -334,6 +343,7 @@ def _score_pass(
 ) -> PassResult:
     result = PassResult()
     tick = time.perf_counter()
+    repo.tune_scoring_transaction(conn)
     changed = [
         c
         for c in repo.find_changed_assets(conn, kind=kind, limit=limit)
@@ -353,7 +363,10 @@ def _score_pass(
         if version_id is None:
             result.no_model += len(assets)
             continue
-        _score_kind(conn, models.get(conn, version_id), assets, now, cache, result)
+        tick = time.perf_counter()
+        loaded = models.get(conn, version_id)  # loaded once per worker (the cold pass)
+        result.add("model", time.perf_counter() - tick)
+        _score_kind(conn, loaded, assets, now, cache, result)
     return result
 
 

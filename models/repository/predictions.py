@@ -12,6 +12,19 @@ from models.repository.readings import Conn
 from models.schemas import ChangedAsset, Prediction
 
 
+def tune_scoring_transaction(conn: Conn) -> None:
+    """Settings for the rest of a scoring pass's transaction.
+
+    No JIT: the readings queries are estimated at millions (a lateral lookup per asset and
+    metric) and PostgreSQL compiled each with full optimisation, ~0.3 s a query that runs
+    in less than that (EXPLAIN ANALYZE of the warm read on bench.score's fleet: JIT 0.5 s of
+    a 5 s query at load 25). More work memory: the cold read's de-duplication of the usage
+    rows (690,000 rows at 10,000 assets) spilled to disk in 21 batches at the default 4 MB.
+    """
+    conn.execute("SET LOCAL jit = off")
+    conn.execute("SET LOCAL work_mem = '64MB'")
+
+
 def find_changed_assets(
     conn: Conn, *, kind: str | None = None, limit: int | None = None
 ) -> list[ChangedAsset]:
