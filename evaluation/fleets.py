@@ -24,6 +24,8 @@ IntArray = NDArray[np.int64]
 USAGE_RATE_LOOKBACK_H = USAGE_RATE_LOOKBACK / timedelta(hours=1)  # as the scoring worker
 USAGE_RATE_MIN_HISTORY_H = USAGE_RATE_MIN_HISTORY / timedelta(hours=1)
 MIN_TRAINING_LIVES = {"tire": 40, "elevator": 40, "engine": 40}
+# each simulated kind's own random stream (the order the evaluation has always seeded in)
+SEED_STREAM = {"tire": 0, "elevator": 1, "engine": 2}
 # A failure is "sudden" when the step before it took more than this share of a whole life:
 # a fault's jump (elevators) or a blowout from heat (tires), not gradual wear.
 SUDDEN_WEAR_JUMP = 0.05
@@ -215,7 +217,7 @@ def new_world(kind: str, seed: int, assets: int, purpose: int) -> World:
     """A population of about ``assets`` new assets (whole groups) with an empty log."""
     econ = ECONOMICS[kind]
     groups = max(1, -(-assets // econ.per_group))
-    rng = np.random.default_rng([seed, list(ECONOMICS).index(kind), purpose])
+    rng = np.random.default_rng([seed, SEED_STREAM[kind], purpose])
     population = make_population(kind, rng, groups, econ.per_group)
     components = [c.name for c in builtin_kinds()[kind].components]
     world = World(
@@ -227,7 +229,7 @@ def new_world(kind: str, seed: int, assets: int, purpose: int) -> World:
 def warm_up(world: World, seed: int) -> None:
     """Renew at failures and at random for the simulators' warm-up, so that ages are mixed;
     then forget those lives (the evaluation starts now)."""
-    rng = np.random.default_rng([seed, list(ECONOMICS).index(world.kind), 99])
+    rng = np.random.default_rng([seed, SEED_STREAM[world.kind], 99])
     total_h = WARMUP_DAYS[world.kind] * 24.0
     step_h = ECONOMICS[world.kind].step_h
     while world.now_h < total_h:

@@ -46,7 +46,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -360,7 +360,7 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict
         "assets_per_kind": config.assets,
         "days": config.days,
         "preventive_quantile": PREVENTIVE_QUANTILE,
-        "assumptions": {k: asdict(ECONOMICS[k]) for k in config.kinds},
+        "assumptions": {k: ECONOMICS[k].model_dump() for k in config.kinds},
         "kinds": {},
     }
     with threadpool_limits(limits=config.threads):

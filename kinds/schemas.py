@@ -182,6 +182,24 @@ class ModelSettings(Definition):
         return self
 
 
+class Economics(Definition):
+    """What a kind's work costs and how it is planned (optional): the customers' value reports
+    count savings with it and `fleetcare evaluate` simulates with it. A kind without it gets
+    no costs in its value report (the report says so)."""
+
+    per_group: int = Field(ge=1, le=10_000)  # assets per truck / building / aircraft
+    step_h: float = Field(gt=0, allow_inf_nan=False)  # one reading per asset per step
+    order_lead_days: int = Field(ge=0, le=365)  # the plan's lead time
+    shipping_days: int = Field(ge=0, le=365)  # from the nearest depot
+    labour_eur_per_hour: float = Field(ge=0, allow_inf_nan=False)
+    failure_downtime_h: float = Field(ge=0, allow_inf_nan=False)  # an unplanned failure's
+    downtime_eur_per_hour: float = Field(ge=0, allow_inf_nan=False)
+    max_rul: float = Field(gt=0, allow_inf_nan=False)  # the evaluation's wear-model RUL cap
+    risk_threshold: float = Field(gt=0, lt=1)  # the full-service plan's (the demo's)
+    history_max_days: float = Field(gt=0, allow_inf_nan=False)  # the training fleet's span
+    note: LongText = ""
+
+
 class KindDefinition(Definition):
     """Everything fleetcare knows about one kind of asset."""
 
@@ -196,6 +214,7 @@ class KindDefinition(Definition):
     components: list[Component] = Field(min_length=1, max_length=100)
     end_of_life: EndOfLife
     model: ModelSettings
+    economics: Economics | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> KindDefinition:

@@ -93,7 +93,7 @@ def _changes(
     if old_def is not None:
         if old_def.mobile != new.mobile:
             changes.append(f"mobile {old_def.mobile} → {new.mobile}")
-        for field in ("display_name", "description", "life", "end_of_life", "model"):
+        for field in ("display_name", "description", "life", "end_of_life", "model", "economics"):
             if getattr(old_def, field) != getattr(new, field) and field != "life":
                 changes.append(f"changed {field}")
         if old_def.life.typical != new.life.typical:

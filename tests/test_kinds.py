@@ -63,6 +63,18 @@ def test_the_builtin_kinds_are_files_loaded_like_any_other() -> None:
     assert tire.usage_metric == "odometer_km" and tire.life_unit == "km"
     assert [str(t) for t in tire.end_of_life.thresholds] == ["tread_depth_mm <= 1.6"]
     assert tire.components[0].parts[0].price_minor == 45_000
+    # the costs the value reports and `fleetcare evaluate` count with are the file's
+    assert tire.economics is not None and tire.economics.failure_downtime_h == 8
+    assert all(load_file(p).economics is not None for p in builtin_files())
+
+
+def test_economics_is_optional_and_a_customer_kind_can_state_it(tmp_path: Path) -> None:
+    assert load_file(PUMP_FILE).economics is None
+    doc = pump_doc()
+    doc["economics"] = {**ECONOMICS, "note": "  a seized pump stops the line  "}
+    econ = load_file(write(tmp_path, doc)).economics
+    assert econ is not None and econ.labour_eur_per_hour == 95
+    assert econ.note == "a seized pump stops the line"
 
 
 def test_a_json_file_holds_the_same_definition(tmp_path: Path) -> None:
@@ -98,6 +110,13 @@ def _duplicate_metric(doc: Doc) -> None:
 def _duplicate_component(doc: Doc) -> None:
     doc["components"].append(copy.deepcopy(doc["components"][0]))
     doc["components"][-1]["parts"][0]["sku"] = "OTHER-SKU"
+
+
+ECONOMICS: Doc = {
+    "per_group": 1, "step_h": 1, "order_lead_days": 3, "shipping_days": 1,
+    "labour_eur_per_hour": 95, "failure_downtime_h": 20, "downtime_eur_per_hour": 400,
+    "max_rul": 15000, "risk_threshold": 0.5, "history_max_days": 900,
+}  # fmt: skip
 
 
 BAD: dict[str, tuple[Callable[[Doc], None], str]] = {
@@ -173,6 +192,26 @@ BAD: dict[str, tuple[Callable[[Doc], None], str]] = {
     "coverage of no component": (
         _set("model.coverage", {"impeller": 0.9}),
         "model.coverage: 'impeller' is not one of the components",
+    ),
+    "economics: negative labour rate": (
+        _set("economics", {**ECONOMICS, "labour_eur_per_hour": -5}),
+        "economics.labour_eur_per_hour: Input should be greater than or equal to 0",
+    ),
+    "economics: unknown field": (
+        _set("economics", {**ECONOMICS, "fuel_eur": 3}),
+        "economics.fuel_eur: unknown field",
+    ),
+    "economics: missing field": (
+        _set("economics", {k: v for k, v in ECONOMICS.items() if k != "failure_downtime_h"}),
+        "economics.failure_downtime_h: required field is missing",
+    ),
+    "economics: risk threshold not a share": (
+        _set("economics", {**ECONOMICS, "risk_threshold": 1.5}),
+        "economics.risk_threshold",
+    ),
+    "economics: not a number": (
+        _set("economics", {**ECONOMICS, "downtime_eur_per_hour": "a lot"}),
+        "economics.downtime_eur_per_hour",
     ),
     "coverage out of range": (
         _set("model.coverage", {"bearing": 1.0}),

@@ -12,15 +12,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from psycopg import Connection
 from pypdf import PdfReader
 
 from evaluation.costs import ECONOMICS, PREVENTIVE_QUANTILE
+from fleet import service as fleet
+from fleet.schemas import AssetCreate, SiteCreate
 from fleetcare.clock import ManualClock
 from fleetcare.db import connect
 from ingest.history import import_history
 from ingest.profiles import compile_profile, parse_profile
+from kinds import service as kinds
+from kinds.loader import parse_definition
 from kinds.service import get_kind
 from maintenance.billing import service as billing
 from maintenance.orders import service as orders
@@ -29,6 +34,7 @@ from maintenance.value import service as value
 from tests.conftest import Tenant
 from tests.fixtures.billing import OPERATOR, at, subscribed_customer
 from tests.test_dashboard import sign_in
+from tests.test_kinds import PUMP_FILE
 
 # every back-office event these tests emit matches its catalogue entry
 pytestmark = pytest.mark.usefixtures("events_match_catalogue")
@@ -228,3 +234,59 @@ def test_value_report_routes_pdf_and_dashboard(
     assert other.status_code == 200 and "VALUE-R-1" not in other.text
     # a customer with nothing billed in the advice's months is told so, not shown an empty card
     assert 'id="value-advice-none"' in other.text
+
+
+def test_value_report_counts_a_kinds_own_costs_from_its_definition(
+    conn: Connection[Any],
+) -> None:
+    """A customer's own kind: without an ``economics:`` block its failure is listed with no
+    costs and the report says so; once a new version of the definition states its costs
+    (applied to the database, as a customer would), the report counts with them."""
+    doc = yaml.safe_load(PUMP_FILE.read_text())
+    kinds.apply_definition(conn, parse_definition(doc, "pump"))
+    conn.commit()
+    # no plan covers a kind defined today: a customer with a pump and no subscription
+    customer = fleet.ensure_customer(conn, "value-p", "Value-P")
+    site = fleet.create_site(
+        conn, OPERATOR, SiteCreate(customer_id=customer.id, ref="PLANT", name="Plant")
+    )
+    asset = fleet.create_asset(
+        conn,
+        OPERATOR,
+        AssetCreate(
+            customer_id=customer.id, site_id=site.id, kind="pump", ref="VALUE-P-1",
+            installed_at=at(1, month=1),
+        ),
+    )  # fmt: skip
+    orders.report_failure(
+        conn,
+        OPERATOR,
+        FailureCreate(asset_id=asset.id, component="bearing", failed_at=at(18)),
+        ManualClock(at(18, 1)),
+    )
+    conn.commit()
+    report = value.value_report(conn, OPERATOR, customer.id, "2026-11", AFTER_NOV)
+    [missed] = report.not_prevented
+    assert missed.kind == "pump" and missed.downtime_h is None and missed.downtime_eur is None
+    assert report.assumptions == []
+    assert "Costs of a kind without stated assumptions are not counted: pump." in report.notes
+    doc["economics"] = {
+        "per_group": 1, "step_h": 1, "order_lead_days": 3, "shipping_days": 1,
+        "labour_eur_per_hour": 95, "failure_downtime_h": 20, "downtime_eur_per_hour": 400,
+        "max_rul": 15000, "risk_threshold": 0.5, "history_max_days": 900,
+        "note": "a seized pump stops the line 20 h",
+    }  # fmt: skip
+    assert kinds.apply_definition(conn, parse_definition(doc, "pump")).changes == [
+        "changed economics"
+    ]
+    conn.commit()
+    report = value.value_report(conn, OPERATOR, customer.id, "2026-11", AFTER_NOV)
+    [missed] = report.not_prevented
+    assert (missed.downtime_h, missed.downtime_eur) == (20.0, 20.0 * 400)
+    [stated] = report.assumptions
+    assert (stated.kind, stated.labour_eur_per_hour, stated.note) == (
+        "pump",
+        95.0,
+        "a seized pump stops the line 20 h",
+    )
+    assert not any("not counted" in n for n in report.notes)

@@ -3,8 +3,9 @@
 - **failures prevented**: orders raised from predictions (the asset was wearing out) and
   completed no later than their due date;
 - **failures not prevented**: lives that ended in failure (reported or detected);
-- **downtime avoided** and **money saved**, with the cost assumptions of ``fleetcare
-  evaluate`` (``kinds.economics``, stated in the report): against *run to failure* each
+- **downtime avoided** and **money saved**, with the cost assumptions of the kind's
+  definition (its ``economics:`` block, as ``fleetcare evaluate``; stated in the report; a
+  kind without one gets no costs, and the report says so): against *run to failure* each
   prevented failure saves the kind's unplanned downtime (hours x cost per hour); against a
   *preventive* programme that replaces a component at the age by which
   ``PREVENTIVE_QUANTILE`` of the customer's recorded lives had failed, a component that lived
@@ -25,8 +26,9 @@ import numpy as np
 from fleet.schemas import Principal
 from fleetcare.clock import Clock, ManualClock
 from fleetcare.errors import FleetcareError, Invalid, NotFound
-from kinds.economics import ECONOMICS, PREVENTIVE_QUANTILE, KindEconomics
-from kinds.service import get_kind
+from kinds.economics import PREVENTIVE_QUANTILE
+from kinds.schemas import Economics
+from kinds.service import all_kinds, get_kind
 from maintenance.billing import advice
 from maintenance.billing.pricing import Period, parse_period
 from maintenance.common import Conn, subject
@@ -46,7 +48,7 @@ ADVICE_MONTHS = 3
 OPERATOR = Principal(key_id=0, role="operator")
 
 
-def _replacement_eur(conn: Conn, kind: str, component: str, econ: KindEconomics) -> float:
+def _replacement_eur(conn: Conn, kind: str, component: str, econ: Economics) -> float:
     """A planned replacement: the component's first part and its labour (as evaluate)."""
     spec = get_kind(conn, kind)
     part = next(c for c in spec.components if c.name == component).parts[0]
@@ -54,7 +56,7 @@ def _replacement_eur(conn: Conn, kind: str, component: str, econ: KindEconomics)
 
 
 def _prevented(
-    conn: Conn, row: dict[str, Any], interval: float | None, econ: KindEconomics | None
+    conn: Conn, row: dict[str, Any], interval: float | None, econ: Economics | None
 ) -> PreventedFailure:
     life = None if row["life_days"] is None else float(row["life_days"])
     downtime = rtf = prev = None
@@ -97,15 +99,17 @@ def build_report(
         for key, days in lives.items()
         if len(days) >= MIN_LIVES_FOR_PREVENTIVE
     }
+    # the costs each kind's definition states (the database's current version)
+    economics = {name: k.economics for name, k in all_kinds(conn).items() if k.economics}
     prevented = [
         _prevented(
-            conn, row, intervals.get((row["kind"], row["component"])), ECONOMICS.get(row["kind"])
+            conn, row, intervals.get((row["kind"], row["component"])), economics.get(row["kind"])
         )
         for row in repo.prevented(conn, customer_id, period.start, period.end)
     ]
     not_prevented = []
     for row in repo.failures(conn, customer_id, period.start, period.end):
-        econ = ECONOMICS.get(row["kind"])
+        econ = economics.get(row["kind"])
         not_prevented.append(
             FailureNotPrevented(
                 life_id=row["life_id"],
@@ -125,22 +129,22 @@ def build_report(
     assumptions = [
         KindAssumptions(
             kind=kind,
-            failure_downtime_h=ECONOMICS[kind].failure_downtime_h,
-            downtime_eur_per_hour=ECONOMICS[kind].downtime_eur_per_hour,
-            labour_eur_per_hour=ECONOMICS[kind].labour_eur_per_hour,
+            failure_downtime_h=economics[kind].failure_downtime_h,
+            downtime_eur_per_hour=economics[kind].downtime_eur_per_hour,
+            labour_eur_per_hour=economics[kind].labour_eur_per_hour,
             preventive_interval_days=min(
                 (round(v, 2) for (k, _), v in intervals.items() if k == kind), default=None
             ),
             recorded_lives=sum(len(d) for (k, _), d in lives.items() if k == kind),
-            note=ECONOMICS[kind].note,
+            note=economics[kind].note,
         )
         for kind in kinds
-        if kind in ECONOMICS
+        if kind in economics
     ]
     notes = [
         f"Costs of a kind without stated assumptions are not counted: {kind}."
         for kind in kinds
-        if kind not in ECONOMICS
+        if kind not in economics
     ]
     if any(p.saved_vs_preventive_eur is None for p in prevented):
         notes.append(
