@@ -235,11 +235,13 @@ class SparkplugEdgeNode:
             else:
                 self._host_online = False
                 if self._born:  # Sparkplug 3.0: the session ends, the node waits for the host
-                    self.stats.host_offline += 1
                     log.info(
                         "%s: primary host %s offline: NDEATH", self.edge_node, self.primary_host
                     )
                     self._end_session(clean=True)
+                    # counted once the session has ended (not live any more): a reader that
+                    # sees the count never sees the node still live
+                    self.stats.host_offline += 1
         elif event == "rebirth" and arg == self._session and self._born:
             self.stats.rebirths_asked += 1
             self._born = False  # born again below, before any more data
