@@ -6,8 +6,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import yaml
 from psycopg import Connection
 
 from fleet import repository as fleet_repo
@@ -15,44 +16,58 @@ from fleet import service as fleet
 from fleet.schemas import Principal, SiteCreate
 from fleetcare.clock import Clock
 from fleetcare.db import connect
+from simulators.desks import desks_for
+from simulators.schemas import PHYSICS_KINDS, simulate_args
 
-DEMO_CUSTOMERS = (
-    ("acme-logistics", "ACME Logistics", (("DEPOT-N", "North depot", "north"),)),
-    ("skyline-buildings", "Skyline Buildings", (("TOWER-1", "Skyline Tower", "central"),)),
+SCENARIO_FILE = Path(__file__).with_name("demo.yaml")
+
+
+@dataclass(frozen=True)
+class DemoFleet:
+    """A simulated fleet of a demo customer and the plan its sites subscribe to."""
+
+    customer: str
+    plan_code: str
+    assets: dict[str, int]  # kind: count
+    seed: int = 1
+
+    def simulate_args(self) -> list[str]:
+        return ["--customer", self.customer, *simulate_args(self.assets), "--seed", str(self.seed)]
+
+
+def _load_scenario(path: Path) -> dict[str, Any]:
+    """The demo scenario file, checked for the parts this module reads."""
+    try:
+        data = yaml.safe_load(path.read_text())
+        for key in ("customers", "plans", "fleets", "history_fleet", "depot"):
+            if key not in data:
+                raise ValueError(f"no {key!r}")
+    except (OSError, yaml.YAMLError, ValueError, TypeError) as exc:
+        raise RuntimeError(f"{path}: not a demo scenario: {exc}") from exc
+    return cast(dict[str, Any], data)
+
+
+_SCENARIO = _load_scenario(SCENARIO_FILE)
+DEMO_CUSTOMERS: tuple[tuple[str, str, tuple[tuple[str, str, str], ...]], ...] = tuple(
+    (c["slug"], c["name"], tuple((s["ref"], s["name"], s["region"]) for s in c["sites"]))
+    for c in _SCENARIO["customers"]
 )
-
-
 # The demo's plan catalogue (a real operator writes its own through POST /v1/plans).
-DEMO_PLANS: tuple[dict[str, object], ...] = (
-    {"code": "monitor", "name": "Monitor",
-     "description": "Condition monitoring: alerts when an asset is predicted due; no orders.",
-     "kinds": ["tire", "elevator", "engine"], "order_lead_days": 14, "response_sla_hours": 72,
-     "risk_threshold": 0.5, "fee_per_asset_month_minor": 900},
-    {"code": "proactive", "name": "Proactive",
-     "description": "Orders raised and parts shipped before the due date; parts paid by the"
-     " customer.",
-     "kinds": ["tire", "elevator", "engine"], "includes_orders": True, "order_lead_days": 14,
-     "response_sla_hours": 48, "risk_threshold": 0.5, "fee_per_asset_month_minor": 2900,
-     "failure_credit_bps": 2500, "failure_repair_free": True},
-    {"code": "full-service-tire", "name": "Full service (tires)",
-     "description": "Everything included, billed per kilometre.", "kinds": ["tire"],
-     "includes_orders": True, "includes_parts": True, "includes_labour": True,
-     "order_lead_days": 10, "response_sla_hours": 24, "risk_threshold": 0.4,
-     "usage_price_minor": 400, "usage_price_quantity": 1000,
-     "failure_credit_bps": 1000},
-    {"code": "full-service-elevator", "name": "Full service (elevators)",
-     "description": "Everything included, billed per trip.", "kinds": ["elevator"],
-     "includes_orders": True, "includes_parts": True, "includes_labour": True,
-     "order_lead_days": 14, "response_sla_hours": 8, "risk_threshold": 0.4,
-     "usage_price_minor": 2, "usage_price_quantity": 1,
-     "failure_credit_bps": 1000},
-    {"code": "full-service-engine", "name": "Full service (engines)",
-     "description": "Power by the hour: everything included, billed per flight cycle.",
-     "kinds": ["engine"], "includes_orders": True, "includes_parts": True,
-     "includes_labour": True, "order_lead_days": 21, "response_sla_hours": 4,
-     "risk_threshold": 0.3, "usage_price_minor": 150000, "usage_price_quantity": 1,
-     "failure_credit_bps": 1000},
-)  # fmt: skip
+DEMO_PLANS: tuple[dict[str, object], ...] = tuple(_SCENARIO["plans"])
+DEMO_FLEETS = tuple(
+    DemoFleet(f["customer"], f["plan"], dict(f["assets"]), int(f.get("seed", 1)))
+    for f in _SCENARIO["fleets"]
+)
+# the fleet whose simulated lifetimes train the demo kinds' models on a first run
+DEMO_HISTORY_FLEET: dict[str, int] = dict(_SCENARIO["history_fleet"])
+# the kinds the demo simulates with their own physics, and trains a model of on a first run
+DEMO_KINDS = tuple(k for k in PHYSICS_KINDS if any(k in f.assets for f in DEMO_FLEETS))
+DEMO_DEPOT = (
+    str(_SCENARIO["depot"]["code"]),
+    str(_SCENARIO["depot"]["name"]),
+    float(_SCENARIO["depot"]["latitude"]),
+    float(_SCENARIO["depot"]["longitude"]),
+)
 
 
 def seed_plans(conn: Connection[Any]) -> int:
@@ -175,7 +190,7 @@ def loop_keys(database_url: str, data_dir: Path) -> dict[str, str]:
     """The keys the loop's simulated people use, made when missing (once the demo fleets are
     registered): ``courier`` (an operator key: carriers ship and deliver) and, per demo
     fleet, ``<customer>-technician`` (that customer's technician, who also reports its
-    failures) and, for a fleet with engines or tires, ``<customer>-ops`` (its flight
+    failures) and, for a fleet whose assets ride on carriers, ``<customer>-ops`` (its flight
     operations and truck dispatch desks). Kept like the demo keys, in a file readable only by
     this user."""
     keys_file = data_dir.resolve() / "loop-keys.json"
@@ -193,39 +208,12 @@ def loop_keys(database_url: str, data_dir: Path) -> dict[str, str]:
                     conn, role="technician", customer_id=customer.id, name=f"demo {name}"
                 ).key
             ops = f"{demo.customer}-ops"  # its operations desks (carriers, itineraries)
-            if (demo.engines or demo.tires) and ops not in keys and customer is not None:
+            if desks_for(demo.assets) and ops not in keys and customer is not None:
                 keys[ops] = fleet.issue_api_key(
                     conn, role="customer", customer_id=customer.id, name=f"demo {ops}"
                 ).key
     _save_keys(keys_file, keys)
     return keys
-
-
-@dataclass(frozen=True)
-class DemoFleet:
-    """A simulated fleet of a demo customer and the plan its sites subscribe to."""
-
-    customer: str
-    plan_code: str
-    tires: int = 0
-    elevators: int = 0
-    engines: int = 0
-    seed: int = 1
-
-    def simulate_args(self) -> list[str]:
-        return [
-            "--customer", self.customer, "--tires", str(self.tires), "--elevators",
-            str(self.elevators), "--engines", str(self.engines), "--seed", str(self.seed),
-        ]  # fmt: skip
-
-
-# the kinds the demo simulates with their own physics, and trains a model of on a first run
-DEMO_KINDS = ("tire", "elevator", "engine")
-DEMO_FLEETS = (
-    DemoFleet("acme-logistics", "proactive", tires=12, engines=4, seed=1),
-    DemoFleet("skyline-buildings", "full-service-elevator", elevators=6, seed=2),
-)
-DEMO_DEPOT = ("CENTRAL", "Central parts depot", 50.85, 4.35)
 
 
 def prepare_loop(

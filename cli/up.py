@@ -28,6 +28,7 @@ from cli.commands import apply_and_sync
 from fleetcare.commandline import fail, load_settings
 from fleetcare.errors import FleetcareError
 from fleetcare.settings import Settings, quick_start_settings
+from simulators.schemas import simulate_args
 
 # The customer `up` simulates its first models' training histories under: fleetcare's own,
 # marked internal so that the operator's overview leaves it out.
@@ -410,7 +411,7 @@ def check_fleet_kinds(database_url: str, fleets: dict[str, int]) -> None:
 def own_fleet_args(fleets: dict[str, int]) -> list[str]:
     """``fleetcare simulate`` arguments of the --fleet kinds: no built-in assets, each kind by
     the generic degradation process."""
-    args = ["--customer", OWN_FLEET, "--tires", "0", "--elevators", "0", "--engines", "0"]
+    args = ["--customer", OWN_FLEET, *simulate_args({})]
     for kind, count in sorted(fleets.items()):
         args += ["--kind", f"{kind}={count}"]
     return args
@@ -419,7 +420,7 @@ def own_fleet_args(fleets: dict[str, int]) -> list[str]:
 def own_history_args(kinds: list[str], history: int) -> list[str]:
     """``fleetcare simulate`` arguments that write ``history`` lifetimes of each of ``kinds``
     (kinds of ``--fleet``, by the generic process) for the training customer."""
-    args = ["--customer", TRAINING_FLEET, "--tires", "0", "--elevators", "0", "--engines", "0"]
+    args = ["--customer", TRAINING_FLEET, *simulate_args({})]
     for kind in sorted(kinds):
         args += ["--kind", f"{kind}=1"]
     return [*args, "--history", str(history), "--duration", "0"]
@@ -480,7 +481,7 @@ def _start_loop(
     demo receiver's URL. Everything started is stopped when ``workers`` closes. The simulated
     people (technicians, the courier) act through the API at ``api_url`` with their keys;
     until it listens they retry."""
-    from cli.demo import DEMO_FLEETS, DEMO_KINDS, loop_keys, prepare_loop
+    from cli.demo import DEMO_FLEETS, DEMO_HISTORY_FLEET, DEMO_KINDS, loop_keys, prepare_loop
     from fleet import repository as fleet_repo
     from fleet import service as fleet_service
     from fleetcare.clock import SystemClock
@@ -488,10 +489,8 @@ def _start_loop(
     from fleetcare.services import free_port, wait_for_port
     from models.repository import active_version_ids
     from simulators.api_client import ProductAPI
-    from simulators.carrier_ops import CarrierOps
     from simulators.courier import Courier
-    from simulators.flight_ops import FlightOps
-    from simulators.truck_ops import TruckOps
+    from simulators.desks import desks_for
 
     data_dir = settings.data_dir.resolve()
     env = child_env(
@@ -527,9 +526,8 @@ def _start_loop(
                                 *own_history_args(plan.own_history, history))  # fmt: skip
         if plan.built_in_history:
             supervisor.run_step(
-                "history", "simulate", "--customer", TRAINING_FLEET, "--tires", "6",
-                "--elevators", "3", "--engines", "2", "--history", str(history),
-                "--duration", "0",
+                "history", "simulate", "--customer", TRAINING_FLEET,
+                *simulate_args(DEMO_HISTORY_FLEET), "--history", str(history), "--duration", "0",
             )  # fmt: skip
         with connect(services.database_url) as conn:
             fleet_service.mark_internal(
@@ -584,9 +582,7 @@ def _start_loop(
     courier = Courier(ProductAPI(api_url, keys["courier"]), SystemClock(), speedup)
     targets: list[Callable[[], None]] = [lambda: courier.run(stop), lambda: watch(supervisor, stop)]
     for fleet in DEMO_FLEETS:
-        desks: list[type[CarrierOps]] = [FlightOps] if fleet.engines else []
-        desks += [TruckOps] if fleet.tires else []
-        for desk in desks if f"{fleet.customer}-ops" in keys else []:
+        for desk in desks_for(fleet.assets) if f"{fleet.customer}-ops" in keys else []:
             ops = desk(
                 ProductAPI(api_url, keys[f"{fleet.customer}-ops"]),
                 ProductAPI(api_url, keys["courier"]),

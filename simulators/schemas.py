@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,6 +11,23 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from fleet.schemas import SLUG
 from kinds.schemas import NAME_PATTERN
+
+# the kinds with physics of their own, and the `fleetcare simulate` option that counts each
+PHYSICS_OPTIONS = {"tire": "--tires", "elevator": "--elevators", "engine": "--engines"}
+PHYSICS_KINDS = tuple(PHYSICS_OPTIONS)
+
+
+def simulate_args(assets: Mapping[str, int]) -> list[str]:
+    """`fleetcare simulate` arguments for a fleet of exactly ``assets`` (kind: count): a kind
+    with physics of its own by its option (0 for those not named), any other kind by the
+    generic process (``--kind NAME=COUNT``)."""
+    args: list[str] = []
+    for kind, option in PHYSICS_OPTIONS.items():
+        args += [option, str(assets.get(kind, 0))]
+    for kind, count in assets.items():
+        if kind not in PHYSICS_OPTIONS:
+            args += ["--kind", f"{kind}={count}"]
+    return args
 
 
 class FleetSpec(BaseModel):

@@ -141,6 +141,23 @@ def test_first_run_plan_trains_every_kind_up_simulates() -> None:
     )
 
 
+def test_demo_fleets_are_data_and_map_onto_simulate_options() -> None:
+    """The demo scenario is a file (no kind named in `cli`): each fleet's kinds go to the
+    simulator's own physics where it has one (every other physics kind at 0) and to the
+    generic process otherwise; mobile kinds get their carriers' operations desks."""
+    from cli.demo import DEMO_FLEETS, DEMO_KINDS, DEMO_PLANS
+    from simulators.desks import desks_for
+    from simulators.schemas import PHYSICS_KINDS, simulate_args
+
+    assert set(DEMO_KINDS) <= set(PHYSICS_KINDS) and DEMO_FLEETS and DEMO_PLANS
+    assert simulate_args({"tire": 12, "pump": 3}) == [
+        "--tires", "12", "--elevators", "0", "--engines", "0", "--kind", "pump=3",
+    ]  # fmt: skip
+    assert simulate_args({}) == ["--tires", "0", "--elevators", "0", "--engines", "0"]
+    assert [d.kind for d in desks_for({"engine": 4, "tire": 12})] == ["engine", "tire"]
+    assert desks_for({"elevator": 6, "pump": 2}) == []
+
+
 @pytest.mark.timeout(900)  # a history and a training: minutes on a loaded machine
 def test_up_trains_a_model_for_a_fleet_kind_from_its_simulated_history(
     env: str, mqtt_url: str, monkeypatch: pytest.MonkeyPatch
