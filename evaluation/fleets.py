@@ -16,6 +16,7 @@ from kinds.loader import builtin_kinds
 from models.scoring import USAGE_RATE_LOOKBACK, USAGE_RATE_MIN_HISTORY
 from simulators.fleet import WARMUP_DAYS
 from simulators.physics import Population, make_population
+from simulators.schemas import PHYSICS_KINDS
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -23,9 +24,9 @@ IntArray = NDArray[np.int64]
 
 USAGE_RATE_LOOKBACK_H = USAGE_RATE_LOOKBACK / timedelta(hours=1)  # as the scoring worker
 USAGE_RATE_MIN_HISTORY_H = USAGE_RATE_MIN_HISTORY / timedelta(hours=1)
-MIN_TRAINING_LIVES = {"tire": 40, "elevator": 40, "engine": 40}
+MIN_TRAINING_LIVES = 40  # per kind, unless the configuration says otherwise
 # each simulated kind's own random stream (the order the evaluation has always seeded in)
-SEED_STREAM = {"tire": 0, "elevator": 1, "engine": 2}
+SEED_STREAM = {kind: i for i, kind in enumerate(PHYSICS_KINDS)}
 # A failure is "sudden" when the step before it took more than this share of a whole life:
 # a fault's jump (elevators) or a blowout from heat (tires), not gradual wear.
 SUDDEN_WEAR_JUMP = 0.05
@@ -245,7 +246,7 @@ def run_training_fleet(kind: str, seed: int, assets: int, lives: int | None = No
     """New assets run to failure until each component failed once and ``lives`` ended."""
     world = new_world(kind, seed, assets, purpose=1)
     econ = ECONOMICS[kind]
-    wanted = MIN_TRAINING_LIVES[kind] if lives is None else lives
+    wanted = MIN_TRAINING_LIVES if lives is None else lives
     failed_once = {c: np.zeros(world.population.size, bool) for c in world.components}
     while world.now_h < econ.history_max_days * 24.0:
         for asset, component, _ in world.step():

@@ -64,6 +64,7 @@ from evaluation.fleets import (
 from evaluation.strategies import RESCHEDULED, STRATEGIES, StrategyResult, run_strategy
 from evaluation.wear_model import WearModel, train_wear_model
 from kinds.loader import builtin_kinds
+from simulators.schemas import PHYSICS_KINDS
 
 Progress = Callable[[str], None]
 
@@ -175,7 +176,7 @@ class EvaluationConfig:
     seed: int = 1
     assets: int = 48
     days: float = 365.0
-    kinds: tuple[str, ...] = ("tire", "elevator", "engine")
+    kinds: tuple[str, ...] = PHYSICS_KINDS  # the kinds the simulators have physics for
     coverage: float | None = None  # None: the kind's model.coverage setting, as the product
     # coverages run on a validation fleet (reported); () for none
     sweep: tuple[float, ...] = ()
