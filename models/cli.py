@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 
 from fleetcare.commandline import fail
-from models.cmapss import CMAPSSDataError, crossvalidate_cmapss, evaluate_cmapss
 
 app = typer.Typer(help="Wear models: offline evaluation.", no_args_is_help=True)
 
@@ -35,6 +34,8 @@ def cmapss_command(
 ) -> None:
     """Train on --train, predict each --test unit's RUL at its last cycle; with --rul score it
     and print one JSON line; with --predictions write one JSON line per unit."""
+    from models.cmapss import CMAPSSDataError, evaluate_cmapss  # sklearn: loaded only here
+
     if rul is None and predictions is None:
         raise fail("give --rul (to score) and/or --predictions (to write them)")
     try:
@@ -62,6 +63,8 @@ def cmapss_cv_command(
     ] = 1,
 ) -> None:
     """Cross-validate on held-out training units cut at random cycles; print one JSON line."""
+    from models.cmapss import CMAPSSDataError, crossvalidate_cmapss  # sklearn: loaded only here
+
     try:
         result = crossvalidate_cmapss(train, folds=folds, seed=seed, truncations=truncations)
     except CMAPSSDataError as exc:
