@@ -35,6 +35,7 @@ import psycopg
 from psycopg import sql
 
 from bench import sparkplug
+from bench.cpu_timeline import CpuTimeline, render
 from fleet import service as fleet
 from fleet.schemas import AssetCreate, Principal
 from fleetcare import migrate
@@ -325,7 +326,7 @@ def ingestor_main(
     """In an ingestor process: the production IngestWorker, reporting each commit."""
 
     def on_batch(r: BatchResult) -> None:
-        commits.put((r.stored, r.duplicates, time.time()))
+        commits.put((r.stored, r.duplicates, time.time(), r.messages))
 
     worker = IngestWorker(
         IngestConfig(
@@ -357,6 +358,7 @@ def run_phase(
     numbered: bool = False,
     profiled: bool = False,
     sparkplug_b: bool = False,
+    show_timeline: bool = False,
 ) -> dict[str, float]:
     """Publish n readings at ``per_message`` per message; time first publish → last commit.
 
@@ -402,34 +404,53 @@ def run_phase(
     pub.start()
     if not ready.wait(300):
         raise SystemExit("bench: publisher not ready")
-    cpu = CpuMeter(
-        {
-            "ingestor": [p.pid for p in procs if p.pid],
-            "publisher": [pub.pid] if pub.pid else [],
-            "broker": [broker_pid],
-            "postgres": database_backends(url),
-        }
-    )
+    groups = {
+        "ingestor": [p.pid for p in procs if p.pid],
+        "publisher": [pub.pid] if pub.pid else [],
+        "broker": [broker_pid],
+        "postgres": database_backends(url),
+    }
+    cpu = CpuMeter(groups)
+    timeline = CpuTimeline(groups).start()
     go.set()
     stored = duplicates = batches = 0
-    last_commit = 0.0
+    first_commit, last_commit = 0.0, 0.0
+    batch_log: list[tuple[float, int]] = []  # (commit time, messages) of each batch
     deadline = time.monotonic() + 60 + n / 2000
     while stored + duplicates < n and time.monotonic() < deadline:
         try:
-            s, d, at = commits.get(timeout=1.0)
+            s, d, at, messages = commits.get(timeout=1.0)
         except queue.Empty:
             continue
+        batch_log.append((at, messages))
         stored, duplicates, batches = stored + s, duplicates + d, batches + 1
+        first_commit = first_commit or at
         last_commit = max(last_commit, at)
     published = report.get(timeout=120)
     cpu_s = cpu.used()
+    timeline.stop()
     pub.join(30)
     stop.set()
     for proc in procs:
         proc.join(30)
-    elapsed = last_commit - published["first_publish"]
+    first = published["first_publish"]
+    elapsed = last_commit - first
+    if show_timeline and elapsed > 0:
+        print(
+            f"  timeline, {elapsed:.2f} s in 10 slices (cores busy; first commit after "
+            f"{first_commit - first:.3f} s, publisher done after "
+            f"{published['last_puback'] - first:.3f} s, last commit "
+            f"{last_commit - published['last_puback']:.3f} s after that):\n"
+            + render(timeline.cores(first, last_commit, 10))
+            + "\n  batches (commit s: messages): "
+            + ", ".join(f"{at - first:.2f}: {m}" for at, m in batch_log)
+        )
+    busy = timeline.used(first, last_commit) if elapsed > 0 else {}
     return {
         "seconds": elapsed,
+        "first_commit_s": first_commit - first,
+        "tail_s": last_commit - published["last_puback"],
+        **{f"cores_busy_{k}": v / elapsed for k, v in busy.items()},
         "readings_per_s": n / elapsed if elapsed > 0 else 0.0,
         "publish_seconds": published["last_puback"] - published["first_publish"],
         "redelivered": float(duplicates),
@@ -531,6 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument(
+        "--timeline", action="store_true", help="print each phase's cores busy per process"
+    )
     args = parser.parse_args(argv)
     if args.readings < 1 or args.assets < 1 or args.ingestors < 1:
         print("error: --readings, --assets and --ingestors must be positive", file=sys.stderr)
@@ -606,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
                         numbered=name == "batch50-confirmed",
                         profiled=name == "batch50-profile",
                         sparkplug_b=name == "ddata50-sparkplug",
+                        show_timeline=args.timeline,
                     )
                 finally:
                     if phase_broker is not broker:
@@ -627,6 +652,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"{k[len('cpu_us_per_reading_') :]} {v:.1f}"
                         for k, v in r.items()
                         if k.startswith("cpu_us_per_reading_")
+                    )
+                    + "; cores busy first publish → last commit: "
+                    + ", ".join(
+                        f"{k[len('cores_busy_') :]} {v:.2f}"
+                        for k, v in r.items()
+                        if k.startswith("cores_busy_")
                     )
                 )
         finally:

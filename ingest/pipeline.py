@@ -9,8 +9,10 @@ import math
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import Connection
 
@@ -18,6 +20,7 @@ from fleetcare.clock import Clock
 from ingest import repository as repo
 from ingest import sparkplug_sessions
 from ingest.catalogue import CATALOGUE_MAX_AGE_S, CATALOGUES, MetricCatalogue, MetricSpec
+from ingest.columns import Bounds, Rows, Target, check_whole_messages, position
 from ingest.decode import (
     Decoded,
     Quarantine,
@@ -36,6 +39,7 @@ Conn = Connection[Any]
 R = QuarantineReason
 
 ONE_US = timedelta(microseconds=1)
+_ASSET = attrgetter("asset")
 
 
 def device_ref_from_topic(topic: str, topic_root: str) -> str | None:
@@ -189,37 +193,64 @@ def store_messages(
 
     wanted: dict[int, set[str]] = {}
     for item in decoded:
-        wanted.setdefault(item.device.customer_id, set()).update(
-            [r.asset for r in item.readings if type(r) is Reading]
-        )
+        refs = wanted.setdefault(item.device.customer_id, set())
+        if item.whole:
+            refs.update(map(_ASSET, item.readings))
+        else:
+            refs.update([r.asset for r in item.readings if type(r) is Reading])
     keys = sorted((customer, ref) for customer, refs in wanted.items() for ref in refs)
     assets_of: dict[int, dict[str, AssetKey]] = {customer: {} for customer in wanted}
     for (customer, ref), found in (repo.find_assets(conn, keys) if keys else {}).items():
         assets_of[customer][ref] = found
 
-    # 3. readings → rows (the hot loop: per reading one lookup of its asset with its kind's
-    # metrics, per value one of its metric and a bounds comparison)
+    # 3. readings → rows. Whole messages (the fast decoder read every reading) are checked
+    # column by column, per customer (ingest.columns); those with anything to say about them,
+    # and the rest, reading by reading: per reading one lookup of its asset with its kind's
+    # metrics, per value one of its metric and a bounds comparison.
+    rows = Rows()
+    targets = _targets(assets_of, catalogue)
+    bounds = Bounds.of(catalogue.by_kind, catalogue.usage_metric_id.values())
+    whole: dict[int, list[int]] = {}
+    careful: list[int] = []
+    for index, item in enumerate(decoded):
+        if item.whole:
+            whole.setdefault(item.device.customer_id, []).append(index)
+        else:
+            careful.append(index)
+    for customer, indexes in whole.items():
+        mine = targets.get(customer, {})
+        careful += check_whole_messages(
+            indexes, decoded, mine, (oldest_us, newest_us), bounds, rows
+        )
     times: list[int] = []
     asset_ids: list[int] = []
     metric_ids: list[int] = []
     values: list[float] = []
-    add_time, add_asset, add_metric, add_value = (
+    positions: list[int] = []
+    add_time, add_asset, add_metric, add_value, add_position = (
         times.append,
         asset_ids.append,
         metric_ids.append,
         values.append,
+        positions.append,
     )
-    asset_seen: dict[int, datetime] = {}
-    usage: dict[int, tuple[int, float]] = {}  # asset id → (time µs, counter)
+    asset_seen = rows.seen
+    # asset id → (time µs, position, counter): the latest reading, the last of equal times
+    usage: dict[int, tuple[int, int, float]] = {}
+    for asset_id, at_us, pos, value in rows.usage:
+        last = usage.get(asset_id)
+        if last is None or (at_us, pos) > last[:2]:
+            usage[asset_id] = (at_us, pos, value)
     catalogue_reloaded = False
-    targets = _targets(assets_of, catalogue)
-    for item in decoded:
+    for item_index in sorted(careful):
+        item = decoded[item_index]
         problems: list[tuple[R, str]] = []
         readings = item.readings
         many = len(readings) > 1
         customer = item.device.customer_id
         mine = targets.get(customer, {})
         kept: set[int] = set()
+        pos = position(item_index, 0)
         for index, reading in enumerate(readings):
             if type(reading) is not Reading:
                 problems.append(reading)  # type: ignore[arg-type]  # found by the decoder
@@ -237,6 +268,7 @@ def store_messages(
             asset_id, known, usage_id, kind = target
             stored = False
             for name, value in reading.metrics.items():
+                pos += 1
                 spec = known.get(name)
                 if (
                     spec is None
@@ -261,11 +293,12 @@ def store_messages(
                 add_asset(asset_id)
                 add_metric(spec.id)
                 add_value(value)
+                add_position(pos)
                 stored = True
                 if spec.id == usage_id:
                     last = usage.get(asset_id)
-                    if last is None or ts_us >= last[0]:
-                        usage[asset_id] = (ts_us, float(value))
+                    if last is None or (ts_us, pos) > last[:2]:
+                        usage[asset_id] = (ts_us, pos, float(value))
             if stored:
                 kept.add(asset_id)
         received_at = item.message.received_at
@@ -277,14 +310,17 @@ def store_messages(
             q.items(item, problems)
 
     # 4. writes
-    if times:
-        staged = len(times)
-        result.stored = repo.insert_telemetry(
-            conn,
-            repo.encode_telemetry_copy(times, asset_ids, metric_ids, values, in_key_order=True),
-            staged,
-            optimistic=optimistic,
+    if times or rows.times_us:
+        staged = len(times) + len(rows)
+        copy_data = repo.encode_telemetry_copy(
+            np.concatenate([*rows.times_us, np.array(times, dtype=np.int64)]),
+            np.concatenate([*rows.asset_ids, np.array(asset_ids, dtype=np.int64)]),
+            np.concatenate([*rows.metric_ids, np.array(metric_ids, dtype=np.int64)]),
+            np.concatenate([*rows.values, np.array(values, dtype=np.float64)]),
+            in_key_order=True,
+            positions=np.concatenate([*rows.positions, np.array(positions, dtype=np.int64)]),
         )
+        result.stored = repo.insert_telemetry(conn, copy_data, staged, optimistic=optimistic)
         result.duplicates = staged - result.stored
     if q.rows:
         repo.insert_quarantine(conn, q.rows)
@@ -294,7 +330,7 @@ def store_messages(
             conn,
             ids,
             [asset_seen[i] for i in ids],
-            [usage[i][1] if i in usage else None for i in ids],
+            [usage[i][2] if i in usage else None for i in ids],
             [_from_us(usage[i][0]) if i in usage else None for i in ids],
         )
         result.assets_touched = len(ids)
@@ -305,10 +341,6 @@ def store_messages(
         ids = sorted(offline)
         repo.set_devices_offline(conn, ids, [offline[i] for i in ids])
     return result
-
-
-# what the hot loop needs of a live asset: its id, its kind's metrics, usage counter, kind
-Target = tuple[int, dict[str, MetricSpec], int | None, str]
 
 
 def _targets(
