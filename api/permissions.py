@@ -172,6 +172,7 @@ ACTIONS: Final[dict[tuple[str, str], str]] = {
     ("GET", "/v1/carriers"): "assets:read",
     ("GET", "/v1/carriers/{carrier_id}"): "assets:read",
     ("PUT", "/v1/carriers/{carrier_id}/position"): "assets:write",
+    ("GET", "/v1/carriers/{carrier_id}/positions"): "assets:read",
     ("GET", "/v1/carriers/{carrier_id}/assets"): "assets:read",
     ("PUT", "/v1/carriers/{carrier_id}/assets/{asset_id}"): "assets:write",
     ("DELETE", "/v1/carriers/{carrier_id}/assets/{asset_id}"): "assets:write",

@@ -491,6 +491,7 @@ def _start_loop(
     from simulators.api_client import ProductAPI
     from simulators.courier import Courier
     from simulators.desks import desks_for
+    from simulators.position_feed import PositionFeed
 
     data_dir = settings.data_dir.resolve()
     env = child_env(
@@ -583,11 +584,10 @@ def _start_loop(
     targets: list[Callable[[], None]] = [lambda: courier.run(stop), lambda: watch(supervisor, stop)]
     for fleet in DEMO_FLEETS:
         for desk in desks_for(fleet.assets) if f"{fleet.customer}-ops" in keys else []:
-            ops = desk(
-                ProductAPI(api_url, keys[f"{fleet.customer}-ops"]),
-                ProductAPI(api_url, keys["courier"]),
-                SystemClock(),
-            )
+            desk_api = ProductAPI(api_url, keys[f"{fleet.customer}-ops"])
+            # positions from telemetry: a tracker per carrier publishes them over MQTT
+            feed = PositionFeed(desk_api, services.mqtt_url, settings.topic_root, data_dir)
+            ops = desk(desk_api, ProductAPI(api_url, keys["courier"]), SystemClock(), feed=feed)
             targets.append(lambda ops=ops: ops.run(stop))  # type: ignore[misc]
     for target in targets:
         thread = threading.Thread(target=target, daemon=True)

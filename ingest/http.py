@@ -33,6 +33,10 @@ class TelemetryReceipt(BaseModel):
     stored: int = Field(description="new readings stored (metric values)")
     duplicates: int = Field(description="readings already stored (a repeated post is harmless)")
     quarantined: dict[str, int] = Field(description="rejected items by reason")
+    positions_stored: int = Field(
+        default=0, description="new carrier positions (a device speaking a positions profile)"
+    )
+    positions_duplicates: int = Field(default=0, description="positions already stored")
 
 
 def device_from_basic_auth(conn: Conn, authorization: str | None) -> str:
@@ -65,4 +69,6 @@ def ingest_posted(
         stored=result.stored,
         duplicates=result.duplicates,
         quarantined=dict(Counter(result.quarantined)),
+        positions_stored=result.positions_stored,
+        positions_duplicates=result.positions_duplicates,
     )

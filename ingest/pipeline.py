@@ -29,8 +29,9 @@ from ingest.decode import (
     decode_v1,
     decode_with_profile,
 )
+from ingest.positions import position_ref_from_topic, store_positions
 from ingest.profile_service import PROFILES, LoadedProfiles
-from ingest.repository import AssetKey
+from ingest.repository import AssetKey, DeviceKey
 from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
 from ingest.times import UNIX_EPOCH, parse_timestamp_us
 from ingest.times import epoch_us as _us
@@ -125,6 +126,7 @@ def store_messages(
     profiles: LoadedProfiles | None = None  # read only when a message needs a profile
     deaths: list[tuple[RawMessage, list[str]]] = []  # Sparkplug NDEATH/DDEATH: who went offline
     sparkplug_seen = False
+    to_positions: set[int] = set()  # ids of messages on a device's position topic
     for msg in messages:
         if msg.sparkplug is not None:
             profiles = profiles or PROFILES.get(conn)
@@ -136,6 +138,8 @@ def store_messages(
                 with_ref.append((msg, ref))
             continue
         ref = device_ref_from_topic(msg.topic, limits.topic_root)
+        if ref is None and (ref := position_ref_from_topic(msg.topic, limits.topic_root)):
+            to_positions.add(id(msg))
         if ref is None:
             profiles = profiles or PROFILES.get(conn)
             ref = profiles.device_for_topic(msg.topic)
@@ -145,7 +149,7 @@ def store_messages(
                 None,
                 None,
                 R.BAD_TOPIC,
-                f"expected {limits.topic_root}/<device>/telemetry",
+                f"expected {limits.topic_root}/<device>/telemetry (or /position)",
             )
         else:
             with_ref.append((msg, ref))
@@ -156,6 +160,7 @@ def store_messages(
 
     # 2. payloads → readings
     decoded: list[Decoded] = []
+    positions: list[tuple[RawMessage, DeviceKey]] = []  # carriers' positions (ingest.positions)
     device_seen: dict[int, datetime] = {}
     for msg, ref in with_ref:
         device = devices.get(ref)
@@ -172,9 +177,15 @@ def store_messages(
             assert profiles is not None
             item = decode_sparkplug(msg, device, q, profiles.sparkplug_targets[_sparkplug_key(msg)])
         elif device.profile is None:
+            if to_positions and id(msg) in to_positions:
+                positions.append((msg, device))
+                continue
             item = decode_v1(msg, device, limits, q)
         else:
             profiles = profiles or PROFILES.get(conn)
+            if device.profile in profiles.positions or id(msg) in to_positions:
+                positions.append((msg, device))
+                continue
             item = decode_with_profile(msg, device, limits, q, profiles)
         if item is not None:
             decoded.append(item)
@@ -190,6 +201,9 @@ def store_messages(
             ):
                 offline[device.id] = msg.received_at
                 device_seen.pop(device.id, None)
+
+    if positions:
+        store_positions(conn, positions, profiles, q, result, limits=limits, now=clock.now())
 
     wanted: dict[int, set[str]] = {}
     for item in decoded:
@@ -400,7 +414,8 @@ def quarantine_message(
 ) -> BatchResult:
     """Quarantine a whole message (e.g. one that made ``store_messages`` fail)."""
     result = BatchResult(messages=1)
-    ref = device_ref_from_topic(msg.topic, limits.topic_root)
+    root = limits.topic_root
+    ref = device_ref_from_topic(msg.topic, root) or position_ref_from_topic(msg.topic, root)
     device = repo.find_devices(conn, [ref]).get(ref) if ref else None
     q = Quarantine(limits, result)
     q.message(msg, ref, device.customer_id if device else None, reason, detail)

@@ -63,7 +63,7 @@ def apply_profile(conn: Conn, principal: Principal, data: object, *, source: str
     principal.require("catalogue:write")
     doc = parse_profile(data, source)
     check_metrics(doc, repo.kind_metric_names(conn))
-    if doc.format != SPARKPLUG:
+    if doc.format != SPARKPLUG and doc.carries == "readings":
         compile_profile(doc)
     _check_unclaimed(conn, doc)
     stored = doc.model_dump(mode="json", exclude_defaults=True)
@@ -117,11 +117,14 @@ class LoadedProfiles:
         self.compiled: dict[str, CompiledProfile] = {}
         self.fast: dict[str, FastJsonReader] = {}  # JSON profiles of one-level fields
         self.broken: dict[str, str] = {}
+        self.positions: dict[str, ProfileDocument] = {}  # profiles that carry positions
         for row in rows:
             try:
                 doc = parse_profile(row.document, f"profile {row.name}")
                 self.documents[row.name] = doc
-                if doc.format != SPARKPLUG:
+                if doc.carries == "positions":  # read by ingest.positions
+                    self.positions[row.name] = doc
+                elif doc.format != SPARKPLUG:
                     self.compiled[row.name] = compiled = compile_profile(doc)
                     if (fast := fast_json_reader(compiled)) is not None:
                         self.fast[row.name] = fast

@@ -160,6 +160,10 @@ class ProfileDocument(_Doc):
     value_column: str | None = Field(default=None, description="long layout: the value")
     # sparkplug_b
     sparkplug: list[SparkplugDevice] | None = None
+    # positions of carriers (ingest.positions): "asset" is then the carrier's ref, "metrics"
+    # map latitude and longitude, "station" the station's (site's) ref
+    carries: Literal["readings", "positions"] = "readings"
+    station: str | None = Field(default=None, max_length=200, description="positions: path")
 
     @field_validator("format", mode="before")
     @classmethod
@@ -173,6 +177,16 @@ class ProfileDocument(_Doc):
                 raise ValueError('"topic" needs exactly one {device} segment and no wildcards')
             if any(p != "{device}" and "{device}" in p for p in self.topic.split("/")):
                 raise ValueError('"topic": {device} must be a whole topic level')
+        if self.carries == "positions" and (
+            self.format != "json"
+            or set(self.metrics) - {"latitude", "longitude"}
+            or len(self.metrics) == 1
+            or not (self.metrics or self.station)
+        ):
+            raise ValueError('"carries: positions" is json, with "metrics" latitude and '
+                             'longitude (both, or neither and a "station")')  # fmt: skip
+        if self.station is not None and self.carries != "positions":
+            raise ValueError('"station" belongs to "carries: positions"')
         if self.format == SPARKPLUG:
             if not self.sparkplug:
                 raise ValueError('format "sparkplug_b" needs "sparkplug" (the mapping)')
@@ -191,7 +205,7 @@ class ProfileDocument(_Doc):
             raise ValueError('"asset" is required (where the asset id is)')
         if self.time is None:
             raise ValueError('"time" is required (where the time is and how it is written)')
-        if not self.metrics:
+        if not self.metrics and self.carries == "readings":
             raise ValueError('"metrics" is required: at least one kind metric and its field')
         if self.format == "json":
             if self.columns or self.header or self.layout != "wide":
@@ -258,7 +272,7 @@ def load_profile_file(path: Path) -> ProfileDocument:
 
 def check_metrics(doc: ProfileDocument, kind_metrics: dict[str, set[str]]) -> None:
     """Refuse a profile that names a metric no kind has (the kinds of the database)."""
-    named = set(doc.metrics)
+    named = set(doc.metrics) if doc.carries == "readings" else set()
     for dev in doc.sparkplug or []:
         named |= {m.metric for m in dev.metrics.values()}
     known = set().union(*kind_metrics.values()) if kind_metrics else set()
@@ -578,6 +592,6 @@ def _asset_id(text: str) -> str:
 
 def compile_profile(doc: ProfileDocument) -> CompiledProfile:
     """The reader of a checked profile (json, csv or text; Sparkplug has its own)."""
-    if doc.format == SPARKPLUG:
-        raise ProfileError(f"profile {doc.name} is a Sparkplug B profile, not a message format")
+    if doc.format == SPARKPLUG or doc.carries == "positions":
+        raise ProfileError(f"profile {doc.name} does not carry readings of a message format")
     return CompiledProfile(doc)

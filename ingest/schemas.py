@@ -110,6 +110,9 @@ class QuarantineReason(StrEnum):
     INTERNAL_ERROR = "internal_error"
     BAD_PROTOBUF = "bad_protobuf"
     NO_BIRTH = "no_birth"
+    # positions of carriers (ingest.positions)
+    UNKNOWN_CARRIER = "unknown_carrier"
+    UNKNOWN_STATION = "unknown_station"
 
 
 @dataclass(slots=True)
@@ -122,6 +125,9 @@ class BatchResult:
     quarantined: Counter[str] = field(default_factory=Counter)
     quarantined_by_device: Counter[tuple[str | None, str]] = field(default_factory=Counter)
     assets_touched: int = 0
+    # carriers' positions (ingest.positions): new rows, and positions already stored
+    positions_stored: int = 0
+    positions_duplicates: int = 0
     # per device reference, the highest message number ("seq") of this batch: what the
     # ingestor confirms to the device once the batch is committed
     confirmed: dict[str, int] = field(default_factory=dict)
@@ -138,6 +144,8 @@ class BatchResult:
         self.quarantined.update(other.quarantined)
         self.quarantined_by_device.update(other.quarantined_by_device)
         self.assets_touched += other.assets_touched
+        self.positions_stored += other.positions_stored
+        self.positions_duplicates += other.positions_duplicates
         for ref, seq in other.confirmed.items():
             self.confirmed[ref] = max(seq, self.confirmed.get(ref, seq))
 

@@ -158,6 +158,7 @@ def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
         "# Anything not granted here is denied.",
         f"user {ingestor_user}",
         f"topic read {topic_root}/+/telemetry",
+        f"topic read {topic_root}/+/position",
         *(f"topic read {f}" for f in profiles.topic_filters()),
         *(
             f"topic read {f}"
@@ -183,6 +184,7 @@ def broker_acl_file(conn: Conn, topic_root: str, ingestor_user: str) -> str:
             f"user {ref}",
             f"topic write {topic_root}/{ref}/telemetry",
             f"topic write {topic_root}/{ref}/status",
+            f"topic write {topic_root}/{ref}/position",
             f"topic read {ack_topic(topic_root, ref)}",
         ]
         own_topic = profiles.topic_of.get(speaks.get(ref) or "")

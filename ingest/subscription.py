@@ -30,6 +30,11 @@ def telemetry_filter(topic_root: str, shared: bool) -> str:
     return shared_filter(f"{topic_root}/+/telemetry", shared)
 
 
+def position_filter(topic_root: str, shared: bool) -> str:
+    """The filter of devices' position topics (``ingest.positions``), shared like telemetry."""
+    return shared_filter(f"{topic_root}/+/position", shared)
+
+
 def shared_filter(topic_filter: str, shared: bool) -> str:
     """``topic_filter`` as the ingestors' shared subscription, or as it is."""
     return f"$share/{SHARE_GROUP}/{topic_filter}" if shared else topic_filter

@@ -54,6 +54,7 @@ from ingest.subscription import (
     BROKER_UPTIME_TOPIC,
     SessionWatch,
     parse_uptime,
+    position_filter,
     profile_filters,
     telemetry_filter,
 )
@@ -277,7 +278,8 @@ class IngestWorker:
         if alert is not None:
             log.warning("ingest %s: %s", self.config.client_id, alert.detail)
             self.stats.record_subscription_event(restarted=False, alert=alert)
-        extra = [(f, 1) for f in self.profile_filters] + [(self.host.topic, 0)]
+        positions = position_filter(root, self.shared)  # carriers' positions (ingest.positions)
+        extra = [(positions, 1)] + [(f, 1) for f in self.profile_filters] + [(self.host.topic, 0)]
         client.subscribe(
             [(telemetry, 1), *extra, (BROKER_DROPPED_TOPIC, 0), (BROKER_UPTIME_TOPIC, 0)]
         )
@@ -286,7 +288,9 @@ class IngestWorker:
             # The other mode's subscription, left in this client id's persistent session by an
             # earlier run, would deliver every message a second time: drop it (after the new
             # one is in place, so that nothing goes unmatched in between).
-            client.unsubscribe(telemetry_filter(root, not self.shared))
+            client.unsubscribe(
+                [telemetry_filter(root, not self.shared), position_filter(root, not self.shared)]
+            )
         log.info(
             "connected (session %s); subscribing to %s",
             "resumed" if session_present else "new",

@@ -7,14 +7,17 @@ from the operator's depot to them, one carrier per group of mounted assets (the 
 kind whose ``attribute`` names the same aircraft or truck). Then every step: the itinerary of
 each carrier from a day back to two days ahead (with the changes revealed so far;
 ``PUT /v1/carriers/{id}/itinerary`` is idempotent, so an unchanged plan changes nothing) and its
-position (between places while moving, else the station it is at). The schedule runs
-``time_scale`` times faster than the clock.
+position (between places while moving, else the station it is at): published by the carrier's
+tracker over MQTT when the desk has a ``PositionFeed`` (``fleetcare up``), else through the
+API. The schedule runs ``time_scale`` times faster than the clock.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
@@ -22,6 +25,7 @@ from typing import Any, ClassVar, Protocol
 from fleetcare.clock import Clock
 from fleetcare.errors import Conflict, FleetcareError, ServiceUnavailable
 from simulators.api_client import ProductAPI
+from simulators.position_feed import PositionFeed
 
 log = logging.getLogger(__name__)
 LANE_HOURS = 0.1
@@ -69,8 +73,11 @@ class CarrierOps:
         *,
         time_scale: float = 120.0,
         seed: int = 1,
+        feed: PositionFeed | None = None,
     ) -> None:
         self.customer = customer
+        # the carriers' trackers: positions as telemetry (else through the API)
+        self.feed = feed
         self.operator = operator
         self.clock = clock
         self.time_scale = time_scale
@@ -82,6 +89,7 @@ class CarrierOps:
         self.sent: dict[int, Any] = {}
         self.positions: dict[int, Any] = {}
         self.steps = 0
+        self._trackers_tried = -math.inf
 
     # --- what a kind of carrier says ----------------------------------------------------------
 
@@ -169,7 +177,8 @@ class CarrierOps:
         """Send each carrier's changed itinerary and position; how many calls were made."""
         now = self.schedule_now()
         calls = 0
-        for (_ref, carrier_id), carrier in zip(
+        self._connect_trackers()
+        for (ref, carrier_id), carrier in zip(
             sorted(self.carriers.items()), self.schedule, strict=False
         ):
             known = carrier.known_legs(now)
@@ -184,11 +193,26 @@ class CarrierOps:
                 calls += 1
             position = position_of(self.flown(carrier), now, self.places())
             if position is not None and position != self.positions.get(carrier_id):
-                self.customer.put(f"/v1/carriers/{carrier_id}/position", position)
+                if self.feed is None or not self.feed.publish(ref, self.clock.now(), position):
+                    self.customer.put(f"/v1/carriers/{carrier_id}/position", position)
                 self.positions[carrier_id] = position
                 calls += 1
         self.steps += 1
         return calls
+
+    def _connect_trackers(self) -> None:
+        """Connect the carriers' trackers (again every 30 s while some are not)."""
+        feed = self.feed
+        if feed is None or len(feed.links) >= len(self.carriers):
+            return
+        if time.monotonic() - self._trackers_tried < 30.0:
+            return
+        self._trackers_tried = time.monotonic()
+        try:
+            feed.connect(sorted(self.carriers))
+        except (ConnectionError, OSError, FleetcareError) as exc:
+            log.warning("%s ops: trackers not connected (%s); positions go through the API",
+                        self.carrier_type, exc)  # fmt: skip
 
     def run(self, stop: threading.Event, interval_s: float = 2.0) -> None:
         """Set up, then step until ``stop`` is set (retrying while the API starts)."""
@@ -212,6 +236,8 @@ class CarrierOps:
             except Exception:
                 log.exception("%s ops step failed; retrying", self.carrier_type)
             stop.wait(interval_s)
+        if self.feed is not None:
+            self.feed.close()
 
 
 def position_of(

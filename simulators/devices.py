@@ -329,10 +329,11 @@ class MqttLink:
         confirm: bool = True,
         max_unconfirmed: int = 10_000,
         max_unconfirmed_bytes: int = 16 * 1024 * 1024,
+        topic: str | None = None,  # where it publishes; default its telemetry topic
     ) -> None:
         self.host, self.port = _parse_broker(broker_url)
         self.device_ref = device_ref
-        self.topic = telemetry_topic(topic_root, device_ref)
+        self.topic = topic or telemetry_topic(topic_root, device_ref)
         self.status = status_topic(topic_root, device_ref)
         self.ack = f"{topic_root}/{device_ref}/ack"
         self.confirm = confirm

@@ -26,6 +26,7 @@ POLICIES = {
     ("policy_retention", "telemetry"),
     ("policy_retention", "predictions"),
     ("policy_refresh_continuous_aggregate", "telemetry_hourly"),
+    ("policy_retention", "carrier_positions"),
 }
 
 
@@ -79,6 +80,16 @@ def test_policies_run_as_background_jobs_without_error(tsdb_url: str) -> None:
                         every=timedelta(hours=1))  # fmt: skip
         insert_prediction(conn, asset, time=now - timedelta(days=45), due_in=timedelta(days=9))
         insert_prediction(conn, asset, time=now - timedelta(days=1), due_in=timedelta(days=3))
+        # a carrier's positions: one within the 180 days of history, one far beyond
+        conn.execute(
+            "WITH c AS (INSERT INTO carriers (customer_id, ref, carrier_type)"
+            "           SELECT customer_id, 'D-TS', 'aircraft' FROM assets WHERE id = %s"
+            "           RETURNING id, customer_id)"
+            " INSERT INTO carrier_positions (carrier_id, ts, customer_id, latitude, longitude)"
+            " SELECT id, t, customer_id, 50.0, 8.5 FROM c, unnest(%s::timestamptz[]) t",
+            (asset, [now - timedelta(days=1), now - timedelta(days=400)]),
+        )
+        conn.commit()
         jobs = _policies(conn)
         assert set(jobs.values()) == POLICIES
         # let the scheduler start each policy now (their schedules are hours away), one after
@@ -133,6 +144,8 @@ def test_policies_run_as_background_jobs_without_error(tsdb_url: str) -> None:
             "SELECT count(*) FROM telemetry WHERE time < now() - interval '1825 days'"
         ).fetchone()
         assert row == (0,)
+        kept = conn.execute("SELECT ts FROM carrier_positions").fetchall()
+        assert kept == [(now - timedelta(days=1),)]
         mat = conn.execute(
             "SELECT format('%I.%I', materialization_hypertable_schema,"
             "              materialization_hypertable_name)"

@@ -14,6 +14,7 @@ from maintenance.mobility import visits
 from maintenance.mobility.schemas import (
     Carrier,
     CarrierCreate,
+    CarrierPosition,
     CrewView,
     ItineraryPut,
     ItineraryResult,
@@ -57,6 +58,19 @@ def set_position(
 ) -> Carrier:
     """Where the carrier is: coordinates and/or the station (site ref) it is at."""
     return mobility.set_position(conn, caller, carrier_id, body, clock.now())
+
+
+@router.get("/carriers/{carrier_id}/positions", tags=["carriers"])
+def position_history(
+    carrier_id: Id,
+    conn: ReadConn,
+    caller: Caller,
+    before: Annotated[Moment | None, Query(description="positions older than this")] = None,
+    limit: Limit = 100,
+) -> list[CarrierPosition]:
+    """The carrier's recorded positions, newest first: from its devices' telemetry and from
+    the API (kept 180 days)."""
+    return mobility.position_history(conn, caller, carrier_id, before=before, limit=limit)
 
 
 @router.get("/carriers/{carrier_id}/assets", tags=["carriers"])

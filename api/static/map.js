@@ -31,7 +31,10 @@
             { color: "#16a34a", weight: 1 }).addTo(layer);
         }
         L.circleMarker([c.latitude, c.longitude], { radius: 6, color: "#16a34a", fillOpacity: 0.9 })
-          .bindPopup(c.ref + (c.next_stop ? " → " + c.next_stop + " " + c.next_arrival : ""))
+          .bindPopup(c.ref + (c.at_station ? " at " + c.at_station : "") +
+                     (c.next_stop ? " → " + c.next_stop + " " + c.next_arrival : "") +
+                     (c.position_at ? " (position " + c.position_at + " from " +
+                      (c.position_source || "api") + ")" : ""))
           .addTo(layer);
       });
       if (points.length) { map.fitBounds(points, { padding: [30, 30], maxZoom: 7 }); }

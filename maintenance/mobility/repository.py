@@ -42,13 +42,6 @@ def lock_carriers(conn: Conn, carrier_ids: list[int]) -> None:
     )
 
 
-def set_position(conn: Conn, carrier_id: int, values: dict[str, Any]) -> Carrier:
-    """Record a carrier's position."""
-    row = CARRIERS.update(conn, carrier_id, values)
-    assert row is not None
-    return row
-
-
 def upsert_mount(conn: Conn, values: dict[str, Any]) -> Mount:
     """Mount an asset on a carrier (moving it from another one)."""
     with conn.cursor(row_factory=class_row(Mount)) as cur:
@@ -307,7 +300,7 @@ def carrier_map(conn: Conn, scope: int | None, now: datetime) -> dict[str, list[
         conn,
         """
         SELECT c.id, c.ref, c.carrier_type, c.latitude, c.longitude, s.ref AS at_station,
-               c.position_at, n.to_ref AS next_stop, n.arrives AS next_arrival,
+               c.position_at, c.position_source, n.to_ref AS next_stop, n.arrives AS next_arrival,
                n.to_lat AS next_latitude, n.to_lon AS next_longitude,
                (SELECT count(*) FROM carrier_mounts m WHERE m.carrier_id = c.id) AS assets
           FROM carriers c LEFT JOIN sites s ON s.id = c.at_site_id

@@ -38,6 +38,21 @@ class Carrier(BaseModel):
     position_at: datetime | None
     created_at: datetime
     retired_at: datetime | None
+    position_source: str | None = Field(
+        default=None, description="where the latest position came from: api or telemetry"
+    )
+
+
+class CarrierPosition(BaseModel):
+    """One recorded position of a carrier (docs/mobile-assets.md)."""
+
+    ts: datetime
+    latitude: float | None
+    longitude: float | None
+    station: str | None = Field(description="the site ref it was at")
+    source: str = Field(description="api, or telemetry (a device)")
+    device_ref: str | None = Field(description="the device that reported it")
+    received_at: datetime
 
 
 class PositionSet(Strict):

@@ -12,12 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from fleet import position_repository as positions
 from fleet import service as fleet
 from fleet.schemas import Principal
 from fleet.service import owner_for, translate_integrity_errors
@@ -29,6 +30,7 @@ from maintenance.mobility import repository as repo
 from maintenance.mobility.schemas import (
     Carrier,
     CarrierCreate,
+    CarrierPosition,
     Lane,
     LaneCreate,
     Leg,
@@ -102,16 +104,25 @@ def set_position(
     if latitude is None and at_site is not None:
         site_row = fleet.get_site(conn, principal, at_site)
         latitude, longitude = site_row.latitude, site_row.longitude
-    return repo.set_position(
-        conn,
-        carrier.id,
-        {
-            "latitude": latitude,
-            "longitude": longitude,
-            "at_site_id": at_site,
-            "position_at": body.at or now,
-        },
+    # recorded in the history like a device's; the latest unless a newer one is known
+    row = positions.PositionRow(
+        carrier.id, body.at or now, carrier.customer_id, latitude, longitude, at_site, None, now
     )
+    positions.insert_positions(conn, [row], replace=True)
+    positions.move_latest(conn, [row], "api")
+    positions.prune_positions(conn, [carrier.id], now)
+    return get_carrier(conn, principal, carrier.id)
+
+
+def position_history(
+    conn: Conn, principal: Principal, carrier_id: int, *, before: datetime | None, limit: int
+) -> list[CarrierPosition]:
+    """A carrier's recorded positions (telemetry and API), newest first."""
+    carrier = get_carrier(conn, principal, carrier_id)
+    return [
+        CarrierPosition(**asdict(p))
+        for p in positions.position_history(conn, carrier.id, before=before, limit=limit)
+    ]
 
 
 def mount(
