@@ -322,6 +322,7 @@ def ingestor_main(
     subscribed: Any,
     stop: Any,
     commits: Any,
+    batch_bytes: int = IngestConfig.batch_max_bytes,
 ) -> None:
     """In an ingestor process: the production IngestWorker, reporting each commit."""
 
@@ -335,6 +336,7 @@ def ingestor_main(
             client_id=client_id,
             limits=IngestLimits(topic_root=TOPIC_ROOT, max_past=timedelta(days=2)),
             writer_threads=writers,
+            batch_max_bytes=batch_bytes,
         ),
         on_batch=on_batch,
     )
@@ -359,6 +361,7 @@ def run_phase(
     profiled: bool = False,
     sparkplug_b: bool = False,
     show_timeline: bool = False,
+    batch_bytes: int = IngestConfig.batch_max_bytes,
 ) -> dict[str, float]:
     """Publish n readings at ``per_message`` per message; time first publish → last commit.
 
@@ -373,7 +376,16 @@ def run_phase(
         subscribed = ctx.Event()
         proc = ctx.Process(
             target=ingestor_main,
-            args=(url, mqtt_url, f"bench-ingest-{i}", writers, subscribed, stop, commits),
+            args=(
+                url,
+                mqtt_url,
+                f"bench-ingest-{i}",
+                writers,
+                subscribed,
+                stop,
+                commits,
+                batch_bytes,
+            ),
         )
         proc.start()
         if not subscribed.wait(120):
@@ -548,6 +560,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingestors", type=int, default=1, help="ingestors sharing the load")
     parser.add_argument("--writers", type=int, default=2, help="writer threads per ingestor")
     parser.add_argument(
+        "--batch-bytes",
+        type=int,
+        default=IngestConfig.batch_max_bytes,
+        help="the writers' batch bound (IngestConfig.batch_max_bytes)",
+    )
+    parser.add_argument(
         "--server-url", default=os.environ.get("FLEETCARE_BENCH_SERVER_URL", LOCAL_PG)
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
@@ -631,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
                         profiled=name == "batch50-profile",
                         sparkplug_b=name == "ddata50-sparkplug",
                         show_timeline=args.timeline,
+                        batch_bytes=args.batch_bytes,
                     )
                 finally:
                     if phase_broker is not broker:
@@ -649,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     "  CPU µs per reading: "
                     + ", ".join(
-                        f"{k[len('cpu_us_per_reading_') :]} {v:.1f}"
+                        f"{k[len('cpu_us_per_reading_') :]} {v:.2f}"
                         for k, v in r.items()
                         if k.startswith("cpu_us_per_reading_")
                     )
@@ -703,6 +722,17 @@ def main(argv: list[str] | None = None) -> int:
                 # with its timestamp) from one edge node, against native v1 batch50
                 "readings_per_s_ddata50_sparkplug": round(spb50),
                 "ratio_sparkplug_vs_native": round(spb50 / b50, 3) if b50 and spb50 else None,
+                # per phase: CPU µs per reading of each process group, the cores each kept busy
+                # from first publish to last commit, first commit and tail (seconds)
+                "phases": {
+                    name: {
+                        k: round(v, 3)
+                        for k, v in r.items()
+                        if k.startswith(("cpu_us_per_reading_", "cores_busy_"))
+                        or k in ("seconds", "first_commit_s", "tail_s")
+                    }
+                    for name, r in results.items()
+                },
                 "lost": lost,
                 "duplicated": duplicated,
             }
