@@ -160,7 +160,8 @@ def store_messages(
 
     # 2. payloads → readings
     decoded: list[Decoded] = []
-    positions: list[tuple[RawMessage, DeviceKey]] = []  # carriers' positions (ingest.positions)
+    # carriers' positions (ingest.positions), not readings
+    position_messages: list[tuple[RawMessage, DeviceKey]] = []
     device_seen: dict[int, datetime] = {}
     for msg, ref in with_ref:
         device = devices.get(ref)
@@ -178,13 +179,13 @@ def store_messages(
             item = decode_sparkplug(msg, device, q, profiles.sparkplug_targets[_sparkplug_key(msg)])
         elif device.profile is None:
             if to_positions and id(msg) in to_positions:
-                positions.append((msg, device))
+                position_messages.append((msg, device))
                 continue
             item = decode_v1(msg, device, limits, q)
         else:
             profiles = profiles or PROFILES.get(conn)
             if device.profile in profiles.positions or id(msg) in to_positions:
-                positions.append((msg, device))
+                position_messages.append((msg, device))
                 continue
             item = decode_with_profile(msg, device, limits, q, profiles)
         if item is not None:
@@ -202,8 +203,10 @@ def store_messages(
                 offline[device.id] = msg.received_at
                 device_seen.pop(device.id, None)
 
-    if positions:
-        store_positions(conn, positions, profiles, q, result, limits=limits, now=clock.now())
+    if position_messages:
+        store_positions(
+            conn, position_messages, profiles, q, result, limits=limits, now=clock.now()
+        )
 
     wanted: dict[int, set[str]] = {}
     for item in decoded:
