@@ -243,13 +243,13 @@ def store_messages(
     asset_ids: list[int] = []
     metric_ids: list[int] = []
     values: list[float] = []
-    positions: list[int] = []
-    add_time, add_asset, add_metric, add_value, add_position = (
+    row_order: list[int] = []  # each row's place in the batch (ingest.columns.position)
+    add_time, add_asset, add_metric, add_value, add_order = (
         times.append,
         asset_ids.append,
         metric_ids.append,
         values.append,
-        positions.append,
+        row_order.append,
     )
     asset_seen = rows.seen
     # asset id → (time µs, position, counter): the latest reading, the last of equal times
@@ -310,7 +310,7 @@ def store_messages(
                 add_asset(asset_id)
                 add_metric(spec.id)
                 add_value(value)
-                add_position(pos)
+                add_order(pos)
                 stored = True
                 if spec.id == usage_id:
                     last = usage.get(asset_id)
@@ -335,7 +335,7 @@ def store_messages(
             np.concatenate([*rows.metric_ids, np.array(metric_ids, dtype=np.int64)]),
             np.concatenate([*rows.values, np.array(values, dtype=np.float64)]),
             in_key_order=True,
-            positions=np.concatenate([*rows.positions, np.array(positions, dtype=np.int64)]),
+            positions=np.concatenate([*rows.positions, np.array(row_order, dtype=np.int64)]),
         )
         result.stored = repo.insert_telemetry(conn, copy_data, staged, optimistic=optimistic)
         result.duplicates = staged - result.stored
