@@ -15,7 +15,7 @@ from evaluation.costs import ECONOMICS, PREVENTIVE_QUANTILE
 from kinds.loader import builtin_kinds
 from models.scoring import USAGE_RATE_LOOKBACK, USAGE_RATE_MIN_HISTORY
 from simulators.fleet import WARMUP_DAYS
-from simulators.physics import Population, make_population
+from simulators.physics import RANDOM_FAULT, Population, make_population
 from simulators.schemas import PHYSICS_KINDS
 
 FloatArray = NDArray[np.float64]
@@ -27,9 +27,6 @@ USAGE_RATE_MIN_HISTORY_H = USAGE_RATE_MIN_HISTORY / timedelta(hours=1)
 MIN_TRAINING_LIVES = 40  # per kind, unless the configuration says otherwise
 # each simulated kind's own random stream (the order the evaluation has always seeded in)
 SEED_STREAM = {kind: i for i, kind in enumerate(PHYSICS_KINDS)}
-# A failure is "sudden" when the step before it took more than this share of a whole life:
-# a fault's jump (elevators) or a blowout from heat (tires), not gradual wear.
-SUDDEN_WEAR_JUMP = 0.05
 TUNING_FLEET_FACTOR = 4  # the preventive interval is tuned on a fleet this many times larger
 
 
@@ -144,7 +141,9 @@ class Life:
     asset: int
     component: str
     reason: str  # failure mode, or "planned"
-    sudden: bool  # a failure in a step where the hidden wear jumped (a fault, a blowout)
+    # a failure the physics says a random fault caused (no precursor; the wear alone would
+    # not have ended the part then), not the part's wear: reported apart from the target
+    random_fault: bool
     usage: float  # life units used
     wasted: float  # expected life units left (0 for a failure)
     start_row: int = 0
@@ -170,15 +169,13 @@ class World:
     def step(self) -> list[tuple[int, str, str]]:
         """Advance one step: readings, failures (repair scheduled), repairs that are due."""
         econ = ECONOMICS[self.kind]
-        before = {c: self.population.wear(c) for c in self.components}
         frame = self.population.advance(self.now_h, econ.step_h)
         self.now_h += econ.step_h
         self.log.append(frame.asset, frame.at_h, _frame_values(self.kind, frame.metrics))
         failed: list[tuple[int, str, str]] = []
         for f in frame.failures:
             usage = float(self.population.life_usage(f.component)[f.asset])
-            jump = 1.0 - float(before[f.component][f.asset])  # the wear the last step took
-            life = self._life(f.asset, f.component, f.mode, usage, 0.0, jump > SUDDEN_WEAR_JUMP)
+            life = self._life(f.asset, f.component, f.mode, usage, 0.0, f.cause == RANDOM_FAULT)
             self.lives.append(life)
             self.repair_at[(f.asset, f.component)] = f.at_h + econ.failure_downtime_h
             failed.append((f.asset, f.component, f.mode))
@@ -190,10 +187,10 @@ class World:
 
     def _life(
         self, asset: int, component: str, reason: str, usage: float, wasted: float,
-        sudden: bool = False,
+        random_fault: bool = False,
     ) -> Life:  # fmt: skip
         return Life(
-            asset, component, reason, sudden, usage, wasted,
+            asset, component, reason, random_fault, usage, wasted,
             start_row=int(self.log.start[component][asset]), end_row=int(self.log.count[asset]),
             offset=float(self.log.offset[component][asset]),
         )  # fmt: skip

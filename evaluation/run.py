@@ -71,6 +71,8 @@ Progress = Callable[[str], None]
 SWEEP_COVERAGES = (0.8, 0.85, 0.9, 0.95)
 TARGET_PREVENTED = 0.95
 TARGET_WASTE_RATIO = 1 / 3
+# What the verdict counts: failures a model can foresee (random faults reported apart)
+TARGET_JUDGED_ON = "foreseeable_failures"
 VALIDATION_FLEET_FACTOR = 2  # the coverage is chosen on a fleet this many times larger
 # The coverage keeps the validation fleet's waste ratio this far under the target's 1/3 (so
 # within 0.25): from one fleet to another the ratio moved by up to a quarter of itself on the
@@ -97,8 +99,8 @@ def summarise(kind: str, result: StrategyResult, days: float) -> dict[str, Any]:
     return {
         "failures": len(failures),
         "failures_by_mode": dict(sorted(Counter(life.reason for life in failures).items())),
-        "failures_sudden": sum(1 for life in failures if life.sudden),
-        "failures_gradual": sum(1 for life in failures if not life.sudden),
+        "failures_random_fault": sum(1 for life in failures if life.random_fault),
+        "failures_foreseeable": sum(1 for life in failures if not life.random_fault),
         "planned_replacements": len(planned),
         "orders_raised": result.orders_raised,
         "orders_late": result.orders_late,
@@ -125,12 +127,12 @@ def summarise(kind: str, result: StrategyResult, days: float) -> dict[str, Any]:
 
 
 def _component_figures(lives: list[Any]) -> dict[str, Any]:
-    """One component's lives: failures (sudden apart), planned replacements, life units
-    wasted and lived (used + wasted) in all; what a per-component coverage is chosen on."""
+    """One component's lives: failures (random faults apart), planned replacements, life
+    units wasted and lived (used + wasted) in all; what a per-component coverage is chosen on."""
     failures = [life for life in lives if life.reason != "planned"]
     return {
         "failures": len(failures),
-        "failures_sudden": sum(1 for life in failures if life.sudden),
+        "failures_random_fault": sum(1 for life in failures if life.random_fault),
         "planned_replacements": len(lives) - len(failures),
         "wasted_life": round(sum(life.wasted for life in lives if life.reason == "planned"), 3),
         "life": round(sum(life.usage + life.wasted for life in lives), 3),
@@ -138,7 +140,14 @@ def _component_figures(lives: list[Any]) -> dict[str, Any]:
 
 
 def compare(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The target: predictive prevents >= 95% of failures, wastes <= 1/3 of preventive's."""
+    """The target: predictive prevents >= 95% of failures, wastes <= 1/3 of preventive's.
+
+    The verdict (``target_met_foreseeable``, ``target_judged_on``) counts the failures a
+    model can foresee: every failure but those the physics says a random fault caused (a
+    fault drawn at random per trip, with no precursor in any signal; only elevators have
+    them). Those are reported apart, for every strategy (``random_fault_failures``), and the
+    same target on every failure, random faults included, is ``target_met_all_failures``.
+    """
     rtf, prev, pred = (figures[s] for s in STRATEGIES)
 
     def prevented(key: str, s: dict[str, Any]) -> float | None:
@@ -149,25 +158,23 @@ def compare(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if prev["wasted_share_of_life"]
         else None
     )
-    share = prevented("failures", pred)
-    gradual = prevented("failures_gradual", pred)
+    waste_met = ratio is not None and ratio <= TARGET_WASTE_RATIO
+    every = prevented("failures", pred)
+    foreseeable = prevented("failures_foreseeable", pred)
     return {
         "preventive_prevented_share": prevented("failures", prev),
-        "predictive_prevented_share": share,
-        "predictive_prevented_share_gradual": gradual,
+        "predictive_prevented_share_all_failures": every,
+        "predictive_prevented_share_foreseeable": foreseeable,
         "predictive_waste_vs_preventive": ratio,
-        "target_met": bool(
-            share is not None
-            and share >= TARGET_PREVENTED
-            and ratio is not None
-            and ratio <= TARGET_WASTE_RATIO
+        "target_judged_on": TARGET_JUDGED_ON,
+        # the verdict: no foreseeable failure in run to failure leaves nothing to prevent
+        "target_met_foreseeable": bool(
+            (foreseeable is None or foreseeable >= TARGET_PREVENTED) and waste_met
         ),
-        # the same target on the failures a wear model can foresee (sudden ones apart)
-        "target_met_gradual": bool(
-            (gradual is None or gradual >= TARGET_PREVENTED)
-            and ratio is not None
-            and ratio <= TARGET_WASTE_RATIO
+        "target_met_all_failures": bool(
+            every is not None and every >= TARGET_PREVENTED and waste_met
         ),
+        "random_fault_failures": {s: figures[s]["failures_random_fault"] for s in STRATEGIES},
     }
 
 
@@ -222,18 +229,18 @@ def validation_sweep(
 def sweep_point(
     coverage: float, base: dict[str, dict[str, Any]], pred: dict[str, Any], c: dict[str, Any]
 ) -> dict[str, Any]:
-    """One coverage of a sweep: failures (gradual and sudden apart), waste, cost."""
+    """One coverage of a sweep: failures (random faults apart), waste, cost."""
     rtf = base["run_to_failure"]
     return {
         "coverage": coverage,
         "failures": pred["failures"],
-        "failures_gradual": pred["failures_gradual"],
-        "failures_sudden": pred["failures_sudden"],
+        "failures_foreseeable": pred["failures_foreseeable"],
+        "failures_random_fault": pred["failures_random_fault"],
         "failures_run_to_failure": rtf["failures"],
-        "failures_run_to_failure_gradual": rtf["failures_gradual"],
+        "failures_run_to_failure_foreseeable": rtf["failures_foreseeable"],
         "wasted_share_of_life": pred["wasted_share_of_life"],
-        "prevented_share": c["predictive_prevented_share"],
-        "prevented_share_gradual": c["predictive_prevented_share_gradual"],
+        "prevented_share": c["predictive_prevented_share_all_failures"],
+        "prevented_share_foreseeable": c["predictive_prevented_share_foreseeable"],
         "waste_vs_preventive": c["predictive_waste_vs_preventive"],
         "total_eur": pred["total_eur"],
         "preventive_prevented_share": c["preventive_prevented_share"],
@@ -339,7 +346,7 @@ def validation_figures(
     preventive = sweep[0]["preventive_wasted_share_of_life"]
     return {
         "failures": sum(part["failures"] for part in parts),
-        "failures_sudden": sum(part["failures_sudden"] for part in parts),
+        "failures_random_fault": sum(part["failures_random_fault"] for part in parts),
         "failures_run_to_failure": sweep[0]["failures_run_to_failure"],
         "waste_vs_preventive": round(
             sum(part["wasted_life"] for part in parts) / lived / preventive, 4

@@ -153,8 +153,9 @@ def _sweep(
         by = {}
         for name, points in components.items():
             _, failures, wasted = next(p for p in points if p[0] == cov)
-            by[name] = {"failures": failures, "failures_sudden": 0, "wasted_life": 100 * wasted,
-                        "life": 100.0, "failures_run_to_failure": 60}  # fmt: skip
+            by[name] = {"failures": failures, "failures_random_fault": 0,
+                        "wasted_life": 100 * wasted, "life": 100.0,
+                        "failures_run_to_failure": 60}  # fmt: skip
         out.append({"coverage": cov, "by_component": by, "failures_run_to_failure": 120,
                     "preventive_wasted_share_of_life": preventive})  # fmt: skip
     return out
@@ -236,14 +237,14 @@ def test_the_coverage_is_the_kinds_setting_unless_fixed_or_chosen(small_run: Sma
 
 
 def _figures(rtf: tuple[int, int], pred: tuple[int, int], wasted: tuple[float, float]) -> Any:
-    """Strategy figures: (gradual, sudden) failures of run-to-failure and predictive, and
-    the wasted share of life of preventive and predictive."""
+    """Strategy figures: (foreseeable, random-fault) failures of run-to-failure and
+    predictive, and the wasted share of life of preventive and predictive."""
 
-    def one(gradual: int, sudden: int, share: float) -> dict[str, Any]:
+    def one(foreseeable: int, faults: int, share: float) -> dict[str, Any]:
         return {
-            "failures": gradual + sudden,
-            "failures_gradual": gradual,
-            "failures_sudden": sudden,
+            "failures": foreseeable + faults,
+            "failures_foreseeable": foreseeable,
+            "failures_random_fault": faults,
             "wasted_share_of_life": share,
         }
 
@@ -254,21 +255,36 @@ def _figures(rtf: tuple[int, int], pred: tuple[int, int], wasted: tuple[float, f
     }
 
 
-def test_the_target_counts_every_failure_and_reports_gradual_ones_apart() -> None:
-    # 60 failures run to failure (57 gradual, 3 sudden); predictive leaves 1 gradual and 3
-    # sudden: 93.3% of all failures, 98.2% of gradual ones; waste 0.10 / 0.40 = 0.25
+def test_the_verdict_counts_foreseeable_failures_and_reports_random_faults_apart() -> None:
+    # 60 failures run to failure (57 foreseeable, 3 random faults); predictive leaves 1
+    # foreseeable and 3 random faults: 93.3% of all failures, 98.2% of foreseeable ones;
+    # waste 0.10 / 0.40 = 0.25
     c = ev.compare(_figures((57, 3), (1, 3), (0.40, 0.10)))
-    assert c["predictive_prevented_share"] == pytest.approx(1 - 4 / 60, abs=1e-4)
-    assert c["predictive_prevented_share_gradual"] == pytest.approx(1 - 1 / 57, abs=1e-4)
+    assert c["predictive_prevented_share_all_failures"] == pytest.approx(1 - 4 / 60, abs=1e-4)
+    assert c["predictive_prevented_share_foreseeable"] == pytest.approx(1 - 1 / 57, abs=1e-4)
     assert c["predictive_waste_vs_preventive"] == pytest.approx(0.25)
-    assert c["target_met"] is False and c["target_met_gradual"] is True
-    # both sides met
+    assert c["target_judged_on"] == "foreseeable_failures"
+    assert c["target_met_foreseeable"] is True and c["target_met_all_failures"] is False
+    assert c["random_fault_failures"] == {"run_to_failure": 3, "preventive": 1, "predictive": 3}
+    # no field that could be read as the verdict without saying what it counts
+    assert "target_met" not in c and "predictive_prevented_share" not in c
+    # both met
     c = ev.compare(_figures((57, 3), (1, 1), (0.40, 0.10)))
-    assert c["target_met"] is True and c["target_met_gradual"] is True
+    assert c["target_met_foreseeable"] is True and c["target_met_all_failures"] is True
+    # 3 foreseeable failures of 57 left (94.7%) and no random fault: the verdict is not met,
+    # though 3 of all 60 failures (95.0%) meets the target on every failure
+    c = ev.compare(_figures((57, 3), (3, 0), (0.40, 0.10)))
+    assert c["target_met_foreseeable"] is False and c["target_met_all_failures"] is True
     # waste over a third of preventive's: neither is met, whatever the failures
     c = ev.compare(_figures((57, 3), (0, 0), (0.30, 0.11)))
     assert c["predictive_waste_vs_preventive"] > 1 / 3
-    assert c["target_met"] is False and c["target_met_gradual"] is False
+    assert c["target_met_foreseeable"] is False and c["target_met_all_failures"] is False
+    # no random faults (tires, engines): both verdicts are the same target
+    c = ev.compare(_figures((60, 0), (2, 0), (0.40, 0.10)))
+    assert c["target_met_foreseeable"] is c["target_met_all_failures"] is True
+    assert (
+        c["predictive_prevented_share_foreseeable"] == c["predictive_prevented_share_all_failures"]
+    )
 
 
 def test_on_a_small_fleet_the_validation_sweep_is_reported_and_the_target_is_judged(
@@ -280,9 +296,9 @@ def test_on_a_small_fleet_the_validation_sweep_is_reported_and_the_target_is_jud
     assert k["coverage_on_validation"] == ev.validation_figures(sweep, k["coverage"])
     for p in sweep:  # the per-component figures the choice reads add up to the fleet's
         assert sum(v["failures"] for v in p["by_component"].values()) == p["failures"]
-    for p in sweep:  # gradual and sudden failures apart at every coverage
-        assert p["failures"] == p["failures_gradual"] + p["failures_sudden"]
-        assert p["failures_run_to_failure"] >= p["failures_run_to_failure_gradual"]
+    for p in sweep:  # foreseeable failures and random faults apart at every coverage
+        assert p["failures"] == p["failures_foreseeable"] + p["failures_random_fault"]
+        assert p["failures_run_to_failure"] >= p["failures_run_to_failure_foreseeable"]
     # the verdict is the target's, on the evaluation fleet's own figures
     assert {key: k[key] for key in ev.compare(k["strategies"])} == ev.compare(k["strategies"])
     s = k["strategies"]
@@ -291,15 +307,19 @@ def test_on_a_small_fleet_the_validation_sweep_is_reported_and_the_target_is_jud
         and s["predictive"]["wasted_share_of_life"]
         <= ev.TARGET_WASTE_RATIO * s["preventive"]["wasted_share_of_life"]
     )
-    assert k["target_met"] is met
+    # engines have no random faults: the verdict is the target on every failure
+    assert k["random_fault_failures"] == dict.fromkeys(strategies.STRATEGIES, 0)
+    assert k["target_met_foreseeable"] is met and k["target_met_all_failures"] is met
 
 
-def test_the_table_shows_sudden_failures_apart(small_run: SmallRun) -> None:
+def test_the_table_says_what_the_verdict_counts(small_run: SmallRun) -> None:
     from evaluation import report
 
+    k = small_run.figures["kinds"]["engine"]
     table = report.format_table(small_run.figures)
-    assert "gradual failures (a wear model can foresee them)" in table
-    assert "sudden failures (a fault's jump, a blowout):" in table
+    met = "met" if k["target_met_foreseeable"] else "NOT met"
+    assert f"on foreseeable failures: {met}" in table
+    assert "random faults, apart (no precursor, no model can time them): predictive 0" in table
 
 
 def test_the_command_runs_no_validation_sweep_by_default() -> None:

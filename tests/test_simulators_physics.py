@@ -16,8 +16,10 @@ from fleetcare.clock import SystemClock
 from kinds.loader import builtin_kinds
 from simulators.fleet import Fleet
 from simulators.physics import (
+    RANDOM_FAULT,
     TREAD_LIMIT_MM,
     WEAR_LIMIT,
+    WEAR_OUT,
     ElevatorPopulation,
     EnginePopulation,
     Population,
@@ -224,6 +226,43 @@ def test_elevator_sensors_drift_with_wear() -> None:
         > np.abs(first.metrics["levelling_error_mm"]).mean()
     )
     assert worn.metrics["brake_wear_pct"].mean() > 75
+
+
+def test_an_elevator_failure_says_whether_a_random_fault_or_the_wear_caused_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from simulators.physics import elevator
+
+    lifts = ElevatorPopulation(np.random.default_rng(21), 40, 3)
+    causes: dict[str, int] = {}
+    lowest_fault_wear = {"door_operator": 1.0, "brake": 1.0}
+    h = 0.0
+    while h < 24 * 1500 and causes.get(RANDOM_FAULT, 0) < 15:
+        # the same step without faults (trips are drawn before the faults): the wear alone
+        twin = copy.deepcopy(lifts)
+        with monkeypatch.context() as m:
+            m.setattr(elevator, "_DOOR_FAULT_TRIPS", np.inf)
+            m.setattr(elevator, "_BRAKE_FAULT_TRIPS", np.inf)
+            twin.advance(h, 12.0)
+        before = {c: lifts.wear(c) for c in lifts.components}
+        frame = lifts.advance(h, 12.0)
+        h += 12.0
+        for f in frame.failures:
+            causes[f.cause] = causes.get(f.cause, 0) + 1
+            worn_alone = twin.wear(f.component)[f.asset] >= WEAR_LIMIT
+            assert f.cause == (WEAR_OUT if worn_alone else RANDOM_FAULT)
+            if f.cause == RANDOM_FAULT:
+                wear = before[f.component][f.asset]
+                lowest_fault_wear[f.component] = min(lowest_fault_wear[f.component], wear)
+            lifts.renew(f.asset, f.component)
+    assert causes.get(WEAR_OUT, 0) > 50 and causes.get(RANDOM_FAULT, 0) >= 15
+    # a fault's jump (door 0.1-0.4, brake 0.05-0.2 of a life) ends only a worn part
+    assert lowest_fault_wear["door_operator"] >= 0.6
+    assert lowest_fault_wear["brake"] >= 0.8
+    # the other kinds have no random faults
+    tires = TirePopulation(np.random.default_rng(3), 6, 6)
+    for step in range(4000):
+        assert all(f.cause == WEAR_OUT for f in tires.advance(step * 6.0, 6.0).failures)
 
 
 def test_engine_sensors_follow_the_c_mapss_degradation_trend() -> None:

@@ -18,7 +18,9 @@ import numpy as np
 
 from simulators.physics.base import (
     HOURS_PER_WEEK,
+    RANDOM_FAULT,
     WEAR_LIMIT,
+    WEAR_OUT,
     BoolArray,
     Failure,
     FloatArray,
@@ -38,9 +40,11 @@ __all__ = [
     "BUILDING_TYPES",
     "ENGINE_REGIMES",
     "HOURS_PER_WEEK",
+    "RANDOM_FAULT",
     "ROAD_TYPES",
     "TREAD_LIMIT_MM",
     "WEAR_LIMIT",
+    "WEAR_OUT",
     "BoolArray",
     "ElevatorPopulation",
     "EnginePopulation",

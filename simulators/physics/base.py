@@ -19,15 +19,26 @@ WEAR_LIMIT = 1.0
 HOURS_PER_WEEK = 168.0
 
 
+WEAR_OUT = "wear_out"
+RANDOM_FAULT = "random_fault"
+
+
 @dataclass(frozen=True)
 class Failure:
-    """A component that crossed its wear limit during a step."""
+    """A component that crossed its wear limit during a step.
+
+    ``cause`` is the physics' ground truth: ``WEAR_OUT`` when the part's own wear (however
+    fast) took it over the limit, ``RANDOM_FAULT`` when a fault drawn at random in the step
+    did and the wear alone would not have: such a fault arrives with no precursor in any
+    signal, so no model can time it (its odds of ending the part still grow with the wear).
+    """
 
     asset: int
     component: str
     mode: str
     at_h: float
     usage: float
+    cause: str = WEAR_OUT
 
 
 @dataclass
