@@ -94,7 +94,7 @@ def _routes() -> list[str]:
         "",
         "A device calls "
         + ", ".join(f"`{m} {r}`" for m, r in sorted(DEVICE_ROUTES))
-        + " with its own credentials (HTTP Basic), for its customer's assets only.",
+        + " with its own credentials (HTTP Basic), for its customer's assets (and carriers) only.",
         "",
         "Anyone may call: "
         + ", ".join(f"`{m} {r}`" for m, r in sorted(PUBLIC, key=lambda x: (x[1], x[0])))

@@ -283,7 +283,7 @@ PUBLIC: Final = frozenset(
 
 # Routes a device calls with its own credentials (HTTP Basic, the MQTT user and password): a
 # device is not a principal and may only send readings for its customer's assets.
-DEVICE_ROUTES: Final = frozenset({("POST", "/v1/telemetry")})
+DEVICE_ROUTES: Final = frozenset({("POST", "/v1/telemetry"), ("POST", "/v1/telemetry/position")})
 
 
 def action_for(method: str, route: str) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import Connection
 from pydantic import BaseModel, Field
@@ -59,10 +59,17 @@ def device_from_basic_auth(conn: Conn, authorization: str | None) -> str:
 
 
 def ingest_posted(
-    conn: Conn, device_ref: str, payload: bytes, *, limits: IngestLimits, clock: Clock
+    conn: Conn,
+    device_ref: str,
+    payload: bytes,
+    *,
+    limits: IngestLimits,
+    clock: Clock,
+    channel: Literal["telemetry", "position"] = "telemetry",
 ) -> TelemetryReceipt:
-    """Store one posted message of ``device_ref`` as if published on its telemetry topic."""
-    message = RawMessage(f"{limits.topic_root}/{device_ref}/telemetry", payload, clock.now())
+    """Store one posted message of ``device_ref`` as if published on its telemetry topic (or
+    its position topic: a carrier's positions, ``ingest.positions``)."""
+    message = RawMessage(f"{limits.topic_root}/{device_ref}/{channel}", payload, clock.now())
     result = store_messages(conn, [message], limits=limits, clock=clock)
     return TelemetryReceipt(
         device=device_ref,

@@ -200,6 +200,21 @@ def test_bad_positions_are_quarantined_with_a_reason_and_the_good_one_kept(
     assert theirs["position_at"] is None and theirs["latitude"] is None
     history = ok(client.get(f"/v1/carriers/{alpha.carrier}/positions", headers=alpha.headers))
     assert [(p["latitude"], p["longitude"]) for p in history] == [(50.1, 8.7)]
+    # over HTTP with the device's credentials: the same checks, the answer after the commit
+    url = "/v1/telemetry/position"
+    theirs_fix = orjson.dumps(fix(carrier="D-BBBB", latitude=1.0, longitude=2.0))
+    refused = ok(client.post(url, content=theirs_fix, auth=alpha.credentials))
+    assert (refused["positions_stored"], refused["quarantined"]) == (0, {"unknown_carrier": 1})
+    good = orjson.dumps(fix(latitude=50.2, longitude=8.8, ts=iso(NOW - timedelta(seconds=30))))
+    assert ok(client.post(url, content=good, auth=alpha.credentials))["positions_stored"] == 1
+    assert ok(client.post(url, content=good, auth=alpha.credentials))["positions_duplicates"] == 1
+    assert client.post(url, content=good, auth=(alpha.device, "wrong")).status_code == 401
+    assert client.post(url, content=good, auth=beta.credentials).json()["quarantined"] == {
+        "unknown_carrier": 1
+    }
+    assert (
+        ok(client.get(f"/v1/carriers/{alpha.carrier}", headers=alpha.headers))["latitude"] == 50.2
+    )
     # and a customer cannot read another's history (404, as every object of another customer)
     r = client.get(f"/v1/carriers/{alpha.carrier}/positions", headers=beta.headers)
     assert r.status_code == 404 and r.json()["code"] == "carrier_not_found"

@@ -1,6 +1,9 @@
-"""``POST /v1/telemetry``: readings over HTTP for devices that cannot hold an MQTT session."""
+"""``POST /v1/telemetry`` (and ``/v1/telemetry/position``): readings and carriers' positions
+over HTTP for devices that cannot hold an MQTT session."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPBasic
@@ -48,6 +51,28 @@ async def post_telemetry(
     """One message as the device would publish it over MQTT: native v1 JSON, or the format of
     its payload profile. Device-authenticated (HTTP Basic with the device's MQTT credentials).
     Same validation, quarantine and idempotency as MQTT; the answer comes after the commit."""
+    return await _post(request, conn, clock, "telemetry")
+
+
+@router.post(
+    "/telemetry/position",
+    responses={200: {"description": "stored (and committed) or quarantined, with counts"}},
+    dependencies=[Depends(device_basic)],
+)
+async def post_position(
+    request: Request,
+    conn: Conn,
+    clock: AppClock,
+) -> TelemetryReceipt:
+    """A carrier's position (or a batch of them) as the device would publish it on its
+    position topic (docs/telemetry.md#positions-of-carriers), for carriers of its own customer.
+    Device-authenticated, as ``POST /v1/telemetry``; the answer comes after the commit."""
+    return await _post(request, conn, clock, "position")
+
+
+async def _post(
+    request: Request, conn: Conn, clock: AppClock, channel: Literal["telemetry", "position"]
+) -> TelemetryReceipt:
     settings = request.app.state.settings
     limits = IngestLimits(topic_root=settings.topic_root)
     authorization = request.headers.get("authorization")
@@ -62,7 +87,7 @@ async def post_telemetry(
     payload = await read_body(request, limits.max_payload_bytes)
 
     def store() -> TelemetryReceipt:
-        receipt = ingest_posted(conn, ref, payload, limits=limits, clock=clock)
+        receipt = ingest_posted(conn, ref, payload, limits=limits, clock=clock, channel=channel)
         conn.commit()
         return receipt
 
