@@ -569,7 +569,9 @@ def main(argv: list[str] | None = None) -> int:
         "--server-url", default=os.environ.get("FLEETCARE_BENCH_SERVER_URL", LOCAL_PG)
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
-    parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help="comma list, run in this order (raw first)"
+    )
     parser.add_argument(
         "--timeline", action="store_true", help="print each phase's cores busy per process"
     )
@@ -579,8 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     n = args.readings
-    phases = set(args.phases.split(","))
-    if not phases or phases - set(PHASES):
+    phases = list(dict.fromkeys(args.phases.split(",")))  # run in the order given
+    if not phases or set(phases) - set(PHASES):
         print(f"error: --phases takes a comma list of {', '.join(PHASES)}", file=sys.stderr)
         return 2
     # each phase has its own time range, within the last day
@@ -619,16 +621,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print("raw limit: not measured (not in --phases)")
             lost = duplicated = 0
-            for name, per in (
-                ("batch50", 50),
-                ("single", 1),
-                ("batch50-autosave30", 50),
-                ("batch50-confirmed", 50),
-                ("batch50-profile", 50),
-                ("ddata50-sparkplug", 50),
-            ):
-                if name not in phases:
+            for name in phases:
+                if name == "raw":
                     continue
+                per = 1 if name == "single" else 50
                 phase_broker, phase_url = broker, mqtt_url
                 if name == "batch50-autosave30":  # the broker saving every 30 s, to compare
                     phase_broker, phase_url = start_mosquitto(

@@ -1,6 +1,6 @@
 """Where each microsecond per reading goes in ingest: the stages timed one by one, in process.
 
-    python -m bench.ingest_stages [--readings 200000] [--per-message 50] [--profile]
+    python -m bench.ingest_stages [--readings 200000] [--per-message 50] [--profile | --sparkplug]
 
 Builds the bench's messages (``bench.ingest``), then times each stage of the ingestor on its
 own, in this process, with no broker and no other process competing for the GIL: reading the
@@ -10,8 +10,10 @@ the PostgreSQL backend's CPU, and wall time, of ``store_messages`` batches commi
 writer does), and acknowledging. CPU time is process time (the backend's is read from
 ``/proc`` through psutil), so a loaded machine stretches wall time but hardly these figures.
 ``--profile``: the same readings from a gateway speaking the bench's JSON payload profile
-(``bench.ingest.BENCH_PROFILE``), to compare with native v1 stage by stage. The last line
-printed is JSON (µs per reading per stage).
+(``bench.ingest.BENCH_PROFILE``), to compare with native v1 stage by stage; ``--sparkplug``: the
+same readings as Sparkplug B DDATA by alias (``bench.sparkplug``; the network thread then also
+parses each payload and checks its session). The last line printed is JSON (µs per reading per
+stage).
 """
 
 from __future__ import annotations
@@ -28,18 +30,27 @@ import paho.mqtt.client as mqtt
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.ingest import PROFILE_DEVICE, TOPIC_ROOT, bench_database, build_payloads, seed
+from bench import sparkplug
+from bench.ingest import (
+    PROFILE_DEVICE,
+    TOPIC_ROOT,
+    bench_database,
+    build_payloads,
+    reading_time_ms,
+    seed,
+)
 from fleetcare.clock import SystemClock
 from fleetcare.db import connect
 from fleetcare.services import LOCAL_PG
 from fleetcare.tenancy import system_session
 from ingest import repository as repo
-from ingest.decode import Quarantine, Reading, decode_v1, decode_with_profile
+from ingest.decode import Quarantine, Reading, decode_sparkplug, decode_v1, decode_with_profile
 from ingest.inbox import AckToken, send_acks
 from ingest.mqtt_client import BufferedClient, BufferedSocket
 from ingest.pipeline import store_messages
 from ingest.profile_service import PROFILES
 from ingest.schemas import BatchResult, IngestLimits, RawMessage
+from ingest.sparkplug_bulk import read_columns
 from ingest.worker import IngestConfig, IngestWorker
 
 BATCH_BYTES = IngestConfig.batch_max_bytes
@@ -63,10 +74,10 @@ class _Chunks:
         self.pos = len(self.data)
 
 
-def _publish_stream(topic: str, payloads: list[bytes]) -> bytes:
+def _publish_stream(topic: str, payloads: list[bytes], first_mid: int = 0) -> bytes:
     head = len(topic.encode()).to_bytes(2, "big") + topic.encode()
     out = []
-    for i, payload in enumerate(payloads):
+    for i, payload in enumerate(payloads, first_mid):
         body = head + (i % 65535 + 1).to_bytes(2, "big") + b"\x00" + payload
         length, varint = len(body), bytearray()
         while True:
@@ -78,14 +89,17 @@ def _publish_stream(topic: str, payloads: list[bytes]) -> bytes:
     return b"".join(out)
 
 
-def network_thread_us(url: str, topic: str, payloads: list[bytes]) -> float:
-    """CPU µs to read every PUBLISH from the socket buffer and queue it, in total."""
+def network_thread_us(
+    url: str, topic: str, payloads: list[bytes], births: list[tuple[str, bytes]] | None = None
+) -> tuple[float, list[RawMessage]]:
+    """CPU µs to read every PUBLISH from the socket buffer and queue it, in total, and the
+    messages queued (``births``: Sparkplug BIRTHs read first, untimed and not returned)."""
     worker = IngestWorker(
         IngestConfig(
             mqtt_url="mqtt://127.0.0.1:1",
             database_url=url,
             client_id="stages",
-            queue_max_messages=len(payloads) + 1,
+            queue_max_messages=len(payloads) + len(births or []) + 1,
             queue_max_bytes=1 << 40,
         )
     )
@@ -94,12 +108,19 @@ def network_thread_us(url: str, topic: str, payloads: list[bytes]) -> float:
     )
     client.on_message = worker._on_message
     client.on_publishes = worker._on_publishes
-    client._sock = BufferedSocket(_Chunks(_publish_stream(topic, payloads)))
     client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
+    for i, (birth_topic, birth) in enumerate(births or []):
+        client._sock = BufferedSocket(_Chunks(_publish_stream(birth_topic, [birth], 60000 + i)))
+        while worker.queue.qsize() < i + 1:
+            client.loop_read()
+    skip = len(births or [])
+    client._sock = BufferedSocket(_Chunks(_publish_stream(topic, payloads)))
     started = time.process_time()
-    while worker.queue.qsize() < len(payloads):
+    while worker.queue.qsize() < len(payloads) + skip:
         client.loop_read()
-    return (time.process_time() - started) * 1e6
+    spent = (time.process_time() - started) * 1e6
+    queued = worker.queue.take(len(payloads) + skip, 1 << 40, 0.1, 0.1, 0.01)
+    return spent, queued[skip:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,9 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-bytes", type=int, default=BATCH_BYTES, help="the writer's batch bound"
     )
     parser.add_argument("--server-url", default=LOCAL_PG)
-    parser.add_argument(
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument(
         "--profile", action="store_true", help="messages in the bench's JSON payload profile"
     )
+    fmt.add_argument("--sparkplug", action="store_true", help="Sparkplug B DDATA by alias")
     args = parser.parse_args(argv)
     if args.readings < 1 or args.per_message < 1 or args.assets < 1:
         print("error: --readings, --per-message and --assets must be positive", file=sys.stderr)
@@ -128,13 +151,29 @@ def main(argv: list[str] | None = None) -> int:
         device_ref = PROFILE_DEVICE if args.profile else fleet.device
         topic = f"{TOPIC_ROOT}/{device_ref}/telemetry"
         base_ms = int(time.time() * 1000) - n // args.assets - 60_000
-        payloads = build_payloads(fleet.assets, n, args.per_message, base_ms, profiled=args.profile)
-        now = datetime.now(UTC)
-        messages = [
-            RawMessage(topic, p, now, AckToken(i % 65535 + 1, 1, 1)) for i, p in enumerate(payloads)
-        ]
+        births: list[tuple[str, bytes]] | None = None
+        if args.sparkplug:
+            device_ref, topic, k = sparkplug.SPARKPLUG_DEVICE, sparkplug.topic("DDATA"), args.assets
+            payloads = sparkplug.ddata_payloads(
+                k,
+                n,
+                args.per_message,
+                lambda i: 700.0 + (i % 200) * 0.5,
+                lambda i: reading_time_ms(base_ms, i, k),
+            )
+            births = sparkplug.births(k, base_ms)
+        else:
+            payloads = build_payloads(
+                fleet.assets, n, args.per_message, base_ms, profiled=args.profile
+            )
         us: dict[str, float] = {}
-        us["network_thread"] = network_thread_us(url, topic, payloads)
+        us["network_thread"], messages = network_thread_us(url, topic, payloads, births)
+        now = datetime.now(UTC)
+        if not args.sparkplug:  # the same messages, received now (the stage's own order)
+            messages = [
+                RawMessage(topic, p, now, AckToken(i % 65535 + 1, 1, 1))
+                for i, p in enumerate(payloads)
+            ]
 
         with connect(url, autocommit=True) as conn:
             system_session(conn, "system:ingest")
@@ -142,11 +181,22 @@ def main(argv: list[str] | None = None) -> int:
             q = Quarantine(limits, BatchResult())
             profiles = PROFILES.get(conn)
             started = time.process_time()
-            if args.profile:
+            if args.sparkplug:
+                targets = profiles.sparkplug_targets[
+                    (sparkplug.GROUP, sparkplug.EDGE_NODE, sparkplug.DEVICE)
+                ]
+                # the way the writer reads them: in bulk, as columns (ingest.sparkplug_bulk)
+                window = (0, int(time.time() * 1e6) + 60_000_000)
+                columns = [read_columns(m.sparkplug, targets, *window) for m in messages]
+                us["decode"] = (time.process_time() - started) * 1e6
+                assert all(c is not None for c in columns), "a message went the careful way"
+                decoded = [decode_sparkplug(m, device, q, targets) for m in messages]
+            elif args.profile:
                 decoded = [decode_with_profile(m, device, limits, q, profiles) for m in messages]
             else:
                 decoded = [decode_v1(m, device, limits, q) for m in messages]
-            us["decode"] = (time.process_time() - started) * 1e6
+            if not args.sparkplug:
+                us["decode"] = (time.process_time() - started) * 1e6
             assert all(d is not None for d in decoded) and not q.rows
 
             readings = [
@@ -204,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # one GIL: these add up
     print(
         f"ingest stages, {n:,} readings at {args.per_message} per message"
-        f"{' (JSON profile)' if args.profile else ''}, "
+        f"{' (JSON profile)' if args.profile else ''}"
+        f"{' (Sparkplug B DDATA)' if args.sparkplug else ''}, "
         f"load average {load_start}; CPU µs per reading:"
     )
     for name in (
@@ -224,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "readings": n,
         "per_message": args.per_message,
         "profile": args.profile,
+        "sparkplug": args.sparkplug,
         "load_average_start": load_start,
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
     }

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 from esio_spb_builder.core import sparkplug_b_pb2 as spb
 from google.protobuf.message import DecodeError
@@ -225,6 +225,7 @@ class SparkplugMessage:
 # name, and whether the value is taken as it is (scale 1, offset 0)
 _Resolved = tuple[str, str, float, float, int, str, bool]
 _UNKNOWN: Any = object()
+_T = TypeVar("_T")
 
 
 class AliasTable(dict[int, tuple[str, int]]):
@@ -232,11 +233,28 @@ class AliasTable(dict[int, tuple[str, int]]):
     once a message carries it; it remembers what each alias means under each mapping
     (``targets``) it was read with, so that DATA costs one lookup per metric."""
 
-    __slots__ = ("_resolved",)
+    __slots__ = ("_derived", "_resolved")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._resolved: dict[int, tuple[Mapping[str, SparkplugTarget], dict[int, Any]]] = {}
+        self._derived: dict[tuple[int, Any], tuple[Mapping[str, SparkplugTarget], Any]] = {}
+
+    def derived(
+        self,
+        targets: Mapping[str, SparkplugTarget],
+        make: Callable[[AliasTable, Mapping[str, SparkplugTarget]], _T],
+    ) -> _T:
+        """``make(self, targets)``, made once per mapping (the table never changes)."""
+        key = (id(targets), make)
+        cached = self._derived.get(key)
+        if cached is not None and cached[0] is targets:
+            return cast(_T, cached[1])
+        made = make(self, targets)
+        if len(self._derived) > 64:  # mappings reloaded many times: start again
+            self._derived = {}
+        self._derived[key] = (targets, made)  # writers may race: same result
+        return made
 
     def resolved(self, targets: Mapping[str, SparkplugTarget]) -> dict[int, _Resolved | None]:
         """alias → what it means under ``targets`` (None: not mapped)."""
