@@ -183,7 +183,7 @@ def store_messages(
             if columns is None:
                 item = decode_sparkplug(msg, device, q, mapping)
             else:  # read in 3., in its place in the batch
-                bulk.add(len(decoded), columns)
+                bulk.add(len(decoded), device.customer_id, columns)
                 item = Decoded(msg, device, [])
         elif device.profile is None:
             if to_positions and id(msg) in to_positions:
@@ -216,7 +216,7 @@ def store_messages(
             conn, position_messages, profiles, q, result, limits=limits, now=clock.now()
         )
 
-    wanted = bulk.wanted(decoded)
+    wanted = bulk.wanted()
     for item in decoded:
         refs = wanted.setdefault(item.device.customer_id, set())
         if item.whole:
@@ -240,7 +240,7 @@ def store_messages(
     for index, item in enumerate(decoded):
         if item.whole:
             whole.setdefault(item.device.customer_id, []).append(index)
-        else:
+        elif item.readings:  # (none: a Sparkplug message checked in bulk, or nothing to say)
             careful.append(index)
     for customer, indexes in whole.items():
         mine = targets.get(customer, {})
@@ -252,6 +252,7 @@ def store_messages(
         assert profiles is not None and item.message.sparkplug is not None
         mapping = profiles.sparkplug_targets[_sparkplug_key(item.message)]
         decoded[item_index] = decode_sparkplug(item.message, item.device, q, mapping) or item
+        careful.append(item_index)
     times: list[int] = []
     asset_ids: list[int] = []
     metric_ids: list[int] = []

@@ -182,34 +182,27 @@ class SparkplugBulk:
     known by its index in the batch's decoded messages (where it holds no readings)."""
 
     def __init__(self) -> None:
-        self.columns: list[tuple[int, Columns]] = []
+        self.groups: dict[tuple[int, int], _Group] = {}
 
-    def add(self, item_index: int, columns: Columns) -> None:
-        self.columns.append((item_index, columns))
+    def add(self, item_index: int, customer: int, columns: Columns) -> None:
+        """Add the columns of the batch's ``item_index``-th decoded message, of ``customer``."""
+        key = (customer, id(columns.rows))
+        group = self.groups.get(key)
+        if group is None:
+            self.groups[key] = group = _Group(columns.rows, customer)
+        group.items.append(item_index)
+        group.counts.append(len(columns.row_of_metric))
+        group.index += columns.row_of_metric
+        group.times_ms += columns.times_ms
+        group.values += columns.values
 
-    def _groups(self, decoded: Sequence[Decoded]) -> list[_Group]:
-        groups: dict[tuple[int, int], _Group] = {}
-        for item_index, columns in self.columns:
-            customer = decoded[item_index].device.customer_id
-            key = (customer, id(columns.rows))
-            group = groups.get(key)
-            if group is None:
-                groups[key] = group = _Group(columns.rows, customer)
-            group.items.append(item_index)
-            group.counts.append(len(columns.row_of_metric))
-            group.index += columns.row_of_metric
-            group.times_ms += columns.times_ms
-            group.values += columns.values
-        return list(groups.values())
-
-    def wanted(self, decoded: Sequence[Decoded]) -> dict[int, set[str]]:
+    def wanted(self) -> dict[int, set[str]]:
         """Customer → the asset references the messages name (to look up for the batch)."""
         out: dict[int, set[str]] = {}
-        for item_index, columns in self.columns:
-            assets, skip = columns.rows.assets, columns.rows.skip
-            out.setdefault(decoded[item_index].device.customer_id, set()).update(
-                assets[r] for r in set(columns.row_of_metric) if r != skip
-            )
+        for group in self.groups.values():
+            used = set(group.index)
+            used.discard(group.rows.skip)
+            out.setdefault(group.customer, set()).update(map(group.rows.assets.__getitem__, used))
         return out
 
     def check(
@@ -223,7 +216,7 @@ class SparkplugBulk:
         for whole native messages); return the indexes of the others, to be read the careful
         way."""
         careful: list[int] = []
-        for group in self._groups(decoded):
+        for group in self.groups.values():
             careful += _check_group(group, decoded, targets.get(group.customer, {}), rows)
         return careful
 
