@@ -8,8 +8,9 @@ asset's recent usage rate, and write one prediction per asset and component.
 Scoring reads, per asset, the first ``head`` rows since renewal (the drift baseline) and
 the last ``tail`` rows (the windows, and every row whose weight in the smoothed level is
 above 1e-9): see :meth:`models.bundle.WearModel.history_rows`. A :class:`ReadingsCache`
-keeps those rows between passes, so that a warm pass reads only the telemetry that arrived
-since the previous one; both ways give the same matrix (tests check it).
+(models.readings_cache) keeps those rows between passes, and persists them with the scoring
+state, so that a warm pass, and a fresh worker's first, read only the telemetry that arrived
+since; both ways give the same matrix (tests check it).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from models import repository as repo
 from models.bundle import WearModel
 from models.explain import Explainer, build_explainer, encode
 from models.quality import QualityGate
+from models.readings_cache import ReadingsCache
 from models.registry import load_version
 from models.schemas import ChangedAsset
 
@@ -47,215 +49,6 @@ USAGE_RATE_MIN_HISTORY = timedelta(days=1)
 def pg_us_to_datetime(us: int) -> datetime:
     """A PostgreSQL binary timestamptz (µs since 2000-01-01) as a datetime."""
     return repo.PG_EPOCH + timedelta(microseconds=int(us))
-
-
-def unix_us_to_datetime(us: int) -> datetime:
-    """Microseconds since 1970 as a UTC datetime."""
-    return repo.PG_EPOCH + timedelta(microseconds=int(us) - repo.PG_EPOCH_US)
-
-
-# --- readings cache ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Entry:
-    renewed_at: datetime
-    rows: FloatArray  # readings-matrix rows (head + tail), group id = asset id
-    time_us: NDArray[np.int64]  # unix µs of each row
-    seeds: np.ndarray  # latest value of each column metric at or before the last row (long)
-    built: float  # monotonic time of the full read
-
-
-@dataclass
-class ReadingsCache:
-    """Each scored asset's head and tail rows, kept between passes of one worker.
-
-    An entry is rebuilt from the database when the asset was renewed, when the model's
-    layout or history length changes, and after ``max_age_s`` (at most
-    ``rebuilds_per_pass`` per pass); the rebuild is what picks up late readings older than
-    the rows already cached.
-    """
-
-    max_age_s: float = 900.0
-    rebuilds_per_pass: int = 200  # expired entries re-read per pass, oldest first
-    entries: dict[int, _Entry] = field(default_factory=dict)
-    key: tuple[Any, ...] | None = None
-    full_reads: int = 0
-    incremental_reads: int = 0
-
-    def readings(
-        self,
-        conn: repo.Conn,
-        layout: repo.MetricLayout,
-        windows: Sequence[repo.Window],
-        head: int,
-        tail: int,
-    ) -> repo.Readings:
-        """The readings matrices of ``windows`` (scoring windows: group id = asset id)."""
-        key = (layout, head, tail)
-        if key != self.key:
-            self.entries.clear()
-            self.key = key
-        now = time.monotonic()
-        warm: list[repo.Window] = []
-        cold: list[repo.Window] = []
-        expired: list[tuple[float, repo.Window]] = []
-        for w in windows:
-            e = self.entries.get(w.asset_id)
-            if e is None or e.renewed_at != w.start:
-                cold.append(w)
-            elif now - e.built >= self.max_age_s:
-                expired.append((e.built, w))
-            else:
-                warm.append(w)
-        # Expired entries are re-read a few hundred at a time, so that a pass after a quiet
-        # spell does not read the whole fleet again; the rest continue incrementally.
-        expired.sort(key=lambda item: item[0])
-        cold += [w for _, w in expired[: self.rebuilds_per_pass]]
-        warm += [w for _, w in expired[self.rebuilds_per_pass :]]
-        if cold:
-            self.full_reads += len(cold)
-            long = repo.fetch_long_readings(conn, layout, cold, head_rows=head, tail_rows=tail)
-            got = repo.assemble_matrix(long, layout, [w.group_id for w in cold])
-            self._store(cold, got, long, layout, now)
-        if warm:
-            self.incremental_reads += len(warm)
-            self._advance(conn, layout, warm, head, tail)
-        return self._matrix([w.asset_id for w in windows], layout)
-
-    def _store(
-        self,
-        windows: Sequence[repo.Window],
-        got: repo.Readings,
-        long: np.ndarray,
-        layout: repo.MetricLayout,
-        built: float,
-    ) -> None:
-        ids = got.group_ids()
-        bounds = np.flatnonzero(np.concatenate(([True], got.matrix[1:, 0] != got.matrix[:-1, 0])))
-        ends = np.concatenate((bounds[1:], [got.matrix.shape[0]]))
-        last_us = got.time_us[ends - 1] - repo.PG_EPOCH_US if ids.size else np.zeros(0, np.int64)
-        seeds = _latest_at_or_before(long, layout, ids, last_us)
-        renewed = {w.asset_id: w.start for w in windows}
-        for i, asset_id in enumerate(ids.tolist()):
-            a, b = bounds[i], ends[i]
-            self.entries[asset_id] = _Entry(
-                renewed_at=renewed[asset_id],
-                rows=got.matrix[a:b],
-                time_us=got.time_us[a:b],
-                seeds=seeds.get(asset_id, repo.empty_long()),
-                built=built,
-            )
-        for asset_id in got.missing_groups:  # not scorable yet: read fully next time
-            self.entries.pop(asset_id, None)
-
-    def _advance(
-        self,
-        conn: repo.Conn,
-        layout: repo.MetricLayout,
-        windows: Sequence[repo.Window],
-        head: int,
-        tail: int,
-    ) -> None:
-        ids = [w.asset_id for w in windows]
-        entries = [self.entries[a] for a in ids]
-        since = [unix_us_to_datetime(int(e.time_us[-1])) for e in entries]
-        new = repo.fetch_new_long_readings(conn, layout, ids, since)
-        if new.size == 0:
-            return
-        combined = _concat_long([*(e.seeds for e in entries), new])
-        fresh = repo.assemble_matrix(combined, layout, ids)
-        if fresh.matrix.shape[0] == 0:
-            # only non-usage metrics arrived: no new rows, but the seeds move on
-            self._update_seeds(ids, entries, combined, layout)
-            return
-        old_rows = np.concatenate([e.rows for e in entries])
-        old_time = np.concatenate([e.time_us for e in entries])
-        rows = np.concatenate((old_rows, fresh.matrix))
-        times = np.concatenate((old_time, fresh.time_us))
-        order = np.lexsort((times, rows[:, 0]))
-        rows, times = rows[order], times[order]
-        gid = rows[:, 0]
-        starts = np.flatnonzero(np.concatenate(([True], gid[1:] != gid[:-1]))).astype(np.intp)
-        lengths = np.diff(np.append(starts, gid.shape[0])).astype(np.intp)
-        rank = np.arange(gid.shape[0]) - np.repeat(starts, lengths)
-        count = np.repeat(lengths, lengths)
-        keep = (rank < head) | (rank >= count - tail)
-        rows, times = rows[keep], times[keep]
-        gid = rows[:, 0]
-        starts = np.flatnonzero(np.concatenate(([True], gid[1:] != gid[:-1])))
-        ends = np.concatenate((starts[1:], [gid.shape[0]]))
-        by_id = {int(gid[s]): (s, e) for s, e in zip(starts, ends, strict=True)}
-        for asset_id, entry in zip(ids, entries, strict=True):
-            s, e = by_id[asset_id]
-            entry.rows, entry.time_us = rows[s:e], times[s:e]
-        self._update_seeds(ids, entries, combined, layout)
-
-    def _update_seeds(
-        self,
-        ids: Sequence[int],
-        entries: Sequence[_Entry],
-        combined: np.ndarray,
-        layout: repo.MetricLayout,
-    ) -> None:
-        last_us = np.array([int(e.time_us[-1]) - repo.PG_EPOCH_US for e in entries])
-        seeds = _latest_at_or_before(combined, layout, np.asarray(ids, dtype=np.int64), last_us)
-        for asset_id, entry in zip(ids, entries, strict=True):
-            entry.seeds = seeds.get(asset_id, entry.seeds)
-
-    def _matrix(self, asset_ids: Sequence[int], layout: repo.MetricLayout) -> repo.Readings:
-        present = [a for a in asset_ids if a in self.entries]
-        missing = tuple(a for a in asset_ids if a not in self.entries)
-        if not present:
-            return repo.Readings(
-                np.zeros((0, layout.n_columns)), np.zeros(0, dtype=np.int64), missing
-            )
-        return repo.Readings(
-            matrix=np.concatenate([self.entries[a].rows for a in present]),
-            time_us=np.concatenate([self.entries[a].time_us for a in present]),
-            missing_groups=missing,
-        )
-
-
-def _concat_long(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Long readings arrays end to end. Their bytes are joined: ``np.concatenate`` promotes
-    the fields of structured arrays pair by pair, ~0.1 ms an array (1.2 s a warm pass of
-    10,000 assets) against ~7 µs here."""
-    if any(a.dtype != repo.LONG_ROW for a in arrays):
-        return np.concatenate(arrays)
-    return np.frombuffer(b"".join([a.tobytes() for a in arrays]), dtype=repo.LONG_ROW)
-
-
-def _latest_at_or_before(
-    long: np.ndarray, layout: repo.MetricLayout, ids: NDArray[np.int64], last_pg_us: Any
-) -> dict[int, np.ndarray]:
-    """Per group: the latest long row of each column metric at or before the group's last
-    row time (the forward-fill state that the next rows continue from)."""
-    if long.size == 0 or ids.size == 0:
-        return {}
-    order_ids = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order_ids]
-    sorted_limit = np.asarray(last_pg_us, dtype=np.int64)[order_ids]
-    gid = long["group_id"].astype(np.int64)
-    mid = long["metric_id"].astype(np.int64)
-    tus = long["time"].astype(np.int64)
-    at = np.clip(np.searchsorted(sorted_ids, gid), 0, sorted_ids.shape[0] - 1)
-    bound = np.where(sorted_ids[at] == gid, sorted_limit[at], np.iinfo(np.int64).min)
-    sel = np.isin(mid, np.asarray(layout.column_ids)) & (tus <= bound)
-    sub = long[sel]
-    gid, mid, tus = gid[sel], mid[sel], tus[sel]
-    order = np.lexsort((tus, mid, gid))
-    sub, gid, mid = sub[order], gid[order], mid[order]
-    last = np.concatenate(((gid[1:] != gid[:-1]) | (mid[1:] != mid[:-1]), [True]))
-    sub, gid = sub[last], gid[last]
-    out: dict[int, np.ndarray] = {}
-    if gid.size == 0:
-        return out
-    starts = np.flatnonzero(np.concatenate(([True], gid[1:] != gid[:-1])))
-    ends = np.concatenate((starts[1:], [gid.shape[0]]))
-    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        out[int(gid[s])] = sub[s:e].copy()
-    return out
 
 
 # --- a pass -----------------------------------------------------------------------------------
@@ -416,6 +209,7 @@ def _score_kind(
         [until_by_id.get(a) for a in state_ids],
         [seen[a].renewed_at for a in state_ids],
         now,
+        cache.windows_to_persist(state_ids) if cache is not None else None,
     )
     result.add("state", time.perf_counter() - tick)
 

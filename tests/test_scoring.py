@@ -436,3 +436,115 @@ def test_cache_rebuilds_expired_entries_a_few_at_a_time(conn: Connection[Any]) -
     again = cache.readings(conn, layout, windows, 4, 9)
     assert (cache.full_reads, cache.incremental_reads) == (7, 3)
     np.testing.assert_array_equal(first.matrix, again.matrix)
+
+
+def _outcome(conn: Connection[Any], clock: ManualClock, models: ModelCache, cache: Any) -> Any:
+    """What a pass writes (predictions, state, latest predictions, policy queue), rolled back."""
+    with conn.transaction(force_rollback=True):
+        score_pass(conn, clock, models=models, cache=cache)
+        return [
+            conn.execute(query, (clock.now(),)).fetchall()
+            for query in (
+                "SELECT asset_id, component, rul, rul_low, rul_high, failure_probability,"
+                " anomaly_score, usage_rate_per_day, due_at, due_at_conservative, data_until,"
+                " explanation::text, low_confidence FROM predictions WHERE time = %s"
+                " ORDER BY asset_id, component",
+                "SELECT asset_id, seen_at, data_until, renewed_at FROM asset_scoring_state"
+                " WHERE scored_at = %s ORDER BY asset_id",
+                "SELECT asset_id, component, rul, due_at FROM latest_predictions"
+                " WHERE time = %s ORDER BY asset_id, component",
+                "SELECT asset_id, component FROM policy_queue WHERE prediction_time = %s"
+                " ORDER BY asset_id, component",
+            )
+        ]
+
+
+def test_fresh_worker_starts_from_persisted_windows_like_a_full_read(
+    conn: Connection[Any],
+) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=6)
+    ids = tires.asset_ids
+    clock = ManualClock(NOW)
+    install_model(conn, trained_tire_model(), clock)
+    metric = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
+    last = tires.last_time[ids[0]]
+    km = {a: 60_000.0 for a in ids}
+
+    def append(assets: list[int], hour: int) -> None:
+        when = last + timedelta(hours=hour)
+        for a in assets:
+            km[a] += 400.0
+        synthetic.append_readings(conn, assets, when, km, seen=when)
+
+    worker = ReadingsCache(persist_after_rows=3)
+    _pass(conn, clock, ModelCache(), worker)  # reads every window in full, persists them
+    assert (worker.full_reads, worker.persisted_writes) == (6, 6)
+    # four hours for all but the last asset (persisted again: >= 3 rows), one for it
+    for hour in range(1, 5):
+        append(ids[:-1], hour)
+    append(ids[-1:], 1)
+    conn.commit()
+    clock.advance(60)
+    _pass(conn, clock, ModelCache(), worker)
+    assert worker.persisted_writes == 6 + 5
+    # then: a new hour for all; a late tread reading inside ids[0]'s window (the latest
+    # tread at its later rows); ids[1] renewed (its stored window is of its earlier life)
+    append(ids, 5)
+    conn.execute(
+        "INSERT INTO telemetry VALUES (%s, %s, %s, 3.0)",
+        (last - timedelta(minutes=30), ids[0], metric["tread_depth_mm"]),
+    )
+    renewal = last + timedelta(hours=2, minutes=30)
+    conn.execute("UPDATE assets SET renewed_at = %s WHERE id = %s", (renewal, ids[1]))
+    conn.execute(
+        "INSERT INTO telemetry VALUES (%s, %s, %s, 15.9)",
+        (renewal + timedelta(minutes=1), ids[1], metric["tread_depth_mm"]),
+    )
+    # ids[0]'s window was read in full an hour ago: a fresh worker rebuilds it (max_age_s),
+    # which picks up the late reading, as the worker that wrote it would have
+    conn.execute(
+        "UPDATE asset_scoring_state SET window_built_at = window_built_at - interval '1 hour'"
+        " WHERE asset_id = %s",
+        (ids[0],),
+    )
+    conn.commit()
+    clock.advance(60)
+
+    full = _outcome(conn, clock, ModelCache(), None)
+    fresh = ReadingsCache(range_read_rows=2)
+    restarted = _outcome(conn, clock, ModelCache(), fresh)
+    assert len(full[0]) == 6 and len(full[1]) == 6 and len(full[3]) == 6
+    assert restarted == full
+    # ids[0] (expired) and ids[1] (renewed) read in full; the others from their windows,
+    # ids[-1] (four rows behind the rest) with per-asset lookups, the rest in the range scan
+    assert fresh.persisted_loads == 5 and fresh.full_reads == 2
+    assert fresh.range_reads == 3 and fresh.incremental_reads == 4
+
+
+def test_persisted_window_of_another_layout_is_read_again(conn: Connection[Any]) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=3)
+    clock = ManualClock(NOW)
+    install_model(conn, trained_tire_model(), clock)
+    _pass(conn, clock, ModelCache(), ReadingsCache())
+    keys = conn.execute("SELECT DISTINCT window_key FROM asset_scoring_state").fetchall()
+    assert len(keys) == 1 and keys[0][0].startswith("w1:")
+    conn.execute(
+        "UPDATE asset_scoring_state SET window_key = 'w0:an-older-format' WHERE asset_id <> %s",
+        (tires.asset_ids[0],),
+    )
+    conn.execute(  # and one window whose bytes do not fit its key
+        "UPDATE asset_scoring_state SET window_rows = '\\x0100'::bytea WHERE asset_id = %s",
+        (tires.asset_ids[0],),
+    )
+    when = tires.last_time[tires.asset_ids[0]] + timedelta(hours=1)
+    synthetic.append_readings(
+        conn, tires.asset_ids, when, {a: 70_000.0 for a in tires.asset_ids}, seen=when
+    )
+    conn.commit()
+    clock.advance(60)
+    full = _outcome(conn, clock, ModelCache(), None)
+    fresh = ReadingsCache()
+    assert _outcome(conn, clock, ModelCache(), fresh) == full
+    assert (fresh.persisted_loads, fresh.full_reads) == (0, 3)

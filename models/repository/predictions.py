@@ -52,24 +52,82 @@ def record_scoring_state(
     data_until: Sequence[datetime | None],
     renewed_at: Sequence[datetime],
     scored_at: datetime,
+    windows: PersistedWindows | None = None,
 ) -> None:
-    """Remember what scoring consumed per asset (moves seen_at forward only)."""
+    """Remember what scoring consumed per asset (moves seen_at forward only), and the
+    readings windows given in ``windows`` (an asset without one keeps its stored window)."""
     if not asset_ids:
         return
+    n = len(asset_ids)
+    blobs: Sequence[bytes | None] = windows.rows if windows else [None] * n
+    built: Sequence[datetime | None] = windows.built_at if windows else [None] * n
     conn.execute(
         """
-        INSERT INTO asset_scoring_state (asset_id, seen_at, data_until, renewed_at, scored_at)
-        SELECT v.asset_id, v.seen_at, v.data_until, v.renewed_at, %s
-          FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])
-            AS v(asset_id, seen_at, data_until, renewed_at)
+        INSERT INTO asset_scoring_state AS s (asset_id, seen_at, data_until, renewed_at,
+            scored_at, window_key, window_renewed_at, window_built_at, window_rows)
+        SELECT v.asset_id, v.seen_at, v.data_until, v.renewed_at, %(at)s,
+               CASE WHEN v.w IS NOT NULL THEN %(key)s::text END,
+               CASE WHEN v.w IS NOT NULL THEN v.renewed_at END, v.built, v.w
+          FROM unnest(%(ids)b::bigint[], %(seen)b::timestamptz[], %(until)b::timestamptz[],
+                      %(renewed)b::timestamptz[], %(built)b::timestamptz[], %(w)b::bytea[])
+            AS v(asset_id, seen_at, data_until, renewed_at, built, w)
         ON CONFLICT (asset_id) DO UPDATE SET
-            seen_at = greatest(asset_scoring_state.seen_at, EXCLUDED.seen_at),
-            data_until = coalesce(EXCLUDED.data_until, asset_scoring_state.data_until),
+            seen_at = greatest(s.seen_at, EXCLUDED.seen_at),
+            data_until = coalesce(EXCLUDED.data_until, s.data_until),
             renewed_at = EXCLUDED.renewed_at,
-            scored_at = EXCLUDED.scored_at
+            scored_at = EXCLUDED.scored_at,
+            window_key = coalesce(EXCLUDED.window_key, s.window_key),
+            window_renewed_at = coalesce(EXCLUDED.window_renewed_at, s.window_renewed_at),
+            window_built_at = coalesce(EXCLUDED.window_built_at, s.window_built_at),
+            window_rows = coalesce(EXCLUDED.window_rows, s.window_rows)
         """,
-        (scored_at, list(asset_ids), list(seen_at), list(data_until), list(renewed_at)),
+        {
+            "at": scored_at,
+            "key": windows.key if windows else None,
+            "ids": list(asset_ids),
+            "seen": list(seen_at),
+            "until": list(data_until),
+            "renewed": list(renewed_at),
+            "built": list(built),
+            "w": list(blobs),
+        },
     )
+
+
+@dataclass(frozen=True)
+class PersistedWindows:
+    """Readings windows to store with the scoring state, one entry per asset of the state
+    write (None: keep the stored one); ``key`` names their format and layout."""
+
+    key: str
+    rows: Sequence[bytes | None]
+    built_at: Sequence[datetime | None]
+
+
+@dataclass(frozen=True)
+class StoredWindow:
+    """One asset's persisted readings window."""
+
+    asset_id: int
+    renewed_at: datetime
+    built_at: datetime
+    rows: bytes
+
+
+def fetch_scoring_windows(conn: Conn, asset_ids: Sequence[int], key: str) -> list[StoredWindow]:
+    """The persisted readings windows of ``asset_ids`` stored under ``key`` (others: none)."""
+    if not asset_ids:
+        return []
+    with conn.cursor(binary=True, row_factory=class_row(StoredWindow)) as cur:
+        return cur.execute(
+            """
+            SELECT asset_id, window_renewed_at AS renewed_at, window_built_at AS built_at,
+                   window_rows AS rows
+              FROM asset_scoring_state
+             WHERE asset_id = ANY(%s) AND window_key = %s AND window_rows IS NOT NULL
+            """,
+            (list(asset_ids), key),
+        ).fetchall()
 
 
 # --- predictions ------------------------------------------------------------------------------

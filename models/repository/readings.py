@@ -293,6 +293,33 @@ def fetch_new_long_readings(
     return _packed_rows(conn, query, params)
 
 
+# One range scan of what arrived after ``floor`` for the listed assets: on plain PostgreSQL
+# the BRIN index on time, on TimescaleDB the chunks after ``floor`` (excluded at plan time) and
+# their time index; no join, so no row estimate can turn it into a nested loop. The caller
+# drops the rows at or before each asset's own ``since``.
+_RECENT_ROWS_QUERY = """
+SELECT {packed} FROM (
+    SELECT asset_id AS group_id, metric_id, time, value FROM telemetry
+     WHERE time > %(floor)s AND asset_id = ANY(%(gid)b::bigint[])
+       AND metric_id = ANY(%(metrics)b::smallint[])) r
+"""
+
+
+def fetch_recent_long_readings(
+    conn: Conn, layout: MetricLayout, asset_ids: Sequence[int], floor: datetime
+) -> np.ndarray:
+    """Long readings of each asset (as its own group) newer than ``floor``, in one range scan."""
+    if not asset_ids:
+        return np.zeros(0, dtype=LONG_ROW)
+    query = sql.SQL(_RECENT_ROWS_QUERY).format(packed=sql.SQL(_PACKED))
+    params = {
+        "gid": list(asset_ids),
+        "floor": floor,
+        "metrics": [layout.usage_id, *layout.column_ids],
+    }
+    return _packed_rows(conn, query, params)
+
+
 def _packed_rows(conn: Conn, query: sql.Composed, params: dict[str, Any]) -> np.ndarray:
     with conn.cursor(binary=True) as cur:
         row = cur.execute(query, params).fetchone()
