@@ -41,6 +41,7 @@ def unix_us_to_datetime(us: int) -> datetime:
 
 @dataclass
 class _Entry:
+    key: str  # window_key of the layout and history it was read for
     renewed_at: datetime
     rows: FloatArray  # readings-matrix rows (head + tail), group id = asset id
     time_us: NDArray[np.int64]  # unix µs of each row
@@ -94,8 +95,9 @@ def decode_window(
 class ReadingsCache:
     """Each scored asset's head and tail rows, kept between passes of one worker.
 
-    An entry is rebuilt from the database when the asset was renewed, when the model's
-    layout or history length changes, and after ``max_age_s`` (at most
+    An entry is rebuilt from the database when the asset was renewed, when its kind's model
+    changes layout or history length (entries of several kinds live side by side; a pass
+    over a second kind no longer empties the first's), and after ``max_age_s`` (at most
     ``rebuilds_per_pass`` per pass); the rebuild is what picks up late readings older than
     the rows already cached. An asset missing here starts from its persisted window when
     one of this layout and life is stored (its age counts towards ``max_age_s``), else from
@@ -115,7 +117,7 @@ class ReadingsCache:
     persists_per_pass: int = 1_000
     range_read_rows: int = 8
     entries: dict[int, _Entry] = field(default_factory=dict)
-    key: tuple[Any, ...] | None = None
+    key: str | None = None  # the window key of the last readings() call
     full_reads: int = 0
     incremental_reads: int = 0
     persisted_loads: int = 0  # entries that started from a persisted window
@@ -131,24 +133,17 @@ class ReadingsCache:
         tail: int,
     ) -> repo.Readings:
         """The readings matrices of ``windows`` (scoring windows: group id = asset id)."""
-        key = (layout, head, tail)
-        if key != self.key:
-            self.entries.clear()
-            self.key = key
+        key = self.key = window_key(layout, head, tail)
         now = time.monotonic()
-        unknown = [
-            w
-            for w in windows
-            if (e := self.entries.get(w.asset_id)) is None or e.renewed_at != w.start
-        ]
+        unknown = [w for w in windows if not self._current(w, key)]
         if unknown:
-            self._load_persisted(conn, layout, unknown, window_key(layout, head, tail), now)
+            self._load_persisted(conn, layout, unknown, key, now)
         warm: list[repo.Window] = []
         cold: list[repo.Window] = []
         expired: list[tuple[float, repo.Window]] = []
         for w in windows:
             e = self.entries.get(w.asset_id)
-            if e is None or e.renewed_at != w.start:
+            if e is None or not self._current(w, key):
                 cold.append(w)
             elif now - e.built >= self.max_age_s:
                 expired.append((e.built, w))
@@ -163,7 +158,7 @@ class ReadingsCache:
             self.full_reads += len(cold)
             long = repo.fetch_long_readings(conn, layout, cold, head_rows=head, tail_rows=tail)
             got = repo.assemble_matrix(long, layout, [w.group_id for w in cold])
-            self._store(cold, got, long, layout, now)
+            self._store(cold, got, long, layout, key, now)
         if warm:
             self.incremental_reads += len(warm)
             self._advance(conn, layout, warm, head, tail)
@@ -174,11 +169,10 @@ class ReadingsCache:
         (None for the others); they count as saved from now on."""
         if self.key is None:
             return None
-        layout, head, tail = self.key
         due: list[tuple[int, int, _Entry]] = []
         for i, asset_id in enumerate(asset_ids):
             e = self.entries.get(asset_id)
-            if e is not None and e.unsaved_rows >= self.persist_after_rows:
+            if e is not None and e.key == self.key and e.unsaved_rows >= self.persist_after_rows:
                 due.append((e.unsaved_rows, i, e))
         if not due:
             return None
@@ -193,7 +187,11 @@ class ReadingsCache:
             built[i] = datetime.fromtimestamp(e.built + wall_minus_monotonic, UTC)
             e.unsaved_rows = 0
         self.persisted_writes += len(chosen)
-        return repo.PersistedWindows(window_key(layout, head, tail), rows, built)
+        return repo.PersistedWindows(self.key, rows, built)
+
+    def _current(self, w: repo.Window, key: str) -> bool:
+        e = self.entries.get(w.asset_id)
+        return e is not None and e.key == key and e.renewed_at == w.start
 
     def _load_persisted(
         self,
@@ -215,6 +213,7 @@ class ReadingsCache:
             rows, time_us, seeds = got
             age = max(0.0, age_offset - s.built_at.timestamp())
             self.entries[s.asset_id] = _Entry(
+                key=key,
                 renewed_at=s.renewed_at,
                 rows=rows,
                 time_us=time_us,
@@ -230,6 +229,7 @@ class ReadingsCache:
         got: repo.Readings,
         long: np.ndarray,
         layout: repo.MetricLayout,
+        key: str,
         built: float,
     ) -> None:
         ids = got.group_ids()
@@ -241,6 +241,7 @@ class ReadingsCache:
         for i, asset_id in enumerate(ids.tolist()):
             a, b = bounds[i], ends[i]
             self.entries[asset_id] = _Entry(
+                key=key,
                 renewed_at=renewed[asset_id],
                 rows=got.matrix[a:b],
                 time_us=got.time_us[a:b],

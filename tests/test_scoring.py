@@ -548,3 +548,22 @@ def test_persisted_window_of_another_layout_is_read_again(conn: Connection[Any])
     fresh = ReadingsCache()
     assert _outcome(conn, clock, ModelCache(), fresh) == full
     assert (fresh.persisted_loads, fresh.full_reads) == (0, 3)
+
+
+def test_cache_keeps_each_kinds_entries_side_by_side(conn: Connection[Any]) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=4)
+    layout = repo.metric_layout(conn, "tire", TIRE.usage_metric, TIRE.sensor_names)
+    windows = repo.scoring_windows(conn, tires.asset_ids)
+    first, second = windows[:2], windows[2:]  # two "kinds": another history length each
+    cache = ReadingsCache()
+    cache.readings(conn, layout, first, 4, 9)
+    cache.readings(conn, layout, second, 5, 9)
+    assert cache.full_reads == 4
+    again = cache.readings(conn, layout, first, 4, 9)
+    assert (cache.full_reads, cache.incremental_reads) == (4, 2)
+    want = repo.fetch_readings(conn, layout, first, head_rows=4, tail_rows=9)
+    np.testing.assert_array_equal(again.matrix, want.matrix)
+    # the same assets under another key are read again
+    cache.readings(conn, layout, first, 5, 9)
+    assert cache.full_reads == 6
