@@ -57,9 +57,6 @@ class Decoded:
     device: DeviceKey
     readings: list[Item]
     seq: int | None = None  # what the device numbered this message, to confirm it
-    # read whole by a fast decoder: every item a Reading with an int or str time and numeric
-    # values (checked column by column, ingest.columns)
-    whole: bool = False
 
 
 class Quarantine:
@@ -150,11 +147,11 @@ def decode_v1(
             batch, seq = whole.readings, whole.seq
             outer = 1 if seq is None else 2
             if len(batch) <= limits.max_readings_per_message and keys_add_up(payload, batch, outer):
-                return Decoded(msg, device, list(batch), seq, whole=True)
+                return Decoded(msg, device, list(batch), seq)
         else:
             one = FAST_ONE.decode(payload)
             if keys_add_up(payload, (one,), 0):
-                return Decoded(msg, device, [one], whole=True)
+                return Decoded(msg, device, [one])
     except (ValueError, RecursionError):  # msgspec.DecodeError, UnicodeDecodeError
         pass  # not of the usual shape (or not JSON at all): the careful path tells why
     return decode_carefully(msg, device, limits, q)
@@ -184,7 +181,7 @@ def decode_with_profile(
     if fast is not None:  # typed decoding straight into readings; None: the careful path
         readings = fast.read(msg.payload, limits.max_readings_per_message, Reading)
         if readings is not None:
-            return Decoded(msg, device, readings, whole=True)
+            return Decoded(msg, device, readings)
     read = profile.read_message(msg.payload, limits.max_readings_per_message)
     if type(read) is tuple:
         q.message(msg, ref, customer, read[0], read[1])

@@ -9,7 +9,6 @@ import math
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ from fleetcare.clock import Clock
 from ingest import repository as repo
 from ingest import sparkplug_sessions
 from ingest.catalogue import CATALOGUE_MAX_AGE_S, CATALOGUES, MetricCatalogue, MetricSpec
-from ingest.columns import Bounds, Rows, Target, check_whole_messages, position
+from ingest.columns import Rows, Target, position
 from ingest.decode import (
     Decoded,
     Quarantine,
@@ -41,7 +40,6 @@ Conn = Connection[Any]
 R = QuarantineReason
 
 ONE_US = timedelta(microseconds=1)
-_ASSET = attrgetter("asset")
 
 
 def device_ref_from_topic(topic: str, topic_root: str) -> str | None:
@@ -218,35 +216,21 @@ def store_messages(
 
     wanted = bulk.wanted()
     for item in decoded:
-        refs = wanted.setdefault(item.device.customer_id, set())
-        if item.whole:
-            refs.update(map(_ASSET, item.readings))
-        else:
-            refs.update([r.asset for r in item.readings if type(r) is Reading])
+        wanted.setdefault(item.device.customer_id, set()).update(
+            [r.asset for r in item.readings if type(r) is Reading]
+        )
     keys = sorted((customer, ref) for customer, refs in wanted.items() for ref in refs)
     assets_of: dict[int, dict[str, AssetKey]] = {customer: {} for customer in wanted}
     for (customer, ref), found in (repo.find_assets(conn, keys) if keys else {}).items():
         assets_of[customer][ref] = found
 
-    # 3. readings → rows. Whole messages (the fast decoder read every reading) are checked
-    # column by column, per customer (ingest.columns); those with anything to say about them,
-    # and the rest, reading by reading: per reading one lookup of its asset with its kind's
-    # metrics, per value one of its metric and a bounds comparison.
+    # 3. readings → rows. Sparkplug DATA read in bulk goes into ``rows`` (ingest.sparkplug_bulk);
+    # the rest reading by reading: per reading one lookup of its asset with its kind's metrics,
+    # per value one of its metric and a bounds comparison.
     rows = Rows()
     targets = _targets(assets_of, catalogue)
-    bounds = Bounds.of(catalogue.by_kind, catalogue.usage_metric_id.values())
-    whole: dict[int, list[int]] = {}
-    careful: list[int] = []
-    for index, item in enumerate(decoded):
-        if item.whole:
-            whole.setdefault(item.device.customer_id, []).append(index)
-        elif item.readings:  # (none: a Sparkplug message checked in bulk, or nothing to say)
-            careful.append(index)
-    for customer, indexes in whole.items():
-        mine = targets.get(customer, {})
-        careful += check_whole_messages(
-            indexes, decoded, mine, (oldest_us, newest_us), bounds, rows
-        )
+    # (no readings: a Sparkplug message checked in bulk, or nothing to say)
+    careful = [index for index, item in enumerate(decoded) if item.readings]
     for item_index in bulk.check(decoded, targets, rows):  # what the bulk checks refused
         item = decoded[item_index]
         assert profiles is not None and item.message.sparkplug is not None
