@@ -387,6 +387,8 @@ def test_http_telemetry_native_and_profiled(
         "stored": 1,
         "duplicates": 0,
         "quarantined": {},
+        "positions_stored": 0,
+        "positions_duplicates": 0,
     }
     # committed before the answer: another connection sees it
     with connect(db_url) as c:
