@@ -51,10 +51,17 @@ def evaluate(
         bool,
         typer.Option(
             "--mobile-only",
-            help="only the mobile kinds' figures: parts at the station before the aircraft",
+            help="only the mobile kinds' figures: parts at the station before the carrier",
         ),
     ] = False,
-    tails: Annotated[int, typer.Option(help="aircraft of the mobile evaluation")] = 30,
+    carriers: Annotated[
+        int | None,
+        typer.Option(
+            "--carriers",
+            "--tails",
+            help="carriers of each mobile kind's evaluation (default: 30 aircraft, 20 trucks)",
+        ),
+    ] = None,
     evaluation_sweep: Annotated[
         bool,
         typer.Option(
@@ -99,29 +106,39 @@ def evaluate(
         raise fail("--choose and --coverage both set the coverage: give one")
     if chart.exists() and chart.is_dir():
         raise fail(f"--chart {chart} is a directory")
-    if not 1 <= tails <= 500:
-        raise fail("--tails must be between 1 and 500")
-    # the airline simulation carries engines; tires on truck routes are not simulated yet
-    if "engine" in chosen and known["engine"].mobile:
-        from evaluation.mobile import evaluate_mobile, format_mobile
-
-        mobile = evaluate_mobile(seed, tails=tails, days=min(int(days), 365))
-        typer.echo(format_mobile(mobile))
-        typer.echo(json.dumps({"mobile": mobile}, sort_keys=True))
-        if mobile_only:
-            return
-    elif mobile_only:
-        raise fail("--mobile-only: the mobile evaluation simulates engines; add engine to --kinds")
+    if carriers is not None and not 1 <= carriers <= 500:
+        raise fail("--carriers must be between 1 and 500")
+    mobile_kinds = [k for k in chosen if known[k].mobile]
+    if mobile_only and not mobile_kinds:
+        raise fail(f"--mobile-only: none of {', '.join(chosen)} is a mobile kind (mobile: true)")
     config = ev.EvaluationConfig(
         seed=seed, assets=assets, days=days, kinds=chosen, coverage=coverage,
         sweep=tuple(sorted(set(coverages))), choose=choose, jobs=jobs,
         training_lives=training_lives, evaluation_sweep=evaluation_sweep,
     )  # fmt: skip
     started = time.monotonic()
-    figures = ev.evaluate(
-        config,
-        progress=lambda msg: typer.echo(f"[{time.monotonic() - started:6.1f}s] {msg}", err=True),
-    )
+
+    def say(msg: str) -> None:
+        typer.echo(f"[{time.monotonic() - started:6.1f}s] {msg}", err=True)
+
+    # the mobile evaluation scores with the wear model the kind's predictive strategy trains
+    prepared: dict[str, ev.KindSetup] = {}
+    if mobile_kinds:
+        from evaluation.mobile import evaluate_mobile, format_mobile
+
+        mobile = {}
+        for kind in mobile_kinds:
+            setup = prepared[kind] = ev.prepare_kind(kind, config, say)
+            say(f"{kind}: mobile evaluation (carriers on their itineraries)")
+            mobile[kind] = evaluate_mobile(
+                kind, setup.model, setup.intervals, seed=seed, carriers=carriers,
+                days=min(int(days), 365),
+            )  # fmt: skip
+            typer.echo(format_mobile(mobile[kind]))
+        typer.echo(json.dumps({"mobile": mobile}, sort_keys=True))
+        if mobile_only:
+            return
+    figures = ev.evaluate(config, progress=say, prepared=prepared)
     typer.echo(report.format_table(figures))
     try:
         chart.parent.mkdir(parents=True, exist_ok=True)

@@ -127,7 +127,7 @@ class ReadingsLog:
         return float(moved / days) if enough and moved > 0 else math.nan
 
 
-def _frame_values(kind: str, metrics: dict[str, FloatArray]) -> FloatArray:
+def frame_values(kind: str, metrics: dict[str, FloatArray]) -> FloatArray:
     return np.column_stack([metrics[name] for name in readings_columns(kind)])
 
 
@@ -171,7 +171,7 @@ class World:
         econ = ECONOMICS[self.kind]
         frame = self.population.advance(self.now_h, econ.step_h)
         self.now_h += econ.step_h
-        self.log.append(frame.asset, frame.at_h, _frame_values(self.kind, frame.metrics))
+        self.log.append(frame.asset, frame.at_h, frame_values(self.kind, frame.metrics))
         failed: list[tuple[int, str, str]] = []
         for f in frame.failures:
             usage = float(self.population.life_usage(f.component)[f.asset])
@@ -200,6 +200,13 @@ class World:
         self.population.renew(asset, component)
         offset = self.population.usage[asset] - self.population.life_usage(component)[asset]
         self.log.renew(asset, component, float(offset))
+
+    def record_failure(self, asset: int, component: str, reason: str) -> Life:
+        """A failure handled by the caller (the mobile evaluation renews at once)."""
+        usage = float(self.population.life_usage(component)[asset])
+        life = self._life(asset, component, reason, usage, 0.0)
+        self.lives.append(life)
+        return life
 
     def replace_planned(self, asset: int, component: str) -> Life:
         """A planned replacement of a working component: record the life it throws away."""

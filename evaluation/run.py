@@ -55,6 +55,7 @@ from threadpoolctl import threadpool_limits
 from evaluation.costs import ECONOMICS
 from evaluation.fleets import (
     PREVENTIVE_QUANTILE,
+    World,
     new_world,
     preventive_intervals,
     run_training_fleet,
@@ -360,8 +361,40 @@ def _coverages(coverage: dict[str, float]) -> str:
     return ", ".join(f"{c} {v}" for c, v in coverage.items())
 
 
-def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Run the three strategies per kind; every figure, as plain JSON-able data."""
+@dataclass
+class KindSetup:
+    """What the strategies of one kind start from: the training fleet and the wear model
+    trained on it, the tuning fleet and the preventive intervals from it."""
+
+    training: World
+    tuning: World
+    intervals: dict[str, float]
+    model: WearModel
+
+
+def prepare_kind(kind: str, config: EvaluationConfig, say: Progress) -> KindSetup:
+    """Train the kind's wear model and tune its preventive interval (steps 1 and 2)."""
+    say(f"{kind}: training fleet")
+    training = run_training_fleet(
+        kind, config.seed + 1_000, config.training_assets or config.assets, config.training_lives
+    )
+    say(f"{kind}: tuning fleet for the preventive interval")
+    tuning = run_tuning_fleet(kind, config.seed + 2_000, config.assets, config.days)
+    intervals = preventive_intervals(tuning)
+    say(f"{kind}: training the wear model on {len(training.lives)} lives")
+    with threadpool_limits(limits=config.threads):
+        model = train_wear_model(kind, training, n_jobs=config.jobs)
+    return KindSetup(training, tuning, intervals, model)
+
+
+def evaluate(
+    config: EvaluationConfig,
+    progress: Progress | None = None,
+    prepared: dict[str, KindSetup] | None = None,
+) -> dict[str, Any]:
+    """Run the three strategies per kind; every figure, as plain JSON-able data.
+    ``prepared``: kinds already trained and tuned (:func:`prepare_kind`); the kinds this run
+    prepares are added to it."""
     say = progress or (lambda _msg: None)
     out: dict[str, Any] = {
         "seed": config.seed,
@@ -373,16 +406,13 @@ def evaluate(config: EvaluationConfig, progress: Progress | None = None) -> dict
     }
     with threadpool_limits(limits=config.threads):
         for kind in config.kinds:
-            say(f"{kind}: training fleet")
-            training = run_training_fleet(
-                kind, config.seed + 1_000, config.training_assets or config.assets,
-                config.training_lives,
-            )  # fmt: skip
-            say(f"{kind}: tuning fleet for the preventive interval")
-            tuning = run_tuning_fleet(kind, config.seed + 2_000, config.assets, config.days)
-            intervals = preventive_intervals(tuning)
-            say(f"{kind}: training the wear model on {len(training.lives)} lives")
-            model = train_wear_model(kind, training, n_jobs=config.jobs)
+            setup = prepared.get(kind) if prepared is not None else None
+            if setup is None:
+                setup = prepare_kind(kind, config, say)
+                if prepared is not None:
+                    prepared[kind] = setup
+            training, tuning = setup.training, setup.tuning
+            intervals, model = setup.intervals, setup.model
             sweep: list[dict[str, Any]] = []
             if config.sweep:
                 sweep = validation_sweep(kind, config, intervals, model, say)

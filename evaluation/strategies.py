@@ -54,6 +54,41 @@ def at(hours: float) -> datetime:
     return START + timedelta(hours=hours)
 
 
+def predict_live(world: World, model: WearModel, component: str) -> list[Prediction]:
+    """Score every live ``component`` as the scoring worker does (the bundle's ``predict`` on
+    the features of the life's last row; due dates from the usage rate of the last 7 days);
+    ``asset_id`` is the asset's index in the world."""
+    now_h, now = world.now_h, at(world.now_h)
+    live = np.flatnonzero(~world.population.failed(component))
+    mats = []
+    for asset in live.tolist():
+        got = world.log.life_rows(asset, component, model.head, model.tail)
+        if got is None:
+            continue
+        rows, _ = got
+        mats.append(np.column_stack([np.full(rows.shape[0], float(asset)), rows]))
+    if not mats:
+        return []
+    bundle = model.bundle
+    ids, X = bundle.features.transform_last(np.concatenate(mats))
+    v = bundle.predict(X, [component])[component]
+    out = []
+    for i, asset in enumerate(ids.astype(np.int64).tolist()):
+        rul, rul_low = float(v["rul"][i]), float(v["rul_low"][i])
+        rate = world.log.usage_rate_per_day(asset, component, now_h)
+        prediction = Prediction(
+            time=now, asset_id=asset, component=component, model_version_id=None,
+            rul=rul, rul_low=rul_low, rul_high=float(v["rul_high"][i]),
+            coverage=bundle.coverage_of(component),
+            failure_probability=float(v["failure_probability"][i]),
+            horizon=bundle.horizon, anomaly_score=float(v["anomaly_score"][i]),
+            usage_rate_per_day=None if math.isnan(rate) else rate,
+            due_at=_due(now, rul, rate), due_at_conservative=_due(now, rul_low, rate),
+        )  # fmt: skip
+        out.append(prediction)
+    return out
+
+
 def score_and_decide(
     world: World,
     model: WearModel,
@@ -61,42 +96,16 @@ def score_and_decide(
     orders: dict[tuple[int, str], Order],
     triggers: Counter[str],
 ) -> int:
-    """Score every live component as the scoring worker does (the bundle's ``predict`` on
-    the features of the life's last row), apply the product's policy; how many orders it
-    raised (``triggers`` counts what fired for each)."""
+    """Score every live component (:func:`predict_live`), apply the product's policy; how
+    many orders it raised (``triggers`` counts what fired for each)."""
     kind, econ, now_h = world.kind, ECONOMICS[world.kind], world.now_h
     ent = entitlements(kind)
     window = float(ent.order_lead_days + econ.shipping_days)  # policy.window_days, no depot DB
     now = at(now_h)
     raised = 0
     for component in world.components:
-        live = np.flatnonzero(~world.population.failed(component))
-        mats, assets = [], []
-        for asset in live.tolist():
-            got = world.log.life_rows(asset, component, model.head, model.tail)
-            if got is None:
-                continue
-            rows, _ = got
-            mats.append(np.column_stack([np.full(rows.shape[0], float(asset)), rows]))
-            assets.append(asset)
-        if not mats:
-            continue
-        bundle = model.bundle
-        ids, X = bundle.features.transform_last(np.concatenate(mats))
-        v = bundle.predict(X, [component])[component]
-        for i, asset in enumerate(ids.astype(np.int64).tolist()):
-            rul, rul_low = float(v["rul"][i]), float(v["rul_low"][i])
-            rate = world.log.usage_rate_per_day(asset, component, now_h)
-            prediction = Prediction(
-                time=now, asset_id=asset, component=component, model_version_id=None,
-                rul=rul, rul_low=rul_low, rul_high=float(v["rul_high"][i]),
-                coverage=bundle.coverage_of(component),
-                failure_probability=float(v["failure_probability"][i]),
-                horizon=bundle.horizon, anomaly_score=float(v["anomaly_score"][i]),
-                usage_rate_per_day=None if math.isnan(rate) else rate,
-                due_at=_due(now, rul, rate), due_at_conservative=_due(now, rul_low, rate),
-            )  # fmt: skip
-            key = (asset, component)
+        for prediction in predict_live(world, model, component):
+            key = (prediction.asset_id, component)
             step = policy.next_due_state(states.get(key, "clear"), prediction, ent, window, now)
             states[key] = step.state
             if step.state != "due":

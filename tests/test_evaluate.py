@@ -87,6 +87,10 @@ def test_same_seed_same_figures_from_the_command(small_run: SmallRun, tmp_path: 
     assert chart.read_bytes().startswith(b"\x89PNG")
     lines = result.stdout.strip().splitlines()
     assert "run_to_failure" in result.stdout and lines[-2] == f"chart: {chart}"
+    # engines are mobile: first their airline, scored by the same trained model
+    assert "parts at station before arrival" in result.stdout
+    mobile = json.loads(next(line for line in lines if line.startswith('{"mobile"')))["mobile"]
+    assert set(mobile) == {"engine"} and mobile["engine"]["network"] == "airline"
     # the command's last line is the same JSON as another run with the same seed
     assert lines[-1] == json.dumps(small_run.figures, sort_keys=True)
     figures = json.loads(lines[-1])

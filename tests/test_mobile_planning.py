@@ -1,18 +1,14 @@
-"""The visit planner's pure rules, the airline schedule, and the mobile figures of
-`fleetcare evaluate` (no database)."""
+"""The visit planner's pure rules and the airline schedule (no database); the mobile figures
+of `fleetcare evaluate` are in test_mobile_evaluation.py."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from itertools import pairwise
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
-from evaluation.mobile import MobileEconomics, evaluate_mobile
 from maintenance.mobility import planning
 from simulators.airline import schedule
 
@@ -193,38 +189,3 @@ def test_the_schedule_is_seeded_realistic_and_disrupted() -> None:
             assert nxt.departs >= prev.arrives + timedelta(minutes=35)
         assert all(0.8 < leg.block_h < 4 for leg in flown)
     assert any(d.revealed_at is not None for t in a for d in t.days)
-
-
-def test_mobile_evaluation_meets_the_goal_on_seeds_not_tuned_on() -> None:
-    # seeds 1-6 were looked at while writing this; 11 and 12 were not
-    for seed in (11, 12):
-        figures = evaluate_mobile(seed, tails=20, days=90)
-        s = figures["strategies"]
-        predictive, preventive, rtf = s["predictive"], s["preventive"], s["run-to-failure"]
-        assert predictive["parts_in_time_share"] >= 0.98, (seed, predictive)
-        assert predictive["shipments_redirected"] > 0, "diversions made it redirect shipments"
-        # (AOG hours against preventive go either way: its early overhauls fail less often)
-        assert predictive["aog_hours_waiting_for_parts"] < rtf["aog_hours_waiting_for_parts"]
-        assert preventive["aog_hours_waiting_for_parts"] < rtf["aog_hours_waiting_for_parts"]
-        assert rtf["planned_jobs"] == 0 and rtf["failures"] > predictive["failures"]
-        assert predictive["cost_eur"] < preventive["cost_eur"] < rtf["cost_eur"]
-    assert evaluate_mobile(11, tails=5, days=30) == evaluate_mobile(11, tails=5, days=30)
-
-
-def test_a_slow_lane_network_shows_in_the_share() -> None:
-    slow = MobileEconomics(lane_base_hours=30.0)
-    figures = evaluate_mobile(11, tails=10, days=60, econ=slow)["strategies"]["predictive"]
-    quick = evaluate_mobile(11, tails=10, days=60)["strategies"]["predictive"]
-    assert figures["aog_hours_waiting_for_parts"] > quick["aog_hours_waiting_for_parts"]
-
-
-def test_the_command_prints_the_mobile_figures() -> None:
-    result = CliRunner().invoke(
-        app, ["evaluate", "--kinds", "engine", "--mobile-only", "--tails", "6", "--days", "30"]
-    )
-    assert result.exit_code == 0, result.output
-    assert "parts at station before arrival" in result.output
-    figures = json.loads(result.output.strip().splitlines()[-1])["mobile"]
-    assert set(figures["strategies"]) == {"run-to-failure", "preventive", "predictive"}
-    bad = CliRunner().invoke(app, ["evaluate", "--kinds", "elevator", "--mobile-only"])
-    assert bad.exit_code != 0 and "engine" in bad.output

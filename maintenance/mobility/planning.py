@@ -26,6 +26,7 @@ another depot could reach in time while the part on its way cannot.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -349,6 +350,78 @@ def plan_visit(
         f"AOG risk: {why} ({visit.arrives:%Y-%m-%d %H:%M} UTC)",
         how,
     )
+
+
+@dataclass(frozen=True)
+class OrderDeadline:
+    """The latest moment an order can be raised so that some fitting stop still gets its part
+    before the carrier (``latest``; None: no such stop is left), and whether the itinerary is
+    known through the due date less the margin (``known``: a stop arrives after it), so that
+    no later stop can be missing from the list."""
+
+    latest: datetime | None
+    known: bool
+
+
+def order_deadline(
+    visits: Sequence[Visit],
+    stations: Mapping[int, StationLike],
+    lanes: Sequence[LaneChoice],
+    *,
+    kind: str,
+    component: str,
+    labour_hours: float,
+    due_at: datetime,
+    now: datetime,
+    margin: timedelta = VISIT_MARGIN,
+) -> OrderDeadline:
+    """When the order for a job due at ``due_at`` must be raised at the latest: of the fitting
+    stops (:func:`fitting_visits`, the plan's margin) that the fastest lane with the part into
+    their station still reaches before the carrier when ordered now, the last one's arrival
+    less that lane's lead time."""
+    due_by = due_at - visit_margin(due_at, now, margin)
+    known = any(v.arrives > due_by for v in visits)
+    fastest: dict[int, float] = {}
+    for lane in lanes:
+        if lane.available > 0:
+            fastest[lane.site_id] = min(fastest.get(lane.site_id, math.inf), lane.lead_hours)
+    latest: datetime | None = None
+    fitting = fitting_visits(
+        visits, stations, kind=kind, component=component, labour_hours=labour_hours,
+        due_at=due_at, now=now, margin=margin,
+    )  # fmt: skip
+    for visit, _ in fitting:
+        lead = fastest.get(visit.site_id)
+        if lead is None:
+            continue
+        order_by = visit.arrives - timedelta(hours=lead)
+        if order_by >= now and (latest is None or order_by > latest):
+            latest = order_by
+    return OrderDeadline(latest, known)
+
+
+def carried_window_days(
+    deadline: OrderDeadline,
+    *,
+    base_days: float,
+    lead_days: float,
+    due_at: datetime,
+    now: datetime,
+) -> float:
+    """The due window (days before ``due_at``, the conservative due date) of a carried asset.
+
+    Stops are discrete: a window of the lead time plus the fastest lane (``base_days``) can
+    open after the last stop that a part could still reach before the carrier, leaving only
+    late or AOG-risk stops. When the itinerary is known through the due date, the window opens
+    the plan's lead time (``lead_days``) before the order deadline (:func:`order_deadline`),
+    so the order is raised while a stop with a part in time is left; when no such stop is left
+    it is open now (the order says AOG risk at once). Never narrower than ``base_days``.
+    """
+    if not deadline.known:
+        return base_days
+    if deadline.latest is None:
+        return max(base_days, (due_at - now) / timedelta(days=1))
+    return max(base_days, lead_days + (due_at - deadline.latest) / timedelta(days=1))
 
 
 # a shipment redirected to a station no lane of the plan reaches is assumed a day further out

@@ -29,6 +29,7 @@ from maintenance.orders import service as orders
 from maintenance.orders.schemas import FailureCreate, FailureReport, Order, OrderCreate
 from maintenance.plans import repository as plans
 from maintenance.plans.schemas import Entitlements
+from models.schemas import Prediction
 
 # legs that arrived this long ago still tell where the carrier stands now
 LOOKBACK = timedelta(days=3)
@@ -36,18 +37,44 @@ LOOKBACK = timedelta(days=3)
 FAILURE_HORIZON = timedelta(days=14)
 
 
-def window_days(conn: Conn, asset: AssetContext, component: str, ent: Entitlements) -> float | None:
-    """For a carried asset: lead days plus the fastest lane (from a depot with the part) into
-    one of the customer's stations, in days; None when the asset rides on no carrier."""
-    if mobility.mount_of(conn, asset.id) is None:
+def window_days(
+    conn: Conn,
+    asset: AssetContext,
+    component: str,
+    ent: Entitlements,
+    prediction: Prediction | None = None,
+    now: datetime | None = None,
+) -> float | None:
+    """For a carried asset, the due window in days; None when it rides on no carrier.
+
+    At least the lead days plus the fastest lane (from a depot with the part) into one of the
+    customer's stations; with a prediction, wider when the carrier's itinerary says the last
+    stop a part could reach in time comes earlier (``planning.carried_window_days``).
+    """
+    mount = mobility.mount_of(conn, asset.id)
+    if mount is None:
         return None
     part = logistics.part_for(conn, asset.kind, component)
     if part is None:
         return float(ent.order_lead_days)
     stations = [s.site_id for s in repo.list_stations(conn, scope=asset.customer_id)]
-    lanes = [o for o in repo.lane_options(conn, part.id, stations) if o.available > 0]
-    fastest = min((o.lead_hours for o in lanes), default=0.0)
-    return float(ent.order_lead_days) + fastest / 24
+    lanes = [lane for lane in _lanes(conn, part, stations) if lane.available > 0]
+    fastest = min((lane.lead_hours for lane in lanes), default=0.0)
+    base = float(ent.order_lead_days) + fastest / 24
+    due = prediction.due_at_conservative if prediction is not None else None
+    carrier = mobility.carrier_of(conn, mount.carrier_id)
+    if due is None or now is None or carrier is None:
+        return base
+    legs = mobility.planned_legs(conn, carrier.id, arriving_after=now - LOOKBACK)
+    stops = planning.visits_of(legs, now, carrier.at_site_id)
+    deadline = planning.order_deadline(
+        stops, mobility.stations_of(conn, sorted({v.site_id for v in stops})), lanes,
+        kind=asset.kind, component=component, labour_hours=part.labour_hours, due_at=due,
+        now=now, margin=timedelta(hours=ent.visit_margin_hours),
+    )  # fmt: skip
+    return planning.carried_window_days(
+        deadline, base_days=base, lead_days=float(ent.order_lead_days), due_at=due, now=now
+    )
 
 
 def _lanes(conn: Conn, part: Part, site_ids: list[int]) -> list[planning.LaneChoice]:

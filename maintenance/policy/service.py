@@ -49,11 +49,20 @@ EXIT_RATIO = 0.8
 RETRY_AFTER = timedelta(seconds=30)
 
 
-def window_days(conn: Conn, asset: AssetContext, component: str, ent: Entitlements) -> float:
-    """Lead time plus the part's shipping time from the nearest depot that has it, in days."""
+def window_days(
+    conn: Conn,
+    asset: AssetContext,
+    component: str,
+    ent: Entitlements,
+    prediction: Prediction | None = None,
+    now: datetime | None = None,
+) -> float:
+    """Lead time plus the part's shipping time from the nearest depot that has it, in days;
+    for a carried asset, what its itinerary needs (``visits.window_days``: with ``prediction``,
+    early enough that a stop whose part arrives before the carrier is left)."""
     if not ent.includes_orders:
         return float(ent.order_lead_days)
-    carried = visits.window_days(conn, asset, component, ent)
+    carried = visits.window_days(conn, asset, component, ent, prediction, now)
     if carried is not None:  # a carried asset's part travels a lane to a station
         return carried
     part = logistics.part_for(conn, asset.kind, component)
@@ -235,7 +244,7 @@ def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decis
     state = policy_state.lock(conn, asset.id, prediction.component)
     if state.last_prediction_time is not None and prediction.time <= state.last_prediction_time:
         return Decision("stale", "a newer prediction was already handled")
-    window = window_days(conn, asset, prediction.component, ent)
+    window = window_days(conn, asset, prediction.component, ent, prediction, now)
     step = next_due_state(state.state, prediction, ent, window, now)
     fired = step.fired
     values = state.model_dump(include=set(PolicyState.model_fields) - {"updated_at"})
