@@ -82,6 +82,7 @@ def small_run() -> SmallRun:
 def test_same_seed_same_figures_from_the_command(small_run: SmallRun, tmp_path: Path) -> None:
     chart = tmp_path / "out" / "evaluate.png"
     args = ["evaluate", "--seed", "3", *SMALL, "--training-lives", str(SMALL_TRAINING_LIVES)]
+    args += ["--carriers", "2"]  # the engines' airline: two aircraft
     result = runner.invoke(app, [*args, "--chart", str(chart)])
     assert result.exit_code == 0, result.output
     assert chart.read_bytes().startswith(b"\x89PNG")
