@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import skops.io as sio
 from numpy.typing import NDArray
+from skops.io.exceptions import UntrustedTypesFoundException
 
 from fleetcare.errors import Invalid
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
@@ -142,11 +143,16 @@ def dump_model(model: WearModel) -> bytes:
 
 
 def load_model(data: bytes) -> WearModel:
-    """Load a skops artifact, refusing any type outside :data:`TRUSTED_TYPES`."""
-    untrusted = set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES)
-    if untrusted:
-        raise Invalid(f"artifact holds types that are not trusted: {', '.join(sorted(untrusted))}")
-    model = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    """Load a skops artifact, refusing any type outside :data:`TRUSTED_TYPES`.
+
+    ``skops.io.loads`` audits the whole object tree against that list before it constructs
+    anything, so the artifact is read once (a separate ``get_untrusted_types`` first read and
+    audited it twice: half of a fresh worker's artifact load)."""
+    try:
+        model = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    except UntrustedTypesFoundException as exc:
+        found = str(exc).splitlines()[0]
+        raise Invalid(f"artifact holds types that are not trusted ({found})") from exc
     if not isinstance(model, WearModel):
         raise Invalid(f"artifact is a {type(model).__name__}, not a WearModel")
     return model

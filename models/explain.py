@@ -79,9 +79,51 @@ def _number(value: float) -> str:
     return f"{value:.2g}"
 
 
-def _signed(value: float, unit: str) -> str:
-    sign = "+" if value > 0 else "-" if value < 0 else "±"
-    return f"{sign}{_number(abs(value))}{unit}"
+def _numbers(values: FloatArray) -> list[str]:
+    """:func:`_number` of each value: the format of each is chosen with array comparisons, so
+    only the formatting itself runs per value (30,000 numbers a scoring pass)."""
+    values = np.asarray(values, dtype=np.float64)
+    size = np.abs(values)
+    finite = np.isfinite(values)
+    big = finite & (size >= 99.5)
+    whole = finite & ~big & (size >= 9.95)
+    tenths = finite & (size < 9.95) & (size >= 0.995)
+    small = finite & (size < 0.995) & (size != 0)
+    out = np.full(values.shape[0], "0", dtype=object)  # zero, and what is not finite
+    for mask, texts in (
+        (big, [f"{v:,.0f}" for v in _two_digits(values[big]).tolist()]),
+        (whole, [f"{v:.0f}" for v in values[whole].tolist()]),
+        (tenths, [f"{v:.1f}" for v in values[tenths].tolist()]),
+        (small, [f"{v:.2g}" for v in values[small].tolist()]),
+    ):
+        out[mask] = np.array(texts, dtype=object)
+    return list(out.tolist())
+
+
+_TENS = 10.0 ** np.arange(16)  # powers of ten that are exact doubles
+
+
+def _two_digits(values: FloatArray) -> FloatArray:
+    """``round(v, 1 - floor(log10(abs(v))))`` (two significant digits) of values of 99.5 and
+    more in size, as :func:`_number` rounds them: on arrays where the rounding is clear (an
+    exact power of ten as the step, not within 1e-6 of a half step), by Python's ``round``
+    for the rest."""
+    size = np.abs(values)
+    digits = np.searchsorted(_TENS, size, side="right") - 1  # floor(log10(size)), exactly
+    step = _TENS[np.clip(digits - 1, 0, _TENS.shape[0] - 1)]
+    steps = values / step
+    rounded = np.round(steps) * step
+    unclear = (size >= 1e15) | (np.abs(np.abs(steps - np.trunc(steps)) - 0.5) <= 1e-6)
+    if unclear.any():
+        floor, log10 = math.floor, math.log10
+        rounded[unclear] = [round(v, 1 - floor(log10(abs(v)))) for v in values[unclear].tolist()]
+    return rounded
+
+
+def _signed(values: FloatArray) -> list[str]:
+    """Each value with its sign (``+``, ``-``, ``±`` for zero) and :func:`_number` of its size."""
+    signs = np.where(values > 0, "+", np.where(values < 0, "-", "±")).tolist()
+    return [f"{sign}{number}" for sign, number in zip(signs, _numbers(np.abs(values)), strict=True)]
 
 
 class Explainer:
@@ -113,6 +155,7 @@ class Explainer:
         }
         self.parts = {c.name: c.parts[0] for c in kind.components}
         self.life_unit, self.usage_metric = kind.life_unit, kind.usage_metric
+        self.signal_names = [m.metric or self.usage_metric for m in self.meanings]
         self._modes: dict[tuple[str, int, bool], dict[str, str]] = {}
         # per feature: its metric's column among the sensors (-1: usage), and the factor that
         # turns the feature (in fleet standard deviations) into the metric's unit per window
@@ -157,6 +200,7 @@ class Explainer:
             for w in {m.window for m in self.meanings if m.window is not None}
         }
         usage_features = np.array([m.metric is None for m in self.meanings])
+        n = features.shape[0]
         out: dict[str, list[dict[str, Any]]] = {}
         for component, values in predicted.items():
             contrib = self.contributions(component, features)
@@ -167,29 +211,30 @@ class Explainer:
             shortening = np.where(usage_features[None, :], np.inf, contrib)
             worst = np.argmin(shortening, axis=1)
             base = round(float(np.ravel(self.trees[component].expected_value)[0]), 1)
-            rows: list[dict[str, Any]] = []
-            for i in range(features.shape[0]):
-                row = features[i]
-                w = int(worst[i])
-                mode = (
-                    self._failure_mode(component, w, float(row[w])) if contrib[i, w] < 0 else None
-                )
-                rows.append(
-                    {
-                        "method": METHOD,
-                        "base_rul": base,
-                        "signals": [
-                            self._signal(
-                                int(f), float(contrib[i, f]), float(amounts[i, f]), spans, i
-                            )
-                            for f in top[i]
-                        ],
-                        "failure_mode": mode,
-                        "action": self._action(component, values, i, mode, quality[i]),
-                        "data_quality": quality[i],
-                    }
-                )
-            out[component] = rows
+            at = np.arange(n)
+            modes = self._modes_of(
+                component, worst, features[at, worst] > 0, contrib[at, worst] < 0
+            )
+            # the words of all n * k signals, feature by feature rather than one by one
+            texts = self._texts(top, np.take_along_axis(amounts, top, axis=1), spans)
+            shares = _rounded(np.take_along_axis(contrib, top, axis=1).ravel())
+            names = [self.signal_names[f] for f in top.ravel().tolist()]
+            actions = self._actions(component, values, modes, quality)
+            signals = [
+                {"signal": name, "text": text, "contribution": share}
+                for name, text, share in zip(names, texts, shares, strict=True)
+            ]
+            out[component] = [
+                {
+                    "method": METHOD,
+                    "base_rul": base,
+                    "signals": signals[i * k : i * k + k],
+                    "failure_mode": modes[i],
+                    "action": actions[i],
+                    "data_quality": quality[i],
+                }
+                for i in range(n)
+            ]
         return out
 
     # -- words -----------------------------------------------------------------------------
@@ -201,48 +246,88 @@ class Explainer:
         regime = f._regimes(last_rows[:, 2 : 2 + n])
         return np.asarray(f.metric_scale_[regime], dtype=np.float64)
 
-    def _signal(
-        self, f: int, contribution: Any, amount: Any, spans: dict[int, Any], i: int
-    ) -> dict[str, Any]:
-        """One signal of asset ``i``: feature ``f`` worth ``amount`` in its metric's unit."""
+    def _texts(
+        self, top: NDArray[np.intp], amounts: FloatArray, spans: dict[int, Any]
+    ) -> list[str]:
+        """The text of each signal, row-major over ``top`` (feature ``top[i, j]`` of asset ``i``
+        worth ``amounts[i, j]`` in its metric's unit), made feature by feature: the words of a
+        feature are fixed, only its numbers change from asset to asset."""
+        flat, amount = top.ravel(), amounts.ravel()
+        assets = np.repeat(np.arange(top.shape[0]), top.shape[1])
+        out = np.empty(flat.shape[0], dtype=object)
+        for f in np.unique(flat).tolist():
+            at = np.flatnonzero(flat == f)
+            out[at] = np.array(self._feature_texts(f, amount[at], assets[at], spans), dtype=object)
+        return list(out.tolist())
+
+    def _feature_texts(
+        self, f: int, amount: FloatArray, assets: NDArray[np.intp], spans: dict[int, Any]
+    ) -> list[str]:
+        """The texts of feature ``f`` worth ``amount`` (its metric's unit) for ``assets``."""
         meaning = self.meanings[f]
         life = self.life_unit
         if meaning.metric is None:
-            return {
-                "signal": self.usage_metric,
-                "text": f"{_number(amount)} {life} since renewal",
-                "contribution": _round(contribution),
-            }
+            return [f"{number} {life} since renewal" for number in _numbers(amount)]
         label, unit = self.labels[meaning.metric], self.units[meaning.metric]
         unit = f" {unit}" if unit else ""
-        span = ""
         if meaning.window is not None:
-            covered = float(spans[meaning.window][i])
-            span = f" over the last {_number(covered)} {life}" if covered > 0 else ""
+            covered = np.asarray(spans[meaning.window], dtype=np.float64)[assets]
+            span = [
+                f" over the last {number} {life}" if c > 0 else ""
+                for number, c in zip(_numbers(covered), covered.tolist(), strict=True)
+            ]
+        else:
+            span = [""] * amount.shape[0]
         stat = meaning.stat
         if stat == "ewm" or stat == "mean":
-            side = "above" if amount >= 0 else "below"
-            text = f"{label}{span} {_number(abs(amount))}{unit} {side} the fleet's"
-        elif stat == "drift":
-            text = f"{label} {_signed(amount, unit)} since renewal"
-        elif stat == "slope":
-            text = f"{label} trend{span}: {_signed(amount, unit)}"
-        else:
-            text = f"{label} variability{span}: ±{_number(abs(amount))}{unit}"
-        return {"signal": meaning.metric, "text": text, "contribution": _round(contribution)}
+            return [
+                f"{label}{s} {number}{unit} {'above' if a >= 0 else 'below'} the fleet's"
+                for s, number, a in zip(
+                    span, _numbers(np.abs(amount)), amount.tolist(), strict=True
+                )
+            ]
+        if stat == "drift":
+            return [f"{label} {signed}{unit} since renewal" for signed in _signed(amount)]
+        if stat == "slope":
+            return [
+                f"{label} trend{s}: {signed}{unit}"
+                for s, signed in zip(span, _signed(amount), strict=True)
+            ]
+        return [
+            f"{label} variability{s}: ±{number}{unit}"
+            for s, number in zip(span, _numbers(np.abs(amount)), strict=True)
+        ]
 
-    def _failure_mode(self, component: str, feature: int, value: float) -> dict[str, str]:
-        """The component and the way its strongest life-shortening signal (``feature``,
-        whose value is ``value``) moves: towards the kind's end-of-life threshold on that
+    def _modes_of(
+        self,
+        component: str,
+        worst: NDArray[np.intp],
+        positive: NDArray[np.bool_],
+        shortening: NDArray[np.bool_],
+    ) -> list[dict[str, str] | None]:
+        """Per asset, the failure mode named by its strongest life-shortening signal of a metric
+        (feature ``worst``, whose value is ``positive`` or not), or None when that signal does
+        not shorten the life (``shortening`` false)."""
+        modes: list[dict[str, str] | None] = [None] * worst.shape[0]
+        key = worst.astype(np.int64) * 2 + positive
+        for code in np.unique(key[shortening]).tolist():
+            mode = self._failure_mode(component, code // 2, bool(code % 2))
+            for i in np.flatnonzero((key == code) & shortening).tolist():
+                modes[i] = mode
+        return modes
+
+    def _failure_mode(self, component: str, feature: int, positive: bool) -> dict[str, str]:
+        """The component and the way its strongest life-shortening signal (``feature``, whose
+        value is ``positive`` or not) moves: towards the kind's end-of-life threshold on that
         metric when there is one, else the way the value departs (the same few words for
         many assets: cached)."""
-        key = (component, feature, value > 0)
+        key = (component, feature, positive)
         found = self._modes.get(key)
         if found is None:
-            found = self._modes[key] = self._describe_mode(component, feature, value)
+            found = self._modes[key] = self._describe_mode(component, feature, positive)
         return found
 
-    def _describe_mode(self, component: str, feature: int, value: float) -> dict[str, str]:
+    def _describe_mode(self, component: str, feature: int, positive: bool) -> dict[str, str]:
         meaning = self.meanings[feature]
         assert meaning.metric is not None
         limit = self.thresholds.get(component, {}).get(meaning.metric)
@@ -254,11 +339,11 @@ class Explainer:
             text = f"{component}: {label} {direction} towards {limit.value:g}{unit}"
         else:
             if meaning.stat in ("slope", "drift"):
-                direction = "rising" if value > 0 else "falling"
+                direction = "rising" if positive else "falling"
             elif meaning.stat == "std":
                 direction = "unsteady"
             else:
-                direction = "high" if value > 0 else "low"
+                direction = "high" if positive else "low"
             text = f"{component}: {label} {direction}"
         return {
             "component": component,
@@ -267,24 +352,34 @@ class Explainer:
             "text": text.strip(),
         }
 
-    def _action(
+    def _actions(
         self,
         component: str,
         values: dict[str, FloatArray],
-        i: int,
-        mode: dict[str, str] | None,
-        issues: list[str],
-    ) -> str:
+        modes: Sequence[dict[str, str] | None],
+        quality: Sequence[list[str]],
+    ) -> list[str]:
+        """Per asset, what to do: check the sensors (any data-quality finding), replace within
+        the interval's low end (due within the horizon, or likely to fail), or watch."""
         life = self.life_unit
-        if issues:
-            return f"Check the sensors first ({'; '.join(issues)}): no order is raised on this"
         part = self.parts.get(component)
         part_text = f" ({part.name}, {part.sku})" if part is not None else ""
-        low = float(values["rul_low"][i])
-        if low <= self.model.horizon or float(values["failure_probability"][i]) >= 0.5:
-            return f"Replace the {component}{part_text} within {_number(max(low, 0.0))} {life}"
-        watch = f"; watch {self.labels[mode['signal']]}" if mode is not None else ""
-        return f"No action yet: about {_number(float(values['rul'][i]))} {life} left{watch}"
+        low = values["rul_low"]
+        replace = (low <= self.model.horizon) | (values["failure_probability"] >= 0.5)
+        within = _numbers(np.maximum(low, 0.0))
+        left = _numbers(values["rul"])
+        out: list[str] = []
+        for i, (issues, mode) in enumerate(zip(quality, modes, strict=True)):
+            if issues:
+                out.append(
+                    f"Check the sensors first ({'; '.join(issues)}): no order is raised on this"
+                )
+            elif replace[i]:
+                out.append(f"Replace the {component}{part_text} within {within[i]} {life}")
+            else:
+                watch = f"; watch {self.labels[mode['signal']]}" if mode is not None else ""
+                out.append(f"No action yet: about {left[i]} {life} left{watch}")
+        return out
 
 
 def build_explainer(model: WearModel, kind: KindDefinition) -> Explainer | None:
@@ -302,6 +397,12 @@ def _round(value: float) -> float:
     if value == 0 or not math.isfinite(value):
         return 0.0
     return float(f"{value:.3g}")
+
+
+def _rounded(values: FloatArray) -> list[float]:
+    """:func:`_round` of each value."""
+    isfinite = math.isfinite
+    return [float(f"{v:.3g}") if v and isfinite(v) else 0.0 for v in values.tolist()]
 
 
 def encode(explanations: Sequence[dict[str, Any]]) -> list[str]:

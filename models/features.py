@@ -315,13 +315,16 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         starts, ends = group_bounds(X[:, 0])
-        z = self._normalised(X)
+        z = self._normalised(X, order="F")  # columns contiguous: see _range_sums
         n = z.shape[0]
         if n == 0:
             return X[:0, 0], np.zeros((0, self.get_feature_names_out().shape[0]))
         lengths = ends - starts
-        pos = np.arange(n) - np.repeat(starts, lengths)
-        from_end = np.repeat(lengths, lengths) - 1 - pos  # rows after this one in its group
+        from_end = np.repeat(ends - 1, lengths) - np.arange(n)  # rows after this one
+
+        def last_rows(rows: int) -> NDArray[np.intp]:
+            """Where each group's last ``rows`` rows (or all its rows, when fewer) start."""
+            return np.maximum(starts, ends - rows)
 
         # smoothed level at the last row: s = (1-a)^(n-1) z_0 + sum_k>=1 a (1-a)^(n-1-k) z_k,
         # over the last ewm_rows() rows only (older ones weigh less than 1e-9): so the first
@@ -330,30 +333,21 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         span = self.ewm_rows()
         with np.errstate(under="ignore"):
             weight = alpha * (1.0 - alpha) ** from_end
-            first = (pos == 0) | (from_end == span - 1)
+            first = np.zeros(n, dtype=np.bool_)
+            first[last_rows(span)] = True  # the group's first row, or the span's first
             weight[first] = (1.0 - alpha) ** from_end[first]
-        recent = from_end < span  # summed over exactly these rows, whatever precedes them
-        counts = np.add.reduceat(recent.astype(np.float64), starts)
-        seg = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.intp)
-        ewm = np.add.reduceat(weight[recent][:, None] * z[recent], seg, axis=0)
+        (ewm,) = _range_sums([_times_rows(weight, z)], last_rows(span), ends)
 
-        def masked_sums(mask: NDArray[np.bool_]) -> tuple[FloatArray, list[FloatArray]]:
-            """Row count and sums of z, z^2 and k*z over the masked rows of each group, with
-            k = -rows after this one (positions counted back from the last row, so that they
-            do not depend on how much older history is present)."""
-            # every group keeps its first and its last row, so no reduceat segment is empty
-            counts = np.add.reduceat(mask.astype(np.float64), starts)
-            seg = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.intp)
-            zm, pm = z[mask], -from_end[mask].astype(np.float64)[:, None]
-            sums = [np.add.reduceat(v, seg, axis=0) for v in (zm, zm * zm, pm * zm)]
-            return counts, sums
-
-        count, sums = masked_sums(pos < self.baseline_window)
-        baseline = sums[0] / count[:, None]
+        # sums of z, z^2 and k*z over row ranges of each group, with k = -rows after this one
+        # (positions counted back from the last row, so that they do not depend on how much
+        # older history is present)
+        columns = [z, z * z, _times_rows(-from_end.astype(np.float64), z)]
+        b_end = np.minimum(starts + self.baseline_window, ends)
+        baseline = _range_sums(columns[:1], starts, b_end)[0] / (b_end - starts)[:, None]
         windows = []
         for w in self.windows:
-            count, sums = masked_sums(from_end < w)
-            windows.append((count, *sums))
+            lo = last_rows(w)
+            windows.append(((ends - lo).astype(np.float64), *_range_sums(columns, lo, ends)))
         last = ends - 1
         return X[starts, 0], self._assemble(
             X[last, 1], np.zeros(last.shape[0]), ewm, baseline, windows
@@ -415,10 +409,14 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
             best[closer], best_d[closer] = r, d[closer]
         return best
 
-    def _normalised(self, X: FloatArray) -> FloatArray:
+    def _normalised(self, X: FloatArray, order: Literal["C", "F"] = "C") -> FloatArray:
         settings, metrics = self._split(X)
-        regime = self._regimes(settings)
-        return (metrics - self.metric_mean_[regime]) / self.metric_scale_[regime]
+        if self.regime_centers_.shape[0] == 1:  # the same values, without per-row copies
+            mean, scale = self.metric_mean_[0], self.metric_scale_[0]
+        else:
+            regime = self._regimes(settings)
+            mean, scale = self.metric_mean_[regime], self.metric_scale_[regime]
+        return np.divide(np.subtract(metrics, mean, order=order), scale, order=order)
 
     def get_feature_names_out(self, input_features: Any = None) -> NDArray[np.object_]:
         """Return the output feature names (``usage``, then ``m<j>_<stat>`` per metric)."""
@@ -431,6 +429,31 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
             for stat in _WINDOW_STATS if self._has_std(w) else _WINDOW_STATS[:2]:
                 names += [f"m{j}_w{w}_{stat}" for j in range(p)]
         return np.asarray(names, dtype=object)
+
+
+def _range_sums(
+    arrays: Sequence[FloatArray], lo: NDArray[np.intp], hi: NDArray[np.intp]
+) -> list[FloatArray]:
+    """Per group ``g``: each array's sum over its rows ``lo[g] .. hi[g]-1`` (ranges non-empty,
+    in order, not overlapping), one ``np.add.reduceat`` per array: the even segments of the
+    interleaved bounds are the ranges, the odd ones (the rows between) are dropped. The same
+    sums, to the last bit, as a reduceat over a copy of the ranges' rows; give the arrays in
+    Fortran order (columns contiguous): a reduceat over C-ordered rows of a few columns costs
+    per row, 3-7 times as much."""
+    bounds = np.empty(2 * lo.shape[0], dtype=np.intp)
+    bounds[0::2], bounds[1::2] = lo, hi
+    if bounds[-1] == arrays[0].shape[0]:
+        bounds = bounds[:-1]  # the last range runs to the end
+    return [np.add.reduceat(a, bounds, axis=0)[0::2] for a in arrays]
+
+
+def _times_rows(factor: NDArray[np.floating[Any]], z: FloatArray) -> FloatArray:
+    """``factor[:, None] * z`` in Fortran order, column by column (a broadcast into Fortran
+    order runs row by row)."""
+    out = np.empty(z.shape, order="F")
+    for j in range(z.shape[1]):
+        np.multiply(factor, z[:, j], out=out[:, j])
+    return out
 
 
 def _safe_scale(scale: FloatArray) -> FloatArray:

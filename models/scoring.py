@@ -80,27 +80,40 @@ class LoadedModel:
     version_id: int
     model: WearModel
     layout: repo.MetricLayout
-    explainer: Explainer | None  # None: a model shap cannot read (predictions go unexplained)
     gate: QualityGate
+    building: Future[Explainer | None]  # the explainer, built beside the pass's first read
+
+    @property
+    def explainer(self) -> Explainer | None:
+        """The explainer (waits for its build); None: a model shap cannot read (predictions
+        go unexplained)."""
+        return self.building.result()
 
 
 @dataclass
 class ModelCache:
-    """Loaded models by version id, with each kind's layout, explainer and gate."""
+    """Loaded models by version id, with each kind's layout, explainer and gate.
+
+    The explainer is built on a thread of its own: ``import shap`` (it pulls pandas, numba
+    and matplotlib: 0.4-0.7 CPU-s) and the tree conversion then overlap a fresh worker's
+    first read of the readings, which waits on the database, instead of preceding it."""
 
     loaded: dict[int, LoadedModel] = field(default_factory=dict)
+    builder: ThreadPoolExecutor | None = None
 
     def get(self, conn: repo.Conn, version_id: int) -> LoadedModel:
         """The model of a version and what goes with it, loaded once."""
         if version_id not in self.loaded:
             model = load_version(conn, version_id)
             kind = get_kind(conn, model.kind)
+            if self.builder is None:
+                self.builder = ThreadPoolExecutor(1, thread_name_prefix="explainer-build")
             self.loaded[version_id] = LoadedModel(
                 version_id=version_id,
                 model=model,
                 layout=repo.metric_layout(conn, model.kind, model.usage_metric, model.column_names),
-                explainer=build_explainer(model, kind),
                 gate=QualityGate.build(model, kind, repo.get_reference(conn, version_id)),
+                building=self.builder.submit(build_explainer, model, kind),
             )
         return self.loaded[version_id]
 
@@ -268,12 +281,15 @@ def _predict_and_write(
             predicted = model.predict(features)
             result.add("predict", time.perf_counter() - tick)
             tick = time.perf_counter()
+            explainer = loaded.explainer  # a fresh worker's first pass may wait for its build
+            result.add("explainer_wait", time.perf_counter() - tick)
+            tick = time.perf_counter()
             issues = loaded.gate.issues(matrix, readings.time_us[rows], features)
             explanations: dict[str, list[str | None]] = {
                 c: [None] * int(chunk.size) for c in predicted
             }
-            if loaded.explainer is not None:
-                found = loaded.explainer.explain(matrix, features, predicted, issues)
+            if explainer is not None:
+                found = explainer.explain(matrix, features, predicted, issues)
                 explanations = {c: list(encode(e)) for c, e in found.items()}
             low_confidence = [bool(found) for found in issues]
             result.low_confidence += sum(low_confidence)
@@ -325,23 +341,21 @@ def _write_predictions(
     data_until_unix_us: NDArray[np.int64],
     now: datetime,
 ) -> int:
-    rate = np.array([rates.get(int(a), np.nan) for a in asset_ids], dtype=np.float64)
-    ids = asset_ids.tolist()
-    until = data_until_unix_us.tolist()
+    rate = np.array([rates.get(a, np.nan) for a in asset_ids.tolist()], dtype=np.float64)
     written = 0
     for component, values in predicted.items():
         batch = repo.PredictionBatch(
             component=component,
-            asset_ids=ids,
-            rul=values["rul"].tolist(),
-            rul_low=values["rul_low"].tolist(),
-            rul_high=values["rul_high"].tolist(),
-            failure_probability=values["failure_probability"].tolist(),
-            anomaly_score=values["anomaly_score"].tolist(),
-            usage_rate_per_day=rate.tolist(),
-            due_unix_s=due_unix_seconds(now, values["rul"], rate).tolist(),
-            due_conservative_unix_s=due_unix_seconds(now, values["rul_low"], rate).tolist(),
-            data_until_unix_us=until,
+            asset_ids=asset_ids,
+            rul=values["rul"],
+            rul_low=values["rul_low"],
+            rul_high=values["rul_high"],
+            failure_probability=values["failure_probability"],
+            anomaly_score=values["anomaly_score"],
+            usage_rate_per_day=rate,
+            due_unix_s=due_unix_seconds(now, values["rul"], rate),
+            due_conservative_unix_s=due_unix_seconds(now, values["rul_low"], rate),
+            data_until_unix_us=data_until_unix_us,
             explanation=explanations[component],
             low_confidence=low_confidence,
         )

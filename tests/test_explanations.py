@@ -238,3 +238,16 @@ def test_a_model_shap_cannot_read_leaves_predictions_unexplained_not_unscored() 
     assert isinstance(build_explainer(model, TIRE), Explainer)
     model.rul["tire"].model_ = LinearRegression().fit(np.zeros((3, 2)), np.zeros(3))
     assert build_explainer(model, TIRE) is None
+
+
+def test_numbers_are_formatted_on_arrays_as_one_by_one() -> None:
+    rng = np.random.default_rng(11)
+    values = np.concatenate(
+        [rng.normal(0, scale, 2_000) for scale in (1e-5, 0.01, 1, 10, 100, 1e4, 1e6, 1e17)]
+        + [np.arange(-2_000, 2_000, 0.5)]  # every half step: the ties Python rounds to even
+        + [np.array([0.0, -0.0, 99.5, 99.49999, 9.95, 0.995, 1e3, 1e4, 999.9999999999999])]
+    )
+    assert explain._numbers(values) == [explain._number(float(v)) for v in values]
+    assert explain._rounded(values) == [explain._round(float(v)) for v in values]
+    assert explain._numbers(np.array([np.nan, np.inf, -np.inf])) == ["0", "0", "0"]
+    assert explain._signed(np.array([-1234.0, 0.0, 0.42])) == ["-1,200", "±0", "+0.42"]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import numpy as np
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.rows import class_row
 
 from models.repository.readings import Conn
@@ -135,22 +141,67 @@ def fetch_scoring_windows(conn: Conn, asset_ids: Sequence[int], key: str) -> lis
 
 @dataclass(frozen=True)
 class PredictionBatch:
-    """Predictions of one component for many assets, column-wise; times are numbers so that
-    no Python object is made per row. NaN means "unknown" (stored as NULL)."""
+    """Predictions of one component for many assets, column-wise (arrays or sequences); times
+    are numbers so that no Python object is made per row. NaN means "unknown" (stored as
+    NULL)."""
 
     component: str
-    asset_ids: Sequence[int]
-    rul: Sequence[float]
-    rul_low: Sequence[float]
-    rul_high: Sequence[float]
-    failure_probability: Sequence[float]
-    anomaly_score: Sequence[float]
-    usage_rate_per_day: Sequence[float]
-    due_unix_s: Sequence[float]
-    due_conservative_unix_s: Sequence[float]
-    data_until_unix_us: Sequence[int]
+    asset_ids: Sequence[int] | np.ndarray
+    rul: Sequence[float] | np.ndarray
+    rul_low: Sequence[float] | np.ndarray
+    rul_high: Sequence[float] | np.ndarray
+    failure_probability: Sequence[float] | np.ndarray
+    anomaly_score: Sequence[float] | np.ndarray
+    usage_rate_per_day: Sequence[float] | np.ndarray
+    due_unix_s: Sequence[float] | np.ndarray
+    due_conservative_unix_s: Sequence[float] | np.ndarray
+    data_until_unix_us: Sequence[int] | np.ndarray
     explanation: Sequence[str | None] = ()  # JSON text per asset (models.explain); () none
-    low_confidence: Sequence[bool] = ()  # the data-quality gate's verdict per asset
+    low_confidence: Sequence[bool] | np.ndarray = ()  # the data-quality gate's verdict per asset
+
+
+_ARRAY_ELEMENTS = {  # element oid: (array oid, big-endian element dtype)
+    16: (1000, ">?"),  # bool
+    20: (1016, ">i8"),  # bigint
+    701: (1022, ">f8"),  # float8
+}
+
+
+@dataclass(frozen=True)
+class _BinaryArray:
+    """A one-dimensional PostgreSQL array in its binary wire format, made from a numpy array
+    at once: psycopg's list dumper packs value by value (12 columns of 10,000 predictions a
+    scoring pass: ~0.1 CPU-s)."""
+
+    data: bytes
+    oid: int
+
+    @classmethod
+    def of(cls, values: Any, element_oid: int) -> _BinaryArray:
+        """``values`` (no NULLs; float NaN stays NaN) as an array of the element type."""
+        array_oid, dtype = _ARRAY_ELEMENTS[element_oid]
+        flat = np.asarray(values).ravel()
+        size = np.dtype(dtype).itemsize
+        body = np.empty(flat.shape[0], dtype=[("length", ">i4"), ("value", dtype)])
+        body["length"] = size
+        body["value"] = flat
+        header = struct.pack(">iiIii", 1, 0, element_oid, flat.shape[0], 1)
+        return cls(header + body.tobytes(), array_oid)
+
+
+class _BinaryArrayDumper(Dumper):
+    format = Format.BINARY
+
+    def get_key(self, obj: Any, format: Any) -> Any:
+        return (type(obj), obj.oid)  # one dumper per array type
+
+    def upgrade(self, obj: Any, format: Any) -> Dumper:
+        dumper = _BinaryArrayDumper(type(obj), self.connection)
+        dumper.oid = obj.oid
+        return dumper
+
+    def dump(self, obj: Any) -> Buffer:
+        return obj.data
 
 
 def insert_predictions(
@@ -164,51 +215,75 @@ def insert_predictions(
 ) -> int:
     """Insert one batch; a repeat of the same (asset, component, time) is ignored. Returns how
     many rows were stored."""
-    if not batch.asset_ids:
+    n = len(batch.asset_ids)
+    if not n:
         return 0
-    cur = conn.execute(
-        """
-        INSERT INTO predictions (time, asset_id, component, model_version_id, rul, rul_low,
-            rul_high, coverage, failure_probability, horizon, anomaly_score, usage_rate_per_day,
-            due_at, due_at_conservative, data_until, explanation, low_confidence)
-        SELECT %(time)s, v.asset_id, %(component)s, %(version)s, v.rul, v.low, v.high,
-               %(coverage)s, v.p, %(horizon)s, v.anomaly, NULLIF(v.rate, 'NaN'),
-               CASE WHEN v.due = 'NaN' THEN NULL ELSE to_timestamp(v.due) END,
-               CASE WHEN v.due_c = 'NaN' THEN NULL ELSE to_timestamp(v.due_c) END,
-               'epoch'::timestamptz + v.until_us * interval '1 microsecond',
-               v.explanation::jsonb, coalesce(v.low_confidence, false)
-          FROM unnest(%(ids)b::bigint[], %(rul)b::float8[], %(low)b::float8[],
-                      %(high)b::float8[], %(p)b::float8[], %(anomaly)b::float8[],
-                      %(rate)b::float8[], %(due)b::float8[], %(due_c)b::float8[],
-                      %(until)b::bigint[], %(explanation)b::text[], %(low_confidence)b::bool[])
-            AS v(asset_id, rul, low, high, p, anomaly, rate, due, due_c, until_us, explanation,
-                 low_confidence)
-        ON CONFLICT (asset_id, component, time) DO NOTHING
-        RETURNING asset_id
-        """,
-        {
-            "time": time,
-            "component": batch.component,
-            "version": model_version_id,
-            "coverage": coverage,
-            "horizon": horizon,
-            "ids": list(batch.asset_ids),
-            "rul": list(batch.rul),
-            "low": list(batch.rul_low),
-            "high": list(batch.rul_high),
-            "p": list(batch.failure_probability),
-            "anomaly": list(batch.anomaly_score),
-            "rate": list(batch.usage_rate_per_day),
-            "due": list(batch.due_unix_s),
-            "due_c": list(batch.due_conservative_unix_s),
-            "until": list(batch.data_until_unix_us),
-            "explanation": list(batch.explanation) or [None] * len(batch.asset_ids),
-            "low_confidence": list(batch.low_confidence) or [False] * len(batch.asset_ids),
-        },
-    )
-    stored = [(int(r[0]), batch.component, time) for r in cur.fetchall()]
-    track_predictions(conn, stored)
-    return len(stored)
+
+    def floats(values: Any) -> _BinaryArray:
+        return _BinaryArray.of(np.asarray(values, dtype=np.float64), 701)
+
+    with conn.cursor(binary=True) as cur:
+        cur.adapters.register_dumper(_BinaryArray, _BinaryArrayDumper)
+        cur.execute(
+            """
+            WITH stored AS (
+                INSERT INTO predictions (time, asset_id, component, model_version_id, rul,
+                    rul_low, rul_high, coverage, failure_probability, horizon, anomaly_score,
+                    usage_rate_per_day, due_at, due_at_conservative, data_until, explanation,
+                    low_confidence)
+                SELECT %(time)s, v.asset_id, %(component)s, %(version)s, v.rul, v.low, v.high,
+                       %(coverage)s, v.p, %(horizon)s, v.anomaly, NULLIF(v.rate, 'NaN'),
+                       CASE WHEN v.due = 'NaN' THEN NULL ELSE to_timestamp(v.due) END,
+                       CASE WHEN v.due_c = 'NaN' THEN NULL ELSE to_timestamp(v.due_c) END,
+                       'epoch'::timestamptz + v.until_us * interval '1 microsecond',
+                       v.explanation::jsonb, v.low_confidence
+                  FROM unnest(%(ids)b::bigint[], %(rul)b::float8[], %(low)b::float8[],
+                              %(high)b::float8[], %(p)b::float8[], %(anomaly)b::float8[],
+                              %(rate)b::float8[], %(due)b::float8[], %(due_c)b::float8[],
+                              %(until)b::bigint[], %(explanation)b::text[],
+                              %(low_confidence)b::bool[])
+                    AS v(asset_id, rul, low, high, p, anomaly, rate, due, due_c, until_us,
+                         explanation, low_confidence)
+                ON CONFLICT (asset_id, component, time) DO NOTHING
+                RETURNING asset_id
+            )
+            SELECT coalesce(array_agg(asset_id), '{}') FROM stored
+            """,
+            {
+                "time": time,
+                "component": batch.component,
+                "version": model_version_id,
+                "coverage": coverage,
+                "horizon": horizon,
+                "ids": _BinaryArray.of(np.asarray(batch.asset_ids, dtype=np.int64), 20),
+                "rul": floats(batch.rul),
+                "low": floats(batch.rul_low),
+                "high": floats(batch.rul_high),
+                "p": floats(batch.failure_probability),
+                "anomaly": floats(batch.anomaly_score),
+                "rate": floats(batch.usage_rate_per_day),
+                "due": floats(batch.due_unix_s),
+                "due_c": floats(batch.due_conservative_unix_s),
+                "until": _BinaryArray.of(np.asarray(batch.data_until_unix_us, dtype=np.int64), 20),
+                "explanation": list(batch.explanation) or [None] * n,
+                "low_confidence": _BinaryArray.of(
+                    np.asarray(batch.low_confidence, dtype=np.bool_)
+                    if len(batch.low_confidence)
+                    else np.zeros(n, dtype=np.bool_),
+                    16,
+                ),
+            },
+        )
+        row = cur.fetchone()
+        stored = np.asarray(row[0] if row is not None else [], dtype=np.int64)
+        if stored.size:
+            # what track_predictions does, with the batch's one component and one time
+            cur.execute(
+                "SELECT fleetcare_track_predictions(%b::bigint[],"
+                " array_fill(%s::text, ARRAY[%s]), array_fill(%s::timestamptz, ARRAY[%s]))",
+                (_BinaryArray.of(stored, 20), batch.component, stored.size, time, stored.size),
+            )
+    return int(stored.size)
 
 
 def track_predictions(conn: Conn, keys: Sequence[tuple[int, str, datetime]]) -> None:
