@@ -267,11 +267,14 @@ def _predict_and_write(
         )
         writes: list[Future[int]] = []
         rates: dict[int, float] | None = None
-        group = readings.matrix[:, 0]
+        # each row's group (its position in ``ids``): a chunk's rows by a look-up, not a search
+        row_group = np.repeat(np.arange(ids.shape[0]), np.diff(last, prepend=-1))
         for lo in range(0, score_ids.size, WRITE_CHUNK):
             chunk = score_ids[lo : lo + WRITE_CHUNK]
             tick = time.perf_counter()
-            rows = np.isin(group, chunk.astype(np.float64))
+            in_chunk = np.zeros(ids.shape[0], dtype=np.bool_)
+            in_chunk[idx[lo : lo + WRITE_CHUNK]] = True
+            rows = in_chunk[row_group]
             matrix = readings.matrix[rows]
             feature_ids, features = model.features.transform_last(matrix)
             if not np.array_equal(feature_ids.astype(np.int64), chunk.astype(np.int64)):
