@@ -134,7 +134,11 @@ class IngestWorker:
         self._acked_seq = -1
         self._last_status = 0.0
         self._waiting_logged = False
+        # set once the subscriptions are in place and, on MQTT 5, the other mode's old
+        # subscription is gone (its UNSUBACK): from then on each message arrives once
         self.subscribed = threading.Event()
+        self._suback_seen = False
+        self._cleanup_mid: int | None = None
         self.shared = False
         self._watch = SessionWatch(shared=False)
         self._v5 = True
@@ -175,6 +179,7 @@ class IngestWorker:
         client.on_message = self._on_message
         client.on_publishes = self._on_publishes
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         properties: Properties | None = None
         if v5:
             properties = Properties(mqtt.PacketTypes.CONNECT)
@@ -278,6 +283,7 @@ class IngestWorker:
         if alert is not None:
             log.warning("ingest %s: %s", self.config.client_id, alert.detail)
             self.stats.record_subscription_event(restarted=False, alert=alert)
+        self._suback_seen, self._cleanup_mid = False, None
         positions = position_filter(root, self.shared)  # carriers' positions (ingest.positions)
         extra = [(positions, 1)] + [(f, 1) for f in self.profile_filters] + [(self.host.topic, 0)]
         client.subscribe(
@@ -288,7 +294,8 @@ class IngestWorker:
             # The other mode's subscription, left in this client id's persistent session by an
             # earlier run, would deliver every message a second time: drop it (after the new
             # one is in place, so that nothing goes unmatched in between).
-            client.unsubscribe(
+            # Until its UNSUBACK a message can match both: `subscribed` waits for it.
+            _rc, self._cleanup_mid = client.unsubscribe(
                 [telemetry_filter(root, not self.shared), position_filter(root, not self.shared)]
             )
         log.info(
@@ -306,7 +313,18 @@ class IngestWorker:
         self._watch.on_subscribed(time.time())
         self.stats.record_subscribed()
         self._last_status = 0.0  # tell the status row soon
-        self.subscribed.set()
+        self._suback_seen = True
+        if self._cleanup_mid is None:
+            self.subscribed.set()
+
+    def _on_unsubscribe(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+        """The other mode's old subscription is gone (an error code, such as "no subscription
+        existed", means the same here)."""
+        if mid != self._cleanup_mid:
+            return
+        self._cleanup_mid = None
+        if self._suback_seen:
+            self.subscribed.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         with self._conn_lock:
