@@ -22,21 +22,6 @@ from simulators.itinerary import great_circle_km
 from simulators.physics import EnginePopulation, Frame, Population, TirePopulation
 
 
-class SimLeg(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def from_site_id(self) -> int: ...
-    @property
-    def to_site_id(self) -> int: ...
-    @property
-    def departs(self) -> datetime: ...
-    @property
-    def arrives(self) -> datetime: ...
-    @property
-    def arrival_stand(self) -> str: ...
-
-
 @dataclass(frozen=True)
 class Station:
     """A shop on the network: its crew, turnaround and hours (None: round the clock)."""
