@@ -5,18 +5,15 @@ Delivery guarantees, in order of the path:
 
 * QoS 1 with a persistent session (``clean_start=False`` and a session expiry) under a fixed
   client id, so the broker keeps what we have not acknowledged while we are away.
-* Manual acknowledgement: a PUBACK is sent only after the batch that carried the message
-  committed. A crash before that makes the broker redeliver; the unique key on
-  (asset, metric, time) makes the redelivery harmless.
-* An acknowledgement is sent only on the connection that delivered the message: packet ids
-  belong to a connection, so after a reconnect the older ones are left for the broker to
-  redeliver rather than risk acknowledging a different message under a reused id.
-* Backpressure: unacknowledged messages are bounded by the MQTT 5 receive maximum (the broker
-  stops sending past it) and by a bounded queue: when the queue is full the network thread
-  waits in ``put`` and stops reading the socket, and the broker keeps the rest.
-* PostgreSQL down: the writer keeps the batch, retries with capped exponential backoff, logs
-  each failure, and carries on by itself when the database is back. Nothing is acknowledged
-  before its commit.
+* Manual acknowledgement: a PUBACK only after the batch that carried the message committed;
+  a crash before makes the broker redeliver, harmless under the (asset, metric, time) key.
+* An acknowledgement goes only on the connection that delivered the message (packet ids are
+  per connection): after a reconnect the broker redelivers the older ones.
+* Backpressure: unacknowledged messages are bounded by the MQTT 5 receive maximum and by a
+  bounded queue: when it is full the network thread waits in ``put``, stops reading the
+  socket, and the broker keeps the rest.
+* PostgreSQL down: the writer keeps the batch, retries with capped backoff, logs each failure
+  and carries on when the database is back. Nothing is acknowledged before its commit.
 """
 
 from __future__ import annotations
@@ -134,8 +131,7 @@ class IngestWorker:
         self._acked_seq = -1
         self._last_status = 0.0
         self._waiting_logged = False
-        # set once the subscriptions are in place and, on MQTT 5, the other mode's old
-        # subscription is gone (its UNSUBACK): from then on each message arrives once
+        # set once subscribed and (MQTT 5) the other mode's old subscription is gone (UNSUBACK)
         self.subscribed = threading.Event()
         self._suback_seen = False
         self._cleanup_mid: int | None = None
@@ -291,10 +287,9 @@ class IngestWorker:
         )
         self.host.announce(client)  # Sparkplug STATE online, after the subscriptions
         if self._v5:
-            # The other mode's subscription, left in this client id's persistent session by an
-            # earlier run, would deliver every message a second time: drop it (after the new
-            # one is in place, so that nothing goes unmatched in between).
-            # Until its UNSUBACK a message can match both: `subscribed` waits for it.
+            # The other mode's subscription, left in this client id's session by an earlier
+            # run, would deliver every message twice: drop it after the new one is in place
+            # (nothing unmatched in between; `subscribed` waits for its UNSUBACK).
             _rc, self._cleanup_mid = client.unsubscribe(
                 [telemetry_filter(root, not self.shared), position_filter(root, not self.shared)]
             )
@@ -318,13 +313,11 @@ class IngestWorker:
             self.subscribed.set()
 
     def _on_unsubscribe(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
-        """The other mode's old subscription is gone (an error code, such as "no subscription
-        existed", means the same here)."""
-        if mid != self._cleanup_mid:
-            return
-        self._cleanup_mid = None
-        if self._suback_seen:
-            self.subscribed.set()
+        """The other mode's old subscription is gone (any reason code: it is not there)."""
+        if mid == self._cleanup_mid:
+            self._cleanup_mid = None
+            if self._suback_seen:
+                self.subscribed.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         with self._conn_lock:
