@@ -31,7 +31,7 @@ from psycopg import Connection
 from fleetcare.errors import Invalid
 from ingest import repository as repo
 from ingest.catalogue import MetricCatalogue, MetricSpec
-from ingest.history_files import PARQUET_SUFFIXES, parquet_batches, text_batches
+from ingest.history_files import PARQUET_SUFFIXES, Locate, parquet_batches, text_batches
 from ingest.profiles import CompiledProfile, ProfileError
 from ingest.times import UNIX_EPOCH
 
@@ -59,16 +59,25 @@ class ImportReport:
     examples: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def reject(self, reason: str, count: int, example: str, *, rows: bool) -> None:
-        """Count ``count`` rejected rows (or values) for ``reason``."""
+    def reject(
+        self, reason: str, count: int, example: str | Callable[[], str], *, rows: bool
+    ) -> None:
+        """Count ``count`` rejected rows (or values) for ``reason``; ``example`` (the first
+        one, where it is and what is wrong) is kept once per reason, made only then."""
         if count <= 0:
             return
         self.reasons[reason] += count
-        self.examples.setdefault(reason, example[:300])
+        if reason not in self.examples:
+            self.examples[reason] = (example if isinstance(example, str) else example())[:300]
         if rows:
             self.rows_rejected += count
         else:
             self.values_rejected += count
+
+    @property
+    def rejected(self) -> int:
+        """Rows and values rejected so far."""
+        return self.rows_rejected + self.values_rejected
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-able values."""
@@ -201,16 +210,18 @@ def _resolve_assets(
 ) -> NDArray[np.int64]:
     """Asset id of each distinct ref (0: refused, see ``ctx.refused``); creates the assets met
     for the first time, installed at their first reading here."""
-    # in order of appearance: assets (and so their lives) keep the file's order of units
-    new = [r for r in distinct if r and r not in ctx.assets]
+    # in order of appearance: assets (and so their lives) keep the file's order of units; an
+    # id met only on rows whose time cannot be read (a header line's "unit") is not an asset
+    first = np.full(len(distinct), np.iinfo(np.int64).max, dtype=np.int64)
+    ok = times != BAD_TIME
+    np.minimum.at(first, index[ok], times[ok])
+    first_of = dict(zip(distinct, first.tolist(), strict=True))
+    no_time = np.iinfo(np.int64).max
+    new = [r for r in distinct if r and r not in ctx.assets and first_of[r] != no_time]
     if new:
         found = repo.find_assets(ctx.conn, [(ctx.customer_id, r) for r in new])
         missing = [r for r in new if (ctx.customer_id, r) not in found]
         if missing:
-            first = np.full(len(distinct), np.iinfo(np.int64).max, dtype=np.int64)
-            ok = times != BAD_TIME
-            np.minimum.at(first, index[ok], times[ok])
-            first_of = dict(zip(distinct, first.tolist(), strict=True))
             created = repo.create_imported_assets(
                 ctx.conn,
                 ctx.customer_id,
@@ -235,7 +246,15 @@ def _resolve_assets(
     return np.array([ctx.assets.get(r) or 0 for r in distinct], dtype=np.int64)
 
 
-def _store_batch(ctx: _Context, table: pa.Table, reader_names: list[str]) -> None:
+def _first(mask: NDArray[np.bool_]) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _located(where: Locate, row: int, detail: str) -> str:
+    return f"{where(row)}: {detail}"
+
+
+def _store_batch(ctx: _Context, table: pa.Table, where: Locate) -> None:
     report = ctx.report
     rows = table.num_rows
     report.rows_read += rows
@@ -248,26 +267,32 @@ def _store_batch(ctx: _Context, table: pa.Table, reader_names: list[str]) -> Non
     times = _times_us(ctx, table.column(doc.time.field))
     bad_time = times == BAD_TIME
     if bad_time.any():
-        i = int(np.flatnonzero(bad_time)[0])
-        cell = table.column(doc.time.field)[i].as_py()
         report.reject(
             "bad_timestamp",
             int(bad_time.sum()),
-            f"{doc.time.field} = {str(cell)[:64]!r} is not {doc.time.format}",
+            lambda: _bad_time_example(ctx, table, where, _first(bad_time)),
             rows=True,
         )
     no_asset = np.array([not r for r in distinct], dtype=bool)[index] & ~bad_time
     if no_asset.any():
-        report.reject("bad_structure", int(no_asset.sum()), "empty asset id", rows=True)
+        report.reject(
+            "bad_structure",
+            int(no_asset.sum()),
+            lambda: f"{where(_first(no_asset))}: empty asset id",
+            rows=True,
+        )
     asset_ids = _resolve_assets(ctx, distinct, index, times)[index]
     refused = (asset_ids == 0) & ~bad_time & ~no_asset
     if refused.any():
         counts = np.bincount(index[refused], minlength=len(distinct))
         why: Counter[tuple[str, str]] = Counter()
+        row_of: dict[tuple[str, str], int] = {}
         for i in np.flatnonzero(counts).tolist():
             why[ctx.refused[distinct[i]]] += int(counts[i])
+            row_of.setdefault(ctx.refused[distinct[i]], _first(refused & (index == i)))
         for (reason, detail), n in why.items():
-            report.reject(reason, n, detail, rows=True)
+            row = row_of[(reason, detail)]
+            report.reject(reason, n, partial(_located, where, row, detail), rows=True)
     good = ~bad_time & (asset_ids != 0)
     parts_t: list[NDArray[np.int64]] = []
     parts_a: list[NDArray[np.int64]] = []
@@ -283,27 +308,43 @@ def _store_batch(ctx: _Context, table: pa.Table, reader_names: list[str]) -> Non
             _note_usage(ctx, asset_ids[mask], times[mask], values[mask])
 
     def check(
-        name: str, values: NDArray[np.float64], empty: NDArray[np.bool_], rows_of: NDArray[np.bool_]
+        name: str,
+        values: NDArray[np.float64],
+        empty: NDArray[np.bool_],
+        rows_of: NDArray[np.bool_],
+        column: str,
     ) -> None:
         spec = ctx.specs.get(name)
-        if spec is None:  # the profile names a metric the kind does not have
-            n = int((rows_of & ~empty).sum())
-            report.reject("unknown_metric", n, f"{ctx.kind} has no metric {name!r}", rows=False)
-            return
         present = rows_of & ~empty
+        if spec is None:  # the profile names a metric the kind does not have
+            report.reject(
+                "unknown_metric",
+                int(present.sum()),
+                lambda: f"{where(_first(present))}: {ctx.kind} has no metric {name!r}",
+                rows=False,
+            )
+            return
         nan = present & np.isnan(values)
         if nan.any():
-            report.reject("not_a_number", int(nan.sum()), f"{name}: not a number", rows=False)
+
+            def not_a_number() -> str:
+                i = _first(nan)
+                cell = str(table.column(column)[i].as_py())[:64]
+                return f"{where(i)}: {column} = {cell!r} is not a number ({name})"
+
+            report.reject("not_a_number", int(nan.sum()), not_a_number, rows=False)
         inside = (values >= spec.low) & (values <= spec.high)
         outside = present & ~nan & ~inside
         if outside.any():
-            v = float(values[np.flatnonzero(outside)[0]])
-            report.reject(
-                "out_of_bounds",
-                int(outside.sum()),
-                f"{name} = {v:g} outside [{spec.low:g}, {spec.high:g}] {spec.unit}",
-                rows=False,
-            )
+
+            def out_of_bounds() -> str:
+                i = _first(outside)
+                return (
+                    f"{where(i)}: {name} = {float(values[i]):g} outside "
+                    f"[{spec.low:g}, {spec.high:g}] {spec.unit}"
+                )
+
+            report.reject("out_of_bounds", int(outside.sum()), out_of_bounds, rows=False)
         take(present & inside, spec, values)
 
     if doc.layout == "long":
@@ -312,21 +353,22 @@ def _store_batch(ctx: _Context, table: pa.Table, reader_names: list[str]) -> Non
         values, empty = _floats(table.column(doc.value_column))
         unknown = good & np.array([n not in profile.by_file_name for n in names], dtype=bool)
         if unknown.any():
-            first = names[int(np.flatnonzero(unknown)[0])]
+            i = _first(unknown)
             report.reject(
                 "unknown_metric",
                 int(unknown.sum()),
-                f"the profile maps no metric {first!r}",
+                lambda: f"{where(i)}: the profile maps no metric {names[i]!r}",
                 rows=True,
             )
         for file_name, conv in profile.by_file_name.items():
             mine = good & np.array([n == file_name for n in names], dtype=bool)
             if mine.any():
-                check(conv.name, values * conv.scale + conv.offset, empty, mine)
+                values_of = values * conv.scale + conv.offset
+                check(conv.name, values_of, empty, mine, doc.value_column)
     else:
         for name, m in doc.metrics.items():
             values, empty = _floats(table.column(m.field))
-            check(name, values * m.scale + m.offset, empty, good)
+            check(name, values * m.scale + m.offset, empty, good, m.field)
     _note_span(ctx, asset_ids[good], times[good])
     if parts_t:
         t = np.concatenate(parts_t)
@@ -376,6 +418,16 @@ def _note_usage(
             s.usage_us, s.usage = t, v
 
 
+def _bad_time_example(ctx: _Context, table: pa.Table, where: Locate, row: int) -> str:
+    spec = ctx.profile.doc.time
+    assert spec is not None
+    cell = str(table.column(spec.field)[row].as_py())[:64]
+    said = f"{where(row)}: {spec.field} = {cell!r} is not a time of format {spec.format}"
+    if cell in (ctx.profile.doc.columns or ()):  # the file's header, under a profile that
+        said += f" (a header line? profile {ctx.profile.name} names the columns itself)"
+    return said
+
+
 def _bad_row(report: ImportReport, detail: str) -> None:
     report.rows_read += 1
     report.reject("bad_structure", 1, detail, rows=True)
@@ -396,13 +448,16 @@ def import_history(
     end_reason: EndReason = "failure",
     component: str | None = None,
     progress: Progress | None = None,
+    strict: bool = False,
 ) -> ImportReport:
     """Import ``paths`` (CSV, text or Parquet) for a customer's assets of ``kind``.
 
     ``conn`` is in autocommit mode: each batch commits in its own transaction. ``lifetimes``:
     each asset's rows in the files make one life, ended at its last row by ``end_reason``;
     ``in-service``: the assets' running history (their usage counter and last-seen time
-    move forward).
+    move forward). A file with no rows is an error. ``strict``: the first rejected row or
+    value stops the import (``Invalid`` naming the file, line and fault) and the batch that
+    holds it is not stored; otherwise rejections are counted in the report.
     """
     started = time.perf_counter()
     if profile.format not in ("csv", "text"):
@@ -424,6 +479,8 @@ def import_history(
     for path in paths:
         if not path.is_file():
             raise Invalid(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise Invalid(f"{path}: empty file")
     report = ImportReport(files=[str(p) for p in paths])
     ctx = _Context(
         conn,
@@ -442,12 +499,20 @@ def import_history(
             if path.suffix.lower() in PARQUET_SUFFIXES
             else text_batches(path, profile, partial(_bad_row, report))
         )
-        for table, done in batches:
+        rows_before, stored_before = report.rows_read, report.values_stored
+        for table, done, where in batches:
+            kept = report.values_stored > stored_before  # by earlier batches of this file
             with conn.transaction():
-                _store_batch(ctx, table, table.column_names)
+                _store_batch(ctx, table, where)
+                if strict and report.rejected:  # rolls this batch back
+                    raise Invalid(_strict_stop(report, path, kept))
             if progress is not None and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 progress(str(path), done, total, report)
                 last_progress = time.monotonic()
+        if strict and report.rejected:  # bad rows after the last batch's good ones
+            raise Invalid(_strict_stop(report, path, report.values_stored > stored_before))
+        if report.rows_read == rows_before:
+            raise Invalid(f"{path}: no rows (only blank lines)")
         if progress is not None:
             progress(str(path), total, total, report)
     with conn.transaction():
@@ -455,6 +520,18 @@ def import_history(
     report.assets = len(ctx.summaries)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _strict_stop(report: ImportReport, path: Path, stored_some: bool) -> str:
+    """What stops a strict import: the first fault met, and what was kept of the file."""
+    reason, example = next(iter(report.examples.items()))
+    more = report.rejected - 1
+    return f"{example} ({reason}{f'; {more:,} more rejected' if more else ''}); " + (
+        f"the rows of {path.name} before the batch holding it are stored, run the import "
+        "again once the file is fixed"
+        if stored_some
+        else f"nothing of {path.name} stored"
+    )
 
 
 def _finish(ctx: _Context, mode: Mode, end_reason: EndReason, component: str | None) -> None:

@@ -33,6 +33,14 @@ def history_import(
     component: Annotated[
         str | None, typer.Option(help="the component whose lives end (kinds with several)")
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="stop at the first rejected row or value (exit 2, naming file, line and "
+            "fault) instead of counting rejections in the report",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Import recorded telemetry; creates the assets it meets; idempotent; prints a report
@@ -74,6 +82,7 @@ def history_import(
                     end_reason="failure" if end == "failure" else "replacement",
                     component=component,
                     progress=progress,
+                    strict=strict,
                 )
         except FleetcareError as exc:
             raise fail(exc.detail) from exc

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +21,75 @@ BLOCK_BYTES = 4 * 1024 * 1024  # text read per batch
 PARQUET_BATCH_ROWS = 131_072
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
+Locate = Callable[[int], str]  # a batch's row index → where it is in its file ("x.txt:12")
+
+
+@dataclass
+class _Block:
+    """A block of text rows as pyarrow reads them, to tell a row's line in the file: pyarrow
+    numbers the non-empty lines it reads (from 1), skipping blank ones and rows it refused."""
+
+    name: str
+    data: bytes
+    first_line: int  # the file's line number of the block's first line
+    refused: set[int] = field(default_factory=set)  # pyarrow's numbers of skipped rows
+    _lines: list[int] | None = None  # file line of each non-empty line, built when asked
+
+    def _non_empty(self) -> list[int]:
+        if self._lines is None:
+            self._lines = [
+                self.first_line + i
+                for i, line in enumerate(self.data.split(b"\n"))
+                if line.strip(b"\r")
+            ]
+        return self._lines
+
+    def line_of_number(self, number: int) -> int:
+        """The file line of pyarrow's row ``number`` (1-based, blank lines not counted)."""
+        lines = self._non_empty()
+        return lines[number - 1] if 0 < number <= len(lines) else self.first_line
+
+    def where(self, row: int) -> str:
+        """``name:line`` of the table's row ``row`` (0-based)."""
+        lines = self._non_empty()
+        kept = [n for n in range(1, len(lines) + 1) if n not in self.refused]
+        line = lines[kept[row] - 1] if 0 <= row < len(kept) else self.first_line
+        return f"{self.name}:{line}"
+
 
 def text_batches(
     path: Path, profile: CompiledProfile, bad_row_seen: Callable[[str], None]
-) -> Iterator[tuple[pa.Table, int]]:
-    """Blocks of ``path`` as tables (every column a string) and the bytes read so far; a row
-    of the wrong number of columns is skipped and told to ``bad_row_seen``."""
+) -> Iterator[tuple[pa.Table, int, Locate]]:
+    """Blocks of ``path`` as tables (every column a string), the bytes read so far and where
+    each row is in the file; a row of the wrong number of columns is skipped and told to
+    ``bad_row_seen`` with its line (``x.txt:7: 25 columns, expected 26: ...``)."""
     doc = profile.doc
     whitespace = profile.format == "text"
     names: list[str] | None = None if doc.header else list(doc.columns or [])
     done = 0
+    next_line = 1  # the file line the next block starts at
+    block = _Block(path.name, b"", 1)
 
     def bad_row(row: Any) -> str:
+        number = row.number if row.number is not None else 0
+        block.refused.add(number)
         bad_row_seen(
-            f"{path.name}: {row.actual_columns} columns, expected {row.expected_columns}: "
-            f"{(row.text or '')[:120]!r}"
+            f"{path.name}:{block.line_of_number(number)}: {row.actual_columns} columns, "
+            f"expected {row.expected_columns}: {_as_read(row.text or '')[:120]!r}"
         )
         return "skip"
 
+    def _as_read(text: str) -> str:  # a text row as the file has it, not as the csv we made
+        return text.replace(",", " ") if whitespace else text
+
     with path.open("rb") as f:
         rest = b""
+        first_chunk = True
         while True:
             chunk = f.read(BLOCK_BYTES)
             done += len(chunk)
+            if first_chunk:  # a UTF-8 byte order mark (Windows editors write one) is no data
+                chunk, first_chunk = chunk.removeprefix(b"\xef\xbb\xbf"), False
             data = rest + chunk
             if chunk:
                 cut = data.rfind(b"\n") + 1
@@ -60,6 +108,9 @@ def text_batches(
                 text = first.decode("utf-8", errors="replace").strip()
                 names = next(profile.split_lines([text]), [])
                 profile.row_reader(names)  # every field named by the profile is a column
+                next_line += 1
+            block = _Block(path.name, data, next_line)
+            next_line += data.count(b"\n")
             if data.strip():
                 try:
                     table = pcsv.read_csv(
@@ -77,7 +128,7 @@ def text_batches(
                     )
                 except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
                     raise Invalid(f"{path}: cannot read as {profile.format}: {exc}") from None
-                yield table, done
+                yield table, done, block.where
             if not chunk:
                 return
 
@@ -104,8 +155,13 @@ def whitespace_to_csv(data: bytes) -> bytes:
     return data.translate(_SPACE_TO_COMMA)
 
 
-def parquet_batches(path: Path, profile: CompiledProfile) -> Iterator[tuple[pa.Table, int]]:
-    """Row groups of a Parquet file, as tables of the columns the profile reads."""
+def _parquet_row(name: str, before: int, row: int) -> str:
+    return f"{name}: row {before + row + 1}"
+
+
+def parquet_batches(path: Path, profile: CompiledProfile) -> Iterator[tuple[pa.Table, int, Locate]]:
+    """Row groups of a Parquet file, as tables of the columns the profile reads, the bytes
+    read so far (estimated) and where each row is (``x.parquet: row 12``)."""
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -122,5 +178,10 @@ def parquet_batches(path: Path, profile: CompiledProfile) -> Iterator[tuple[pa.T
     for batch in parquet.iter_batches(
         batch_size=PARQUET_BATCH_ROWS, columns=[names[i] for i in wanted]
     ):
+        before = seen
         seen += batch.num_rows
-        yield pa.Table.from_batches([batch]), int(size * seen / total)
+        yield (
+            pa.Table.from_batches([batch]),
+            int(size * seen / total),
+            partial(_parquet_row, path.name, before),
+        )

@@ -72,6 +72,32 @@ def cmapss_cv_command(
     _emit(result)
 
 
+@app.command("cmapss-score")
+def cmapss_score_command(
+    predictions: Annotated[
+        Path,
+        typer.Option(
+            "--predictions",
+            help="JSON lines, one per unit: `fleetcare predictions export --format jsonl` or "
+            "`models cmapss --predictions`",
+        ),
+    ],
+    rul: Annotated[
+        Path,
+        typer.Option("--rul", help="true RUL of the test units (RUL_FD00x.txt), unit k on line k"),
+    ],
+) -> None:
+    """Score predicted RULs against an RUL file: RMSE and PHM08 score (raw and with the truth
+    capped at 125), interval coverage; one JSON line."""
+    from models.cmapss import CMAPSSDataError, score_predictions  # sklearn: loaded only here
+
+    try:
+        result = score_predictions(predictions, rul)
+    except CMAPSSDataError as exc:
+        raise fail(str(exc)) from None
+    _emit(result)
+
+
 # Training from the lifetimes recorded in the database (the registry side, models/commands.py).
 from models.commands import retrain_command, train_command  # noqa: E402
 

@@ -8,6 +8,7 @@ after the last cycle of each test unit, in unit order.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -222,6 +223,60 @@ def score_rul(
         "phm08_score_capped125": phm08_score(predicted, capped),
         "interval_coverage": float(np.mean((low <= capped) & (capped <= high))),
     }
+
+
+def load_unit_predictions(path: str | Path) -> dict[int, tuple[float, float, float]]:
+    """Each unit's (rul, rul_low, rul_high) from JSON lines: ``fleetcare predictions export``'s
+    (the unit in ``external_id``) or ``fleetcare models cmapss --predictions``' (``unit``)."""
+    out: dict[int, tuple[float, float, float]] = {}
+    for lineno, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            unit = row["unit"] if "unit" in row else row["external_id"]
+            if isinstance(unit, bool) or not str(unit).strip().isdigit():
+                raise ValueError(f"unit {unit!r} is not a C-MAPSS unit number")
+            values = (float(row["rul"]), float(row["rul_low"]), float(row["rul_high"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            what = f"no field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise CMAPSSDataError(f"{path}:{lineno}: not a unit's prediction: {what}") from None
+        if int(unit) in out:
+            raise CMAPSSDataError(f"{path}:{lineno}: unit {int(unit)} predicted twice")
+        out[int(unit)] = values
+    if not out:
+        raise CMAPSSDataError(f"{path}: no predictions")
+    return out
+
+
+def score_predictions(predictions_path: str | Path, rul_path: str | Path) -> dict[str, Any]:
+    """Score each unit's predicted RUL against an RUL file, whose line k is the true RUL of
+    unit k (the official test files number their units 1..N): keys as :func:`score_rul`
+    plus ``units`` and ``dataset``. Every unit of the RUL file must have a prediction."""
+    predicted = load_unit_predictions(predictions_path)
+    true = load_rul(rul_path)
+    n = true.shape[0]
+    missing = [u for u in range(1, n + 1) if u not in predicted]
+    extra = sorted(u for u in predicted if not 1 <= u <= n)
+    if missing or extra:
+        said = []
+        if missing:
+            said.append(f"no prediction for unit(s) {_some(missing)}")
+        if extra:
+            said.append(f"unit(s) {_some(extra)} beyond the {n} lines of {rul_path}")
+        raise CMAPSSDataError(f"{predictions_path}: {'; '.join(said)}")
+    point, low, high = (np.array([predicted[u][i] for u in range(1, n + 1)]) for i in range(3))
+    return {
+        "dataset": dataset_name(rul_path),
+        "units": n,
+        **score_rul(point, low, high, true, DEFAULT_MAX_RUL),
+    }
+
+
+def _some(units: list[int]) -> str:
+    return ", ".join(map(str, units[:10])) + (
+        f" and {len(units) - 10} more" if len(units) > 10 else ""
+    )
 
 
 def dataset_name(path: str | Path) -> str:

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Onboard NASA C-MAPSS data as a customer's own kind, with public commands only:
-#   FLEETCARE_DATABASE_URL=postgresql://... scripts/onboard_cmapss.sh TRAIN_FILE INSERVICE_FILE
+#   FLEETCARE_DATABASE_URL=postgresql://... scripts/onboard_cmapss.sh TRAIN_FILE INSERVICE_FILE [RUL_FILE]
 # On a fresh database: apply the turbofan kind and the C-MAPSS row profile, create two
 # customers, import TRAIN_FILE as lifetimes (each unit's last row is its failure) for the
 # first, train, import INSERVICE_FILE as in-service history for the second, score, and print
 # the second customer's predictions as JSON lines on stdout: one per unit, the RUL at its
-# last row. Everything else (progress, reports) goes to stderr.
+# last row. With RUL_FILE (an official RUL_FD00x.txt: line k is the true RUL of unit k of
+# INSERVICE_FILE, a test_FD00x.txt) the last line on stderr scores them: RMSE, PHM08 score,
+# interval coverage (`fleetcare models cmapss-score`). Everything but the predictions
+# (progress, reports, the score) goes to stderr. The files are imported strictly: a row or
+# value the import would reject stops the script with its file, line and fault (exit 2).
 set -euo pipefail
 
-if [ $# -ne 2 ]; then
-    echo "usage: FLEETCARE_DATABASE_URL=... $0 TRAIN_FILE INSERVICE_FILE" >&2
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+    echo "usage: FLEETCARE_DATABASE_URL=... $0 TRAIN_FILE INSERVICE_FILE [RUL_FILE]" >&2
     exit 2
 fi
 : "${FLEETCARE_DATABASE_URL:?set FLEETCARE_DATABASE_URL to a fresh database}"
-for f in "$1" "$2"; do
+for f in "$@"; do
     [ -f "$f" ] || { echo "error: $f: no such file" >&2; exit 2; }
 done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,13 +41,23 @@ step "customers"
 "$fleetcare" customers create --slug "$airline" --name "Turbofan operator" >&2
 step "lifetimes of $lab from $1"
 "$fleetcare" history import --customer "$lab" --kind turbofan --profile cmapss-rows \
-    --lifetimes "$1" >&2
+    --strict --lifetimes "$1" >&2
 step "training"
 "$fleetcare" models train turbofan >&2
 step "in-service history of $airline from $2"
 "$fleetcare" history import --customer "$airline" --kind turbofan --profile cmapss-rows \
-    --in-service "$2" >&2
+    --strict --in-service "$2" >&2
 step "scoring"
 "$fleetcare" score --once >&2
 step "predictions"
-"$fleetcare" predictions export --kind turbofan --customer "$airline" --format jsonl
+if [ $# -lt 3 ]; then
+    "$fleetcare" predictions export --kind turbofan --customer "$airline" --format jsonl
+    exit 0
+fi
+predictions="$(mktemp)"
+trap 'rm -f "$predictions"' EXIT
+"$fleetcare" predictions export --kind turbofan --customer "$airline" --format jsonl \
+    --out "$predictions"
+cat "$predictions"
+step "score against $3"
+"$fleetcare" models cmapss-score --predictions "$predictions" --rul "$3" >&2

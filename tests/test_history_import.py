@@ -116,9 +116,14 @@ def test_broken_rows_are_rejected_with_reasons_and_good_ones_kept(
         "bad_asset_id": 1,
     }
     assert "2 columns" not in report.examples["bad_structure"]  # a row of 3 columns
-    assert "3 columns, expected 4" in report.examples["bad_structure"]
-    assert "cycle = 'x' is not cycle" in report.examples["bad_timestamp"]
-    assert "t24_r = 5000 outside [300, 1000]" in report.examples["out_of_bounds"]
+    assert "broken.txt:2: 3 columns, expected 4" in report.examples["bad_structure"]
+    assert (
+        "broken.txt:3: cycle = 'x' is not a time of format cycle"
+        in report.examples["bad_timestamp"]
+    )
+    assert "broken.txt:4: t24 = 'hot' is not a number" in report.examples["not_a_number"]
+    assert "broken.txt:5: t24_r = 5000 outside [300, 1000]" in report.examples["out_of_bounds"]
+    assert report.examples["bad_asset_id"].startswith("broken.txt:6: asset id 'bad/id'")
     # rows 1, 4, 5, 7 are stored (without their rejected values): 3 + 2 + 2 + 3 values
     assert report.values_stored == 10
     row = auto.execute(
@@ -184,7 +189,7 @@ def test_assets_of_another_kind_and_bad_arguments(auto: Connection[Any], tmp_pat
     path = text_file(tmp_path / "x.txt", {3: 5, 4: 5})
     report = run(auto, acme.id, [path])
     assert report.reasons == {"wrong_kind": 5}
-    assert report.examples["wrong_kind"] == "asset '3' is a tire, not a engine"
+    assert report.examples["wrong_kind"] == "x.txt:1: asset '3' is a tire, not a engine"
     assert report.lives_recorded == 1
     with pytest.raises(Invalid, match="no such file"):
         run(auto, acme.id, [tmp_path / "missing.txt"])
@@ -224,6 +229,13 @@ def test_history_import_cli(db_url: str, tmp_path: Path, monkeypatch: pytest.Mon
     assert nobody.exit_code == 2 and "no live customer 'nobody'" in nobody.output
     noprofile = runner.invoke(app, [*args, "--profile", "nope", str(path)])
     assert noprofile.exit_code == 2 and "no profile 'nope'" in noprofile.output
+    broken = tmp_path / "broken.txt"
+    broken.write_text("3 1 600.1 1401\n3 2 600.2\n")
+    strict = runner.invoke(app, [*args, "--profile", "engine-rows", "--strict", str(broken)])
+    assert strict.exit_code == 2
+    assert "broken.txt:2: 3 columns, expected 4: '3 2 600.2' (bad_structure)" in strict.output
+    lenient = runner.invoke(app, [*args, "--profile", "engine-rows", str(broken)])
+    assert lenient.exit_code == 0 and "first: broken.txt:2: 3 columns" in lenient.stdout
 
 
 def test_upload_route_streams_a_file_per_customer(
@@ -287,3 +299,80 @@ def test_whitespace_of_a_cmapss_file_becomes_its_csv() -> None:
     assert whitespace_to_csv(sample) == (
         b"1,1,-0.0007,-0.0004,100.0,518.67,641.82\n1,2,0.0019,-0.0003,100.0,518.67\n"
     )
+
+
+CLEAN = "1 1 600.1 1401\n1 2 600.2 1402\n1 3 600.3 1403\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "said"),
+    [
+        ("unit cycle t24 t50\n" + CLEAN, "bad_timestamp",
+         "x.txt:1: cycle = 'cycle' is not a time of format cycle (a header line? profile"),
+        ("1 1 600.1 1401\n\n   \n1 2 600.2\n1 3 600.3 1403\n", "bad_structure",
+         "x.txt:4: 3 columns, expected 4: '1 2 600.2'"),
+        ("1 1 600.1 1401\n1 2 600.2 1402\n1 3 hot 1403\n", "not_a_number",
+         "x.txt:3: t24 = 'hot' is not a number (t24_r)"),
+        ("1 1 600.1 1401\r\n1 2 5000 1402\r\n", "out_of_bounds",
+         "x.txt:2: t24_r = 5000 outside [300, 1000]"),
+        (" \n1 1 600.1 1401\n 2 x 600.2 1402\n", "bad_timestamp",
+         "x.txt:3: cycle = 'x' is not a time of format cycle"),
+    ],
+)  # fmt: skip
+def test_a_bad_row_is_named_by_file_and_line(
+    auto: Connection[Any], tmp_path: Path, text: str, reason: str, said: str
+) -> None:
+    """Counted with its file and line; with ``strict`` the import stops there and stores
+    nothing of the file."""
+    acme = fleet.ensure_customer(auto, "acme", "Acme")
+    path = tmp_path / "x.txt"
+    path.write_text(text, newline="")
+    with pytest.raises(Invalid) as stopped:
+        run(auto, acme.id, [path], mode="in-service", strict=True)
+    assert said in stopped.value.detail and f"({reason}" in stopped.value.detail
+    assert "nothing of x.txt stored" in stopped.value.detail
+    assert auto.execute("SELECT count(*) FROM telemetry").fetchone() == (0,)
+    assert auto.execute("SELECT count(*) FROM assets").fetchone() == (0,)
+    report = run(auto, acme.id, [path], mode="in-service")
+    assert report.reasons == {reason: 1}
+    assert report.examples[reason].startswith(said)
+    assert report.values_stored > 0
+    # the header's "unit" is no asset: only unit 1 (and 2 in the last case) are
+    refs = auto.execute("SELECT ref FROM assets ORDER BY ref").fetchall()
+    assert {r[0] for r in refs} <= {"1", "2"}
+
+
+def test_harmless_variants_read_as_the_clean_file(auto: Connection[Any], tmp_path: Path) -> None:
+    """Trailing and doubled spaces, tabs, Windows line ends, a byte order mark, blank lines:
+    the same rows as the clean file, nothing rejected."""
+    acme = fleet.ensure_customer(auto, "acme", "Acme")
+    clean = tmp_path / "clean.txt"
+    clean.write_text(CLEAN)
+    assert run(auto, acme.id, [clean], mode="in-service").values_stored == 9
+    variants = {
+        "trailing.txt": CLEAN.replace("\n", "  \n").encode(),
+        "double.txt": CLEAN.replace(" ", "  ").encode(),
+        "tabs.txt": CLEAN.replace(" ", "\t").encode(),
+        "crlf.txt": CLEAN.replace("\n", "\r\n").encode(),
+        "bom.txt": b"\xef\xbb\xbf" + CLEAN.encode(),
+        "blank-lines.txt": ("\n" + CLEAN.replace("\n", "\n\n")).encode(),
+        "no-final-newline.txt": CLEAN.rstrip("\n").encode(),
+    }
+    for name, data in variants.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        report = run(auto, acme.id, [path], mode="in-service", strict=True)
+        assert (report.rows_read, report.rejected) == (3, 0), name
+        assert (report.values_stored, report.values_duplicate) == (0, 9), name
+    assert auto.execute("SELECT count(*) FROM assets").fetchone() == (1,)
+
+
+def test_a_file_without_rows_is_refused(auto: Connection[Any], tmp_path: Path) -> None:
+    acme = fleet.ensure_customer(auto, "acme", "Acme")
+    empty, blank = tmp_path / "empty.txt", tmp_path / "blank.txt"
+    empty.write_text("")
+    blank.write_text("\n  \r\n\n")
+    with pytest.raises(Invalid, match=r"empty\.txt: empty file"):
+        run(auto, acme.id, [empty])
+    with pytest.raises(Invalid, match=r"blank\.txt: no rows"):
+        run(auto, acme.id, [blank])

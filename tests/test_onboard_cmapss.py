@@ -39,8 +39,11 @@ def split_units(
     tmp_path: Path, seed: int, source: Path = TRAIN_FD001
 ) -> tuple[Path, Path, dict[str, int]]:
     """A training file of whole units and an in-service file of other units cut at random
-    cycles; returns the last kept cycle of each in-service unit."""
+    cycles, shaped like the official test files (units numbered 1..N, the raw rows' trailing
+    spaces kept) with their RUL file beside it (``RUL.txt``: line k, unit k's remaining
+    cycles); returns the last kept cycle of each in-service unit."""
     lines = [line for line in source.read_text().splitlines() if line.strip()]
+    assert lines[0].endswith("  ")  # the NASA files' trailing spaces
     units: dict[int, list[str]] = {}
     for line in lines:
         units.setdefault(int(line.split()[0]), []).append(line)
@@ -51,13 +54,16 @@ def split_units(
     train.write_text("".join(line + "\n" for u in training for line in units[u]))
     kept: dict[str, int] = {}
     out = []
-    for u in in_service:
+    rul = []
+    for number, u in enumerate(in_service, start=1):
         n = len(units[u])
         k = int(rng.integers(min(31, n), n + 1))
-        out += units[u][:k]
-        kept[str(u)] = k
+        out += [f"{number} {line.split(' ', 1)[1]}" for line in units[u][:k]]
+        kept[str(number)] = k
+        rul.append(n - k)
     inservice = tmp_path / "inservice.txt"
     inservice.write_text("".join(line + "\n" for line in out))
+    (tmp_path / "RUL.txt").write_text("".join(f"{r}\n" for r in rul))
     return train, inservice, kept
 
 
@@ -79,6 +85,7 @@ def test_onboarding_reports_the_offline_rul(tmp_path: Path, dataset: str) -> Non
                 str(repo_root() / "scripts" / "onboard_cmapss.sh"),
                 str(train),
                 str(inservice),
+                str(tmp_path / "RUL.txt"),
             ],
             env=env,
             capture_output=True,
@@ -98,6 +105,12 @@ def test_onboarding_reports_the_offline_rul(tmp_path: Path, dataset: str) -> Non
             last = ORIGIN + timedelta(days=kept[p["external_id"]])
             assert datetime.fromisoformat(p["data_until"]) == last
         assert "lives recorded 24" in done.stderr and "rejected 0" in done.stderr
+        # the score against the RUL file: the last line on stderr
+        score = json.loads(done.stderr.strip().splitlines()[-1])
+        true = [float(v) for v in (tmp_path / "RUL.txt").read_text().split()]
+        errors = [p["rul"] - min(true[int(p["external_id"]) - 1], 125.0) for p in online]
+        assert score["units"] == INSERVICE_UNITS
+        assert score["rmse_capped125"] == pytest.approx(np.sqrt(np.mean(np.square(errors))))
 
         # offline, on the same split: the units the online model trained on (its held-out
         # units are not in its training data), in the file's order
@@ -145,5 +158,33 @@ def test_onboarding_reports_the_offline_rul(tmp_path: Path, dataset: str) -> Non
             assert p["rul"] == pytest.approx(o["rul"], abs=1e-9), p["external_id"]
             assert p["rul_low"] == pytest.approx(o["rul_low"], abs=1e-9)
             assert p["rul_high"] == pytest.approx(o["rul_high"], abs=1e-9)
+    finally:
+        drop_database(SERVER_URL, name)
+
+
+def test_a_malformed_file_stops_the_script_with_its_line(tmp_path: Path) -> None:
+    """A header line in the training file: one line naming file, line and fault, exit 2,
+    nothing on stdout, before any training."""
+    train, inservice, _ = split_units(tmp_path, seed=3)
+    header = "unit cycle " + " ".join(f"setting{i}" for i in (1, 2, 3))
+    header += " " + " ".join(f"s{i}" for i in range(1, 22))
+    train.write_text(header + "\n" + train.read_text())
+    name = unique_name("fc_onboard_bad")
+    url = create_database(SERVER_URL, name)
+    fleetcare = Path(sys.executable).parent / "fleetcare"
+    env = {**os.environ, "FLEETCARE_DATABASE_URL": url, "FLEETCARE_BIN": str(fleetcare)}
+    try:
+        done = subprocess.run(
+            ["bash", str(repo_root() / "scripts" / "onboard_cmapss.sh"), str(train),
+             str(inservice)],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stdout == ""
+        assert (
+            "error: train.txt:1: cycle = 'cycle' is not a time of format cycle (a header line?"
+            in done.stderr
+        )
+        assert "onboard: training" not in done.stderr
     finally:
         drop_database(SERVER_URL, name)
