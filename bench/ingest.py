@@ -323,6 +323,7 @@ def ingestor_main(
     stop: Any,
     commits: Any,
     batch_bytes: int = IngestConfig.batch_max_bytes,
+    batch_min_bytes: int | None = IngestConfig.batch_min_bytes,
 ) -> None:
     """In an ingestor process: the production IngestWorker, reporting each commit."""
 
@@ -337,6 +338,7 @@ def ingestor_main(
             limits=IngestLimits(topic_root=TOPIC_ROOT, max_past=timedelta(days=2)),
             writer_threads=writers,
             batch_max_bytes=batch_bytes,
+            batch_min_bytes=batch_min_bytes,
         ),
         on_batch=on_batch,
     )
@@ -362,6 +364,7 @@ def run_phase(
     sparkplug_b: bool = False,
     show_timeline: bool = False,
     batch_bytes: int = IngestConfig.batch_max_bytes,
+    batch_min_bytes: int | None = IngestConfig.batch_min_bytes,
 ) -> dict[str, float]:
     """Publish n readings at ``per_message`` per message; time first publish → last commit.
 
@@ -385,6 +388,7 @@ def run_phase(
                 stop,
                 commits,
                 batch_bytes,
+                batch_min_bytes,
             ),
         )
         proc.start()
@@ -566,6 +570,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the writers' batch bound (IngestConfig.batch_max_bytes)",
     )
     parser.add_argument(
+        "--batch-min-bytes",
+        type=int,
+        default=IngestConfig.batch_min_bytes or 0,
+        help="the adaptive batches' least bound (IngestConfig.batch_min_bytes; 0: fixed batches)",
+    )
+    parser.add_argument(
         "--server-url", default=os.environ.get("FLEETCARE_BENCH_SERVER_URL", LOCAL_PG)
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
@@ -646,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
                         sparkplug_b=name == "ddata50-sparkplug",
                         show_timeline=args.timeline,
                         batch_bytes=args.batch_bytes,
+                        batch_min_bytes=args.batch_min_bytes or None,
                     )
                 finally:
                     if phase_broker is not broker:

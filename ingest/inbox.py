@@ -94,20 +94,36 @@ class Inbox:
         first_wait_s: float,
         gather_s: float,
         idle_s: float | None = None,
+        *,
+        min_bytes: int | None = None,
+        share: int = 1,
     ) -> list[RawMessage]:
         """A batch: wait up to ``first_wait_s`` for a first message, then gather more for up
         to ``gather_s`` until ``max_items`` or ``max_bytes``; ``idle_s``: or until no message
         came for that long (the stream paused or ended: waiting out ``gather_s`` would only
-        delay the batch)."""
+        delay the batch).
+
+        ``min_bytes``: an adaptive bound instead of ``max_bytes``: ``1/share`` of what the
+        inbox holds when the batch starts (``share``: the writers taking turns), at least
+        ``min_bytes`` and at most ``max_bytes`` (all of it when the rest would be less than
+        ``min_bytes``). A burst's first batches are then small, so the database starts early,
+        a backlog's are the full size, and its last ones shrink, so the pipeline drains
+        quickly (docs/scaling.md)."""
         batch: list[RawMessage] = []
         size = taken_bytes = 0
         deadline: float | None = None
         wait = first_wait_s
         grew_at = 0.0
+        bound = max_bytes
         while True:
             items = self._items
             before = len(batch)
-            while items and len(batch) < max_items and size < max_bytes:
+            if min_bytes is not None and not batch and items:
+                held = self._bytes_in - self._bytes_out
+                bound = min(max_bytes, max(min_bytes, held // max(share, 1)))
+                if held - bound < min_bytes:  # no remainder smaller than a least batch
+                    bound = min(max_bytes, held)
+            while items and len(batch) < max_items and size < bound:
                 item = items.popleft()
                 batch.append(item)
                 size += len(item.payload)
@@ -116,7 +132,7 @@ class Inbox:
                 taken_bytes = size
                 with self._space:
                     self._space.notify_all()
-                if len(batch) >= max_items or size >= max_bytes:
+                if len(batch) >= max_items or size >= bound:
                     return batch
                 now = time.monotonic()
                 if deadline is None:

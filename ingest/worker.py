@@ -24,8 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -41,7 +40,7 @@ from ingest.inbox import AckToken, Inbox, send_acks
 from ingest.mqtt_client import BufferedClient, Publish, mqtt_endpoint, probe_mqtt5
 from ingest.pipeline import store_messages, store_one_by_one, transient
 from ingest.profile_service import PROFILE_CACHE_MAX_AGE_S, PROFILES
-from ingest.schemas import BatchResult, IngestLimits, IngestorStatus, RawMessage
+from ingest.schemas import BatchResult, IngestorStatus, RawMessage
 from ingest.service import BROKER_DROPPED_TOPIC, ack_topic
 from ingest.sparkplug import SparkplugHost, parse_topic
 from ingest.sparkplug_sessions import StoredSessions
@@ -55,48 +54,9 @@ from ingest.subscription import (
     profile_filters,
     telemetry_filter,
 )
+from ingest.worker_config import IngestConfig as IngestConfig
 
 log = logging.getLogger(__name__)
-
-Protocol = Literal["auto", "v5", "v311"]
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    """How one ingestor runs."""
-
-    mqtt_url: str
-    database_url: str
-    client_id: str
-    limits: IngestLimits = field(default_factory=IngestLimits)
-    protocol: Protocol = "auto"
-    # MQTT 5 shared subscription, so that several ingestors split the load: only on a broker
-    # that keeps shared subscriptions across restarts (see ingest.subscription). Mosquitto 2.0
-    # does not (measured with 2.0.11: messages published before the ingestor re-subscribes
-    # get "No matching subscribers" and are dropped); the default plain subscription in the
-    # ingestor's persistent session loses nothing across broker restarts.
-    shared_subscription: bool = False
-    batch_max_messages: int = 5000
-    batch_max_bytes: int = 4_000_000  # 1 MB → 4 MB: -25% PostgreSQL CPU per reading
-    batch_max_wait_s: float = 0.2
-    # a batch also closes once no message came for this long (the stream paused or ended)
-    batch_idle_s: float = 0.02
-    queue_max_messages: int = 10_000
-    queue_max_bytes: int = 64 * 1024 * 1024
-    receive_maximum: int = 10_000  # MQTT 5: most unacknowledged messages the broker sends us
-    session_expiry_s: int = 7 * 24 * 3600
-    keepalive_s: int = 30
-    retry_initial_s: float = 0.2
-    retry_max_s: float = 5.0
-    status_interval_s: float = 2.0
-    # Two writers overlap one batch's validation (Python) with another's COPY and commit
-    # (PostgreSQL); acknowledgements still go out in batch order.
-    writer_threads: int = 2
-    sparkplug_host_id: str | None = None  # Sparkplug primary host id; None: the client id
-
-    @property
-    def topic_root(self) -> str:
-        return self.limits.topic_root
 
 
 class IngestWorker:
@@ -419,7 +379,13 @@ class IngestWorker:
     def _collect(self) -> list[RawMessage]:
         cfg = self.config
         return self.queue.take(
-            cfg.batch_max_messages, cfg.batch_max_bytes, 0.1, cfg.batch_max_wait_s, cfg.batch_idle_s
+            cfg.batch_max_messages,
+            cfg.batch_max_bytes,
+            0.1,
+            cfg.batch_max_wait_s,
+            cfg.batch_idle_s,
+            min_bytes=cfg.batch_min_bytes,
+            share=max(1, cfg.writer_threads),
         )
 
     def _write_loop(self, index: int) -> None:

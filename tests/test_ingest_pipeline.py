@@ -371,6 +371,34 @@ def test_inbox_closes_a_batch_when_the_stream_pauses() -> None:
     assert taken == [3, 1]
 
 
+def test_inbox_adaptive_batches_take_a_share_of_what_waits() -> None:
+    """With ``min_bytes`` a batch is the writers' share of what the inbox holds when it
+    starts, between ``min_bytes`` and ``max_bytes``: full batches from a backlog, smaller ones
+    as it drains, none left behind smaller than ``min_bytes``; every message taken once, in
+    order."""
+    from ingest.inbox import Inbox
+
+    inbox = Inbox(maxsize=1000, max_bytes=10**9)
+    sent = [RawMessage(f"t{i}", b"x" * 100, NOW) for i in range(100)]  # 10,000 bytes
+    for m in sent:
+        assert inbox.put(m, 0.01)
+    sizes: list[int] = []
+    taken: list[RawMessage] = []
+    while batch := inbox.take(1000, 4000, 0.01, 0.0, min_bytes=1000, share=2):
+        sizes.append(sum(len(m.payload) for m in batch))
+        taken += batch
+    # 10,000 held: half is 5,000, bounded to 4,000; then 3,000 of 6,000; then of 3,000 half
+    # would leave 1,500, so 1,500; of the last 1,500 half (750) is below the least bound and
+    # would leave less than it: all
+    assert sizes == [4000, 3000, 1500, 1500]
+    assert [m.topic for m in taken] == [m.topic for m in sent]
+
+    fixed = Inbox(maxsize=1000, max_bytes=10**9)  # without min_bytes: max_bytes each time
+    for m in sent:
+        assert fixed.put(m, 0.01)
+    assert [len(fixed.take(1000, 4000, 0.01, 0.0)) for _ in range(3)] == [40, 40, 20]
+
+
 def test_store_messages_on_each_storage_path(db_url: str, storage: str, topic_root: str) -> None:
     with connect(db_url) as conn:
         assert conn.execute("SELECT storage FROM schema_storage").fetchone() == (storage,)
