@@ -127,7 +127,7 @@ def policy(request: Request) -> people.SignInPolicy:
         lockout=timedelta(seconds=settings.user_lockout_s),
         invitation_ttl=timedelta(hours=settings.invitation_ttl_h),
         reset_ttl=timedelta(minutes=settings.password_reset_ttl_min),
-        public_url=settings.public_url,
+        public_url=settings.public_base_url,
     )
 
 
@@ -135,7 +135,7 @@ def sso_policy(request: Request) -> SsoPolicy:
     """How single sign-on reaches providers, from the app's settings."""
     settings: Settings = request.app.state.settings
     return SsoPolicy(
-        public_url=settings.public_url,
+        public_url=settings.public_base_url,
         timeout_s=settings.sso_timeout_s,
         pending_ttl_s=settings.sso_pending_ttl_s,
     )

@@ -327,6 +327,8 @@ def up(
         raise fail("--fleet simulates a fleet in the loop: not with --api-only")
     settings = quick_start_settings(load_settings())
     bind_host, bind_port = host or settings.api_host, port or settings.api_port
+    # links in invitations and resets point at this API unless FLEETCARE_PUBLIC_URL says else
+    settings = settings.model_copy(update={"api_host": bind_host, "api_port": bind_port})
     exit_on_sigterm()
     try:
         check_port_free(bind_host, bind_port, "the API", "another fleetcare up? Stop it, or "

@@ -110,9 +110,10 @@ class Settings(BaseSettings):
     password_reset_ttl_min: float = Field(
         default=60.0, gt=0, description="password reset link lifetime"
     )
-    public_url: str = Field(
-        default="http://127.0.0.1:8000",
-        description="where people reach the dashboard: the base of invitation and reset links",
+    public_url: str | None = Field(
+        default=None,
+        description="where people reach the dashboard: the base of invitation and reset links "
+        "and of the single sign-on callback; default: http://<api_host>:<api_port>",
     )
     # The audit trail's retention: `fleetcare audit purge` deletes records older than this
     # (unset: the trail is kept for ever).
@@ -131,6 +132,12 @@ class Settings(BaseSettings):
     # is "watch", past the conservative due date is "overdue".
     dashboard_due_days: float = Field(default=7.0, gt=0)
     dashboard_watch_days: float = Field(default=30.0, gt=0)
+
+    @property
+    def public_base_url(self) -> str:
+        """The base of the links people get: ``public_url``, else the API's own address (so
+        that an API on another port, ``up --port`` or FLEETCARE_API_PORT, links to itself)."""
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
 
 
 def load_settings(**overrides: object) -> Settings:

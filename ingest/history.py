@@ -480,7 +480,7 @@ def import_history(
         if not path.is_file():
             raise Invalid(f"{path}: no such file")
         if path.stat().st_size == 0:
-            raise Invalid(f"{path}: empty file")
+            raise Invalid(f"{path.name}: empty file")
     report = ImportReport(files=[str(p) for p in paths])
     ctx = _Context(
         conn,
@@ -512,7 +512,7 @@ def import_history(
         if strict and report.rejected:  # bad rows after the last batch's good ones
             raise Invalid(_strict_stop(report, path, report.values_stored > stored_before))
         if report.rows_read == rows_before:
-            raise Invalid(f"{path}: no rows (only blank lines)")
+            raise Invalid(f"{path.name}: no rows (only blank lines)")
         if progress is not None:
             progress(str(path), total, total, report)
     with conn.transaction():

@@ -68,7 +68,7 @@ def users_add(
                     customer_slug=customer,
                     partner_code=partner,
                     password=password,
-                    public_url=settings.public_url,
+                    public_url=settings.public_base_url,
                 )
         except FleetcareError as exc:
             raise fail(exc.detail) from exc

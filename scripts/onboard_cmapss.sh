@@ -37,8 +37,9 @@ step "kind and profile"
 "$fleetcare" kinds apply "$examples/turbofan.yaml" >&2
 "$fleetcare" profiles apply "$examples/cmapss-rows.yaml" >&2
 step "customers"
-"$fleetcare" customers create --slug "$lab" --name "Turbofan test lab" >&2
-"$fleetcare" customers create --slug "$airline" --name "Turbofan operator" >&2
+fresh() { echo "onboard: this script wants a fresh database (createdb a new one): its lifetimes and model would mix with what is there" >&2; exit 2; }
+"$fleetcare" customers create --slug "$lab" --name "Turbofan test lab" >&2 || fresh
+"$fleetcare" customers create --slug "$airline" --name "Turbofan operator" >&2 || fresh
 step "lifetimes of $lab from $1"
 "$fleetcare" history import --customer "$lab" --kind turbofan --profile cmapss-rows \
     --strict --lifetimes "$1" >&2

@@ -273,6 +273,19 @@ def test_upload_route_streams_a_file_per_customer(
     nope = client.post("/v1/history/import", params={**params, "profile": "nope"},
                        content=body, headers=acme.headers)  # fmt: skip
     assert nope.status_code == 404
+    # a header line (it crashed the import: 500) is a rejected row named by the upload's
+    # name and line; an empty body is a 422 that names no server path
+    headed = client.post("/v1/history/import", params=params, headers=acme.headers,
+                         content=b"unit cycle t24 t50\n" + body)  # fmt: skip
+    assert headed.status_code == 200, headed.text
+    assert headed.json()["rejected"]["bad_timestamp"]["first"].startswith(
+        "train.txt:1: cycle = 'cycle' is not a time of format cycle (a header line?"
+    )
+    empty = client.post("/v1/history/import", params=params, content=b"", headers=acme.headers)
+    assert empty.status_code == 422 and empty.json()["detail"] == "train.txt: empty file"
+    long_name = {**params, "filename": "é" * 190 + ".txt"}  # 384 bytes: no file name
+    named = client.post("/v1/history/import", params=long_name, content=body, headers=acme.headers)
+    assert named.status_code == 200 and named.json()["files"] == [long_name["filename"]]
 
 
 def _fields_per_line(data: bytes) -> list[bytes]:

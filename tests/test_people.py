@@ -365,6 +365,7 @@ def test_users_add_list_disable(
 ) -> None:
     acme = make_tenant("acme-cli")
     monkeypatch.setenv("NEW_PW", PASSWORD)
+    monkeypatch.setenv("FLEETCARE_API_PORT", "8061")  # links follow the API's port
     added = runner.invoke(
         cli_app,
         [
@@ -398,7 +399,8 @@ def test_users_add_list_disable(
         ],
     )
     assert invited.exit_code == 0, invited.output
-    assert "invited" in invited.output and "/dashboard/invitation?token=" in invited.output
+    assert "invited" in invited.output
+    assert "http://127.0.0.1:8061/dashboard/invitation?token=" in invited.output
     listed = runner.invoke(cli_app, ["users", "list"])
     assert "ops@example.com\toperator\tdispatcher\tactive" in listed.output
     assert f"fm@acme.example\tcustomer #{acme.customer.id}\tfleet_manager\tinvited" in listed.output
@@ -449,3 +451,14 @@ def test_users_disable_names_an_unknown_user(env: str) -> None:
     assert result.exit_code == 2 and "no user with the address" in result.output
     result = runner.invoke(cli_app, ["users", "disable", "424242"])
     assert result.exit_code == 2 and "user 424242 not found" in result.output
+
+
+def test_links_go_to_the_public_url_else_to_the_api_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("FLEETCARE_PUBLIC_URL", "FLEETCARE_API_HOST", "FLEETCARE_API_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().public_base_url == "http://127.0.0.1:8000"
+    assert Settings(api_port=8010).public_base_url == "http://127.0.0.1:8010"
+    public = Settings(api_port=8010, public_url="https://fleet.example")
+    assert public.public_base_url == "https://fleet.example"

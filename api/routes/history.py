@@ -42,7 +42,12 @@ async def import_history(
     owner, suffix = await run_in_threadpool(check_upload, conn, caller, customer_id, filename)
     database_url: str = request.app.state.database_url
     with tempfile.TemporaryDirectory(prefix="fleetcare-upload-") as folder:
-        path = Path(folder) / f"upload{suffix}"
+        # the upload's own name (check_upload vouched for its suffix), so that the report's
+        # rejections say "train.txt:7: ...", not a temporary name
+        name = Path(filename).name
+        if not name or len(name.encode()) > 200:  # a file name is at most 255 bytes
+            name = f"upload{suffix}"
+        path = Path(folder) / name
         size = 0
         with path.open("wb") as out:
             async for chunk in request.stream():
