@@ -111,6 +111,8 @@ def text_batches(
                 next_line += 1
             block = _Block(path.name, data, next_line)
             next_line += data.count(b"\n")
+            if not data.isascii():  # bytes that are not UTF-8: named here, not deep in pyarrow
+                _check_utf8(path, block)
             if data.strip():
                 try:
                     table = pcsv.read_csv(
@@ -131,6 +133,18 @@ def text_batches(
                 yield table, done, block.where
             if not chunk:
                 return
+
+
+def _check_utf8(path: Path, block: _Block) -> None:
+    """Raise ``Invalid`` naming the line of the first bytes of ``block`` that are not UTF-8."""
+    try:
+        block.data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = block.first_line + block.data.count(b"\n", 0, bad.start)
+        byte = block.data[bad.start : bad.start + 1].hex()
+        raise Invalid(
+            f"{path.name}:{line}: not UTF-8 text (byte 0x{byte}); save the file as UTF-8"
+        ) from None
 
 
 # whitespace (as ``bytes.split`` sees it) within a line → space; space → comma

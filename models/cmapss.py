@@ -67,9 +67,16 @@ def _read_lines(path: str | Path) -> list[str]:
     if not p.is_file():
         raise CMAPSSDataError(f"{p}: no such file")
     try:
-        return p.read_text(encoding="ascii").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CMAPSSDataError(f"{p}: cannot read as a text file ({exc})") from None
+        data = p.read_bytes()
+    except OSError as exc:
+        raise CMAPSSDataError(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8-sig").splitlines()  # a byte order mark is no data
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CMAPSSDataError(
+            f"{p}:{line}: not UTF-8 text (byte 0x{data[exc.start : exc.start + 1].hex()})"
+        ) from None
 
 
 def load_cmapss(path: str | Path) -> FloatArray:

@@ -382,6 +382,10 @@ def test_harmless_variants_read_as_the_clean_file(auto: Connection[Any], tmp_pat
 
 def test_a_file_without_rows_is_refused(auto: Connection[Any], tmp_path: Path) -> None:
     acme = fleet.ensure_customer(auto, "acme", "Acme")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"1 1 600.1 1401\n\n1 2 600.2 1402 \xe9\n")
+    with pytest.raises(Invalid, match=r"^latin1\.txt:3: not UTF-8 text \(byte 0xe9\)"):
+        run(auto, acme.id, [latin1])
     empty, blank = tmp_path / "empty.txt", tmp_path / "blank.txt"
     empty.write_text("")
     blank.write_text("\n  \r\n\n")

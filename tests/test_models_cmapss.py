@@ -80,6 +80,18 @@ def test_loader_rejects_malformed_files(tmp_path, content, message):
         cmapss.load_cmapss(path)
 
 
+def test_loader_reads_a_bom_and_names_the_line_of_bytes_that_are_not_utf8(tmp_path):
+    row = "1 1 " + " ".join(["0.5"] * 24)
+    path = tmp_path / "x.txt"
+    path.write_bytes(
+        b"\xef\xbb\xbf" + f"{row}  \r\n".encode() + row.replace("1 1", "1 2", 1).encode()
+    )
+    assert cmapss.load_cmapss(path).shape == (2, 26)
+    path.write_bytes(f"{row}\n\n".encode() + b"1 2 0.5 \xe9" + b" 0.5" * 22 + b"\n")
+    with pytest.raises(cmapss.CMAPSSDataError, match=r"x\.txt:3: not UTF-8 text \(byte 0xe9\)"):
+        cmapss.load_cmapss(path)
+
+
 def test_loader_rejects_missing_files(tmp_path):
     with pytest.raises(cmapss.CMAPSSDataError, match="no such file"):
         cmapss.load_cmapss(tmp_path / "absent.txt")
