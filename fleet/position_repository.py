@@ -13,6 +13,8 @@ from typing import Any
 
 from psycopg import Connection
 
+from fleetcare.inputs import storable_text
+
 Conn = Connection[Any]
 
 # how long a carrier's position history is kept (the TimescaleDB retention policy of
@@ -49,7 +51,9 @@ class PositionRow:
 
 
 def find_carriers(conn: Conn, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], CarrierKey]:
-    """Carriers by (customer id, ref); retired when the carrier or its customer is."""
+    """Carriers by (customer id, ref); retired when the carrier or its customer is. A ref that
+    PostgreSQL text cannot hold (a NUL, a lone surrogate) is no carrier's and is not asked for."""
+    keys = [k for k in keys if storable_text(k[1])]
     rows = conn.execute(
         """
         SELECT c.customer_id, c.ref, c.id, c.retired_at IS NOT NULL OR cu.retired_at IS NOT NULL
@@ -63,7 +67,9 @@ def find_carriers(conn: Conn, keys: Sequence[tuple[int, str]]) -> dict[tuple[int
 
 
 def find_sites(conn: Conn, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], SiteKey]:
-    """Sites (stations) by (customer id, ref)."""
+    """Sites (stations) by (customer id, ref); a ref that PostgreSQL text cannot hold is no
+    site's and is not asked for."""
+    keys = [k for k in keys if storable_text(k[1])]
     rows = conn.execute(
         """
         SELECT s.customer_id, s.ref, s.id, s.latitude, s.longitude, s.retired_at IS NOT NULL

@@ -39,6 +39,20 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
+def storable_text(value: str) -> bool:
+    """Whether PostgreSQL can hold ``value`` as text: no NUL character and valid Unicode (a
+    lone surrogate, which a JSON ``\\ud800`` escape decodes into, has no UTF-8 form)."""
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _sane_time(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("needs a time zone (e.g. 2026-11-26T10:00:00Z)")
@@ -87,6 +101,8 @@ def _free_form_problem(value: Any, depth: int = 0) -> str | None:
     if isinstance(value, str):
         if "\x00" in value:
             return "text may not contain the NUL character"
+        if not storable_text(value):
+            return "text may not contain a lone surrogate (\\ud800-\\udfff): it is not Unicode"
         if len(value) > MAX_TEXT:
             return f"text is longer than {MAX_TEXT} characters"
     elif isinstance(value, bool):

@@ -14,6 +14,7 @@ from psycopg import Connection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from fleetcare.inputs import storable_text
 from fleetcare.repository import ScopedTable
 from ingest.schemas import Device, IngestorStatus, QuarantineCount, QuarantineItem
 
@@ -86,9 +87,9 @@ def find_devices(conn: Conn, refs: Sequence[str]) -> dict[str, DeviceKey]:
 
 
 def find_assets(conn: Conn, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], AssetKey]:
-    """Assets by (customer id, reference); a reference with a NUL (which PostgreSQL text
-    refuses) cannot be a stored asset's and is not asked for."""
-    keys = [k for k in keys if "\x00" not in k[1]]
+    """Assets by (customer id, reference); a reference that PostgreSQL text cannot hold (a
+    NUL, a lone surrogate) cannot be a stored asset's and is not asked for."""
+    keys = [k for k in keys if storable_text(k[1])]
     rows = conn.execute(
         """
         SELECT a.id, a.customer_id, a.ref, a.kind, (a.retired_at IS NOT NULL)
@@ -502,7 +503,10 @@ def create_imported_assets(
     conn: Conn, customer_id: int, kind: str, refs: Sequence[str], started: Sequence[datetime]
 ) -> list[int]:
     """Create the assets an import met for the first time (installed and renewed at their
-    first reading); ids of those created (a concurrent import may have made some)."""
+    first reading); ids of those created (a concurrent import may have made some). A ref that
+    is not an asset id (the pattern below; NUL and lone surrogates never reach it) is not."""
+    pairs = [(r, s) for r, s in zip(refs, started, strict=True) if storable_text(r)]
+    refs, started = [r for r, _ in pairs], [s for _, s in pairs]
     rows = conn.execute(
         """
         INSERT INTO assets (customer_id, kind, ref, installed_at, renewed_at)

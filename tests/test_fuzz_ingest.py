@@ -1,0 +1,136 @@
+"""Malformed readings and positions beside good ones: each bad item is quarantined with a reason
+that says where (``readings[1]``) and what, and the good items of the same message are stored.
+
+Found by fuzzing the entry points: a lone surrogate (``"\\ud800"``, valid JSON, no UTF-8 form)
+or a NUL in an asset, carrier or station reference reached PostgreSQL as a lookup parameter and
+failed the whole batch, so the good readings of every message in it were retried one by one and
+those of the bad message were lost as ``internal_error``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from psycopg import Connection
+
+from fleetcare.clock import ManualClock
+from ingest.pipeline import store_messages
+from ingest.schemas import IngestLimits
+from maintenance.mobility import service as mobility
+from maintenance.mobility.schemas import CarrierCreate
+from tests.ingest_helpers import OPERATOR, SmallFleet, make_fleet, raw
+
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+GOOD_METRIC = '"metrics": {"speed_kmh": 10}'
+
+# (a bad reading, the reason it must be quarantined for)
+BAD_READINGS: list[tuple[str, str]] = [
+    ('{"asset": "\\ud800", "ts": %(ts)d, %(m)s}', "unknown_asset"),
+    ('{"asset": "TRK-0-FL\\udc00", "ts": %(ts)d, %(m)s}', "unknown_asset"),
+    ('{"asset": "\\ud83d", "ts": %(ts)d, %(m)s}', "unknown_asset"),
+    ('{"asset": "TRK-0-FL", "ts": "\\ud800", %(m)s}', "bad_timestamp"),
+    ('{"asset": "TRK-0-FL", "ts": %(ts)d, "metrics": {"\\ud800": 1}}', "unknown_metric"),
+    ('{"asset": "TRK-0-FL", "ts": 253402300800000, %(m)s}', "ts_in_future"),
+    ('{"asset": "TRK-0-FL", "ts": -9223372036854775808, %(m)s}', "ts_too_old"),
+    ('{"asset": "TRK-0-FL", "ts": "2026-13-45T00:00:00Z", %(m)s}', "bad_timestamp"),
+    ('{"asset": "TRK-0-FL", "ts": NaN, %(m)s}', "bad_timestamp"),
+    ('{"asset": "TRK-0-FL", "ts": %(ts)d, "metrics": {"speed_kmh": -Infinity}}', "not_finite"),
+    ('{"asset": "TRK-0-FL", "ts": %(ts)d, "metrics": {"speed_kmh": [1]}}', "not_a_number"),
+    (
+        '{"asset": "TRK-0-FL", "ts": %(ts)d, "metrics": {"speed_kmh": 1, "speed_kmh": 2}}',
+        "duplicate_key",
+    ),
+    ('{"asset": "%(long)s", "ts": %(ts)d, %(m)s}', "unknown_asset"),
+    ('"TRK-0-FL"', "bad_structure"),
+]
+BAD_POSITIONS: list[tuple[str, str]] = [
+    ('{"carrier": "\\u0000", "ts": %(ts)d, "latitude": 1, "longitude": 2}', "unknown_carrier"),
+    ('{"carrier": "\\ud800", "ts": %(ts)d, "latitude": 1, "longitude": 2}', "unknown_carrier"),
+    ('{"carrier": "TAIL-1", "ts": %(ts)d, "station": "\\u0000"}', "unknown_station"),
+    ('{"carrier": "TAIL-1", "ts": %(ts)d, "station": "\\udfff"}', "unknown_station"),
+    ('{"carrier": "TAIL-1", "ts": %(ts)d, "latitude": NaN, "longitude": 2}', "not_finite"),
+]
+
+
+@pytest.fixture
+def small(conn: Connection[Any]) -> SmallFleet:
+    return make_fleet(conn)
+
+
+def _quarantined(conn: Connection[Any]) -> list[tuple[str, str]]:
+    return conn.execute("SELECT reason, detail FROM quarantine ORDER BY id").fetchall()
+
+
+def test_bad_readings_and_positions_are_quarantined_and_their_neighbours_stored(
+    conn: Connection[Any], small: SmallFleet, topic_root: str
+) -> None:
+    limits = IngestLimits(topic_root=topic_root)
+    topic = f"{topic_root}/{small.device_a}/telemetry"
+    failures: list[str] = []
+    for i, (bad, reason) in enumerate(BAD_READINGS):
+        good = [
+            f'{{"asset": "TRK-1-FL", "ts": {NOW_MS - 1000 * (2 * i + k + 1)}, {GOOD_METRIC}}}'
+            for k in (0, 1)
+        ]
+        item = bad % {"ts": NOW_MS - 60_000, "m": GOOD_METRIC, "long": "A" * 5000}
+        payload = f'{{"readings": [{good[0]}, {item}, {good[1]}]}}'.encode("utf-8", "surrogatepass")
+        before = len(_quarantined(conn))
+        try:
+            result = store_messages(
+                conn, [raw(topic, payload)], limits=limits, clock=ManualClock(NOW)
+            )
+            conn.commit()
+        except Exception as exc:  # the defect: the whole batch failed
+            conn.rollback()
+            failures.append(f"{item[:60]}: {type(exc).__name__}: {exc}")
+            continue
+        rows = _quarantined(conn)[before:]
+        if result.stored != 2 or dict(result.quarantined) != {reason: 1}:
+            failures.append(f"{item[:60]}: stored {result.stored}, {dict(result.quarantined)}")
+        elif not (len(rows) == 1 and rows[0][1].startswith("readings[1]")):
+            failures.append(f"{item[:60]}: quarantine rows {rows}")
+    assert not failures, "\n".join(failures)
+    _bad_positions_beside_good_ones(conn, small, topic_root)
+
+
+def _bad_positions_beside_good_ones(
+    conn: Connection[Any], small: SmallFleet, topic_root: str
+) -> None:
+    mobility.create_carrier(
+        conn,
+        OPERATOR,
+        CarrierCreate(customer_id=small.customer_a, ref="TAIL-1", carrier_type="aircraft"),
+    )
+    conn.commit()
+    limits = IngestLimits(topic_root=topic_root)
+    topic = f"{topic_root}/{small.device_a}/position"
+    failures: list[str] = []
+    for i, (bad, reason) in enumerate(BAD_POSITIONS):
+        good = [
+            f'{{"carrier": "TAIL-1", "ts": {NOW_MS - 1000 * (2 * i + k + 1)}, "latitude": 1,'
+            ' "longitude": 2}'
+            for k in (0, 1)
+        ]
+        item = bad % {"ts": NOW_MS - 60_000}
+        payload = f'{{"positions": [{good[0]}, {item}, {good[1]}]}}'.encode(
+            "utf-8", "surrogatepass"
+        )
+        try:
+            result = store_messages(
+                conn, [raw(topic, payload)], limits=limits, clock=ManualClock(NOW)
+            )
+            conn.commit()
+        except Exception as exc:
+            conn.rollback()
+            failures.append(f"{item[:60]}: {type(exc).__name__}: {exc}")
+            continue
+        if result.positions_stored != 2 or dict(result.quarantined) != {reason: 1}:
+            failures.append(
+                f"{item[:60]}: stored {result.positions_stored}, {dict(result.quarantined)}"
+            )
+    assert not failures, "\n".join(failures)
+    details = [d for _, d in _quarantined(conn)][len(BAD_READINGS) :]
+    assert all(d.startswith("positions[1]") for d in details), details
