@@ -22,7 +22,8 @@ def evaluate(
         float | None,
         typer.Option(
             help="interval coverage whose low end gives the due date, every component "
-            "(default: the kind's model.coverage setting, as the product scores)"
+            "(default: the rule's choice on the validation fleets 101-104, evaluation.choice, "
+            "which the kind's model.coverage setting equals)"
         ),
     ] = None,
     sweep: Annotated[
@@ -36,8 +37,8 @@ def evaluate(
         bool,
         typer.Option(
             "--choose",
-            help="score at the coverage chosen per component on the validation sweep "
-            "(evaluation.run.choose_coverage) instead of the kind's setting",
+            help="score at the coverage the rule (evaluation.choice) chooses per component on "
+            "this run's validation sweep instead of on the stored validation fleets 101-104",
         ),
     ] = False,
     chart: Annotated[Path, typer.Option(help="where to write the PNG chart")] = Path(

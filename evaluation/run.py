@@ -12,11 +12,10 @@ Per kind:
    failure for ``days``: the preventive interval of a component is the
    ``PREVENTIVE_QUANTILE`` (5%) quantile of the usage at failure of the lives that ended,
    so that about 95% of the failures such a fleet sees are prevented.
-3. **Validation fleet** (its own seed, mixed ages): the predictive strategy runs at each
-   interval coverage of the sweep; :func:`choose_coverage` picks, per component, the one
-   used on the evaluation fleet (waste within budget, then the fewest failures).
-   This is the safety margin, chosen without looking at the evaluation fleet; the sweep is
-   the reported trade-off.
+3. **Validation fleet** (its own seed, mixed ages), with ``--sweep``: the predictive
+   strategy runs at each interval coverage of the sweep (the reported trade-off). The
+   coverage the evaluation fleet is scored at is chosen by :mod:`evaluation.choice` on the
+   stored sweeps of several validation fleets (seeds 101-104), never on the evaluation fleet.
 4. **Evaluation fleet** (another seed): new assets are warmed up with random renewals so
    that ages are mixed (as the simulators' fleet does), then copied three times and run for
    ``days`` under each strategy.
@@ -42,7 +41,6 @@ single-process, so the same seed gives the same figures.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -52,6 +50,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from evaluation.choice import TARGET_PREVENTED, TARGET_WASTE_RATIO, choose_robust, stored_choice
 from evaluation.costs import ECONOMICS
 from evaluation.fleets import (
     PREVENTIVE_QUANTILE,
@@ -70,15 +69,9 @@ from simulators.schemas import PHYSICS_KINDS
 Progress = Callable[[str], None]
 
 SWEEP_COVERAGES = (0.8, 0.85, 0.9, 0.95)
-TARGET_PREVENTED = 0.95
-TARGET_WASTE_RATIO = 1 / 3
 # What the verdict counts: failures a model can foresee (random faults reported apart)
 TARGET_JUDGED_ON = "foreseeable_failures"
-VALIDATION_FLEET_FACTOR = 2  # the coverage is chosen on a fleet this many times larger
-# The coverage keeps the validation fleet's waste ratio this far under the target's 1/3 (so
-# within 0.25): from one fleet to another the ratio moved by up to a quarter of itself on the
-# design seeds (seed 2, elevators at coverage 0.95: 0.31 on validation, 0.38 evaluated).
-WASTE_MARGIN = 1 / 12
+VALIDATION_FLEET_FACTOR = 2  # the validation fleet is this many times larger
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -188,8 +181,8 @@ class EvaluationConfig:
     coverage: float | None = None  # None: the kind's model.coverage setting, as the product
     # coverages run on a validation fleet (reported); () for none
     sweep: tuple[float, ...] = ()
-    # choose the coverage per component on the validation sweep (choose_coverage) instead of
-    # the kind's setting: how the setting was studied, not what the product does
+    # choose the coverage per component by evaluation.choice's rule on this run's one
+    # validation sweep instead of on the stored validation fleets: a study, not the default
     choose: bool = False
     threads: int = 1  # BLAS/OpenMP threads in this process
     jobs: int = 2  # processes for the independent fits of a RUL regressor
@@ -253,81 +246,27 @@ def sweep_point(
     }
 
 
-def choose_coverage(
-    sweep: list[dict[str, Any]],
-    waste_ratio: float = TARGET_WASTE_RATIO,
-    margin: float = WASTE_MARGIN,
-) -> dict[str, float]:
-    """The interval coverage of each component for the evaluation fleet, from the validation
-    fleet's sweep (every component at each coverage of the sweep).
-
-    Components are scored and replaced independently, so the sweep gives, per component
-    and coverage, its failures, the life units its planned replacements threw away and the
-    life units its lives used. Every combination of one coverage per component is judged
-    on these sums:
-
-    1. **Waste within budget**: the combination's wasted share of life (wasted over lived,
-       all components together) stays within ``waste_ratio`` of the preventive schedule's
-       less ``margin``. Waste is an average over every planned replacement and carries from
-       one fleet to another within a few hundredths (the margin); it is the constraint.
-    2. **Fewest failures** among those, counted per component on a curve that does not
-       rise with the coverage (isotonic regression of the validation counts): a higher
-       coverage replaces earlier, so it cannot fail more in expectation, and the few
-       failures a fleet sees (sudden door faults, blowouts) are too noisy to be compared
-       point by point.
-    3. Ties: the larger coverages (the most protection the budget allows), then less waste.
-
-    With one component this is the largest coverage whose waste is within the budget. With
-    two (elevators: door operator and brake) the budget goes where it prevents failures:
-    a door operator at late wear fails from one sudden fault, a brake's wear is measured.
-    When no combination keeps the waste within the budget, the smallest coverage for all.
-    """
-    from sklearn.isotonic import IsotonicRegression
-
-    ordered = sorted(sweep, key=lambda p: p["coverage"])
-    if not ordered:
-        raise ValueError("an empty sweep has no coverage to choose")
-    coverages = [float(p["coverage"]) for p in ordered]
-    components = sorted(ordered[0]["by_component"])
-    preventive = ordered[0]["preventive_wasted_share_of_life"]
-    smooth = {
-        c: IsotonicRegression(increasing=False).fit_transform(
-            coverages, [float(p["by_component"][c]["failures"]) for p in ordered]
-        )
-        for c in components
-    }
-    best: tuple[tuple[float, ...], tuple[int, ...]] | None = None
-    for combo in itertools.product(range(len(ordered)), repeat=len(components)):
-        parts = [ordered[i]["by_component"][c] for c, i in zip(components, combo, strict=True)]
-        lived = sum(part["life"] for part in parts)
-        if not lived or not preventive:
-            continue
-        ratio = sum(part["wasted_life"] for part in parts) / lived / preventive
-        if ratio > waste_ratio - margin + 1e-9:
-            continue
-        failures = sum(float(smooth[c][i]) for c, i in zip(components, combo, strict=True))
-        key = (round(failures, 6), -sum(coverages[i] for i in combo), ratio)
-        if best is None or key < best[0]:
-            best = (key, combo)
-    if best is None:
-        return {c: coverages[0] for c in components}
-    return {c: coverages[i] for c, i in zip(components, best[1], strict=True)}
-
-
 def scoring_coverage(
-    config: EvaluationConfig, sweep: list[dict[str, Any]], model: WearModel
+    config: EvaluationConfig, sweep: list[dict[str, Any]], model: WearModel, kind: str = ""
 ) -> tuple[dict[str, float], str]:
     """The coverage per component the evaluation fleet is scored at, and where it comes
-    from: ``--coverage`` for every component; with ``--choose``, :func:`choose_coverage` on
-    the validation sweep; by default the model's own (the kind's ``model.coverage``
-    setting, which the product's training gives its versions)."""
+    from: ``--coverage`` for every component; with ``--choose``, the rule of
+    :func:`evaluation.choice.choose_robust` on this run's one validation sweep; by default
+    the same rule on the stored sweeps of the validation fleets
+    (:data:`evaluation.choice.VALIDATION_SEEDS`), which the kind's ``model.coverage``
+    setting (what the product's training gives its versions) equals; the kind's setting
+    when ``kind`` has no stored sweeps."""
     components = model.bundle.components
     if config.coverage is not None:
         return {c: config.coverage for c in components}, "fixed"
     if config.choose:
         if not sweep:
             raise ValueError("choosing the coverage needs a validation sweep")
-        return choose_coverage(sweep), "validation fleet"
+        return choose_robust([sweep])["coverage"], "this run's validation fleet"
+    stored = stored_choice(kind) if kind else None
+    if stored is not None and set(stored["coverage"]) == set(components):
+        seeds = ", ".join(str(s) for s in stored["seeds"])
+        return dict(stored["coverage"]), f"validation fleets {seeds} (evaluation.choice)"
     return {c: model.bundle.coverage_of(c) for c in components}, "kind settings (as the product)"
 
 
@@ -416,7 +355,7 @@ def evaluate(
             sweep: list[dict[str, Any]] = []
             if config.sweep:
                 sweep = validation_sweep(kind, config, intervals, model, say)
-            coverage, chosen_on = scoring_coverage(config, sweep, model)
+            coverage, chosen_on = scoring_coverage(config, sweep, model, kind)
             say(f"{kind}: warming up the evaluation fleet")
             world = new_world(kind, config.seed, config.assets, purpose=0)
             warm_up(world, config.seed)
@@ -455,6 +394,7 @@ def evaluate(
                 },
                 "coverage": coverage,
                 "coverage_chosen_on": chosen_on,
+                "coverage_kind_setting": {c: model.bundle.coverage_of(c) for c in coverage},
                 "coverage_on_validation": validation_figures(sweep, coverage) if sweep else None,
                 "strategies": figures,
                 **compare(figures),

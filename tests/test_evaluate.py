@@ -166,38 +166,14 @@ def _sweep(
     return out
 
 
-def test_one_component_takes_the_largest_coverage_within_the_waste_budget_with_margin() -> None:
-    # preventive wastes 0.40 of the life; 0.95 wastes 0.12 (ratio 0.30): within 1/3 but not
-    # within the margin that another fleet needs (0.25), so 0.9 (ratio 0.25)
-    points = ((0.8, 3, 0.08), (0.85, 4, 0.088), (0.9, 2, 0.10), (0.95, 1, 0.12))
-    assert ev.choose_coverage(_sweep(0.40, tire=points)) == {"tire": 0.9}
-    assert ev.choose_coverage(_sweep(0.40, tire=points), margin=0.0) == {"tire": 0.95}
-    # a noisy count (0.85 failed more than 0.8) does not pull the choice down: the failures
-    # are read on a curve that does not rise with the coverage
-    noisy = ((0.8, 2, 0.08), (0.85, 5, 0.088), (0.9, 4, 0.10), (0.95, 1, 0.2))
-    assert ev.choose_coverage(_sweep(0.40, tire=noisy)) == {"tire": 0.9}
-    # nothing within the budget: the least wasteful
-    assert ev.choose_coverage(_sweep(0.40, tire=((0.8, 1, 0.2), (0.9, 0, 0.3)))) == {"tire": 0.8}
-    with pytest.raises(ValueError, match="empty sweep"):
-        ev.choose_coverage([])
-
-
-def test_two_components_spend_the_waste_budget_where_it_prevents_failures() -> None:
-    # elevators' shape: the door operator keeps failing (sudden faults at late wear) until
-    # its coverage is high, the brake stops failing early; uniform 0.95 wastes too much
-    # (ratio (0.14 + 0.10) / 2 / 0.40 = 0.30 > 0.25), uniform 0.9 leaves 4 door failures
+def test_validation_figures_sum_each_components_figures_at_its_coverage() -> None:
     door = ((0.8, 6, 0.06), (0.9, 4, 0.09), (0.95, 1, 0.14))
     brake = ((0.8, 1, 0.03), (0.9, 0, 0.06), (0.95, 0, 0.10))
-    chosen = ev.choose_coverage(_sweep(0.40, door_operator=door, brake=brake))
-    # door 0.95 + brake 0.9: ratio (0.14 + 0.06) / 2 / 0.40 = 0.25, 1 failure
-    assert chosen == {"door_operator": 0.95, "brake": 0.9}
-    figures = ev.validation_figures(_sweep(0.40, door_operator=door, brake=brake), chosen)
+    sweep = _sweep(0.40, door_operator=door, brake=brake)
+    figures = ev.validation_figures(sweep, {"door_operator": 0.95, "brake": 0.9})
     assert figures is not None
+    # door 0.95 + brake 0.9: 1 + 0 failures, ratio (0.14 + 0.06) / 2 / 0.40 = 0.25
     assert figures["failures"] == 1 and figures["waste_vs_preventive"] == pytest.approx(0.25)
-    # a tighter budget: the door still gets the margin, the brake gives it up
-    assert ev.choose_coverage(
-        _sweep(0.40, door_operator=door, brake=brake), margin=1 / 3 - 0.22
-    ) == {"door_operator": 0.95, "brake": 0.8}
     # a coverage the sweep did not run has no validation figures
     assert ev.validation_figures(_sweep(0.40, brake=brake), {"brake": 0.99}) is None
 
@@ -217,23 +193,44 @@ def test_the_wear_model_scores_each_component_at_its_own_coverage(small_run: Sma
         small_run.model.at_coverage({"wheel": 0.9})
 
 
-def test_the_coverage_is_the_kinds_setting_unless_fixed_or_chosen(small_run: SmallRun) -> None:
+def test_the_coverage_is_the_rules_choice_on_the_validation_fleets_unless_fixed_or_chosen(
+    small_run: SmallRun,
+) -> None:
+    import copy
+
+    from evaluation import choice
+    from evaluation.wear_model import WearModel
     from models.bundle import DEFAULT_COVERAGE
 
     k = small_run.figures["kinds"]["engine"]
+    # engines have no stored validation fleets (yet): scored at the kind's setting, what the
+    # product's training gives its versions
+    assert choice.stored_choice("engine") is None
     setting = builtin_kinds()["engine"].model.coverage
     expected = {c: setting.get(c, DEFAULT_COVERAGE) for c in small_run.model.bundle.components}
-    # what the product's training gives its versions, and what the evaluation fleet is scored at
-    assert k["coverage"] == expected and k["coverage_chosen_on"] == "kind settings (as the product)"
+    assert k["coverage"] == expected == k["coverage_kind_setting"]
+    assert k["coverage_chosen_on"] == "kind settings (as the product)"
     assert {p.coverage for p in small_run.predictions} == set(expected.values())
+    # elevators have them: the rule's choice on validation fleets 101-104 is what the fleet
+    # is scored at (a bundle for the elevator's components, the engine's estimators)
+    stored = choice.stored_choice("elevator")
+    assert stored is not None
+    bundle = copy.copy(small_run.model.bundle)
+    (estimator,) = bundle.rul.values()
+    bundle.rul = {"door_operator": estimator, "brake": estimator}
+    elevator = WearModel(bundle, small_run.model.head, small_run.model.tail)
+    assert ev.scoring_coverage(ev.EvaluationConfig(), [], elevator, "elevator") == (
+        stored["coverage"],
+        "validation fleets 101, 102, 103, 104 (evaluation.choice)",
+    )
     sweep = k["validation_sweep"]
     config = ev.EvaluationConfig(kinds=("engine",), sweep=(0.8, 0.9), choose=True)
-    assert ev.scoring_coverage(config, sweep, small_run.model) == (
-        ev.choose_coverage(sweep),
-        "validation fleet",
+    assert ev.scoring_coverage(config, sweep, small_run.model, "engine") == (
+        choice.choose_robust([sweep])["coverage"],
+        "this run's validation fleet",
     )
     config = ev.EvaluationConfig(kinds=("engine",), coverage=0.7)
-    assert ev.scoring_coverage(config, sweep, small_run.model) == (
+    assert ev.scoring_coverage(config, sweep, small_run.model, "engine") == (
         dict.fromkeys(expected, 0.7),
         "fixed",
     )
