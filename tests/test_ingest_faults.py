@@ -16,7 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from psycopg import Connection
 
 from fleetcare.db import connect
@@ -139,6 +143,59 @@ def test_broker_kill_9_with_device_confirmation_loses_nothing(
         assert _stored_once(db_url) == (10_000, 10_000)
     finally:
         device.disconnect(timeout=5)
+
+
+def _drop_subscription(broker: Broker, client_id: str, topic_filter: str) -> bool:
+    """Take over ``client_id``'s persistent session, unsubscribe ``topic_filter`` and leave:
+    the session stays, without that subscription. True when the session was there."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    present: list[bool] = []
+    gone: list[int] = []
+    client.on_connect = lambda _c, _u, flags, _rc, _p: present.append(flags.session_present)
+    client.on_unsubscribe = lambda _c, _u, mid, _rc, _p: gone.append(mid)
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    deadline = time.monotonic() + TIMEOUT
+    while not present and time.monotonic() < deadline:
+        client.loop(0.1)
+    _rc, mid = client.unsubscribe(topic_filter)
+    while mid not in gone and time.monotonic() < deadline:
+        client.loop(0.1)
+    client.disconnect()
+    assert present and mid in gone, "the broker did not answer"
+    return present[0]
+
+
+def test_a_device_whose_session_came_back_without_its_subscription_is_still_confirmed(
+    broker: Broker, small: SmallFleet, topic_root: str, db_url: str
+) -> None:
+    """A broker restored from a save taken between a device's CONNECT and its SUBSCRIBE has
+    the session and not the subscription (the fault probe, bench/fault_probe.py, saw devices
+    that subscribed only when the session was not present stop hearing confirmations after a
+    kill -9). The reference device subscribes to its confirmations on every connection,
+    whatever session present says (docs/telemetry.md, device contract, step 3)."""
+    worker = _ingestor(broker, db_url, topic_root, f"ingest-{uuid.uuid4().hex[:8]}")
+    payloads = stream(small, 4_000, 50, datetime.now(UTC) - timedelta(minutes=5))
+    device = MqttLink(broker.url, small.device_a, small.secret_a, topic_root)
+    try:
+        device.connect()
+        for p in payloads[:40]:
+            device.publish(p)
+        assert device.wait_confirmed(TIMEOUT), f"{device.unconfirmed} never confirmed"
+        device.disconnect(timeout=5)
+        # the session as such a save leaves it: there, without the confirmations' subscription
+        assert _drop_subscription(broker, f"sim-{small.device_a}", device.ack)
+        device.connect()  # session present
+        for p in payloads[40:]:
+            device.publish(p)
+        assert device.wait_confirmed(TIMEOUT), f"{device.unconfirmed} never confirmed"
+        assert wait_for_count(db_url, 4_000) == 4_000
+    finally:
+        device.disconnect(timeout=5)
+        worker.stop()
 
 
 def test_broker_kill_9_without_confirmation_loses_only_what_came_after_its_last_save(
