@@ -221,7 +221,9 @@ class CarrierOps:
                 if self.setup() == 0:
                     log.info("%s ops: no %s assets on a carrier yet; retrying", self.carrier_type,
                              self.kind)  # fmt: skip
-            except (ServiceUnavailable, Conflict) as exc:
+            except ServiceUnavailable as exc:  # up starts the API after its workers
+                log.info("%s ops: waiting for the API (%s)", self.carrier_type, exc.detail)
+            except Conflict as exc:
                 log.warning("%s ops: %s; retrying", self.carrier_type, exc.detail)
             except Exception:
                 log.exception("%s ops set-up failed; retrying", self.carrier_type)

@@ -71,11 +71,16 @@ class Courier:
 
     def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
         """Step until ``stop`` is set."""
+        reached = False  # until the API first answers, it is starting (up starts it after us)
         while not stop.is_set():
             try:
                 self.step()
+                reached = True
             except ServiceUnavailable as exc:  # the API is starting or restarting
-                log.warning("courier: %s; retrying", exc.detail)
+                if reached:
+                    log.warning("courier: %s; retrying", exc.detail)
+                else:
+                    log.info("courier: waiting for the API (%s)", exc.detail)
             except Exception:
                 log.exception("courier step failed; retrying")
             stop.wait(interval_s)
