@@ -29,9 +29,16 @@ from numpy.typing import NDArray
 from psycopg import Connection
 
 from fleetcare.errors import Invalid
+from fleetcare.inputs import EARLIEST, LATEST
 from ingest import repository as repo
 from ingest.catalogue import MetricCatalogue, MetricSpec
-from ingest.history_files import PARQUET_SUFFIXES, Locate, parquet_batches, text_batches
+from ingest.history_files import (
+    PARQUET_SUFFIXES,
+    Locate,
+    as_text,
+    parquet_batches,
+    text_batches,
+)
 from ingest.profiles import CompiledProfile, ProfileError
 from ingest.times import UNIX_EPOCH
 
@@ -40,6 +47,9 @@ Mode = Literal["lifetimes", "in-service"]
 EndReason = Literal["failure", "replacement"]
 PROGRESS_EVERY_S = 2.0
 BAD_TIME = int(np.iinfo(np.int64).min)  # a row whose time cannot be read
+# readings lie between 1970 and 2200, as the API's times do (fleetcare.inputs.Moment)
+EARLIEST_US = int((EARLIEST - UNIX_EPOCH).total_seconds()) * 1_000_000
+LATEST_US = int((LATEST - UNIX_EPOCH).total_seconds()) * 1_000_000
 
 
 @dataclass
@@ -175,7 +185,10 @@ def _times_us(ctx: _Context, column: pa.ChunkedArray) -> NDArray[np.int64]:
         ok = np.isfinite(us) & ~empty & (np.abs(us) < 2.5e17)
         return np.where(ok, np.where(ok, us, 0).astype(np.int64), bad)
     if pa.types.is_timestamp(column.type):
-        stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
+        try:
+            stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
+        except pa.ArrowInvalid:  # a time beyond what microseconds hold: no time of ours
+            return np.full(len(column), bad, dtype=np.int64)
         ints = np.asarray(stamps.cast(pa.int64()).to_numpy(False), dtype=np.float64)
         return np.where(np.isfinite(ints), ints, bad).astype(np.int64)
     if fmt == "rfc3339" and pa.types.is_string(column.type):
@@ -194,7 +207,9 @@ def _asset_refs(ctx: _Context, column: pa.ChunkedArray) -> tuple[list[str], NDAr
     """The distinct asset ids of a batch (in order of appearance) and each row's index."""
     # each distinct cell is cleaned once (a file repeats a few ids over many rows): trimmed,
     # 7.0 → 7; cells that clean to the same id (" 7", "7.0") then share one index
-    encoded = pc.cast(column, pa.string()).combine_chunks().dictionary_encode("encode")
+    assert ctx.profile.doc.asset is not None
+    text = as_text(column, ctx.profile.doc.asset)
+    encoded = text.combine_chunks().dictionary_encode("encode")
     cleaned = pc.utf8_trim_whitespace(encoded.dictionary)
     cleaned = pc.replace_substring_regex(cleaned, r"^([0-9]+)\.0*$", r"\1")
     merged = cleaned.dictionary_encode("encode")  # a null cell: an empty id
@@ -265,12 +280,23 @@ def _store_batch(ctx: _Context, table: pa.Table, where: Locate) -> None:
     assert doc.time is not None and doc.asset is not None
     distinct, index = _asset_refs(ctx, table.column(doc.asset))
     times = _times_us(ctx, table.column(doc.time.field))
-    bad_time = times == BAD_TIME
-    if bad_time.any():
+    beyond = (times != BAD_TIME) & ((times < EARLIEST_US) | (times >= LATEST_US))
+    if beyond.any():  # a time that reads, but of no reading (and past what datetime holds)
+        field, row = doc.time.field, _first(beyond)
+        cell = str(table.column(field)[row].as_py())[:64]
         report.reject(
             "bad_timestamp",
-            int(bad_time.sum()),
-            lambda: _bad_time_example(ctx, table, where, _first(bad_time)),
+            int(beyond.sum()),
+            f"{where(row)}: {field} = {cell!r} lies outside {EARLIEST.year}-{LATEST.year}",
+            rows=True,
+        )
+        times = np.where(beyond, BAD_TIME, times)
+    bad_time = times == BAD_TIME
+    if (unreadable := bad_time & ~beyond).any():
+        report.reject(
+            "bad_timestamp",
+            int(unreadable.sum()),
+            lambda: _bad_time_example(ctx, table, where, _first(unreadable)),
             rows=True,
         )
     no_asset = np.array([not r for r in distinct], dtype=bool)[index] & ~bad_time
@@ -349,7 +375,7 @@ def _store_batch(ctx: _Context, table: pa.Table, where: Locate) -> None:
 
     if doc.layout == "long":
         assert doc.metric_column and doc.value_column
-        names = pc.cast(table.column(doc.metric_column), pa.string()).to_pylist()
+        names = as_text(table.column(doc.metric_column), doc.metric_column).to_pylist()
         values, empty = _floats(table.column(doc.value_column))
         unknown = good & np.array([n not in profile.by_file_name for n in names], dtype=bool)
         if unknown.any():

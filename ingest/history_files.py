@@ -3,6 +3,7 @@ of string columns, Parquet in row groups (pyarrow); memory bounded by the block,
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
@@ -106,7 +108,10 @@ def text_batches(
             if names is None:  # the header line names the columns
                 first, _, data = data.partition(b"\n")
                 text = first.decode("utf-8", errors="replace").strip()
-                names = next(profile.split_lines([text]), [])
+                try:
+                    names = next(profile.split_lines([text]), [])
+                except csv.Error as exc:  # e.g. a file whose lines end in a lone CR
+                    raise Invalid(f"{path.name}:1 (the header): {exc}") from None
                 profile.row_reader(names)  # every field named by the profile is a column
                 next_line += 1
             block = _Block(path.name, data, next_line)
@@ -129,7 +134,7 @@ def text_batches(
                         ),
                     )
                 except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                    raise Invalid(f"{path}: cannot read as {profile.format}: {exc}") from None
+                    raise Invalid(f"{path.name}: cannot read as {profile.format}: {exc}") from None
                 yield table, done, block.where
             if not chunk:
                 return
@@ -145,6 +150,24 @@ def _check_utf8(path: Path, block: _Block) -> None:
         raise Invalid(
             f"{path.name}:{line}: not UTF-8 text (byte 0x{byte}); save the file as UTF-8"
         ) from None
+
+
+def as_text(column: pa.ChunkedArray, field_name: str) -> pa.ChunkedArray:
+    """A column of ids or names as text: a binary cell that is not UTF-8 keeps its bytes as
+    replacement characters (no id or name of ours has them, so it is refused by name); a
+    column of lists or records has no text form and refuses the file."""
+    try:
+        return pc.cast(column, pa.string())
+    except pa.ArrowNotImplementedError:
+        raise Invalid(
+            f"column {field_name!r} holds {column.type}, not ids or names (text or numbers)"
+        ) from None
+    except pa.ArrowInvalid:  # binary that is not UTF-8
+        cells = [
+            c.decode("utf-8", errors="replace") if isinstance(c, bytes) else c
+            for c in column.to_pylist()
+        ]
+        return pa.chunked_array([pa.array(cells, pa.string())])
 
 
 # whitespace (as ``bytes.split`` sees it) within a line → space; space → comma
@@ -179,7 +202,7 @@ def parquet_batches(path: Path, profile: CompiledProfile) -> Iterator[tuple[pa.T
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise Invalid(f"{path}: not a Parquet file ({exc})") from None
+        raise Invalid(f"{path.name}: not a Parquet file ({exc})") from None
     names = parquet.schema_arrow.names
     reader = profile.row_reader(names)  # raises ProfileError naming a missing column
     wanted = sorted(

@@ -254,31 +254,46 @@ def parse_upload(content: bytes, content_type: str) -> list[dict[str, Any]]:
         raise Invalid("body: contains the NUL character", code="invalid_rows")
     if "csv" in content_type:
         reader = csv.DictReader(io.StringIO(text))
-        header = reader.fieldnames or []
-        unknown = [h for h in header if h not in CSV_COLUMNS]
-        missing = [h for h in ("leg_id", "carrier", "from", "to") if h not in header]
-        if unknown or missing:
+        try:
+            return _csv_rows(reader)
+        except csv.Error as exc:  # a field past the csv module's limit, a stray quote, ...
+            line = reader.reader.line_num  # the DictReader's own count lags a row behind
+            where = "header" if line <= 1 else f"rows[{line - 1}]"
             raise InvalidRows(
-                "the CSV header does not fit",
-                [("header", f"unknown column {h!r}") for h in unknown]
-                + [("header", f"missing column {h!r}") for h in missing],
-            )
-        rows = []
-        for row in reader:
-            if None in row:
-                rows.append({"__extra__": row[None]})
-                continue
-            rows.append({k: v for k, v in row.items() if v not in ("", None)})
-        return rows
+                f"the CSV cannot be read at line {line}", [(where, str(exc))]
+            ) from exc
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise Invalid(f"body: not JSON ({exc.msg} at line {exc.lineno})") from exc
+    except RecursionError as exc:
+        raise Invalid("body: JSON nested too deeply", code="invalid_rows") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise Invalid(f"body: not JSON ({exc})"[:300], code="invalid_rows") from exc
     if not isinstance(document, dict) or not isinstance(document.get("legs"), list):
         raise Invalid('body: expected {"legs": [...]} (or text/csv)', code="invalid_rows")
     if set(document) - {"legs"}:
         raise Invalid(f"body: unknown fields {sorted(set(document) - {'legs'})}")
     return list(document["legs"])
+
+
+def _csv_rows(reader: csv.DictReader[str]) -> list[dict[str, Any]]:
+    header = reader.fieldnames or []
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    missing = [h for h in ("leg_id", "carrier", "from", "to") if h not in header]
+    if unknown or missing:
+        raise InvalidRows(
+            "the CSV header does not fit",
+            [("header", f"unknown column {h!r}") for h in unknown]
+            + [("header", f"missing column {h!r}") for h in missing],
+        )
+    rows: list[dict[str, Any]] = []
+    for row in reader:
+        if None in row:
+            rows.append({"__extra__": row[None]})
+            continue
+        rows.append({k: v for k, v in row.items() if v not in ("", None)})
+    return rows
 
 
 @dataclass

@@ -1,0 +1,200 @@
+"""Malformed files and bodies at the API's file entry points: history uploads (CSV, Parquet),
+itinerary uploads (CSV, JSON), free-form JSON and device posts. Each answers a 4xx that names
+where and what, or a report that rejects the bad rows with reasons and stores the good ones;
+never a 500, never a server path.
+
+Most cases here answered 500, or refused a whole file for one row, before they were fixed.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fastapi.testclient import TestClient
+
+from fleetcare.db import connect
+from tests.conftest import Tenant
+from tests.ingest_helpers import make_fleet
+
+LONG = {
+    "name": "fuzz-long",
+    "format": "csv",
+    "header": True,
+    "layout": "long",
+    "asset": "engine",
+    "asset_prefix": "ESN-",
+    "time": {"field": "at", "format": "rfc3339"},
+    "metric_column": "sensor",
+    "value_column": "reading",
+    "metrics": {"t24_r": {"field": "T24_K", "scale": 1.8}},
+}
+WIDE = {
+    "name": "fuzz-wide",
+    "format": "csv",
+    "header": True,
+    "asset": "engine",
+    "asset_prefix": "ESN-",
+    "time": {"field": "at", "format": "epoch_ms"},
+    "metrics": {"t24_r": {"field": "t24_k", "scale": 1.8}},
+}
+HEADER = b"engine,at,sensor,reading\n"
+
+
+def good(hour: int) -> bytes:
+    return b"7,2024-05-01T%02d:00:00Z,T24_K,350\n" % hour
+
+
+def parquet(table: pa.Table) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    return out.getvalue()
+
+
+# label → (profile, file name, body, status, what the answer must say, values stored)
+HISTORY: dict[str, tuple[str, str, bytes, int, str, int]] = {
+    "a row not in UTF-8": (
+        "fuzz-long",
+        "plant 3.csv",
+        HEADER + good(1) + b"7\xe9,2024-05-01T02:00:00Z,T24_K,350\n" + good(3),
+        422,
+        "plant 3.csv:3: not UTF-8 text",
+        0,
+    ),
+    "a NUL in an asset id": (
+        "fuzz-long",
+        "f.csv",
+        HEADER + good(4) + b"7\x00,2024-05-01T05:00:00Z,T24_K,350\n" + good(6),
+        200,
+        "is not a valid id",
+        2,
+    ),
+    "a byte order mark": ("fuzz-long", "f.csv", b"\xef\xbb\xbf" + HEADER + good(7), 200, "", 1),
+    "lines ending in a lone CR": (
+        "fuzz-long",
+        "f.csv",
+        (HEADER + good(8)).replace(b"\n", b"\r"),
+        422,
+        "f.csv:1 (the header)",
+        0,
+    ),
+    "times beyond 1970-2200": (
+        "fuzz-wide",
+        "w.csv",
+        b"engine,at,t24_k\n7,1714557600000,350\n7,-99999999999999,350\n7,99999999999999,350\n"
+        b"8,99999999999999,350\n",
+        200,
+        "w.csv:3: at = '-99999999999999' lies outside 1970-2200",
+        1,
+    ),
+    "a truncated Parquet file": (
+        "fuzz-wide",
+        "x.parquet",
+        parquet(pa.table({"engine": [7], "at": [1714557600000], "t24_k": [350.0]}))[:-20],
+        422,
+        "x.parquet: not a Parquet file",
+        0,
+    ),
+    "a Parquet id column of lists": (
+        "fuzz-wide",
+        "x.parquet",
+        parquet(pa.table({"engine": [[7]], "at": [1714557600000], "t24_k": [350.0]})),
+        422,
+        "column 'engine' holds list",
+        0,
+    ),
+    "a Parquet binary id not in UTF-8": (
+        "fuzz-wide",
+        "x.parquet",
+        parquet(
+            pa.table(
+                {
+                    "engine": pa.array([b"\xff\xfe", b"9"], pa.binary()),
+                    "at": [1714557600000, 1714557600000],
+                    "t24_k": [350.0, 350.0],
+                }
+            )
+        ),
+        200,
+        "x.parquet: row 1: asset id 'ESN-",
+        1,
+    ),
+}
+
+
+def test_bad_history_files_are_clear_errors_or_reports_that_keep_the_good_rows(
+    client: TestClient,
+    make_tenant: Callable[..., Tenant],
+    operator_headers: dict[str, str],
+    db_url: str,
+) -> None:
+    for doc in (LONG, WIDE):
+        assert client.post("/v1/profiles", json=doc, headers=operator_headers).is_success
+    acme = make_tenant("acme")
+    failures: list[str] = []
+    for label, (profile, filename, body, status, says, stored) in HISTORY.items():
+        r = client.post(
+            "/v1/history/import",
+            params={"kind": "engine", "profile": profile, "filename": filename},
+            content=body,
+            headers=acme.headers,
+        )
+        answer = str(r.json())
+        if r.status_code != status or says not in answer or "/tmp" in answer:
+            failures.append(f"{label}: {r.status_code} {answer[:300]}")
+        elif status == 200 and r.json()["values_stored"] != stored:
+            failures.append(f"{label}: stored {r.json()['values_stored']}, not {stored}")
+    assert not failures, "\n".join(failures)
+    with connect(db_url) as conn:
+        refs = {r[0] for r in conn.execute("SELECT ref FROM assets").fetchall()}
+    # an id whose every row has an unreadable time is not created
+    assert "ESN-7" in refs and "ESN-8" not in refs and "ESN-9" in refs
+
+
+def test_bad_itineraries_and_free_form_text_are_422_naming_where(
+    client: TestClient, make_tenant: Callable[..., Tenant], db_url: str
+) -> None:
+    h = make_tenant("acme").headers
+    deep = b"[" * 100_000 + b"]" * 100_000
+    cases: list[tuple[str, bytes, str, str]] = [
+        ("application/json", deep, "body: JSON nested too deeply", ""),
+        ("application/json", b'{"legs": [' + b"9" * 5000 + b"]}", "body: not JSON", ""),
+        (
+            "text/csv",
+            b"leg_id,carrier,from,to\n" + b"x" * 200_000 + b",TAIL-1,A,B\n",
+            "the CSV cannot be read at line 2",
+            "rows[1]",
+        ),
+    ]
+    for content_type, body, detail, field in cases:
+        r = client.post(
+            "/v1/itineraries", content=body, headers={**h, "content-type": content_type}
+        )
+        assert r.status_code == 422, r.text
+        assert detail in r.json()["detail"], r.text
+        if field:
+            assert [p["field"] for p in r.json()["problems"]] == [field], r.text
+    # a lone surrogate in free-form JSON: refused naming the field, not by the database
+    r = client.post(
+        "/v1/assets",
+        content=b'{"kind": "tire", "ref": "T-1", "attributes": {"note": "\\ud800"}}',
+        headers={**h, "content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert "attributes: text may not contain a lone surrogate" in r.json()["detail"], r.text
+    # and over HTTP ingest, a reading of such an asset is quarantined beside a good one
+    with connect(db_url) as conn:
+        small = make_fleet(conn)
+    ts = datetime.now(UTC).isoformat()  # the app's clock is the system's
+    one = '{"asset": "%s", "ts": "' + ts + '", "metrics": {"speed_kmh": 10}}'
+    lone = "\\ud800"  # the JSON escape of a lone surrogate
+    r = client.post(
+        "/v1/telemetry",
+        content=f'{{"readings": [{one % "TRK-0-FL"}, {one % lone}]}}'.encode(),
+        auth=(small.device_a, small.secret_a),
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["stored"], r.json()["quarantined"]) == (1, {"unknown_asset": 1}), r.text
