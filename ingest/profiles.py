@@ -17,7 +17,6 @@ format. No SQL and no MQTT here.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -40,6 +39,7 @@ from pydantic import (
 )
 
 from fleetcare.errors import Invalid
+from ingest.csv_rows import Unreadable, csv_rows
 from ingest.schemas import QuarantineReason
 from ingest.times import epoch_us, rfc3339_us
 
@@ -481,12 +481,12 @@ class CompiledProfile:
 
     # -- text rows -----------------------------------------------------------------------------
 
-    def split_lines(self, lines: Iterable[str]) -> Iterator[list[str]]:
-        """Fields of each non-empty line (CSV with the profile's delimiter, or whitespace)."""
+    def split_lines(
+        self, lines: Iterable[str], unreadable: Unreadable | None = None
+    ) -> Iterator[list[str]]:
+        """Fields of each non-empty line (CSV with the profile's delimiter: ``csv_rows``)."""
         if self.format == "csv":
-            for fields in csv.reader(lines, delimiter=self.doc.delimiter):
-                if fields and any(f.strip() for f in fields):
-                    yield [f.strip() for f in fields]
+            yield from csv_rows(lines, self.doc.delimiter, unreadable)
         else:
             for line in lines:
                 fields = line.split()
@@ -504,7 +504,11 @@ class CompiledProfile:
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             return R.BAD_ENCODING, f"not UTF-8: {exc.reason} at byte {exc.start}"
-        rows = self.split_lines(io.StringIO(text))
+        out: list[Item] = []  # newline=None: lines may end in CR, LF or both
+        rows = self.split_lines(
+            io.StringIO(text, newline=None),
+            lambda line, why: out.append((R.BAD_STRUCTURE, f"line {line}: {why}")),
+        )
         header = None
         if self.doc.header:
             header = next(rows, None)
@@ -514,7 +518,6 @@ class CompiledProfile:
             reader = self.row_reader(header)
         except ProfileError as exc:
             return R.BAD_STRUCTURE, exc.detail
-        out: list[Item] = []
         for line_no, fields in enumerate(rows, start=2 if header else 1):
             if len(out) >= max_readings:
                 return R.TOO_MANY_READINGS, f"more than {max_readings} rows"

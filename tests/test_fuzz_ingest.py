@@ -16,8 +16,10 @@ import pytest
 from psycopg import Connection
 
 from fleetcare.clock import ManualClock
+from ingest import profile_service
+from ingest import service as devices
 from ingest.pipeline import store_messages
-from ingest.schemas import IngestLimits
+from ingest.schemas import DeviceCreate, IngestLimits
 from maintenance.mobility import service as mobility
 from maintenance.mobility.schemas import CarrierCreate
 from tests.ingest_helpers import OPERATOR, SmallFleet, make_fleet, raw
@@ -134,3 +136,46 @@ def _bad_positions_beside_good_ones(
     assert not failures, "\n".join(failures)
     details = [d for _, d in _quarantined(conn)][len(BAD_READINGS) :]
     assert all(d.startswith("positions[1]") for d in details), details
+
+
+CSV_PROFILE = {
+    "name": "fuzz-csv",
+    "format": "csv",
+    "header": True,
+    "layout": "long",
+    "asset": "asset",
+    "time": {"field": "time", "format": "epoch_ms"},
+    "metric_column": "signal",
+    "value_column": "value",
+    "metrics": {"speed_kmh": {"field": "V"}},
+}
+
+
+def test_a_csv_line_the_csv_module_refuses_is_quarantined_and_the_rest_stored(
+    conn: Connection[Any], small: SmallFleet, topic_root: str
+) -> None:
+    """A field past the csv module's 131,072-character limit (csv.Error) failed the whole batch
+    (500 over HTTP), and so did a message whose lines end in a lone CR."""
+    profile_service.apply_profile(conn, OPERATOR, CSV_PROFILE, source="test")
+    device = devices.create_device(
+        conn,
+        OPERATOR,
+        DeviceCreate(customer_id=small.customer_a, ref="gw-fuzz-csv", profile="fuzz-csv"),
+    )
+    conn.commit()
+    limits = IngestLimits(topic_root=topic_root)
+    topic = f"{topic_root}/{device.ref}/telemetry"
+    rows = [f"TRK-0-FL,{NOW_MS - 1000 * k},V,10" for k in (1, 2, 3)]
+    huge = f"TRK-0-FL,{NOW_MS - 4000},V,{'9' * 140_000}"
+    lf = "\n".join(["asset,time,signal,value", rows[0], huge, rows[1]]) + "\n"
+    cr = "\r".join(["asset,time,signal,value", rows[2]]) + "\r"
+    result = store_messages(
+        conn,
+        [raw(topic, lf.encode()), raw(topic, cr.encode())],
+        limits=limits,
+        clock=ManualClock(NOW),
+    )
+    conn.commit()
+    assert (result.stored, dict(result.quarantined)) == (3, {"bad_structure": 1})
+    (detail,) = conn.execute("SELECT detail FROM quarantine").fetchone() or ("",)
+    assert detail.startswith("line 3: field larger than field limit"), detail
