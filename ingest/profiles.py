@@ -260,8 +260,8 @@ def load_profile_file(path: Path) -> ProfileDocument:
         raise ProfileError(f"{path}: cannot read ({exc})") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except ValueError as exc:
-        raise ProfileError(f"{path}: not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON, nested too deep, too many digits
+        raise ProfileError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}"[:300]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

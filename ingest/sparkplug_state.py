@@ -48,7 +48,7 @@ def parse_state(payload: bytes) -> tuple[bool, int] | None:
     """``(online, timestamp)`` of a STATE payload; None when it is not one."""
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(doc, dict):
         return None

@@ -115,6 +115,10 @@ def read_document(path: Path) -> Any:
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise KindFileError(f"{path}: {where}invalid YAML: {problem}") from None
+    except RecursionError:
+        raise KindFileError(f"{path}: nested too deeply to be a kind definition") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise KindFileError(f"{path}: invalid {fmt.upper()}: {exc}"[:300]) from None
 
 
 def load_file(path: Path | str) -> KindDefinition:

@@ -9,14 +9,20 @@ Most cases here answered 500, or refused a whole file for one row, before they w
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from fastapi.testclient import TestClient
 
 from fleetcare.db import connect
+from ingest.profiles import ProfileError, load_profile_file
+from ingest.sparkplug_state import parse_state
+from kinds.loader import KindFileError, load_file
 from tests.conftest import Tenant
 from tests.ingest_helpers import make_fleet
 
@@ -198,3 +204,23 @@ def test_bad_itineraries_and_free_form_text_are_422_naming_where(
     )
     assert r.status_code == 200, r.text
     assert (r.json()["stored"], r.json()["quarantined"]) == (1, {"unknown_asset": 1}), r.text
+
+
+def test_deep_or_overlong_definition_files_are_clear_errors(tmp_path: Path) -> None:
+    """Kind and profile files (``fleetcare kinds apply``, ``fleetcare profiles apply``): JSON or
+    YAML nested 50,000 deep raised RecursionError, a 5,000-digit integer ValueError (a
+    traceback at the command line); now each is the file's error, naming it."""
+    deep_json = b'{"name": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    bodies = {
+        "deep.json": deep_json,
+        "deep.yaml": b"name: " + b"[" * 50_000 + b"]" * 50_000,
+        "digits.json": b'{"name": 1' + b"0" * 5000 + b"}",
+    }
+    for name, body in bodies.items():
+        path = tmp_path / name
+        path.write_bytes(body)
+        with pytest.raises(KindFileError, match=re.escape(str(path))):
+            load_file(path)
+        with pytest.raises(ProfileError, match=re.escape(str(path))):
+            load_profile_file(path)
+    assert parse_state(b"[" * 50_000 + b"]" * 50_000) is None  # a Sparkplug STATE payload
