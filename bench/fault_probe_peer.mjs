@@ -9,7 +9,8 @@
 // it follows the device contract of docs/telemetry.md ("Confirmation: acknowledged means
 // stored") as written there, as a firmware developer would: every message is a batch with a
 // `seq` (from the clock at start, counting up), kept in a bounded buffer until fleetcare's
-// retained {"seq": n} on <root>/<device>/ack covers it, and everything still in the buffer is
+// retained {"seq": n} (or {"seq": hi, "from": lo}: lo..hi, and what is below lo is sent again)
+// on <root>/<device>/ack covers it, and everything still in the buffer is
 // sent again, in order, after every reconnect. Without the contract it is a plain MQTT device:
 // the library resends what the broker has not acknowledged, nothing more.
 // mode "raw": publishes the given payloads once (QoS 1) and reports each PUBACK.
@@ -203,18 +204,42 @@ async function device() {
     connected = false;
   });
   client.on("error", (e) => say("error", { message: String(e.message ?? e) }));
+  let resentBelow = null; // the last "from" that made us send again
   client.on("message", (t, message) => {
     if (t !== ackTopic) return;
-    let seq;
+    let seq, from;
     try {
-      seq = JSON.parse(message.toString()).seq;
+      ({ seq, from } = JSON.parse(message.toString()));
     } catch {
       return;
     }
     confirmations += 1;
-    if (typeof seq !== "number" || seq <= confirmedSeq) return;
-    confirmedSeq = seq;
-    while (buffer.length > 0 && buffer[0][0] <= seq) buffer.shift();
+    if (typeof seq !== "number") return;
+    if (typeof from !== "number") {
+      // {"seq": n}: everything up to n; a lower number than one already had changes nothing
+      if (seq <= confirmedSeq) return;
+      confirmedSeq = seq;
+      while (buffer.length > 0 && buffer[0][0] <= seq) buffer.shift();
+      maybeDone();
+      return;
+    }
+    // {"seq": hi, "from": lo}: drop lo..hi; what is buffered below lo never reached fleetcare:
+    // send it again now, in order, once per new "from"
+    confirmedSeq = Math.max(confirmedSeq, seq);
+    let kept = 0;
+    for (const entry of buffer) {
+      if (entry[0] < from || entry[0] > seq) buffer[kept++] = entry;
+    }
+    buffer.length = kept;
+    if (from !== resentBelow) {
+      resentBelow = from;
+      for (const [s, i] of buffer.slice()) {
+        if (s < from && i < next) {
+          resent += 1;
+          send(i);
+        }
+      }
+    }
     maybeDone();
   });
   process.on("SIGUSR1", report);

@@ -197,8 +197,7 @@ def store_messages(
         if item is not None:
             decoded.append(item)
             if item.seq is not None:  # confirmed once this batch commits (stored or not)
-                confirmed = result.confirmed
-                confirmed[ref] = max(item.seq, confirmed.get(ref, item.seq))
+                result.confirmed.append((ref, item.seq, msg.epoch))
     offline: dict[int, datetime] = {}
     for msg, dead in deaths:
         for ref in dead:

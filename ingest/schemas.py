@@ -68,6 +68,9 @@ class RawMessage:
     ack_token: Any = field(default=None, compare=False)
     # a Sparkplug B message as the ingestor's host session read it (ingest.sparkplug)
     sparkplug: Any = field(default=None, compare=False)
+    # the ingestor's epoch when it arrived: a new one starts where messages may have been
+    # lost (a CONNACK without our session, a broker restart; ingest.confirm_runs)
+    epoch: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +131,10 @@ class BatchResult:
     # carriers' positions (ingest.positions): new rows, and positions already stored
     positions_stored: int = 0
     positions_duplicates: int = 0
-    # per device reference, the highest message number ("seq") of this batch: what the
-    # ingestor confirms to the device once the batch is committed
-    confirmed: dict[str, int] = field(default_factory=dict)
+    # (device reference, message number "seq", epoch) of the numbered messages handled, in
+    # arrival order: what the ingestor confirms once the batch is committed
+    # (ingest.confirm_runs)
+    confirmed: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def quarantined_total(self) -> int:
@@ -146,8 +150,7 @@ class BatchResult:
         self.assets_touched += other.assets_touched
         self.positions_stored += other.positions_stored
         self.positions_duplicates += other.positions_duplicates
-        for ref, seq in other.confirmed.items():
-            self.confirmed[ref] = max(seq, self.confirmed.get(ref, seq))
+        self.confirmed.extend(other.confirmed)
 
 
 class QuarantineItem(BaseModel):

@@ -101,7 +101,7 @@ class IngestStats:
                 self.alert, self.alert_at = alert.detail, time.time()
             self.lock.notify_all()
 
-    def record_broker_dropped(self, dropped: int, *, retained: bool) -> None:
+    def record_broker_dropped(self, dropped: int, *, retained: bool) -> int:
         """The broker's count of messages it dropped ($SYS/broker/publish/messages/dropped).
 
         Mosquitto publishes the counter only when it changes, retained with a 60 s expiry: an
@@ -110,17 +110,19 @@ class IngestStats:
         comes on subscription is the baseline; each live value adds its increase over the last
         one. A live value with no baseline is counted whole (it may include older drops: an
         alert too many rather than one missed). A lower value means the broker restarted and
-        counts from zero again.
+        counts from zero again. Returns the increase counted.
         """
         with self.lock:
             last = self._dropped_last
             self._dropped_last = dropped
             if self.broker_dropped is None:
                 self.broker_dropped = 0
+            increase = 0
             if not retained:
                 increase = dropped if last is None or dropped < last else dropped - last
                 self.broker_dropped += increase
             self.lock.notify_all()
+        return increase
 
     def record_subscribed(self) -> None:
         """The broker acknowledged our telemetry subscription (at each (re)connection)."""

@@ -36,6 +36,7 @@ from prometheus_client.registry import CollectorRegistry
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.tenancy import system_session
 from ingest import repository as repo
+from ingest.confirm_runs import RunTracker
 from ingest.inbox import AckToken, Inbox, send_acks
 from ingest.mqtt_client import BufferedClient, Publish, mqtt_endpoint, probe_mqtt5
 from ingest.pipeline import store_messages, store_one_by_one, transient
@@ -79,6 +80,8 @@ class IngestWorker:
         self._stop = threading.Event()
         self._conn_lock = threading.Lock()
         self._connection = 0  # bumped on every CONNACK
+        self._epoch = 0  # bumped where messages may have been lost (ingest.confirm_runs)
+        self._runs = RunTracker()  # used in batch order, under ``_turn``
         self._connected = False
         self._client: mqtt.Client | None = None
         self._writers: list[threading.Thread] = []
@@ -235,6 +238,8 @@ class IngestWorker:
         root = self.config.topic_root
         telemetry = telemetry_filter(root, self.shared)
         session_present = bool(getattr(flags, "session_present", False))
+        if not session_present:  # a fresh subscription: devices' messages may have been dropped
+            self._epoch += 1
         alert = self._watch.on_connack(session_present, time.time())
         if alert is not None:
             log.warning("ingest %s: %s", self.config.client_id, alert.detail)
@@ -315,6 +320,7 @@ class IngestWorker:
                 now,
                 AckToken(mid, (flags >> 1) & 0x03, connection),
                 receive(sp_topic, payload) if sp_topic is not None else None,
+                self._epoch,  # read per message: a $SYS notice before it may have moved it
             )
             if not self._enqueue(item):
                 return
@@ -364,12 +370,16 @@ class IngestWorker:
     def _on_broker_status(self, topic: str, payload: bytes, *, retained: bool) -> None:
         if topic == BROKER_DROPPED_TOPIC:
             with contextlib.suppress(ValueError):
-                self.stats.record_broker_dropped(int(payload), retained=retained)
+                if self.stats.record_broker_dropped(int(payload), retained=retained):
+                    self._epoch += 1  # the broker dropped messages: maybe some for us
+
         elif topic == BROKER_UPTIME_TOPIC and (uptime := parse_uptime(payload)) is not None:
             self.stats.record_broker_tick()
             restarted, alert = self._watch.on_uptime(uptime, time.time())
             if alert is not None:
                 log.warning("ingest %s: %s", self.config.client_id, alert.detail)
+            if restarted:
+                self._epoch += 1
             if restarted or alert is not None:
                 self.stats.record_subscription_event(restarted=restarted, alert=alert)
                 self._last_status = 0.0
@@ -521,14 +531,15 @@ class IngestWorker:
             )
 
     def _confirm(self, result: BatchResult) -> None:
-        """Tell each device that numbers its messages the highest number now committed: a
-        retained QoS 1 message on its own acknowledgement topic (docs/telemetry.md)."""
+        """Tell each device that numbers its messages which of them are now handled:
+        ``{"seq": hi, "from": lo}`` per run segment (ingest.confirm_runs), retained QoS 1 on its
+        own acknowledgement topic (docs/telemetry.md). Called in batch order."""
         client = self._client
         if not result.confirmed or client is None:
             return
         root = self.config.topic_root
-        for ref, seq in result.confirmed.items():
-            client.publish(ack_topic(root, ref), b'{"seq":%d}' % seq, qos=1, retain=True)
+        for c in self._runs.confirm(result.confirmed):
+            client.publish(ack_topic(root, c.device), c.payload(), qos=1, retain=True)
 
     # --- status -------------------------------------------------------------------------------
 

@@ -344,6 +344,7 @@ class MqttLink:
         self._seq = time.time_ns() // 1000
         self._connections = 0
         self.confirmed_seq = 0
+        self._resent_below: int | None = None  # the last ``from`` that made us send again
         self.resent = 0
         self.dropped_unconfirmed = 0
         client = mqtt.Client(
@@ -392,21 +393,37 @@ class MqttLink:
         self.resent += len(again)
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        """A confirmation ``{"seq": hi, "from": lo}``: every message numbered lo..hi was
+        handled; buffered ones below lo never reached fleetcare: send them again, once per new
+        ``from``. Without ``from``: everything up to hi (docs/telemetry.md)."""
         if message.topic != self.ack:
             return
         try:
-            seq = json.loads(message.payload)["seq"]
-        except (ValueError, KeyError, TypeError):
+            doc = json.loads(message.payload)
+            seq, lo = doc["seq"], doc.get("from")
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("device %s: unreadable confirmation %r", self.device_ref, message.payload)
             return
-        if type(seq) is not int:
+        if type(seq) is not int or (lo is not None and type(lo) is not int):
             return
+        again: list[bytes] = []
         with self._acks:
             self.confirmed_seq = max(self.confirmed_seq, seq)
             unconfirmed = self._unconfirmed
-            while unconfirmed and next(iter(unconfirmed)) <= seq:
-                self._unconfirmed_bytes -= len(unconfirmed.popitem(last=False)[1])
+            if lo is None:
+                while unconfirmed and next(iter(unconfirmed)) <= seq:
+                    self._unconfirmed_bytes -= len(unconfirmed.popitem(last=False)[1])
+            else:
+                for n in [n for n in unconfirmed if lo <= n <= seq]:
+                    self._unconfirmed_bytes -= len(unconfirmed.pop(n))
+                if lo != self._resent_below:  # not once more for every confirmation of a run
+                    again = [payload for n, payload in unconfirmed.items() if n < lo]
+                    self._resent_below = lo
+                    self.published += len(again)
             self._acks.notify_all()
+        for payload in again:  # in order, before anything newer is sent
+            self.client.publish(self.topic, payload, qos=1)
+        self.resent += len(again)
 
     @property
     def unconfirmed(self) -> int:

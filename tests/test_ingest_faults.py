@@ -281,3 +281,57 @@ def test_database_down_30_s_loses_nothing_and_stores_each_reading_once(
         pub.close()
         worker.stop()
     assert _stored_once(db_url) == (30_000, 30_000)
+
+
+def _end_session(broker: Broker, client_id: str) -> None:
+    """Connect as ``client_id`` with a clean start and no session expiry, and leave: its
+    persistent session and subscriptions are gone (as after a broker crash that lost them)."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    answered: list[bool] = []
+    client.on_connect = lambda _c, _u, flags, _rc, _p: answered.append(flags.session_present)
+    client.connect("127.0.0.1", broker.port, clean_start=True, properties=props)
+    deadline = time.monotonic() + TIMEOUT
+    while not answered and time.monotonic() < deadline:
+        client.loop(0.1)
+    client.disconnect()
+    client.loop(0.1)
+    assert answered == [False], "the broker did not answer"
+
+
+def test_messages_dropped_while_the_ingestor_had_no_session_are_sent_again_and_stored(
+    broker: Broker, small: SmallFleet, topic_root: str, db_url: str
+) -> None:
+    """Issue 24's hole (the fault probe, kill9-live): the broker lost the ingestor's session,
+    so what a device sent before the ingestor subscribed again went nowhere ("no matching
+    subscribers", a success PUBACK). A bare high-water mark then confirmed newer numbers and
+    the device dropped the lost ones; a confirmation of the run ({"seq", "from"}) makes it send
+    them again."""
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    payloads = stream(small, 3_000, 50, datetime.now(UTC) - timedelta(minutes=5))  # 60 messages
+    device = MqttLink(broker.url, small.device_a, small.secret_a, topic_root)
+    worker = _ingestor(broker, db_url, topic_root, client_id)
+    try:
+        device.connect()
+        for p in payloads[:20]:
+            device.publish(p)
+        assert device.wait_confirmed(TIMEOUT), f"{device.unconfirmed} never confirmed"
+        worker.stop()
+        _end_session(broker, client_id)  # nobody subscribed now
+        for p in payloads[20:40]:  # the broker acknowledges them and drops them
+            device.publish(p)
+        assert device.wait_acked(TIMEOUT)
+        assert device.unconfirmed == 20
+        worker = _ingestor(broker, db_url, topic_root, client_id)  # session present 0
+        for p in payloads[40:]:
+            device.publish(p)
+        assert device.wait_confirmed(TIMEOUT), f"{device.unconfirmed} never confirmed"
+        assert wait_for_count(db_url, 3_000) == 3_000, "readings the device dropped as confirmed"
+        assert device.resent >= 20
+        assert _stored_once(db_url) == (3_000, 3_000)
+    finally:
+        device.disconnect(timeout=5)
+        worker.stop()
