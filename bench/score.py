@@ -320,6 +320,7 @@ def main() -> int:
                 if result.predictions != args.assets:
                     raise SystemExit(f"warm pass wrote {result.predictions} predictions")
                 warm_one.append(times)
+                warm_rate_lookups = result.rate_lookups
                 log(f"warm pass, 1 thread (worker default): {times.text()}  {_fmt(result)}")
             with conn.transaction():
                 add_reading_to_all(conn, ids, hour)
@@ -406,6 +407,9 @@ def main() -> int:
                 "warm_pass_1thread_median_s": round(warm_one_median, 4),
                 "pass_cpu_s": round(warm_one_cpu, 4),
                 "pass_db_cpu_s": _round(statistics.median(warm_one_db) if warm_one_db else None),
+                # usage rates the warm passes looked up in telemetry (the others came from
+                # the readings windows: models.scoring.usage_rates_from_windows)
+                "pass_rate_lookups": warm_rate_lookups,
                 "full_read_pass_s": round(full_t.wall_s, 4),
                 "idle_pass_s": round(idle_t.wall_s, 4),
                 "baseline_ms_per_asset": round(per_asset * 1000, 3),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -86,8 +87,10 @@ class Prediction(BaseModel):
     low_confidence: bool = False
 
 
-class ChangedAsset(BaseModel):
-    """An asset whose telemetry moved since the scoring worker last consumed it."""
+@dataclass(frozen=True, slots=True)
+class ChangedAsset:
+    """An asset whose telemetry moved since the scoring worker last consumed it (a plain
+    record: a scoring pass reads 10,000 of them, and a validating model cost ~4 µs each)."""
 
     asset_id: int
     kind: str

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -65,6 +65,7 @@ class PassResult:
     not_scorable: int = 0  # a metric never seen since renewal, or no usage reading
     no_model: int = 0  # kind without an active model
     low_confidence: int = 0  # assets whose data failed the quality gate (models.quality)
+    rate_lookups: int = 0  # usage rates looked up in telemetry (not held by the window)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def add(self, step: str, seconds: float) -> None:
@@ -198,33 +199,43 @@ def _score_kind(
     ids = readings.group_ids()
     last = readings.last_rows()
     last_pg_us = readings.time_us[last] - repo.PG_EPOCH_US
-    data_until = [pg_us_to_datetime(int(u)) for u in last_pg_us]
-    previous = {a.asset_id: a.data_until for a in assets}
-    fresh: list[bool] = []
-    for asset_id, last_until in zip(ids.tolist(), data_until, strict=True):
-        before = previous[asset_id]
-        fresh.append(before is None or last_until > before)
-    has_new = np.asarray(fresh, dtype=np.bool_)
-    result.unchanged_assets += len(fresh) - int(has_new.sum())
-    idx = np.flatnonzero(has_new)
-    if idx.size:
-        _predict_and_write(
-            conn, loaded, readings, ids, last, idx, data_until, now, result
-        )  # fmt: skip
-    tick = time.perf_counter()
     seen = {a.asset_id: a for a in assets}
-    state_ids = [int(a) for a in ids] + list(readings.missing_groups)
-    until_by_id = dict(zip(ids.tolist(), data_until, strict=True))
-    repo.record_scoring_state(
-        conn,
-        state_ids,
-        [seen[a].last_seen_at for a in state_ids],
-        [until_by_id.get(a) for a in state_ids],
-        [seen[a].renewed_at for a in state_ids],
-        now,
-        cache.windows_to_persist(state_ids) if cache is not None else None,
+    micro = timedelta(microseconds=1)
+    before = np.fromiter(
+        (
+            repo.NO_TIME if (u := seen[a].data_until) is None else (u - repo.PG_EPOCH) // micro
+            for a in ids.tolist()
+        ),
+        dtype=np.int64,
+        count=ids.shape[0],
     )
-    result.add("state", time.perf_counter() - tick)
+    has_new = last_pg_us > before
+    result.unchanged_assets += int(ids.shape[0] - has_new.sum())
+    idx = np.flatnonzero(has_new)
+
+    def write_state() -> None:
+        # what the pass consumed, on the writer thread beside the predictions
+        state_ids = ids.tolist() + list(readings.missing_groups)
+        missing = np.full(len(readings.missing_groups), repo.NO_TIME, dtype=np.int64)
+        repo.record_scoring_state(
+            conn,
+            state_ids,
+            [seen[a].last_seen_at for a in state_ids],
+            np.concatenate((last_pg_us, missing)),
+            [seen[a].renewed_at for a in state_ids],
+            now,
+            cache.windows_to_persist(state_ids) if cache is not None else None,
+        )
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-write") as writer:
+        if idx.size:
+            _predict_and_write(
+                conn, loaded, readings, ids, last, idx, now, result, writer, write_state
+            )  # fmt: skip
+        else:
+            tick = time.perf_counter()
+            writer.submit(write_state).result()
+            result.add("state", time.perf_counter() - tick)
 
 
 WRITE_CHUNK = 2_000  # assets per prediction write: the server writes one chunk while the
@@ -238,88 +249,144 @@ def _predict_and_write(
     ids: NDArray[Any],
     last: NDArray[np.intp],
     idx: NDArray[np.intp],
-    data_until: Sequence[datetime],
     now: datetime,
     result: PassResult,
+    writer: ThreadPoolExecutor,
+    write_state: Callable[[], None],
 ) -> None:
     """Features, predictions and their write for the assets at positions ``idx`` of ``ids``
-    (``last``: each asset's last row in ``readings``; ``data_until``: its time).
+    (``last``: each asset's last row in ``readings``).
 
-    The database works while Python computes: the usage-rate query runs while the first
-    chunk is predicted, and each chunk's write while the next one is. One writer thread
-    keeps the statements in order on the pass's connection (and its transaction).
+    The database works while Python computes: the usage-rate lookups (of the assets whose
+    window does not hold the reading a rate is measured from) run while the first chunk is
+    predicted, each chunk's write while the next one is, and ``write_state`` (the scoring
+    state) after the first chunk's. One writer thread keeps the statements in order on the
+    pass's connection (and its transaction).
     """
     model = loaded.model
     score_ids = ids[idx]
-    last_usage = readings.matrix[last[idx], 1]
-    until = [data_until[i] for i in idx]
     until_unix_us = readings.time_us[last[idx]]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-write") as writer:
-        rates_future = writer.submit(
-            repo.usage_rates_per_day,
-            conn,
-            loaded.layout.usage_id,
-            score_ids.tolist(),
-            until,
-            last_usage.tolist(),
-            USAGE_RATE_LOOKBACK,
-            USAGE_RATE_MIN_HISTORY,
-        )
-        writes: list[Future[int]] = []
-        rates: dict[int, float] | None = None
-        # each row's group (its position in ``ids``): a chunk's rows by a look-up, not a search
-        row_group = np.repeat(np.arange(ids.shape[0]), np.diff(last, prepend=-1))
-        for lo in range(0, score_ids.size, WRITE_CHUNK):
-            chunk = score_ids[lo : lo + WRITE_CHUNK]
-            tick = time.perf_counter()
-            in_chunk = np.zeros(ids.shape[0], dtype=np.bool_)
-            in_chunk[idx[lo : lo + WRITE_CHUNK]] = True
-            rows = in_chunk[row_group]
-            matrix = readings.matrix[rows]
-            feature_ids, features = model.features.transform_last(matrix)
-            if not np.array_equal(feature_ids.astype(np.int64), chunk.astype(np.int64)):
-                raise RuntimeError("scoring: features came back in another order than assets")
-            result.add("features", time.perf_counter() - tick)
-            tick = time.perf_counter()
-            predicted = model.predict(features)
-            result.add("predict", time.perf_counter() - tick)
-            tick = time.perf_counter()
-            explainer = loaded.explainer  # a fresh worker's first pass may wait for its build
-            result.add("explainer_wait", time.perf_counter() - tick)
-            tick = time.perf_counter()
-            issues = loaded.gate.issues(matrix, readings.time_us[rows], features)
-            explanations: dict[str, list[str | None]] = {
-                c: [None] * int(chunk.size) for c in predicted
-            }
-            if explainer is not None:
-                found = explainer.explain(matrix, features, predicted, issues)
-                explanations = {c: list(encode(e)) for c, e in found.items()}
-            low_confidence = [bool(found) for found in issues]
-            result.low_confidence += sum(low_confidence)
-            result.add("explain", time.perf_counter() - tick)
-            tick = time.perf_counter()
-            if rates is None:
-                rates = rates_future.result()
-            writes.append(
-                writer.submit(
-                    _write_predictions,
-                    conn,
-                    model,
-                    loaded.version_id,
-                    chunk.astype(np.int64),
-                    predicted,
-                    explanations,
-                    low_confidence,
-                    rates,
-                    until_unix_us[lo : lo + WRITE_CHUNK],
-                    now,
-                )
-            )
-            result.add("write", time.perf_counter() - tick)
+    rate, look_up = usage_rates_from_windows(
+        readings, last, idx, model.history_rows(), USAGE_RATE_LOOKBACK, USAGE_RATE_MIN_HISTORY
+    )
+    result.rate_lookups += int(look_up.size)
+    rates_future = writer.submit(
+        repo.usage_rates_per_day,
+        conn,
+        loaded.layout.usage_id,
+        score_ids[look_up].tolist(),
+        [pg_us_to_datetime(u - repo.PG_EPOCH_US) for u in until_unix_us[look_up].tolist()],
+        readings.matrix[last[idx[look_up]], 1].tolist(),
+        USAGE_RATE_LOOKBACK,
+        USAGE_RATE_MIN_HISTORY,
+    )
+    writes: list[Future[Any]] = []
+    rates: FloatArray | None = None
+    # each row's group (its position in ``ids``): a chunk's rows by a look-up, not a search
+    row_group = np.repeat(np.arange(ids.shape[0]), np.diff(last, prepend=-1))
+    for lo in range(0, score_ids.size, WRITE_CHUNK):
+        chunk = score_ids[lo : lo + WRITE_CHUNK]
         tick = time.perf_counter()
-        result.predictions += sum(w.result() for w in writes)
-        result.scored_assets += int(score_ids.size)
+        in_chunk = np.zeros(ids.shape[0], dtype=np.bool_)
+        in_chunk[idx[lo : lo + WRITE_CHUNK]] = True
+        rows = in_chunk[row_group]
+        matrix = readings.matrix[rows]
+        feature_ids, features = model.features.transform_last(matrix)
+        if not np.array_equal(feature_ids.astype(np.int64), chunk.astype(np.int64)):
+            raise RuntimeError("scoring: features came back in another order than assets")
+        result.add("features", time.perf_counter() - tick)
+        tick = time.perf_counter()
+        predicted = model.predict(features)
+        result.add("predict", time.perf_counter() - tick)
+        tick = time.perf_counter()
+        explainer = loaded.explainer  # a fresh worker's first pass may wait for its build
+        result.add("explainer_wait", time.perf_counter() - tick)
+        tick = time.perf_counter()
+        issues = loaded.gate.issues(matrix, readings.time_us[rows], features)
+        explanations: dict[str, list[str | None]] = {c: [None] * int(chunk.size) for c in predicted}
+        if explainer is not None:
+            found = explainer.explain(matrix, features, predicted, issues)
+            explanations = {c: list(encode(e)) for c, e in found.items()}
+        low_confidence = [bool(found) for found in issues]
+        result.low_confidence += sum(low_confidence)
+        result.add("explain", time.perf_counter() - tick)
+        tick = time.perf_counter()
+        if rates is None:
+            looked_up = rates_future.result()
+            rates = rate
+            rates[look_up] = [looked_up.get(a, np.nan) for a in score_ids[look_up].tolist()]
+        writes.append(
+            writer.submit(
+                _write_predictions,
+                conn,
+                model,
+                loaded.version_id,
+                chunk.astype(np.int64),
+                predicted,
+                explanations,
+                low_confidence,
+                rates[lo : lo + WRITE_CHUNK],
+                until_unix_us[lo : lo + WRITE_CHUNK],
+                now,
+            )
+        )
         result.add("write", time.perf_counter() - tick)
+        if lo == 0:
+            state = writer.submit(write_state)
+    tick = time.perf_counter()
+    result.predictions += sum(w.result() for w in writes)
+    result.scored_assets += int(score_ids.size)
+    result.add("write", time.perf_counter() - tick)
+    tick = time.perf_counter()
+    state.result()
+    result.add("state", time.perf_counter() - tick)
+
+
+def usage_rates_from_windows(
+    readings: repo.Readings,
+    last: NDArray[np.intp],
+    idx: NDArray[np.intp],
+    history_rows: tuple[int, int],
+    lookback: timedelta,
+    min_history: timedelta,
+) -> tuple[FloatArray, NDArray[np.intp]]:
+    """Usage per day of the assets at positions ``idx`` (``last``: each asset's last row in
+    ``readings``), as :func:`models.repository.usage_rates_per_day` measures it, from the
+    readings windows where they hold the counter reading it is measured from: (the rate of
+    each, NaN for none; the positions into ``idx`` whose reading the window may not hold,
+    to look up in telemetry).
+
+    A window (``history_rows``: its first ``head`` and last ``tail`` usage readings since
+    renewal) holds it when its first row is after ``lookback`` before the last (then the
+    first reading since renewal is the one), when the latest row at or before that time is
+    among the last ``tail`` rows, or when the window holds every reading since renewal
+    (fewer rows than ``head + tail``).
+    """
+    head, tail = history_rows
+    rows = last[idx]
+    first = np.concatenate(([0], last[:-1] + 1))[idx] if last.size else rows
+    n_rows = rows - first + 1
+    t = readings.time_us
+    usage = readings.matrix[:, 1]
+    cutoff = t[rows] - lookback // timedelta(microseconds=1)
+    # rows at or before the cutoff, per asset (a prefix of its rows: they are in time order)
+    member = np.repeat(np.arange(idx.shape[0]), n_rows)
+    span = np.arange(int(n_rows.sum())) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
+    row_of = np.repeat(first, n_rows) + span
+    before = np.bincount(member, weights=t[row_of] <= cutoff[member], minlength=idx.shape[0])
+    before = before.astype(np.intp)
+    anchor = np.where(before == 0, first, first + before - 1)
+    known = (head > 0) & ((before == 0) | (before - 1 >= head) | (n_rows < head + tail))
+    days = (t[rows] - t[anchor]) / 1e6 / 86400.0
+    min_days = min_history.total_seconds() / 86400.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(
+            (days >= min_days) & (usage[rows] > usage[anchor]),
+            (usage[rows] - usage[anchor]) / days,
+            np.nan,
+        )
+    rate[~known] = np.nan
+    return rate, np.flatnonzero(~known)
 
 
 MAX_DUE_DAYS = 36_500.0  # beyond a century is "not in sight"
@@ -340,11 +407,10 @@ def _write_predictions(
     predicted: dict[str, dict[str, FloatArray]],
     explanations: dict[str, list[str | None]],
     low_confidence: list[bool],
-    rates: dict[int, float],
+    rate: FloatArray,
     data_until_unix_us: NDArray[np.int64],
     now: datetime,
 ) -> int:
-    rate = np.array([rates.get(a, np.nan) for a in asset_ids.tolist()], dtype=np.float64)
     written = 0
     for component, values in predicted.items():
         batch = repo.PredictionBatch(

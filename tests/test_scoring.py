@@ -18,7 +18,15 @@ from fleetcare.clock import ManualClock
 from kinds.loader import builtin_kinds
 from models import repository as repo
 from models.lifetimes import lifetime_matrices
-from models.scoring import ModelCache, ReadingsCache, score_pass
+from models.scoring import (
+    USAGE_RATE_LOOKBACK,
+    USAGE_RATE_MIN_HISTORY,
+    ModelCache,
+    ReadingsCache,
+    pg_us_to_datetime,
+    score_pass,
+    usage_rates_from_windows,
+)
 from models.worker import ScoringWorker
 from testkit import synthetic
 from tests.conftest import Tenant
@@ -146,6 +154,67 @@ def test_no_usage_rate_before_a_day_of_history(conn: Connection[Any]) -> None:
     p = _score_steady_usage(conn, "FRESH-1", hours=12, every_h=3, km_per_h=60.0)
     assert p.usage_rate_per_day is None
     assert p.due_at is None and p.due_at_conservative is None
+
+
+def test_usage_rates_from_windows_like_the_lookups(conn: Connection[Any]) -> None:
+    """Rates from the readings windows equal the telemetry lookups; assets whose window may
+    not hold the reading 7 days back are left to the lookup."""
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    ids = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
+    # (readings every h hours, for d days, km per reading): window of 3 + 5 rows
+    histories = {
+        "YOUNG": (6, 3, 60.0),  # renewed 3 days ago: the first reading since renewal
+        "SPARSE": (48, 20, 500.0),  # the reading 7 days back is in the last 5 rows
+        "DENSE": (6, 10, 60.0),  # ... in the gap between the first 3 and last 5: look it up
+        "WHOLE": (48, 10, 500.0),  # 6 rows: the window holds every reading
+        "PARKED": (12, 5, 0.0),  # the counter did not move: no rate
+        "HOURS": (3, 0.5, 30.0),  # under a day of history: no rate
+    }
+    assets: dict[str, int] = {}
+    with conn.cursor() as cur:
+        for ref, (every_h, days, km) in histories.items():
+            aid = conn.execute(
+                "INSERT INTO assets (customer_id, kind, ref, renewed_at) VALUES (%s, 'tire', %s,"
+                " %s) RETURNING id",
+                (customer.id, ref, START),
+            ).fetchone()[0]  # type: ignore[index]
+            assets[ref] = int(aid)
+            for i in range(int(days * 24 / every_h) + 1):
+                t = START + timedelta(hours=every_h * i)
+                for name in TIRE.metric_names:
+                    value = km * i if name == "odometer_km" else 50.0 + i % 7
+                    cur.execute(
+                        "INSERT INTO telemetry VALUES (%s, %s, %s, %s)", (t, aid, ids[name], value)
+                    )
+    layout = repo.metric_layout(conn, "tire", TIRE.usage_metric, TIRE.sensor_names)
+    windows = repo.scoring_windows(conn, list(assets.values()))
+    readings = repo.fetch_readings(conn, layout, windows, head_rows=3, tail_rows=5)
+    last = readings.last_rows()
+    idx = np.arange(last.shape[0])
+    rate, look_up = usage_rates_from_windows(
+        readings, last, idx, (3, 5), USAGE_RATE_LOOKBACK, USAGE_RATE_MIN_HISTORY
+    )
+    group = readings.group_ids()
+    until = [pg_us_to_datetime(int(u) - repo.PG_EPOCH_US) for u in readings.time_us[last]]
+    want = repo.usage_rates_per_day(
+        conn,
+        layout.usage_id,
+        group.tolist(),
+        until,
+        readings.matrix[last, 1].tolist(),
+        USAGE_RATE_LOOKBACK,
+        USAGE_RATE_MIN_HISTORY,
+    )
+    assert group[look_up].tolist() == [assets["DENSE"]]
+    from_windows = {a: r for a, r in zip(group.tolist(), rate.tolist(), strict=True)}
+    for ref, aid in assets.items():
+        if ref == "DENSE":
+            continue
+        assert (aid in want) == (from_windows[aid] == from_windows[aid]), ref  # NaN: none
+        if aid in want:
+            assert from_windows[aid] == want[aid], ref  # the same float, not approximately
+    assert assets["SPARSE"] in want and assets["YOUNG"] in want and assets["WHOLE"] in want
+    assert assets["PARKED"] not in want and assets["HOURS"] not in want
 
 
 def _direct_matrix(

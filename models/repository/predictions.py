@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.rows import class_row
 
-from models.repository.readings import Conn
+from models.repository.readings import PG_EPOCH, Conn
 from models.schemas import ChangedAsset, Prediction
 
 
@@ -55,25 +55,63 @@ def record_scoring_state(
     conn: Conn,
     asset_ids: Sequence[int],
     seen_at: Sequence[datetime],
-    data_until: Sequence[datetime | None],
+    data_until: Sequence[datetime | None] | np.ndarray,
     renewed_at: Sequence[datetime],
     scored_at: datetime,
     windows: PersistedWindows | None = None,
 ) -> None:
     """Remember what scoring consumed per asset (moves seen_at forward only), and the
-    readings windows given in ``windows`` (an asset without one keeps its stored window)."""
+    readings windows given in ``windows`` (an asset without one keeps its stored window).
+    ``data_until`` may come as PostgreSQL µs since 2000 (:data:`NO_TIME` for none)."""
     if not asset_ids:
         return
     n = len(asset_ids)
     blobs: Sequence[bytes | None] = windows.rows if windows else [None] * n
     built: Sequence[datetime | None] = windows.built_at if windows else [None] * n
-    conn.execute(
-        """
+    with conn.cursor(binary=True) as cur:
+        cur.adapters.register_dumper(_BinaryArray, _BinaryArrayDumper)
+        cur.execute(
+            _STATE_UPSERT,
+            {
+                "at": scored_at,
+                "key": windows.key if windows else None,
+                "ids": _BinaryArray.of(np.asarray(asset_ids, dtype=np.int64), 20),
+                "seen": _timestamps(seen_at),
+                "until": _timestamps(data_until),
+                "renewed": _timestamps(renewed_at),
+                "built": _timestamps(built),
+                "w": list(blobs),
+            },
+        )
+
+
+NO_TIME = np.iinfo(np.int64).min  # -infinity as a binary timestamptz: NULL in the upserts
+
+
+def _timestamps(values: Sequence[datetime | None] | np.ndarray) -> _BinaryArray:
+    """Times (datetimes, None for NULL; or PostgreSQL µs since 2000, ``NO_TIME`` for NULL)
+    as a binary timestamptz array: psycopg dumps a list of datetimes value by value."""
+    if isinstance(values, np.ndarray):
+        return _BinaryArray.of(values.astype(np.int64), 1184)
+    micro = timedelta(microseconds=1)
+    return _BinaryArray.of(
+        np.fromiter(
+            (NO_TIME if v is None else (v - PG_EPOCH) // micro for v in values),
+            dtype=np.int64,
+            count=len(values),
+        ),
+        1184,
+    )
+
+
+# Each value's NULL travels as -infinity (binary arrays here carry no NULLs).
+_STATE_UPSERT = """
         INSERT INTO asset_scoring_state AS s (asset_id, seen_at, data_until, renewed_at,
             scored_at, window_key, window_renewed_at, window_built_at, window_rows)
-        SELECT v.asset_id, v.seen_at, v.data_until, v.renewed_at, %(at)s,
+        SELECT v.asset_id, v.seen_at, NULLIF(v.data_until, '-infinity'), v.renewed_at, %(at)s,
                CASE WHEN v.w IS NOT NULL THEN %(key)s::text END,
-               CASE WHEN v.w IS NOT NULL THEN v.renewed_at END, v.built, v.w
+               CASE WHEN v.w IS NOT NULL THEN v.renewed_at END,
+               NULLIF(v.built, '-infinity'), v.w
           FROM unnest(%(ids)b::bigint[], %(seen)b::timestamptz[], %(until)b::timestamptz[],
                       %(renewed)b::timestamptz[], %(built)b::timestamptz[], %(w)b::bytea[])
             AS v(asset_id, seen_at, data_until, renewed_at, built, w)
@@ -86,18 +124,7 @@ def record_scoring_state(
             window_renewed_at = coalesce(EXCLUDED.window_renewed_at, s.window_renewed_at),
             window_built_at = coalesce(EXCLUDED.window_built_at, s.window_built_at),
             window_rows = coalesce(EXCLUDED.window_rows, s.window_rows)
-        """,
-        {
-            "at": scored_at,
-            "key": windows.key if windows else None,
-            "ids": list(asset_ids),
-            "seen": list(seen_at),
-            "until": list(data_until),
-            "renewed": list(renewed_at),
-            "built": list(built),
-            "w": list(blobs),
-        },
-    )
+"""
 
 
 @dataclass(frozen=True)
@@ -164,6 +191,7 @@ _ARRAY_ELEMENTS = {  # element oid: (array oid, big-endian element dtype)
     16: (1000, ">?"),  # bool
     20: (1016, ">i8"),  # bigint
     701: (1022, ">f8"),  # float8
+    1184: (1185, ">i8"),  # timestamptz (µs since 2000-01-01 UTC)
 }
 
 
