@@ -118,6 +118,59 @@ def decode_window(
     return rows, time_us, seed_pg_us
 
 
+def decode_windows(
+    asset_ids: Sequence[int], blobs: Sequence[bytes], layout: repo.MetricLayout
+) -> list[tuple[FloatArray, NDArray[np.int64], NDArray[np.int64]] | None]:
+    """:func:`decode_window` of each persisted window, the windows of one size (most of a
+    fleet's: head + tail rows, a seed per metric) decoded together on arrays."""
+    out: list[tuple[FloatArray, NDArray[np.int64], NDArray[np.int64]] | None] = [None] * len(blobs)
+    by_size: dict[int, list[int]] = {}
+    for i, blob in enumerate(blobs):
+        by_size.setdefault(len(blob), []).append(i)
+    columns = np.asarray(layout.column_ids, dtype=np.int64)
+    by_id = np.argsort(columns, kind="stable")
+    k = columns.shape[0]
+    for size, members in by_size.items():
+        n = (size - _HEADER.size - k * repo.LONG_ROW.itemsize) // (8 + 8 * (k + 1))
+        if n <= 0:
+            for i in members:
+                out[i] = decode_window(asset_ids[i], blobs[i], layout.column_ids)
+            continue
+        record = np.dtype(
+            [
+                ("header", "<u4", (3,)),
+                ("time", "<i8", (n,)),
+                ("rows", "<f8", (n, k + 1)),
+                ("seeds", repo.LONG_ROW, (k,)),
+            ]
+        )
+        together = np.zeros(0, dtype=record)
+        if record.itemsize == size:
+            together = np.frombuffer(b"".join([blobs[i] for i in members]), dtype=record)
+            values = together["rows"][:, -1, 1 + by_id]
+            seeds = together["seeds"]
+            fits = (
+                (together["header"] == np.array([n, k + 1, k], dtype=np.uint32)).all(axis=1)
+                & (seeds["metric_id"] == columns[by_id]).all(axis=1)
+                & (seeds["value"] == values).all(axis=1)
+            )
+        for at, i in enumerate(members):
+            if together.size == 0 or not fits[at]:
+                out[i] = decode_window(asset_ids[i], blobs[i], layout.column_ids)
+        if together.size == 0:
+            continue
+        ok = np.flatnonzero(fits)
+        rows = np.empty((ok.shape[0], n, k + 2), dtype=np.float64)
+        rows[:, :, 0] = np.asarray([asset_ids[members[a]] for a in ok.tolist()])[:, None]
+        rows[:, :, 1:] = together["rows"][ok]
+        times = together["time"][ok].astype(np.int64)
+        seed_pg_us = np.empty((ok.shape[0], k), dtype=np.int64)
+        seed_pg_us[:, by_id] = together["seeds"]["time"][ok]
+        for j, a in enumerate(ok.tolist()):
+            out[members[a]] = (rows[j], times[j], seed_pg_us[j])
+    return out
+
+
 @dataclass(frozen=True)
 class _Block:
     """The windows that the last pass moved on, end to end (each entry's rows are views of
@@ -249,10 +302,9 @@ class ReadingsCache:
         renewed = {w.asset_id: w.start for w in windows}
         stored = repo.fetch_scoring_windows(conn, list(renewed), key)
         age_offset = time.time()
-        for s in stored:
-            if s.renewed_at != renewed.get(s.asset_id):
-                continue  # a window of an earlier life
-            got = decode_window(s.asset_id, s.rows, layout.column_ids)
+        stored = [s for s in stored if s.renewed_at == renewed.get(s.asset_id)]  # this life's
+        decoded = decode_windows([s.asset_id for s in stored], [s.rows for s in stored], layout)
+        for s, got in zip(stored, decoded, strict=True):
             if got is None:
                 continue
             rows, time_us, seed_pg_us = got

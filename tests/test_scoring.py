@@ -18,6 +18,7 @@ from fleetcare.clock import ManualClock
 from kinds.loader import builtin_kinds
 from models import repository as repo
 from models.lifetimes import lifetime_matrices
+from models.readings_cache import decode_window, decode_windows
 from models.scoring import (
     USAGE_RATE_LOOKBACK,
     USAGE_RATE_MIN_HISTORY,
@@ -617,6 +618,41 @@ def test_persisted_window_of_another_layout_is_read_again(conn: Connection[Any])
     fresh = ReadingsCache()
     assert _outcome(conn, clock, ModelCache(), fresh) == full
     assert (fresh.persisted_loads, fresh.full_reads) == (0, 3)
+
+
+def test_persisted_windows_decode_together_as_one_by_one(conn: Connection[Any]) -> None:
+    customer = fleet.ensure_customer(conn, "acme", "Acme")
+    tires = make_fleet(conn, customer.id, n_assets=4)
+    clock = ManualClock(NOW)
+    install_model(conn, trained_tire_model(), clock)
+    worker = ReadingsCache()
+    _pass(conn, clock, ModelCache(), worker)
+    layout = repo.metric_layout(conn, "tire", TIRE.usage_metric, TIRE.sensor_names)
+    assert worker.key is not None
+    stored = repo.fetch_scoring_windows(conn, tires.asset_ids, worker.key)
+    ids = [s.asset_id for s in stored]
+    blobs = [s.rows for s in stored]
+    tampered = bytearray(blobs[0])
+    tampered[-1] ^= 1  # the last seed's value is no longer the last row's
+    short = blobs[1][:-26]  # a seed less: another size, decoded on its own
+    ids += [ids[0], ids[1], ids[2]]
+    blobs += [bytes(tampered), short, b"\x01\x00"]
+    together = decode_windows(ids, blobs, layout)
+    for i, (asset_id, blob) in enumerate(zip(ids, blobs, strict=True)):
+        one = decode_window(asset_id, blob, layout.column_ids)
+        got = together[i]
+        assert (got is None) == (one is None), i
+        if got is not None and one is not None:
+            for a, b in zip(got, one, strict=True):
+                np.testing.assert_array_equal(a, b)
+            assert got[0][-1, 0] == asset_id
+    assert [g is None for g in together] == [False] * 4 + [True, True, True]
+    # and the decoded window is the one the worker holds
+    entry = worker.entries[ids[0]]
+    decoded = together[0]
+    assert decoded is not None
+    np.testing.assert_array_equal(decoded[0], entry.rows)
+    np.testing.assert_array_equal(decoded[2], entry.seed_pg_us)
 
 
 def test_cache_keeps_each_kinds_entries_side_by_side(conn: Connection[Any]) -> None:
