@@ -163,6 +163,17 @@ def get_kind(conn: Conn, name: str) -> KindDefinition:
     return KindDefinition.model_validate(row.definition)
 
 
+def typical_per_day(conn: Conn, name: str) -> float | None:
+    """Kind ``name``'s typical usage per day (``life.typical_per_day``); None when it states
+    none or the kind is unknown."""
+    row = repo.find_kind(conn, name)
+    if row is None or not isinstance(row.definition, dict):
+        return None
+    life = row.definition.get("life")
+    value = life.get("typical_per_day") if isinstance(life, dict) else None
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
 def get_record(conn: Conn, name: str) -> KindRecord:
     """Kind ``name`` with its version and last change."""
     definition = get_kind(conn, name)

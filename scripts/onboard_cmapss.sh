@@ -21,9 +21,14 @@ for f in "$@"; do
     [ -f "$f" ] || { echo "error: $f: no such file" >&2; exit 2; }
 done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-fleetcare="${FLEETCARE_BIN:-fleetcare}"
-if ! command -v "$fleetcare" >/dev/null && [ -x "$here/.venv/bin/fleetcare" ]; then
+# FLEETCARE_BIN when set; else this checkout's own .venv (not another fleetcare on PATH,
+# which may be another checkout's code); else the one on PATH
+if [ -n "${FLEETCARE_BIN:-}" ]; then
+    fleetcare="$FLEETCARE_BIN"
+elif [ -x "$here/.venv/bin/fleetcare" ]; then
     fleetcare="$here/.venv/bin/fleetcare"
+else
+    fleetcare=fleetcare
 fi
 examples="$here/examples/cmapss"
 lab="${CMAPSS_TRAINING_CUSTOMER:-cmapss-lab}"

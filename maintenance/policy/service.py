@@ -21,6 +21,7 @@ import psycopg
 from fleet import service as fleet
 from fleet.schemas import AssetContext
 from fleetcare.clock import Clock
+from kinds import service as kinds
 from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.logistics import service as logistics
@@ -160,6 +161,38 @@ def _due_from(prediction: Prediction, risk_threshold: float | None) -> datetime 
     return min(known) if known else None
 
 
+# A prediction dated at its kind's typical usage is capped at a century, as the dashboard's is.
+TYPICAL_CAP_DAYS = 36_500
+
+
+def dated(prediction: Prediction, typical_per_day: float | None) -> Prediction:
+    """The prediction the policy decides on: one with no usage rate of its own (less than a day
+    of the asset's usage counter since renewal: ``models.scoring``) dated at its kind's typical
+    usage per day (``life.typical_per_day``), as the dashboard's "≈ est." due date is; any
+    other prediction, or one of a kind that states no typical usage, as it is.
+
+    Undated, a prediction can only fire the failure-risk trigger, and its order was due at the
+    end of the window (the plan's lead time, 14 days or more) however little life was left:
+    an engine a few cycles from failure got an order due weeks out, and a part that wears
+    through its life within a day of renewal (every part of the 20,000x demo) failed while it
+    was open."""
+    rate = prediction.usage_rate_per_day
+    if rate is not None or typical_per_day is None or typical_per_day <= 0:
+        return prediction
+
+    def at(rul: float) -> datetime:
+        days = min(max(rul, 0.0), TYPICAL_CAP_DAYS * typical_per_day) / typical_per_day
+        return prediction.time + timedelta(days=days)
+
+    return prediction.model_copy(
+        update={
+            "usage_rate_per_day": typical_per_day,
+            "due_at": at(prediction.rul),
+            "due_at_conservative": at(prediction.rul_low),
+        }
+    )
+
+
 def order_due_at(
     prediction: Prediction, window: float, now: datetime, risk_threshold: float | None = None
 ) -> datetime:
@@ -244,6 +277,8 @@ def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decis
     state = policy_state.lock(conn, asset.id, prediction.component)
     if state.last_prediction_time is not None and prediction.time <= state.last_prediction_time:
         return Decision("stale", "a newer prediction was already handled")
+    shown = prediction  # what the events carry: the prediction as it was scored
+    prediction = dated(prediction, kinds.typical_per_day(conn, asset.kind))
     window = window_days(conn, asset, prediction.component, ent, prediction, now)
     step = next_due_state(state.state, prediction, ent, window, now)
     fired = step.fired
@@ -257,14 +292,16 @@ def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decis
             emit(
                 conn,
                 "prediction.alert_cleared",
-                _alert_payload(asset, prediction, coverage, fired, window),
+                _alert_payload(asset, shown, coverage, fired, window),
                 customer_id=asset.customer_id,
                 subject=subject("asset", asset.id),
             )
         values |= {"state": "clear", "entered_at": None, "alerted_at": None, "order_id": None}
         decision = Decision("clear", "left the due state")
     if values["state"] == "due":
-        decision = _act_while_due(conn, asset, prediction, coverage, fired, window, values, now)
+        decision = _act_while_due(
+            conn, asset, prediction, shown, coverage, fired, window, values, now
+        )
     policy_state.save(conn, asset.id, prediction.component, values)
     return decision
 
@@ -273,13 +310,15 @@ def _act_while_due(
     conn: Conn,
     asset: AssetContext,
     prediction: Prediction,
+    shown: Prediction,
     coverage: Coverage,
     fired: list[str],
     window: float,
     values: dict[str, object],
     now: datetime,
 ) -> Decision:
-    """In the due state: raise the order once (orders plans) or alert once (alerts only)."""
+    """In the due state: raise the order once (orders plans) or alert once (alerts only).
+    ``prediction`` decides (:func:`dated`); ``shown`` is the one the alert carries."""
     ent = coverage.entitlements
     # dunning paused this subscription's automatic orders (its plan's orders_pause_after_days):
     # the policy alerts instead, until payment resumes them
@@ -328,7 +367,7 @@ def _act_while_due(
         values["order_id"] = order.id
         return Decision("order", ", ".join(fired), order.id)
     if (ent.includes_alerts or orders_paused) and values["alerted_at"] is None:
-        payload = _alert_payload(asset, prediction, coverage, fired, window)
+        payload = _alert_payload(asset, shown, coverage, fired, window)
         if orders_paused and ent.includes_orders:
             payload["orders_paused"] = True
         emit(

@@ -1,0 +1,90 @@
+"""A prediction without a usage rate of its own (less than a day of the asset's counter since
+renewal) is dated at its kind's typical usage per day before the policy decides: an order
+raised on it is due when that life runs out, not at the end of the plan's window.
+
+Before this, such an order (the failure-risk trigger was the only one that could fire) was
+due 14 days out whatever life was left: in the 20,000x demo every engine life is shorter than
+a day, and the engines failed while their orders waited for that due date."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from psycopg import Connection
+
+from maintenance.policy import service as policy
+from models.repository import track_predictions
+from models.schemas import Prediction
+from tests.fixtures.maintenance import T0, clock, make_world, stock_depot
+
+Conn = Connection[Any]
+
+
+def _undated(conn: Conn, asset_id: int, *, rul_low: float, probability: float) -> None:
+    cur = conn.execute(
+        """
+        INSERT INTO predictions (time, asset_id, component, rul, rul_low, rul_high,
+                                 failure_probability, horizon, anomaly_score,
+                                 usage_rate_per_day, due_at, due_at_conservative)
+        VALUES (%s, %s, 'tire', %s, %s, %s, %s, 10000, 0, NULL, NULL, NULL)
+        RETURNING asset_id, component, time
+        """,
+        (T0, asset_id, rul_low * 1.5, rul_low, rul_low * 2, probability),
+    )
+    track_predictions(conn, cur.fetchall())
+    conn.commit()
+
+
+def test_an_order_on_an_undated_prediction_is_due_when_its_life_at_typical_usage_ends(
+    conn: Conn,
+) -> None:
+    world = make_world(conn, "undated-a")
+    stock_depot(conn, "NEAR", on_hand=2, shipping_days=1)
+    # 800 km left at the tire's typical 400 km a day: 2 days, though the window is 10+ days
+    _undated(conn, world.asset_id, rul_low=800, probability=0.6)
+    assert policy.process_queue(conn, clock()) == 1
+    conn.commit()
+    row = conn.execute(
+        "SELECT due_at, reason, priority FROM maintenance_orders WHERE asset_id = %s",
+        (world.asset_id,),
+    ).fetchone()
+    assert row is not None
+    due_at, reason, priority = row
+    assert reason == "predicted"
+    assert due_at <= T0 + timedelta(days=2)  # not T0 + the window (14 days and more)
+    assert priority == "high"
+    # the order's event carries nothing invented: the alert/decision used the estimate only
+    stored = conn.execute(
+        "SELECT usage_rate_per_day FROM predictions WHERE asset_id = %s", (world.asset_id,)
+    ).fetchone()
+    assert stored == (None,)
+
+
+def test_an_undated_prediction_with_much_life_left_raises_nothing(conn: Conn) -> None:
+    world = make_world(conn, "undated-b")
+    stock_depot(conn, "NEAR", on_hand=2, shipping_days=1)
+    _undated(conn, world.asset_id, rul_low=40_000, probability=0.05)  # 100 days typical
+    assert policy.process_queue(conn, clock()) == 1
+    conn.commit()
+    count = conn.execute(
+        "SELECT count(*) FROM maintenance_orders WHERE asset_id = %s", (world.asset_id,)
+    ).fetchone()
+    assert count == (0,)
+
+
+def test_dated_uses_the_typical_rate_only_without_a_measured_one() -> None:
+    base = Prediction(
+        time=T0, asset_id=1, component="hpc_module", model_version_id=None, rul=20,
+        rul_low=10, rul_high=30, coverage=0.8, failure_probability=0.6, horizon=30,
+        anomaly_score=0.0, usage_rate_per_day=None, due_at=None, due_at_conservative=None,
+    )  # fmt: skip
+    est = policy.dated(base, 5.0)
+    assert est.due_at_conservative == T0 + timedelta(days=2)
+    assert est.due_at == T0 + timedelta(days=4)
+    assert policy.risk_due_at(est, 0.3) == T0 + timedelta(days=3)  # half of 30 cycles at 5/day
+    assert policy.order_due_at(est, 21, T0, 0.3) == T0 + timedelta(days=2)
+    assert policy.order_due_at(base, 21, T0, 0.3) == T0 + timedelta(days=21)  # the old answer
+    assert policy.dated(base, None) is base
+    measured = base.model_copy(update={"usage_rate_per_day": 7.0})
+    assert policy.dated(measured, 5.0) is measured
