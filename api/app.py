@@ -80,7 +80,10 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.add_middleware(
         InputGuardMiddleware,
         max_body_bytes=settings.api_max_body_bytes,
-        streaming_paths=frozenset({history.UPLOAD_PATH}),
+        # uploads and device payloads read and bound their bodies themselves; a device's
+        # message goes to the ingest pipeline as its MQTT twin would, where a NUL is one
+        # reading's quarantine, not the whole message's 422
+        streaming_paths=frozenset({history.UPLOAD_PATH, *telemetry.DEVICE_PATHS}),
     )
     app.include_router(health.router)
     app.include_router(fleet.router)

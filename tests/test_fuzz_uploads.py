@@ -204,6 +204,19 @@ def test_bad_itineraries_and_free_form_text_are_422_naming_where(
     )
     assert r.status_code == 200, r.text
     assert (r.json()["stored"], r.json()["quarantined"]) == (1, {"unknown_asset": 1}), r.text
+    # a NUL in a device's message is that reading's quarantine, as over MQTT: the input guard
+    # used to refuse the whole message with a 422 ("body: text may not contain the NUL
+    # character") and the good reading beside it was lost
+    for nul in ("\\u0000", "TRK-0-FL\\u0000"):
+        ts = datetime.now(UTC).isoformat()
+        one = '{"asset": "%s", "ts": "' + ts + '", "metrics": {"speed_kmh": 11}}'
+        r = client.post(
+            "/v1/telemetry",
+            content=f'{{"readings": [{one % "TRK-1-FL"}, {one % nul}]}}'.encode(),
+            auth=(small.device_a, small.secret_a),
+        )
+        assert r.status_code == 200, r.text
+        assert (r.json()["stored"], r.json()["quarantined"]) == (1, {"unknown_asset": 1}), r.text
 
 
 def test_deep_or_overlong_definition_files_are_clear_errors(tmp_path: Path) -> None:

@@ -17,6 +17,9 @@ from ingest.http import TelemetryReceipt, device_from_basic_auth, ingest_posted
 from ingest.schemas import IngestLimits
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
+# the routes that take a device's raw message: they bound its size (``read_body``) and leave
+# its content to the ingest pipeline (api.guard lets them through)
+DEVICE_PATHS = frozenset({"/v1/telemetry", "/v1/telemetry/position"})
 
 
 # Devices authenticate with their MQTT credentials (HTTP Basic), not with an API key; the
