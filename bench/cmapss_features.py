@@ -32,11 +32,17 @@ from models.features import WindowFeatures, group_bounds
 
 FloatArray = NDArray[np.float64]
 
-# the window features before this benchmark's change (models/features.py history): the
-# asset's baseline over its first 10 rows in every set (six conditions: 30 since)
+# the window features before the last change (models/features.py history): without the
+# 600-row life window (before that: 5 windows without a std on all but the longest, and
+# a 10-row baseline with six conditions)
 PREVIOUS: dict[int, dict[str, Any]] = {
     1: {"smoothing": 0.3, "windows": (5, 10, 20, 30, 60), "std_windows": (60,)},
-    6: {"smoothing": 0.15, "windows": (10, 20, 30, 50, 80), "std_windows": (80,)},
+    6: {
+        "smoothing": 0.15,
+        "windows": (10, 20, 30, 50, 80),
+        "std_windows": (80,),
+        "baseline_window": 30,
+    },
 }
 
 

@@ -44,7 +44,7 @@ def constant_window_counts(
 ) -> FloatArray:
     """Per sensor: (rows whose longest window is constant, rows with a full window), from a
     readings matrix and its features."""
-    window = int(max(transformer.windows))
+    window = transformer.spread_window()
     names = [str(n) for n in transformer.get_feature_names_out()]
     ids = matrix[:, 0]
     starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))

@@ -69,16 +69,20 @@ def count_operating_regimes(settings: FloatArray, min_share: float = 0.01) -> in
 # to the model, so only the longest window keeps its std (which the data-quality gate reads).
 # With six conditions the asset's own baseline (what ``drift`` compares with) is the mean of
 # its first 30 rows, not 10: ten rows spread over six regimes leave a noisy baseline.
+# A last window of 600 rows (longer than any C-MAPSS life) gives each sensor's mean and slope
+# since renewal: how far and how fast the unit has worn over its whole life; it keeps no std
+# (the gate reads the 60/80-row std: ``WindowFeatures.spread_window``).
 # Held-out-unit CV (docs/models.md, "C-MAPSS wear models"): FD001 RMSE 10.54 -> 9.90; the
-# 30-row baseline: FD002 and FD004 3-6% lower.
+# 30-row baseline: FD002 and FD004 3-6% lower; the 600-row window: FD001 and FD003 3% lower.
+LIFE_WINDOW = 600
 SINGLE_CONDITION_FEATURES: dict[str, Any] = {
     "smoothing": 0.3,
-    "windows": (5, 10, 20, 30, 60),
+    "windows": (5, 10, 20, 30, 60, LIFE_WINDOW),
     "std_windows": (60,),
 }
 MULTI_CONDITION_FEATURES: dict[str, Any] = {
     "smoothing": 0.15,
-    "windows": (10, 20, 30, 50, 80),
+    "windows": (10, 20, 30, 50, 80, LIFE_WINDOW),
     "std_windows": (80,),
     "baseline_window": 30,
 }
@@ -389,6 +393,12 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         return np.hstack(cols)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def spread_window(self) -> int:
+        """The longest window that keeps its std (``m<j>_w<window>_std``): what the
+        data-quality gate and the drift reference read to find stuck sensors."""
+        kept = self.windows if self.std_windows is None else self.std_windows
+        return int(max(kept)) if len(kept) else int(max(self.windows))
 
     def _has_std(self, window: int) -> bool:
         return self.std_windows is None or window in self.std_windows

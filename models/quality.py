@@ -71,7 +71,7 @@ class QualityGate:
             low.append(metric.low)
             high.append(metric.high)
             units.append(metric.unit)
-        window = int(max(model.features.windows))
+        window = model.features.spread_window()
         names = [str(n) for n in model.features.get_feature_names_out()]
         signals = (reference or {}).get("signals", {})
         stuck_features: list[int] = []

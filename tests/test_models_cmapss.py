@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from models import cmapss
 from models.cli import app
 from models.estimators import RULRegressor
-from models.features import WindowFeatures, fit_conditions_features
+from models.features import LIFE_WINDOW, WindowFeatures, fit_conditions_features
 
 TRAIN_FD001 = Path("/work/shared/data/cmapss/train_FD001.txt")
 TRAIN_FD002 = Path("/work/shared/data/cmapss/train_FD002.txt")
@@ -163,6 +163,35 @@ def test_std_windows_keep_the_longest_spread_and_drop_the_others(fd001):
     np.testing.assert_allclose(last, lean.transform(X)[ends], rtol=1e-9, atol=1e-9)
     with pytest.raises(ValueError, match="std_windows must be among the windows"):
         WindowFeatures(n_settings=3, windows=(5, 10), std_windows=(30,)).fit(X)
+
+
+def test_the_life_window_is_mean_and_slope_since_renewal(fd001):
+    units = fd001[fd001[:, 0] <= 4]
+    X = cmapss.readings_matrix(units)
+    featurizer = cmapss.make_featurizer(1).fit(X)
+    life = LIFE_WINDOW
+    assert max(featurizer.windows) == life > np.bincount(units[:, 0].astype(int)).max()
+    # the gate and the drift reference read the longest window that keeps its std, not it
+    assert featurizer.spread_window() == 60
+    names = list(featurizer.get_feature_names_out())
+    assert f"m0_w{life}_slope" in names and f"m0_w{life}_std" not in names
+    assert "m0_w60_std" in names
+    assert WindowFeatures(windows=(5, 20)).spread_window() == 20  # every window keeps its std
+    features = featurizer.transform(X)
+    z = featurizer._normalised(X)
+    starts = np.flatnonzero(np.append(True, X[1:, 0] != X[:-1, 0]))
+    ends = np.append(starts[1:], X.shape[0])
+    mean_col, slope_col = names.index(f"m3_w{life}_mean"), names.index(f"m3_w{life}_slope")
+    for a, b in zip(starts, ends, strict=True):
+        for row in (a + 1, a + 40, b - 1):  # every row since renewal, however many
+            seen = z[a : row + 1, 3]
+            assert features[row, mean_col] == pytest.approx(seen.mean(), abs=1e-9)
+            slope = np.polyfit(np.arange(seen.shape[0]), seen, 1)[0]
+            assert features[row, slope_col] == pytest.approx(slope, abs=1e-9)
+    # the scoring path gives the training path's values at each unit's last row
+    ids, last = featurizer.transform_last(X)
+    np.testing.assert_array_equal(ids, np.arange(1, 5))
+    np.testing.assert_allclose(last, features[ends - 1], rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.skipif(not TRAIN_FD002.is_file(), reason="train_FD002.txt not present")
