@@ -54,17 +54,19 @@ def test_an_order_on_an_undated_prediction_is_due_when_its_life_at_typical_usage
     assert reason == "predicted"
     assert due_at <= T0 + timedelta(days=2)  # not T0 + the window (14 days and more)
     assert priority == "high"
-    # the order's event carries nothing invented: the alert/decision used the estimate only
+    # the stored prediction is as scored: only the decision used the estimate
     stored = conn.execute(
         "SELECT usage_rate_per_day FROM predictions WHERE asset_id = %s", (world.asset_id,)
     ).fetchone()
     assert stored == (None,)
 
 
-def test_an_undated_prediction_with_much_life_left_raises_nothing(conn: Conn) -> None:
+def test_an_estimated_rate_alone_raises_no_order(conn: Conn) -> None:
+    """Whether it is due is judged on the prediction as scored: 2 days of life at typical
+    usage, but no failure risk, raises nothing until a rate is measured."""
     world = make_world(conn, "undated-b")
     stock_depot(conn, "NEAR", on_hand=2, shipping_days=1)
-    _undated(conn, world.asset_id, rul_low=40_000, probability=0.05)  # 100 days typical
+    _undated(conn, world.asset_id, rul_low=800, probability=0.05)
     assert policy.process_queue(conn, clock()) == 1
     conn.commit()
     count = conn.execute(

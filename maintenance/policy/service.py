@@ -166,10 +166,13 @@ TYPICAL_CAP_DAYS = 36_500
 
 
 def dated(prediction: Prediction, typical_per_day: float | None) -> Prediction:
-    """The prediction the policy decides on: one with no usage rate of its own (less than a day
-    of the asset's usage counter since renewal: ``models.scoring``) dated at its kind's typical
-    usage per day (``life.typical_per_day``), as the dashboard's "≈ est." due date is; any
-    other prediction, or one of a kind that states no typical usage, as it is.
+    """The prediction an order's due date is taken from: one with no usage rate of its own
+    (less than a day of the asset's usage counter since renewal: ``models.scoring``) dated at
+    its kind's typical usage per day (``life.typical_per_day``), as the dashboard's "≈ est."
+    due date is; any other prediction, or one of a kind that states no typical usage, as it is.
+    Whether the asset is due is still judged on the prediction as scored (an estimate of the
+    rate does not raise orders by itself: the due-window trigger stays off until a rate is
+    measured).
 
     Undated, a prediction can only fire the failure-risk trigger, and its order was due at the
     end of the window (the plan's lead time, 14 days or more) however little life was left:
@@ -277,10 +280,11 @@ def handle_prediction(conn: Conn, prediction: Prediction, clock: Clock) -> Decis
     state = policy_state.lock(conn, asset.id, prediction.component)
     if state.last_prediction_time is not None and prediction.time <= state.last_prediction_time:
         return Decision("stale", "a newer prediction was already handled")
-    shown = prediction  # what the events carry: the prediction as it was scored
-    prediction = dated(prediction, kinds.typical_per_day(conn, asset.kind))
+    # whether it is due is judged on the prediction as scored; the due date of its order on
+    # the prediction dated at the kind's typical usage when it has no rate (:func:`dated`)
     window = window_days(conn, asset, prediction.component, ent, prediction, now)
     step = next_due_state(state.state, prediction, ent, window, now)
+    shown, prediction = prediction, dated(prediction, kinds.typical_per_day(conn, asset.kind))
     fired = step.fired
     values = state.model_dump(include=set(PolicyState.model_fields) - {"updated_at"})
     values["last_prediction_time"] = prediction.time
