@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -102,6 +102,7 @@ def store_messages(
     limits: IngestLimits,
     clock: Clock,
     optimistic: bool = False,
+    before_writes: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Validate ``messages``, store their good readings once, quarantine the rest.
 
@@ -110,6 +111,9 @@ def store_messages(
     so a redelivered message is harmless. Each asset's last-seen time and usage counter,
     and each device's last-seen time, move forward once per call. ``optimistic``: see
     ``repository.insert_telemetry`` (the caller retries on ``UniqueViolation``).
+    ``before_writes`` is called once the batch's Python work (decode, checks, the COPY's
+    encoding) is done and before its writes: the ingest worker lets its next writer start
+    preparing then, so one batch's COPY overlaps the next one's Python.
     """
     result = BatchResult(messages=len(messages))
     if not messages:
@@ -324,8 +328,8 @@ def store_messages(
             q.items(item, problems)
 
     # 4. writes
+    copy_data, staged = None, len(times) + len(rows)
     if times or rows.times_us:
-        staged = len(times) + len(rows)
         copy_data = repo.encode_telemetry_copy(
             np.concatenate([*rows.times_us, np.array(times, dtype=np.int64)]),
             np.concatenate([*rows.asset_ids, np.array(asset_ids, dtype=np.int64)]),
@@ -334,6 +338,9 @@ def store_messages(
             in_key_order=True,
             positions=np.concatenate([*rows.positions, np.array(row_order, dtype=np.int64)]),
         )
+    if before_writes is not None:
+        before_writes()
+    if copy_data is not None:
         result.stored = repo.insert_telemetry(conn, copy_data, staged, optimistic=optimistic)
         result.duplicates = staged - result.stored
     if q.rows:

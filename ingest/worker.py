@@ -36,6 +36,7 @@ from prometheus_client.registry import CollectorRegistry
 from fleetcare.clock import Clock, SystemClock
 from fleetcare.tenancy import system_session
 from ingest import repository as repo
+from ingest.baton import Baton
 from ingest.confirm_runs import RunTracker
 from ingest.inbox import AckToken, Inbox, send_acks
 from ingest.mqtt_client import BufferedClient, Publish, mqtt_endpoint, probe_mqtt5
@@ -88,6 +89,10 @@ class IngestWorker:
         self._local = threading.local()  # each writer's own database connection
         self._connections: list[psycopg.Connection[Any]] = []
         self._take_lock = threading.Lock()
+        # one writer at a time does a batch's Python work (it holds the GIL anyway); it hands
+        # on when its batch's writes start, so the next batch is prepared during this COPY
+        # rather than both writers decoding, then both copying, in step
+        self._prepare_lock = threading.Lock()
         self._status_lock = threading.Lock()
         self._turn = threading.Condition()  # acknowledgements in batch order
         self._next_seq = 0
@@ -413,6 +418,10 @@ class IngestWorker:
 
     def _write_one_batch(self, index: int) -> bool:
         """Collect, store, commit, acknowledge one batch; False when stopping."""
+        with Baton(self._prepare_lock) as baton:
+            return self._write_batch(index, baton)
+
+    def _write_batch(self, index: int, baton: Baton) -> bool:
         with self._take_lock:
             batch = self._collect()
             seq = self._next_seq
@@ -429,7 +438,8 @@ class IngestWorker:
             return True
         self._waiting_logged = False
         try:
-            result = self._store_with_retry(batch)
+            result = self._store_with_retry(batch, baton.hand_on)
+            baton.hand_on()
             with self._turn:  # the previous batch's acknowledgements go first
                 self._turn.wait_for(lambda: self._acked_seq == seq - 1 or self._stop.is_set())
                 in_turn = self._acked_seq == seq - 1
@@ -468,7 +478,9 @@ class IngestWorker:
             db.close()
             self._local.db = None
 
-    def _store_with_retry(self, batch: list[RawMessage]) -> BatchResult | None:
+    def _store_with_retry(
+        self, batch: list[RawMessage], before_writes: Callable[[], None] | None = None
+    ) -> BatchResult | None:
         delay = self.config.retry_initial_s
         failures = 0
         optimistic = True  # no savepoint around the COPY until the key refuses a reading
@@ -483,6 +495,7 @@ class IngestWorker:
                             limits=self.config.limits,
                             clock=self.clock,
                             optimistic=optimistic,
+                            before_writes=before_writes,
                         )
                 except Exception as exc:
                     if optimistic and isinstance(exc, psycopg.errors.UniqueViolation):
