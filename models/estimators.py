@@ -44,10 +44,12 @@ class RULRegressor(RegressorMixin, BaseEstimator):
     Intervals are calibrated on out-of-fold predictions: ``fit`` refits the model
     ``calibration_folds`` more times, each time leaving out a fold of assets (passed
     as ``groups``), and keeps the held-out residuals (capped truth minus prediction).
-    Each residual is weighted 1/rows-of-its-asset, so that every asset counts like
-    one random truncation of its life. ``predict_interval`` adds weighted residual
-    quantiles to the point prediction, separately for ``calibration_bins`` ranges of
-    the predicted RUL (the error grows with the RUL).
+    ``predict_interval`` adds weighted residual quantiles to the point prediction,
+    separately for ``calibration_bins`` ranges of the predicted RUL (the error grows
+    with the RUL). With ``groups``, each residual is weighted 1/rows-of-its-asset in
+    its range, so that every asset with rows in a range counts once there (weighted
+    over the whole life instead, one early failure's few rows would carry its whole
+    weight into the top range and set the low end of every new part's interval).
 
     Parameters
     ----------
@@ -185,10 +187,20 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         oof = np.clip(oof, self.y_min_, self.max_rul)
         self.calibration_pred_ = oof
         self.calibration_residual_ = y_fit - oof
-        self.calibration_weight_ = cal_weight
         n_bins = max(1, min(self.calibration_bins, n // 20))
         inner = np.linspace(0, 1, n_bins + 1)[1:-1]
         self.calibration_bin_edges_ = np.quantile(oof, inner) if inner.size else np.zeros(0)
+        if groups is not None:
+            # every asset counts once in each range of predicted RUL it has rows in: weighted
+            # 1/rows-of-its-whole-life, a short life (an early failure) would weigh as much as
+            # all its rows in the one range they fall in, and outweigh the long lives there
+            bins = np.searchsorted(self.calibration_bin_edges_, oof, side="right")
+            _, pair, pair_counts = np.unique(
+                np.column_stack([inverse, bins]), axis=0, return_inverse=True, return_counts=True
+            )
+            pair = pair.reshape(-1)
+            cal_weight = (np.ones(n) if w is None else w.copy()) / pair_counts[pair]
+        self.calibration_weight_ = cal_weight
         return self
 
     def predict(self, X: Any) -> FloatArray:

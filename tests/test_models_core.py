@@ -218,3 +218,30 @@ def test_scoring_needs_only_the_first_and_recent_rows(fleet, featurizer):
     _, short_last = featurizer.transform_last(short)
     # exactly: the online path (scoring reads these rows) and the offline one must agree
     np.testing.assert_array_equal(short_last, full_last)
+
+
+def test_an_early_failure_does_not_set_every_new_parts_interval():
+    """Issue 20 point 4, tire seed 56: one life that failed early (a sudden failure, its wear
+    signal that of a new part) among long lives. Weighted 1/rows of its whole life, its few
+    rows carried a whole life's weight into the top range of predicted RUL and set the low
+    end there near zero, so every new part was due at once (733 replacements for 48 tires).
+    Counted once among the lives with rows in that range, it must not."""
+    rng = np.random.default_rng(5)
+    rows, ys, groups = [], [], []
+    for unit in range(42):
+        nominal = rng.uniform(140, 170)
+        life = 10.0 if unit < 2 else nominal  # units 0 and 1 fail suddenly, early
+        age = np.arange(0.0, life)
+        wear = age / nominal + rng.normal(0, 0.01, age.size)
+        rows.append(np.column_stack([age, wear]))
+        ys.append(life - age)
+        groups.append(np.full(age.size, unit))
+    model = RULRegressor(max_rul=100, max_iter=60, learning_rate=0.1, calibration_bins=4).fit(
+        np.concatenate(rows), np.concatenate(ys), groups=np.concatenate(groups)
+    )
+    new_parts = np.column_stack([np.arange(0.0, 5.0), np.arange(0.0, 5.0) / 155])
+    point = model.predict(new_parts)
+    low, _ = model.predict_interval(new_parts, coverage=0.8)
+    assert np.all(point > 90), point
+    # the long lives' error at this range is a few units; the early failures' is ~90
+    assert np.all(low > 60), low
