@@ -172,6 +172,8 @@ def _times_us(ctx: _Context, column: pa.ChunkedArray) -> NDArray[np.int64]:
     assert spec is not None
     bad = BAD_TIME
     fmt = spec.format
+    if pa.types.is_boolean(column.type):  # true/false is no time (a cast would read 1 and 0)
+        return np.full(len(column), bad, dtype=np.int64)
     if fmt in ("epoch_s", "epoch_ms", "cycle"):
         values, empty = _floats(column)
         if fmt == "cycle":

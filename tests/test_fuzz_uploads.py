@@ -128,6 +128,14 @@ HISTORY: dict[str, tuple[str, str, bytes, int, str, int]] = {
         "x.parquet: row 1: asset id 'ESN-",
         1,
     ),
+    "a Parquet time column of booleans": (
+        "fuzz-wide",
+        "x.parquet",
+        parquet(pa.table({"engine": [10, 10], "at": [True, False], "t24_k": [350.0, 351.0]})),
+        200,
+        "x.parquet: row 1: at = 'True' is not a time of format epoch_ms",
+        0,
+    ),
 }
 
 
@@ -157,7 +165,7 @@ def test_bad_history_files_are_clear_errors_or_reports_that_keep_the_good_rows(
     with connect(db_url) as conn:
         refs = {r[0] for r in conn.execute("SELECT ref FROM assets").fetchall()}
     # an id whose every row has an unreadable time is not created
-    assert "ESN-7" in refs and "ESN-8" not in refs and "ESN-9" in refs
+    assert "ESN-7" in refs and "ESN-8" not in refs and "ESN-9" in refs and "ESN-10" not in refs
 
 
 def test_bad_itineraries_and_free_form_text_are_422_naming_where(
