@@ -51,7 +51,13 @@ SPARKPLUG = "sparkplug_b"
 
 
 class ProfileError(Invalid):
-    """A profile document that cannot be used: names the file, the field and what is wrong."""
+    """A profile document that cannot be used: names the file, the field and what is wrong
+    (and, when the document's shape is wrong, ``problems``: each field with its problem, which
+    the API renders as the problem document's ``problems``)."""
+
+    def __init__(self, detail: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.problems = problems or []
 
 
 class _Doc(BaseModel):
@@ -248,8 +254,9 @@ def parse_profile(data: object, source: str) -> ProfileDocument:
     try:
         return ProfileDocument.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-        raise ProfileError(f"{source}: " + "; ".join(problems)) from None
+        problems = [(_location(e["loc"]), str(e["msg"])) for e in exc.errors()]
+        said = "; ".join(f"{field}: {problem}" for field, problem in problems[:5])
+        raise ProfileError(f"{source}: {said}", problems) from None
 
 
 def load_profile_file(path: Path) -> ProfileDocument:

@@ -431,6 +431,7 @@ def test_profiles_api_operator_writes_everyone_reads(
     bad = client.post("/v1/profiles", json={**JSON_PROFILE, "format": 3}, headers=operator_headers)
     assert bad.status_code == 422
     assert bad.json()["detail"].startswith("request body: format:")
+    assert [p["field"] for p in bad.json()["problems"]] == ["format"]  # the field, not "body"
     listed = client.get("/v1/profiles", headers=tenant.headers).json()
     assert [p["name"] for p in listed] == ["acme-tpms"]
     shown = client.get("/v1/profiles/acme-tpms", headers=tenant.headers).json()
