@@ -494,21 +494,8 @@ def _rows_after(
     before the row, else the last row's value (its reading at or before the last row): what
     :func:`models.repository.assemble_matrix` gives for the same readings, without the pivot
     of the whole window."""
-    gid = new["group_id"].astype(np.int64)
-    mid = new["metric_id"].astype(np.int64)
-    tus = new["time"].astype(np.int64)
-    val = new["value"].astype(np.float64)
-    sorter = np.argsort(ids, kind="stable")
-    at = np.clip(np.searchsorted(ids, gid, sorter=sorter), 0, ids.shape[0] - 1)
-    where = sorter[at]
-    known = ids[where] == gid
-    usage = known & (mid == layout.usage_id)
-    u_pos, u_t, u_v = where[usage], tus[usage], val[usage]
-    o = np.lexsort((u_t, u_pos))
-    u_pos, u_t, u_v = u_pos[o], u_t[o], u_v[o]
-    if u_t.size:
-        first = np.concatenate(([True], (u_pos[1:] != u_pos[:-1]) | (u_t[1:] != u_t[:-1])))
-        u_pos, u_t, u_v = u_pos[first], u_t[first], u_v[first]
+    cols = repo.LongColumns.of(new, ids)
+    u_pos, u_t, u_v = cols.usage_rows(layout.usage_id)
     n = u_pos.shape[0]
     matrix = np.empty((n, layout.n_columns), dtype=np.float64)
     matrix[:, 0] = ids[u_pos]
@@ -519,14 +506,12 @@ def _rows_after(
     last_new = np.flatnonzero(np.concatenate((u_pos[1:] != u_pos[:-1], [True])))
     is_row = np.ones(n, dtype=np.int8)
     for j, metric_id in enumerate(layout.column_ids):
-        sel = known & (mid == metric_id)
-        m = int(sel.sum())
+        # in (position, time) order: a later reading has a higher index
+        m_pos, m_t, m_v = cols.metric_rows(metric_id)
+        m = m_pos.shape[0]
         value = last_rows[u_pos, 2 + j]
         seed = seeds[u_pos, j]
         if m:
-            m_pos, m_t, m_v = where[sel], tus[sel], val[sel]
-            o = np.lexsort((m_t, m_pos))  # so that a later reading has a higher index
-            m_pos, m_t, m_v = m_pos[o], m_t[o], m_v[o]
             kind = np.concatenate((np.zeros(m, dtype=np.int8), is_row))
             # readings before rows at the same time: a row takes what is at or before it
             order = np.lexsort((kind, np.concatenate((m_t, u_t)), np.concatenate((m_pos, u_pos))))
@@ -553,21 +538,19 @@ def _seed_times(
     out = np.full((ids.shape[0], len(layout.column_ids)), _NO_SEED, dtype=np.int64)
     if long.size == 0 or ids.size == 0:
         return out
-    order_ids = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order_ids]
-    sorted_limit = np.asarray(last_pg_us, dtype=np.int64)[order_ids]
-    gid = long["group_id"].astype(np.int64)
+    pos = repo.positions_in(ids, long["group_id"].astype(np.int64))
     mid = long["metric_id"].astype(np.int64)
     tus = long["time"].astype(np.int64)
-    at = np.clip(np.searchsorted(sorted_ids, gid), 0, sorted_ids.shape[0] - 1)
-    bound = np.where(sorted_ids[at] == gid, sorted_limit[at], np.iinfo(np.int64).min)
+    limit = np.asarray(last_pg_us, dtype=np.int64)
+    bound = np.where(pos >= 0, limit[pos], np.iinfo(np.int64).min)
     columns = np.asarray(layout.column_ids, dtype=np.int64)
     col_order = np.argsort(columns)
     col_at = np.clip(np.searchsorted(columns, mid, sorter=col_order), 0, columns.shape[0] - 1)
     col = col_order[col_at]
     sel = (columns[col] == mid) & (tus <= bound)
-    row = order_ids[at[sel]]
-    row, col, tus = row, col[sel], tus[sel]
+    row, col, tus = pos[sel], col[sel], tus[sel]
+    if row.size == 0:
+        return out
     o = np.lexsort((tus, col, row))
     row, col, tus = row[o], col[o], tus[o]
     last = np.concatenate(((row[1:] != row[:-1]) | (col[1:] != col[:-1]), [True]))

@@ -404,6 +404,15 @@ def test_pivot_forward_fills_sparse_metrics_and_skips_incomplete_assets(
     assert got.matrix[:, 1].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 
 
+def test_positions_in_gives_the_first_of_repeats_and_minus_one_for_the_unknown() -> None:
+    rng = np.random.default_rng(7)
+    for size in (0, 1, 5, 40):
+        ids = rng.integers(0, 12, size).astype(np.int64)
+        wanted = rng.integers(-2, 14, 50).astype(np.int64)
+        expected = [ids.tolist().index(w) if w in ids.tolist() else -1 for w in wanted.tolist()]
+        assert repo.positions_in(ids, wanted).tolist() == expected
+
+
 def test_worker_loop_scores_and_stops(conn: Connection[Any], db_url: str) -> None:
     customer = fleet.ensure_customer(conn, "acme", "Acme")
     tires = make_fleet(conn, customer.id, n_assets=4)

@@ -175,28 +175,57 @@ def fetch_long_readings(
     return _packed_rows(conn, query, params)
 
 
+@dataclass(frozen=True)
+class LongColumns:
+    """Long readings as columns, each reading's group found in a list of group ids."""
+
+    pos: NDArray[np.intp]  # the group's position in the ids (-1: not there)
+    metric: IntArray
+    time: IntArray  # µs since 2000
+    value: FloatArray
+
+    @classmethod
+    def of(cls, long: np.ndarray, ids: IntArray) -> LongColumns:
+        """Columns of ``long`` with each reading's position in ``ids`` (the first of repeats)."""
+        return cls(
+            pos=positions_in(ids, long["group_id"].astype(np.int64)),
+            metric=long["metric_id"].astype(np.int64),
+            time=long["time"].astype(np.int64),
+            value=long["value"].astype(np.float64),
+        )
+
+    def metric_rows(self, metric_id: int) -> tuple[NDArray[np.intp], IntArray, FloatArray]:
+        """(position, time, value) of one metric's readings of known groups, in (position,
+        time) order (readings at the same time in their order here)."""
+        sel = (self.pos >= 0) & (self.metric == metric_id)
+        pos, time, value = self.pos[sel], self.time[sel], self.value[sel]
+        o = np.lexsort((time, pos))
+        return pos[o], time[o], value[o]
+
+    def usage_rows(self, usage_id: int) -> tuple[NDArray[np.intp], IntArray, FloatArray]:
+        """The row grid: :meth:`metric_rows` of the usage counter, the first reading of each
+        (position, time)."""
+        pos, time, value = self.metric_rows(usage_id)
+        if time.size:
+            first = np.concatenate(([True], (pos[1:] != pos[:-1]) | (time[1:] != time[:-1])))
+            pos, time, value = pos[first], time[first], value[first]
+        return pos, time, value
+
+
+def positions_in(ids: IntArray, wanted: IntArray) -> NDArray[np.intp]:
+    """Each of ``wanted``'s position in ``ids`` (the first where repeated; -1: not there)."""
+    if ids.shape[0] == 0:
+        return np.full(wanted.shape[0], -1, dtype=np.intp)
+    sorter = np.argsort(ids, kind="stable")
+    at = sorter[np.clip(np.searchsorted(ids, wanted, sorter=sorter), 0, ids.shape[0] - 1)]
+    return np.where(ids[at] == wanted, at, -1)
+
+
 def assemble_matrix(long: np.ndarray, layout: MetricLayout, group_order: Sequence[int]) -> Readings:
     """Pivot long readings into a readings matrix (rows on the usage grid, as-of fill)."""
-    gid = long["group_id"].astype(np.int64)
-    mid = long["metric_id"].astype(np.int64)
-    tus = long["time"].astype(np.int64)
-    val = long["value"].astype(np.float64)
-    # dense group index in the requested order
     order_ids = np.asarray(list(group_order), dtype=np.int64)
-    rank = np.argsort(order_ids, kind="stable")
-    sorted_ids = order_ids[rank]
-    pos = np.searchsorted(sorted_ids, gid)
-    pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
-    known = (sorted_ids[pos] == gid) if len(sorted_ids) else np.zeros(len(gid), dtype=bool)
-    gidx = np.where(known, rank[pos] if len(rank) else 0, -1)
-
-    usage = (mid == layout.usage_id) & known
-    g_idx, g_t, g_v = gidx[usage], tus[usage], val[usage]
-    o = np.lexsort((g_t, g_idx))
-    g_idx, g_t, g_v = g_idx[o], g_t[o], g_v[o]
-    if g_t.size:
-        keep = np.concatenate(([True], (g_idx[1:] != g_idx[:-1]) | (g_t[1:] != g_t[:-1])))
-        g_idx, g_t, g_v = g_idx[keep], g_t[keep], g_v[keep]
+    cols = LongColumns.of(long, order_ids)  # dense group index in the requested order
+    g_idx, g_t, g_v = cols.usage_rows(layout.usage_id)
     n = g_idx.shape[0]
     matrix = np.empty((n, layout.n_columns), dtype=np.float64)
     matrix[:, 0] = order_ids[g_idx] if n else 0
@@ -207,10 +236,7 @@ def assemble_matrix(long: np.ndarray, layout: MetricLayout, group_order: Sequenc
     t_base = int(g_t.min()) if n else 0
     span = int(g_t.max()) - t_base + 1 if n else 1
     for j, metric_id in enumerate(layout.column_ids):
-        sel = (mid == metric_id) & known
-        m_idx, m_t, m_v = gidx[sel], tus[sel], val[sel]
-        o = np.lexsort((m_t, m_idx))
-        m_idx, m_t, m_v = m_idx[o], m_t[o], m_v[o]
+        m_idx, m_t, m_v = cols.metric_rows(metric_id)
         col = np.full(n, np.nan)
         if m_idx.size and n:
             lo = min(t_base, int(m_t.min()))
