@@ -23,8 +23,8 @@ regression of one fleet's counts: a higher coverage replaces earlier and cannot 
 in expectation; a fleet sees a handful of failures). Random faults are not counted (the
 verdict is judged on foreseeable failures; they have no precursor, see docs/evaluate.md).
 
-Stored results (``evaluation/validation/<kind>/<seed>.json``) are one validation sweep each,
-made by ``python -m evaluation.choosing --kind K --seed S`` (the same steps as
+Stored results (``evaluation/validation_results/<kind>/<seed>.json``) are one validation
+sweep each, made by ``python -m evaluation.choosing --kind K --seed S`` (the same steps as
 ``fleetcare evaluate --seed S --sweep ...``: training fleet, tuning fleet, then the 2x
 validation fleet at every coverage of :data:`CHOICE_COVERAGES`, without the evaluation
 fleet). They depend on the simulators and the model: re-make them when either changes.
