@@ -6,7 +6,7 @@ it: ``fleetcare migrate``, ``fleetcare api``, ``fleetcare ingest`` as child proc
 through the CLI and the HTTP API. Counts are read from the database with SQL.
 
     .venv/bin/python -m bench.fault_probe [--scenarios restart,kill9-offline,...]
-        [--protocols 5,4] [--node-modules DIR]
+        [--protocols 5,4] [--device-protocol 4] [--node-modules DIR]
 
 Scenarios: ``restart`` (default settings, a clean broker restart mid-burst, plain device),
 ``kill9-offline`` and ``kill9-dbdown`` (broker ``kill -9`` with readings queued for an offline
@@ -70,7 +70,16 @@ def main() -> None:
         default="restart,kill9-offline,kill9-dbdown,kill9-plain,kill9-live,ingestor-kill9,"
         "db-down,restart-shared,mode-switch,decoder,http",
     )
-    parser.add_argument("--protocols", default="5,4", help="MQTT versions of the restart test")
+    parser.add_argument(
+        "--protocols", default="5,4", help="MQTT versions of the restart and kill9-live tests"
+    )
+    parser.add_argument(
+        "--device-protocol",
+        type=int,
+        choices=(5, 4),
+        default=5,
+        help="MQTT version (5, or 4: 3.1.1) of the peers in the other scenarios",
+    )
     parser.add_argument("--dbdown-readings", type=int, default=100_000)
     parser.add_argument("--burst", type=int, default=150_000, help="kill9-live, ingestor-kill9")
     parser.add_argument("--http-loops", type=int, default=300)
@@ -90,7 +99,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fc-probe-"))
     work.chmod(0o755)
     modules = node_modules(args.node_modules, work)
-    probe = Probe(work, modules, args.subscribe)
+    probe = Probe(work, modules, args.subscribe, args.device_protocol)
     results: list[dict[str, Any]] = []
     wanted = args.scenarios.split(",")
     started = time.time()
@@ -130,6 +139,7 @@ def main() -> None:
         "node": subprocess.run(
             ["node", "--version"], capture_output=True, text=True
         ).stdout.strip(),
+        "device_protocol": args.device_protocol,
         "seconds": round(time.time() - started, 1),
         "load": os.getloadavg(),
         "results": results,

@@ -30,8 +30,11 @@ ROOT = "fleetcare/v1"
 
 
 class Probe:
-    def __init__(self, work: Path, node_modules: Path, subscribe: str) -> None:
+    def __init__(
+        self, work: Path, node_modules: Path, subscribe: str, device_protocol: int = 5
+    ) -> None:
         self.work, self.node_modules, self.subscribe = work, node_modules, subscribe
+        self.device_protocol = device_protocol  # the peers' MQTT version unless a scenario says
         self.pg = Postgres(work)
         self.env = {
             **os.environ,
@@ -115,7 +118,7 @@ class Probe:
             "metric": "pressure_kpa",
             "startMs": int((time.time() - 3600) * 1000),
             "reportEvery": 1000,
-            "protocol": 5,
+            "protocol": self.device_protocol,
             "subscribe": self.subscribe,
         }
         return Peer(self.node_modules, {**base, **config})
