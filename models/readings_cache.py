@@ -331,8 +331,10 @@ class ReadingsCache:
     ) -> None:
         self._block = None  # entries replaced
         ids = got.group_ids()
-        bounds = np.flatnonzero(np.concatenate(([True], got.matrix[1:, 0] != got.matrix[:-1, 0])))
-        ends = np.concatenate((bounds[1:], [got.matrix.shape[0]]))
+        # each group's rows: [bounds, ends); none when no window was scorable (an empty
+        # matrix, e.g. a pass whose only full read is a tire replaced since its last tread read)
+        ends = got.last_rows() + 1
+        bounds = ends - np.diff(ends, prepend=0)
         last_us = got.time_us[ends - 1] - repo.PG_EPOCH_US if ids.size else np.zeros(0, np.int64)
         seeds = _seed_times(long, layout, ids, last_us)
         renewed = {w.asset_id: w.start for w in windows}
