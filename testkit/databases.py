@@ -31,8 +31,9 @@ def create_database(server_url: str, name: str, template: str | None = None) -> 
                 conn.execute(query)
                 break
             except psycopg.errors.ObjectInUse:
-                # TimescaleDB's background workers visit every database that has the
-                # extension, the template included; no test uses the template, so end them.
+                # something is connected to the template (TimescaleDB's background workers
+                # visit every database with the extension that is not marked a template:
+                # see seal_template); no test uses the template, so end them.
                 if attempt == 19:
                     raise
                 conn.execute(
@@ -43,9 +44,37 @@ def create_database(server_url: str, name: str, template: str | None = None) -> 
     return database_url(server_url, name)
 
 
-def drop_database(server_url: str, name: str) -> None:
-    """Drop a test database, closing whatever is still connected to it."""
+def seal_template(server_url: str, name: str) -> None:
+    """Make database ``name`` a template that nothing connects to, and end whatever is connected.
+
+    CREATE DATABASE ... TEMPLATE waits 5 s and fails while anything else is connected to the
+    template. TimescaleDB starts a job scheduler in every database with the extension and
+    visits them again later, but never a template database, and no one can connect to a
+    database that allows no connections: each copy then starts at once.
+    """
     with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(
+                sql.Identifier(name)
+            )
+        )
+        conn.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop a test database (or a sealed template), closing whatever is still connected to it."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+        if row is not None and row[0]:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name))
+            )
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )

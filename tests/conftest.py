@@ -20,6 +20,7 @@ from fleetcare.db import connect
 from fleetcare.migrate import Storage
 from fleetcare.services import port_answers, start_mosquitto
 from fleetcare.settings import Settings
+from testkit.databases import seal_template
 from tests.fixtures.events import check_back_office_events
 from tests.fixtures.services import (
     STORAGES,
@@ -56,6 +57,7 @@ def template_db(server_url: str, storage: Storage) -> Iterator[str]:
     """A database migrated once per session and storage path; each test gets a copy."""
     name = unique_name("fc_tpl")
     migrated_database(server_url, name, storage=storage)
+    seal_template(server_url, name)
     yield name
     drop_database(server_url, name)
 
