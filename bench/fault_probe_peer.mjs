@@ -11,7 +11,8 @@
 // `seq` (from the clock at start, counting up), kept in a bounded buffer until fleetcare's
 // retained {"seq": n} (or {"seq": hi, "from": lo}: lo..hi, and what is below lo is sent again)
 // on <root>/<device>/ack covers it, and everything still in the buffer is
-// sent again, in order, after every reconnect. Without the contract it is a plain MQTT device:
+// sent again, in order, after every reconnect, and after "resendAfterMs" (default 60 s) with no
+// new confirmation, the wait doubling up to 15 min. Without the contract it is a plain MQTT device:
 // the library resends what the broker has not acknowledged, nothing more.
 // mode "raw": publishes the given payloads once (QoS 1) and reports each PUBACK.
 // mode "http": POST /v1/customers then, on another TCP connection, POST /v1/sites for it, N times.
@@ -74,6 +75,10 @@ async function device() {
   let confirmations = 0; // ack messages received
   let dropped = 0;
   const maxBuffer = cfg.maxBuffer ?? 10_000; // messages, as the reference devices keep
+  const resendAfterMs = cfg.resendAfterMs ?? 60_000; // silence before sending the buffer again
+  let resendWait = resendAfterMs;
+  let quietSince = Date.now(); // the last confirmation that removed something, or resend
+  let silenceResends = 0;
 
   // the messages, built on demand: message i holds readings i*per .. i*per+per-1
   const seqBase = Date.now() * 1000; // "microseconds since the epoch at boot, and count up"
@@ -129,6 +134,7 @@ async function device() {
   function pump() {
     while (connected && next < nMessages && inflight < window) {
       if (cfg.contract) {
+        if (buffer.length === 0) quietSince = Date.now(); // the wait starts with this one
         if (buffer.length >= maxBuffer) {
           buffer.shift(); // bounded: the oldest goes and is counted
           dropped += 1;
@@ -163,6 +169,7 @@ async function device() {
       reasons,
       pubackReasons: wireReasons,
       buffered: buffer.length,
+      silenceResends,
       dropped,
       confirmed: confirmedSeq - seqBase,
       oldestUnconfirmed: buffer.length ? buffer[0][1] : null,
@@ -189,6 +196,7 @@ async function device() {
       }
       // 4. send again after every reconnect everything still in the buffer, in order
       if (connects > 1) {
+        quietSince = Date.now();
         for (const [, i] of buffer.slice()) {
           if (i < next) {
             resent += 1;
@@ -215,11 +223,13 @@ async function device() {
     }
     confirmations += 1;
     if (typeof seq !== "number") return;
+    const held = buffer.length;
     if (typeof from !== "number") {
       // {"seq": n}: everything up to n; a lower number than one already had changes nothing
       if (seq <= confirmedSeq) return;
       confirmedSeq = seq;
       while (buffer.length > 0 && buffer[0][0] <= seq) buffer.shift();
+      if (buffer.length < held) heard();
       maybeDone();
       return;
     }
@@ -231,6 +241,7 @@ async function device() {
       if (entry[0] < from || entry[0] > seq) buffer[kept++] = entry;
     }
     buffer.length = kept;
+    if (buffer.length < held) heard();
     if (from !== resentBelow) {
       resentBelow = from;
       for (const [s, i] of buffer.slice()) {
@@ -242,6 +253,26 @@ async function device() {
     }
     maybeDone();
   });
+  function heard() {
+    quietSince = Date.now();
+    resendWait = resendAfterMs;
+  }
+  // 3. (end) unconfirmed messages and no new confirmation for a while: send them again, in
+  // order (what the broker dropped at the end of a burst has no newer message behind it)
+  if (cfg.contract) {
+    setInterval(() => {
+      if (!connected || buffer.length === 0 || Date.now() - quietSince < resendWait) return;
+      quietSince = Date.now();
+      resendWait = Math.min(2 * resendWait, 900_000);
+      silenceResends += 1;
+      for (const [, i] of buffer.slice()) {
+        if (i < next) {
+          resent += 1;
+          send(i);
+        }
+      }
+    }, 250);
+  }
   process.on("SIGUSR1", report);
   // diagnosis of a stalled confirmation channel: subscribe again (the retained confirmation
   // comes with the SUBACK), or drop the connection and connect again (a resend follows)

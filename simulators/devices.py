@@ -305,6 +305,10 @@ def _parse_broker(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 1883
 
 
+# The longest a device waits for a confirmation before sending its unconfirmed messages again.
+RESEND_MAX_S = 900.0
+
+
 class MqttLink:
     """A device's MQTT v5 connection with its own credentials; QoS 1 with ack counting.
 
@@ -314,8 +318,10 @@ class MqttLink:
     fleetcare confirms a number at least as high on the device's acknowledgement topic (at
     most ``max_unconfirmed`` messages and ``max_unconfirmed_bytes``; beyond, the oldest go and
     are counted in ``dropped_unconfirmed``), and
-    everything still unconfirmed is sent again after every reconnect. The broker's PUBACK only
-    means the broker holds the message; a broker crash can still lose it.
+    everything still unconfirmed is sent again after every reconnect, and after
+    ``resend_after_s`` with no new confirmation (doubling while nothing is confirmed, up to
+    RESEND_MAX_S; checked by ``publish`` and ``wait_confirmed``, the device's own loop). The
+    broker's PUBACK only means the broker holds the message; a broker crash can still lose it.
     """
 
     def __init__(
@@ -329,6 +335,7 @@ class MqttLink:
         confirm: bool = True,
         max_unconfirmed: int = 10_000,
         max_unconfirmed_bytes: int = 16 * 1024 * 1024,
+        resend_after_s: float | None = 60.0,  # None: only after a reconnect or a "from"
         topic: str | None = None,  # where it publishes; default its telemetry topic
     ) -> None:
         self.host, self.port = _parse_broker(broker_url)
@@ -339,6 +346,9 @@ class MqttLink:
         self.confirm = confirm
         self.max_unconfirmed = max_unconfirmed
         self.max_unconfirmed_bytes = max_unconfirmed_bytes
+        self.resend_after_s = resend_after_s
+        self._resend_wait = resend_after_s or 0.0  # the current wait for a confirmation
+        self._quiet_since = time.monotonic()  # the last confirmation, resend or first message
         self._unconfirmed_bytes = 0
         self._unconfirmed: OrderedDict[int, bytes] = OrderedDict()  # seq → payload
         self._seq = time.time_ns() // 1000
@@ -388,6 +398,7 @@ class MqttLink:
         with self._acks:
             again = list(self._unconfirmed.values())
             self.published += len(again)
+            self._quiet_since = time.monotonic()
         for payload in again:
             self.client.publish(self.topic, payload, qos=1)
         self.resent += len(again)
@@ -410,6 +421,7 @@ class MqttLink:
         with self._acks:
             self.confirmed_seq = max(self.confirmed_seq, seq)
             unconfirmed = self._unconfirmed
+            held = len(unconfirmed)
             if lo is None:
                 while unconfirmed and next(iter(unconfirmed)) <= seq:
                     self._unconfirmed_bytes -= len(unconfirmed.popitem(last=False)[1])
@@ -420,6 +432,9 @@ class MqttLink:
                     again = [payload for n, payload in unconfirmed.items() if n < lo]
                     self._resent_below = lo
                     self.published += len(again)
+            if len(unconfirmed) < held or again:  # heard: the wait for silence starts over
+                self._quiet_since = time.monotonic()
+                self._resend_wait = self.resend_after_s or 0.0
             self._acks.notify_all()
         for payload in again:  # in order, before anything newer is sent
             self.client.publish(self.topic, payload, qos=1)
@@ -432,9 +447,35 @@ class MqttLink:
             return len(self._unconfirmed)
 
     def wait_confirmed(self, timeout: float = 60.0) -> bool:
-        """Wait until fleetcare has confirmed everything published; False on timeout."""
+        """Wait until fleetcare has confirmed everything published, sending again what stays
+        unconfirmed too long (:meth:`resend_if_silent`); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            with self._acks:
+                if self._acks.wait_for(lambda: not self._unconfirmed, max(0.0, min(left, 0.5))):
+                    return True
+            if left <= 0:
+                return False
+            self.resend_if_silent()
+
+    def resend_if_silent(self) -> int:
+        """Send again, in order, what is unconfirmed when no confirmation came for the current
+        wait (``resend_after_s``, doubled after each such resend up to RESEND_MAX_S); how many
+        were sent. Needed when the device sends nothing newer: what the broker dropped at the
+        end of a burst (no subscriber) has no later message to start a run above it, and the
+        retained confirmation that a new SUBSCRIBE brings may be the one from before the loss
+        (docs/telemetry.md, step 3)."""
+        if not self.confirm or self.resend_after_s is None or not self.connected:
+            return 0
         with self._acks:
-            return self._acks.wait_for(lambda: not self._unconfirmed, timeout)
+            if not self._unconfirmed or time.monotonic() - self._quiet_since < self._resend_wait:
+                return 0
+            self._resend_wait = min(2 * self._resend_wait, RESEND_MAX_S)
+            held = len(self._unconfirmed)
+        log.info("device %s: %d message(s) unconfirmed, sent again", self.device_ref, held)
+        self._resend_unconfirmed()
+        return held
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
         self._connected.clear()
@@ -479,8 +520,11 @@ class MqttLink:
     def publish(self, payload: bytes) -> None:
         """Publish one telemetry payload with QoS 1 (acknowledged later, counted); a batch
         payload is numbered and kept until confirmed (``confirm``)."""
+        self.resend_if_silent()
         if self.confirm and payload.startswith(b'{"readings":') and payload.endswith(b"}"):
             with self._acks:
+                if not self._unconfirmed:  # the wait for a confirmation starts now
+                    self._quiet_since = time.monotonic()
                 self._seq += 1
                 payload = payload[:-1] + b',"seq":%d}' % self._seq
                 self._unconfirmed[self._seq] = payload

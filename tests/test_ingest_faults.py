@@ -335,3 +335,36 @@ def test_messages_dropped_while_the_ingestor_had_no_session_are_sent_again_and_s
     finally:
         device.disconnect(timeout=5)
         worker.stop()
+
+
+def test_the_last_messages_dropped_without_an_ingestor_session_are_sent_again_after_silence(
+    broker: Broker, small: SmallFleet, topic_root: str, db_url: str
+) -> None:
+    """The same hole at the end of a burst (the fault probe, kill9-live on MQTT 3.1.1: 34
+    messages held, every reading stored, confirmed only after a reconnect): nothing newer comes
+    from the device to start a run above the dropped messages, and subscribing again brings
+    back the retained confirmation from before the loss. The device sends them again after a
+    silence (contract step 3)."""
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    payloads = stream(small, 2_000, 50, datetime.now(UTC) - timedelta(minutes=5))  # 40 messages
+    device = MqttLink(broker.url, small.device_a, small.secret_a, topic_root, resend_after_s=0.5)
+    worker = _ingestor(broker, db_url, topic_root, client_id)
+    try:
+        device.connect()
+        for p in payloads[:20]:
+            device.publish(p)
+        assert device.wait_confirmed(TIMEOUT), f"{device.unconfirmed} never confirmed"
+        worker.stop()
+        _end_session(broker, client_id)  # nobody subscribed now
+        for p in payloads[20:]:  # the broker acknowledges them and drops them: the last ones
+            device.publish(p)
+        assert device.wait_acked(TIMEOUT)
+        assert device.unconfirmed == 20
+        worker = _ingestor(broker, db_url, topic_root, client_id)  # session present 0
+        assert device.wait_confirmed(TIMEOUT), f"{device.unconfirmed} never confirmed"
+        assert wait_for_count(db_url, 2_000) == 2_000
+        assert device.resent >= 20
+        assert _stored_once(db_url) == (2_000, 2_000)
+    finally:
+        device.disconnect(timeout=5)
+        worker.stop()
