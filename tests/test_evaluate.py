@@ -203,16 +203,24 @@ def test_the_coverage_is_the_rules_choice_on_the_validation_fleets_unless_fixed_
     from models.bundle import DEFAULT_COVERAGE
 
     k = small_run.figures["kinds"]["engine"]
-    # engines have no stored validation fleets (yet): scored at the kind's setting, what the
-    # product's training gives its versions
-    assert choice.stored_choice("engine") is None
+    # engines have stored validation fleets: the evaluation fleet is scored at the rule's
+    # choice on them, which the kind's setting (what the product's training gives its
+    # versions) equals
+    stored = choice.stored_choice("engine")
+    assert stored is not None
     setting = builtin_kinds()["engine"].model.coverage
     expected = {c: setting.get(c, DEFAULT_COVERAGE) for c in small_run.model.bundle.components}
-    assert k["coverage"] == expected == k["coverage_kind_setting"]
-    assert k["coverage_chosen_on"] == "kind settings (as the product)"
+    assert k["coverage"] == stored["coverage"] == expected == k["coverage_kind_setting"]
+    assert k["coverage_chosen_on"] == "validation fleets 101, 102, 103, 104 (evaluation.choice)"
     assert {p.coverage for p in small_run.predictions} == set(expected.values())
-    # elevators have them: the rule's choice on validation fleets 101-104 is what the fleet
-    # is scored at (a bundle for the elevator's components, the engine's estimators)
+    # a kind without stored validation fleets is scored at the kind's setting
+    assert choice.stored_choice("no-such-kind") is None
+    assert ev.scoring_coverage(ev.EvaluationConfig(), [], small_run.model, "no-such-kind") == (
+        expected,
+        "kind settings (as the product)",
+    )
+    # so do elevators: the rule's choice on validation fleets 101-104 is what the fleet is
+    # scored at (a bundle for the elevator's components, the engine's estimators)
     stored = choice.stored_choice("elevator")
     assert stored is not None
     bundle = copy.copy(small_run.model.bundle)

@@ -118,7 +118,7 @@ def test_stored_sweeps_are_read_per_seed(tmp_path: Path) -> None:
     assert choice.stored_choice("tire", tmp_path) is None  # one fleet missing: no choice
 
 
-@pytest.mark.parametrize("kind", ["elevator", "tire"])  # the kinds with stored validation fleets
+@pytest.mark.parametrize("kind", ["elevator", "engine", "tire"])  # kinds with stored fleets
 def test_the_kind_setting_is_the_rules_choice_on_the_stored_validation_fleets(kind: str) -> None:
     # what the product trains its versions at is what the rule chose on seeds 101-104, run
     # at every coverage of the grid (re-make the sweeps and the settings together)
@@ -137,5 +137,6 @@ def test_only_the_kinds_listed_above_have_stored_validation_fleets() -> None:
     # a kind whose sweeps are added must be checked against its setting above
     assert sorted(p.name for p in choice.VALIDATION_DIR.iterdir() if p.is_dir()) == [
         "elevator",
+        "engine",
         "tire",
     ]
