@@ -13,7 +13,12 @@ rows and the features of its last row), so the gate costs a few array passes per
 - **gap**: within that window, one step between readings of the usage counter is more than
   :data:`GAP_FACTOR` times the mean of the other steps.
 - **at a bound**: the latest value of a metric sits on the kind's physical bound (``low`` or
-  ``high``), where a failed sensor pegs.
+  ``high``), where a failed sensor pegs, unless the metric rests there in normal operation:
+  a tenth or more of the training rows sat on that bound (the reference's lowest decile edge
+  is the low bound, or its highest the high one), as a parked truck's ``speed_kmh`` of 0 or
+  an aircraft's ``mach`` on the ground. (Without that exception, `fleetcare up` marked 71% of
+  its tires' predictions low-confidence, whenever their truck had stopped, and the policy
+  raised no order on them: tires wore out with no order.)
 
 A low-confidence prediction is stored and shown with its findings, and the policy raises no
 automatic order or alert on it.
@@ -40,6 +45,23 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def resting_bounds(
+    columns: tuple[str, ...], low: list[float], high: list[float], signals: dict[str, Any]
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Per column: whether its low (high) bound is where the metric rests in normal operation,
+    from the training reference's decile edges (``models.drift``): a lowest edge on the low
+    bound means a tenth or more of the training rows sat there (values never pass a bound:
+    ingest quarantines them). Without a reference, no bound is a resting value."""
+    rests_low = np.zeros(len(columns), dtype=np.bool_)
+    rests_high = np.zeros(len(columns), dtype=np.bool_)
+    for j, name in enumerate(columns):
+        edges = signals.get(name, {}).get("edges") or []
+        if edges:
+            rests_low[j] = bool(np.isfinite(low[j]) and edges[0] <= low[j])
+            rests_high[j] = bool(np.isfinite(high[j]) and edges[-1] >= high[j])
+    return rests_low, rests_high
+
+
 @dataclass(frozen=True)
 class QualityGate:
     """The gate of one model version: which metrics may be called stuck, and the bounds."""
@@ -49,6 +71,8 @@ class QualityGate:
     low: FloatArray
     high: FloatArray
     window: int  # rows of the longest feature window
+    rests_low: NDArray[np.bool_]  # per column: its low bound is a normal value (not pegged)
+    rests_high: NDArray[np.bool_]  # and its high bound
     stuck_features: tuple[int, ...]  # feature index of each checked sensor's window std
     stuck_columns: tuple[int, ...]  # and the sensor's metric column (index into ``columns``)
 
@@ -59,6 +83,7 @@ class QualityGate:
         """The gate for ``model`` with the kind's bounds and the training reference (without
         one, stuck sensors are not judged: nothing says how often a metric is constant)."""
         columns = tuple(model.column_names)
+        signals = (reference or {}).get("signals", {})
         low, high, units = [], [], []
         for name in columns:
             try:
@@ -71,9 +96,9 @@ class QualityGate:
             low.append(metric.low)
             high.append(metric.high)
             units.append(metric.unit)
+        rests_low, rests_high = resting_bounds(columns, low, high, signals)
         window = model.features.spread_window()
         names = [str(n) for n in model.features.get_feature_names_out()]
-        signals = (reference or {}).get("signals", {})
         stuck_features: list[int] = []
         stuck_columns: list[int] = []
         n_settings = len(model.setting_names)
@@ -89,6 +114,8 @@ class QualityGate:
             low=np.asarray(low, dtype=np.float64),
             high=np.asarray(high, dtype=np.float64),
             window=window,
+            rests_low=rests_low,
+            rests_high=rests_high,
             stuck_features=tuple(stuck_features),
             stuck_columns=tuple(stuck_columns),
         )
@@ -106,8 +133,8 @@ class QualityGate:
 
         last = matrix[ends - 1, 2:]
         span = np.maximum(self.high - self.low, 1.0)
-        at_low = np.abs(last - self.low) <= 1e-9 * span
-        at_high = np.abs(last - self.high) <= 1e-9 * span
+        at_low = (np.abs(last - self.low) <= 1e-9 * span) & ~self.rests_low
+        at_high = (np.abs(last - self.high) <= 1e-9 * span) & ~self.rests_high
         for i, j in zip(*np.nonzero(at_low | at_high), strict=True):
             side, bound = ("lower", self.low[j]) if at_low[i, j] else ("upper", self.high[j])
             unit = f" {self.units[j]}" if self.units[j] else ""

@@ -227,6 +227,30 @@ def test_values_on_a_bound_and_gaps_are_found() -> None:
     assert any(i.startswith("gap of 31 h without readings") for i in second)
 
 
+def test_a_bound_the_metric_rests_on_in_training_is_not_a_pegged_sensor() -> None:
+    """A parked truck reads speed 0 km/h, its lower bound: in `fleetcare up` 71% of the tires'
+    predictions were low-confidence for it, and no order was raised on them. A bound on which
+    a tenth or more of the training rows sat (the reference's lowest decile edge) is a resting
+    value; one the training rarely reached still flags a pegged sensor."""
+    model = trained_tire_model()
+    rows = 10
+    matrix = np.column_stack(
+        [np.full(rows, 1.0), np.linspace(0, 900, rows), *(np.full(rows, 50.0),) * 5]
+    )
+    matrix[:, 2 + model.column_names.index("speed_kmh")] = np.linspace(60.0, 0.0, rows)
+    times = np.arange(rows, dtype=np.int64) * 3_600_000_000
+    _, features = model.features.transform_last(matrix)
+
+    def issues(edges: list[float] | None) -> list[str]:
+        reference = None if edges is None else {"signals": {"speed_kmh": {"edges": edges}}}
+        return QualityGate.build(model, TIRE, reference).issues(matrix, times, features)[0]
+
+    pegged = "speed_kmh at its lower bound (0 km/h)"
+    assert issues([0.0, 28.5, 44.9]) == []  # the demo's training: half the rows parked
+    assert issues([3.0, 28.5, 44.9]) == [pegged]  # rarely 0 in training
+    assert issues(None) == [pegged]  # no reference: every bound as before
+
+
 def test_a_model_shap_cannot_read_leaves_predictions_unexplained_not_unscored() -> None:
     import copy
 
