@@ -106,9 +106,9 @@ class Inbox:
         ``min_bytes``: an adaptive bound instead of ``max_bytes``: ``1/share`` of what the
         inbox holds when the batch starts (``share``: the writers taking turns), at least
         ``min_bytes`` and at most ``max_bytes`` (all of it when the rest would be less than
-        ``min_bytes``). A burst's first batches are then small, so the database starts early,
-        a backlog's are the full size, and its last ones shrink, so the pipeline drains
-        quickly (docs/scaling.md)."""
+        ``min_bytes``), and ``min_bytes`` gathered when less waits. A burst's first batches are
+        then small, so the database starts early, a backlog's are the full size, and its last
+        ones shrink, so the pipeline drains quickly (docs/scaling.md)."""
         batch: list[RawMessage] = []
         size = taken_bytes = 0
         deadline: float | None = None
@@ -120,9 +120,15 @@ class Inbox:
             before = len(batch)
             if min_bytes is not None and not batch and items:
                 held = self._bytes_in - self._bytes_out
-                bound = min(max_bytes, max(min_bytes, held // max(share, 1)))
-                if held - bound < min_bytes:  # no remainder smaller than a least batch
-                    bound = min(max_bytes, held)
+                if held < min_bytes:
+                    # no backlog (the writers keep up): gather a least batch, or until the
+                    # time bounds, as fixed batches do; taking only what waits now made many
+                    # tiny batches from a steady stream, each paying a batch's fixed cost
+                    bound = min(max_bytes, min_bytes)
+                else:
+                    bound = min(max_bytes, max(min_bytes, held // max(share, 1)))
+                    if held - bound < min_bytes:  # no remainder smaller than a least batch
+                        bound = min(max_bytes, held)
             while items and len(batch) < max_items and size < bound:
                 item = items.popleft()
                 batch.append(item)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -347,8 +349,6 @@ def test_inbox_is_bounded_by_messages_and_bytes() -> None:
 def test_inbox_closes_a_batch_when_the_stream_pauses() -> None:
     """A batch being gathered closes once nothing came for ``idle_s``, not at the end of the
     (here: one minute) gather window; without ``idle_s`` the window still holds it open."""
-    import threading
-
     from ingest.inbox import Inbox
 
     inbox = Inbox(maxsize=100)
@@ -397,6 +397,35 @@ def test_inbox_adaptive_batches_take_a_share_of_what_waits() -> None:
     for m in sent:
         assert fixed.put(m, 0.01)
     assert [len(fixed.take(1000, 4000, 0.01, 0.0)) for _ in range(3)] == [40, 40, 20]
+
+
+def test_inbox_adaptive_batches_gather_a_least_batch_from_a_steady_stream() -> None:
+    """When less than ``min_bytes`` waits (the writers keep up with a steady stream), a batch
+    still gathers up to ``min_bytes`` (or its time bounds) instead of closing at what waited
+    when it started: many tiny batches each paid a batch's fixed cost in PostgreSQL."""
+    from ingest.inbox import Inbox
+
+    inbox = Inbox(maxsize=1000, max_bytes=10**9)
+    for i in range(3):
+        assert inbox.put(RawMessage(f"t{i}", b"x" * 100, NOW), 0.01)
+    stop = threading.Event()
+
+    def stream() -> None:  # 100 bytes every millisecond, for the taker to gather
+        i = 3
+        while not stop.is_set() and i < 200:
+            inbox.put(RawMessage(f"t{i}", b"x" * 100, NOW), 0.01)
+            i += 1
+            time.sleep(0.001)
+
+    feeder = threading.Thread(target=stream)
+    feeder.start()
+    try:
+        batch = inbox.take(1000, 4000, 0.01, 5.0, 1.0, min_bytes=1000, share=2)
+    finally:
+        stop.set()
+        feeder.join(timeout=20)
+    assert sum(len(m.payload) for m in batch) == 1000  # not the 300 bytes held at the start
+    assert [m.topic for m in batch] == [f"t{i}" for i in range(10)]
 
 
 def test_store_messages_on_each_storage_path(db_url: str, storage: str, topic_root: str) -> None:
