@@ -189,15 +189,13 @@ def make_fleet(conn: psycopg.Connection[Any], args: argparse.Namespace) -> None:
     # assets 1..N in id order; kind by position: 70 % tires, 20 % elevators, 10 % engines
     conn.execute(
         """
-        INSERT INTO assets (customer_id, site_id, kind, ref, installed_at, renewed_at,
-                            usage_counter, usage_at, last_seen_at)
+        INSERT INTO assets (customer_id, site_id, kind, ref, installed_at, renewed_at)
         SELECT s.customer_id, s.id,
                CASE WHEN i %% 10 < 7 THEN 'tire' WHEN i %% 10 < 9 THEN 'elevator'
                     ELSE 'engine' END,
                upper(left(CASE WHEN i %% 10 < 7 THEN 'tire' WHEN i %% 10 < 9 THEN 'elevator'
                     ELSE 'engine' END, 3)) || '-' || lpad(i::text, 6, '0'),
-               now() - interval '400 days', now() - interval '300 days',
-               (i * 37) %% 90000, now(), now() - (i %% 600) * interval '1 second'
+               now() - interval '400 days', now() - interval '300 days'
           FROM generate_series(1, %(assets)s) i
           JOIN LATERAL (
               SELECT id, customer_id FROM sites
@@ -206,6 +204,14 @@ def make_fleet(conn: psycopg.Connection[Any], args: argparse.Namespace) -> None:
          ORDER BY i
         """,
         {"assets": args.assets},
+    )
+    # their usage counters and last-seen times (asset_seen), by position as above
+    conn.execute(
+        """
+        INSERT INTO asset_seen (asset_id, usage_counter, usage_at, last_seen_at)
+        SELECT id, (i * 37) %% 90000, now(), now() - (i %% 600) * interval '1 second'
+          FROM (SELECT id, row_number() OVER (ORDER BY id) AS i FROM assets) a
+        """
     )
     for role, customer in (("operator", None), ("customer", 1)):
         key = fleet.issue_api_key(conn, role=role, customer_id=customer, name="bench").key

@@ -101,10 +101,7 @@ def write_fleet(conn: Connection[Any], customer_id: int, assets: int, rows: int)
         """,
         {"ids": ids, "start": START, "rows": rows},
     )
-    conn.execute(
-        "UPDATE assets SET last_seen_at = %s WHERE id = ANY(%s)",
-        (START + timedelta(hours=rows - 1), ids),
-    )
+    set_last_seen(conn, ids, START + timedelta(hours=rows - 1))
     return ids
 
 
@@ -124,7 +121,16 @@ def add_reading_to_all(conn: Connection[Any], ids: list[int], hour: int) -> None
         """,
         {"t": when, "hour": hour, "ids": ids},
     )
-    conn.execute("UPDATE assets SET last_seen_at = %s WHERE id = ANY(%s)", (when, ids))
+    set_last_seen(conn, ids, when)
+
+
+def set_last_seen(conn: Connection[Any], ids: list[int], when: datetime) -> None:
+    """The assets' last-seen time (asset_seen), as ingest would have moved it."""
+    conn.execute(
+        "INSERT INTO asset_seen (asset_id, last_seen_at) SELECT unnest(%s::bigint[]), %s"
+        " ON CONFLICT (asset_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at",
+        (ids, when),
+    )
 
 
 def naive_pass(

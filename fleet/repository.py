@@ -11,13 +11,15 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from fleet.schemas import ApiKey, ApiKeyAuth, Asset, AssetContext, Customer, MetricRecord, Site
-from fleetcare.repository import ScopedTable
+from fleetcare.repository import ScopedTable, SideTable
 
 Conn = Connection[Any]
 
 CUSTOMERS = ScopedTable("customers", Customer, scope_column="id")
 SITES = ScopedTable("sites", Site)
-ASSETS = ScopedTable("assets", Asset)
+# an asset's last-seen time and usage counter live in asset_seen (moved by ingest every batch)
+ASSET_SEEN = SideTable("asset_seen", "asset_id", ("last_seen_at", "usage_counter", "usage_at"))
+ASSETS = ScopedTable("assets", Asset, side=ASSET_SEEN)
 API_KEYS = ScopedTable("api_keys", ApiKey, retired_column="revoked_at")
 
 
@@ -36,8 +38,10 @@ def asset_context(conn: Conn, asset_id: int, *, customer_id: int | None) -> Asse
     with conn.cursor(row_factory=class_row(AssetContext)) as cur:
         return cur.execute(
             """
-            SELECT a.*, s.latitude, s.longitude
-              FROM assets a LEFT JOIN sites s ON s.id = a.site_id
+            SELECT a.*, seen.last_seen_at, seen.usage_counter, seen.usage_at,
+                   s.latitude, s.longitude
+              FROM assets a LEFT JOIN asset_seen seen ON seen.asset_id = a.id
+                   LEFT JOIN sites s ON s.id = a.site_id
              WHERE a.id = %(a)s AND (%(c)s::bigint IS NULL OR a.customer_id = %(c)s)
             """,
             {"a": asset_id, "c": customer_id},
@@ -164,7 +168,10 @@ def find_asset_by_ref(conn: Conn, customer_id: int, ref: str) -> Asset | None:
     """The customer's asset with this reference."""
     with conn.cursor(row_factory=class_row(Asset)) as cur:
         return cur.execute(
-            "SELECT * FROM assets WHERE customer_id = %s AND ref = %s", (customer_id, ref)
+            "SELECT a.*, seen.last_seen_at, seen.usage_counter, seen.usage_at"
+            " FROM assets a LEFT JOIN asset_seen seen ON seen.asset_id = a.id"
+            " WHERE a.customer_id = %s AND a.ref = %s",
+            (customer_id, ref),
         ).fetchone()
 
 

@@ -19,21 +19,53 @@ R = TypeVar("R")
 MAX_PAGE = 500
 
 
+@dataclass(frozen=True)
+class SideTable:
+    """Columns of a table's rows kept in a narrow table of their own (``table``, keyed by
+    ``key``: the main row's id; at most one row each, none reads as NULLs), read with the
+    main row as if they were its own. Written elsewhere (e.g. ingest's last-seen times)."""
+
+    table: str
+    key: str
+    columns: tuple[str, ...]
+
+
+def _source(table: str, side: SideTable | None) -> tuple[sql.Composable, sql.Composable]:
+    """(the columns, the FROM) of ``table``'s rows with their ``side`` columns."""
+    main = sql.Identifier(table)
+    if side is None:
+        return sql.SQL("*"), main
+    columns = sql.SQL(", ").join(
+        [sql.SQL("{}.*").format(main), *(sql.Identifier(side.table, c) for c in side.columns)]
+    )
+    joined = sql.SQL("{} LEFT JOIN {} ON {} = {}").format(
+        main,
+        sql.Identifier(side.table),
+        sql.Identifier(side.table, side.key),
+        sql.Identifier(table, "id"),
+    )
+    return columns, joined
+
+
 def _where(
-    scope_column: str, scope: int | None, filters: Mapping[str, Any], include_retired: bool
+    table: str,
+    scope_column: str,
+    scope: int | None,
+    filters: Mapping[str, Any],
+    include_retired: bool,
 ) -> tuple[sql.Composable, list[Any]]:
     parts: list[sql.Composable] = [sql.SQL("true")]
     params: list[Any] = []
     if scope is not None:
-        parts.append(sql.SQL("{} = %s").format(sql.Identifier(scope_column)))
+        parts.append(sql.SQL("{} = %s").format(sql.Identifier(table, scope_column)))
         params.append(scope)
     for column, value in filters.items():
         if value is None:
             continue
-        parts.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+        parts.append(sql.SQL("{} = %s").format(sql.Identifier(table, column)))
         params.append(value)
     if not include_retired:
-        parts.append(sql.SQL("retired_at IS NULL"))
+        parts.append(sql.SQL("{} IS NULL").format(sql.Identifier(table, "retired_at")))
     return sql.SQL(" AND ").join(parts), params
 
 
@@ -48,15 +80,18 @@ def fetch_page(
     include_retired: bool = False,
     after: int | None = None,
     limit: int = 50,
+    side: SideTable | None = None,
 ) -> tuple[list[R], int | None]:
     """One keyset page of ``table`` ordered by id, confined to ``scope`` when it is set."""
-    where, params = _where(scope_column, scope, filters or {}, include_retired)
+    where, params = _where(table, scope_column, scope, filters or {}, include_retired)
+    row_id = sql.Identifier(table, "id")
     if after is not None:
-        where = sql.SQL("{} AND id > %s").format(where)
+        where = sql.SQL("{} AND {} > %s").format(where, row_id)
         params.append(after)
     limit = max(1, min(limit, MAX_PAGE))
-    query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY id LIMIT %s").format(
-        sql.Identifier(table), where
+    columns, source = _source(table, side)
+    query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT %s").format(
+        columns, source, where, row_id
     )
     with conn.cursor(row_factory=class_row(row_type)) as cur:
         rows = cur.execute(query, [*params, limit + 1]).fetchall()
@@ -74,25 +109,49 @@ def fetch_one(
     scope_column: str = "customer_id",
     scope: int | None,
     for_update: bool = False,
+    side: SideTable | None = None,
 ) -> R | None:
     """The row ``row_id`` of ``table`` when it is within ``scope``; None otherwise."""
-    where, params = _where(scope_column, scope, {"id": row_id}, include_retired=True)
-    query = sql.SQL("SELECT * FROM {} WHERE {}{}").format(
-        sql.Identifier(table), where, sql.SQL(" FOR UPDATE" if for_update else "")
-    )
+    where, params = _where(table, scope_column, scope, {"id": row_id}, include_retired=True)
+    columns, source = _source(table, side)
+    lock = sql.SQL(" FOR UPDATE OF {}").format(sql.Identifier(table)) if for_update else sql.SQL("")
+    query = sql.SQL("SELECT {} FROM {} WHERE {}{}").format(columns, source, where, lock)
     with conn.cursor(row_factory=class_row(row_type)) as cur:
         return cur.execute(query, params).fetchone()
 
 
+def _returning(statement: sql.Composable, side: SideTable | None) -> sql.Composed:
+    """``statement ... RETURNING *``, with the row's ``side`` columns (as they were before the
+    statement, which does not touch them)."""
+    if side is None:
+        return sql.SQL("{} RETURNING *").format(statement)
+    return sql.SQL(
+        "WITH t AS ({} RETURNING *) SELECT t.*, {} FROM t LEFT JOIN {} ON {} = t.id"
+    ).format(
+        statement,
+        sql.SQL(", ").join(sql.Identifier(side.table, c) for c in side.columns),
+        sql.Identifier(side.table),
+        sql.Identifier(side.table, side.key),
+    )
+
+
 def insert_row(
-    conn: Connection[Any], table: str, row_type: type[R], values: Mapping[str, Any]
+    conn: Connection[Any],
+    table: str,
+    row_type: type[R],
+    values: Mapping[str, Any],
+    *,
+    side: SideTable | None = None,
 ) -> R:
     """Insert one row and return it."""
     columns = list(values)
-    query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING *").format(
-        sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+    query = _returning(
+        sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            sql.Identifier(table),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        ),
+        side,
     )
     with conn.cursor(row_factory=class_row(row_type)) as cur:
         row = cur.execute(query, [values[c] for c in columns]).fetchone()
@@ -108,14 +167,18 @@ def update_row(
     values: Mapping[str, Any],
     *,
     extra_sets: Sequence[str] = (),
+    side: SideTable | None = None,
 ) -> R | None:
     """Set ``values`` (and literal ``extra_sets`` such as ``retired_at = now()``) on one row."""
     sets: list[sql.Composable] = [sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values]
     sets += [sql.SQL(s) for s in extra_sets]
     if not sets:
         return None
-    query = sql.SQL("UPDATE {} SET {} WHERE id = %s RETURNING *").format(
-        sql.Identifier(table), sql.SQL(", ").join(sets)
+    query = _returning(
+        sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
+            sql.Identifier(table), sql.SQL(", ").join(sets)
+        ),
+        side,
     )
     with conn.cursor(row_factory=class_row(row_type)) as cur:
         return cur.execute(query, [*values.values(), row_id]).fetchone()
@@ -124,12 +187,14 @@ def update_row(
 @dataclass(frozen=True)
 class ScopedTable(Generic[R]):
     """One table whose rows belong to a customer (``scope_column``), declared in the
-    repository that owns it; its methods are that repository's generic reads and writes."""
+    repository that owns it; its methods are that repository's generic reads and writes.
+    ``side``: columns of its rows kept in a table of their own, read with each row."""
 
     table: str
     row_type: type[R]
     scope_column: str = "customer_id"
     retired_column: str = "retired_at"
+    side: SideTable | None = None
 
     def get(
         self, conn: Connection[Any], row_id: int, *, scope: int | None, for_update: bool = False
@@ -143,6 +208,7 @@ class ScopedTable(Generic[R]):
             scope_column=self.scope_column,
             scope=scope,
             for_update=for_update,
+            side=self.side,
         )
 
     def page(
@@ -166,15 +232,16 @@ class ScopedTable(Generic[R]):
             include_retired=include_retired,
             after=after,
             limit=limit,
+            side=self.side,
         )
 
     def insert(self, conn: Connection[Any], values: Mapping[str, Any]) -> R:
         """Insert one row."""
-        return insert_row(conn, self.table, self.row_type, values)
+        return insert_row(conn, self.table, self.row_type, values, side=self.side)
 
     def update(self, conn: Connection[Any], row_id: int, values: Mapping[str, Any]) -> R | None:
         """Set columns of one row (None when ``values`` is empty)."""
-        return update_row(conn, self.table, self.row_type, row_id, values)
+        return update_row(conn, self.table, self.row_type, row_id, values, side=self.side)
 
     def retire(self, conn: Connection[Any], row_id: int) -> R:
         """Mark one row retired (or revoked) now."""
@@ -185,6 +252,7 @@ class ScopedTable(Generic[R]):
             row_id,
             {},
             extra_sets=[f"{self.retired_column} = now()"],
+            side=self.side,
         )
         assert row is not None
         return row

@@ -271,25 +271,21 @@ def update_assets_seen(
     usage_counters: Sequence[float | None],
     usage_at: Sequence[datetime | None],
 ) -> None:
-    """Move assets' last-seen time and usage counter forward (never back), locking in id order."""
+    """Move assets' last-seen time and usage counter forward (never back), in ``asset_seen``
+    (a narrow table: no new version of the wide, indexed, audited ``assets`` row per batch).
+    ``asset_ids``: distinct and sorted, so that two writers lock rows in the same order."""
     conn.execute(
         """
-        WITH v AS (
-            SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::float8[], %s::timestamptz[])
-                AS v(asset_id, last_seen, usage_counter, usage_at)
-        ), locked AS (
-            SELECT a.id FROM assets a WHERE a.id IN (SELECT asset_id FROM v)
-             ORDER BY a.id FOR NO KEY UPDATE
-        )
-        UPDATE assets a SET
-            last_seen_at = greatest(a.last_seen_at, v.last_seen),
-            usage_counter = CASE WHEN v.usage_at IS NOT NULL
-                                  AND (a.usage_at IS NULL OR v.usage_at >= a.usage_at)
-                                 THEN v.usage_counter ELSE a.usage_counter END,
-            usage_at = CASE WHEN v.usage_at IS NOT NULL
-                             AND (a.usage_at IS NULL OR v.usage_at >= a.usage_at)
-                            THEN v.usage_at ELSE a.usage_at END
-          FROM v WHERE a.id = v.asset_id AND a.id IN (SELECT id FROM locked)
+        INSERT INTO asset_seen AS s (asset_id, last_seen_at, usage_counter, usage_at)
+        SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::float8[], %s::timestamptz[])
+        ON CONFLICT (asset_id) DO UPDATE SET
+            last_seen_at = greatest(s.last_seen_at, EXCLUDED.last_seen_at),
+            usage_counter = CASE WHEN EXCLUDED.usage_at IS NOT NULL
+                                  AND (s.usage_at IS NULL OR EXCLUDED.usage_at >= s.usage_at)
+                                 THEN EXCLUDED.usage_counter ELSE s.usage_counter END,
+            usage_at = CASE WHEN EXCLUDED.usage_at IS NOT NULL
+                             AND (s.usage_at IS NULL OR EXCLUDED.usage_at >= s.usage_at)
+                            THEN EXCLUDED.usage_at ELSE s.usage_at END
         """,
         (list(asset_ids), list(last_seen), list(usage_counters), list(usage_at)),
     )

@@ -108,7 +108,8 @@ def has_history(conn: Conn, kind: str) -> bool:
         """
         SELECT EXISTS (SELECT 1 FROM assets a
                         WHERE a.kind = %(kind)s
-                          AND (a.usage_counter IS NOT NULL
+                          AND (EXISTS (SELECT 1 FROM asset_seen s
+                                        WHERE s.asset_id = a.id AND s.usage_counter IS NOT NULL)
                                OR EXISTS (SELECT 1 FROM telemetry t WHERE t.asset_id = a.id)
                                OR EXISTS (SELECT 1 FROM asset_lives l WHERE l.asset_id = a.id)))
             OR EXISTS (SELECT 1 FROM model_versions v WHERE v.kind = %(kind)s)

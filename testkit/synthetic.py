@@ -103,11 +103,16 @@ def write_tire_fleet(
                 lives,
             )
         cur.execute(
-            "UPDATE assets a SET renewed_at = v.renewed, last_seen_at = v.seen"
-            " FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[])"
-            " AS v(id, renewed, seen)"
+            "UPDATE assets a SET renewed_at = v.renewed"
+            " FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, renewed)"
             " WHERE a.id = v.id",
-            (ids, [renewed[a] for a in ids], [last_time[a] for a in ids]),
+            (ids, [renewed[a] for a in ids]),
+        )
+        cur.execute(
+            "INSERT INTO asset_seen (asset_id, last_seen_at)"
+            " SELECT * FROM unnest(%s::bigint[], %s::timestamptz[])"
+            " ON CONFLICT (asset_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at",
+            (ids, [last_time[a] for a in ids]),
         )
     return SyntheticFleet(asset_ids=ids, renewed_at=renewed, last_time=last_time)
 
@@ -126,6 +131,8 @@ def append_readings(
                 for name, v in values.items():
                     copy.write_row((when, a, metric_ids[name], v))
         cur.execute(
-            "UPDATE assets SET last_seen_at = greatest(last_seen_at, %s) WHERE id = ANY(%s)",
-            (seen, asset_ids),
+            "INSERT INTO asset_seen AS s (asset_id, last_seen_at)"
+            " SELECT unnest(%s::bigint[]), %s ON CONFLICT (asset_id)"
+            " DO UPDATE SET last_seen_at = greatest(s.last_seen_at, EXCLUDED.last_seen_at)",
+            (asset_ids, seen),
         )

@@ -271,18 +271,20 @@ def test_bookkeeping_columns_write_no_row_and_a_real_change_one(
     tenant = make_tenant()
     ids = setup_customer(client, tenant)
     with connect(db_url) as conn:
-        count = "SELECT count(*) FROM audit_log WHERE resource = 'assets'"
+        count = "SELECT count(*) FROM audit_log"
         before = conn.execute(count).fetchone()
-        # ingest moves the usage counter on every batch: not a change worth a row
-        conn.execute(
-            "UPDATE assets SET usage_counter = 1234, usage_at = now(), last_seen_at = now()"
-            " WHERE id = %s",
-            (ids["asset"],),
-        )
+        # ingest moves the usage counter and last-seen time on every batch (in asset_seen):
+        # not a change worth a row
+        for usage in (1234, 99):
+            conn.execute(
+                "INSERT INTO asset_seen (asset_id, usage_counter, usage_at, last_seen_at)"
+                " VALUES (%s, %s, now(), now()) ON CONFLICT (asset_id) DO UPDATE"
+                " SET usage_counter = EXCLUDED.usage_counter",
+                (ids["asset"], usage),
+            )
         assert conn.execute(count).fetchone() == before
         conn.execute(
-            "UPDATE assets SET attributes = '{\"axle\": 3}', usage_counter = 99 WHERE id = %s",
-            (ids["asset"],),
+            "UPDATE assets SET attributes = '{\"axle\": 3}' WHERE id = %s", (ids["asset"],)
         )
         row = conn.execute(
             "SELECT before, after FROM audit_log WHERE resource = 'assets' ORDER BY id DESC"

@@ -137,8 +137,13 @@ def _write_tire_life(
                         continue
                     copy.write_row((times[i], asset_id, ids[name], float(column[i])))
         cur.execute(
-            "UPDATE assets SET renewed_at = %s, last_seen_at = %s WHERE id = %s",
-            (times[0] - timedelta(hours=1), times[-1], asset_id),
+            "UPDATE assets SET renewed_at = %s WHERE id = %s",
+            (times[0] - timedelta(hours=1), asset_id),
+        )
+        cur.execute(
+            "INSERT INTO asset_seen (asset_id, last_seen_at) VALUES (%s, %s)"
+            " ON CONFLICT (asset_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at",
+            (asset_id, times[-1]),
         )
     conn.commit()
 

@@ -127,7 +127,8 @@ def test_broken_rows_are_rejected_with_reasons_and_good_ones_kept(
     # rows 1, 4, 5, 7 are stored (without their rejected values): 3 + 2 + 2 + 3 values
     assert report.values_stored == 10
     row = auto.execute(
-        "SELECT usage_counter, last_seen_at, renewed_at FROM assets WHERE ref = '1'"
+        "SELECT s.usage_counter, s.last_seen_at, a.renewed_at"
+        " FROM assets a JOIN asset_seen s ON s.asset_id = a.id WHERE a.ref = '1'"
     ).fetchone()
     assert row == (7.0, ORIGIN + timedelta(hours=7), ORIGIN + timedelta(hours=1))
 

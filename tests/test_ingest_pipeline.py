@@ -87,7 +87,8 @@ def test_good_readings_stored_once_with_usage_and_last_seen(
     conn.commit()
     assert len(telemetry_rows(conn)) == 4
     usage = conn.execute(
-        "SELECT usage_counter, usage_at, last_seen_at IS NOT NULL FROM assets WHERE id = %s",
+        "SELECT usage_counter, usage_at, last_seen_at IS NOT NULL FROM asset_seen"
+        " WHERE asset_id = %s",
         (small.tire_ids[tire],),
     ).fetchone()
     assert usage == (1010.5, NOW - timedelta(seconds=30), True)
@@ -95,7 +96,7 @@ def test_good_readings_stored_once_with_usage_and_last_seen(
     late = [raw(t, reading(tire, "2026-11-26T09:00:00Z", odometer_km=900))]
     assert store_messages(conn, late, limits=limits, clock=clock).stored == 1
     row = conn.execute(
-        "SELECT usage_counter FROM assets WHERE id = %s", (small.tire_ids[tire],)
+        "SELECT usage_counter FROM asset_seen WHERE asset_id = %s", (small.tire_ids[tire],)
     ).fetchone()
     assert row == (1010.5,)
     seen = conn.execute(
@@ -444,7 +445,8 @@ def test_store_messages_on_each_storage_path(db_url: str, storage: str, topic_ro
         conn.commit()
         assert (first.stored, again.stored, again.duplicates) == (100, 0, 100)
         usage = conn.execute(
-            "SELECT usage_counter FROM assets WHERE id = %s", (small.tire_ids[small.tires[0]],)
+            "SELECT usage_counter FROM asset_seen WHERE asset_id = %s",
+            (small.tire_ids[small.tires[0]],),
         ).fetchone()
         assert usage == (10.0,)  # the latest by time
 

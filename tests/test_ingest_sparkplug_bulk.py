@@ -156,7 +156,7 @@ def snapshot(conn: Connection[Any], result: BatchResult) -> dict[str, Any]:
         "result": (result.stored, result.duplicates, dict(result.quarantined)),
         "telemetry": rows("SELECT asset_id, metric_id, time, value FROM telemetry"),
         "quarantine": rows("SELECT topic, device_ref, reason, detail, payload FROM quarantine"),
-        "assets": rows("SELECT id, last_seen_at, usage_counter, usage_at FROM assets"),
+        "assets": rows("SELECT asset_id, last_seen_at, usage_counter, usage_at FROM asset_seen"),
         "devices": rows("SELECT id, last_seen_at, offline_at FROM devices"),
     }
 

@@ -78,8 +78,8 @@ def test_a_refused_change_says_why_and_an_unknown_kind_is_named(env: str, tmp_pa
         ).fetchone()
         assert customer is not None
         conn.execute(
-            "INSERT INTO assets (customer_id, kind, ref, usage_counter)"
-            " VALUES (%s, 'tire', 'T-1', 10)",
+            "WITH a AS (INSERT INTO assets (customer_id, kind, ref) VALUES (%s, 'tire', 'T-1')"
+            " RETURNING id) INSERT INTO asset_seen (asset_id, usage_counter) SELECT id, 10 FROM a",
             (customer[0],),
         )
         conn.commit()

@@ -213,7 +213,9 @@ def test_readings_to_renewal_through_the_real_loop(
             "telemetry stored",
             lambda: stored_rows() == {asset.id: expected, fresh.id: expected},
         )
-        last_seen = scalar(db_url, "SELECT last_seen_at FROM assets WHERE id = %s", asset.id)
+        last_seen = scalar(
+            db_url, "SELECT last_seen_at FROM asset_seen WHERE asset_id = %s", asset.id
+        )
         assert last_seen is not None
         assert scalar(db_url, "SELECT count(*) FROM quarantine") == 0
 

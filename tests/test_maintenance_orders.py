@@ -135,7 +135,11 @@ def test_completion_renews_the_asset_and_records_the_life(conn: Conn) -> None:
     c.advance(timedelta(days=2))
     logistics.deliver(conn, OPERATOR, shipment.id, c)
     orders.start_order(conn, OPERATOR, order_id, c)
-    conn.execute("UPDATE assets SET usage_counter = 118000 WHERE id = %s", (world.asset_id,))
+    conn.execute(
+        "INSERT INTO asset_seen (asset_id, usage_counter) VALUES (%s, 118000)"
+        " ON CONFLICT (asset_id) DO UPDATE SET usage_counter = EXCLUDED.usage_counter",
+        (world.asset_id,),
+    )
     c.advance(timedelta(hours=3))
     before = event_types(conn)
     detail = orders.complete_order(conn, OPERATOR, order_id, CompleteRequest(), c)
@@ -144,7 +148,9 @@ def test_completion_renews_the_asset_and_records_the_life(conn: Conn) -> None:
     assert detail.status == "completed" and detail.completed_at == c.now()
     assert [(p.quantity, p.billable) for p in detail.parts_used] == [(1, False)]
     renewed_at, usage = conn.execute(
-        "SELECT renewed_at, usage_counter FROM assets WHERE id = %s", (world.asset_id,)
+        "SELECT a.renewed_at, s.usage_counter FROM assets a JOIN asset_seen s"
+        " ON s.asset_id = a.id WHERE a.id = %s",
+        (world.asset_id,),
     ).fetchone() or (None, None)
     assert renewed_at == c.now() and usage == 0
     life = conn.execute(

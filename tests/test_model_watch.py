@@ -77,8 +77,9 @@ def _append(conn: Conn, tires: Any, hours: int, load_kg: float, seed: int) -> An
                     for name, v in values.items():
                         copy.write_row((t, a, ids[name], float(v)))
         cur.execute(
-            "UPDATE assets SET last_seen_at = %s WHERE id = ANY(%s)",
-            (end + timedelta(hours=hours), tires.asset_ids),
+            "INSERT INTO asset_seen (asset_id, last_seen_at) SELECT unnest(%s::bigint[]), %s"
+            " ON CONFLICT (asset_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at",
+            (tires.asset_ids, end + timedelta(hours=hours)),
         )
     conn.commit()
     return end + timedelta(hours=hours)

@@ -104,7 +104,11 @@ def test_confirmed_wear_with_a_measurement_labels_the_life_and_the_training_data
             " (%s, %s, %s, 3.6)",
             (T0 - timedelta(days=300), asset, metric[0], T0 - timedelta(days=1), asset, metric[0]),
         )
-        conn.execute("UPDATE assets SET usage_counter = 70000 WHERE id = %s", (asset,))
+        conn.execute(
+            "INSERT INTO asset_seen (asset_id, usage_counter) VALUES (%s, 70000)"
+            " ON CONFLICT (asset_id) DO UPDATE SET usage_counter = EXCLUDED.usage_counter",
+            (asset,),
+        )
         conn.commit()
     order = order_of(client, a.headers, asset)
     tech = make_tenant("out-a", role="technician")

@@ -91,7 +91,8 @@ def test_one_prediction_per_changed_asset_none_for_unchanged(
 
     # seen again (last_seen_at moved) but no new usage reading: no new prediction
     conn.execute(
-        "UPDATE assets SET last_seen_at = %s WHERE id = %s", (NOW + timedelta(1), changed[0])
+        "UPDATE asset_seen SET last_seen_at = %s WHERE asset_id = %s",
+        (NOW + timedelta(1), changed[0]),
     )
     conn.commit()
     clock.advance(60)
@@ -120,8 +121,9 @@ def _score_steady_usage(
     clock = ManualClock(NOW)
     install_model(conn, trained_tire_model(), clock)
     aid = conn.execute(
-        "INSERT INTO assets (customer_id, kind, ref, renewed_at, last_seen_at)"
-        " VALUES (%s, 'tire', %s, %s, %s) RETURNING id",
+        "WITH a AS (INSERT INTO assets (customer_id, kind, ref, renewed_at)"
+        " VALUES (%s, 'tire', %s, %s) RETURNING id)"
+        " INSERT INTO asset_seen (asset_id, last_seen_at) SELECT id, %s FROM a RETURNING asset_id",
         (customer.id, ref, START, START + timedelta(hours=hours)),
     ).fetchone()[0]  # type: ignore[index]
     ids = dict(conn.execute("SELECT name, id FROM metrics WHERE kind = 'tire'").fetchall())
@@ -251,8 +253,9 @@ def test_features_identical_in_training_and_scoring(conn: Connection[Any]) -> No
     renewed = START + timedelta(hours=n_life)
     aid = int(
         conn.execute(
-            "INSERT INTO assets (customer_id, kind, ref, renewed_at, last_seen_at)"
-            " VALUES (%s, 'tire', 'SAME-1', %s, %s) RETURNING id",
+            "WITH a AS (INSERT INTO assets (customer_id, kind, ref, renewed_at)"
+            " VALUES (%s, 'tire', 'SAME-1', %s) RETURNING id) INSERT INTO asset_seen"
+            " (asset_id, last_seen_at) SELECT id, %s FROM a RETURNING asset_id",
             (customer.id, renewed, NOW),
         ).fetchone()[0]  # type: ignore[index]
     )

@@ -137,9 +137,10 @@ def test_history_writes_complete_lives_through_ingest(
     stored = conn.execute("SELECT count(*), min(time), max(time) FROM telemetry").fetchone()
     assert stored is not None and stored[0] == summary.stored > 10_000
     assert stored[1] < NOW - timedelta(days=30) and stored[2] <= NOW
-    assert conn.execute("SELECT count(*) FROM assets WHERE usage_counter IS NULL").fetchone() == (
-        0,
-    )
+    assert conn.execute(
+        "SELECT count(*) FROM assets a LEFT JOIN asset_seen s ON s.asset_id = a.id"
+        " WHERE s.usage_counter IS NULL"
+    ).fetchone() == (0,)
     # ground truth: exact remaining life of lives that ended in failure, from life length
     truth = conn.execute(
         "SELECT g.usage, g.rul_actual, l.usage_at_end - l.usage_at_start"

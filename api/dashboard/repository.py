@@ -227,13 +227,14 @@ def list_asset_health(
         SELECT a.id AS asset_id, a.ref, a.kind, a.customer_id, c.name AS customer_name,
                a.site_id, s.ref AS site_ref, {health} AS health,
                h.component, h.predicted_at, h.rul, h.rul_low, h.rul_high,
-               h.failure_probability, h.due_at, h.due_at_conservative, a.last_seen_at,
+               h.failure_probability, h.due_at, h.due_at_conservative, seen.last_seen_at,
                {due} AS due_at_shown,
                (h.due_at_conservative IS NULL AND {due} IS NOT NULL) AS due_estimated
           FROM assets a
           JOIN customers c ON c.id = a.customer_id
           LEFT JOIN sites s ON s.id = a.site_id
           LEFT JOIN asset_health h ON h.asset_id = a.id
+          LEFT JOIN asset_seen seen ON seen.asset_id = a.id
          WHERE {where}
          ORDER BY {order}
          LIMIT %(limit)s
@@ -452,8 +453,8 @@ def asset_activity(
     """Newest reading time over live assets, assets seen since ``since``, and live assets."""
     where, params = _asset_filters(scope, None, None, None)
     query = sql.SQL(
-        "SELECT max(a.last_seen_at), count(*) FILTER (WHERE a.last_seen_at >= %(since)s),"
-        " count(*) FROM assets a WHERE {}"
+        "SELECT max(seen.last_seen_at), count(*) FILTER (WHERE seen.last_seen_at >= %(since)s),"
+        " count(*) FROM assets a LEFT JOIN asset_seen seen ON seen.asset_id = a.id WHERE {}"
     ).format(where)
     row = conn.execute(query, params | {"since": since}).fetchone()
     assert row is not None

@@ -166,9 +166,12 @@ def life_recorded_for_order(conn: Conn, order_id: int) -> bool:
 
 def renew_asset(conn: Conn, asset_id: int, at: datetime) -> None:
     """A new life starts: renewal time set, the usage counter back to zero."""
+    conn.execute("UPDATE assets SET renewed_at = %(t)s WHERE id = %(a)s", {"t": at, "a": asset_id})
     conn.execute(
-        "UPDATE assets SET renewed_at = %(t)s, usage_counter = 0, usage_at = %(t)s"
-        " WHERE id = %(a)s",
+        """
+        INSERT INTO asset_seen (asset_id, usage_counter, usage_at) VALUES (%(a)s, 0, %(t)s)
+        ON CONFLICT (asset_id) DO UPDATE SET usage_counter = 0, usage_at = %(t)s
+        """,
         {"t": at, "a": asset_id},
     )
 

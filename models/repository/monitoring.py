@@ -23,10 +23,11 @@ def live_assets(conn: Conn, kind: str, since: datetime) -> list[ChangedAsset]:
     with conn.cursor(row_factory=class_row(ChangedAsset)) as cur:
         return cur.execute(
             """
-            SELECT id AS asset_id, kind, renewed_at, last_seen_at, NULL::timestamptz AS data_until
-              FROM assets
-             WHERE kind = %s AND retired_at IS NULL AND last_seen_at >= %s
-             ORDER BY id
+            SELECT a.id AS asset_id, a.kind, a.renewed_at, s.last_seen_at,
+                   NULL::timestamptz AS data_until
+              FROM assets a JOIN asset_seen s ON s.asset_id = a.id
+             WHERE a.kind = %s AND a.retired_at IS NULL AND s.last_seen_at >= %s
+             ORDER BY a.id
             """,
             (kind, since),
         ).fetchall()

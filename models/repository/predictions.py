@@ -38,11 +38,12 @@ def find_changed_assets(
     with conn.cursor(row_factory=class_row(ChangedAsset)) as cur:
         return cur.execute(
             """
-            SELECT a.id AS asset_id, a.kind, a.renewed_at, a.last_seen_at, s.data_until
-              FROM assets a LEFT JOIN asset_scoring_state s ON s.asset_id = a.id
-             WHERE a.retired_at IS NULL AND a.last_seen_at IS NOT NULL
+            SELECT a.id AS asset_id, a.kind, a.renewed_at, seen.last_seen_at, s.data_until
+              FROM assets a JOIN asset_seen seen ON seen.asset_id = a.id
+                   LEFT JOIN asset_scoring_state s ON s.asset_id = a.id
+             WHERE a.retired_at IS NULL AND seen.last_seen_at IS NOT NULL
                AND (%(kind)s::text IS NULL OR a.kind = %(kind)s)
-               AND (s.asset_id IS NULL OR a.last_seen_at > s.seen_at
+               AND (s.asset_id IS NULL OR seen.last_seen_at > s.seen_at
                     OR a.renewed_at <> s.renewed_at)
              ORDER BY a.id
              LIMIT %(limit)s
