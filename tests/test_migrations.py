@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -189,3 +190,57 @@ def test_timescaledb_path_creates_hypertables() -> None:
         assert "telemetry_hourly" in caggs
     finally:
         drop_database(server, name)
+
+
+def test_asset_seen_takes_over_the_assets_last_seen_and_usage(
+    empty_db: str, tmp_path: Path
+) -> None:
+    """0330 moves each asset's last-seen time and usage counter into asset_seen (assets that
+    never reported get no row and read NULLs through the join) and drops the columns."""
+    folder = _copy_migrations(tmp_path)
+    later = folder / "later"
+    later.mkdir()
+    for f in folder.glob("*.sql"):
+        if f.name >= "0330":
+            f.rename(later / f.name)
+    migrate.apply_migrations(empty_db, folder, storage_choice="postgres")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO asset_kinds (name, life_unit, usage_metric, failure, typical_life)"
+            " VALUES ('probe', 'km', 'odometer_km', 'wear', 1000)"
+        )
+        customer = conn.execute(
+            "INSERT INTO customers (slug, name) VALUES ('m', 'M') RETURNING id"
+        ).fetchone()
+        assert customer is not None
+        conn.execute(
+            """
+            INSERT INTO assets (customer_id, kind, ref, usage_counter, usage_at, last_seen_at)
+            VALUES (%(c)s, 'probe', 'SEEN', 12.5, '2026-12-01T10:00Z', '2026-12-01T10:05Z'),
+                   (%(c)s, 'probe', 'NEVER', NULL, NULL, NULL)
+            """,
+            {"c": customer[0]},
+        )
+    for f in later.glob("*.sql"):
+        f.rename(folder / f.name)
+    _, applied = migrate.apply_migrations(empty_db, folder, storage_choice="postgres")
+    assert "0330_asset_seen.sql" in applied
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        rows = conn.execute(
+            """
+            SELECT a.ref, s.usage_counter, s.usage_at, s.last_seen_at
+              FROM assets a LEFT JOIN asset_seen s ON s.asset_id = a.id ORDER BY a.ref
+            """
+        ).fetchall()
+        gone = conn.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'assets'"
+            " AND column_name IN ('usage_counter', 'usage_at', 'last_seen_at')"
+        ).fetchone()
+    assert [r[0] for r in rows] == ["NEVER", "SEEN"]
+    assert rows[0][1:] == (None, None, None)
+    assert rows[1][1] == 12.5
+    assert rows[1][2:] == (
+        datetime(2026, 12, 1, 10, tzinfo=UTC),
+        datetime(2026, 12, 1, 10, 5, tzinfo=UTC),
+    )
+    assert gone == (0,)
