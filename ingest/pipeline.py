@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -343,24 +344,28 @@ def store_messages(
     if copy_data is not None:
         result.stored = repo.insert_telemetry(conn, copy_data, staged, optimistic=optimistic)
         result.duplicates = staged - result.stored
-    if q.rows:
-        repo.insert_quarantine(conn, q.rows)
-    if asset_seen:
-        ids = sorted(asset_seen)
-        repo.update_assets_seen(
-            conn,
-            ids,
-            [asset_seen[i] for i in ids],
-            [usage[i][2] if i in usage else None for i in ids],
-            [_from_us(usage[i][0]) if i in usage else None for i in ids],
-        )
-        result.assets_touched = len(ids)
-    if device_seen:
-        ids = sorted(device_seen)
-        repo.update_devices_seen(conn, ids, [device_seen[i] for i in ids])
-    if offline:
-        ids = sorted(offline)
-        repo.set_devices_offline(conn, ids, [offline[i] for i in ids])
+    # The rest in one round trip (pipeline mode): back from each round trip this writer waits
+    # for the GIL, which the writer preparing the next batch holds (up to the interpreter's
+    # switch interval), while PostgreSQL has nothing to do.
+    with conn.pipeline() if q.rows or asset_seen or device_seen or offline else nullcontext():
+        if q.rows:
+            repo.insert_quarantine(conn, q.rows)
+        if asset_seen:
+            ids = sorted(asset_seen)
+            repo.update_assets_seen(
+                conn,
+                ids,
+                [asset_seen[i] for i in ids],
+                [usage[i][2] if i in usage else None for i in ids],
+                [_from_us(usage[i][0]) if i in usage else None for i in ids],
+            )
+            result.assets_touched = len(ids)
+        if device_seen:
+            ids = sorted(device_seen)
+            repo.update_devices_seen(conn, ids, [device_seen[i] for i in ids])
+        if offline:
+            ids = sorted(offline)
+            repo.set_devices_offline(conn, ids, [offline[i] for i in ids])
     return result
 
 
