@@ -324,8 +324,12 @@ def ingestor_main(
     commits: Any,
     batch_bytes: int = IngestConfig.batch_max_bytes,
     batch_min_bytes: int | None = IngestConfig.batch_min_bytes,
+    switch_interval_s: float | None = None,
 ) -> None:
-    """In an ingestor process: the production IngestWorker, reporting each commit."""
+    """In an ingestor process: the production IngestWorker, reporting each commit
+    (``switch_interval_s``: the interpreter's GIL switch interval in this process, to compare)."""
+    if switch_interval_s is not None:
+        sys.setswitchinterval(switch_interval_s)
 
     def on_batch(r: BatchResult) -> None:
         commits.put((r.stored, r.duplicates, time.time(), r.messages))
@@ -365,6 +369,7 @@ def run_phase(
     show_timeline: bool = False,
     batch_bytes: int = IngestConfig.batch_max_bytes,
     batch_min_bytes: int | None = IngestConfig.batch_min_bytes,
+    switch_interval_s: float | None = None,
 ) -> dict[str, float]:
     """Publish n readings at ``per_message`` per message; time first publish → last commit.
 
@@ -389,6 +394,7 @@ def run_phase(
                 commits,
                 batch_bytes,
                 batch_min_bytes,
+                switch_interval_s,
             ),
         )
         proc.start()
@@ -576,6 +582,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the adaptive batches' least bound (IngestConfig.batch_min_bytes; 0: fixed batches)",
     )
     parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=None,
+        help="the ingestors' GIL switch interval (sys.setswitchinterval; default: Python's 5 ms)",
+    )
+    parser.add_argument(
         "--server-url", default=os.environ.get("FLEETCARE_BENCH_SERVER_URL", LOCAL_PG)
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
@@ -657,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
                         show_timeline=args.timeline,
                         batch_bytes=args.batch_bytes,
                         batch_min_bytes=args.batch_min_bytes or None,
+                        switch_interval_s=(
+                            args.switch_interval_ms / 1000 if args.switch_interval_ms else None
+                        ),
                     )
                 finally:
                     if phase_broker is not broker:
