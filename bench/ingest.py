@@ -327,9 +327,7 @@ def ingestor_main(
     switch_interval_s: float | None = None,
 ) -> None:
     """In an ingestor process: the production IngestWorker, reporting each commit
-    (``switch_interval_s``: the interpreter's GIL switch interval in this process, to compare)."""
-    if switch_interval_s is not None:
-        sys.setswitchinterval(switch_interval_s)
+    (``switch_interval_s``: its GIL switch interval, to compare; None: the worker's default)."""
 
     def on_batch(r: BatchResult) -> None:
         commits.put((r.stored, r.duplicates, time.time(), r.messages))
@@ -343,6 +341,11 @@ def ingestor_main(
             writer_threads=writers,
             batch_max_bytes=batch_bytes,
             batch_min_bytes=batch_min_bytes,
+            gil_switch_interval_s=(
+                IngestConfig.gil_switch_interval_s
+                if switch_interval_s is None
+                else switch_interval_s
+            ),
         ),
         on_batch=on_batch,
     )
@@ -585,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         "--switch-interval-ms",
         type=float,
         default=None,
-        help="the ingestors' GIL switch interval (sys.setswitchinterval; default: Python's 5 ms)",
+        help="the ingestors' GIL switch interval (IngestConfig.gil_switch_interval_s: 1 ms; "
+        "Python's own is 5)",
     )
     parser.add_argument(
         "--server-url", default=os.environ.get("FLEETCARE_BENCH_SERVER_URL", LOCAL_PG)

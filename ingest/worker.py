@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -118,6 +119,8 @@ class IngestWorker:
     def start(self) -> None:
         """Connect (retrying in the background while the broker is away) and start writing."""
         cfg = self.config
+        if cfg.gil_switch_interval_s is not None:  # process-wide: `fleetcare ingest` is its own
+            sys.setswitchinterval(cfg.gil_switch_interval_s)
         host, port, user, password, tls = mqtt_endpoint(cfg.mqtt_url)
         v5 = cfg.protocol == "v5" or (cfg.protocol == "auto" and self._probe_with_retry())
         self.shared = v5 and cfg.shared_subscription
