@@ -274,9 +274,22 @@ def insert_predictions(
                     AS v(asset_id, rul, low, high, p, anomaly, rate, due, due_c, until_us,
                          explanation, low_confidence)
                 ON CONFLICT (asset_id, component, time) DO NOTHING
-                RETURNING asset_id
+                RETURNING asset_id, component, time, model_version_id, rul, rul_low, rul_high,
+                          failure_probability, anomaly_score, due_at, due_at_conservative
+            ), batch AS (
+                SELECT array_agg(asset_id) AS ids, array_agg(component) AS components,
+                       array_agg(time) AS times, array_agg(model_version_id) AS versions,
+                       array_agg(rul) AS rul, array_agg(rul_low) AS low,
+                       array_agg(rul_high) AS high, array_agg(failure_probability) AS p,
+                       array_agg(anomaly_score) AS anomaly, array_agg(due_at) AS due,
+                       array_agg(due_at_conservative) AS due_c
+                  FROM stored
             )
-            SELECT coalesce(array_agg(asset_id), '{}') FROM stored
+            -- what track_predictions does, from the rows just stored (migration 0341)
+            SELECT coalesce(cardinality(ids), 0),
+                   fleetcare_track_prediction_rows(ids, components, times, versions, rul, low,
+                                                   high, p, anomaly, due, due_c)
+              FROM batch
             """,
             {
                 "time": time,
@@ -304,22 +317,15 @@ def insert_predictions(
             },
         )
         row = cur.fetchone()
-        stored = np.asarray(row[0] if row is not None else [], dtype=np.int64)
-        if stored.size:
-            # what track_predictions does, with the batch's one component and one time
-            cur.execute(
-                "SELECT fleetcare_track_predictions(%b::bigint[],"
-                " array_fill(%s::text, ARRAY[%s]), array_fill(%s::timestamptz, ARRAY[%s]))",
-                (_BinaryArray.of(stored, 20), batch.component, stored.size, time, stored.size),
-            )
-    return int(stored.size)
+    return int(row[0]) if row is not None else 0
 
 
 def track_predictions(conn: Conn, keys: Sequence[tuple[int, str, datetime]]) -> None:
     """After inserting predictions, in the same transaction: queue them for the policy, keep
     the latest per asset component and the asset's health row, and notify listeners
-    (migration 0011). Every writer of predictions calls this with the (asset id, component,
-    time) keys it inserted."""
+    (migrations 0011, 0341). Every writer of predictions calls this with the (asset id,
+    component, time) keys it inserted, but :func:`insert_predictions`, which does the same
+    from the rows it inserted, in its own statement."""
     if not keys:
         return
     asset_ids, components, times = zip(*keys, strict=True)
