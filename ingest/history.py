@@ -12,7 +12,6 @@ interrupted import is finished by running it again. No SQL text here (``ingest.r
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from ingest.history_files import (
     PARQUET_SUFFIXES,
     Locate,
     as_text,
+    floats,
     parquet_batches,
     text_batches,
 )
@@ -138,34 +138,6 @@ class _Context:
 # --- columns → values -----------------------------------------------------------------------
 
 
-def _floats(column: pa.ChunkedArray) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Values as float64 and a mask of cells that were empty (not an error: no reading)."""
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        empty = np.asarray(pc.equal(pc.utf8_trim_whitespace(column), "").to_numpy(False))
-        try:
-            values = pc.cast(column, pa.float64())
-        except pa.ArrowInvalid:  # some cell is not a number: this batch goes cell by cell
-            return _floats_slowly(column.to_pylist()), empty
-    else:
-        try:
-            values = pc.cast(column, pa.float64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return _floats_slowly(column.to_pylist()), np.zeros(len(column), dtype=bool)
-        empty = np.asarray(column.is_null().to_numpy(False))
-    out = np.asarray(values.to_numpy(False), dtype=np.float64)
-    return out, empty
-
-
-def _floats_slowly(cells: Sequence[Any]) -> NDArray[np.float64]:
-    out = np.empty(len(cells), dtype=np.float64)
-    for i, cell in enumerate(cells):
-        try:
-            out[i] = float(cell) if cell not in (None, "") else math.nan
-        except (TypeError, ValueError):
-            out[i] = math.inf * 0  # NaN: reported as not a number by the caller
-    return out
-
-
 def _times_us(ctx: _Context, column: pa.ChunkedArray) -> NDArray[np.int64]:
     """Epoch µs of each row; the minimum int64 where the time cannot be read."""
     spec = ctx.profile.doc.time
@@ -175,7 +147,7 @@ def _times_us(ctx: _Context, column: pa.ChunkedArray) -> NDArray[np.int64]:
     if pa.types.is_boolean(column.type):  # true/false is no time (a cast would read 1 and 0)
         return np.full(len(column), bad, dtype=np.int64)
     if fmt in ("epoch_s", "epoch_ms", "cycle"):
-        values, empty = _floats(column)
+        values, empty = floats(column)
         if fmt == "cycle":
             assert spec.origin is not None and spec.step_s is not None
             delta = spec.origin - UNIX_EPOCH
@@ -378,7 +350,7 @@ def _store_batch(ctx: _Context, table: pa.Table, where: Locate) -> None:
     if doc.layout == "long":
         assert doc.metric_column and doc.value_column
         names = as_text(table.column(doc.metric_column), doc.metric_column).to_pylist()
-        values, empty = _floats(table.column(doc.value_column))
+        values, empty = floats(table.column(doc.value_column))
         unknown = good & np.array([n not in profile.by_file_name for n in names], dtype=bool)
         if unknown.any():
             i = _first(unknown)
@@ -395,7 +367,7 @@ def _store_batch(ctx: _Context, table: pa.Table, where: Locate) -> None:
                 check(conv.name, values_of, empty, mine, doc.value_column)
     else:
         for name, m in doc.metrics.items():
-            values, empty = _floats(table.column(m.field))
+            values, empty = floats(table.column(m.field))
             check(name, values * m.scale + m.offset, empty, good, m.field)
     _note_span(ctx, asset_ids[good], times[good])
     if parts_t:

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from fleetcare.errors import Invalid
 from ingest.profiles import CompiledProfile
@@ -222,3 +225,31 @@ def parquet_batches(path: Path, profile: CompiledProfile) -> Iterator[tuple[pa.T
             int(size * seen / total),
             partial(_parquet_row, path.name, before),
         )
+
+
+def floats(column: pa.ChunkedArray) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Values as float64 and a mask of cells that were empty (not an error: no reading)."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        empty = np.asarray(pc.equal(pc.utf8_trim_whitespace(column), "").to_numpy(False))
+        try:
+            values = pc.cast(column, pa.float64())
+        except pa.ArrowInvalid:  # some cell is not a number: this batch goes cell by cell
+            return floats_slowly(column.to_pylist()), empty
+    else:
+        try:
+            values = pc.cast(column, pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return floats_slowly(column.to_pylist()), np.zeros(len(column), dtype=bool)
+        empty = np.asarray(column.is_null().to_numpy(False))
+    out = np.asarray(values.to_numpy(False), dtype=np.float64)
+    return out, empty
+
+
+def floats_slowly(cells: Sequence[Any]) -> NDArray[np.float64]:
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, cell in enumerate(cells):
+        try:
+            out[i] = float(cell) if cell not in (None, "") else math.nan
+        except (TypeError, ValueError):
+            out[i] = math.inf * 0  # NaN: reported as not a number by the caller
+    return out

@@ -41,7 +41,7 @@ from pydantic import (
 from fleetcare.errors import Invalid
 from ingest.csv_rows import Unreadable, csv_rows
 from ingest.schemas import QuarantineReason
-from ingest.times import epoch_us, rfc3339_us
+from ingest.times import as_number, auto_us, epoch_us, rfc3339_us, scaled_us
 
 R = QuarantineReason
 NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -316,53 +316,19 @@ def _get(doc: Any, path: tuple[str | int, ...]) -> Any:
     return doc
 
 
-def _number(value: Any) -> float | None:
-    t = type(value)
-    if t is float or t is int:
-        return float(value)
-    if t is str:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-# epoch µs of anything from year 1 to 9999 fits; beyond that a reading is quarantined
-_MAX_ABS_US = 250_000_000_000 * 1_000_000
-
-
 def time_reader(spec: TimeSpec) -> Callable[[Any], int | None]:
     """A function from the raw time value to epoch µs (None when it cannot be read)."""
     fmt = spec.format
     if fmt == "rfc3339":
         return rfc3339_us
-
-    def scaled(factor: float, base: int = 0) -> Callable[[Any], int | None]:
-        def read(value: Any) -> int | None:
-            number = _number(value)
-            if number is None or not math.isfinite(number):
-                return None
-            us = base + round(number * factor)
-            return us if abs(us) < _MAX_ABS_US else None
-
-        return read
-
     if fmt == "epoch_s":
-        return scaled(1e6)
+        return scaled_us(1e6)
     if fmt == "epoch_ms":
-        return scaled(1e3)
+        return scaled_us(1e3)
     if fmt == "cycle":
         assert spec.origin is not None and spec.step_s is not None
-        base = epoch_us(spec.origin)
-        return scaled(spec.step_s * 1e6, base)
-
-    def auto(value: Any) -> int | None:
-        if type(value) is int:
-            return value * 1000 if abs(value) < _MAX_ABS_US // 1000 else None
-        return rfc3339_us(value)
-
-    return auto
+        return scaled_us(spec.step_s * 1e6, epoch_us(spec.origin))
+    return auto_us
 
 
 def _flat_key(path: tuple[str | int, ...]) -> str | None:
@@ -389,7 +355,7 @@ class _Conversion:
                 return value
             return value * self.scale + self.offset
         if t is str:
-            number = _number(value)
+            number = as_number(value)
             if number is not None:
                 return number * self.scale + self.offset
         return value

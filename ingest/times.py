@@ -1,9 +1,13 @@
 """Device times as µs since the Unix epoch: the one parser of RFC 3339 that the native v1
-path (``ingest.pipeline``), payload profiles (``ingest.profiles``) and history import share."""
+path (``ingest.pipeline``), payload profiles (``ingest.profiles``) and history import share,
+and the readers of numeric times (epoch seconds, milliseconds, cycles) profiles use."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -33,3 +37,41 @@ def parse_timestamp_us(ts: object) -> int | None:
     if type(ts) is int:
         return ts * 1000
     return rfc3339_us(ts)
+
+
+# epoch µs of anything from year 1 to 9999 fits; beyond that a reading is quarantined
+MAX_ABS_US = 250_000_000_000 * 1_000_000
+
+
+def as_number(value: Any) -> float | None:
+    """A JSON number, or text that reads as one, as a float; None for anything else."""
+    t = type(value)
+    if t is float or t is int:
+        return float(value)
+    if t is str:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def scaled_us(factor: float, base: int = 0) -> Callable[[Any], int | None]:
+    """A reader of numeric times (``base`` + value * ``factor`` µs); None where not a finite
+    number or beyond what epoch µs of years 1-9999 hold."""
+
+    def read(value: Any) -> int | None:
+        number = as_number(value)
+        if number is None or not math.isfinite(number):
+            return None
+        us = base + round(number * factor)
+        return us if abs(us) < MAX_ABS_US else None
+
+    return read
+
+
+def auto_us(value: Any) -> int | None:
+    """An integer as epoch ms, text as RFC 3339 (the ``auto`` time format)."""
+    if type(value) is int:
+        return value * 1000 if abs(value) < MAX_ABS_US // 1000 else None
+    return rfc3339_us(value)
