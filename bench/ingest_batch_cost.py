@@ -10,6 +10,10 @@ repository call and the commit. Small batches show the fixed cost (lookups, the 
 devices' last-seen updates, commit); ``--messages-per-batch 1078`` is the writer's full 4 MB
 batch. The backend's CPU is counted in clock ticks (10 ms), so take many batches. The last line
 printed is JSON.
+
+Since the writes after the COPY go in one pipelined round trip (``ingest.pipeline``), the
+assets' and devices' last-seen updates return before the server has run them: their server
+time shows in ``all`` (and the batch's wall time), not on their own lines.
 """
 
 from __future__ import annotations
