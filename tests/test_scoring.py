@@ -15,6 +15,7 @@ from psycopg import Connection
 
 from fleet import service as fleet
 from fleetcare.clock import ManualClock
+from fleetcare.db import connect
 from kinds.loader import builtin_kinds
 from models import repository as repo
 from models.lifetimes import lifetime_matrices
@@ -405,6 +406,24 @@ def test_pivot_forward_fills_sparse_metrics_and_skips_incomplete_assets(
     tread = got.matrix[:, 2 + TIRE.sensor_names.index("tread_depth_mm")]
     assert tread.tolist() == [9.5, 9.5, 9.5, 9.5, 9.0, 9.0]
     assert got.matrix[:, 1].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_readings_are_read_without_jit_for_the_transaction_only(db_url: str) -> None:
+    """JIT compiled a training read (12 pump lives, 267 daily TimescaleDB chunks) for 34.3 of
+    its 34.5 s: the readings queries turn it off until the caller's transaction ends; an
+    autocommit connection's own setting is left as it was."""
+    window = repo.Window(group_id=1, asset_id=1, start=START, end=None)
+    with connect(db_url) as conn:
+        default = conn.execute("SHOW jit").fetchone()
+        conn.commit()
+        layout = repo.metric_layout(conn, "tire", "odometer_km", ["pressure_kpa"])
+        repo.fetch_long_readings(conn, layout, [window])
+        assert conn.execute("SHOW jit").fetchone() == ("off",)
+        conn.commit()
+        assert conn.execute("SHOW jit").fetchone() == default
+    with connect(db_url, autocommit=True) as conn:
+        repo.fetch_long_readings(conn, layout, [window])
+        assert conn.execute("SHOW jit").fetchone() == default
 
 
 def test_positions_in_gives_the_first_of_repeats_and_minus_one_for_the_unknown() -> None:

@@ -179,8 +179,14 @@ class ExplainingConnection:
         self.conn = conn
         self.plans: list[dict[str, Any]] = []
 
+    @property
+    def autocommit(self) -> bool:
+        return self.conn.autocommit
+
     def explain(self, query: str | sql.Composable, params: Any) -> None:
         text = query if isinstance(query, str) else query.as_string(self.conn)
+        if text.lstrip().upper().startswith("SET "):  # a setting: no plan
+            return
         row = self.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, params).fetchone()
         assert row is not None
         self.plans.append(row[0][0]["Plan"])
