@@ -302,6 +302,28 @@ def _end_session(broker: Broker, client_id: str) -> None:
     assert answered == [False], "the broker did not answer"
 
 
+def _confirm_then_drop(
+    device: MqttLink,
+    worker: Any,
+    broker: Broker,
+    client_id: str,
+    confirmed: list[bytes],
+    dropped: list[bytes],
+) -> None:
+    """The device's ``confirmed`` messages stored and confirmed; then the ingestor stops and
+    its session ends, and the broker acknowledges ``dropped`` and drops them (no subscriber)."""
+    device.connect()
+    for p in confirmed:
+        device.publish(p)
+    assert device.wait_confirmed(TIMEOUT), f"{device.unconfirmed} never confirmed"
+    worker.stop()
+    _end_session(broker, client_id)  # nobody subscribed now
+    for p in dropped:
+        device.publish(p)
+    assert device.wait_acked(TIMEOUT)
+    assert device.unconfirmed == len(dropped)
+
+
 def test_messages_dropped_while_the_ingestor_had_no_session_are_sent_again_and_stored(
     broker: Broker, small: SmallFleet, topic_root: str, db_url: str
 ) -> None:
@@ -315,16 +337,7 @@ def test_messages_dropped_while_the_ingestor_had_no_session_are_sent_again_and_s
     device = MqttLink(broker.url, small.device_a, small.secret_a, topic_root)
     worker = _ingestor(broker, db_url, topic_root, client_id)
     try:
-        device.connect()
-        for p in payloads[:20]:
-            device.publish(p)
-        assert device.wait_confirmed(TIMEOUT), f"{device.unconfirmed} never confirmed"
-        worker.stop()
-        _end_session(broker, client_id)  # nobody subscribed now
-        for p in payloads[20:40]:  # the broker acknowledges them and drops them
-            device.publish(p)
-        assert device.wait_acked(TIMEOUT)
-        assert device.unconfirmed == 20
+        _confirm_then_drop(device, worker, broker, client_id, payloads[:20], payloads[20:40])
         worker = _ingestor(broker, db_url, topic_root, client_id)  # session present 0
         for p in payloads[40:]:
             device.publish(p)
@@ -349,17 +362,8 @@ def test_the_last_messages_dropped_without_an_ingestor_session_are_sent_again_af
     payloads = stream(small, 2_000, 50, datetime.now(UTC) - timedelta(minutes=5))  # 40 messages
     device = MqttLink(broker.url, small.device_a, small.secret_a, topic_root, resend_after_s=0.5)
     worker = _ingestor(broker, db_url, topic_root, client_id)
-    try:
-        device.connect()
-        for p in payloads[:20]:
-            device.publish(p)
-        assert device.wait_confirmed(TIMEOUT), f"{device.unconfirmed} never confirmed"
-        worker.stop()
-        _end_session(broker, client_id)  # nobody subscribed now
-        for p in payloads[20:]:  # the broker acknowledges them and drops them: the last ones
-            device.publish(p)
-        assert device.wait_acked(TIMEOUT)
-        assert device.unconfirmed == 20
+    try:  # the last ones are dropped
+        _confirm_then_drop(device, worker, broker, client_id, payloads[:20], payloads[20:])
         worker = _ingestor(broker, db_url, topic_root, client_id)  # session present 0
         assert device.wait_confirmed(TIMEOUT), f"{device.unconfirmed} never confirmed"
         assert wait_for_count(db_url, 2_000) == 2_000
