@@ -588,8 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         "--switch-interval-ms",
         type=float,
         default=None,
-        help="the ingestors' GIL switch interval (IngestConfig.gil_switch_interval_s: 1 ms; "
-        "Python's own is 5)",
+        help="the ingestors' GIL switch interval in ms (default: IngestConfig's, which leaves "
+        "Python's 5 ms)",
     )
     parser.add_argument(
         "--server-url", default=os.environ.get("FLEETCARE_BENCH_SERVER_URL", LOCAL_PG)

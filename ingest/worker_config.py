@@ -47,8 +47,9 @@ class IngestConfig:
     # The interpreter's GIL switch interval, set for the whole process when the worker starts
     # (None: leave it). A writer back from PostgreSQL (its COPY done, the next statement to
     # send) waits for the GIL that the writer preparing the next batch holds, up to this long,
-    # while PostgreSQL idles: 1 ms instead of Python's 5 (docs/scaling.md).
-    gil_switch_interval_s: float | None = 0.001
+    # while PostgreSQL idles. 1 ms looked better at load 12-16 but not on a quiet machine
+    # (docs/scaling.md): left at Python's 5 ms unless set.
+    gil_switch_interval_s: float | None = None
     sparkplug_host_id: str | None = None  # Sparkplug primary host id; None: the client id
 
     @property
