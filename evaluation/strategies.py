@@ -15,6 +15,7 @@ import numpy as np
 from evaluation.costs import ECONOMICS
 from evaluation.fleets import Life, World
 from evaluation.wear_model import WearModel
+from fleetcare.clock import MAX_DUE_DAYS
 from maintenance.plans.schemas import Entitlements
 from maintenance.policy import service as policy
 from models.schemas import Prediction
@@ -22,7 +23,6 @@ from models.schemas import Prediction
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday 00:00: hour 0 of the physics' week
 STRATEGIES = ("run_to_failure", "preventive", "predictive")
 SCORE_EVERY_H = 24.0
-MAX_DUE_DAYS = 36_500.0
 RESCHEDULED = "rescheduled"  # counted beside the triggers: an open order brought forward
 
 

@@ -6,6 +6,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+# A due date is never set further out than a century: beyond that a part's end is "not in
+# sight". Scoring, the policy's typical-rate dating, the dashboard's estimate, the model
+# page's intervals and the evaluation all cap days of remaining life at this.
+MAX_DUE_DAYS = 36_500
+
 
 class Clock(Protocol):
     """Anything that tells the current UTC time."""

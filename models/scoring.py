@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
-from fleetcare.clock import Clock
+from fleetcare.clock import MAX_DUE_DAYS, Clock
 from kinds.service import get_kind
 from models import repository as repo
 from models.bundle import WearModel
@@ -387,9 +387,6 @@ def usage_rates_from_windows(
         )
     rate[~known] = np.nan
     return rate, np.flatnonzero(~known)
-
-
-MAX_DUE_DAYS = 36_500.0  # beyond a century is "not in sight"
 
 
 def due_unix_seconds(now: datetime, rul: FloatArray, rate_per_day: FloatArray) -> FloatArray:

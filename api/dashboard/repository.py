@@ -26,6 +26,7 @@ from api.dashboard.schemas import (
     RulBucket,
     SeriesBucket,
 )
+from fleetcare.clock import MAX_DUE_DAYS
 from ingest.schemas import QuarantineItem
 
 Conn = Connection[Any]
@@ -45,7 +46,8 @@ TYPICAL_PER_DAY = (
 )
 DUE_SHOWN = (
     "coalesce(h.due_at_conservative, h.predicted_at"
-    f" + least(h.rul_low, 36500 * {TYPICAL_PER_DAY}) / {TYPICAL_PER_DAY} * interval '1 day')"
+    f" + least(h.rul_low, {MAX_DUE_DAYS} * {TYPICAL_PER_DAY})"
+    f" / {TYPICAL_PER_DAY} * interval '1 day')"
 )
 # A prediction made before the asset was last renewed says nothing about the new part. A
 # prediction that no rate dates at all is "undated", never "unknown": the page says what is
@@ -270,7 +272,8 @@ def latest_predictions(conn: Conn, asset_id: int) -> list[LatestPrediction]:
                    lp.failure_probability, lp.anomaly_score, lp.due_at, lp.due_at_conservative,
                    p.explanation, coalesce(p.low_confidence, false) AS low_confidence,
                    CASE WHEN lp.due_at_conservative IS NULL THEN lp.time
-                        + least(lp.rul_low, 36500 * {TYPICAL}) / {TYPICAL} * interval '1 day'
+                        + least(lp.rul_low, {MAX_DUE_DAYS} * {TYPICAL})
+                          / {TYPICAL} * interval '1 day'
                    END AS due_estimated_at
               FROM latest_predictions lp
               JOIN assets a ON a.id = lp.asset_id
@@ -280,7 +283,7 @@ def latest_predictions(conn: Conn, asset_id: int) -> list[LatestPrediction]:
              WHERE lp.asset_id = %s
              ORDER BY lp.due_at_conservative NULLS LAST, due_estimated_at NULLS LAST,
                       lp.component
-            """.replace("{TYPICAL}", TYPICAL_PER_DAY),
+            """.replace("{TYPICAL}", TYPICAL_PER_DAY).replace("{MAX_DUE_DAYS}", str(MAX_DUE_DAYS)),
             (asset_id,),
         ).fetchall()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from fleet import service as fleet
 from fleet.schemas import AssetContext, Principal
+from fleetcare.clock import MAX_DUE_DAYS
 from fleetcare.errors import Forbidden, Invalid
 from kinds.schemas import KindDefinition
 from kinds.service import get_kind
@@ -162,8 +163,8 @@ def _row(raw: dict[str, Any]) -> OutcomeRow:
         actual_end = ended + timedelta(days=raw["remaining_life"] / rate)
     start = end = None
     if raw["prediction_time"] is not None and rate and rate > 0:
-        start = raw["prediction_time"] + timedelta(days=min(raw["rul_low"] / rate, 36_500))
-        end = raw["prediction_time"] + timedelta(days=min(raw["rul_high"] / rate, 36_500))
+        start = raw["prediction_time"] + timedelta(days=min(raw["rul_low"] / rate, MAX_DUE_DAYS))
+        end = raw["prediction_time"] + timedelta(days=min(raw["rul_high"] / rate, MAX_DUE_DAYS))
     hit = None if actual_end is None or start is None or end is None else start <= actual_end <= end
     fields = {k: raw[k] for k in OutcomeRow.model_fields if k in raw}
     return OutcomeRow(

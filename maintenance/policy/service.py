@@ -20,7 +20,7 @@ import psycopg
 
 from fleet import service as fleet
 from fleet.schemas import AssetContext
-from fleetcare.clock import Clock
+from fleetcare.clock import MAX_DUE_DAYS, Clock
 from kinds import service as kinds
 from maintenance.common import Conn, subject
 from maintenance.events.service import emit
@@ -161,10 +161,6 @@ def _due_from(prediction: Prediction, risk_threshold: float | None) -> datetime 
     return min(known) if known else None
 
 
-# A prediction dated at its kind's typical usage is capped at a century, as the dashboard's is.
-TYPICAL_CAP_DAYS = 36_500
-
-
 def dated(prediction: Prediction, typical_per_day: float | None) -> Prediction:
     """The prediction an order's due date is taken from: one with no usage rate of its own
     (less than a day of the asset's usage counter since renewal: ``models.scoring``) dated at
@@ -184,7 +180,7 @@ def dated(prediction: Prediction, typical_per_day: float | None) -> Prediction:
         return prediction
 
     def at(rul: float) -> datetime:
-        days = min(max(rul, 0.0), TYPICAL_CAP_DAYS * typical_per_day) / typical_per_day
+        days = min(max(rul, 0.0), MAX_DUE_DAYS * typical_per_day) / typical_per_day
         return prediction.time + timedelta(days=days)
 
     return prediction.model_copy(
