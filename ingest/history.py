@@ -36,6 +36,7 @@ from ingest.history_files import (
     Locate,
     as_text,
     floats,
+    not_a_file,
     parquet_batches,
     text_batches,
 )
@@ -478,7 +479,7 @@ def import_history(
             raise Invalid(f"--component: {kind} has no component {component!r}")
     for path in paths:
         if not path.is_file():
-            raise Invalid(f"{path}: no such file")
+            raise Invalid(f"{path}: {not_a_file(path)}")
         if path.stat().st_size == 0:
             raise Invalid(f"{path.name}: empty file")
     report = ImportReport(files=[str(p) for p in paths])

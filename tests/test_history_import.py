@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from fleetcare.db import connect
 from fleetcare.errors import Invalid
 from ingest import profile_service
 from ingest.history import import_history
-from ingest.history_files import whitespace_to_csv
+from ingest.history_files import whitespace_to_fields
 from ingest.profiles import ProfileError, compile_profile, parse_profile
 from tests.ingest_helpers import OPERATOR
 
@@ -194,6 +195,10 @@ def test_assets_of_another_kind_and_bad_arguments(auto: Connection[Any], tmp_pat
     assert report.lives_recorded == 1
     with pytest.raises(Invalid, match="no such file"):
         run(auto, acme.id, [tmp_path / "missing.txt"])
+    with pytest.raises(Invalid, match=rf"^{re.escape(str(tmp_path))}: a directory, not a file$"):
+        run(auto, acme.id, [tmp_path])
+    with pytest.raises(Invalid, match=r"^/dev/null: not a regular file$"):
+        run(auto, acme.id, [Path("/dev/null")])
     with pytest.raises(Invalid, match="no kind 'nope'"):
         run(auto, acme.id, [path], kind="nope")
     with pytest.raises(Invalid, match="elevator has components brake, door_operator; say which"):
@@ -290,28 +295,28 @@ def test_upload_route_streams_a_file_per_customer(
 
 
 def _fields_per_line(data: bytes) -> list[bytes]:
-    """What whitespace_to_csv stands for: each line's fields, as bytes.split sees them."""
-    return [b",".join(line.split()) for line in data.splitlines()]
+    """What whitespace_to_fields stands for: each line's fields, as bytes.split sees them."""
+    return [b"\t".join(line.split()) for line in data.splitlines()]
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_whitespace_becomes_the_fields_python_splits(seed: int) -> None:
-    """Text rows become CSV rows with exactly the fields ``bytes.split`` finds on each line
-    (runs of spaces, tabs, vertical tabs and form feeds; CR, LF and CRLF line ends; empty and
-    blank lines; commas and other bytes kept as they are)."""
+    """Text rows become tab-separated rows with exactly the fields ``bytes.split`` finds on each
+    line (runs of spaces, tabs, vertical tabs and form feeds; CR, LF and CRLF line ends; empty
+    and blank lines; commas and other bytes kept as they are, inside their fields)."""
     rng = random.Random(seed)
     alphabet = [b" ", b"  ", b"\t", b"\x0b", b"\x0c", b"\r", b"\n", b"\r\n", b"7", b"x", b",",
                 b"\x1c", b"\xc3\xa9", b"-1.5e3"]  # fmt: skip
     for _ in range(3000):
         data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
-        ours = [line for line in whitespace_to_csv(data).split(b"\n") if line]
+        ours = [line for line in whitespace_to_fields(data).split(b"\n") if line]
         assert ours == [line for line in _fields_per_line(data) if line], data
 
 
-def test_whitespace_of_a_cmapss_file_becomes_its_csv() -> None:
+def test_whitespace_of_a_cmapss_file_becomes_its_fields() -> None:
     sample = b"1 1 -0.0007 -0.0004 100.0 518.67 641.82  \n1 2 0.0019 -0.0003 100.0 518.67  \n"
-    assert whitespace_to_csv(sample) == (
-        b"1,1,-0.0007,-0.0004,100.0,518.67,641.82\n1,2,0.0019,-0.0003,100.0,518.67\n"
+    assert whitespace_to_fields(sample) == (
+        b"1\t1\t-0.0007\t-0.0004\t100.0\t518.67\t641.82\n1\t2\t0.0019\t-0.0003\t100.0\t518.67\n"
     )
 
 
@@ -331,6 +336,13 @@ CLEAN = "1 1 600.1 1401\n1 2 600.2 1402\n1 3 600.3 1403\n"
          "x.txt:2: t24_r = 5000 outside [300, 1000]"),
         (" \n1 1 600.1 1401\n 2 x 600.2 1402\n", "bad_timestamp",
          "x.txt:3: cycle = 'x' is not a time of format cycle"),
+        # a comma or a quote is part of its field, as in a message read by the same profile
+        # (they were CSV syntax: 600,2 was two columns, quoted as '1 2 600 2 1402', and a
+        # stray quote swallowed the lines after it into one field)
+        ("1 1 600.1 1401\n1 2 600,2 1402\n1 3 600.3 1403\n", "not_a_number",
+         "x.txt:2: t24 = '600,2' is not a number (t24_r)"),
+        ('1 1 600.1 1401\n1 2 "600.2 1402\n1 3 600.3 1403\n', "not_a_number",
+         "x.txt:2: t24 = '\"600.2' is not a number (t24_r)"),
     ],
 )  # fmt: skip
 def test_a_bad_row_is_named_by_file_and_line(
