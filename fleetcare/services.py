@@ -52,10 +52,8 @@ class Services:
     stoppers: list[tuple[str, object]] = field(default_factory=list)
 
     def describe(self) -> str:
-        return (
-            f"database: {self.database_source} ({redact(self.database_url)}); "
-            f"broker: {self.mqtt_source} ({redact(self.mqtt_url)})"
-        )
+        broker = f"{self.mqtt_source} ({redact(self.mqtt_url)})" if self.mqtt_url else "none"
+        return f"database: {self.database_source} ({redact(self.database_url)}); broker: {broker}"
 
 
 def redact(url: str) -> str:
@@ -124,13 +122,20 @@ def ensure_database(server_url: str, name: str = DATABASE_NAME) -> str:
     return psycopg.conninfo.make_conninfo(server_url, dbname=name)
 
 
-def local_postgres_answers() -> bool:
-    """True when the machine's PostgreSQL accepts us."""
+def local_postgres_refusal(url: str = LOCAL_PG) -> str | None:
+    """None when the machine's PostgreSQL at ``url`` accepts us; else why not, in one line:
+    no server answering, or a server that refused the user (a password wanted, no such role)."""
     try:
-        with psycopg.connect(LOCAL_PG, connect_timeout=2):
-            return True
-    except psycopg.Error:
-        return False
+        with psycopg.connect(url, connect_timeout=2):
+            return None
+    except psycopg.Error as exc:
+        why = " ".join(str(exc).split())
+        where = psycopg.conninfo.conninfo_to_dict(url)
+        at = f"{where.get('host')}:{where.get('port', 5432)}"
+        if "Connection refused" in why or "timeout" in why:
+            return f"no PostgreSQL answers on {at}"
+        said = why.rsplit(" failed: ", 1)[-1].removeprefix("FATAL: ").strip()
+        return f"PostgreSQL on {at} refused user {where.get('user')!r} ({said})"
 
 
 class EmbeddedPostgres:
@@ -258,14 +263,15 @@ def running_services(settings: Settings, *, need_broker: bool = True) -> Iterato
         data_dir = settings.data_dir.resolve()
         if settings.database_url and settings.database_url != "embedded":
             db_url, db_source = settings.database_url, "configured (FLEETCARE_DATABASE_URL)"
-        elif settings.database_url != "embedded" and local_postgres_answers():
+        elif settings.database_url != "embedded" and (refusal := local_postgres_refusal()) is None:
             db_url, db_source = ensure_database(LOCAL_PG), "local PostgreSQL on 127.0.0.1:5432"
         else:
-            log.info("no PostgreSQL answers on 127.0.0.1:5432; starting an embedded one")
+            why = "FLEETCARE_DATABASE_URL=embedded" if settings.database_url else refusal
+            log.info("%s; starting an embedded PostgreSQL", why)
             pg = EmbeddedPostgres(data_dir / "pg")
             stack.callback(pg.stop)
             db_url = ensure_database(pg.url("postgres"))
-            db_source = f"embedded PostgreSQL in {data_dir / 'pg'}"
+            db_source = f"embedded PostgreSQL in {data_dir / 'pg'} ({why})"
 
         mqtt_url, mqtt_source = "", "none"
         if need_broker:

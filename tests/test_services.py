@@ -18,7 +18,9 @@ import pytest
 
 from fleetcare.services import (
     EmbeddedPostgres,
+    Services,
     free_port,
+    local_postgres_refusal,
     running_services,
     start_amqtt,
     start_mosquitto,
@@ -98,6 +100,27 @@ def test_running_services_says_what_it_chose(tmp_path: Path) -> None:
         with psycopg.connect(services.database_url) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("fleetcare",)
         _mqtt_round_trip(services.mqtt_url)
+
+
+def test_a_local_postgresql_that_refuses_us_is_told_apart_from_none(tmp_path: Path) -> None:
+    """The reason ``up`` starts an embedded PostgreSQL: no server, or a server that refused the
+    user (Debian's default wants a password on 127.0.0.1) — it said "no PostgreSQL answers"."""
+    server = psycopg.conninfo.conninfo_to_dict(SERVER_URL)
+    host, port = server.get("host", "127.0.0.1"), server.get("port", 5432)
+    assert local_postgres_refusal(SERVER_URL) is None
+    nobody = f"postgresql://zz_no_such_role@{host}:{port}/postgres"
+    said = local_postgres_refusal(nobody)
+    assert said is not None and said.startswith(f"PostgreSQL on {host}:{port} refused user")
+    assert "'zz_no_such_role'" in said and "does not exist" in said
+    port = free_port()
+    closed = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    assert local_postgres_refusal(closed) == f"no PostgreSQL answers on 127.0.0.1:{port}"
+    # a command that needs no broker says so, not "broker: none ()"
+    assert (
+        Services("postgresql://x@h/db", "", "configured", "none")
+        .describe()
+        .endswith("broker: none")
+    )
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
