@@ -84,8 +84,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 def check_port_free(host: str, port: int, what: str, hint: str) -> None:
     """Fail (RuntimeError) when ``host:port`` cannot be bound now: something else listens
     there. Checked before anything is started, so a busy port is said at once, not after
-    minutes of set-up."""
+    minutes of set-up. With SO_REUSEADDR, as uvicorn and Mosquitto bind: the connections of a
+    server just stopped (TIME_WAIT) do not hold the port; a socket listening on it does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:

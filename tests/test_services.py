@@ -19,6 +19,7 @@ import pytest
 from fleetcare.services import (
     EmbeddedPostgres,
     Services,
+    check_port_free,
     free_port,
     local_postgres_refusal,
     running_services,
@@ -121,6 +122,28 @@ def test_a_local_postgresql_that_refuses_us_is_told_apart_from_none(tmp_path: Pa
         .describe()
         .endswith("broker: none")
     )
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_is_free() -> None:
+    """Stop ``up`` (its API closed connections: they wait in TIME_WAIT) and start it again at
+    once: the port check agrees with uvicorn, which binds with SO_REUSEADDR; it said "another
+    fleetcare up?" for a minute. A port something listens on is still refused."""
+    import socket
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first: its end waits in TIME_WAIT
+    client.recv(1)
+    client.close()
+    with pytest.raises(RuntimeError, match=f"cannot listen on 127.0.0.1:{port}"):
+        check_port_free("127.0.0.1", port, "the API", "choose another port")
+    server.close()
+    check_port_free("127.0.0.1", port, "the API", "choose another port")
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
