@@ -95,9 +95,9 @@ class LoadedModel:
 class ModelCache:
     """Loaded models by version id, with each kind's layout, explainer and gate.
 
-    The explainer is built on a thread of its own: ``import shap`` (it pulls pandas, numba
-    and matplotlib: 0.4-0.7 CPU-s) and the tree conversion then overlap a fresh worker's
-    first read of the readings, which waits on the database, instead of preceding it."""
+    The explainer is built on a thread of its own, beside a fresh worker's first read of the
+    readings, which waits on the database (its tree conversion takes a few ms since it no
+    longer imports shap: models.saabas)."""
 
     loaded: dict[int, LoadedModel] = field(default_factory=dict)
     builder: ThreadPoolExecutor | None = None
