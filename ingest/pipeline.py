@@ -34,7 +34,7 @@ from ingest.profile_service import PROFILES, LoadedProfiles
 from ingest.repository import AssetKey, DeviceKey
 from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
 from ingest.sparkplug_bulk import SparkplugBulk, read_columns
-from ingest.times import UNIX_EPOCH, parse_timestamp_us
+from ingest.times import UNIX_EPOCH, parse_timestamp_us, span_words
 from ingest.times import epoch_us as _us
 
 Conn = Connection[Any]
@@ -77,8 +77,9 @@ def _time_problem(
             "epoch milliseconds",
         )
     if ts_us > newest_us:
-        return R.TS_IN_FUTURE, f"{where}: ts {ts!r} is more than {limits.max_future} ahead"
-    return R.TS_TOO_OLD, f"{where}: ts {ts!r} is more than {limits.max_past} old"
+        ahead = span_words(limits.max_future)
+        return R.TS_IN_FUTURE, f"{where}: ts {ts!r} is more than {ahead} ahead"
+    return R.TS_TOO_OLD, f"{where}: ts {ts!r} is more than {span_words(limits.max_past)} old"
 
 
 def _value_problem(

@@ -34,7 +34,7 @@ from ingest.profile_service import LoadedProfiles
 from ingest.profiles import ProfileDocument, time_reader
 from ingest.repository import DeviceKey
 from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
-from ingest.times import UNIX_EPOCH, parse_timestamp_us
+from ingest.times import UNIX_EPOCH, parse_timestamp_us, span_words
 
 Conn = Connection[Any]
 R = QuarantineReason
@@ -282,10 +282,12 @@ def store_positions(
                 problems.append((R.UNKNOWN_CARRIER, f"{where}: no carrier {item.carrier!r} {what}"))
                 continue
             if item.ts_us > newest_us:
-                problems.append((R.TS_IN_FUTURE, f"{where}: more than {limits.max_future} ahead"))
+                ahead = span_words(limits.max_future)
+                problems.append((R.TS_IN_FUTURE, f"{where}: more than {ahead} ahead"))
                 continue
             if item.ts_us < oldest_us:
-                problems.append((R.TS_TOO_OLD, f"{where}: more than {limits.max_past} old"))
+                old = span_words(limits.max_past)
+                problems.append((R.TS_TOO_OLD, f"{where}: more than {old} old"))
                 continue
             lat, lon, site_id = item.latitude, item.longitude, None
             if item.station is not None:

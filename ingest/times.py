@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -75,3 +75,14 @@ def auto_us(value: Any) -> int | None:
     if type(value) is int:
         return value * 1000 if abs(value) < MAX_ABS_US // 1000 else None
     return rfc3339_us(value)
+
+
+def span_words(span: timedelta) -> str:
+    """A limit as people say it: ``30 days``, ``10 min``, ``1 h 30 min``, ``45 s``."""
+    seconds = int(span.total_seconds())
+    days, rest = divmod(seconds, 86_400)
+    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts += [f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min"), (secs, "s")) if n]
+    return " ".join(parts) or "0 s"

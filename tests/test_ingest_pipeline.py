@@ -167,6 +167,12 @@ def test_every_bad_input_class_is_quarantined_with_its_reason(
     assert result.quarantined["out_of_bounds"] == 2
     assert result.quarantined_by_device[(small.device_b, "out_of_bounds")] == 1
     assert telemetry_rows(conn) == []
+    # the time limits in words, not as Python's timedelta ("30 days, 0:00:00", "0:10:00")
+    details = dict(conn.execute("SELECT reason, detail FROM quarantine").fetchall())
+    assert details["ts_too_old"].endswith(f"is more than {limits.max_past.days} days old")
+    assert details["ts_in_future"].endswith(
+        f"is more than {limits.max_future.seconds // 60} min ahead"
+    )
 
 
 def test_partly_bad_message_keeps_its_good_readings(
