@@ -53,6 +53,27 @@ def storable_text(value: str) -> bool:
     return True
 
 
+def unstorable_text_in(document: Any, at: str = "") -> tuple[str, str] | None:
+    """(field, why) of the first string of a parsed document (a definition file) that
+    PostgreSQL cannot hold as text — a NUL character, a lone surrogate — or None."""
+    if isinstance(document, str):
+        if storable_text(document):
+            return None
+        what = "the NUL character" if "\x00" in document else "a lone surrogate (not Unicode)"
+        return at or "(document)", f"text may not contain {what}"
+    items: Any = ()
+    if isinstance(document, dict):
+        items = [(f"{at}.{k}" if at else str(k), k, v) for k, v in document.items()]
+    elif isinstance(document, list):
+        items = [(f"{at}[{i}]", None, v) for i, v in enumerate(document)]
+    for where, key, value in items:
+        why = unstorable_text_in(key, f"{where} (its name)") if isinstance(key, str) else None
+        why = why or unstorable_text_in(value, where)
+        if why:
+            return why
+    return None
+
+
 def _sane_time(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("needs a time zone (e.g. 2026-11-26T10:00:00Z)")

@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from fleetcare.errors import Invalid
+from fleetcare.inputs import unstorable_text_in
 from ingest.csv_rows import Unreadable, csv_rows
 from ingest.schemas import QuarantineReason
 from ingest.times import as_number, auto_us, epoch_us, rfc3339_us, scaled_us
@@ -251,6 +252,8 @@ def parse_profile(data: object, source: str) -> ProfileDocument:
     """Check a profile document; ProfileError names ``source``, the field and what is wrong."""
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: a profile is a mapping (YAML/JSON object)")
+    if (unstorable := unstorable_text_in(data)) is not None:
+        raise ProfileError(f"{source}: {unstorable[0]}: {unstorable[1]}", [unstorable])
     try:
         return ProfileDocument.model_validate(data)
     except ValidationError as exc:

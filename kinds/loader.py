@@ -16,6 +16,7 @@ import pydantic
 import yaml
 
 from fleetcare.errors import Invalid
+from fleetcare.inputs import unstorable_text_in
 from kinds.schemas import KindDefinition
 
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -82,6 +83,8 @@ def parse_definition(data: Any, source: str) -> KindDefinition:
     """Validate a parsed document; KindFileError naming ``source``, the field and the fault."""
     if not isinstance(data, Mapping):
         raise KindFileError(f"{source}: a kind definition is a mapping (name, metrics, ...)")
+    if (unstorable := unstorable_text_in(data)) is not None:
+        raise KindFileError(f"{source}: {unstorable[0]}: {unstorable[1]}")
     try:
         return KindDefinition.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -103,7 +106,9 @@ def read_document(path: Path) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise KindFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        byte = raw[exc.start : exc.start + 1].hex()
+        raise KindFileError(f"{path}: line {line}: not UTF-8 text (byte 0x{byte})") from None
     try:
         if fmt == "json":
             return json.loads(text)

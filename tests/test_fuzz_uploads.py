@@ -245,3 +245,31 @@ def test_deep_or_overlong_definition_files_are_clear_errors(tmp_path: Path) -> N
         with pytest.raises(ProfileError, match=re.escape(str(path))):
             load_profile_file(path)
     assert parse_state(b"[" * 50_000 + b"]" * 50_000) is None  # a Sparkplug STATE payload
+
+
+@pytest.mark.parametrize(
+    ("suffix", "value"),
+    [(".yaml", '"Pump\\0"'), (".json", '"Pump\\u0000"'), (".json", '"Pump\\ud800"')],
+)
+def test_definition_files_with_text_postgresql_cannot_store_are_clear_errors(
+    tmp_path: Path, suffix: str, value: str
+) -> None:
+    """A NUL character (or a lone surrogate) in a kind or profile file's text: the file's
+    error, naming the field; it reached PostgreSQL from ``kinds apply`` (a traceback) and
+    from ``profiles apply`` ("unnamed portal parameter $3")."""
+    for loader, error, field in (
+        (load_file, KindFileError, "display_name"),
+        (load_profile_file, ProfileError, "description"),
+    ):
+        path = tmp_path / f"x{suffix}"
+        path.write_text(f'{{"{field}": {value}}}' if suffix == ".json" else f"{field}: {value}")
+        with pytest.raises(error, match=rf"^{re.escape(str(path))}: {field}: text may not"):
+            loader(path)
+
+
+def test_a_kind_file_that_is_not_utf8_is_named_by_line_and_byte(tmp_path: Path) -> None:
+    """As a history file's is (it said "byte 180": an offset read as a byte value)."""
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"name: pump\ndisplay_name: Pompe centrifug\xe9e\n")
+    with pytest.raises(KindFileError, match=r"latin1\.yaml: line 2: not UTF-8 text \(byte 0xe9\)$"):
+        load_file(path)
