@@ -72,9 +72,13 @@ def get_version(conn: Conn, version_id: int, *, for_update: bool = False) -> Mod
 
 
 def get_artifact(conn: Conn, version_id: int) -> tuple[str, bytes] | None:
-    """The stored artifact of a version: (format, bytes)."""
+    """The stored artifact of a version: (format, bytes). Fetched in binary: as text the
+    server writes the bytes out in hex, twice their size (a 4 MB artifact: 0.16-0.27 s against
+    0.03 s, loaded machine)."""
     row = conn.execute(
-        "SELECT artifact_format, artifact FROM model_versions WHERE id = %s", (version_id,)
+        "SELECT artifact_format, artifact FROM model_versions WHERE id = %s",
+        (version_id,),
+        binary=True,
     ).fetchone()
     return (str(row[0]), bytes(row[1])) if row else None
 
