@@ -75,6 +75,14 @@ def save_secrets(data_dir: Path, secrets: dict[str, str]) -> Path:
     return path
 
 
+# retired through the API or the dashboard: the simulated fleet (``up``'s demo fleets too) keeps
+# its customer and assets, so it cannot run on this database again
+_NOT_AGAIN = (
+    ": its fleet cannot be simulated again on this database (simulate another --customer; "
+    "`fleetcare up` runs its demo fleets on a fresh database: FLEETCARE_DATABASE_URL)"
+)
+
+
 def register_fleet(
     conn: Conn,
     fleet: Fleet,
@@ -95,7 +103,7 @@ def register_fleet(
             conn, principal, CustomerCreate(slug=spec.customer, name=spec.customer_name)
         )
     elif customer.retired_at is not None:
-        raise Invalid(f"customer {spec.customer!r} is retired")
+        raise Invalid(f"customer {spec.customer!r} is retired{_NOT_AGAIN}")
     site_ids: dict[str, int] = {}
     for site in fleet.sites:
         found = fleet_repo.find_site_by_ref(conn, customer.id, site.ref)
@@ -127,7 +135,7 @@ def register_fleet(
         elif existing.kind != asset.kind:
             raise Conflict(f"asset {asset.ref} exists as a {existing.kind}, not a {asset.kind}")
         elif existing.retired_at is not None:
-            raise Invalid(f"asset {asset.ref} is retired")
+            raise Invalid(f"asset {asset.ref} of {spec.customer!r} is retired{_NOT_AGAIN}")
         asset_ids[asset.ref] = existing.id
     registered = _customer_devices(conn, principal, customer.id)
     secrets: dict[str, str] = {}

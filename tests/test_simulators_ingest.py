@@ -13,7 +13,7 @@ from psycopg import Connection
 
 from fleet.service import issue_api_key
 from fleetcare.clock import ManualClock
-from fleetcare.errors import Conflict
+from fleetcare.errors import Conflict, Invalid
 from ingest.pipeline import store_messages
 from ingest.schemas import IngestLimits, QuarantineReason, RawMessage
 from kinds.loader import builtin_kinds
@@ -52,6 +52,15 @@ def test_registration_goes_through_the_product_and_is_idempotent(
     assert counts == (11, 3, 3, 1)
     with pytest.raises(Conflict, match="secret is not in"), conn.transaction():
         service.register_fleet(conn, fleet, {})
+    # retired through the API (or the dashboard): said, with the way out (up's demo stopped
+    # with "customer 'acme-logistics' is retired" and nothing more)
+    secrets = service.load_secrets(tmp_path)
+    conn.execute("UPDATE assets SET retired_at = now() WHERE ref = %s", (fleet.assets[0].ref,))
+    with pytest.raises(Invalid, match="is retired: its fleet cannot be simulated again on this"):
+        service.register_fleet(conn, fleet, secrets)
+    conn.execute("UPDATE customers SET retired_at = now() WHERE slug = 'sim-reg'")
+    with pytest.raises(Invalid, match=r"customer 'sim-reg' is retired: .* a fresh database"):
+        service.register_fleet(conn, fleet, secrets)
 
 
 def _fleet_messages(fleet: Fleet, topic_root: str, ticks: int) -> list[RawMessage]:
