@@ -397,10 +397,37 @@ def _round(value: float) -> float:
     return float(f"{value:.3g}")
 
 
+_EXACT_TENS = 10.0 ** np.arange(23)  # 10**0 .. 10**22: every one an exact double
+
+
 def _rounded(values: FloatArray) -> list[float]:
-    """:func:`_round` of each value."""
-    isfinite = math.isfinite
-    return [float(f"{v:.3g}") if v and isfinite(v) else 0.0 for v in values.tolist()]
+    """:func:`_round` of each value, on arrays: the three significant digits as an integer
+    ``m`` (from ``v * 10**k``), then ``m / 10**k`` (or ``m * 10**-k``), which, both exact
+    doubles, IEEE arithmetic rounds to the double nearest the decimal, as ``float()`` of the
+    text does. By Python's formatting where the digits are not clear: within 1e-6 of a half
+    step, at the edge of a decade, or beyond the exact powers of ten."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.zeros(values.shape[0], dtype=np.float64)  # zero, and what is not finite
+    at = np.flatnonzero(np.isfinite(values) & (values != 0))
+    v = values[at]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        k = 2 - np.floor(np.log10(np.abs(v))).astype(np.int64)  # decimals kept
+        exact = np.abs(k) <= 22
+        ten = _EXACT_TENS[np.clip(np.abs(k), 0, 22)]
+        scaled = np.where(k >= 0, v * ten, v / ten)
+        digits = np.round(scaled)
+        size = np.abs(scaled)
+        clear = (
+            exact
+            & (size >= 100.01)
+            & (size < 999.99)
+            & (np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) > 1e-6)
+        )
+        out[at] = np.where(k >= 0, digits / ten, digits * ten)
+    unclear = at[~clear]
+    if unclear.size:
+        out[unclear] = [float(f"{x:.3g}") for x in values[unclear].tolist()]
+    return list(out.tolist())
 
 
 def encode(explanations: Sequence[dict[str, Any]]) -> list[str]:

@@ -229,6 +229,7 @@ class ReadingsCache:
         key = self.key = window_key(layout, head, tail)
         self.column_ids = layout.column_ids
         now = time.monotonic()
+        entries = self.entries
         unknown = [w for w in windows if not self._current(w, key)]
         if unknown:
             self._load_persisted(conn, layout, unknown, key, now)
@@ -236,8 +237,8 @@ class ReadingsCache:
         cold: list[repo.Window] = []
         expired: list[tuple[float, repo.Window]] = []
         for w in windows:
-            e = self.entries.get(w.asset_id)
-            if e is None or not self._current(w, key):
+            e = entries.get(w.asset_id)
+            if e is None or e.key != key or e.renewed_at != w.start:  # not _current()
                 cold.append(w)
             elif now - e.built >= self.max_age_s:
                 expired.append((e.built, w))
@@ -371,7 +372,7 @@ class ReadingsCache:
             range_ids = ids[in_range]
             range_since = since[in_range]
             got = repo.fetch_recent_long_readings(
-                conn, layout, range_ids.tolist(), unix_us_to_datetime(int(range_since.min()))
+                conn, layout, range_ids, unix_us_to_datetime(int(range_since.min()))
             )
             # each asset keeps only what is newer than its own last row
             order = np.argsort(range_ids)

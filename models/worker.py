@@ -20,7 +20,13 @@ from psycopg import Connection
 from fleetcare.clock import Clock
 from fleetcare.db import connect
 from fleetcare.worker import Pool, WorkerRunner
-from models.scoring import ModelCache, PassResult, ReadingsCache, score_pass
+from models.scoring import (
+    ModelCache,
+    PassResult,
+    ReadingsCache,
+    keep_out_of_collections,
+    score_pass,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,7 @@ class ScoringWorker:
     def run_pass(self, conn: Connection[Any]) -> PassResult:
         """Run one pass on an open connection (one transaction)."""
         started = time.perf_counter()
+        models_loaded = len(self.models.loaded)
         with conn.transaction():
             result = score_pass(
                 conn,
@@ -73,6 +80,9 @@ class ScoringWorker:
                 shard=self.shard,
                 threads=self.threads,
             )
+        seconds = time.perf_counter() - started
+        if len(self.models.loaded) > models_loaded:
+            keep_out_of_collections()  # what was loaded stays: no collection walks it again
         self.passes += 1
         self.predictions_total += result.predictions
         self.last_result = result
@@ -83,7 +93,7 @@ class ScoringWorker:
                 " %d without a model)",
                 result.scored_assets,
                 result.predictions,
-                time.perf_counter() - started,
+                seconds,
                 result.unchanged_assets,
                 result.not_scorable,
                 result.no_model,

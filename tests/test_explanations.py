@@ -278,5 +278,22 @@ def test_numbers_are_formatted_on_arrays_as_one_by_one() -> None:
     )
     assert explain._numbers(values) == [explain._number(float(v)) for v in values]
     assert explain._rounded(values) == [explain._round(float(v)) for v in values]
+    # three significant digits on arrays: every decade's edges, beyond the exact powers of
+    # ten (1e22), subnormal and huge values, and the half steps of three digits
+    tens = 10.0 ** np.arange(-30, 30)
+    edges = np.concatenate(
+        [
+            tens,
+            -tens,
+            np.nextafter(tens, 0),
+            np.nextafter(tens, np.inf),
+            tens * 0.9995,
+            np.arange(-2, 2, 0.0005),
+            np.arange(-20_000, 20_000, 5.0),
+            np.array([5e-324, 1e308, -1e308, 0.1005, 100.5, 999.5, np.nan, np.inf, -np.inf]),
+        ]
+    )
+    rounded = explain._rounded(edges)
+    assert [str(v) for v in rounded] == [str(explain._round(float(v))) for v in edges]
     assert explain._numbers(np.array([np.nan, np.inf, -np.inf])) == ["0", "0", "0"]
     assert explain._signed(np.array([-1234.0, 0.0, 0.42])) == ["-1,200", "±0", "+0.42"]

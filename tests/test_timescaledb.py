@@ -16,6 +16,7 @@ from psycopg import Connection, sql
 from api.dashboard import repository as dash_repo
 from fleetcare.db import connect
 from models import repository as model_repo
+from models.repository.arrays import register_binary_arrays
 from tests.fixtures.dashboard import insert_prediction, insert_readings, metric_id
 from tests.fixtures.services import fresh_database, storage_server
 
@@ -187,7 +188,9 @@ class ExplainingConnection:
         text = query if isinstance(query, str) else query.as_string(self.conn)
         if text.lstrip().upper().startswith("SET "):  # a setting: no plan
             return
-        row = self.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, params).fetchone()
+        with self.conn.cursor() as cur:
+            register_binary_arrays(cur)  # what the product's cursors send arrays with
+            row = cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, params).fetchone()
         assert row is not None
         self.plans.append(row[0][0]["Plan"])
 
@@ -209,6 +212,10 @@ class ExplainingCursor:
 
     def __exit__(self, *exc: object) -> None:
         self.cursor.close()
+
+    @property
+    def adapters(self) -> Any:
+        return self.cursor.adapters
 
     def execute(self, query: str | sql.Composable, params: Any = None) -> Any:
         self.owner.explain(query, params)
