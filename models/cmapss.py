@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.model_selection import GroupKFold
 
-from models.estimators import RULRegressor
+from models.estimators import CONDITIONS_RUL_PARAMS, RULRegressor
 from models.features import (
     MULTI_CONDITION_FEATURES,
     SINGLE_CONDITION_FEATURES,
@@ -188,8 +188,11 @@ def make_featurizer(n_conditions: int = 1) -> WindowFeatures:
 
 
 def make_rul_regressor(random_state: int = 0) -> RULRegressor:
-    """The RUL regressor used for C-MAPSS units (target capped at 125 cycles)."""
-    return RULRegressor(max_rul=DEFAULT_MAX_RUL, random_state=random_state, n_jobs=-1)
+    """The RUL regressor used for C-MAPSS units (target capped at 125 cycles), with the
+    parameters online training gives a kind with ``features: by_operating_conditions``."""
+    return RULRegressor(
+        max_rul=DEFAULT_MAX_RUL, random_state=random_state, n_jobs=-1, **CONDITIONS_RUL_PARAMS
+    )
 
 
 def fit_rul_model(data: FloatArray, random_state: int = 0) -> tuple[WindowFeatures, RULRegressor]:

@@ -34,6 +34,13 @@ def weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> floa
     return float(v[min(i, v.shape[0] - 1)])
 
 
+# The RUL regressor's parameters on the C-MAPSS path: `fleetcare models cmapss` and online
+# training of a kind with `features: by_operating_conditions`. Each split chooses among a random
+# half of the features: lower held-out-unit RMSE on all four sets, two fold seeds
+# (docs/models.md, "C-MAPSS wear models"). The built-in kinds keep every feature.
+CONDITIONS_RUL_PARAMS: dict[str, Any] = {"max_features": 0.5}
+
+
 class RULRegressor(RegressorMixin, BaseEstimator):
     """Remaining-useful-life regressor with split-conformal prediction intervals.
 
@@ -65,6 +72,10 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         Minimum rows per leaf.
     l2_regularization : float, default=1.0
         L2 penalty on leaf values.
+    max_features : float, default=1.0
+        Share of the features each split chooses among (drawn at random per split, seeded
+        by ``random_state``); 1.0 considers them all. The C-MAPSS path uses 0.5
+        (:data:`CONDITIONS_RUL_PARAMS`).
     calibration_folds : int, default=5
         Folds for the out-of-fold calibration residuals.
     calibration_bins : int, default=4
@@ -99,6 +110,7 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         max_leaf_nodes: int = 15,
         min_samples_leaf: int = 40,
         l2_regularization: float = 1.0,
+        max_features: float = 1.0,
         calibration_folds: int = 5,
         calibration_bins: int = 4,
         random_state: int | None = 0,
@@ -110,6 +122,7 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
+        self.max_features = max_features
         self.calibration_folds = calibration_folds
         self.calibration_bins = calibration_bins
         self.random_state = random_state
@@ -124,6 +137,7 @@ class RULRegressor(RegressorMixin, BaseEstimator):
             max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=max(1, min(self.min_samples_leaf, X.shape[0] // 4)),
             l2_regularization=self.l2_regularization,
+            max_features=self.max_features,
             early_stopping=False,
             random_state=self.random_state,
         ).fit(X, y, sample_weight=w)
@@ -152,6 +166,8 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         if self.max_rul <= 0:
             raise ValueError(f"max_rul must be > 0, got {self.max_rul}")
+        if not 0 < self.max_features <= 1:
+            raise ValueError(f"max_features must be in (0, 1], got {self.max_features}")
         w = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         y_fit = np.minimum(y.astype(np.float64), self.max_rul)
         self.y_min_ = float(y_fit.min())

@@ -26,7 +26,12 @@ from models import registry
 from models import repository as repo
 from models.bundle import DEFAULT_COVERAGE, WearModel
 from models.drift import constant_window_counts, reference_distribution
-from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
+from models.estimators import (
+    CONDITIONS_RUL_PARAMS,
+    AnomalyScorer,
+    FailureRiskClassifier,
+    RULRegressor,
+)
 from models.features import (
     WindowFeatures,
     fit_conditions_features,
@@ -156,7 +161,10 @@ def train(
     rows = 0
     fit_rows: dict[str, int] = {}
     constant = np.zeros((len(sensor_names), 2))
-    params = dict(rul_params or {})
+    # a by_operating_conditions kind fits the RUL model as `fleetcare models cmapss` does;
+    # --param values still win
+    conditions = settings.features == "by_operating_conditions"
+    params = {**(CONDITIONS_RUL_PARAMS if conditions else {}), **(rul_params or {})}
     for component, (matrix, y) in train_parts.items():
         step(f"fitting {component}")
         X = features.transform(matrix)  # on every row: a row's features need its past

@@ -184,6 +184,24 @@ def test_interval_coverage_on_held_out_units():
     assert np.sqrt(np.mean((point - truth) ** 2)) < 10
 
 
+def test_feature_subsampling_is_seeded_and_checked(fleet, featurizer):
+    X, rul = fleet
+    F = featurizer.transform(X)
+
+    def fit(max_features: float = 1.0) -> NDArray[np.float64]:
+        model = RULRegressor(
+            max_rul=60, max_iter=20, calibration_folds=2, max_features=max_features
+        )
+        return model.fit(F, rul, groups=X[:, 0]).predict(F)
+
+    half = fit(max_features=0.5)
+    np.testing.assert_array_equal(half, fit(max_features=0.5))  # seeded by random_state
+    assert not np.array_equal(half, fit())  # each split sees a random half of the features
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"max_features must be in \(0, 1\], got"):
+            RULRegressor(max_features=bad).fit(F, rul)
+
+
 def test_failure_risk_rises_towards_failure(fleet, featurizer):
     X, rul = fleet
     F = featurizer.transform(X)

@@ -19,6 +19,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from models.estimators import CONDITIONS_RUL_PARAMS
 from tests.fixtures.services import (
     SERVER_URL,
     create_database,
@@ -116,10 +117,12 @@ def test_onboarding_reports_the_offline_rul(tmp_path: Path, dataset: str) -> Non
         # units are not in its training data), in the file's order
         with psycopg.connect(url) as conn:
             row = conn.execute(
-                "SELECT metrics->'training_asset_ids' FROM model_versions"
+                "SELECT metrics->'training_asset_ids', params->'rul' FROM model_versions"
                 " WHERE kind = 'turbofan' AND status = 'active'"
             ).fetchone()
             assert row is not None
+            # the RUL model's parameters of the C-MAPSS path (`fleetcare models cmapss`)
+            assert row[1].items() >= CONDITIONS_RUL_PARAMS.items()
             refs = conn.execute(
                 "SELECT ref FROM assets WHERE id = ANY(%s::bigint[])", (row[0],)
             ).fetchall()
