@@ -57,6 +57,8 @@ class Decoded:
     device: DeviceKey
     readings: list[Item]
     seq: int | None = None  # what the device numbered this message, to confirm it
+    # where a message's readings are, as its device wrote it: a profile's batch array
+    batch_label: str = "readings"
 
 
 class Quarantine:
@@ -177,11 +179,12 @@ def decode_with_profile(
             detail = f"profile {name!r} is Sparkplug B: its edge nodes publish on spBv1.0/..."
         q.message(msg, ref, customer, R.BAD_STRUCTURE, detail)
         return None
+    label = profile.doc.batch or "readings"
     fast = profiles.fast.get(name)
     if fast is not None:  # typed decoding straight into readings; None: the careful path
         readings = fast.read(msg.payload, limits.max_readings_per_message, Reading)
         if readings is not None:
-            return Decoded(msg, device, readings)
+            return Decoded(msg, device, readings, batch_label=label)
     read = profile.read_message(msg.payload, limits.max_readings_per_message)
     if type(read) is tuple:
         q.message(msg, ref, customer, read[0], read[1])
@@ -193,7 +196,7 @@ def decode_with_profile(
             items.append(Reading(asset, ts_us // 1000, metrics))
         else:
             items.append(cast(Problem, item))
-    return Decoded(msg, device, items)
+    return Decoded(msg, device, items, batch_label=label)
 
 
 def decode_sparkplug(

@@ -57,8 +57,8 @@ def _from_us(us: int) -> datetime:
     return UNIX_EPOCH + timedelta(microseconds=us)
 
 
-def _where(index: int, many: bool) -> str:
-    return f"readings[{index}]" if many else "reading"
+def _where(index: int, many: bool, batch: str = "readings") -> str:
+    return f"{batch}[{index}]" if many else "reading"
 
 
 def _asset_problem(where: str, ref: str, asset: AssetKey | None) -> tuple[R, str]:
@@ -266,7 +266,7 @@ def store_messages(
         item = decoded[item_index]
         problems: list[tuple[R, str]] = []
         readings = item.readings
-        many = len(readings) > 1
+        many, batch = len(readings) > 1, item.batch_label
         customer = item.device.customer_id
         mine = targets.get(customer, {})
         kept: set[int] = set()
@@ -278,12 +278,13 @@ def store_messages(
             target = mine.get(reading.asset)
             if target is None:  # unknown or retired
                 key = assets_of.get(customer, {}).get(reading.asset)
-                problems.append(_asset_problem(_where(index, many), reading.asset, key))
+                problems.append(_asset_problem(_where(index, many, batch), reading.asset, key))
                 continue
             ts = reading.ts
             ts_us = ts * 1000 if type(ts) is int else parse_timestamp_us(ts)
             if ts_us is None or ts_us > newest_us or ts_us < oldest_us:
-                problems.append(_time_problem(_where(index, many), ts, ts_us, newest_us, limits))
+                where = _where(index, many, batch)
+                problems.append(_time_problem(where, ts, ts_us, newest_us, limits))
                 continue
             asset_id, known, usage_id, kind = target
             stored = False
@@ -307,7 +308,8 @@ def store_messages(
                     or (vt is not float and vt is not int)
                     or not (spec.low <= value <= spec.high)
                 ):
-                    problems.append(_value_problem(_where(index, many), kind, name, value, spec))
+                    where = _where(index, many, batch)
+                    problems.append(_value_problem(where, kind, name, value, spec))
                     continue
                 add_time(ts_us)
                 add_asset(asset_id)

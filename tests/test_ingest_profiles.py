@@ -202,6 +202,10 @@ def test_json_profile_converts_units_keeps_good_and_quarantines_the_rest(
     details = dict(zip(range(6), [d for _, d in quarantined(conn)], strict=True))
     assert "no time at 't'" in details[0] and "'soon' is not epoch_s" in details[1]
     assert f"no asset {small.elevator!r} of this customer" in details[3]
+    # each says where in the device's own message: its batch array, not fleetcare's "readings"
+    assert [d.split(":", 1)[0] for d in details.values()] == [
+        f"data.records[{i}]" for i in (1, 2, 3, 4, 5, 6)
+    ]
     assert result.stored == 2
     # the same message again stores nothing new
     again = store(conn, limits, raw(f"{limits.topic_root}/{small.device_a}/telemetry", payload))
