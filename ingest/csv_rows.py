@@ -14,6 +14,14 @@ def csv_rows(
     """The stripped fields of each non-empty CSV line. A line the csv module refuses (a field
     past its 131,072-character limit, a lone CR) is told to ``unreadable`` and the rest is
     read; without ``unreadable`` its ``csv.Error`` is raised."""
+    for _, fields in numbered_csv_rows(lines, delimiter, unreadable):
+        yield fields
+
+
+def numbered_csv_rows(
+    lines: Iterable[str], delimiter: str, unreadable: Unreadable | None = None
+) -> Iterator[tuple[int, list[str]]]:
+    """``csv_rows`` with the line number each row ends on (blank lines counted)."""
     reader = csv.reader(lines, delimiter=delimiter)
     while True:
         try:
@@ -26,4 +34,4 @@ def csv_rows(
             unreadable(reader.line_num, str(exc))
             continue
         if fields and any(f.strip() for f in fields):
-            yield [f.strip() for f in fields]
+            yield reader.line_num, [f.strip() for f in fields]

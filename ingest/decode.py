@@ -59,6 +59,7 @@ class Decoded:
     seq: int | None = None  # what the device numbered this message, to confirm it
     # where a message's readings are, as its device wrote it: a profile's batch array
     batch_label: str = "readings"
+    labels: list[str] | None = None  # where each reading is, when not by index (``line 7``)
 
 
 class Quarantine:
@@ -185,7 +186,15 @@ def decode_with_profile(
         readings = fast.read(msg.payload, limits.max_readings_per_message, Reading)
         if readings is not None:
             return Decoded(msg, device, readings, batch_label=label)
-    read = profile.read_message(msg.payload, limits.max_readings_per_message)
+    labels: list[str] | None = None
+    if profile.format == "json":
+        read = profile.read_message(msg.payload, limits.max_readings_per_message)
+    else:
+        located = profile.read_text_lines(msg.payload, limits.max_readings_per_message)
+        if type(located[0]) is list:  # the items and their lines, not one problem
+            read, labels = cast(tuple[list[Good | Problem], list[str]], located)
+        else:
+            read = cast(Problem, located)
     if type(read) is tuple:
         q.message(msg, ref, customer, read[0], read[1])
         return None
@@ -196,7 +205,7 @@ def decode_with_profile(
             items.append(Reading(asset, ts_us // 1000, metrics))
         else:
             items.append(cast(Problem, item))
-    return Decoded(msg, device, items, batch_label=label)
+    return Decoded(msg, device, items, batch_label=label, labels=labels)
 
 
 def decode_sparkplug(

@@ -57,7 +57,9 @@ def _from_us(us: int) -> datetime:
     return UNIX_EPOCH + timedelta(microseconds=us)
 
 
-def _where(index: int, many: bool, batch: str = "readings") -> str:
+def _where(index: int, many: bool, batch: str = "readings", labels: list[str] | None = None) -> str:
+    if labels is not None:  # a text message's rows: by their line
+        return labels[index]
     return f"{batch}[{index}]" if many else "reading"
 
 
@@ -266,7 +268,7 @@ def store_messages(
         item = decoded[item_index]
         problems: list[tuple[R, str]] = []
         readings = item.readings
-        many, batch = len(readings) > 1, item.batch_label
+        many, batch, labels = len(readings) > 1, item.batch_label, item.labels
         customer = item.device.customer_id
         mine = targets.get(customer, {})
         kept: set[int] = set()
@@ -278,12 +280,14 @@ def store_messages(
             target = mine.get(reading.asset)
             if target is None:  # unknown or retired
                 key = assets_of.get(customer, {}).get(reading.asset)
-                problems.append(_asset_problem(_where(index, many, batch), reading.asset, key))
+                problems.append(
+                    _asset_problem(_where(index, many, batch, labels), reading.asset, key)
+                )
                 continue
             ts = reading.ts
             ts_us = ts * 1000 if type(ts) is int else parse_timestamp_us(ts)
             if ts_us is None or ts_us > newest_us or ts_us < oldest_us:
-                where = _where(index, many, batch)
+                where = _where(index, many, batch, labels)
                 problems.append(_time_problem(where, ts, ts_us, newest_us, limits))
                 continue
             asset_id, known, usage_id, kind = target
@@ -308,7 +312,7 @@ def store_messages(
                     or (vt is not float and vt is not int)
                     or not (spec.low <= value <= spec.high)
                 ):
-                    where = _where(index, many, batch)
+                    where = _where(index, many, batch, labels)
                     problems.append(_value_problem(where, kind, name, value, spec))
                     continue
                 add_time(ts_us)

@@ -40,7 +40,7 @@ from pydantic import (
 
 from fleetcare.errors import Invalid
 from fleetcare.inputs import unstorable_text_in
-from ingest.csv_rows import Unreadable, csv_rows
+from ingest.csv_rows import Unreadable, numbered_csv_rows
 from ingest.schemas import QuarantineReason
 from ingest.times import as_number, auto_us, epoch_us, rfc3339_us, scaled_us
 
@@ -461,13 +461,20 @@ class CompiledProfile:
         self, lines: Iterable[str], unreadable: Unreadable | None = None
     ) -> Iterator[list[str]]:
         """Fields of each non-empty line (CSV with the profile's delimiter: ``csv_rows``)."""
+        for _, fields in self.numbered_lines(lines, unreadable):
+            yield fields
+
+    def numbered_lines(
+        self, lines: Iterable[str], unreadable: Unreadable | None = None
+    ) -> Iterator[tuple[int, list[str]]]:
+        """``split_lines`` with each row's line number in the message (blank lines counted)."""
         if self.format == "csv":
-            yield from csv_rows(lines, self.doc.delimiter, unreadable)
+            yield from numbered_csv_rows(lines, self.doc.delimiter, unreadable)
         else:
-            for line in lines:
+            for number, line in enumerate(lines, start=1):
                 fields = line.split()
                 if fields:
-                    yield fields
+                    yield number, fields
 
     def row_reader(self, header: Sequence[str] | None) -> RowReader:
         """A reader of rows whose columns are ``header`` (or the profile's ``columns``)."""
@@ -476,29 +483,41 @@ class CompiledProfile:
 
     def read_text(self, payload: bytes, max_readings: int) -> list[Item] | Problem:
         """Every reading of a message of text rows, or one problem for the whole message."""
+        read = self.read_text_lines(payload, max_readings)
+        return read if type(read) is tuple else read[0]  # type: ignore[return-value]
+
+    def read_text_lines(
+        self, payload: bytes, max_readings: int
+    ) -> tuple[list[Item], list[str]] | Problem:
+        """``read_text`` with where each item is in the message (``line 7``)."""
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             return R.BAD_ENCODING, f"not UTF-8: {exc.reason} at byte {exc.start}"
         out: list[Item] = []  # newline=None: lines may end in CR, LF or both
-        rows = self.split_lines(
-            io.StringIO(text, newline=None),
-            lambda line, why: out.append((R.BAD_STRUCTURE, f"line {line}: {why}")),
-        )
+        labels: list[str] = []
+
+        def unreadable(line: int, why: str) -> None:
+            out.append((R.BAD_STRUCTURE, f"line {line}: {why}"))
+            labels.append(f"line {line}")
+
+        rows = self.numbered_lines(io.StringIO(text, newline=None), unreadable)
         header = None
         if self.doc.header:
-            header = next(rows, None)
+            header = next(rows, (0, None))[1]
             if header is None:
                 return R.BAD_STRUCTURE, f"profile {self.name}: no header line"
         try:
             reader = self.row_reader(header)
         except ProfileError as exc:
             return R.BAD_STRUCTURE, exc.detail
-        for line_no, fields in enumerate(rows, start=2 if header else 1):
+        for line_no, fields in rows:
             if len(out) >= max_readings:
                 return R.TOO_MANY_READINGS, f"more than {max_readings} rows"
-            out.extend(reader.read(fields, f"line {line_no}"))
-        return out
+            read = reader.read(fields, f"line {line_no}")
+            out.extend(read)
+            labels.extend([f"line {line_no}"] * len(read))
+        return out, labels
 
     def read_message(self, payload: bytes, max_readings: int) -> list[Item] | Problem:
         """Every reading of one message in this profile's format."""

@@ -330,8 +330,11 @@ def test_text_rows_on_a_cycle_time_base(
     ]
     q = quarantined(conn)
     assert [r for r, _ in q] == ["not_a_number", "bad_structure", "bad_timestamp"]
-    assert "line 3: 3 columns, expected 4" in q[1][1]
-    assert "line 4: cycle = 'zz' unreadable" in q[2][1]
+    # each by its line in the message, blank lines counted (they were rows: "line 3" was the
+    # fourth line; the value was "readings[1]")
+    assert q[0][1].startswith("line 3: pressure_kpa = 'x' is not a number"), q[0][1]
+    assert "line 4: 3 columns, expected 4" in q[1][1]
+    assert "line 5: cycle = 'zz' unreadable" in q[2][1]
 
 
 def test_long_csv_rows_with_header(
