@@ -71,6 +71,15 @@ def evaluate(
             "(the held-out trade-off; reported, never used to choose)",
         ),
     ] = False,
+    joined_mid_life: Annotated[
+        bool,
+        typer.Option(
+            "--joined-mid-life",
+            help="the evaluation fleet joins fleetcare now, its parts already in use: their "
+            "readings before the first day are not seen (usage counters still count since "
+            "fitted), as a real fleet connected mid-life",
+        ),
+    ] = False,
 ) -> None:
     """Run-to-failure vs preventive vs predictive on a simulated fleet; table, chart, JSON."""
     import json
@@ -116,6 +125,7 @@ def evaluate(
         seed=seed, assets=assets, days=days, kinds=chosen, coverage=coverage,
         sweep=tuple(sorted(set(coverages))), choose=choose, jobs=jobs,
         training_lives=training_lives, evaluation_sweep=evaluation_sweep,
+        joined_mid_life=joined_mid_life,
     )  # fmt: skip
     started = time.monotonic()
 

@@ -53,6 +53,8 @@ class ReadingsLog:
         self.first = np.full((size, n_cols), np.nan)  # first value in the life (back fill)
         self.start = {c: np.zeros(size, np.int64) for c in components}
         self.offset = {c: np.zeros(size) for c in components}
+        # the current life began before fleetcare's first reading of it (see ``connect``)
+        self.joined = {c: np.zeros(size, bool) for c in components}
 
     def append(self, assets: IntArray, at_h: FloatArray, values: FloatArray) -> None:
         """Add rows (in time order per asset); a missing value takes the life's latest."""
@@ -89,8 +91,20 @@ class ReadingsLog:
         """A new life of ``component`` starts after the rows logged so far."""
         self.start[component][asset] = self.count[asset]
         self.offset[component][asset] = usage_offset
+        self.joined[component][asset] = False
         self.carry[asset] = np.nan
         self.first[asset] = np.nan
+
+    def connect(self) -> None:
+        """Fleetcare sees the fleet from now on, as a fleet that joins mid-life: every
+        current life's readings start after the rows logged so far (none of the earlier ones
+        is kept, nor a value carried from them), while its usage counter still counts since
+        the part was fitted (the device's counter; ``offset`` unchanged)."""
+        for component in self.start:
+            self.start[component][:] = self.count
+            self.joined[component][:] = True
+        self.carry[:] = np.nan
+        self.first[:] = np.nan
 
     def life_rows(
         self, asset: int, component: str, head: int | None = None, tail: int | None = None
@@ -149,6 +163,7 @@ class Life:
     start_row: int = 0
     end_row: int = 0
     offset: float = 0.0
+    joined: bool = False  # began before fleetcare's first reading of it (ReadingsLog.connect)
 
 
 @dataclass
@@ -193,6 +208,7 @@ class World:
             asset, component, reason, random_fault, usage, wasted,
             start_row=int(self.log.start[component][asset]), end_row=int(self.log.count[asset]),
             offset=float(self.log.offset[component][asset]),
+            joined=bool(self.log.joined[component][asset]),
         )  # fmt: skip
 
     def renew(self, asset: int, component: str) -> None:

@@ -61,7 +61,13 @@ from evaluation.fleets import (
     run_tuning_fleet,
     warm_up,
 )
-from evaluation.strategies import RESCHEDULED, STRATEGIES, StrategyResult, run_strategy
+from evaluation.strategies import (
+    RESCHEDULED,
+    STRATEGIES,
+    FailureSeen,
+    StrategyResult,
+    run_strategy,
+)
 from evaluation.wear_model import WearModel, train_wear_model
 from kinds.loader import builtin_kinds
 from simulators.schemas import PHYSICS_KINDS
@@ -95,6 +101,11 @@ def summarise(kind: str, result: StrategyResult, days: float) -> dict[str, Any]:
         "failures_by_mode": dict(sorted(Counter(life.reason for life in failures).items())),
         "failures_random_fault": sum(1 for life in failures if life.random_fault),
         "failures_foreseeable": sum(1 for life in failures if not life.random_fault),
+        # lives that began before fleetcare's first reading (a fleet joined mid-life)
+        "failures_joined_foreseeable": sum(
+            1 for life in failures if life.joined and not life.random_fault
+        ),
+        "lives_joined_ended": sum(1 for life in result.lives if life.joined),
         "planned_replacements": len(planned),
         "orders_raised": result.orders_raised,
         "orders_late": result.orders_late,
@@ -117,7 +128,35 @@ def summarise(kind: str, result: StrategyResult, days: float) -> dict[str, Any]:
         "labour_eur": round(labour_eur, 2),
         "downtime_eur": round(downtime_eur, 2),
         "total_eur": round(parts_eur + labour_eur + downtime_eur, 2),
+        **(
+            {"last_prediction_at_failure": last_predictions(result.at_failure)}
+            if result.at_failure
+            else {}
+        ),
     }
+
+
+def last_predictions(seen: list[FailureSeen]) -> dict[str, Any]:
+    """What the last prediction before each foreseeable failure said, for lives that began
+    before fleetcare's first reading (``joined``) and for the others: how many, how many
+    were never scored, the median remaining life (and its low end) and failure probability."""
+    out: dict[str, Any] = {}
+    for name, joined in (("joined", True), ("fitted_after", False)):
+        mine = [f for f in seen if f.joined == joined and not f.random_fault]
+        scored = [f for f in mine if f.rul is not None]
+
+        def median(values: list[float | None]) -> float | None:
+            vals = [v for v in values if v is not None]
+            return round(float(np.median(vals)), 3) if vals else None
+
+        out[name] = {
+            "failures": len(mine),
+            "never_scored": len(mine) - len(scored),
+            "rul_median": median([f.rul for f in scored]),
+            "rul_low_median": median([f.rul_low for f in scored]),
+            "failure_probability_median": median([f.failure_probability for f in scored]),
+        }
+    return out
 
 
 def _component_figures(lives: list[Any]) -> dict[str, Any]:
@@ -191,6 +230,10 @@ class EvaluationConfig:
     # also run the evaluation fleet at every coverage of the sweep: the held-out trade-off,
     # reported beside the figures, never used to choose
     evaluation_sweep: bool = False
+    # the evaluation fleet joins fleetcare mid-life: its parts' readings before the first
+    # day are not seen (usage counters still count since fitted), as a real fleet connected
+    # to fleetcare with parts already in use (fleets.ReadingsLog.connect)
+    joined_mid_life: bool = False
 
 
 def validation_sweep(
@@ -338,6 +381,7 @@ def evaluate(
     out: dict[str, Any] = {
         "seed": config.seed,
         "assets_per_kind": config.assets,
+        "joined_mid_life": config.joined_mid_life,
         "days": config.days,
         "preventive_quantile": PREVENTIVE_QUANTILE,
         "assumptions": {k: ECONOMICS[k].model_dump() for k in config.kinds},
@@ -359,6 +403,8 @@ def evaluate(
             say(f"{kind}: warming up the evaluation fleet")
             world = new_world(kind, config.seed, config.assets, purpose=0)
             warm_up(world, config.seed)
+            if config.joined_mid_life:
+                world.log.connect()
             figures: dict[str, Any] = {}
             for strategy in STRATEGIES:
                 say(

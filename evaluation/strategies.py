@@ -95,9 +95,11 @@ def score_and_decide(
     states: dict[tuple[int, str], str],
     orders: dict[tuple[int, str], Order],
     triggers: Counter[str],
+    latest: dict[tuple[int, str], Prediction] | None = None,
 ) -> int:
     """Score every live component (:func:`predict_live`), apply the product's policy; how
-    many orders it raised (``triggers`` counts what fired for each)."""
+    many orders it raised (``triggers`` counts what fired for each; ``latest`` keeps each
+    component's last prediction)."""
     kind, econ, now_h = world.kind, ECONOMICS[world.kind], world.now_h
     ent = entitlements(kind)
     window = float(ent.order_lead_days + econ.shipping_days)  # policy.window_days, no depot DB
@@ -106,6 +108,8 @@ def score_and_decide(
     for component in world.components:
         for prediction in predict_live(world, model, component):
             key = (prediction.asset_id, component)
+            if latest is not None:
+                latest[key] = prediction
             step = policy.next_due_state(states.get(key, "clear"), prediction, ent, window, now)
             states[key] = step.state
             if step.state != "due":
@@ -141,6 +145,26 @@ class StrategyResult:
     orders_raised: int = 0
     orders_late: int = 0  # the component failed while its order was open
     triggers: Counter[str] = field(default_factory=Counter)  # what fired for each order
+    # per failure under the predictive strategy: the component's last prediction before it
+    # (None: never scored in that life) and whether its life began before fleetcare saw it
+    at_failure: list[FailureSeen] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FailureSeen:
+    """A failure and what the last prediction of that life said."""
+
+    joined: bool
+    random_fault: bool
+    rul: float | None
+    rul_low: float | None
+    failure_probability: float | None
+
+    @classmethod
+    def of(cls, life: Life, last: Prediction | None) -> FailureSeen:
+        if last is None:
+            return cls(life.joined, life.random_fault, None, None, None)
+        return cls(life.joined, life.random_fault, last.rul, last.rul_low, last.failure_probability)
 
 
 def run_strategy(
@@ -161,13 +185,19 @@ def run_strategy(
     next_score_h = w.now_h
     states: dict[tuple[int, str], str] = {}
     orders: dict[tuple[int, str], Order] = {}
+    latest: dict[tuple[int, str], Prediction] = {}
     scorer = model if model is None or coverage is None else model.at_coverage(coverage)
     while w.now_h < end_h - 1e-9:
+        ended = len(w.lives)
         for asset, component, _ in w.step():
             key = (asset, component)
             if orders.pop(key, None) is not None:
                 result.orders_late += 1  # its part is used for the repair
             states.pop(key, None)
+            last = latest.pop(key, None)
+            life = next(x for x in w.lives[ended:] if (x.asset, x.component) == key)
+            if strategy == "predictive":
+                result.at_failure.append(FailureSeen.of(life, last))
         if strategy == "preventive":
             assert intervals is not None
             for c in w.components:
@@ -181,10 +211,13 @@ def run_strategy(
                 if order.work_at_h <= w.now_h and not w.population.failed(key[1])[key[0]]:
                     del orders[key]
                     states.pop(key, None)
+                    latest.pop(key, None)
                     w.replace_planned(*key)
             if w.now_h >= next_score_h:
                 assert scorer is not None
-                result.orders_raised += score_and_decide(w, scorer, states, orders, result.triggers)
+                result.orders_raised += score_and_decide(
+                    w, scorer, states, orders, result.triggers, latest
+                )
                 next_score_h += SCORE_EVERY_H
         elif strategy != "run_to_failure":
             raise ValueError(f"unknown strategy {strategy!r}")
