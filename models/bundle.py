@@ -187,6 +187,11 @@ class PackedTrees:
     def unpack(self, n_features: int) -> list[list[TreePredictor]]:
         """The predictors again (views of the packed arrays, the same values); Invalid when
         the arrays do not describe trees of ``n_features`` features."""
+        names = ("steps", "node_counts", "nodes", "binned_counts", "binned", "raw_counts", "raw")
+        if set(vars(self)) != set(names) or not all(
+            type(getattr(self, a)) is np.ndarray for a in names
+        ):
+            raise Invalid("artifact's packed trees are not the arrays they should be")
         steps, per_step = (int(v) for v in np.asarray(self.steps).reshape(-1)[:2])
         n = steps * per_step
         nodes, binned, raw = self.nodes, self.binned, self.raw

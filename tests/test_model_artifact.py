@@ -83,6 +83,15 @@ def test_packed_trees_that_do_not_fit_are_refused() -> None:
     def other_bitsets(p: PackedTrees) -> None:
         p.raw = np.zeros((1, 8), dtype=np.uint32)
 
+    def counts_as_a_list(p: PackedTrees) -> None:
+        p.node_counts = p.node_counts.tolist()
+
+    def no_bitsets(p: PackedTrees) -> None:
+        del p.raw
+
+    for change in (counts_as_a_list, no_bitsets):
+        with pytest.raises(Invalid, match="not the arrays they should be"):
+            load_model(_altered(change))
     for change in (fewer_counts, more_nodes, other_bitsets):
         with pytest.raises(Invalid, match="packed trees do not fit together"):
             load_model(_altered(change))
