@@ -163,6 +163,11 @@ class ModelSettings(Definition):
     # "balanced": every life gets the same number of training rows; "all": every row once
     # (as `fleetcare models cmapss` fits)
     training_rows: Literal["balanced", "all"] = "balanced"
+    # also train on every life once more from a late start, as a part that joins fleetcare
+    # mid-life shows it (models.lifetimes.with_late_starts): its readings begin then, its
+    # usage counter counts since the part was fitted. Off unless the kind's policy was
+    # validated with it (docs/evaluate.md, "Parts that join mid-life").
+    late_starts: bool = False
     # per component, the coverage of the RUL interval whose low end gives the conservative
     # due date (the safety margin orders plan on); a component not named takes the model's
     # default (models.bundle.DEFAULT_COVERAGE). `fleetcare evaluate` scores with the same.

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from kinds.service import get_kind
 from models import repository as repo
+from models.features import group_bounds
 
 FloatArray = NDArray[np.float64]
 
@@ -64,3 +65,42 @@ def usable_label(life: repo.Life) -> bool:
     """Whether a recorded life's end is known well enough to train on (see
     :func:`lifetime_matrices`)."""
     return not (life.outcome == "false_alarm" and life.remaining_at_end is None)
+
+
+# Every training life is also seen once as a fleet that joined fleetcare mid-life would show
+# it: its rows from a point in the life on, the usage counter still counting since the part
+# was fitted. The cut falls at a different share of each life (evenly spread over 10-90% of
+# its rows by a golden-ratio sequence over the lives), so the lives together cover every
+# point a connection can fall at. Without these, a part connected worn shows little change
+# "since renewal" (its first reading is the baseline) and the model, which only saw lives
+# from new, reads it as young (docs/evaluate.md, "Parts that join mid-life").
+LATE_START_RANGE = (0.1, 0.9)
+_GOLDEN = (5**0.5 - 1) / 2
+
+
+def with_late_starts(
+    matrix: FloatArray, y: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The lives of ``matrix`` (readings matrix, a group per life) followed by one copy of
+    each that starts late (see ``LATE_START_RANGE``), with new group ids; and per row the id
+    of the life it comes from (so a copy stays with its life in cross-validation).
+
+    Copies shorter than 2 rows are left out. The originals come first, unchanged."""
+    if matrix.shape[0] == 0:
+        return matrix, y, matrix[:, 0].copy()
+    starts, ends = group_bounds(matrix[:, 0])
+    low, high = LATE_START_RANGE
+    next_id = float(np.max(matrix[:, 0])) + 1.0
+    parts, targets, sources = [matrix], [y], [matrix[:, 0]]
+    for k, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        share = low + (high - low) * ((k + 1) * _GOLDEN % 1.0)
+        cut = a + int(share * (b - a))
+        if b - cut < 2:
+            continue
+        copy = matrix[cut:b].copy()
+        copy[:, 0] = next_id
+        next_id += 1.0
+        parts.append(copy)
+        targets.append(y[cut:b])
+        sources.append(np.full(b - cut, matrix[a, 0]))
+    return np.concatenate(parts), np.concatenate(targets), np.concatenate(sources)

@@ -37,7 +37,7 @@ from models.features import (
     fit_conditions_features,
     group_bounds,
 )
-from models.lifetimes import lifetime_matrices
+from models.lifetimes import lifetime_matrices, with_late_starts
 from models.schemas import ModelVersion
 
 FloatArray = NDArray[np.float64]
@@ -165,16 +165,24 @@ def train(
     # --param values still win
     conditions = settings.features == "by_operating_conditions"
     params = {**(CONDITIONS_RUL_PARAMS if conditions else {}), **(rul_params or {})}
-    for component, (matrix, y) in train_parts.items():
+    for component, (lives_matrix, lives_y) in train_parts.items():
         step(f"fitting {component}")
+        # every life from new, and (the kind's late_starts) once more from a late start:
+        # what a part connected to fleetcare mid-life shows (models.lifetimes.with_late_starts)
+        matrix, y, source = (
+            with_late_starts(lives_matrix, lives_y)
+            if settings.late_starts
+            else (lives_matrix, lives_y, lives_matrix[:, 0])
+        )
         X = features.transform(matrix)  # on every row: a row's features need its past
-        constant += constant_window_counts(features, len(sensor_names), matrix, X)
+        n_lives = lives_matrix.shape[0]
+        constant += constant_window_counts(features, len(sensor_names), lives_matrix, X[:n_lives])
         keep = (
             np.arange(matrix.shape[0])
             if settings.training_rows == "all"
             else balanced_rows(matrix[:, 0])
         )
-        groups = np.array([life_asset[int(g)] for g in matrix[keep, 0]])
+        groups = np.array([life_asset[int(g)] for g in source[keep]])
         rul_models[component] = RULRegressor(max_rul=max_rul, **params).fit(
             X[keep], y[keep], groups=groups
         )
@@ -182,10 +190,11 @@ def train(
             X[keep], y[keep]
         )
         fit_rows[component] = int(keep.shape[0])
-        used = matrix[:, 1] - _first_of_group(matrix[:, 0], matrix[:, 1])
-        early = used <= HEALTHY_SHARE * np.maximum(used + y, 1e-9)
-        healthy.append(X[early] if early.sum() >= 2 else X)
-        rows += matrix.shape[0]
+        first = lives_matrix[:, :2]
+        used = first[:, 1] - _first_of_group(first[:, 0], first[:, 1])
+        early = used <= HEALTHY_SHARE * np.maximum(used + lives_y, 1e-9)
+        healthy.append(X[:n_lives][early] if early.sum() >= 2 else X[:n_lives])
+        rows += n_lives
     step("fitting anomaly scorer")
     anomaly = AnomalyScorer().fit(np.concatenate(healthy))
     model = WearModel(
