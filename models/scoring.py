@@ -124,8 +124,9 @@ def keep_out_of_collections() -> None:
     """Once a worker has loaded a model: collect, then move every object alive into the
     garbage collector's permanent generation (``gc.freeze``), which its collections skip.
 
-    What a worker keeps (the modules shap and scikit-learn import, the models, the explainer,
-    the readings cache: ~250,000 objects) otherwise made about one collection of the oldest
+    What a worker keeps (the modules scikit-learn and numpy import, the models, the explainer,
+    the readings cache: ~194,000 objects since the explainer no longer imports shap,
+    ``models.saabas``; ~267,000 before) otherwise made about one collection of the oldest
     generation a warm pass traverse them all: 0.1-0.15 CPU-s of a pass of 10,000 assets,
     against ~0.01 s once they are frozen. Call it after the pass's commit (the collection
     costs ~0.1 CPU-s, once per model load); frozen objects are still freed when no longer
