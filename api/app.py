@@ -73,7 +73,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.settings = settings
     app.state.database_url = database_url
     app.state.auth_limiter = AuthFailureLimiter(
-        settings.auth_failure_limit, settings.auth_failure_window_s
+        settings.auth_failure_limit,
+        settings.auth_failure_window_s,
+        address_limit=settings.auth_failure_address_limit,
     )
     install_error_handlers(app)
     install_fallback_handlers(app)

@@ -84,7 +84,19 @@ class Settings(BaseSettings):
         description="largest request body the API reads; larger is refused with 413",
     )
     auth_failure_limit: int = Field(
-        default=20, ge=1, description="failed authentications per source within the window"
+        default=20,
+        ge=1,
+        description="failed authentications of one credential from one address within the "
+        "window before that credential is answered 429 from there",
+    )
+    # Much higher than the per-credential limit: ten clients behind one NAT, proxy or
+    # `fleetcare up` may each fail 20 times before the address is held back; still bounds
+    # guessing with ever new keys (api/auth_limit.py explains the numbers).
+    auth_failure_address_limit: int = Field(
+        default=200,
+        ge=1,
+        description="failed authentications from one address, over all credentials, within "
+        "the window before credentials not already proven from there are answered 429",
     )
     auth_failure_window_s: float = Field(
         default=60.0, gt=0, description="window of the failed-authentication limit, seconds"

@@ -86,6 +86,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         webhooks_allow_private=True,
         # tests send many bad keys on purpose; the limit has its own test
         auth_failure_limit=100_000,
+        auth_failure_address_limit=1_000_000,
     )
 
 

@@ -48,6 +48,7 @@ def seeded(
             demo=False,
             webhooks_allow_private=False,
             auth_failure_limit=1_000_000,
+            auth_failure_address_limit=10_000_000,
         )
         app = create_app(app_settings, url)
         with connect(url) as c:

@@ -142,11 +142,22 @@ def test_wrong_passwords_lock_the_account_and_the_count_survives_the_refusal(
 
 
 def test_repeated_failures_from_one_address_are_held_back(settings: Settings, db_url: str) -> None:
-    limited = settings.model_copy(update={"auth_failure_limit": 3, "auth_failure_window_s": 600})
+    limited = settings.model_copy(
+        update={
+            "auth_failure_limit": 2,
+            "auth_failure_address_limit": 3,
+            "auth_failure_window_s": 600,
+        }
+    )
     with TestClient(create_app(limited, db_url)) as c:
-        for i in range(3):
-            r = c.post("/dashboard/login", data={"email": f"u{i}@x.org", "password": "guess"})
+        for _ in range(2):  # one account: held back at the per-credential limit
+            r = c.post("/dashboard/login", data={"email": "u0@x.org", "password": "guess"})
             assert r.status_code == 401
+        r = c.post("/dashboard/login", data={"email": "U0@x.org", "password": "guess"})
+        assert r.status_code == 429
+        r = c.post("/dashboard/login", data={"email": "u1@x.org", "password": "guess"})
+        assert r.status_code == 401  # another account from the same address is still tried
+        # spraying many accounts: held back at the address-wide ceiling
         r = c.post("/dashboard/login", data={"email": "u9@x.org", "password": "guess"})
         assert r.status_code == 429
 

@@ -2,9 +2,10 @@
 (for an organisation's admin) manage its users and API keys.
 
 Every form carries an anti-forgery token: the session's once signed in, the sign-in page's
-before (``api.sessions``). A failed sign-in counts against the address (``api.auth_limit``,
-the same limiter as API keys) and against the account (``people.service``: locked for a while
-after repeated failures); the answer is the same for an unknown address and a wrong password.
+before (``api.sessions``). A failed sign-in counts against the address and that account's
+e-mail address from it (``api.auth_limit``, the same limiter as API keys) and against the
+account (``people.service``: locked for a while after repeated failures); the answer is the
+same for an unknown address and a wrong password.
 """
 
 from __future__ import annotations
@@ -114,17 +115,21 @@ def login(request: Request, conn: Conn, form: Form) -> Response:
 def _password_sign_in(request: Request, conn: Conn, email: str, password: str) -> Principal:
     limiter = _limiter(request)
     source = source_of(request)
+    account = "user:" + email.lower()  # counted per address and account (api.auth_limit)
     if limiter is not None:
-        limiter.check(source)
+        limiter.check(source, account, account)
     try:
         with operator_lookup(conn):  # the account, before its organisation is known
-            return people.sign_in(
+            principal = people.sign_in(
                 conn, email, password[:200], _now(request), sessions.policy(request)
             )
     except Unauthorized:
         if limiter is not None:
-            limiter.failed(source)
+            limiter.failed(source, account)
         raise
+    if limiter is not None:
+        limiter.succeeded(source, account)
+    return principal
 
 
 @router.post("/logout")
@@ -221,8 +226,8 @@ def request_reset(request: Request, conn: Conn, form: Form) -> HTMLResponse:
     sessions.check_login_form(request, form)
     limiter = _limiter(request)
     if limiter is not None:  # each request counts: the form must not become an oracle or a spammer
-        limiter.check(source_of(request))
-        limiter.failed(source_of(request))
+        limiter.check(source_of(request), "reset")  # one count for every address asked
+        limiter.failed(source_of(request), "reset")
     policy = sessions.policy(request)
     try:
         with operator_lookup(conn):  # the address's account, before anyone is signed in
