@@ -30,6 +30,31 @@ def _ok(response: Any, status: int = 200) -> Any:
     return response.json()
 
 
+def test_closing_a_month_that_has_not_ended_needs_open_month_as_on_the_cli(
+    client: TestClient, conn: Connection[Any], operator_headers: dict[str, str]
+) -> None:
+    client.app.state.clock = ManualClock(at(3, month=12))  # type: ignore[attr-defined]
+    subscribed_customer(conn, "bill-open", plan="proactive", starts_at=at(1))
+    refused = client.post("/v1/billing/close", json={"period": "2026-12"}, headers=operator_headers)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert problem["code"] == "period_not_ended"
+    assert "2026-12 has not ended" in problem["detail"] and "open_month" in problem["detail"]
+    assert _ok(client.get("/v1/invoices?period=2026-12", headers=operator_headers))["items"] == []
+    drafts = _ok(
+        client.post(
+            "/v1/billing/close",
+            json={"period": "2026-12", "open_month": True},
+            headers=operator_headers,
+        )
+    )
+    assert drafts["invoices"] and {i["status"] for i in drafts["invoices"]} == {"draft"}
+    # an ended month needs no flag
+    assert _ok(
+        client.post("/v1/billing/close", json={"period": "2026-11"}, headers=operator_headers)
+    )["invoices"]
+
+
 def test_customers_see_only_their_own_billing(
     client: TestClient,
     conn: Connection[Any],

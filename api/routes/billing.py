@@ -37,10 +37,16 @@ OptionalPeriod = Annotated[
 
 @router.post("/billing/close", tags=["billing"])
 def close_period(body: CloseRequest, conn: Conn, caller: Caller, clock: AppClock) -> CloseResult:
-    """Close a period into draft invoices (operator); ``issue`` issues them too."""
+    """Close a period into draft invoices (operator); ``issue`` issues them too. A month that
+    has not ended is refused (422 ``period_not_ended``) unless ``open_month`` is true."""
     caller.require("billing:write")
     return billing.close_period(
-        conn, body.period, clock, customer_id=body.customer_id, issue=body.issue
+        conn,
+        body.period,
+        clock,
+        customer_id=body.customer_id,
+        issue=body.issue,
+        open_month=body.open_month,
     )
 
 

@@ -209,6 +209,11 @@ class CloseRequest(Strict):
     period: str = Field(pattern=PERIOD_REGEX, description="the month, YYYY-MM (UTC)")
     customer_id: Id | None = Field(default=None, description="only this customer")
     issue: bool = Field(default=False, description="issue the drafts (the period must be over)")
+    open_month: bool = Field(
+        default=False,
+        description="close a month that has not ended yet into drafts; without it such a month "
+        "is refused (422 period_not_ended), as the CLI does without --open-month",
+    )
 
 
 class CloseFailure(BaseModel):

@@ -156,7 +156,8 @@ def close_period(
 
     Each customer runs in a savepoint: one customer's error (e.g. a plan in another
     currency) is reported and does not stop the others. ``issue`` also issues the drafts.
-    ``open_month=False`` refuses a period that has not ended (the CLI's default). A voided
+    ``open_month=False`` refuses a period that has not ended (the CLI's and the API's default;
+    this function's ``True`` is for the worker and tests that choose their clock). A voided
     period is billed again by a replacement invoice unless ``rebill_void`` is False; the
     supplementary invoices of re-billing corrections are closed with it (see ``rebilling``).
     """
@@ -166,8 +167,9 @@ def close_period(
         raise Invalid(f"period {period.name} has not started")
     if not open_month and now < period.end:
         raise Invalid(
-            f"period {period.name} has not ended yet (it ends {period.end:%Y-%m-%d %H:%M} UTC); "
-            "close it early only when told explicitly (--open-month)",
+            f"period {period.name} has not ended yet (it ends {period.end:%Y-%m-%d %H:%M} UTC), "
+            "so its invoices would miss the rest of the month's usage and fees; close it early "
+            'into drafts only when told explicitly (--open-month; "open_month": true in the API)',
             code="period_not_ended",
         )
     if issue:
