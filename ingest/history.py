@@ -29,6 +29,7 @@ from psycopg import Connection
 
 from fleetcare.errors import Invalid
 from fleetcare.inputs import EARLIEST, LATEST
+from ingest import history_repository as history_repo
 from ingest import repository as repo
 from ingest.catalogue import MetricCatalogue, MetricSpec
 from ingest.history_files import (
@@ -40,8 +41,9 @@ from ingest.history_files import (
     parquet_batches,
     text_batches,
 )
+from ingest.history_report import ImportReport
 from ingest.profiles import CompiledProfile, ProfileError
-from ingest.times import UNIX_EPOCH
+from ingest.times import UNIX_EPOCH, epoch_us, number_text_problem
 
 Conn = Connection[Any]
 Mode = Literal["lifetimes", "in-service"]
@@ -51,62 +53,6 @@ BAD_TIME = int(np.iinfo(np.int64).min)  # a row whose time cannot be read
 # readings lie between 1970 and 2200, as the API's times do (fleetcare.inputs.Moment)
 EARLIEST_US = int((EARLIEST - UNIX_EPOCH).total_seconds()) * 1_000_000
 LATEST_US = int((LATEST - UNIX_EPOCH).total_seconds()) * 1_000_000
-
-
-@dataclass
-class ImportReport:
-    """What an import read, stored and rejected (with one example per reason)."""
-
-    files: list[str] = field(default_factory=list)
-    rows_read: int = 0
-    rows_rejected: int = 0
-    values_stored: int = 0
-    values_duplicate: int = 0
-    values_rejected: int = 0
-    assets_created: int = 0
-    assets: int = 0
-    lives_recorded: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def reject(
-        self, reason: str, count: int, example: str | Callable[[], str], *, rows: bool
-    ) -> None:
-        """Count ``count`` rejected rows (or values) for ``reason``; ``example`` (the first
-        one, where it is and what is wrong) is kept once per reason, made only then."""
-        if count <= 0:
-            return
-        self.reasons[reason] += count
-        if reason not in self.examples:
-            self.examples[reason] = (example if isinstance(example, str) else example())[:300]
-        if rows:
-            self.rows_rejected += count
-        else:
-            self.values_rejected += count
-
-    @property
-    def rejected(self) -> int:
-        """Rows and values rejected so far."""
-        return self.rows_rejected + self.values_rejected
-
-    def as_dict(self) -> dict[str, Any]:
-        """The report as JSON-able values."""
-        return {
-            "files": self.files,
-            "rows_read": self.rows_read,
-            "rows_rejected": self.rows_rejected,
-            "values_stored": self.values_stored,
-            "values_duplicate": self.values_duplicate,
-            "values_rejected": self.values_rejected,
-            "assets": self.assets,
-            "assets_created": self.assets_created,
-            "lives_recorded": self.lives_recorded,
-            "rejected": {
-                r: {"count": n, "first": self.examples[r]} for r, n in self.reasons.items()
-            },
-            "seconds": round(self.seconds, 3),
-        }
 
 
 Progress = Callable[[str, int, int, ImportReport], None]  # file, bytes done, bytes total
@@ -212,7 +158,7 @@ def _resolve_assets(
         found = repo.find_assets(ctx.conn, [(ctx.customer_id, r) for r in new])
         missing = [r for r in new if (ctx.customer_id, r) not in found]
         if missing:
-            created = repo.create_imported_assets(
+            created = history_repo.create_imported_assets(
                 ctx.conn,
                 ctx.customer_id,
                 ctx.kind,
@@ -299,8 +245,11 @@ def _store_batch(ctx: _Context, table: pa.Table, where: Locate) -> None:
     parts_a: list[NDArray[np.int64]] = []
     parts_m: list[NDArray[np.int64]] = []
     parts_v: list[NDArray[np.float64]] = []
+    parts_r: list[NDArray[np.int64]] = []  # each value's row in the batch
+    column_of: dict[int, str] = {}  # metric id → the file's column its values came from
 
     def take(mask: NDArray[np.bool_], metric: MetricSpec, values: NDArray[np.float64]) -> None:
+        parts_r.append(np.flatnonzero(mask).astype(np.int64))
         parts_t.append(times[mask])
         parts_a.append(asset_ids[mask])
         parts_m.append(np.full(int(mask.sum()), metric.id, dtype=np.int64))
@@ -330,8 +279,10 @@ def _store_batch(ctx: _Context, table: pa.Table, where: Locate) -> None:
 
             def not_a_number() -> str:
                 i = _first(nan)
-                cell = str(table.column(column)[i].as_py())[:64]
-                return f"{where(i)}: {column} = {cell!r} is not a number ({name})"
+                raw = table.column(column)[i].as_py()
+                cell = str(raw)[:64]
+                why = number_text_problem(raw)
+                return f"{where(i)}: {column} = {cell!r} is not a number ({name}){why}"
 
             report.reject("not_a_number", int(nan.sum()), not_a_number, rows=False)
         inside = (values >= spec.low) & (values <= spec.high)
@@ -346,6 +297,7 @@ def _store_batch(ctx: _Context, table: pa.Table, where: Locate) -> None:
                 )
 
             report.reject("out_of_bounds", int(outside.sum()), out_of_bounds, rows=False)
+        column_of.setdefault(spec.id, column)
         take(present & inside, spec, values)
 
     if doc.layout == "long":
@@ -374,16 +326,78 @@ def _store_batch(ctx: _Context, table: pa.Table, where: Locate) -> None:
     if parts_t:
         t = np.concatenate(parts_t)
         if t.size:
-            data = repo.encode_telemetry_copy(
+            batch = _Values(
                 t,
                 np.concatenate(parts_a),
                 np.concatenate(parts_m),
                 np.concatenate(parts_v),
-                in_key_order=True,
+                np.concatenate(parts_r),
             )
-            stored = repo.insert_telemetry(ctx.conn, data, int(t.size))
+            data = repo.encode_telemetry_copy(
+                batch.times,
+                batch.assets,
+                batch.metrics,
+                batch.values,
+                in_key_order=True,
+                positions=batch.rows,  # of one key, the row first in the file is stored
+            )
+            stored, conflicting, first = repo.insert_telemetry_noting_conflicts(
+                ctx.conn, data, int(t.size)
+            )
             report.values_stored += stored
-            report.values_duplicate += int(t.size) - stored
+            report.values_conflicting += conflicting
+            report.values_duplicate += int(t.size) - stored - conflicting
+            if first is not None:
+                report.warn(
+                    "conflicting_value",
+                    conflicting,
+                    partial(_conflict_example, ctx, where, batch, first, column_of),
+                )
+
+
+@dataclass
+class _Values:
+    """The values of a batch as they go to the database, with the row each came from."""
+
+    times: NDArray[np.int64]
+    assets: NDArray[np.int64]
+    metrics: NDArray[np.int64]
+    values: NDArray[np.float64]
+    rows: NDArray[np.int64]
+
+
+def _conflict_example(
+    ctx: _Context,
+    where: Locate,
+    batch: _Values,
+    conflict: repo.ValueConflict,
+    column_of: dict[int, str],
+) -> str:
+    """Where the first value with another value already under its key is, and both values."""
+    t_us = epoch_us(conflict.time)
+    key = (
+        (batch.times == t_us)
+        & (batch.assets == conflict.asset_id)
+        & (batch.metrics == conflict.metric_id)
+    )
+    rows, values = batch.rows[key], batch.values[key]
+    mine = rows[values == conflict.value]
+    kept_here = rows[values == conflict.kept]
+    ref = next((r for r, i in ctx.assets.items() if i == conflict.asset_id), "?")
+    spec = next((m for m in ctx.specs.values() if m.id == conflict.metric_id), None)
+    name, unit = (spec.name, spec.unit) if spec is not None else ("?", "")
+    column = column_of.get(conflict.metric_id, name)
+    at = f"{where(int(mine.min()))}: {column}" if mine.size else column
+    unit = f" {unit}" if unit else ""
+    source = (
+        f"from {where(int(kept_here.min()))}"
+        if kept_here.size and (not mine.size or kept_here.min() < mine.min())
+        else "stored before (an earlier block, file, import or message)"
+    )
+    return (
+        f"{at}: asset {ref!r} {name} at {conflict.time.isoformat()} = {conflict.value:g}{unit}"
+        f" differs from {conflict.kept:g}{unit} {source}; the first stored is kept"
+    )
 
 
 def _note_span(ctx: _Context, ids: NDArray[np.int64], times: NDArray[np.int64]) -> None:
@@ -457,8 +471,10 @@ def import_history(
     each asset's rows in the files make one life, ended at its last row by ``end_reason``;
     ``in-service``: the assets' running history (their usage counter and last-seen time
     move forward). A file with no rows is an error. ``strict``: the first rejected row or
-    value stops the import (``Invalid`` naming the file, line and fault) and the batch that
-    holds it is not stored; otherwise rejections are counted in the report.
+    value, or value conflicting with the one stored under its key, stops the import
+    (``Invalid`` naming the file, line and fault) and the batch that holds it is not stored;
+    otherwise rejections are counted in the report, and conflicting values (the first one
+    stored is kept, as ingest keeps it) are counted with a warning.
     """
     started = time.perf_counter()
     if profile.format not in ("csv", "text"):
@@ -466,7 +482,7 @@ def import_history(
     catalogue = MetricCatalogue.load(conn)
     if kind not in catalogue.by_kind:
         raise Invalid(f"kind: no kind {kind!r}")
-    components = repo.kind_components(conn, kind)
+    components = history_repo.kind_components(conn, kind)
     if mode == "lifetimes":
         if component is None:
             if len(components) != 1:
@@ -505,12 +521,12 @@ def import_history(
             kept = report.values_stored > stored_before  # by earlier batches of this file
             with conn.transaction():
                 _store_batch(ctx, table, where)
-                if strict and report.rejected:  # rolls this batch back
+                if strict and (report.rejected or report.warnings):  # rolls this batch back
                     raise Invalid(_strict_stop(report, path, kept))
             if progress is not None and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 progress(str(path), done, total, report)
                 last_progress = time.monotonic()
-        if strict and report.rejected:  # bad rows after the last batch's good ones
+        if strict and (report.rejected or report.warnings):  # bad rows after the good ones
             raise Invalid(_strict_stop(report, path, report.values_stored > stored_before))
         if report.rows_read == rows_before:
             raise Invalid(f"{path.name}: no rows (only blank lines)")
@@ -525,8 +541,8 @@ def import_history(
 
 def _strict_stop(report: ImportReport, path: Path, stored_some: bool) -> str:
     """What stops a strict import: the first fault met, and what was kept of the file."""
-    reason, example = next(iter(report.examples.items()))
-    more = report.rejected - 1
+    reason, example = next(iter((report.examples or report.warning_examples).items()))
+    more = report.rejected + report.values_conflicting - 1
     return f"{example} ({reason}{f'; {more:,} more rejected' if more else ''}); " + (
         f"the rows of {path.name} before the batch holding it are stored, run the import "
         "again once the file is fixed"
@@ -545,7 +561,7 @@ def _finish(ctx: _Context, mode: Mode, end_reason: EndReason, component: str | N
     last = [_us_to_datetime(s.last_us) for s in summaries]
     if mode == "lifetimes":
         assert component is not None
-        ctx.report.lives_recorded = repo.insert_imported_lives(
+        ctx.report.lives_recorded = history_repo.insert_imported_lives(
             ctx.conn,
             ids,
             component,
@@ -554,7 +570,7 @@ def _finish(ctx: _Context, mode: Mode, end_reason: EndReason, component: str | N
             end_reason,
             [s.usage for s in summaries],
         )
-        repo.mark_assets_renewed(ctx.conn, ids, last, created=sorted(ctx.created))
+        history_repo.mark_assets_renewed(ctx.conn, ids, last, created=sorted(ctx.created))
     else:
         repo.update_assets_seen(
             ctx.conn,
@@ -569,6 +585,6 @@ def _finish(ctx: _Context, mode: Mode, end_reason: EndReason, component: str | N
             if s.asset_id in ctx.created
         ]
         if created:
-            repo.backdate_imported_assets(
+            history_repo.backdate_imported_assets(
                 ctx.conn, [a for a, _ in created], [f for _, f in created]
             )

@@ -94,9 +94,12 @@ def history_import(
         return
     typer.echo(
         f"rows read {report.rows_read:,}, rejected {report.rows_rejected:,}; values stored "
-        f"{report.values_stored:,}, already stored {report.values_duplicate:,}, rejected "
+        f"{report.values_stored:,}, already stored {report.values_duplicate:,}, conflicting "
+        f"{report.values_conflicting:,}, rejected "
         f"{report.values_rejected:,}; assets {report.assets} ({report.assets_created} new); "
         f"lives recorded {report.lives_recorded}; {report.seconds:.1f} s"
     )
     for reason, item in out["rejected"].items():
         typer.echo(f"  rejected {item['count']:,} {reason}: first: {item['first']}")
+    for reason, item in out["warnings"].items():
+        typer.echo(f"  warning {item['count']:,} {reason}: first: {item['first']}")

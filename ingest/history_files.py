@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from fleetcare.errors import Invalid
 from ingest.profiles import CompiledProfile
+from ingest.times import as_number
 
 BLOCK_BYTES = 4 * 1024 * 1024  # text read per batch
 PARQUET_BATCH_ROWS = 131_072
@@ -259,10 +260,16 @@ def floats(column: pa.ChunkedArray) -> tuple[NDArray[np.float64], NDArray[np.boo
 
 
 def floats_slowly(cells: Sequence[Any]) -> NDArray[np.float64]:
+    """Cells read one by one as messages' values are (``ingest.times.as_number``: ASCII
+    digits only, no ``1_000``); NaN where a cell is no number, reported by the caller."""
     out = np.empty(len(cells), dtype=np.float64)
     for i, cell in enumerate(cells):
-        try:
-            out[i] = float(cell) if cell not in (None, "") else math.nan
-        except (TypeError, ValueError):
-            out[i] = math.inf * 0  # NaN: reported as not a number by the caller
+        if isinstance(cell, str):
+            number = as_number(cell)
+        else:  # a typed Parquet cell that numpy would not cast (a decimal): its own value
+            try:
+                number = float(cell) if cell is not None else None
+            except (TypeError, ValueError):
+                number = None
+        out[i] = math.nan if number is None else number
     return out

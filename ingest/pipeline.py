@@ -34,7 +34,7 @@ from ingest.profile_service import PROFILES, LoadedProfiles
 from ingest.repository import AssetKey, DeviceKey
 from ingest.schemas import BatchResult, IngestLimits, QuarantineReason, RawMessage
 from ingest.sparkplug_bulk import SparkplugBulk, read_columns
-from ingest.times import UNIX_EPOCH, parse_timestamp_us, span_words
+from ingest.times import UNIX_EPOCH, number_text_problem, parse_timestamp_us, span_words
 from ingest.times import epoch_us as _us
 
 Conn = Connection[Any]
@@ -90,7 +90,8 @@ def _value_problem(
     if spec is None:
         return R.UNKNOWN_METRIC, f"{where}: {kind} has no metric {name[:64]!r}"
     if type(value) is not float and type(value) is not int:
-        return R.NOT_A_NUMBER, f"{where}: {name} = {str(value)[:64]!r} is not a number"
+        why = number_text_problem(value)
+        return R.NOT_A_NUMBER, f"{where}: {name} = {str(value)[:64]!r} is not a number{why}"
     if type(value) is float and not math.isfinite(value):
         return R.NOT_FINITE, f"{where}: {name} = {value}"
     return (

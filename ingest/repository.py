@@ -199,6 +199,38 @@ def _copy_into_telemetry(conn: Conn, copy_data: bytes) -> None:
 
 def insert_telemetry_idempotent(conn: Conn, copy_data: bytes) -> int:
     """Load rows through a temporary staging table; insert the new ones; return how many."""
+    return _insert_staged(conn, copy_data, conflicts=False)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ValueConflict:
+    """A row whose (asset, metric, time) is stored with another value (the first one kept)."""
+
+    asset_id: int
+    metric_id: int
+    time: datetime
+    value: float  # the value of the row, not stored
+    kept: float  # the value stored under its key
+
+
+def insert_telemetry_noting_conflicts(
+    conn: Conn, copy_data: bytes, rows: int
+) -> tuple[int, int, ValueConflict | None]:
+    """``insert_telemetry``, and of the rows not stored, how many carry another value than
+    the one stored under their key (earlier, or by a row before them in ``copy_data``), with
+    the first of them by key. The check runs only when some row was not new."""
+    try:
+        with conn.transaction():
+            _copy_into_telemetry(conn, copy_data)
+        return rows, 0, None
+    except psycopg.errors.UniqueViolation:
+        pass
+    return _insert_staged(conn, copy_data, conflicts=True)
+
+
+def _insert_staged(
+    conn: Conn, copy_data: bytes, *, conflicts: bool
+) -> tuple[int, int, ValueConflict | None]:
     conn.execute(
         """
         CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
@@ -207,6 +239,7 @@ def insert_telemetry_idempotent(conn: Conn, copy_data: bytes) -> int:
         ) ON COMMIT DELETE ROWS
         """
     )
+    conflicting, first = 0, None
     with conn.cursor() as cur:
         with cur.copy(
             "COPY ingest_staging (time, asset_id, metric_id, value) FROM STDIN (FORMAT BINARY)"
@@ -220,9 +253,24 @@ def insert_telemetry_idempotent(conn: Conn, copy_data: bytes) -> int:
             """
         )
         inserted = cur.rowcount
+        if conflicts:  # some row was not new (the straight COPY was refused)
+            found = cur.execute(
+                """
+                SELECT count(*) OVER (), s.asset_id, s.metric_id, s.time, s.value, t.value
+                FROM ingest_staging s
+                JOIN telemetry t ON t.asset_id = s.asset_id AND t.metric_id = s.metric_id
+                                AND t.time = s.time
+                WHERE t.value <> s.value
+                ORDER BY s.asset_id, s.metric_id, s.time
+                LIMIT 1
+                """
+            ).fetchone()
+            if found is not None:
+                conflicting = found[0]
+                first = ValueConflict(found[1], found[2], found[3], found[4], found[5])
         # the caller may store several batches in one transaction (commit empties it too)
         cur.execute("DELETE FROM ingest_staging")
-    return inserted
+    return inserted, conflicting, first
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,90 +530,3 @@ def device_secret_hash(conn: Conn, ref: str) -> str | None:
         (ref,),
     ).fetchone()
     return row[0] if row else None
-
-
-# --- history import --------------------------------------------------------------------------
-
-
-def kind_components(conn: Conn, kind: str) -> list[str]:
-    """The components of a kind (those its parts fit), by name."""
-    rows = conn.execute(
-        "SELECT DISTINCT component FROM parts WHERE kind = %s ORDER BY component", (kind,)
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
-def create_imported_assets(
-    conn: Conn, customer_id: int, kind: str, refs: Sequence[str], started: Sequence[datetime]
-) -> list[int]:
-    """Create the assets an import met for the first time (installed and renewed at their
-    first reading); ids of those created (a concurrent import may have made some). A ref that
-    is not an asset id (the pattern below; NUL and lone surrogates never reach it) is not."""
-    pairs = [(r, s) for r, s in zip(refs, started, strict=True) if storable_text(r)]
-    refs, started = [r for r, _ in pairs], [s for _, s in pairs]
-    rows = conn.execute(
-        """
-        INSERT INTO assets (customer_id, kind, ref, installed_at, renewed_at)
-        SELECT %s, %s, r.ref, r.started, r.started
-          FROM unnest(%s::text[], %s::timestamptz[]) AS r(ref, started)
-         WHERE r.ref ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
-        ON CONFLICT (customer_id, ref) DO NOTHING
-        RETURNING id
-        """,
-        (customer_id, kind, list(refs), list(started)),
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
-def insert_imported_lives(
-    conn: Conn,
-    asset_ids: Sequence[int],
-    component: str,
-    started: Sequence[datetime],
-    ended: Sequence[datetime],
-    end_reason: str,
-    usage_at_end: Sequence[float | None],
-) -> int:
-    """Record imported lifetimes once (unique on asset, component, end); how many were new."""
-    cur = conn.execute(
-        """
-        INSERT INTO asset_lives (asset_id, component, started_at, ended_at, end_reason,
-                                 usage_at_end, source)
-        SELECT v.asset_id, %s, v.started, v.ended, %s, v.usage, 'import'
-          FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::float8[])
-               AS v(asset_id, started, ended, usage)
-        ON CONFLICT (asset_id, component, ended_at) DO NOTHING
-        """,
-        (component, end_reason, list(asset_ids), list(started), list(ended), list(usage_at_end)),
-    )
-    return cur.rowcount
-
-
-def mark_assets_renewed(
-    conn: Conn, asset_ids: Sequence[int], ended: Sequence[datetime], *, created: Sequence[int]
-) -> None:
-    """An imported life ended: the asset was renewed then (never moved back); assets the import
-    created were installed at their first reading, already set."""
-    conn.execute(
-        """
-        UPDATE assets a SET renewed_at = greatest(a.renewed_at, v.ended)
-          FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(asset_id, ended)
-         WHERE a.id = v.asset_id AND (a.id = ANY(%s::bigint[]) OR a.renewed_at < v.ended)
-        """,
-        (list(asset_ids), list(ended), list(created)),
-    )
-
-
-def backdate_imported_assets(
-    conn: Conn, asset_ids: Sequence[int], first: Sequence[datetime]
-) -> None:
-    """Assets an import created are installed (and renewed) at their first imported reading."""
-    conn.execute(
-        """
-        UPDATE assets a SET installed_at = least(a.installed_at, v.first),
-                            renewed_at = least(a.renewed_at, v.first)
-          FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(asset_id, first)
-         WHERE a.id = v.asset_id
-        """,
-        (list(asset_ids), list(first)),
-    )

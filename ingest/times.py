@@ -44,16 +44,37 @@ MAX_ABS_US = 250_000_000_000 * 1_000_000
 
 
 def as_number(value: Any) -> float | None:
-    """A JSON number, or text that reads as one, as a float; None for anything else."""
+    """A JSON number, or text that reads as one, as a float; None for anything else.
+
+    Text is read as a decimal number written in ASCII, surrounding spaces allowed: Python's
+    ``float`` also takes digit-group underscores (``1_000``) and the digits of every other
+    script (full-width U+FF11, Arabic-Indic U+0661), which no device, spreadsheet or
+    database writes as a number and which are far more likely a mistake (or another field)
+    than a reading; those are not numbers here (``number_text_problem`` says why)."""
     t = type(value)
     if t is float or t is int:
         return float(value)
     if t is str:
+        text = value.strip()
+        if not text.isascii() or "_" in text:
+            return None
         try:
-            return float(value)
+            return float(text)
         except ValueError:
             return None
     return None
+
+
+def number_text_problem(value: object) -> str:
+    """Why text that ``float`` would read is not a number here ("" when that is not why)."""
+    if type(value) is not str:
+        return ""
+    text = value.strip()
+    if "_" in text:
+        return " (digit-group underscores are not read)"
+    if not text.isascii() and any(c.isdigit() for c in text):
+        return " (only ASCII digits 0-9 are read)"
+    return ""
 
 
 def scaled_us(factor: float, base: int = 0) -> Callable[[Any], int | None]:

@@ -134,6 +134,70 @@ def test_broken_rows_are_rejected_with_reasons_and_good_ones_kept(
     assert row == (7.0, ORIGIN + timedelta(hours=7), ORIGIN + timedelta(hours=1))
 
 
+def test_numbers_with_underscores_or_other_scripts_digits_are_rejected_where_they_are(
+    auto: Connection[Any], tmp_path: Path
+) -> None:
+    # Python's float() reads "6_00.2" as 600.2 and full-width digits as ASCII ones
+    acme = fleet.ensure_customer(auto, "acme", "Acme")
+    path = tmp_path / "odd.txt"
+    path.write_text(
+        "1 1 600.1 1400\n1 2 6_00.2 1401\n1 3 600.3 \uff11\uff14\uff10\uff13\n1 4 600.4 1404\n"
+    )
+    report = run(auto, acme.id, [path])
+    assert report.reasons == {"not_a_number": 2} and report.values_rejected == 2
+    assert report.examples["not_a_number"] == (
+        "odd.txt:2: t24 = '6_00.2' is not a number (t24_r) (digit-group underscores are not read)"
+    )
+    assert report.values_stored == 4 * 3 - 2  # the good values of the same rows are kept
+    with pytest.raises(Invalid) as stopped:
+        run(auto, acme.id, [_only(path, 3)], strict=True)
+    assert "odd3.txt:1: t50 = '\uff11\uff14\uff10\uff13' is not a number" in stopped.value.detail
+    assert "(only ASCII digits 0-9 are read)" in stopped.value.detail
+
+
+def _only(path: Path, line: int) -> Path:
+    out = path.with_name(f"{path.stem}{line}{path.suffix}")
+    out.write_text(path.read_text().splitlines()[line - 1] + "\n")
+    return out
+
+
+def test_conflicting_values_of_one_reading_are_reported_and_the_first_kept(
+    auto: Connection[Any], tmp_path: Path
+) -> None:
+    acme = fleet.ensure_customer(auto, "acme", "Acme")
+    first = tmp_path / "a.txt"
+    first.write_text("1 1 600.1 1400\n1 2 600.2 1401\n")
+    assert run(auto, acme.id, [first], mode="in-service").values_stored == 6
+    second = tmp_path / "b.txt"
+    # line 1: t24 of cycle 1 differs from what a.txt stored; lines 2-3: cycle 2 again, the
+    # same values (duplicates); lines 4-5: cycle 5 twice in this file, t50 differing
+    second.write_text(
+        "1 1 600.9 1400\n1 2 600.2 1401\n1 2 600.2 1401\n1 5 600.5 1405\n1 5 600.5 1406\n"
+    )
+    report = run(auto, acme.id, [second], mode="in-service")
+    assert report.rejected == 0 and report.values_stored == 3
+    assert (report.values_conflicting, report.values_duplicate) == (2, 2 * 3 + 3 + 2 - 1)
+    assert report.warnings == {"conflicting_value": 2}
+    said = report.warning_examples["conflicting_value"]
+    assert said.startswith("b.txt:1: t24: asset '1' t24_r at 2020-01-01T01:00:00+00:00 = 600.9")
+    assert "differs from 600.1" in said and "stored before" in said
+    assert report.as_dict()["warnings"]["conflicting_value"]["count"] == 2
+    kept = auto.execute(
+        "SELECT t.value FROM telemetry t JOIN metrics m ON m.id = t.metric_id"
+        " WHERE m.name IN ('t24_r', 't50_r') ORDER BY t.time, m.name"
+    ).fetchall()
+    assert [v for (v,) in kept] == [600.1, 1400.0, 600.2, 1401.0, 600.5, 1405.0]
+    # a strict import stops at a conflicting value, and stores nothing of its block
+    third = tmp_path / "c.txt"
+    third.write_text("1 7 600.7 1407\n1 7 600.8 1407\n")
+    with pytest.raises(Invalid) as stopped:
+        run(auto, acme.id, [third], mode="in-service", strict=True)
+    assert stopped.value.detail.startswith("c.txt:2: t24: asset '1' t24_r")
+    assert (
+        "from c.txt:1" in stopped.value.detail and "nothing of c.txt stored" in stopped.value.detail
+    )
+
+
 def test_csv_long_and_parquet_wide_read_the_same_values(
     auto: Connection[Any], tmp_path: Path
 ) -> None:
@@ -156,13 +220,18 @@ def test_csv_long_and_parquet_wide_read_the_same_values(
         "engine,at,sensor,reading\n"
         "7,2024-05-01T10:00:00Z,T24_K,350\n"
         "7,2024-05-01T10:00:00Z,N,100\n"
-        "7,2024-05-01T11:00:00+01:00,T24_K,351\n"  # the same instant: one row
+        "7,2024-05-01T11:00:00+01:00,T24_K,351\n"  # the same instant, another value
         "7,2024-05-01T12:00:00Z,EGT,900\n"
         "7,2024-05-01T12:00:00Z,N,102\n"
     )
     got = run(auto, acme.id, [csv_path], doc=long_doc, mode="in-service")
     assert got.reasons == {"unknown_metric": 1}
-    assert got.values_stored == 3 and got.values_duplicate == 1
+    # the first value is kept (as ingest keeps the first stored) and the other is reported
+    assert got.values_stored == 3 and (got.values_duplicate, got.values_conflicting) == (0, 1)
+    assert got.warnings == {"conflicting_value": 1}
+    said = got.warning_examples["conflicting_value"]
+    assert said.startswith("long.csv:4: reading: asset 'ESN-7' t24_r at 2024-05-01T10:00:00+00:00")
+    assert "= 631.8" in said and "differs from 630 " in said and "from long.csv:2" in said
     wide_doc = {
         "name": "engine-wide",
         "format": "csv",

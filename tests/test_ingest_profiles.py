@@ -337,6 +337,40 @@ def test_text_rows_on_a_cycle_time_base(
     assert "line 5: cycle = 'zz' unreadable" in q[2][1]
 
 
+def test_digit_group_underscores_and_other_scripts_digits_are_not_numbers(
+    conn: Connection[Any], small: SmallFleet, limits: IngestLimits
+) -> None:
+    # Python's float() reads "1_000" and full-width 800 (U+FF18...); no device means them
+    apply(conn, ROWS_PROFILE)
+    speak(conn, small.device_a, "acme-rows")
+    tire = small.tires[0].removeprefix("TRK-")
+    body = f"{tire} 10 1_000 800\n{tire} 11 1001 \uff18\uff10\uff10\n{tire} 12 1002 801\n"
+    store(conn, limits, raw(f"{limits.topic_root}/{small.device_a}/telemetry", body.encode()))
+    t10 = datetime(2026, 11, 26, 0, 10, tzinfo=UTC)
+    t11, t12 = t10 + timedelta(minutes=1), t10 + timedelta(minutes=2)
+    assert stored(conn) == [
+        (small.tires[0], "odometer_km", t11, 1001.0),
+        (small.tires[0], "odometer_km", t12, 1002.0),
+        (small.tires[0], "pressure_kpa", t10, 800.0),
+        (small.tires[0], "pressure_kpa", t12, 801.0),
+    ]
+    q = quarantined(conn)
+    assert [r for r, _ in q] == ["not_a_number", "not_a_number"]
+    assert q[0][1] == (
+        "line 1: odometer_km = '1_000' is not a number (digit-group underscores are not read)"
+    )
+    assert q[1][1].startswith("line 2: pressure_kpa = '\uff18\uff10\uff10' is not a number")
+    assert q[1][1].endswith("(only ASCII digits 0-9 are read)")
+
+
+def test_as_number_reads_ascii_decimal_text_only() -> None:
+    from ingest.times import as_number
+
+    assert as_number(" 12.5 ") == 12.5 and as_number("-1e3") == -1000.0 and as_number(7) == 7.0
+    for text in ("1_000", "\uff11\uff12", "\u0661\u0662", "1\u0662", "", "abc", None, True):
+        assert as_number(text) is None, text
+
+
 def test_long_csv_rows_with_header(
     conn: Connection[Any], small: SmallFleet, limits: IngestLimits
 ) -> None:
