@@ -73,6 +73,48 @@ def test_order_raised_and_part_shipped_before_the_due_date(conn: Conn) -> None:
     assert policy_repo.queue_length(conn) == 0
 
 
+def test_a_dispatcher_behind_decides_on_the_newest_prediction_at_once(conn: Conn) -> None:
+    # A backlog (a loaded machine; `fleetcare up`'s 20,000x clock turns 40 s behind into 10
+    # simulated days): 60 older predictions of the asset wait before the one that says it is
+    # due. The first batch decides on the newest, instead of working through the older ones.
+    world = make_world(conn, "pol-behind")
+    stock_depot(conn, "D", on_hand=2, shipping_days=2)
+    for minute in range(60):
+        insert_prediction(
+            conn, world.asset_id, time=T0 + timedelta(minutes=minute), due_in_days=60, commit=False
+        )
+    insert_prediction(conn, world.asset_id, time=T0 + timedelta(hours=2), due_in_days=10)
+    assert policy.process_queue(conn, clock(), limit=50) == 61
+    conn.commit()
+    [(_, status, _, _, due_at, why, _)] = _orders(conn, world.asset_id)
+    assert (status, why) == ("raised", "predicted")
+    assert due_at == T0 + timedelta(hours=2, days=10)
+    assert policy_repo.queue_length(conn) == 0
+
+
+def test_a_superseded_risky_prediction_still_raises_the_order(conn: Conn) -> None:
+    # behind, the newest prediction is handled first of all; a risk crossed by an older one
+    # that the newest supersedes still counts, as when each was handled in turn
+    world = make_world(conn, "pol-spike")
+    stock_depot(conn, "D", on_hand=2, shipping_days=2)
+    for minute in range(30):
+        insert_prediction(
+            conn,
+            world.asset_id,
+            time=T0 + timedelta(minutes=minute),
+            due_in_days=60,
+            failure_probability=0.9 if minute == 12 else 0.1,
+            horizon=10_000.0,
+            commit=False,
+        )
+    insert_prediction(conn, world.asset_id, time=T0 + timedelta(hours=1), due_in_days=60)
+    assert policy.process_queue(conn, clock(), limit=50) == 31
+    conn.commit()
+    [(_, status, _, _, _, why, _)] = _orders(conn, world.asset_id)
+    assert (status, why) == ("raised", "predicted")
+    assert policy_repo.queue_length(conn) == 0
+
+
 def test_order_at_risk_when_the_part_cannot_arrive_in_time(conn: Conn) -> None:
     world = make_world(conn, "pol-b")
     stock_depot(conn, "SLOW", on_hand=1, shipping_days=6)

@@ -31,7 +31,7 @@ from maintenance.orders import service as orders
 from maintenance.orders.schemas import OrderStatus
 from maintenance.plans.schemas import Entitlements
 from maintenance.policy import repository as repo
-from maintenance.policy.schemas import Decision
+from maintenance.policy.schemas import Decision, QueuedPrediction
 from maintenance.policy_state import service as policy_state
 from maintenance.policy_state.schemas import PolicyState
 from maintenance.subscriptions import service as subscriptions
@@ -385,13 +385,30 @@ def _act_while_due(
 
 
 def process_queue(conn: Conn, clock: Clock, *, limit: int = 50) -> int:
-    """Handle up to ``limit`` queued predictions in the caller's transaction; how many.
+    """Handle the queued predictions of up to ``limit`` components in the caller's
+    transaction; how many queue rows were done.
 
+    Of each component's queued predictions only the decisive ones are handled, oldest
+    first: the newest, and of the older ones those that would fire a trigger if any does
+    (the highest failure risk, the highest anomaly score, the earliest conservative due
+    date); the rest are superseded and dropped unread. So a dispatcher that fell behind (a
+    loaded machine; ``fleetcare up``'s 20,000x clock, where each second behind is 5.6
+    simulated hours) decides on the latest predictions in its next batch instead of working
+    through every older one first -- one 40 s behind raised orders ~10 simulated days after
+    the risk was predicted -- and a threshold crossed by a prediction that a newer one
+    supersedes still counts, as it did when each was handled in turn.
     Rows are taken with FOR UPDATE SKIP LOCKED, so several dispatchers share the queue
     without handling a prediction twice; each is handled in a savepoint so that one bad
     prediction is retried later without blocking the rest.
     """
-    jobs = repo.take_queued(conn, clock.now(), limit)
+    taken = repo.take_queued(conn, clock.now(), limit)
+    by_component: dict[tuple[int, str], list[QueuedPrediction]] = {}
+    for job in taken:
+        by_component.setdefault((job.asset_id, job.component), []).append(job)
+    jobs = [job for rows in by_component.values() for job in _decisive(conn, rows)]
+    kept = {job.id for job in jobs}
+    repo.delete_queued_rows(conn, [job.id for job in taken if job.id not in kept])
+    jobs.sort(key=lambda job: (job.prediction_time, job.id))
     for job in jobs:
         try:
             with conn.transaction():
@@ -414,4 +431,37 @@ def process_queue(conn: Conn, clock: Clock, *, limit: int = 50) -> int:
                 f"{type(exc).__name__}: {exc}",
                 clock.now() + RETRY_AFTER * (job.attempts + 1),
             )
-    return len(jobs)
+    return len(taken)
+
+
+def _decisive(conn: Conn, rows: list[QueuedPrediction]) -> list[QueuedPrediction]:
+    """Of one component's queued predictions, those whose handling can change what the
+    policy does (see ``process_queue``): the newest, and the older extremes that go further
+    than the newest (a trigger fires on a higher risk or anomaly score, an earlier date)."""
+    newest = max(rows, key=lambda job: (job.prediction_time, job.id))
+    if len(rows) == 1:
+        return rows
+    latest = models.get_prediction(conn, newest.asset_id, newest.component, newest.prediction_time)
+    if latest is None:
+        return rows  # handled one by one, as they come
+    older = [
+        (job, found)
+        for job in rows
+        if job is not newest
+        and (found := models.get_prediction(conn, job.asset_id, job.component, job.prediction_time))
+        is not None
+    ]
+    picked = {newest.id: newest}
+    if older:
+        risk = max(older, key=lambda o: o[1].failure_probability)
+        if risk[1].failure_probability > latest.failure_probability:
+            picked[risk[0].id] = risk[0]
+        anomaly = max(older, key=lambda o: o[1].anomaly_score)
+        if anomaly[1].anomaly_score > latest.anomaly_score:
+            picked[anomaly[0].id] = anomaly[0]
+        dated_rows = [(j, p.due_at_conservative) for j, p in older if p.due_at_conservative]
+        if dated_rows:
+            job, due = min(dated_rows, key=lambda o: o[1])
+            if latest.due_at_conservative is None or due < latest.due_at_conservative:
+                picked[job.id] = job
+    return list(picked.values())
