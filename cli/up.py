@@ -1,9 +1,9 @@
-"""`fleetcare up`'s whole loop: every worker as a child process, supervised, stopped with us.
+"""`fleetcare up`'s whole loop: every worker as a child process, supervised (``cli.supervisor``:
+restarted when it dies), stopped with us.
 
 Workers run as the same commands an operator runs alone (`fleetcare ingest`, `score`,
 `dispatch`, `webhooks`, `simulate`), each with the chosen services in its environment, so the
-demo exercises exactly the production code paths. Each child asks Linux to end it when its
-parent dies, so not even a SIGKILL of `up` leaves workers behind.
+demo exercises exactly the production code paths.
 """
 
 from __future__ import annotations
@@ -12,19 +12,18 @@ import contextlib
 import logging
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.commands import apply_and_sync
+from cli.supervisor import Child, Supervisor, watch
 from fleetcare.commandline import fail, load_settings
 from fleetcare.errors import FleetcareError
 from fleetcare.settings import Settings, quick_start_settings
@@ -38,99 +37,6 @@ if TYPE_CHECKING:
     from fleetcare.services import Services
 
 log = logging.getLogger(__name__)
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-@dataclass
-class Child:
-    """One supervised worker process."""
-
-    name: str
-    argv: list[str]
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-
-@dataclass
-class Supervisor:
-    """Starts workers, notices when one dies, and stops them all."""
-
-    env: dict[str, str]
-    log_dir: Path
-    children: list[Child] = field(default_factory=list)
-
-    def command(self, *args: str) -> list[str]:
-        """The argv of a fleetcare command run by this Python."""
-        return [sys.executable, "-m", "cli", *args]
-
-    def run_step(self, name: str, *args: str) -> None:
-        """Run a fleetcare command to completion, its output shown; raise when it fails."""
-        log.info("up: %s", " ".join(args))
-        result = subprocess.run(
-            self.command(*args), env=self.env, stdin=subprocess.DEVNULL, check=False,
-            preexec_fn=_die_with_parent,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(f"{name} failed with exit code {result.returncode}")
-
-    def start(
-        self,
-        name: str,
-        *args: str,
-        argv: list[str] | None = None,
-        env: dict[str, str] | None = None,
-    ) -> Child:
-        """Start a worker in the background, its output in ``<log_dir>/<name>.log``; ``env``
-        adds to the workers' environment for this one (its own API key)."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        out = log_path.open("ab")
-        full = argv or self.command(*args)
-        proc = subprocess.Popen(
-            full, env=self.env | (env or {}), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-        )  # fmt: skip
-        out.close()
-        child = Child(name, full, proc, log_path)
-        self.children.append(child)
-        return child
-
-    def dead(self) -> list[Child]:
-        """Workers that have exited."""
-        return [c for c in self.children if c.proc.poll() is not None]
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        """SIGTERM every worker, wait, then SIGKILL what is left."""
-        for c in self.children:
-            if c.proc.poll() is None:
-                c.proc.send_signal(signal.SIGTERM)
-        for c in self.children:
-            try:
-                c.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("up: %s did not stop in %.0f s; killing it", c.name, timeout_s)
-                c.proc.kill()
-                c.proc.wait(5)
-
-
-def watch(supervisor: Supervisor, stop: threading.Event, interval_s: float = 2.0) -> None:
-    """Log (once) any worker that died, with where to read why."""
-    reported: set[str] = set()
-    while not stop.wait(interval_s):
-        for c in supervisor.dead():
-            if c.name not in reported:
-                reported.add(c.name)
-                log.error(
-                    "up: worker %s exited with code %s; see %s", c.name, c.proc.returncode,
-                    c.log_path,
-                )  # fmt: skip
 
 
 def child_env(database_url: str, mqtt_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -556,16 +462,19 @@ def _start_loop(
         "demo-receiver",
         argv=[sys.executable, "-m", "uvicorn", "--factory", "api.demo_receiver:app_from_env",
               "--host", "127.0.0.1", "--port", str(receiver_port), "--log-level", "warning"],
+        restart=True,
     )  # fmt: skip
     wait_for_port("127.0.0.1", receiver_port, 30, receiver.proc, "demo receiver")
     prepare_loop(services.database_url, data_dir, receiver_url, SystemClock())
     keys = loop_keys(services.database_url, data_dir)
 
-    supervisor.start("ingest", "ingest", "--no-shared")  # one ingestor: see docs/telemetry.md
-    supervisor.start("score", "score")
-    supervisor.start("dispatch", "dispatch")
-    supervisor.start("webhooks", "webhooks")
-    supervisor.start("models-watch", "models", "watch")  # drift checks, weekly retraining
+    # one ingestor: see docs/telemetry.md
+    supervisor.start("ingest", "ingest", "--no-shared", restart=True)
+    supervisor.start("score", "score", restart=True)
+    supervisor.start("dispatch", "dispatch", restart=True)
+    supervisor.start("webhooks", "webhooks", restart=True)
+    # drift checks, weekly retraining
+    supervisor.start("models-watch", "models", "watch", restart=True)
     if wait_for_models is not None:
         wait_for_models()
     for fleet in DEMO_FLEETS:
