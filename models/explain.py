@@ -358,26 +358,45 @@ class Explainer:
         quality: Sequence[list[str]],
     ) -> list[str]:
         """Per asset, what to do: check the sensors (any data-quality finding), replace within
-        the interval's low end (due within the horizon, or likely to fail), or watch."""
+        the interval's low end (due within the horizon, or likely to fail), or watch. Each
+        number is formatted only for the assets whose words show it."""
         life = self.life_unit
         part = self.parts.get(component)
         part_text = f" ({part.name}, {part.sku})" if part is not None else ""
         low = values["rul_low"]
         replace = (low <= self.model.horizon) | (values["failure_probability"] >= 0.5)
-        within = _numbers(np.maximum(low, 0.0))
-        left = _numbers(values["rul"])
-        out: list[str] = []
-        for i, (issues, mode) in enumerate(zip(quality, modes, strict=True)):
-            if issues:
-                out.append(
-                    f"Check the sensors first ({'; '.join(issues)}): no order is raised on this"
-                )
-            elif replace[i]:
-                out.append(f"Replace the {component}{part_text} within {within[i]} {life}")
-            else:
-                watch = f"; watch {self.labels[mode['signal']]}" if mode is not None else ""
-                out.append(f"No action yet: about {left[i]} {life} left{watch}")
-        return out
+        checked = np.fromiter(map(bool, quality), dtype=np.bool_, count=len(quality))
+        out = np.empty(len(quality), dtype=object)
+        at = np.flatnonzero(checked)
+        if at.size:
+            out[at] = np.array(
+                [
+                    f"Check the sensors first ({'; '.join(quality[i])}): no order is raised on this"
+                    for i in at.tolist()
+                ],
+                dtype=object,
+            )
+        at = np.flatnonzero(~checked & replace)
+        if at.size:
+            replace_text = f"Replace the {component}{part_text} within "
+            out[at] = np.array(
+                [f"{replace_text}{w} {life}" for w in _numbers(np.maximum(low[at], 0.0))],
+                dtype=object,
+            )
+        at = np.flatnonzero(~checked & ~replace)
+        if at.size:
+            labels = self.labels
+            out[at] = np.array(
+                [
+                    f"No action yet: about {left} {life} left"
+                    + (f"; watch {labels[mode['signal']]}" if mode is not None else "")
+                    for left, mode in zip(
+                        _numbers(values["rul"][at]), [modes[i] for i in at.tolist()], strict=True
+                    )
+                ],
+                dtype=object,
+            )
+        return list(out.tolist())
 
 
 def build_explainer(model: WearModel, kind: KindDefinition) -> Explainer | None:
@@ -433,3 +452,9 @@ def _rounded(values: FloatArray) -> list[float]:
 def encode(explanations: Sequence[dict[str, Any]]) -> list[str]:
     """JSON text of each explanation, for the database."""
     return [orjson.dumps(e).decode() for e in explanations]
+
+
+def encode_utf8(explanations: Sequence[dict[str, Any]]) -> list[bytes]:
+    """:func:`encode`'s texts as UTF-8 bytes, what the database write sends (no ``str`` made
+    and encoded again per asset)."""
+    return [orjson.dumps(e) for e in explanations]

@@ -180,6 +180,11 @@ class _Block:
     rows: FloatArray
     time_us: NDArray[np.int64]
     ends: NDArray[np.intp]
+    # what the entries of ``ids`` are current for (_store and _load_persisted drop the block):
+    # window key, renewals (PostgreSQL µs since 2000), oldest full read (monotonic s)
+    key: str
+    renewed_us: NDArray[np.int64]
+    oldest_built: float
 
 
 @dataclass
@@ -216,6 +221,7 @@ class ReadingsCache:
     persisted_loads: int = 0  # entries that started from a persisted window
     persisted_writes: int = 0
     range_reads: int = 0  # assets whose new readings came from the range scan
+    array_advances: int = 0  # calls that moved the last call's windows on as arrays
 
     def readings(
         self,
@@ -256,11 +262,38 @@ class ReadingsCache:
             self._store(cold, got, long, layout, key, now)
         if warm:
             self.incremental_reads += len(warm)
-            block = self._advance(conn, layout, warm, head, tail)
+            warm_ids = np.fromiter((w.asset_id for w in warm), dtype=np.int64, count=len(warm))
+            block = self._advance(conn, layout, warm_ids, head, tail, key)
             in_order = not cold and len(warm) == len(windows)
             if in_order and all(w is v for w, v in zip(warm, windows, strict=True)):
                 return repo.Readings(block[0], block[1], ())  # already in this order
         return self._matrix([w.asset_id for w in windows], layout)
+
+    def readings_of(
+        self,
+        conn: repo.Conn,
+        layout: repo.MetricLayout,
+        asset_ids: NDArray[np.int64],
+        renewed_us: NDArray[np.int64],
+        head: int,
+        tail: int,
+    ) -> repo.Readings:
+        """:meth:`readings` of the scoring windows of ``asset_ids`` (since each renewal, µs
+        since 2000). The windows the last call moved on, all current and none due for a
+        rebuild (a warm pass), move on without a record per asset, checked on arrays."""
+        key, block = window_key(layout, head, tail), self._block
+        if (
+            block is not None
+            and block.key == key
+            and np.array_equal(block.ids, asset_ids)
+            and np.array_equal(block.renewed_us, renewed_us)
+            and time.monotonic() - block.oldest_built < self.max_age_s
+        ):
+            self.key, self.column_ids = key, layout.column_ids
+            self.array_advances += 1
+            self.incremental_reads += int(asset_ids.shape[0])
+            return repo.Readings(*self._advance(conn, layout, asset_ids, head, tail, key), ())
+        return self.readings(conn, layout, repo.windows_since(asset_ids, renewed_us), head, tail)
 
     def windows_to_persist(self, asset_ids: Sequence[int]) -> repo.PersistedWindows | None:
         """The windows of ``asset_ids`` due to be persisted with this pass's scoring state
@@ -398,31 +431,34 @@ class ReadingsCache:
         self,
         conn: repo.Conn,
         layout: repo.MetricLayout,
-        windows: Sequence[repo.Window],
+        ids: NDArray[np.int64],
         head: int,
         tail: int,
+        key: str,
     ) -> tuple[FloatArray, NDArray[np.int64]]:
-        """Read what arrived after each window's last row and move the windows on, all at
-        once on arrays (no per-asset sort or pivot); the windows' rows, end to end."""
-        n = len(windows)
-        ids = np.fromiter((w.asset_id for w in windows), dtype=np.int64, count=n)
+        """Read what arrived after the last row of each window of ``ids`` (entries current
+        for ``key``) and move them on at once on arrays; the windows' rows, end to end."""
+        n = ids.shape[0]
         entries = [self.entries[a] for a in ids.tolist()]
         block = self._block
         if block is not None and np.array_equal(block.ids, ids):
             # the same windows as the last pass moved on, still end to end in its arrays
             rows, times, ends = block.rows, block.time_us, block.ends
             lengths = np.diff(ends, prepend=0)
+            renewed_us, oldest_built = block.renewed_us, block.oldest_built
         else:
             lengths = np.fromiter((e.rows.shape[0] for e in entries), dtype=np.intp, count=n)
             rows = np.concatenate([e.rows for e in entries])
             times = np.concatenate([e.time_us for e in entries])
             ends = np.cumsum(lengths)
+            renewed_us = np.fromiter((repo.pg_us(e.renewed_at) for e in entries), np.int64, n)
+            oldest_built = min((e.built for e in entries), default=0.0)
         starts = ends - lengths
         last_us = times[ends - 1]
         several = lengths > 1
         steps = last_us[several] - times[ends[several] - 2]
         new = self._read_new(conn, layout, ids, last_us, steps)
-        self._block = _Block(ids, rows, times, ends)  # what the entries hold now
+        self._block = _Block(ids, rows, times, ends, key, renewed_us, oldest_built)
         if new.size == 0:
             return rows, times
         seeds = np.stack([e.seed_pg_us for e in entries])
@@ -458,7 +494,7 @@ class ReadingsCache:
             e = entries[i]
             e.unsaved_rows += int(added[i])
             e.seed_pg_us = moved[i]
-        self._block = _Block(ids, out_rows, out_us, out_ends)
+        self._block = _Block(ids, out_rows, out_us, out_ends, key, renewed_us, oldest_built)
         return out_rows, out_us
 
     def _matrix(self, asset_ids: Sequence[int], layout: repo.MetricLayout) -> repo.Readings:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,11 +32,10 @@ from fleetcare.clock import MAX_DUE_DAYS, Clock
 from kinds.service import get_kind
 from models import repository as repo
 from models.bundle import WearModel
-from models.explain import Explainer, build_explainer, encode
+from models.explain import Explainer, build_explainer, encode_utf8
 from models.quality import QualityGate
 from models.readings_cache import ReadingsCache
 from models.registry import load_version
-from models.schemas import ChangedAsset
 
 log = logging.getLogger(__name__)
 
@@ -169,21 +168,18 @@ def _score_pass(
     tick = time.perf_counter()
     repo.tune_scoring_transaction(conn)
     changed = [
-        c
+        c.where(c.asset_id % shard[1] == shard[0])
         for c in repo.find_changed_assets(conn, kind=kind, limit=limit)
-        if c.asset_id % shard[1] == shard[0]
     ]
-    result.changed_assets = len(changed)
+    changed = [c for c in changed if len(c)]
+    result.changed_assets = sum(len(c) for c in changed)
     result.seconds["find"] = time.perf_counter() - tick
     if not changed:
         return result
     active = repo.active_version_ids(conn)
-    by_kind: dict[str, list[ChangedAsset]] = {}
-    for c in changed:
-        by_kind.setdefault(c.kind, []).append(c)
     now = clock.now()
-    for kind_name, assets in by_kind.items():
-        version_id = active.get(kind_name)
+    for assets in changed:
+        version_id = active.get(assets.kind)
         if version_id is None:
             result.no_model += len(assets)
             continue
@@ -197,18 +193,18 @@ def _score_pass(
 def _score_kind(
     conn: repo.Conn,
     loaded: LoadedModel,
-    assets: Sequence[ChangedAsset],
+    assets: repo.ChangedAssets,
     now: datetime,
     cache: ReadingsCache | None,
     result: PassResult,
 ) -> None:
     model, layout = loaded.model, loaded.layout
     head, tail = model.history_rows()
-    windows = [repo.Window(a.asset_id, a.asset_id, a.renewed_at, None) for a in assets]
     tick = time.perf_counter()
     if cache is not None:
-        readings = cache.readings(conn, layout, windows, head, tail)
+        readings = cache.readings_of(conn, layout, assets.asset_id, assets.renewed_us, head, tail)
     else:
+        windows = repo.windows_since(assets.asset_id, assets.renewed_us)
         readings = repo.fetch_readings(conn, layout, windows, head_rows=head, tail_rows=tail)
     result.add("read", time.perf_counter() - tick)
     result.not_scorable += len(readings.missing_groups)
@@ -216,32 +212,26 @@ def _score_kind(
     ids = readings.group_ids()
     last = readings.last_rows()
     last_pg_us = readings.time_us[last] - repo.PG_EPOCH_US
-    seen = {a.asset_id: a for a in assets}
-    micro = timedelta(microseconds=1)
-    before = np.fromiter(
-        (
-            repo.NO_TIME if (u := seen[a].data_until) is None else (u - repo.PG_EPOCH) // micro
-            for a in ids.tolist()
-        ),
-        dtype=np.int64,
-        count=ids.shape[0],
-    )
-    has_new = last_pg_us > before
+    # each scored asset's place among ``assets`` (ids ascending)
+    at = np.searchsorted(assets.asset_id, ids)
+    has_new = last_pg_us > assets.until_us[at]
     result.unchanged_assets += int(ids.shape[0] - has_new.sum())
     idx = np.flatnonzero(has_new)
 
     def write_state() -> None:
         # what the pass consumed, on the writer thread beside the predictions
-        state_ids = ids.tolist() + list(readings.missing_groups)
-        missing = np.full(len(readings.missing_groups), repo.NO_TIME, dtype=np.int64)
+        missing = np.asarray(readings.missing_groups, dtype=np.int64)
+        state_ids = np.concatenate((ids, missing))
+        state_at = np.concatenate((at, np.searchsorted(assets.asset_id, missing)))
+        no_time = np.full(missing.shape[0], repo.NO_TIME, dtype=np.int64)
         repo.record_scoring_state(
             conn,
             state_ids,
-            [seen[a].last_seen_at for a in state_ids],
-            np.concatenate((last_pg_us, missing)),
-            [seen[a].renewed_at for a in state_ids],
+            assets.seen_us[state_at],
+            np.concatenate((last_pg_us, no_time)),
+            assets.renewed_us[state_at],
             now,
-            cache.windows_to_persist(state_ids) if cache is not None else None,
+            cache.windows_to_persist(state_ids.tolist()) if cache is not None else None,
         )
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-write") as writer:
@@ -257,6 +247,15 @@ def _score_kind(
 
 WRITE_CHUNK = 2_000  # assets per prediction write: the server writes one chunk while the
 # next is predicted
+LAST_CHUNK = 500  # the last chunk's write is the one nothing overlaps: kept small
+
+
+def write_chunks(n: int) -> list[tuple[int, int]]:
+    """(start, end) of each chunk of ``n`` assets: ``WRITE_CHUNK`` at a time, the last
+    ``LAST_CHUNK`` on their own (each asset's values do not depend on its chunk)."""
+    body = n - LAST_CHUNK if n > 2 * LAST_CHUNK else n
+    out = [(lo, min(lo + WRITE_CHUNK, body)) for lo in range(0, body, WRITE_CHUNK)]
+    return out + ([(body, n)] if body < n else [])
 
 
 def _predict_and_write(
@@ -302,15 +301,25 @@ def _predict_and_write(
     state = writer.submit(write_state)
     writes: list[Future[Any]] = []
     rates: FloatArray | None = None
-    # each row's group (its position in ``ids``): a chunk's rows by a look-up, not a search
-    row_group = np.repeat(np.arange(ids.shape[0]), np.diff(last, prepend=-1))
-    for lo in range(0, score_ids.size, WRITE_CHUNK):
-        chunk = score_ids[lo : lo + WRITE_CHUNK]
+    first = np.concatenate(([0], last[:-1] + 1))  # each group's first row
+    row_group: NDArray[np.intp] | None = None
+    for lo, hi in write_chunks(int(score_ids.size)):
+        chunk = score_ids[lo:hi]
         tick = time.perf_counter()
-        in_chunk = np.zeros(ids.shape[0], dtype=np.bool_)
-        in_chunk[idx[lo : lo + WRITE_CHUNK]] = True
-        rows = in_chunk[row_group]
+        rows: slice | NDArray[np.bool_]
+        if idx[hi - 1] - idx[lo] == hi - lo - 1:
+            # the chunk's groups follow one another (every asset of a warm pass has new
+            # rows): their rows are one slice, a view
+            rows = slice(int(first[idx[lo]]), int(last[idx[hi - 1]]) + 1)
+        else:
+            # each row's group (its position in ``ids``): the rows by a look-up
+            if row_group is None:
+                row_group = np.repeat(np.arange(ids.shape[0]), np.diff(last, prepend=-1))
+            in_chunk = np.zeros(ids.shape[0], dtype=np.bool_)
+            in_chunk[idx[lo:hi]] = True
+            rows = in_chunk[row_group]
         matrix = readings.matrix[rows]
+        matrix.flags.writeable = False  # a view of the readings cache's rows: read only
         feature_ids, features = model.features.transform_last(matrix)
         if not np.array_equal(feature_ids.astype(np.int64), chunk.astype(np.int64)):
             raise RuntimeError("scoring: features came back in another order than assets")
@@ -323,11 +332,11 @@ def _predict_and_write(
         result.add("explainer_wait", time.perf_counter() - tick)
         tick = time.perf_counter()
         issues = loaded.gate.issues(matrix, readings.time_us[rows], features)
-        explanations: dict[str, list[str | None]] = {c: [None] * int(chunk.size) for c in predicted}
+        explanations: dict[str, list[bytes | None]] = {c: [None] * chunk.size for c in predicted}
         if explainer is not None:
             found = explainer.explain(matrix, features, predicted, issues)
-            explanations = {c: list(encode(e)) for c, e in found.items()}
-        low_confidence = [bool(found) for found in issues]
+            explanations = {c: list(encode_utf8(e)) for c, e in found.items()}
+        low_confidence = list(map(bool, issues))
         result.low_confidence += sum(low_confidence)
         result.add("explain", time.perf_counter() - tick)
         tick = time.perf_counter()
@@ -345,8 +354,8 @@ def _predict_and_write(
                 predicted,
                 explanations,
                 low_confidence,
-                rates[lo : lo + WRITE_CHUNK],
-                until_unix_us[lo : lo + WRITE_CHUNK],
+                rates[lo:hi],
+                until_unix_us[lo:hi],
                 now,
             )
         )
@@ -420,7 +429,7 @@ def _write_predictions(
     version_id: int,
     asset_ids: NDArray[np.int64],
     predicted: dict[str, dict[str, FloatArray]],
-    explanations: dict[str, list[str | None]],
+    explanations: dict[str, list[bytes | None]],
     low_confidence: list[bool],
     rate: FloatArray,
     data_until_unix_us: NDArray[np.int64],

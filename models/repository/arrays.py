@@ -49,9 +49,9 @@ class BinaryArray:
         return cls(header + body.tobytes(), array_oid)
 
     @classmethod
-    def of_texts(cls, values: Sequence[str | None]) -> BinaryArray:
-        """``values`` as a ``text[]`` (None: NULL)."""
-        encoded = [None if v is None else v.encode() for v in values]
+    def of_texts(cls, values: Sequence[str | bytes | None]) -> BinaryArray:
+        """``values`` as a ``text[]`` (None: NULL; bytes: UTF-8 text as it is)."""
+        encoded = [v if v is None or type(v) is bytes else v.encode() for v in values]  # type: ignore[union-attr]
         lengths = [-1 if b is None else len(b) for b in encoded]
         has_null = int(-1 in lengths)
         header = struct.pack(">iiIii", 1, has_null, TEXT_OID, len(encoded), 1)

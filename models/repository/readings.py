@@ -369,6 +369,20 @@ def empty_long() -> np.ndarray:
     return np.zeros(0, dtype=LONG_ROW)
 
 
+def pg_us(at: datetime) -> int:
+    """A time as PostgreSQL's binary timestamptz: µs since 2000-01-01 UTC."""
+    return (at - PG_EPOCH) // timedelta(microseconds=1)
+
+
+def windows_since(asset_ids: IntArray, renewed_us: IntArray) -> list[Window]:
+    """Each asset's scoring window since its renewal (PostgreSQL µs since 2000)."""
+    micro = timedelta(microseconds=1)
+    return [
+        Window(a, a, PG_EPOCH + r * micro, None)
+        for a, r in zip(asset_ids.tolist(), renewed_us.tolist(), strict=True)
+    ]
+
+
 def scoring_windows(conn: Conn, asset_ids: Sequence[int]) -> list[Window]:
     """Each asset's window since its last renewal, in the given order."""
     rows = conn.execute(
