@@ -17,7 +17,7 @@ from models.bundle import DEFAULT_COVERAGE
 from models.bundle import WearModel as ModelBundle
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import WindowFeatures
-from models.lifetimes import with_late_starts
+from models.lifetimes import risk_weights, with_late_starts
 from models.training import HEALTHY_SHARE
 
 MAX_TRAINING_ROWS = 20_000  # per component; rows of long lives are thinned evenly
@@ -76,21 +76,27 @@ def _first_value(column: FloatArray) -> float:
 
 
 def train_wear_model(
-    kind: str, world: World, n_jobs: int = 1, late_starts: bool | None = None
+    kind: str,
+    world: World,
+    n_jobs: int = 1,
+    late_starts: bool | None = None,
+    risk_weighting: str | None = None,
 ) -> WearModel:
     """Fit the product's model bundle on the training lives as ``models.training.train``
     does: one feature transformer on all rows; per component a RUL regressor (groups =
-    lives) and a failure-risk classifier at the kind's default horizon (rows weighted
-    1/rows of their life); an anomaly scorer on the healthy first part of every life. With
-    ``late_starts`` (default: the kind's setting, as the product) every life is also fitted
-    from a late start
-    (:func:`models.lifetimes.with_late_starts`), a copy counted as a life of its own by the
-    classifier's weights and as part of its life in the regressor's groups."""
+    lives) and a failure-risk classifier at the kind's default horizon, its rows weighted
+    by ``risk_weighting`` (default: the kind's ``risk_weights``, as the product;
+    :func:`models.lifetimes.risk_weights`); an anomaly scorer on the healthy first part of
+    every life. With ``late_starts`` (default: the kind's setting, as the product) every
+    life is also fitted from a late start (:func:`models.lifetimes.with_late_starts`), a
+    copy counted as a life of its own by the classifier's weights and as part of its life
+    in the regressor's groups."""
     data = training_matrices(world)
     if not data:
         raise ValueError(f"the {kind} training fleet recorded no failed lives")
     spec = builtin_kinds()[kind]
     late_starts = spec.model.late_starts if late_starts is None else late_starts
+    weighting = spec.model.risk_weights if risk_weighting is None else risk_weighting
     features = WindowFeatures(n_settings=len(spec.regime_metrics)).fit(
         np.concatenate([m for m, _ in data.values()])
     )
@@ -109,15 +115,13 @@ def train_wear_model(
         usage = matrix[original, 1]
         early = usage <= HEALTHY_SHARE * np.maximum(usage + y[original], 1e-9)  # since renewal
         healthy.append(X[original[early]] if early.sum() >= 2 else X[original])
-        X, y, groups = X[keep], y[keep], matrix[keep, 0]
+        X, y, groups, usage = X[keep], y[keep], matrix[keep, 0], matrix[keep, 1]
         regressor = RULRegressor(
             max_rul=ECONOMICS[kind].max_rul, calibration_bins=CALIBRATION_BINS, n_jobs=n_jobs
         )
         rul[component] = regressor.fit(X, y, groups=source[keep])
-        _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-        risk[component] = FailureRiskClassifier(horizon=horizon).fit(
-            X, y, sample_weight=1.0 / counts[inverse]
-        )
+        weights = risk_weights(groups, usage, horizon, weighting)
+        risk[component] = FailureRiskClassifier(horizon=horizon).fit(X, y, sample_weight=weights)
     bundle = ModelBundle(
         kind=kind, usage_metric=spec.usage_metric, setting_names=list(spec.regime_metrics),
         sensor_names=list(spec.sensor_names), features=features, rul=rul, risk=risk,

@@ -168,6 +168,12 @@ class ModelSettings(Definition):
     # usage counter counts since the part was fitted. Off unless the kind's policy was
     # validated with it (docs/evaluate.md, "Parts that join mid-life").
     late_starts: bool = False
+    # the failure-risk classifier's row weights. "life": every training life weighs the same
+    # (1/rows of the life). "life_per_horizon": every life counts once in each stretch of
+    # usage since renewal as long as the horizon that it lived through, so a life that failed
+    # early counts as one of the lives of its age, not with a whole life's weight among new
+    # parts (models.lifetimes.risk_weights; docs/evaluate.md, "Tire seed 56").
+    risk_weights: Literal["life", "life_per_horizon"] = "life"
     # per component, the coverage of the RUL interval whose low end gives the conservative
     # due date (the safety margin orders plan on); a component not named takes the model's
     # default (models.bundle.DEFAULT_COVERAGE). `fleetcare evaluate` scores with the same.

@@ -104,3 +104,51 @@ def with_late_starts(
         targets.append(y[cut:b])
         sources.append(np.full(b - cut, matrix[a, 0]))
     return np.concatenate(parts), np.concatenate(targets), np.concatenate(sources)
+
+
+def stretch_keys(lives: FloatArray, usage: FloatArray, horizon: float) -> FloatArray:
+    """Per row (rows of a life together, in usage order), an id of its life's stretch of usage
+    ``[k * horizon, (k + 1) * horizon)``: a new id wherever the life or the stretch changes.
+    A horizon of 0 gives one id per life."""
+    lives = np.asarray(lives, dtype=np.float64)
+    if lives.shape[0] == 0:
+        return np.zeros(0)
+    change = lives[1:] != lives[:-1]
+    if horizon > 0:
+        stretch = np.floor(np.maximum(np.asarray(usage, dtype=np.float64), 0.0) / horizon)
+        change |= stretch[1:] != stretch[:-1]
+    return np.concatenate(([0.0], np.cumsum(change, dtype=np.float64)))
+
+
+def risk_weights(
+    lives: FloatArray, usage: FloatArray, horizon: float, mode: str = "life"
+) -> FloatArray:
+    """Row weights of the failure-risk classifier, per row of ``lives`` (life id per row, a
+    life's rows together in usage order) and ``usage`` (usage since the life's renewal).
+
+    ``"life"``: 1/rows of the life, every life weighs the same. ``"life_per_horizon"``:
+    1/rows of the life in its stretch of usage ``[k * horizon, (k + 1) * horizon)``, so every
+    life counts once in each stretch it lived through. Weighted per whole life, a life that
+    failed early puts all its weight among new parts' rows (a tire that blew out at 7,400 km
+    weighed as much there as a whole 120,000-km life, ~15 times its rows' share of the new
+    tires: docs/evaluate.md, "Tire seed 56"); per stretch it is one of the lives of its age,
+    and the share of them that fail within the horizon is what the classifier should learn.
+    A horizon of 0 counts each life once (as ``"life"``). The product's training fits the
+    same without weights, on rows balanced over the stretches (:func:`stretch_keys`)."""
+    if mode not in ("life", "life_per_horizon"):
+        raise ValueError(f"unknown risk weighting {mode!r}")
+    keys = stretch_keys(lives, usage, horizon if mode == "life_per_horizon" else 0.0)
+    if keys.shape[0] == 0:
+        return np.zeros(0)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse.reshape(-1)]
+
+
+def usage_since_renewal(lives: FloatArray, matrix: FloatArray, source: FloatArray) -> FloatArray:
+    """Per row of ``matrix`` (``lives`` and their late-start copies, ``source`` the life id a
+    row comes from), its usage counter minus the counter at the first row of its life in
+    ``lives``: a late-start copy's usage still counts from its life's renewal."""
+    starts, _ = group_bounds(lives[:, 0])
+    first = dict(zip(lives[starts, 0].tolist(), lives[starts, 1].tolist(), strict=True))
+    base = np.array([first[g] for g in source.tolist()], dtype=np.float64)
+    return matrix[:, 1] - base

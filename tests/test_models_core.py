@@ -10,6 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import WindowFeatures, count_operating_regimes, group_bounds
+from models.lifetimes import risk_weights
 
 
 @pytest.fixture(autouse=True)
@@ -263,3 +264,51 @@ def test_an_early_failure_does_not_set_every_new_parts_interval():
     assert np.all(point > 90), point
     # the long lives' error at this range is a few units; the early failures' is ~90
     assert np.all(low > 60), low
+
+
+def test_an_early_failure_does_not_make_every_new_part_look_risky():
+    """Issue 20 point 4, tire seed 56 again, in the failure-risk classifier: lives that failed
+    early (a blowout, their wear signal that of a new part) among long lives. Weighted 1/rows
+    of the life, their few rows weigh a whole life each among the new parts' rows (three short
+    lives against 39 long lives' first 10 units of ~155: about half the weight) and new parts
+    looked likely to fail within the horizon. Weighted once per stretch of the horizon's
+    length, they are three lives of the 42 that reached that age, and a new part's risk is
+    about that share."""
+    rng = np.random.default_rng(7)
+    rows, ys, lives = [], [], []
+    for unit in range(42):
+        nominal = rng.uniform(140, 170)
+        life = 10.0 if unit < 3 else nominal  # units 0-2 blow out early
+        age = np.arange(0.0, life)
+        wear = age / nominal + rng.normal(0, 0.01, age.size)
+        rows.append(np.column_stack([age, wear]))
+        ys.append(life - age)
+        lives.append(np.full(age.size, float(unit)))
+    X, y, life_ids = np.concatenate(rows), np.concatenate(ys), np.concatenate(lives)
+    new_parts = np.column_stack([np.arange(0.0, 8.0), np.arange(0.0, 8.0) / 155])
+    worn_parts = np.column_stack([np.arange(150.0, 156.0), np.arange(150.0, 156.0) / 155])
+
+    def risk(mode: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        weights = risk_weights(life_ids, X[:, 0], 10.0, mode)
+        model = FailureRiskClassifier(horizon=10, max_iter=60, learning_rate=0.1)
+        model.fit(X, y, sample_weight=weights)
+        return model.predict_proba(new_parts)[:, 1], model.predict_proba(worn_parts)[:, 1]
+
+    new_by_life, _ = risk("life")
+    new_per_stretch, worn_per_stretch = risk("life_per_horizon")
+    # per whole life the short lives are about half the weight among new parts: near the
+    # plans' 0.4 threshold, an order for many new parts
+    assert np.median(new_by_life) > 0.3, new_by_life
+    assert np.all(new_per_stretch < 0.2), new_per_stretch
+    assert np.all(worn_per_stretch > 0.5), worn_per_stretch  # worn parts still read as risky
+
+
+def test_risk_weights_count_each_life_once_per_stretch():
+    lives = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+    usage = np.array([0.0, 4.0, 12.0, 15.0, 1.0, 2.0])
+    assert np.allclose(risk_weights(lives, usage, 10.0, "life"), [0.25] * 4 + [0.5] * 2)
+    per = risk_weights(lives, usage, 10.0, "life_per_horizon")
+    assert np.allclose(per, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+    assert np.allclose(risk_weights(lives, usage, 0.0, "life_per_horizon"), [0.25] * 4 + [0.5] * 2)
+    with pytest.raises(ValueError, match="risk weighting"):
+        risk_weights(lives, usage, 10.0, "rows")
