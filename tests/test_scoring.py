@@ -32,7 +32,7 @@ from models.scoring import (
 from models.worker import ScoringWorker
 from testkit import synthetic
 from tests.conftest import Tenant
-from tests.fixtures.wear import START, install_model, make_fleet, trained_tire_model
+from tests.fixtures.wear import START, install_model, make_fleet, pass_writes, trained_tire_model
 
 TIRE = builtin_kinds()["tire"]
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -540,24 +540,11 @@ def test_cache_rebuilds_expired_entries_a_few_at_a_time(conn: Connection[Any]) -
 
 
 def _outcome(conn: Connection[Any], clock: ManualClock, models: ModelCache, cache: Any) -> Any:
-    """What a pass writes (predictions, state, latest predictions, policy queue), rolled back."""
+    """What a pass writes (predictions, state, latest predictions, health, policy queue),
+    rolled back."""
     with conn.transaction(force_rollback=True):
         score_pass(conn, clock, models=models, cache=cache)
-        return [
-            conn.execute(query, (clock.now(),)).fetchall()
-            for query in (
-                "SELECT asset_id, component, rul, rul_low, rul_high, failure_probability,"
-                " anomaly_score, usage_rate_per_day, due_at, due_at_conservative, data_until,"
-                " explanation::text, low_confidence FROM predictions WHERE time = %s"
-                " ORDER BY asset_id, component",
-                "SELECT asset_id, seen_at, data_until, renewed_at FROM asset_scoring_state"
-                " WHERE scored_at = %s ORDER BY asset_id",
-                "SELECT asset_id, component, rul, due_at FROM latest_predictions"
-                " WHERE time = %s ORDER BY asset_id, component",
-                "SELECT asset_id, component FROM policy_queue WHERE prediction_time = %s"
-                " ORDER BY asset_id, component",
-            )
-        ]
+        return pass_writes(conn, clock.now())
 
 
 def test_fresh_worker_starts_from_persisted_windows_like_a_full_read(

@@ -17,7 +17,7 @@ from models import repository as repo
 from models import scoring
 from models.scoring import ModelCache, ReadingsCache, score_pass, write_chunks
 from testkit import synthetic
-from tests.fixtures.wear import install_model, make_fleet, trained_tire_model
+from tests.fixtures.wear import install_model, make_fleet, pass_writes, trained_tire_model
 
 TIRE = builtin_kinds()["tire"]
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -154,25 +154,6 @@ def test_write_chunks_cover_every_asset_and_keep_the_last_small() -> None:
     ]  # fmt: skip
 
 
-def _written(conn: Connection[Any], at: datetime) -> list[list[tuple[Any, ...]]]:
-    return [
-        conn.execute(query, (at,)).fetchall()
-        for query in (
-            "SELECT asset_id, component, rul, rul_low, rul_high, failure_probability,"
-            " anomaly_score, usage_rate_per_day, due_at, due_at_conservative, data_until,"
-            " explanation::text, low_confidence FROM predictions WHERE time = %s"
-            " ORDER BY asset_id, component",
-            "SELECT asset_id, seen_at, data_until, renewed_at FROM asset_scoring_state"
-            " WHERE scored_at = %s ORDER BY asset_id",
-            "SELECT asset_id, component, rul, due_at FROM latest_predictions"
-            " WHERE time = %s ORDER BY asset_id, component",
-            "SELECT h.asset_id, h.component, h.rul FROM asset_health h"
-            " WHERE h.predicted_at = %s ORDER BY h.asset_id",
-            "SELECT asset_id, component FROM policy_queue WHERE prediction_time = %s ORDER BY id",
-        )
-    ]
-
-
 def test_warm_passes_in_small_chunks_write_what_a_full_read_writes(
     conn: Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -211,11 +192,11 @@ def test_warm_passes_in_small_chunks_write_what_a_full_read_writes(
         with conn.transaction(force_rollback=True):  # the long way: full reads, one chunk
             monkeypatch.setattr(scoring, "WRITE_CHUNK", 2_000)
             score_pass(conn, clock, models=models, cache=None)
-            want = _written(conn, clock.now())
+            want = pass_writes(conn, clock.now())
             monkeypatch.setattr(scoring, "WRITE_CHUNK", 3)
         with conn.transaction():
             result = score_pass(conn, clock, models=models, cache=cache)
         assert result.predictions == (6 if hour == 2 else 7)
-        assert _written(conn, clock.now()) == want
+        assert pass_writes(conn, clock.now()) == want
         assert [len(rows) for rows in want] == [result.predictions, 7, *[result.predictions] * 3]
     assert cache.array_advances == 2  # the second and third warm passes
