@@ -141,10 +141,24 @@ class EndOfLife(Definition):
         return self
 
 
+# A due date estimated before an asset's own usage counter gives a measured rate is dated at
+# a busy day of its kind: this many times ``life.typical_per_day``. Assets of a kind spread
+# around its typical day (the simulated elevators: 320 trips a weekday in residential
+# buildings to 950 in hospitals and ~1,000 on a retail weekend, against the kind's 500;
+# aircraft 3-7 cycles against 5), and a date estimated at the typical day comes late for
+# every asset busier than it: in `fleetcare up` a retail building's elevator door (~1,000
+# trips a day) had its risk order due in 20 days (half the 20,000-trip horizon at 500 a day)
+# and was seen failing after 13.6. At a busy day the estimate errs early for the quieter
+# assets, the side an estimate may err on (an order is never moved later once a rate is
+# measured, so an estimate late for a busy asset stays late).
+BUSY_DAY_FACTOR = 2.0
+
+
 class Life(Definition):
     """The unit life is counted in, the metric that counts it, a typical life, and (optional)
-    a typical usage per day: the dashboard dates an asset's predictions at it, labelled as
-    an estimate, until the asset's own usage counter gives a measured rate."""
+    a typical usage per day: until the asset's own usage counter gives a measured rate, its
+    predictions are dated at a busy day, :data:`BUSY_DAY_FACTOR` times it (the dashboard's
+    estimate, labelled as such, and the policy's orders)."""
 
     unit: Text
     usage_counter: MetricName

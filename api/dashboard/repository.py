@@ -28,6 +28,7 @@ from api.dashboard.schemas import (
 )
 from fleetcare.clock import MAX_DUE_DAYS
 from ingest.schemas import QuarantineItem
+from kinds.schemas import BUSY_DAY_FACTOR
 
 Conn = Connection[Any]
 
@@ -35,19 +36,21 @@ Conn = Connection[Any]
 BUCKET_ORIGIN = "2000-01-01 00:00:00+00"
 
 # A prediction without a due date (its RUL and risk are known, but less than a day of the
-# asset's own usage counter gives no usage rate yet) is dated at its kind's typical usage per
-# day (``life.typical_per_day`` of the kind's definition) when the kind states one: an
-# estimate, which the pages label as such (``due_estimated``), at most a century ahead. The
-# kinds' rates are read once per statement (an uncorrelated sub-query); without a rate the
-# estimate is NULL (``least`` ignores NULLs: the cap is on the RUL, not on the quotient).
-TYPICAL_PER_DAY = (
-    "nullif(((SELECT jsonb_object_agg(name, definition->'life'->'typical_per_day')"
-    " FROM asset_kinds) ->> a.kind)::float8, 0)"
+# asset's own usage counter gives no usage rate yet) is dated at a busy day of its kind,
+# ``BUSY_DAY_FACTOR`` times its typical usage per day (``life.typical_per_day`` of the kind's
+# definition), when the kind states one, as the policy dates its orders: an estimate, which
+# the pages label as such (``due_estimated``), at most a century ahead. The kinds' rates are
+# read once per statement (an uncorrelated sub-query); without a rate the estimate is NULL
+# (``least`` ignores NULLs: the cap is on the RUL, not on the quotient).
+BUSY_PER_DAY = (
+    f"({float(BUSY_DAY_FACTOR)!r}"
+    " * nullif(((SELECT jsonb_object_agg(name, definition->'life'->'typical_per_day')"
+    " FROM asset_kinds) ->> a.kind)::float8, 0))"
 )
 DUE_SHOWN = (
     "coalesce(h.due_at_conservative, h.predicted_at"
-    f" + least(h.rul_low, {MAX_DUE_DAYS} * {TYPICAL_PER_DAY})"
-    f" / {TYPICAL_PER_DAY} * interval '1 day')"
+    f" + least(h.rul_low, {MAX_DUE_DAYS} * {BUSY_PER_DAY})"
+    f" / {BUSY_PER_DAY} * interval '1 day')"
 )
 # A prediction made before the asset was last renewed says nothing about the new part. A
 # prediction that no rate dates at all is "undated", never "unknown": the page says what is
@@ -283,7 +286,7 @@ def latest_predictions(conn: Conn, asset_id: int) -> list[LatestPrediction]:
              WHERE lp.asset_id = %s
              ORDER BY lp.due_at_conservative NULLS LAST, due_estimated_at NULLS LAST,
                       lp.component
-            """.replace("{TYPICAL}", TYPICAL_PER_DAY).replace("{MAX_DUE_DAYS}", str(MAX_DUE_DAYS)),
+            """.replace("{TYPICAL}", BUSY_PER_DAY).replace("{MAX_DUE_DAYS}", str(MAX_DUE_DAYS)),
             (asset_id,),
         ).fetchall()
 

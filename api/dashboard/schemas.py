@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ingest.schemas import QuarantineItem
+from kinds.schemas import BUSY_DAY_FACTOR
 from models.schemas import Explanation
 
 Health = Literal["overdue", "due", "watch", "ok", "undated", "unknown"]
@@ -18,8 +19,9 @@ UNDATED_REASON = (
 )
 # What an estimated due date is, in the words the pages use.
 ESTIMATED_DUE = (
-    "estimated at the kind's typical usage per day: less than a day of this asset's own usage "
-    "counter since its last renewal gives no measured rate yet"
+    f"estimated at a busy day of the kind, {BUSY_DAY_FACTOR:g} times its typical usage per day: "
+    "less than a day of this asset's own usage counter since its last renewal gives no "
+    "measured rate yet"
 )
 SortKey = Literal["due", "ref", "customer", "site", "risk", "kind"]
 
@@ -69,7 +71,7 @@ class AssetHealthRow(BaseModel):
     due_at: datetime | None
     due_at_conservative: datetime | None
     last_seen_at: datetime | None
-    # the conservative due date, or without one its estimate at the kind's typical usage
+    # the conservative due date, or without one its estimate at a busy day of the kind
     due_at_shown: datetime | None = None
     due_estimated: bool = False
 
@@ -102,7 +104,7 @@ class LatestPrediction(BaseModel):
     due_at_conservative: datetime | None
     explanation: Explanation | None = None  # why it says so (models.explain)
     low_confidence: bool = False  # broken sensors: shown, never acted on automatically
-    # without a due date: the conservative one at the kind's typical usage (an estimate)
+    # without a due date: the conservative one at a busy day of the kind (an estimate)
     due_estimated_at: datetime | None = None
 
 

@@ -22,6 +22,7 @@ from fleet import service as fleet
 from fleet.schemas import AssetContext
 from fleetcare.clock import MAX_DUE_DAYS, Clock
 from kinds import service as kinds
+from kinds.schemas import BUSY_DAY_FACTOR
 from maintenance.common import Conn, subject
 from maintenance.events.service import emit
 from maintenance.logistics import service as logistics
@@ -159,19 +160,6 @@ def _due_from(prediction: Prediction, risk_threshold: float | None) -> datetime 
         if d is not None
     ]
     return min(known) if known else None
-
-
-# An estimated due date (a prediction with no usage rate of its own) is dated at this many
-# times the kind's typical usage per day: a busy day's usage, not an average one. Assets of a
-# kind spread around its typical day (the simulated elevators: 320 trips a weekday in
-# residential buildings to 950 in hospitals and ~1,000 on a retail weekend, against the kind's
-# 500; aircraft 3-7 cycles against 5), and a due date estimated at the typical day comes late
-# for every asset busier than it: in `fleetcare up` a retail building's elevator door (~1,000
-# trips a day) had its risk order due in 20 days (half the 20,000-trip horizon at 500 a day)
-# and was seen failing after 13.6. At a busy day the estimate errs early for the quieter
-# assets, the side an estimate may err on (an order is never moved later once a rate is
-# measured, so an estimate late for a busy asset stays late).
-BUSY_DAY_FACTOR = 2.0
 
 
 def dated(prediction: Prediction, typical_per_day: float | None) -> Prediction:
