@@ -118,7 +118,8 @@ def text_batches(
                 data = whitespace_to_fields(data)
             if names is None:  # the header line names the columns
                 first, _, data = data.partition(b"\n")
-                text = first.decode("utf-8", errors="replace").strip()
+                _check_utf8(path, _Block(path.name, first, 1))
+                text = first.decode("utf-8").strip()
                 try:
                     names = next(profile.split_lines([text]), [])
                 except csv.Error as exc:  # e.g. a file whose lines end in a lone CR

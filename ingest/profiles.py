@@ -40,6 +40,7 @@ from pydantic import (
 
 from fleetcare.errors import Invalid
 from fleetcare.inputs import unstorable_text_in
+from fleetcare.yamltext import load_yaml
 from ingest.csv_rows import Unreadable, numbered_csv_rows
 from ingest.schemas import QuarantineReason
 from ingest.times import as_number, auto_us, epoch_us, rfc3339_us, scaled_us
@@ -269,7 +270,7 @@ def load_profile_file(path: Path) -> ProfileDocument:
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: cannot read ({exc})") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
     except (ValueError, RecursionError) as exc:  # bad JSON, nested too deep, too many digits
         raise ProfileError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}"[:300]) from None
     except yaml.YAMLError as exc:
@@ -535,11 +536,15 @@ class RowReader:
 
         def column(name: str | None, what: str) -> int:
             if name is None or name not in index:
-                raise ProfileError(
-                    f"profile {doc.name}: {what} column {name!r} is not among the columns "
-                    f"({', '.join(names[:30])})"
-                )
-            return index[name]
+                said = "is not among"
+            elif names.count(name) > 1:  # which of them holds the values is anybody's guess
+                said = "is named twice among"
+            else:
+                return index[name]
+            raise ProfileError(
+                f"profile {doc.name}: {what} column {name!r} {said} the columns "
+                f"({', '.join(names[:30])})"
+            )
 
         self.profile = profile
         self.width = len(names)

@@ -17,6 +17,7 @@ import yaml
 
 from fleetcare.errors import Invalid
 from fleetcare.inputs import unstorable_text_in
+from fleetcare.yamltext import load_yaml
 from kinds.schemas import KindDefinition
 
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -27,29 +28,6 @@ class KindFileError(Invalid):
     """A kind definition that cannot be read or does not validate."""
 
     code = "invalid_kind"
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice in one mapping (instead of keeping
-    the last one silently)."""
-
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is given twice", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _mapping_without_duplicates,
-)
 
 
 def field_path(loc: Iterable[int | str]) -> str:
@@ -112,7 +90,7 @@ def read_document(path: Path) -> Any:
     try:
         if fmt == "json":
             return json.loads(text)
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+        return load_yaml(text)
     except json.JSONDecodeError as exc:
         raise KindFileError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
     except yaml.YAMLError as exc:

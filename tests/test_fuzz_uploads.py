@@ -96,6 +96,43 @@ HISTORY: dict[str, tuple[str, str, bytes, int, str, int]] = {
         "w.csv:3: at = '-99999999999999' lies outside 1970-2200",
         1,
     ),
+    "a column the profile reads named twice": (
+        "fuzz-long",
+        "twice.csv",
+        b"engine,at,sensor,reading,reading\n7,2024-05-01T11:00:00Z,T24_K,350,351\n",
+        422,
+        "profile fuzz-long: value column 'reading' is named twice among the columns",
+        0,
+    ),
+    "a column the profile does not read named twice": (
+        "fuzz-long",
+        "f.csv",
+        b"engine,at,sensor,reading,note,note\n7,2024-05-01T12:00:00Z,T24_K,350,a,b\n",
+        200,
+        "",
+        1,
+    ),
+    "a header that is not UTF-8 (UTF-16)": (
+        "fuzz-long",
+        "utf16.csv",
+        (HEADER + good(13)).decode().encode("utf-16"),
+        422,
+        "utf16.csv:1: not UTF-8 text (byte 0xff)",
+        0,
+    ),
+    "a Parquet column the profile reads named twice": (
+        "fuzz-wide",
+        "x.parquet",
+        parquet(
+            pa.Table.from_arrays(
+                [pa.array([11]), pa.array([1714557600000]), pa.array([1.0]), pa.array([2.0])],
+                names=["engine", "at", "t24_k", "t24_k"],
+            )
+        ),
+        422,
+        "profile fuzz-wide: metric t24_r column 't24_k' is named twice among the columns",
+        0,
+    ),
     "a truncated Parquet file": (
         "fuzz-wide",
         "x.parquet",
@@ -245,6 +282,37 @@ def test_deep_or_overlong_definition_files_are_clear_errors(tmp_path: Path) -> N
         with pytest.raises(ProfileError, match=re.escape(str(path))):
             load_profile_file(path)
     assert parse_state(b"[" * 50_000 + b"]" * 50_000) is None  # a Sparkplug STATE payload
+
+
+def _alias_bomb(levels: int) -> str:
+    """A few hundred bytes of YAML whose aliases expand to 9**levels strings."""
+    text = 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    for i in range(1, levels):
+        text += f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n"
+    return text + f"name: pump\ndisplay_name: *a{levels - 1}\n"
+
+
+@pytest.mark.timeout(60)
+def test_yaml_aliases_that_expand_past_a_bound_are_the_files_error(tmp_path: Path) -> None:
+    """A "billion laughs" kind or profile file (9 levels of aliases, 387 million strings):
+    ``fleetcare kinds apply`` ran for minutes walking it. Now the file's error, at once;
+    aliases that stay small still read, and a profile's key given twice is refused as a kind
+    file's is (it kept the last one)."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb(9))
+    says = r"bomb\.yaml: line 1: invalid YAML: the document expands to more than 100,000 values"
+    with pytest.raises(KindFileError, match=says):
+        load_file(path)
+    with pytest.raises(ProfileError, match="the document expands to more than 100,000 values"):
+        load_profile_file(path)
+    small = tmp_path / "small.yaml"
+    small.write_text(_alias_bomb(3))  # 729 strings: read, then refused by the schema
+    with pytest.raises(KindFileError, match="display_name: Input should be a valid string"):
+        load_file(small)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("name: a\nformat: json\nname: b\n")
+    with pytest.raises(ProfileError, match=r"line 3, column 1: key 'name' is given twice"):
+        load_profile_file(twice)
 
 
 @pytest.mark.parametrize(

@@ -385,6 +385,16 @@ def test_long_csv_rows_with_header(
     store(conn, limits, raw(f"{limits.topic_root}/{small.device_a}/telemetry", body.encode()))
     assert stored(conn) == [(tire, "pressure_kpa", datetime(2026, 11, 26, 9, tzinfo=UTC), 850.0)]
     assert quarantined(conn) == [("unknown_metric", "line 3: the profile maps no metric 'T'")]
+    # a header naming the value column twice is ambiguous: the message is quarantined saying
+    # so (the last of the two was read, silently)
+    twice = f"asset,time,signal,value,value\n{tire},2026-11-26T10:00:00Z,P,8.6,9.9\n"
+    store(conn, limits, raw(f"{limits.topic_root}/{small.device_a}/telemetry", twice.encode()))
+    assert len(stored(conn)) == 1
+    assert quarantined(conn)[1] == (
+        "bad_structure",
+        "profile acme-long: value column 'value' is named twice among the columns "
+        "(asset, time, signal, value, value)",
+    )
 
 
 def test_topic_pattern_names_the_device(
