@@ -222,11 +222,20 @@ def decode_sparkplug(
     found = sp.values(targets, Reading)
     where = "/".join((sp.topic.message_type, sp.topic.edge_node, sp.topic.device)).rstrip("/")
     problems: list[Item] = [
-        (R.NO_BIRTH, f"{where}: alias {alias} unknown ({sp.unnamed_why}); rebirth asked")
-        for alias in found.unnamed
+        (R.NO_BIRTH, f"{where}: {_why_unnamed(alias, sp.unnamed_why)}") for alias in found.unnamed
     ]
     problems += [(R.BAD_TIMESTAMP, f"{where}: {name}: no timestamp") for name in found.untimed]
     return Decoded(msg, device, found.readings + problems)
+
+
+def _why_unnamed(alias: int | None, untrusted_why: str) -> str:
+    """Why a Sparkplug metric could not be named: no trusted BIRTH (a rebirth was asked), a
+    metric with neither name nor alias, or an alias the session's BIRTHs never declared."""
+    if untrusted_why:
+        return f"alias {alias} unknown ({untrusted_why}); rebirth asked"
+    if alias is None:
+        return "a metric with neither name nor alias"
+    return f"alias {alias} is not declared by the node's BIRTHs of this session"
 
 
 def decode_carefully(

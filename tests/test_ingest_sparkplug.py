@@ -258,6 +258,48 @@ def test_pipeline_maps_names_quarantines_the_unsure_and_marks_deaths(
     assert offline.fetchone() == (None,)
 
 
+def test_metrics_a_trusted_session_cannot_name_are_quarantined_saying_why(
+    conn: Connection[Any], small: SmallFleet
+) -> None:
+    """In a session born in order, an alias no BIRTH declared and a metric with neither name
+    nor alias: each quarantined with what is wrong (the detail read "alias 9 unknown ();
+    rebirth asked", though no rebirth was asked), the good metric beside them stored."""
+    group = f"g{uuid.uuid4().hex[:6]}"
+    profile_service.apply_profile(
+        conn, OPERATOR, profile(group, small.device_a, small.tires[0]), source="t"
+    )
+    conn.commit()
+    host = SparkplugHost()
+    base = f"spBv1.0/{group}"
+    t0 = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+    result = store(
+        conn,
+        host,
+        (f"{base}/NBIRTH/edge-1", payload(0, t0, ("bdSeq", None, INT64, 0))),
+        (f"{base}/DBIRTH/edge-1/tpms", payload(1, t0, ("Temperature", 2, DOUBLE, 40.0))),
+        (
+            f"{base}/DDATA/edge-1/tpms",
+            payload(
+                2,
+                t0 + 1000,
+                (None, 9, DOUBLE, 1.0),
+                (None, None, DOUBLE, 2.0),
+                (None, 2, DOUBLE, 41.0),
+            ),
+        ),
+    )
+    assert result.stored == 2  # the birth's value and the good one
+    details = conn.execute("SELECT reason, detail FROM quarantine ORDER BY id").fetchall()
+    assert details == [
+        (
+            "no_birth",
+            "DDATA/edge-1/tpms: alias 9 is not declared by the node's BIRTHs of this session",
+        ),
+        ("no_birth", "DDATA/edge-1/tpms: a metric with neither name nor alias"),
+    ]
+    assert host.rebirths_requested == 0
+
+
 def test_a_node_mapped_twice_is_refused(conn: Connection[Any], small: SmallFleet) -> None:
     doc = profile("gdup", small.device_a, small.tires[0])
     profile_service.apply_profile(conn, OPERATOR, doc, source="t")
