@@ -86,17 +86,48 @@ def _check_unclaimed(conn: Conn, doc: ProfileDocument) -> None:
             raise ProfileError(f"profile {doc.name}: sparkplug {where} is profile {found[0]}'s")
 
 
-def get_profile(conn: Conn, name: str) -> Profile:
-    """One profile (everyone may read profiles)."""
+def get_profile(conn: Conn, name: str, principal: Principal | None = None) -> Profile:
+    """One profile (everyone may read profiles); as ``principal`` may see it, when given."""
     row = repo.get_profile(conn, name)
-    if row is None:
+    seen = None if row is None else _as_seen_by(conn, principal, [row])
+    if not seen:
         raise NotFound(f"no profile {name!r}")
-    return _record(row)
+    return seen[0]
 
 
-def list_profiles(conn: Conn) -> list[Profile]:
-    """Every profile."""
-    return [_record(r) for r in repo.list_profiles(conn)]
+def list_profiles(conn: Conn, principal: Principal | None = None) -> list[Profile]:
+    """Every profile; as ``principal`` may see them, when given."""
+    return _as_seen_by(conn, principal, repo.list_profiles(conn))
+
+
+def _as_seen_by(
+    conn: Conn, principal: Principal | None, rows: list[repo.ProfileRow]
+) -> list[Profile]:
+    """The profiles as ``principal`` may see them: a Sparkplug B profile maps edge nodes onto
+    customers' devices and assets by reference, so a caller confined to a customer sees only
+    the mappings of its own devices, and not a profile with none of them (None: everything)."""
+    if principal is None or principal.scope is None:
+        return [_record(r) for r in rows]
+    named = {
+        entry.get("fleetcare_device")
+        for r in rows
+        if r.format == SPARKPLUG
+        for entry in r.document.get("sparkplug") or []
+    }
+    devices = repo.find_devices(conn, sorted(d for d in named if isinstance(d, str)))
+    own = {ref for ref, d in devices.items() if d.customer_id == principal.scope}
+    out = []
+    for row in rows:
+        record = _record(row)
+        if row.format == SPARKPLUG:
+            entries = [
+                e for e in row.document.get("sparkplug") or [] if e.get("fleetcare_device") in own
+            ]
+            if not entries:
+                continue
+            record.document = {**row.document, "sparkplug": entries}
+        out.append(record)
+    return out
 
 
 def require_profile(conn: Conn, name: str | None) -> None:

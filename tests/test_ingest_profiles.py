@@ -490,6 +490,49 @@ def test_profiles_api_operator_writes_everyone_reads(
     assert client.get("/v1/profiles/nope", headers=tenant.headers).status_code == 404
 
 
+def test_a_customer_sees_only_its_own_devices_in_a_sparkplug_profile(
+    client: TestClient, operator_headers: dict[str, str], make_tenant: Any
+) -> None:
+    """A Sparkplug B profile maps edge nodes onto customers' devices and assets by reference:
+    another customer read them all (``GET /v1/profiles``: A's device and asset references in
+    B's answer). Each customer now sees the mappings of its own devices, a profile with none
+    of them not at all (404); the operator sees everything."""
+    a, b = make_tenant("zqalice"), make_tenant()
+    for tenant, ref in ((a, "zqalice-edge"), (b, "bob-edge")):
+        made = client.post("/v1/devices", json={"ref": ref}, headers=tenant.headers)
+        assert made.status_code == 201, made.text
+    doc: dict[str, Any] = {
+        "name": "plant-spb",
+        "format": "sparkplug_b",
+        "sparkplug": [
+            {
+                "group": "plant",
+                "edge_node": edge,
+                "fleetcare_device": device,
+                "metrics": {"P": {"asset": asset, "metric": "pressure_kpa"}},
+            }
+            for edge, device, asset in (
+                ("e1", "zqalice-edge", "ZQALICE-TIRE-1"),
+                ("e2", "bob-edge", "BOB-TIRE-1"),
+            )
+        ],
+    }
+    only_a = {**doc, "name": "alice-spb", "sparkplug": [{**doc["sparkplug"][0], "group": "a"}]}
+    for d in (doc, only_a):
+        assert client.post("/v1/profiles", json=d, headers=operator_headers).is_success
+    everything = client.get("/v1/profiles/plant-spb", headers=operator_headers).json()
+    assert len(everything["document"]["sparkplug"]) == 2
+    listed = client.get("/v1/profiles", headers=b.headers)
+    assert [p["name"] for p in listed.json()] == ["plant-spb"]
+    assert "zqalice" not in listed.text.lower(), listed.text
+    shown = client.get("/v1/profiles/plant-spb", headers=b.headers)
+    assert shown.status_code == 200 and "zqalice" not in shown.text.lower(), shown.text
+    assert [e["fleetcare_device"] for e in shown.json()["document"]["sparkplug"]] == ["bob-edge"]
+    assert client.get("/v1/profiles/alice-spb", headers=b.headers).status_code == 404
+    mine = client.get("/v1/profiles/alice-spb", headers=a.headers).json()
+    assert mine["document"]["sparkplug"][0]["fleetcare_device"] == "zqalice-edge"
+
+
 def test_profiles_cli(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 

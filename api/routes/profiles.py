@@ -26,11 +26,11 @@ def apply_profile(
 
 @router.get("/profiles")
 def list_profiles(conn: ReadConn, caller: Caller) -> list[Profile]:
-    """Every profile."""
-    return profiles.list_profiles(conn)
+    """Every profile (a Sparkplug B profile's mappings of the caller's own devices only)."""
+    return profiles.list_profiles(conn, caller)
 
 
 @router.get("/profiles/{profile_name}")
 def get_profile(profile_name: ShortText, conn: ReadConn, caller: Caller) -> Profile:
-    """One profile."""
-    return profiles.get_profile(conn, profile_name)
+    """One profile (a Sparkplug B profile's mappings of the caller's own devices only)."""
+    return profiles.get_profile(conn, profile_name, caller)
