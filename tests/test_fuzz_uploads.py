@@ -219,6 +219,15 @@ def test_bad_itineraries_and_free_form_text_are_422_naming_where(
             "the CSV cannot be read at line 2",
             "rows[1]",
         ),
+        # a column named twice: the last one was taken silently, the row then refused for a
+        # field it had; and a byte that is not UTF-8 was named by its offset ("byte 31")
+        ("text/csv", b"leg_id,carrier,from,to,to\nL1,TAIL-1,A,B,C\n", "does not fit", "header"),
+        (
+            "text/csv",
+            b"leg_id,carrier,from,to\nL1,TAIL-\xe9,A,B\n",
+            "body: line 2: not UTF-8 text (byte 0xe9)",
+            "",
+        ),
     ]
     for content_type, body, detail, field in cases:
         r = client.post(
@@ -228,6 +237,12 @@ def test_bad_itineraries_and_free_form_text_are_422_naming_where(
         assert detail in r.json()["detail"], r.text
         if field:
             assert [p["field"] for p in r.json()["problems"]] == [field], r.text
+    twice = client.post(
+        "/v1/itineraries",
+        content=b"leg_id,carrier,from,to,to\nL1,TAIL-1,A,B,C\n",
+        headers={**h, "content-type": "text/csv"},
+    )
+    assert twice.json()["problems"][0]["problem"] == "column 'to' is named twice", twice.text
     # a lone surrogate in free-form JSON: refused naming the field, not by the database
     r = client.post(
         "/v1/assets",

@@ -249,7 +249,11 @@ def parse_upload(content: bytes, content_type: str) -> list[dict[str, Any]]:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Invalid(f"body: not UTF-8 text (byte {exc.start})", code="invalid_rows") from exc
+        line = content.count(b"\n", 0, exc.start) + 1
+        byte = content[exc.start : exc.start + 1].hex()
+        raise Invalid(
+            f"body: line {line}: not UTF-8 text (byte 0x{byte})", code="invalid_rows"
+        ) from exc
     if "\x00" in text:
         raise Invalid("body: contains the NUL character", code="invalid_rows")
     if "csv" in content_type:
@@ -281,11 +285,13 @@ def _csv_rows(reader: csv.DictReader[str]) -> list[dict[str, Any]]:
     header = reader.fieldnames or []
     unknown = [h for h in header if h not in CSV_COLUMNS]
     missing = [h for h in ("leg_id", "carrier", "from", "to") if h not in header]
-    if unknown or missing:
+    twice = sorted({h for h in header if header.count(h) > 1})  # which one is meant?
+    if unknown or missing or twice:
         raise InvalidRows(
             "the CSV header does not fit",
             [("header", f"unknown column {h!r}") for h in unknown]
-            + [("header", f"missing column {h!r}") for h in missing],
+            + [("header", f"missing column {h!r}") for h in missing]
+            + [("header", f"column {h!r} is named twice") for h in twice],
         )
     rows: list[dict[str, Any]] = []
     for row in reader:
