@@ -40,6 +40,24 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return make_scheduler(config, log)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: a storage-independent test of a minute or more, collected first so that xdist"
+        " hands it out early (tests/fixtures/xdist_storage.py)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Storage-independent `slow` tests first, the rest in their order: under xdist the
+    heaviest modules are then handed out first, and the last ones are short."""
+    from tests.fixtures.xdist_storage import storage_of
+
+    items.sort(
+        key=lambda item: not (item.get_closest_marker("slow") and not storage_of(item.nodeid))
+    )
+
+
 @pytest.fixture(scope="session", params=STORAGES)
 def storage(request: pytest.FixtureRequest) -> Storage:
     """The storage path under test: every test that uses a database runs on both."""

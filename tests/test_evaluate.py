@@ -21,7 +21,7 @@ from maintenance.policy import service as policy
 runner = CliRunner()
 # Two whole (small) evaluations, fixture and command, each training a wear model: several
 # minutes when the shared 2-core machine is busy.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 # the kind's coverage setting (as the product), with a small validation sweep of two
 # coverages reported beside it (the target logic runs on small fleets end to end)

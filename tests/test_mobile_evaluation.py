@@ -21,7 +21,7 @@ from kinds import loader
 from maintenance.mobility import planning
 from maintenance.policy import service as policy
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 runner = CliRunner()
 
 

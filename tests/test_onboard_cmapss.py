@@ -30,7 +30,10 @@ from tests.fixtures.services import (
 
 CMAPSS = Path("/work/shared/data/cmapss")
 TRAIN_FD001 = CMAPSS / "train_FD001.txt"
-pytestmark = pytest.mark.skipif(not TRAIN_FD001.is_file(), reason="C-MAPSS data not present")
+pytestmark = [
+    pytest.mark.skipif(not TRAIN_FD001.is_file(), reason="C-MAPSS data not present"),
+    pytest.mark.slow,
+]
 ORIGIN = datetime(2020, 1, 1, tzinfo=UTC)  # the example profile's time base: a cycle a day
 TRAINING_UNITS = 24
 INSERVICE_UNITS = 6
