@@ -14,7 +14,12 @@ from fleetcare.errors import Conflict, Invalid
 from maintenance.billing import service as billing
 from maintenance.subscriptions import contracts
 from maintenance.subscriptions import service as subscriptions
-from maintenance.subscriptions.schemas import AssetList, ContractTerms, SubscriptionUpdate
+from maintenance.subscriptions.schemas import (
+    AssetList,
+    ContractTerms,
+    PlanChange,
+    SubscriptionUpdate,
+)
 from tests.fixtures.billing import (
     NOV_1,
     OPERATOR,
@@ -299,3 +304,35 @@ def test_billing_in_advance_bills_next_month_and_credits_it_after(conn: Connecti
     conn.commit()
     for month in ("2026-11", "2026-12", "2027-01"):
         assert revenue_report(conn, OPERATOR, month, YEAR_END).reconciled, month
+
+
+def test_a_plan_change_before_the_subscription_starts_changes_its_first_plan(
+    conn: Connection[Any],
+) -> None:
+    """A subscription that starts next month, its plan changed today: the change dropped the
+    subscription's only plan period (it lay in the future) and answered 500 (``max() arg is
+    an empty sequence``). Now the plan is the new one from the start; a change at the term's
+    end keeps the first plan until then."""
+    from tests.fixtures.billing import DEC_1, change_plan, plan_id
+
+    add_plan(conn, "later-plan", fee_per_asset_month_minor=1000)
+    later = subscribed_customer(conn, "future-start", plan="proactive", starts_at=DEC_1)
+    change_plan(conn, later.subscription_id, "later-plan", at(5))
+    periods = subscriptions.plan_periods(conn, later.subscription_id)
+    assert [(p.plan_id, p.effective_from, p.effective_to) for p in periods] == [
+        (plan_id(conn, "later-plan"), DEC_1, None)
+    ]
+    sub = subscriptions.get_subscription(conn, OPERATOR, later.subscription_id, ManualClock(at(6)))
+    ends = sub.current_term_ends_at
+    subscriptions.change_plan(
+        conn,
+        OPERATOR,
+        later.subscription_id,
+        PlanChange(plan_id=plan_id(conn, "proactive"), at="term_end"),
+        ManualClock(at(6)),
+    )
+    periods = subscriptions.plan_periods(conn, later.subscription_id)
+    assert [(p.plan_id, p.effective_from, p.effective_to) for p in periods] == [
+        (plan_id(conn, "later-plan"), DEC_1, ends),
+        (plan_id(conn, "proactive"), ends, None),
+    ]

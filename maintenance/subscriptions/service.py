@@ -367,7 +367,9 @@ def change_plan(
     before = _view(conn, sub, now)
     effective = now if body.at == "now" else sub.current_term_ends_at
     effective = max(effective, sub.starts_at)
-    repo.drop_future_periods(conn, sub.id, now)
+    # changes not yet in effect are forgotten; a subscription that has not started keeps its
+    # first period (it starts at starts_at, after now), which the new plan then takes over
+    repo.drop_future_periods(conn, sub.id, max(now, sub.starts_at))
     current_from = max(p.effective_from for p in repo.periods(conn, sub.id))
     if current_from >= effective:
         repo.set_open_period_plan(conn, sub.id, plan.id)
