@@ -147,3 +147,51 @@ def test_billing_close_refuses_a_month_that_has_not_ended_unless_told(
     assert refused.value.code == "period_not_ended"
     assert close_period(conn, "2026-12", clock, open_month=True).period == "2026-12"
     assert close_period(conn, "2026-11", clock, open_month=False).period == "2026-11"
+
+
+def test_a_client_that_leaves_before_its_upload_ends_is_not_an_unhandled_error(
+    client: TestClient, make_tenant: Callable[..., Tenant], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A history upload (a route that streams its body itself) whose client closed the
+    connection mid-body was logged as an unhandled error with its traceback and answered 500.
+    Now it is the client's 400, logged as what it is; nothing of the upload is imported."""
+    import asyncio
+
+    tenant = make_tenant()
+    raw_path, query = "/v1/history/import", "kind=tire&profile=p&filename=h.csv"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": raw_path,
+        "raw_path": raw_path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", tenant.headers["Authorization"].encode()),
+            (b"content-type", b"text/csv"),
+            (b"content-length", b"100000"),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    incoming: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b"truck,at,p,odo\n", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level("INFO", logger="api.errors"):
+        asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    assert sent[0]["status"] == 400, sent
+    assert b"client_disconnected" in sent[1]["body"]
