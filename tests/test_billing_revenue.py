@@ -71,6 +71,20 @@ def test_schedules_split_exactly() -> None:
     assert sum(p.amount_minor for p in reversal) == -3000
 
 
+def test_a_fee_line_shorter_than_a_second_is_recognised_in_its_month() -> None:
+    """Two plan changes within a second leave a fee line of 0.47 s: its schedule raised
+    ValueError ("largest_remainder needs a positive total weight") and GET /v1/revenue, the
+    revenue page and ``fleetcare billing revenue`` answered 500 for the whole month."""
+    start = datetime(2026, 12, 7, 19, 45, 3, 296151, tzinfo=UTC)
+    end = datetime(2026, 12, 7, 19, 45, 3, 767048, tzinfo=UTC)
+    assert invoice_line_schedule("base_fee", 0, "2026-12", start, end) == [
+        Piece("2026-12", 0, "ratable")
+    ]
+    assert invoice_line_schedule("usage", 7, "2026-12", start, end) == [
+        Piece("2026-12", 7, "usage")
+    ]
+
+
 def _scripted_year(conn: Connection[Any]) -> dict[str, int]:
     """Three customers over 2026, closed and issued on the 3rd of every next month and paid on
     the 12th: an upgrade, a failure that earns a credit, a late payment, a renewal, a pause, a

@@ -72,6 +72,8 @@ def invoice_line_schedule(
     """The months in which an invoice line is recognised, and how much in each."""
     if kind in RATABLE and starts_at is not None and ends_at is not None and starts_at < ends_at:
         months = months_between(starts_at, ends_at)
+        if not months:  # shorter than a second (plan changes in quick succession): its month
+            months = [(period_of(starts_at), 1)]
         amounts = largest_remainder(amount_minor, [s for _, s in months])
         rule = "ratable" if kind == "base_fee" else "usage"
         return [Piece(m.name, a, rule) for (m, _), a in zip(months, amounts, strict=True)]
