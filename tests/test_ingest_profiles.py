@@ -454,6 +454,16 @@ def test_http_telemetry_native_and_profiled(
     bad = client.post("/v1/telemetry", content=b"{}", headers=basic(small.device_a, "wrong"))
     assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
     assert client.post("/v1/telemetry", content=b"{}").status_code == 401
+    # a malformed Basic header says what is wrong with it (it was FastAPI's "Not
+    # authenticated", code http_error, before the device check could say so)
+    no_colon = "Basic " + base64.b64encode(small.device_a.encode()).decode()
+    for malformed in ("Basic %%%", no_colon, "Basic " + base64.b64encode(b"\xe9:x").decode()):
+        for path in ("/v1/telemetry", "/v1/telemetry/position"):
+            r = client.post(path, content=b"{}", headers={"Authorization": malformed})
+            assert (r.status_code, r.json()["code"]) == (401, "unauthorized"), r.text
+            assert r.json()["detail"] == (
+                "Authorization: Basic needs base64 of 'device ref:secret'"
+            ), r.text
     big = client.post("/v1/telemetry", content=b" " * 300_000, headers=headers)
     assert big.status_code == 413
     # the same device switched to a JSON profile through the API
