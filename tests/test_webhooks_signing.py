@@ -93,6 +93,39 @@ def test_body_is_the_standard_envelope() -> None:
     )
 
 
+def test_a_body_with_non_ascii_text_is_signed_over_the_utf8_bytes_sent() -> None:
+    """The envelope keeps non-ASCII text as it is (``ensure_ascii=False``): the signature must
+    be over the UTF-8 bytes a receiver reads off the wire, as the specification says, checked
+    by the ``standardwebhooks`` verifier on those bytes and by hand."""
+    delivery = DueDelivery(
+        delivery_id=1,
+        generation=0,
+        attempt_count=0,
+        schedule_step=0,
+        event_id=1,
+        event_public_id="evt_1",
+        event_type="order.created",
+        event_version=1,
+        subject="order:42",
+        payload={"asset": "Pneu-avant-gauche é 🚚", "note": "line\u2028separator"},
+        occurred_at=datetime(2026, 11, 26, 10, 0, tzinfo=UTC),
+    )
+    body = webhook_body(delivery)
+    wire = body.encode()  # what the sender posts (maintenance.webhooks.transport)
+    assert "é 🚚".encode() in wire  # not escaped to \u00e9
+    secret, when = service.new_secret(), datetime.now(UTC)
+    headers = {
+        "webhook-id": "evt_1",
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": sign([Webhook(secret)], "evt_1", when, body),
+    }
+    assert Webhook(secret).verify(wire, headers)["data"]["asset"] == "Pneu-avant-gauche é 🚚"
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"evt_1.{headers['webhook-timestamp']}.".encode() + wire
+    by_hand = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{by_hand}"
+
+
 def test_retry_schedule_spans_about_three_days_with_bounded_jitter() -> None:
     rng = random.Random(1)
     nominal = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
