@@ -128,6 +128,7 @@ def policy(request: Request) -> people.SignInPolicy:
         invitation_ttl=timedelta(hours=settings.invitation_ttl_h),
         reset_ttl=timedelta(minutes=settings.password_reset_ttl_min),
         public_url=settings.public_base_url,
+        password_cost=people.PasswordCost.from_settings(settings),
     )
 
 

@@ -16,6 +16,7 @@ from fleet import service as fleet
 from fleet.schemas import Principal, SiteCreate
 from fleetcare.clock import Clock
 from fleetcare.db import connect
+from fleetcare.settings import Settings
 from simulators.desks import desks_for
 from simulators.schemas import PHYSICS_KINDS, simulate_args
 
@@ -111,13 +112,18 @@ DEMO_USERS = (
 )
 
 
-def seed_demo_users(database_url: str, data_dir: Path) -> list[tuple[str, str, str]]:
+def seed_demo_users(
+    database_url: str, data_dir: Path, settings: Settings | None = None
+) -> list[tuple[str, str, str]]:
     """The demo users (made when missing, with random passwords written once to
     ``demo-users.json``, mode 0600): (email, password, role) each. A user whose password the
-    file no longer holds gets a new one (only the demo's own users are touched)."""
+    file no longer holds gets a new one (only the demo's own users are touched). Passwords
+    are hashed at the cost ``settings`` set (the library's without)."""
     import secrets
 
     from people import service as people
+
+    cost = people.PasswordCost.from_settings(settings) if settings else people.LIBRARY_COST
 
     users_file = data_dir.resolve() / "demo-users.json"
     known: dict[str, str] = json.loads(users_file.read_text()) if users_file.exists() else {}
@@ -138,10 +144,11 @@ def seed_demo_users(database_url: str, data_dir: Path) -> list[tuple[str, str, s
                         role=role,
                         customer_id=customer_id,
                         password=password,
+                        password_cost=cost,
                     )
                 elif password is None:
                     password = secrets.token_urlsafe(12)
-                    people.set_password(conn, existing.id, password)
+                    people.set_password(conn, existing.id, password, cost)
                 known[email] = password
                 out.append((email, password, f"{organisation}:{role}"))
     _save_keys(users_file, known)

@@ -246,7 +246,9 @@ def up(
             check_fleet_kinds(services.database_url, extra_fleets)
             demo = seed_demo(services.database_url, settings.data_dir) if settings.demo else None
             people = (
-                seed_demo_users(services.database_url, settings.data_dir) if settings.demo else []
+                seed_demo_users(services.database_url, settings.data_dir, settings)
+                if settings.demo
+                else []
             )
             base = f"http://{bind_host}:{bind_port}"
             if not api_only:

@@ -122,6 +122,18 @@ class Settings(BaseSettings):
     password_reset_ttl_min: float = Field(
         default=60.0, gt=0, description="password reset link lifetime"
     )
+    # argon2id's cost for people's passwords; unset: the library's current parameters (3
+    # passes, 64 MiB, 4 lanes), what production uses. Lowered only where the hashes guard
+    # nothing (the test suite); a stored hash of other parameters is re-made at its next sign-in.
+    password_hash_time_cost: int | None = Field(
+        default=None, ge=1, description="argon2id passes; unset: the library's"
+    )
+    password_hash_memory_kib: int | None = Field(
+        default=None, ge=8, description="argon2id memory, KiB; unset: the library's"
+    )
+    password_hash_parallelism: int | None = Field(
+        default=None, ge=1, description="argon2id lanes; unset: the library's"
+    )
     public_url: str | None = Field(
         default=None,
         description="where people reach the dashboard: the base of invitation and reset links "

@@ -69,6 +69,7 @@ def users_add(
                     partner_code=partner,
                     password=password,
                     public_url=settings.public_base_url,
+                    password_cost=service.PasswordCost.from_settings(settings),
                 )
         except FleetcareError as exc:
             raise fail(exc.detail) from exc

@@ -13,9 +13,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
+import argon2
 from psycopg import Connection
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -24,6 +26,7 @@ from fleet import service as fleet
 from fleet.access import ORG_ROLES, Access, Organisation
 from fleet.schemas import Principal
 from fleetcare.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized
+from fleetcare.settings import Settings
 from maintenance.events import service as events
 from people import repository as repo
 from people.schemas import (
@@ -41,9 +44,44 @@ from people.schemas import (
 
 Conn = Connection[Any]
 
-PASSWORDS = PasswordHash((Argon2Hasher(),))  # argon2id with the library's current parameters
-# Verified when the address is unknown, so that a miss takes as long as a wrong password.
-_MISSING_HASH = PASSWORDS.hash(secrets.token_urlsafe(16))
+
+@dataclass(frozen=True)
+class PasswordCost:
+    """argon2id's cost: passes, memory (KiB) and lanes; each unset one is the library's current
+    parameter (pwdlib's, argon2-cffi's RFC 9106 low-memory profile: 3 passes, 64 MiB, 4 lanes),
+    which is what the product hashes with unless ``FLEETCARE_PASSWORD_HASH_*`` says otherwise
+    (the test suite lowers it: its passwords guard nothing)."""
+
+    time_cost: int | None = None
+    memory_kib: int | None = None
+    parallelism: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PasswordCost:
+        return cls(
+            settings.password_hash_time_cost,
+            settings.password_hash_memory_kib,
+            settings.password_hash_parallelism,
+        )
+
+
+LIBRARY_COST = PasswordCost()  # what the product hashes with by default
+
+
+@lru_cache(maxsize=8)
+def passwords(cost: PasswordCost = LIBRARY_COST) -> tuple[PasswordHash, str]:
+    """The hasher of ``cost``, and a hash of a random password made with it (verified when an
+    address is unknown, so that a miss takes as long as a wrong password)."""
+    hasher = PasswordHash(
+        (
+            Argon2Hasher(  # pwdlib's own defaults are these argon2-cffi constants
+                time_cost=cost.time_cost or argon2.DEFAULT_TIME_COST,
+                memory_cost=cost.memory_kib or argon2.DEFAULT_MEMORY_COST,
+                parallelism=cost.parallelism or argon2.DEFAULT_PARALLELISM,
+            ),
+        )
+    )
+    return hasher, hasher.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -55,6 +93,7 @@ class SignInPolicy:
     invitation_ttl: timedelta = timedelta(hours=72)
     reset_ttl: timedelta = timedelta(hours=1)
     public_url: str = "http://127.0.0.1:8000"
+    password_cost: PasswordCost = LIBRARY_COST
 
 
 class AccountLocked(TooManyRequests):
@@ -72,10 +111,10 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def hash_password(password: str) -> str:
-    """An argon2id hash of ``password`` (checked for length first)."""
+def hash_password(password: str, cost: PasswordCost = LIBRARY_COST) -> str:
+    """An argon2id hash of ``password`` at ``cost`` (checked for length first)."""
     check_password(password)
-    return PASSWORDS.hash(password)
+    return passwords(cost)[0].hash(password)
 
 
 def check_password(password: str) -> None:
@@ -137,6 +176,7 @@ def add_user(
     customer_id: int | None = None,
     partner_id: int | None = None,
     password: str | None = None,
+    password_cost: PasswordCost = LIBRARY_COST,
 ) -> User:
     """Create a user (the operator's CLI, the demo): active with ``password``, else invited."""
     try:
@@ -157,7 +197,7 @@ def add_user(
         "name": name,
         "role": role,
         "status": "active" if password else "invited",
-        "password_hash": hash_password(password) if password else None,
+        "password_hash": hash_password(password, password_cost) if password else None,
     }
     with fleet.translate_integrity_errors(f"user {email!r}"), conn.transaction():
         return repo.USERS.insert(conn, values)
@@ -173,6 +213,7 @@ def add_user_from_cli(
     partner_code: str | None,
     password: str | None,
     public_url: str,
+    password_cost: PasswordCost = LIBRARY_COST,
 ) -> tuple[User, str | None]:
     """``fleetcare users add``: the user, and its invitation link when it has no password."""
     customer_id = partner_id = None
@@ -195,6 +236,7 @@ def add_user_from_cli(
         customer_id=customer_id,
         partner_id=partner_id,
         password=password,
+        password_cost=password_cost,
     )
     if password:
         return user, None
@@ -336,9 +378,11 @@ def disable_user(conn: Conn, user_id: int) -> User:
     return updated
 
 
-def set_password(conn: Conn, user_id: int, password: str) -> None:
+def set_password(
+    conn: Conn, user_id: int, password: str, cost: PasswordCost = LIBRARY_COST
+) -> None:
     """Give a user a new password (the demo, the operator's console)."""
-    repo.set_password(conn, user_id, hash_password(password))
+    repo.set_password(conn, user_id, hash_password(password, cost))
 
 
 def find_user(conn: Conn, email: str) -> User | None:
@@ -372,10 +416,11 @@ def sign_in(
     """The principal of a user whose password matches. Unauthorized otherwise, with the same
     words whether the address is unknown or the password wrong; AccountLocked after
     ``policy.lockout_failures`` failures in a row, until ``policy.lockout`` has passed."""
+    hasher, missing_hash = passwords(policy.password_cost)
     user = repo.find_user_auth(conn, email.strip())
     _refuse_if_sso_required(conn, email, user, "no password sign-in")
     if user is None or user.password_hash is None:
-        PASSWORDS.verify(password, _MISSING_HASH)  # the same time as a wrong password
+        hasher.verify(password, missing_hash)  # the same time as a wrong password
         raise Unauthorized("unknown address or wrong password", code="sign_in_failed")
     if user.locked_until is not None and user.locked_until > now:
         retry = max(1, int((user.locked_until - now).total_seconds()) + 1)
@@ -383,7 +428,7 @@ def sign_in(
             f"too many failed sign-ins for this account; retry in {retry} s",
             retry_after_s=retry,
         )
-    valid, new_hash = PASSWORDS.verify_and_update(password, user.password_hash)
+    valid, new_hash = hasher.verify_and_update(password, user.password_hash)
     if not valid:
         failures = user.failed_sign_ins + 1
         locked_until = now + policy.lockout if failures % policy.lockout_failures == 0 else None
@@ -393,15 +438,17 @@ def sign_in(
         conn, user.customer_id, user.partner_id
     ):
         raise Unauthorized(f"this account is {user.status}", code="account_not_active")
-    if new_hash is not None:  # the library's parameters moved on: store the stronger hash
+    if new_hash is not None:  # the parameters moved on (library or settings): store its hash
         repo.set_password(conn, user.id, new_hash)
     repo.record_sign_in(conn, user.id)
     return principal_for(conn, user)
 
 
-def accept_invitation(conn: Conn, token: str, password: str, now: datetime) -> Principal:
+def accept_invitation(
+    conn: Conn, token: str, password: str, now: datetime, cost: PasswordCost = LIBRARY_COST
+) -> Principal:
     """Spend an invitation: set the password, activate the user, return its principal."""
-    return _spend(conn, token, "invitation", password, now)
+    return _spend(conn, token, "invitation", password, now, cost)
 
 
 def request_password_reset(conn: Conn, email: str, now: datetime, policy: SignInPolicy) -> None:
@@ -417,13 +464,17 @@ def request_password_reset(conn: Conn, email: str, now: datetime, policy: SignIn
     _send_link(conn, user, "password_reset", now, policy)
 
 
-def complete_password_reset(conn: Conn, token: str, password: str, now: datetime) -> Principal:
+def complete_password_reset(
+    conn: Conn, token: str, password: str, now: datetime, cost: PasswordCost = LIBRARY_COST
+) -> Principal:
     """Spend a reset token: set the new password; every other session of the user ends."""
-    return _spend(conn, token, "password_reset", password, now)
+    return _spend(conn, token, "password_reset", password, now, cost)
 
 
-def _spend(conn: Conn, token: str, purpose: str, password: str, now: datetime) -> Principal:
-    new_hash = hash_password(password)
+def _spend(
+    conn: Conn, token: str, purpose: str, password: str, now: datetime, cost: PasswordCost
+) -> Principal:
+    new_hash = hash_password(password, cost)
     user_id = repo.use_token(conn, token_hash(token), purpose, now)
     what = "invitation" if purpose == "invitation" else "reset link"
     if user_id is None:

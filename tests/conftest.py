@@ -22,6 +22,7 @@ from fleetcare.services import port_answers, start_mosquitto
 from fleetcare.settings import Settings
 from testkit.databases import seal_template
 from tests.fixtures.events import check_back_office_events
+from tests.fixtures.people import TEST_PASSWORD_ENV
 from tests.fixtures.services import (
     STORAGES,
     drop_database,
@@ -30,6 +31,11 @@ from tests.fixtures.services import (
     storage_server,
     unique_name,
 )
+
+# Every Settings the tests build, and every command they start, hashes passwords at the
+# suite's low cost (tests.fixtures.people.TEST_PASSWORD_COST), unless the caller set its own.
+for _name, _value in TEST_PASSWORD_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.hookimpl(optionalhook=True)

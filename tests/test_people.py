@@ -21,7 +21,14 @@ from fleetcare.db import connect
 from fleetcare.settings import Settings
 from people import service as people
 from tests.conftest import Tenant
-from tests.fixtures.people import PASSWORD, add_user, person, sign_in
+from tests.fixtures.people import (
+    PASSWORD,
+    TEST_PASSWORD_COST,
+    TEST_PASSWORD_ENV,
+    add_user,
+    person,
+    sign_in,
+)
 
 runner = CliRunner()
 
@@ -61,6 +68,38 @@ def test_passwords_are_argon2id_and_addresses_unique_without_case(
 
 
 # --- signing in ----------------------------------------------------------------------------------
+
+
+def test_the_product_hashes_at_the_librarys_cost_and_the_settings_can_lower_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in TEST_PASSWORD_ENV:  # the suite's own low cost (tests/conftest.py) is not set
+        monkeypatch.delenv(name, raising=False)
+    product = people.PasswordCost.from_settings(Settings())
+    assert product == people.LIBRARY_COST == people.SignInPolicy().password_cost
+    # argon2-cffi's RFC 9106 low-memory profile: 64 MiB, 3 passes, 4 lanes
+    assert people.hash_password(PASSWORD).startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert people.hash_password(PASSWORD, product).startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    for name, value in TEST_PASSWORD_ENV.items():
+        monkeypatch.setenv(name, value)
+    lowered = people.PasswordCost.from_settings(Settings())
+    assert lowered == TEST_PASSWORD_COST
+    assert people.hash_password(PASSWORD, lowered).startswith("$argon2id$v=19$m=8,t=1,p=1$")
+
+
+def test_a_hash_of_other_parameters_is_remade_at_the_settings_cost_when_its_user_signs_in(
+    client: TestClient, db_url: str, make_tenant: Callable[..., Tenant]
+) -> None:
+    acme = make_tenant()
+    with connect(db_url) as conn:  # made at the library's cost, as before the setting
+        user = people.add_user(
+            conn, organisation="customer", email="old@example.com", name="Old", role="viewer",
+            customer_id=acme.customer.id, password=PASSWORD,
+        )  # fmt: skip
+    assert (_stored_hash(db_url, user.id) or "").startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    sign_in(client, "old@example.com")  # the app's settings: the suite's cost
+    assert (_stored_hash(db_url, user.id) or "").startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    sign_in(client, "old@example.com")  # the new hash holds the same password
 
 
 def test_sign_in_sets_a_rotated_httponly_lax_cookie_and_sign_out_ends_it(

@@ -197,7 +197,9 @@ def _spend(request: Request, conn: Conn, form: Form, kind: str) -> Response:
     try:
         spend = people.accept_invitation if kind == "invitation" else people.complete_password_reset
         with operator_lookup(conn):  # the token's user, before anyone is signed in
-            principal = spend(conn, token, password, _now(request))
+            principal = spend(
+                conn, token, password, _now(request), sessions.policy(request).password_cost
+            )
     except FleetcareError as exc:
         conn.rollback()
         return _password_page(
