@@ -9,7 +9,13 @@ from typing import cast
 
 import msgspec
 
-from ingest.json_guard import Ambiguous, keys_add_up, object_or_ambiguous, too_deep
+from ingest.json_guard import (
+    Ambiguous,
+    json_error,
+    keys_add_up,
+    object_or_ambiguous,
+    too_deep,
+)
 from ingest.profile_service import LoadedProfiles
 from ingest.profiles import Good, Problem
 from ingest.repository import DeviceKey, QuarantineRow
@@ -264,7 +270,7 @@ def decode_carefully(
         # finite) and shows every object's keys, so that a repeated one is refused
         doc = json.loads(text, object_pairs_hook=object_or_ambiguous)
     except (ValueError, RecursionError) as exc:
-        q.message(msg, ref, customer, R.BAD_JSON, str(exc)[:200])
+        q.message(msg, ref, customer, R.BAD_JSON, json_error(exc))
         return None
     if type(doc) is Ambiguous:
         q.message(msg, ref, customer, R.DUPLICATE_KEY, f"key {doc.repeated[:64]!r} appears twice")

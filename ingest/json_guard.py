@@ -20,6 +20,20 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _NESTING_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
+_INT_DIGITS = re.compile(r"integer string conversion: value has (\d+) digits")
+
+
+def json_error(exc: ValueError | RecursionError) -> str:
+    """What the standard JSON decoder found wrong, said for a device maker: an integer past
+    Python's conversion limit is "a number of N digits", not advice to call
+    ``sys.set_int_max_str_digits()``."""
+    text = str(exc)
+    digits = _INT_DIGITS.search(text)
+    if digits:
+        return f"a number of {digits.group(1)} digits (more than JSON numbers are read with)"
+    return text[:200]
+
+
 def too_deep(payload: bytes, limit: int) -> bool:
     """True when ``payload`` nests arrays and objects deeper than ``limit`` (in C-speed steps:
     strings out, brackets kept, a running sum)."""

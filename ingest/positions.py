@@ -29,7 +29,7 @@ from psycopg import Connection
 
 from fleet import position_repository as repo
 from ingest.decode import Decoded, Quarantine
-from ingest.json_guard import Ambiguous, object_or_ambiguous, too_deep
+from ingest.json_guard import Ambiguous, json_error, object_or_ambiguous, too_deep
 from ingest.profile_service import LoadedProfiles
 from ingest.profiles import ProfileDocument, time_reader
 from ingest.repository import DeviceKey
@@ -114,7 +114,7 @@ def _json(payload: bytes, limits: IngestLimits) -> Any:
     except UnicodeDecodeError as exc:
         return R.BAD_ENCODING, f"not UTF-8: {exc.reason} at byte {exc.start}"
     except (ValueError, RecursionError) as exc:
-        return R.BAD_JSON, str(exc)[:200]
+        return R.BAD_JSON, json_error(exc)
     if type(doc) is Ambiguous:
         return R.DUPLICATE_KEY, f"key {doc.repeated[:64]!r} appears twice"
     return _JsonDoc(doc)

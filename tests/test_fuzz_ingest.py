@@ -179,3 +179,26 @@ def test_a_csv_line_the_csv_module_refuses_is_quarantined_and_the_rest_stored(
     assert (result.stored, dict(result.quarantined)) == (3, {"bad_structure": 1})
     (detail,) = conn.execute("SELECT detail FROM quarantine").fetchone() or ("",)
     assert detail.startswith("line 3: field larger than field limit"), detail
+
+
+def test_a_number_too_long_to_read_is_said_so_not_as_python_advice(
+    conn: Connection[Any], small: SmallFleet, topic_root: str
+) -> None:
+    """A 5,000-digit integer in a message or a position is the message's ``bad_json``; its
+    detail told the device maker to call ``sys.set_int_max_str_digits()``."""
+    limits = IngestLimits(topic_root=topic_root)
+    digits = "9" * 5000
+    messages = [
+        raw(
+            f"{topic_root}/{small.device_a}/telemetry",
+            b'{"asset": "TRK-1-FL", "ts": %s}' % digits.encode(),
+        ),
+        raw(
+            f"{topic_root}/{small.device_a}/position",
+            b'{"carrier": "T", "ts": %s}' % digits.encode(),
+        ),
+    ]
+    store_messages(conn, messages, limits=limits, clock=ManualClock(NOW))
+    conn.commit()
+    expected = "a number of 5000 digits (more than JSON numbers are read with)"
+    assert _quarantined(conn) == [("bad_json", expected), ("bad_json", expected)]
