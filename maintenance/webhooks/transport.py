@@ -87,8 +87,8 @@ def classify(status_code: int) -> Outcome:
 
 
 def _describe(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:500]
+    text = str(exc) or type(exc).__name__  # a bad status line quotes the peer's bytes: no NUL
+    return f"{type(exc).__name__}: {text}"[:500].replace("\x00", "\ufffd")
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -252,7 +252,9 @@ class WebhookTransport:
         outcome = classify(code)
         if outcome != "delivered" and error is None:
             error = f"HTTP {code}"
+        # as text PostgreSQL can hold: bytes that are not UTF-8, and NUL, as U+FFFD
         excerpt = bytes(received[: self.max_response_bytes]).decode("utf-8", "replace")
+        excerpt = excerpt.replace("\x00", "\ufffd")
         return SendResult(
             outcome,
             status_code=code,

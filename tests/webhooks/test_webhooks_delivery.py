@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -252,6 +253,42 @@ def test_slow_receiver_times_out_and_retries_follow_the_schedule(
     assert [a.attempt_number for a in log.attempts] == list(range(1, 11))
     assert log.attempts[-1].status_code == 500 and log.attempts[-1].response_excerpt == "boom"
     assert {r.webhook_id for r in receiver.requests} == {event_id}
+
+
+def test_a_receiver_answering_with_nul_bytes_is_logged_not_fatal(
+    conn: Connection[Any], customer_id: int, receiver: Receiver, make_sender: Any
+) -> None:
+    """A receiver whose answer holds a NUL byte (binary, or UTF-16 text): the excerpt kept of
+    it reached PostgreSQL's text column, which refuses NUL, so recording the attempt failed
+    and the delivery was never logged as done. The excerpt keeps what text can hold."""
+    ep = add_endpoint(conn, customer_id, receiver.url)
+    emit_orders(conn, customer_id, 1)
+    receiver.reply = Reply(status=200, body="ok".encode("utf-16-le") + b"\x00\xff")
+    assert make_sender().drain() == 1
+    (d,) = deliveries(conn, ep.id)
+    assert d.status == "delivered"
+    (attempt,) = service.delivery_log(conn, OPERATOR, d.id).attempts
+    assert attempt.response_excerpt == "o\ufffdk\ufffd\ufffd\ufffd"
+    # a status line with a NUL in it: the error quotes it, as text
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_once() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            peer.recv(65536)
+            peer.sendall(b"HTTP/1.1 2\x0000 OK\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=answer_once, daemon=True).start()
+    bad = add_endpoint(conn, customer_id, f"http://127.0.0.1:{port}/hook")
+    emit_orders(conn, customer_id, 1, start=2)
+    try:
+        assert make_sender().drain() >= 1
+    finally:
+        listener.close()
+    (d,) = deliveries(conn, bad.id)
+    assert d.status == "pending" and d.last_error is not None
+    assert "BadStatusLine" in d.last_error and "\ufffd" in d.last_error, d.last_error
 
 
 def test_410_disables_the_endpoint(
