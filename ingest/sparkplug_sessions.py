@@ -42,9 +42,9 @@ def persist(conn: psycopg.Connection[Any], messages: Iterable[RawMessage]) -> No
         born = sp.born
         types: dict[str, dict[str, int]] = {}
         for key, datatype in born.types.items():
-            device, _, name = key.partition("\x00")
-            types.setdefault(device, {})[name] = datatype
-        aliases = {str(alias): [name, dt] for alias, (name, dt) in born.aliases.items()}
+            device, _, name = key.partition("\x00")  # a topic level holds no NUL, a name may
+            types.setdefault(device, {})[_storable(name)] = datatype
+        aliases = {str(alias): [_storable(name), dt] for alias, (name, dt) in born.aliases.items()}
         births.append(
             (group, edge_node, born.bd_seq, born.born_ms, aliases, types, sorted(born.devices))
         )
@@ -52,6 +52,12 @@ def persist(conn: psycopg.Connection[Any], messages: Iterable[RawMessage]) -> No
         repo.save_sessions(conn, births)
     if deaths:
         repo.delete_sessions(conn, deaths)
+
+
+def _storable(name: str) -> str:
+    """A metric name as jsonb can hold it: NUL (valid UTF-8, so valid protobuf, but refused
+    by PostgreSQL) as U+FFFD; no profile maps a name with NUL (its document cannot hold one)."""
+    return name.replace("\x00", "\ufffd") if "\x00" in name else name
 
 
 def snapshot(row: repo.SessionRow) -> SessionSnapshot:

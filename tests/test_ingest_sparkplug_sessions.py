@@ -99,6 +99,31 @@ def test_a_second_host_resumes_the_stored_session_and_a_death_ends_it(
     assert late.values(SAME).unnamed == [10] and len(sent) == 2 and third.sessions_resumed == 0
 
 
+def test_a_birth_naming_a_metric_with_a_nul_character_is_stored_and_resumed(
+    conn: Connection[Any], db_url: str
+) -> None:
+    """A metric name holding NUL (valid UTF-8, so valid protobuf) made storing the session
+    fail (PostgreSQL's jsonb refuses \\u0000): the batch was retried message by message and
+    the BIRTH quarantined as internal_error. The name is kept with U+FFFD for NUL (no profile
+    can map a name with NUL), the rest of the session as it came."""
+    base, t0 = "spBv1.0/g", 1_000
+    first = SparkplugHost()
+    store(
+        conn,
+        first,
+        (f"{base}/NBIRTH/e", payload(0, t0, ("bdSeq", None, INT64, 7), ("A\x00B", 1, DOUBLE, 1.0))),
+        (f"{base}/DBIRTH/e/d", payload(1, t0, ("Pressure/psi", 10, DOUBLE, 100.0))),
+    )
+    internal = "SELECT count(*) FROM quarantine WHERE reason = 'internal_error'"
+    assert conn.execute(internal).fetchone() == (0,)
+    (aliases, types) = conn.execute("SELECT aliases, types FROM sparkplug_sessions").fetchone()
+    assert aliases == {"1": ["A\ufffdB", DOUBLE], "10": ["Pressure/psi", DOUBLE]}
+    assert types[""] == {"bdSeq": INT64, "A\ufffdB": DOUBLE}
+    second = SparkplugHost(rebirth_interval_s=0, resume=StoredSessions(db_url, []))
+    got = second.receive(pt(f"{base}/DDATA/e/d"), payload(2, 2_000, (None, 10, DOUBLE, 101.0)))
+    assert got.values(SAME).by_time == {("Pressure/psi", 2_000): {"Pressure/psi": 101.0}}
+
+
 def test_births_of_one_session_merge_in_any_order_and_an_older_session_changes_nothing(
     conn: Connection[Any], db_url: str
 ) -> None:
