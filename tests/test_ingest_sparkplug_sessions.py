@@ -116,7 +116,9 @@ def test_a_birth_naming_a_metric_with_a_nul_character_is_stored_and_resumed(
     )
     internal = "SELECT count(*) FROM quarantine WHERE reason = 'internal_error'"
     assert conn.execute(internal).fetchone() == (0,)
-    (aliases, types) = conn.execute("SELECT aliases, types FROM sparkplug_sessions").fetchone()
+    row = conn.execute("SELECT aliases, types FROM sparkplug_sessions").fetchone()
+    assert row is not None
+    aliases, types = row
     assert aliases == {"1": ["A\ufffdB", DOUBLE], "10": ["Pressure/psi", DOUBLE]}
     assert types[""] == {"bdSeq": INT64, "A\ufffdB": DOUBLE}
     second = SparkplugHost(rebirth_interval_s=0, resume=StoredSessions(db_url, []))
