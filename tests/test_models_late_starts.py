@@ -73,6 +73,7 @@ def _late_life_errors(late_starts: bool) -> tuple[float, float]:
     return float(np.median(cut_rul)), float(np.median(whole_rul))
 
 
+@pytest.mark.slow  # two tire fleets simulated and a model trained: over a CPU-minute
 def test_a_worn_tire_first_seen_late_is_not_read_as_young() -> None:
     cut, whole = _late_life_errors(late_starts=True)
     # within its last 2,000 km a tire must be predicted near its end, whether fleetcare saw
