@@ -226,6 +226,7 @@ def up(
     from api.app import create_app
     from cli.demo import seed_demo, seed_demo_users
     from fleetcare.services import check_port_free, exit_on_sigterm, running_services
+    from ingest.broker_sync import BrokerAccess
     from simulators.api_client import local_api_url
 
     extra_fleets = parse_fleets(fleet or [])
@@ -239,10 +240,20 @@ def up(
     try:
         check_port_free(bind_host, bind_port, "the API", "another fleetcare up? Stop it, or "
                         "choose another port: --port N or FLEETCARE_API_PORT")  # fmt: skip
-        with running_services(settings) as services, contextlib.ExitStack() as workers:
+        # our own Mosquitto takes only the registry's devices and the ingestor, each on its
+        # own topics (the ACL); other brokers stay as configured
+        access = BrokerAccess(settings.data_dir / "mosquitto-access", settings.topic_root)
+        with (
+            running_services(settings, broker_login=access.login()) as services,
+            contextlib.ExitStack() as workers,
+        ):
             typer.echo(f"fleetcare: {services.describe()}")
             chosen, applied = apply_and_sync(services.database_url)
             typer.echo(f"fleetcare: storage path {chosen}; {len(applied)} migration(s) applied")
+            if services.guarded_broker_pid is not None:
+                stop_sync = threading.Event()
+                workers.callback(stop_sync.set)
+                access.keep_current(services.database_url, services.guarded_broker_pid, stop_sync)
             check_fleet_kinds(services.database_url, extra_fleets)
             demo = seed_demo(services.database_url, settings.data_dir) if settings.demo else None
             people = (

@@ -10,6 +10,10 @@ runs Mosquitto's defaults, which drop QoS 1 messages for a slow subscriber); a b
 already answering on 127.0.0.1:1883; an embedded ``amqtt`` broker (MQTT 3.1.1 only: no
 shared subscriptions, so the ingestor falls back to a plain subscription).
 ``FLEETCARE_MQTT_URL=mosquitto`` or ``=amqtt`` forces our own broker of that kind.
+
+Given a ``BrokerLogin`` (``fleetcare up`` does), our own Mosquitto refuses anonymous clients and
+reads the login's password and ACL files; the URL handed out then carries the login's user.
+The other brokers stay as they are.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import psycopg
 from psycopg import sql
@@ -50,6 +54,8 @@ class Services:
     database_source: str
     mqtt_source: str
     stoppers: list[tuple[str, object]] = field(default_factory=list)
+    # our own Mosquitto started with a BrokerLogin: its process id (SIGHUP reloads the files)
+    guarded_broker_pid: int | None = None
 
     def describe(self) -> str:
         broker = f"{self.mqtt_source} ({redact(self.mqtt_url)})" if self.mqtt_url else "none"
@@ -198,6 +204,30 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+@dataclass(frozen=True)
+class BrokerLogin:
+    """Access to our own Mosquitto: its password and ACL files (written before it starts) and
+    the user and password our processes connect as."""
+
+    password_file: Path
+    acl_file: Path
+    user: str
+    password: str
+
+    def conf(self) -> str:
+        """The mosquitto.conf lines."""
+        return (
+            f"allow_anonymous false\npassword_file {self.password_file.resolve()}\n"
+            f"acl_file {self.acl_file.resolve()}"
+        )
+
+    def url(self, plain_url: str) -> str:
+        """``plain_url`` (mqtt://host:port) with this login's user and password."""
+        parts = urlsplit(plain_url)
+        login = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+        return parts._replace(netloc=f"{login}@{parts.netloc}").geturl()
+
+
 def write_mosquitto_conf(
     data_dir: Path, port: int, auth: str = "allow_anonymous true", autosave_s: int | None = None
 ) -> Path:
@@ -258,8 +288,11 @@ def mosquitto_installed() -> bool:
 
 
 @contextlib.contextmanager
-def running_services(settings: Settings, *, need_broker: bool = True) -> Iterator[Services]:
-    """Choose or start the database and broker; stop what was started on exit."""
+def running_services(
+    settings: Settings, *, need_broker: bool = True, broker_login: BrokerLogin | None = None
+) -> Iterator[Services]:
+    """Choose or start the database and broker; stop what was started on exit. With
+    ``broker_login``, our own Mosquitto (only that one) authenticates and applies the ACL."""
     stack = contextlib.ExitStack()
     with stack:
         data_dir = settings.data_dir.resolve()
@@ -275,15 +308,19 @@ def running_services(settings: Settings, *, need_broker: bool = True) -> Iterato
             db_url = ensure_database(pg.url("postgres"))
             db_source = f"embedded PostgreSQL in {data_dir / 'pg'} ({why})"
 
-        mqtt_url, mqtt_source = "", "none"
+        mqtt_url, mqtt_source, guarded_pid = "", "none", None
         if need_broker:
             wanted = settings.mqtt_url or ""
             if wanted and wanted not in ("mosquitto", "amqtt"):
                 mqtt_url, mqtt_source = settings.mqtt_url or "", "configured (FLEETCARE_MQTT_URL)"
             elif wanted != "amqtt" and mosquitto_installed():
-                broker, mqtt_url = start_mosquitto(data_dir / "mosquitto")
+                auth = broker_login.conf() if broker_login else "allow_anonymous true"
+                broker, mqtt_url = start_mosquitto(data_dir / "mosquitto", auth=auth)
                 stack.callback(broker.stop)
                 mqtt_source = "own Mosquitto with fleetcare/mosquitto.conf (no-drop queues)"
+                if broker_login is not None:
+                    mqtt_url, guarded_pid = broker_login.url(mqtt_url), broker.proc.pid
+                    mqtt_source += ", password and ACL files"
             elif wanted != "amqtt" and port_answers(*LOCAL_MQTT):
                 mqtt_url = f"mqtt://{LOCAL_MQTT[0]}:{LOCAL_MQTT[1]}"
                 mqtt_source = "local broker on 127.0.0.1:1883"
@@ -291,7 +328,9 @@ def running_services(settings: Settings, *, need_broker: bool = True) -> Iterato
                 broker, mqtt_url = start_amqtt(data_dir / "amqtt")
                 stack.callback(broker.stop)
                 mqtt_source = "embedded amqtt (MQTT 3.1.1, plain subscription)"
-        services = Services(db_url, mqtt_url, db_source, mqtt_source)
+        services = Services(
+            db_url, mqtt_url, db_source, mqtt_source, guarded_broker_pid=guarded_pid
+        )
         log.info("services: %s", services.describe())
         yield services
 

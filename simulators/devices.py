@@ -305,6 +305,10 @@ def _parse_broker(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 1883
 
 
+# How long a device refused by the broker tries again before giving up: `fleetcare up`'s broker
+# reads new devices' credentials within a second or two of their registration.
+REFUSED_RETRY_S = 15.0
+
 # The longest a device waits for a confirmation before sending its unconfirmed messages again.
 RESEND_MAX_S = 900.0
 
@@ -337,8 +341,10 @@ class MqttLink:
         max_unconfirmed_bytes: int = 16 * 1024 * 1024,
         resend_after_s: float | None = 60.0,  # None: only after a reconnect or a "from"
         topic: str | None = None,  # where it publishes; default its telemetry topic
+        refused_retry_s: float = REFUSED_RETRY_S,
     ) -> None:
         self.host, self.port = _parse_broker(broker_url)
+        self.refused_retry_s = refused_retry_s
         self.device_ref = device_ref
         self.topic = topic or telemetry_topic(topic_root, device_ref)
         self.status = status_topic(topic_root, device_ref)
@@ -498,17 +504,27 @@ class MqttLink:
         return self._active
 
     def connect(self, timeout: float = 10.0) -> None:
-        """Connect (persistent session) and start the network thread; raise on refusal."""
+        """Connect (persistent session) and start the network thread; raise on refusal. A
+        refusal is tried again for ``refused_retry_s``: a device registered a moment ago is
+        refused until the broker has read its password file again."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        self.refused = None
-        self._answered.clear()
-        self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
-        self.client.loop_start()
-        if not self._answered.wait(timeout) or not self._connected.is_set():
+        retry_until = time.monotonic() + self.refused_retry_s
+        while True:
+            self.refused = None
+            self._answered.clear()
+            self.client.connect(
+                self.host, self.port, keepalive=30, clean_start=False, properties=props
+            )
+            self.client.loop_start()
+            if self._answered.wait(timeout) and self._connected.is_set():
+                break
             self.client.loop_stop()
-            reason = self.refused or f"no answer within {timeout:.0f} s"
-            raise ConnectionError(f"device {self.device_ref}: broker refused: {reason}")
+            if self.refused is None or time.monotonic() >= retry_until:
+                reason = self.refused or f"no answer within {timeout:.0f} s"
+                raise ConnectionError(f"device {self.device_ref}: broker refused: {reason}")
+            log.info("device %s: broker refused (%s); trying again", self.device_ref, self.refused)
+            time.sleep(0.5)
         self._active = True
         self.client.publish(self.status, b"online", qos=1, retain=True)
         self._count_published(1)

@@ -286,7 +286,9 @@ def test_devices_publish_with_their_own_credentials_on_an_authenticating_broker(
         assert {t.split("/")[-2] for t, _ in ingestor.messages} == set(registration.secrets)
         device = next(iter(registration.secrets))
         with pytest.raises(ConnectionError, match="refused"):
-            MqttLink(url, device, "not-its-secret", topic_root).connect(timeout=5)
+            MqttLink(url, device, "not-its-secret", topic_root, refused_retry_s=1).connect(
+                timeout=5
+            )
     finally:
         broker.stop()
 
