@@ -73,20 +73,25 @@ def test_new_secrets_are_whsec_base64_of_32_bytes() -> None:
     assert secret != service.new_secret()
 
 
-def test_body_is_the_standard_envelope() -> None:
-    delivery = DueDelivery(
+def order_created(public_id: str, payload: dict[str, object]) -> DueDelivery:
+    """A first attempt at delivering an ``order.created`` event with ``payload``."""
+    return DueDelivery(
         delivery_id=1,
         generation=0,
         attempt_count=0,
         schedule_step=0,
         event_id=1,
-        event_public_id="evt_x",
+        event_public_id=public_id,
         event_type="order.created",
         event_version=1,
         subject="order:42",
-        payload={"order_id": 42},
+        payload=payload,
         occurred_at=datetime(2026, 11, 26, 10, 0, tzinfo=UTC),
     )
+
+
+def test_body_is_the_standard_envelope() -> None:
+    delivery = order_created("evt_x", {"order_id": 42})
     assert webhook_body(delivery) == (
         '{"type":"order.created","version":1,"timestamp":"2026-11-26T10:00:00Z",'
         '"subject":"order:42","data":{"order_id":42}}'
@@ -97,18 +102,8 @@ def test_a_body_with_non_ascii_text_is_signed_over_the_utf8_bytes_sent() -> None
     """The envelope keeps non-ASCII text as it is (``ensure_ascii=False``): the signature must
     be over the UTF-8 bytes a receiver reads off the wire, as the specification says, checked
     by the ``standardwebhooks`` verifier on those bytes and by hand."""
-    delivery = DueDelivery(
-        delivery_id=1,
-        generation=0,
-        attempt_count=0,
-        schedule_step=0,
-        event_id=1,
-        event_public_id="evt_1",
-        event_type="order.created",
-        event_version=1,
-        subject="order:42",
-        payload={"asset": "Pneu-avant-gauche é 🚚", "note": "line\u2028separator"},
-        occurred_at=datetime(2026, 11, 26, 10, 0, tzinfo=UTC),
+    delivery = order_created(
+        "evt_1", {"asset": "Pneu-avant-gauche é 🚚", "note": "line\u2028separator"}
     )
     body = webhook_body(delivery)
     wire = body.encode()  # what the sender posts (maintenance.webhooks.transport)
