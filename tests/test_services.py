@@ -17,6 +17,8 @@ import psycopg
 import pytest
 
 from fleetcare.services import (
+    DATABASE_NAME,
+    LOCAL_PG,
     EmbeddedPostgres,
     Services,
     check_port_free,
@@ -93,14 +95,35 @@ def test_amqtt_fallback_starts_answers_and_stops(tmp_path: Path) -> None:
     assert broker.proc.poll() is not None
 
 
+def _local_has_fleetcare_database() -> bool | None:
+    """Whether the machine's PostgreSQL (the one ``up`` takes) has a ``fleetcare`` database;
+    None when it does not let us in."""
+    try:
+        with psycopg.connect(LOCAL_PG, connect_timeout=5) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
+            ).fetchone()
+    except psycopg.OperationalError:
+        return None
+    return found is not None
+
+
 def test_running_services_says_what_it_chose(tmp_path: Path) -> None:
+    """It takes (or makes) the machine's ``fleetcare`` database, which is a developer's own
+    ``make up`` database: made here, it is dropped again, so the suite leaves nothing behind."""
+    had_database = _local_has_fleetcare_database()
     settings = Settings(data_dir=tmp_path, database_url=None, mqtt_url="amqtt")
-    with running_services(settings) as services:
-        assert "amqtt" in services.mqtt_source
-        assert services.database_source.startswith(("local", "embedded"))
-        with psycopg.connect(services.database_url) as conn:
-            assert conn.execute("SELECT current_database()").fetchone() == ("fleetcare",)
-        _mqtt_round_trip(services.mqtt_url)
+    try:
+        with running_services(settings) as services:
+            assert "amqtt" in services.mqtt_source
+            assert services.database_source.startswith(("local", "embedded"))
+            with psycopg.connect(services.database_url) as conn:
+                assert conn.execute("SELECT current_database()").fetchone() == ("fleetcare",)
+            _mqtt_round_trip(services.mqtt_url)
+    finally:
+        if had_database is False:
+            drop_database(LOCAL_PG, DATABASE_NAME)
+    assert _local_has_fleetcare_database() in (had_database, None)
 
 
 def test_a_local_postgresql_that_refuses_us_is_told_apart_from_none(tmp_path: Path) -> None:
