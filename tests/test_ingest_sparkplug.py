@@ -189,17 +189,23 @@ def store(conn: Connection[Any], host: SparkplugHost, *msgs: tuple[str, bytes]) 
         )
 
 
+def new_session_group(
+    conn: Connection[Any], small: SmallFleet, other_ref: str | None = None
+) -> tuple[SparkplugHost, str, int]:
+    """A new group mapped by :func:`profile` onto ``small``'s first tire (and ``other_ref``),
+    a fresh host, the group's topic base and a time (ms) five minutes ago."""
+    group = f"g{uuid.uuid4().hex[:6]}"
+    profile_service.apply_profile(
+        conn, OPERATOR, profile(group, small.device_a, small.tires[0], other_ref), source="t"
+    )
+    conn.commit()
+    return SparkplugHost(), f"spBv1.0/{group}", int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+
+
 def test_pipeline_maps_names_quarantines_the_unsure_and_marks_deaths(
     conn: Connection[Any], small: SmallFleet
 ) -> None:
-    group = f"g{uuid.uuid4().hex[:6]}"
-    profile_service.apply_profile(
-        conn, OPERATOR, profile(group, small.device_a, small.tires[0], small.elevator), source="t"
-    )
-    conn.commit()
-    host = SparkplugHost()
-    base = f"spBv1.0/{group}"
-    t0 = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+    host, base, t0 = new_session_group(conn, small, small.elevator)
     result = store(
         conn,
         host,
@@ -264,14 +270,7 @@ def test_metrics_a_trusted_session_cannot_name_are_quarantined_saying_why(
     """In a session born in order, an alias no BIRTH declared and a metric with neither name
     nor alias: each quarantined with what is wrong (the detail read "alias 9 unknown ();
     rebirth asked", though no rebirth was asked), the good metric beside them stored."""
-    group = f"g{uuid.uuid4().hex[:6]}"
-    profile_service.apply_profile(
-        conn, OPERATOR, profile(group, small.device_a, small.tires[0]), source="t"
-    )
-    conn.commit()
-    host = SparkplugHost()
-    base = f"spBv1.0/{group}"
-    t0 = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+    host, base, t0 = new_session_group(conn, small)
     result = store(
         conn,
         host,

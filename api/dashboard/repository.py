@@ -275,8 +275,8 @@ def latest_predictions(conn: Conn, asset_id: int) -> list[LatestPrediction]:
                    lp.failure_probability, lp.anomaly_score, lp.due_at, lp.due_at_conservative,
                    p.explanation, coalesce(p.low_confidence, false) AS low_confidence,
                    CASE WHEN lp.due_at_conservative IS NULL THEN lp.time
-                        + least(lp.rul_low, {MAX_DUE_DAYS} * {TYPICAL})
-                          / {TYPICAL} * interval '1 day'
+                        + least(lp.rul_low, {MAX_DUE_DAYS} * {BUSY_PER_DAY})
+                          / {BUSY_PER_DAY} * interval '1 day'
                    END AS due_estimated_at
               FROM latest_predictions lp
               JOIN assets a ON a.id = lp.asset_id
@@ -286,7 +286,9 @@ def latest_predictions(conn: Conn, asset_id: int) -> list[LatestPrediction]:
              WHERE lp.asset_id = %s
              ORDER BY lp.due_at_conservative NULLS LAST, due_estimated_at NULLS LAST,
                       lp.component
-            """.replace("{TYPICAL}", BUSY_PER_DAY).replace("{MAX_DUE_DAYS}", str(MAX_DUE_DAYS)),
+            """.replace("{BUSY_PER_DAY}", BUSY_PER_DAY).replace(
+                "{MAX_DUE_DAYS}", str(MAX_DUE_DAYS)
+            ),
             (asset_id,),
         ).fetchall()
 
