@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -41,9 +40,10 @@ from ingest.history_files import (
     parquet_batches,
     text_batches,
 )
+from ingest.history_lives import refuse_overlapping_lives
 from ingest.history_report import ImportReport
 from ingest.profiles import CompiledProfile, ProfileError
-from ingest.times import UNIX_EPOCH, epoch_us, number_text_problem
+from ingest.times import UNIX_EPOCH, epoch_us, number_text_problem, us_datetime
 
 Conn = Connection[Any]
 Mode = Literal["lifetimes", "in-service"]
@@ -163,7 +163,7 @@ def _resolve_assets(
                 ctx.customer_id,
                 ctx.kind,
                 missing,
-                [_us_to_datetime(max(min(first_of[r], 2**62), 0)) for r in missing],
+                [us_datetime(max(min(first_of[r], 2**62), 0)) for r in missing],
             )
             ctx.created.update(created)
             ctx.report.assets_created += len(created)
@@ -448,10 +448,6 @@ def _bad_row(report: ImportReport, detail: str) -> None:
     report.reject("bad_structure", 1, detail, rows=True)
 
 
-def _us_to_datetime(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1e6, UNIX_EPOCH.tzinfo) if us else UNIX_EPOCH
-
-
 def import_history(
     conn: Conn,
     *,
@@ -533,7 +529,7 @@ def import_history(
         if progress is not None:
             progress(str(path), total, total, report)
     with conn.transaction():
-        _finish(ctx, mode, end_reason, component)
+        _finish(ctx, mode, end_reason, component, strict)
     report.assets = len(ctx.summaries)
     report.seconds = time.perf_counter() - started
     return report
@@ -551,14 +547,22 @@ def _strict_stop(report: ImportReport, path: Path, stored_some: bool) -> str:
     )
 
 
-def _finish(ctx: _Context, mode: Mode, end_reason: EndReason, component: str | None) -> None:
+def _finish(
+    ctx: _Context, mode: Mode, end_reason: EndReason, component: str | None, strict: bool
+) -> None:
     """Per asset: its life (lifetimes) or its last-seen time and usage (in service)."""
     summaries = sorted(ctx.summaries.values(), key=lambda s: s.asset_id)
+    if mode == "lifetimes" and summaries:  # never over the readings of a life recorded before
+        assert component is not None
+        refused = refuse_overlapping_lives(
+            ctx.conn, ctx.report, ctx.assets, summaries, component, strict
+        )
+        summaries = [s for s in summaries if s.asset_id not in refused]
     if not summaries:
         return
     ids = [s.asset_id for s in summaries]
-    first = [_us_to_datetime(s.first_us) for s in summaries]
-    last = [_us_to_datetime(s.last_us) for s in summaries]
+    first = [us_datetime(s.first_us) for s in summaries]
+    last = [us_datetime(s.last_us) for s in summaries]
     if mode == "lifetimes":
         assert component is not None
         ctx.report.lives_recorded = history_repo.insert_imported_lives(
@@ -577,7 +581,7 @@ def _finish(ctx: _Context, mode: Mode, end_reason: EndReason, component: str | N
             ids,
             last,
             [s.usage for s in summaries],
-            [_us_to_datetime(s.usage_us) if s.usage is not None else None for s in summaries],
+            [us_datetime(s.usage_us) if s.usage is not None else None for s in summaries],
         )
         created = [
             (s.asset_id, f)

@@ -44,6 +44,29 @@ def create_imported_assets(
     return [r[0] for r in rows]
 
 
+def overlapping_lives(
+    conn: Conn,
+    asset_ids: Sequence[int],
+    component: str,
+    started: Sequence[datetime],
+    ended: Sequence[datetime],
+) -> dict[int, tuple[datetime, datetime]]:
+    """Per asset, a recorded life of ``component`` that shares readings with the one given
+    (its start and end; the same end is the same life, recorded again: none)."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT ON (v.asset_id) v.asset_id, l.started_at, l.ended_at
+          FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[])
+               AS v(asset_id, started, ended)
+          JOIN asset_lives l ON l.asset_id = v.asset_id AND l.component = %s
+         WHERE l.started_at <= v.ended AND v.started <= l.ended_at AND l.ended_at <> v.ended
+         ORDER BY v.asset_id, l.ended_at
+        """,
+        (list(asset_ids), list(started), list(ended), component),
+    ).fetchall()
+    return {int(a): (s, e) for a, s, e in rows}
+
+
 def insert_imported_lives(
     conn: Conn,
     asset_ids: Sequence[int],

@@ -18,6 +18,11 @@ def epoch_us(when: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def us_datetime(us: int) -> datetime:
+    """The time of epoch microseconds ``us`` (0: the epoch)."""
+    return datetime.fromtimestamp(us / 1e6, UTC) if us else UNIX_EPOCH
+
+
 def rfc3339_us(value: object) -> int | None:
     """RFC 3339 text with an offset → epoch µs; None for anything else (no offset, a NUL,
     which ``fromisoformat`` would let through, or not text at all)."""
