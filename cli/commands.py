@@ -78,7 +78,7 @@ def api(
 
     settings = load_settings()
     exit_on_sigterm()
-    with database_url(settings) as url:
+    with database_url(settings, worker=True) as url:
         application = create_app(settings, url)
         uvicorn.run(
             application,
@@ -147,7 +147,7 @@ def dispatch(
         raise fail("--poll and --batch must be positive")
     settings = load_settings()
     exit_on_sigterm()
-    with database_url(settings) as url:
+    with database_url(settings, worker=True) as url:
         stop = threading.Event()
         try:
             typer.echo("fleetcare dispatch: running (Ctrl-C stops)", err=True)
@@ -173,7 +173,7 @@ def webhooks(
 
     settings = load_settings()
     exit_on_sigterm()
-    with database_url(settings) as url:
+    with database_url(settings, worker=True) as url:
         stop = threading.Event()
         try:
             run_webhook_senders(
@@ -319,7 +319,7 @@ def billing_worker(
         raise fail("--interval must be positive and --grace-days not negative")
     settings = load_settings()
     exit_on_sigterm()
-    with database_url(settings) as url:
+    with database_url(settings, worker=True) as url:
         stop = threading.Event()
         try:
             typer.echo("fleetcare billing worker: running (Ctrl-C stops)", err=True)

@@ -244,7 +244,9 @@ def up(
         # own topics (the ACL); other brokers stay as configured
         access = BrokerAccess(settings.data_dir / "mosquitto-access", settings.topic_root)
         with (
-            running_services(settings, broker_login=access.login()) as services,
+            running_services(
+                settings, broker_login=access.login(), check_database=True
+            ) as services,
             contextlib.ExitStack() as workers,
         ):
             typer.echo(f"fleetcare: {services.describe()}")

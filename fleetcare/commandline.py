@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import typer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -37,12 +37,25 @@ def load_settings() -> Settings:
 
 
 @contextmanager
-def database_url(settings: Settings) -> Iterator[str]:
-    """The database URL of a one-shot command, kept up (local or embedded) until the block
-    ends."""
+def database_url(settings: Settings, *, worker: bool = False) -> Iterator[str]:
+    """The database URL of a command, kept up (local or embedded) until the block ends. A
+    configured database that refuses us ends the command with why, in one line (a ``worker``
+    still starts while the server is down for a moment: its pool waits for it)."""
+    from fleetcare.errors import FleetcareError
     from fleetcare.services import running_services
 
-    with running_services(settings, need_broker=False) as services:
+    with ExitStack() as stack:
+        try:
+            services = stack.enter_context(
+                running_services(
+                    settings,
+                    need_broker=False,
+                    check_database=True,
+                    database_may_be_passing=worker,
+                )
+            )
+        except FleetcareError as exc:
+            raise fail(exc.detail) from exc
         yield cli_conninfo(services.database_url)
 
 

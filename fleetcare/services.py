@@ -35,6 +35,7 @@ from urllib.parse import quote, urlsplit
 import psycopg
 from psycopg import sql
 
+from fleetcare.errors import ServiceUnavailable
 from fleetcare.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,25 @@ def local_postgres_refusal(url: str = LOCAL_PG) -> str | None:
             return f"no PostgreSQL answers on {at}"
         said = why.rsplit(" failed: ", 1)[-1].removeprefix("FATAL: ").strip()
         return f"PostgreSQL on {at} refused user {where.get('user')!r} ({said})"
+
+
+# what a server says while it is down, starting or stopping: a worker's pool waits for it
+PASSING_REFUSALS = ("Connection refused", "timeout expired", "starting up", "shutting down")
+
+
+def database_refusal(url: str, *, passing_ok: bool = False) -> str | None:
+    """None when the database at ``url`` lets us in; else why not, in one line (psycopg's
+    words, which never hold the password). ``passing_ok``: a server that is down or starting
+    (it may be back in a moment) is no refusal; a database or user that does not exist, a
+    wrong password or a URL that does not parse are."""
+    try:
+        with psycopg.connect(url, connect_timeout=10):
+            return None
+    except psycopg.Error as exc:
+        why = " ".join(str(exc).split()).removeprefix("connection failed: ")
+        if passing_ok and any(words in why for words in PASSING_REFUSALS):
+            return None
+        return why
 
 
 class EmbeddedPostgres:
@@ -289,15 +309,32 @@ def mosquitto_installed() -> bool:
 
 @contextlib.contextmanager
 def running_services(
-    settings: Settings, *, need_broker: bool = True, broker_login: BrokerLogin | None = None
+    settings: Settings,
+    *,
+    need_broker: bool = True,
+    broker_login: BrokerLogin | None = None,
+    check_database: bool = False,
+    database_may_be_passing: bool = False,
 ) -> Iterator[Services]:
     """Choose or start the database and broker; stop what was started on exit. With
-    ``broker_login``, our own Mosquitto (only that one) authenticates and applies the ACL."""
+    ``broker_login``, our own Mosquitto (only that one) authenticates and applies the ACL.
+    ``check_database``: a configured database that refuses us raises ``ServiceUnavailable``
+    saying why, before anything starts (a server down for a moment passes when
+    ``database_may_be_passing``: a worker's pool waits for it)."""
     stack = contextlib.ExitStack()
     with stack:
         data_dir = settings.data_dir.resolve()
         if settings.database_url and settings.database_url != "embedded":
             db_url, db_source = settings.database_url, "configured (FLEETCARE_DATABASE_URL)"
+            refusal = (
+                database_refusal(db_url, passing_ok=database_may_be_passing)
+                if check_database
+                else None
+            )
+            if refusal is not None:
+                raise ServiceUnavailable(
+                    f"FLEETCARE_DATABASE_URL: {refusal}", code="database_unavailable"
+                )
         elif settings.database_url != "embedded" and (refusal := local_postgres_refusal()) is None:
             db_url, db_source = ensure_database(LOCAL_PG), "local PostgreSQL on 127.0.0.1:5432"
         else:

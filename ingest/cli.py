@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from fleetcare.commandline import database_url, fail, load_settings
-from fleetcare.errors import FleetcareError
+from fleetcare.errors import FleetcareError, ServiceUnavailable
 
 devices_app = typer.Typer(help="Devices and their broker credentials.", no_args_is_help=True)
 
@@ -156,7 +156,9 @@ def ingest_command(
             raise fail(str(exc)) from exc
     exit_on_sigterm()
     try:
-        with running_services(settings) as services:
+        with running_services(
+            settings, check_database=True, database_may_be_passing=True
+        ) as services:
             config = IngestConfig(
                 mqtt_url=services.mqtt_url,
                 database_url=services.database_url,
@@ -178,5 +180,7 @@ def ingest_command(
             worker.run_forever()
     except KeyboardInterrupt:
         pass
+    except ServiceUnavailable as exc:
+        raise fail(exc.detail) from exc
     except OSError as exc:
         raise fail(str(exc)) from exc

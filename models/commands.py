@@ -201,7 +201,7 @@ def score_command(
         raise fail(f"bad --shard or --poll: {exc}") from exc
     del worker_probe
     settings = load_settings()
-    with database_url(settings) as url:
+    with database_url(settings, worker=True) as url:
         worker = ScoringWorker(
             url, SystemClock(), poll_s=poll, kind=kind, shard=shard_pair, threads=threads
         )

@@ -165,7 +165,7 @@ def simulate(
     exit_on_sigterm()
     stop = threading.Event()
     try:
-        with running_services(settings) as services:
+        with running_services(settings, check_database=True) as services:
             state = migrate.status(services.database_url)
             if not state.current:
                 raise fail("the database is not migrated: run `fleetcare migrate` first")

@@ -204,3 +204,43 @@ def test_up_says_at_once_that_its_port_is_taken(
     assert "--port N or FLEETCARE_API_PORT" in result.output
     assert "migration" not in result.output and "Traceback" not in result.output
     assert not (tmp_path / "logs").exists()  # nothing was started
+
+
+@pytest.mark.parametrize(
+    "command", [["migrate"], ["customers", "list"], ["up", "--api-only", "--port", "0"]]
+)
+@pytest.mark.parametrize(
+    "url, said",
+    [
+        (
+            "{server}/fleetcare_probe_no_such_database",
+            'database "fleetcare_probe_no_such_database"',
+        ),
+        ("postgresql://postgres@127.0.0.1:1/none", "Connection refused"),
+        ("not-a-url", 'missing "=" after "not-a-url"'),
+    ],
+)
+def test_a_database_url_that_cannot_be_reached_is_a_one_line_error(
+    command: list[str],
+    url: str,
+    said: str,
+    server_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A newcomer's FLEETCARE_DATABASE_URL naming a database not created yet (or a server that
+    is down, or a typo) is told so in one line naming the variable, not with psycopg's
+    traceback; `up` says it before starting a broker."""
+    import fleetcare.services
+
+    monkeypatch.setattr(fleetcare.services, "exit_on_sigterm", lambda: None)
+    server = server_url.rsplit("/", 1)[0]
+    monkeypatch.setenv("FLEETCARE_DATABASE_URL", url.format(server=server))
+    monkeypatch.setenv("FLEETCARE_DATA_DIR", str(tmp_path))
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert said in result.output and "FLEETCARE_DATABASE_URL" in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and said in lines[0], result.output
+    assert not (tmp_path / "mosquitto").exists()  # up started no broker

@@ -36,7 +36,7 @@ def watch_command(
     from maintenance.modelwatch.worker import WatchStats, run_model_watch, watch_once
 
     settings = WatchSettings(threshold=threshold, lookback=timedelta(days=lookback_days))
-    with database_url(load_settings()) as url:
+    with database_url(load_settings(), worker=True) as url:
         if once:
             stats = WatchStats()
             pool = open_pool(url, None, name="models-watch", max_size=1)
