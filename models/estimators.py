@@ -237,6 +237,12 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return np.clip(self.model_.predict(X), self.y_min_, self.max_rul)
 
+    def predict_from_raw(self, raw: FloatArray) -> FloatArray:
+        """What :meth:`predict` returns, from the point model's raw prediction of the same
+        rows (``model_._raw_predict(X)[:, 0]``; :meth:`models.trees.TreeArrays.raw_predict`)."""
+        check_is_fitted(self)
+        return np.clip(self.model_._loss.link.inverse(raw), self.y_min_, self.max_rul)
+
     def predict_interval(
         self, X: Any, coverage: float = 0.8, point: FloatArray | None = None
     ) -> tuple[FloatArray, FloatArray]:
@@ -387,6 +393,14 @@ class FailureRiskClassifier(BaseEstimator):
         else:
             p = self.model_.predict_proba(X)[:, 1]
         return np.column_stack((1 - p, p))
+
+    def failure_probability_from_raw(self, raw: FloatArray) -> FloatArray:
+        """``predict_proba(X)[:, 1]`` from ``model_``'s raw prediction of the same rows
+        (``model_._raw_predict(X)[:, 0]``, e.g. :meth:`models.trees.TreeArrays.raw_predict`)."""
+        check_is_fitted(self)
+        if self.model_ is None:
+            raise ValueError("a classifier without a model has no raw prediction")
+        return np.asarray(self.model_._loss.predict_proba(raw)[:, 1], dtype=np.float64)
 
     def predict(self, X: Any) -> NDArray[np.int64]:
         """Return 1 where failure within the horizon is more likely than not, else 0."""

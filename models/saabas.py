@@ -8,8 +8,9 @@ the GIL, in its first pass. Scoring uses one function of shap: ``TreeExplainer(m
 the trees (``TreeEnsemble``: node arrays, then ``compute_expectations`` on each tree, which
 sets every internal node's value to its children's weighted mean), then runs
 ``dense_tree_saabas`` from shap's C extension ``shap._cext``. :class:`SaabasTrees` does the
-same conversion with numpy and calls the same two C functions, loading the extension module
-from the installed shap package's directory on its own (it needs only numpy). The values are
+same conversion with numpy (:class:`models.trees.TreeArrays`, whose arrays also predict) and
+calls the same two C functions, loading the extension module from the installed shap
+package's directory on its own (``models.trees.shap_cext``; it needs only numpy). The values are
 the same to the bit: ``tests/test_saabas.py`` compares them with ``shap.TreeExplainer``'s.
 
 The extension's functions are shap's internal interface (stable since shap 0.2x, checked
@@ -18,53 +19,23 @@ by that test against the shap that is installed).
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import threading
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from models.trees import TreeArrays, shap_cext
+
 FloatArray = NDArray[np.float64]
 
-_lock = threading.Lock()
-_cext: ModuleType | None = None
+__all__ = ["SaabasTrees", "shap_cext"]
 
 
-def shap_cext() -> ModuleType:
-    """shap's C extension (``shap._cext``), loaded from the installed package's directory
-    without running ``shap/__init__``; ImportError when shap is not installed or has none."""
-    global _cext
-    with _lock:
-        if _cext is None:
-            spec = importlib.util.find_spec("shap")  # finds the package; does not import it
-            if spec is None or not spec.submodule_search_locations:
-                raise ImportError("shap is not installed: predictions cannot be explained")
-            found = [
-                path
-                for folder in spec.submodule_search_locations
-                for suffix in importlib.machinery.EXTENSION_SUFFIXES
-                if (path := Path(folder) / f"_cext{suffix}").is_file()
-            ]
-            if not found:
-                raise ImportError(f"shap's C extension _cext is not in {spec.origin}")
-            loader = importlib.machinery.ExtensionFileLoader("shap._cext", str(found[0]))
-            ext_spec = importlib.util.spec_from_loader("shap._cext", loader)
-            if ext_spec is None:
-                raise ImportError(f"cannot load shap's C extension from {found[0]}")
-            module = importlib.util.module_from_spec(ext_spec)
-            loader.exec_module(module)
-            _cext = module
-        return _cext
-
-
-class SaabasTrees:
+class SaabasTrees(TreeArrays):
     """The trees of a fitted ``HistGradientBoostingRegressor`` as shap's ``TreeEnsemble``
-    holds them (one row per tree, padded with -1 / 0), ready for Saabas attributions."""
+    holds them (one row per tree, padded with -1 / 0; :class:`models.trees.TreeArrays`), each
+    internal node's value its children's weighted mean, ready for Saabas attributions."""
 
     def __init__(self, model: Any) -> None:
         if not isinstance(model, HistGradientBoostingRegressor):
@@ -72,43 +43,7 @@ class SaabasTrees:
                 f"Saabas attributions need a HistGradientBoostingRegressor, not"
                 f" {type(model).__name__}"
             )
-        predictors = model._predictors
-        if not predictors or any(len(p) != 1 for p in predictors):
-            raise ValueError("the gradient-boosting model has no trees, or several per step")
-        cext = shap_cext()
-        trees = [p[0].nodes for p in predictors]
-        n_trees, width = len(trees), max(t.shape[0] for t in trees)
-        self.children_left = np.full((n_trees, width), -1, dtype=np.int32)
-        self.children_right = np.full((n_trees, width), -1, dtype=np.int32)
-        self.children_default = np.full((n_trees, width), -1, dtype=np.int32)
-        self.features = np.full((n_trees, width), -1, dtype=np.int32)
-        self.thresholds = np.zeros((n_trees, width), dtype=np.float64)
-        self.threshold_types = np.zeros((n_trees, width), dtype=np.int32)
-        self.values = np.zeros((n_trees, width, 1), dtype=np.float64)
-        max_depth = 0
-        for i, nodes in enumerate(trees):
-            n = nodes.shape[0]
-            leaf = nodes["is_leaf"].astype(bool)
-            left = np.where(leaf, -1, nodes["left"]).astype(np.int32)
-            right = np.where(leaf, -1, nodes["right"]).astype(np.int32)
-            self.children_left[i, :n] = left
-            self.children_right[i, :n] = right
-            self.children_default[i, :n] = np.where(
-                leaf, -1, np.where(nodes["missing_go_to_left"] != 0, nodes["left"], nodes["right"])
-            )
-            self.features[i, :n] = np.where(leaf, -2, nodes["feature_idx"])
-            self.thresholds[i, :n] = nodes["num_threshold"]
-            # shap's SingleTree: each internal node's value becomes the weighted mean of its
-            # children's (compute_expectations, in place); the leaves keep the model's
-            values = np.ascontiguousarray(nodes["value"], dtype=np.float64).reshape(n, 1)
-            weights = np.ascontiguousarray(nodes["count"], dtype=np.float64)
-            depth = cext.compute_expectations(left, right, weights, values)
-            self.values[i, :n] = values
-            max_depth = max(max_depth, int(depth))
-        self.max_depth = max_depth
-        self.base_offset = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(-1)
-        if self.base_offset.shape != (1,):
-            raise ValueError("the gradient-boosting model has more than one output")
+        super().__init__(model, expectations=True)
         # the explained output's expected value, as TreeExplainer computes it: the roots' mean
         # values summed over the trees (the same numpy reduction), plus the baseline
         self.expected_value = float(self.values[:, 0].sum(0)[0] + self.base_offset[0])

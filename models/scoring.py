@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from fleetcare.clock import MAX_DUE_DAYS, Clock
 from kinds.service import get_kind
 from models import repository as repo
-from models.bundle import WearModel
+from models.bundle import WearModel, WearTrees
 from models.explain import Explainer, build_explainer, encode_utf8
 from models.quality import QualityGate
 from models.readings_cache import ReadingsCache
@@ -82,6 +82,7 @@ class LoadedModel:
     model: WearModel
     layout: repo.MetricLayout
     gate: QualityGate
+    trees: WearTrees  # the model's trees as arrays: predicted in one C call per model
     building: Future[Explainer | None]  # the explainer, built beside the pass's first read
 
     @property
@@ -114,6 +115,7 @@ class ModelCache:
                 model=model,
                 layout=repo.metric_layout(conn, model.kind, model.usage_metric, model.column_names),
                 gate=QualityGate.build(model, kind, repo.get_reference(conn, version_id)),
+                trees=model.tree_arrays(),
                 building=self.builder.submit(build_explainer, model, kind),
             )
         return self.loaded[version_id]
@@ -325,7 +327,7 @@ def _predict_and_write(
             raise RuntimeError("scoring: features came back in another order than assets")
         result.add("features", time.perf_counter() - tick)
         tick = time.perf_counter()
-        predicted = model.predict(features)
+        predicted = model.predict(features, trees=loaded.trees)
         result.add("predict", time.perf_counter() - tick)
         tick = time.perf_counter()
         explainer = loaded.explainer  # a fresh worker's first pass may wait for its build
