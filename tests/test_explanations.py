@@ -297,3 +297,37 @@ def test_numbers_are_formatted_on_arrays_as_one_by_one() -> None:
     assert [str(v) for v in rounded] == [str(explain._round(float(v))) for v in edges]
     assert explain._numbers(np.array([np.nan, np.inf, -np.inf])) == ["0", "0", "0"]
     assert explain._signed(np.array([-1234.0, 0.0, 0.42])) == ["-1,200", "±0", "+0.42"]
+
+
+def test_the_top_signals_are_a_stable_sorts_first() -> None:
+    rng = np.random.default_rng(4)
+    sizes = np.abs(np.round(rng.normal(0, 2, (3_000, 12)), 1))  # many ties, zeros among them
+    sizes[:200] = 0.0  # rows of ties only
+    sizes[200:400, :4] = 1.5  # ties at the top
+    for k in (1, 2, 3, 12):
+        want = np.argsort(-sizes, axis=1, kind="stable")[:, :k]
+        assert np.array_equal(explain._top(sizes, k), want)
+    odd = sizes.copy()
+    odd[5, 3] = np.nan  # not what contributions hold: sorted as before
+    assert np.array_equal(explain._top(odd, 3), np.argsort(-odd, axis=1, kind="stable")[:, :3])
+
+
+def test_explanations_are_encoded_at_once_as_one_by_one() -> None:
+    import orjson
+
+    def one(i: int, text: str) -> dict[str, Any]:
+        return {
+            "method": explain.METHOD,
+            "base_rul": 40_000.5,
+            "signals": [{"signal": "tread", "text": text, "contribution": -1.25e-5 * i}],
+            "failure_mode": None if i % 2 else {"component": "tire", "text": "worn"},
+            "action": f"Replace the tire within {i} km",
+            "data_quality": [] if i % 3 else [text],
+        }
+
+    texts = ['},{"method":', 'a "quoted" }, {"method": x', "é 🚚 \\ \n", "", "{}"]
+    explanations = [one(i, texts[i % len(texts)]) for i in range(50)]
+    for n in (0, 1, 2, 50):
+        assert explain.encode_utf8(explanations[:n]) == [orjson.dumps(e) for e in explanations[:n]]
+    other = [{"text": "no method first"}, {"method": "m"}]  # not explanations: one by one
+    assert explain.encode_utf8(other) == [orjson.dumps(e) for e in other]
