@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from numpy.typing import NDArray
 from psycopg import Connection
 
+from fleet.causes import UNKNOWN, FailureCause, life_outcome
 from fleetcare.errors import Invalid
 from fleetcare.inputs import EARLIEST, LATEST
 from ingest import history_repository as history_repo
@@ -41,7 +42,7 @@ from ingest.history_files import (
     text_batches,
 )
 from ingest.history_lives import refuse_overlapping_lives
-from ingest.history_report import ImportReport
+from ingest.history_report import ImportReport, strict_stop
 from ingest.profiles import CompiledProfile, ProfileError
 from ingest.times import UNIX_EPOCH, epoch_us, number_text_problem, us_datetime
 
@@ -458,13 +459,15 @@ def import_history(
     mode: Mode,
     end_reason: EndReason = "failure",
     component: str | None = None,
+    cause: FailureCause = UNKNOWN,
     progress: Progress | None = None,
     strict: bool = False,
 ) -> ImportReport:
     """Import ``paths`` (CSV, text or Parquet) for a customer's assets of ``kind``.
 
     ``conn`` is in autocommit mode: each batch commits in its own transaction. ``lifetimes``:
-    each asset's rows in the files make one life, ended at its last row by ``end_reason``;
+    each asset's rows in the files make one life, ended at its last row by ``end_reason``
+    (a failure of ``cause``: ``fleet.causes``; ``other_fault`` labels the lives so);
     ``in-service``: the assets' running history (their usage counter and last-seen time
     move forward). A file with no rows is an error. ``strict``: the first rejected row or
     value, or value conflicting with the one stored under its key, stops the import
@@ -479,6 +482,8 @@ def import_history(
     if kind not in catalogue.by_kind:
         raise Invalid(f"kind: no kind {kind!r}")
     components = history_repo.kind_components(conn, kind)
+    if cause != UNKNOWN and (mode != "lifetimes" or end_reason != "failure"):
+        raise Invalid("cause: only lifetimes that end in a failure have a cause")
     if mode == "lifetimes":
         if component is None:
             if len(components) != 1:
@@ -518,37 +523,30 @@ def import_history(
             with conn.transaction():
                 _store_batch(ctx, table, where)
                 if strict and (report.rejected or report.warnings):  # rolls this batch back
-                    raise Invalid(_strict_stop(report, path, kept))
+                    raise Invalid(strict_stop(report, path, kept))
             if progress is not None and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 progress(str(path), done, total, report)
                 last_progress = time.monotonic()
         if strict and (report.rejected or report.warnings):  # bad rows after the good ones
-            raise Invalid(_strict_stop(report, path, report.values_stored > stored_before))
+            raise Invalid(strict_stop(report, path, report.values_stored > stored_before))
         if report.rows_read == rows_before:
             raise Invalid(f"{path.name}: no rows (only blank lines)")
         if progress is not None:
             progress(str(path), total, total, report)
     with conn.transaction():
-        _finish(ctx, mode, end_reason, component, strict)
+        _finish(ctx, mode, end_reason, component, strict, cause)
     report.assets = len(ctx.summaries)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _strict_stop(report: ImportReport, path: Path, stored_some: bool) -> str:
-    """What stops a strict import: the first fault met, and what was kept of the file."""
-    reason, example = next(iter((report.examples or report.warning_examples).items()))
-    more = report.rejected + report.values_conflicting - 1
-    return f"{example} ({reason}{f'; {more:,} more rejected' if more else ''}); " + (
-        f"the rows of {path.name} before the batch holding it are stored, run the import "
-        "again once the file is fixed"
-        if stored_some
-        else f"nothing of {path.name} stored"
-    )
-
-
 def _finish(
-    ctx: _Context, mode: Mode, end_reason: EndReason, component: str | None, strict: bool
+    ctx: _Context,
+    mode: Mode,
+    end_reason: EndReason,
+    component: str | None,
+    strict: bool,
+    cause: str,
 ) -> None:
     """Per asset: its life (lifetimes) or its last-seen time and usage (in service)."""
     summaries = sorted(ctx.summaries.values(), key=lambda s: s.asset_id)
@@ -573,6 +571,7 @@ def _finish(
             last,
             end_reason,
             [s.usage for s in summaries],
+            life_outcome(cause),
         )
         history_repo.mark_assets_renewed(ctx.conn, ids, last, created=sorted(ctx.created))
     else:

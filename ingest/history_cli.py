@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
+from fleet.causes import FAILURE_CAUSES, FailureCause
 from fleetcare.commandline import database_url, fail, load_settings
 
 history_app = typer.Typer(help="Recorded history: lifetimes and backfill.", no_args_is_help=True)
@@ -33,6 +34,13 @@ def history_import(
     component: Annotated[
         str | None, typer.Option(help="the component whose lives end (kinds with several)")
     ] = None,
+    cause: Annotated[
+        str,
+        typer.Option(
+            help="what ended the lives of --end failure: confirmed_wear | other_fault (a "
+            "sudden fault, not the wear: training censors those lives) | unknown"
+        ),
+    ] = "unknown",
     strict: Annotated[
         bool,
         typer.Option(
@@ -54,6 +62,8 @@ def history_import(
 
     if end not in ("failure", "replacement"):
         raise fail("--end is failure or replacement")
+    if cause not in FAILURE_CAUSES:
+        raise fail(f"--cause is {' | '.join(FAILURE_CAUSES)}")
     settings = load_settings()
 
     def progress(path: str, done: int, total: int, report: history.ImportReport) -> None:
@@ -81,6 +91,7 @@ def history_import(
                     mode="lifetimes" if lifetimes else "in-service",
                     end_reason="failure" if end == "failure" else "replacement",
                     component=component,
+                    cause=cast(FailureCause, cause),  # checked above
                     progress=progress,
                     strict=strict,
                 )

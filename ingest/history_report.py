@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -79,3 +80,15 @@ class ImportReport:
             },
             "seconds": round(self.seconds, 3),
         }
+
+
+def strict_stop(report: ImportReport, path: Path, stored_some: bool) -> str:
+    """What stops a strict import: the first fault met, and what was kept of the file."""
+    reason, example = next(iter((report.examples or report.warning_examples).items()))
+    more = report.rejected + report.values_conflicting - 1
+    return f"{example} ({reason}{f'; {more:,} more rejected' if more else ''}); " + (
+        f"the rows of {path.name} before the batch holding it are stored, run the import "
+        "again once the file is fixed"
+        if stored_some
+        else f"nothing of {path.name} stored"
+    )

@@ -75,19 +75,24 @@ def insert_imported_lives(
     ended: Sequence[datetime],
     end_reason: str,
     usage_at_end: Sequence[float | None],
+    outcome: str | None = None,
 ) -> int:
-    """Record imported lifetimes once (unique on asset, component, end); how many were new."""
+    """Record imported lifetimes once (unique on asset, component, end); how many were new.
+    ``outcome`` labels them (``fleet.causes.life_outcome``; None: the database's default)."""
     cur = conn.execute(
         """
         INSERT INTO asset_lives (asset_id, component, started_at, ended_at, end_reason,
-                                 usage_at_end, source)
-        SELECT v.asset_id, %s, v.started, v.ended, %s, v.usage, 'import'
+                                 usage_at_end, source, outcome)
+        SELECT v.asset_id, %s, v.started, v.ended, %s, v.usage, 'import', %s
           FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::float8[])
                AS v(asset_id, started, ended, usage)
         ON CONFLICT (asset_id, component, ended_at) DO NOTHING
         """,
-        (component, end_reason, list(asset_ids), list(started), list(ended), list(usage_at_end)),
-    )
+        (
+            component, end_reason, outcome, list(asset_ids), list(started), list(ended),
+            list(usage_at_end),
+        ),
+    )  # fmt: skip
     return cur.rowcount
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet import service as fleet
+from fleet.causes import UNKNOWN, FailureCause
 from fleet.schemas import Principal
 from fleetcare.db import connect
 from fleetcare.errors import Invalid
@@ -47,6 +48,7 @@ def import_upload(
     mode: Mode,
     end_reason: EndReason,
     component: str | None,
+    cause: FailureCause = UNKNOWN,
     context: TenantContext | None = None,
 ) -> dict[str, Any]:
     """Import the uploaded file (each batch commits) and return the report; ``context``: the
@@ -65,6 +67,7 @@ def import_upload(
             mode=mode,
             end_reason=end_reason,
             component=component,
+            cause=cause,
         )
     out = report.as_dict()
     out["files"] = [path.name]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from fleet.causes import UNKNOWN
 from fleetcare.errors import FleetcareError, ServiceUnavailable
 from simulators.api_client import ProductAPI
 from simulators.schemas import LifeEnd
@@ -30,6 +31,7 @@ class PendingReport:
             "component": self.life.component,
             "failed_at": self.life.ended_at.isoformat(),
             "description": f"simulated {self.life.failure_mode}",
+            "cause": self.life.cause or UNKNOWN,
         }
 
 

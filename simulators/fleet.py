@@ -28,6 +28,7 @@ from simulators.physics import (
     FloatArray,
     Population,
     TirePopulation,
+    reported_cause,
 )
 from simulators.replay import CmapssUnit, ReplayPopulation
 from simulators.schemas import (
@@ -421,7 +422,9 @@ class Fleet:
             frame = kf.population.advance(start_h, hours)
             for f in frame.failures:
                 out.life_ends.append(
-                    self._life_end(kf, f.asset, f.component, f.at_h, "failure", f.mode)
+                    self._life_end(
+                        kf, f.asset, f.component, f.at_h, "failure", f.mode, reported_cause(f.cause)
+                    )
                 )
                 if self.spec.repair_after_h is not None:
                     kf.repair_due_h[(f.asset, f.component)] = f.at_h + self.spec.repair_after_h
@@ -452,7 +455,14 @@ class Fleet:
             out.readings += len(frame)
 
     def _life_end(
-        self, kf: KindFleet, index: int, component: str, at_h: float, reason: str, mode: str | None
+        self,
+        kf: KindFleet,
+        index: int,
+        component: str,
+        at_h: float,
+        reason: str,
+        mode: str | None,
+        cause: str | None = None,
     ) -> LifeEnd:
         return LifeEnd(
             asset_ref=kf.refs[index],
@@ -462,6 +472,7 @@ class Fleet:
             ended_at=at_ms(self.real_ms(at_h)),
             end_reason=reason,  # type: ignore[arg-type]
             failure_mode=mode,
+            cause=cause,
             usage_at_start=float(kf.life_start_usage[component][index]),
             usage_at_end=float(kf.population.usage[index]),
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 from psycopg import Connection
 
+from fleet.causes import life_outcome
 from simulators.schemas import LifeEnd, TruthRow
 
 Conn = Connection[Any]
@@ -71,13 +72,14 @@ def insert_asset_life(conn: Conn, life: LifeEnd, asset_id: int, source: str) -> 
     cur = conn.execute(
         """
         INSERT INTO asset_lives (asset_id, component, started_at, ended_at, end_reason,
-                                 usage_at_end, source)
-        VALUES (%s, %s, %s, %s, %s, %s, %s)
+                                 usage_at_end, source, outcome)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (asset_id, component, ended_at) DO NOTHING
         """,
         (
             asset_id, life.component, life.started_at, life.ended_at, life.end_reason,
             life.usage_at_end, source,
+            life_outcome(life.cause),  # as POST /v1/failures labels it
         ),
     )  # fmt: skip
     return cur.rowcount == 1

@@ -141,6 +141,9 @@ class LifeEnd(BaseModel):
     ended_at: datetime
     end_reason: Literal["failure", "replacement"]
     failure_mode: str | None
+    # a failure's cause as a technician reports it (simulators.physics.reported_cause:
+    # confirmed_wear or other_fault, a random fault); None for a replacement
+    cause: str | None = None
     usage_at_start: float  # the asset's usage counter when the life began
     usage_at_end: float  # the asset's usage counter when it ended
     by_order: bool = False  # ended by a completed order: the product records it in asset_lives

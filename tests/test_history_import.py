@@ -475,3 +475,22 @@ def test_a_file_without_rows_is_refused(auto: Connection[Any], tmp_path: Path) -
         run(auto, acme.id, [empty])
     with pytest.raises(Invalid, match=r"blank\.txt: no rows"):
         run(auto, acme.id, [blank])
+
+
+def test_lifetimes_another_fault_ended_are_labelled_so(
+    auto: Connection[Any], tmp_path: Path
+) -> None:
+    acme = fleet.ensure_customer(auto, "acme", "Acme")
+    faults = text_file(tmp_path / "faults.txt", {1: 20, 2: 25})
+    assert run(auto, acme.id, [faults], cause="other_fault").lives_recorded == 2
+    worn = text_file(tmp_path / "worn.txt", {3: 30})
+    assert run(auto, acme.id, [worn], cause="confirmed_wear").lives_recorded == 1
+    labels = auto.execute(
+        "SELECT a.ref, l.outcome FROM asset_lives l JOIN assets a ON a.id = l.asset_id"
+        " ORDER BY a.ref"
+    ).fetchall()
+    # another fault's lives are censored by training; a wear-out counts as every failure did
+    assert labels == [("1", "other_fault"), ("2", "other_fault"), ("3", "failure")]
+    for refused in ({"mode": "in-service"}, {"end_reason": "replacement"}):
+        with pytest.raises(Invalid, match="only lifetimes that end in a failure have a cause"):
+            run(auto, acme.id, [worn], cause="other_fault", **refused)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Caller, Conn
+from fleet.causes import CAUSE_HELP, FailureCause
 from fleetcare.errors import PayloadTooLarge
 from ingest.history_upload import MAX_UPLOAD_BYTES, check_upload, import_upload
 
@@ -33,6 +34,7 @@ async def import_history(
     mode: Annotated[Literal["lifetimes", "in-service"], Query()] = "in-service",
     end: Annotated[Literal["failure", "replacement"], Query()] = "failure",
     component: Annotated[str | None, Query(max_length=63)] = None,
+    cause: Annotated[FailureCause, Query(description=CAUSE_HELP)] = "unknown",
 ) -> dict[str, Any]:
     """The body is the file itself (any size up to 20 GiB, streamed to disk, never held in
     memory), imported as ``fleetcare history import`` does: the assets it meets are created,
@@ -65,6 +67,7 @@ async def import_history(
             mode=mode,
             end_reason=end,
             component=component,
+            cause=cause,
             context=getattr(request.state, "tenant_context", None),
         )
     report["files"] = [filename]

@@ -147,13 +147,13 @@ def insert_life(conn: Conn, values: dict[str, Any]) -> int | None:
     row = conn.execute(
         """
         INSERT INTO asset_lives (asset_id, component, started_at, ended_at, end_reason,
-                                 usage_at_end, source, order_id)
+                                 usage_at_end, source, order_id, outcome)
         VALUES (%(asset_id)s, %(component)s, %(started_at)s, %(ended_at)s, %(end_reason)s,
-                %(usage_at_end)s, %(source)s, %(order_id)s)
+                %(usage_at_end)s, %(source)s, %(order_id)s, %(outcome)s)
         ON CONFLICT (asset_id, component, ended_at) DO NOTHING
         RETURNING id
         """,
-        values,
+        {"outcome": None, **values},  # the life's label (fleet.causes.life_outcome)
     ).fetchone()
     return int(row[0]) if row else None
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from fleet.causes import CAUSE_HELP, FailureCause
 from fleet.schemas import Strict
 from fleetcare.inputs import Id, Moment
 from fleetcare.lifecycle import Lifecycle
@@ -162,6 +163,7 @@ class FailureCreate(Strict):
     component: str = Field(min_length=1, max_length=100)
     failed_at: Moment | None = Field(default=None, description="default: now")
     description: str = Field(default="", max_length=4000)
+    cause: FailureCause = Field(default="unknown", description=CAUSE_HELP)
 
     _aware = field_validator("failed_at")(_aware)
 
@@ -173,6 +175,7 @@ class FailureReport(BaseModel):
     component: str
     failed_at: datetime
     description: str
+    cause: FailureCause
     order_id: int | None
     missed: bool
     created_at: datetime

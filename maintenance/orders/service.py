@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fleet import service as fleet
+from fleet.causes import life_outcome
 from fleet.schemas import AssetContext, Principal
 from fleet.service import translate_integrity_errors
 from fleetcare.clock import Clock
@@ -538,9 +539,8 @@ def report_failure(
             {
                 "customer_id": asset.customer_id,
                 "asset_id": asset.id,
-                "component": body.component,
+                **body.model_dump(include={"component", "description", "cause"}),
                 "failed_at": failed_at,
-                "description": body.description,
                 "order_id": order.id if order else None,
                 "missed": open_order is None,
             },
@@ -556,6 +556,7 @@ def report_failure(
             "usage_at_end": asset.usage_counter,
             "source": "failure_report",
             "order_id": order.id if order else None,
+            "outcome": life_outcome(body.cause),  # other_fault: training censors it
         },
     )
     emit(

@@ -66,6 +66,7 @@ def outcome_rows(
             f"""
             (SELECT 'order' AS source, o.id AS source_id, o.customer_id, o.asset_id,
                     a.ref AS asset_ref, a.kind, o.component, o.code AS outcome,
+                    NULL::text AS cause,
                     coalesce(mo.completed_at, mo.cancelled_at, o.recorded_at) AS ended_at,
                     mo.reason AS order_reason, o.remaining_life, o.order_status, {_PREDICTION}
                FROM order_outcomes o
@@ -77,7 +78,7 @@ def outcome_rows(
                 AND (%(kind)s::text IS NULL OR a.kind = %(kind)s))
             UNION ALL
             (SELECT 'failure', f.id, f.customer_id, f.asset_id, a.ref, a.kind, f.component,
-                    CASE WHEN f.missed THEN 'missed_failure' ELSE 'failure' END,
+                    CASE WHEN f.missed THEN 'missed_failure' ELSE 'failure' END, f.cause,
                     f.failed_at, mo.reason, NULL::double precision, NULL::text, {_PREDICTION}
                FROM failure_reports f
                JOIN assets a ON a.id = f.asset_id

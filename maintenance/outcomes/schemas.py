@@ -60,6 +60,7 @@ class OutcomeRow(BaseModel):
     component: str
     model_version_id: int | None
     outcome: str  # confirmed_wear | false_alarm | other_fault | failure | missed_failure
+    cause: str | None = None  # a failure's reported cause (FailureCause); None for orders
     ended_at: datetime
     order_reason: str | None
     prediction_time: datetime | None

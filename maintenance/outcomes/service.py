@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fleet import service as fleet
+from fleet.causes import OTHER_FAULT
 from fleet.schemas import AssetContext, Principal
 from fleetcare.clock import MAX_DUE_DAYS
 from fleetcare.errors import Forbidden, Invalid
@@ -157,8 +158,8 @@ def _row(raw: dict[str, Any]) -> OutcomeRow:
     ended: datetime = raw["ended_at"]
     outcome = raw["outcome"]
     actual_end: datetime | None = None
-    if outcome in ("failure", "missed_failure"):
-        actual_end = ended
+    if outcome in ("failure", "missed_failure") and raw["cause"] != OTHER_FAULT:
+        actual_end = ended  # another fault's end is not the wear end the interval predicts
     elif raw["remaining_life"] is not None and rate:
         actual_end = ended + timedelta(days=raw["remaining_life"] / rate)
     start = end = None

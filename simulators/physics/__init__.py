@@ -29,6 +29,7 @@ from simulators.physics.base import (
     Population,
     empty_frame,
     in_shift,
+    reported_cause,
     shift_overlap_hours,
 )
 from simulators.physics.elevator import BRAKE_LIMIT_PCT, BUILDING_TYPES, ElevatorPopulation
@@ -57,6 +58,7 @@ __all__ = [
     "empty_frame",
     "in_shift",
     "make_population",
+    "reported_cause",
     "shift_overlap_hours",
 ]
 

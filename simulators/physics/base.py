@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from fleet.causes import CONFIRMED_WEAR, OTHER_FAULT
 from kinds.schemas import KindDefinition as AssetKind
 
 FloatArray = NDArray[np.float64]
@@ -21,6 +22,13 @@ HOURS_PER_WEEK = 168.0
 
 WEAR_OUT = "wear_out"
 RANDOM_FAULT = "random_fault"
+
+
+def reported_cause(cause: str) -> str:
+    """The cause code a technician reports for a failure of this physics ``cause`` (the
+    product's codes, ``POST /v1/failures``' ``cause``): a random fault is ``other_fault``
+    (a sudden fault, not the part's wear), a wear-out ``confirmed_wear``."""
+    return OTHER_FAULT if cause == RANDOM_FAULT else CONFIRMED_WEAR
 
 
 @dataclass(frozen=True)
