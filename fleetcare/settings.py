@@ -8,6 +8,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# the longest audit retention (a century): a longer one's cutoff falls before the dates a
+# timestamp holds; leave it unset to keep the trail for ever
+MAX_RETENTION_DAYS = 36525
+
 
 class Settings(BaseSettings):
     """fleetcare's configuration. Every field can be set as ``FLEETCARE_<NAME>``."""
@@ -142,7 +146,10 @@ class Settings(BaseSettings):
     # The audit trail's retention: `fleetcare audit purge` deletes records older than this
     # (unset: the trail is kept for ever).
     audit_retention_days: float | None = Field(
-        default=None, ge=1, description="days the audit trail is kept; unset: for ever"
+        default=None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="days the audit trail is kept; unset: for ever",
     )
     # Single sign-on: how long fleetcare waits for an organisation's OpenID Connect provider
     # (discovery, code exchange, signing keys), and how long a started sign-in may take.

@@ -144,3 +144,20 @@ def test_the_trail_stays_append_only_for_the_app_role(db_url: str) -> None:
             "SELECT count(*) FROM audit_log WHERE at < now() - interval '300 days'"
         ).fetchone()
         assert left == (0,)
+
+
+@pytest.mark.parametrize("days", ["99999999999", "3000000", "inf"])
+def test_a_retention_longer_than_a_century_is_refused_not_a_traceback(
+    days: str, db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A retention past what a date holds (the cutoff would be before year 1) is the option's
+    or the setting's fault, said as such; it raised OverflowError with a traceback."""
+    monkeypatch.setenv("FLEETCARE_DATABASE_URL", db_url)
+    monkeypatch.setenv("FLEETCARE_DATA_DIR", str(tmp_path))
+    option = runner.invoke(app, ["audit", "purge", "--retention-days", days])
+    assert option.exit_code == 2, option.output
+    assert "--retention-days" in option.output and "36525" in option.output, option.output
+    monkeypatch.setenv("FLEETCARE_AUDIT_RETENTION_DAYS", days)
+    setting = runner.invoke(app, ["audit", "purge"])
+    assert setting.exit_code == 2, setting.output
+    assert "bad configuration" in setting.output and "audit_retention_days" in setting.output

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from fleetcare.settings import MAX_RETENTION_DAYS
+
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 
 
@@ -15,7 +17,11 @@ audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 def audit_purge(
     retention_days: Annotated[
         float | None,
-        typer.Option(min=1, help="keep this many days (default: FLEETCARE_AUDIT_RETENTION_DAYS)"),
+        typer.Option(
+            min=1,
+            max=MAX_RETENTION_DAYS,
+            help="keep this many days (default: FLEETCARE_AUDIT_RETENTION_DAYS)",
+        ),
     ] = None,
     batch: Annotated[
         int, typer.Option(min=1, max=1_000_000, help="records deleted per transaction")
