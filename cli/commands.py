@@ -68,7 +68,7 @@ def apply_and_sync(
 
 def api(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
-    port: Annotated[int | None, typer.Option(help="port")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="port")] = None,
 ) -> None:
     """Serve the REST API and dashboard (one stateless worker; run several behind a proxy)."""
     import uvicorn
@@ -134,8 +134,13 @@ def keys_create(
 
 
 def dispatch(
-    poll: Annotated[float, typer.Option(help="poll interval in seconds (besides LISTEN)")] = 2.0,
-    batch: Annotated[int, typer.Option(help="predictions per transaction")] = 50,
+    poll: Annotated[
+        float,
+        typer.Option(min=0.01, max=3600, help="poll interval in seconds (besides LISTEN)"),
+    ] = 2.0,
+    batch: Annotated[
+        int, typer.Option(min=1, max=100_000, help="predictions per transaction")
+    ] = 50,
 ) -> None:
     """Run the subscription policy: new predictions become alerts, orders and shipments."""
     import threading
@@ -305,8 +310,12 @@ def billing_journal(
 
 @billing_app.command("worker")
 def billing_worker(
-    interval: Annotated[float, typer.Option(help="seconds between runs")] = 3600.0,
-    grace_days: Annotated[float, typer.Option(help="days after a month ends before issuing")] = 3,
+    interval: Annotated[
+        float, typer.Option(min=1, max=86400 * 31, help="seconds between runs")
+    ] = 3600.0,
+    grace_days: Annotated[
+        float, typer.Option(min=0, max=365, help="days after a month ends before issuing")
+    ] = 3,
 ) -> None:
     """Close last month on schedule and issue it once the grace period is over."""
     import threading

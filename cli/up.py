@@ -191,7 +191,7 @@ def follow_training(
 
 
 def up(
-    port: Annotated[int | None, typer.Option(help="API port")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="API port")] = None,
     host: Annotated[str | None, typer.Option(help="API bind address")] = None,
     api_only: Annotated[
         bool, typer.Option("--api-only", help="serve the API only: no workers, no simulation")

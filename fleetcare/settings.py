@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         description="Folder for embedded services' data, logs and generated broker files.",
     )
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
     pool_min_size: int = 1
     pool_max_size: int = 10
@@ -80,7 +80,10 @@ class Settings(BaseSettings):
         "client id. Unique per running ingestor.",
     )
     ingest_metrics_port: int | None = Field(
-        default=None, description="Serve the ingestor's Prometheus /metrics on this port."
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve the ingestor's Prometheus /metrics on this port.",
     )
     api_max_body_bytes: int = Field(
         default=1024 * 1024,

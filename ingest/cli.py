@@ -120,13 +120,21 @@ def ingest_command(
     ] = None,
     metrics_port: Annotated[
         int | None,
-        typer.Option(help="serve Prometheus /metrics here (default FLEETCARE_INGEST_METRICS_PORT)"),
+        typer.Option(
+            min=1,
+            max=65535,
+            help="serve Prometheus /metrics here (default FLEETCARE_INGEST_METRICS_PORT)",
+        ),
     ] = None,
-    batch_messages: Annotated[int, typer.Option(min=1, help="close a batch at this many")] = 5000,
-    batch_wait_ms: Annotated[int, typer.Option(min=1, help="or after this long")] = 200,
-    queue_messages: Annotated[int, typer.Option(min=1, help="bound of the in-memory queue")] = (
-        10_000
-    ),
+    batch_messages: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="close a batch at this many")
+    ] = 5000,
+    batch_wait_ms: Annotated[
+        int, typer.Option(min=1, max=600_000, help="or after this long")
+    ] = 200,
+    queue_messages: Annotated[
+        int, typer.Option(min=1, max=10_000_000, help="bound of the in-memory queue")
+    ] = 10_000,
     shared: Annotated[
         bool | None,
         typer.Option(
@@ -167,7 +175,8 @@ def ingest_command(
                 batch_max_messages=batch_messages,
                 batch_max_wait_s=batch_wait_ms / 1000,
                 queue_max_messages=queue_messages,
-                receive_maximum=max(queue_messages, batch_messages),
+                # MQTT 5's Receive Maximum is at most 65,535
+                receive_maximum=min(max(queue_messages, batch_messages), 65_535),
                 shared_subscription=(
                     settings.broker_keeps_shared_subscriptions if shared is None else shared
                 ),

@@ -48,9 +48,11 @@ def train_command(
     risk_param: RiskParamOption = None,
     windows: WindowsOption = None,
     max_rul: Annotated[
-        float | None, typer.Option(help="cap of the RUL target (life units)")
+        float | None, typer.Option(min=1e-9, max=1e12, help="cap of the RUL target (life units)")
     ] = None,
-    horizon: Annotated[float | None, typer.Option(help="failure-risk horizon (life units)")] = None,
+    horizon: Annotated[
+        float | None, typer.Option(min=0, max=1e12, help="failure-risk horizon (life units)")
+    ] = None,
     promote: Annotated[
         bool, typer.Option("--promote/--no-promote", help="promote when better (or first)")
     ] = True,
@@ -176,7 +178,9 @@ def score_command(
     poll: Annotated[
         float,
         typer.Option(
-            help="seconds between passes when no NOTIFY of new telemetry wakes the worker"
+            min=0.01,
+            max=3600,
+            help="seconds between passes when no NOTIFY of new telemetry wakes the worker",
         ),
     ] = 1.0,
     kind: Annotated[str | None, typer.Option(help="score only this kind")] = None,

@@ -207,7 +207,7 @@ def test_up_says_at_once_that_its_port_is_taken(
 
 
 @pytest.mark.parametrize(
-    "command", [["migrate"], ["customers", "list"], ["up", "--api-only", "--port", "0"]]
+    "command", [["migrate"], ["customers", "list"], ["up", "--api-only", "--port", "{port}"]]
 )
 @pytest.mark.parametrize(
     "url, said",
@@ -237,10 +237,66 @@ def test_a_database_url_that_cannot_be_reached_is_a_one_line_error(
     server = server_url.rsplit("/", 1)[0]
     monkeypatch.setenv("FLEETCARE_DATABASE_URL", url.format(server=server))
     monkeypatch.setenv("FLEETCARE_DATA_DIR", str(tmp_path))
-    result = runner.invoke(app, command)
+    import socket
+
+    with socket.socket() as probe:  # a port free now, for up's check of its own port
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    result = runner.invoke(app, [a.format(port=port) for a in command])
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert said in result.output and "FLEETCARE_DATABASE_URL" in result.output, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and said in lines[0], result.output
     assert not (tmp_path / "mosquitto").exists()  # up started no broker
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["api", "--port", "99999"], "--port"),  # uvicorn served on 99999 mod 65536
+        (["api", "--port", "-1"], "--port"),
+        (["up", "--api-only", "--port", "99999"], "--port"),  # OverflowError from bind()
+        (["ingest", "--metrics-port", "99999"], "--metrics-port"),
+        (["ingest", "--batch-messages", "99999999999999999999"], "--batch-messages"),
+        (["dispatch", "--poll", "inf"], "--poll"),  # OverflowError: timestamp out of range
+        (["dispatch", "--poll", "nan"], "--poll"),  # ran, polling every nan s
+        (["dispatch", "--batch", "99999999999999999999"], "--batch"),  # bigint out of range
+        (["score", "--poll", "nan"], "--poll"),
+        (["models", "drift", "tire", "--lookback-days", "1e12"], "--lookback-days"),
+        (["models", "drift", "tire", "--lookback-days", "inf"], "--lookback-days"),
+        (["models", "watch", "--lookback-days", "inf"], "--lookback-days"),
+        (["models", "train", "tire", "--max-rul", "nan"], "--max-rul"),  # said '--param'
+        (["models", "train", "tire", "--horizon", "inf"], "--horizon"),
+        (["billing", "worker", "--interval", "nan"], "--interval"),
+        (["billing", "worker", "--grace-days", "1e12"], "--grace-days"),
+        (["billing", "worker", "--grace-days", "nan"], "--grace-days"),
+    ],
+)
+def test_numbers_out_of_an_options_range_are_usage_errors(
+    args: list[str], option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each was a traceback, a wrong port served or a worker looping on nan; now the option's
+    usage error (exit 2) before any service starts."""
+    import fleetcare.services
+
+    monkeypatch.setattr(fleetcare.services, "exit_on_sigterm", lambda: None)
+    monkeypatch.setenv("FLEETCARE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("FLEETCARE_DATA_DIR", str(tmp_path))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and option in result.output, result.output
+    assert "Invalid value" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [("FLEETCARE_API_PORT", "99999"), ("FLEETCARE_INGEST_METRICS_PORT", "70000")],
+)
+def test_a_port_setting_out_of_range_is_a_bad_configuration(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    result = runner.invoke(app, ["migrate", "--status"])
+    assert result.exit_code == 2
+    assert "bad configuration" in result.output and "65535" in result.output, result.output

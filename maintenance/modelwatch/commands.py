@@ -12,15 +12,19 @@ import typer
 from fleetcare.commandline import database_url, fail, load_settings
 
 Threshold = Annotated[
-    float, typer.Option(min=0.0, help="population stability index above which a signal drifts")
+    float,
+    typer.Option(min=0.0, max=1e6, help="population stability index above which a signal drifts"),
 ]
 LookbackDays = Annotated[
-    float, typer.Option(min=0.01, help="days of live readings compared with the training data")
+    float,
+    typer.Option(min=0.01, max=36525, help="days of live readings compared with the training data"),
 ]
 
 
 def watch_command(
-    interval: Annotated[float, typer.Option(min=1.0, help="seconds between rounds")] = 3600.0,
+    interval: Annotated[
+        float, typer.Option(min=1.0, max=86400 * 31, help="seconds between rounds")
+    ] = 3600.0,
     once: Annotated[bool, typer.Option("--once", help="one round, then exit")] = False,
     threshold: Threshold = 0.25,
     lookback_days: LookbackDays = 7.0,
