@@ -34,7 +34,22 @@ examples="$here/examples/cmapss"
 lab="${CMAPSS_TRAINING_CUSTOMER:-cmapss-lab}"
 airline="${CMAPSS_INSERVICE_CUSTOMER:-cmapss-airline}"
 
-step() { echo "onboard: $*" >&2; }
+# once the customers exist, a step that fails (a malformed file, most often) leaves this
+# database part-filled: say how to go on, since a second run here refuses (fresh, below)
+stopped_at=""
+predictions=""
+finish() {
+    status=$?
+    [ -n "$predictions" ] && rm -f "$predictions"
+    if [ "$status" -ne 0 ] && [ -n "$stopped_at" ]; then
+        echo "onboard: stopped at: $stopped_at (exit $status); fix what the line above names," \
+            "then run this script again on a fresh database (createdb a new one): this one" \
+            "holds what the steps before it stored" >&2
+    fi
+    exit "$status"
+}
+trap finish EXIT
+step() { echo "onboard: $*" >&2; [ -z "$stopped_at" ] || stopped_at="$*"; }
 
 step "migrations"
 "$fleetcare" migrate >&2
@@ -45,6 +60,7 @@ step "customers"
 fresh() { echo "onboard: this script wants a fresh database (createdb a new one): its lifetimes and model would mix with what is there" >&2; exit 2; }
 "$fleetcare" customers create --slug "$lab" --name "Turbofan test lab" >&2 || fresh
 "$fleetcare" customers create --slug "$airline" --name "Turbofan operator" >&2 || fresh
+stopped_at="customers"
 step "lifetimes of $lab from $1"
 "$fleetcare" history import --customer "$lab" --kind turbofan --profile cmapss-rows \
     --strict --lifetimes "$1" >&2
@@ -61,7 +77,6 @@ if [ $# -lt 3 ]; then
     exit 0
 fi
 predictions="$(mktemp)"
-trap 'rm -f "$predictions"' EXIT
 "$fleetcare" predictions export --kind turbofan --customer "$airline" --format jsonl \
     --out "$predictions"
 cat "$predictions"

@@ -192,5 +192,10 @@ def test_a_malformed_file_stops_the_script_with_its_line(tmp_path: Path) -> None
             in done.stderr
         )
         assert "onboard: training" not in done.stderr
+        # the import's own advice is to import again; the script says how (a second run on
+        # this database refuses: it wants a fresh one)
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"onboard: stopped at: lifetimes of cmapss-lab from {train}")
+        assert "run this script again on a fresh database" in last
     finally:
         drop_database(SERVER_URL, name)
