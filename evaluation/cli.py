@@ -12,7 +12,9 @@ from fleetcare.commandline import fail
 
 
 def evaluate(
-    seed: Annotated[int, typer.Option(help="same seed, same fleets, same figures")] = 1,
+    seed: Annotated[
+        int, typer.Option(min=0, max=10**9, help="same seed, same fleets, same figures")
+    ] = 1,
     assets: Annotated[
         int, typer.Option(help="assets per kind (whole trucks/buildings/aircraft)")
     ] = 48,

@@ -57,9 +57,12 @@ def cmapss_command(
 def cmapss_cv_command(
     train: Annotated[Path, typer.Option("--train", help="C-MAPSS training file (train_FD00x.txt)")],
     folds: Annotated[int, typer.Option("--folds", min=2, help="folds of held-out units")] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="seed of the folds and truncations")] = 0,
+    # the seed goes to scikit-learn's random_state, a 32-bit unsigned integer
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=2**32 - 1, help="seed of the folds and truncations")
+    ] = 0,
     truncations: Annotated[
-        int, typer.Option("--truncations", min=1, help="random cuts per held-out unit")
+        int, typer.Option("--truncations", min=1, max=1000, help="random cuts per held-out unit")
     ] = 1,
 ) -> None:
     """Cross-validate on held-out training units cut at random cycles; print one JSON line."""

@@ -271,6 +271,11 @@ def test_a_database_url_that_cannot_be_reached_is_a_one_line_error(
         (["billing", "worker", "--interval", "nan"], "--interval"),
         (["billing", "worker", "--grace-days", "1e12"], "--grace-days"),
         (["billing", "worker", "--grace-days", "nan"], "--grace-days"),
+        (["evaluate", "--seed", "-1"], "--seed"),  # a traceback from the fleet's generator
+        (["models", "cmapss-cv", "--train", "x.txt", "--seed", "-1"], "--seed"),  # ValueError
+        # beyond scikit-learn's random_state: InvalidParameterError after the first fit
+        (["models", "cmapss-cv", "--train", "x.txt", "--seed", "99999999999999999999"], "--seed"),
+        (["models", "cmapss-cv", "--train", "x.txt", "--truncations", "99999999999"], "--trunc"),
     ],
 )
 def test_numbers_out_of_an_options_range_are_usage_errors(
