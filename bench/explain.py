@@ -77,11 +77,12 @@ def main() -> None:
         reference = {"signals": {s: {"constant_share": 0.0} for s in sensors}}
         explainer, gate = Explainer(model, kind), QualityGate.build(model, kind, reference)
         _, f = features.transform_last(live)
-        predicted = model.predict(f)
+        trees = model.tree_arrays()  # as the scoring worker predicts (models.trees)
+        predicted = model.predict(f, trees=trees)
         issues = gate.issues(live, times, f)
         steps: dict[str, Callable[[], Any]] = {
             "features": lambda: features.transform_last(live),
-            "predict": lambda: model.predict(f),
+            "predict": lambda: model.predict(f, trees=trees),
             "gate": lambda: gate.issues(live, times, f),
             "shap": lambda: explainer.contributions("tire", f),
             "explain": lambda: encode(explainer.explain(live, f, predicted, issues)["tire"]),
