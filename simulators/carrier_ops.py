@@ -164,8 +164,11 @@ class CarrierOps:
         return self.origin_sched + (self.clock.now() - self.origin_real) * self.time_scale
 
     def _leg(self, leg: OpsLeg) -> dict[str, Any]:
+        # a customer's leg ids are unique across its carriers and each desk numbers its legs
+        # from 1: the desk's carrier type keeps two desks of one customer (up's flight and
+        # truck desks, both ACME's) from naming legs alike
         return {
-            "leg_id": f"L{leg.id}",
+            "leg_id": f"{self.carrier_type}-L{leg.id}",
             "from": leg.origin,
             "to": leg.destination,
             "scheduled_departure": self.real(leg.departs).isoformat(),

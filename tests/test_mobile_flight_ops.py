@@ -4,7 +4,9 @@ carriers with their engines, itineraries and positions."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -173,3 +175,66 @@ def test_truck_ops_drive_the_trucks_with_their_tires_through_the_api(
     assert {leg["to_station"] for leg in legs} <= {p.code for p in PLACES}
     moved = ok(client.get("/v1/carriers", headers=h))["items"]
     assert all(c["position_at"] is not None for c in moved)
+
+
+class Renumbered:
+    """A truck whose known legs' ids are shifted by ``shift``, so that they can be the very
+    ids another desk of the same customer uses."""
+
+    def __init__(self, truck: Any, shift: int) -> None:
+        self.truck, self.shift = truck, shift
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.truck, name)
+
+    def known_legs(self, at: datetime) -> list[Any]:
+        return [replace(leg, id=leg.id + self.shift) for leg in self.truck.known_legs(at)]
+
+
+def sent_leg_numbers(ops: FlightOps | TruckOps, carrier: Any) -> list[int]:
+    """The ids of the legs a desk's step sends for ``carrier`` (its window, as ``step``)."""
+    now = ops.schedule_now()
+    return sorted(
+        leg.id for leg in carrier.known_legs(now)
+        if leg.arrives > now - timedelta(days=1) and leg.departs < now + timedelta(days=2)
+    )  # fmt: skip
+
+
+def test_a_customers_flight_and_truck_desks_send_itineraries_whose_leg_ids_cannot_clash(
+    client: TestClient, make_tenant: Callable[..., Tenant], operator_headers: dict[str, str]
+) -> None:
+    """`up` runs both desks for ACME, and a customer's leg ids are unique across its carriers:
+    legs numbered alike by the two schedules must still be two legs (a truck's upload naming
+    the tail's leg ids took those legs from the tail; two such uploads at once, a 409)."""
+    acme = make_tenant("acme")
+    h = acme.headers
+    for n in range(2):
+        body = {"kind": "engine", "ref": f"AC-001-E{n + 1}",
+                "attributes": {"aircraft": "AC-001", "position": n + 1}}  # fmt: skip
+        ok(client.post("/v1/assets", json=body, headers=h), 201)
+        body = {"kind": "tire", "ref": f"TRK-001-P{n + 1}",
+                "attributes": {"truck": "TRK-001", "position": f"P{n + 1}"}}  # fmt: skip
+        ok(client.post("/v1/assets", json=body, headers=h), 201)
+    depot = {"code": "CENTRAL", "name": "C", "latitude": 50.8, "longitude": 4.3}
+    ok(client.post("/v1/depots", json=depot, headers=operator_headers), 201)
+    clock = ManualClock(T0)
+    op_key = operator_headers["Authorization"].removeprefix("Bearer ")
+    customer = ProductAPI("http://testserver", acme.key, client=client)
+    operator = ProductAPI("http://testserver", op_key, client=client)
+    flights, trucks = FlightOps(customer, operator, clock), TruckOps(customer, operator, clock)
+    assert flights.setup() == 1 and trucks.setup() == 1
+    clock.advance(timedelta(hours=1))
+    flights.step()
+    tail, truck = flights.carriers["D-AC-001"], trucks.carriers["TRK-001"]
+    flown = ok(client.get(f"/v1/carriers/{tail}/itinerary", headers=h))
+    assert flown
+    # the truck's legs renumbered to start at the tail's first one: the same leg numbers
+    tail_legs = sent_leg_numbers(flights, flights.schedule[0])
+    shift = tail_legs[0] - sent_leg_numbers(trucks, trucks.schedule[0])[0]
+    trucks.schedule = [Renumbered(trucks.schedule[0], shift)]
+    assert sent_leg_numbers(trucks, trucks.schedule[0])[0] == tail_legs[0]
+    trucks.step()
+    driven = ok(client.get(f"/v1/carriers/{truck}/itinerary", headers=h))
+    assert driven
+    assert not {leg["leg_ref"] for leg in flown} & {leg["leg_ref"] for leg in driven}
+    assert ok(client.get(f"/v1/carriers/{tail}/itinerary", headers=h)) == flown
