@@ -17,8 +17,9 @@ from models.bundle import DEFAULT_COVERAGE
 from models.bundle import WearModel as ModelBundle
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import WindowFeatures
-from models.lifetimes import risk_weights, with_late_starts
+from models.lifetimes import censored_at_end, censored_fit_rows, risk_weights, with_late_starts
 from models.training import HEALTHY_SHARE
+from simulators.physics.base import RANDOM_FAULT, WEAR_OUT, reported_cause
 
 MAX_TRAINING_ROWS = 20_000  # per component; rows of long lives are thinned evenly
 CALIBRATION_BINS = 10
@@ -70,6 +71,19 @@ def training_matrices(world: World) -> dict[str, tuple[FloatArray, FloatArray]]:
     return {c: (np.concatenate(m), np.concatenate(y)) for c, (m, y) in parts.items()}
 
 
+def censored_lives(world: World) -> list[float]:
+    """The group ids (:func:`training_matrices`) of the lives whose end the product would
+    record as censored: a failure the simulators report as another fault (a random fault),
+    read as the product's training reads its failure reports
+    (:func:`models.lifetimes.censored_at_end`)."""
+    return [
+        float(n)
+        for n, life in enumerate(world.lives)
+        if life.reason != "planned"
+        and censored_at_end(reported_cause(RANDOM_FAULT if life.random_fault else WEAR_OUT))
+    ]
+
+
 def _first_value(column: FloatArray) -> float:
     ok = np.flatnonzero(~np.isnan(column))
     return float(column[ok[0]]) if ok.size else math.nan
@@ -90,8 +104,11 @@ def train_wear_model(
     every life. With ``late_starts`` (default: the kind's setting, as the product) every
     life is also fitted from a late start (:func:`models.lifetimes.with_late_starts`), a
     copy counted as a life of its own by the classifier's weights and as part of its life
-    in the regressor's groups."""
+    in the regressor's groups. A life a random fault ended is censored at the fault, as the
+    product's training censors a failure reported as another fault
+    (:func:`models.lifetimes.censored_fit_rows`)."""
     data = training_matrices(world)
+    censored_ids = censored_lives(world)
     if not data:
         raise ValueError(f"the {kind} training fleet recorded no failed lives")
     spec = builtin_kinds()[kind]
@@ -116,12 +133,15 @@ def train_wear_model(
         early = usage <= HEALTHY_SHARE * np.maximum(usage + y[original], 1e-9)  # since renewal
         healthy.append(X[original[early]] if early.sum() >= 2 else X[original])
         X, y, groups, usage = X[keep], y[keep], matrix[keep, 0], matrix[keep, 1]
+        by_rul, by_risk = censored_fit_rows(y, np.isin(source[keep], censored_ids), horizon)
         regressor = RULRegressor(
             max_rul=ECONOMICS[kind].max_rul, calibration_bins=CALIBRATION_BINS, n_jobs=n_jobs
         )
-        rul[component] = regressor.fit(X, y, groups=source[keep])
-        weights = risk_weights(groups, usage, horizon, weighting)
-        risk[component] = FailureRiskClassifier(horizon=horizon).fit(X, y, sample_weight=weights)
+        rul[component] = regressor.fit(X[by_rul], y[by_rul], groups=source[keep][by_rul])
+        weights = risk_weights(groups, usage, horizon, weighting)[by_risk]
+        risk[component] = FailureRiskClassifier(horizon=horizon).fit(
+            X[by_risk], y[by_risk], sample_weight=weights
+        )
     bundle = ModelBundle(
         kind=kind, usage_metric=spec.usage_metric, setting_names=list(spec.regime_metrics),
         sensor_names=list(spec.sensor_names), features=features, rul=rul, risk=risk,

@@ -1,6 +1,7 @@
 """What ended a failed component, in the words of the order outcomes (issue 20): one
-vocabulary for failure reports (``POST /v1/failures``), history imports of lifetimes and the
-simulators' reports; a failure of ``other_fault`` labels the life it ends so."""
+vocabulary for failure reports (``POST /v1/failures``), history imports of lifetimes, the
+simulators' reports and training: a failure of ``other_fault`` labels the life it ends so, and
+training censors such a life at its end (``models.lifetimes.censored_at_end``)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ OTHER_FAULT: Final = "other_fault"
 UNKNOWN: Final = "unknown"
 CAUSE_HELP = (
     "what ended the component: confirmed_wear, its own wear; other_fault, a sudden external "
-    "or other fault its wear did not cause (its life is labelled other_fault, not worn out); "
-    "unknown (default): not known, counted as wear"
+    "or other fault its wear did not cause (training counts that life as ended early, not "
+    "as worn out); unknown (default): not known, counted as wear"
 )
 
 

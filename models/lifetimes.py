@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from fleet.causes import OTHER_FAULT
 from kinds.service import get_kind
 from models import repository as repo
 from models.features import group_bounds
@@ -65,6 +66,38 @@ def usable_label(life: repo.Life) -> bool:
     """Whether a recorded life's end is known well enough to train on (see
     :func:`lifetime_matrices`)."""
     return not (life.outcome == "false_alarm" and life.remaining_at_end is None)
+
+
+# A life a technician found ended by another fault (a failure report's cause, an order's
+# outcome: ``other_fault``, fleet.causes; a simulated random fault) ended before its wear did:
+# its end says only that the wear end was later (right-censored). Old rows and lives without
+# a cause count as wear, as they always did.
+
+
+def censored_at_end(outcome: str | None, remaining_at_end: float | None = None) -> bool:
+    """Whether a life with this recorded ``outcome`` ended before its wear did: ended by
+    another fault and no measurement of the life it still had (a measured remaining life
+    dates the wear end: :func:`lifetime_matrices`)."""
+    return outcome == OTHER_FAULT and remaining_at_end is None
+
+
+def censored_fit_rows(
+    y: FloatArray, censored: NDArray[np.bool_], horizon: float
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Which rows the RUL regressor and the failure-risk classifier learn from, given the
+    usage ``y`` left until each row's life ended and whether that end was censored
+    (:func:`censored_at_end`, per row).
+
+    The regressor learns the usage left until the wear end, which a censored life never
+    showed: its rows are left out (kept, they would teach that parts like it end sooner than
+    their wear does). The classifier learns "fails within ``horizon``": a censored row more
+    than ``horizon`` from its end lived through the horizon (a negative, as any), and one
+    within it is unknown (the wear might or might not have ended it there) and is left out;
+    counted as failing, a fault with no precursor is learnt as wear risk (docs/evaluate.md,
+    "Elevator seed 76"). The same rule for the product's training and the evaluation."""
+    regressor = ~censored
+    classifier = regressor | (y > horizon)
+    return regressor, classifier
 
 
 # Every training life is also seen once as a fleet that joined fleetcare mid-life would show

@@ -38,6 +38,8 @@ from models.features import (
     group_bounds,
 )
 from models.lifetimes import (
+    censored_at_end,
+    censored_fit_rows,
     lifetime_matrices,
     stretch_keys,
     usage_since_renewal,
@@ -137,6 +139,10 @@ def train(
     if not data:
         raise NoTrainingData(f"the {len(lives)} recorded {kind} lifetime(s) have no readings")
     life_asset = {life.id: life.asset_id for life in lives}
+    # lives a technician found ended by another fault: censored at their end (not a wear end)
+    censored_ids = [
+        life.id for life in lives if censored_at_end(life.outcome, life.remaining_at_end)
+    ]
     all_assets = sorted({life_asset[int(g)] for m, _ in data.values() for g in np.unique(m[:, 0])})
     train_assets, holdout_assets = registry.split_assets(all_assets)
     if not train_assets:
@@ -187,9 +193,12 @@ def train(
             if settings.training_rows == "all"
             else balanced_rows(matrix[:, 0])
         )
-        groups = np.array([life_asset[int(g)] for g in source[keep]])
+        # a life ended by another fault is censored at its end (models.lifetimes)
+        by_rul, by_risk = censored_fit_rows(y, np.isin(source, censored_ids), horizon)
+        rul_keep = keep[by_rul[keep]]
+        groups = np.array([life_asset[int(g)] for g in source[rul_keep]])
         rul_models[component] = RULRegressor(max_rul=max_rul, **params).fit(
-            X[keep], y[keep], groups=groups
+            X[rul_keep], y[rul_keep], groups=groups
         )
         # the failure-risk classifier: every life the same ("life": the rows above), or once
         # per stretch of the horizon's length (rows balanced over the stretches; the same as
@@ -203,10 +212,11 @@ def train(
                 )
             )
         )
+        risk_keep = risk_keep[by_risk[risk_keep]]
         risk_models[component] = FailureRiskClassifier(horizon=horizon, **(risk_params or {})).fit(
             X[risk_keep], y[risk_keep]
         )
-        fit_rows[component] = int(keep.shape[0])
+        fit_rows[component] = int(rul_keep.shape[0])
         first = lives_matrix[:, :2]
         used = first[:, 1] - _first_of_group(first[:, 0], first[:, 1])
         early = used <= HEALTHY_SHARE * np.maximum(used + lives_y, 1e-9)
@@ -244,6 +254,7 @@ def train(
         "training_asset_ids": train_assets,
         "lives": len(lives),
         "failures": sum(1 for life in lives if life.end_reason == "failure"),
+        "censored_lives": len(censored_ids),  # ended by another fault: not a wear end
         "fit_rows": fit_rows,
     }
     all_params = {
