@@ -71,7 +71,10 @@ def predict_live(world: World, model: WearModel, component: str) -> list[Predict
         return []
     bundle = model.bundle
     ids, X = bundle.features.transform_last(np.concatenate(mats))
-    v = bundle.predict(X, [component])[component]
+    # the usage counter at each life's first reading: a part first seen mid-life is scored
+    # by the joined estimators when the kind has them (as the scoring worker)
+    first_usage = np.array([m[0, 1] for m in mats])
+    v = bundle.predict(X, [component], first_usage=first_usage)[component]
     out = []
     for i, asset in enumerate(ids.astype(np.int64).tolist()):
         rul, rul_low = float(v["rul"][i]), float(v["rul_low"][i])

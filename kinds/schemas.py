@@ -182,6 +182,12 @@ class ModelSettings(Definition):
     # usage counter counts since the part was fitted. Off unless the kind's policy was
     # validated with it (docs/evaluate.md, "Parts that join mid-life").
     late_starts: bool = False
+    # score the parts first seen mid-life (usage counter at the first reading fleetcare has
+    # of the life above models.lifetimes.JOINED_AFTER_SHARE of the typical life) with their
+    # own RUL and risk models, trained with the late starts; the parts seen from new keep
+    # the model trained on whole lives (models.bundle.JoinedModels; docs/evaluate.md,
+    # "Parts that join mid-life: their own model")
+    joined_model: bool = False
     # the failure-risk classifier's row weights. "life": every training life weighs the same
     # (1/rows of the life). "life_per_horizon": every life counts once in each stretch of
     # usage since renewal as long as the horizon that it lived through, so a life that failed

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ DEFAULT_COVERAGE = 0.8
 TRUSTED_TYPES: tuple[str, ...] = (
     "models.bundle.WearModel",
     "models.bundle.PackedTrees",
+    "models.bundle.JoinedModels",
     "models.registry.WearModel",  # artifacts stored before the bundle left the registry
     "models.features.WindowFeatures",
     "models.estimators.RULRegressor",
@@ -72,6 +73,9 @@ class WearTrees:
 
     rul: dict[str, TreeArrays | None]
     risk: dict[str, TreeArrays | None]
+    # the same of the joined estimators (:class:`JoinedModels`), when the model has them
+    joined_rul: dict[str, TreeArrays | None] = field(default_factory=dict)
+    joined_risk: dict[str, TreeArrays | None] = field(default_factory=dict)
 
 
 class WearModel:
@@ -94,6 +98,7 @@ class WearModel:
         horizon: float,
         coverage: float = DEFAULT_COVERAGE,
         component_coverage: Mapping[str, float] | None = None,
+        joined: JoinedModels | None = None,
     ) -> None:
         self.kind = kind
         self.usage_metric = usage_metric
@@ -108,6 +113,19 @@ class WearModel:
         # per component, the interval coverage when it differs from ``coverage`` (the kind's
         # model.coverage setting); artifacts stored before it have none
         self.component_coverage = {c: float(v) for c, v in (component_coverage or {}).items()}
+        # the estimators that score the parts first seen mid-life (the kind's joined_model
+        # setting); artifacts stored before it, and kinds without it, have none
+        self.joined = joined
+
+    def joined_rows(self, first_usage: FloatArray | None) -> NDArray[np.bool_] | None:
+        """Which assets (their usage counter at the first reading of the life fleetcare
+        has) the joined estimators score; None when none does (no such estimators, or no
+        first usage given)."""
+        joined = getattr(self, "joined", None)
+        if joined is None or first_usage is None:
+            return None
+        mask = np.asarray(first_usage, dtype=np.float64) > joined.after
+        return mask if mask.any() else None
 
     def coverage_of(self, component: str) -> float:
         """The coverage of ``component``'s RUL interval (its low end gives the due date)."""
@@ -137,9 +155,16 @@ class WearModel:
         """Each component's gradient-boosting trees as arrays (:class:`models.trees.TreeArrays`)
         for :meth:`predict`: built once per loaded model (~15 ms of CPU for 500 trees), not
         stored."""
+        joined = getattr(self, "joined", None)
         return WearTrees(
             rul={c: TreeArrays.of(e.model_) for c, e in self.rul.items()},
             risk={c: TreeArrays.of(getattr(e, "model_", None)) for c, e in self.risk.items()},
+            joined_rul={}
+            if joined is None
+            else {c: TreeArrays.of(e.model_) for c, e in joined.rul.items()},
+            joined_risk={}
+            if joined is None
+            else {c: TreeArrays.of(getattr(e, "model_", None)) for c, e in joined.risk.items()},
         )
 
     def predict(
@@ -147,10 +172,14 @@ class WearModel:
         features: FloatArray,
         components: Sequence[str] | None = None,
         trees: WearTrees | None = None,
+        first_usage: FloatArray | None = None,
     ) -> dict[str, dict[str, FloatArray]]:
         """Per component (all, or those named): rul, rul_low, rul_high, failure_probability;
         plus anomaly_score. With ``trees`` (:meth:`tree_arrays`) the gradient-boosting models
-        predict in one C call each instead of one call per tree, the same values to the bit."""
+        predict in one C call each instead of one call per tree, the same values to the bit.
+        ``first_usage``: per row, the usage counter at the first reading of the asset's life
+        that the features were computed from; the assets first seen mid-life
+        (:meth:`joined_rows`) are scored by the joined estimators."""
         out: dict[str, dict[str, FloatArray]] = {}
         # also checks the features (a matrix of the model's width, every value finite)
         anomaly = self.anomaly.anomaly_score(features)
@@ -160,31 +189,78 @@ class WearModel:
             # the trees get the columns contiguous: each reads one feature of row after row,
             # and the gradient boosting then walks ~15% faster on 2,000 rows (the same values)
             features = np.asfortranarray(features)
+        joined = self.joined_rows(first_usage)
         for component in self.components if components is None else components:
-            regressor = self.rul[component]
-            rul_trees = None if trees is None else trees.rul.get(component)
-            if rul_trees is None:
-                point = regressor.predict(features)
-            else:
-                point = regressor.predict_from_raw(rul_trees.raw_predict(features))
-            low, high = regressor.predict_interval(
-                features, coverage=self.coverage_of(component), point=point
+            values = self._predict_with(
+                self.rul[component],
+                self.risk[component],
+                component,
+                features,
+                None if trees is None else trees.rul.get(component),
+                None if trees is None else trees.risk.get(component),
             )
-            risk_trees = None if trees is None else trees.risk.get(component)
-            if risk_trees is None:
-                proba = self.risk[component].predict_proba(features)[:, 1]
-            else:
-                proba = self.risk[component].failure_probability_from_raw(
-                    risk_trees.raw_predict(features)
+            if joined is not None and self.joined is not None:
+                late = self._predict_with(
+                    self.joined.rul[component],
+                    self.joined.risk[component],
+                    component,
+                    features[joined],
+                    None if trees is None else trees.joined_rul.get(component),
+                    None if trees is None else trees.joined_risk.get(component),
                 )
-            out[component] = {
-                "rul": point,
-                "rul_low": np.minimum(low, point),
-                "rul_high": np.maximum(high, point),
-                "failure_probability": np.clip(proba, 0.0, 1.0),
-                "anomaly_score": anomaly,
-            }
+                for name, v in late.items():
+                    values[name][joined] = v
+            out[component] = {**values, "anomaly_score": anomaly}
         return out
+
+    def _predict_with(
+        self,
+        regressor: RULRegressor,
+        classifier: FailureRiskClassifier,
+        component: str,
+        features: FloatArray,
+        rul_trees: TreeArrays | None,
+        risk_trees: TreeArrays | None,
+    ) -> dict[str, FloatArray]:
+        """One component's predictions by one regressor and classifier (through their trees
+        as arrays when given)."""
+        if rul_trees is None:
+            point = regressor.predict(features)
+        else:
+            point = regressor.predict_from_raw(rul_trees.raw_predict(features))
+        low, high = regressor.predict_interval(
+            features, coverage=self.coverage_of(component), point=point
+        )
+        if risk_trees is None:
+            proba = classifier.predict_proba(features)[:, 1]
+        else:
+            proba = classifier.failure_probability_from_raw(risk_trees.raw_predict(features))
+        return {
+            "rul": point,
+            "rul_low": np.minimum(low, point),
+            "rul_high": np.maximum(high, point),
+            "failure_probability": np.clip(proba, 0.0, 1.0),
+        }
+
+
+class JoinedModels:
+    """Per component, the RUL regressor and failure-risk classifier that score the parts
+    fleetcare first saw mid-life: those whose usage counter at the first reading of their
+    life is above ``after`` (in the kind's life unit; the counters count since the part was
+    fitted). Trained on every life from new and once more from a late start
+    (:func:`models.lifetimes.with_late_starts`), so that a worn part whose earlier history
+    fleetcare never saw is read from its levels and its counter, not from how little it
+    changed since its first reading (docs/evaluate.md, "Parts that join mid-life")."""
+
+    def __init__(
+        self,
+        rul: dict[str, RULRegressor],
+        risk: dict[str, FailureRiskClassifier],
+        after: float,
+    ) -> None:
+        self.rul = rul
+        self.risk = risk
+        self.after = float(after)
 
 
 _TREE_ATTRIBUTES = {"nodes", "binned_left_cat_bitsets", "raw_left_cat_bitsets"}
@@ -289,9 +365,16 @@ def _packed_estimator(estimator: Any) -> Any:
     return out
 
 
+def _estimators(model: WearModel) -> list[Any]:
+    """Every RUL regressor and failure-risk classifier of ``model``, the joined ones too."""
+    joined = getattr(model, "joined", None)
+    extra = [] if joined is None else [*joined.rul.values(), *joined.risk.values()]
+    return [*model.rul.values(), *model.risk.values(), *extra]
+
+
 def _unpack_estimators(model: WearModel) -> None:
     """Each gradient-boosting model's trees as predictors again, in place."""
-    for estimator in [*model.rul.values(), *model.risk.values()]:
+    for estimator in _estimators(model):
         boosting = getattr(estimator, "model_", None)
         trees = getattr(boosting, "_predictors", None)
         if isinstance(boosting, BaseHistGradientBoosting) and isinstance(trees, PackedTrees):
@@ -304,6 +387,13 @@ def dump_model(model: WearModel) -> bytes:
     packed = copy.copy(model)
     packed.rul = {c: _packed_estimator(e) for c, e in model.rul.items()}
     packed.risk = {c: _packed_estimator(e) for c, e in model.risk.items()}
+    joined = getattr(model, "joined", None)
+    if joined is not None:
+        packed.joined = JoinedModels(
+            {c: _packed_estimator(e) for c, e in joined.rul.items()},
+            {c: _packed_estimator(e) for c, e in joined.risk.items()},
+            joined.after,
+        )
     return sio.dumps(packed)
 
 

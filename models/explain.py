@@ -146,6 +146,11 @@ class Explainer:
         self.meanings = feature_meanings(model)
         # shap's Saabas code without ``import shap`` (pyplot, numba, pandas: models.saabas)
         self.trees = {c: SaabasTrees(r.model_) for c, r in model.rul.items()}
+        # the trees of the parts first seen mid-life (models.bundle.JoinedModels), if any
+        joined = getattr(model, "joined", None)
+        self.joined_trees = (
+            {} if joined is None else {c: SaabasTrees(r.model_) for c, r in joined.rul.items()}
+        )
         self.labels: dict[str, str] = {}
         self.units: dict[str, str] = {}
         for name in model.sensor_names:
@@ -173,9 +178,26 @@ class Explainer:
             dtype=np.float64,
         )
 
-    def contributions(self, component: str, features: FloatArray) -> FloatArray:
-        """Signed contribution of each feature to each row's RUL (life units)."""
-        return self.trees[component].contributions(features)
+    def contributions(
+        self,
+        component: str,
+        features: FloatArray,
+        joined: NDArray[np.bool_] | None = None,
+    ) -> FloatArray:
+        """Signed contribution of each feature to each row's RUL (life units); the rows of
+        ``joined`` (parts first seen mid-life) by the trees that predicted them."""
+        out = self.trees[component].contributions(features)
+        if joined is not None and component in self.joined_trees:
+            out[joined] = self.joined_trees[component].contributions(features[joined])
+        return out
+
+    def base_rul(self, component: str, joined: NDArray[np.bool_] | None, n: int) -> list[float]:
+        """Per row, the RUL the trees that predicted it start from (rounded as shown)."""
+        main = round(float(np.ravel(self.trees[component].expected_value)[0]), 1)
+        if joined is None or component not in self.joined_trees:
+            return [main] * n
+        late = round(float(np.ravel(self.joined_trees[component].expected_value)[0]), 1)
+        return [late if j else main for j in joined.tolist()]
 
     def explain(
         self,
@@ -204,15 +226,17 @@ class Explainer:
         }
         usage_features = np.array([m.metric is None for m in self.meanings])
         n = features.shape[0]
+        # the parts first seen mid-life: the joined trees predicted them (WearModel.predict)
+        joined = self.model.joined_rows(usage[starts])
         out: dict[str, list[dict[str, Any]]] = {}
         for component, values in predicted.items():
-            contrib = self.contributions(component, features)
+            contrib = self.contributions(component, features, joined)
             k = min(TOP_SIGNALS, contrib.shape[1])
             top = _top(np.abs(contrib), k)
             # the strongest life-shortening signal of a metric (not usage) names the mode
             shortening = np.where(usage_features[None, :], np.inf, contrib)
             worst = np.argmin(shortening, axis=1)
-            base = round(float(np.ravel(self.trees[component].expected_value)[0]), 1)
+            base = self.base_rul(component, joined, n)
             at = np.arange(n)
             modes = self._modes_of(
                 component, worst, features[at, worst] > 0, contrib[at, worst] < 0
@@ -229,7 +253,7 @@ class Explainer:
             out[component] = [
                 {
                     "method": METHOD,
-                    "base_rul": base,
+                    "base_rul": base[i],
                     "signals": signals[i * k : i * k + k],
                     "failure_mode": modes[i],
                     "action": actions[i],

@@ -139,6 +139,15 @@ def with_late_starts(
     return np.concatenate(parts), np.concatenate(targets), np.concatenate(sources)
 
 
+# A life fleetcare first saw with its usage counter above this share of the kind's typical
+# life began before fleetcare's first reading of it (a part already in use when its fleet was
+# connected): with the kind's joined_model setting, its own estimators score it
+# (models.bundle.JoinedModels). A new part's first reading comes within a day or two of its
+# fitting (a few hundred km of a tire's ~120,000), and the late starts the joined estimators
+# learn from begin at 10% of a life or later (LATE_START_RANGE).
+JOINED_AFTER_SHARE = 0.05
+
+
 def stretch_keys(lives: FloatArray, usage: FloatArray, horizon: float) -> FloatArray:
     """Per row (rows of a life together, in usage order), an id of its life's stretch of usage
     ``[k * horizon, (k + 1) * horizon)``: a new id wherever the life or the stretch changes.

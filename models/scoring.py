@@ -327,7 +327,14 @@ def _predict_and_write(
             raise RuntimeError("scoring: features came back in another order than assets")
         result.add("features", time.perf_counter() - tick)
         tick = time.perf_counter()
-        predicted = model.predict(features, trees=loaded.trees)
+        # the counter at each life's first reading: a part first seen mid-life is scored by
+        # the kind's joined estimators (models.bundle.JoinedModels), when it has them
+        first_usage = (
+            readings.matrix[first[idx[lo:hi]], 1]
+            if getattr(model, "joined", None) is not None
+            else None
+        )
+        predicted = model.predict(features, trees=loaded.trees, first_usage=first_usage)
         result.add("predict", time.perf_counter() - tick)
         tick = time.perf_counter()
         explainer = loaded.explainer  # a fresh worker's first pass may wait for its build

@@ -24,7 +24,7 @@ from fleetcare.errors import Conflict, Invalid
 from kinds.service import get_kind
 from models import registry
 from models import repository as repo
-from models.bundle import DEFAULT_COVERAGE, WearModel
+from models.bundle import DEFAULT_COVERAGE, JoinedModels, WearModel
 from models.drift import constant_window_counts, reference_distribution
 from models.estimators import (
     CONDITIONS_RUL_PARAMS,
@@ -38,6 +38,7 @@ from models.features import (
     group_bounds,
 )
 from models.lifetimes import (
+    JOINED_AFTER_SHARE,
     censored_at_end,
     censored_fit_rows,
     lifetime_matrices,
@@ -176,18 +177,18 @@ def train(
     # --param values still win
     conditions = settings.features == "by_operating_conditions"
     params = {**(CONDITIONS_RUL_PARAMS if conditions else {}), **(rul_params or {})}
-    for component, (lives_matrix, lives_y) in train_parts.items():
-        step(f"fitting {component}")
-        # every life from new, and (the kind's late_starts) once more from a late start:
-        # what a part connected to fleetcare mid-life shows (models.lifetimes.with_late_starts)
-        matrix, y, source = (
-            with_late_starts(lives_matrix, lives_y)
-            if settings.late_starts
-            else (lives_matrix, lives_y, lives_matrix[:, 0])
-        )
-        X = features.transform(matrix)  # on every row: a row's features need its past
-        n_lives = lives_matrix.shape[0]
-        constant += constant_window_counts(features, len(sensor_names), lives_matrix, X[:n_lives])
+    joined_rul: dict[str, RULRegressor] = {}
+    joined_risk: dict[str, FailureRiskClassifier] = {}
+
+    def fit_pair(
+        lives_matrix: FloatArray,
+        matrix: FloatArray,
+        y: FloatArray,
+        source: FloatArray,
+        X: FloatArray,
+    ) -> tuple[RULRegressor, FailureRiskClassifier, int]:
+        """A RUL regressor and a failure-risk classifier on ``matrix`` (the lives, and their
+        late-start copies when it holds them: ``source`` is each row's life)."""
         keep = (
             np.arange(matrix.shape[0])
             if settings.training_rows == "all"
@@ -197,7 +198,7 @@ def train(
         by_rul, by_risk = censored_fit_rows(y, np.isin(source, censored_ids), horizon)
         rul_keep = keep[by_rul[keep]]
         groups = np.array([life_asset[int(g)] for g in source[rul_keep]])
-        rul_models[component] = RULRegressor(max_rul=max_rul, **params).fit(
+        regressor = RULRegressor(max_rul=max_rul, **params).fit(
             X[rul_keep], y[rul_keep], groups=groups
         )
         # the failure-risk classifier: every life the same ("life": the rows above), or once
@@ -213,10 +214,35 @@ def train(
             )
         )
         risk_keep = risk_keep[by_risk[risk_keep]]
-        risk_models[component] = FailureRiskClassifier(horizon=horizon, **(risk_params or {})).fit(
+        classifier = FailureRiskClassifier(horizon=horizon, **(risk_params or {})).fit(
             X[risk_keep], y[risk_keep]
         )
-        fit_rows[component] = int(rul_keep.shape[0])
+        return regressor, classifier, int(rul_keep.shape[0])
+
+    for component, (lives_matrix, lives_y) in train_parts.items():
+        step(f"fitting {component}")
+        # every life from new, and (the kind's late_starts) once more from a late start:
+        # what a part connected to fleetcare mid-life shows (models.lifetimes.with_late_starts);
+        # with the kind's joined_model, the late starts train the estimators of such parts
+        late = (
+            with_late_starts(lives_matrix, lives_y)
+            if settings.late_starts or settings.joined_model
+            else None
+        )
+        matrix, y, source = (
+            late
+            if settings.late_starts and late is not None
+            else (lives_matrix, lives_y, lives_matrix[:, 0])
+        )
+        # on every row: a row's features need its past
+        X = features.transform(matrix if late is None else late[0])
+        n_lives = lives_matrix.shape[0]
+        constant += constant_window_counts(features, len(sensor_names), lives_matrix, X[:n_lives])
+        rul_models[component], risk_models[component], fit_rows[component] = fit_pair(
+            lives_matrix, matrix, y, source, X[: matrix.shape[0]]
+        )
+        if settings.joined_model and late is not None:
+            joined_rul[component], joined_risk[component], _ = fit_pair(lives_matrix, *late, X)
         first = lives_matrix[:, :2]
         used = first[:, 1] - _first_of_group(first[:, 0], first[:, 1])
         early = used <= HEALTHY_SHARE * np.maximum(used + lives_y, 1e-9)
@@ -236,6 +262,9 @@ def train(
         horizon=horizon,
         coverage=DEFAULT_COVERAGE if coverage is None else coverage,
         component_coverage=component_coverage,
+        joined=JoinedModels(joined_rul, joined_risk, JOINED_AFTER_SHARE * spec.life.typical)
+        if settings.joined_model
+        else None,
     )
 
     step("evaluating on held-out assets")
