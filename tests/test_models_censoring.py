@@ -67,6 +67,11 @@ def test_the_products_training_censors_a_life_another_fault_ended(
     customer = fleet.ensure_customer(conn, "acme", "Acme")
     make_fleet(conn, customer.id, n_assets=10)
     clock = ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
+    with conn.transaction():  # one regressor and classifier per training (no joined pair)
+        conn.execute(
+            "UPDATE asset_kinds SET definition = jsonb_set(definition, '{model,joined_model}',"
+            " 'false') WHERE name = 'tire'"
+        )
     seen = _fits(monkeypatch)
     before = train_fast(conn, clock)
     horizon = before.version.params["horizon"]
