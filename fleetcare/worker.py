@@ -27,7 +27,7 @@ import psycopg
 from psycopg import Connection
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from fleetcare.db import connect, open_pool
+from fleetcare.db import connect, open_pool, wait_for_database
 from fleetcare.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,10 @@ class WorkerRunner:
             raise ValueError("a worker needs at least one job")
         wakeup = self.wakeup
         restore = _stop_on_signals(stop)
+        # a worker started before its database waits for it (SIGTERM still stops it)
+        if self._pool is None and not wait_for_database(self.database_url, stop):
+            restore()
+            return self.stats
         pool = self.pool
         threads: list[threading.Thread] = []
         if self.channel is not None:
