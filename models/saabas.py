@@ -51,25 +51,7 @@ class SaabasTrees(TreeArrays):
     def contributions(self, features: FloatArray) -> FloatArray:
         """Each feature's Saabas contribution to each row's raw prediction (rows x features):
         shap's ``shap_values(features, approximate=True)``."""
-        x = np.ascontiguousarray(features, dtype=np.float64)
-        if x.ndim != 2:
-            raise ValueError(f"features must be a matrix, got {x.ndim} dimension(s)")
+        x = self.matrix(features)
         out = np.zeros((x.shape[0], x.shape[1] + 1, 1), dtype=np.float64)
-        shap_cext().dense_tree_saabas(
-            self.children_left,
-            self.children_right,
-            self.children_default,
-            self.features,
-            self.thresholds,
-            self.threshold_types,
-            self.values,
-            self.max_depth,
-            self.values.shape[0],  # every tree
-            self.base_offset,
-            0,  # identity output transform (Saabas applies none)
-            x,
-            np.isnan(x),
-            None,
-            out,
-        )
+        self.run_cext("dense_tree_saabas", x, out)
         return out[:, :-1, 0]

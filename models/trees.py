@@ -136,11 +136,24 @@ class TreeArrays:
         same doubles): shap's ``dense_tree_predict`` with no output transform. ``features``
         are taken as they are (float64, no validation beyond the shape): the caller has
         checked them (:meth:`models.bundle.WearModel.predict` through the anomaly scorer)."""
+        x = self.matrix(features)
+        out = np.zeros((x.shape[0], 1), dtype=np.float64)
+        self.run_cext("dense_tree_predict", x, out)
+        return out[:, 0]
+
+    @staticmethod
+    def matrix(features: FloatArray) -> FloatArray:
+        """``features`` as the C contiguous float64 matrix shap's C functions take."""
         x = np.ascontiguousarray(features, dtype=np.float64)
         if x.ndim != 2:
             raise ValueError(f"features must be a matrix, got {x.ndim} dimension(s)")
-        out = np.zeros((x.shape[0], 1), dtype=np.float64)
-        shap_cext().dense_tree_predict(
+        return x
+
+    def run_cext(self, function: str, x: FloatArray, out: FloatArray) -> None:
+        """Run shap's C ``function`` (``dense_tree_predict`` or ``dense_tree_saabas``) over
+        every tree for the rows of ``x`` (from :meth:`matrix`), with no output transform,
+        into ``out``."""
+        getattr(shap_cext(), function)(
             self.children_left,
             self.children_right,
             self.children_default,
@@ -151,10 +164,9 @@ class TreeArrays:
             self.max_depth,
             self.values.shape[0],  # every tree
             self.base_offset,
-            0,  # identity output transform: the raw prediction
+            0,  # identity output transform: the raw prediction (Saabas applies none)
             x,
             np.isnan(x),
             None,
             out,
         )
-        return out[:, 0]
