@@ -34,6 +34,11 @@ def test_the_product_weighs_risk_rows_per_stretch_only_when_the_kind_says_so(
     customer = fleet.ensure_customer(conn, "acme", "Acme")
     make_fleet(conn, customer.id, n_assets=10)
     clock = ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
+    with conn.transaction():  # one classifier per training (no joined pair: model.joined_model)
+        conn.execute(
+            "UPDATE asset_kinds SET definition = jsonb_set(definition, '{model,joined_model}',"
+            " 'false') WHERE name = 'tire'"
+        )
     fitted: list[tuple[int, Any]] = []  # rows and weights of every classifier fit
     asked: list[tuple[np.ndarray, np.ndarray, float]] = []
     keys: list[np.ndarray] = []
