@@ -23,7 +23,7 @@ from fleet.causes import life_outcome
 from fleetcare.clock import ManualClock
 from models import lifetimes
 from models.estimators import FailureRiskClassifier, RULRegressor
-from tests.fixtures.wear import make_fleet, train_fast
+from tests.fixtures.wear import make_fleet, set_model_setting, train_fast
 
 
 def test_the_rule_censors_another_faults_life_at_its_end() -> None:
@@ -67,11 +67,8 @@ def test_the_products_training_censors_a_life_another_fault_ended(
     customer = fleet.ensure_customer(conn, "acme", "Acme")
     make_fleet(conn, customer.id, n_assets=10)
     clock = ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
-    with conn.transaction():  # one regressor and classifier per training (no joined pair)
-        conn.execute(
-            "UPDATE asset_kinds SET definition = jsonb_set(definition, '{model,joined_model}',"
-            " 'false') WHERE name = 'tire'"
-        )
+    # one regressor and classifier per training (no joined pair)
+    set_model_setting(conn, "tire", "joined_model", False)
     seen = _fits(monkeypatch)
     before = train_fast(conn, clock)
     horizon = before.version.params["horizon"]

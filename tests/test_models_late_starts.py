@@ -21,7 +21,7 @@ from models.bundle import JoinedModels, WearModel, dump_model, load_model
 from models.estimators import AnomalyScorer, FailureRiskClassifier, RULRegressor
 from models.features import WindowFeatures
 from models.lifetimes import LATE_START_RANGE, with_late_starts
-from tests.fixtures.wear import make_fleet, train_fast
+from tests.fixtures.wear import make_fleet, set_model_setting, train_fast
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -142,11 +142,7 @@ def test_the_product_trains_on_late_starts_only_when_the_kind_says_so(
     make_fleet(conn, customer.id, n_assets=10)
     clock = ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
     off = train_fast(conn, clock).version.metrics["fit_rows"]["tire"]
-    with conn.transaction():
-        conn.execute(
-            "UPDATE asset_kinds SET definition = jsonb_set(definition, '{model,late_starts}',"
-            " 'true') WHERE name = 'tire'"
-        )
+    set_model_setting(conn, "tire", "late_starts", True)
     on = train_fast(conn, clock).version.metrics["fit_rows"]["tire"]
     # every training life once more from a late start: more rows to fit on
     assert on > off
@@ -161,11 +157,7 @@ def test_the_product_trains_joined_estimators_only_when_the_kind_says_so(
     on = train_fast(conn, clock)  # the built-in tire says joined_model: true
     assert on.model.joined is not None and set(on.model.joined.rul) == {"tire"}
     assert on.model.joined.after == 0.05 * 120_000  # JOINED_AFTER_SHARE of the typical life
-    with conn.transaction():
-        conn.execute(
-            "UPDATE asset_kinds SET definition = jsonb_set(definition, '{model,joined_model}',"
-            " 'false') WHERE name = 'tire'"
-        )
+    set_model_setting(conn, "tire", "joined_model", False)
     off = train_fast(conn, clock)
     assert off.model.joined is None
     # the estimators of the parts seen from new are fitted as without the joined ones

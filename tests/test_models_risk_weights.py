@@ -18,7 +18,7 @@ from fleetcare.clock import ManualClock
 from kinds.loader import builtin_kinds
 from models import lifetimes, training
 from models.estimators import FailureRiskClassifier
-from tests.fixtures.wear import make_fleet, train_fast
+from tests.fixtures.wear import make_fleet, set_model_setting, train_fast
 
 
 def test_the_built_in_tires_weigh_each_life_once_per_stretch_of_the_horizon() -> None:
@@ -34,11 +34,8 @@ def test_the_product_weighs_risk_rows_per_stretch_only_when_the_kind_says_so(
     customer = fleet.ensure_customer(conn, "acme", "Acme")
     make_fleet(conn, customer.id, n_assets=10)
     clock = ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
-    with conn.transaction():  # one classifier per training (no joined pair: model.joined_model)
-        conn.execute(
-            "UPDATE asset_kinds SET definition = jsonb_set(definition, '{model,joined_model}',"
-            " 'false') WHERE name = 'tire'"
-        )
+    # one classifier per training (no joined pair: model.joined_model)
+    set_model_setting(conn, "tire", "joined_model", False)
     fitted: list[tuple[int, Any]] = []  # rows and weights of every classifier fit
     asked: list[tuple[np.ndarray, np.ndarray, float]] = []
     keys: list[np.ndarray] = []
@@ -66,11 +63,7 @@ def test_the_product_weighs_risk_rows_per_stretch_only_when_the_kind_says_so(
     # several stretches per life, and the classifier fitted on rows balanced over them
     assert np.unique(keys[0]).shape[0] > 2 * np.unique(lives).shape[0]
     assert fitted == [(training.balanced_rows(keys[0]).shape[0], None)]
-    with conn.transaction():
-        conn.execute(
-            "UPDATE asset_kinds SET definition = jsonb_set(definition, '{model,risk_weights}',"
-            " '\"life\"') WHERE name = 'tire'"
-        )
+    set_model_setting(conn, "tire", "risk_weights", "life")
     asked.clear()
     fitted.clear()
     off = train_fast(conn, clock)
